@@ -1,0 +1,339 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class NodeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_KIND_UNSPECIFIED: _ClassVar[NodeKind]
+    NODE_KIND_DIRECTORY: _ClassVar[NodeKind]
+    NODE_KIND_FILE: _ClassVar[NodeKind]
+    NODE_KIND_SYMLINK: _ClassVar[NodeKind]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_READ: _ClassVar[Role]
+    ROLE_WRITE: _ClassVar[Role]
+    ROLE_OWNER: _ClassVar[Role]
+
+class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
+    CHANGE_KIND_CREATED: _ClassVar[ChangeKind]
+    CHANGE_KIND_EDITED: _ClassVar[ChangeKind]
+    CHANGE_KIND_MOVED: _ClassVar[ChangeKind]
+    CHANGE_KIND_DELETED: _ClassVar[ChangeKind]
+    CHANGE_KIND_ATTRIBUTES: _ClassVar[ChangeKind]
+    CHANGE_KIND_RESTORED: _ClassVar[ChangeKind]
+    CHANGE_KIND_SHARED: _ClassVar[ChangeKind]
+    CHANGE_KIND_UNSHARED: _ClassVar[ChangeKind]
+NODE_KIND_UNSPECIFIED: NodeKind
+NODE_KIND_DIRECTORY: NodeKind
+NODE_KIND_FILE: NodeKind
+NODE_KIND_SYMLINK: NodeKind
+ROLE_UNSPECIFIED: Role
+ROLE_READ: Role
+ROLE_WRITE: Role
+ROLE_OWNER: Role
+CHANGE_KIND_UNSPECIFIED: ChangeKind
+CHANGE_KIND_CREATED: ChangeKind
+CHANGE_KIND_EDITED: ChangeKind
+CHANGE_KIND_MOVED: ChangeKind
+CHANGE_KIND_DELETED: ChangeKind
+CHANGE_KIND_ATTRIBUTES: ChangeKind
+CHANGE_KIND_RESTORED: ChangeKind
+CHANGE_KIND_SHARED: ChangeKind
+CHANGE_KIND_UNSHARED: ChangeKind
+
+class Node(_message.Message):
+    __slots__ = ("id", "parent_id", "name", "kind", "mode", "size", "mtime_ns", "ctime_ns", "revision", "symlink_target", "owner_id", "role", "change_sequence")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SYMLINK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    parent_id: int
+    name: str
+    kind: NodeKind
+    mode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    revision: int
+    symlink_target: str
+    owner_id: int
+    role: Role
+    change_sequence: int
+    def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ...) -> None: ...
+
+class BlockRef(_message.Message):
+    __slots__ = ("hash", "offset", "size")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    offset: int
+    size: int
+    def __init__(self, hash: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
+class Revision(_message.Message):
+    __slots__ = ("node_id", "number", "size", "mtime_ns", "mode", "author_id", "device", "created_ns", "blocks")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    number: int
+    size: int
+    mtime_ns: int
+    mode: int
+    author_id: int
+    device: str
+    created_ns: int
+    blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
+    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., mode: _Optional[int] = ..., author_id: _Optional[int] = ..., device: _Optional[str] = ..., created_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ...) -> None: ...
+
+class GetRootRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LookupRequest(_message.Message):
+    __slots__ = ("parent_id", "name")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    parent_id: int
+    name: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class StatRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    def __init__(self, node_id: _Optional[int] = ...) -> None: ...
+
+class ListDirectoryRequest(_message.Message):
+    __slots__ = ("node_id", "after_id", "page_size")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    after_id: int
+    page_size: int
+    def __init__(self, node_id: _Optional[int] = ..., after_id: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListDirectoryResponse(_message.Message):
+    __slots__ = ("entries", "more")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[Node]
+    more: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class MakeDirectoryRequest(_message.Message):
+    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    parent_id: int
+    name: str
+    mode: int
+    mtime_ns: int
+    device: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class CreateFileRequest(_message.Message):
+    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    parent_id: int
+    name: str
+    mode: int
+    mtime_ns: int
+    device: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class CreateSymlinkRequest(_message.Message):
+    __slots__ = ("parent_id", "name", "target", "device")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    parent_id: int
+    name: str
+    target: str
+    device: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+
+class CommitRevisionRequest(_message.Message):
+    __slots__ = ("node_id", "base_revision", "size", "mtime_ns", "blocks", "device")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    base_revision: int
+    size: int
+    mtime_ns: int
+    blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
+    device: str
+    def __init__(self, node_id: _Optional[int] = ..., base_revision: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., device: _Optional[str] = ...) -> None: ...
+
+class GetRevisionRequest(_message.Message):
+    __slots__ = ("node_id", "number")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    number: int
+    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ...) -> None: ...
+
+class ListRevisionsRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    def __init__(self, node_id: _Optional[int] = ...) -> None: ...
+
+class ListRevisionsResponse(_message.Message):
+    __slots__ = ("revisions",)
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    revisions: _containers.RepeatedCompositeFieldContainer[Revision]
+    def __init__(self, revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ...) -> None: ...
+
+class RenameRequest(_message.Message):
+    __slots__ = ("parent_id", "name", "new_parent_id", "new_name", "no_replace", "device")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEW_PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    NO_REPLACE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    parent_id: int
+    name: str
+    new_parent_id: int
+    new_name: str
+    no_replace: bool
+    device: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+
+class RenameResponse(_message.Message):
+    __slots__ = ("node", "replaced_node_id")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    replaced_node_id: int
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., replaced_node_id: _Optional[int] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("parent_id", "name", "directory", "device")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    parent_id: int
+    name: str
+    directory: bool
+    device: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., directory: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    def __init__(self, node_id: _Optional[int] = ...) -> None: ...
+
+class SetAttributesRequest(_message.Message):
+    __slots__ = ("node_id", "mode", "mtime_ns", "device")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    mode: int
+    mtime_ns: int
+    device: str
+    def __init__(self, node_id: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("used_bytes", "quota_bytes", "node_count")
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NODE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    used_bytes: int
+    quota_bytes: int
+    node_count: int
+    def __init__(self, used_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., node_count: _Optional[int] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("from_sequence",)
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    from_sequence: int
+    def __init__(self, from_sequence: _Optional[int] = ...) -> None: ...
+
+class GetJournalHeadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JournalHead(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+
+class ChangeEvent(_message.Message):
+    __slots__ = ("sequence", "kind", "node_id", "node_kind", "parent_id", "name", "old_parent_id", "old_name", "revision", "actor_id", "device", "time_ns", "replaced_node_id")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_KIND_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OLD_PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    kind: ChangeKind
+    node_id: int
+    node_kind: NodeKind
+    parent_id: int
+    name: str
+    old_parent_id: int
+    old_name: str
+    revision: int
+    actor_id: int
+    device: str
+    time_ns: int
+    replaced_node_id: int
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., node_id: _Optional[int] = ..., node_kind: _Optional[_Union[NodeKind, str]] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., old_parent_id: _Optional[int] = ..., old_name: _Optional[str] = ..., revision: _Optional[int] = ..., actor_id: _Optional[int] = ..., device: _Optional[str] = ..., time_ns: _Optional[int] = ..., replaced_node_id: _Optional[int] = ...) -> None: ...

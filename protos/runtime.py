@@ -1,0 +1,124 @@
+"""gRPC plumbing shared by both daemons and their clients.
+
+Owns: message size limits, the trailing-metadata keys that refine a status
+code, and the daemon lifecycle (bind, health, reflection, ready file,
+graceful stop on SIGTERM/SIGINT). Knows nothing of blocks or metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+# Blocks are at most a few MiB; commits of files of tens of GB carry tens of
+# thousands of block refs. Both fit well under this.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# Trailing metadata refining a status code (see the .proto files).
+ERROR_REASON_KEY = "drive-error"
+CURRENT_REVISION_KEY = "drive-current-revision"
+
+GRPC_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+# gRPC turns SO_REUSEPORT on by default: a second daemon on a taken port
+# would start and share the traffic instead of failing.
+SERVER_OPTIONS: list[tuple[str, int]] = [*GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+
+# Clients probe a dead daemon quickly instead of waiting out the default
+# reconnect backoff (up to two minutes).
+CLIENT_OPTIONS: list[tuple[str, int]] = [
+    *GRPC_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 30_000),
+]
+
+
+class BindError(Exception):
+    """The listen address could not be bound (taken, or not an address)."""
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"not a HOST:PORT address: {address!r}")
+    return host, int(port)
+
+
+def create_channel(address: str) -> grpc.Channel:
+    """A blocking channel with the project's limits."""
+    return grpc.insecure_channel(address, options=CLIENT_OPTIONS)
+
+
+async def serve(
+    name: str,
+    address: str,
+    add_services: Callable[[grpc.aio.Server], Sequence[str]],
+    *,
+    ready_file: Path | None = None,
+    on_stopping: Callable[[], Awaitable[None]] | None = None,
+    grace_seconds: float = 5.0,
+) -> None:
+    """Runs a grpc.aio server until SIGTERM or SIGINT, then stops it gracefully.
+
+    add_services registers the servicers and returns their full service names
+    (for health and reflection). Once listening, the bound address is written
+    to ready_file (temp + rename) so a parent process that asked for port 0
+    learns the real port. on_stopping runs after health turns NOT_SERVING and
+    before the grace period is waited out: it ends long-lived streams (Subscribe)
+    that would otherwise hold the shutdown for the whole grace.
+    """
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    service_names = list(add_services(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    host, _ = split_host_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise BindError(f"cannot listen on {address}: address in use or not available") from exc
+    if port == 0:
+        raise BindError(f"cannot listen on {address}: address in use or not available")
+    bound = f"{host}:{port}"
+    await server.start()
+    for service in ["", *service_names]:
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info("%s listening on %s", name, bound)
+    if ready_file is not None:
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(bound + "\n")
+        os.replace(tmp, ready_file)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("%s stopping", name)
+    finally:
+        await health_servicer.enter_graceful_shutdown()
+        if on_stopping is not None:
+            await on_stopping()
+        await server.stop(grace_seconds)
+        if ready_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                ready_file.unlink()
