@@ -1,0 +1,89 @@
+"""Domain errors of the metadata service.
+
+Owns the failure vocabulary the store raises and the servicer translates, in
+one table, to gRPC status codes. Every error carries a short machine-readable
+`reason` (sent as "drive-error" trailing metadata) and a message for humans.
+Nothing here knows gRPC or SQL.
+"""
+
+from __future__ import annotations
+
+
+class MetadataError(Exception):
+    """Base of the errors a metadata request can fail with."""
+
+    reason = "error"
+
+
+class NotFound(MetadataError):
+    reason = "not-found"
+
+
+class AlreadyExists(MetadataError):
+    reason = "already-exists"
+
+
+class InvalidArgument(MetadataError):
+    reason = "invalid-argument"
+
+
+class NameTooLong(InvalidArgument):
+    reason = "name-too-long"
+
+
+class InvalidName(InvalidArgument):
+    reason = "invalid-name"
+
+
+class InvalidBlocks(InvalidArgument):
+    reason = "invalid-blocks"
+
+
+class InvalidTarget(InvalidArgument):
+    reason = "invalid-target"
+
+
+class FailedPrecondition(MetadataError):
+    reason = "failed-precondition"
+
+
+class NotADirectory(FailedPrecondition):
+    reason = "not-a-directory"
+
+
+class IsADirectory(FailedPrecondition):
+    reason = "is-a-directory"
+
+
+class NotAFile(FailedPrecondition):
+    reason = "not-a-file"
+
+
+class DirectoryNotEmpty(FailedPrecondition):
+    reason = "directory-not-empty"
+
+
+class InvalidMove(FailedPrecondition):
+    reason = "invalid-move"
+
+
+class StaleRevision(MetadataError):
+    """A commit was based on a revision that is no longer the file's current one."""
+
+    reason = "stale-revision"
+
+    def __init__(self, node_id: int, base: int, current: int) -> None:
+        super().__init__(
+            f"node {node_id} is at revision {current}, the commit was based on revision {base}"
+        )
+        self.node_id = node_id
+        self.base = base
+        self.current = current
+
+
+class StartupError(Exception):
+    """metad cannot start for a reason the operator can fix; the message says which."""
+
+
+class SchemaTooNew(StartupError):
+    """The database was written by a newer metad; this one refuses to touch it."""

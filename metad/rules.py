@@ -1,0 +1,62 @@
+"""Pure rules of the namespace: valid names, symlink targets, block lists, modes, roles.
+
+Owns the checks that need no database, so the store applies them before it
+opens a transaction and tests can call them directly. No I/O here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from metad.errors import InvalidBlocks, InvalidName, InvalidTarget, NameTooLong
+from metad.models import BlockRef, Node, Role
+
+MAX_NAME_BYTES = 255
+MAX_TARGET_BYTES = 4095  # PATH_MAX minus the terminating NUL
+HASH_BYTES = 32  # BLAKE3-256
+PERMISSION_BITS = 0o7777
+SYMLINK_MODE = 0o777
+
+
+def check_name(name: str) -> None:
+    """A directory entry name: 1..255 bytes of UTF-8, no '/', no NUL, not '.' or '..'."""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise InvalidName(f"invalid name {name!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
+
+
+def check_symlink_target(target: str) -> None:
+    if not target or "\0" in target:
+        raise InvalidTarget("a symlink target must be non-empty and contain no NUL")
+    if len(target.encode("utf-8", "surrogatepass")) > MAX_TARGET_BYTES:
+        raise InvalidTarget(f"symlink target longer than {MAX_TARGET_BYTES} bytes")
+
+
+def check_blocks(size: int, blocks: Sequence[BlockRef]) -> None:
+    """Blocks must tile [0, size) in order: contiguous from 0, non-empty, 32-byte hashes."""
+    if size < 0:
+        raise InvalidBlocks(f"negative size {size}")
+    expected_offset = 0
+    for index, block in enumerate(blocks):
+        if len(block.hash) != HASH_BYTES:
+            raise InvalidBlocks(f"block {index}: hash is {len(block.hash)} bytes, not {HASH_BYTES}")
+        if block.offset != expected_offset:
+            raise InvalidBlocks(
+                f"block {index}: offset {block.offset}, expected {expected_offset} (not contiguous)"
+            )
+        if block.size <= 0:
+            raise InvalidBlocks(f"block {index}: size {block.size} is not positive")
+        expected_offset += block.size
+    if expected_offset != size:
+        raise InvalidBlocks(f"blocks cover {expected_offset} bytes, the revision has {size}")
+
+
+def permission_bits(mode: int) -> int:
+    """Keeps only permission bits, so callers may pass a full st_mode."""
+    return mode & PERMISSION_BITS
+
+
+def role_of(node: Node, user_id: int) -> Role | None:
+    """The caller's role on a node; None means no access (sharing arrives later)."""
+    return Role.OWNER if node.owner_id == user_id else None

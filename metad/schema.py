@@ -1,0 +1,189 @@
+"""The SQLite schema of metad: DDL, its version, and the migrations entry point.
+
+Owns table definitions (every column commented, special values included) and
+the upgrade path between versions. PRAGMA user_version holds the version the
+file is at; the schema_version table keeps the history of applied versions for
+operators. A database from a newer metad is refused, never downgraded.
+Must not hold queries of the service: those live in store.py.
+
+Ordering guarantee the change journal depends on: SQLite has a single writer,
+so the AUTOINCREMENT `changes.sequence` values become visible in commit order
+(a reader never sees sequence N+1 before N). Subscribe streams "rows with
+sequence > cursor" and relies on that to be gapless. A future PostgreSQL
+engine must preserve it (e.g. assign sequences under a lock held until commit).
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiosqlite
+
+from metad.errors import SchemaTooNew
+
+SCHEMA_VERSION = 1
+
+_V1: tuple[str, ...] = (
+    """
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- stable user id, never reused; 1 = the owner made at first start
+    name TEXT NOT NULL UNIQUE,  -- login name
+    password_hash TEXT,  -- NULL = no password set (authentication arrives later)
+    quota_bytes INTEGER NOT NULL DEFAULT 0 CHECK (quota_bytes >= 0),  -- 0 = unlimited
+    root_node_id INTEGER REFERENCES nodes (id),
+        -- root directory of the user's drive; NULL only while the user is being created
+    created_ns INTEGER NOT NULL  -- ns since the Unix epoch (as every *_ns column)
+)""",
+    """
+CREATE TABLE nodes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- stable node id; AUTOINCREMENT so ids of deleted nodes are never reused
+    owner_id INTEGER NOT NULL REFERENCES users (id),  -- user whose drive holds the node
+    parent_id INTEGER REFERENCES nodes (id),
+        -- containing directory; NULL for a drive root; kept after deletion (its last place,
+        -- for restore)
+    name TEXT NOT NULL,
+        -- entry name, 1..255 bytes of UTF-8 without '/' or NUL; '' for a drive root;
+        -- kept after deletion
+    kind TEXT NOT NULL CHECK (kind IN ('dir', 'file', 'symlink')),
+        -- directory, regular file or symbolic link
+    mode INTEGER NOT NULL CHECK (mode BETWEEN 0 AND 4095),
+        -- permission bits only (07777); 0777 for symlinks
+    mtime_ns INTEGER NOT NULL,
+        -- modification time (content; for directories: entries added/removed/renamed)
+    ctime_ns INTEGER NOT NULL,  -- last change of content, attributes or place
+    revision INTEGER NOT NULL DEFAULT 0,
+        -- files: current revision number (1 = the empty file CreateFile makes); 0 otherwise
+    size INTEGER NOT NULL DEFAULT 0 CHECK (size >= 0),
+        -- files: bytes of the current revision; symlinks: bytes of the target; directories: 0
+    symlink_target TEXT,  -- symlinks: the target path as given; NULL for other kinds
+    deleted_ns INTEGER,
+        -- NULL while alive; once deleted: when it left the namespace (its revisions stay,
+        -- for trash/restore)
+    change_sequence INTEGER NOT NULL DEFAULT 0,
+        -- changes.sequence of the node's last change; 0 = none (a drive root at creation)
+    CHECK ((parent_id IS NULL) = (name = ''))
+)""",
+    # A name is taken only by a live node; deleted nodes keep their name.
+    "CREATE UNIQUE INDEX nodes_live_name ON nodes (parent_id, name) WHERE deleted_ns IS NULL",
+    # ListDirectory pages through live children in id order.
+    "CREATE INDEX nodes_live_children ON nodes (parent_id, id) WHERE deleted_ns IS NULL",
+    # GetUsage sums the live files of one owner.
+    "CREATE INDEX nodes_live_owner ON nodes (owner_id, kind) WHERE deleted_ns IS NULL",
+    """
+CREATE TABLE revisions (
+    node_id INTEGER NOT NULL REFERENCES nodes (id),  -- the file
+    number INTEGER NOT NULL CHECK (number >= 1),
+        -- 1, 2, 3... per file; 1 = the empty file CreateFile makes
+    size INTEGER NOT NULL CHECK (size >= 0),  -- bytes of content
+    mtime_ns INTEGER NOT NULL,  -- modification time the revision was committed with
+    mode INTEGER NOT NULL,  -- the file's permission bits when the revision was made
+    author_id INTEGER NOT NULL REFERENCES users (id),  -- user who committed it
+    device TEXT NOT NULL,  -- device name the commit came from; '' = not reported
+    created_ns INTEGER NOT NULL,  -- server time of the commit
+    PRIMARY KEY (node_id, number)
+) WITHOUT ROWID""",
+    """
+CREATE TABLE revision_blocks (
+    node_id INTEGER NOT NULL,  -- the file (with revision: the revisions row)
+    revision INTEGER NOT NULL,  -- revisions.number
+    block_index INTEGER NOT NULL CHECK (block_index >= 0),  -- position in the revision, 0-based
+    hash BLOB NOT NULL CHECK (length(hash) = 32),
+        -- BLAKE3-256 of the plaintext block: its key in blockd
+    file_offset INTEGER NOT NULL CHECK (file_offset >= 0),
+        -- where the block starts; blocks are contiguous from 0
+    size INTEGER NOT NULL CHECK (size > 0),  -- bytes in the block
+    PRIMARY KEY (node_id, revision, block_index),
+    FOREIGN KEY (node_id, revision) REFERENCES revisions (node_id, number)
+) WITHOUT ROWID""",
+    # Garbage collection asks which hashes are still referenced.
+    "CREATE INDEX revision_blocks_hash ON revision_blocks (hash)",
+    """
+CREATE TABLE changes (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- journal position: strictly increasing in commit order, never reused
+    owner_id INTEGER NOT NULL REFERENCES users (id),
+        -- drive the change happened in (subscriptions filter on it)
+    kind TEXT NOT NULL CHECK (kind IN ('created', 'edited', 'moved', 'deleted',
+                                       'attributes', 'restored', 'shared', 'unshared')),
+        -- what happened
+    node_id INTEGER NOT NULL REFERENCES nodes (id),  -- the node it happened to
+    node_kind TEXT NOT NULL CHECK (node_kind IN ('dir', 'file', 'symlink')),
+        -- nodes.kind, so readers need no join
+    parent_id INTEGER,
+        -- where the node is after the change (deleted: where it was); NULL for a drive root
+    name TEXT NOT NULL,  -- its name after the change (deleted: its last name)
+    old_parent_id INTEGER,  -- moved: the directory it was in before; NULL for other kinds
+    old_name TEXT,  -- moved: its name before; NULL for other kinds
+    revision INTEGER NOT NULL DEFAULT 0,
+        -- edited: the new revision number; created file: 1; 0 otherwise
+    actor_id INTEGER NOT NULL REFERENCES users (id),  -- user who made the change
+    device TEXT NOT NULL,  -- device name the change came from; '' = not reported
+    time_ns INTEGER NOT NULL,  -- server time of the commit
+    replaced_node_id INTEGER REFERENCES nodes (id)
+        -- moved over an existing entry: the node it replaced (now deleted); NULL otherwise
+)""",
+    "CREATE INDEX changes_owner ON changes (owner_id, sequence)",
+    """
+CREATE TABLE shares (
+    node_id INTEGER NOT NULL REFERENCES nodes (id),  -- the shared directory or file
+    user_id INTEGER NOT NULL REFERENCES users (id),  -- the user it is shared with
+    role TEXT NOT NULL CHECK (role IN ('read', 'write')),
+        -- what that user may do (the owner needs no row)
+    created_ns INTEGER NOT NULL,  -- when it was shared
+    PRIMARY KEY (node_id, user_id)
+) WITHOUT ROWID""",
+    "CREATE INDEX shares_user ON shares (user_id)",
+    """
+CREATE TABLE schema_version (
+    version INTEGER PRIMARY KEY,
+        -- a schema version this database was migrated to (PRAGMA user_version holds the current
+        -- one)
+    applied_ns INTEGER NOT NULL  -- when that migration committed
+)""",
+)
+
+# MIGRATIONS[n] takes a database from version n - 1 to version n.
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+
+
+async def user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Brings the database to SCHEMA_VERSION, one committed step per version.
+
+    The connection must be in autocommit mode (isolation_level=None). Returns
+    the version reached. Raises SchemaTooNew for a database from a newer metad.
+    """
+    while True:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read inside the write transaction: another process may have migrated meanwhile.
+            current = await user_version(conn)
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"the database has schema version {current}, newer than this metad "
+                    f"supports ({SCHEMA_VERSION}); upgrade metad"
+                )
+            if current == SCHEMA_VERSION:
+                await conn.execute("COMMIT")
+                return current
+            target = current + 1
+            for statement in MIGRATIONS[target]:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_version (version, applied_ns) VALUES (?, ?)",
+                (target, time.time_ns()),
+            )
+            # PRAGMA takes no parameters; target is an int from our own table.
+            await conn.execute(f"PRAGMA user_version = {int(target)}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,325 @@
+"""The drive.v1.Metadata servicer: protobuf in, domain calls, protobuf out.
+
+Owns the translation between wire messages and domain values, and the one
+table mapping domain errors to gRPC status codes (with the reason in the
+"drive-error" trailing metadata, and the current revision in
+"drive-current-revision" for a stale commit). Holds no SQL and no namespace
+rules: those are the store's.
+
+Until authentication arrives (an interceptor that identifies the caller),
+every call acts as the first user.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from metad import changes, rules
+from metad.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MetadataError,
+    NotFound,
+    StaleRevision,
+)
+from metad.models import (
+    Actor,
+    BlockRef,
+    ChangeEvent,
+    ChangeKind,
+    Node,
+    NodeKind,
+    Revision,
+    Role,
+)
+from metad.store import FIRST_USER_ID, Store
+from protos.drive.v1 import metadata_pb2 as pb
+from protos.drive.v1 import metadata_pb2_grpc
+from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY
+
+_STATUS: dict[type[MetadataError], grpc.StatusCode] = {
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    StaleRevision: grpc.StatusCode.ABORTED,
+}
+
+_NODE_KIND = {
+    NodeKind.DIRECTORY: pb.NODE_KIND_DIRECTORY,
+    NodeKind.FILE: pb.NODE_KIND_FILE,
+    NodeKind.SYMLINK: pb.NODE_KIND_SYMLINK,
+}
+_ROLE = {Role.READ: pb.ROLE_READ, Role.WRITE: pb.ROLE_WRITE, Role.OWNER: pb.ROLE_OWNER}
+_CHANGE_KIND = {
+    ChangeKind.CREATED: pb.CHANGE_KIND_CREATED,
+    ChangeKind.EDITED: pb.CHANGE_KIND_EDITED,
+    ChangeKind.MOVED: pb.CHANGE_KIND_MOVED,
+    ChangeKind.DELETED: pb.CHANGE_KIND_DELETED,
+    ChangeKind.ATTRIBUTES: pb.CHANGE_KIND_ATTRIBUTES,
+    ChangeKind.RESTORED: pb.CHANGE_KIND_RESTORED,
+    ChangeKind.SHARED: pb.CHANGE_KIND_SHARED,
+    ChangeKind.UNSHARED: pb.CHANGE_KIND_UNSHARED,
+}
+
+
+def status_of(error: MetadataError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: MetadataError) -> NoReturn:
+    trailing: list[tuple[str, str]] = [(ERROR_REASON_KEY, error.reason)]
+    if isinstance(error, StaleRevision):
+        trailing.append((CURRENT_REVISION_KEY, str(error.current)))
+    context.set_trailing_metadata(tuple(trailing))
+    await context.abort(status_of(error), str(error))
+    raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def _maps_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Turns a domain error raised by a unary handler into its gRPC status."""
+
+    @functools.wraps(method)
+    async def handler(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except MetadataError as error:
+            await _abort(context, error)
+
+    return handler
+
+
+def node_to_proto(node: Node, user_id: int) -> pb.Node:
+    role = rules.role_of(node, user_id)
+    return pb.Node(
+        id=node.id,
+        parent_id=node.parent_id or 0,
+        name=node.name,
+        kind=_NODE_KIND[node.kind],
+        mode=node.mode,
+        size=node.size,
+        mtime_ns=node.mtime_ns,
+        ctime_ns=node.ctime_ns,
+        revision=node.revision,
+        symlink_target=node.symlink_target or "",
+        owner_id=node.owner_id,
+        role=pb.ROLE_UNSPECIFIED if role is None else _ROLE[role],
+        change_sequence=node.change_sequence,
+    )
+
+
+def revision_to_proto(revision: Revision) -> pb.Revision:
+    return pb.Revision(
+        node_id=revision.node_id,
+        number=revision.number,
+        size=revision.size,
+        mtime_ns=revision.mtime_ns,
+        mode=revision.mode,
+        author_id=revision.author_id,
+        device=revision.device,
+        created_ns=revision.created_ns,
+        blocks=[pb.BlockRef(hash=b.hash, offset=b.offset, size=b.size) for b in revision.blocks],
+    )
+
+
+def event_to_proto(event: ChangeEvent) -> pb.ChangeEvent:
+    return pb.ChangeEvent(
+        sequence=event.sequence,
+        kind=_CHANGE_KIND[event.kind],
+        node_id=event.node_id,
+        node_kind=_NODE_KIND[event.node_kind],
+        parent_id=event.parent_id or 0,
+        name=event.name,
+        old_parent_id=event.old_parent_id or 0,
+        old_name=event.old_name or "",
+        revision=event.revision,
+        actor_id=event.actor_id,
+        device=event.device,
+        time_ns=event.time_ns,
+        replaced_node_id=event.replaced_node_id or 0,
+    )
+
+
+def _caller(context: grpc.aio.ServicerContext, device: str = "") -> Actor:
+    """Who is calling. Every call is the first user until authentication arrives."""
+    return Actor(user_id=FIRST_USER_ID, device=device)
+
+
+class MetadataService(metadata_pb2_grpc.MetadataServicer):
+    def __init__(self, store: Store, commits: changes.CommitSignal) -> None:
+        self._store = store
+        self._commits = commits
+
+    @_maps_errors
+    async def GetRoot(
+        self, request: pb.GetRootRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context)
+        return node_to_proto(await self._store.get_root(caller.user_id), caller.user_id)
+
+    @_maps_errors
+    async def Lookup(self, request: pb.LookupRequest, context: grpc.aio.ServicerContext) -> pb.Node:
+        caller = _caller(context)
+        node = await self._store.lookup(caller.user_id, request.parent_id, request.name)
+        return node_to_proto(node, caller.user_id)
+
+    @_maps_errors
+    async def Stat(self, request: pb.StatRequest, context: grpc.aio.ServicerContext) -> pb.Node:
+        caller = _caller(context)
+        return node_to_proto(
+            await self._store.stat(caller.user_id, request.node_id), caller.user_id
+        )
+
+    @_maps_errors
+    async def ListDirectory(
+        self, request: pb.ListDirectoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDirectoryResponse:
+        caller = _caller(context)
+        page = await self._store.list_directory(
+            caller.user_id, request.node_id, request.after_id, request.page_size
+        )
+        return pb.ListDirectoryResponse(
+            entries=[node_to_proto(node, caller.user_id) for node in page.entries],
+            more=page.more,
+        )
+
+    @_maps_errors
+    async def MakeDirectory(
+        self, request: pb.MakeDirectoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.make_directory(
+            caller, request.parent_id, request.name, request.mode, request.mtime_ns
+        )
+        return node_to_proto(node, caller.user_id)
+
+    @_maps_errors
+    async def CreateFile(
+        self, request: pb.CreateFileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.create_file(
+            caller, request.parent_id, request.name, request.mode, request.mtime_ns
+        )
+        return node_to_proto(node, caller.user_id)
+
+    @_maps_errors
+    async def CreateSymlink(
+        self, request: pb.CreateSymlinkRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.create_symlink(
+            caller, request.parent_id, request.name, request.target
+        )
+        return node_to_proto(node, caller.user_id)
+
+    @_maps_errors
+    async def CommitRevision(
+        self, request: pb.CommitRevisionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.commit_revision(
+            caller,
+            request.node_id,
+            request.base_revision,
+            request.size,
+            request.mtime_ns,
+            [BlockRef(hash=b.hash, offset=b.offset, size=b.size) for b in request.blocks],
+        )
+        return node_to_proto(node, caller.user_id)
+
+    @_maps_errors
+    async def GetRevision(
+        self, request: pb.GetRevisionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Revision:
+        caller = _caller(context)
+        revision = await self._store.get_revision(caller.user_id, request.node_id, request.number)
+        return revision_to_proto(revision)
+
+    @_maps_errors
+    async def ListRevisions(
+        self, request: pb.ListRevisionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRevisionsResponse:
+        caller = _caller(context)
+        revisions = await self._store.list_revisions(caller.user_id, request.node_id)
+        return pb.ListRevisionsResponse(revisions=[revision_to_proto(r) for r in revisions])
+
+    @_maps_errors
+    async def Rename(
+        self, request: pb.RenameRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RenameResponse:
+        caller = _caller(context, request.device)
+        node, replaced = await self._store.rename(
+            caller,
+            request.parent_id,
+            request.name,
+            request.new_parent_id,
+            request.new_name,
+            no_replace=request.no_replace,
+        )
+        return pb.RenameResponse(
+            node=node_to_proto(node, caller.user_id), replaced_node_id=replaced or 0
+        )
+
+    @_maps_errors
+    async def Delete(
+        self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteResponse:
+        caller = _caller(context, request.device)
+        node_id = await self._store.delete(
+            caller, request.parent_id, request.name, directory=request.directory
+        )
+        return pb.DeleteResponse(node_id=node_id)
+
+    @_maps_errors
+    async def SetAttributes(
+        self, request: pb.SetAttributesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.set_attributes(
+            caller,
+            request.node_id,
+            mode=request.mode if request.HasField("mode") else None,
+            mtime_ns=request.mtime_ns if request.HasField("mtime_ns") else None,
+        )
+        return node_to_proto(node, caller.user_id)
+
+    @_maps_errors
+    async def GetUsage(
+        self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Usage:
+        caller = _caller(context)
+        usage = await self._store.get_usage(caller.user_id)
+        return pb.Usage(
+            used_bytes=usage.used_bytes,
+            quota_bytes=usage.quota_bytes,
+            node_count=usage.node_count,
+        )
+
+    @_maps_errors
+    async def GetJournalHead(
+        self, request: pb.GetJournalHeadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.JournalHead:
+        caller = _caller(context)
+        return pb.JournalHead(sequence=await self._store.journal_head(caller.user_id))
+
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ChangeEvent]:
+        caller = _caller(context)
+        read = functools.partial(self._store.read_changes, caller.user_id)
+        async for event in changes.follow(read, self._commits, request.from_sequence):
+            yield event_to_proto(event)

@@ -1,0 +1,396 @@
+"""metad below gRPC: schema, store transactions, group commit, journal fan-out, rules.
+
+Runs the store on a real SQLite file through asyncio.run; the gRPC surface is
+tested in test_metad_service.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metad import changes, rules, schema
+from metad.errors import (
+    AlreadyExists,
+    InvalidBlocks,
+    InvalidName,
+    NameTooLong,
+    NotFound,
+    SchemaTooNew,
+    StartupError,
+)
+from metad.models import Actor, BlockRef, ChangeEvent, ChangeKind, NodeKind
+from metad.store import FIRST_USER_ID, Store
+
+OWNER = Actor(FIRST_USER_ID, "laptop")
+
+
+@contextlib.asynccontextmanager
+async def open_store(path: Path, **kwargs: Any) -> AsyncIterator[Store]:
+    store = await Store.open(path, **kwargs)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def run(coro_fn: Callable[[], Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro_fn(), timeout=30))
+
+
+def block(offset: int, size: int, fill: int = 1) -> BlockRef:
+    return BlockRef(bytes([fill]) * 32, offset, size)
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -> None:
+    db = tmp_path / "metadata.db"
+
+    async def scenario() -> None:
+        async with open_store(db):
+            pass
+
+    run(scenario)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = conn.execute("SELECT version FROM schema_version").fetchall()
+        assert versions == [(schema.SCHEMA_VERSION,)]
+        tables = [
+            (name, sql)
+            for name, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        assert {name for name, _ in tables} == {
+            "users",
+            "nodes",
+            "revisions",
+            "revision_blocks",
+            "changes",
+            "shares",
+            "schema_version",
+        }
+        for table, sql in tables:
+            lines = sql.splitlines()
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+            starts = {
+                column: next(i for i, line in enumerate(lines) if re.match(rf"\s+{column}\s", line))
+                for column in columns
+            }
+            bounds = [*sorted(starts.values()), len(lines)]
+            for column, start in starts.items():
+                end = bounds[bounds.index(start) + 1]
+                assert any("--" in line for line in lines[start:end]), f"{table}.{column}"
+        # A name is unique among live entries only.
+        index_sql = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'nodes_live_name'"
+        ).fetchone()[0]
+        assert "UNIQUE" in index_sql and "WHERE deleted_ns IS NULL" in index_sql
+
+
+def test_first_start_creates_the_owner_and_root_once(tmp_path: Path) -> None:
+    db = tmp_path / "metadata.db"
+
+    async def scenario() -> None:
+        for _ in range(2):
+            async with open_store(db) as store:
+                root = await store.get_root(FIRST_USER_ID)
+                assert root.kind is NodeKind.DIRECTORY
+                assert root.mode == 0o755
+                assert root.parent_id is None and root.name == ""
+
+    run(scenario)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        users = conn.execute(
+            "SELECT id, name, password_hash, quota_bytes, root_node_id FROM users"
+        ).fetchall()
+        assert users == [(1, "owner", None, 0, 1)]
+
+
+def test_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "metadata.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+
+    async def scenario() -> None:
+        with pytest.raises(SchemaTooNew, match="newer than this metad"):
+            await Store.open(db)
+
+    run(scenario)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION + 1
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def test_a_file_that_is_not_a_database_is_a_startup_error(tmp_path: Path) -> None:
+    db = tmp_path / "metadata.db"
+    db.write_bytes(b"this is not a database file, it is just some text " * 100)
+
+    async def scenario() -> None:
+        with pytest.raises(StartupError, match="cannot open database"):
+            await Store.open(db)
+
+    run(scenario)
+
+
+# -- transactions and the journal --------------------------------------------------------------
+
+
+def test_every_change_stamps_its_node_with_its_journal_row(tmp_path: Path) -> None:
+    published: list[int] = []
+
+    async def scenario() -> None:
+        async with open_store(tmp_path / "db", on_commit=published.append) as store:
+            root = await store.get_root(FIRST_USER_ID)
+            directory = await store.make_directory(OWNER, root.id, "d", 0o755)
+            file = await store.create_file(OWNER, directory.id, "f", 0o644)
+            edited = await store.commit_revision(OWNER, file.id, 1, 3, 0, [block(0, 3)])
+            moved, _ = await store.rename(OWNER, directory.id, "f", root.id, "g")
+            touched = await store.set_attributes(OWNER, moved.id, mode=0o600, mtime_ns=None)
+            for node, expected in zip(
+                (directory, file, edited, moved, touched), range(1, 6), strict=True
+            ):
+                assert node.change_sequence == expected
+                assert (await store.stat(FIRST_USER_ID, node.id)).change_sequence >= expected
+            deleted_id = await store.delete(OWNER, root.id, "g", directory=False)
+            events = await store.read_changes(FIRST_USER_ID, 0, 100)
+            assert [e.kind for e in events] == [
+                ChangeKind.CREATED,
+                ChangeKind.CREATED,
+                ChangeKind.EDITED,
+                ChangeKind.MOVED,
+                ChangeKind.ATTRIBUTES,
+                ChangeKind.DELETED,
+            ]
+            assert events[-1].node_id == deleted_id == file.id
+            assert all(e.device == "laptop" and e.actor_id == FIRST_USER_ID for e in events)
+            # Failed writes leave neither rows nor journal entries.
+            with pytest.raises(AlreadyExists):
+                await store.make_directory(OWNER, root.id, "d", 0o755)
+            with pytest.raises(NotFound):
+                await store.delete(OWNER, root.id, "g", directory=False)
+            assert await store.last_sequence() == 6
+            assert published == [1, 2, 3, 4, 5, 6]
+
+    run(scenario)
+
+
+def test_server_clock_fills_zero_times_and_moves_parent_times(tmp_path: Path) -> None:
+    now = iter(range(1_000, 100_000, 1_000))
+
+    async def scenario() -> None:
+        async with open_store(tmp_path / "db", clock=lambda: next(now)) as store:
+            root = await store.get_root(FIRST_USER_ID)  # created at 1000
+            a = await store.create_file(OWNER, root.id, "a", 0o644)  # 2000
+            assert (a.mtime_ns, a.ctime_ns) == (2_000, 2_000)
+            b = await store.create_file(OWNER, root.id, "b", 0o644, mtime_ns=42)  # 3000
+            assert (b.mtime_ns, b.ctime_ns) == (42, 3_000)
+            root = await store.stat(FIRST_USER_ID, root.id)
+            assert (root.mtime_ns, root.ctime_ns) == (3_000, 3_000)
+            b2 = await store.commit_revision(OWNER, b.id, 1, 1, 0, [block(0, 1)])  # 4000
+            assert (b2.mtime_ns, b2.ctime_ns) == (4_000, 4_000)
+            assert (await store.stat(FIRST_USER_ID, root.id)).mtime_ns == 3_000
+            revision = await store.get_revision(FIRST_USER_ID, b.id, 0)
+            assert (revision.number, revision.created_ns, revision.device) == (2, 4_000, "laptop")
+
+    run(scenario)
+
+
+def test_group_commit_fails_only_the_failing_writes(tmp_path: Path) -> None:
+    published: list[int] = []
+
+    async def scenario() -> None:
+        async with open_store(tmp_path / "db", on_commit=published.append) as store:
+            names = [f"n{i % 40}" for i in range(50)]  # ten names are taken twice
+            results = await asyncio.gather(
+                *(store.create_file(OWNER, 1, name, 0o644) for name in names),
+                return_exceptions=True,
+            )
+            created = [r for r in results if not isinstance(r, BaseException)]
+            failed = [r for r in results if isinstance(r, BaseException)]
+            assert len(created) == 40
+            assert len(failed) == 10 and all(isinstance(e, AlreadyExists) for e in failed)
+            assert sorted(n.change_sequence for n in created) == list(range(1, 41))
+            events = await store.read_changes(FIRST_USER_ID, 0, 100)
+            assert [e.sequence for e in events] == list(range(1, 41))
+            assert {e.node_id for e in events} == {n.id for n in created}
+            page = await store.list_directory(FIRST_USER_ID, 1)
+            assert sorted(n.name for n in page.entries) == sorted(set(names))
+            assert published[-1] == 40
+            assert published == sorted(published)
+            # Fewer commits than writes: concurrent writes shared a transaction.
+            assert len(published) < 40
+
+    run(scenario)
+
+
+def test_a_write_whose_caller_gave_up_still_commits_and_is_announced(tmp_path: Path) -> None:
+    published: list[int] = []
+    db = tmp_path / "db"
+
+    async def scenario() -> None:
+        async with open_store(db, on_commit=published.append) as store:
+            task = asyncio.create_task(store.make_directory(OWNER, 1, "d", 0o755))
+            await asyncio.sleep(0)  # the write is queued
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert published == [1]
+        async with open_store(db) as store:
+            assert (await store.lookup(FIRST_USER_ID, 1, "d")).kind is NodeKind.DIRECTORY
+
+    run(scenario)
+
+
+# -- the journal fan-out ------------------------------------------------------------------------
+
+
+def test_follow_streams_the_backlog_in_batches_then_live_then_ends_on_close(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        signal = changes.CommitSignal()
+        async with open_store(tmp_path / "db", on_commit=signal.publish) as store:
+            for i in range(10):
+                await store.make_directory(OWNER, 1, f"d{i}", 0o755)
+            read_sizes: list[int] = []
+
+            async def read(after: int, limit: int) -> list[ChangeEvent]:
+                batch = await store.read_changes(FIRST_USER_ID, after, limit)
+                read_sizes.append(len(batch))
+                return batch
+
+            seen: list[int] = []
+            live = asyncio.Event()
+
+            async def subscriber() -> None:
+                async for event in changes.follow(read, signal, 4, batch_size=3):
+                    seen.append(event.sequence)
+                    if event.sequence == 12:
+                        live.set()
+
+            task = asyncio.create_task(subscriber())
+            while len(seen) < 6:
+                await asyncio.sleep(0.01)
+            assert seen == [5, 6, 7, 8, 9, 10]
+            await store.make_directory(OWNER, 1, "live1", 0o755)
+            await store.make_directory(OWNER, 1, "live2", 0o755)
+            await asyncio.wait_for(live.wait(), 5)
+            assert seen == list(range(5, 13))
+            # Sleeping subscribers do not read: reads happen only after commits.
+            reads_before = len(read_sizes)
+            await asyncio.sleep(0.2)
+            assert len(read_sizes) == reads_before
+            signal.close()
+            await asyncio.wait_for(task, 5)
+            assert read_sizes[:2] == [3, 3]
+
+    run(scenario)
+
+
+def test_follow_from_beyond_the_end_waits_for_later_sequences(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        signal = changes.CommitSignal()
+        async with open_store(tmp_path / "db", on_commit=signal.publish) as store:
+            await store.make_directory(OWNER, 1, "a", 0o755)  # sequence 1
+            seen: list[int] = []
+
+            async def subscriber() -> None:
+                read = lambda after, limit: store.read_changes(FIRST_USER_ID, after, limit)  # noqa: E731
+                async for event in changes.follow(read, signal, 3):
+                    seen.append(event.sequence)
+
+            task = asyncio.create_task(subscriber())
+            for name in ("b", "c"):  # sequences 2 and 3: not beyond the cursor
+                await store.make_directory(OWNER, 1, name, 0o755)
+            await asyncio.sleep(0.1)
+            assert seen == []
+            await store.make_directory(OWNER, 1, "d", 0o755)  # sequence 4
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            assert seen == [4]
+            signal.close()
+            await asyncio.wait_for(task, 5)
+
+    run(scenario)
+
+
+def test_follow_does_not_spin_on_commits_of_other_drives() -> None:
+    """Commits of other drives advance the signal but add nothing for this subscriber."""
+
+    async def scenario() -> None:
+        signal = changes.CommitSignal()
+        reads = 0
+
+        async def read(after: int, limit: int) -> list[ChangeEvent]:
+            nonlocal reads
+            reads += 1
+            await asyncio.sleep(0)  # a spinning subscriber would read over and over here
+            return []  # every commit so far belongs to another drive
+
+        task = asyncio.create_task(anext(changes.follow(read, signal, 0)))
+        await asyncio.sleep(0.01)
+        for sequence in range(1, 6):
+            signal.publish(sequence)
+            await asyncio.sleep(0.01)
+        assert reads == 6  # the first read, then one per commit
+        signal.close()
+        with pytest.raises(StopAsyncIteration):
+            await task
+
+    run(scenario)
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "/", "a\0b"])
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(InvalidName):
+        rules.check_name(name)
+
+
+def test_name_length_counts_utf8_bytes() -> None:
+    rules.check_name("x" * 255)
+    rules.check_name("é" * 127)  # 254 bytes
+    rules.check_name("...")
+    with pytest.raises(NameTooLong):
+        rules.check_name("x" * 256)
+    with pytest.raises(NameTooLong):
+        rules.check_name("é" * 128)  # 256 bytes
+
+
+@pytest.mark.parametrize(
+    ("size", "blocks"),
+    [
+        (10, [block(1, 9)]),  # does not start at 0
+        (10, [block(0, 4), block(5, 5)]),  # gap
+        (10, [block(0, 6), block(5, 5)]),  # overlap
+        (10, [block(0, 4)]),  # short
+        (3, [block(0, 4)]),  # long
+        (0, [block(0, 0)]),  # empty block
+        (4, [BlockRef(b"x" * 31, 0, 4)]),  # hash not 32 bytes
+        (-1, []),
+    ],
+)
+def test_invalid_block_lists(size: int, blocks: list[BlockRef]) -> None:
+    with pytest.raises(InvalidBlocks):
+        rules.check_blocks(size, blocks)
+
+
+def test_valid_block_lists() -> None:
+    rules.check_blocks(0, [])
+    rules.check_blocks(10, [block(0, 4), block(4, 6)])
