@@ -1,0 +1,112 @@
+"""The object-store interface under blockd's block store, and its errors.
+
+Owns: the small async contract every backend (local directory, S3) and every
+wrapper (compression, encryption) implements, the rules for object keys, and
+the domain errors a backend may raise. Every operation is idempotent, so a
+caller may simply repeat one that failed with BackendUnavailable.
+
+Must not: know about blocks, hashes, gRPC or counters; let an OSError or a
+boto3 exception escape (each implementation maps its own failures onto the
+errors below, once).
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+# Object keys are plain names: safe as a file name, an S3 key and a URL part.
+# A leading "." is reserved for a backend's own temporary files.
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+
+
+def check_key(key: str) -> str:
+    """Returns key if it is a valid object key; a bad key is a caller bug."""
+    if not _KEY.fullmatch(key):
+        raise ValueError(f"not a valid object key: {key!r}")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int  # bytes the object occupies on the backend (after any encoding)
+
+
+class BackendError(Exception):
+    """Base of every error a backend raises; the message is for humans."""
+
+
+class ObjectNotFound(BackendError):
+    """No object under this key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object {key} not found")
+        self.key = key
+
+
+class ObjectCorrupt(BackendError):
+    """The object exists but cannot be read back intact (I/O error, failed check)."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"object {key} is unreadable: {why}")
+        self.key = key
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot serve right now (disk gone, network down); retrying may help."""
+
+
+class BackendFull(BackendError):
+    """The backend has no room (or quota) for the object."""
+
+
+class BackendSetupError(BackendError):
+    """The backend cannot be opened: not writable, in use, or a newer format."""
+
+
+class Backend(abc.ABC):
+    """An object store: immutable byte strings under string keys.
+
+    Implementations must be safe for many concurrent calls from one event
+    loop and must never block it. `put` is atomic and durable when it returns:
+    a reader sees the old state or the whole new object, never a part, and the
+    object survives a crash. Wrappers subclass Backend and hold the wrapped
+    backend as `self.backend`.
+    """
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes:
+        """The object's bytes. Raises ObjectNotFound, ObjectCorrupt, BackendUnavailable."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, data: bytes) -> int:
+        """Stores data under key (replacing any object there).
+
+        Returns the bytes the object occupies on the backend. Raises
+        BackendFull, BackendUnavailable.
+        """
+
+    @abc.abstractmethod
+    async def contains(self, keys: Sequence[str]) -> list[bool]:
+        """For each key, in order, whether an object exists under it.
+
+        Built for tens of thousands of keys per call. Raises BackendUnavailable.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Removes the object; a missing object is not an error."""
+
+    @abc.abstractmethod
+    def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Every object whose key starts with prefix, in key order.
+
+        An async generator. Objects put or deleted while it runs may or may
+        not appear. Raises BackendUnavailable.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Releases what the backend holds (locks, connections). Idempotent."""

@@ -1,0 +1,293 @@
+"""A backend in a local directory: one file per object.
+
+Owns the on-disk layout of a data directory and its version:
+
+    DATA/FORMAT                  JSON {"format": "drivefs-blockd-local", "version": 1}
+    DATA/LOCK                    flock()ed while a process has the directory open
+    DATA/blocks/<key[:2]>/<key>  one file per object, the object's bytes as they are
+    DATA/blocks/<xx>/.<key>.<random>.tmp   a write in progress (removed at open)
+
+A put writes a temp file in the object's own directory, fsyncs it, renames it
+over the final name and fsyncs the directory, so an object whose put returned
+survives SIGKILL and power loss, and a reader never sees a partial object.
+Every blocking call runs in a worker thread, at most `concurrency` at once.
+
+Must not: interpret objects or keys beyond their names; block the event loop;
+let an OSError escape (they are mapped to the errors of `base` here, once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from blockd.backends.base import (
+    Backend,
+    BackendFull,
+    BackendSetupError,
+    BackendUnavailable,
+    ObjectCorrupt,
+    ObjectInfo,
+    ObjectNotFound,
+    check_key,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "drivefs-blockd-local"
+FORMAT_VERSION = 1
+
+_FORMAT_FILE = "FORMAT"
+_LOCK_FILE = "LOCK"
+_OBJECTS_DIR = "blocks"  # named for what blockd keeps in it
+_TMP_SUFFIX = ".tmp"
+
+# errnos that mean "this object cannot be read", as opposed to "the disk is not
+# there right now"; everything else on a read is BackendUnavailable.
+_UNREADABLE = {errno.EIO, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EBADMSG, errno.EUCLEAN}
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
+
+T = TypeVar("T")
+
+
+class LocalBackend(Backend):
+    """Objects as files under root; obtain one with `await LocalBackend.open(root)`."""
+
+    def __init__(self, root: Path, lock_fd: int, *, concurrency: int) -> None:
+        self.root = root
+        self._objects = root / _OBJECTS_DIR
+        self._lock_fd: int | None = lock_fd
+        self._limit = asyncio.Semaphore(concurrency)
+
+    @classmethod
+    async def open(cls, root: Path, *, concurrency: int = 16) -> LocalBackend:
+        """Creates or opens the directory: lock, check FORMAT, drop stray temp files.
+
+        Raises BackendSetupError with a message for the user.
+        """
+        root = root.absolute()
+        lock_fd, removed = await asyncio.to_thread(_open_dir, root)
+        if removed:
+            log.info("removed %d unfinished object writes left by a crash", removed)
+        return cls(root, lock_fd, concurrency=concurrency)
+
+    async def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        return self._objects / key[:2] / key
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        async with self._limit:
+            return await asyncio.to_thread(fn, *args)
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return await self._run(_read_file, path)
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            if exc.errno in _UNREADABLE:
+                raise ObjectCorrupt(key, _describe(exc)) from exc
+            raise BackendUnavailable(f"cannot read {path}: {_describe(exc)}") from exc
+
+    async def put(self, key: str, data: bytes) -> int:
+        path = self._path(key)
+        try:
+            await self._run(self._write_file, path, data)
+        except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                raise BackendFull(f"no room for {path}: {_describe(exc)}") from exc
+            raise BackendUnavailable(f"cannot write {path}: {_describe(exc)}") from exc
+        return len(data)
+
+    async def contains(self, keys: Sequence[str]) -> list[bool]:
+        # One thread hop for the lot: ~2 µs a key, all of it off the loop.
+        return await self._run(_exist, str(self._objects), list(keys))
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            await self._run(_unlink, path)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot delete {path}: {_describe(exc)}") from exc
+
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        try:
+            subdirs = await self._run(_subdirs, self._objects)
+            for name in subdirs:
+                if not _may_hold(name, prefix):
+                    continue
+                for info in await self._run(_scan, self._objects / name, prefix):
+                    yield info
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot list {self._objects}: {_describe(exc)}") from exc
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            # First object of this fan-out directory: create it, durably.
+            os.makedirs(path.parent, exist_ok=True)
+            _fsync_dir(self._objects)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+
+def _may_hold(subdir: str, prefix: str) -> bool:
+    """Whether a fan-out directory (a key's first two characters) can hold prefix's keys."""
+    return subdir.startswith(prefix) if len(prefix) < 2 else subdir == prefix[:2]
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _read_file(path: Path) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return f.read()
+
+
+def _exist(objects: str, keys: list[str]) -> list[bool]:
+    """Whether each key's file exists.
+
+    access() is the cheapest probe (no exception per miss). An object it
+    cannot see for another reason (EIO, say) counts as missing: the client
+    uploads it again, which rewrites it.
+    """
+    for key in keys:
+        check_key(key)
+    return [os.access(f"{objects}/{key[:2]}/{key}", os.F_OK) for key in keys]
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _subdirs(objects: Path) -> list[str]:
+    with os.scandir(objects) as it:
+        return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+
+
+def _scan(directory: Path, prefix: str) -> list[ObjectInfo]:
+    infos = []
+    with os.scandir(directory) as it:
+        for entry in it:
+            if entry.name.startswith(".") or not entry.name.startswith(prefix):
+                continue
+            try:
+                infos.append(ObjectInfo(entry.name, entry.stat(follow_symlinks=False).st_size))
+            except FileNotFoundError:
+                continue  # deleted while we looked
+    infos.sort(key=lambda info: info.key)
+    return infos
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_dir(root: Path) -> tuple[int, int]:
+    """Thread-side open: returns the locked LOCK file's fd and how many temp files went."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(root / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise BackendSetupError(f"cannot use data directory {root}: {_describe(exc)}") from exc
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackendSetupError(f"data directory {root} is in use by another process") from None
+        _check_format(root)
+        objects = root / _OBJECTS_DIR
+        objects.mkdir(exist_ok=True)
+        _fsync_dir(root)
+        removed = _remove_temp_files(objects)
+        _probe_writable(objects)
+    except OSError as exc:
+        os.close(lock_fd)
+        raise BackendSetupError(f"cannot use data directory {root}: {_describe(exc)}") from exc
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return lock_fd, removed
+
+
+def _check_format(root: Path) -> None:
+    path = root / _FORMAT_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        tmp = path.with_name(path.name + _TMP_SUFFIX)
+        body = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}) + "\n"
+        with open(tmp, "w") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(root)
+        return
+    try:
+        fmt = json.loads(text)
+        name, version = fmt["format"], fmt["version"]
+    except (ValueError, TypeError, KeyError):
+        raise BackendSetupError(f"{path} is not a blockd format file") from None
+    if name != FORMAT_NAME or not isinstance(version, int):
+        raise BackendSetupError(f"{path}: not a blockd local store ({text.strip()})")
+    if version > FORMAT_VERSION:
+        raise BackendSetupError(
+            f"{root} holds a store of format version {version}; this blockd knows only "
+            f"up to {FORMAT_VERSION} (upgrade blockd)"
+        )
+
+
+def _remove_temp_files(objects: Path) -> int:
+    removed = 0
+    for name in _subdirs(objects):
+        with os.scandir(objects / name) as it:
+            stray = [e.path for e in it if e.name.startswith(".") and e.name.endswith(_TMP_SUFFIX)]
+        for tmp in stray:
+            _unlink(Path(tmp))
+            removed += 1
+    return removed
+
+
+def _probe_writable(objects: Path) -> None:
+    """Fails now, at start, rather than at the first upload."""
+    probe = objects / f".probe.{secrets.token_hex(6)}{_TMP_SUFFIX}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    os.unlink(probe)

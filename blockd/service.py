@@ -1,0 +1,121 @@
+"""The gRPC servicer of drive.v1.Blocks: protobuf ↔ store domain values.
+
+Owns: the translation of requests into store calls and of store results into
+responses, and the one table mapping store errors to gRPC status codes.
+
+Must not: verify, dedup or count anything (the store does); touch a backend;
+log per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable
+from typing import NoReturn
+
+import grpc
+from google.protobuf.message import Message
+
+from blockd.store import (
+    Block,
+    BlockCorrupt,
+    BlockNotFound,
+    BlockStore,
+    InvalidBlock,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
+from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
+
+# How long a failed write waits for grpc to deliver the client's cancellation.
+_CANCEL_NOTICE_SECONDS = 1.0
+
+_STATUS: dict[type[StoreError], grpc.StatusCode] = {
+    InvalidBlock: grpc.StatusCode.INVALID_ARGUMENT,
+    BlockNotFound: grpc.StatusCode.NOT_FOUND,
+    BlockCorrupt: grpc.StatusCode.DATA_LOSS,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    StoreFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: StoreError) -> NoReturn:
+    code = next(
+        (code for cls, code in _STATUS.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL
+    )
+    await context.abort(code, str(exc))
+    raise AssertionError("unreachable: abort raises")
+
+
+async def _send(context: grpc.aio.ServicerContext, message: Message) -> None:
+    """context.write, without an ERROR in the log when the client has gone away.
+
+    A write to a stream the client just cancelled fails with grpc's private
+    ExecuteBatchError. grpc.aio logs that as an ERROR with a traceback unless
+    it has already noticed the cancellation, which races with the write
+    (grpc/grpc#31570). The notice follows within milliseconds and cancels
+    this task, so wait for it here; a failure that is not a cancellation is
+    re-raised (and logged by grpc) after the wait.
+    """
+    try:
+        await context.write(message)
+    except Exception:
+        await asyncio.sleep(_CANCEL_NOTICE_SECONDS)
+        raise
+
+
+class BlocksService(blocks_pb2_grpc.BlocksServicer):
+    def __init__(self, store: BlockStore) -> None:
+        self._store = store
+
+    async def FindMissing(
+        self, request: blocks_pb2.FindMissingRequest, context: grpc.aio.ServicerContext
+    ) -> blocks_pb2.FindMissingResponse:
+        try:
+            missing = await self._store.find_missing(list(request.hashes))
+        except StoreError as exc:
+            await _abort(context, exc)
+        return blocks_pb2.FindMissingResponse(missing=missing)
+
+    async def Upload(
+        self,
+        request_iterator: AsyncIterable[blocks_pb2.UploadRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> blocks_pb2.UploadResponse:
+        blocks = (Block(request.hash, request.data) async for request in request_iterator)
+        try:
+            summary = await self._store.put_stream(blocks)
+        except StoreError as exc:
+            await _abort(context, exc)
+        return blocks_pb2.UploadResponse(
+            blocks_received=summary.blocks_received,
+            blocks_stored=summary.blocks_stored,
+            bytes_received=summary.bytes_received,
+            bytes_stored=summary.bytes_stored,
+        )
+
+    async def Download(
+        self, request: blocks_pb2.DownloadRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        # The writer API rather than an async generator: see _send.
+        try:
+            async with contextlib.aclosing(self._store.get_stream(list(request.hashes))) as blocks:
+                async for block in blocks:
+                    await _send(context, blocks_pb2.Block(hash=block.hash, data=block.data))
+        except StoreError as exc:
+            await _abort(context, exc)
+
+    async def GetStats(
+        self, request: blocks_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> blocks_pb2.StoreStats:
+        stats = self._store.stats()
+        return blocks_pb2.StoreStats(
+            object_count=stats.object_count,
+            stored_bytes=stats.stored_bytes,
+            bytes_received=stats.bytes_received,
+            blocks_received=stats.blocks_received,
+            bytes_sent=stats.bytes_sent,
+            blocks_sent=stats.blocks_sent,
+        )

@@ -1,0 +1,279 @@
+"""The block store and the servicer's error table, with backends that misbehave on cue.
+
+The daemon tests (test_blockd.py) cannot make a disk slow or fail; here the
+store runs in-process (asyncio.run) over the local backend wrapped by test
+wrappers that delay, count or fail operations, the way a real wrapper (codec)
+wraps a backend. The last tests serve the store over an in-process grpc.aio
+server to check each store error's status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+
+import blake3
+import grpc
+import pytest
+
+from blockd.backends.base import (
+    Backend,
+    BackendError,
+    BackendFull,
+    BackendUnavailable,
+    ObjectCorrupt,
+    ObjectInfo,
+)
+from blockd.backends.local import LocalBackend
+from blockd.service import BlocksService
+from blockd.store import (
+    Block,
+    BlockCorrupt,
+    BlockStore,
+    InvalidBlock,
+    StoreFull,
+    StoreUnavailable,
+)
+from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
+from protos.runtime import GRPC_OPTIONS
+
+
+def block(data: bytes) -> Block:
+    return Block(blake3.blake3(data).digest(), data)
+
+
+async def stream(*blocks: Block) -> AsyncIterator[Block]:
+    """Blocks as a client stream delivers them: with a pause before each."""
+    for b in blocks:
+        await asyncio.sleep(0.01)
+        yield b
+
+
+class Wrapper(Backend):
+    """Passes everything to self.backend; subclasses change one thing."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def get(self, key: str) -> bytes:
+        return await self.backend.get(key)
+
+    async def put(self, key: str, data: bytes) -> int:
+        return await self.backend.put(key, data)
+
+    async def contains(self, keys: Sequence[str]) -> list[bool]:
+        return await self.backend.contains(keys)
+
+    async def delete(self, key: str) -> None:
+        await self.backend.delete(key)
+
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        async for info in self.backend.list_objects(prefix):
+            yield info
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+class SlowPuts(Wrapper):
+    """Every put takes `delay` seconds more; counts the puts."""
+
+    def __init__(self, backend: Backend, delay: float) -> None:
+        super().__init__(backend)
+        self.delay = delay
+        self.puts: list[str] = []
+
+    async def put(self, key: str, data: bytes) -> int:
+        self.puts.append(key)
+        await asyncio.sleep(self.delay)
+        return await self.backend.put(key, data)
+
+
+class Failing(Wrapper):
+    """Every get and put raises the given backend error."""
+
+    def __init__(self, backend: Backend, error: Callable[[str], BackendError]) -> None:
+        super().__init__(backend)
+        self.error = error
+
+    async def get(self, key: str) -> bytes:
+        raise self.error(key)
+
+    async def put(self, key: str, data: bytes) -> int:
+        raise self.error(key)
+
+
+def with_store(
+    tmp_path: Path,
+    wrap: Callable[[Backend], Backend],
+    scenario: Callable[[BlockStore, Backend], Awaitable[None]],
+) -> None:
+    async def main() -> None:
+        backend = wrap(await LocalBackend.open(tmp_path / "data"))
+        store = await BlockStore.open(backend)
+        try:
+            await scenario(store, backend)
+        finally:
+            await store.close()
+            await backend.close()
+
+    asyncio.run(main())
+
+
+def test_a_bad_block_fails_only_after_the_writes_before_it_finish(tmp_path: Path) -> None:
+    good = [block(bytes([n]) * 1000) for n in range(3)]
+    bad = Block(blake3.blake3(b"claimed").digest(), b"actual")
+
+    async def scenario(store: BlockStore, backend: Backend) -> None:
+        with pytest.raises(InvalidBlock, match=bad.hash.hex()):
+            await store.put_stream(stream(*good, bad, block(b"after")))
+        assert await backend.contains([b.hash.hex() for b in good]) == [True] * 3
+        assert await backend.contains([bad.hash.hex()]) == [False]
+        assert store.stats().object_count == 3
+        assert 4 <= store.stats().blocks_received <= 5  # reading stops at the bad one
+
+    with_store(tmp_path, lambda b: SlowPuts(b, 0.2), scenario)
+
+
+def test_the_earliest_bad_block_is_the_one_reported(tmp_path: Path) -> None:
+    first_bad = Block(blake3.blake3(b"one").digest(), b"x" * 200_000)  # hashed in a thread
+    second_bad = Block(b"\x00" * 31, b"y")  # refused at once
+
+    async def scenario(store: BlockStore, backend: Backend) -> None:
+        with pytest.raises(InvalidBlock, match="hash mismatch"):
+            await store.put_stream(stream(block(b"ok"), first_bad, second_bad))
+
+    with_store(tmp_path, lambda b: b, scenario)
+
+
+def test_concurrent_uploads_of_one_block_write_it_once(tmp_path: Path) -> None:
+    shared = block(b"shared" * 10_000)
+    slow: list[SlowPuts] = []
+
+    def wrap(backend: Backend) -> Backend:
+        slow.append(SlowPuts(backend, 0.1))
+        return slow[0]
+
+    async def scenario(store: BlockStore, backend: Backend) -> None:
+        summaries = await asyncio.gather(
+            *(store.put_stream(stream(shared, block(bytes([n])))) for n in range(4))
+        )
+        assert sum(s.blocks_stored for s in summaries) == 1 + 4
+        assert slow[0].puts.count(shared.hash.hex()) == 1
+        assert store.stats().object_count == 5
+
+    with_store(tmp_path, wrap, scenario)
+
+
+def test_a_write_outlives_the_cancelled_upload_and_is_counted(tmp_path: Path) -> None:
+    b = block(b"in flight")
+
+    async def scenario(store: BlockStore, backend: Backend) -> None:
+        upload = asyncio.create_task(store.put_stream(stream(b)))
+        await asyncio.sleep(0.05)  # verified, now in the slow put
+        upload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await upload
+        await store.close()  # waits for the write
+        assert await backend.contains([b.hash.hex()]) == [True]
+        assert store.stats().object_count == 1
+
+    with_store(tmp_path, lambda backend: SlowPuts(backend, 0.2), scenario)
+
+
+def test_object_count_and_bytes_come_from_the_backend_at_open(tmp_path: Path) -> None:
+    async def main() -> None:
+        backend = await LocalBackend.open(tmp_path)
+        store = await BlockStore.open(backend)
+        await store.put_stream(stream(block(b"a" * 10), block(b"b" * 20), block(b"a" * 10)))
+        await store.close()
+        again = await BlockStore.open(backend)
+        assert (again.stats().object_count, again.stats().stored_bytes) == (2, 30)
+        await backend.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("error", "store_error"),
+    [
+        (lambda key: BackendUnavailable("disk gone"), StoreUnavailable),
+        (lambda key: BackendFull("disk full"), StoreFull),
+    ],
+)
+def test_backend_write_errors_become_store_errors(
+    tmp_path: Path,
+    error: Callable[[str], BackendError],
+    store_error: type[Exception],
+) -> None:
+    async def scenario(store: BlockStore, backend: Backend) -> None:
+        with pytest.raises(store_error):
+            await store.put_stream(stream(block(b"data")))
+        assert store.stats().object_count == 0
+
+    with_store(tmp_path, lambda b: Failing(b, error), scenario)
+
+
+def test_an_unreadable_object_is_block_corrupt(tmp_path: Path) -> None:
+    b = block(b"data")
+
+    async def scenario(store: BlockStore, backend: Backend) -> None:
+        with pytest.raises(BlockCorrupt, match=b.hash.hex()):
+            async for _ in store.get_stream([b.hash]):
+                pass
+
+    with_store(
+        tmp_path, lambda backend: Failing(backend, lambda k: ObjectCorrupt(k, "EIO")), scenario
+    )
+
+
+# --- the servicer's status codes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (lambda key: BackendUnavailable("disk gone"), grpc.StatusCode.UNAVAILABLE),
+        (lambda key: BackendFull("disk full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (lambda key: ObjectCorrupt(key, "EIO"), grpc.StatusCode.DATA_LOSS),
+    ],
+    ids=["unavailable", "full", "corrupt"],
+)
+def test_store_errors_map_to_status_codes(
+    tmp_path: Path, error: Callable[[str], BackendError], code: grpc.StatusCode
+) -> None:
+    data = b"some block"
+    digest = blake3.blake3(data).digest()
+
+    async def main() -> None:
+        local = await LocalBackend.open(tmp_path)
+        await local.put(digest.hex(), data)  # so a get reaches the failing read
+        backend = Failing(local, error)
+        store = await BlockStore.open(backend)
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        blocks_pb2_grpc.add_BlocksServicer_to_server(BlocksService(store), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = blocks_pb2_grpc.BlocksStub(channel)
+                if code == grpc.StatusCode.DATA_LOSS:
+                    call = stub.Download(blocks_pb2.DownloadRequest(hashes=[digest]), timeout=10)
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        async for _ in call:
+                            pass
+                else:
+                    fresh = b"a new block"
+                    request = blocks_pb2.UploadRequest(
+                        hash=blake3.blake3(fresh).digest(), data=fresh
+                    )
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        await stub.Upload(iter([request]), timeout=10)
+                assert info.value.code() == code
+        finally:
+            await server.stop(None)
+            await store.close()
+            await backend.close()
+
+    asyncio.run(main())
