@@ -1,0 +1,1 @@
+"""The drivefs client: the FUSE mount and the `drive` command."""

@@ -1,0 +1,219 @@
+"""The local block cache: blocks by hash on disk, recent ones in memory.
+
+Owns: the cache directory (bounded, least recently used evicted first, kept
+across remounts), a small in-memory LRU, and single-flight fetching (two
+readers of one missing block cause one download). Every block is verified
+against its BLAKE3 hash when it arrives and when it is loaded from disk, so a
+torn or corrupt cache file is a miss, never wrong bytes.
+
+Locking: the memory LRU and the in-flight table are touched only from the
+trio thread. The disk index is shared with worker threads and guarded by
+`_disk_lock`; file I/O happens outside it (a file can vanish between the
+index lookup and the open: that is a miss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import trio
+
+from fusefs import errors
+from fusefs.chunker import block_hash
+
+log = logging.getLogger(__name__)
+
+Fetcher = Callable[[list[bytes]], list[tuple[bytes, bytes]]]
+
+
+class BlockCache:
+    def __init__(
+        self,
+        directory: Path,
+        fetch: Fetcher,
+        *,
+        capacity_bytes: int,
+        memory_bytes: int = 128 * 1024 * 1024,
+        limiter: trio.CapacityLimiter,
+    ) -> None:
+        """fetch(hashes) downloads blocks (blocking; called in a worker thread)."""
+        self._dir = directory / "blocks"
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._fetch = fetch
+        self._capacity = capacity_bytes
+        self._limiter = limiter
+        self._memory: OrderedDict[bytes, bytes] = OrderedDict()
+        self._memory_bytes = 0
+        self._memory_capacity = memory_bytes
+        self._inflight: dict[bytes, trio.Event] = {}
+        self._disk_lock = threading.Lock()
+        self._disk: OrderedDict[bytes, int] = OrderedDict()  # hash -> size, LRU order
+        self._disk_bytes = 0
+        self._warned_full = False
+        self._scan()
+
+    @property
+    def disk_bytes(self) -> int:
+        return self._disk_bytes
+
+    def _scan(self) -> None:
+        """Rebuilds the disk index, oldest use first; drops leftover temp files."""
+        entries = []
+        for sub in self._dir.iterdir():
+            for f in sub.iterdir():
+                if f.name.endswith(".tmp"):
+                    f.unlink(missing_ok=True)
+                    continue
+                with contextlib.suppress(ValueError, FileNotFoundError):
+                    st = f.stat()
+                    entries.append((st.st_atime_ns, bytes.fromhex(f.name), st.st_size))
+        for _, h, size in sorted(entries):
+            self._disk[h] = size
+            self._disk_bytes += size
+        self._evict()
+
+    def _path(self, h: bytes) -> Path:
+        hexh = h.hex()
+        return self._dir / hexh[:2] / hexh
+
+    # --- trio side -------------------------------------------------------
+
+    async def get(self, h: bytes) -> bytes:
+        return (await self.get_many([h]))[h]
+
+    async def get_many(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The blocks, from memory, disk or blockd (one download per batch)."""
+        result: dict[bytes, bytes] = {}
+        pending = list(dict.fromkeys(hashes))
+        while pending:
+            to_fetch: list[bytes] = []
+            waits: list[trio.Event] = []
+            for h in pending:
+                data = self._memory.get(h)
+                if data is not None:
+                    self._memory.move_to_end(h)
+                    result[h] = data
+                elif h in self._inflight:
+                    waits.append(self._inflight[h])
+                else:
+                    to_fetch.append(h)
+            if to_fetch:
+                for h in to_fetch:
+                    self._inflight[h] = trio.Event()
+                try:
+                    loaded = await trio.to_thread.run_sync(
+                        self._load, to_fetch, limiter=self._limiter
+                    )
+                finally:
+                    for h in to_fetch:
+                        self._inflight.pop(h).set()
+                for h, data in loaded.items():
+                    self._remember(h, data)
+                    result[h] = data
+            for event in waits:
+                await event.wait()
+            # Blocks another task was fetching: now in memory, or that task
+            # failed and we try ourselves on the next round.
+            pending = [h for h in pending if h not in result]
+        return result
+
+    def _remember(self, h: bytes, data: bytes) -> None:
+        if h in self._memory:
+            return
+        self._memory[h] = data
+        self._memory_bytes += len(data)
+        while self._memory_bytes > self._memory_capacity and len(self._memory) > 1:
+            _, old = self._memory.popitem(last=False)
+            self._memory_bytes -= len(old)
+
+    # --- worker-thread side ---------------------------------------------
+
+    def _load(self, hashes: list[bytes]) -> dict[bytes, bytes]:
+        found: dict[bytes, bytes] = {}
+        missing: list[bytes] = []
+        for h in hashes:
+            data = self._read_disk(h)
+            if data is None:
+                missing.append(h)
+            else:
+                found[h] = data
+        if missing:
+            try:
+                fetched = self._fetch(missing)
+            except errors.NotFound as exc:
+                raise errors.DataLoss(
+                    f"a block of this file is missing on the server: {exc}"
+                ) from None
+            for h, data in fetched:
+                if block_hash(data) != h:
+                    raise errors.DataLoss(f"block {h.hex()} arrived corrupt")
+                self._write_disk(h, data)
+                found[h] = data
+            absent = [h for h in missing if h not in found]
+            if absent:
+                raise errors.DataLoss(f"block {absent[0].hex()} was not delivered")
+        return found
+
+    def _read_disk(self, h: bytes) -> bytes | None:
+        with self._disk_lock:
+            if h not in self._disk:
+                return None
+            self._disk.move_to_end(h)
+        path = self._path(h)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self._forget_disk(h)
+            return None
+        if block_hash(data) != h:
+            log.info("dropping corrupt cache file %s", path)
+            path.unlink(missing_ok=True)
+            self._forget_disk(h)
+            return None
+        return data
+
+    def _forget_disk(self, h: bytes) -> None:
+        with self._disk_lock:
+            size = self._disk.pop(h, None)
+            if size is not None:
+                self._disk_bytes -= size
+
+    def _write_disk(self, h: bytes, data: bytes) -> None:
+        """temp + rename; no fsync: a cache file lost in a crash is only a miss."""
+        path = self._path(h)
+        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if not self._warned_full:
+                    log.warning("cache disk full; blocks are not cached until space frees up")
+                    self._warned_full = True
+                return
+            raise
+        with self._disk_lock:
+            if h not in self._disk:
+                self._disk[h] = len(data)
+                self._disk_bytes += len(data)
+        self._evict()
+
+    def _evict(self) -> None:
+        victims = []
+        with self._disk_lock:
+            while self._disk_bytes > self._capacity and self._disk:
+                h, size = self._disk.popitem(last=False)
+                self._disk_bytes -= size
+                victims.append(h)
+        for h in victims:
+            self._path(h).unlink(missing_ok=True)

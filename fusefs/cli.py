@@ -1,0 +1,155 @@
+"""The `drive` command: run the embedded drive, serve the daemons, mount.
+
+Every mistake a person can make (missing mountpoint, daemon unreachable,
+port taken) ends in one line `drive: error: …` and a non-zero exit, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from fusefs.daemons import Daemon, DaemonError, start_daemon
+from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
+
+DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "drivefs"
+DEFAULT_METAD = "127.0.0.1:7401"
+DEFAULT_BLOCKD = "127.0.0.1:7402"
+
+
+def _size(text: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="drive", description="drivefs: a cloud drive as a folder")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole drive on this machine and mount it")
+    up.add_argument("mountpoint", type=Path)
+    up.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
+    up.add_argument("--metad", default="127.0.0.1:0", help="listen address (default: any port)")
+    up.add_argument("--blockd", default="127.0.0.1:0", help="listen address (default: any port)")
+    _mount_options(up, cache_required=False)
+
+    serve = sub.add_parser("serve", help="run metad and blockd only")
+    serve.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
+    serve.add_argument("--metad", default=DEFAULT_METAD, help=f"default {DEFAULT_METAD}")
+    serve.add_argument("--blockd", default=DEFAULT_BLOCKD, help=f"default {DEFAULT_BLOCKD}")
+
+    mount = sub.add_parser("mount", help="mount a running drive (another device)")
+    mount.add_argument("mountpoint", type=Path)
+    mount.add_argument("--metad", required=True, help="metad address HOST:PORT")
+    mount.add_argument("--blockd", required=True, help="blockd address HOST:PORT")
+    _mount_options(mount, cache_required=False)
+    return p
+
+
+def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
+    p.add_argument("--cache", type=Path, required=cache_required, help="local cache directory")
+    p.add_argument("--cache-size", type=_size, default=DEFAULT_CACHE_BYTES, help="e.g. 10G")
+    p.add_argument("--device", help="name of this device in the drive's history")
+
+
+def _start_daemons(data: Path, metad: str, blockd: str) -> list[Daemon]:
+    started: list[Daemon] = []
+    try:
+        started.append(start_daemon("metad", data / "metad", metad))
+        started.append(start_daemon("blockd", data / "blockd", blockd))
+    except DaemonError:
+        for d in started:
+            d.stop()
+        raise
+    return started
+
+
+def _cmd_up(args: argparse.Namespace) -> None:
+    check_mountpoint(args.mountpoint)  # before starting anything
+    daemons = _start_daemons(args.data, args.metad, args.blockd)
+    try:
+        metad, blockd = (d.address for d in daemons)
+        config = MountConfig(
+            mountpoint=args.mountpoint.resolve(),
+            metad=metad,
+            blockd=blockd,
+            cache_dir=args.cache or args.data / "cache",
+            device=args.device,
+            cache_bytes=args.cache_size,
+        )
+
+        def mounted() -> None:
+            print(f"drive mounted at {config.mountpoint} (metad {metad}, blockd {blockd})")
+            print("press Ctrl-C to unmount and stop", flush=True)
+
+        run_mount(config, on_mounted=mounted)
+    finally:
+        for d in reversed(daemons):
+            d.stop()
+    print("drive stopped")
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    daemons = _start_daemons(args.data, args.metad, args.blockd)
+    try:
+        print(f"metad on {daemons[0].address}, blockd on {daemons[1].address}", flush=True)
+        while not stop.wait(0.5):
+            dead = [d for d in daemons if d.process.poll() is not None]
+            if dead:
+                raise DaemonError(f"{dead[0].name} stopped unexpectedly (see {dead[0].log_path})")
+    finally:
+        for d in reversed(daemons):
+            d.stop()
+
+
+def _cmd_mount(args: argparse.Namespace) -> None:
+    cache = args.cache or DEFAULT_DATA / "cache" / (args.device or "default")
+    config = MountConfig(
+        mountpoint=args.mountpoint.resolve(),
+        metad=args.metad,
+        blockd=args.blockd,
+        cache_dir=cache,
+        device=args.device,
+        cache_bytes=args.cache_size,
+    )
+
+    def mounted() -> None:
+        print(f"drive mounted at {config.mountpoint}", flush=True)
+
+    run_mount(config, on_mounted=mounted)
+
+
+COMMANDS = {"up": _cmd_up, "serve": _cmd_serve, "mount": _cmd_mount}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        COMMANDS[args.command](args)
+    except (MountError, DaemonError) as exc:
+        print(f"drive: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Blocking clients of metad and blockd, called from trio worker threads.
+
+Owns: protobuf ↔ domain values, deadlines, retry of calls that never reached
+a daemon, and gRPC status → domain error (the one place that mapping lives on
+the client side). Must not know about inodes, FUSE or caching.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+import grpc
+
+from fusefs import errors
+from fusefs.models import BlockRef, Change, ChangeKind, Kind, Node, Revision, Usage
+from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc, metadata_pb2, metadata_pb2_grpc
+from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY, create_channel
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+UNARY_TIMEOUT = 30.0
+# Streams carry up to a few GB; their deadline only guards against a hang.
+STREAM_TIMEOUT = 3600.0
+# How long a call keeps retrying a daemon that is unreachable (e.g. restarting).
+RETRY_WINDOW = 5.0
+
+_REASONS: dict[str, type[errors.DriveError]] = {
+    "not-a-directory": errors.NotADirectory,
+    "is-a-directory": errors.IsADirectory,
+    "not-a-file": errors.InvalidArgument,
+    "directory-not-empty": errors.DirectoryNotEmpty,
+    "invalid-move": errors.InvalidMove,
+    "name-too-long": errors.NameTooLong,
+    "invalid-name": errors.InvalidName,
+}
+
+_CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.InvalidArgument,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: errors.PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.QuotaExceeded,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+    grpc.StatusCode.DATA_LOSS: errors.DataLoss,
+}
+
+
+def translate(exc: grpc.RpcError) -> errors.DriveError:
+    """The domain error for a failed call (status code refined by its reason)."""
+    code = exc.code()
+    details = exc.details() or code.name
+    trailers = dict(exc.trailing_metadata() or ())
+    if code == grpc.StatusCode.ABORTED and CURRENT_REVISION_KEY in trailers:
+        return errors.StaleRevision(details, int(trailers[CURRENT_REVISION_KEY]))
+    reason = trailers.get(ERROR_REASON_KEY)
+    cls = _REASONS.get(reason) or _CODES.get(code, errors.DriveError)
+    return cls(details)
+
+
+def _rpc(fn: Callable[P, T]) -> Callable[P, T]:
+    """Maps RpcError to domain errors; retries calls that never reached the daemon."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        deadline = time.monotonic() + RETRY_WINDOW
+        delay = 0.05
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise translate(exc) from None
+
+    return wrapper
+
+
+def _node(msg: metadata_pb2.Node) -> Node:
+    return Node(
+        id=msg.id,
+        parent_id=msg.parent_id,
+        name=msg.name,
+        kind=Kind(msg.kind),
+        mode=msg.mode,
+        size=msg.size,
+        mtime_ns=msg.mtime_ns,
+        ctime_ns=msg.ctime_ns,
+        revision=msg.revision,
+        symlink_target=msg.symlink_target,
+        change_sequence=msg.change_sequence,
+    )
+
+
+def _change(msg: metadata_pb2.ChangeEvent) -> Change:
+    return Change(
+        sequence=msg.sequence,
+        kind=ChangeKind(msg.kind),
+        node_id=msg.node_id,
+        node_kind=Kind(msg.node_kind) if msg.node_kind else Kind.FILE,
+        parent_id=msg.parent_id,
+        name=msg.name,
+        old_parent_id=msg.old_parent_id,
+        old_name=msg.old_name,
+        revision=msg.revision,
+        device=msg.device,
+        replaced_node_id=msg.replaced_node_id,
+    )
+
+
+class MetadataClient:
+    """The metad API as blocking calls on domain values."""
+
+    def __init__(self, address: str, device: str) -> None:
+        self.address = address
+        self.device = device
+        self._channel = create_channel(address)
+        self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    @_rpc
+    def root(self) -> Node:
+        return _node(self._stub.GetRoot(metadata_pb2.GetRootRequest(), timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def lookup(self, parent_id: int, name: str) -> Node:
+        req = metadata_pb2.LookupRequest(parent_id=parent_id, name=name)
+        return _node(self._stub.Lookup(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def stat(self, node_id: int) -> Node:
+        req = metadata_pb2.StatRequest(node_id=node_id)
+        return _node(self._stub.Stat(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def list_directory(
+        self, node_id: int, after_id: int = 0, page_size: int = 0
+    ) -> tuple[list[Node], bool]:
+        req = metadata_pb2.ListDirectoryRequest(
+            node_id=node_id, after_id=after_id, page_size=page_size
+        )
+        resp = self._stub.ListDirectory(req, timeout=UNARY_TIMEOUT)
+        return [_node(e) for e in resp.entries], resp.more
+
+    @_rpc
+    def make_directory(self, parent_id: int, name: str, mode: int) -> Node:
+        req = metadata_pb2.MakeDirectoryRequest(
+            parent_id=parent_id, name=name, mode=mode, device=self.device
+        )
+        return _node(self._stub.MakeDirectory(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def create_file(self, parent_id: int, name: str, mode: int) -> Node:
+        req = metadata_pb2.CreateFileRequest(
+            parent_id=parent_id, name=name, mode=mode, device=self.device
+        )
+        return _node(self._stub.CreateFile(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def create_symlink(self, parent_id: int, name: str, target: str) -> Node:
+        req = metadata_pb2.CreateSymlinkRequest(
+            parent_id=parent_id, name=name, target=target, device=self.device
+        )
+        return _node(self._stub.CreateSymlink(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def commit_revision(
+        self,
+        node_id: int,
+        base_revision: int,
+        size: int,
+        mtime_ns: int,
+        blocks: Iterable[BlockRef],
+    ) -> Node:
+        req = metadata_pb2.CommitRevisionRequest(
+            node_id=node_id,
+            base_revision=base_revision,
+            size=size,
+            mtime_ns=mtime_ns,
+            device=self.device,
+            blocks=[
+                metadata_pb2.BlockRef(hash=b.hash, offset=b.offset, size=b.size) for b in blocks
+            ],
+        )
+        return _node(self._stub.CommitRevision(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def get_revision(self, node_id: int, number: int = 0) -> Revision:
+        req = metadata_pb2.GetRevisionRequest(node_id=node_id, number=number)
+        msg = self._stub.GetRevision(req, timeout=UNARY_TIMEOUT)
+        return Revision(
+            node_id=msg.node_id,
+            number=msg.number,
+            size=msg.size,
+            mtime_ns=msg.mtime_ns,
+            blocks=tuple(BlockRef(b.hash, b.offset, b.size) for b in msg.blocks),
+        )
+
+    @_rpc
+    def rename(
+        self, parent_id: int, name: str, new_parent_id: int, new_name: str, no_replace: bool
+    ) -> tuple[Node, int]:
+        req = metadata_pb2.RenameRequest(
+            parent_id=parent_id,
+            name=name,
+            new_parent_id=new_parent_id,
+            new_name=new_name,
+            no_replace=no_replace,
+            device=self.device,
+        )
+        resp = self._stub.Rename(req, timeout=UNARY_TIMEOUT)
+        return _node(resp.node), resp.replaced_node_id
+
+    @_rpc
+    def delete(self, parent_id: int, name: str, directory: bool) -> int:
+        req = metadata_pb2.DeleteRequest(
+            parent_id=parent_id, name=name, directory=directory, device=self.device
+        )
+        return self._stub.Delete(req, timeout=UNARY_TIMEOUT).node_id
+
+    @_rpc
+    def set_attributes(
+        self, node_id: int, mode: int | None = None, mtime_ns: int | None = None
+    ) -> Node:
+        req = metadata_pb2.SetAttributesRequest(node_id=node_id, device=self.device)
+        if mode is not None:
+            req.mode = mode
+        if mtime_ns is not None:
+            req.mtime_ns = mtime_ns
+        return _node(self._stub.SetAttributes(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def usage(self) -> Usage:
+        msg = self._stub.GetUsage(metadata_pb2.GetUsageRequest(), timeout=UNARY_TIMEOUT)
+        return Usage(msg.used_bytes, msg.quota_bytes, msg.node_count)
+
+    @_rpc
+    def journal_head(self) -> int:
+        req = metadata_pb2.GetJournalHeadRequest()
+        return self._stub.GetJournalHead(req, timeout=UNARY_TIMEOUT).sequence
+
+    def subscribe(self, from_sequence: int) -> ChangeStream:
+        """A live stream of changes after from_sequence; cancel() ends it."""
+        call = self._stub.Subscribe(metadata_pb2.SubscribeRequest(from_sequence=from_sequence))
+        return ChangeStream(call)
+
+
+class ChangeStream:
+    """Iterates change events of one Subscribe call (no deadline: it is live)."""
+
+    def __init__(self, call: grpc.Call) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[Change]:
+        try:
+            for msg in self._call:
+                yield _change(msg)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise translate(exc) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    blocks_received: int
+    blocks_stored: int
+    bytes_received: int
+    bytes_stored: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    object_count: int
+    stored_bytes: int
+    bytes_received: int
+    blocks_received: int
+    bytes_sent: int
+    blocks_sent: int
+
+
+class BlockClient:
+    """The blockd API as blocking calls. Safe to use from many threads."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = create_channel(address)
+        self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    @_rpc
+    def find_missing(self, hashes: list[bytes]) -> set[bytes]:
+        if not hashes:
+            return set()
+        req = blocks_pb2.FindMissingRequest(hashes=hashes)
+        return set(self._stub.FindMissing(req, timeout=UNARY_TIMEOUT).missing)
+
+    @_rpc
+    def upload(self, blocks: Callable[[], Iterable[tuple[bytes, bytes]]]) -> UploadResult:
+        """Uploads what blocks() yields; a factory, so a retry can start over."""
+        requests = (blocks_pb2.UploadRequest(hash=h, data=d) for h, d in blocks())
+        resp = self._stub.Upload(requests, timeout=STREAM_TIMEOUT)
+        return UploadResult(
+            resp.blocks_received, resp.blocks_stored, resp.bytes_received, resp.bytes_stored
+        )
+
+    @_rpc
+    def download(self, hashes: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """The blocks, in request order."""
+        req = blocks_pb2.DownloadRequest(hashes=hashes)
+        return [(b.hash, b.data) for b in self._stub.Download(req, timeout=STREAM_TIMEOUT)]
+
+    @_rpc
+    def stats(self) -> StoreStats:
+        msg = self._stub.GetStats(blocks_pb2.GetStatsRequest(), timeout=UNARY_TIMEOUT)
+        return StoreStats(
+            msg.object_count,
+            msg.stored_bytes,
+            msg.bytes_received,
+            msg.blocks_received,
+            msg.bytes_sent,
+            msg.blocks_sent,
+        )

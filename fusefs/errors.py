@@ -1,0 +1,109 @@
+"""Domain errors of the client side, and the one table mapping them to errno.
+
+Lower layers (clients, cache, vfs) raise these; only the FUSE operations layer
+turns them into FUSEError via `errno_for`, and only the CLI turns them into
+messages.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class DriveError(Exception):
+    """Base of every error a drive operation can report to a user."""
+
+
+class NotFound(DriveError):
+    pass
+
+
+class AlreadyExists(DriveError):
+    pass
+
+
+class NotADirectory(DriveError):
+    pass
+
+
+class IsADirectory(DriveError):
+    pass
+
+
+class DirectoryNotEmpty(DriveError):
+    pass
+
+
+class InvalidName(DriveError):
+    pass
+
+
+class NameTooLong(DriveError):
+    pass
+
+
+class InvalidMove(DriveError):
+    pass
+
+
+class InvalidArgument(DriveError):
+    pass
+
+
+class PermissionDenied(DriveError):
+    pass
+
+
+class ReadOnly(DriveError):
+    pass
+
+
+class QuotaExceeded(DriveError):
+    pass
+
+
+class NoSpace(DriveError):
+    """The local disk (cache or staging) is full."""
+
+
+class Unavailable(DriveError):
+    """A daemon cannot be reached or timed out."""
+
+
+class DataLoss(DriveError):
+    """Stored content is corrupt or missing: never hand out wrong bytes."""
+
+
+class StaleRevision(DriveError):
+    """A commit was based on a revision that is no longer the current one."""
+
+    def __init__(self, message: str, current_revision: int) -> None:
+        super().__init__(message)
+        self.current_revision = current_revision
+
+
+_ERRNO: dict[type[DriveError], int] = {
+    NotFound: errno.ENOENT,
+    AlreadyExists: errno.EEXIST,
+    NotADirectory: errno.ENOTDIR,
+    IsADirectory: errno.EISDIR,
+    DirectoryNotEmpty: errno.ENOTEMPTY,
+    InvalidName: errno.EINVAL,
+    NameTooLong: errno.ENAMETOOLONG,
+    InvalidMove: errno.EINVAL,
+    InvalidArgument: errno.EINVAL,
+    PermissionDenied: errno.EACCES,
+    ReadOnly: errno.EROFS,
+    QuotaExceeded: errno.EDQUOT,
+    NoSpace: errno.ENOSPC,
+    Unavailable: errno.EIO,
+    DataLoss: errno.EIO,
+    StaleRevision: errno.EIO,
+}
+
+
+def errno_for(exc: DriveError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _ERRNO:
+            return _ERRNO[cls]
+    return errno.EIO

@@ -1,0 +1,295 @@
+"""Open files: reading revisions block by block, local edits, commits.
+
+One OpenFile per inode however many handles the kernel has open on it, so
+every handle sees the others' writes (as on a local disk). A file being
+changed gets a staging file (a private local copy, materialized from its
+blocks on the first write unless the write starts from empty); the commit
+cuts the staging file into content-defined blocks, uploads only the blocks
+blockd lacks and commits a revision based on the one the edits were made on.
+
+Locking: `_lock` serializes writes, truncation and commits of one file so a
+commit never hashes content that is still being written.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import errno
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import trio
+
+from fusefs import errors
+from fusefs.cache import BlockCache
+from fusefs.chunker import chunk_file
+from fusefs.clients import BlockClient, MetadataClient
+from fusefs.models import BlockRef, Node, Revision
+
+log = logging.getLogger(__name__)
+
+PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
+FETCH_BATCH = 4  # blocks per Download call
+MAX_NAME_BYTES = 255
+
+Invalidate = Callable[[int], Awaitable[None]]
+
+
+def conflict_name(name: str, device: str, when: float) -> str:
+    """'report (conflicted copy from laptop 2026-11-22 093015).txt', ≤ 255 bytes."""
+    stem, dot, ext = name.rpartition(".")
+    if not stem or len(ext) > 16:
+        stem, dot, ext = name, "", ""
+    stamp = time.strftime("%Y-%m-%d %H%M%S", time.localtime(when))
+    tag = f" (conflicted copy from {device} {stamp})"
+    tail = f"{tag}{dot}{ext}"
+    room = MAX_NAME_BYTES - len(tail.encode())
+    stem_bytes = stem.encode()[: max(room, 1)]
+    return stem_bytes.decode(errors="ignore") + tail
+
+
+class OpenFile:
+    def __init__(
+        self,
+        node: Node,
+        revision: Revision,
+        *,
+        meta: MetadataClient,
+        blocks: BlockClient,
+        cache: BlockCache,
+        staging_dir: Path,
+        limiter: trio.CapacityLimiter,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.node = node
+        self.handles = 0
+        self._meta = meta
+        self._blocks = blocks
+        self._cache = cache
+        self._staging_dir = staging_dir
+        self._limiter = limiter
+        self._nursery = nursery
+        self._lock = trio.Lock()
+        self._set_revision(revision)
+        self.size = revision.size
+        self.mtime_ns = node.mtime_ns
+        self._staging_fd: int | None = None
+        self._staging_path: Path | None = None
+        self.dirty = False
+        self.stale = False  # another device committed; reads reload first
+        self._next_read = 0
+        self._prefetched_until = 0
+
+    def _set_revision(self, revision: Revision) -> None:
+        self.revision = revision.number
+        self._refs = revision.blocks
+        self._starts = [b.offset for b in revision.blocks]
+
+    async def _thread(self, fn, *args):
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def attributes(self, node: Node) -> Node:
+        """node with this file's local size and mtime while it has unsaved edits."""
+        if self._staging_fd is None:
+            return node
+        return replace(node, size=self.size, mtime_ns=self.mtime_ns)
+
+    # --- reading ---------------------------------------------------------
+
+    async def read(self, offset: int, size: int) -> bytes:
+        if self._staging_fd is not None:
+            return os.pread(self._staging_fd, size, offset)
+        if self.stale:
+            await self.reload()
+        end = min(offset + size, self.size)
+        if offset >= end:
+            return b""
+        first = bisect.bisect_right(self._starts, offset) - 1
+        last = bisect.bisect_left(self._starts, end) - 1
+        refs = self._refs[first : last + 1]
+        found = await self._cache.get_many(r.hash for r in refs)
+        if offset == self._next_read and first > 0:
+            # A read continuing the previous one past the first block: a
+            # sequential reader (a peek at the head of a file fetches nothing more).
+            self._prefetch(last + 1)
+        self._next_read = end
+        if len(refs) == 1:
+            ref = refs[0]
+            return found[ref.hash][offset - ref.offset : end - ref.offset]
+        parts = []
+        for ref in refs:
+            lo = max(offset, ref.offset) - ref.offset
+            hi = min(end, ref.end) - ref.offset
+            parts.append(found[ref.hash][lo:hi])
+        return b"".join(parts)
+
+    def _prefetch(self, start: int) -> None:
+        """Fetches the blocks a sequential reader will want next, in the background."""
+        stop = min(start + PREFETCH_BLOCKS, len(self._refs))
+        start = max(start, self._prefetched_until)
+        for lo in range(start, stop, FETCH_BATCH):
+            hashes = [r.hash for r in self._refs[lo : min(lo + FETCH_BATCH, stop)]]
+            self._nursery.start_soon(self._prefetch_batch, hashes)
+        self._prefetched_until = max(self._prefetched_until, stop)
+
+    async def _prefetch_batch(self, hashes: list[bytes]) -> None:
+        # A failure here is reported by the read that needs the block.
+        with contextlib.suppress(errors.DriveError):
+            await self._cache.get_many(hashes)
+
+    async def reload(self) -> None:
+        """Adopts the current revision (another device changed the file)."""
+        revision = await self._thread(self._meta.get_revision, self.node.id, 0)
+        self._set_revision(revision)
+        self.size = revision.size
+        self.mtime_ns = revision.mtime_ns
+        self.stale = False
+        self._prefetched_until = 0
+
+    # --- changing --------------------------------------------------------
+
+    async def write(self, offset: int, data: bytes) -> int:
+        async with self._lock:
+            await self._ensure_staging(keep_content=True)
+            assert self._staging_fd is not None
+            try:
+                written = os.pwrite(self._staging_fd, data, offset)
+            except OSError as exc:
+                raise _local_disk_error(exc) from exc
+            self.size = max(self.size, offset + written)
+            self.mtime_ns = time.time_ns()
+            self.dirty = True
+            return written
+
+    async def truncate(self, length: int) -> None:
+        async with self._lock:
+            await self._ensure_staging(keep_content=length > 0)
+            assert self._staging_fd is not None
+            try:
+                os.ftruncate(self._staging_fd, length)
+            except OSError as exc:
+                raise _local_disk_error(exc) from exc
+            self.size = length
+            self.mtime_ns = time.time_ns()
+            self.dirty = True
+
+    def touch(self, mtime_ns: int) -> None:
+        """An explicit mtime (utime) on a file with unsaved edits, kept for the commit."""
+        self.mtime_ns = mtime_ns
+
+    async def _ensure_staging(self, keep_content: bool) -> None:
+        """Starts local edits on the revision this file had when the program saw it.
+
+        Even if another device has committed since (self.stale), the edit is
+        based on the revision the program read: the commit will then be
+        refused as stale and kept as a conflicted copy, never silently
+        applied over the other device's version.
+        """
+        if self._staging_fd is not None:
+            return
+        path = self._staging_dir / f"{self.node.id}-{uuid.uuid4().hex}"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise _local_disk_error(exc) from exc
+        try:
+            if keep_content:
+                for lo in range(0, len(self._refs), FETCH_BATCH * 2):
+                    batch = self._refs[lo : lo + FETCH_BATCH * 2]
+                    found = await self._cache.get_many(r.hash for r in batch)
+                    for ref in batch:
+                        os.pwrite(fd, found[ref.hash], ref.offset)
+                os.ftruncate(fd, self.size)
+            else:
+                self.size = 0
+        except BaseException as exc:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _local_disk_error(exc) from exc
+            raise
+        self._staging_fd, self._staging_path = fd, path
+
+    async def commit(self, invalidate: Invalidate) -> Node | None:
+        """Uploads and commits unsaved edits; returns the new node, or None if clean.
+
+        A commit refused because another device committed first keeps both
+        versions: ours becomes a "conflicted copy" beside the file.
+        """
+        async with self._lock:
+            if not self.dirty:
+                return None
+            assert self._staging_path is not None and self._staging_fd is not None
+            refs = await self._thread(chunk_file, self._staging_path)
+            await self._upload(refs)
+            try:
+                node = await self._thread(
+                    self._meta.commit_revision,
+                    self.node.id,
+                    self.revision,
+                    self.size,
+                    self.mtime_ns,
+                    refs,
+                )
+            except errors.StaleRevision:
+                await self._commit_conflicted_copy(refs, invalidate)
+                return None
+            self.node = node
+            self._set_revision(
+                Revision(node.id, node.revision, node.size, node.mtime_ns, tuple(refs))
+            )
+            self.dirty = False
+            return node
+
+    async def _upload(self, refs: list[BlockRef]) -> None:
+        unique = list({r.hash: r for r in refs}.values())
+        missing = await self._thread(self._blocks.find_missing, [r.hash for r in unique])
+        if not missing:
+            return
+        fd = self._staging_fd
+        wanted = [r for r in unique if r.hash in missing]
+
+        def produce() -> Iterator[tuple[bytes, bytes]]:
+            for ref in wanted:
+                yield ref.hash, os.pread(fd, ref.size, ref.offset)
+
+        await self._thread(self._blocks.upload, produce)
+
+    async def _commit_conflicted_copy(self, refs: list[BlockRef], invalidate: Invalidate) -> None:
+        current = await self._thread(self._meta.stat, self.node.id)
+        name = conflict_name(current.name, self._meta.device, time.time())
+        copy = await self._thread(self._meta.create_file, current.parent_id, name, self.node.mode)
+        await self._thread(
+            self._meta.commit_revision, copy.id, copy.revision, self.size, self.mtime_ns, refs
+        )
+        log.info("conflict on %r: local edits kept as %r", current.name, name)
+        # This inode now shows the other device's version again.
+        self._drop_staging()
+        self.dirty = False
+        self.node = current
+        await self.reload()
+        await invalidate(self.node.id)
+
+    def _drop_staging(self) -> None:
+        if self._staging_fd is not None:
+            os.close(self._staging_fd)
+            self._staging_fd = None
+        if self._staging_path is not None:
+            self._staging_path.unlink(missing_ok=True)
+            self._staging_path = None
+
+    def close(self) -> None:
+        """Frees local resources once the last handle is released (after commit)."""
+        self._drop_staging()
+
+
+def _local_disk_error(exc: OSError) -> errors.DriveError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return errors.NoSpace("local disk full (staging area)")
+    return errors.DriveError(f"local staging file: {exc.strerror}")

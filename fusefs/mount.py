@@ -1,0 +1,151 @@
+"""Assembles a mount: clients → block cache → Vfs → FUSE operations.
+
+Owns the mount's lifecycle: checks before mounting (clear errors for the
+usual mistakes), the trio run with pyfuse3, following changes, and a clean
+stop on SIGINT/SIGTERM or an external unmount that saves unsaved edits first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from fusefs import errors
+from fusefs.cache import BlockCache
+from fusefs.clients import BlockClient, MetadataClient
+from fusefs.operations import Operations
+from fusefs.sync import ChangeFollower
+from fusefs.vfs import Vfs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 10 * 1024**3
+RPC_THREADS = 16
+
+
+class MountError(Exception):
+    """The mount could not start; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class MountConfig:
+    mountpoint: Path
+    metad: str
+    blockd: str
+    cache_dir: Path
+    device: str | None = None
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+
+
+def check_mountpoint(path: Path) -> None:
+    if not path.exists():
+        raise MountError(f"mountpoint {path} does not exist (create it with: mkdir -p {path})")
+    if not path.is_dir():
+        raise MountError(f"mountpoint {path} is not a directory")
+    if os.path.ismount(path):
+        raise MountError(f"{path} is already a mount point")
+    if any(path.iterdir()):
+        raise MountError(f"mountpoint {path} is not empty")
+
+
+@contextlib.contextmanager
+def _locked_cache(cache_dir: Path) -> Iterator[None]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MountError(f"cache {cache_dir} is in use by another mount") from None
+        yield
+
+
+def _device_name(cache_dir: Path, given: str | None) -> str:
+    """The given name, or one made once per cache directory and kept."""
+    if given:
+        return given
+    path = cache_dir / "device"
+    if path.exists():
+        return path.read_text().strip()
+    name = f"{socket.gethostname()}-{secrets.token_hex(3)}"
+    path.write_text(name + "\n")
+    return name
+
+
+def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None) -> None:
+    """Mounts and serves until unmounted or signalled. Raises MountError."""
+    check_mountpoint(config.mountpoint)
+    with _locked_cache(config.cache_dir):
+        device = _device_name(config.cache_dir, config.device)
+        meta = MetadataClient(config.metad, device)
+        blocks = BlockClient(config.blockd)
+        try:
+            try:
+                root = meta.root()
+                head = meta.journal_head()
+            except errors.Unavailable:
+                raise MountError(f"cannot reach metad at {config.metad}") from None
+            try:
+                blocks.stats()
+            except errors.Unavailable:
+                raise MountError(f"cannot reach blockd at {config.blockd}") from None
+            staging = config.cache_dir / "staging"
+            staging.mkdir(exist_ok=True)
+            for leftover in staging.iterdir():
+                leftover.unlink()
+            trio.run(_serve, config, meta, blocks, root, head, staging, on_mounted)
+        finally:
+            meta.close()
+            blocks.close()
+
+
+async def _serve(config, meta, blocks, root, head, staging, on_mounted) -> None:
+    limiter = trio.CapacityLimiter(RPC_THREADS)
+    cache = BlockCache(
+        config.cache_dir, blocks.download, capacity_bytes=config.cache_bytes, limiter=limiter
+    )
+    vfs = Vfs(meta, blocks, cache, root, staging, limiter=limiter)
+    ops = Operations(vfs)
+    options = set(pyfuse3.default_options) | {"fsname=drivefs", "subtype=drivefs"}
+    try:
+        pyfuse3.init(ops, str(config.mountpoint), options)
+    except RuntimeError as exc:
+        raise MountError(f"cannot mount {config.mountpoint}: {exc}") from None
+    log.info("mounted %s (metad %s, blockd %s)", config.mountpoint, config.metad, config.blockd)
+    # Set when we end the FUSE loop ourselves; otherwise the loop ended because
+    # the file system was unmounted from outside (fusermount -u).
+    stop_requested = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            vfs.start(nursery, ops.invalidate)
+            nursery.start_soon(ChangeFollower(meta, head, vfs.apply_change).run)
+            nursery.start_soon(_stop_on_signal, vfs, stop_requested)
+            if on_mounted is not None:
+                on_mounted()
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await vfs.commit_all()
+        pyfuse3.close(unmount=stop_requested.is_set())
+        log.info("unmounted %s", config.mountpoint)
+
+
+async def _stop_on_signal(vfs: Vfs, stop_requested: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            log.info("stopping: saving open files")
+            await vfs.commit_all()
+            stop_requested.set()
+            pyfuse3.terminate()
+            return

@@ -1,0 +1,247 @@
+"""pyfuse3 request handlers: FUSE types in, Vfs calls, FUSE types out.
+
+The only place errno exists: every DriveError becomes FUSEError through
+errors.errno_for. Handlers stay short; POSIX rules live in vfs.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+from collections.abc import Callable
+from typing import Any
+
+import pyfuse3
+import trio
+
+from fusefs import errors
+from fusefs.models import Kind, Node
+from fusefs.vfs import Invalidation, Vfs
+
+log = logging.getLogger(__name__)
+
+# Kernel caches live this long without a word from us; changes made by other
+# devices are pushed sooner through explicit invalidation.
+ATTR_TIMEOUT = 2.0
+ENTRY_TIMEOUT = 2.0
+BLOCK_SIZE_HINT = 1024 * 1024  # st_blksize: programs size their I/O by it
+
+_KIND_BITS = {Kind.DIRECTORY: stat.S_IFDIR, Kind.FILE: stat.S_IFREG, Kind.SYMLINK: stat.S_IFLNK}
+
+
+def _errno_boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Maps domain errors to errno; anything unexpected is logged and becomes EIO."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except errors.DriveError as exc:
+            code = errors.errno_for(exc)
+            if code == errno.EIO:
+                log.error("%s: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(code) from None
+        except Exception:
+            log.exception("%s failed", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+class Operations(pyfuse3.Operations):
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, vfs: Vfs) -> None:
+        super().__init__()
+        self.vfs = vfs
+        self._uid = os.getuid()
+        self._gid = os.getgid()
+
+    def attributes(self, inode: int, node: Node) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = inode
+        attr.generation = 0
+        attr.entry_timeout = ENTRY_TIMEOUT
+        attr.attr_timeout = ATTR_TIMEOUT
+        attr.st_mode = _KIND_BITS[node.kind] | (node.mode & 0o7777)
+        attr.st_nlink = 2 if node.kind == Kind.DIRECTORY else 1
+        attr.st_uid = self._uid
+        attr.st_gid = self._gid
+        attr.st_rdev = 0
+        size = len(node.symlink_target.encode()) if node.kind == Kind.SYMLINK else node.size
+        attr.st_size = size
+        attr.st_blksize = BLOCK_SIZE_HINT
+        attr.st_blocks = (size + 511) // 512
+        attr.st_atime_ns = node.mtime_ns
+        attr.st_mtime_ns = node.mtime_ns
+        attr.st_ctime_ns = node.ctime_ns
+        return attr
+
+    # --- kernel cache invalidation (called by the change follower) ------
+
+    async def invalidate(self, items: list[Invalidation]) -> None:
+        for item in items:
+            if item.name:
+                pyfuse3.invalidate_entry_async(
+                    item.parent_inode,
+                    item.name.encode(),
+                    deleted=item.deleted_inode,
+                    ignore_enoent=True,
+                )
+            else:
+                # invalidate_inode may block: never on the event loop thread.
+                await trio.to_thread.run_sync(_invalidate_inode, item.inode, item.attr_only)
+
+    # --- handlers ---------------------------------------------------------
+
+    @_errno_boundary
+    async def lookup(self, parent_inode, name, ctx=None):
+        inode, node = await self.vfs.lookup(parent_inode, name)
+        return self.attributes(inode, node)
+
+    async def forget(self, inode_list):
+        for inode, count in inode_list:
+            self.vfs.forget(inode, count)
+
+    @_errno_boundary
+    async def getattr(self, inode, ctx=None):
+        return self.attributes(inode, await self.vfs.getattr(inode))
+
+    @_errno_boundary
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        node = await self.vfs.setattr(
+            inode,
+            mode=attr.st_mode & 0o7777 if fields.update_mode else None,
+            size=attr.st_size if fields.update_size else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+        )
+        return self.attributes(inode, node)
+
+    @_errno_boundary
+    async def readlink(self, inode, ctx):
+        return await self.vfs.readlink(inode)
+
+    @_errno_boundary
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        inode, node = await self.vfs.mkdir(parent_inode, name, mode & 0o7777 & ~ctx.umask)
+        return self.attributes(inode, node)
+
+    @_errno_boundary
+    async def symlink(self, parent_inode, name, target, ctx):
+        inode, node = await self.vfs.symlink(parent_inode, name, target)
+        return self.attributes(inode, node)
+
+    @_errno_boundary
+    async def unlink(self, parent_inode, name, ctx):
+        await self.vfs.unlink(parent_inode, name)
+
+    @_errno_boundary
+    async def rmdir(self, parent_inode, name, ctx):
+        await self.vfs.rmdir(parent_inode, name)
+
+    @_errno_boundary
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        await self.vfs.rename(
+            parent_inode_old,
+            name_old,
+            parent_inode_new,
+            name_new,
+            no_replace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+        )
+
+    @_errno_boundary
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise pyfuse3.FUSEError(errno.EPERM)  # hard links are not part of a drive
+
+    @_errno_boundary
+    async def opendir(self, inode, ctx):
+        return await self.vfs.opendir(inode)
+
+    @_errno_boundary
+    async def readdir(self, fh, start_id, token):
+        after = start_id
+        while True:
+            nodes, more = await self.vfs.readdir(fh, after)
+            for node in nodes:
+                inode = self.vfs.inodes.inode_of(node.id)
+                if not pyfuse3.readdir_reply(
+                    token, node.name.encode(), self.attributes(inode, node), node.id
+                ):
+                    return
+                self.vfs.entry_added(node)
+                after = node.id
+            if not more:
+                return
+
+    async def releasedir(self, fh):
+        pass
+
+    @_errno_boundary
+    async def open(self, inode, flags, ctx):
+        if flags & os.O_ACCMODE != os.O_RDONLY and inode == pyfuse3.ROOT_INODE:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        fh = await self.vfs.open(inode, truncate=bool(flags & os.O_TRUNC))
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    @_errno_boundary
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        fh, inode, node = await self.vfs.create(parent_inode, name, mode & 0o7777 & ~ctx.umask)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True), self.attributes(inode, node)
+
+    @_errno_boundary
+    async def read(self, fh, off, size):
+        return await self.vfs.read(fh, off, size)
+
+    @_errno_boundary
+    async def write(self, fh, off, buf):
+        return await self.vfs.write(fh, off, buf)
+
+    @_errno_boundary
+    async def flush(self, fh):
+        await self.vfs.flush(fh)
+
+    @_errno_boundary
+    async def fsync(self, fh, datasync):
+        await self.vfs.flush(fh)
+
+    @_errno_boundary
+    async def release(self, fh):
+        await self.vfs.release(fh)
+
+    @_errno_boundary
+    async def statfs(self, ctx):
+        usage = await self.vfs.statfs()
+        st = pyfuse3.StatvfsData()
+        st.f_bsize = BLOCK_SIZE_HINT
+        st.f_frsize = BLOCK_SIZE_HINT
+        # Without a quota, report the cache disk's free space as a sane bound.
+        total = usage.quota_bytes or (usage.used_bytes + _local_free_bytes())
+        st.f_blocks = total // BLOCK_SIZE_HINT
+        st.f_bfree = max(total - usage.used_bytes, 0) // BLOCK_SIZE_HINT
+        st.f_bavail = st.f_bfree
+        st.f_files = usage.node_count + 1_000_000
+        st.f_ffree = 1_000_000
+        st.f_favail = st.f_ffree
+        st.f_namemax = 255
+        return st
+
+
+def _invalidate_inode(inode: int, attr_only: bool) -> None:
+    try:
+        pyfuse3.invalidate_inode(inode, attr_only)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:  # the kernel had already forgotten it
+            log.info("invalidate inode %d: %s", inode, exc)
+
+
+def _local_free_bytes() -> int:
+    st = os.statvfs(os.path.expanduser("~"))
+    return st.f_bavail * st.f_frsize

@@ -1,0 +1,77 @@
+"""Following metad's change journal and applying it to the mount.
+
+The Subscribe stream is read in a worker thread (blocking gRPC) and each
+event handed to trio; a broken stream is resumed from the last sequence
+applied, so no change is missed or applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from fusefs import errors
+from fusefs.clients import ChangeStream, MetadataClient
+from fusefs.models import Change
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAY = 0.5
+
+
+class ChangeFollower:
+    def __init__(
+        self,
+        meta: MetadataClient,
+        start_sequence: int,
+        apply: Callable[[Change], Awaitable[None]],
+    ) -> None:
+        self._meta = meta
+        self.sequence = start_sequence
+        self._apply = apply
+        self._stream: ChangeStream | None = None
+        self._stopping = threading.Event()
+
+    async def run(self) -> None:
+        """Runs until cancelled; the reading thread is stopped on the way out."""
+        send, receive = trio.open_memory_channel[Change](1000)
+        token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._consume, receive)
+            try:
+                await trio.to_thread.run_sync(self._read, send, token, abandon_on_cancel=True)
+            finally:
+                self._stop_reading()
+
+    async def _consume(self, receive: trio.MemoryReceiveChannel[Change]) -> None:
+        async for change in receive:
+            try:
+                await self._apply(change)
+            except Exception:
+                log.exception("applying change %d failed", change.sequence)
+
+    def _read(self, send: trio.MemorySendChannel[Change], token: trio.lowlevel.TrioToken) -> None:
+        """Worker thread: stream events, resume after failures, until stopped."""
+        cursor = self.sequence
+        while not self._stopping.is_set():
+            try:
+                self._stream = self._meta.subscribe(cursor)
+                for change in self._stream:
+                    trio.from_thread.run(send.send, change, trio_token=token)
+                    cursor = self.sequence = change.sequence
+            except errors.DriveError as exc:
+                if self._stopping.is_set():
+                    return
+                log.info("change stream interrupted (%s); resuming from %d", exc, cursor)
+            except trio.RunFinishedError:
+                return
+            if self._stopping.wait(RECONNECT_DELAY):
+                return
+
+    def _stop_reading(self) -> None:
+        self._stopping.set()
+        if self._stream is not None:
+            self._stream.cancel()

@@ -1,0 +1,177 @@
+"""Shared fixtures: real daemons as child processes on 127.0.0.1, real sockets.
+
+Every daemon's log is checked when its fixture ends: a WARNING or ERROR line
+fails the test unless the test declared it expected with the `allowed_log_patterns` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fusefs.daemons import Daemon, start_daemon
+from protos.drive.v1 import blocks_pb2_grpc, metadata_pb2_grpc
+from protos.runtime import create_channel
+
+_BAD_LOG_LINE = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b")
+
+
+@pytest.fixture
+def allowed_log_patterns() -> list[str]:
+    """Regexes of WARNING/ERROR log lines a test expects; append to it."""
+    return []
+
+
+def assert_log_clean(log_path: Path, allowed: list[str]) -> None:
+    bad = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if _BAD_LOG_LINE.search(line) and not any(re.search(p, line) for p in allowed):
+            bad.append(line)
+    assert not bad, f"unexpected log lines in {log_path.name}:\n" + "\n".join(bad[:20])
+
+
+class DaemonRunner:
+    """Starts daemons for a test and stops them (checking logs) at the end."""
+
+    def __init__(self, allowed: list[str]) -> None:
+        self.allowed = allowed
+        self.daemons: list[Daemon] = []
+
+    def start(self, name: str, data_dir: Path, listen: str = "127.0.0.1:0", **kw) -> Daemon:
+        daemon = start_daemon(name, data_dir, listen, **kw)
+        self.daemons.append(daemon)
+        return daemon
+
+    def close(self) -> None:
+        for daemon in reversed(self.daemons):
+            daemon.stop()
+        for daemon in self.daemons:
+            assert_log_clean(daemon.log_path, self.allowed)
+
+
+@pytest.fixture
+def daemons(allowed_log_patterns: list[str]) -> Iterator[DaemonRunner]:
+    runner = DaemonRunner(allowed_log_patterns)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def metad(daemons: DaemonRunner, tmp_path: Path) -> Daemon:
+    return daemons.start("metad", tmp_path / "metad")
+
+
+@pytest.fixture
+def blockd(daemons: DaemonRunner, tmp_path: Path) -> Daemon:
+    return daemons.start("blockd", tmp_path / "blockd")
+
+
+@pytest.fixture
+def metadata_stub(metad: Daemon) -> Iterator[metadata_pb2_grpc.MetadataStub]:
+    with create_channel(metad.address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        yield metadata_pb2_grpc.MetadataStub(channel)
+
+
+@pytest.fixture
+def blocks_stub(blockd: Daemon) -> Iterator[blocks_pb2_grpc.BlocksStub]:
+    with create_channel(blockd.address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        yield blocks_pb2_grpc.BlocksStub(channel)
+
+
+# --- real FUSE mounts ------------------------------------------------------
+
+
+class Mount:
+    """A `drive mount` child process serving a real FUSE mount."""
+
+    def __init__(self, path: Path, cache: Path, device: str, process, log_path: Path) -> None:
+        self.path = path
+        self.cache = cache
+        self.device = device
+        self.process = process
+        self.log_path = log_path
+
+    def unmount(self, timeout: float = 60.0) -> None:
+        """SIGTERM: what Ctrl-C does; the mount saves open files and unmounts."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
+                raise
+        if os.path.ismount(self.path):
+            subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
+
+
+def _wait_mounted(path: Path, process, log_path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.ismount(path):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"mount exited: {log_path.read_text()[-2000:]}")
+        time.sleep(0.02)
+    raise RuntimeError(f"not mounted after {timeout}s: {log_path.read_text()[-2000:]}")
+
+
+class MountRunner:
+    def __init__(self, base: Path, allowed: list[str]) -> None:
+        self.base = base
+        self.allowed = allowed
+        self.mounts: list[Mount] = []
+
+    def mount(self, metad: Daemon, blockd: Daemon, device: str = "dev-a", **kw) -> Mount:
+        path = kw.get("path") or self.base / f"mnt-{device}-{len(self.mounts)}"
+        cache = kw.get("cache") or self.base / f"cache-{device}"
+        path.mkdir(parents=True, exist_ok=True)
+        log_path = self.base / f"mount-{device}-{len(self.mounts)}.log"
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "fusefs.cli", "--verbose", "mount", str(path),
+                    "--metad", metad.address, "--blockd", blockd.address,
+                    "--cache", str(cache), "--device", device,
+                    *kw.get("extra_args", []),
+                ],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            )  # fmt: skip
+        m = Mount(path, cache, device, process, log_path)
+        self.mounts.append(m)
+        _wait_mounted(path, process, log_path)
+        return m
+
+    def close(self) -> None:
+        for m in reversed(self.mounts):
+            m.unmount()
+        for m in self.mounts:
+            assert_log_clean(m.log_path, self.allowed)
+
+
+@pytest.fixture
+def mounts(
+    tmp_path: Path, allowed_log_patterns: list[str], daemons: DaemonRunner
+) -> Iterator[MountRunner]:
+    # Depends on `daemons` so mounts are unmounted before the daemons stop.
+    runner = MountRunner(tmp_path, allowed_log_patterns)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def mount(mounts: MountRunner, metad: Daemon, blockd: Daemon) -> Mount:
+    """One mount of a fresh drive."""
+    return mounts.mount(metad, blockd, "dev-a")

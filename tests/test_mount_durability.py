@@ -1,0 +1,108 @@
+"""What was saved stays saved: across unmounts, `drive up` restarts and daemon crashes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import assert_log_clean
+from tests.filedata import sha256_of, write_random
+
+MiB = 1024 * 1024
+
+
+def _write_set(root: Path) -> dict[str, str]:
+    (root / "docs").mkdir()
+    written = {}
+    for i, size in enumerate([0, 1, 4096, 3 * MiB + 5]):
+        name = f"docs/f{i}"
+        written[name] = write_random(root / name, size, seed=i)
+    return written
+
+
+def _check_set(root: Path, written: dict[str, str]) -> None:
+    for name, digest in written.items():
+        assert sha256_of(root / name) == digest, name
+
+
+def test_files_survive_remount(mounts, metad, blockd, tmp_path: Path) -> None:
+    first = mounts.mount(metad, blockd, "dev-a")
+    written = _write_set(first.path)
+    first.unmount()
+    assert not os.path.ismount(first.path)
+    # A second mount with an empty cache must fetch everything from blockd.
+    second = mounts.mount(metad, blockd, "dev-b", cache=tmp_path / "fresh-cache")
+    _check_set(second.path, written)
+
+
+def test_files_survive_sigkill_of_both_daemons(
+    mounts, daemons, metad, blockd, tmp_path: Path, allowed_log_patterns
+) -> None:
+    # The mount may log that it lost the change stream while the daemons are down.
+    allowed_log_patterns.append(r"change stream interrupted")
+    m = mounts.mount(metad, blockd, "dev-a")
+    written = _write_set(m.path)
+    metad.kill()
+    blockd.kill()
+    metad2 = daemons.start("metad", tmp_path / "metad", listen=metad.address)
+    blockd2 = daemons.start("blockd", tmp_path / "blockd", listen=blockd.address)
+    fresh = mounts.mount(metad2, blockd2, "dev-b", cache=tmp_path / "fresh-cache")
+    _check_set(fresh.path, written)
+    # The mount that was running across the crash still works.
+    (m.path / "after-crash").write_bytes(b"still here")
+    deadline = time.monotonic() + 5
+    while not (fresh.path / "after-crash").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (fresh.path / "after-crash").read_bytes() == b"still here"
+
+
+def _drive_up(mountpoint: Path, data: Path, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as f:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "fusefs.cli", "up", str(mountpoint), "--data", str(data)],
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=f,
+        )
+    deadline = time.monotonic() + 30
+    while not os.path.ismount(mountpoint):
+        assert p.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return p
+
+
+def test_drive_up_again_keeps_everything(tmp_path: Path) -> None:
+    mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
+    mnt.mkdir()
+    up = _drive_up(mnt, data, log)
+    try:
+        written = _write_set(mnt)
+        # A file still open when the drive is stopped is saved too.
+        pending = open(mnt / "open-at-stop.txt", "wb")  # noqa: SIM115
+        pending.write(b"saved on the way out")
+        pending.flush()
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0, log.read_text()
+        with contextlib.suppress(OSError):  # the file system is gone by now
+            pending.close()
+    finally:
+        if up.poll() is None:
+            up.kill()
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+    assert not os.path.ismount(mnt)
+    up = _drive_up(mnt, data, log)
+    try:
+        _check_set(mnt, written)
+        assert (mnt / "open-at-stop.txt").read_bytes() == b"saved on the way out"
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(60) == 0, log.read_text()
+    assert_log_clean(log, [])
+    for name in ("metad", "blockd"):
+        assert_log_clean(data / name / f"{name}.log", [])

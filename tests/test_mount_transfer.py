@@ -1,0 +1,79 @@
+"""What crosses the wire: dedup, small re-uploads after an insert, lazy reads."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from pathlib import Path
+
+from fusefs.clients import BlockClient
+from tests.filedata import sha256_of, write_random
+
+MiB = 1024 * 1024
+
+
+def _stats(blockd):
+    client = BlockClient(blockd.address)
+    try:
+        return client.stats()
+    finally:
+        client.close()
+
+
+def _stored_bytes_on_disk(blockd_dir: Path) -> int:
+    return sum(f.stat().st_size for f in (blockd_dir / "blocks").rglob("*") if f.is_file())
+
+
+def test_identical_files_are_stored_once(mount, blockd, tmp_path: Path) -> None:
+    write_random(mount.path / "one", 100 * MiB, seed=42)
+    before = _stored_bytes_on_disk(tmp_path / "blockd")
+    write_random(mount.path / "two", 100 * MiB, seed=42)
+    after = _stored_bytes_on_disk(tmp_path / "blockd")
+    assert 100 * MiB <= before < 101 * MiB
+    assert after == before
+    assert sha256_of(mount.path / "one") == sha256_of(mount.path / "two")
+
+
+def test_one_byte_insert_uploads_a_few_mib(mount, blockd) -> None:
+    data = random.Random(1).randbytes(64 * MiB)
+    path = mount.path / "big.bin"
+    path.write_bytes(data)
+    received_before = _stats(blockd).bytes_received
+    edited = data[: 32 * MiB] + b"!" + data[32 * MiB :]
+    path.write_bytes(edited)
+    uploaded = _stats(blockd).bytes_received - received_before
+    assert uploaded <= 6 * MiB, f"uploaded {uploaded / MiB:.1f} MiB for a 1-byte insert"
+    assert path.read_bytes() == edited
+
+
+def test_reading_one_kib_of_a_gib_fetches_a_couple_of_blocks(
+    mounts, metad, blockd, tmp_path: Path
+) -> None:
+    writer = mounts.mount(metad, blockd, "dev-a")
+    write_random(writer.path / "huge", 1024 * MiB, seed=3)
+    reader = mounts.mount(metad, blockd, "dev-b", cache=tmp_path / "empty-cache")
+    sent_before = _stats(blockd)
+    with open(reader.path / "huge", "rb") as f:
+        head = f.read(1024)
+    sent = _stats(blockd)
+    assert len(head) == 1024
+    assert sent.blocks_sent - sent_before.blocks_sent <= 2
+    assert sent.bytes_sent - sent_before.bytes_sent <= 8 * MiB
+    with open(writer.path / "huge", "rb") as f:
+        assert f.read(1024) == head
+
+
+def test_cache_survives_remount(mounts, metad, blockd, tmp_path: Path) -> None:
+    writer = mounts.mount(metad, blockd, "dev-a")
+    write_random(writer.path / "f", 20 * MiB, seed=5)
+    cache = tmp_path / "reader-cache"
+    reader = mounts.mount(metad, blockd, "dev-b", cache=cache)
+    digest = sha256_of(reader.path / "f")
+    reader.unmount()
+    sent_before = _stats(blockd).bytes_sent
+    again = mounts.mount(metad, blockd, "dev-b", cache=cache)
+    subprocess.run(["sh", "-c", "echo 3 > /proc/sys/vm/drop_caches"], check=False)
+    assert sha256_of(again.path / "f") == digest
+    assert _stats(blockd).bytes_sent == sent_before, "a cached block was downloaded again"
+    assert os.listdir(cache / "blocks")
