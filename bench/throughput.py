@@ -55,8 +55,13 @@ def progress() -> Progress:
 
 
 def write_file(path: Path, size: int, label: str) -> float:
-    """Seconds to write size bytes and close (close = durable on the drive; fsync locally)."""
-    buf = random.Random(0).randbytes(16 * MiB)
+    """Seconds to write size bytes and close (close = durable on the drive; fsync locally).
+
+    The content is a 64 MiB random pattern with a counter stamped every
+    64 KiB (less than the smallest block), so no block repeats and dedup
+    cannot flatter the figure.
+    """
+    pattern = bytearray(random.Random(0).randbytes(64 * MiB))
     with progress() as bar:
         task = bar.add_task(label, total=size)
         start = time.perf_counter()
@@ -64,8 +69,10 @@ def write_file(path: Path, size: int, label: str) -> float:
             done = 0
             while done < size:
                 n = min(PIECE, size - done)
-                off = done % len(buf)
-                f.write(buf[off : off + n] if off + n <= len(buf) else buf[:n])
+                at = done % len(pattern)
+                for stamp in range(at, at + n, 64 * 1024):
+                    pattern[stamp : stamp + 8] = (done + stamp - at).to_bytes(8, "little")
+                f.write(memoryview(pattern)[at : at + n])
                 done += n
                 bar.update(task, completed=done)
             os.fsync(f.fileno())

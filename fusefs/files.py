@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
 FETCH_BATCH = 4  # blocks per Download call
 MAX_NAME_BYTES = 255
+SMALL_UPLOAD_BYTES = 256 * 1024  # below this, upload without asking what is missing
 
 Invalidate = Callable[[int], Awaitable[None]]
 
@@ -240,6 +241,12 @@ class OpenFile:
             except errors.StaleRevision:
                 await self._commit_conflicted_copy(refs, invalidate)
                 return None
+            except errors.NotFound:
+                # Deleted (here or on another device) while open: as on a
+                # local disk, writes to an unlinked file vanish with it.
+                log.info("%r was deleted while open; its last edits are dropped", self.node.name)
+                self.dirty = False
+                return None
             self.node = node
             self._set_revision(
                 Revision(node.id, node.revision, node.size, node.mtime_ns, tuple(refs))
@@ -249,11 +256,15 @@ class OpenFile:
 
     async def _upload(self, refs: list[BlockRef]) -> None:
         unique = list({r.hash: r for r in refs}.values())
-        missing = await self._thread(self._blocks.find_missing, [r.hash for r in unique])
-        if not missing:
+        if sum(r.size for r in unique) <= SMALL_UPLOAD_BYTES:
+            # Sending a small file costs less than asking which blocks blockd lacks.
+            wanted = unique
+        else:
+            missing = await self._thread(self._blocks.find_missing, [r.hash for r in unique])
+            wanted = [r for r in unique if r.hash in missing]
+        if not wanted:
             return
         fd = self._staging_fd
-        wanted = [r for r in unique if r.hash in missing]
 
         def produce() -> Iterator[tuple[bytes, bytes]]:
             for ref in wanted:

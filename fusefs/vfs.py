@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,7 @@ class Vfs:
     async def mkdir(self, parent_inode: int, raw_name: bytes, mode: int) -> tuple[int, Node]:
         name = check_name(raw_name)
         node = await self._call(self.meta.make_directory, self._node_id(parent_inode), name, mode)
-        self.inodes.invalidate(parent_inode)
+        self.inodes.touch(parent_inode, time.time_ns())
         return self.inodes.remember(node), node
 
     async def symlink(self, parent_inode: int, raw_name: bytes, target: bytes) -> tuple[int, Node]:
@@ -181,7 +182,7 @@ class Vfs:
         node = await self._call(
             self.meta.create_symlink, self._node_id(parent_inode), name, os.fsdecode(target)
         )
-        self.inodes.invalidate(parent_inode)
+        self.inodes.touch(parent_inode, time.time_ns())
         return self.inodes.remember(node), node
 
     async def unlink(self, parent_inode: int, raw_name: bytes) -> None:
@@ -193,7 +194,7 @@ class Vfs:
     async def _remove(self, parent_inode: int, raw_name: bytes, directory: bool) -> None:
         name = check_name(raw_name)
         node_id = await self._call(self.meta.delete, self._node_id(parent_inode), name, directory)
-        self.inodes.invalidate(parent_inode)
+        self.inodes.touch(parent_inode, time.time_ns())
         self.inodes.invalidate(self.inodes.inode_of(node_id))
 
     async def rename(
@@ -223,7 +224,7 @@ class Vfs:
         """A new empty file, opened: (fh, inode, node)."""
         name = check_name(raw_name)
         node = await self._call(self.meta.create_file, self._node_id(parent_inode), name, mode)
-        self.inodes.invalidate(parent_inode)
+        self.inodes.touch(parent_inode, time.time_ns())
         inode = self.inodes.remember(node)
         empty = Revision(node.id, node.revision, 0, node.mtime_ns, ())
         f = self._new_open_file(inode, node, empty)

@@ -134,3 +134,14 @@ def test_user_errors_are_the_right_errno(mount) -> None:
     assert (root / ("n" * 255)).read_text() == "ok"
     # The mount is still healthy after all of that.
     assert sorted(os.listdir(root)) == sorted(["dir", "file", "n" * 255])
+
+
+def test_unlinked_open_file_stays_readable_and_writable(mount) -> None:
+    path = mount.path / "tmpfile"
+    path.write_bytes(b"payload" * 1000)
+    with open(path, "r+b") as f:
+        os.unlink(path)
+        assert not path.exists()
+        assert f.read() == b"payload" * 1000
+        f.write(b"more")
+    assert os.listdir(mount.path) == []
