@@ -4,7 +4,8 @@ Owns table definitions (every column commented, special values included) and
 the upgrade path between versions. PRAGMA user_version holds the version the
 file is at; the schema_version table keeps the history of applied versions for
 operators. A database from a newer metad is refused, never downgraded.
-Must not hold queries of the service: those live in store.py.
+Must not hold queries of the service: those live in store.py, which runs
+these functions on its writer connection's own thread (plain sqlite3).
 
 Ordering guarantee the change journal depends on: SQLite has a single writer,
 so the AUTOINCREMENT `changes.sequence` values become visible in commit order
@@ -15,9 +16,8 @@ engine must preserve it (e.g. assign sequences under a lock held until commit).
 
 from __future__ import annotations
 
+import sqlite3
 import time
-
-import aiosqlite
 
 from metad.errors import SchemaTooNew
 
@@ -148,42 +148,41 @@ CREATE TABLE schema_version (
 MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
 
 
-async def user_version(conn: aiosqlite.Connection) -> int:
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+def user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
     return int(row[0]) if row else 0
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
+def migrate(conn: sqlite3.Connection) -> int:
     """Brings the database to SCHEMA_VERSION, one committed step per version.
 
     The connection must be in autocommit mode (isolation_level=None). Returns
     the version reached. Raises SchemaTooNew for a database from a newer metad.
     """
     while True:
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
             # Read inside the write transaction: another process may have migrated meanwhile.
-            current = await user_version(conn)
+            current = user_version(conn)
             if current > SCHEMA_VERSION:
                 raise SchemaTooNew(
                     f"the database has schema version {current}, newer than this metad "
                     f"supports ({SCHEMA_VERSION}); upgrade metad"
                 )
             if current == SCHEMA_VERSION:
-                await conn.execute("COMMIT")
+                conn.execute("COMMIT")
                 return current
             target = current + 1
             for statement in MIGRATIONS[target]:
-                await conn.execute(statement)
-            await conn.execute(
+                conn.execute(statement)
+            conn.execute(
                 "INSERT INTO schema_version (version, applied_ns) VALUES (?, ?)",
                 (target, time.time_ns()),
             )
             # PRAGMA takes no parameters; target is an int from our own table.
-            await conn.execute(f"PRAGMA user_version = {int(target)}")
-            await conn.execute("COMMIT")
+            conn.execute(f"PRAGMA user_version = {int(target)}")
+            conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
             raise

@@ -1,34 +1,42 @@
 """The metadata store: every SQL statement of metad and its transactions.
 
-Owns the SQLite file (WAL, synchronous=FULL, foreign keys) through two
-connections: one writer and one read-only reader, which WAL lets run beside
-the writer. Every change writes its change-journal row in the same
-transaction as the change itself and stamps the node's change_sequence; after
-each commit the store calls `on_commit(last sequence)` so subscribers wake.
+Owns the SQLite file (WAL, synchronous=FULL, foreign keys) through three
+connections, each owned by a thread of its own: one writer and two read-only
+readers, which WAL lets run beside the writer. Every store operation is one
+hop to one of those threads, which runs all its SQL as a plain synchronous
+function: the event loop never waits on SQLite, and an operation pays the
+thread hand-off once, not once per statement.
 
-Writes are serialized through a queue drained by a single committer task (the
-only user of the writer connection): the writes queued while one commit was
-in flight run in the next BEGIN IMMEDIATE ... COMMIT, each in its own
-SAVEPOINT, so they share one fsync (group commit). Each caller gets its answer
-only after that COMMIT returned: a write whose RPC returned is on disk.
+Every change writes its change-journal row in the same transaction as the
+change itself and stamps the node's change_sequence; after each commit the
+store calls `on_commit(last sequence)` on the event loop so subscribers wake.
 
-Raises the domain errors of errors.py; knows nothing of gRPC. Reads on the
-reader are single statements (or read immutable rows), so each sees one
-committed state without holding a read transaction open on the shared reader.
+Writes are serialized through a queue that the writer's thread drains: the
+writes queued while one commit was in flight form the next BEGIN IMMEDIATE ...
+COMMIT, each in its own SAVEPOINT, so they share one fsync (group commit).
+Each caller gets its answer only after that COMMIT returned: a write whose RPC
+returned is on disk.
+
+A read of several statements runs them in one read transaction on its
+reader, so it sees one committed state.
+
+Raises the domain errors of errors.py; knows nothing of gRPC.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from metad import rules, schema
 from metad.errors import (
@@ -67,6 +75,14 @@ MAX_PAGE_SIZE = 5000
 # Writes queued while a commit is in flight share the next transaction (and its
 # fsync), up to this many; it bounds how long one transaction holds the writer.
 MAX_GROUP_COMMIT = 256
+# Reads run on this many reader connections (threads) beside the writer.
+READERS = 2
+# Page cache per connection, in KiB (SQLite's default is 2 MiB).
+CACHE_KIB = 16 * 1024
+# Database pages are read through a memory map up to this size. In WAL mode a
+# connection drops its page cache whenever another one committed, so readers
+# re-read pages after every write: from the map that costs no system call.
+MMAP_BYTES = 256 * 1024 * 1024
 
 _NODE_COLUMNS = (
     "id, owner_id, parent_id, name, kind, mode, size, mtime_ns, ctime_ns, revision, "
@@ -129,20 +145,140 @@ def _revision(row: sqlite3.Row, blocks: tuple[BlockRef, ...] = ()) -> Revision:
     )
 
 
-# Every statement is one hop to the connection's thread; execute_fetchall keeps
-# it to one (a cursor would take three: execute, fetch, close).
-async def _fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
-    rows = await conn.execute_fetchall(sql, params)
-    return next(iter(rows), None)
+# -- connections and their threads -------------------------------------------------------------
 
 
-async def _fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    return list(await conn.execute_fetchall(sql, params))
+def _configure(conn: sqlite3.Connection, *, writer: bool) -> None:
+    """Per-connection settings: SQLite keeps none of these in the file but journal_mode."""
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if writer:
+        row = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise StartupError(f"cannot put the database in WAL mode (got {row and row[0]!r})")
+    # FULL: the WAL is fsynced at every commit, so a commit whose RPC returned
+    # survives a crash or a power loss. Set on the readers too: whichever
+    # connection closes last checkpoints the WAL into the database.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    if writer:
+        schema.migrate(conn)
+    else:
+        conn.execute("PRAGMA query_only = ON")
 
 
-async def _live_node(conn: aiosqlite.Connection, node_id: int, user_id: int) -> Node:
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller went away (cancelled)
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class _Connection:
+    """One sqlite3 connection and the one thread that uses it.
+
+    `run(fn)` hands fn(connection) to the thread and awaits its outcome: one
+    hop, however many statements fn executes. Jobs run one at a time in the
+    order they were submitted; outcomes come back in that order too.
+    """
+
+    def __init__(
+        self, name: str, path: Path, *, writer: bool, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._path = path
+        self._for_writing = writer
+        self._loop = loop
+        self._jobs: queue.SimpleQueue[Callable[[sqlite3.Connection], None] | None] = (
+            queue.SimpleQueue()
+        )
+        self._opened: asyncio.Future[None] = loop.create_future()
+        self._closed: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.load = 0  # run() calls not answered yet: reads go to the least loaded reader
+
+    @classmethod
+    async def open(cls, name: str, path: Path, *, writer: bool) -> _Connection:
+        """Starts the thread, which connects and configures (and, for the writer, migrates).
+
+        Only that thread ever touches the connection.
+        """
+        connection = cls(name, path, writer=writer, loop=asyncio.get_running_loop())
+        connection._thread.start()
+        await connection._opened
+        return connection
+
+    def _post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self.call_soon(_settle, future, result, error)
+
+    def _serve(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None)
+            _configure(conn, writer=self._for_writing)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            self._post(self._opened, None, exc)
+            self._post(self._closed, None, None)
+            return
+        self._post(self._opened, None, None)
+        try:
+            while (job := self._jobs.get()) is not None:
+                job(conn)
+        finally:
+            conn.close()
+            self._post(self._closed, None, None)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queues fn(connection) for the thread; the future gets its result or exception."""
+        future: asyncio.Future[T] = self._loop.create_future()
+
+        def job(conn: sqlite3.Connection) -> None:
+            try:
+                result = fn(conn)
+            except BaseException as exc:
+                self._post(future, None, exc)
+            else:
+                self._post(future, result, None)
+
+        self._jobs.put(job)
+        return future
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self.load += 1
+        try:
+            return await self.submit(fn)
+        finally:
+            self.load -= 1
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        """From the thread: has the event loop run callback(*args), after what was posted before."""
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    async def close(self) -> None:
+        """Runs the jobs already queued, then closes the connection and ends the thread."""
+        self._jobs.put(None)
+        await self._closed
+
+
+# -- statements shared by reads and writes (run on a connection's own thread) -------------------
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
+    # fetchall steps the statement to its end: none (a RETURNING one especially)
+    # is left in progress when its savepoint or transaction ends.
+    rows = conn.execute(sql, params).fetchall()
+    return rows[0] if rows else None
+
+
+def _live_node(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
     """A live node the user may see; NotFound otherwise (no existence leak)."""
-    row = await _fetch_one(
+    row = _fetch_one(
         conn,
         f"SELECT {_NODE_COLUMNS} FROM nodes WHERE id = ? AND deleted_ns IS NULL",
         (node_id,),
@@ -155,15 +291,15 @@ async def _live_node(conn: aiosqlite.Connection, node_id: int, user_id: int) -> 
     return node
 
 
-async def _directory(conn: aiosqlite.Connection, node_id: int, user_id: int) -> Node:
-    node = await _live_node(conn, node_id, user_id)
+def _directory(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
+    node = _live_node(conn, node_id, user_id)
     if node.kind is not NodeKind.DIRECTORY:
         raise NotADirectory(f"node {node_id} is not a directory")
     return node
 
 
-async def _child(conn: aiosqlite.Connection, parent_id: int, name: str) -> Node | None:
-    row = await _fetch_one(
+def _child(conn: sqlite3.Connection, parent_id: int, name: str) -> Node | None:
+    row = _fetch_one(
         conn,
         f"SELECT {_NODE_COLUMNS} FROM nodes"
         " WHERE parent_id = ? AND name = ? AND deleted_ns IS NULL",
@@ -172,8 +308,8 @@ async def _child(conn: aiosqlite.Connection, parent_id: int, name: str) -> Node 
     return None if row is None else _node(row)
 
 
-async def _file(conn: aiosqlite.Connection, node_id: int, user_id: int) -> Node:
-    node = await _live_node(conn, node_id, user_id)
+def _file(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
+    node = _live_node(conn, node_id, user_id)
     if node.kind is NodeKind.DIRECTORY:
         raise IsADirectory(f"node {node_id} is a directory, not a file")
     if node.kind is not NodeKind.FILE:
@@ -183,13 +319,13 @@ async def _file(conn: aiosqlite.Connection, node_id: int, user_id: int) -> Node:
 
 @dataclass
 class _Transaction:
-    """One write transaction: the writer connection, its clock reading and its journal."""
+    """One write inside a transaction: the writer connection, its clock reading and its journal."""
 
-    conn: aiosqlite.Connection
+    conn: sqlite3.Connection
     now_ns: int
     last_sequence: int = 0
 
-    async def insert_node(
+    def insert_node(
         self,
         *,
         owner_id: int,
@@ -202,7 +338,7 @@ class _Transaction:
         size: int = 0,
         symlink_target: str | None = None,
     ) -> Node:
-        row = await _fetch_one(
+        row = _fetch_one(
             self.conn,
             "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
             " revision, size, symlink_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -222,29 +358,29 @@ class _Transaction:
         )
         return _node(row)
 
-    async def insert_revision(
+    def insert_revision(
         self, node: Node, number: int, size: int, mtime_ns: int, actor: Actor
     ) -> None:
-        await self.conn.execute(
+        self.conn.execute(
             f"INSERT INTO revisions ({_REVISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (node.id, number, size, mtime_ns, node.mode, actor.user_id, actor.device, self.now_ns),
         )
 
-    async def ensure_free(self, parent_id: int, name: str) -> None:
-        if await _child(self.conn, parent_id, name) is not None:
+    def ensure_free(self, parent_id: int, name: str) -> None:
+        if _child(self.conn, parent_id, name) is not None:
             raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
 
-    async def is_empty(self, directory_id: int) -> bool:
-        row = await _fetch_one(
+    def is_empty(self, directory_id: int) -> bool:
+        row = _fetch_one(
             self.conn,
             "SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_ns IS NULL LIMIT 1",
             (directory_id,),
         )
         return row is None
 
-    async def is_within(self, node_id: int, ancestor_id: int) -> bool:
+    def is_within(self, node_id: int, ancestor_id: int) -> bool:
         """Whether ancestor_id is node_id itself or one of its ancestors."""
-        row = await _fetch_one(
+        row = _fetch_one(
             self.conn,
             "WITH RECURSIVE up (id) AS ("
             "  SELECT ? UNION ALL"
@@ -255,14 +391,14 @@ class _Transaction:
         )
         return row is not None
 
-    async def touch_directory(self, directory_id: int) -> None:
+    def touch_directory(self, directory_id: int) -> None:
         """An entry was added, removed or renamed: the directory's mtime and ctime move."""
-        await self.conn.execute(
+        self.conn.execute(
             "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
             (self.now_ns, self.now_ns, directory_id),
         )
 
-    async def journal(
+    def journal(
         self,
         kind: ChangeKind,
         node: Node,
@@ -279,7 +415,7 @@ class _Transaction:
 
         Call it after the node's own updates: it returns the node as committed.
         """
-        row = await self.conn.execute_insert(
+        cursor = self.conn.execute(
             "INSERT INTO changes (owner_id, kind, node_id, node_kind, parent_id, name,"
             " old_parent_id, old_name, revision, actor_id, device, time_ns, replaced_node_id)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -299,14 +435,14 @@ class _Transaction:
                 replaced_node_id,
             ),
         )
-        assert row is not None
-        sequence = int(row[0])
+        assert cursor.lastrowid is not None
+        sequence = cursor.lastrowid
         self.last_sequence = sequence
         if replaced_node_id is not None:
-            await self.conn.execute(
+            self.conn.execute(
                 "UPDATE nodes SET change_sequence = ? WHERE id = ?", (sequence, replaced_node_id)
             )
-        stamped = await _fetch_one(
+        stamped = _fetch_one(
             self.conn,
             f"UPDATE nodes SET change_sequence = ? WHERE id = ? RETURNING {_NODE_COLUMNS}",
             (sequence, node.id),
@@ -314,23 +450,96 @@ class _Transaction:
         return _node(stamped)
 
 
-async def _check_replaceable(tx: _Transaction, node: Node, replaced: Node) -> None:
+def _check_replaceable(tx: _Transaction, node: Node, replaced: Node) -> None:
     """rename(2) rules: a directory replaces only an empty directory, others only non-dirs."""
     if node.kind is NodeKind.DIRECTORY:
         if replaced.kind is not NodeKind.DIRECTORY:
             raise NotADirectory(f"cannot replace non-directory {replaced.id} by a directory")
-        if not await tx.is_empty(replaced.id):
+        if not tx.is_empty(replaced.id):
             raise DirectoryNotEmpty(f"directory {replaced.id} is not empty")
     elif replaced.kind is NodeKind.DIRECTORY:
         raise IsADirectory(f"cannot replace directory {replaced.id} by a non-directory")
+
+
+# A write's outcome inside a batch: its result, or the error it alone failed with.
+_Outcome = tuple[Any, BaseException | None]
+
+
+def _run_batch(
+    conn: sqlite3.Connection,
+    bodies: Sequence[Callable[[_Transaction], Any]],
+    clock: Callable[[], int],
+) -> tuple[list[_Outcome], int]:
+    """One transaction for the batch, one SAVEPOINT per write, one fsync for all.
+
+    Runs on the writer's thread. A write that raises rolls back to its
+    savepoint and fails alone. If the transaction as a whole fails (COMMIT, or
+    an error that makes SQLite abandon it), this raises and every write of the
+    batch fails with that error. Returns the outcomes in batch order and the
+    last journal sequence the transaction wrote (0 if none).
+    """
+    outcomes: list[_Outcome] = []
+    last_sequence = 0
+    # A lone write needs no savepoint: if it fails, the whole transaction goes.
+    savepoints = len(bodies) > 1
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for body in bodies:
+            tx = _Transaction(conn, clock())
+            if savepoints:
+                conn.execute("SAVEPOINT write")
+            try:
+                result = body(tx)
+            except Exception as exc:
+                if not savepoints or not conn.in_transaction:
+                    raise  # fails the transaction (SQLite may have rolled it back itself)
+                conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+                outcomes.append((None, exc))
+                continue
+            if savepoints:
+                conn.execute("RELEASE write")
+            last_sequence = max(last_sequence, tx.last_sequence)
+            outcomes.append((result, None))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rolling back a failed transaction failed")
+        raise
+    return outcomes, last_sequence
+
+
+def _snapshot(read: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """For a read of several statements: runs them in one read transaction.
+
+    So they all see the same committed state (a single statement does anyway).
+    """
+
+    @functools.wraps(read)
+    def in_one_transaction(conn: sqlite3.Connection) -> T:
+        conn.execute("BEGIN")
+        try:
+            return read(conn)
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # nothing to keep: ends the read transaction
+
+    return in_one_transaction
 
 
 @dataclass(frozen=True)
 class _Write:
     """A queued write: what to run in the transaction, and where its outcome goes."""
 
-    body: Callable[[_Transaction], Awaitable[Any]]
+    body: Callable[[_Transaction], Any]
     future: asyncio.Future[Any]
+
+
+# A committed (or failed) batch: its writes, their outcomes, its last journal sequence.
+_Batch = tuple[list[_Write], list[_Outcome], int]
 
 
 class Store:
@@ -339,19 +548,21 @@ class Store:
     def __init__(
         self,
         path: Path,
-        writer: aiosqlite.Connection,
-        reader: aiosqlite.Connection,
+        writer: _Connection,
+        readers: Sequence[_Connection],
         *,
         on_commit: Callable[[int], None],
         clock: Callable[[], int],
     ) -> None:
         self.path = path
         self._writer = writer
-        self._reader = reader
+        self._readers = tuple(readers)
         self._on_commit = on_commit
         self._clock = clock
-        self._pending: list[_Write] = []
-        self._committer: asyncio.Task[None] | None = None
+        # Filled on the event loop, drained on the writer's thread.
+        self._writes: queue.SimpleQueue[_Write] = queue.SimpleQueue()
+        # The writer's job that drains _writes, while one is queued or running.
+        self._committing: asyncio.Future[_Batch | None] | None = None
 
     @classmethod
     async def open(
@@ -365,34 +576,21 @@ class Store:
 
         Raises StartupError (SchemaTooNew among them) for problems an operator
         can fix: unreadable file, not a database, database from a newer metad.
+        clock is read on the writer's thread, once per write.
         """
-        writer: aiosqlite.Connection | None = None
-        reader: aiosqlite.Connection | None = None
+        opened: list[_Connection] = []
         try:
-            writer = await aiosqlite.connect(path, isolation_level=None)
-            writer.row_factory = sqlite3.Row
-            async with writer.execute("PRAGMA journal_mode = WAL") as cursor:
-                row = await cursor.fetchone()
-            if row is None or str(row[0]).lower() != "wal":
-                raise StartupError(f"cannot put {path} in WAL mode (got {row and row[0]!r})")
-            # FULL: the WAL is fsynced at every commit, so a commit whose RPC
-            # returned survives a crash or a power loss.
-            await writer.execute("PRAGMA synchronous = FULL")
-            await writer.execute("PRAGMA foreign_keys = ON")
-            await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await schema.migrate(writer)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            reader.row_factory = sqlite3.Row
-            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await reader.execute("PRAGMA query_only = ON")
+            # The writer first: it creates the file, sets WAL mode and migrates.
+            opened.append(await _Connection.open("metad-writer", path, writer=True))
+            for index in range(READERS):
+                opened.append(await _Connection.open(f"metad-reader-{index}", path, writer=False))
         except BaseException as exc:
-            for conn in (reader, writer):
-                if conn is not None:
-                    await conn.close()
+            for connection in reversed(opened):
+                await connection.close()
             if isinstance(exc, sqlite3.Error):
                 raise StartupError(f"cannot open database {path}: {exc}") from exc
             raise
-        store = cls(path, writer, reader, on_commit=on_commit, clock=clock)
+        store = cls(path, opened[0], opened[1:], on_commit=on_commit, clock=clock)
         try:
             await store._ensure_first_user()
         except BaseException:
@@ -401,20 +599,22 @@ class Store:
         return store
 
     async def close(self) -> None:
-        """Lets queued writes commit, then closes both connections."""
-        if self._committer is not None:
-            await self._committer
-        await self._reader.close()
+        """Lets queued writes commit, then closes every connection (the writer last)."""
+        while self._committing is not None:
+            await asyncio.wait([self._committing])
+        for reader in self._readers:
+            await reader.close()
         await self._writer.close()
 
     async def schema_version(self) -> int:
-        return await schema.user_version(self._reader)
+        return await self._read(schema.user_version)
 
     # -- writes -------------------------------------------------------------------------------
 
-    async def _write(self, body: Callable[[_Transaction], Awaitable[T]]) -> T:
+    async def _write(self, body: Callable[[_Transaction], T]) -> T:
         """Runs body as one atomic write and returns its result once it is durable.
 
+        body runs on the writer's thread, inside the transaction of its batch.
         The caller is shielded: a client that gives up (deadline, cancel) does
         not interrupt a transaction halfway, and no commit notification is lost.
         """
@@ -422,92 +622,78 @@ class Store:
         # A caller that went away never reads its outcome; retrieving it here
         # keeps asyncio from logging "exception was never retrieved".
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._pending.append(_Write(body, future))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_pending(), name="metad-commit")
+        self._writes.put(_Write(body, future))
+        if self._committing is None:
+            self._start_committing()
         return await asyncio.shield(future)
 
-    async def _commit_pending(self) -> None:
-        """The only user of the writer connection once open: drains the queue batch by batch."""
-        while self._pending:
-            batch = self._pending[:MAX_GROUP_COMMIT]
-            del self._pending[: len(batch)]
-            try:
-                await self._commit_batch(batch)
-            except Exception:
-                # Only a failed ROLLBACK gets here; its writes already have their error.
-                log.exception("rolling back a failed transaction failed")
+    def _start_committing(self) -> None:
+        self._committing = self._writer.submit(self._commit_queued)
+        self._committing.add_done_callback(self._committing_ended)
 
-    async def _commit_batch(self, batch: list[_Write]) -> None:
-        """One transaction for the batch, one SAVEPOINT per write, one fsync for all.
+    def _committing_ended(self, job: asyncio.Future[_Batch | None]) -> None:
+        """Runs on the event loop, like every put: sees any write the thread did not."""
+        self._committing = None
+        if job.exception() is not None:  # its writes were answered from the thread
+            log.error("the writer stopped committing", exc_info=job.exception())
+        elif (last := job.result()) is not None:
+            self._deliver(*last)
+        if not self._writes.empty():  # queued after the thread's last look
+            self._start_committing()
 
-        A write that raises rolls back to its savepoint and fails alone. If the
-        transaction as a whole fails (COMMIT or an error that makes SQLite
-        abandon it), every write of the batch fails with that error.
+    def _commit_queued(self, conn: sqlite3.Connection) -> _Batch | None:
+        """On the writer's thread: commits the queued writes batch by batch until none is left.
+
+        The writes queued while one batch commits form the next batch, up to
+        MAX_GROUP_COMMIT: concurrent writes share a transaction and its fsync.
+        Outcomes go back to the event loop in commit order; those of the last
+        batch as the job's own result, so a lone write costs a single wake-up.
         """
-        conn = self._writer
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        last_sequence = 0
-        # A lone write needs no savepoint: if it fails, the whole transaction goes.
-        savepoints = len(batch) > 1
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            for write in batch:
-                tx = _Transaction(conn, self._clock())
-                if savepoints:
-                    await conn.execute("SAVEPOINT write")
-                try:
-                    result = await write.body(tx)
-                except Exception as exc:
-                    if not savepoints or not conn.in_transaction:
-                        raise  # fails the transaction (SQLite may have rolled it back itself)
-                    await conn.execute("ROLLBACK TO write")
-                    await conn.execute("RELEASE write")
-                    outcomes.append((write.future, None, exc))
-                    continue
-                if savepoints:
-                    await conn.execute("RELEASE write")
-                last_sequence = max(last_sequence, tx.last_sequence)
-                outcomes.append((write.future, result, None))
-            await conn.execute("COMMIT")
-        except BaseException as exc:
-            for write in batch:  # answer first: nobody waits on a failed rollback
-                if not write.future.done():
-                    write.future.set_exception(exc)
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            if not isinstance(exc, Exception):
-                raise
-            return
+        done: _Batch | None = None
+        while True:
+            batch: list[_Write] = []
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < MAX_GROUP_COMMIT:
+                    batch.append(self._writes.get_nowait())
+            if not batch:
+                return done
+            if done is not None:
+                self._writer.call_soon(self._deliver, *done)
+            try:
+                done = (batch, *_run_batch(conn, [write.body for write in batch], self._clock))
+            except BaseException as exc:
+                done = (batch, [(None, exc)] * len(batch), 0)
+                if not isinstance(exc, Exception):
+                    self._writer.call_soon(self._deliver, *done)
+                    raise
+
+    def _deliver(
+        self, batch: list[_Write], outcomes: Sequence[_Outcome], last_sequence: int
+    ) -> None:
+        """On the event loop: announces the commit, then answers its writes."""
         if last_sequence:
             self._on_commit(last_sequence)
-        for future, result, error in outcomes:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+        for write, (result, error) in zip(batch, outcomes, strict=True):
+            _settle(write.future, result, error)
 
     async def _ensure_first_user(self) -> None:
         """First start: user 1 ("owner", no password, unlimited) and its root directory."""
 
-        async def body(tx: _Transaction) -> None:
-            if await _fetch_one(tx.conn, "SELECT 1 FROM users LIMIT 1", ()) is not None:
+        def body(tx: _Transaction) -> None:
+            if _fetch_one(tx.conn, "SELECT 1 FROM users LIMIT 1", ()) is not None:
                 return
-            await tx.conn.execute(
+            tx.conn.execute(
                 "INSERT INTO users (id, name, password_hash, quota_bytes, root_node_id, created_ns)"
                 " VALUES (?, ?, NULL, 0, NULL, ?)",
                 (FIRST_USER_ID, FIRST_USER_NAME, tx.now_ns),
             )
-            root_id = await tx.conn.execute_insert(
+            root_id = tx.conn.execute(
                 "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
                 " VALUES (?, NULL, '', ?, ?, ?, ?)",
                 (FIRST_USER_ID, NodeKind.DIRECTORY.value, ROOT_MODE, tx.now_ns, tx.now_ns),
-            )
-            assert root_id is not None
-            await tx.conn.execute(
-                "UPDATE users SET root_node_id = ? WHERE id = ?", (root_id[0], FIRST_USER_ID)
+            ).lastrowid
+            tx.conn.execute(
+                "UPDATE users SET root_node_id = ? WHERE id = ?", (root_id, FIRST_USER_ID)
             )
 
         await self._write(body)
@@ -517,10 +703,10 @@ class Store:
     ) -> Node:
         rules.check_name(name)
 
-        async def body(tx: _Transaction) -> Node:
-            parent = await _directory(tx.conn, parent_id, actor.user_id)
-            await tx.ensure_free(parent.id, name)
-            node = await tx.insert_node(
+        def body(tx: _Transaction) -> Node:
+            parent = _directory(tx.conn, parent_id, actor.user_id)
+            tx.ensure_free(parent.id, name)
+            node = tx.insert_node(
                 owner_id=parent.owner_id,
                 parent_id=parent.id,
                 name=name,
@@ -528,8 +714,8 @@ class Store:
                 mode=rules.permission_bits(mode),
                 mtime_ns=mtime_ns or tx.now_ns,
             )
-            node = await tx.journal(ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name)
-            await tx.touch_directory(parent.id)
+            node = tx.journal(ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name)
+            tx.touch_directory(parent.id)
             return node
 
         return await self._write(body)
@@ -540,11 +726,11 @@ class Store:
         """A new empty file at revision 1."""
         rules.check_name(name)
 
-        async def body(tx: _Transaction) -> Node:
-            parent = await _directory(tx.conn, parent_id, actor.user_id)
-            await tx.ensure_free(parent.id, name)
+        def body(tx: _Transaction) -> Node:
+            parent = _directory(tx.conn, parent_id, actor.user_id)
+            tx.ensure_free(parent.id, name)
             mtime = mtime_ns or tx.now_ns
-            node = await tx.insert_node(
+            node = tx.insert_node(
                 owner_id=parent.owner_id,
                 parent_id=parent.id,
                 name=name,
@@ -553,11 +739,11 @@ class Store:
                 mtime_ns=mtime,
                 revision=1,
             )
-            await tx.insert_revision(node, 1, 0, mtime, actor)
-            node = await tx.journal(
+            tx.insert_revision(node, 1, 0, mtime, actor)
+            node = tx.journal(
                 ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=1
             )
-            await tx.touch_directory(parent.id)
+            tx.touch_directory(parent.id)
             return node
 
         return await self._write(body)
@@ -566,10 +752,10 @@ class Store:
         rules.check_name(name)
         rules.check_symlink_target(target)
 
-        async def body(tx: _Transaction) -> Node:
-            parent = await _directory(tx.conn, parent_id, actor.user_id)
-            await tx.ensure_free(parent.id, name)
-            node = await tx.insert_node(
+        def body(tx: _Transaction) -> Node:
+            parent = _directory(tx.conn, parent_id, actor.user_id)
+            tx.ensure_free(parent.id, name)
+            node = tx.insert_node(
                 owner_id=parent.owner_id,
                 parent_id=parent.id,
                 name=name,
@@ -579,8 +765,8 @@ class Store:
                 size=len(target.encode("utf-8", "surrogatepass")),
                 symlink_target=target,
             )
-            node = await tx.journal(ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name)
-            await tx.touch_directory(parent.id)
+            node = tx.journal(ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name)
+            tx.touch_directory(parent.id)
             return node
 
         return await self._write(body)
@@ -598,14 +784,14 @@ class Store:
         rules.check_blocks(size, blocks)
         block_list = tuple(blocks)
 
-        async def body(tx: _Transaction) -> Node:
-            node = await _file(tx.conn, node_id, actor.user_id)
+        def body(tx: _Transaction) -> Node:
+            node = _file(tx.conn, node_id, actor.user_id)
             if node.revision != base_revision:
                 raise StaleRevision(node.id, base_revision, node.revision)
             number = node.revision + 1
             mtime = mtime_ns or tx.now_ns
-            await tx.insert_revision(node, number, size, mtime, actor)
-            await tx.conn.executemany(
+            tx.insert_revision(node, number, size, mtime, actor)
+            tx.conn.executemany(
                 "INSERT INTO revision_blocks"
                 " (node_id, revision, block_index, hash, file_offset, size)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -614,11 +800,11 @@ class Store:
                     for index, block in enumerate(block_list)
                 ],
             )
-            await tx.conn.execute(
+            tx.conn.execute(
                 "UPDATE nodes SET revision = ?, size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
                 (number, size, mtime, tx.now_ns, node.id),
             )
-            return await tx.journal(
+            return tx.journal(
                 ChangeKind.EDITED,
                 node,
                 actor,
@@ -643,30 +829,30 @@ class Store:
         rules.check_name(name)
         rules.check_name(new_name)
 
-        async def body(tx: _Transaction) -> tuple[Node, int | None]:
-            old_parent = await _directory(tx.conn, parent_id, actor.user_id)
-            node = await _child(tx.conn, old_parent.id, name)
+        def body(tx: _Transaction) -> tuple[Node, int | None]:
+            old_parent = _directory(tx.conn, parent_id, actor.user_id)
+            node = _child(tx.conn, old_parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {old_parent.id}")
-            new_parent = await _directory(tx.conn, new_parent_id, actor.user_id)
+            new_parent = _directory(tx.conn, new_parent_id, actor.user_id)
             if new_parent.id == old_parent.id and new_name == name:
                 return node, None
-            if node.kind is NodeKind.DIRECTORY and await tx.is_within(new_parent.id, node.id):
+            if node.kind is NodeKind.DIRECTORY and tx.is_within(new_parent.id, node.id):
                 raise InvalidMove(f"cannot move directory {node.id} into itself or its subtree")
-            replaced = await _child(tx.conn, new_parent.id, new_name)
+            replaced = _child(tx.conn, new_parent.id, new_name)
             if replaced is not None:
                 if no_replace:
                     raise AlreadyExists(f"{new_name!r} already exists in {new_parent.id}")
-                await _check_replaceable(tx, node, replaced)
-                await tx.conn.execute(
+                _check_replaceable(tx, node, replaced)
+                tx.conn.execute(
                     "UPDATE nodes SET deleted_ns = ?, ctime_ns = ? WHERE id = ?",
                     (tx.now_ns, tx.now_ns, replaced.id),
                 )
-            await tx.conn.execute(
+            tx.conn.execute(
                 "UPDATE nodes SET parent_id = ?, name = ?, ctime_ns = ? WHERE id = ?",
                 (new_parent.id, new_name, tx.now_ns, node.id),
             )
-            moved = await tx.journal(
+            moved = tx.journal(
                 ChangeKind.MOVED,
                 node,
                 actor,
@@ -676,9 +862,9 @@ class Store:
                 old_name=name,
                 replaced_node_id=None if replaced is None else replaced.id,
             )
-            await tx.touch_directory(old_parent.id)
+            tx.touch_directory(old_parent.id)
             if new_parent.id != old_parent.id:
-                await tx.touch_directory(new_parent.id)
+                tx.touch_directory(new_parent.id)
             return moved, None if replaced is None else replaced.id
 
         return await self._write(body)
@@ -687,24 +873,24 @@ class Store:
         """Removes an entry from the namespace (the node and its revisions are kept)."""
         rules.check_name(name)
 
-        async def body(tx: _Transaction) -> int:
-            parent = await _directory(tx.conn, parent_id, actor.user_id)
-            node = await _child(tx.conn, parent.id, name)
+        def body(tx: _Transaction) -> int:
+            parent = _directory(tx.conn, parent_id, actor.user_id)
+            node = _child(tx.conn, parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {parent.id}")
             if directory:
                 if node.kind is not NodeKind.DIRECTORY:
                     raise NotADirectory(f"{name!r} is not a directory")
-                if not await tx.is_empty(node.id):
+                if not tx.is_empty(node.id):
                     raise DirectoryNotEmpty(f"directory {name!r} is not empty")
             elif node.kind is NodeKind.DIRECTORY:
                 raise IsADirectory(f"{name!r} is a directory")
-            await tx.conn.execute(
+            tx.conn.execute(
                 "UPDATE nodes SET deleted_ns = ?, ctime_ns = ? WHERE id = ?",
                 (tx.now_ns, tx.now_ns, node.id),
             )
-            await tx.journal(ChangeKind.DELETED, node, actor, parent_id=parent.id, name=name)
-            await tx.touch_directory(parent.id)
+            tx.journal(ChangeKind.DELETED, node, actor, parent_id=parent.id, name=name)
+            tx.touch_directory(parent.id)
             return node.id
 
         return await self._write(body)
@@ -714,11 +900,11 @@ class Store:
     ) -> Node:
         """Mode and/or mtime; nothing given is a no-op that returns the node."""
 
-        async def body(tx: _Transaction) -> Node:
-            node = await _live_node(tx.conn, node_id, actor.user_id)
+        def body(tx: _Transaction) -> Node:
+            node = _live_node(tx.conn, node_id, actor.user_id)
             if mode is None and mtime_ns is None:
                 return node
-            await tx.conn.execute(
+            tx.conn.execute(
                 "UPDATE nodes SET mode = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
                 (
                     node.mode if mode is None else rules.permission_bits(mode),
@@ -727,7 +913,7 @@ class Store:
                     node.id,
                 ),
             )
-            return await tx.journal(
+            return tx.journal(
                 ChangeKind.ATTRIBUTES, node, actor, parent_id=node.parent_id, name=node.name
             )
 
@@ -735,112 +921,150 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------
 
+    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs read on the least busy reader's thread: one hop for all its statements."""
+        reader = min(self._readers, key=lambda connection: connection.load)
+        return await reader.run(read)
+
     async def get_root(self, user_id: int) -> Node:
-        row = await _fetch_one(
-            self._reader,
-            f"SELECT {_NODE_COLUMNS} FROM nodes"
-            " WHERE id = (SELECT root_node_id FROM users WHERE id = ?)",
-            (user_id,),
-        )
-        if row is None:
-            raise NotFound(f"user {user_id} has no drive")
-        return _node(row)
+        def read(conn: sqlite3.Connection) -> Node:
+            row = _fetch_one(
+                conn,
+                f"SELECT {_NODE_COLUMNS} FROM nodes"
+                " WHERE id = (SELECT root_node_id FROM users WHERE id = ?)",
+                (user_id,),
+            )
+            if row is None:
+                raise NotFound(f"user {user_id} has no drive")
+            return _node(row)
+
+        return await self._read(read)
 
     async def stat(self, user_id: int, node_id: int) -> Node:
-        return await _live_node(self._reader, node_id, user_id)
+        return await self._read(lambda conn: _live_node(conn, node_id, user_id))
 
     async def lookup(self, user_id: int, parent_id: int, name: str) -> Node:
         rules.check_name(name)
-        parent = await _directory(self._reader, parent_id, user_id)
-        node = await _child(self._reader, parent.id, name)
-        if node is None:
-            raise NotFound(f"no {name!r} in directory {parent_id}")
-        return node
+
+        @_snapshot
+        def read(conn: sqlite3.Connection) -> Node:
+            parent = _directory(conn, parent_id, user_id)
+            node = _child(conn, parent.id, name)
+            if node is None:
+                raise NotFound(f"no {name!r} in directory {parent_id}")
+            return node
+
+        return await self._read(read)
 
     async def list_directory(
         self, user_id: int, node_id: int, after_id: int = 0, page_size: int = 0
     ) -> DirectoryPage:
         """Live children with id > after_id, in id order (stable under concurrent changes)."""
         limit = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
-        directory = await _directory(self._reader, node_id, user_id)
-        rows = await _fetch_all(
-            self._reader,
-            f"SELECT {_NODE_COLUMNS} FROM nodes"
-            " WHERE parent_id = ? AND deleted_ns IS NULL AND id > ? ORDER BY id LIMIT ?",
-            (directory.id, after_id, limit + 1),
-        )
-        return DirectoryPage(
-            entries=tuple(_node(row) for row in rows[:limit]), more=len(rows) > limit
-        )
+
+        @_snapshot
+        def read(conn: sqlite3.Connection) -> DirectoryPage:
+            directory = _directory(conn, node_id, user_id)
+            rows = conn.execute(
+                f"SELECT {_NODE_COLUMNS} FROM nodes"
+                " WHERE parent_id = ? AND deleted_ns IS NULL AND id > ? ORDER BY id LIMIT ?",
+                (directory.id, after_id, limit + 1),
+            ).fetchall()
+            return DirectoryPage(
+                entries=tuple(_node(row) for row in rows[:limit]), more=len(rows) > limit
+            )
+
+        return await self._read(read)
 
     async def get_revision(self, user_id: int, node_id: int, number: int = 0) -> Revision:
         """One revision with its blocks ordered by offset; number 0 = the current one."""
-        node = await _file(self._reader, node_id, user_id)
-        wanted = node.revision if number == 0 else number
-        # Revisions and their blocks never change once written: separate reads agree.
-        row = await _fetch_one(
-            self._reader,
-            f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE node_id = ? AND number = ?",
-            (node.id, wanted),
-        )
-        if row is None:
-            raise NotFound(f"node {node_id} has no revision {number}")
-        blocks = await _fetch_all(
-            self._reader,
-            "SELECT hash, file_offset, size FROM revision_blocks"
-            " WHERE node_id = ? AND revision = ? ORDER BY block_index",
-            (node.id, wanted),
-        )
-        return _revision(
-            row, tuple(BlockRef(bytes(b["hash"]), b["file_offset"], b["size"]) for b in blocks)
-        )
+
+        @_snapshot
+        def read(conn: sqlite3.Connection) -> Revision:
+            node = _file(conn, node_id, user_id)
+            wanted = node.revision if number == 0 else number
+            row = _fetch_one(
+                conn,
+                f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE node_id = ? AND number = ?",
+                (node.id, wanted),
+            )
+            if row is None:
+                raise NotFound(f"node {node_id} has no revision {number}")
+            blocks = conn.execute(
+                "SELECT hash, file_offset, size FROM revision_blocks"
+                " WHERE node_id = ? AND revision = ? ORDER BY block_index",
+                (node.id, wanted),
+            ).fetchall()
+            return _revision(
+                row,
+                tuple(BlockRef(bytes(b["hash"]), b["file_offset"], b["size"]) for b in blocks),
+            )
+
+        return await self._read(read)
 
     async def list_revisions(self, user_id: int, node_id: int) -> list[Revision]:
         """Every kept revision, newest first, without block lists."""
-        node = await _file(self._reader, node_id, user_id)
-        rows = await _fetch_all(
-            self._reader,
-            f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE node_id = ? ORDER BY number DESC",
-            (node.id,),
-        )
-        return [_revision(row) for row in rows]
+
+        @_snapshot
+        def read(conn: sqlite3.Connection) -> list[Revision]:
+            node = _file(conn, node_id, user_id)
+            rows = conn.execute(
+                f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE node_id = ? ORDER BY number DESC",
+                (node.id,),
+            ).fetchall()
+            return [_revision(row) for row in rows]
+
+        return await self._read(read)
 
     async def get_usage(self, user_id: int) -> Usage:
-        row = await _fetch_one(
-            self._reader,
-            "SELECT quota_bytes,"
-            " (SELECT COALESCE(SUM(size), 0) FROM nodes"
-            "   WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file') AS used,"
-            " (SELECT COUNT(*) FROM nodes"
-            "   WHERE owner_id = users.id AND deleted_ns IS NULL) AS nodes"
-            " FROM users WHERE id = ?",
-            (user_id,),
-        )
-        if row is None:
-            raise NotFound(f"no user {user_id}")
-        return Usage(
-            used_bytes=row["used"], quota_bytes=row["quota_bytes"], node_count=row["nodes"]
-        )
+        def read(conn: sqlite3.Connection) -> Usage:
+            row = _fetch_one(
+                conn,
+                "SELECT quota_bytes,"
+                " (SELECT COALESCE(SUM(size), 0) FROM nodes"
+                "   WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file') AS used,"
+                " (SELECT COUNT(*) FROM nodes"
+                "   WHERE owner_id = users.id AND deleted_ns IS NULL) AS nodes"
+                " FROM users WHERE id = ?",
+                (user_id,),
+            )
+            if row is None:
+                raise NotFound(f"no user {user_id}")
+            return Usage(
+                used_bytes=row["used"], quota_bytes=row["quota_bytes"], node_count=row["nodes"]
+            )
+
+        return await self._read(read)
 
     async def read_changes(self, user_id: int, after: int, limit: int) -> list[ChangeEvent]:
         """Journal rows of the user's drive with sequence > after, in sequence order."""
-        rows = await _fetch_all(
-            self._reader,
-            f"SELECT {_CHANGE_COLUMNS} FROM changes"
-            " WHERE owner_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
-            (user_id, after, limit),
-        )
-        return [_change(row) for row in rows]
+
+        def read(conn: sqlite3.Connection) -> list[ChangeEvent]:
+            rows = conn.execute(
+                f"SELECT {_CHANGE_COLUMNS} FROM changes"
+                " WHERE owner_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+                (user_id, after, limit),
+            ).fetchall()
+            return [_change(row) for row in rows]
+
+        return await self._read(read)
 
     async def journal_head(self, user_id: int) -> int:
         """The newest journal sequence of the user's drive; 0 if it has none yet."""
-        row = await _fetch_one(
-            self._reader,
-            "SELECT COALESCE(MAX(sequence), 0) FROM changes WHERE owner_id = ?",
-            (user_id,),
-        )
-        return int(row[0])
+
+        def read(conn: sqlite3.Connection) -> int:
+            row = _fetch_one(
+                conn,
+                "SELECT COALESCE(MAX(sequence), 0) FROM changes WHERE owner_id = ?",
+                (user_id,),
+            )
+            return int(row[0])
+
+        return await self._read(read)
 
     async def last_sequence(self) -> int:
-        row = await _fetch_one(self._reader, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())
-        return int(row[0])
+        def read(conn: sqlite3.Connection) -> int:
+            row = _fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())
+            return int(row[0])
+
+        return await self._read(read)

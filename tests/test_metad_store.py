@@ -27,7 +27,7 @@ from metad.errors import (
     StartupError,
 )
 from metad.models import Actor, BlockRef, ChangeEvent, ChangeKind, NodeKind
-from metad.store import FIRST_USER_ID, Store
+from metad.store import FIRST_USER_ID, MAX_GROUP_COMMIT, Store
 
 OWNER = Actor(FIRST_USER_ID, "laptop")
 
@@ -231,6 +231,28 @@ def test_group_commit_fails_only_the_failing_writes(tmp_path: Path) -> None:
             assert published == sorted(published)
             # Fewer commits than writes: concurrent writes shared a transaction.
             assert len(published) < 40
+
+    run(scenario)
+
+
+def test_writes_beyond_one_group_commit_are_chained_in_order(tmp_path: Path) -> None:
+    published: list[int] = []
+    count = 2 * MAX_GROUP_COMMIT + 88
+
+    async def scenario() -> None:
+        async with open_store(tmp_path / "db", on_commit=published.append) as store:
+            nodes = await asyncio.gather(
+                *(store.create_file(OWNER, 1, f"f{i}", 0o644) for i in range(count))
+            )
+            assert sorted(n.change_sequence for n in nodes) == list(range(1, count + 1))
+            # Reads on the readers see every acknowledged write.
+            lookups = await asyncio.gather(
+                *(store.lookup(FIRST_USER_ID, 1, f"f{i}") for i in range(count))
+            )
+            assert [n.id for n in lookups] == [n.id for n in nodes]
+        # Announced in commit order, one transaction holding at most MAX_GROUP_COMMIT writes.
+        assert published == sorted(published) and published[-1] == count
+        assert len(published) >= 3
 
     run(scenario)
 
