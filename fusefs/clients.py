@@ -40,6 +40,7 @@ _REASONS: dict[str, type[errors.DriveError]] = {
     "invalid-move": errors.InvalidMove,
     "name-too-long": errors.NameTooLong,
     "invalid-name": errors.InvalidName,
+    "blocks-condemned": errors.BlocksCondemned,
 }
 
 _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {

@@ -74,6 +74,10 @@ class DataLoss(DriveError):
     """Stored content is corrupt or missing: never hand out wrong bytes."""
 
 
+class BlocksCondemned(DriveError):
+    """Blocks of a commit are being deleted by garbage collection: upload again, retry."""
+
+
 class StaleRevision(DriveError):
     """A commit was based on a revision that is no longer the current one."""
 
@@ -99,6 +103,7 @@ _ERRNO: dict[type[DriveError], int] = {
     Unavailable: errno.EIO,
     DataLoss: errno.EIO,
     StaleRevision: errno.EIO,
+    BlocksCondemned: errno.EIO,
 }
 
 

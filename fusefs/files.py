@@ -38,6 +38,7 @@ PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
 FETCH_BATCH = 4  # blocks per Download call
 MAX_NAME_BYTES = 255
 SMALL_UPLOAD_BYTES = 256 * 1024  # below this, upload without asking what is missing
+COMMIT_ATTEMPTS = 20  # ~30 s of retries while a garbage collection deletes our blocks
 
 Invalidate = Callable[[int], Awaitable[None]]
 
@@ -228,16 +229,8 @@ class OpenFile:
                 return None
             assert self._staging_path is not None and self._staging_fd is not None
             refs = await self._thread(chunk_file, self._staging_path)
-            await self._upload(refs)
             try:
-                node = await self._thread(
-                    self._meta.commit_revision,
-                    self.node.id,
-                    self.revision,
-                    self.size,
-                    self.mtime_ns,
-                    refs,
-                )
+                node = await self._upload_and_commit(refs)
             except errors.StaleRevision:
                 await self._commit_conflicted_copy(refs, invalidate)
                 return None
@@ -254,9 +247,36 @@ class OpenFile:
             self.dirty = False
             return node
 
-    async def _upload(self, refs: list[BlockRef]) -> None:
+    async def _upload_and_commit(self, refs: list[BlockRef]) -> Node:
+        """Uploads what blockd lacks and commits; outlasts a garbage collection.
+
+        A commit refused because the collector is deleting some of its blocks
+        (they were unreferenced leftovers we deduplicated against) waits for
+        the collector to finish, uploads them again and retries.
+        """
+        delay, attempt = 0.1, 0
+        while True:
+            await self._upload(refs, ask=attempt > 0)
+            try:
+                return await self._thread(
+                    self._meta.commit_revision,
+                    self.node.id,
+                    self.revision,
+                    self.size,
+                    self.mtime_ns,
+                    refs,
+                )
+            except errors.BlocksCondemned:
+                attempt += 1
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                log.info("blocks of %r are being collected; uploading again", self.node.name)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _upload(self, refs: list[BlockRef], ask: bool = False) -> None:
         unique = list({r.hash: r for r in refs}.values())
-        if sum(r.size for r in unique) <= SMALL_UPLOAD_BYTES:
+        if not ask and sum(r.size for r in unique) <= SMALL_UPLOAD_BYTES:
             # Sending a small file costs less than asking which blocks blockd lacks.
             wanted = unique
         else:

@@ -67,6 +67,12 @@ class InvalidMove(FailedPrecondition):
     reason = "invalid-move"
 
 
+class BlocksCondemned(FailedPrecondition):
+    """A commit refers to blocks the garbage collector is deleting: upload them again."""
+
+    reason = "blocks-condemned"
+
+
 class StaleRevision(MetadataError):
     """A commit was based on a revision that is no longer the file's current one."""
 

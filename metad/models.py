@@ -116,3 +116,12 @@ class ChangeEvent:
     device: str
     time_ns: int
     replaced_node_id: int | None  # MOVED over an existing entry: the node it replaced
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSummary:
+    """Totals over every drive."""
+
+    logical_bytes: int  # current revisions of live files
+    referenced_blocks: int  # distinct blocks any kept revision refers to
+    referenced_bytes: int  # their plaintext size

@@ -33,6 +33,13 @@ def check_symlink_target(target: str) -> None:
         raise InvalidTarget(f"symlink target longer than {MAX_TARGET_BYTES} bytes")
 
 
+def check_hashes(hashes: Sequence[bytes]) -> None:
+    """Block hashes named on their own (garbage collection) must be BLAKE3-256."""
+    for index, digest in enumerate(hashes):
+        if len(digest) != HASH_BYTES:
+            raise InvalidBlocks(f"hash {index} is {len(digest)} bytes, not {HASH_BYTES}")
+
+
 def check_blocks(size: int, blocks: Sequence[BlockRef]) -> None:
     """Blocks must tile [0, size) in order: contiguous from 0, non-empty, 32-byte hashes."""
     if size < 0:

@@ -21,7 +21,7 @@ import time
 
 from metad.errors import SchemaTooNew
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1: tuple[str, ...] = (
     """
@@ -144,8 +144,19 @@ CREATE TABLE schema_version (
 )""",
 )
 
+# Version 2: the garbage collection fence.
+_V2: tuple[str, ...] = (
+    """
+CREATE TABLE condemned_blocks (
+    hash BLOB PRIMARY KEY,
+        -- BLAKE3-256 of a block no revision referred to when blockd's collector asked;
+        -- CommitRevision refuses it until the collector has deleted it and released the row
+    condemned_ns INTEGER NOT NULL  -- when it was condemned
+) WITHOUT ROWID""",
+)
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 
 
 def user_version(conn: sqlite3.Connection) -> int:

@@ -316,6 +316,40 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         caller = _caller(context)
         return pb.JournalHead(sequence=await self._store.journal_head(caller.user_id))
 
+    @_maps_errors
+    async def CondemnBlocks(
+        self, request: pb.CondemnBlocksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CondemnBlocksResponse:
+        rules.check_hashes(request.hashes)
+        return pb.CondemnBlocksResponse(
+            condemned=await self._store.condemn_blocks(list(request.hashes))
+        )
+
+    @_maps_errors
+    async def ReleaseBlocks(
+        self, request: pb.ReleaseBlocksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReleaseBlocksResponse:
+        rules.check_hashes(request.hashes)
+        await self._store.release_blocks(list(request.hashes))
+        return pb.ReleaseBlocksResponse()
+
+    @_maps_errors
+    async def ListCondemnedBlocks(
+        self, request: pb.ListCondemnedBlocksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCondemnedBlocksResponse:
+        return pb.ListCondemnedBlocksResponse(hashes=await self._store.list_condemned_blocks())
+
+    @_maps_errors
+    async def GetStorageSummary(
+        self, request: pb.GetStorageSummaryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StorageSummary:
+        summary = await self._store.storage_summary()
+        return pb.StorageSummary(
+            logical_bytes=summary.logical_bytes,
+            referenced_blocks=summary.referenced_blocks,
+            referenced_bytes=summary.referenced_bytes,
+        )
+
     async def Subscribe(
         self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChangeEvent]:

@@ -33,7 +33,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 from metad import rules, schema
 from metad.errors import (
     AlreadyExists,
+    BlocksCondemned,
     DirectoryNotEmpty,
     InvalidMove,
     IsADirectory,
@@ -59,6 +60,7 @@ from metad.models import (
     Node,
     NodeKind,
     Revision,
+    StorageSummary,
     Usage,
 )
 
@@ -315,6 +317,26 @@ def _file(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
     if node.kind is not NodeKind.FILE:
         raise NotAFile(f"node {node_id} is a {node.kind.name.lower()}, not a file")
     return node
+
+
+_IN_CHUNK = 500  # host parameters per IN (...) list, well under SQLite's limit
+
+
+def _in_chunks(values: Sequence[bytes]) -> Iterator[tuple[str, Sequence[bytes]]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        yield ",".join("?" * len(chunk)), chunk
+
+
+def _condemned_among(conn: sqlite3.Connection, hashes: set[bytes]) -> set[bytes]:
+    """Which of hashes the garbage collector has condemned (usually none: one probe)."""
+    if not hashes or conn.execute("SELECT 1 FROM condemned_blocks LIMIT 1").fetchone() is None:
+        return set()
+    found: set[bytes] = set()
+    for marks, chunk in _in_chunks(sorted(hashes)):
+        rows = conn.execute(f"SELECT hash FROM condemned_blocks WHERE hash IN ({marks})", chunk)
+        found.update(row[0] for row in rows)
+    return found
 
 
 @dataclass
@@ -788,6 +810,12 @@ class Store:
             node = _file(tx.conn, node_id, actor.user_id)
             if node.revision != base_revision:
                 raise StaleRevision(node.id, base_revision, node.revision)
+            condemned = _condemned_among(tx.conn, {b.hash for b in block_list})
+            if condemned:
+                raise BlocksCondemned(
+                    f"{len(condemned)} block(s) of this commit are being deleted by garbage"
+                    " collection; upload them again and retry"
+                )
             number = node.revision + 1
             mtime = mtime_ns or tx.now_ns
             tx.insert_revision(node, number, size, mtime, actor)
@@ -1066,5 +1094,70 @@ class Store:
         def read(conn: sqlite3.Connection) -> int:
             row = _fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())
             return int(row[0])
+
+        return await self._read(read)
+
+    # --- garbage collection fence ----------------------------------------
+
+    async def condemn_blocks(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """Fences the hashes no revision refers to; returns them.
+
+        In the same write transaction as every commit, so a commit either
+        lands before (its blocks are referenced and not condemned) or after
+        (it is refused with BlocksCondemned).
+        """
+        candidates = sorted(set(hashes))
+
+        def body(tx: _Transaction) -> list[bytes]:
+            referenced: set[bytes] = set()
+            for marks, chunk in _in_chunks(candidates):
+                rows = tx.conn.execute(
+                    f"SELECT DISTINCT hash FROM revision_blocks WHERE hash IN ({marks})", chunk
+                )
+                referenced.update(row[0] for row in rows)
+            condemned = [h for h in candidates if h not in referenced]
+            tx.conn.executemany(
+                "INSERT OR IGNORE INTO condemned_blocks (hash, condemned_ns) VALUES (?, ?)",
+                [(h, tx.now_ns) for h in condemned],
+            )
+            return condemned
+
+        return await self._write(body)
+
+    async def release_blocks(self, hashes: Sequence[bytes]) -> None:
+        """Lifts the fence once the collector has deleted the blocks."""
+        unique = sorted(set(hashes))
+
+        def body(tx: _Transaction) -> None:
+            for marks, chunk in _in_chunks(unique):
+                tx.conn.execute(f"DELETE FROM condemned_blocks WHERE hash IN ({marks})", chunk)
+
+        await self._write(body)
+
+    async def list_condemned_blocks(self) -> list[bytes]:
+        def read(conn: sqlite3.Connection) -> list[bytes]:
+            return [row[0] for row in conn.execute("SELECT hash FROM condemned_blocks")]
+
+        return await self._read(read)
+
+    async def storage_summary(self) -> StorageSummary:
+        def read(conn: sqlite3.Connection) -> StorageSummary:
+            logical = _fetch_one(
+                conn,
+                "SELECT COALESCE(SUM(size), 0) FROM nodes"
+                " WHERE deleted_ns IS NULL AND kind = 'file'",
+                (),
+            )
+            blocks = _fetch_one(
+                conn,
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM"
+                " (SELECT MAX(size) AS size FROM revision_blocks GROUP BY hash)",
+                (),
+            )
+            return StorageSummary(
+                logical_bytes=int(logical[0]),
+                referenced_blocks=int(blocks[0]),
+                referenced_bytes=int(blocks[1]),
+            )
 
         return await self._read(read)

@@ -990,3 +990,26 @@ def test_every_rpc_of_the_contract_is_implemented() -> None:
         is getattr(metadata_pb2_grpc.MetadataServicer, method.name)
     ]
     assert not missing
+
+
+# -- garbage collection fence ------------------------------------------------------------------
+
+
+def test_condemned_blocks_fence_commits_until_released(drive: Drive) -> None:
+    root = drive.root()
+    file = drive.create(root.id, "fenced")
+    drive.commit(file.id, 1, [10], first_hash=40)  # refers to h(40)
+    condemn = pb.CondemnBlocksRequest(hashes=[h(40), h(41)])
+    assert list(drive.stub.CondemnBlocks(condemn, timeout=TIMEOUT).condemned) == [h(41)]
+    listed = drive.stub.ListCondemnedBlocks(pb.ListCondemnedBlocksRequest(), timeout=TIMEOUT)
+    assert list(listed.hashes) == [h(41)]
+    expect_error(
+        FAILED_PRECONDITION, "blocks-condemned", drive.commit, file.id, 2, [10], first_hash=41
+    )
+    assert drive.stat(file.id).revision == 2
+    drive.stub.ReleaseBlocks(pb.ReleaseBlocksRequest(hashes=[h(41)]), timeout=TIMEOUT)
+    assert drive.commit(file.id, 2, [10], first_hash=41).revision == 3
+    bad = pb.CondemnBlocksRequest(hashes=[b"short"])
+    expect_error(INVALID_ARGUMENT, "invalid-blocks", drive.stub.CondemnBlocks, bad, timeout=TIMEOUT)
+    summary = drive.stub.GetStorageSummary(pb.GetStorageSummaryRequest(), timeout=TIMEOUT)
+    assert summary.referenced_blocks >= 2 and summary.logical_bytes >= 10

@@ -19,6 +19,7 @@ import pytest
 from metad import changes, rules, schema
 from metad.errors import (
     AlreadyExists,
+    BlocksCondemned,
     InvalidBlocks,
     InvalidName,
     NameTooLong,
@@ -64,7 +65,8 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
         assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = conn.execute("SELECT version FROM schema_version").fetchall()
-        assert versions == [(schema.SCHEMA_VERSION,)]
+        # Every migration step is recorded.
+        assert versions == [(v,) for v in range(1, schema.SCHEMA_VERSION + 1)]
         tables = [
             (name, sql)
             for name, sql in conn.execute(
@@ -80,6 +82,7 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
             "changes",
             "shares",
             "schema_version",
+            "condemned_blocks",
         }
         for table, sql in tables:
             lines = sql.splitlines()
@@ -416,3 +419,38 @@ def test_invalid_block_lists(size: int, blocks: list[BlockRef]) -> None:
 def test_valid_block_lists() -> None:
     rules.check_blocks(0, [])
     rules.check_blocks(10, [block(0, 4), block(4, 6)])
+
+
+# -- garbage collection fence --------------------------------------------------------------
+
+
+def test_condemned_blocks_are_refused_by_commits_until_released(tmp_path: Path) -> None:
+    db = tmp_path / "metadata.db"
+    kept, orphan = block(0, 10, fill=1), block(0, 10, fill=2)
+
+    async def scenario() -> None:
+        async with open_store(db) as store:
+            actor = OWNER
+            root = await store.get_root(FIRST_USER_ID)
+            node = await store.create_file(actor, root.id, "f", 0o644)
+            node = await store.commit_revision(actor, node.id, node.revision, 10, 0, [kept])
+            # Only the hash no revision refers to is condemned.
+            condemned = await store.condemn_blocks([kept.hash, orphan.hash])
+            assert condemned == [orphan.hash]
+            assert await store.list_condemned_blocks() == [orphan.hash]
+            # A commit that deduplicated against the condemned block is refused...
+            with pytest.raises(BlocksCondemned):
+                await store.commit_revision(actor, node.id, node.revision, 10, 0, [orphan])
+            assert (await store.get_revision(FIRST_USER_ID, node.id)).blocks == (kept,)
+            # ...until the collector has deleted it and lifted the fence.
+            await store.release_blocks(condemned)
+            assert await store.list_condemned_blocks() == []
+            after = await store.commit_revision(actor, node.id, node.revision, 10, 0, [orphan])
+            assert after.revision == node.revision + 1
+            # Now referenced: a later collection leaves it alone.
+            assert await store.condemn_blocks([orphan.hash]) == []
+            summary = await store.storage_summary()
+            assert (summary.logical_bytes, summary.referenced_blocks) == (10, 2)
+            assert summary.referenced_bytes == 20
+
+    run(scenario)

@@ -308,6 +308,52 @@ class JournalHead(_message.Message):
     sequence: int
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
+class CondemnBlocksRequest(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class CondemnBlocksResponse(_message.Message):
+    __slots__ = ("condemned",)
+    CONDEMNED_FIELD_NUMBER: _ClassVar[int]
+    condemned: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, condemned: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ReleaseBlocksRequest(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ReleaseBlocksResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCondemnedBlocksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCondemnedBlocksResponse(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetStorageSummaryRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StorageSummary(_message.Message):
+    __slots__ = ("logical_bytes", "referenced_blocks", "referenced_bytes")
+    LOGICAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    logical_bytes: int
+    referenced_blocks: int
+    referenced_bytes: int
+    def __init__(self, logical_bytes: _Optional[int] = ..., referenced_blocks: _Optional[int] = ..., referenced_bytes: _Optional[int] = ...) -> None: ...
+
 class ChangeEvent(_message.Message):
     __slots__ = ("sequence", "kind", "node_id", "node_kind", "parent_id", "name", "old_parent_id", "old_name", "revision", "actor_id", "device", "time_ns", "replaced_node_id")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]

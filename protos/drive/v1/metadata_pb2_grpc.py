@@ -114,6 +114,26 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetJournalHeadRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.JournalHead.FromString,
                 _registered_method=True)
+        self.CondemnBlocks = channel.unary_unary(
+                '/drive.v1.Metadata/CondemnBlocks',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.CondemnBlocksRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.CondemnBlocksResponse.FromString,
+                _registered_method=True)
+        self.ReleaseBlocks = channel.unary_unary(
+                '/drive.v1.Metadata/ReleaseBlocks',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReleaseBlocksRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReleaseBlocksResponse.FromString,
+                _registered_method=True)
+        self.ListCondemnedBlocks = channel.unary_unary(
+                '/drive.v1.Metadata/ListCondemnedBlocks',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksResponse.FromString,
+                _registered_method=True)
+        self.GetStorageSummary = channel.unary_unary(
+                '/drive.v1.Metadata/GetStorageSummary',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetStorageSummaryRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.StorageSummary.FromString,
+                _registered_method=True)
 
 
 class MetadataServicer:
@@ -233,6 +253,39 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CondemnBlocks(self, request, context):
+        """Garbage collection fence, used by blockd's collector. CondemnBlocks
+        atomically marks the given hashes that no revision refers to; from then
+        on CommitRevision refuses those hashes (FAILED_PRECONDITION, reason
+        "blocks-condemned": upload them again and retry) until ReleaseBlocks,
+        which the collector calls after deleting them. This closes the race
+        between deleting an unreferenced block and a commit that deduplicated
+        against it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseBlocks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCondemnedBlocks(self, request, context):
+        """Hashes still condemned (a collector that died before releasing them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStorageSummary(self, request, context):
+        """Totals over every drive, for `drive status`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +368,26 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.GetJournalHead,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetJournalHeadRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.JournalHead.SerializeToString,
+            ),
+            'CondemnBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CondemnBlocks,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.CondemnBlocksRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.CondemnBlocksResponse.SerializeToString,
+            ),
+            'ReleaseBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseBlocks,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReleaseBlocksRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReleaseBlocksResponse.SerializeToString,
+            ),
+            'ListCondemnedBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCondemnedBlocks,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksResponse.SerializeToString,
+            ),
+            'GetStorageSummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStorageSummary,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetStorageSummaryRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.StorageSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -749,6 +822,114 @@ class Metadata:
             '/drive.v1.Metadata/GetJournalHead',
             protos_dot_drive_dot_v1_dot_metadata__pb2.GetJournalHeadRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.JournalHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CondemnBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/CondemnBlocks',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.CondemnBlocksRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.CondemnBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ReleaseBlocks',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ReleaseBlocksRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ReleaseBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCondemnedBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ListCondemnedBlocks',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStorageSummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/GetStorageSummary',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.GetStorageSummaryRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.StorageSummary.FromString,
             options,
             channel_credentials,
             insecure,
