@@ -42,6 +42,9 @@ from protos.drive.v1 import metadata_pb2 as pb
 from protos.drive.v1 import metadata_pb2_grpc
 from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY
 
+REFERENCED_PAGE = 10_000
+REFERENCED_PAGE_MAX = 50_000
+
 _STATUS: dict[type[MetadataError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
@@ -338,6 +341,14 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         self, request: pb.ListCondemnedBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCondemnedBlocksResponse:
         return pb.ListCondemnedBlocksResponse(hashes=await self._store.list_condemned_blocks())
+
+    @_maps_errors
+    async def ListReferencedBlocks(
+        self, request: pb.ListReferencedBlocksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListReferencedBlocksResponse:
+        limit = min(request.page_size or REFERENCED_PAGE, REFERENCED_PAGE_MAX)
+        hashes, more = await self._store.referenced_blocks(request.after_hash, limit)
+        return pb.ListReferencedBlocksResponse(hashes=hashes, more=more)
 
     @_maps_errors
     async def GetStorageSummary(

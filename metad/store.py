@@ -1140,6 +1140,19 @@ class Store:
 
         return await self._read(read)
 
+    async def referenced_blocks(self, after: bytes, limit: int) -> tuple[list[bytes], bool]:
+        """A page of distinct referenced hashes greater than after, in order; more?"""
+
+        def read(conn: sqlite3.Connection) -> tuple[list[bytes], bool]:
+            rows = conn.execute(
+                "SELECT DISTINCT hash FROM revision_blocks WHERE hash > ? ORDER BY hash LIMIT ?",
+                (after, limit + 1),
+            ).fetchall()
+            hashes = [row[0] for row in rows[:limit]]
+            return hashes, len(rows) > limit
+
+        return await self._read(read)
+
     async def storage_summary(self) -> StorageSummary:
         def read(conn: sqlite3.Connection) -> StorageSummary:
             logical = _fetch_one(

@@ -1013,3 +1013,23 @@ def test_condemned_blocks_fence_commits_until_released(drive: Drive) -> None:
     expect_error(INVALID_ARGUMENT, "invalid-blocks", drive.stub.CondemnBlocks, bad, timeout=TIMEOUT)
     summary = drive.stub.GetStorageSummary(pb.GetStorageSummaryRequest(), timeout=TIMEOUT)
     assert summary.referenced_blocks >= 2 and summary.logical_bytes >= 10
+
+
+def test_referenced_blocks_page_through_every_hash_once(drive: Drive) -> None:
+    root = drive.root()
+    for i in range(5):
+        file = drive.create(root.id, f"r{i}")
+        drive.commit(file.id, 1, [10, 10, 10], first_hash=100 + 3 * i)
+    same = drive.create(root.id, "dup")
+    drive.commit(same.id, 1, [10], first_hash=100)  # deduplicated: listed once
+    seen: list[bytes] = []
+    after = b""
+    while True:
+        page = drive.stub.ListReferencedBlocks(
+            pb.ListReferencedBlocksRequest(after_hash=after, page_size=4), timeout=TIMEOUT
+        )
+        seen += page.hashes
+        if not page.more:
+            break
+        after = page.hashes[-1]
+    assert seen == [h(n) for n in range(100, 115)]

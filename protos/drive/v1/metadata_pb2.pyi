@@ -340,6 +340,22 @@ class ListCondemnedBlocksResponse(_message.Message):
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
+class ListReferencedBlocksRequest(_message.Message):
+    __slots__ = ("after_hash", "page_size")
+    AFTER_HASH_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    after_hash: bytes
+    page_size: int
+    def __init__(self, after_hash: _Optional[bytes] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListReferencedBlocksResponse(_message.Message):
+    __slots__ = ("hashes", "more")
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    more: bool
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., more: _Optional[bool] = ...) -> None: ...
+
 class GetStorageSummaryRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

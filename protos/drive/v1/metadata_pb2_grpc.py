@@ -129,6 +129,11 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksResponse.FromString,
                 _registered_method=True)
+        self.ListReferencedBlocks = channel.unary_unary(
+                '/drive.v1.Metadata/ListReferencedBlocks',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksResponse.FromString,
+                _registered_method=True)
         self.GetStorageSummary = channel.unary_unary(
                 '/drive.v1.Metadata/GetStorageSummary',
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetStorageSummaryRequest.SerializeToString,
@@ -279,6 +284,14 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReferencedBlocks(self, request, context):
+        """Every hash a kept revision refers to, in hash order, in pages (for
+        `drive scrub`: which referenced blocks are missing from the store).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStorageSummary(self, request, context):
         """Totals over every drive, for `drive status`.
         """
@@ -383,6 +396,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.ListCondemnedBlocks,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksResponse.SerializeToString,
+            ),
+            'ListReferencedBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReferencedBlocks,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksResponse.SerializeToString,
             ),
             'GetStorageSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStorageSummary,
@@ -903,6 +921,33 @@ class Metadata:
             '/drive.v1.Metadata/ListCondemnedBlocks',
             protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.ListCondemnedBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReferencedBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ListReferencedBlocks',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksResponse.FromString,
             options,
             channel_credentials,
             insecure,
