@@ -1,8 +1,9 @@
-"""`python -m blockd` / the `blockd` console script.
+"""`python -m blockd` / the `blockd` console script, and `blockd rotate-key`.
 
-Owns: logging setup (stderr, one format), running the server on asyncio, and
-turning a start-up failure the user can fix (port taken, data directory
-unusable or of a newer format) into one line `blockd: error: ...` and exit
+Owns: logging setup (stderr, one format), running the server on asyncio, the
+`rotate-key` command, and turning a start-up failure the user can fix (port
+taken, data directory or bucket unusable or of a newer format, key file
+missing, wrong or too open) into one line `blockd: error: ...` and exit
 status 2, without a traceback.
 
 Must not: know about blocks, gRPC services or backends beyond the errors
@@ -16,24 +17,43 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from blockd import keys
 from blockd.backends.base import BackendSetupError
-from blockd.config import parse_args
+from blockd.config import parse_args, parse_rotate_args
 from blockd.server import run
 from protos.runtime import BindError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+ROTATE_COMMAND = "rotate-key"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == [ROTATE_COMMAND]:
+        return rotate_key(args[1:])
+    config = parse_args(args)
     logging.basicConfig(stream=sys.stderr, level=config.log_level, format=LOG_FORMAT)
     try:
         asyncio.run(run(config))
-    except (BindError, BackendSetupError) as exc:
+    except (BindError, BackendSetupError, keys.KeyFileError) as exc:
         print(f"blockd: error: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         return 130  # interrupted before the server took over SIGINT
+    return 0
+
+
+def rotate_key(argv: Sequence[str]) -> int:
+    config = parse_rotate_args(argv)
+    try:
+        keyring, key = keys.add_key(config.key_path)
+    except keys.KeyFileError as exc:
+        print(f"blockd: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(
+        f"new current master key {key.name} in {config.key_path} ({len(keyring.keys)} keys); "
+        "blocks written before stay readable; restart blockd to write with the new key"
+    )
     return 0
 
 

@@ -1,11 +1,12 @@
-"""Assembles blockd: backend → store → servicer, served by protos.runtime.
+"""Assembles blockd: backend (local or S3) → codec → store → servicer.
 
-Owns: which backend and store settings the daemon runs with, the worker
-threads they use, the start-up log line, and the order of shutdown (server
-first, then the writes in flight, then the backend).
+Owns: which backend, wrappers and store settings the daemon runs with, the
+worker threads they use, finding or creating the key file, the start-up log
+lines, and the order of shutdown (server first, then the writes in flight,
+then the backend).
 
-Must not: handle requests or map errors (service), or parse arguments and
-print errors for the user (__main__).
+Must not: handle requests or map errors (service), encode objects (codec),
+or parse arguments and print errors for the user (__main__).
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from blockd import keys
+from blockd.backends.base import Backend, BackendSetupError
+from blockd.backends.codec import PLAIN_STORE, CodecBackend, first_object_kind
 from blockd.backends.local import LocalBackend
+from blockd.backends.s3 import S3Backend
 from blockd.config import Config
+from blockd.hotcache import HotBlocks
 from blockd.service import BlocksService
 from blockd.store import BlockStore
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
@@ -25,27 +31,40 @@ from protos.runtime import serve
 
 log = logging.getLogger(__name__)
 
-# Hashing and file I/O both run in the loop's default executor; disk waits
-# (fsync) dominate, so more threads than cores keeps streams moving in parallel.
+# Hashing, file I/O, compression and encryption run in the loop's default
+# executor; disk waits (fsync) dominate, so more threads than cores keeps
+# streams moving in parallel. The S3 backend has its own threads.
 _WORKER_THREADS = 48
 _BACKEND_CONCURRENCY = 32
 
 
 async def run(config: Config) -> None:
-    """Serves until SIGTERM/SIGINT. Raises BindError or BackendSetupError at start."""
+    """Serves until SIGTERM/SIGINT.
+
+    Raises BindError, BackendSetupError or KeyFileError at start.
+    """
     loop = asyncio.get_running_loop()
     loop.set_default_executor(
         ThreadPoolExecutor(max_workers=_WORKER_THREADS, thread_name_prefix="blockd-worker")
     )
-    backend = await LocalBackend.open(config.data_dir, concurrency=_BACKEND_CONCURRENCY)
+    backend, location = await _open_backend(config)
     try:
-        store = await BlockStore.open(backend)
+        if config.encryption:
+            keyring = await _keyring(config, backend)
+            backend = await CodecBackend.open(backend, keyring)
+            log.info(
+                "encryption on: writing with master key %s (%d in %s)",
+                keyring.current.name,
+                len(keyring.keys),
+                config.key_path,
+            )
+        else:
+            log.info("encryption off: blocks are stored as they are")
+        hot = HotBlocks(config.memory_cache_bytes) if config.memory_cache_bytes else None
+        store = await BlockStore.open(backend, hot=hot)
         stats = store.stats()
         log.info(
-            "blockd data %s: %d blocks, %d bytes",
-            backend.root,
-            stats.object_count,
-            stats.stored_bytes,
+            "blockd data %s: %d blocks, %d bytes", location, stats.object_count, stats.stored_bytes
         )
 
         def add_services(server: grpc.aio.Server) -> list[str]:
@@ -58,3 +77,45 @@ async def run(config: Config) -> None:
             await store.close()
     finally:
         await backend.close()
+
+
+async def _open_backend(config: Config) -> tuple[Backend, str]:
+    """The configured backend and where it keeps objects (for the log)."""
+    if config.s3 is None:
+        local = await LocalBackend.open(config.data_dir, concurrency=_BACKEND_CONCURRENCY)
+        return local, str(local.root)
+    s3 = await S3Backend.open(
+        bucket=config.s3.bucket,
+        prefix=config.s3.prefix,
+        endpoint_url=config.s3.endpoint_url,
+        region=config.s3.region,
+        concurrency=_BACKEND_CONCURRENCY,
+    )
+    return s3, s3.location
+
+
+async def _keyring(config: Config, backend: Backend) -> keys.Keyring:
+    """Loads the key file; creates the default one on the first start of an empty store.
+
+    A key file named with --key-file is never created: a missing one is more
+    likely an unmounted secret than a first start.
+    """
+    path = config.key_path
+    if config.key_file is not None or path.exists():
+        return await asyncio.to_thread(keys.load, path)
+    kind = await first_object_kind(backend)
+    if kind == "encoded":
+        raise keys.KeyFileError(
+            f"key file {path} is missing, but the store holds encrypted blocks; "
+            "restore the key file (or name it with --key-file)"
+        )
+    if kind == "plain":
+        raise BackendSetupError(PLAIN_STORE)
+    keyring = await asyncio.to_thread(keys.create, path)
+    log.info(
+        "created key file %s with master key %s; keep a copy elsewhere: "
+        "without it the blocks cannot be read",
+        path,
+        keyring.current.name,
+    )
+    return keyring

@@ -4,7 +4,8 @@ Owns: what a valid block is (BLAKE3-256 of its data, 1 B to 16 MiB), hash
 verification of every block written *and* read, dedup (a held block is never
 rewritten; concurrent uploads of one block become one write), the object key
 of a block (its hash in lowercase hex), the pipelining of a stream of blocks,
-the counters of GetStats, and the mapping of backend errors to store errors.
+the counters of GetStats, the mapping of backend errors to store errors, and
+which blocks the hot-block cache gets (verified ones, on write and on read).
 
 Must not: know gRPC or protobuf (the service translates), know which backend
 it has, block the event loop (hashing of anything but small blocks runs in a
@@ -14,6 +15,9 @@ Concurrency: everything here runs on the one event loop, so the counters need
 no lock. A write in flight is a Task in `_writes`, keyed by object key; it is
 shielded from the cancellation of the upload that started it, so a write that
 reached the backend is always counted, and `close()` waits for all of them.
+Reads are single-flight the same way: concurrent requests for one block (read
+ahead in one stream, or many devices fetching it at once) share one Task in
+`_reads`, so one backend read, one decryption and one hash check.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from blockd.backends.base import (
     ObjectCorrupt,
     ObjectNotFound,
 )
+from blockd.hotcache import HotBlocks
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +155,14 @@ class BlockStore:
         *,
         upload_window_bytes: int = 32 * 1024 * 1024,
         download_window: int = 4,
+        hot: HotBlocks | None = None,
     ) -> None:
         self._backend = backend
         self._upload_window_bytes = upload_window_bytes
         self._download_window = download_window
+        self._hot = hot
         self._writes: dict[str, asyncio.Task[bool]] = {}
+        self._reads: dict[bytes, asyncio.Task[bytes]] = {}
         self._object_count = object_count
         self._stored_bytes = stored_bytes
         self._bytes_received = 0
@@ -169,13 +177,15 @@ class BlockStore:
         *,
         upload_window_bytes: int = 32 * 1024 * 1024,
         download_window: int = 4,
+        hot: HotBlocks | None = None,
     ) -> BlockStore:
         """Counts what the backend holds (one listing) and returns the store.
 
         upload_window_bytes: payload of one Upload stream being verified and
         written at once (at least one block); download_window: blocks of one
         Download read ahead (so up to 4 x 16 MiB). Both bound the memory a
-        stream holds and let disk waits overlap.
+        stream holds and let disk waits overlap. hot: the cache of recently
+        read and written blocks, if any.
         """
         count = size = 0
         with _backend_errors(None):
@@ -188,12 +198,15 @@ class BlockStore:
             size,
             upload_window_bytes=upload_window_bytes,
             download_window=download_window,
+            hot=hot,
         )
 
     async def close(self) -> None:
         """Waits for the writes still in flight (their uploads may be gone)."""
-        while self._writes:
-            await asyncio.gather(*self._writes.values(), return_exceptions=True)
+        while self._writes or self._reads:
+            await asyncio.gather(
+                *self._writes.values(), *self._reads.values(), return_exceptions=True
+            )
 
     def stats(self) -> StoreStats:
         return StoreStats(
@@ -288,12 +301,17 @@ class BlockStore:
                 write = asyncio.create_task(self._write(key, block.data))
                 self._writes[key] = write
                 write.add_done_callback(partial(self._write_done, key))
-                return await asyncio.shield(write)
+                new = await asyncio.shield(write)
+                break
             try:
                 await asyncio.shield(write)
             except StoreError:
                 continue  # that write failed; try ours
-            return False
+            new = False
+            break
+        if self._hot is not None:
+            self._hot.add(block.hash, block.data)  # stored and verified: others may fetch it soon
+        return new
 
     async def _write(self, key: str, data: bytes) -> bool:
         with _backend_errors(key):
@@ -341,7 +359,23 @@ class BlockStore:
             _abandon(queue)
 
     async def _get(self, digest: bytes) -> Block:
-        """One block, verified against its hash."""
+        """One block, verified against its hash (or from the hot blocks, verified before)."""
+        if self._hot is not None and (data := self._hot.get(digest)) is not None:
+            return Block(digest, data)
+        read = self._reads.get(digest)
+        if read is None:
+            read = asyncio.create_task(self._read(digest))
+            self._reads[digest] = read
+            read.add_done_callback(partial(self._read_done, digest))
+        return Block(digest, await asyncio.shield(read))
+
+    def _read_done(self, digest: bytes, read: asyncio.Task[bytes]) -> None:
+        if self._reads.get(digest) is read:
+            del self._reads[digest]
+        if not read.cancelled():
+            read.exception()  # retrieved: its readers may have gone away
+
+    async def _read(self, digest: bytes) -> bytes:
         key = digest.hex()
         with _backend_errors(key):
             data = await self._backend.get(key)
@@ -349,4 +383,6 @@ class BlockStore:
         if actual != digest:
             log.error("stored block %s is corrupt: its data hashes to %s", key, actual.hex())
             raise BlockCorrupt(f"stored block {key} is corrupt")
-        return Block(digest, data)
+        if self._hot is not None:
+            self._hot.add(digest, data)
+        return data

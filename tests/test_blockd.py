@@ -2,15 +2,24 @@
 
 Covers the Blocks API (round trip, FindMissing, dedup, verification on write
 and on read, error codes), durability across restart and SIGKILL, start-up
-failures, and concurrency. The backend itself has its own suite
-(test_blockd_backend.py).
+failures, concurrency, and what the default codec makes of the data directory
+(encrypted and compressed objects, the key file, rotation, hot blocks). The
+backends have their own suite (test_blockd_backend.py), the codec and the keys
+theirs (test_blockd_codec.py); test_blockd_s3.py runs the daemon on S3.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import random
+import re
+import stat
+import string
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +31,10 @@ import blake3
 import grpc
 import pytest
 
+from blockd import keys
+from blockd.backends.base import Backend
+from blockd.backends.codec import OVERHEAD_BYTES, CodecBackend
+from blockd.backends.local import LocalBackend
 from fusefs.daemons import Daemon, DaemonError
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
 from protos.runtime import create_channel
@@ -60,6 +73,11 @@ def stats(stub: blocks_pb2_grpc.BlocksStub) -> blocks_pb2.StoreStats:
     return stub.GetStats(blocks_pb2.GetStatsRequest(), timeout=TIMEOUT)
 
 
+def stored_size(*sizes: int) -> int:
+    """Bytes at rest of random (incompressible) blocks of these sizes: each + the codec header."""
+    return sum(size + OVERHEAD_BYTES for size in sizes)
+
+
 def object_files(data_dir: Path) -> dict[str, Path]:
     """The block files on disk by name (hex hash); temp files would show up too."""
     return {p.name: p for p in (data_dir / "blocks").glob("*/*")}
@@ -91,7 +109,9 @@ def test_upload_then_download_returns_identical_bytes(
     (block,) = download(blocks_stub, [h(data)])
     assert block.hash == h(data)
     assert block.data == data
-    assert object_files(data_dir)[h(data).hex()].read_bytes() == data
+    at_rest = object_files(data_dir)[h(data).hex()].read_bytes()
+    assert len(at_rest) == stored_size(size)  # random data: stored as is, plus the header
+    assert size < 16 or data[:64] not in at_rest  # (a byte or two may occur by chance)
     assert object_files(data_dir)[h(data).hex()].parent.name == h(data).hex()[:2]
 
 
@@ -174,7 +194,7 @@ def test_duplicate_upload_is_stored_once(
     assert (second.blocks_received, second.blocks_stored) == (2, 0)
     assert (second.bytes_received, second.bytes_stored) == (MiB + 1000, 0)
     s = stats(blocks_stub)
-    assert (s.object_count, s.stored_bytes) == (2, MiB + 1000)
+    assert (s.object_count, s.stored_bytes) == (2, stored_size(MiB, 1000))
     assert (s.blocks_received, s.bytes_received) == (5, 3 * MiB + 2000)
     assert sorted(object_files(data_dir)) == sorted([h(a).hex(), h(b).hex()])
 
@@ -217,36 +237,53 @@ def test_download_of_unknown_hash_is_not_found_after_the_ones_before(
     assert got == known[:2]
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])
+@pytest.mark.parametrize(
+    ("codec", "damage"),
+    [("encrypted", "flip"), ("encrypted", "truncate"), ("encrypted", "empty"), ("plain", "flip")],
+)
 def test_corrupt_stored_object_is_data_loss_never_wrong_bytes(
-    blocks_stub: blocks_pb2_grpc.BlocksStub,
-    data_dir: Path,
+    daemons: DaemonRunner,
+    tmp_path: Path,
     allowed_log_patterns: list[str],
+    codec: str,
     damage: str,
 ) -> None:
-    allowed_log_patterns.append(r"ERROR blockd\.store: stored block [0-9a-f]{64} is corrupt")
+    # Encrypted, the codec's authentication catches the damage; plain, the
+    # store's BLAKE3 check does. Either way: DATA_LOSS, never bytes.
+    allowed_log_patterns.append(
+        r"ERROR blockd\.store: stored block [0-9a-f]{64} is (corrupt|unreadable)"
+    )
+    data_dir = tmp_path / "blockd"
+    args = [] if codec == "encrypted" else ["--no-encryption"]
     healthy, victim = blocks_of(4096, MiB, seed=3)
-    upload(blocks_stub, [healthy, victim])
-    path = object_files(data_dir)[h(victim).hex()]
-    content = bytearray(path.read_bytes())
-    if damage == "flip":
-        content[len(content) // 2] ^= 0x01
-    elif damage == "truncate":
-        del content[-1:]
-    else:
-        content.clear()
-    path.write_bytes(content)
+    first = daemons.start("blockd", data_dir, extra_args=args)
+    with connect(first) as stub:
+        upload(stub, [healthy, victim])
+        path = object_files(data_dir)[h(victim).hex()]
+        content = bytearray(path.read_bytes())
+        if damage == "flip":
+            content[len(content) // 2] ^= 0x01
+        elif damage == "truncate":
+            del content[-1:]
+        else:
+            content.clear()
+        path.write_bytes(content)
+        # Still among the hot blocks (verified when written): served from memory, intact.
+        assert [b.data for b in download(stub, [h(victim)])] == [victim]
+    assert first.stop() == 0
 
-    got = []
-    with pytest.raises(grpc.RpcError) as info:
-        for block in blocks_stub.Download(
-            blocks_pb2.DownloadRequest(hashes=[h(healthy), h(victim)]), timeout=TIMEOUT
-        ):
-            got.append(block.data)
-    assert info.value.code() == grpc.StatusCode.DATA_LOSS
-    assert h(victim).hex() in info.value.details()
-    assert got == [healthy]
-    assert stats(blocks_stub).blocks_sent == 1
+    second = daemons.start("blockd", data_dir, extra_args=args)
+    with connect(second) as stub:
+        got = []
+        with pytest.raises(grpc.RpcError) as info:
+            for block in stub.Download(
+                blocks_pb2.DownloadRequest(hashes=[h(healthy), h(victim)]), timeout=TIMEOUT
+            ):
+                got.append(block.data)
+        assert info.value.code() == grpc.StatusCode.DATA_LOSS
+        assert h(victim).hex() in info.value.details()
+        assert got == [healthy]
+        assert stats(stub).blocks_sent == 1
 
 
 def test_stats_count_what_was_sent(blocks_stub: blocks_pb2_grpc.BlocksStub) -> None:
@@ -255,7 +292,7 @@ def test_stats_count_what_was_sent(blocks_stub: blocks_pb2_grpc.BlocksStub) -> N
     download(blocks_stub, [h(blocks[1]), h(blocks[0]), h(blocks[1])])
     s = stats(blocks_stub)
     assert (s.blocks_sent, s.bytes_sent) == (3, 2 * MiB + 100)
-    assert (s.object_count, s.stored_bytes) == (3, MiB + 12445)
+    assert (s.object_count, s.stored_bytes) == (3, stored_size(100, MiB, 12345))
 
 
 def test_many_small_blocks_in_one_stream(
@@ -298,7 +335,7 @@ def test_concurrent_uploads_from_four_threads(
     assert sum(r.blocks_received for r in replies) == 4 * 24
     assert sum(r.blocks_stored for r in replies) == unique  # each shared block stored once
     s = stats(blocks_stub)
-    assert (s.object_count, s.stored_bytes) == (unique, unique * 256 * 1024)
+    assert (s.object_count, s.stored_bytes) == (unique, stored_size(*[256 * 1024] * unique))
     assert s.bytes_received == 4 * 24 * 256 * 1024
     assert len(object_files(data_dir)) == unique
     everything = shared + [b for o in own for b in o]
@@ -354,11 +391,11 @@ def test_data_and_totals_survive_a_restart(daemons: DaemonRunner, tmp_path: Path
     second = daemons.start("blockd", data_dir)
     with connect(second) as stub:
         s = stats(stub)
-        assert (s.object_count, s.stored_bytes) == (3, 4 * MiB + 10)
+        assert (s.object_count, s.stored_bytes) == (3, stored_size(10, MiB, 3 * MiB))
         assert (s.blocks_received, s.bytes_sent) == (0, 0)  # counters restart
         assert [b.data for b in download(stub, [h(b) for b in blocks])] == blocks
     log = second.log_path.read_text()
-    assert f"blockd data {data_dir}: 3 blocks, {4 * MiB + 10} bytes" in log
+    assert f"blockd data {data_dir}: 3 blocks, {stored_size(10, MiB, 3 * MiB)} bytes" in log
 
 
 def test_every_returned_upload_survives_sigkill(daemons: DaemonRunner, tmp_path: Path) -> None:
@@ -426,3 +463,143 @@ def test_sigterm_stops_cleanly(daemons: DaemonRunner, tmp_path: Path) -> None:
     assert daemon.stop() == 0
     assert not (tmp_path / "blockd" / "blockd.ready").exists()
     assert os.listdir(tmp_path / "blockd" / "blocks") != []
+
+
+# --- at rest: the codec, the key file, hot blocks ---------------------------------------------
+
+MARKER = b"drivefs-marker-5b1e0c"
+
+
+def text_like(size: int, seed: int = 0, marker: bytes = b"") -> bytes:
+    """Words of a made-up language (compresses about 3:1), with marker at both ends."""
+    rng = random.Random(seed)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(3000)]
+    body = " ".join(rng.choices(words, k=size // 5)).encode()
+    return (marker + body)[: size - len(marker)] + marker
+
+
+def prepare_store(data_dir: Path, *, encrypted: bool) -> bytes:
+    """A data directory holding one block (and its key file), as a blockd would leave it."""
+    data = b"a block stored before"
+
+    async def main() -> None:
+        backend: Backend = await LocalBackend.open(data_dir)
+        try:
+            if encrypted:
+                backend = CodecBackend(backend, keys.create(data_dir / keys.DEFAULT_NAME))
+            await backend.put(h(data).hex(), data)
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
+    return data
+
+
+def test_nothing_at_rest_is_plaintext_and_text_is_stored_smaller(
+    blocks_stub: blocks_pb2_grpc.BlocksStub, data_dir: Path
+) -> None:
+    text = text_like(MiB, marker=MARKER)
+    (noise,) = blocks_of(MiB, seed=21)
+    upload(blocks_stub, [text, noise])
+    assert [b.data for b in download(blocks_stub, [h(text), h(noise)])] == [text, noise]
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert MARKER not in path.read_bytes(), path
+    sizes = {name: path.stat().st_size for name, path in object_files(data_dir).items()}
+    assert sizes[h(text).hex()] < len(text) // 2
+    assert len(noise) < sizes[h(noise).hex()] <= len(noise) + 100
+
+
+def test_the_key_file_is_created_private_and_its_key_never_logged(
+    blockd: Daemon, data_dir: Path
+) -> None:
+    path = data_dir / "keys.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    doc = json.loads(path.read_text())
+    assert (doc["format"], doc["version"]) == ("drivefs-blockd-keys", 1)
+    (key,) = doc["keys"]
+    assert doc["current"] == key["id"]
+    assert len(base64.b64decode(key["key"])) == 32
+    log = blockd.log_path.read_text()
+    assert f"writing with master key {key['id']}" in log
+    assert key["key"] not in log
+
+
+def test_after_a_key_rotation_old_and_new_blocks_read_back(
+    daemons: DaemonRunner, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "blockd"
+    old, new = blocks_of(5000, 6000, seed=31)
+    first = daemons.start("blockd", data_dir)
+    with connect(first) as stub:
+        upload(stub, [old])
+    assert first.stop() == 0
+
+    rotate = subprocess.run(
+        [sys.executable, "-m", "blockd", "rotate-key", "--data", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert rotate.returncode == 0, rotate.stderr
+    doc = json.loads((data_dir / "keys.json").read_text())
+    old_id, new_id = (key["id"] for key in doc["keys"])
+    assert doc["current"] == new_id
+    assert new_id in rotate.stdout
+    assert all(key["key"] not in rotate.stdout + rotate.stderr for key in doc["keys"])
+
+    # No hot blocks: every block below comes from disk, through its own master key.
+    second = daemons.start("blockd", data_dir, extra_args=["--memory-cache", "0"])
+    with connect(second) as stub:
+        upload(stub, [new])
+        assert [b.data for b in download(stub, [h(old), h(new), h(old)])] == [old, new, old]
+    files = object_files(data_dir)
+    assert files[h(old).hex()].read_bytes()[6:14].hex() == old_id  # the header's key id
+    assert files[h(new).hex()].read_bytes()[6:14].hex() == new_id
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong key file", r"the key file does not fit the stored objects .* lacks"),
+        ("default key file gone", r"key file .*keys\.json is missing, but the store holds"),
+        ("named key file missing", r"key file .*nowhere\.json not found"),
+        ("key file readable by others", r"accessible by group or others \(mode 0640\)"),
+        ("plain store", r"not encoded .*\(--no-encryption\)"),
+    ],
+)
+def test_a_key_problem_at_start_is_one_line_and_exit_status_2(
+    daemons: DaemonRunner, tmp_path: Path, case: str, message: str
+) -> None:
+    data_dir = tmp_path / "blockd"
+    block = prepare_store(data_dir, encrypted=case != "plain store")
+    key_file = data_dir / "keys.json"
+    args: list[str] = []
+    if case == "wrong key file":
+        keys.create(tmp_path / "other.json")
+        args = ["--key-file", str(tmp_path / "other.json")]
+    elif case == "default key file gone":
+        key_file.unlink()
+    elif case == "named key file missing":
+        args = ["--key-file", str(tmp_path / "nowhere.json")]
+    elif case == "key file readable by others":
+        key_file.chmod(0o640)
+    result = subprocess.run(
+        [sys.executable, "-m", "blockd", "--data", str(data_dir), "--listen", "127.0.0.1:0", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("blockd: error:") == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("blockd: error: ")
+    assert re.search(message, last), last
+    assert "Traceback" not in result.stderr
+    if key_file.exists():
+        secret = json.loads(key_file.read_text())["keys"][0]["key"]
+        assert secret not in result.stderr
+    if case == "plain store":  # what the message advises works
+        daemon = daemons.start("blockd", data_dir, extra_args=["--no-encryption"])
+        with connect(daemon) as stub:
+            assert [b.data for b in download(stub, [h(block)])] == [block]

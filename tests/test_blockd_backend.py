@@ -1,44 +1,74 @@
 """Conformance suite of the blockd Backend interface, run over every backend.
 
 Each test gets `make_backend` (an async factory) and runs its scenario with
-asyncio.run. To add a backend (S3, a codec wrapper around local or S3), add a
-param to `make_backend`; every test in the first part must pass unchanged.
-The second part holds what only the local directory backend promises (its
-layout, FORMAT file, lock and crash clean-up).
+asyncio.run. The params: the local directory, S3 (a real moto server on
+127.0.0.1, a fresh bucket per test), and the codec wrapper around each; every
+test in the first part passes unchanged on all four. The second part holds
+what only the local directory backend promises (its layout, FORMAT file, lock
+and crash clean-up); the third what only S3 does (prefixes, the format
+marker, listing-based `contains`, start-up errors, retries).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import botocore.exceptions
 import pytest
 
 from blockd.backends.base import (
     Backend,
     BackendSetupError,
+    BackendUnavailable,
     ObjectCorrupt,
     ObjectInfo,
     ObjectNotFound,
 )
+from blockd.backends.codec import CodecBackend
 from blockd.backends.local import FORMAT_VERSION, LocalBackend
+from blockd.backends.retry import RetryPolicy, retry
+from blockd.backends.s3 import S3Backend, is_temp_failure
+from blockd.keys import Keyring, new_master_key
+
+if TYPE_CHECKING:
+    from tests.s3server import S3Server
+
+pytest_plugins = ["tests.s3server"]
 
 MakeBackend = Callable[[], Awaitable[Backend]]
 Scenario = Callable[[Backend], Awaitable[None]]
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3", "codec-local", "codec-s3"])
 def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> MakeBackend:
-    if request.param == "local":
+    kind = request.param
+    inner = kind.removeprefix("codec-")
+    if inner == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        bucket = request.getfixturevalue("s3_bucket")
+    key = new_master_key()
+    keyring = Keyring((key,), key)
 
-        async def make() -> Backend:
-            return await LocalBackend.open(tmp_path / "local")
+    async def make() -> Backend:
+        if inner == "local":
+            backend: Backend = await LocalBackend.open(tmp_path / "local")
+        else:
+            backend = await S3Backend.open(
+                bucket=bucket, endpoint_url=server.endpoint, region="us-east-1", prefix="p/"
+            )
+        if kind.startswith("codec-"):
+            backend = await CodecBackend.open(backend, keyring)
+        return backend
 
-        return make
-    raise AssertionError(f"unknown backend {request.param}")
+    return make
 
 
 def run(make: MakeBackend, scenario: Scenario) -> None:
@@ -268,3 +298,233 @@ def test_local_unreadable_object_is_corrupt(tmp_path: Path) -> None:
             await backend.close()
 
     asyncio.run(scenario())
+
+
+# --- the S3 backend only ------------------------------------------------------------------
+
+FORMAT_MARKER = b'{"format": "drivefs-blockd-s3", "version": 1}'
+
+
+@contextlib.contextmanager
+def socket_closed_port():
+    """A port on 127.0.0.1 where nothing listens (bound, never listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def open_s3(endpoint: str, bucket: str, **kw: object) -> S3Backend:
+    return asyncio.run(S3Backend.open(bucket=bucket, endpoint_url=endpoint, **kw))  # type: ignore[arg-type]
+
+
+def with_s3(endpoint: str, bucket: str, scenario: Callable[[S3Backend], Awaitable[None]], **kw):
+    async def main() -> None:
+        backend = await S3Backend.open(bucket=bucket, endpoint_url=endpoint, **kw)  # type: ignore[arg-type]
+        try:
+            await scenario(backend)
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
+
+
+def test_s3_prefixes_keep_stores_apart_and_hide_the_format_marker(
+    s3_server: S3Server, s3_bucket: str
+) -> None:
+    async def scenario(backend: S3Backend) -> None:
+        await backend.put("k1", b"one")
+        other = await S3Backend.open(bucket=s3_bucket, endpoint_url=s3_server.endpoint, prefix="b/")
+        try:
+            await other.put("k2", b"two")
+            assert [info.key for info in await listing(other)] == ["k2"]
+            assert await other.contains(["k1", "k2"]) == [False, True]
+            with pytest.raises(ObjectNotFound):
+                await other.get("k1")
+        finally:
+            await other.close()
+        assert [info.key for info in await listing(backend)] == ["k1"]
+
+    with_s3(s3_server.endpoint, s3_bucket, scenario, prefix="a/")
+    assert s3_server.keys(s3_bucket) == ["a/.format", "a/k1", "b/.format", "b/k2"]
+    assert json.loads(s3_server.get(s3_bucket, "a/.format")) == json.loads(FORMAT_MARKER)
+
+
+def test_s3_contains_by_listing_pages_dense_and_sparse_keys(
+    s3_server: S3Server, s3_bucket: str
+) -> None:
+    # Pages of 5 keys: answering 1,000 keys takes many LISTs, walks from
+    # several places at once, and switches to HEADs where the asked keys are
+    # sparse among the objects.
+    held = [f"{i:04x}" for i in range(0, 3000, 50)]
+    dense = [f"{i:04x}" for i in range(1000)]
+    sparse = [f"{i:04x}" for i in range(0, 3000, 151)] + ["0032", f"{2950:04x}", "zz"]
+
+    async def scenario(backend: S3Backend) -> None:
+        await asyncio.gather(*(backend.put(key, b"x") for key in held))
+        for asked in (dense, sparse, list(reversed(dense)) + dense[:3]):
+            assert await backend.contains(asked) == [key in held for key in asked]
+
+    with_s3(s3_server.endpoint, s3_bucket, scenario, list_page=5)
+
+
+def test_s3_missing_bucket_is_a_setup_error(s3_server: S3Server) -> None:
+    with pytest.raises(BackendSetupError, match="the bucket does not exist"):
+        open_s3(s3_server.endpoint, "no-such-bucket")
+
+
+def test_s3_store_of_a_newer_format_is_refused(s3_server: S3Server, s3_bucket: str) -> None:
+    s3_server.put(s3_bucket, ".format", FORMAT_MARKER.replace(b"1}", b"9}"))
+    with pytest.raises(BackendSetupError, match="format version 9"):
+        open_s3(s3_server.endpoint, s3_bucket)
+
+
+def test_s3_unreachable_endpoint_is_a_setup_error_after_retries(s3_server: S3Server) -> None:
+    with socket_closed_port() as port:
+        start = time.monotonic()
+        with pytest.raises(BackendSetupError, match="Could not connect"):
+            open_s3(f"http://127.0.0.1:{port}", "bucket", retry_policy=RetryPolicy(deadline=0.5))
+    assert time.monotonic() - start < 5
+
+
+def test_s3_transient_errors_are_retried_until_success(scripted_s3, caplog) -> None:
+    replies = iter([(503, "SlowDown"), None, (500, "InternalError"), (200, b"hi")])
+
+    def script(method: str, path: str):
+        if path.endswith("/.format"):
+            return 200, FORMAT_MARKER
+        return next(replies)
+
+    server = scripted_s3(script)
+    caplog.set_level("DEBUG", logger="blockd.backends.retry")
+
+    async def scenario(backend: S3Backend) -> None:
+        assert await backend.get("k") == b"hi"
+
+    with_s3(server.endpoint, "bucket", scenario, retry_policy=RetryPolicy(first_delay=0.01))
+    assert server.requests.count(("GET", "/bucket/k")) == 4
+    assert sum("transient failure" in r.message for r in caplog.records) == 3
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ((403, "AccessDenied"), BackendUnavailable),
+        ((404, "NoSuchKey"), ObjectNotFound),
+        ((400, "InvalidRequest"), BackendUnavailable),
+    ],
+    ids=["denied", "missing", "bad-request"],
+)
+def test_s3_permanent_errors_are_not_retried(scripted_s3, reply, error) -> None:
+    def script(method: str, path: str):
+        return (200, FORMAT_MARKER) if path.endswith("/.format") else reply
+
+    server = scripted_s3(script)
+
+    async def scenario(backend: S3Backend) -> None:
+        with pytest.raises(error):
+            await backend.get("k")
+
+    with_s3(server.endpoint, "bucket", scenario)
+    assert server.requests.count(("GET", "/bucket/k")) == 1
+
+
+def test_s3_gives_up_on_transient_errors_at_the_deadline(scripted_s3) -> None:
+    def script(method: str, path: str):
+        return (200, FORMAT_MARKER) if path.endswith("/.format") else (503, "SlowDown")
+
+    server = scripted_s3(script)
+
+    async def scenario(backend: S3Backend) -> None:
+        start = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="SlowDown"):
+            await backend.put("k", b"data")
+        assert 0.2 < time.monotonic() - start < 2
+
+    policy = RetryPolicy(deadline=0.4, first_delay=0.02, max_delay=0.1)
+    with_s3(server.endpoint, "bucket", scenario, retry_policy=policy)
+    assert server.requests.count(("PUT", "/bucket/k")) >= 3
+
+
+# --- the retry policy -----------------------------------------------------------------------
+
+
+def client_error(status: int, code: str) -> botocore.exceptions.ClientError:
+    response = {
+        "Error": {"Code": code, "Message": code},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return botocore.exceptions.ClientError(response, "GetObject")  # type: ignore[arg-type]
+
+
+class Flaky:
+    """Fails with the given errors in turn, then returns "done"; counts the attempts."""
+
+    retry_policy = RetryPolicy(deadline=1.0, first_delay=0.01, max_delay=0.05)
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.attempts = 0
+
+    def is_temp_failure(self, exc: BaseException) -> bool:
+        return isinstance(exc, TimeoutError)
+
+    @retry
+    async def call(self) -> str:
+        self.attempts += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "done"
+
+
+def test_retry_repeats_transient_failures_until_success() -> None:
+    flaky = Flaky(TimeoutError("1"), TimeoutError("2"), TimeoutError("3"))
+    assert asyncio.run(flaky.call()) == "done"
+    assert flaky.attempts == 4
+
+
+def test_retry_raises_a_permanent_failure_at_once() -> None:
+    flaky = Flaky(TimeoutError("1"), ValueError("bad"), TimeoutError("3"))
+    with pytest.raises(ValueError, match="bad"):
+        asyncio.run(flaky.call())
+    assert flaky.attempts == 2
+
+
+def test_retry_gives_up_at_the_deadline_with_the_last_error() -> None:
+    flaky = Flaky(*[TimeoutError(str(n)) for n in range(10_000)])
+    flaky.retry_policy = RetryPolicy(deadline=0.3, first_delay=0.01, max_delay=0.05)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError) as info:
+        asyncio.run(flaky.call())
+    assert time.monotonic() - start <= 0.3 + 0.1
+    assert flaky.attempts >= 5
+    assert info.value.args == (str(flaky.attempts - 1),)
+
+
+def test_retry_pauses_grow_exponentially_with_jitter_up_to_the_cap() -> None:
+    policy = RetryPolicy(first_delay=0.1, max_delay=1.0)
+    for attempt, bound in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (30, 1.0)]:
+        pauses = [policy.delay(attempt) for _ in range(200)]
+        assert all(0 <= pause <= bound for pause in pauses)
+        assert max(pauses) > bound / 2  # jitter spreads over the whole range
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (client_error(503, "SlowDown"), True),
+        (client_error(500, "InternalError"), True),
+        (client_error(429, "TooManyRequestsException"), True),
+        (client_error(400, "RequestTimeout"), True),
+        (client_error(403, "AccessDenied"), False),
+        (client_error(404, "NoSuchKey"), False),
+        (client_error(400, "InvalidArgument"), False),
+        (botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"), True),
+        (botocore.exceptions.ReadTimeoutError(endpoint_url="http://x"), True),
+        (botocore.exceptions.ConnectionClosedError(endpoint_url="http://x"), True),
+        (botocore.exceptions.NoCredentialsError(), False),
+        (ValueError("a bug"), False),
+    ],
+    ids=lambda value: value if isinstance(value, bool) else type(value).__name__,
+)
+def test_s3_is_temp_failure_only_for_transient_errors(exc: Exception, transient: bool) -> None:
+    assert is_temp_failure(exc) is transient

@@ -26,10 +26,12 @@ from blockd.backends.base import (
     ObjectInfo,
 )
 from blockd.backends.local import LocalBackend
+from blockd.hotcache import HotBlocks
 from blockd.service import BlocksService
 from blockd.store import (
     Block,
     BlockCorrupt,
+    BlockNotFound,
     BlockStore,
     InvalidBlock,
     StoreFull,
@@ -275,5 +277,102 @@ def test_store_errors_map_to_status_codes(
             await server.stop(None)
             await store.close()
             await backend.close()
+
+    asyncio.run(main())
+
+
+# --- hot blocks --------------------------------------------------------------------------------
+
+
+class CountingGets(Wrapper):
+    """Counts the gets that reach the backend; each takes `delay` seconds more."""
+
+    def __init__(self, backend: Backend, delay: float = 0.0) -> None:
+        super().__init__(backend)
+        self.delay = delay
+        self.gets = 0
+
+    async def get(self, key: str) -> bytes:
+        self.gets += 1
+        await asyncio.sleep(self.delay)
+        return await self.backend.get(key)
+
+
+async def read(store: BlockStore, *blocks: Block) -> list[bytes]:
+    return [b.data async for b in store.get_stream([b.hash for b in blocks])]
+
+
+def test_hot_blocks_evict_the_least_recently_used_by_bytes() -> None:
+    hot = HotBlocks(100)
+    a, b, c, d = (bytes([n]) * 30 for n in range(4))
+    for data in (a, b, c):
+        hot.add(data[:1], data)
+    assert hot.get(a[:1]) == a  # now the most recent
+    hot.add(d[:1], d)  # 120 bytes: b, the least recently used, goes
+    assert [hot.get(x[:1]) for x in (a, b, c, d)] == [a, None, c, d]
+    assert (hot.size_bytes, len(hot)) == (90, 3)
+    hot.add(b"big", b"x" * 101)  # larger than the whole budget: never held
+    assert hot.get(b"big") is None
+    assert (hot.size_bytes, len(hot)) == (90, 3)
+
+
+def test_written_and_read_blocks_are_served_from_memory(tmp_path: Path) -> None:
+    written, cold = block(b"w" * 5000), block(b"c" * 7000)
+
+    async def main() -> None:
+        local = await LocalBackend.open(tmp_path)
+        await local.put(cold.hash.hex(), cold.data)  # stored by an earlier run
+        backend = CountingGets(local)
+        store = await BlockStore.open(backend, hot=HotBlocks(1024 * 1024))
+        await store.put_stream(stream(written))
+        assert await read(store, written, written) == [written.data] * 2
+        assert backend.gets == 0
+        assert await read(store, cold, cold, written) == [cold.data, cold.data, written.data]
+        assert backend.gets == 1
+        await store.close()
+
+        uncached = await BlockStore.open(backend)
+        assert await read(uncached, cold) == await read(uncached, cold) == [cold.data]
+        assert backend.gets == 3
+        await uncached.close()
+        await backend.close()
+
+    asyncio.run(main())
+
+
+def test_a_block_whose_write_failed_is_not_served_from_memory(tmp_path: Path) -> None:
+    b = block(b"never stored")
+
+    async def main() -> None:
+        local = await LocalBackend.open(tmp_path)
+        hot = HotBlocks(1024 * 1024)
+        failing = Failing(local, lambda key: BackendFull("disk full"))
+        store = await BlockStore.open(failing, hot=hot)
+        with pytest.raises(StoreFull):
+            await store.put_stream(stream(b))
+        reading = await BlockStore.open(local, hot=hot)  # the same memory, a sane disk
+        with pytest.raises(BlockNotFound):
+            await read(reading, b)
+        await local.close()
+
+    asyncio.run(main())
+
+
+def test_concurrent_reads_of_one_block_read_it_once(tmp_path: Path) -> None:
+    b = block(b"popular" * 1000)
+
+    async def main() -> None:
+        local = await LocalBackend.open(tmp_path)
+        await local.put(b.hash.hex(), b.data)
+        backend = CountingGets(local, delay=0.1)
+        store = await BlockStore.open(backend)  # no hot blocks: only single flight helps
+        quitter = asyncio.create_task(read(store, b))
+        await asyncio.sleep(0.02)
+        quitter.cancel()  # the first reader leaves; the read goes on for the others
+        results = await asyncio.gather(*(read(store, b) for _ in range(5)), read(store, b, b, b))
+        assert results == [[b.data]] * 5 + [[b.data] * 3]
+        assert backend.gets == 1
+        await store.close()
+        await backend.close()
 
     asyncio.run(main())

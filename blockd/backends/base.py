@@ -3,7 +3,9 @@
 Owns: the small async contract every backend (local directory, S3) and every
 wrapper (compression, encryption) implements, the rules for object keys, and
 the domain errors a backend may raise. Every operation is idempotent, so a
-caller may simply repeat one that failed with BackendUnavailable.
+caller may simply repeat one that failed with BackendUnavailable; a backend
+whose failures can be transient (S3) already retries them, under the one
+policy of `retry`, before it gives up with BackendUnavailable.
 
 Must not: know about blocks, hashes, gRPC or counters; let an OSError or a
 boto3 exception escape (each implementation maps its own failures onto the
