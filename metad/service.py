@@ -320,6 +320,14 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         return pb.JournalHead(sequence=await self._store.journal_head(caller.user_id))
 
     @_maps_errors
+    async def EmptyTrash(
+        self, request: pb.EmptyTrashRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EmptyTrashResponse:
+        caller = _caller(context)
+        nodes, size = await self._store.empty_trash(caller.user_id)
+        return pb.EmptyTrashResponse(nodes=nodes, bytes=size)
+
+    @_maps_errors
     async def CondemnBlocks(
         self, request: pb.CondemnBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.CondemnBlocksResponse:
@@ -340,7 +348,9 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     async def ListCondemnedBlocks(
         self, request: pb.ListCondemnedBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCondemnedBlocksResponse:
-        return pb.ListCondemnedBlocksResponse(hashes=await self._store.list_condemned_blocks())
+        rules.check_hashes(request.hashes)
+        condemned = await self._store.list_condemned_blocks(list(request.hashes))
+        return pb.ListCondemnedBlocksResponse(hashes=condemned)
 
     @_maps_errors
     async def ListReferencedBlocks(

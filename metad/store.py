@@ -1097,6 +1097,23 @@ class Store:
 
         return await self._read(read)
 
+    async def empty_trash(self, user_id: int) -> tuple[int, int]:
+        """Forgets the revisions of the user's deleted nodes: (nodes, bytes)."""
+
+        def body(tx: _Transaction) -> tuple[int, int]:
+            row = tx.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM nodes"
+                " WHERE owner_id = ? AND deleted_ns IS NOT NULL"
+                " AND id IN (SELECT node_id FROM revisions)",
+                (user_id,),
+            ).fetchone()
+            doomed = "SELECT id FROM nodes WHERE owner_id = ? AND deleted_ns IS NOT NULL"
+            tx.conn.execute(f"DELETE FROM revision_blocks WHERE node_id IN ({doomed})", (user_id,))
+            tx.conn.execute(f"DELETE FROM revisions WHERE node_id IN ({doomed})", (user_id,))
+            return int(row[0]), int(row[1])
+
+        return await self._write(body)
+
     # --- garbage collection fence ----------------------------------------
 
     async def condemn_blocks(self, hashes: Sequence[bytes]) -> list[bytes]:
@@ -1134,8 +1151,12 @@ class Store:
 
         await self._write(body)
 
-    async def list_condemned_blocks(self) -> list[bytes]:
+    async def list_condemned_blocks(self, among: Sequence[bytes] = ()) -> list[bytes]:
+        """Condemned hashes: those of among that are, or all when among is empty."""
+
         def read(conn: sqlite3.Connection) -> list[bytes]:
+            if among:
+                return sorted(_condemned_among(conn, set(among)))
             return [row[0] for row in conn.execute("SELECT hash FROM condemned_blocks")]
 
         return await self._read(read)

@@ -1003,6 +1003,8 @@ def test_condemned_blocks_fence_commits_until_released(drive: Drive) -> None:
     assert list(drive.stub.CondemnBlocks(condemn, timeout=TIMEOUT).condemned) == [h(41)]
     listed = drive.stub.ListCondemnedBlocks(pb.ListCondemnedBlocksRequest(), timeout=TIMEOUT)
     assert list(listed.hashes) == [h(41)]
+    asked = pb.ListCondemnedBlocksRequest(hashes=[h(40), h(41), h(42)])
+    assert list(drive.stub.ListCondemnedBlocks(asked, timeout=TIMEOUT).hashes) == [h(41)]
     expect_error(
         FAILED_PRECONDITION, "blocks-condemned", drive.commit, file.id, 2, [10], first_hash=41
     )
@@ -1033,3 +1035,19 @@ def test_referenced_blocks_page_through_every_hash_once(drive: Drive) -> None:
             break
         after = page.hashes[-1]
     assert seen == [h(n) for n in range(100, 115)]
+
+
+def test_empty_trash_releases_deleted_files_blocks(drive: Drive) -> None:
+    root = drive.root()
+    kept = drive.create(root.id, "kept")
+    drive.commit(kept.id, 1, [10], first_hash=70)
+    gone = drive.create(root.id, "gone")
+    drive.commit(gone.id, 1, [10, 5], first_hash=71)
+    drive.stub.Delete(pb.DeleteRequest(parent_id=root.id, name="gone"), timeout=TIMEOUT)
+    emptied = drive.stub.EmptyTrash(pb.EmptyTrashRequest(), timeout=TIMEOUT)
+    assert (emptied.nodes, emptied.bytes) == (1, 15)
+    # Now only the kept file's block is referenced: the collector may take the others.
+    condemn = pb.CondemnBlocksRequest(hashes=[h(70), h(71), h(72)])
+    assert list(drive.stub.CondemnBlocks(condemn, timeout=TIMEOUT).condemned) == [h(71), h(72)]
+    drive.stub.ReleaseBlocks(pb.ReleaseBlocksRequest(hashes=[h(71), h(72)]), timeout=TIMEOUT)
+    assert drive.stub.EmptyTrash(pb.EmptyTrashRequest(), timeout=TIMEOUT).nodes == 0

@@ -1,8 +1,8 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -71,3 +71,51 @@ class StoreStats(_message.Message):
     bytes_sent: int
     blocks_sent: int
     def __init__(self, object_count: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., bytes_received: _Optional[int] = ..., blocks_received: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., blocks_sent: _Optional[int] = ...) -> None: ...
+
+class CollectGarbageRequest(_message.Message):
+    __slots__ = ("grace_seconds", "dry_run")
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    grace_seconds: int
+    dry_run: bool
+    def __init__(self, grace_seconds: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class GarbageProgress(_message.Message):
+    __slots__ = ("scanned", "total", "deleted", "bytes_reclaimed", "done")
+    SCANNED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECLAIMED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    scanned: int
+    total: int
+    deleted: int
+    bytes_reclaimed: int
+    done: bool
+    def __init__(self, scanned: _Optional[int] = ..., total: _Optional[int] = ..., deleted: _Optional[int] = ..., bytes_reclaimed: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class ScrubRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BlockProblem(_message.Message):
+    __slots__ = ("hash", "problem")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    problem: str
+    def __init__(self, hash: _Optional[bytes] = ..., problem: _Optional[str] = ...) -> None: ...
+
+class ScrubProgress(_message.Message):
+    __slots__ = ("checked", "total", "problems", "done", "referenced_checked")
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCED_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    checked: int
+    total: int
+    problems: _containers.RepeatedCompositeFieldContainer[BlockProblem]
+    done: bool
+    referenced_checked: int
+    def __init__(self, checked: _Optional[int] = ..., total: _Optional[int] = ..., problems: _Optional[_Iterable[_Union[BlockProblem, _Mapping]]] = ..., done: _Optional[bool] = ..., referenced_checked: _Optional[int] = ...) -> None: ...

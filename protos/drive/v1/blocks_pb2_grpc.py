@@ -54,6 +54,16 @@ class BlocksStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_blocks__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_blocks__pb2.StoreStats.FromString,
                 _registered_method=True)
+        self.CollectGarbage = channel.unary_stream(
+                '/drive.v1.Blocks/CollectGarbage',
+                request_serializer=protos_dot_drive_dot_v1_dot_blocks__pb2.CollectGarbageRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_blocks__pb2.GarbageProgress.FromString,
+                _registered_method=True)
+        self.Scrub = channel.unary_stream(
+                '/drive.v1.Blocks/Scrub',
+                request_serializer=protos_dot_drive_dot_v1_dot_blocks__pb2.ScrubRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_blocks__pb2.ScrubProgress.FromString,
+                _registered_method=True)
 
 
 class BlocksServicer:
@@ -87,6 +97,25 @@ class BlocksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CollectGarbage(self, request, context):
+        """Deletes the blocks no revision refers to that are older than the grace
+        period. metad fences every batch (see Metadata.CondemnBlocks), so a
+        collection running beside writers loses nothing. Streams progress.
+        FAILED_PRECONDITION if blockd was started without a metad address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Scrub(self, request, context):
+        """Reads every stored block back from the backend and verifies it, then
+        checks that every block metad refers to is held. Streams progress and
+        every problem found.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BlocksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +138,16 @@ def add_BlocksServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=protos_dot_drive_dot_v1_dot_blocks__pb2.GetStatsRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_blocks__pb2.StoreStats.SerializeToString,
+            ),
+            'CollectGarbage': grpc.unary_stream_rpc_method_handler(
+                    servicer.CollectGarbage,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_blocks__pb2.CollectGarbageRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_blocks__pb2.GarbageProgress.SerializeToString,
+            ),
+            'Scrub': grpc.unary_stream_rpc_method_handler(
+                    servicer.Scrub,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_blocks__pb2.ScrubRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_blocks__pb2.ScrubProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +258,60 @@ class Blocks:
             '/drive.v1.Blocks/GetStats',
             protos_dot_drive_dot_v1_dot_blocks__pb2.GetStatsRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_blocks__pb2.StoreStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CollectGarbage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/drive.v1.Blocks/CollectGarbage',
+            protos_dot_drive_dot_v1_dot_blocks__pb2.CollectGarbageRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_blocks__pb2.GarbageProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scrub(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/drive.v1.Blocks/Scrub',
+            protos_dot_drive_dot_v1_dot_blocks__pb2.ScrubRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_blocks__pb2.ScrubProgress.FromString,
             options,
             channel_credentials,
             insecure,

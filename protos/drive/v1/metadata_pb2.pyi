@@ -308,6 +308,18 @@ class JournalHead(_message.Message):
     sequence: int
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
+class EmptyTrashRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EmptyTrashResponse(_message.Message):
+    __slots__ = ("nodes", "bytes")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    nodes: int
+    bytes: int
+    def __init__(self, nodes: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
 class CondemnBlocksRequest(_message.Message):
     __slots__ = ("hashes",)
     HASHES_FIELD_NUMBER: _ClassVar[int]
@@ -331,8 +343,10 @@ class ReleaseBlocksResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListCondemnedBlocksRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListCondemnedBlocksResponse(_message.Message):
     __slots__ = ("hashes",)

@@ -114,6 +114,11 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetJournalHeadRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.JournalHead.FromString,
                 _registered_method=True)
+        self.EmptyTrash = channel.unary_unary(
+                '/drive.v1.Metadata/EmptyTrash',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashResponse.FromString,
+                _registered_method=True)
         self.CondemnBlocks = channel.unary_unary(
                 '/drive.v1.Metadata/CondemnBlocks',
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.CondemnBlocksRequest.SerializeToString,
@@ -258,14 +263,23 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EmptyTrash(self, request, context):
+        """Forgets deleted nodes' content for good (their revisions and block
+        references), so garbage collection can reclaim the blocks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CondemnBlocks(self, request, context):
         """Garbage collection fence, used by blockd's collector. CondemnBlocks
         atomically marks the given hashes that no revision refers to; from then
         on CommitRevision refuses those hashes (FAILED_PRECONDITION, reason
-        "blocks-condemned": upload them again and retry) until ReleaseBlocks,
-        which the collector calls after deleting them. This closes the race
-        between deleting an unreferenced block and a commit that deduplicated
-        against it.
+        "blocks-condemned") until ReleaseBlocks, which the collector calls after
+        deleting them. A refused client waits until ListCondemnedBlocks no
+        longer names its hashes (the blocks are gone by then), uploads what is
+        missing and commits again. This closes the race between deleting an
+        unreferenced block and a commit that deduplicated against it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -278,7 +292,8 @@ class MetadataServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListCondemnedBlocks(self, request, context):
-        """Hashes still condemned (a collector that died before releasing them).
+        """Hashes still condemned: the given ones that are, or every one (a
+        collector finishing the work of one that died).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -381,6 +396,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.GetJournalHead,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetJournalHeadRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.JournalHead.SerializeToString,
+            ),
+            'EmptyTrash': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmptyTrash,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashResponse.SerializeToString,
             ),
             'CondemnBlocks': grpc.unary_unary_rpc_method_handler(
                     servicer.CondemnBlocks,
@@ -840,6 +860,33 @@ class Metadata:
             '/drive.v1.Metadata/GetJournalHead',
             protos_dot_drive_dot_v1_dot_metadata__pb2.GetJournalHeadRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.JournalHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmptyTrash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/EmptyTrash',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashResponse.FromString,
             options,
             channel_credentials,
             insecure,
