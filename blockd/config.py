@@ -41,6 +41,7 @@ class Config:
     encryption: bool = True  # the codec (zstd + AES-256-GCM) around the backend
     key_file: Path | None = None  # None: data_dir/keys.json, created on first start
     memory_cache_bytes: int = DEFAULT_MEMORY_CACHE_MIB * MiB  # hot blocks; 0: none
+    metad: str | None = None  # metad's HOST:PORT, for garbage collection and scrub
 
     @property
     def key_path(self) -> Path:
@@ -107,9 +108,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help=f"memory for recently read and written blocks (default {DEFAULT_MEMORY_CACHE_MIB}; "
         "0: none)",
     )
+    parser.add_argument(
+        "--metad",
+        metavar="HOST:PORT",
+        help="metad's address: garbage collection and scrub ask it which blocks are in use",
+    )
     args = parser.parse_args(argv)
     try:
         split_host_port(args.listen)
+        if args.metad:
+            split_host_port(args.metad)
     except ValueError as exc:
         parser.error(str(exc))
     if args.memory_cache < 0:
@@ -135,6 +143,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         encryption=args.encryption,
         key_file=args.key_file,
         memory_cache_bytes=args.memory_cache * MiB,
+        metad=args.metad,
     )
 
 

@@ -46,3 +46,9 @@ class HotBlocks:
         while self.size_bytes > self.capacity_bytes:
             _, evicted = self._blocks.popitem(last=False)
             self.size_bytes -= len(evicted)
+
+    def discard(self, digest: bytes) -> None:
+        """Forgets a block (it was deleted from the store)."""
+        data = self._blocks.pop(digest, None)
+        if data is not None:
+            self.size_bytes -= len(data)

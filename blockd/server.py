@@ -23,6 +23,7 @@ from blockd.backends.codec import PLAIN_STORE, CodecBackend, first_object_kind
 from blockd.backends.local import LocalBackend
 from blockd.backends.s3 import S3Backend
 from blockd.config import Config
+from blockd.fence import Fence
 from blockd.hotcache import HotBlocks
 from blockd.service import BlocksService
 from blockd.store import BlockStore
@@ -67,13 +68,17 @@ async def run(config: Config) -> None:
             "blockd data %s: %d blocks, %d bytes", location, stats.object_count, stats.stored_bytes
         )
 
+        fence = Fence(config.metad) if config.metad else None
+
         def add_services(server: grpc.aio.Server) -> list[str]:
-            blocks_pb2_grpc.add_BlocksServicer_to_server(BlocksService(store), server)
+            blocks_pb2_grpc.add_BlocksServicer_to_server(BlocksService(store, fence), server)
             return [blocks_pb2.DESCRIPTOR.services_by_name["Blocks"].full_name]
 
         try:
             await serve("blockd", config.listen, add_services, ready_file=config.ready_file)
         finally:
+            if fence is not None:
+                await fence.close()
             await store.close()
     finally:
         await backend.close()

@@ -17,6 +17,8 @@ from typing import NoReturn
 import grpc
 from google.protobuf.message import Message
 
+from blockd import maintenance
+from blockd.fence import Fence, MetadataUnavailable
 from blockd.store import (
     Block,
     BlockCorrupt,
@@ -67,8 +69,9 @@ async def _send(context: grpc.aio.ServicerContext, message: Message) -> None:
 
 
 class BlocksService(blocks_pb2_grpc.BlocksServicer):
-    def __init__(self, store: BlockStore) -> None:
+    def __init__(self, store: BlockStore, fence: Fence | None = None) -> None:
         self._store = store
+        self._fence = fence
 
     async def FindMissing(
         self, request: blocks_pb2.FindMissingRequest, context: grpc.aio.ServicerContext
@@ -119,3 +122,58 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
             bytes_sent=stats.bytes_sent,
             blocks_sent=stats.blocks_sent,
         )
+
+    async def CollectGarbage(
+        self, request: blocks_pb2.CollectGarbageRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        if self._fence is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "blockd was started without --metad: it cannot tell which blocks are in use",
+            )
+        if request.grace_seconds < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "grace_seconds must be >= 0")
+        run = maintenance.collect_garbage(
+            self._store, self._fence, request.grace_seconds, dry_run=request.dry_run
+        )
+        try:
+            async with contextlib.aclosing(run) as progress:
+                async for p in progress:
+                    await _send(
+                        context,
+                        blocks_pb2.GarbageProgress(
+                            scanned=p.scanned,
+                            total=p.total,
+                            deleted=p.deleted,
+                            bytes_reclaimed=p.bytes_reclaimed,
+                            done=p.done,
+                        ),
+                    )
+        except MetadataUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except StoreError as exc:
+            await _abort(context, exc)
+
+    async def Scrub(
+        self, request: blocks_pb2.ScrubRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        try:
+            async with contextlib.aclosing(maintenance.scrub(self._store, self._fence)) as progress:
+                async for p in progress:
+                    await _send(
+                        context,
+                        blocks_pb2.ScrubProgress(
+                            checked=p.checked,
+                            total=p.total,
+                            referenced_checked=p.referenced_checked,
+                            problems=[
+                                blocks_pb2.BlockProblem(hash=x.hash, problem=x.problem)
+                                for x in p.problems
+                            ],
+                            done=p.done,
+                        ),
+                    )
+        except MetadataUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except StoreError as exc:
+            await _abort(context, exc)

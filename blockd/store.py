@@ -57,6 +57,13 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredBlock:
+    hash: bytes
+    stored_size: int  # bytes on the backend
+    modified_ns: int  # when it was written
+
+
+@dataclass(frozen=True, slots=True)
 class UploadSummary:
     blocks_received: int
     blocks_stored: int  # new to the store; the others were already held
@@ -374,6 +381,40 @@ class BlockStore:
             del self._reads[digest]
         if not read.cancelled():
             read.exception()  # retrieved: its readers may have gone away
+
+    # --- maintenance: garbage collection and scrub ------------------------
+
+    async def objects(self) -> AsyncIterator[StoredBlock]:
+        """Every block on the backend, with its stored size and age."""
+        async with contextlib.aclosing(self._backend.list_objects()) as listing:
+            async for info in listing:
+                try:
+                    digest = bytes.fromhex(info.key)
+                except ValueError:
+                    continue  # not a block (a marker or a stranger's object)
+                if len(digest) == HASH_BYTES:
+                    yield StoredBlock(digest, info.size, info.modified_ns)
+
+    async def verify(self, digest: bytes) -> None:
+        """Reads a block from the backend itself (never the hot blocks) and checks it.
+
+        Raises BlockNotFound, BlockCorrupt or StoreUnavailable.
+        """
+        key = digest.hex()
+        with _backend_errors(key):
+            data = await self._backend.get(key)
+        if await block_hash(data) != digest:
+            raise BlockCorrupt(f"stored block {key} does not match its hash")
+
+    async def delete(self, block: StoredBlock) -> None:
+        """Removes a block the garbage collector has condemned (idempotent)."""
+        key = block.hash.hex()
+        if self._hot is not None:
+            self._hot.discard(block.hash)
+        with _backend_errors(key):
+            await self._backend.delete(key)
+        self._object_count = max(self._object_count - 1, 0)
+        self._stored_bytes = max(self._stored_bytes - block.stored_size, 0)
 
     async def _read(self, digest: bytes) -> bytes:
         key = digest.hex()

@@ -35,6 +35,7 @@ def check_key(key: str) -> str:
 class ObjectInfo:
     key: str
     size: int  # bytes the object occupies on the backend (after any encoding)
+    modified_ns: int = 0  # when it was last written (garbage collection's grace period)
 
 
 class BackendError(Exception):

@@ -204,7 +204,8 @@ def _scan(directory: Path, prefix: str) -> list[ObjectInfo]:
             if entry.name.startswith(".") or not entry.name.startswith(prefix):
                 continue
             try:
-                infos.append(ObjectInfo(entry.name, entry.stat(follow_symlinks=False).st_size))
+                st = entry.stat(follow_symlinks=False)
+                infos.append(ObjectInfo(entry.name, st.st_size, st.st_mtime_ns))
             except FileNotFoundError:
                 continue  # deleted while we looked
     infos.sort(key=lambda info: info.key)

@@ -253,9 +253,9 @@ class S3Backend(Backend):
         while True:
             with self._errors(None):
                 page = await self._call(self._list_page, prefix=prefix, token=token)
-            for key, size in page.objects:
+            for key, size, modified_ns in page.objects:
                 if _is_object_key(key):
-                    yield ObjectInfo(key, size)
+                    yield ObjectInfo(key, size, modified_ns)
             if page.next_token is None:
                 return
             token = page.next_token
@@ -294,7 +294,10 @@ class S3Backend(Backend):
             kwargs["StartAfter"] = self.prefix + start_after
         reply = self._client.list_objects_v2(**kwargs)
         cut = len(self.prefix)
-        objects = [(obj["Key"][cut:], int(obj["Size"])) for obj in reply.get("Contents", ())]
+        objects = [
+            (obj["Key"][cut:], int(obj["Size"]), int(obj["LastModified"].timestamp() * 1e9))
+            for obj in reply.get("Contents", ())
+        ]
         more = bool(reply.get("IsTruncated")) and bool(objects)
         return _Page(objects, reply.get("NextContinuationToken") if more else None)
 
@@ -328,7 +331,7 @@ class S3Backend(Backend):
                 self._list_page, start_after=max(wanted[i][:-1], seen_up_to) or None
             )
             lists += 1
-            found.update(key for key, _ in page.objects)
+            found.update(key for key, _, _ in page.objects)
             answered = i
             if page.next_token is None:
                 i = len(wanted)  # nothing beyond this page
@@ -384,7 +387,7 @@ class S3Backend(Backend):
 class _Page:
     __slots__ = ("next_token", "objects")
 
-    def __init__(self, objects: list[tuple[str, int]], next_token: str | None) -> None:
+    def __init__(self, objects: list[tuple[str, int, int]], next_token: str | None) -> None:
         self.objects = objects  # (key without the backend prefix, size), in key order
         self.next_token = next_token  # None: the listing ends here
 

@@ -1,0 +1,62 @@
+"""blockd's view of metad: which blocks are referenced, and the GC fence.
+
+Owns the grpc.aio channel to metad and turns its answers into plain hashes.
+Used only by maintenance.py; request handling never waits on metad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from protos.drive.v1 import metadata_pb2, metadata_pb2_grpc
+from protos.runtime import GRPC_OPTIONS
+
+TIMEOUT = 60.0
+
+
+class MetadataUnavailable(Exception):
+    """metad could not be asked; garbage collection must not guess."""
+
+
+class Fence:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+        self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def condemn(self, hashes: Sequence[bytes]) -> list[bytes]:
+        """Of hashes, the ones no revision refers to, now refused by commits."""
+        req = metadata_pb2.CondemnBlocksRequest(hashes=list(hashes))
+        return list((await self._call(self._stub.CondemnBlocks, req)).condemned)
+
+    async def release(self, hashes: Sequence[bytes]) -> None:
+        await self._call(self._stub.ReleaseBlocks, metadata_pb2.ReleaseBlocksRequest(hashes=hashes))
+
+    async def condemned(self) -> list[bytes]:
+        req = metadata_pb2.ListCondemnedBlocksRequest()
+        return list((await self._call(self._stub.ListCondemnedBlocks, req)).hashes)
+
+    async def referenced(self) -> AsyncIterator[list[bytes]]:
+        """Pages of every referenced hash, in order."""
+        after = b""
+        while True:
+            req = metadata_pb2.ListReferencedBlocksRequest(after_hash=after)
+            page = await self._call(self._stub.ListReferencedBlocks, req)
+            if page.hashes:
+                yield list(page.hashes)
+                after = page.hashes[-1]
+            if not page.more:
+                return
+
+    async def _call(self, method, request):
+        try:
+            return await method(request, timeout=TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            raise MetadataUnavailable(
+                f"metad at {self.address}: {exc.code().name} {exc.details()}"
+            ) from None
