@@ -15,7 +15,9 @@ import sys
 import threading
 from pathlib import Path
 
+from fusefs import admin
 from fusefs.daemons import Daemon, DaemonError, start_daemon
+from fusefs.errors import DriveError
 from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "drivefs"
@@ -53,7 +55,44 @@ def _parser() -> argparse.ArgumentParser:
     mount.add_argument("--metad", required=True, help="metad address HOST:PORT")
     mount.add_argument("--blockd", required=True, help="blockd address HOST:PORT")
     _mount_options(mount, cache_required=False)
+    gc = sub.add_parser("gc", help="delete blocks no file refers to any more")
+    _daemon_options(gc)
+    gc.add_argument(
+        "--grace", type=int, default=3600, metavar="SECONDS",
+        help="keep blocks younger than this (uploads still in progress; default 3600)",
+    )  # fmt: skip
+    gc.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
+    scrub = sub.add_parser("scrub", help="verify every stored block; exit 1 on any problem")
+    _daemon_options(scrub)
+
+    status = sub.add_parser("status", help="space used, stored and referenced")
+    _daemon_options(status)
+
+    trash = sub.add_parser("trash", help="deleted files")
+    trash_sub = trash.add_subparsers(dest="trash_command", required=True)
+    empty = trash_sub.add_parser("empty", help="forget deleted files' content for good")
+    _daemon_options(empty)
     return p
+
+
+def _daemon_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the running drive's data")
+    p.add_argument("--metad", help="metad HOST:PORT (default: the drive running under --data)")
+    p.add_argument("--blockd", help="blockd HOST:PORT (default: the drive running under --data)")
+
+
+def _address(args: argparse.Namespace, name: str) -> str:
+    given = getattr(args, name)
+    if given:
+        return given
+    ready = args.data / name / f"{name}.ready"
+    try:
+        return ready.read_text().strip()
+    except FileNotFoundError:
+        raise DaemonError(
+            f"no {name} running under {args.data}: start the drive or pass --{name} HOST:PORT"
+        ) from None
 
 
 def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
@@ -66,7 +105,9 @@ def _start_daemons(data: Path, metad: str, blockd: str) -> list[Daemon]:
     started: list[Daemon] = []
     try:
         started.append(start_daemon("metad", data / "metad", metad))
-        started.append(start_daemon("blockd", data / "blockd", blockd))
+        # blockd asks metad which blocks are in use when it collects garbage.
+        extra = ["--metad", started[0].address]
+        started.append(start_daemon("blockd", data / "blockd", blockd, extra_args=extra))
     except DaemonError:
         for d in started:
             d.stop()
@@ -132,7 +173,15 @@ def _cmd_mount(args: argparse.Namespace) -> None:
     run_mount(config, on_mounted=mounted)
 
 
-COMMANDS = {"up": _cmd_up, "serve": _cmd_serve, "mount": _cmd_mount}
+COMMANDS = {
+    "up": _cmd_up,
+    "serve": _cmd_serve,
+    "mount": _cmd_mount,
+    "gc": lambda a: admin.garbage_collect(_address(a, "blockd"), a.grace, a.dry_run),
+    "scrub": lambda a: admin.scrub(_address(a, "blockd")),
+    "status": lambda a: admin.status(_address(a, "metad"), _address(a, "blockd")),
+    "trash": lambda a: admin.empty_trash(_address(a, "metad")),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,13 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        COMMANDS[args.command](args)
-    except (MountError, DaemonError) as exc:
+        return COMMANDS[args.command](args) or 0
+    except (MountError, DaemonError, DriveError) as exc:
         print(f"drive: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -250,9 +250,26 @@ class MetadataClient:
         return Usage(msg.used_bytes, msg.quota_bytes, msg.node_count)
 
     @_rpc
+    def condemned_among(self, hashes: list[bytes]) -> list[bytes]:
+        """Which of hashes garbage collection is deleting right now."""
+        req = metadata_pb2.ListCondemnedBlocksRequest(hashes=hashes)
+        return list(self._stub.ListCondemnedBlocks(req, timeout=UNARY_TIMEOUT).hashes)
+
+    @_rpc
     def journal_head(self) -> int:
         req = metadata_pb2.GetJournalHeadRequest()
         return self._stub.GetJournalHead(req, timeout=UNARY_TIMEOUT).sequence
+
+    @_rpc
+    def empty_trash(self) -> tuple[int, int]:
+        resp = self._stub.EmptyTrash(metadata_pb2.EmptyTrashRequest(), timeout=UNARY_TIMEOUT)
+        return resp.nodes, resp.bytes
+
+    @_rpc
+    def storage_summary(self) -> StorageSummary:
+        req = metadata_pb2.GetStorageSummaryRequest()
+        msg = self._stub.GetStorageSummary(req, timeout=UNARY_TIMEOUT)
+        return StorageSummary(msg.logical_bytes, msg.referenced_blocks, msg.referenced_bytes)
 
     def subscribe(self, from_sequence: int) -> ChangeStream:
         """A live stream of changes after from_sequence; cancel() ends it."""
@@ -277,6 +294,31 @@ class ChangeStream:
 
     def cancel(self) -> None:
         self._call.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSummary:
+    logical_bytes: int
+    referenced_blocks: int
+    referenced_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class GarbageProgress:
+    scanned: int
+    total: int
+    deleted: int
+    bytes_reclaimed: int
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubProgress:
+    checked: int
+    total: int
+    referenced_checked: int
+    problems: tuple[tuple[bytes, str], ...]
+    done: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,3 +383,21 @@ class BlockClient:
             msg.bytes_sent,
             msg.blocks_sent,
         )
+
+    def collect_garbage(self, grace_seconds: int, dry_run: bool) -> Iterator[GarbageProgress]:
+        """Runs a garbage collection in blockd, yielding its progress."""
+        req = blocks_pb2.CollectGarbageRequest(grace_seconds=grace_seconds, dry_run=dry_run)
+        try:
+            for m in self._stub.CollectGarbage(req, timeout=STREAM_TIMEOUT):
+                yield GarbageProgress(m.scanned, m.total, m.deleted, m.bytes_reclaimed, m.done)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+
+    def scrub(self) -> Iterator[ScrubProgress]:
+        """Verifies the whole store in blockd, yielding progress and problems."""
+        try:
+            for m in self._stub.Scrub(blocks_pb2.ScrubRequest(), timeout=STREAM_TIMEOUT):
+                problems = tuple((p.hash, p.problem) for p in m.problems)
+                yield ScrubProgress(m.checked, m.total, m.referenced_checked, problems, m.done)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None

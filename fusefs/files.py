@@ -38,7 +38,8 @@ PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
 FETCH_BATCH = 4  # blocks per Download call
 MAX_NAME_BYTES = 255
 SMALL_UPLOAD_BYTES = 256 * 1024  # below this, upload without asking what is missing
-COMMIT_ATTEMPTS = 20  # ~30 s of retries while a garbage collection deletes our blocks
+COMMIT_ATTEMPTS = 10  # commits refused by successive garbage collections before giving up
+COLLECTOR_WAIT_SECONDS = 120  # how long one collection may hold our blocks
 
 Invalidate = Callable[[int], Awaitable[None]]
 
@@ -250,11 +251,13 @@ class OpenFile:
     async def _upload_and_commit(self, refs: list[BlockRef]) -> Node:
         """Uploads what blockd lacks and commits; outlasts a garbage collection.
 
-        A commit refused because the collector is deleting some of its blocks
-        (they were unreferenced leftovers we deduplicated against) waits for
-        the collector to finish, uploads them again and retries.
+        A commit is refused while the collector deletes blocks it refers to
+        (unreferenced leftovers we deduplicated against). Asking blockd what
+        is missing only tells the truth once they are gone, so wait until
+        metad has lifted the fence (the collector lifts it after deleting),
+        then upload what is missing and commit again.
         """
-        delay, attempt = 0.1, 0
+        attempt = 0
         while True:
             await self._upload(refs, ask=attempt > 0)
             try:
@@ -270,9 +273,18 @@ class OpenFile:
                 attempt += 1
                 if attempt == COMMIT_ATTEMPTS:
                     raise
-                log.info("blocks of %r are being collected; uploading again", self.node.name)
-                await trio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                log.info("blocks of %r are being collected; waiting", self.node.name)
+                await self._wait_for_collector(refs)
+
+    async def _wait_for_collector(self, refs: list[BlockRef]) -> None:
+        hashes = list({r.hash for r in refs})
+        delay = 0.05
+        deadline = trio.current_time() + COLLECTOR_WAIT_SECONDS
+        while await self._thread(self._meta.condemned_among, hashes):
+            if trio.current_time() > deadline:
+                raise errors.Unavailable("garbage collection holds blocks of this file too long")
+            await trio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _upload(self, refs: list[BlockRef], ask: bool = False) -> None:
         unique = list({r.hash: r for r in refs}.values())
