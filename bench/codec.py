@@ -25,7 +25,7 @@ import string
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,41 +35,14 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blockd.backends.base import Backend, ObjectInfo, ObjectNotFound
+from blockd.backends.base import Backend
 from blockd.backends.codec import CodecBackend
 from blockd.backends.local import LocalBackend
+from blockd.backends.memory import MemoryBackend
 from blockd.keys import Keyring, new_master_key
 
 MiB = 1024 * 1024
 console = Console()
-
-
-class MemoryBackend(Backend):
-    """Objects in a dict: the codec's cost without any I/O."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    async def get(self, key: str) -> bytes:
-        try:
-            return self.objects[key]
-        except KeyError:
-            raise ObjectNotFound(key) from None
-
-    async def put(self, key: str, data: bytes) -> int:
-        self.objects[key] = data
-        return len(data)
-
-    async def contains(self, keys: Sequence[str]) -> list[bool]:
-        return [key in self.objects for key in keys]
-
-    async def delete(self, key: str) -> None:
-        self.objects.pop(key, None)
-
-    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        for key in sorted(self.objects):
-            if key.startswith(prefix):
-                yield ObjectInfo(key, len(self.objects[key]))
 
 
 def random_data(size: int) -> bytes:

@@ -20,18 +20,15 @@ import random
 import stat
 import string
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from blockd import keys
 from blockd.backends.base import (
-    Backend,
     BackendSetupError,
     ObjectCorrupt,
-    ObjectInfo,
-    ObjectNotFound,
 )
 from blockd.backends.codec import (
     FLAG_COMPRESSED,
@@ -40,37 +37,10 @@ from blockd.backends.codec import (
     OVERHEAD_BYTES,
     CodecBackend,
 )
+from blockd.backends.memory import MemoryBackend
 from blockd.keys import KeyFileError, Keyring, MasterKey
 
 MiB = 1024 * 1024
-
-
-class MemoryBackend(Backend):
-    """Objects in a dict the tests can read and damage."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    async def get(self, key: str) -> bytes:
-        try:
-            return self.objects[key]
-        except KeyError:
-            raise ObjectNotFound(key) from None
-
-    async def put(self, key: str, data: bytes) -> int:
-        self.objects[key] = bytes(data)
-        return len(data)
-
-    async def contains(self, keys: Sequence[str]) -> list[bool]:
-        return [key in self.objects for key in keys]
-
-    async def delete(self, key: str) -> None:
-        self.objects.pop(key, None)
-
-    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        for key in sorted(self.objects):
-            if key.startswith(prefix):
-                yield ObjectInfo(key, len(self.objects[key]))
 
 
 def keyring(*master_keys: MasterKey) -> Keyring:

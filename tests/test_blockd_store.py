@@ -10,7 +10,7 @@ server to check each store error's status code.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import blake3
@@ -23,7 +23,7 @@ from blockd.backends.base import (
     BackendFull,
     BackendUnavailable,
     ObjectCorrupt,
-    ObjectInfo,
+    WrappingBackend,
 )
 from blockd.backends.local import LocalBackend
 from blockd.hotcache import HotBlocks
@@ -52,33 +52,7 @@ async def stream(*blocks: Block) -> AsyncIterator[Block]:
         yield b
 
 
-class Wrapper(Backend):
-    """Passes everything to self.backend; subclasses change one thing."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    async def get(self, key: str) -> bytes:
-        return await self.backend.get(key)
-
-    async def put(self, key: str, data: bytes) -> int:
-        return await self.backend.put(key, data)
-
-    async def contains(self, keys: Sequence[str]) -> list[bool]:
-        return await self.backend.contains(keys)
-
-    async def delete(self, key: str) -> None:
-        await self.backend.delete(key)
-
-    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        async for info in self.backend.list_objects(prefix):
-            yield info
-
-    async def close(self) -> None:
-        await self.backend.close()
-
-
-class SlowPuts(Wrapper):
+class SlowPuts(WrappingBackend):
     """Every put takes `delay` seconds more; counts the puts."""
 
     def __init__(self, backend: Backend, delay: float) -> None:
@@ -92,7 +66,7 @@ class SlowPuts(Wrapper):
         return await self.backend.put(key, data)
 
 
-class Failing(Wrapper):
+class Failing(WrappingBackend):
     """Every get and put raises the given backend error."""
 
     def __init__(self, backend: Backend, error: Callable[[str], BackendError]) -> None:
@@ -284,7 +258,7 @@ def test_store_errors_map_to_status_codes(
 # --- hot blocks --------------------------------------------------------------------------------
 
 
-class CountingGets(Wrapper):
+class CountingGets(WrappingBackend):
     """Counts the gets that reach the backend; each takes `delay` seconds more."""
 
     def __init__(self, backend: Backend, delay: float = 0.0) -> None:

@@ -76,8 +76,7 @@ class Backend(abc.ABC):
     Implementations must be safe for many concurrent calls from one event
     loop and must never block it. `put` is atomic and durable when it returns:
     a reader sees the old state or the whole new object, never a part, and the
-    object survives a crash. Wrappers subclass Backend and hold the wrapped
-    backend as `self.backend`.
+    object survives a crash. Wrappers subclass WrappingBackend.
     """
 
     @abc.abstractmethod
@@ -113,3 +112,33 @@ class Backend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Releases what the backend holds (locks, connections). Idempotent."""
+
+
+class WrappingBackend(Backend):
+    """Passes every call to self.backend; a wrapper overrides what it changes.
+
+    The S3QL comprenc pattern: new behaviour (encoding, faults in tests) is a
+    wrapper around any backend, not a flag inside one.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def get(self, key: str) -> bytes:
+        return await self.backend.get(key)
+
+    async def put(self, key: str, data: bytes) -> int:
+        return await self.backend.put(key, data)
+
+    async def contains(self, keys: Sequence[str]) -> list[bool]:
+        return await self.backend.contains(keys)
+
+    async def delete(self, key: str) -> None:
+        await self.backend.delete(key)
+
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        async for info in self.backend.list_objects(prefix):
+            yield info
+
+    async def close(self) -> None:
+        await self.backend.close()

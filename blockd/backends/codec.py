@@ -33,7 +33,6 @@ import contextlib
 import os
 import struct
 import threading
-from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 import zstandard
@@ -45,8 +44,8 @@ from blockd.backends.base import (
     Backend,
     BackendSetupError,
     ObjectCorrupt,
-    ObjectInfo,
     ObjectNotFound,
+    WrappingBackend,
     check_key,
 )
 from blockd.keys import KEY_ID_BYTES, Keyring
@@ -86,11 +85,11 @@ class _NotEncoded(_Corrupt):
     """The object does not even start like an encoded one: a plain object."""
 
 
-class CodecBackend(Backend):
+class CodecBackend(WrappingBackend):
     """zstd + AES-256-GCM around self.backend; obtain one with `await CodecBackend.open(...)`."""
 
     def __init__(self, backend: Backend, keyring: Keyring, *, level: int = ZSTD_LEVEL) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.keyring = keyring
         self._level = level
 
@@ -125,19 +124,6 @@ class CodecBackend(Backend):
         else:
             blob = await asyncio.to_thread(_encode, self.keyring, key, data, self._level)
         return await self.backend.put(key, blob)
-
-    async def contains(self, keys: Sequence[str]) -> list[bool]:
-        return await self.backend.contains(keys)
-
-    async def delete(self, key: str) -> None:
-        await self.backend.delete(key)
-
-    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        async for info in self.backend.list_objects(prefix):
-            yield info
-
-    async def close(self) -> None:
-        await self.backend.close()
 
     async def _check_keyring(self) -> None:
         keys: list[str] = []
