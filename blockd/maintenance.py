@@ -64,7 +64,7 @@ async def collect_garbage(
     total = store.stats().object_count
     tally = _Tally()
     if not dry_run:
-        await _finish_interrupted_run(store, fence, tally)
+        await _finish_interrupted_run(store, fence)
     cutoff = time.time_ns() - int(grace_seconds * 1e9)
     async with contextlib.aclosing(store.objects()) as listing:
         async for block in listing:
@@ -90,22 +90,18 @@ async def _collect_batch(store: BlockStore, fence: Fence, tally: _Tally, dry_run
     batch, tally.batch = tally.batch, []
     if not batch:
         return
-    if dry_run:
-        # Ask without fencing: what is unreferenced now (condemn + release at once).
-        unreferenced = set(await fence.condemn([b.hash for b in batch]))
-        await fence.release(list(unreferenced))
-    else:
-        unreferenced = set(await fence.condemn([b.hash for b in batch]))
+    unreferenced = set(await fence.condemn([b.hash for b in batch]))
     doomed = [b for b in batch if b.hash in unreferenced]
+    # A dry run only asks: it lifts the fence at once, deleting nothing.
     if not dry_run:
         for block in doomed:
             await store.delete(block)
-        await fence.release([b.hash for b in doomed])
+    await fence.release([b.hash for b in doomed])
     tally.deleted += len(doomed)
     tally.reclaimed += sum(b.stored_size for b in doomed)
 
 
-async def _finish_interrupted_run(store: BlockStore, fence: Fence, tally: _Tally) -> None:
+async def _finish_interrupted_run(store: BlockStore, fence: Fence) -> None:
     """Blocks a collector condemned before dying: delete them, lift the fence."""
     leftover = await fence.condemned()
     if not leftover:

@@ -132,7 +132,7 @@ class Vfs:
                     # truncate(2) on a path: nothing will close it, commit now.
                     await self._commit(inode, f)
             finally:
-                await self._maybe_close(inode, f)
+                self._maybe_close(inode, f)
         if mtime_ns is not None and inode in self._files and self._files[inode].dirty:
             self._files[inode].touch(mtime_ns)
             mtime_ns = None
@@ -299,9 +299,9 @@ class Vfs:
             if f.handles == 0:
                 await self._commit(inode, f)
         finally:
-            await self._maybe_close(inode, f)
+            self._maybe_close(inode, f)
 
-    async def _maybe_close(self, inode: int, f: OpenFile) -> None:
+    def _maybe_close(self, inode: int, f: OpenFile) -> None:
         if f.handles == 0 and not f.dirty and self._files.get(inode) is f:
             del self._files[inode]
             f.close()
