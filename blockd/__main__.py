@@ -21,13 +21,14 @@ from blockd import keys
 from blockd.backends.base import BackendSetupError
 from blockd.config import parse_args, parse_rotate_args
 from blockd.server import run
-from protos.runtime import BindError
+from protos.runtime import BindError, stop_with_parent
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ROTATE_COMMAND = "rotate-key"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stop_with_parent()
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == [ROTATE_COMMAND]:
         return rotate_key(args[1:])

@@ -8,7 +8,6 @@ have been asked for port 0) through a ready file.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -17,18 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
+from protos.runtime import PARENT_PID_ENV
 
 
 class DaemonError(Exception):
     """A daemon could not be started; the message is meant for the user."""
-
-
-def _die_with_parent() -> None:
-    """Child-side: get SIGTERM when the parent dies, so no daemon is orphaned."""
-    with contextlib.suppress(OSError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -93,7 +85,7 @@ def start_daemon(
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=log_file,
-        preexec_fn=_die_with_parent,
+        env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
         # Own process group: a Ctrl-C meant for `drive up` must not stop the
         # daemons before the mount has saved open files.
         start_new_session=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from metad import server
 from metad.errors import StartupError
-from protos.runtime import BindError, split_host_port
+from protos.runtime import BindError, split_host_port, stop_with_parent
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    stop_with_parent()
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
     config = server.Config(data_dir=args.data, listen=args.listen, ready_file=args.ready_file)

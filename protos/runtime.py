@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -47,6 +48,29 @@ CLIENT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", 30_000),
 ]
+
+
+# A parent that starts a daemon (`drive up`, the tests) puts its pid here so the
+# daemon stops when that parent dies, even by SIGKILL.
+PARENT_PID_ENV = "DRIVEFS_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent() -> None:
+    """Asks the kernel for SIGTERM when the parent named in PARENT_PID_ENV dies.
+
+    Done here, after exec, rather than in a preexec_fn: Python code between
+    fork and exec in a parent with gRPC threads can run gRPC's fork handlers,
+    whose poller then loses its epoll fd to close_fds and kills the child.
+    """
+    expected = os.environ.pop(PARENT_PID_ENV, "")
+    if not expected.isdigit():
+        return
+    with contextlib.suppress(OSError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(expected):
+        os.kill(os.getpid(), signal.SIGTERM)  # the parent died before we asked
 
 
 class BindError(Exception):
