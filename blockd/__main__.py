@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def rotate_key(argv: Sequence[str]) -> int:
     config = parse_rotate_args(argv)
     try:
+        if config.new:
+            keyring = keys.create(config.key_path)
+            print(f"new key file {config.key_path}, master key {keyring.current.name}; back it up")
+            return 0
         keyring, key = keys.add_key(config.key_path)
     except keys.KeyFileError as exc:
         print(f"blockd: error: {exc}", file=sys.stderr, flush=True)

@@ -51,6 +51,7 @@ class Config:
 @dataclass(frozen=True)
 class RotateConfig:
     key_path: Path
+    new: bool = False  # create the key file instead of adding to it
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -156,7 +157,12 @@ def parse_rotate_args(argv: Sequence[str]) -> RotateConfig:
     )
     parser.add_argument("--data", type=Path, help="data directory (key file DATA/keys.json)")
     parser.add_argument("--key-file", type=Path, help="the key file, if not in DATA")
+    parser.add_argument(
+        "--new",
+        action="store_true",
+        help="create the key file with a first key (for blockd --key-file); never overwrites",
+    )
     args = parser.parse_args(argv)
     if args.key_file is None and args.data is None:
         parser.error("give --data or --key-file")
-    return RotateConfig(args.key_file or args.data / DEFAULT_KEY_FILE_NAME)
+    return RotateConfig(args.key_file or args.data / DEFAULT_KEY_FILE_NAME, new=args.new)

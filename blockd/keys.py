@@ -91,7 +91,9 @@ def load(path: Path) -> Keyring:
                 )
             raw = f.read()
     except FileNotFoundError:
-        raise KeyFileError(f"key file {path} not found") from None
+        raise KeyFileError(
+            f"key file {path} not found (create one: blockd rotate-key --new --key-file {path})"
+        ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
     return _parse(path, raw)

@@ -44,11 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--metad", default="127.0.0.1:0", help="listen address (default: any port)")
     up.add_argument("--blockd", default="127.0.0.1:0", help="listen address (default: any port)")
     _mount_options(up, cache_required=False)
+    _block_store_options(up)
 
     serve = sub.add_parser("serve", help="run metad and blockd only")
     serve.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
     serve.add_argument("--metad", default=DEFAULT_METAD, help=f"default {DEFAULT_METAD}")
     serve.add_argument("--blockd", default=DEFAULT_BLOCKD, help=f"default {DEFAULT_BLOCKD}")
+    _block_store_options(serve)
 
     mount = sub.add_parser("mount", help="mount a running drive (another device)")
     mount.add_argument("mountpoint", type=Path)
@@ -76,6 +78,36 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _block_store_options(p: argparse.ArgumentParser) -> None:
+    """Where blockd keeps blocks; handed through to it (see `blockd --help`)."""
+    env = os.environ.get
+    g = p.add_argument_group(
+        "block store",
+        "blocks go to DATA/blockd unless an S3 bucket is given; "
+        "S3 credentials come from the standard AWS variables and files",
+    )
+    g.add_argument("--s3-bucket", default=env("DRIVEFS_S3_BUCKET"), help="[DRIVEFS_S3_BUCKET]")
+    g.add_argument("--s3-endpoint", metavar="URL", help="an S3-compatible service (default: AWS)")
+    g.add_argument("--s3-region", help="the bucket's region")
+    g.add_argument("--s3-prefix", help="key prefix of every object, e.g. drivefs/")
+    g.add_argument("--key-file", type=Path, help="master keys (default DATA/blockd/keys.json)")
+
+
+def _blockd_args(args: argparse.Namespace) -> list[str]:
+    extra: list[str] = []
+    if args.s3_bucket:
+        extra += ["--backend", "s3", "--s3-bucket", args.s3_bucket]
+        for option in ("s3_endpoint", "s3_region", "s3_prefix"):
+            value = getattr(args, option)
+            if value is not None:
+                extra += ["--" + option.replace("_", "-"), value]
+    elif args.s3_endpoint or args.s3_region or args.s3_prefix:
+        raise DaemonError("--s3-endpoint, --s3-region and --s3-prefix need --s3-bucket")
+    if args.key_file:
+        extra += ["--key-file", str(args.key_file.absolute())]
+    return extra
+
+
 def _daemon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the running drive's data")
     p.add_argument("--metad", help="metad HOST:PORT (default: the drive running under --data)")
@@ -101,13 +133,14 @@ def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
     p.add_argument("--device", help="name of this device in the drive's history")
 
 
-def _start_daemons(data: Path, metad: str, blockd: str) -> list[Daemon]:
+def _start_daemons(args: argparse.Namespace) -> list[Daemon]:
+    blockd_args = _blockd_args(args)
     started: list[Daemon] = []
     try:
-        started.append(start_daemon("metad", data / "metad", metad))
+        started.append(start_daemon("metad", args.data / "metad", args.metad))
         # blockd asks metad which blocks are in use when it collects garbage.
-        extra = ["--metad", started[0].address]
-        started.append(start_daemon("blockd", data / "blockd", blockd, extra_args=extra))
+        extra = ["--metad", started[0].address, *blockd_args]
+        started.append(start_daemon("blockd", args.data / "blockd", args.blockd, extra_args=extra))
     except DaemonError:
         for d in started:
             d.stop()
@@ -117,7 +150,7 @@ def _start_daemons(data: Path, metad: str, blockd: str) -> list[Daemon]:
 
 def _cmd_up(args: argparse.Namespace) -> None:
     check_mountpoint(args.mountpoint)  # before starting anything
-    daemons = _start_daemons(args.data, args.metad, args.blockd)
+    daemons = _start_daemons(args)
     try:
         metad, blockd = (d.address for d in daemons)
         config = MountConfig(
@@ -144,7 +177,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    daemons = _start_daemons(args.data, args.metad, args.blockd)
+    daemons = _start_daemons(args)
     try:
         print(f"metad on {daemons[0].address}, blockd on {daemons[1].address}", flush=True)
         while not stop.wait(0.5):

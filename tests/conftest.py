@@ -21,6 +21,8 @@ import pytest
 from fusefs.daemons import Daemon, start_daemon
 from protos.drive.v1 import blocks_pb2_grpc, metadata_pb2_grpc
 from protos.runtime import create_channel
+from tests.s3server import s3_bucket, s3_server  # noqa: F401 - fixtures
+from tests.storedobjects import LocalObjects, S3Objects, StoredObjects
 
 _BAD_LOG_LINE = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b")
 
@@ -45,11 +47,19 @@ class DaemonRunner:
     def __init__(self, allowed: list[str]) -> None:
         self.allowed = allowed
         self.daemons: list[Daemon] = []
+        self._how: dict[int, tuple[str, Path, dict]] = {}
 
     def start(self, name: str, data_dir: Path, listen: str = "127.0.0.1:0", **kw) -> Daemon:
         daemon = start_daemon(name, data_dir, listen, **kw)
         self.daemons.append(daemon)
+        self._how[id(daemon)] = (name, data_dir, kw)
         return daemon
+
+    def restart(self, daemon: Daemon) -> Daemon:
+        """Starts it again as it was started, on the same address (stopping it if running)."""
+        daemon.stop()
+        name, data_dir, kw = self._how[id(daemon)]
+        return self.start(name, data_dir, daemon.address, **kw)
 
     def close(self) -> None:
         for daemon in reversed(self.daemons):
@@ -70,9 +80,34 @@ def metad(daemons: DaemonRunner, tmp_path: Path) -> Daemon:
     return daemons.start("metad", tmp_path / "metad")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Runs tests marked both_backends once on the local directory, once on S3."""
+    if "block_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        metafunc.parametrize("block_backend", ["local", "s3"], indirect=True)
+
+
 @pytest.fixture
-def blockd(daemons: DaemonRunner, tmp_path: Path) -> Daemon:
-    return daemons.start("blockd", tmp_path / "blockd")
+def block_backend(request: pytest.FixtureRequest) -> str:
+    """Where the `blockd` fixture keeps blocks: "local" unless parametrized."""
+    return getattr(request, "param", "local")
+
+
+@pytest.fixture
+def block_store(
+    block_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> StoredObjects:
+    """The objects of the `blockd` fixture's backend, as the storage holds them."""
+    if block_backend == "s3":
+        server = request.getfixturevalue("s3_server")
+        return S3Objects(server, request.getfixturevalue("s3_bucket"))
+    return LocalObjects(tmp_path / "blockd")
+
+
+@pytest.fixture
+def blockd(daemons: DaemonRunner, tmp_path: Path, block_store: StoredObjects) -> Daemon:
+    return daemons.start("blockd", tmp_path / "blockd", extra_args=block_store.blockd_args)
 
 
 @pytest.fixture

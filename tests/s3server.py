@@ -1,9 +1,9 @@
 """A real S3 API server on 127.0.0.1 for the tests: moto's standalone server.
 
-A pytest plugin: a test module that needs S3 says `pytest_plugins = ["tests.s3server"]`
-and asks for the fixtures below. The server is started once per test session
-as a child process (`python -m moto.server -H 127.0.0.1 -p PORT`) on a free
-port, and stopped at the end; every test gets a bucket of its own, so tests
+conftest.py imports the fixtures below, so any test can ask for them. The
+server is started once per test session as a child process
+(`python -m moto.server -H 127.0.0.1 -p PORT`) on a free port, and stopped
+at the end; every test gets a bucket of its own, so tests
 share the server but never see each other's objects. Dummy AWS credentials are
 set in the environment for the session, so in-process clients and daemons
 started as child processes find them through boto3's standard chain, and

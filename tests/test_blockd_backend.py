@@ -41,7 +41,6 @@ from blockd.keys import Keyring, new_master_key
 if TYPE_CHECKING:
     from tests.s3server import S3Server
 
-pytest_plugins = ["tests.s3server"]
 
 MakeBackend = Callable[[], Awaitable[Backend]]
 Scenario = Callable[[Backend], Awaitable[None]]

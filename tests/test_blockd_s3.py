@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
     from tests.s3server import S3Server
 
-pytest_plugins = ["tests.s3server"]
 
 PREFIX = "drive/"
 

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import assert_log_clean
 from tests.filedata import sha256_of, write_random
 
@@ -30,6 +32,7 @@ def _check_set(root: Path, written: dict[str, str]) -> None:
         assert sha256_of(root / name) == digest, name
 
 
+@pytest.mark.both_backends
 def test_files_survive_remount(mounts, metad, blockd, tmp_path: Path) -> None:
     first = mounts.mount(metad, blockd, "dev-a")
     written = _write_set(first.path)
@@ -40,6 +43,7 @@ def test_files_survive_remount(mounts, metad, blockd, tmp_path: Path) -> None:
     _check_set(second.path, written)
 
 
+@pytest.mark.both_backends
 def test_files_survive_sigkill_of_both_daemons(
     mounts, daemons, metad, blockd, tmp_path: Path, allowed_log_patterns
 ) -> None:
@@ -49,8 +53,8 @@ def test_files_survive_sigkill_of_both_daemons(
     written = _write_set(m.path)
     metad.kill()
     blockd.kill()
-    metad2 = daemons.start("metad", tmp_path / "metad", listen=metad.address)
-    blockd2 = daemons.start("blockd", tmp_path / "blockd", listen=blockd.address)
+    metad2 = daemons.restart(metad)
+    blockd2 = daemons.restart(blockd)
     fresh = mounts.mount(metad2, blockd2, "dev-b", cache=tmp_path / "fresh-cache")
     _check_set(fresh.path, written)
     # The mount that was running across the crash still works.
@@ -61,10 +65,11 @@ def test_files_survive_sigkill_of_both_daemons(
     assert (fresh.path / "after-crash").read_bytes() == b"still here"
 
 
-def _drive_up(mountpoint: Path, data: Path, log: Path) -> subprocess.Popen:
+def _drive_up(mountpoint: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "fusefs.cli", "up", str(mountpoint), "--data", str(data)]
     with open(log, "ab") as f:
         p = subprocess.Popen(
-            [sys.executable, "-m", "fusefs.cli", "up", str(mountpoint), "--data", str(data)],
+            [*command, *extra],
             stdin=subprocess.DEVNULL,
             stdout=f,
             stderr=f,
@@ -106,3 +111,35 @@ def test_drive_up_again_keeps_everything(tmp_path: Path) -> None:
     assert_log_clean(log, [])
     for name in ("metad", "blockd"):
         assert_log_clean(data / name / f"{name}.log", [])
+
+
+def test_drive_up_on_s3_with_a_key_file_elsewhere(s3_server, s3_bucket, tmp_path: Path) -> None:
+    mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
+    key_file = tmp_path / "secrets" / "drive-keys.json"
+    mnt.mkdir()
+    created = subprocess.run(
+        [sys.executable, "-m", "blockd", "rotate-key", "--new", "--key-file", str(key_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    args = [
+        "--s3-bucket", s3_bucket, "--s3-endpoint", s3_server.endpoint,
+        "--s3-region", "us-east-1", "--s3-prefix", "mine/", "--key-file", str(key_file),
+    ]  # fmt: skip
+    written: dict[str, str] = {}
+    for _ in range(2):  # the second start finds everything the first left
+        up = _drive_up(mnt, data, log, *args)
+        try:
+            written = written or _write_set(mnt)
+            _check_set(mnt, written)
+        finally:
+            up.send_signal(signal.SIGTERM)
+            assert up.wait(60) == 0, log.read_text()
+    assert key_file.exists() and not (data / "blockd" / "keys.json").exists()
+    assert not list((data / "blockd").glob("blocks/*")), "blocks went to the local directory"
+    keys = s3_server.keys(s3_bucket)
+    assert sum(1 for k in keys if k.startswith("mine/") and len(k) == len("mine/") + 64) >= 4
+    assert_log_clean(log, [])

@@ -15,6 +15,7 @@ from tests.filedata import sha256_of, write_random
 MiB = 1024 * 1024
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("size", [0, 1, MiB + 1, 100 * MiB])
 def test_file_reads_back_identical(mount, size: int) -> None:
     path = mount.path / f"f{size}"
@@ -52,6 +53,7 @@ def _assert_same_tree(cmp: filecmp.dircmp) -> None:
         _assert_same_tree(sub)
 
 
+@pytest.mark.both_backends
 def test_overwrite_append_truncate_and_random_writes(mount) -> None:
     path = mount.path / "edit.bin"
     path.write_bytes(b"a" * 3 * MiB)

@@ -30,6 +30,7 @@ def two(mounts, metad, blockd):
     return a.path, b.path
 
 
+@pytest.mark.both_backends
 def test_create_change_rename_delete_seen_within_a_second(two) -> None:
     a, b = two
     # b looks first, so its kernel has cached "absent" / old states to invalidate.
@@ -66,6 +67,7 @@ def test_open_reader_sees_new_content_after_other_device_edits(two) -> None:
     eventually(lambda: (b / "live.txt").read_text() == "newer")
 
 
+@pytest.mark.both_backends
 def test_concurrent_edits_keep_both_versions(two) -> None:
     a, b = two
     (a / "doc.txt").write_text("base")

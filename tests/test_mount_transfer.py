@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from fusefs.clients import BlockClient
 from tests.filedata import sha256_of, write_random
 
@@ -22,20 +24,22 @@ def _stats(blockd):
         client.close()
 
 
-def _stored_bytes_on_disk(blockd_dir: Path) -> int:
-    return sum(f.stat().st_size for f in (blockd_dir / "blocks").rglob("*") if f.is_file())
+def _stored_bytes(block_store) -> int:
+    return sum(len(data) for data in block_store.blocks().values())
 
 
-def test_identical_files_are_stored_once(mount, blockd, tmp_path: Path) -> None:
+@pytest.mark.both_backends
+def test_identical_files_are_stored_once(mount, blockd, block_store) -> None:
     write_random(mount.path / "one", 100 * MiB, seed=42)
-    before = _stored_bytes_on_disk(tmp_path / "blockd")
+    before = _stored_bytes(block_store)
     write_random(mount.path / "two", 100 * MiB, seed=42)
-    after = _stored_bytes_on_disk(tmp_path / "blockd")
+    after = _stored_bytes(block_store)
     assert 100 * MiB <= before < 101 * MiB
     assert after == before
     assert sha256_of(mount.path / "one") == sha256_of(mount.path / "two")
 
 
+@pytest.mark.both_backends
 def test_one_byte_insert_uploads_a_few_mib(mount, blockd) -> None:
     data = random.Random(1).randbytes(64 * MiB)
     path = mount.path / "big.bin"
@@ -67,6 +71,7 @@ def test_reading_one_kib_of_a_gib_fetches_a_couple_of_blocks(
         assert f.read(1024) == head
 
 
+@pytest.mark.both_backends
 def test_cache_survives_remount(mounts, metad, blockd, tmp_path: Path) -> None:
     writer = mounts.mount(metad, blockd, "dev-a")
     write_random(writer.path / "f", 20 * MiB, seed=5)
