@@ -21,7 +21,7 @@ import pytest
 from fusefs.daemons import Daemon, start_daemon
 from protos.drive.v1 import blocks_pb2_grpc, metadata_pb2_grpc
 from protos.runtime import create_channel
-from tests.s3server import s3_bucket, s3_server  # noqa: F401 - fixtures
+from tests.s3server import s3_bucket, s3_server, scripted_s3  # noqa: F401 - fixtures
 from tests.storedobjects import LocalObjects, S3Objects, StoredObjects
 
 _BAD_LOG_LINE = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b")
