@@ -30,6 +30,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fusefs.clients import BlockClient
+from fusefs.credentials import TOKEN_ENV, auth_key_path, local_token
 from fusefs.daemons import start_daemon
 
 MiB = 1024 * 1024
@@ -119,7 +120,13 @@ class Drive:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.metad = start_daemon("metad", work / "metad", "127.0.0.1:0")
-        self.blockd = start_daemon("blockd", work / "blockd", "127.0.0.1:0")
+        key = auth_key_path(work)  # metad made it; blockd checks tokens with it
+        self.blockd = start_daemon(
+            "blockd", work / "blockd", "127.0.0.1:0", extra_args=["--auth-key", str(key)]
+        )
+        token = local_token(work)
+        assert token is not None
+        self.token = token[0]
         self.mounts: list[tuple[subprocess.Popen, Path]] = []
 
     def mount(self, name: str, cache: str | None = None) -> Path:
@@ -133,6 +140,7 @@ class Drive:
                 "--cache", str(self.work / f"cache-{cache or name}"), "--device", name,
             ],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            env={**os.environ, TOKEN_ENV: self.token},
         )  # fmt: skip
         while not os.path.ismount(path):
             if p.poll() is not None:
@@ -149,7 +157,7 @@ class Drive:
                 self.mounts.remove((p, mp))
 
     def bytes_received(self) -> int:
-        client = BlockClient(self.blockd.address)
+        client = BlockClient(self.blockd.address, lambda: self.token)
         try:
             return client.stats().bytes_received
         finally:

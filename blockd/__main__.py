@@ -21,6 +21,7 @@ from blockd import keys
 from blockd.backends.base import BackendSetupError
 from blockd.config import parse_args, parse_rotate_args
 from blockd.server import run
+from protos.auth import AuthKeyError
 from protos.runtime import BindError, stop_with_parent
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=config.log_level, format=LOG_FORMAT)
     try:
         asyncio.run(run(config))
-    except (BindError, BackendSetupError, keys.KeyFileError) as exc:
+    except (BindError, BackendSetupError, keys.KeyFileError, AuthKeyError) as exc:
         print(f"blockd: error: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:

@@ -42,6 +42,7 @@ class Config:
     key_file: Path | None = None  # None: data_dir/keys.json, created on first start
     memory_cache_bytes: int = DEFAULT_MEMORY_CACHE_MIB * MiB  # hot blocks; 0: none
     metad: str | None = None  # metad's HOST:PORT, for garbage collection and scrub
+    auth_key: Path | None = None  # metad's auth key file; needed to serve
 
     @property
     def key_path(self) -> Path:
@@ -110,6 +111,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "0: none)",
     )
     parser.add_argument(
+        "--auth-key",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="metad's auth key file (its DATA/auth.key): tokens and grants are checked with it",
+    )
+    parser.add_argument(
         "--metad",
         metavar="HOST:PORT",
         help="metad's address: garbage collection and scrub ask it which blocks are in use",
@@ -145,6 +153,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         key_file=args.key_file,
         memory_cache_bytes=args.memory_cache * MiB,
         metad=args.metad,
+        auth_key=args.auth_key,
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from protos import auth
 from protos.drive.v1 import metadata_pb2, metadata_pb2_grpc
 from protos.runtime import GRPC_OPTIONS
 
@@ -21,10 +22,20 @@ class MetadataUnavailable(Exception):
 
 
 class Fence:
-    def __init__(self, address: str) -> None:
+    """Calls metad with the token of the administrator who started the run (for_caller)."""
+
+    def __init__(self, address: str, *, _shared: Fence | None = None, token: str = "") -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
-        self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
+        if _shared is None:
+            self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+            self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
+        else:
+            self._channel, self._stub = _shared._channel, _shared._stub
+        self._metadata = auth.bearer_metadata(token) if token else None
+
+    def for_caller(self, token: str) -> Fence:
+        """This fence's channel, calling as the bearer of token."""
+        return Fence(self.address, _shared=self, token=token)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -55,7 +66,7 @@ class Fence:
 
     async def _call(self, method, request):
         try:
-            return await method(request, timeout=TIMEOUT)
+            return await method(request, timeout=TIMEOUT, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise MetadataUnavailable(
                 f"metad at {self.address}: {exc.code().name} {exc.details()}"

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from blockd import keys
+from blockd.access import BlockAccess
 from blockd.backends.base import Backend, BackendSetupError
 from blockd.backends.codec import PLAIN_STORE, CodecBackend, first_object_kind
 from blockd.backends.local import LocalBackend
@@ -27,6 +28,7 @@ from blockd.fence import Fence
 from blockd.hotcache import HotBlocks
 from blockd.service import BlocksService
 from blockd.store import BlockStore
+from protos import auth
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
 from protos.runtime import serve
 
@@ -42,12 +44,15 @@ _BACKEND_CONCURRENCY = 32
 async def run(config: Config) -> None:
     """Serves until SIGTERM/SIGINT.
 
-    Raises BindError, BackendSetupError or KeyFileError at start.
+    Raises BindError, BackendSetupError, KeyFileError or AuthKeyError at start.
     """
     loop = asyncio.get_running_loop()
     loop.set_default_executor(
         ThreadPoolExecutor(max_workers=_WORKER_THREADS, thread_name_prefix="blockd-worker")
     )
+    if config.auth_key is None:
+        raise auth.AuthKeyError("blockd needs --auth-key (metad's DATA/auth.key)")
+    auth_key = await asyncio.to_thread(auth.load_key, config.auth_key)
     backend, location = await _open_backend(config)
     try:
         if config.encryption:
@@ -69,13 +74,21 @@ async def run(config: Config) -> None:
         )
 
         fence = Fence(config.metad) if config.metad else None
+        access = BlockAccess(auth_key)
 
         def add_services(server: grpc.aio.Server) -> list[str]:
-            blocks_pb2_grpc.add_BlocksServicer_to_server(BlocksService(store, fence), server)
+            service = BlocksService(store, access, fence)
+            blocks_pb2_grpc.add_BlocksServicer_to_server(service, server)
             return [blocks_pb2.DESCRIPTOR.services_by_name["Blocks"].full_name]
 
         try:
-            await serve("blockd", config.listen, add_services, ready_file=config.ready_file)
+            await serve(
+                "blockd",
+                config.listen,
+                add_services,
+                ready_file=config.ready_file,
+                interceptors=[auth.AuthInterceptor(auth_key)],
+            )
         finally:
             if fence is not None:
                 await fence.close()

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from typing import NoReturn
 
 import grpc
 from google.protobuf.message import Message
 
 from blockd import maintenance
+from blockd.access import BlockAccess, NoGrant
 from blockd.fence import Fence, MetadataUnavailable
 from blockd.store import (
     Block,
@@ -28,7 +29,9 @@ from blockd.store import (
     StoreError,
     StoreFull,
     StoreUnavailable,
+    check_hash,
 )
+from protos import auth
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
 
 # How long a failed write waits for grpc to deliver the client's cancellation.
@@ -68,18 +71,45 @@ async def _send(context: grpc.aio.ServicerContext, message: Message) -> None:
         raise
 
 
+def _grants(grants: Sequence[blocks_pb2.Grant]) -> list[tuple[bytes, int]]:
+    return [(g.grant, g.expires_s) for g in grants]
+
+
+def _token(context: grpc.aio.ServicerContext) -> str:
+    """The caller's own token, which the collector shows metad (an administrator's)."""
+    return auth.bearer_token(context.invocation_metadata()) or ""
+
+
 class BlocksService(blocks_pb2_grpc.BlocksServicer):
-    def __init__(self, store: BlockStore, fence: Fence | None = None) -> None:
+    """Every handler runs for a caller whose token protos.auth has verified."""
+
+    def __init__(self, store: BlockStore, access: BlockAccess, fence: Fence | None = None) -> None:
         self._store = store
+        self._access = access
         self._fence = fence
 
     async def FindMissing(
         self, request: blocks_pb2.FindMissingRequest, context: grpc.aio.ServicerContext
     ) -> blocks_pb2.FindMissingResponse:
+        hashes = list(request.hashes)
         try:
-            missing = await self._store.find_missing(list(request.hashes))
+            for digest in hashes:
+                check_hash(digest)
         except StoreError as exc:
             await _abort(context, exc)
+        if request.grants and len(request.grants) != len(hashes):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "one grant per hash, or none")
+        proven = self._access.proven(auth.caller().user_id, hashes, _grants(request.grants))
+        asked = [digest for digest, known in zip(hashes, proven, strict=True) if known]
+        try:
+            absent = set(await self._store.find_missing(asked)) if asked else set()
+        except StoreError as exc:
+            await _abort(context, exc)
+        missing = [
+            digest
+            for digest, known in zip(hashes, proven, strict=True)
+            if not known or digest in absent
+        ]
         return blocks_pb2.FindMissingResponse(missing=missing)
 
     async def Upload(
@@ -88,10 +118,13 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         context: grpc.aio.ServicerContext,
     ) -> blocks_pb2.UploadResponse:
         blocks = (Block(request.hash, request.data) async for request in request_iterator)
+        held: list[bytes] = []  # verified: the caller has shown they have these blocks
         try:
-            summary = await self._store.put_stream(blocks)
+            summary = await self._store.put_stream(blocks, held)
         except StoreError as exc:
             await _abort(context, exc)
+        finally:
+            self._access.record_uploads(auth.caller().user_id, held)
         return blocks_pb2.UploadResponse(
             blocks_received=summary.blocks_received,
             blocks_stored=summary.blocks_stored,
@@ -103,8 +136,18 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         self, request: blocks_pb2.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> None:
         # The writer API rather than an async generator: see _send.
+        hashes = list(request.hashes)
         try:
-            async with contextlib.aclosing(self._store.get_stream(list(request.hashes))) as blocks:
+            for digest in hashes:
+                check_hash(digest)
+        except StoreError as exc:
+            await _abort(context, exc)
+        try:
+            self._access.check_download(auth.caller().user_id, hashes, _grants(request.grants))
+        except NoGrant as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        try:
+            async with contextlib.aclosing(self._store.get_stream(hashes)) as blocks:
                 async for block in blocks:
                     await _send(context, blocks_pb2.Block(hash=block.hash, data=block.data))
         except StoreError as exc:
@@ -113,6 +156,7 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
     async def GetStats(
         self, request: blocks_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> blocks_pb2.StoreStats:
+        await auth.require_admin(context)
         stats = self._store.stats()
         return blocks_pb2.StoreStats(
             object_count=stats.object_count,
@@ -126,6 +170,7 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
     async def CollectGarbage(
         self, request: blocks_pb2.CollectGarbageRequest, context: grpc.aio.ServicerContext
     ) -> None:
+        await auth.require_admin(context)
         if self._fence is None:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -133,8 +178,9 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
             )
         if request.grace_seconds < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "grace_seconds must be >= 0")
+        fence = self._fence.for_caller(_token(context))
         run = maintenance.collect_garbage(
-            self._store, self._fence, request.grace_seconds, dry_run=request.dry_run
+            self._store, fence, request.grace_seconds, dry_run=request.dry_run
         )
         try:
             async with contextlib.aclosing(run) as progress:
@@ -157,8 +203,10 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
     async def Scrub(
         self, request: blocks_pb2.ScrubRequest, context: grpc.aio.ServicerContext
     ) -> None:
+        await auth.require_admin(context)
+        fence = self._fence.for_caller(_token(context)) if self._fence else None
         try:
-            async with contextlib.aclosing(maintenance.scrub(self._store, self._fence)) as progress:
+            async with contextlib.aclosing(maintenance.scrub(self._store, fence)) as progress:
                 async for p in progress:
                     await _send(
                         context,

@@ -116,7 +116,7 @@ def _hash_large(data: bytes) -> bytes:
     return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest()
 
 
-def _check_hash(digest: bytes) -> None:
+def check_hash(digest: bytes) -> None:
     if len(digest) != HASH_BYTES:
         raise InvalidBlock(
             f"a block hash is {HASH_BYTES} bytes (BLAKE3-256), got {len(digest)}: "
@@ -228,33 +228,40 @@ class BlockStore:
     async def find_missing(self, hashes: Sequence[bytes]) -> list[bytes]:
         """The hashes (in their order, repeats kept) of blocks the store does not hold."""
         for digest in hashes:
-            _check_hash(digest)
+            check_hash(digest)
         with _backend_errors(None):
             present = await self._backend.contains([digest.hex() for digest in hashes])
         return [digest for digest, held in zip(hashes, present, strict=True) if not held]
 
-    async def put_stream(self, blocks: AsyncIterable[Block]) -> UploadSummary:
+    async def put_stream(
+        self, blocks: AsyncIterable[Block], held: list[bytes] | None = None
+    ) -> UploadSummary:
         """Verifies and stores a stream of blocks, up to upload_window_bytes at once.
 
         Reading the next block overlaps with hashing and writing the previous
         ones. On the first bad block no further block is read; the blocks
         already in flight are finished (the valid ones stay stored) and then
         the error of the earliest failing block is raised. Returns only when
-        every block is durably stored.
+        every block is durably stored. The hash of every block verified and
+        held (new or a duplicate) is appended to `held`, even if the call fails.
         """
         received = stored = bytes_received = bytes_stored = 0
         in_flight = 0  # bytes of the pending blocks
-        pending: dict[asyncio.Task[bool], tuple[int, int]] = {}  # task → (position, size)
+        # task → (position, size, hash)
+        pending: dict[asyncio.Task[bool], tuple[int, int, bytes]] = {}
         failures: list[tuple[int, BaseException]] = []
 
         def harvest(done: set[asyncio.Task[bool]]) -> None:
             nonlocal stored, bytes_stored, in_flight
             for task in done:
-                position, size = pending.pop(task)
+                position, size, digest = pending.pop(task)
                 in_flight -= size
                 if (exc := task.exception()) is not None:
                     failures.append((position, exc))
-                elif task.result():
+                    continue
+                if held is not None:
+                    held.append(digest)
+                if task.result():
                     stored += 1
                     bytes_stored += size
 
@@ -267,7 +274,8 @@ class BlockStore:
                 harvest({task for task in pending if task.done()})
                 if failures:
                     break  # a block before this one was bad: this one is not stored
-                pending[asyncio.create_task(self._put(block))] = (received - 1, len(block.data))
+                task = asyncio.create_task(self._put(block))
+                pending[task] = (received - 1, len(block.data), block.hash)
                 in_flight += len(block.data)
                 if in_flight >= self._upload_window_bytes:
                     done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -288,7 +296,7 @@ class BlockStore:
 
     async def _put(self, block: Block) -> bool:
         """Verifies one block and stores it unless held; True if it was new."""
-        _check_hash(block.hash)
+        check_hash(block.hash)
         if not block.data:
             raise InvalidBlock(f"block {block.hash.hex()} is empty (an empty file has no blocks)")
         if len(block.data) > MAX_BLOCK_BYTES:
@@ -343,7 +351,7 @@ class BlockStore:
         so the reads ahead are cancelled.
         """
         for digest in hashes:
-            _check_hash(digest)
+            check_hash(digest)
         queue: deque[asyncio.Task[Block]] = deque()
         todo = iter(hashes)
 

@@ -1,4 +1,4 @@
-"""The drive's maintenance commands: gc, scrub, status, trash empty.
+"""The drive's account and maintenance commands: users, login, gc, scrub, status, trash.
 
 Each talks to running daemons through the clients, shows progress while it
 works (rich), and returns the process exit code. Argument parsing stays in
@@ -7,12 +7,34 @@ cli.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusefs.clients import BlockClient, MetadataClient
+from fusefs import credentials
+from fusefs.clients import AccountsClient, BlockClient, MetadataClient
 
 console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the drive's daemons are and the token to call them with."""
+
+    metad: Callable[[], str]  # addresses are looked up only when a command needs them
+    blockd: Callable[[], str]
+    token: Callable[[], str]
+
+    def metadata(self, device: str = "drive-cli") -> MetadataClient:
+        return MetadataClient(self.metad(), device, self.token)
+
+    def blocks(self) -> BlockClient:
+        return BlockClient(self.blockd(), self.token)
+
+    def accounts(self) -> AccountsClient:
+        return AccountsClient(self.metad(), self.token)
 
 
 def human(size: float) -> str:
@@ -34,8 +56,8 @@ def _progress() -> Progress:
     )
 
 
-def garbage_collect(blockd: str, grace_seconds: int, dry_run: bool) -> int:
-    client = BlockClient(blockd)
+def garbage_collect(conn: Connection, grace_seconds: int, dry_run: bool) -> int:
+    client = conn.blocks()
     try:
         with _progress() as bar:
             task = bar.add_task("collecting garbage", total=None)
@@ -53,8 +75,8 @@ def garbage_collect(blockd: str, grace_seconds: int, dry_run: bool) -> int:
     return 0
 
 
-def scrub(blockd: str) -> int:
-    client = BlockClient(blockd)
+def scrub(conn: Connection) -> int:
+    client = conn.blocks()
     problems: list[tuple[bytes, str]] = []
     try:
         with _progress() as bar:
@@ -75,9 +97,9 @@ def scrub(blockd: str) -> int:
     return 1 if problems else 0
 
 
-def status(metad: str, blockd: str) -> int:
-    meta = MetadataClient(metad, "drive-status")
-    blocks = BlockClient(blockd)
+def status(conn: Connection) -> int:
+    meta = conn.metadata("drive-status")
+    blocks = conn.blocks()
     try:
         usage = meta.usage()
         summary = meta.storage_summary()
@@ -103,8 +125,8 @@ def status(metad: str, blockd: str) -> int:
     return 0
 
 
-def empty_trash(metad: str) -> int:
-    meta = MetadataClient(metad, "drive-trash")
+def empty_trash(conn: Connection) -> int:
+    meta = conn.metadata("drive-trash")
     try:
         nodes, size = meta.empty_trash()
     finally:
@@ -113,4 +135,81 @@ def empty_trash(metad: str) -> int:
         f"trash emptied: {nodes:,} deleted files ({human(size)}) forgotten;"
         " run `drive gc` to reclaim their space"
     )
+    return 0
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+def login(metad: str, name: str, password: str) -> int:
+    client = AccountsClient(metad)
+    try:
+        signed_in = client.sign_in(name, password)
+    finally:
+        client.close()
+    credentials.save_token(metad, signed_in.token, signed_in.expires_s, signed_in.account.name)
+    print(f"signed in to {metad} as {signed_in.account.name}")
+    return 0
+
+
+def logout(metad: str) -> int:
+    if credentials.forget_token(metad):
+        print(f"signed out of {metad}")
+    else:
+        print(f"not signed in to {metad}")
+    return 0
+
+
+def whoami(conn: Connection) -> int:
+    client = conn.accounts()
+    try:
+        me = client.whoami()
+    finally:
+        client.close()
+    quota = human(me.quota_bytes) if me.quota_bytes else "unlimited"
+    print(f"{me.name} (user {me.id}{', administrator' if me.admin else ''}; quota {quota})")
+    return 0
+
+
+def add_user(conn: Connection, name: str, password: str, quota: int, admin: bool) -> int:
+    client = conn.accounts()
+    try:
+        user = client.create_user(name, password, quota, admin)
+    finally:
+        client.close()
+    quota_text = human(user.quota_bytes) if user.quota_bytes else "unlimited"
+    print(f"user {user.name} created (id {user.id}, quota {quota_text})")
+    return 0
+
+
+def list_users(conn: Connection) -> int:
+    client = conn.accounts()
+    try:
+        users = client.list_users()
+    finally:
+        client.close()
+    for user in users:
+        extra = " administrator" if user.admin else ""
+        quota = f" quota {human(user.quota_bytes)}" if user.quota_bytes else ""
+        print(f"{user.id:>5}  {user.name}{extra}{quota}")
+    return 0
+
+
+def set_password(conn: Connection, name: str, current: str, new: str) -> int:
+    client = conn.accounts()
+    try:
+        user = client.set_password(new, current, name)
+    finally:
+        client.close()
+    print(f"password of {user.name} changed")
+    return 0
+
+
+def set_quota(conn: Connection, name: str, quota: int) -> int:
+    client = conn.accounts()
+    try:
+        user = client.set_quota(name, quota)
+    finally:
+        client.close()
+    print(f"quota of {user.name}: {human(quota) if quota else 'unlimited'}")
     return 0

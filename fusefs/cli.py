@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
@@ -16,6 +17,15 @@ import threading
 from pathlib import Path
 
 from fusefs import admin
+from fusefs.clients import AccountsClient
+from fusefs.credentials import (
+    TOKEN_ENV,
+    TokenSource,
+    auth_key_path,
+    find_token,
+    local_token,
+    save_token,
+)
 from fusefs.daemons import Daemon, DaemonError, start_daemon
 from fusefs.errors import DriveError
 from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
@@ -71,6 +81,36 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="space used, stored and referenced")
     _daemon_options(status)
 
+    login = sub.add_parser("login", help="sign in to a drive; the token is kept for commands")
+    login.add_argument("name", help="your user name")
+    _daemon_options(login)
+    _password_options(login)
+
+    logout = sub.add_parser("logout", help="forget the saved sign-in of a drive")
+    _daemon_options(logout)
+
+    whoami = sub.add_parser("whoami", help="the account you are signed in as")
+    _daemon_options(whoami)
+
+    user = sub.add_parser("user", help="accounts (adding users and quotas: administrators)")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user with an empty drive")
+    add.add_argument("name")
+    add.add_argument("--quota", type=_size, default=0, help="e.g. 20G (default: the server's)")
+    add.add_argument("--admin", action="store_true", help="may manage users and maintenance")
+    _daemon_options(add)
+    _password_options(add)
+    users = user_sub.add_parser("list", help="every user")
+    _daemon_options(users)
+    passwd = user_sub.add_parser("passwd", help="change your password (or, as admin, anyone's)")
+    passwd.add_argument("name", nargs="?", default="", help="whose (default: yours)")
+    _daemon_options(passwd)
+    _password_options(passwd)
+    quota = user_sub.add_parser("quota", help="set a user's quota")
+    quota.add_argument("name")
+    quota.add_argument("size", type=_size, help="e.g. 10G; 0 = unlimited")
+    _daemon_options(quota)
+
     trash = sub.add_parser("trash", help="deleted files")
     trash_sub = trash.add_subparsers(dest="trash_command", required=True)
     empty = trash_sub.add_parser("empty", help="forget deleted files' content for good")
@@ -108,6 +148,41 @@ def _blockd_args(args: argparse.Namespace) -> list[str]:
     return extra
 
 
+def _password_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password(s) from standard input, one per line, instead of asking",
+    )
+
+
+def _password(args: argparse.Namespace, prompt: str, *, confirm: bool = False) -> str:
+    """A password from stdin (--password-stdin) or typed at a prompt without echo."""
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise DriveError("no password on standard input")
+        return line.rstrip("\n")
+    password = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != password:
+        raise DriveError("the passwords do not match")
+    return password
+
+
+def _connection(args: argparse.Namespace) -> admin.Connection:
+    """The running drive's addresses and the token for it (see fusefs.credentials)."""
+    token = os.environ.get(TOKEN_ENV) or find_token(_address(args, "metad"), args.data)[0]
+    return admin.Connection(
+        lambda: _address(args, "metad"), lambda: _address(args, "blockd"), lambda: token
+    )
+
+
+def _first_user_name() -> str:
+    """The embedded drive's first user is named after the person running it."""
+    name = "".join(c for c in getpass.getuser() if c.isalnum() or c in "._-").lstrip("-")
+    return name[:64] or "owner"
+
+
 def _daemon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the running drive's data")
     p.add_argument("--metad", help="metad HOST:PORT (default: the drive running under --data)")
@@ -137,9 +212,17 @@ def _start_daemons(args: argparse.Namespace) -> list[Daemon]:
     blockd_args = _blockd_args(args)
     started: list[Daemon] = []
     try:
-        started.append(start_daemon("metad", args.data / "metad", args.metad))
-        # blockd asks metad which blocks are in use when it collects garbage.
-        extra = ["--metad", started[0].address, *blockd_args]
+        metad_args = ["--first-user", _first_user_name()]
+        started.append(
+            start_daemon("metad", args.data / "metad", args.metad, extra_args=metad_args)
+        )
+        # blockd checks tokens with metad's key, and asks metad which blocks
+        # are in use when it collects garbage.
+        extra = [
+            "--metad", started[0].address,
+            "--auth-key", str(auth_key_path(args.data).absolute()),
+            *blockd_args,
+        ]  # fmt: skip
         started.append(start_daemon("blockd", args.data / "blockd", args.blockd, extra_args=extra))
     except DaemonError:
         for d in started:
@@ -160,6 +243,7 @@ def _cmd_up(args: argparse.Namespace) -> None:
             cache_dir=args.cache or args.data / "cache",
             device=args.device,
             cache_bytes=args.cache_size,
+            token=_local_token_source(args.data),
         )
 
         def mounted() -> None:
@@ -189,8 +273,35 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             d.stop()
 
 
+def _local_token_source(data: Path) -> TokenSource:
+    """The first user's token of a drive on this machine, made anew when half spent."""
+
+    def renew(_old: str) -> tuple[str, int]:
+        made = local_token(data)
+        if made is None:
+            raise DriveError(f"no auth key under {data}")
+        return made
+
+    return TokenSource(*renew(""), renew=renew)
+
+
 def _cmd_mount(args: argparse.Namespace) -> None:
     cache = args.cache or DEFAULT_DATA / "cache" / (args.device or "default")
+    check_mountpoint(args.mountpoint)
+    token, expires_s, source = find_token(args.metad, None)
+
+    def renew(old: str) -> tuple[str, int]:
+        client = AccountsClient(args.metad, lambda: old)
+        try:
+            signed_in = client.renew()
+        finally:
+            client.close()
+        return signed_in.token, signed_in.expires_s
+
+    def save(new: str, expires: int) -> None:
+        if source == "saved":
+            save_token(args.metad, new, expires, "")
+
     config = MountConfig(
         mountpoint=args.mountpoint.resolve(),
         metad=args.metad,
@@ -198,6 +309,7 @@ def _cmd_mount(args: argparse.Namespace) -> None:
         cache_dir=cache,
         device=args.device,
         cache_bytes=args.cache_size,
+        token=TokenSource(token, expires_s, renew=renew, on_renewed=save),
     )
 
     def mounted() -> None:
@@ -210,11 +322,31 @@ COMMANDS = {
     "up": _cmd_up,
     "serve": _cmd_serve,
     "mount": _cmd_mount,
-    "gc": lambda a: admin.garbage_collect(_address(a, "blockd"), a.grace, a.dry_run),
-    "scrub": lambda a: admin.scrub(_address(a, "blockd")),
-    "status": lambda a: admin.status(_address(a, "metad"), _address(a, "blockd")),
-    "trash": lambda a: admin.empty_trash(_address(a, "metad")),
+    "gc": lambda a: admin.garbage_collect(_connection(a), a.grace, a.dry_run),
+    "scrub": lambda a: admin.scrub(_connection(a)),
+    "status": lambda a: admin.status(_connection(a)),
+    "trash": lambda a: admin.empty_trash(_connection(a)),
+    "login": lambda a: admin.login(
+        _address(a, "metad"), a.name, _password(a, f"password for {a.name}: ")
+    ),
+    "logout": lambda a: admin.logout(_address(a, "metad")),
+    "whoami": lambda a: admin.whoami(_connection(a)),
+    "user": lambda a: _cmd_user(a),
 }
+
+
+def _cmd_user(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    if args.user_command == "add":
+        password = _password(args, f"password for {args.name}: ", confirm=True)
+        return admin.add_user(conn, args.name, password, args.quota, args.admin)
+    if args.user_command == "list":
+        return admin.list_users(conn)
+    if args.user_command == "passwd":
+        current = "" if args.name else _password(args, "current password (empty if none): ")
+        new = _password(args, "new password: ", confirm=True)
+        return admin.set_password(conn, args.name, current, new)
+    return admin.set_quota(conn, args.name, args.size)
 
 
 def main(argv: list[str] | None = None) -> int:

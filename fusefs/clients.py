@@ -7,10 +7,13 @@ the client side). Must not know about inodes, FUSE or caching.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -18,7 +21,15 @@ import grpc
 
 from fusefs import errors
 from fusefs.models import BlockRef, Change, ChangeKind, Kind, Node, Revision, Usage
-from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc, metadata_pb2, metadata_pb2_grpc
+from protos import auth
+from protos.drive.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    blocks_pb2,
+    blocks_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
+)
 from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY, create_channel
 
 log = logging.getLogger(__name__)
@@ -41,6 +52,7 @@ _REASONS: dict[str, type[errors.DriveError]] = {
     "name-too-long": errors.NameTooLong,
     "invalid-name": errors.InvalidName,
     "blocks-condemned": errors.BlocksCondemned,
+    "quota-exceeded": errors.QuotaExceeded,
 }
 
 _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {
@@ -49,7 +61,7 @@ _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
     grpc.StatusCode.FAILED_PRECONDITION: errors.InvalidArgument,
     grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: errors.PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: errors.NotSignedIn,
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.QuotaExceeded,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
@@ -121,14 +133,85 @@ def _change(msg: metadata_pb2.ChangeEvent) -> Change:
     )
 
 
+Token = Callable[[], str]
+
+
+def _signed_channel(address: str, token: Token | None) -> grpc.Channel:
+    channel = create_channel(address)
+    return channel if token is None else grpc.intercept_channel(channel, auth.BearerAuth(token))
+
+
+class GrantBook:
+    """The grants metad gave this client, so downloads can show them to blockd.
+
+    Grants arrive with revisions (MetadataClient.get_revision). A block whose
+    grant is missing or about to expire is re-granted by asking metad for the
+    current revision of a file it belongs to (refresh).
+    """
+
+    MAX_ENTRIES = 500_000
+    MARGIN_S = 60
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._book: OrderedDict[bytes, tuple[bytes, int, int]] = OrderedDict()
+        self.refresh: Callable[[int], object] | None = None
+
+    def add(
+        self, node_id: int, hashes: Iterable[bytes], grants: Iterable[bytes], expires_s: int
+    ) -> None:
+        with self._lock:
+            for digest, grant in zip(hashes, grants, strict=True):
+                self._book[digest] = (grant, expires_s, node_id)
+                self._book.move_to_end(digest)
+            while len(self._book) > self.MAX_ENTRIES:
+                self._book.popitem(last=False)
+
+    def expect(self, node_id: int, hashes: Iterable[bytes]) -> None:
+        """Blocks of node_id (just committed) that have no grant yet."""
+        with self._lock:
+            for digest in hashes:
+                if digest not in self._book:
+                    self._book[digest] = (b"", 0, node_id)
+
+    def known(self, hashes: Sequence[bytes]) -> list[tuple[bytes, int]]:
+        """Per hash, its grant and expiry, or (b"", 0)."""
+        with self._lock:
+            return [self._book.get(h, (b"", 0, 0))[:2] for h in hashes]
+
+    def for_download(self, hashes: Sequence[bytes]) -> list[tuple[bytes, int]]:
+        """Valid grants for hashes, refreshing the stale ones from metad first."""
+        soon = time.time() + self.MARGIN_S
+        with self._lock:
+            stale = {
+                entry[2]
+                for h in hashes
+                if (entry := self._book.get(h)) is not None and entry[1] < soon and entry[2]
+            }
+        if stale and self.refresh is not None:
+            for node_id in stale:
+                with contextlib.suppress(errors.DriveError):
+                    self.refresh(node_id)
+        return self.known(hashes)
+
+
 class MetadataClient:
     """The metad API as blocking calls on domain values."""
 
-    def __init__(self, address: str, device: str) -> None:
+    def __init__(
+        self,
+        address: str,
+        device: str,
+        token: Token | None = None,
+        grants: GrantBook | None = None,
+    ) -> None:
         self.address = address
         self.device = device
-        self._channel = create_channel(address)
+        self._channel = _signed_channel(address, token)
         self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
+        self.grants = grants or GrantBook()
+        if self.grants.refresh is None:
+            self.grants.refresh = self.get_revision
 
     def close(self) -> None:
         self._channel.close()
@@ -197,12 +280,20 @@ class MetadataClient:
                 metadata_pb2.BlockRef(hash=b.hash, offset=b.offset, size=b.size) for b in blocks
             ],
         )
-        return _node(self._stub.CommitRevision(req, timeout=UNARY_TIMEOUT))
+        node = _node(self._stub.CommitRevision(req, timeout=UNARY_TIMEOUT))
+        self.grants.expect(node.id, (b.hash for b in req.blocks))
+        return node
 
     @_rpc
     def get_revision(self, node_id: int, number: int = 0) -> Revision:
         req = metadata_pb2.GetRevisionRequest(node_id=node_id, number=number)
         msg = self._stub.GetRevision(req, timeout=UNARY_TIMEOUT)
+        self.grants.add(
+            msg.node_id,
+            (b.hash for b in msg.blocks),
+            (b.grant for b in msg.blocks),
+            msg.grants_expire_s,
+        )
         return Revision(
             node_id=msg.node_id,
             number=msg.number,
@@ -339,13 +430,24 @@ class StoreStats:
     blocks_sent: int
 
 
-class BlockClient:
-    """The blockd API as blocking calls. Safe to use from many threads."""
+def _grant_messages(grants: Sequence[tuple[bytes, int]]) -> list[blocks_pb2.Grant]:
+    return [blocks_pb2.Grant(grant=g, expires_s=e) for g, e in grants]
 
-    def __init__(self, address: str) -> None:
+
+class BlockClient:
+    """The blockd API as blocking calls. Safe to use from many threads.
+
+    Downloads carry the grants of `grants` (shared with the MetadataClient
+    that received them).
+    """
+
+    def __init__(
+        self, address: str, token: Token | None = None, grants: GrantBook | None = None
+    ) -> None:
         self.address = address
-        self._channel = create_channel(address)
+        self._channel = _signed_channel(address, token)
         self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
+        self.grants = grants or GrantBook()
 
     def close(self) -> None:
         self._channel.close()
@@ -354,8 +456,14 @@ class BlockClient:
     def find_missing(self, hashes: list[bytes]) -> set[bytes]:
         if not hashes:
             return set()
-        req = blocks_pb2.FindMissingRequest(hashes=hashes)
+        grants = _grant_messages(self.grants.known(hashes))
+        req = blocks_pb2.FindMissingRequest(hashes=hashes, grants=grants)
         return set(self._stub.FindMissing(req, timeout=UNARY_TIMEOUT).missing)
+
+    @_rpc
+    def check(self) -> None:
+        """One call that needs a valid token: is blockd there and does it accept us?"""
+        self._stub.FindMissing(blocks_pb2.FindMissingRequest(), timeout=UNARY_TIMEOUT)
 
     @_rpc
     def upload(self, blocks: Callable[[], Iterable[tuple[bytes, bytes]]]) -> UploadResult:
@@ -369,7 +477,8 @@ class BlockClient:
     @_rpc
     def download(self, hashes: list[bytes]) -> list[tuple[bytes, bytes]]:
         """The blocks, in request order."""
-        req = blocks_pb2.DownloadRequest(hashes=hashes)
+        grants = _grant_messages(self.grants.for_download(hashes))
+        req = blocks_pb2.DownloadRequest(hashes=hashes, grants=grants)
         return [(b.hash, b.data) for b in self._stub.Download(req, timeout=STREAM_TIMEOUT)]
 
     @_rpc
@@ -401,3 +510,81 @@ class BlockClient:
                 yield ScrubProgress(m.checked, m.total, m.referenced_checked, problems, m.done)
         except grpc.RpcError as exc:
             raise translate(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    admin: bool
+    quota_bytes: int
+    root_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    token: str
+    expires_s: int
+    account: Account
+
+
+def _account(msg: accounts_pb2.User) -> Account:
+    return Account(msg.id, msg.name, msg.admin, msg.quota_bytes, msg.root_id)
+
+
+def _signed_in(msg: accounts_pb2.SignInResponse) -> SignedIn:
+    return SignedIn(msg.token, msg.expires_s, _account(msg.user))
+
+
+class AccountsClient:
+    """Sign-in and user management at metad, as blocking calls."""
+
+    def __init__(self, address: str, token: Token | None = None) -> None:
+        self.address = address
+        self._channel = _signed_channel(address, token)
+        self._stub = accounts_pb2_grpc.AccountsStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    @_rpc
+    def sign_in(self, name: str, password: str, ttl_seconds: int = 0) -> SignedIn:
+        req = accounts_pb2.SignInRequest(name=name, password=password, ttl_seconds=ttl_seconds)
+        return _signed_in(self._stub.SignIn(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def renew(self, ttl_seconds: int = 0) -> SignedIn:
+        req = accounts_pb2.RenewTokenRequest(ttl_seconds=ttl_seconds)
+        return _signed_in(self._stub.RenewToken(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def whoami(self) -> Account:
+        return _account(self._stub.WhoAmI(accounts_pb2.WhoAmIRequest(), timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def create_user(
+        self, name: str, password: str, quota_bytes: int = 0, admin: bool = False
+    ) -> Account:
+        req = accounts_pb2.CreateUserRequest(
+            name=name, password=password, quota_bytes=quota_bytes, admin=admin
+        )
+        return _account(self._stub.CreateUser(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def list_users(self) -> list[Account]:
+        resp = self._stub.ListUsers(accounts_pb2.ListUsersRequest(), timeout=UNARY_TIMEOUT)
+        return [_account(u) for u in resp.users]
+
+    @_rpc
+    def set_password(
+        self, new_password: str, current_password: str = "", name: str = ""
+    ) -> Account:
+        req = accounts_pb2.SetPasswordRequest(
+            name=name, current_password=current_password, new_password=new_password
+        )
+        return _account(self._stub.SetPassword(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def set_quota(self, name: str, quota_bytes: int) -> Account:
+        req = accounts_pb2.SetQuotaRequest(name=name, quota_bytes=quota_bytes)
+        return _account(self._stub.SetQuota(req, timeout=UNARY_TIMEOUT))

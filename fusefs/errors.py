@@ -54,6 +54,10 @@ class PermissionDenied(DriveError):
     pass
 
 
+class NotSignedIn(PermissionDenied):
+    """No valid token (never signed in, expired, or the drive's key changed)."""
+
+
 class ReadOnly(DriveError):
     pass
 

@@ -24,7 +24,7 @@ import trio
 
 from fusefs import errors
 from fusefs.cache import BlockCache
-from fusefs.clients import BlockClient, MetadataClient
+from fusefs.clients import BlockClient, GrantBook, MetadataClient
 from fusefs.operations import Operations
 from fusefs.sync import ChangeFollower
 from fusefs.vfs import Vfs
@@ -51,6 +51,7 @@ class MountConfig:
     cache_dir: Path
     device: str | None = None
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    token: Callable[[], str] | None = None  # the sign-in token of every call
 
 
 def check_mountpoint(path: Path) -> None:
@@ -92,18 +93,23 @@ def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None)
     check_mountpoint(config.mountpoint)
     with _locked_cache(config.cache_dir):
         device = _device_name(config.cache_dir, config.device)
-        meta = MetadataClient(config.metad, device)
-        blocks = BlockClient(config.blockd)
+        grants = GrantBook()
+        meta = MetadataClient(config.metad, device, config.token, grants)
+        blocks = BlockClient(config.blockd, config.token, grants)
         try:
             try:
                 root = meta.root()
                 head = meta.journal_head()
             except errors.Unavailable:
                 raise MountError(f"cannot reach metad at {config.metad}") from None
+            except errors.NotSignedIn as exc:
+                raise MountError(f"metad at {config.metad} refused the sign-in: {exc}") from None
             try:
-                blocks.stats()
+                blocks.check()
             except errors.Unavailable:
                 raise MountError(f"cannot reach blockd at {config.blockd}") from None
+            except errors.NotSignedIn as exc:
+                raise MountError(f"blockd at {config.blockd} refused the sign-in: {exc}") from None
             staging = config.cache_dir / "staging"
             staging.mkdir(exist_ok=True)
             for leftover in staging.iterdir():

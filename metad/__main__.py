@@ -52,14 +52,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO",
     )
+    parser.add_argument(
+        "--auth-key",
+        type=Path,
+        help="file of the secret tokens are signed with, shared with blockd "
+        "(default DATA/auth.key, created on first start)",
+    )
+    parser.add_argument(
+        "--first-user",
+        default=server.FIRST_USER_NAME,
+        help="name of the administrator created on first start "
+        f"(default {server.FIRST_USER_NAME!r})",
+    )
+    parser.add_argument(
+        "--default-quota",
+        type=_size,
+        default=server.DEFAULT_QUOTA_BYTES,
+        help="quota of new users, e.g. 10G (default), 0 = unlimited",
+    )
     return parser.parse_args(argv)
+
+
+def _size(text: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
     stop_with_parent()
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
-    config = server.Config(data_dir=args.data, listen=args.listen, ready_file=args.ready_file)
+    config = server.Config(
+        data_dir=args.data,
+        listen=args.listen,
+        ready_file=args.ready_file,
+        auth_key=args.auth_key,
+        first_user=args.first_user,
+        default_quota=args.default_quota,
+    )
     try:
         asyncio.run(server.run(config))
     except (StartupError, BindError) as exc:

@@ -73,6 +73,24 @@ class BlocksCondemned(FailedPrecondition):
     reason = "blocks-condemned"
 
 
+class Unauthenticated(MetadataError):
+    """No valid sign-in (wrong password, unknown user)."""
+
+    reason = "unauthenticated"
+
+
+class PermissionDenied(MetadataError):
+    """The caller may not do this to this node (not shared with them, or only for reading)."""
+
+    reason = "permission-denied"
+
+
+class QuotaExceeded(MetadataError):
+    """The change would take the drive's owner over their quota."""
+
+    reason = "quota-exceeded"
+
+
 class StaleRevision(MetadataError):
     """A commit was based on a revision that is no longer the file's current one."""
 

@@ -50,6 +50,16 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    admin: bool  # may manage users and run maintenance
+    quota_bytes: int  # 0 = unlimited
+    root_id: int  # node id of the user's drive root
+    created_ns: int
+
+
+@dataclass(frozen=True)
 class Node:
     id: int
     owner_id: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from metad.errors import InvalidBlocks, InvalidName, InvalidTarget, NameTooLong
+from metad.errors import InvalidArgument, InvalidBlocks, InvalidName, InvalidTarget, NameTooLong
 from metad.models import BlockRef, Node, Role
 
 MAX_NAME_BYTES = 255
@@ -24,6 +24,17 @@ def check_name(name: str) -> None:
         raise InvalidName(f"invalid name {name!r}")
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
+
+
+MAX_USER_NAME_CHARS = 64
+
+
+def check_user_name(name: str) -> None:
+    """A login name: 1..64 characters, letters, digits, '.', '_', '-', not starting with '-'."""
+    if not name or len(name) > MAX_USER_NAME_CHARS:
+        raise InvalidArgument(f"a user name has 1 to {MAX_USER_NAME_CHARS} characters")
+    if name.startswith("-") or not all(c.isalnum() or c in "._-" for c in name):
+        raise InvalidArgument(f"invalid user name {name!r}: use letters, digits, '.', '_' and '-'")
 
 
 def check_symlink_target(target: str) -> None:

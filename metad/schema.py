@@ -19,9 +19,9 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from metad.errors import SchemaTooNew
+from metad.errors import SchemaTooNew, StartupError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1: tuple[str, ...] = (
     """
@@ -29,7 +29,7 @@ CREATE TABLE users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
         -- stable user id, never reused; 1 = the owner made at first start
     name TEXT NOT NULL UNIQUE,  -- login name
-    password_hash TEXT,  -- NULL = no password set (authentication arrives later)
+    password_hash TEXT,  -- NULL = no password set (authentication arrived in version 3)
     quota_bytes INTEGER NOT NULL DEFAULT 0 CHECK (quota_bytes >= 0),  -- 0 = unlimited
     root_node_id INTEGER REFERENCES nodes (id),
         -- root directory of the user's drive; NULL only while the user is being created
@@ -155,8 +155,33 @@ CREATE TABLE condemned_blocks (
 ) WITHOUT ROWID""",
 )
 
+# Version 3: accounts. Users sign in; some administer. SQLite cannot add a
+# commented column in place, so the table is rebuilt (foreign keys are not
+# enforced while migrating; migrate() checks them before each commit).
+_V3: tuple[str, ...] = (
+    """
+CREATE TABLE users_v3 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- stable user id, never reused; 1 = the administrator made at first start
+    name TEXT NOT NULL UNIQUE,  -- login name (metad/rules.py: letters, digits, . _ -)
+    password_hash TEXT,
+        -- "scrypt$N$r$p$salt$digest" (metad/passwords.py); NULL = no password: cannot sign in
+        -- with one (the embedded first user signs in with the drive's key)
+    quota_bytes INTEGER NOT NULL DEFAULT 0 CHECK (quota_bytes >= 0),  -- 0 = unlimited
+    admin INTEGER NOT NULL DEFAULT 0 CHECK (admin IN (0, 1)),
+        -- 1 = may create users, set quotas and run maintenance
+    root_node_id INTEGER REFERENCES nodes (id),
+        -- root directory of the user's drive; NULL only while the user is being created
+    created_ns INTEGER NOT NULL  -- ns since the Unix epoch (as every *_ns column)
+)""",
+    "INSERT INTO users_v3 (id, name, password_hash, quota_bytes, admin, root_node_id, created_ns)"
+    " SELECT id, name, password_hash, quota_bytes, id = 1, root_node_id, created_ns FROM users",
+    "DROP TABLE users",
+    "ALTER TABLE users_v3 RENAME TO users",
+)
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
 
 
 def user_version(conn: sqlite3.Connection) -> int:
@@ -186,6 +211,11 @@ def migrate(conn: sqlite3.Connection) -> int:
             target = current + 1
             for statement in MIGRATIONS[target]:
                 conn.execute(statement)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise StartupError(
+                    f"migration to schema version {target} broke {len(broken)} references"
+                )
             conn.execute(
                 "INSERT INTO schema_version (version, applied_ns) VALUES (?, ?)",
                 (target, time.time_ns()),

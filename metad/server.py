@@ -19,11 +19,14 @@ from pathlib import Path
 
 import grpc
 
+from metad import accounts
+from metad.accounts import AccountsService
 from metad.changes import CommitSignal
 from metad.errors import StartupError
 from metad.service import MetadataService
-from metad.store import Store
-from protos.drive.v1 import metadata_pb2, metadata_pb2_grpc
+from metad.store import FIRST_USER_NAME, Store
+from protos import auth
+from protos.drive.v1 import accounts_pb2_grpc, metadata_pb2, metadata_pb2_grpc
 from protos.runtime import serve
 
 log = logging.getLogger(__name__)
@@ -33,11 +36,18 @@ LOCK_NAME = "metad.lock"
 SERVICE_NAME = metadata_pb2.DESCRIPTOR.services_by_name["Metadata"].full_name
 
 
+AUTH_KEY_NAME = "auth.key"
+DEFAULT_QUOTA_BYTES = 10 * 1024**3
+
+
 @dataclass(frozen=True)
 class Config:
     data_dir: Path
     listen: str  # HOST:PORT; port 0 = any free port (reported through ready_file)
     ready_file: Path | None = None
+    auth_key: Path | None = None  # None: data_dir/auth.key, created on first start
+    first_user: str = FIRST_USER_NAME  # name of the administrator made on first start
+    default_quota: int = DEFAULT_QUOTA_BYTES  # of users created without one; 0 = unlimited
 
 
 @contextlib.contextmanager
@@ -64,8 +74,14 @@ def _claim_data_dir(data_dir: Path) -> Iterator[None]:
 async def run(config: Config) -> None:
     """Serves until SIGTERM/SIGINT. Raises StartupError or BindError if it cannot start."""
     with _claim_data_dir(config.data_dir):
+        key = _auth_key(config)
         commits = CommitSignal()
-        store = await Store.open(config.data_dir / DATABASE_NAME, on_commit=commits.publish)
+        store = await Store.open(
+            config.data_dir / DATABASE_NAME,
+            on_commit=commits.publish,
+            first_user=config.first_user,
+            first_user_quota=config.default_quota,
+        )
         try:
             commits.publish(await store.last_sequence())
             log.info(
@@ -77,9 +93,12 @@ async def run(config: Config) -> None:
 
             def add_services(server: grpc.aio.Server) -> Sequence[str]:
                 metadata_pb2_grpc.add_MetadataServicer_to_server(
-                    MetadataService(store, commits), server
+                    MetadataService(store, commits, key), server
                 )
-                return [SERVICE_NAME]
+                accounts_pb2_grpc.add_AccountsServicer_to_server(
+                    AccountsService(store, key, config.default_quota), server
+                )
+                return [SERVICE_NAME, accounts.SERVICE_NAME]
 
             async def end_subscriptions() -> None:
                 commits.close()
@@ -90,7 +109,23 @@ async def run(config: Config) -> None:
                 add_services,
                 ready_file=config.ready_file,
                 on_stopping=end_subscriptions,
+                interceptors=[auth.AuthInterceptor(key, accounts.OPEN_METHODS)],
             )
         finally:
             commits.close()
             await store.close()
+
+
+def _auth_key(config: Config) -> auth.AuthKey:
+    """The key tokens are signed with: the one named, or DATA/auth.key (made on first start)."""
+    try:
+        if config.auth_key is not None:
+            return auth.load_key(config.auth_key)
+        path = config.data_dir / AUTH_KEY_NAME
+        existed = path.exists()
+        key = auth.load_or_create_key(path)
+        if not existed:
+            log.info("created auth key %s; give it to blockd with --auth-key", path)
+        return key
+    except auth.AuthKeyError as exc:
+        raise StartupError(str(exc)) from None

@@ -6,14 +6,16 @@ table mapping domain errors to gRPC status codes (with the reason in the
 "drive-current-revision" for a stale commit). Holds no SQL and no namespace
 rules: those are the store's.
 
-Until authentication arrives (an interceptor that identifies the caller),
-every call acts as the first user.
+The caller is the user of the call's token (protos.auth's interceptor has
+verified it before a handler runs). The block-fence calls of the garbage
+collector are for administrators.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -25,7 +27,10 @@ from metad.errors import (
     InvalidArgument,
     MetadataError,
     NotFound,
+    PermissionDenied,
+    QuotaExceeded,
     StaleRevision,
+    Unauthenticated,
 )
 from metad.models import (
     Actor,
@@ -37,12 +42,15 @@ from metad.models import (
     Revision,
     Role,
 )
-from metad.store import FIRST_USER_ID, Store
+from metad.store import Store
+from protos import auth
 from protos.drive.v1 import metadata_pb2 as pb
 from protos.drive.v1 import metadata_pb2_grpc
 from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY
 
 REFERENCED_PAGE = 10_000
+# How long the block grants of a GetRevision answer let the caller download.
+GRANT_TTL_SECONDS = 3600
 REFERENCED_PAGE_MAX = 50_000
 
 _STATUS: dict[type[MetadataError], grpc.StatusCode] = {
@@ -51,6 +59,9 @@ _STATUS: dict[type[MetadataError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     StaleRevision: grpc.StatusCode.ABORTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 _NODE_KIND = {
@@ -78,7 +89,7 @@ def status_of(error: MetadataError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: MetadataError) -> NoReturn:
+async def abort_with(context: grpc.aio.ServicerContext, error: MetadataError) -> NoReturn:
     trailing: list[tuple[str, str]] = [(ERROR_REASON_KEY, error.reason)]
     if isinstance(error, StaleRevision):
         trailing.append((CURRENT_REVISION_KEY, str(error.current)))
@@ -100,7 +111,7 @@ def _maps_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
         try:
             return await method(self, request, context)
         except MetadataError as error:
-            await _abort(context, error)
+            await abort_with(context, error)
 
     return handler
 
@@ -124,8 +135,12 @@ def node_to_proto(node: Node, user_id: int) -> pb.Node:
     )
 
 
-def revision_to_proto(revision: Revision) -> pb.Revision:
+def revision_to_proto(
+    revision: Revision, grants: Sequence[bytes] = (), expires_s: int = 0
+) -> pb.Revision:
+    blocks = revision.blocks
     return pb.Revision(
+        grants_expire_s=expires_s,
         node_id=revision.node_id,
         number=revision.number,
         size=revision.size,
@@ -134,7 +149,10 @@ def revision_to_proto(revision: Revision) -> pb.Revision:
         author_id=revision.author_id,
         device=revision.device,
         created_ns=revision.created_ns,
-        blocks=[pb.BlockRef(hash=b.hash, offset=b.offset, size=b.size) for b in revision.blocks],
+        blocks=[
+            pb.BlockRef(hash=b.hash, offset=b.offset, size=b.size, grant=g)
+            for b, g in zip(blocks, grants or [b""] * len(blocks), strict=True)
+        ],
     )
 
 
@@ -157,14 +175,32 @@ def event_to_proto(event: ChangeEvent) -> pb.ChangeEvent:
 
 
 def _caller(context: grpc.aio.ServicerContext, device: str = "") -> Actor:
-    """Who is calling. Every call is the first user until authentication arrives."""
-    return Actor(user_id=FIRST_USER_ID, device=device)
+    """Who is calling: the user of the verified token, from the device they name."""
+    return Actor(user_id=auth.caller().user_id, device=device)
 
 
 class MetadataService(metadata_pb2_grpc.MetadataServicer):
-    def __init__(self, store: Store, commits: changes.CommitSignal) -> None:
+    def __init__(
+        self,
+        store: Store,
+        commits: changes.CommitSignal,
+        key: auth.AuthKey,
+        grant_ttl_seconds: int = GRANT_TTL_SECONDS,
+    ) -> None:
         self._store = store
         self._commits = commits
+        self._key = key
+        self._grant_ttl = grant_ttl_seconds
+
+    async def _admin(self) -> None:
+        if not (await self._store.get_user(auth.caller().user_id)).admin:
+            raise PermissionDenied("only an administrator may do this")
+
+    def _with_grants(self, user_id: int, revision: Revision) -> pb.Revision:
+        """The revision with a grant per block, so the caller can download them."""
+        expires = int(time.time()) + self._grant_ttl
+        grants = self._key.grants(user_id, expires, (b.hash for b in revision.blocks))
+        return revision_to_proto(revision, grants, expires)
 
     @_maps_errors
     async def GetRoot(
@@ -250,7 +286,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     ) -> pb.Revision:
         caller = _caller(context)
         revision = await self._store.get_revision(caller.user_id, request.node_id, request.number)
-        return revision_to_proto(revision)
+        return self._with_grants(caller.user_id, revision)
 
     @_maps_errors
     async def ListRevisions(
@@ -331,6 +367,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     async def CondemnBlocks(
         self, request: pb.CondemnBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.CondemnBlocksResponse:
+        await self._admin()
         rules.check_hashes(request.hashes)
         return pb.CondemnBlocksResponse(
             condemned=await self._store.condemn_blocks(list(request.hashes))
@@ -340,6 +377,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     async def ReleaseBlocks(
         self, request: pb.ReleaseBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseBlocksResponse:
+        await self._admin()
         rules.check_hashes(request.hashes)
         await self._store.release_blocks(list(request.hashes))
         return pb.ReleaseBlocksResponse()
@@ -356,6 +394,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     async def ListReferencedBlocks(
         self, request: pb.ListReferencedBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListReferencedBlocksResponse:
+        await self._admin()
         limit = min(request.page_size or REFERENCED_PAGE, REFERENCED_PAGE_MAX)
         hashes, more = await self._store.referenced_blocks(request.after_hash, limit)
         return pb.ListReferencedBlocksResponse(hashes=hashes, more=more)
@@ -364,6 +403,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     async def GetStorageSummary(
         self, request: pb.GetStorageSummaryRequest, context: grpc.aio.ServicerContext
     ) -> pb.StorageSummary:
+        await self._admin()
         summary = await self._store.storage_summary()
         return pb.StorageSummary(
             logical_bytes=summary.logical_bytes,

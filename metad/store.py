@@ -48,6 +48,7 @@ from metad.errors import (
     NotADirectory,
     NotAFile,
     NotFound,
+    QuotaExceeded,
     StaleRevision,
     StartupError,
 )
@@ -62,6 +63,7 @@ from metad.models import (
     Revision,
     StorageSummary,
     Usage,
+    User,
 )
 
 log = logging.getLogger(__name__)
@@ -162,12 +164,12 @@ def _configure(conn: sqlite3.Connection, *, writer: bool) -> None:
     # survives a crash or a power loss. Set on the readers too: whichever
     # connection closes last checkpoints the WAL into the database.
     conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     if writer:
-        schema.migrate(conn)
-    else:
+        schema.migrate(conn)  # before foreign keys are enforced: it may rebuild tables
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not writer:
         conn.execute("PRAGMA query_only = ON")
 
 
@@ -269,6 +271,71 @@ class _Connection:
 
 
 # -- statements shared by reads and writes (run on a connection's own thread) -------------------
+
+
+_USER_COLUMNS = "id, name, admin, quota_bytes, root_node_id, created_ns"
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        id=row["id"],
+        name=row["name"],
+        admin=bool(row["admin"]),
+        quota_bytes=row["quota_bytes"],
+        root_id=row["root_node_id"],
+        created_ns=row["created_ns"],
+    )
+
+
+def _get_user(conn: sqlite3.Connection, user_id: int) -> User:
+    row = _fetch_one(conn, f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+    if row is None:
+        raise NotFound(f"no user {user_id}")
+    return _user(row)
+
+
+def _insert_user(
+    tx: _Transaction,
+    name: str,
+    password_hash: str | None,
+    quota_bytes: int,
+    admin: bool,
+    user_id: int | None = None,
+) -> int:
+    """Inserts a user and the root directory of their drive; returns the user's id."""
+    user_id = tx.conn.execute(
+        "INSERT INTO users (id, name, password_hash, quota_bytes, admin, root_node_id, created_ns)"
+        " VALUES (?, ?, ?, ?, ?, NULL, ?)",
+        (user_id, name, password_hash, quota_bytes, int(admin), tx.now_ns),
+    ).lastrowid
+    root_id = tx.conn.execute(
+        "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
+        " VALUES (?, NULL, '', ?, ?, ?, ?)",
+        (user_id, NodeKind.DIRECTORY.value, ROOT_MODE, tx.now_ns, tx.now_ns),
+    ).lastrowid
+    tx.conn.execute("UPDATE users SET root_node_id = ? WHERE id = ?", (root_id, user_id))
+    return int(user_id)
+
+
+def _check_quota(conn: sqlite3.Connection, owner_id: int, growth: int) -> None:
+    """Raises QuotaExceeded if growing the owner's live files by growth passes their quota.
+
+    Counts the current revisions of live files (not trash or older revisions),
+    whoever writes: a file in a shared folder counts for its owner.
+    """
+    row = _fetch_one(
+        conn,
+        "SELECT quota_bytes, (SELECT COALESCE(SUM(size), 0) FROM nodes"
+        "   WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file') AS used"
+        " FROM users WHERE id = ?",
+        (owner_id,),
+    )
+    quota, used = row["quota_bytes"], row["used"]
+    if quota and used + growth > quota:
+        raise QuotaExceeded(
+            f"over quota: {used + growth} bytes would exceed the {quota}-byte quota "
+            f"({used} in use)"
+        )
 
 
 def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
@@ -593,6 +660,8 @@ class Store:
         *,
         on_commit: Callable[[int], None] = lambda sequence: None,
         clock: Callable[[], int] = time.time_ns,
+        first_user: str = FIRST_USER_NAME,
+        first_user_quota: int = 0,
     ) -> Store:
         """Opens (creating and migrating if needed) the database at path.
 
@@ -614,7 +683,7 @@ class Store:
             raise
         store = cls(path, opened[0], opened[1:], on_commit=on_commit, clock=clock)
         try:
-            await store._ensure_first_user()
+            await store._ensure_first_user(first_user, first_user_quota)
         except BaseException:
             await store.close()
             raise
@@ -698,27 +767,67 @@ class Store:
         for write, (result, error) in zip(batch, outcomes, strict=True):
             _settle(write.future, result, error)
 
-    async def _ensure_first_user(self) -> None:
-        """First start: user 1 ("owner", no password, unlimited) and its root directory."""
+    async def _ensure_first_user(self, name: str, quota_bytes: int) -> None:
+        """First start: user 1, an administrator without a password, and its root directory."""
+        rules.check_user_name(name)
 
         def body(tx: _Transaction) -> None:
-            if _fetch_one(tx.conn, "SELECT 1 FROM users LIMIT 1", ()) is not None:
-                return
-            tx.conn.execute(
-                "INSERT INTO users (id, name, password_hash, quota_bytes, root_node_id, created_ns)"
-                " VALUES (?, ?, NULL, 0, NULL, ?)",
-                (FIRST_USER_ID, FIRST_USER_NAME, tx.now_ns),
-            )
-            root_id = tx.conn.execute(
-                "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
-                " VALUES (?, NULL, '', ?, ?, ?, ?)",
-                (FIRST_USER_ID, NodeKind.DIRECTORY.value, ROOT_MODE, tx.now_ns, tx.now_ns),
-            ).lastrowid
-            tx.conn.execute(
-                "UPDATE users SET root_node_id = ? WHERE id = ?", (root_id, FIRST_USER_ID)
-            )
+            if _fetch_one(tx.conn, "SELECT 1 FROM users LIMIT 1", ()) is None:
+                _insert_user(tx, name, None, quota_bytes, admin=True, user_id=FIRST_USER_ID)
 
         await self._write(body)
+
+    # -- users --------------------------------------------------------------------------------
+
+    async def create_user(
+        self, name: str, password_hash: str, *, quota_bytes: int, admin: bool
+    ) -> User:
+        """A new user with an empty drive. Raises AlreadyExists if the name is taken."""
+        rules.check_user_name(name)
+
+        def body(tx: _Transaction) -> User:
+            if _fetch_one(tx.conn, "SELECT 1 FROM users WHERE name = ?", (name,)) is not None:
+                raise AlreadyExists(f"a user named {name!r} exists")
+            return _get_user(tx.conn, _insert_user(tx, name, password_hash, quota_bytes, admin))
+
+        return await self._write(body)
+
+    async def get_user(self, user_id: int) -> User:
+        return await self._read(lambda conn: _get_user(conn, user_id))
+
+    async def find_user(self, name: str) -> tuple[User, str | None] | None:
+        """The user of that name and their stored password hash, or None."""
+
+        def read(conn: sqlite3.Connection) -> tuple[User, str | None] | None:
+            row = _fetch_one(
+                conn, f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE name = ?", (name,)
+            )
+            return None if row is None else (_user(row), row["password_hash"])
+
+        return await self._read(read)
+
+    async def list_users(self) -> list[User]:
+        def read(conn: sqlite3.Connection) -> list[User]:
+            rows = conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id").fetchall()
+            return [_user(row) for row in rows]
+
+        return await self._read(read)
+
+    async def set_password(self, user_id: int, password_hash: str) -> User:
+        def body(tx: _Transaction) -> User:
+            tx.conn.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+            )
+            return _get_user(tx.conn, user_id)
+
+        return await self._write(body)
+
+    async def set_quota(self, user_id: int, quota_bytes: int) -> User:
+        def body(tx: _Transaction) -> User:
+            tx.conn.execute("UPDATE users SET quota_bytes = ? WHERE id = ?", (quota_bytes, user_id))
+            return _get_user(tx.conn, user_id)
+
+        return await self._write(body)
 
     async def make_directory(
         self, actor: Actor, parent_id: int, name: str, mode: int, mtime_ns: int = 0
@@ -810,6 +919,8 @@ class Store:
             node = _file(tx.conn, node_id, actor.user_id)
             if node.revision != base_revision:
                 raise StaleRevision(node.id, base_revision, node.revision)
+            if size > node.size:
+                _check_quota(tx.conn, node.owner_id, size - node.size)
             condemned = _condemned_among(tx.conn, {b.hash for b in block_list})
             if condemned:
                 raise BlocksCondemned(

@@ -97,6 +97,7 @@ async def serve(
     ready_file: Path | None = None,
     on_stopping: Callable[[], Awaitable[None]] | None = None,
     grace_seconds: float = 5.0,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> None:
     """Runs a grpc.aio server until SIGTERM or SIGINT, then stops it gracefully.
 
@@ -107,7 +108,7 @@ async def serve(
     before the grace period is waited out: it ends long-lived streams (Subscribe)
     that would otherwise hold the shutdown for the whole grace.
     """
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
     service_names = list(add_services(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -18,9 +18,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from fusefs.credentials import TOKEN_ENV
 from fusefs.daemons import Daemon, start_daemon
+from protos import auth
 from protos.drive.v1 import blocks_pb2_grpc, metadata_pb2_grpc
-from protos.runtime import create_channel
+from tests import signin
 from tests.s3server import s3_bucket, s3_server, scripted_s3  # noqa: F401 - fixtures
 from tests.storedobjects import LocalObjects, S3Objects, StoredObjects
 
@@ -50,7 +52,11 @@ class DaemonRunner:
         self._how: dict[int, tuple[str, Path, dict]] = {}
 
     def start(self, name: str, data_dir: Path, listen: str = "127.0.0.1:0", **kw) -> Daemon:
-        daemon = start_daemon(name, data_dir, listen, **kw)
+        extra = list(kw.pop("extra_args", None) or [])
+        if "--auth-key" not in extra:
+            extra += ["--auth-key", str(signin.KEY_PATH)]
+        daemon = start_daemon(name, data_dir, listen, extra_args=extra, **kw)
+        kw["extra_args"] = extra
         self.daemons.append(daemon)
         self._how[id(daemon)] = (name, data_dir, kw)
         return daemon
@@ -66,6 +72,15 @@ class DaemonRunner:
             daemon.stop()
         for daemon in self.daemons:
             assert_log_clean(daemon.log_path, self.allowed)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_auth_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One auth key for every daemon of the session (see tests/signin.py)."""
+    path = tmp_path_factory.mktemp("auth") / "auth.key"
+    auth.load_or_create_key(path)
+    signin.KEY_PATH = path
+    return path
 
 
 @pytest.fixture
@@ -112,14 +127,16 @@ def blockd(daemons: DaemonRunner, tmp_path: Path, block_store: StoredObjects) ->
 
 @pytest.fixture
 def metadata_stub(metad: Daemon) -> Iterator[metadata_pb2_grpc.MetadataStub]:
-    with create_channel(metad.address) as channel:
+    """Signed in as the first user."""
+    with signin.channel(metad.address) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         yield metadata_pb2_grpc.MetadataStub(channel)
 
 
 @pytest.fixture
 def blocks_stub(blockd: Daemon) -> Iterator[blocks_pb2_grpc.BlocksStub]:
-    with create_channel(blockd.address) as channel:
+    """Signed in as the first user (an administrator)."""
+    with signin.channel(blockd.address) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         yield blocks_pb2_grpc.BlocksStub(channel)
 
@@ -170,6 +187,8 @@ class MountRunner:
         self.mounts: list[Mount] = []
 
     def mount(self, metad: Daemon, blockd: Daemon, device: str = "dev-a", **kw) -> Mount:
+        """Mounts as the first user, or as the bearer of kw["token"]."""
+        token = kw.get("token") or signin.token()
         path = kw.get("path") or self.base / f"mnt-{device}-{len(self.mounts)}"
         cache = kw.get("cache") or self.base / f"cache-{device}"
         path.mkdir(parents=True, exist_ok=True)
@@ -183,6 +202,7 @@ class MountRunner:
                     *kw.get("extra_args", []),
                 ],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                env={**os.environ, TOKEN_ENV: token},
             )  # fmt: skip
         m = Mount(path, cache, device, process, log_path)
         self.mounts.append(m)

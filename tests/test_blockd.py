@@ -37,7 +37,7 @@ from blockd.backends.codec import OVERHEAD_BYTES, CodecBackend
 from blockd.backends.local import LocalBackend
 from fusefs.daemons import Daemon, DaemonError
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
-from protos.runtime import create_channel
+from tests import signin
 
 if TYPE_CHECKING:
     from conftest import DaemonRunner
@@ -61,11 +61,13 @@ def upload(stub: blocks_pb2_grpc.BlocksStub, blocks: Iterable[bytes]) -> blocks_
 
 
 def download(stub: blocks_pb2_grpc.BlocksStub, hashes: list[bytes]) -> list[blocks_pb2.Block]:
-    return list(stub.Download(blocks_pb2.DownloadRequest(hashes=hashes), timeout=TIMEOUT))
+    return list(stub.Download(signin.download_request(hashes), timeout=TIMEOUT))
 
 
 def find_missing(stub: blocks_pb2_grpc.BlocksStub, hashes: list[bytes]) -> list[bytes]:
-    reply = stub.FindMissing(blocks_pb2.FindMissingRequest(hashes=hashes), timeout=TIMEOUT)
+    # With grants, as a client shows for blocks of files it may read: a true answer.
+    request = blocks_pb2.FindMissingRequest(hashes=hashes, grants=signin.grants(hashes))
+    reply = stub.FindMissing(request, timeout=TIMEOUT)
     return list(reply.missing)
 
 
@@ -85,7 +87,7 @@ def object_files(data_dir: Path) -> dict[str, Path]:
 
 @contextmanager
 def connect(daemon: Daemon) -> Iterator[blocks_pb2_grpc.BlocksStub]:
-    with create_channel(daemon.address) as channel:
+    with signin.channel(daemon.address) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         yield blocks_pb2_grpc.BlocksStub(channel)
 
@@ -228,7 +230,7 @@ def test_download_of_unknown_hash_is_not_found_after_the_ones_before(
     got = []
     with pytest.raises(grpc.RpcError) as info:
         for block in blocks_stub.Download(
-            blocks_pb2.DownloadRequest(hashes=[h(known[0]), h(known[1]), unknown, h(known[2])]),
+            signin.download_request([h(known[0]), h(known[1]), unknown, h(known[2])]),
             timeout=TIMEOUT,
         ):
             got.append(block.data)
@@ -277,7 +279,7 @@ def test_corrupt_stored_object_is_data_loss_never_wrong_bytes(
         got = []
         with pytest.raises(grpc.RpcError) as info:
             for block in stub.Download(
-                blocks_pb2.DownloadRequest(hashes=[h(healthy), h(victim)]), timeout=TIMEOUT
+                signin.download_request([h(healthy), h(victim)]), timeout=TIMEOUT
             ):
                 got.append(block.data)
         assert info.value.code() == grpc.StatusCode.DATA_LOSS
@@ -349,7 +351,7 @@ def test_client_cancelling_midway_leaves_the_daemon_clean(
     upload(blocks_stub, blocks)
     for _ in range(20):  # grpc's write-after-cancel race shows only now and then
         call = blocks_stub.Download(
-            blocks_pb2.DownloadRequest(hashes=[h(b) for b in blocks]), timeout=TIMEOUT
+            signin.download_request([h(b) for b in blocks]), timeout=TIMEOUT
         )
         assert next(call).data == blocks[0]
         call.cancel()
@@ -585,7 +587,18 @@ def test_a_key_problem_at_start_is_one_line_and_exit_status_2(
     elif case == "key file readable by others":
         key_file.chmod(0o640)
     result = subprocess.run(
-        [sys.executable, "-m", "blockd", "--data", str(data_dir), "--listen", "127.0.0.1:0", *args],
+        [
+            sys.executable,
+            "-m",
+            "blockd",
+            "--data",
+            str(data_dir),
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-key",
+            str(signin.KEY_PATH),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,

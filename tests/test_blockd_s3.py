@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from fusefs.daemons import Daemon
-from protos.drive.v1 import blocks_pb2
+from tests import signin
 from tests.test_blockd import (
     MARKER,
     TIMEOUT,
@@ -117,7 +117,7 @@ def test_a_bucket_survives_a_restart_and_a_damaged_object_is_data_loss(
         got = []
         with pytest.raises(grpc.RpcError) as info:
             for block in stub.Download(
-                blocks_pb2.DownloadRequest(hashes=[h(healthy), h(victim)]), timeout=TIMEOUT
+                signin.download_request([h(healthy), h(victim)]), timeout=TIMEOUT
             ):
                 got.append(block.data)
         assert info.value.code() == grpc.StatusCode.DATA_LOSS
@@ -144,7 +144,7 @@ def test_an_unusable_bucket_at_start_is_one_line_and_exit_status_2(
             env.pop(name, None)
     result = subprocess.run(
         [sys.executable, "-m", "blockd", "--data", str(tmp_path / "blockd"), "--listen",
-         "127.0.0.1:0", *s3_args(s3_server, bucket)],
+         "127.0.0.1:0", "--auth-key", str(signin.KEY_PATH), *s3_args(s3_server, bucket)],
         capture_output=True, text=True, timeout=TIMEOUT, env=env,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr

@@ -17,6 +17,7 @@ import blake3
 import grpc
 import pytest
 
+from blockd.access import BlockAccess
 from blockd.backends.base import (
     Backend,
     BackendError,
@@ -37,8 +38,10 @@ from blockd.store import (
     StoreFull,
     StoreUnavailable,
 )
+from protos import auth
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
 from protos.runtime import GRPC_OPTIONS
+from tests import signin
 
 
 def block(data: bytes) -> Block:
@@ -227,15 +230,19 @@ def test_store_errors_map_to_status_codes(
         await local.put(digest.hex(), data)  # so a get reaches the failing read
         backend = Failing(local, error)
         store = await BlockStore.open(backend)
-        server = grpc.aio.server(options=GRPC_OPTIONS)
-        blocks_pb2_grpc.add_BlocksServicer_to_server(BlocksService(store), server)
+        key = signin.key()
+        server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[auth.AuthInterceptor(key)])
+        service = BlocksService(store, BlockAccess(key))
+        blocks_pb2_grpc.add_BlocksServicer_to_server(service, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:
+            signed = auth.bearer_metadata(signin.token())
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = blocks_pb2_grpc.BlocksStub(channel)
                 if code == grpc.StatusCode.DATA_LOSS:
-                    call = stub.Download(blocks_pb2.DownloadRequest(hashes=[digest]), timeout=10)
+                    request = signin.download_request([digest])
+                    call = stub.Download(request, timeout=10, metadata=signed)
                     with pytest.raises(grpc.aio.AioRpcError) as info:
                         async for _ in call:
                             pass
@@ -245,7 +252,7 @@ def test_store_errors_map_to_status_codes(
                         hash=blake3.blake3(fresh).digest(), data=fresh
                     )
                     with pytest.raises(grpc.aio.AioRpcError) as info:
-                        await stub.Upload(iter([request]), timeout=10)
+                        await stub.Upload(iter([request]), timeout=10, metadata=signed)
                 assert info.value.code() == code
         finally:
             await server.stop(None)

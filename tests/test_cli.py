@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from fusefs.credentials import TOKEN_ENV
+from tests import signin
 
-def drive(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+
+def drive(
+    *args: str, timeout: float = 60, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if token is not None:
+        env[TOKEN_ENV] = token
     return subprocess.run(
         [sys.executable, "-m", "fusefs.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env=env,
     )
 
 
@@ -54,9 +64,18 @@ def test_daemon_unreachable(tmp_path: Path) -> None:
     result = drive(
         "mount", str(tmp_path / "mnt"),
         "--metad", f"127.0.0.1:{port}", "--blockd", f"127.0.0.1:{port}",
-        "--cache", str(tmp_path / "cache"),
+        "--cache", str(tmp_path / "cache"), token=signin.token(),
     )  # fmt: skip
     _one_line_error(result, "cannot reach metad", str(port))
+
+
+def test_mount_without_sign_in(tmp_path: Path) -> None:
+    (tmp_path / "mnt").mkdir()
+    result = drive(
+        "mount", str(tmp_path / "mnt"), "--metad", "127.0.0.1:1", "--blockd", "127.0.0.1:1",
+        "--cache", str(tmp_path / "cache"), token="",
+    )  # fmt: skip
+    _one_line_error(result, "not signed in to 127.0.0.1:1", "drive login")
 
 
 def test_port_taken(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fusefs.clients import BlockClient
+from fusefs.credentials import TOKEN_ENV
+from tests import signin
 from tests.filedata import sha256_of, write_random
 
 MiB = 1024 * 1024
@@ -28,11 +30,12 @@ def drive_cmd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fusefs.cli", *args],
         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env={**os.environ, TOKEN_ENV: signin.token()},  # the first user, an administrator
     )  # fmt: skip
 
 
 def object_count(blockd) -> int:
-    client = BlockClient(blockd.address)
+    client = signin.block_client(blockd.address)
     try:
         return client.stats().object_count
     finally:

@@ -24,7 +24,8 @@ import pytest
 from fusefs.daemons import Daemon, DaemonError
 from protos.drive.v1 import metadata_pb2 as pb
 from protos.drive.v1 import metadata_pb2_grpc
-from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY, create_channel
+from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY
+from tests import signin
 
 TIMEOUT = 10.0
 DEVICE = "test-device"
@@ -192,7 +193,7 @@ def subscribe(
 
 @contextlib.contextmanager
 def connect(daemon: Daemon) -> Iterator[Drive]:
-    with create_channel(daemon.address) as channel:
+    with signin.channel(daemon.address) as channel:
         grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
         yield Drive(metadata_pb2_grpc.MetadataStub(channel))
 
@@ -679,10 +680,11 @@ def test_list_directory_pages_through_thousands_of_entries(
 
 def test_usage_counts_live_files(drive: Drive) -> None:
     root = drive.root()
+    # The first user gets the default quota, 10 GiB.
     assert (drive.usage().used_bytes, drive.usage().node_count, drive.usage().quota_bytes) == (
         0,
         1,
-        0,
+        10 * 1024**3,
     )
     d = drive.mkdir(root.id, "d")
     a = drive.create(d.id, "a")
@@ -692,7 +694,7 @@ def test_usage_counts_live_files(drive: Drive) -> None:
     drive.commit(b.id, 2, [200])  # only the current revision counts
     drive.symlink(root.id, "l", "a-long-target")  # symlinks use no quota
     usage = drive.usage()
-    assert (usage.used_bytes, usage.node_count, usage.quota_bytes) == (1224, 5, 0)
+    assert (usage.used_bytes, usage.node_count, usage.quota_bytes) == (1224, 5, 10 * 1024**3)
     drive.delete(root.id, "b")
     usage = drive.usage()
     assert (usage.used_bytes, usage.node_count) == (1024, 4)

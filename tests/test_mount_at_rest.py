@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fusefs.clients import MetadataClient
+from tests import signin
 from tests.filedata import sha256_of, write_random
 from tests.storedobjects import LocalObjects
 
@@ -35,7 +35,7 @@ def test_no_plaintext_at_rest_and_text_is_stored_smaller(
 
 def _master_key_ids(block_store, metad_address: str, name: str) -> set[bytes]:
     """The ids of the master keys that wrapped the blocks of a file (header bytes 6..14)."""
-    meta = MetadataClient(metad_address, "test")
+    meta = signin.metadata_client(metad_address)
     try:
         node = meta.lookup(meta.root().id, name)
         hashes = [b.hash.hex() for b in meta.get_revision(node.id).blocks]

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from fusefs.clients import MetadataClient
+from tests import signin
 from tests.filedata import sha256_of, write_random
 
 MiB = 1024 * 1024
 
 
 def _block_hashes(metad_address: str, name: str) -> list[str]:
-    meta = MetadataClient(metad_address, "test")
+    meta = signin.metadata_client(metad_address)
     try:
         node = meta.lookup(meta.root().id, name)
         return [b.hash.hex() for b in meta.get_revision(node.id).blocks]

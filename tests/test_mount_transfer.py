@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from fusefs.clients import BlockClient
+from tests import signin
 from tests.filedata import sha256_of, write_random
 
 MiB = 1024 * 1024
 
 
 def _stats(blockd):
-    client = BlockClient(blockd.address)
+    client = signin.block_client(blockd.address)
     try:
         return client.stats()
     finally:

@@ -6,11 +6,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Grant(_message.Message):
+    __slots__ = ("grant", "expires_s")
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_S_FIELD_NUMBER: _ClassVar[int]
+    grant: bytes
+    expires_s: int
+    def __init__(self, grant: _Optional[bytes] = ..., expires_s: _Optional[int] = ...) -> None: ...
+
 class FindMissingRequest(_message.Message):
-    __slots__ = ("hashes",)
+    __slots__ = ("hashes", "grants")
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    grants: _containers.RepeatedCompositeFieldContainer[Grant]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
 
 class FindMissingResponse(_message.Message):
     __slots__ = ("missing",)
@@ -39,10 +49,12 @@ class UploadResponse(_message.Message):
     def __init__(self, blocks_received: _Optional[int] = ..., blocks_stored: _Optional[int] = ..., bytes_received: _Optional[int] = ..., bytes_stored: _Optional[int] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
-    __slots__ = ("hashes",)
+    __slots__ = ("hashes", "grants")
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    grants: _containers.RepeatedCompositeFieldContainer[Grant]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
 
 class Block(_message.Message):
     __slots__ = ("hash", "data")

@@ -70,28 +70,34 @@ class BlocksServicer:
     """Missing associated documentation comment in .proto file."""
 
     def FindMissing(self, request, context):
-        """Which of the given hashes the store does not hold.
+        """Which of the given hashes the caller must upload. A block counts as held
+        only when the store holds it and the caller has shown a grant for it or
+        uploaded it to this blockd; so the answer never tells whether another
+        user holds a block.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Upload(self, request_iterator, context):
-        """Many blocks in one stream; each is verified against its hash.
+        """Many blocks in one stream; each is verified against its hash. Open to
+        every signed-in user; a block already stored is not written again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Download(self, request, context):
-        """The requested blocks, streamed in request order.
+        """The requested blocks, streamed in request order. Each needs a grant
+        (from metad, with the revision that refers to it): PERMISSION_DENIED
+        without a valid one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetStats(self, request, context):
-        """Counters and totals of the store.
+        """Counters and totals of the store. Administrators.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +108,7 @@ class BlocksServicer:
         period. metad fences every batch (see Metadata.CondemnBlocks), so a
         collection running beside writers loses nothing. Streams progress.
         FAILED_PRECONDITION if blockd was started without a metad address.
+        Administrators, as are Scrub's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

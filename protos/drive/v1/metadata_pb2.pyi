@@ -81,17 +81,19 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ...) -> None: ...
 
 class BlockRef(_message.Message):
-    __slots__ = ("hash", "offset", "size")
+    __slots__ = ("hash", "offset", "size", "grant")
     HASH_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     hash: bytes
     offset: int
     size: int
-    def __init__(self, hash: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+    grant: bytes
+    def __init__(self, hash: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., grant: _Optional[bytes] = ...) -> None: ...
 
 class Revision(_message.Message):
-    __slots__ = ("node_id", "number", "size", "mtime_ns", "mode", "author_id", "device", "created_ns", "blocks")
+    __slots__ = ("node_id", "number", "size", "mtime_ns", "mode", "author_id", "device", "created_ns", "blocks", "grants_expire_s")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +103,7 @@ class Revision(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     CREATED_NS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_EXPIRE_S_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     number: int
     size: int
@@ -110,7 +113,8 @@ class Revision(_message.Message):
     device: str
     created_ns: int
     blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
-    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., mode: _Optional[int] = ..., author_id: _Optional[int] = ..., device: _Optional[str] = ..., created_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ...) -> None: ...
+    grants_expire_s: int
+    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., mode: _Optional[int] = ..., author_id: _Optional[int] = ..., device: _Optional[str] = ..., created_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., grants_expire_s: _Optional[int] = ...) -> None: ...
 
 class GetRootRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,144 @@
+"""Where the drive command and the mount find the token they send with every call.
+
+In order: DRIVEFS_TOKEN in the environment; the token `drive login` saved for
+that metad (~/.config/drivefs/credentials.json, mode 0600); for a drive
+running on this machine under --data, a token made with the drive's own auth
+key for its first user (how `drive up` signs in by itself). A TokenSource
+renews its token in the background once half its life has passed, so a mount
+stays signed in for as long as it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fusefs.errors import NotSignedIn
+from protos import auth
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "DRIVEFS_TOKEN"
+CONFIG_DIR = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "drivefs"
+CREDENTIALS_FILE = CONFIG_DIR / "credentials.json"
+AUTH_KEY_NAME = "auth.key"  # under DATA/metad
+FIRST_USER_ID = 1
+LOCAL_TOKEN_TTL = 24 * 3600
+
+
+def auth_key_path(data_dir: Path) -> Path:
+    return data_dir / "metad" / AUTH_KEY_NAME
+
+
+def _load_saved() -> dict[str, dict]:
+    try:
+        return json.loads(CREDENTIALS_FILE.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def save_token(metad: str, token: str, expires_s: int, user: str) -> None:
+    """Remembers the token for metad (file mode 0600, written whole)."""
+    saved = _load_saved()
+    saved[metad] = {"token": token, "expires_s": expires_s, "user": user}
+    _write_saved(saved)
+
+
+def _write_saved(saved: dict[str, dict]) -> None:
+    CONFIG_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = CREDENTIALS_FILE.with_name(f".{CREDENTIALS_FILE.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(saved, f, indent=2)
+    os.replace(tmp, CREDENTIALS_FILE)
+
+
+def forget_token(metad: str) -> bool:
+    """drive logout: drops the saved token of metad; False if there was none."""
+    saved = _load_saved()
+    if saved.pop(metad, None) is None:
+        return False
+    _write_saved(saved)
+    return True
+
+
+def local_token(data_dir: Path) -> tuple[str, int] | None:
+    """A token for the first user, made with the auth key of a drive under data_dir."""
+    path = auth_key_path(data_dir)
+    if not path.exists():
+        return None
+    try:
+        key = auth.load_key(path)
+    except auth.AuthKeyError as exc:
+        raise NotSignedIn(str(exc)) from None
+    token = key.token(FIRST_USER_ID, admin=True, ttl_seconds=LOCAL_TOKEN_TTL)
+    return token, key.verify(token).expires_s
+
+
+class TokenSource:
+    """The current token; renew() (if given) is called in a thread when it is half spent."""
+
+    def __init__(
+        self,
+        token: str,
+        expires_s: int,
+        renew: Callable[[str], tuple[str, int]] | None = None,
+        on_renewed: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._token = token
+        self._expires_s = expires_s
+        self._renew = renew
+        self._on_renewed = on_renewed
+        self._renew_at = time.time() + max(0.0, (expires_s - time.time()) / 2)
+        self._renewing = threading.Lock()
+
+    def __call__(self) -> str:
+        due = self._renew is not None and time.time() >= self._renew_at
+        if due and self._renewing.acquire(blocking=False):
+            threading.Thread(target=self._renew_now, daemon=True).start()
+        return self._token
+
+    def _renew_now(self) -> None:
+        try:
+            assert self._renew is not None
+            token, expires_s = self._renew(self._token)
+        except Exception as exc:  # keep the old token; try again a minute later
+            log.warning("could not renew the sign-in token: %s", exc)
+            self._renew_at = time.time() + 60
+        else:
+            self._token, self._expires_s = token, expires_s
+            self._renew_at = time.time() + max(60.0, (expires_s - time.time()) / 2)
+            if self._on_renewed is not None:
+                with contextlib.suppress(OSError):
+                    self._on_renewed(token, expires_s)
+        finally:
+            self._renewing.release()
+
+
+def find_token(metad: str, data_dir: Path | None) -> tuple[str, int, str]:
+    """(token, expires_s, where it came from) for calls to metad. Raises NotSignedIn."""
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env, _expiry(env), "env"
+    entry = _load_saved().get(metad)
+    if entry and entry.get("expires_s", 0) > time.time():
+        return entry["token"], int(entry["expires_s"]), "saved"
+    if data_dir is not None:
+        local = local_token(data_dir)
+        if local is not None:
+            return *local, "local"
+    if entry:
+        raise NotSignedIn(f"the sign-in for {metad} has expired: run drive login again")
+    raise NotSignedIn(f"not signed in to {metad}: run drive login --metad {metad} NAME")
+
+
+def _expiry(token: str) -> int:
+    """A token's expiry as it claims it (unverified: only the server can check)."""
+    claimed = auth.unverified_expiry(token)
+    return claimed if claimed is not None else int(time.time()) + 3600

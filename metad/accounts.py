@@ -1,0 +1,177 @@
+"""The drive.v1.Accounts servicer: sign-in, tokens, users, passwords, quotas.
+
+Owns who may manage accounts (administrators, or a user for their own
+password) and the token lifetimes. Passwords are checked and hashed in a
+worker thread (scrypt is slow on purpose). Tokens are made by protos.auth;
+users are kept by the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from metad import passwords, rules
+from metad.errors import InvalidArgument, MetadataError, NotFound, PermissionDenied
+from metad.models import User
+from metad.service import abort_with
+from metad.store import Store
+from protos import auth
+from protos.drive.v1 import accounts_pb2 as pb
+from protos.drive.v1 import accounts_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+TOKEN_TTL_SECONDS = 30 * 24 * 3600
+MIN_PASSWORD_CHARS = 8
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Accounts"].full_name
+OPEN_METHODS = (f"/{SERVICE_NAME}/SignIn",)
+
+
+def user_to_proto(user: User, *, full: bool) -> pb.User:
+    """full: with quota and admin (administrators, and a user looking at themselves)."""
+    msg = pb.User(id=user.id, name=user.name, created_ns=user.created_ns, root_id=user.root_id)
+    if full:
+        msg.admin = user.admin
+        msg.quota_bytes = user.quota_bytes
+    return msg
+
+
+def _ttl(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument("ttl_seconds must not be negative")
+    return min(requested or TOKEN_TTL_SECONDS, TOKEN_TTL_SECONDS)
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidArgument(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+
+
+class AccountsService(accounts_pb2_grpc.AccountsServicer):
+    def __init__(self, store: Store, key: auth.AuthKey, default_quota: int) -> None:
+        self._store = store
+        self._key = key
+        self._default_quota = default_quota
+
+    async def _admin(self) -> User:
+        user = await self._store.get_user(auth.caller().user_id)
+        if not user.admin:
+            raise PermissionDenied("only an administrator may do this")
+        return user
+
+    def _signed_in(self, user: User, ttl: int) -> pb.SignInResponse:
+        token = self._key.token(user.id, admin=user.admin, ttl_seconds=ttl)
+        expires = self._key.verify(token).expires_s
+        return pb.SignInResponse(
+            token=token, expires_s=expires, user=user_to_proto(user, full=True)
+        )
+
+    async def SignIn(
+        self, request: pb.SignInRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SignInResponse:
+        try:
+            ttl = _ttl(request.ttl_seconds)
+            found = await self._store.find_user(request.name)
+            stored = found[1] if found else None
+            # Hash even for an unknown name, so timing does not tell names apart.
+            ok = await asyncio.to_thread(
+                passwords.password_matches, request.password, stored or passwords.DUMMY_HASH
+            )
+            if found is None or not ok or stored is None:
+                log.info("failed sign-in as %r", request.name[:64])
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong user name or password")
+            return self._signed_in(found[0], ttl)
+        except MetadataError as error:
+            await abort_with(context, error)
+
+    async def RenewToken(
+        self, request: pb.RenewTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SignInResponse:
+        try:
+            user = await self._store.get_user(auth.caller().user_id)
+            return self._signed_in(user, _ttl(request.ttl_seconds))
+        except MetadataError as error:
+            await abort_with(context, error)
+
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.aio.ServicerContext) -> pb.User:
+        try:
+            return user_to_proto(await self._store.get_user(auth.caller().user_id), full=True)
+        except MetadataError as error:
+            await abort_with(context, error)
+
+    async def CreateUser(
+        self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        try:
+            await self._admin()
+            rules.check_user_name(request.name)
+            check_password(request.password)
+            if request.quota_bytes < 0:
+                raise InvalidArgument("quota_bytes must not be negative")
+            hashed = await asyncio.to_thread(passwords.password_hash, request.password)
+            user = await self._store.create_user(
+                request.name,
+                hashed,
+                quota_bytes=request.quota_bytes or self._default_quota,
+                admin=request.admin,
+            )
+            log.info("user %s (%d) created", user.name, user.id)
+            return user_to_proto(user, full=True)
+        except MetadataError as error:
+            await abort_with(context, error)
+
+    async def ListUsers(
+        self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsersResponse:
+        try:
+            me = await self._store.get_user(auth.caller().user_id)
+            users = await self._store.list_users()
+            return pb.ListUsersResponse(
+                users=[user_to_proto(u, full=me.admin or u.id == me.id) for u in users]
+            )
+        except MetadataError as error:
+            await abort_with(context, error)
+
+    async def SetPassword(
+        self, request: pb.SetPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        try:
+            me = await self._store.get_user(auth.caller().user_id)
+            check_password(request.new_password)
+            if not request.name or request.name == me.name:
+                target = me
+                found = await self._store.find_user(me.name)
+                stored = found[1] if found else None
+                # A user without a password yet (the embedded first user) sets one freely.
+                if stored is not None and not await asyncio.to_thread(
+                    passwords.password_matches, request.current_password, stored
+                ):
+                    raise PermissionDenied("the current password is wrong")
+            else:
+                await self._admin()
+                found = await self._store.find_user(request.name)
+                if found is None:
+                    raise NotFound(f"no user named {request.name!r}")
+                target = found[0]
+            hashed = await asyncio.to_thread(passwords.password_hash, request.new_password)
+            return user_to_proto(await self._store.set_password(target.id, hashed), full=True)
+        except MetadataError as error:
+            await abort_with(context, error)
+
+    async def SetQuota(
+        self, request: pb.SetQuotaRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        try:
+            await self._admin()
+            if request.quota_bytes < 0:
+                raise InvalidArgument("quota_bytes must not be negative")
+            found = await self._store.find_user(request.name)
+            if found is None:
+                raise NotFound(f"no user named {request.name!r}")
+            user = await self._store.set_quota(found[0].id, request.quota_bytes)
+            return user_to_proto(user, full=True)
+        except MetadataError as error:
+            await abort_with(context, error)

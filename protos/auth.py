@@ -1,0 +1,314 @@
+"""Who is calling: sign-in tokens, block grants, and the interceptors that carry them.
+
+Every metad and blockd of one drive shares one secret, the auth key file
+(32 random bytes, mode 0600; metad creates it on first start). Two MAC keys
+are derived from it, so a token can never pass for a grant or the reverse:
+
+    token  "drive1." + b64url(JSON claims) + "." + b64url(HMAC-SHA256(token key, the part before))
+           claims {"sub": user id, "adm": admin?, "iat": issued (s), "exp": expires (s)}
+    grant  HMAC-SHA256(grant key, "user:expires:" + block hash)[:16]
+
+A token says who the caller is and travels as `authorization: Bearer TOKEN`
+metadata on every call; the server interceptor refuses a call without a valid,
+unexpired one (UNAUTHENTICATED), except the methods named open (sign-in,
+health, reflection). A grant says that metad let that user read a revision
+holding that block until `expires`; blockd serves a block only against one.
+
+Must not: know users, passwords or nodes (metad's), or blocks beyond their hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import contextvars
+import hmac
+import inspect
+import json
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+AUTH_METADATA_KEY = "authorization"
+_BEARER = "Bearer "
+_TOKEN_PREFIX = "drive1."
+_SECRET_BYTES = 32
+GRANT_BYTES = 16
+# Methods every interceptor lets through without a token.
+ALWAYS_OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class AuthKeyError(Exception):
+    """The auth key file is missing, unreadable, malformed or too open; the message says which."""
+
+
+class InvalidToken(Exception):
+    """A token that is malformed, forged or expired; the message says which, for the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What a valid token says about its bearer."""
+
+    user_id: int
+    admin: bool
+    issued_s: int
+    expires_s: int
+
+
+class AuthKey:
+    """The shared secret and the MAC keys derived from it."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != _SECRET_BYTES:
+            raise AuthKeyError(f"an auth key is {_SECRET_BYTES} bytes, not {len(secret)}")
+        self._token_key = hmac.digest(secret, b"drivefs token v1", "sha256")
+        self._grant_key = hmac.digest(secret, b"drivefs grant v1", "sha256")
+
+    # --- tokens -------------------------------------------------------------------------------
+
+    def token(
+        self, user_id: int, *, admin: bool, ttl_seconds: int, now: float | None = None
+    ) -> str:
+        issued = int(time.time() if now is None else now)
+        claims = {"sub": user_id, "adm": admin, "iat": issued, "exp": issued + ttl_seconds}
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        signed = _TOKEN_PREFIX + payload
+        return signed + "." + _b64(hmac.digest(self._token_key, signed.encode(), "sha256"))
+
+    def verify(self, token: str, now: float | None = None) -> Claims:
+        """The token's claims. Raises InvalidToken."""
+        signed, dot, mac = token.rpartition(".")
+        if not dot or not signed.startswith(_TOKEN_PREFIX):
+            raise InvalidToken("malformed token")
+        expected = hmac.digest(self._token_key, signed.encode(), "sha256")
+        try:
+            given = _unb64(mac)
+        except ValueError:
+            raise InvalidToken("malformed token") from None
+        if not hmac.compare_digest(expected, given):
+            raise InvalidToken("token signature does not match (forged, or from another drive)")
+        try:
+            raw = json.loads(_unb64(signed[len(_TOKEN_PREFIX) :]))
+            claims = Claims(int(raw["sub"]), bool(raw["adm"]), int(raw["iat"]), int(raw["exp"]))
+        except (ValueError, KeyError, TypeError):
+            raise InvalidToken("malformed token claims") from None
+        if claims.expires_s <= (time.time() if now is None else now):
+            raise InvalidToken("token expired; sign in again (drive login)")
+        return claims
+
+    # --- grants -------------------------------------------------------------------------------
+
+    def grant(self, user_id: int, expires_s: int, block_hash: bytes) -> bytes:
+        message = b"%d:%d:" % (user_id, expires_s) + block_hash
+        return hmac.digest(self._grant_key, message, "sha256")[:GRANT_BYTES]
+
+    def grants(self, user_id: int, expires_s: int, hashes: Iterable[bytes]) -> list[bytes]:
+        prefix = b"%d:%d:" % (user_id, expires_s)
+        key = self._grant_key
+        return [hmac.digest(key, prefix + h, "sha256")[:GRANT_BYTES] for h in hashes]
+
+    def check_grant(self, user_id: int, expires_s: int, block_hash: bytes, grant: bytes) -> bool:
+        """True when grant lets user_id read block_hash now."""
+        if expires_s <= time.time():
+            return False
+        return hmac.compare_digest(self.grant(user_id, expires_s, block_hash), grant)
+
+
+def unverified_expiry(token: str) -> int | None:
+    """The expiry a token claims, read without its key (for a client's renewal timing)."""
+    with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
+        payload = token[len(_TOKEN_PREFIX) :].split(".")[0]
+        return int(json.loads(_unb64(payload))["exp"])
+    return None
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not base64") from exc
+
+
+# --- the key file -------------------------------------------------------------------------------
+
+
+def load_key(path: Path) -> AuthKey:
+    """Reads the auth key file. Raises AuthKeyError with a message for the operator."""
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            raw = f.read()
+    except FileNotFoundError:
+        raise AuthKeyError(f"auth key file {path} not found") from None
+    except OSError as exc:
+        raise AuthKeyError(f"cannot read auth key file {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise AuthKeyError(
+            f"auth key file {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+        )
+    try:
+        return AuthKey(bytes.fromhex(raw.decode().strip()))
+    except (ValueError, UnicodeDecodeError):
+        raise AuthKeyError(f"auth key file {path} does not hold a key") from None
+
+
+def load_or_create_key(path: Path) -> AuthKey:
+    """The key in path, made first (0600, never overwriting) if there is none."""
+    with contextlib.suppress(FileExistsError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(_SECRET_BYTES).hex().encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return load_key(path)
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+_caller: contextvars.ContextVar[Claims] = contextvars.ContextVar("drivefs_caller")
+
+
+def caller() -> Claims:
+    """The verified claims of the call being handled (set by AuthInterceptor)."""
+    return _caller.get()
+
+
+def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == AUTH_METADATA_KEY and isinstance(value, str) and value.startswith(_BEARER):
+            return value[len(_BEARER) :]
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses every call without a valid token, except the open methods.
+
+    Handlers of the calls it lets through find the caller with `caller()`.
+    """
+
+    def __init__(self, key: AuthKey, open_methods: Iterable[str] = ()) -> None:
+        self._key = key
+        self._open = tuple(open_methods)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method in self._open or method.startswith(ALWAYS_OPEN):
+            return handler
+        fields = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        for field in fields:
+            behavior = getattr(handler, field)
+            if behavior is not None:
+                return handler._replace(**{field: self._guard(behavior)})
+        return handler
+
+    async def _verify(self, context: grpc.aio.ServicerContext) -> Claims:
+        token = bearer_token(context.invocation_metadata())
+        if token is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "not signed in (drive login)")
+        try:
+            return self._key.verify(token)
+        except InvalidToken as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise AssertionError("abort raises") from None
+
+    def _guard(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(behavior):
+
+            async def guarded_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                _caller.set(await self._verify(context))
+                async for item in behavior(request, context):
+                    yield item
+
+            return guarded_stream
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            _caller.set(await self._verify(context))
+            return await behavior(request, context)
+
+        return guarded
+
+
+async def require_admin(context: grpc.aio.ServicerContext) -> Claims:
+    """The caller, if an administrator; otherwise the call ends PERMISSION_DENIED."""
+    claims = caller()
+    if not claims.admin:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only an administrator may do this")
+    return claims
+
+
+# --- clients ------------------------------------------------------------------------------------
+
+
+class BearerAuth(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer TOKEN` to every call of a blocking channel.
+
+    token() is asked on every call, so a renewed token is used at once.
+    """
+
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._token = token
+
+    def _with_token(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = [(k, v) for k, v in (details.metadata or ()) if k != AUTH_METADATA_KEY] + [
+            (AUTH_METADATA_KEY, _BEARER + self._token())
+        ]
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+        return continuation(self._with_token(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+        return continuation(self._with_token(details), requests)
+
+
+@dataclass(frozen=True)
+class _CallDetails(grpc.ClientCallDetails):
+    method: str
+    timeout: float | None
+    metadata: list[tuple[str, str]]
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str]]:
+    """Call metadata carrying token, for a single call (grpc.aio clients)."""
+    return ((AUTH_METADATA_KEY, _BEARER + token),)
