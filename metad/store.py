@@ -333,8 +333,7 @@ def _check_quota(conn: sqlite3.Connection, owner_id: int, growth: int) -> None:
     quota, used = row["quota_bytes"], row["used"]
     if quota and used + growth > quota:
         raise QuotaExceeded(
-            f"over quota: {used + growth} bytes would exceed the {quota}-byte quota "
-            f"({used} in use)"
+            f"over quota: {used + growth} bytes would exceed the {quota}-byte quota ({used} in use)"
         )
 
 
