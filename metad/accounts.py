@@ -14,9 +14,9 @@ import logging
 import grpc
 
 from metad import passwords, rules
-from metad.errors import InvalidArgument, MetadataError, NotFound, PermissionDenied
+from metad.errors import InvalidArgument, NotFound, PermissionDenied
 from metad.models import User
-from metad.service import abort_with
+from metad.service import admin_caller, maps_errors
 from metad.store import Store
 from protos import auth
 from protos.drive.v1 import accounts_pb2 as pb
@@ -56,11 +56,11 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         self._key = key
         self._default_quota = default_quota
 
-    async def _admin(self) -> User:
-        user = await self._store.get_user(auth.caller().user_id)
-        if not user.admin:
-            raise PermissionDenied("only an administrator may do this")
-        return user
+    async def _user_named(self, name: str) -> User:
+        found = await self._store.find_user(name)
+        if found is None:
+            raise NotFound(f"no user named {name!r}")
+        return found[0]
 
     def _signed_in(self, user: User, ttl: int) -> pb.SignInResponse:
         token = self._key.token(user.id, admin=user.admin, ttl_seconds=ttl)
@@ -69,109 +69,93 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             token=token, expires_s=expires, user=user_to_proto(user, full=True)
         )
 
+    @maps_errors
     async def SignIn(
         self, request: pb.SignInRequest, context: grpc.aio.ServicerContext
     ) -> pb.SignInResponse:
-        try:
-            ttl = _ttl(request.ttl_seconds)
-            found = await self._store.find_user(request.name)
-            stored = found[1] if found else None
-            # Hash even for an unknown name, so timing does not tell names apart.
-            ok = await asyncio.to_thread(
-                passwords.password_matches, request.password, stored or passwords.DUMMY_HASH
-            )
-            if found is None or not ok or stored is None:
-                log.info("failed sign-in as %r", request.name[:64])
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong user name or password")
-            return self._signed_in(found[0], ttl)
-        except MetadataError as error:
-            await abort_with(context, error)
+        ttl = _ttl(request.ttl_seconds)
+        found = await self._store.find_user(request.name)
+        stored = found[1] if found else None
+        # Hash even for an unknown name, so timing does not tell names apart.
+        ok = await asyncio.to_thread(
+            passwords.password_matches, request.password, stored or passwords.dummy_hash()
+        )
+        if found is None or not ok or stored is None:
+            log.info("failed sign-in as %r", request.name[:64])
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong user name or password")
+        return self._signed_in(found[0], ttl)
 
+    @maps_errors
     async def RenewToken(
         self, request: pb.RenewTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.SignInResponse:
-        try:
-            user = await self._store.get_user(auth.caller().user_id)
-            return self._signed_in(user, _ttl(request.ttl_seconds))
-        except MetadataError as error:
-            await abort_with(context, error)
+        user = await self._store.get_user(auth.caller().user_id)
+        return self._signed_in(user, _ttl(request.ttl_seconds))
 
+    @maps_errors
     async def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.aio.ServicerContext) -> pb.User:
-        try:
-            return user_to_proto(await self._store.get_user(auth.caller().user_id), full=True)
-        except MetadataError as error:
-            await abort_with(context, error)
+        return user_to_proto(await self._store.get_user(auth.caller().user_id), full=True)
 
+    @maps_errors
     async def CreateUser(
         self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext
     ) -> pb.User:
-        try:
-            await self._admin()
-            rules.check_user_name(request.name)
-            check_password(request.password)
-            if request.quota_bytes < 0:
-                raise InvalidArgument("quota_bytes must not be negative")
-            hashed = await asyncio.to_thread(passwords.password_hash, request.password)
-            user = await self._store.create_user(
-                request.name,
-                hashed,
-                quota_bytes=request.quota_bytes or self._default_quota,
-                admin=request.admin,
-            )
-            log.info("user %s (%d) created", user.name, user.id)
-            return user_to_proto(user, full=True)
-        except MetadataError as error:
-            await abort_with(context, error)
+        await admin_caller(self._store)
+        rules.check_user_name(request.name)
+        check_password(request.password)
+        if request.quota_bytes < 0:
+            raise InvalidArgument("quota_bytes must not be negative")
+        hashed = await asyncio.to_thread(passwords.password_hash, request.password)
+        user = await self._store.create_user(
+            request.name,
+            hashed,
+            quota_bytes=request.quota_bytes or self._default_quota,
+            admin=request.admin,
+        )
+        log.info("user %s (%d) created", user.name, user.id)
+        return user_to_proto(user, full=True)
 
+    @maps_errors
     async def ListUsers(
         self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListUsersResponse:
-        try:
-            me = await self._store.get_user(auth.caller().user_id)
-            users = await self._store.list_users()
-            return pb.ListUsersResponse(
-                users=[user_to_proto(u, full=me.admin or u.id == me.id) for u in users]
-            )
-        except MetadataError as error:
-            await abort_with(context, error)
+        me = await self._store.get_user(auth.caller().user_id)
+        users = await self._store.list_users()
+        return pb.ListUsersResponse(
+            users=[user_to_proto(u, full=me.admin or u.id == me.id) for u in users]
+        )
 
+    @maps_errors
     async def SetPassword(
         self, request: pb.SetPasswordRequest, context: grpc.aio.ServicerContext
     ) -> pb.User:
-        try:
-            me = await self._store.get_user(auth.caller().user_id)
-            check_password(request.new_password)
-            if not request.name or request.name == me.name:
-                target = me
-                found = await self._store.find_user(me.name)
-                stored = found[1] if found else None
-                # A user without a password yet (the embedded first user) sets one freely.
-                if stored is not None and not await asyncio.to_thread(
-                    passwords.password_matches, request.current_password, stored
-                ):
-                    raise PermissionDenied("the current password is wrong")
-            else:
-                await self._admin()
-                found = await self._store.find_user(request.name)
-                if found is None:
-                    raise NotFound(f"no user named {request.name!r}")
-                target = found[0]
-            hashed = await asyncio.to_thread(passwords.password_hash, request.new_password)
-            return user_to_proto(await self._store.set_password(target.id, hashed), full=True)
-        except MetadataError as error:
-            await abort_with(context, error)
-
-    async def SetQuota(
-        self, request: pb.SetQuotaRequest, context: grpc.aio.ServicerContext
-    ) -> pb.User:
-        try:
-            await self._admin()
-            if request.quota_bytes < 0:
-                raise InvalidArgument("quota_bytes must not be negative")
+        me = await self._store.get_user(auth.caller().user_id)
+        check_password(request.new_password)
+        if not request.name or request.name == me.name:
+            target = me
+            found = await self._store.find_user(me.name)
+            stored = found[1] if found else None
+            # A user without a password yet (the embedded first user) sets one freely.
+            if stored is not None and not await asyncio.to_thread(
+                passwords.password_matches, request.current_password, stored
+            ):
+                raise PermissionDenied("the current password is wrong")
+        else:
+            await admin_caller(self._store)
             found = await self._store.find_user(request.name)
             if found is None:
                 raise NotFound(f"no user named {request.name!r}")
-            user = await self._store.set_quota(found[0].id, request.quota_bytes)
-            return user_to_proto(user, full=True)
-        except MetadataError as error:
-            await abort_with(context, error)
+            target = found[0]
+        hashed = await asyncio.to_thread(passwords.password_hash, request.new_password)
+        return user_to_proto(await self._store.set_password(target.id, hashed), full=True)
+
+    @maps_errors
+    async def SetQuota(
+        self, request: pb.SetQuotaRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        await admin_caller(self._store)
+        if request.quota_bytes < 0:
+            raise InvalidArgument("quota_bytes must not be negative")
+        target = await self._user_named(request.name)
+        user = await self._store.set_quota(target.id, request.quota_bytes)
+        return user_to_proto(user, full=True)

@@ -7,6 +7,7 @@ in a worker thread.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -45,5 +46,10 @@ def password_matches(password: str, stored: str | None) -> bool:
     return hmac.compare_digest(computed.hex(), digest)
 
 
-# Checked against when the name is unknown, so a failed sign-in takes as long either way.
-DUMMY_HASH = password_hash(secrets.token_hex(16))
+@functools.cache
+def dummy_hash() -> str:
+    """Checked against when the name is unknown, so a failed sign-in takes as long either way.
+
+    Made on first use, not at import: it costs a full scrypt.
+    """
+    return password_hash(secrets.token_hex(16))

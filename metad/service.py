@@ -41,6 +41,7 @@ from metad.models import (
     NodeKind,
     Revision,
     Role,
+    User,
 )
 from metad.store import Store
 from protos import auth
@@ -103,7 +104,7 @@ Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 
-def _maps_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+def maps_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     """Turns a domain error raised by a unary handler into its gRPC status."""
 
     @functools.wraps(method)
@@ -114,6 +115,14 @@ def _maps_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
             await abort_with(context, error)
 
     return handler
+
+
+async def admin_caller(store: Store) -> User:
+    """The calling user, if an administrator (as metad's database says now)."""
+    user = await store.get_user(auth.caller().user_id)
+    if not user.admin:
+        raise PermissionDenied("only an administrator may do this")
+    return user
 
 
 def node_to_proto(node: Node, user_id: int) -> pb.Node:
@@ -192,37 +201,33 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         self._key = key
         self._grant_ttl = grant_ttl_seconds
 
-    async def _admin(self) -> None:
-        if not (await self._store.get_user(auth.caller().user_id)).admin:
-            raise PermissionDenied("only an administrator may do this")
-
     def _with_grants(self, user_id: int, revision: Revision) -> pb.Revision:
         """The revision with a grant per block, so the caller can download them."""
         expires = int(time.time()) + self._grant_ttl
         grants = self._key.grants(user_id, expires, (b.hash for b in revision.blocks))
         return revision_to_proto(revision, grants, expires)
 
-    @_maps_errors
+    @maps_errors
     async def GetRoot(
         self, request: pb.GetRootRequest, context: grpc.aio.ServicerContext
     ) -> pb.Node:
         caller = _caller(context)
         return node_to_proto(await self._store.get_root(caller.user_id), caller.user_id)
 
-    @_maps_errors
+    @maps_errors
     async def Lookup(self, request: pb.LookupRequest, context: grpc.aio.ServicerContext) -> pb.Node:
         caller = _caller(context)
         node = await self._store.lookup(caller.user_id, request.parent_id, request.name)
         return node_to_proto(node, caller.user_id)
 
-    @_maps_errors
+    @maps_errors
     async def Stat(self, request: pb.StatRequest, context: grpc.aio.ServicerContext) -> pb.Node:
         caller = _caller(context)
         return node_to_proto(
             await self._store.stat(caller.user_id, request.node_id), caller.user_id
         )
 
-    @_maps_errors
+    @maps_errors
     async def ListDirectory(
         self, request: pb.ListDirectoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDirectoryResponse:
@@ -235,7 +240,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
             more=page.more,
         )
 
-    @_maps_errors
+    @maps_errors
     async def MakeDirectory(
         self, request: pb.MakeDirectoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.Node:
@@ -245,7 +250,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         )
         return node_to_proto(node, caller.user_id)
 
-    @_maps_errors
+    @maps_errors
     async def CreateFile(
         self, request: pb.CreateFileRequest, context: grpc.aio.ServicerContext
     ) -> pb.Node:
@@ -255,7 +260,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         )
         return node_to_proto(node, caller.user_id)
 
-    @_maps_errors
+    @maps_errors
     async def CreateSymlink(
         self, request: pb.CreateSymlinkRequest, context: grpc.aio.ServicerContext
     ) -> pb.Node:
@@ -265,7 +270,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         )
         return node_to_proto(node, caller.user_id)
 
-    @_maps_errors
+    @maps_errors
     async def CommitRevision(
         self, request: pb.CommitRevisionRequest, context: grpc.aio.ServicerContext
     ) -> pb.Node:
@@ -280,7 +285,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         )
         return node_to_proto(node, caller.user_id)
 
-    @_maps_errors
+    @maps_errors
     async def GetRevision(
         self, request: pb.GetRevisionRequest, context: grpc.aio.ServicerContext
     ) -> pb.Revision:
@@ -288,7 +293,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         revision = await self._store.get_revision(caller.user_id, request.node_id, request.number)
         return self._with_grants(caller.user_id, revision)
 
-    @_maps_errors
+    @maps_errors
     async def ListRevisions(
         self, request: pb.ListRevisionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRevisionsResponse:
@@ -296,7 +301,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         revisions = await self._store.list_revisions(caller.user_id, request.node_id)
         return pb.ListRevisionsResponse(revisions=[revision_to_proto(r) for r in revisions])
 
-    @_maps_errors
+    @maps_errors
     async def Rename(
         self, request: pb.RenameRequest, context: grpc.aio.ServicerContext
     ) -> pb.RenameResponse:
@@ -313,7 +318,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
             node=node_to_proto(node, caller.user_id), replaced_node_id=replaced or 0
         )
 
-    @_maps_errors
+    @maps_errors
     async def Delete(
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
@@ -323,7 +328,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         )
         return pb.DeleteResponse(node_id=node_id)
 
-    @_maps_errors
+    @maps_errors
     async def SetAttributes(
         self, request: pb.SetAttributesRequest, context: grpc.aio.ServicerContext
     ) -> pb.Node:
@@ -336,7 +341,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         )
         return node_to_proto(node, caller.user_id)
 
-    @_maps_errors
+    @maps_errors
     async def GetUsage(
         self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext
     ) -> pb.Usage:
@@ -348,14 +353,14 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
             node_count=usage.node_count,
         )
 
-    @_maps_errors
+    @maps_errors
     async def GetJournalHead(
         self, request: pb.GetJournalHeadRequest, context: grpc.aio.ServicerContext
     ) -> pb.JournalHead:
         caller = _caller(context)
         return pb.JournalHead(sequence=await self._store.journal_head(caller.user_id))
 
-    @_maps_errors
+    @maps_errors
     async def EmptyTrash(
         self, request: pb.EmptyTrashRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmptyTrashResponse:
@@ -363,26 +368,26 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         nodes, size = await self._store.empty_trash(caller.user_id)
         return pb.EmptyTrashResponse(nodes=nodes, bytes=size)
 
-    @_maps_errors
+    @maps_errors
     async def CondemnBlocks(
         self, request: pb.CondemnBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.CondemnBlocksResponse:
-        await self._admin()
+        await admin_caller(self._store)
         rules.check_hashes(request.hashes)
         return pb.CondemnBlocksResponse(
             condemned=await self._store.condemn_blocks(list(request.hashes))
         )
 
-    @_maps_errors
+    @maps_errors
     async def ReleaseBlocks(
         self, request: pb.ReleaseBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseBlocksResponse:
-        await self._admin()
+        await admin_caller(self._store)
         rules.check_hashes(request.hashes)
         await self._store.release_blocks(list(request.hashes))
         return pb.ReleaseBlocksResponse()
 
-    @_maps_errors
+    @maps_errors
     async def ListCondemnedBlocks(
         self, request: pb.ListCondemnedBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCondemnedBlocksResponse:
@@ -390,20 +395,20 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         condemned = await self._store.list_condemned_blocks(list(request.hashes))
         return pb.ListCondemnedBlocksResponse(hashes=condemned)
 
-    @_maps_errors
+    @maps_errors
     async def ListReferencedBlocks(
         self, request: pb.ListReferencedBlocksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListReferencedBlocksResponse:
-        await self._admin()
+        await admin_caller(self._store)
         limit = min(request.page_size or REFERENCED_PAGE, REFERENCED_PAGE_MAX)
         hashes, more = await self._store.referenced_blocks(request.after_hash, limit)
         return pb.ListReferencedBlocksResponse(hashes=hashes, more=more)
 
-    @_maps_errors
+    @maps_errors
     async def GetStorageSummary(
         self, request: pb.GetStorageSummaryRequest, context: grpc.aio.ServicerContext
     ) -> pb.StorageSummary:
-        await self._admin()
+        await admin_caller(self._store)
         summary = await self._store.storage_summary()
         return pb.StorageSummary(
             logical_bytes=summary.logical_bytes,

@@ -317,18 +317,21 @@ def _insert_user(
     return int(user_id)
 
 
+# What counts against a user's quota (in a query over users): the current
+# revisions of their live files, not trash or older revisions.
+_USED_BYTES = (
+    "(SELECT COALESCE(SUM(size), 0) FROM nodes"
+    " WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file')"
+)
+
+
 def _check_quota(conn: sqlite3.Connection, owner_id: int, growth: int) -> None:
     """Raises QuotaExceeded if growing the owner's live files by growth passes their quota.
 
-    Counts the current revisions of live files (not trash or older revisions),
-    whoever writes: a file in a shared folder counts for its owner.
+    Whoever writes: a file in a shared folder counts for its owner.
     """
     row = _fetch_one(
-        conn,
-        "SELECT quota_bytes, (SELECT COALESCE(SUM(size), 0) FROM nodes"
-        "   WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file') AS used"
-        " FROM users WHERE id = ?",
-        (owner_id,),
+        conn, f"SELECT quota_bytes, {_USED_BYTES} AS used FROM users WHERE id = ?", (owner_id,)
     )
     quota, used = row["quota_bytes"], row["used"]
     if quota and used + growth > quota:
@@ -1158,9 +1161,7 @@ class Store:
         def read(conn: sqlite3.Connection) -> Usage:
             row = _fetch_one(
                 conn,
-                "SELECT quota_bytes,"
-                " (SELECT COALESCE(SUM(size), 0) FROM nodes"
-                "   WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file') AS used,"
+                f"SELECT quota_bytes, {_USED_BYTES} AS used,"
                 " (SELECT COUNT(*) FROM nodes"
                 "   WHERE owner_id = users.id AND deleted_ns IS NULL) AS nodes"
                 " FROM users WHERE id = ?",
