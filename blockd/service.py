@@ -75,6 +75,18 @@ def _grants(grants: Sequence[blocks_pb2.Grant]) -> list[tuple[bytes, int]]:
     return [(g.grant, g.expires_s) for g in grants]
 
 
+async def _checked_hashes(
+    context: grpc.aio.ServicerContext, hashes: Sequence[bytes]
+) -> list[bytes]:
+    """The hashes, or the call ends INVALID_ARGUMENT (before any access check)."""
+    try:
+        for digest in hashes:
+            check_hash(digest)
+    except StoreError as exc:
+        await _abort(context, exc)
+    return list(hashes)
+
+
 def _token(context: grpc.aio.ServicerContext) -> str:
     """The caller's own token, which the collector shows metad (an administrator's)."""
     return auth.bearer_token(context.invocation_metadata()) or ""
@@ -91,12 +103,7 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
     async def FindMissing(
         self, request: blocks_pb2.FindMissingRequest, context: grpc.aio.ServicerContext
     ) -> blocks_pb2.FindMissingResponse:
-        hashes = list(request.hashes)
-        try:
-            for digest in hashes:
-                check_hash(digest)
-        except StoreError as exc:
-            await _abort(context, exc)
+        hashes = await _checked_hashes(context, request.hashes)
         if request.grants and len(request.grants) != len(hashes):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "one grant per hash, or none")
         proven = self._access.proven(auth.caller().user_id, hashes, _grants(request.grants))
@@ -136,12 +143,7 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         self, request: blocks_pb2.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> None:
         # The writer API rather than an async generator: see _send.
-        hashes = list(request.hashes)
-        try:
-            for digest in hashes:
-                check_hash(digest)
-        except StoreError as exc:
-            await _abort(context, exc)
+        hashes = await _checked_hashes(context, request.hashes)
         try:
             self._access.check_download(auth.caller().user_id, hashes, _grants(request.grants))
         except NoGrant as exc:

@@ -107,8 +107,7 @@ class AuthKey:
     # --- grants -------------------------------------------------------------------------------
 
     def grant(self, user_id: int, expires_s: int, block_hash: bytes) -> bytes:
-        message = b"%d:%d:" % (user_id, expires_s) + block_hash
-        return hmac.digest(self._grant_key, message, "sha256")[:GRANT_BYTES]
+        return self.grants(user_id, expires_s, [block_hash])[0]
 
     def grants(self, user_id: int, expires_s: int, hashes: Iterable[bytes]) -> list[bytes]:
         prefix = b"%d:%d:" % (user_id, expires_s)
