@@ -19,28 +19,21 @@ from pathlib import Path
 from fusefs import admin
 from fusefs.clients import AccountsClient
 from fusefs.credentials import (
-    TOKEN_ENV,
     TokenSource,
     auth_key_path,
     find_token,
     local_token,
     save_token,
+    token_from_env,
 )
 from fusefs.daemons import Daemon, DaemonError, start_daemon
 from fusefs.errors import DriveError
 from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
+from protos.runtime import parse_size
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "drivefs"
 DEFAULT_METAD = "127.0.0.1:7401"
 DEFAULT_BLOCKD = "127.0.0.1:7402"
-
-
-def _size(text: str) -> int:
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     user_sub = user.add_subparsers(dest="user_command", required=True)
     add = user_sub.add_parser("add", help="create a user with an empty drive")
     add.add_argument("name")
-    add.add_argument("--quota", type=_size, default=0, help="e.g. 20G (default: the server's)")
+    add.add_argument("--quota", type=parse_size, default=0, help="e.g. 20G (default: the server's)")
     add.add_argument("--admin", action="store_true", help="may manage users and maintenance")
     _daemon_options(add)
     _password_options(add)
@@ -108,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     _password_options(passwd)
     quota = user_sub.add_parser("quota", help="set a user's quota")
     quota.add_argument("name")
-    quota.add_argument("size", type=_size, help="e.g. 10G; 0 = unlimited")
+    quota.add_argument("size", type=parse_size, help="e.g. 10G; 0 = unlimited")
     _daemon_options(quota)
 
     trash = sub.add_parser("trash", help="deleted files")
@@ -171,7 +164,7 @@ def _password(args: argparse.Namespace, prompt: str, *, confirm: bool = False) -
 
 def _connection(args: argparse.Namespace) -> admin.Connection:
     """The running drive's addresses and the token for it (see fusefs.credentials)."""
-    token = os.environ.get(TOKEN_ENV) or find_token(_address(args, "metad"), args.data)[0]
+    token = token_from_env() or find_token(_address(args, "metad"), args.data)[0]
     return admin.Connection(
         lambda: _address(args, "metad"), lambda: _address(args, "blockd"), lambda: token
     )
@@ -204,7 +197,7 @@ def _address(args: argparse.Namespace, name: str) -> str:
 
 def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
     p.add_argument("--cache", type=Path, required=cache_required, help="local cache directory")
-    p.add_argument("--cache-size", type=_size, default=DEFAULT_CACHE_BYTES, help="e.g. 10G")
+    p.add_argument("--cache-size", type=parse_size, default=DEFAULT_CACHE_BYTES, help="e.g. 10G")
     p.add_argument("--device", help="name of this device in the drive's history")
 
 
@@ -300,7 +293,7 @@ def _cmd_mount(args: argparse.Namespace) -> None:
 
     def save(new: str, expires: int) -> None:
         if source == "saved":
-            save_token(args.metad, new, expires, "")
+            save_token(args.metad, new, expires)
 
     config = MountConfig(
         mountpoint=args.mountpoint.resolve(),

@@ -43,10 +43,14 @@ def _load_saved() -> dict[str, dict]:
         return {}
 
 
-def save_token(metad: str, token: str, expires_s: int, user: str) -> None:
-    """Remembers the token for metad (file mode 0600, written whole)."""
+def save_token(metad: str, token: str, expires_s: int, user: str | None = None) -> None:
+    """Remembers the token for metad (file mode 0600, written whole).
+
+    user None: a renewal, which keeps the name saved at sign-in.
+    """
     saved = _load_saved()
-    saved[metad] = {"token": token, "expires_s": expires_s, "user": user}
+    name = user if user is not None else saved.get(metad, {}).get("user", "")
+    saved[metad] = {"token": token, "expires_s": expires_s, "user": name}
     _write_saved(saved)
 
 
@@ -92,7 +96,6 @@ class TokenSource:
         on_renewed: Callable[[str, int], None] | None = None,
     ) -> None:
         self._token = token
-        self._expires_s = expires_s
         self._renew = renew
         self._on_renewed = on_renewed
         self._renew_at = time.time() + max(0.0, (expires_s - time.time()) / 2)
@@ -112,7 +115,7 @@ class TokenSource:
             log.warning("could not renew the sign-in token: %s", exc)
             self._renew_at = time.time() + 60
         else:
-            self._token, self._expires_s = token, expires_s
+            self._token = token
             self._renew_at = time.time() + max(60.0, (expires_s - time.time()) / 2)
             if self._on_renewed is not None:
                 with contextlib.suppress(OSError):
@@ -121,9 +124,14 @@ class TokenSource:
             self._renewing.release()
 
 
+def token_from_env() -> str | None:
+    """DRIVEFS_TOKEN, which needs no metad address to be found (e.g. for `drive gc`)."""
+    return os.environ.get(TOKEN_ENV) or None
+
+
 def find_token(metad: str, data_dir: Path | None) -> tuple[str, int, str]:
     """(token, expires_s, where it came from) for calls to metad. Raises NotSignedIn."""
-    env = os.environ.get(TOKEN_ENV)
+    env = token_from_env()
     if env:
         return env, _expiry(env), "env"
     entry = _load_saved().get(metad)

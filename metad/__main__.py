@@ -16,7 +16,7 @@ from pathlib import Path
 
 from metad import server
 from metad.errors import StartupError
-from protos.runtime import BindError, split_host_port, stop_with_parent
+from protos.runtime import BindError, parse_size, split_host_port, stop_with_parent
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
@@ -66,22 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--default-quota",
-        type=_size,
+        type=parse_size,
         default=server.DEFAULT_QUOTA_BYTES,
         help="quota of new users, e.g. 10G (default), 0 = unlimited",
     )
     return parser.parse_args(argv)
-
-
-def _size(text: str) -> int:
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ graceful stop on SIGTERM/SIGINT). Knows nothing of blocks or metadata.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ctypes
@@ -82,6 +83,18 @@ def split_host_port(address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit():
         raise ValueError(f"not a HOST:PORT address: {address!r}")
     return host, int(port)
+
+
+def parse_size(text: str) -> int:
+    """A size given on a command line (1234, 64K, 10G, 1.5TiB), as an argparse `type`."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    digits = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if digits and digits[-1] in units:
+            return int(float(digits[:-1]) * units[digits[-1]])
+        return int(digits)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
 def create_channel(address: str) -> grpc.Channel:
