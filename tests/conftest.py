@@ -126,6 +126,14 @@ def blockd(daemons: DaemonRunner, tmp_path: Path, block_store: StoredObjects) ->
 
 
 @pytest.fixture
+def drive(daemons, tmp_path: Path):
+    """metad, and blockd told where metad is (as `drive up` starts them)."""
+    metad = daemons.start("metad", tmp_path / "metad")
+    blockd = daemons.start("blockd", tmp_path / "blockd", extra_args=["--metad", metad.address])
+    return metad, blockd
+
+
+@pytest.fixture
 def metadata_stub(metad: Daemon) -> Iterator[metadata_pb2_grpc.MetadataStub]:
     """Signed in as the first user."""
     with signin.channel(metad.address) as channel:

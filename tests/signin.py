@@ -45,6 +45,16 @@ def block_client(address: str, bearer: str | None = None) -> BlockClient:
     return BlockClient(address, lambda: chosen)
 
 
+def file_block_hashes(metad_address: str, name: str) -> list[str]:
+    """The hex hashes of the blocks of the current revision of /name (the first user's)."""
+    meta = metadata_client(metad_address)
+    try:
+        node = meta.lookup(meta.root().id, name)
+        return [b.hash.hex() for b in meta.get_revision(node.id).blocks]
+    finally:
+        meta.close()
+
+
 def grants(hashes: list[bytes], user_id: int = FIRST_USER_ID, ttl: int = 3600) -> list:
     """Grants as metad would give user_id for these blocks."""
     from protos.drive.v1 import blocks_pb2

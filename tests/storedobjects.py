@@ -25,6 +25,12 @@ class StoredObjects(Protocol):
         """Flips one bit in the middle of a block's object."""
 
 
+def _flip_middle_bit(data: bytes) -> bytes:
+    raw = bytearray(data)
+    raw[len(raw) // 2] ^= 0x01
+    return bytes(raw)
+
+
 class LocalObjects:
     """blockd's DATA directory: blocks under blocks/ab/abcd…"""
 
@@ -45,9 +51,7 @@ class LocalObjects:
 
     def corrupt(self, block_hash: str) -> None:
         path = self._path(block_hash)
-        raw = bytearray(path.read_bytes())
-        raw[len(raw) // 2] ^= 0x01
-        path.write_bytes(bytes(raw))
+        path.write_bytes(_flip_middle_bit(path.read_bytes()))
 
 
 class S3Objects:
@@ -74,6 +78,4 @@ class S3Objects:
 
     def corrupt(self, block_hash: str) -> None:
         key = self.prefix + block_hash
-        raw = bytearray(self.server.get(self.bucket, key))
-        raw[len(raw) // 2] ^= 0x01
-        self.server.put(self.bucket, key, bytes(raw))
+        self.server.put(self.bucket, key, _flip_middle_bit(self.server.get(self.bucket, key)))

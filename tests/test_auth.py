@@ -38,13 +38,6 @@ def h(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-@pytest.fixture
-def drive(daemons, tmp_path: Path):
-    metad = daemons.start("metad", tmp_path / "metad")
-    blockd = daemons.start("blockd", tmp_path / "blockd", extra_args=["--metad", metad.address])
-    return metad, blockd
-
-
 def _accounts(address: str, bearer: str | None) -> accounts_pb2_grpc.AccountsStub:
     channel = create_channel(address) if bearer is None else signin.channel(address, bearer)
     return accounts_pb2_grpc.AccountsStub(channel)

@@ -9,21 +9,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from fusefs.credentials import TOKEN_ENV
 from tests import signin
 from tests.filedata import sha256_of, write_random
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def drive(daemons, tmp_path: Path):
-    """metad, and blockd told where metad is (as `drive up` starts them)."""
-    metad = daemons.start("metad", tmp_path / "metad")
-    blockd = daemons.start("blockd", tmp_path / "blockd", extra_args=["--metad", metad.address])
-    return metad, blockd
 
 
 def drive_cmd(*args: str) -> subprocess.CompletedProcess[str]:

@@ -35,14 +35,8 @@ def test_no_plaintext_at_rest_and_text_is_stored_smaller(
 
 def _master_key_ids(block_store, metad_address: str, name: str) -> set[bytes]:
     """The ids of the master keys that wrapped the blocks of a file (header bytes 6..14)."""
-    meta = signin.metadata_client(metad_address)
-    try:
-        node = meta.lookup(meta.root().id, name)
-        hashes = [b.hash.hex() for b in meta.get_revision(node.id).blocks]
-    finally:
-        meta.close()
     stored = block_store.blocks()
-    return {stored[h][6:14] for h in hashes}
+    return {stored[h][6:14] for h in signin.file_block_hashes(metad_address, name)}
 
 
 @pytest.mark.both_backends

@@ -13,15 +13,6 @@ from tests.filedata import sha256_of, write_random
 MiB = 1024 * 1024
 
 
-def _block_hashes(metad_address: str, name: str) -> list[str]:
-    meta = signin.metadata_client(metad_address)
-    try:
-        node = meta.lookup(meta.root().id, name)
-        return [b.hash.hex() for b in meta.get_revision(node.id).blocks]
-    finally:
-        meta.close()
-
-
 @pytest.mark.both_backends
 def test_flipped_byte_gives_eio_and_other_files_still_read(
     mounts, daemons, metad, blockd, block_store, tmp_path: Path, allowed_log_patterns: list[str]
@@ -30,7 +21,7 @@ def test_flipped_byte_gives_eio_and_other_files_still_read(
     writer = mounts.mount(metad, blockd, "dev-a")
     victim_digest = write_random(writer.path / "victim", 3 * MiB, seed=1)
     other_digest = write_random(writer.path / "other", 3 * MiB, seed=2)
-    hashes = _block_hashes(metad.address, "victim")
+    hashes = signin.file_block_hashes(metad.address, "victim")
     assert hashes and set(hashes) <= set(block_store.blocks())
     block_store.corrupt(hashes[len(hashes) // 2])
     # A restart empties blockd's memory, so the damaged object is read from storage.

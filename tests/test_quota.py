@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
 import grpc
 import pytest
@@ -15,13 +14,6 @@ from tests import signin
 
 MiB = 1024 * 1024
 TIMEOUT = 20
-
-
-@pytest.fixture
-def drive(daemons, tmp_path: Path):
-    metad = daemons.start("metad", tmp_path / "metad")
-    blockd = daemons.start("blockd", tmp_path / "blockd", extra_args=["--metad", metad.address])
-    return metad, blockd
 
 
 def _set_quota(metad, name: str, size: int) -> None:
