@@ -20,7 +20,21 @@ from typing import ParamSpec, TypeVar
 import grpc
 
 from fusefs import errors
-from fusefs.models import BlockRef, Change, ChangeKind, Kind, Node, Revision, Usage
+from fusefs.models import (
+    BlockRef,
+    Change,
+    ChangeKind,
+    Kind,
+    Node,
+    Restored,
+    Revision,
+    RevisionInfo,
+    Role,
+    ShareInfo,
+    SnapshotEntry,
+    TrashEntry,
+    Usage,
+)
 from protos import auth
 from protos.drive.v1 import (
     accounts_pb2,
@@ -53,6 +67,8 @@ _REASONS: dict[str, type[errors.DriveError]] = {
     "invalid-name": errors.InvalidName,
     "blocks-condemned": errors.BlocksCondemned,
     "quota-exceeded": errors.QuotaExceeded,
+    "cross-drive": errors.CrossDrive,
+    "content-gone": errors.NotFound,
 }
 
 _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {
@@ -114,6 +130,8 @@ def _node(msg: metadata_pb2.Node) -> Node:
         revision=msg.revision,
         symlink_target=msg.symlink_target,
         change_sequence=msg.change_sequence,
+        owner_id=msg.owner_id,
+        role=Role(msg.role),
     )
 
 
@@ -130,6 +148,28 @@ def _change(msg: metadata_pb2.ChangeEvent) -> Change:
         revision=msg.revision,
         device=msg.device,
         replaced_node_id=msg.replaced_node_id,
+        actor_id=msg.actor_id,
+        actor_name=msg.actor_name,
+        time_ns=msg.time_ns,
+        path=msg.path,
+        shared=msg.shared,
+        owner_id=msg.owner_id,
+        subject_user_id=msg.subject_user_id,
+        subject_name=msg.subject_name,
+        role=Role(msg.role),
+    )
+
+
+def _share(msg: metadata_pb2.ShareInfo) -> ShareInfo:
+    return ShareInfo(
+        node=_node(msg.node),
+        path=msg.path,
+        owner_id=msg.owner_id,
+        owner_name=msg.owner_name,
+        user_id=msg.user_id,
+        user_name=msg.user_name,
+        role=Role(msg.role),
+        created_ns=msg.created_ns,
     )
 
 
@@ -334,6 +374,85 @@ class MetadataClient:
         if mtime_ns is not None:
             req.mtime_ns = mtime_ns
         return _node(self._stub.SetAttributes(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def list_revisions(self, node_id: int) -> list[RevisionInfo]:
+        """Every kept revision of a file, newest first."""
+        req = metadata_pb2.ListRevisionsRequest(node_id=node_id)
+        resp = self._stub.ListRevisions(req, timeout=UNARY_TIMEOUT)
+        return [
+            RevisionInfo(r.number, r.size, r.mtime_ns, r.author_id, r.device, r.created_ns)
+            for r in resp.revisions
+        ]
+
+    @_rpc
+    def restore_revision(self, node_id: int, number: int) -> Node:
+        req = metadata_pb2.RestoreRevisionRequest(
+            node_id=node_id, number=number, device=self.device
+        )
+        return _node(self._stub.RestoreRevision(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def share(self, node_id: int, user_name: str, role: Role) -> ShareInfo:
+        req = metadata_pb2.ShareRequest(
+            node_id=node_id, user_name=user_name, role=int(role), device=self.device
+        )
+        return _share(self._stub.Share(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def unshare(self, node_id: int, user_name: str = "") -> int:
+        """Takes the share away from user_name ("" = from everyone); returns how many."""
+        req = metadata_pb2.UnshareRequest(node_id=node_id, user_name=user_name, device=self.device)
+        return self._stub.Unshare(req, timeout=UNARY_TIMEOUT).removed
+
+    @_rpc
+    def list_shares(self, node_id: int = 0) -> list[ShareInfo]:
+        req = metadata_pb2.ListSharesRequest(node_id=node_id)
+        return [_share(m) for m in self._stub.ListShares(req, timeout=UNARY_TIMEOUT).shares]
+
+    @_rpc
+    def shared_with_me(self) -> list[ShareInfo]:
+        req = metadata_pb2.ListSharedWithMeRequest()
+        resp = self._stub.ListSharedWithMe(req, timeout=UNARY_TIMEOUT)
+        return [_share(m) for m in resp.shares]
+
+    @_rpc
+    def list_trash(self) -> list[TrashEntry]:
+        resp = self._stub.ListTrash(metadata_pb2.ListTrashRequest(), timeout=UNARY_TIMEOUT)
+        return [TrashEntry(_node(e.node), e.path, e.deleted_ns, e.purge_ns) for e in resp.entries]
+
+    @_rpc
+    def restore_from_trash(self, node_id: int) -> Restored:
+        req = metadata_pb2.RestoreFromTrashRequest(node_id=node_id, device=self.device)
+        resp = self._stub.RestoreFromTrash(req, timeout=UNARY_TIMEOUT)
+        return Restored(_node(resp.node), resp.path, resp.restored)
+
+    @_rpc
+    def list_snapshot(self, node_id: int, time_ns: int) -> list[SnapshotEntry]:
+        """Entries of a folder as they were at time_ns (node_id 0 = the drive root)."""
+        req = metadata_pb2.ListSnapshotRequest(node_id=node_id, time_ns=time_ns)
+        resp = self._stub.ListSnapshot(req, timeout=UNARY_TIMEOUT)
+        return [
+            SnapshotEntry(
+                e.node_id,
+                e.name,
+                Kind(e.kind),
+                e.size,
+                e.mtime_ns,
+                e.revision,
+                e.content_kept,
+                e.symlink_target,
+            )
+            for e in resp.entries
+        ]
+
+    @_rpc
+    def restore_snapshot(self, node_id: int, time_ns: int) -> Restored:
+        req = metadata_pb2.RestoreSnapshotRequest(
+            node_id=node_id, time_ns=time_ns, device=self.device
+        )
+        resp = self._stub.RestoreSnapshot(req, timeout=STREAM_TIMEOUT)
+        return Restored(_node(resp.node), resp.path, resp.files, resp.directories, resp.skipped)
 
     @_rpc
     def usage(self) -> Usage:

@@ -62,6 +62,10 @@ class ReadOnly(DriveError):
     pass
 
 
+class CrossDrive(DriveError):
+    """A move between two owners' drives (e.g. out of a shared folder): copy instead."""
+
+
 class QuotaExceeded(DriveError):
     pass
 
@@ -102,6 +106,7 @@ _ERRNO: dict[type[DriveError], int] = {
     InvalidArgument: errno.EINVAL,
     PermissionDenied: errno.EACCES,
     ReadOnly: errno.EROFS,
+    CrossDrive: errno.EXDEV,
     QuotaExceeded: errno.EDQUOT,
     NoSpace: errno.ENOSPC,
     Unavailable: errno.EIO,

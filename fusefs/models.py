@@ -30,6 +30,15 @@ class ChangeKind(enum.IntEnum):
     UNSHARED = 8
 
 
+class Role(enum.IntEnum):
+    """What the caller may do with a node, numbered as drive.v1.Role (ordered)."""
+
+    NONE = 0
+    READ = 1
+    WRITE = 2
+    OWNER = 3
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     id: int
@@ -43,6 +52,12 @@ class Node:
     revision: int
     symlink_target: str
     change_sequence: int
+    owner_id: int = 0
+    role: Role = Role.OWNER  # the caller's role
+
+    @property
+    def writable(self) -> bool:
+        return self.role >= Role.WRITE
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,70 @@ class Change:
     revision: int
     device: str
     replaced_node_id: int
+    actor_id: int = 0
+    actor_name: str = ""
+    time_ns: int = 0
+    path: str = ""  # as the subscriber sees it: from their root, or from the share if shared
+    shared: bool = False  # the node is in someone else's drive, shared with the subscriber
+    owner_id: int = 0
+    subject_user_id: int = 0  # SHARED/UNSHARED: whom the share is for
+    subject_name: str = ""
+    role: Role = Role.NONE  # SHARED: the role granted
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionInfo:
+    """One kept revision of a file, as `drive history` lists it."""
+
+    number: int
+    size: int
+    mtime_ns: int
+    author_id: int
+    device: str
+    created_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShareInfo:
+    node: Node  # the shared file or folder, with the caller's role
+    path: str  # its path in the owner's drive
+    owner_id: int
+    owner_name: str
+    user_id: int
+    user_name: str
+    role: Role  # what the share grants
+    created_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrashEntry:
+    node: Node  # parent_id and name: where it was
+    path: str
+    deleted_ns: int
+    purge_ns: int  # 0 = never purged automatically
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """Where a restore put things back."""
+
+    node: Node
+    path: str
+    restored: int  # nodes (trash) or files (snapshot) brought back
+    directories: int = 0
+    skipped: int = 0  # snapshot: files whose content at that time is no longer kept
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    node_id: int
+    name: str
+    kind: Kind
+    size: int
+    mtime_ns: int
+    revision: int
+    content_kept: bool
+    symlink_target: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from metad import server
 from metad.errors import StartupError
+from metad.housekeeping import Housekeeping
+from metad.retention import DAY_NS, Retention
 from protos.runtime import BindError, parse_size, split_host_port, stop_with_parent
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -70,6 +72,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=server.DEFAULT_QUOTA_BYTES,
         help="quota of new users, e.g. 10G (default), 0 = unlimited",
     )
+    keep = parser.add_argument_group(
+        "trash and revisions", "what is kept, checked hourly; dropped content goes to `drive gc`"
+    )
+    keep.add_argument(
+        "--trash-days",
+        type=float,
+        default=30,
+        help="deleted files are purged after this many days (default 30, 0 = never)",
+    )
+    keep.add_argument(
+        "--keep-all-days",
+        type=float,
+        default=30,
+        help="every revision is kept this long (default 30)",
+    )
+    keep.add_argument(
+        "--keep-daily-days",
+        type=float,
+        default=90,
+        help="then one revision a day up to this age (default 90)",
+    )
+    keep.add_argument(
+        "--keep-weekly-days",
+        type=float,
+        default=0,
+        help="then one a week up to this age (default 0 = for ever)",
+    )
+    keep.add_argument(
+        "--housekeeping-interval",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help=argparse.SUPPRESS,
+    )
     return parser.parse_args(argv)
 
 
@@ -84,6 +120,13 @@ def main(argv: list[str] | None = None) -> None:
         auth_key=args.auth_key,
         first_user=args.first_user,
         default_quota=args.default_quota,
+        housekeeping=Housekeeping(
+            trash_ns=int(args.trash_days * DAY_NS),
+            retention=Retention.from_days(
+                args.keep_all_days, args.keep_daily_days, args.keep_weekly_days
+            ),
+            interval_s=args.housekeeping_interval,
+        ),
     )
     try:
         asyncio.run(server.run(config))

@@ -8,22 +8,38 @@ ever held in memory, so a slow subscriber cannot make the daemon grow).
 
 Correctness rests on two facts: the store publishes a sequence only after its
 transaction committed, and sequences become visible in commit order (see
-schema.py). So after reading at a moment when the signal said "latest = L",
-every event <= L for this subscriber has been seen, and waiting for a commit
-beyond max(cursor, L) can miss nothing. Must not touch SQL directly.
+schema.py). A read reports how far it looked (the journal's head when it ran,
+or where its limit stopped it), so every event up to there has been seen and
+waiting for a commit beyond it can miss nothing. Must not touch SQL directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from metad.models import ChangeEvent
 
 BATCH_SIZE = 500
 
-# read(after, limit) -> up to `limit` events with sequence > after, in order.
-ReadChanges = Callable[[int, int], Awaitable[Sequence[ChangeEvent]]]
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """What one read of the journal found for one subscriber.
+
+    Not every journal row is for every subscriber, so a page says how far the
+    read looked, not only what it kept.
+    """
+
+    events: Sequence[ChangeEvent]  # the subscriber's events, in sequence order
+    scanned_to: int  # every row up to this sequence was looked at
+    more: bool  # the read stopped at its limit: rows beyond scanned_to may wait
+
+
+# read(after, limit) -> the subscriber's events with sequence > after, from at
+# most `limit` journal rows.
+ReadChanges = Callable[[int, int], Awaitable[ChangePage]]
 
 
 class CommitSignal:
@@ -75,13 +91,12 @@ async def follow(
     """
     cursor = after
     while not signal.closed:
-        horizon = signal.latest  # everything up to here is committed, so the read sees it
-        batch = await read(cursor, batch_size)
-        for event in batch:
+        page = await read(cursor, batch_size)
+        for event in page.events:
             yield event
-            cursor = event.sequence
-        if len(batch) == batch_size:
+        cursor = max(cursor, page.scanned_to)
+        if page.more:
             continue
-        # Events of other drives also advance the signal: wait beyond what we know was read.
-        if not await signal.wait_beyond(max(cursor, horizon)):
+        # Other users' commits also advance the signal: wait beyond what was looked at.
+        if not await signal.wait_beyond(cursor):
             return

@@ -73,6 +73,18 @@ class BlocksCondemned(FailedPrecondition):
     reason = "blocks-condemned"
 
 
+class CrossDrive(FailedPrecondition):
+    """A move between two owners' drives: the client copies instead (EXDEV)."""
+
+    reason = "cross-drive"
+
+
+class ContentGone(FailedPrecondition):
+    """The revision asked for was thinned or purged: its content is no longer kept."""
+
+    reason = "content-gone"
+
+
 class Unauthenticated(MetadataError):
     """No valid sign-in (wrong password, unknown user)."""
 

@@ -34,11 +34,21 @@ class ChangeKind(enum.Enum):
 
 
 class Role(enum.Enum):
-    """What a user may do with a node."""
+    """What a user may do with a node. Values are stored in shares.role (but owner)."""
 
     READ = "read"
     WRITE = "write"
     OWNER = "owner"
+
+    @property
+    def rank(self) -> int:
+        return _ROLE_RANK[self]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+_ROLE_RANK = {Role.READ: 1, Role.WRITE: 2, Role.OWNER: 3}
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class Node:
     symlink_target: str | None
     change_sequence: int  # journal sequence of the last change, 0 if none
     deleted_ns: int | None = None  # None while the node is alive
+    role: Role | None = None  # the caller's role, where the store worked it out
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,14 @@ class ChangeEvent:
     device: str
     time_ns: int
     replaced_node_id: int | None  # MOVED over an existing entry: the node it replaced
+    owner_id: int = 0  # whose drive the node is in
+    subject_user_id: int | None = None  # SHARED/UNSHARED: whom the share is for
+    role: Role | None = None  # SHARED: the role granted
+    # Filled for a subscriber (store.read_changes): names and the path as they see it.
+    actor_name: str = ""
+    subject_name: str = ""
+    path: str = ""  # from their root, or from the shared node when shared
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,3 +154,44 @@ class StorageSummary:
     logical_bytes: int  # current revisions of live files
     referenced_blocks: int  # distinct blocks any kept revision refers to
     referenced_bytes: int  # their plaintext size
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    node: Node  # with the role of whoever asked
+    path: str  # in the owner's drive
+    owner_id: int
+    owner_name: str
+    user_id: int
+    user_name: str
+    role: Role
+    created_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrashEntry:
+    node: Node  # parent_id and name: where it was
+    path: str
+    deleted_ns: int
+    purge_ns: int  # 0 = not purged automatically
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    node: Node
+    path: str
+    files: int  # nodes brought back (trash) or files whose content came back (snapshot)
+    directories: int = 0
+    skipped: int = 0  # snapshot: files whose content at that time is no longer kept
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    node_id: int
+    name: str
+    kind: NodeKind
+    size: int
+    mtime_ns: int
+    revision: int  # files: current at that time
+    content_kept: bool  # files: that revision (or an older kept one) can be restored
+    symlink_target: str | None

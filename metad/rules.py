@@ -1,4 +1,4 @@
-"""Pure rules of the namespace: valid names, symlink targets, block lists, modes, roles.
+"""Pure rules of the namespace: valid names, symlink targets, block lists, modes.
 
 Owns the checks that need no database, so the store applies them before it
 opens a transaction and tests can call them directly. No I/O here.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from metad.errors import InvalidArgument, InvalidBlocks, InvalidName, InvalidTarget, NameTooLong
-from metad.models import BlockRef, Node, Role
+from metad.models import BlockRef
 
 MAX_NAME_BYTES = 255
 MAX_TARGET_BYTES = 4095  # PATH_MAX minus the terminating NUL
@@ -73,8 +73,3 @@ def check_blocks(size: int, blocks: Sequence[BlockRef]) -> None:
 def permission_bits(mode: int) -> int:
     """Keeps only permission bits, so callers may pass a full st_mode."""
     return mode & PERMISSION_BITS
-
-
-def role_of(node: Node, user_id: int) -> Role | None:
-    """The caller's role on a node; None means no access (sharing arrives later)."""
-    return Role.OWNER if node.owner_id == user_id else None

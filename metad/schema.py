@@ -21,7 +21,7 @@ import time
 
 from metad.errors import SchemaTooNew, StartupError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1: tuple[str, ...] = (
     """
@@ -180,8 +180,39 @@ CREATE TABLE users_v3 (
     "ALTER TABLE users_v3 RENAME TO users",
 )
 
+# Version 4: sharing, trash and snapshots. (New tables rather than new
+# columns: SQLite appends an added column after the table's last line, which
+# here ends in a comment.)
+_V4: tuple[str, ...] = (
+    """
+CREATE TABLE share_changes (
+    sequence INTEGER PRIMARY KEY REFERENCES changes (sequence),
+        -- a 'shared' or 'unshared' journal row
+    user_id INTEGER NOT NULL REFERENCES users (id),
+        -- the user the share is (or was) for: the row reaches their subscriptions too
+    role TEXT CHECK (role IN ('read', 'write'))  -- shared: the role granted; NULL for unshared
+)""",
+    "CREATE INDEX share_changes_user ON share_changes (user_id, sequence)",
+    """
+CREATE TABLE purged_nodes (
+    node_id INTEGER PRIMARY KEY REFERENCES nodes (id),
+        -- a deleted node whose revisions the trash let go of for good (emptied or expired)
+    purged_ns INTEGER NOT NULL  -- when
+)""",
+    # Snapshots: every node ever in a folder, then each one's last change before a time.
+    "CREATE INDEX changes_parent ON changes (parent_id, node_id)",
+    "CREATE INDEX changes_node ON changes (node_id, sequence)",
+    "CREATE INDEX changes_replaced ON changes (replaced_node_id, sequence)"
+    " WHERE replaced_node_id IS NOT NULL",
+    # Trash: a deleted folder's whole tree (deleted children included); the purge.
+    "CREATE INDEX nodes_parent ON nodes (parent_id)",
+    "CREATE INDEX nodes_trash ON nodes (owner_id, deleted_ns) WHERE deleted_ns IS NOT NULL",
+    # Retention: revisions old enough to be thinned.
+    "CREATE INDEX revisions_created ON revisions (created_ns)",
+)
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 
 
 def user_version(conn: sqlite3.Connection) -> int:

@@ -9,12 +9,13 @@ SIGTERM) is protos.runtime.serve's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -23,6 +24,7 @@ from metad import accounts
 from metad.accounts import AccountsService
 from metad.changes import CommitSignal
 from metad.errors import StartupError
+from metad.housekeeping import Housekeeping, run_forever
 from metad.service import MetadataService
 from metad.store import FIRST_USER_NAME, Store
 from protos import auth
@@ -48,6 +50,7 @@ class Config:
     auth_key: Path | None = None  # None: data_dir/auth.key, created on first start
     first_user: str = FIRST_USER_NAME  # name of the administrator made on first start
     default_quota: int = DEFAULT_QUOTA_BYTES  # of users created without one; 0 = unlimited
+    housekeeping: Housekeeping = field(default_factory=Housekeeping)
 
 
 @contextlib.contextmanager
@@ -82,6 +85,7 @@ async def run(config: Config) -> None:
             first_user=config.first_user,
             first_user_quota=config.default_quota,
         )
+        chores = asyncio.create_task(run_forever(store, config.housekeeping))
         try:
             commits.publish(await store.last_sequence())
             log.info(
@@ -93,7 +97,8 @@ async def run(config: Config) -> None:
 
             def add_services(server: grpc.aio.Server) -> Sequence[str]:
                 metadata_pb2_grpc.add_MetadataServicer_to_server(
-                    MetadataService(store, commits, key), server
+                    MetadataService(store, commits, key, trash_ns=config.housekeeping.trash_ns),
+                    server,
                 )
                 accounts_pb2_grpc.add_AccountsServicer_to_server(
                     AccountsService(store, key, config.default_quota), server
@@ -112,6 +117,9 @@ async def run(config: Config) -> None:
                 interceptors=[auth.AuthInterceptor(key, accounts.OPEN_METHODS)],
             )
         finally:
+            chores.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chores
             commits.close()
             await store.close()
 

@@ -41,6 +41,7 @@ from metad.models import (
     NodeKind,
     Revision,
     Role,
+    Share,
     User,
 )
 from metad.store import Store
@@ -71,6 +72,7 @@ _NODE_KIND = {
     NodeKind.SYMLINK: pb.NODE_KIND_SYMLINK,
 }
 _ROLE = {Role.READ: pb.ROLE_READ, Role.WRITE: pb.ROLE_WRITE, Role.OWNER: pb.ROLE_OWNER}
+_ROLE_FROM_PROTO = {number: role for role, number in _ROLE.items()}
 _CHANGE_KIND = {
     ChangeKind.CREATED: pb.CHANGE_KIND_CREATED,
     ChangeKind.EDITED: pb.CHANGE_KIND_EDITED,
@@ -126,7 +128,7 @@ async def admin_caller(store: Store) -> User:
 
 
 def node_to_proto(node: Node, user_id: int) -> pb.Node:
-    role = rules.role_of(node, user_id)
+    role = node.role or (Role.OWNER if node.owner_id == user_id else None)
     return pb.Node(
         id=node.id,
         parent_id=node.parent_id or 0,
@@ -141,6 +143,19 @@ def node_to_proto(node: Node, user_id: int) -> pb.Node:
         owner_id=node.owner_id,
         role=pb.ROLE_UNSPECIFIED if role is None else _ROLE[role],
         change_sequence=node.change_sequence,
+    )
+
+
+def share_to_proto(share: Share, user_id: int) -> pb.ShareInfo:
+    return pb.ShareInfo(
+        node=node_to_proto(share.node, user_id),
+        path=share.path,
+        owner_id=share.owner_id,
+        owner_name=share.owner_name,
+        user_id=share.user_id,
+        user_name=share.user_name,
+        role=_ROLE[share.role],
+        created_ns=share.created_ns,
     )
 
 
@@ -180,6 +195,13 @@ def event_to_proto(event: ChangeEvent) -> pb.ChangeEvent:
         device=event.device,
         time_ns=event.time_ns,
         replaced_node_id=event.replaced_node_id or 0,
+        actor_name=event.actor_name,
+        path=event.path,
+        shared=event.shared,
+        owner_id=event.owner_id,
+        subject_user_id=event.subject_user_id or 0,
+        subject_name=event.subject_name,
+        role=pb.ROLE_UNSPECIFIED if event.role is None else _ROLE[event.role],
     )
 
 
@@ -195,11 +217,13 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         commits: changes.CommitSignal,
         key: auth.AuthKey,
         grant_ttl_seconds: int = GRANT_TTL_SECONDS,
+        trash_ns: int = 0,
     ) -> None:
         self._store = store
         self._commits = commits
         self._key = key
         self._grant_ttl = grant_ttl_seconds
+        self._trash_ns = trash_ns  # how long the trash keeps a node (0 = until emptied)
 
     def _with_grants(self, user_id: int, revision: Revision) -> pb.Revision:
         """The revision with a grant per block, so the caller can download them."""
@@ -357,8 +381,116 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     async def GetJournalHead(
         self, request: pb.GetJournalHeadRequest, context: grpc.aio.ServicerContext
     ) -> pb.JournalHead:
+        return pb.JournalHead(sequence=await self._store.journal_head())
+
+    @maps_errors
+    async def RestoreRevision(
+        self, request: pb.RestoreRevisionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.restore_revision(caller, request.node_id, request.number)
+        return node_to_proto(node, caller.user_id)
+
+    @maps_errors
+    async def Share(
+        self, request: pb.ShareRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ShareInfo:
+        caller = _caller(context, request.device)
+        role = _ROLE_FROM_PROTO.get(request.role)
+        if role is None or role is Role.OWNER:
+            raise InvalidArgument("a share gives ROLE_READ or ROLE_WRITE")
+        share = await self._store.share(caller, request.node_id, request.user_name, role)
+        return share_to_proto(share, caller.user_id)
+
+    @maps_errors
+    async def Unshare(
+        self, request: pb.UnshareRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnshareResponse:
+        caller = _caller(context, request.device)
+        removed = await self._store.unshare(caller, request.node_id, request.user_name)
+        return pb.UnshareResponse(removed=removed)
+
+    @maps_errors
+    async def ListShares(
+        self, request: pb.ListSharesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSharesResponse:
         caller = _caller(context)
-        return pb.JournalHead(sequence=await self._store.journal_head(caller.user_id))
+        shares = await self._store.list_shares(caller.user_id, request.node_id)
+        return pb.ListSharesResponse(shares=[share_to_proto(s, caller.user_id) for s in shares])
+
+    @maps_errors
+    async def ListSharedWithMe(
+        self, request: pb.ListSharedWithMeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSharesResponse:
+        caller = _caller(context)
+        shares = await self._store.shared_with_me(caller.user_id)
+        return pb.ListSharesResponse(shares=[share_to_proto(s, caller.user_id) for s in shares])
+
+    @maps_errors
+    async def ListTrash(
+        self, request: pb.ListTrashRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTrashResponse:
+        caller = _caller(context)
+        entries = await self._store.list_trash(caller.user_id, self._trash_ns)
+        return pb.ListTrashResponse(
+            entries=[
+                pb.TrashEntry(
+                    node=node_to_proto(e.node, caller.user_id),
+                    path=e.path,
+                    deleted_ns=e.deleted_ns,
+                    purge_ns=e.purge_ns,
+                )
+                for e in entries
+            ]
+        )
+
+    @maps_errors
+    async def RestoreFromTrash(
+        self, request: pb.RestoreFromTrashRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RestoreFromTrashResponse:
+        caller = _caller(context, request.device)
+        restored = await self._store.restore_from_trash(caller, request.node_id)
+        return pb.RestoreFromTrashResponse(
+            node=node_to_proto(restored.node, caller.user_id),
+            path=restored.path,
+            restored=restored.files,
+        )
+
+    @maps_errors
+    async def ListSnapshot(
+        self, request: pb.ListSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSnapshotResponse:
+        caller = _caller(context)
+        entries = await self._store.list_snapshot(caller.user_id, request.node_id, request.time_ns)
+        return pb.ListSnapshotResponse(
+            entries=[
+                pb.SnapshotEntry(
+                    node_id=e.node_id,
+                    name=e.name,
+                    kind=_NODE_KIND[e.kind],
+                    size=e.size,
+                    mtime_ns=e.mtime_ns,
+                    revision=e.revision,
+                    content_kept=e.content_kept,
+                    symlink_target=e.symlink_target or "",
+                )
+                for e in entries
+            ]
+        )
+
+    @maps_errors
+    async def RestoreSnapshot(
+        self, request: pb.RestoreSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RestoreSnapshotResponse:
+        caller = _caller(context, request.device)
+        restored = await self._store.restore_snapshot(caller, request.node_id, request.time_ns)
+        return pb.RestoreSnapshotResponse(
+            node=node_to_proto(restored.node, caller.user_id),
+            path=restored.path,
+            files=restored.files,
+            directories=restored.directories,
+            skipped=restored.skipped,
+        )
 
     @maps_errors
     async def EmptyTrash(

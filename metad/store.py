@@ -33,16 +33,20 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from metad import rules, schema
+from metad import access, retention, rows, rules, schema, snapshots, trash
+from metad.changes import ChangePage
 from metad.errors import (
     AlreadyExists,
     BlocksCondemned,
+    ContentGone,
+    CrossDrive,
     DirectoryNotEmpty,
+    InvalidArgument,
     InvalidMove,
     IsADirectory,
     NotADirectory,
@@ -60,8 +64,13 @@ from metad.models import (
     DirectoryPage,
     Node,
     NodeKind,
+    Restored,
     Revision,
+    Role,
+    Share,
+    SnapshotEntry,
     StorageSummary,
+    TrashEntry,
     Usage,
     User,
 )
@@ -87,67 +96,6 @@ CACHE_KIB = 16 * 1024
 # connection drops its page cache whenever another one committed, so readers
 # re-read pages after every write: from the map that costs no system call.
 MMAP_BYTES = 256 * 1024 * 1024
-
-_NODE_COLUMNS = (
-    "id, owner_id, parent_id, name, kind, mode, size, mtime_ns, ctime_ns, revision, "
-    "symlink_target, change_sequence, deleted_ns"
-)
-_CHANGE_COLUMNS = (
-    "sequence, kind, node_id, node_kind, parent_id, name, old_parent_id, old_name, revision, "
-    "actor_id, device, time_ns, replaced_node_id"
-)
-_REVISION_COLUMNS = "node_id, number, size, mtime_ns, mode, author_id, device, created_ns"
-
-
-def _node(row: sqlite3.Row) -> Node:
-    return Node(
-        id=row["id"],
-        owner_id=row["owner_id"],
-        parent_id=row["parent_id"],
-        name=row["name"],
-        kind=NodeKind(row["kind"]),
-        mode=row["mode"],
-        size=row["size"],
-        mtime_ns=row["mtime_ns"],
-        ctime_ns=row["ctime_ns"],
-        revision=row["revision"],
-        symlink_target=row["symlink_target"],
-        change_sequence=row["change_sequence"],
-        deleted_ns=row["deleted_ns"],
-    )
-
-
-def _change(row: sqlite3.Row) -> ChangeEvent:
-    return ChangeEvent(
-        sequence=row["sequence"],
-        kind=ChangeKind(row["kind"]),
-        node_id=row["node_id"],
-        node_kind=NodeKind(row["node_kind"]),
-        parent_id=row["parent_id"],
-        name=row["name"],
-        old_parent_id=row["old_parent_id"],
-        old_name=row["old_name"],
-        revision=row["revision"],
-        actor_id=row["actor_id"],
-        device=row["device"],
-        time_ns=row["time_ns"],
-        replaced_node_id=row["replaced_node_id"],
-    )
-
-
-def _revision(row: sqlite3.Row, blocks: tuple[BlockRef, ...] = ()) -> Revision:
-    return Revision(
-        node_id=row["node_id"],
-        number=row["number"],
-        size=row["size"],
-        mtime_ns=row["mtime_ns"],
-        mode=row["mode"],
-        author_id=row["author_id"],
-        device=row["device"],
-        created_ns=row["created_ns"],
-        blocks=blocks,
-    )
-
 
 # -- connections and their threads -------------------------------------------------------------
 
@@ -273,25 +221,11 @@ class _Connection:
 # -- statements shared by reads and writes (run on a connection's own thread) -------------------
 
 
-_USER_COLUMNS = "id, name, admin, quota_bytes, root_node_id, created_ns"
-
-
-def _user(row: sqlite3.Row) -> User:
-    return User(
-        id=row["id"],
-        name=row["name"],
-        admin=bool(row["admin"]),
-        quota_bytes=row["quota_bytes"],
-        root_id=row["root_node_id"],
-        created_ns=row["created_ns"],
-    )
-
-
 def _get_user(conn: sqlite3.Connection, user_id: int) -> User:
-    row = _fetch_one(conn, f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+    row = rows.fetch_one(conn, f"SELECT {rows.USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
     if row is None:
         raise NotFound(f"no user {user_id}")
-    return _user(row)
+    return rows.user(row)
 
 
 def _insert_user(
@@ -330,7 +264,7 @@ def _check_quota(conn: sqlite3.Connection, owner_id: int, growth: int) -> None:
 
     Whoever writes: a file in a shared folder counts for its owner.
     """
-    row = _fetch_one(
+    row = rows.fetch_one(
         conn, f"SELECT quota_bytes, {_USED_BYTES} AS used FROM users WHERE id = ?", (owner_id,)
     )
     quota, used = row["quota_bytes"], row["used"]
@@ -340,47 +274,27 @@ def _check_quota(conn: sqlite3.Connection, owner_id: int, growth: int) -> None:
         )
 
 
-def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
-    # fetchall steps the statement to its end: none (a RETURNING one especially)
-    # is left in progress when its savepoint or transaction ends.
-    rows = conn.execute(sql, params).fetchall()
-    return rows[0] if rows else None
-
-
-def _live_node(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
-    """A live node the user may see; NotFound otherwise (no existence leak)."""
-    row = _fetch_one(
-        conn,
-        f"SELECT {_NODE_COLUMNS} FROM nodes WHERE id = ? AND deleted_ns IS NULL",
-        (node_id,),
-    )
-    if row is None:
-        raise NotFound(f"no node {node_id}")
-    node = _node(row)
-    if rules.role_of(node, user_id) is None:
-        raise NotFound(f"no node {node_id}")
-    return node
-
-
-def _directory(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
-    node = _live_node(conn, node_id, user_id)
+def _directory(
+    conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ
+) -> Node:
+    node = access.visible_node(conn, node_id, user_id, need)
     if node.kind is not NodeKind.DIRECTORY:
         raise NotADirectory(f"node {node_id} is not a directory")
     return node
 
 
 def _child(conn: sqlite3.Connection, parent_id: int, name: str) -> Node | None:
-    row = _fetch_one(
+    row = rows.fetch_one(
         conn,
-        f"SELECT {_NODE_COLUMNS} FROM nodes"
+        f"SELECT {rows.NODE_COLUMNS} FROM nodes"
         " WHERE parent_id = ? AND name = ? AND deleted_ns IS NULL",
         (parent_id, name),
     )
-    return None if row is None else _node(row)
+    return None if row is None else rows.node(row)
 
 
-def _file(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
-    node = _live_node(conn, node_id, user_id)
+def _file(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ) -> Node:
+    node = access.visible_node(conn, node_id, user_id, need)
     if node.kind is NodeKind.DIRECTORY:
         raise IsADirectory(f"node {node_id} is a directory, not a file")
     if node.kind is not NodeKind.FILE:
@@ -388,24 +302,15 @@ def _file(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
     return node
 
 
-_IN_CHUNK = 500  # host parameters per IN (...) list, well under SQLite's limit
-
-
-def _in_chunks(values: Sequence[bytes]) -> Iterator[tuple[str, Sequence[bytes]]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        chunk = values[start : start + _IN_CHUNK]
-        yield ",".join("?" * len(chunk)), chunk
-
-
 def _condemned_among(conn: sqlite3.Connection, hashes: set[bytes]) -> set[bytes]:
     """Which of hashes the garbage collector has condemned (usually none: one probe)."""
     if not hashes or conn.execute("SELECT 1 FROM condemned_blocks LIMIT 1").fetchone() is None:
         return set()
-    found: set[bytes] = set()
-    for marks, chunk in _in_chunks(sorted(hashes)):
-        rows = conn.execute(f"SELECT hash FROM condemned_blocks WHERE hash IN ({marks})", chunk)
-        found.update(row[0] for row in rows)
-    return found
+    hits: set[bytes] = set()
+    for marks, chunk in rows.in_chunks(sorted(hashes)):
+        found = conn.execute(f"SELECT hash FROM condemned_blocks WHERE hash IN ({marks})", chunk)
+        hits.update(row[0] for row in found)
+    return hits
 
 
 @dataclass
@@ -428,12 +333,14 @@ class _Transaction:
         revision: int = 0,
         size: int = 0,
         symlink_target: str | None = None,
+        role: Role | None = None,
     ) -> Node:
-        row = _fetch_one(
+        """A new live node; role: the creator's (their role on the folder)."""
+        row = rows.fetch_one(
             self.conn,
             "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
             " revision, size, symlink_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            f" RETURNING {_NODE_COLUMNS}",
+            f" RETURNING {rows.NODE_COLUMNS}",
             (
                 owner_id,
                 parent_id,
@@ -447,14 +354,83 @@ class _Transaction:
                 symlink_target,
             ),
         )
-        return _node(row)
+        return replace(rows.node(row), role=role)
 
     def insert_revision(
         self, node: Node, number: int, size: int, mtime_ns: int, actor: Actor
     ) -> None:
         self.conn.execute(
-            f"INSERT INTO revisions ({_REVISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO revisions ({rows.REVISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (node.id, number, size, mtime_ns, node.mode, actor.user_id, actor.device, self.now_ns),
+        )
+
+    def free_name(self, parent_id: int, name: str) -> str:
+        """name if no live entry of parent_id has it, else 'name (restored).ext', '(restored 2)'…"""
+        if _child(self.conn, parent_id, name) is None:
+            return name
+        stem, dot, ext = name.rpartition(".")
+        if not stem or len(ext) > 16:
+            stem, dot, ext = name, "", ""
+        for attempt in range(1, 10_000):
+            tag = " (restored)" if attempt == 1 else f" (restored {attempt})"
+            room = rules.MAX_NAME_BYTES - len(f"{tag}{dot}{ext}".encode())
+            trimmed = stem.encode()[: max(room, 1)].decode(errors="ignore")
+            candidate = f"{trimmed}{tag}{dot}{ext}"
+            if _child(self.conn, parent_id, candidate) is None:
+                return candidate
+        raise AlreadyExists(f"no free name for {name!r} in directory {parent_id}")
+
+    def undelete(self, node: Node, parent_id: int, name: str, actor: Actor) -> Node:
+        """Brings a deleted node back as parent_id/name (a free name) and journals RESTORED."""
+        self.conn.execute(
+            "UPDATE nodes SET deleted_ns = NULL, parent_id = ?, name = ?, ctime_ns = ?"
+            " WHERE id = ?",
+            (parent_id, name, self.now_ns, node.id),
+        )
+        self.conn.execute("DELETE FROM purged_nodes WHERE node_id = ?", (node.id,))
+        self.touch_directory(parent_id)
+        return self.journal(ChangeKind.RESTORED, node, actor, parent_id=parent_id, name=name)
+
+    def check_quota(self, owner_id: int, growth: int) -> None:
+        if growth > 0:
+            _check_quota(self.conn, owner_id, growth)
+
+    def add_revision_from(
+        self, node: Node, source_node_id: int, source_number: int, actor: Actor
+    ) -> Node:
+        """A new current revision of node with the content of another revision (any file's).
+
+        Journals RESTORED with the new number; its mtime is now, so every
+        device sees the content change.
+        """
+        source = rows.fetch_one(
+            self.conn,
+            "SELECT size FROM revisions WHERE node_id = ? AND number = ?",
+            (source_node_id, source_number),
+        )
+        if source is None:
+            raise ContentGone(f"revision {source_number} of node {source_node_id} is not kept")
+        size = int(source[0])
+        self.check_quota(node.owner_id, size - (0 if node.deleted_ns else node.size))
+        number = node.revision + 1
+        self.insert_revision(node, number, size, self.now_ns, actor)
+        self.conn.execute(
+            "INSERT INTO revision_blocks (node_id, revision, block_index, hash, file_offset, size)"
+            " SELECT ?, ?, block_index, hash, file_offset, size FROM revision_blocks"
+            " WHERE node_id = ? AND revision = ?",
+            (node.id, number, source_node_id, source_number),
+        )
+        self.conn.execute(
+            "UPDATE nodes SET revision = ?, size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+            (number, size, self.now_ns, self.now_ns, node.id),
+        )
+        return self.journal(
+            ChangeKind.RESTORED,
+            node,
+            actor,
+            parent_id=node.parent_id,
+            name=node.name,
+            revision=number,
         )
 
     def ensure_free(self, parent_id: int, name: str) -> None:
@@ -462,7 +438,7 @@ class _Transaction:
             raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
 
     def is_empty(self, directory_id: int) -> bool:
-        row = _fetch_one(
+        row = rows.fetch_one(
             self.conn,
             "SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_ns IS NULL LIMIT 1",
             (directory_id,),
@@ -471,7 +447,7 @@ class _Transaction:
 
     def is_within(self, node_id: int, ancestor_id: int) -> bool:
         """Whether ancestor_id is node_id itself or one of its ancestors."""
-        row = _fetch_one(
+        row = rows.fetch_one(
             self.conn,
             "WITH RECURSIVE up (id) AS ("
             "  SELECT ? UNION ALL"
@@ -501,10 +477,13 @@ class _Transaction:
         old_name: str | None = None,
         revision: int = 0,
         replaced_node_id: int | None = None,
+        subject_user_id: int | None = None,
+        role: Role | None = None,
     ) -> Node:
         """Appends a change-journal row and stamps the nodes it touched with its sequence.
 
-        Call it after the node's own updates: it returns the node as committed.
+        Call it after the node's own updates: it returns the node as committed
+        (with the role it came in with).
         """
         cursor = self.conn.execute(
             "INSERT INTO changes (owner_id, kind, node_id, node_kind, parent_id, name,"
@@ -528,17 +507,86 @@ class _Transaction:
         )
         assert cursor.lastrowid is not None
         sequence = cursor.lastrowid
+        if subject_user_id is not None:
+            self.conn.execute(
+                "INSERT INTO share_changes (sequence, user_id, role) VALUES (?, ?, ?)",
+                (sequence, subject_user_id, None if role is None else role.value),
+            )
         self.last_sequence = sequence
         if replaced_node_id is not None:
             self.conn.execute(
                 "UPDATE nodes SET change_sequence = ? WHERE id = ?", (sequence, replaced_node_id)
             )
-        stamped = _fetch_one(
+        stamped = rows.fetch_one(
             self.conn,
-            f"UPDATE nodes SET change_sequence = ? WHERE id = ? RETURNING {_NODE_COLUMNS}",
+            f"UPDATE nodes SET change_sequence = ? WHERE id = ? RETURNING {rows.NODE_COLUMNS}",
             (sequence, node.id),
         )
-        return _node(stamped)
+        return replace(rows.node(stamped), role=node.role)
+
+
+class _UserNames:
+    """User id → name for one read, each looked up once."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._names: dict[int, str] = {}
+
+    def of(self, user_id: int | None) -> str:
+        if not user_id:
+            return ""
+        if user_id not in self._names:
+            row = rows.fetch_one(self._conn, "SELECT name FROM users WHERE id = ?", (user_id,))
+            self._names[user_id] = "" if row is None else row[0]
+        return self._names[user_id]
+
+
+def _user_named(conn: sqlite3.Connection, name: str) -> User:
+    row = rows.fetch_one(conn, f"SELECT {rows.USER_COLUMNS} FROM users WHERE name = ?", (name,))
+    if row is None:
+        raise NotFound(f"no user named {name!r}")
+    return rows.user(row)
+
+
+def _shares(
+    conn: sqlite3.Connection, viewer_id: int, where: str, params: Sequence[Any]
+) -> list[Share]:
+    """Shares matching where (SQL over shares and nodes), nodes with the viewer's role."""
+    found = conn.execute(
+        f"SELECT {rows.NODE_COLUMNS_OF_NODES},"
+        " shares.user_id AS share_user, shares.role AS share_role, shares.created_ns AS shared_ns,"
+        " owners.name AS owner_name, users.name AS user_name"
+        " FROM shares JOIN nodes ON nodes.id = shares.node_id"
+        " JOIN users AS owners ON owners.id = nodes.owner_id"
+        " JOIN users ON users.id = shares.user_id"
+        f" WHERE {where} ORDER BY nodes.id, users.name",
+        tuple(params),
+    ).fetchall()
+    result = []
+    for row in found:
+        node = rows.node(row)
+        result.append(
+            Share(
+                node=replace(node, role=access.role_on(conn, node, viewer_id)),
+                path=access.path_in_owner_drive(conn, node.id),
+                owner_id=node.owner_id,
+                owner_name=row["owner_name"],
+                user_id=row["share_user"],
+                user_name=row["user_name"],
+                role=Role(row["share_role"]),
+                created_ns=row["shared_ns"],
+            )
+        )
+    return result
+
+
+def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, bool] | None:
+    """Where the event's node is for the viewer: after the change, or, if the change took
+    it out of their sight (moved out of a shared folder), where it was before."""
+    place = viewer.place_of_entry(event.parent_id, event.name, event.node_id)
+    if place is None and event.old_parent_id is not None and event.old_name is not None:
+        place = viewer.place_of_entry(event.old_parent_id, event.old_name, event.node_id)
+    return place
 
 
 def _check_replaceable(tx: _Transaction, node: Node, replaced: Node) -> None:
@@ -774,7 +822,7 @@ class Store:
         rules.check_user_name(name)
 
         def body(tx: _Transaction) -> None:
-            if _fetch_one(tx.conn, "SELECT 1 FROM users LIMIT 1", ()) is None:
+            if rows.fetch_one(tx.conn, "SELECT 1 FROM users LIMIT 1", ()) is None:
                 _insert_user(tx, name, None, quota_bytes, admin=True, user_id=FIRST_USER_ID)
 
         await self._write(body)
@@ -788,7 +836,7 @@ class Store:
         rules.check_user_name(name)
 
         def body(tx: _Transaction) -> User:
-            if _fetch_one(tx.conn, "SELECT 1 FROM users WHERE name = ?", (name,)) is not None:
+            if rows.fetch_one(tx.conn, "SELECT 1 FROM users WHERE name = ?", (name,)) is not None:
                 raise AlreadyExists(f"a user named {name!r} exists")
             return _get_user(tx.conn, _insert_user(tx, name, password_hash, quota_bytes, admin))
 
@@ -801,17 +849,19 @@ class Store:
         """The user of that name and their stored password hash, or None."""
 
         def read(conn: sqlite3.Connection) -> tuple[User, str | None] | None:
-            row = _fetch_one(
-                conn, f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE name = ?", (name,)
+            row = rows.fetch_one(
+                conn,
+                f"SELECT {rows.USER_COLUMNS}, password_hash FROM users WHERE name = ?",
+                (name,),
             )
-            return None if row is None else (_user(row), row["password_hash"])
+            return None if row is None else (rows.user(row), row["password_hash"])
 
         return await self._read(read)
 
     async def list_users(self) -> list[User]:
         def read(conn: sqlite3.Connection) -> list[User]:
-            rows = conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id").fetchall()
-            return [_user(row) for row in rows]
+            found = conn.execute(f"SELECT {rows.USER_COLUMNS} FROM users ORDER BY id").fetchall()
+            return [rows.user(row) for row in found]
 
         return await self._read(read)
 
@@ -837,11 +887,12 @@ class Store:
         rules.check_name(name)
 
         def body(tx: _Transaction) -> Node:
-            parent = _directory(tx.conn, parent_id, actor.user_id)
+            parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             tx.ensure_free(parent.id, name)
             node = tx.insert_node(
                 owner_id=parent.owner_id,
                 parent_id=parent.id,
+                role=parent.role,
                 name=name,
                 kind=NodeKind.DIRECTORY,
                 mode=rules.permission_bits(mode),
@@ -860,12 +911,13 @@ class Store:
         rules.check_name(name)
 
         def body(tx: _Transaction) -> Node:
-            parent = _directory(tx.conn, parent_id, actor.user_id)
+            parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             tx.ensure_free(parent.id, name)
             mtime = mtime_ns or tx.now_ns
             node = tx.insert_node(
                 owner_id=parent.owner_id,
                 parent_id=parent.id,
+                role=parent.role,
                 name=name,
                 kind=NodeKind.FILE,
                 mode=rules.permission_bits(mode),
@@ -886,11 +938,12 @@ class Store:
         rules.check_symlink_target(target)
 
         def body(tx: _Transaction) -> Node:
-            parent = _directory(tx.conn, parent_id, actor.user_id)
+            parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             tx.ensure_free(parent.id, name)
             node = tx.insert_node(
                 owner_id=parent.owner_id,
                 parent_id=parent.id,
+                role=parent.role,
                 name=name,
                 kind=NodeKind.SYMLINK,
                 mode=rules.SYMLINK_MODE,
@@ -918,7 +971,7 @@ class Store:
         block_list = tuple(blocks)
 
         def body(tx: _Transaction) -> Node:
-            node = _file(tx.conn, node_id, actor.user_id)
+            node = _file(tx.conn, node_id, actor.user_id, Role.WRITE)
             if node.revision != base_revision:
                 raise StaleRevision(node.id, base_revision, node.revision)
             if size > node.size:
@@ -971,13 +1024,17 @@ class Store:
         rules.check_name(new_name)
 
         def body(tx: _Transaction) -> tuple[Node, int | None]:
-            old_parent = _directory(tx.conn, parent_id, actor.user_id)
+            old_parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             node = _child(tx.conn, old_parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {old_parent.id}")
-            new_parent = _directory(tx.conn, new_parent_id, actor.user_id)
+            new_parent = _directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
             if new_parent.id == old_parent.id and new_name == name:
                 return node, None
+            if new_parent.owner_id != node.owner_id:
+                raise CrossDrive(
+                    f"cannot move {name!r} between two people's drives; copy it instead"
+                )
             if node.kind is NodeKind.DIRECTORY and tx.is_within(new_parent.id, node.id):
                 raise InvalidMove(f"cannot move directory {node.id} into itself or its subtree")
             replaced = _child(tx.conn, new_parent.id, new_name)
@@ -993,6 +1050,7 @@ class Store:
                 "UPDATE nodes SET parent_id = ?, name = ?, ctime_ns = ? WHERE id = ?",
                 (new_parent.id, new_name, tx.now_ns, node.id),
             )
+            node = replace(node, role=new_parent.role)
             moved = tx.journal(
                 ChangeKind.MOVED,
                 node,
@@ -1015,7 +1073,7 @@ class Store:
         rules.check_name(name)
 
         def body(tx: _Transaction) -> int:
-            parent = _directory(tx.conn, parent_id, actor.user_id)
+            parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             node = _child(tx.conn, parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {parent.id}")
@@ -1042,7 +1100,7 @@ class Store:
         """Mode and/or mtime; nothing given is a no-op that returns the node."""
 
         def body(tx: _Transaction) -> Node:
-            node = _live_node(tx.conn, node_id, actor.user_id)
+            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
             if mode is None and mtime_ns is None:
                 return node
             tx.conn.execute(
@@ -1069,20 +1127,20 @@ class Store:
 
     async def get_root(self, user_id: int) -> Node:
         def read(conn: sqlite3.Connection) -> Node:
-            row = _fetch_one(
+            row = rows.fetch_one(
                 conn,
-                f"SELECT {_NODE_COLUMNS} FROM nodes"
+                f"SELECT {rows.NODE_COLUMNS} FROM nodes"
                 " WHERE id = (SELECT root_node_id FROM users WHERE id = ?)",
                 (user_id,),
             )
             if row is None:
                 raise NotFound(f"user {user_id} has no drive")
-            return _node(row)
+            return replace(rows.node(row), role=Role.OWNER)
 
         return await self._read(read)
 
     async def stat(self, user_id: int, node_id: int) -> Node:
-        return await self._read(lambda conn: _live_node(conn, node_id, user_id))
+        return await self._read(lambda conn: access.visible_node(conn, node_id, user_id))
 
     async def lookup(self, user_id: int, parent_id: int, name: str) -> Node:
         rules.check_name(name)
@@ -1093,7 +1151,8 @@ class Store:
             node = _child(conn, parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {parent_id}")
-            return node
+            assert parent.role is not None
+            return replace(node, role=access.child_role(conn, parent.role, node, user_id))
 
         return await self._read(read)
 
@@ -1106,14 +1165,16 @@ class Store:
         @_snapshot
         def read(conn: sqlite3.Connection) -> DirectoryPage:
             directory = _directory(conn, node_id, user_id)
-            rows = conn.execute(
-                f"SELECT {_NODE_COLUMNS} FROM nodes"
+            found = conn.execute(
+                f"SELECT {rows.NODE_COLUMNS} FROM nodes"
                 " WHERE parent_id = ? AND deleted_ns IS NULL AND id > ? ORDER BY id LIMIT ?",
                 (directory.id, after_id, limit + 1),
             ).fetchall()
-            return DirectoryPage(
-                entries=tuple(_node(row) for row in rows[:limit]), more=len(rows) > limit
+            assert directory.role is not None
+            entries = access.with_roles(
+                conn, directory.role, [rows.node(row) for row in found[:limit]], user_id
             )
+            return DirectoryPage(entries=tuple(entries), more=len(found) > limit)
 
         return await self._read(read)
 
@@ -1124,9 +1185,9 @@ class Store:
         def read(conn: sqlite3.Connection) -> Revision:
             node = _file(conn, node_id, user_id)
             wanted = node.revision if number == 0 else number
-            row = _fetch_one(
+            row = rows.fetch_one(
                 conn,
-                f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE node_id = ? AND number = ?",
+                f"SELECT {rows.REVISION_COLUMNS} FROM revisions WHERE node_id = ? AND number = ?",
                 (node.id, wanted),
             )
             if row is None:
@@ -1136,7 +1197,7 @@ class Store:
                 " WHERE node_id = ? AND revision = ? ORDER BY block_index",
                 (node.id, wanted),
             ).fetchall()
-            return _revision(
+            return rows.revision(
                 row,
                 tuple(BlockRef(bytes(b["hash"]), b["file_offset"], b["size"]) for b in blocks),
             )
@@ -1149,17 +1210,18 @@ class Store:
         @_snapshot
         def read(conn: sqlite3.Connection) -> list[Revision]:
             node = _file(conn, node_id, user_id)
-            rows = conn.execute(
-                f"SELECT {_REVISION_COLUMNS} FROM revisions WHERE node_id = ? ORDER BY number DESC",
+            found = conn.execute(
+                f"SELECT {rows.REVISION_COLUMNS} FROM revisions WHERE node_id = ?"
+                " ORDER BY number DESC",
                 (node.id,),
             ).fetchall()
-            return [_revision(row) for row in rows]
+            return [rows.revision(row) for row in found]
 
         return await self._read(read)
 
     async def get_usage(self, user_id: int) -> Usage:
         def read(conn: sqlite3.Connection) -> Usage:
-            row = _fetch_one(
+            row = rows.fetch_one(
                 conn,
                 f"SELECT quota_bytes, {_USED_BYTES} AS used,"
                 " (SELECT COUNT(*) FROM nodes"
@@ -1175,55 +1237,242 @@ class Store:
 
         return await self._read(read)
 
-    async def read_changes(self, user_id: int, after: int, limit: int) -> list[ChangeEvent]:
-        """Journal rows of the user's drive with sequence > after, in sequence order."""
+    async def read_changes(self, user_id: int, after: int, limit: int) -> ChangePage:
+        """The user's journal events with sequence > after, from at most limit rows.
 
-        def read(conn: sqlite3.Connection) -> list[ChangeEvent]:
-            rows = conn.execute(
-                f"SELECT {_CHANGE_COLUMNS} FROM changes"
-                " WHERE owner_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
-                (user_id, after, limit),
-            ).fetchall()
-            return [_change(row) for row in rows]
+        Theirs: every change in their drive, changes to nodes shared with them
+        (as far as their shares reach now), and shares given to or taken from
+        them. Each event comes with names and the path as this user sees it.
+        """
 
-        return await self._read(read)
-
-    async def journal_head(self, user_id: int) -> int:
-        """The newest journal sequence of the user's drive; 0 if it has none yet."""
-
-        def read(conn: sqlite3.Connection) -> int:
-            row = _fetch_one(
-                conn,
-                "SELECT COALESCE(MAX(sequence), 0) FROM changes WHERE owner_id = ?",
-                (user_id,),
+        @_snapshot
+        def read(conn: sqlite3.Connection) -> ChangePage:
+            head = int(
+                rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())[0]
             )
-            return int(row[0])
+            viewer = access.Viewer(conn, user_id)
+            owners = sorted(viewer.owners_sharing - {user_id})
+            marks = ",".join("?" * len(owners))
+            others = f" OR owner_id IN ({marks})" if owners else ""
+            found = conn.execute(
+                f"SELECT {rows.CHANGE_COLUMNS} FROM {rows.CHANGES}"
+                " WHERE changes.sequence > ? AND changes.sequence <= ?"
+                f" AND (owner_id = ? OR share_changes.user_id = ?{others})"
+                " ORDER BY changes.sequence LIMIT ?",
+                (after, head, user_id, user_id, *owners, limit),
+            ).fetchall()
+            more = len(found) == limit
+            names = _UserNames(conn)
+            events: list[ChangeEvent] = []
+            for row in found:
+                event = rows.change(row)
+                place = _place_of_event(viewer, event)
+                if place is None:
+                    if event.owner_id != user_id and event.subject_user_id != user_id:
+                        continue  # in a drive that shares other things with them
+                    place = (event.name, event.owner_id != user_id)
+                events.append(
+                    replace(
+                        event,
+                        actor_name=names.of(event.actor_id),
+                        subject_name=names.of(event.subject_user_id),
+                        path=place[0],
+                        shared=place[1],
+                    )
+                )
+            return ChangePage(events, int(found[-1]["sequence"]) if more else head, more)
 
         return await self._read(read)
+
+    async def journal_head(self) -> int:
+        """The newest journal sequence; 0 if there is none yet.
+
+        A subscriber that starts here gets only changes made after this call.
+        """
+        return await self.last_sequence()
 
     async def last_sequence(self) -> int:
         def read(conn: sqlite3.Connection) -> int:
-            row = _fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())
+            row = rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())
             return int(row[0])
 
         return await self._read(read)
 
-    async def empty_trash(self, user_id: int) -> tuple[int, int]:
-        """Forgets the revisions of the user's deleted nodes: (nodes, bytes)."""
+    # -- sharing ------------------------------------------------------------------------------
 
-        def body(tx: _Transaction) -> tuple[int, int]:
-            row = tx.conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM nodes"
-                " WHERE owner_id = ? AND deleted_ns IS NOT NULL"
-                " AND id IN (SELECT node_id FROM revisions)",
-                (user_id,),
-            ).fetchone()
-            doomed = "SELECT id FROM nodes WHERE owner_id = ? AND deleted_ns IS NOT NULL"
-            tx.conn.execute(f"DELETE FROM revision_blocks WHERE node_id IN ({doomed})", (user_id,))
-            tx.conn.execute(f"DELETE FROM revisions WHERE node_id IN ({doomed})", (user_id,))
-            return int(row[0]), int(row[1])
+    async def share(self, actor: Actor, node_id: int, user_name: str, role: Role) -> Share:
+        """Shares a node of the caller's with a user as READ or WRITE (or changes the role)."""
+        if role not in (Role.READ, Role.WRITE):
+            raise InvalidArgument("a share gives read or write access")
+
+        def body(tx: _Transaction) -> Share:
+            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.OWNER)
+            if node.parent_id is None:
+                raise InvalidArgument("share a folder or a file, not your whole drive")
+            user = _user_named(tx.conn, user_name)
+            if user.id == node.owner_id:
+                raise InvalidArgument(f"{user_name!r} owns {node.name!r} already")
+            tx.conn.execute(
+                "INSERT INTO shares (node_id, user_id, role, created_ns) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (node_id, user_id) DO UPDATE SET role = excluded.role",
+                (node.id, user.id, role.value, tx.now_ns),
+            )
+            tx.journal(
+                ChangeKind.SHARED,
+                node,
+                actor,
+                parent_id=node.parent_id,
+                name=node.name,
+                subject_user_id=user.id,
+                role=role,
+            )
+            return _shares(tx.conn, actor.user_id, "shares.node_id = ? AND shares.user_id = ?",
+                           (node.id, user.id))[0]  # fmt: skip
 
         return await self._write(body)
+
+    async def unshare(self, actor: Actor, node_id: int, user_name: str = "") -> int:
+        """Takes a share away from one user ("" = from everyone); returns how many went."""
+
+        def body(tx: _Transaction) -> int:
+            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.OWNER)
+            if user_name:
+                users = [_user_named(tx.conn, user_name).id]
+            else:
+                users = [
+                    row[0]
+                    for row in tx.conn.execute(
+                        "SELECT user_id FROM shares WHERE node_id = ?", (node.id,)
+                    )
+                ]
+            removed = 0
+            for user_id in users:
+                gone = tx.conn.execute(
+                    "DELETE FROM shares WHERE node_id = ? AND user_id = ?", (node.id, user_id)
+                ).rowcount
+                if gone:
+                    removed += gone
+                    tx.journal(
+                        ChangeKind.UNSHARED,
+                        node,
+                        actor,
+                        parent_id=node.parent_id,
+                        name=node.name,
+                        subject_user_id=user_id,
+                    )
+            if user_name and not removed:
+                raise NotFound(f"{node.name!r} is not shared with {user_name!r}")
+            return removed
+
+        return await self._write(body)
+
+    async def list_shares(self, user_id: int, node_id: int = 0) -> list[Share]:
+        """Shares the user made, of live nodes (of one node if node_id)."""
+        where = "nodes.owner_id = ? AND nodes.deleted_ns IS NULL"
+        params: tuple[int, ...] = (user_id,)
+        if node_id:
+            where, params = f"{where} AND shares.node_id = ?", (user_id, node_id)
+        return await self._read(_snapshot(lambda conn: _shares(conn, user_id, where, params)))
+
+    async def shared_with_me(self, user_id: int) -> list[Share]:
+        """Live files and folders others shared with the user."""
+        where = "shares.user_id = ? AND nodes.deleted_ns IS NULL"
+        return await self._read(_snapshot(lambda conn: _shares(conn, user_id, where, (user_id,))))
+
+    # -- revisions, trash, snapshots, retention -------------------------------------------------
+
+    async def restore_revision(self, actor: Actor, node_id: int, number: int) -> Node:
+        """Makes revision number's content the file's newest revision."""
+
+        def body(tx: _Transaction) -> Node:
+            node = _file(tx.conn, node_id, actor.user_id, Role.WRITE)
+            exists = rows.fetch_one(
+                tx.conn,
+                "SELECT 1 FROM revisions WHERE node_id = ? AND number = ?",
+                (node.id, number),
+            )
+            if exists is None:
+                raise NotFound(f"{node.name!r} has no revision {number} (any more)")
+            return tx.add_revision_from(node, node.id, number, actor)
+
+        return await self._write(body)
+
+    async def list_trash(self, user_id: int, keep_ns: int) -> list[TrashEntry]:
+        return await self._read(_snapshot(lambda conn: trash.entries(conn, user_id, keep_ns)))
+
+    async def restore_from_trash(self, actor: Actor, node_id: int) -> Restored:
+        return await self._write(lambda tx: trash.restore(tx, actor, node_id))
+
+    async def empty_trash(self, user_id: int) -> tuple[int, int]:
+        """Forgets the revisions of the user's deleted nodes: (nodes, bytes)."""
+        return await self._write(lambda tx: trash.purge(tx, "owner_id = ?", (user_id,)))
+
+    async def purge_trash(self, deleted_before_ns: int) -> tuple[int, int]:
+        """Forgets every drive's nodes deleted before then: (nodes, bytes)."""
+        return await self._write(lambda tx: trash.purge(tx, "deleted_ns < ?", (deleted_before_ns,)))
+
+    async def thin_revisions(self, policy: retention.Retention, batch: int = 200) -> int:
+        """Drops the revisions the policy no longer keeps (never a current one); returns how many.
+
+        Works through the files in batches, each its own transaction, so the
+        writer is never held for long.
+        """
+        dropped = 0
+        after_node = 0
+        while True:
+
+            def body(tx: _Transaction, after_node: int = after_node) -> tuple[int, int]:
+                candidates = [
+                    row[0]
+                    for row in tx.conn.execute(
+                        "SELECT DISTINCT node_id FROM revisions WHERE created_ns < ?"
+                        " AND node_id > ? ORDER BY node_id LIMIT ?",
+                        (tx.now_ns - policy.keep_all_ns, after_node, batch),
+                    )
+                ]
+                count = 0
+                for node_id in candidates:
+                    current = rows.fetch_one(
+                        tx.conn, "SELECT revision FROM nodes WHERE id = ?", (node_id,)
+                    )[0]
+                    kept = tx.conn.execute(
+                        "SELECT number, created_ns FROM revisions WHERE node_id = ?", (node_id,)
+                    ).fetchall()
+                    doomed = policy.to_drop([(r[0], r[1]) for r in kept], current, tx.now_ns)
+                    for number in doomed:
+                        tx.conn.execute(
+                            "DELETE FROM revision_blocks WHERE node_id = ? AND revision = ?",
+                            (node_id, number),
+                        )
+                        tx.conn.execute(
+                            "DELETE FROM revisions WHERE node_id = ? AND number = ?",
+                            (node_id, number),
+                        )
+                    count += len(doomed)
+                return count, candidates[-1] if len(candidates) == batch else 0
+
+            count, after_node = await self._write(body)
+            dropped += count
+            if not after_node:
+                return dropped
+
+    async def list_snapshot(self, user_id: int, folder_id: int, at_ns: int) -> list[SnapshotEntry]:
+        """A folder's entries as they were at at_ns (folder_id 0 = the user's root)."""
+
+        @_snapshot
+        def read(conn: sqlite3.Connection) -> list[SnapshotEntry]:
+            folder = (
+                folder_id
+                or rows.fetch_one(conn, "SELECT root_node_id FROM users WHERE id = ?", (user_id,))[
+                    0
+                ]
+            )
+            return snapshots.entries(conn, user_id, folder, at_ns)
+
+        return await self._read(read)
+
+    async def restore_snapshot(self, actor: Actor, node_id: int, at_ns: int) -> Restored:
+        return await self._write(lambda tx: snapshots.restore(tx, actor, node_id, at_ns))
 
     # --- garbage collection fence ----------------------------------------
 
@@ -1238,11 +1487,11 @@ class Store:
 
         def body(tx: _Transaction) -> list[bytes]:
             referenced: set[bytes] = set()
-            for marks, chunk in _in_chunks(candidates):
-                rows = tx.conn.execute(
+            for marks, chunk in rows.in_chunks(candidates):
+                found = tx.conn.execute(
                     f"SELECT DISTINCT hash FROM revision_blocks WHERE hash IN ({marks})", chunk
                 )
-                referenced.update(row[0] for row in rows)
+                referenced.update(row[0] for row in found)
             condemned = [h for h in candidates if h not in referenced]
             tx.conn.executemany(
                 "INSERT OR IGNORE INTO condemned_blocks (hash, condemned_ns) VALUES (?, ?)",
@@ -1257,7 +1506,7 @@ class Store:
         unique = sorted(set(hashes))
 
         def body(tx: _Transaction) -> None:
-            for marks, chunk in _in_chunks(unique):
+            for marks, chunk in rows.in_chunks(unique):
                 tx.conn.execute(f"DELETE FROM condemned_blocks WHERE hash IN ({marks})", chunk)
 
         await self._write(body)
@@ -1276,24 +1525,24 @@ class Store:
         """A page of distinct referenced hashes greater than after, in order; more?"""
 
         def read(conn: sqlite3.Connection) -> tuple[list[bytes], bool]:
-            rows = conn.execute(
+            found = conn.execute(
                 "SELECT DISTINCT hash FROM revision_blocks WHERE hash > ? ORDER BY hash LIMIT ?",
                 (after, limit + 1),
             ).fetchall()
-            hashes = [row[0] for row in rows[:limit]]
-            return hashes, len(rows) > limit
+            hashes = [row[0] for row in found[:limit]]
+            return hashes, len(found) > limit
 
         return await self._read(read)
 
     async def storage_summary(self) -> StorageSummary:
         def read(conn: sqlite3.Connection) -> StorageSummary:
-            logical = _fetch_one(
+            logical = rows.fetch_one(
                 conn,
                 "SELECT COALESCE(SUM(size), 0) FROM nodes"
                 " WHERE deleted_ns IS NULL AND kind = 'file'",
                 (),
             )
-            blocks = _fetch_one(
+            blocks = rows.fetch_one(
                 conn,
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM"
                 " (SELECT MAX(size) AS size FROM revision_blocks GROUP BY hash)",

@@ -27,7 +27,7 @@ from metad.errors import (
     SchemaTooNew,
     StartupError,
 )
-from metad.models import Actor, BlockRef, ChangeEvent, ChangeKind, NodeKind
+from metad.models import Actor, BlockRef, ChangeKind, NodeKind
 from metad.store import FIRST_USER_ID, MAX_GROUP_COMMIT, Store
 
 OWNER = Actor(FIRST_USER_ID, "laptop")
@@ -83,6 +83,8 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
             "shares",
             "schema_version",
             "condemned_blocks",
+            "share_changes",
+            "purged_nodes",
         }
         for table, sql in tables:
             lines = sql.splitlines()
@@ -167,7 +169,7 @@ def test_every_change_stamps_its_node_with_its_journal_row(tmp_path: Path) -> No
                 assert node.change_sequence == expected
                 assert (await store.stat(FIRST_USER_ID, node.id)).change_sequence >= expected
             deleted_id = await store.delete(OWNER, root.id, "g", directory=False)
-            events = await store.read_changes(FIRST_USER_ID, 0, 100)
+            events = (await store.read_changes(FIRST_USER_ID, 0, 100)).events
             assert [e.kind for e in events] == [
                 ChangeKind.CREATED,
                 ChangeKind.CREATED,
@@ -225,7 +227,7 @@ def test_group_commit_fails_only_the_failing_writes(tmp_path: Path) -> None:
             assert len(created) == 40
             assert len(failed) == 10 and all(isinstance(e, AlreadyExists) for e in failed)
             assert sorted(n.change_sequence for n in created) == list(range(1, 41))
-            events = await store.read_changes(FIRST_USER_ID, 0, 100)
+            events = (await store.read_changes(FIRST_USER_ID, 0, 100)).events
             assert [e.sequence for e in events] == list(range(1, 41))
             assert {e.node_id for e in events} == {n.id for n in created}
             page = await store.list_directory(FIRST_USER_ID, 1)
@@ -291,10 +293,10 @@ def test_follow_streams_the_backlog_in_batches_then_live_then_ends_on_close(
                 await store.make_directory(OWNER, 1, f"d{i}", 0o755)
             read_sizes: list[int] = []
 
-            async def read(after: int, limit: int) -> list[ChangeEvent]:
-                batch = await store.read_changes(FIRST_USER_ID, after, limit)
-                read_sizes.append(len(batch))
-                return batch
+            async def read(after: int, limit: int) -> changes.ChangePage:
+                page = await store.read_changes(FIRST_USER_ID, after, limit)
+                read_sizes.append(len(page.events))
+                return page
 
             seen: list[int] = []
             live = asyncio.Event()
@@ -360,11 +362,12 @@ def test_follow_does_not_spin_on_commits_of_other_drives() -> None:
         signal = changes.CommitSignal()
         reads = 0
 
-        async def read(after: int, limit: int) -> list[ChangeEvent]:
+        async def read(after: int, limit: int) -> changes.ChangePage:
             nonlocal reads
             reads += 1
             await asyncio.sleep(0)  # a spinning subscriber would read over and over here
-            return []  # every commit so far belongs to another drive
+            # every commit so far belongs to another drive
+            return changes.ChangePage((), signal.latest, more=False)
 
         task = asyncio.create_task(anext(changes.follow(read, signal, 0)))
         await asyncio.sleep(0.01)

@@ -312,6 +312,178 @@ class JournalHead(_message.Message):
     sequence: int
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
+class RestoreRevisionRequest(_message.Message):
+    __slots__ = ("node_id", "number", "device")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    number: int
+    device: str
+    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class ShareRequest(_message.Message):
+    __slots__ = ("node_id", "user_name", "role", "device")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    user_name: str
+    role: Role
+    device: str
+    def __init__(self, node_id: _Optional[int] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., device: _Optional[str] = ...) -> None: ...
+
+class UnshareRequest(_message.Message):
+    __slots__ = ("node_id", "user_name", "device")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    user_name: str
+    device: str
+    def __init__(self, node_id: _Optional[int] = ..., user_name: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+
+class UnshareResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: int
+    def __init__(self, removed: _Optional[int] = ...) -> None: ...
+
+class ListSharesRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    def __init__(self, node_id: _Optional[int] = ...) -> None: ...
+
+class ListSharedWithMeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShareInfo(_message.Message):
+    __slots__ = ("node", "path", "owner_id", "owner_name", "user_id", "user_name", "role", "created_ns")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_NAME_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    path: str
+    owner_id: int
+    owner_name: str
+    user_id: int
+    user_name: str
+    role: Role
+    created_ns: int
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., path: _Optional[str] = ..., owner_id: _Optional[int] = ..., owner_name: _Optional[str] = ..., user_id: _Optional[int] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., created_ns: _Optional[int] = ...) -> None: ...
+
+class ListSharesResponse(_message.Message):
+    __slots__ = ("shares",)
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    shares: _containers.RepeatedCompositeFieldContainer[ShareInfo]
+    def __init__(self, shares: _Optional[_Iterable[_Union[ShareInfo, _Mapping]]] = ...) -> None: ...
+
+class ListTrashRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TrashEntry(_message.Message):
+    __slots__ = ("node", "path", "deleted_ns", "purge_ns")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DELETED_NS_FIELD_NUMBER: _ClassVar[int]
+    PURGE_NS_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    path: str
+    deleted_ns: int
+    purge_ns: int
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., path: _Optional[str] = ..., deleted_ns: _Optional[int] = ..., purge_ns: _Optional[int] = ...) -> None: ...
+
+class ListTrashResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[TrashEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[TrashEntry, _Mapping]]] = ...) -> None: ...
+
+class RestoreFromTrashRequest(_message.Message):
+    __slots__ = ("node_id", "device")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    device: str
+    def __init__(self, node_id: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class RestoreFromTrashResponse(_message.Message):
+    __slots__ = ("node", "path", "restored")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    path: str
+    restored: int
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., path: _Optional[str] = ..., restored: _Optional[int] = ...) -> None: ...
+
+class ListSnapshotRequest(_message.Message):
+    __slots__ = ("node_id", "time_ns")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    time_ns: int
+    def __init__(self, node_id: _Optional[int] = ..., time_ns: _Optional[int] = ...) -> None: ...
+
+class SnapshotEntry(_message.Message):
+    __slots__ = ("node_id", "name", "kind", "size", "mtime_ns", "revision", "content_kept", "symlink_target")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_KEPT_FIELD_NUMBER: _ClassVar[int]
+    SYMLINK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    name: str
+    kind: NodeKind
+    size: int
+    mtime_ns: int
+    revision: int
+    content_kept: bool
+    symlink_target: str
+    def __init__(self, node_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., content_kept: _Optional[bool] = ..., symlink_target: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[SnapshotEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[SnapshotEntry, _Mapping]]] = ...) -> None: ...
+
+class RestoreSnapshotRequest(_message.Message):
+    __slots__ = ("node_id", "time_ns", "device")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    time_ns: int
+    device: str
+    def __init__(self, node_id: _Optional[int] = ..., time_ns: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class RestoreSnapshotResponse(_message.Message):
+    __slots__ = ("node", "path", "files", "directories", "skipped")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORIES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    path: str
+    files: int
+    directories: int
+    skipped: int
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., path: _Optional[str] = ..., files: _Optional[int] = ..., directories: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
+
 class EmptyTrashRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -389,7 +561,7 @@ class StorageSummary(_message.Message):
     def __init__(self, logical_bytes: _Optional[int] = ..., referenced_blocks: _Optional[int] = ..., referenced_bytes: _Optional[int] = ...) -> None: ...
 
 class ChangeEvent(_message.Message):
-    __slots__ = ("sequence", "kind", "node_id", "node_kind", "parent_id", "name", "old_parent_id", "old_name", "revision", "actor_id", "device", "time_ns", "replaced_node_id")
+    __slots__ = ("sequence", "kind", "node_id", "node_kind", "parent_id", "name", "old_parent_id", "old_name", "revision", "actor_id", "device", "time_ns", "replaced_node_id", "actor_name", "path", "shared", "owner_id", "subject_user_id", "subject_name", "role")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -403,6 +575,13 @@ class ChangeEvent(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     REPLACED_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     kind: ChangeKind
     node_id: int
@@ -416,4 +595,11 @@ class ChangeEvent(_message.Message):
     device: str
     time_ns: int
     replaced_node_id: int
-    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., node_id: _Optional[int] = ..., node_kind: _Optional[_Union[NodeKind, str]] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., old_parent_id: _Optional[int] = ..., old_name: _Optional[str] = ..., revision: _Optional[int] = ..., actor_id: _Optional[int] = ..., device: _Optional[str] = ..., time_ns: _Optional[int] = ..., replaced_node_id: _Optional[int] = ...) -> None: ...
+    actor_name: str
+    path: str
+    shared: bool
+    owner_id: int
+    subject_user_id: int
+    subject_name: str
+    role: Role
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., node_id: _Optional[int] = ..., node_kind: _Optional[_Union[NodeKind, str]] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., old_parent_id: _Optional[int] = ..., old_name: _Optional[str] = ..., revision: _Optional[int] = ..., actor_id: _Optional[int] = ..., device: _Optional[str] = ..., time_ns: _Optional[int] = ..., replaced_node_id: _Optional[int] = ..., actor_name: _Optional[str] = ..., path: _Optional[str] = ..., shared: _Optional[bool] = ..., owner_id: _Optional[int] = ..., subject_user_id: _Optional[int] = ..., subject_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...

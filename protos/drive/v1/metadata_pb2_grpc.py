@@ -114,10 +114,55 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetJournalHeadRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.JournalHead.FromString,
                 _registered_method=True)
+        self.RestoreRevision = channel.unary_unary(
+                '/drive.v1.Metadata/RestoreRevision',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreRevisionRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+                _registered_method=True)
+        self.Share = channel.unary_unary(
+                '/drive.v1.Metadata/Share',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ShareRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ShareInfo.FromString,
+                _registered_method=True)
+        self.Unshare = channel.unary_unary(
+                '/drive.v1.Metadata/Unshare',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.UnshareRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.UnshareResponse.FromString,
+                _registered_method=True)
+        self.ListShares = channel.unary_unary(
+                '/drive.v1.Metadata/ListShares',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesResponse.FromString,
+                _registered_method=True)
+        self.ListSharedWithMe = channel.unary_unary(
+                '/drive.v1.Metadata/ListSharedWithMe',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharedWithMeRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesResponse.FromString,
+                _registered_method=True)
+        self.ListTrash = channel.unary_unary(
+                '/drive.v1.Metadata/ListTrash',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListTrashRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListTrashResponse.FromString,
+                _registered_method=True)
+        self.RestoreFromTrash = channel.unary_unary(
+                '/drive.v1.Metadata/RestoreFromTrash',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreFromTrashRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreFromTrashResponse.FromString,
+                _registered_method=True)
         self.EmptyTrash = channel.unary_unary(
                 '/drive.v1.Metadata/EmptyTrash',
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashResponse.FromString,
+                _registered_method=True)
+        self.ListSnapshot = channel.unary_unary(
+                '/drive.v1.Metadata/ListSnapshot',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSnapshotRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSnapshotResponse.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.unary_unary(
+                '/drive.v1.Metadata/RestoreSnapshot',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreSnapshotResponse.FromString,
                 _registered_method=True)
         self.CondemnBlocks = channel.unary_unary(
                 '/drive.v1.Metadata/CondemnBlocks',
@@ -263,10 +308,80 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RestoreRevision(self, request, context):
+        """Makes an older revision's content the newest revision (a new number;
+        nothing is overwritten). Journals RESTORED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Share(self, request, context):
+        """Sharing (owners only). Share adds or changes a user's role on a file or
+        folder; Unshare takes it away at once. Both are journaled for the owner
+        and the other user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unshare(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListShares(self, request, context):
+        """Shares the caller made (of one node, or all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSharedWithMe(self, request, context):
+        """Files and folders others shared with the caller, with the caller's role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrash(self, request, context):
+        """The caller's trash: deleted files and folders whose folder still exists
+        (a folder's deleted contents come back with it), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreFromTrash(self, request, context):
+        """Puts a deleted node back where it was, or beside that place under a
+        "(restored)" name if it is taken. A folder comes back with the entries
+        deleted together with it. Journals RESTORED for each node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EmptyTrash(self, request, context):
         """Forgets deleted nodes' content for good (their revisions and block
         references), so garbage collection can reclaim the blocks.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshot(self, request, context):
+        """Snapshots, rebuilt from the journal: the entries of a folder as they
+        were at a past time, and restoring a file or folder (with its tree) as
+        it was then. Restoring never deletes or overwrites: changed files get a
+        new revision, deleted ones come back, a taken name gets "(restored)".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -397,10 +512,55 @@ def add_MetadataServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetJournalHeadRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.JournalHead.SerializeToString,
             ),
+            'RestoreRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreRevision,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreRevisionRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.SerializeToString,
+            ),
+            'Share': grpc.unary_unary_rpc_method_handler(
+                    servicer.Share,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ShareRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ShareInfo.SerializeToString,
+            ),
+            'Unshare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unshare,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.UnshareRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.UnshareResponse.SerializeToString,
+            ),
+            'ListShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListShares,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesResponse.SerializeToString,
+            ),
+            'ListSharedWithMe': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSharedWithMe,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharedWithMeRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesResponse.SerializeToString,
+            ),
+            'ListTrash': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrash,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListTrashRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListTrashResponse.SerializeToString,
+            ),
+            'RestoreFromTrash': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreFromTrash,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreFromTrashRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreFromTrashResponse.SerializeToString,
+            ),
             'EmptyTrash': grpc.unary_unary_rpc_method_handler(
                     servicer.EmptyTrash,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashResponse.SerializeToString,
+            ),
+            'ListSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshot,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSnapshotRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListSnapshotResponse.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreSnapshotResponse.SerializeToString,
             ),
             'CondemnBlocks': grpc.unary_unary_rpc_method_handler(
                     servicer.CondemnBlocks,
@@ -871,6 +1031,195 @@ class Metadata:
             _registered_method=True)
 
     @staticmethod
+    def RestoreRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/RestoreRevision',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreRevisionRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Share(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/Share',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ShareRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ShareInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unshare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/Unshare',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.UnshareRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.UnshareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ListShares',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSharedWithMe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ListSharedWithMe',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharedWithMeRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListSharesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ListTrash',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListTrashRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListTrashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreFromTrash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/RestoreFromTrash',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreFromTrashRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreFromTrashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def EmptyTrash(request,
             target,
             options=(),
@@ -887,6 +1236,60 @@ class Metadata:
             '/drive.v1.Metadata/EmptyTrash',
             protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.EmptyTrashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ListSnapshot',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListSnapshotRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/RestoreSnapshot',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreSnapshotRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.RestoreSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,191 @@
+"""Who may see and change which node, and where a node is as a given user sees it.
+
+The owner of a drive is OWNER of every node in it. Anyone else sees a node
+only through a share on it or on one of its folders; the strongest such share
+is their role. A node the caller may not see is NotFound, exactly like a node
+that does not exist, so ids leak nothing; a node they may see but not change
+is PermissionDenied.
+
+Runs on a connection's thread inside the caller's transaction. Holds the
+access SQL and nothing else.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import replace
+
+from metad import rows
+from metad.errors import NotFound, PermissionDenied
+from metad.models import Node, Role
+
+# Self and every ancestor of a node, nearest first.
+_ANCESTORS = (
+    "WITH RECURSIVE up (id, depth) AS ("
+    "  SELECT ?, 0 UNION ALL"
+    "  SELECT nodes.parent_id, up.depth + 1 FROM nodes JOIN up ON nodes.id = up.id"
+    "  WHERE nodes.parent_id IS NOT NULL"
+    ")"
+)
+
+
+def strongest(roles: Iterable[Role | None]) -> Role | None:
+    best: Role | None = None
+    for role in roles:
+        if role is not None and (best is None or role.rank > best.rank):
+            best = role
+    return best
+
+
+def role_on(conn: sqlite3.Connection, node: Node, user_id: int) -> Role | None:
+    """The user's role on a node: OWNER, the strongest share on it or a folder above, or None."""
+    if node.owner_id == user_id:
+        return Role.OWNER
+    found = conn.execute(
+        f"{_ANCESTORS} SELECT shares.role FROM up JOIN shares ON shares.node_id = up.id"
+        " WHERE shares.user_id = ?",
+        (node.id, user_id),
+    ).fetchall()
+    return strongest(Role(row[0]) for row in found)
+
+
+def child_role(conn: sqlite3.Connection, parent_role: Role, child: Node, user_id: int) -> Role:
+    """A child's role given its folder's: a share on the child itself may grant more."""
+    if parent_role is Role.OWNER or child.owner_id == user_id:
+        return Role.OWNER
+    row = rows.fetch_one(
+        conn, "SELECT role FROM shares WHERE node_id = ? AND user_id = ?", (child.id, user_id)
+    )
+    return strongest((parent_role, None if row is None else Role(row[0]))) or parent_role
+
+
+def with_roles(
+    conn: sqlite3.Connection, parent_role: Role, children: list[Node], user_id: int
+) -> list[Node]:
+    """Children of one folder, each with the user's role (one query for the direct shares)."""
+    if parent_role is Role.OWNER or not children:
+        return [replace(node, role=parent_role) for node in children]
+    direct: dict[int, Role] = {}
+    for marks, chunk in rows.in_chunks([node.id for node in children]):
+        for node_id, role in conn.execute(
+            f"SELECT node_id, role FROM shares WHERE user_id = ? AND node_id IN ({marks})",
+            (user_id, *chunk),
+        ):
+            direct[node_id] = Role(role)
+    return [
+        replace(node, role=strongest((parent_role, direct.get(node.id))) or parent_role)
+        for node in children
+    ]
+
+
+def visible_node(
+    conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ
+) -> Node:
+    """A live node the user may see, with their role; NotFound or PermissionDenied otherwise."""
+    row = rows.fetch_one(
+        conn,
+        f"SELECT {rows.NODE_COLUMNS} FROM nodes WHERE id = ? AND deleted_ns IS NULL",
+        (node_id,),
+    )
+    if row is None:
+        raise NotFound(f"no node {node_id}")
+    node = rows.node(row)
+    role = role_on(conn, node, user_id)
+    if role is None:
+        raise NotFound(f"no node {node_id}")
+    if not role.allows(need):
+        raise denied(node, role, need)
+    return replace(node, role=role)
+
+
+def denied(node: Node, role: Role, need: Role) -> PermissionDenied:
+    what = "only its owner may" if need is Role.OWNER else "you may only read it, not"
+    verb = "share it" if need is Role.OWNER else "change it"
+    return PermissionDenied(f"{node.name!r} is shared with you as {role.value}: {what} {verb}")
+
+
+def path_in_owner_drive(conn: sqlite3.Connection, node_id: int) -> str:
+    """'docs/plan.txt': the node's names from its drive's root (deleted nodes: their last place)."""
+    found = conn.execute(
+        f"{_ANCESTORS} SELECT nodes.name FROM up JOIN nodes ON nodes.id = up.id"
+        " ORDER BY up.depth DESC",
+        (node_id,),
+    ).fetchall()
+    return "/".join(row[0] for row in found if row[0])
+
+
+class Viewer:
+    """One user's view of the tree for one read: where nodes are as they see them.
+
+    Caches the user's shares and the parent links it walks, so placing a batch
+    of journal events costs a query per distinct node, not per event.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, user_id: int) -> None:
+        self.conn = conn
+        self.user_id = user_id
+        self.shared: dict[int, Role] = {
+            node_id: Role(role)
+            for node_id, role in conn.execute(
+                "SELECT node_id, role FROM shares WHERE user_id = ?", (user_id,)
+            )
+        }
+        self.owners_sharing: set[int] = {
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT nodes.owner_id FROM shares JOIN nodes ON nodes.id = shares.node_id"
+                " WHERE shares.user_id = ?",
+                (user_id,),
+            )
+        }
+        self._links: dict[int, tuple[int | None, str, int]] = {}
+
+    def _link(self, node_id: int) -> tuple[int | None, str, int] | None:
+        link = self._links.get(node_id)
+        if link is None:
+            row = rows.fetch_one(
+                self.conn, "SELECT parent_id, name, owner_id FROM nodes WHERE id = ?", (node_id,)
+            )
+            if row is None:
+                return None
+            link = self._links[node_id] = (row[0], row[1], row[2])
+        return link
+
+    def place(self, node_id: int | None) -> tuple[str, bool] | None:
+        """(path, shared) of a node as the user sees it; None if they cannot see it.
+
+        Own nodes: the path from the user's root. Shared nodes: the path from
+        the nearest shared folder above (its name first).
+        """
+        names: list[str] = []
+        current = node_id
+        while current is not None:
+            link = self._link(current)
+            if link is None:
+                return None
+            parent, name, owner = link
+            if owner == self.user_id:
+                if parent is None:
+                    return "/".join(reversed(names)), False
+            elif current in self.shared:
+                names.append(name)
+                return "/".join(reversed(names)), True
+            names.append(name)
+            current = parent
+        return None
+
+    def place_of_entry(
+        self, parent_id: int | None, name: str, node_id: int
+    ) -> tuple[str, bool] | None:
+        """Where an entry named name in parent_id is, for the user (a shared node: its name)."""
+        link = self._link(node_id)
+        if link is not None and link[2] != self.user_id and node_id in self.shared:
+            return name, True
+        if parent_id is None:
+            return ("", False) if link is not None and link[2] == self.user_id else None
+        parent = self.place(parent_id)
+        if parent is None:
+            return None
+        path, shared = parent
+        return (f"{path}/{name}" if path else name), shared
