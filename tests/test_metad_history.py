@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from metad.housekeeping import Housekeeping, run_once
 from metad.models import Actor, BlockRef, NodeKind
 from metad.retention import DAY_NS, Retention
 from metad.store import FIRST_USER_ID, Store
@@ -187,5 +188,22 @@ def test_a_snapshot_lists_and_restores_the_tree_as_it_was(tmp_path: Path) -> Non
         assert {k: now[k] for k in before} == before
         assert "later.txt" in now
         assert await content(store, (await store.lookup(FIRST_USER_ID, root.id, "moved.txt")).id)
+
+    scenario(tmp_path, body)
+
+
+def test_housekeeping_purges_trash_older_than_the_trash_period(tmp_path: Path) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        root = await store.get_root(FIRST_USER_ID)
+        for name, n in (("old.txt", 1), ("recent.txt", 2)):
+            node = await store.create_file(OWNER, root.id, name, 0o644)
+            await write(store, node.id, n)
+            await store.delete(OWNER, root.id, name, directory=False)
+            clock.advance(20 * DAY_NS)
+        policy = Housekeeping(trash_ns=30 * DAY_NS)
+        await run_once(store, policy, now_ns=clock.now)
+        assert [e.path for e in await store.list_trash(FIRST_USER_ID, 0)] == ["recent.txt"]
+        referenced, _ = await store.referenced_blocks(b"", 100)
+        assert referenced == [(2).to_bytes(32, "big")]
 
     scenario(tmp_path, body)
