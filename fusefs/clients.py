@@ -185,8 +185,10 @@ class GrantBook:
     """The grants metad gave this client, so downloads can show them to blockd.
 
     Grants arrive with revisions (MetadataClient.get_revision). A block whose
-    grant is missing or about to expire is re-granted by asking metad for the
-    current revision of a file it belongs to (refresh).
+    grant is missing or about to expire is re-granted by asking metad again
+    for the revision it came with (refresh(node_id, number); 0 = the current
+    one, for blocks just committed), so a past revision held open for hours
+    keeps reading.
     """
 
     MAX_ENTRIES = 500_000
@@ -194,15 +196,21 @@ class GrantBook:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._book: OrderedDict[bytes, tuple[bytes, int, int]] = OrderedDict()
-        self.refresh: Callable[[int], object] | None = None
+        # hash -> (grant, expires_s, node_id, revision number it came with)
+        self._book: OrderedDict[bytes, tuple[bytes, int, int, int]] = OrderedDict()
+        self.refresh: Callable[[int, int], object] | None = None
 
     def add(
-        self, node_id: int, hashes: Iterable[bytes], grants: Iterable[bytes], expires_s: int
+        self,
+        node_id: int,
+        hashes: Iterable[bytes],
+        grants: Iterable[bytes],
+        expires_s: int,
+        number: int = 0,
     ) -> None:
         with self._lock:
             for digest, grant in zip(hashes, grants, strict=True):
-                self._book[digest] = (grant, expires_s, node_id)
+                self._book[digest] = (grant, expires_s, node_id, number)
                 self._book.move_to_end(digest)
             while len(self._book) > self.MAX_ENTRIES:
                 self._book.popitem(last=False)
@@ -212,26 +220,26 @@ class GrantBook:
         with self._lock:
             for digest in hashes:
                 if digest not in self._book:
-                    self._book[digest] = (b"", 0, node_id)
+                    self._book[digest] = (b"", 0, node_id, 0)
 
     def known(self, hashes: Sequence[bytes]) -> list[tuple[bytes, int]]:
         """Per hash, its grant and expiry, or (b"", 0)."""
         with self._lock:
-            return [self._book.get(h, (b"", 0, 0))[:2] for h in hashes]
+            return [self._book.get(h, (b"", 0, 0, 0))[:2] for h in hashes]
 
     def for_download(self, hashes: Sequence[bytes]) -> list[tuple[bytes, int]]:
         """Valid grants for hashes, refreshing the stale ones from metad first."""
         soon = time.time() + self.MARGIN_S
         with self._lock:
             stale = {
-                entry[2]
+                entry[2:]
                 for h in hashes
                 if (entry := self._book.get(h)) is not None and entry[1] < soon and entry[2]
             }
         if stale and self.refresh is not None:
-            for node_id in stale:
+            for node_id, number in stale:
                 with contextlib.suppress(errors.DriveError):
-                    self.refresh(node_id)
+                    self.refresh(node_id, number)
         return self.known(hashes)
 
 
@@ -333,6 +341,7 @@ class MetadataClient:
             (b.hash for b in msg.blocks),
             (b.grant for b in msg.blocks),
             msg.grants_expire_s,
+            number,
         )
         return Revision(
             node_id=msg.node_id,

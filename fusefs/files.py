@@ -1,5 +1,9 @@
 """Open files: reading revisions block by block, local edits, commits.
 
+RevisionReader reads one revision through the block cache; OpenFile adds
+local edits and commits on top of it, and past revisions (.drive-history)
+are read by a bare RevisionReader.
+
 One OpenFile per inode however many handles the kernel has open on it, so
 every handle sees the others' writes (as on a local disk). A file being
 changed gets a staging file (a private local copy, materialized from its
@@ -30,7 +34,7 @@ from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.chunker import chunk_file
 from fusefs.clients import BlockClient, MetadataClient
-from fusefs.models import BlockRef, Node, Revision
+from fusefs.models import BlockRef, Node, Revision, Role
 
 log = logging.getLogger(__name__)
 
@@ -44,48 +48,43 @@ COLLECTOR_WAIT_SECONDS = 120  # how long one collection may hold our blocks
 Invalidate = Callable[[int], Awaitable[None]]
 
 
-def conflict_name(name: str, device: str, when: float) -> str:
-    """'report (conflicted copy from laptop 2026-11-22 093015).txt', ≤ 255 bytes."""
+def tagged_name(name: str, tag: str) -> str:
+    """name with " (tag)" before its extension, cut to fit in 255 bytes.
+
+    'report.txt' + 'r3 2026-11-22 093015' -> 'report (r3 2026-11-22 093015).txt':
+    programs still recognize the file by its extension.
+    """
     stem, dot, ext = name.rpartition(".")
     if not stem or len(ext) > 16:
         stem, dot, ext = name, "", ""
-    stamp = time.strftime("%Y-%m-%d %H%M%S", time.localtime(when))
-    tag = f" (conflicted copy from {device} {stamp})"
-    tail = f"{tag}{dot}{ext}"
+    tail = f" ({tag}){dot}{ext}"
     room = MAX_NAME_BYTES - len(tail.encode())
     stem_bytes = stem.encode()[: max(room, 1)]
     return stem_bytes.decode(errors="ignore") + tail
 
 
-class OpenFile:
-    def __init__(
-        self,
-        node: Node,
-        revision: Revision,
-        *,
-        meta: MetadataClient,
-        blocks: BlockClient,
-        cache: BlockCache,
-        staging_dir: Path,
-        limiter: trio.CapacityLimiter,
-        nursery: trio.Nursery,
-    ) -> None:
-        self.node = node
-        self.handles = 0
-        self._meta = meta
-        self._blocks = blocks
+def local_stamp(when: float) -> str:
+    """A local time as names carry it: '2026-11-22 093015' (no colons)."""
+    return time.strftime("%Y-%m-%d %H%M%S", time.localtime(when))
+
+
+def conflict_name(name: str, device: str, when: float) -> str:
+    """'report (conflicted copy from laptop 2026-11-22 093015).txt', ≤ 255 bytes."""
+    return tagged_name(name, f"conflicted copy from {device} {local_stamp(when)}")
+
+
+class RevisionReader:
+    """Reads one revision's bytes through the block cache, read-only.
+
+    Open files build on it, and so do past revisions shown under
+    .drive-history, so both fetch, verify and prefetch blocks the same way.
+    """
+
+    def __init__(self, revision: Revision, *, cache: BlockCache, nursery: trio.Nursery) -> None:
         self._cache = cache
-        self._staging_dir = staging_dir
-        self._limiter = limiter
         self._nursery = nursery
-        self._lock = trio.Lock()
         self._set_revision(revision)
         self.size = revision.size
-        self.mtime_ns = node.mtime_ns
-        self._staging_fd: int | None = None
-        self._staging_path: Path | None = None
-        self.dirty = False
-        self.stale = False  # another device committed; reads reload first
         self._next_read = 0
         self._prefetched_until = 0
 
@@ -94,22 +93,10 @@ class OpenFile:
         self._refs = revision.blocks
         self._starts = [b.offset for b in revision.blocks]
 
-    async def _thread(self, fn, *args):
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-
-    def attributes(self, node: Node) -> Node:
-        """node with this file's local size and mtime while it has unsaved edits."""
-        if self._staging_fd is None:
-            return node
-        return replace(node, size=self.size, mtime_ns=self.mtime_ns)
-
-    # --- reading ---------------------------------------------------------
-
     async def read(self, offset: int, size: int) -> bytes:
-        if self._staging_fd is not None:
-            return os.pread(self._staging_fd, size, offset)
-        if self.stale:
-            await self.reload()
+        return await self._read_blocks(offset, size)
+
+    async def _read_blocks(self, offset: int, size: int) -> bytes:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
@@ -145,6 +132,55 @@ class OpenFile:
         # A failure here is reported by the read that needs the block.
         with contextlib.suppress(errors.DriveError):
             await self._cache.get_many(hashes)
+
+    def close(self) -> None:
+        """Nothing to free: a reader holds no local state beyond the block cache."""
+
+
+class OpenFile(RevisionReader):
+    def __init__(
+        self,
+        node: Node,
+        revision: Revision,
+        *,
+        meta: MetadataClient,
+        blocks: BlockClient,
+        cache: BlockCache,
+        staging_dir: Path,
+        limiter: trio.CapacityLimiter,
+        nursery: trio.Nursery,
+    ) -> None:
+        super().__init__(revision, cache=cache, nursery=nursery)
+        self.node = node
+        self.handles = 0
+        self._meta = meta
+        self._blocks = blocks
+        self._staging_dir = staging_dir
+        self._limiter = limiter
+        self._lock = trio.Lock()
+        self.mtime_ns = node.mtime_ns
+        self._staging_fd: int | None = None
+        self._staging_path: Path | None = None
+        self.dirty = False
+        self.stale = False  # another device committed; reads reload first
+
+    async def _thread(self, fn, *args):
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def attributes(self, node: Node) -> Node:
+        """node with this file's local size and mtime while it has unsaved edits."""
+        if self._staging_fd is None:
+            return node
+        return replace(node, size=self.size, mtime_ns=self.mtime_ns)
+
+    # --- reading ---------------------------------------------------------
+
+    async def read(self, offset: int, size: int) -> bytes:
+        if self._staging_fd is not None:
+            return os.pread(self._staging_fd, size, offset)
+        if self.stale:
+            await self.reload()
+        return await self._read_blocks(offset, size)
 
     async def reload(self) -> None:
         """Adopts the current revision (another device changed the file)."""
@@ -236,6 +272,13 @@ class OpenFile:
                 await self._commit_conflicted_copy(refs, invalidate)
                 return None
             except errors.NotFound:
+                if self.node.role in (Role.READ, Role.WRITE):
+                    # Someone else's file: their share was taken away (or they
+                    # deleted it). The program must hear that its edits were
+                    # not saved; the caller decides when to drop them.
+                    raise errors.PermissionDenied(
+                        f"{self.node.name!r} is no longer shared with you; edits not saved"
+                    ) from None
                 # Deleted (here or on another device) while open: as on a
                 # local disk, writes to an unlinked file vanish with it.
                 log.info("%r was deleted while open; its last edits are dropped", self.node.name)
@@ -326,6 +369,12 @@ class OpenFile:
         if self._staging_path is not None:
             self._staging_path.unlink(missing_ok=True)
             self._staging_path = None
+
+    def discard(self) -> None:
+        """Forgets unsaved edits the drive refused; reads show the saved revision again."""
+        self._drop_staging()
+        self.dirty = False
+        self.stale = True
 
     def close(self) -> None:
         """Frees local resources once the last handle is released (after commit)."""

@@ -2,20 +2,52 @@
 
 Inode numbers are metad node ids (stable, never reused), except that the
 drive's root is FUSE's ROOT_INODE (1); whatever node has id 1 takes the
-root's id in exchange. Lookup counts follow pyfuse3's rules: every reply that
-hands the kernel an entry adds one, forget() subtracts.
+root's id in exchange. Entries that are not metad nodes ("Shared with me",
+.drive-history and what is below it) get numbers from VIRTUAL_BASE up, a
+range no node id reaches (ids are SQLite AUTOINCREMENT values counting from
+1), handed out by VirtualInodes. Lookup counts follow pyfuse3's rules: every
+reply that hands the kernel an entry adds one, forget() subtracts.
 
 The attribute cache holds the last Node seen for each inode; change events
-drop entries so the next getattr asks metad again.
+drop entries so the next getattr asks metad again. The owner of every inode
+the kernel knows is kept beside it, so a change of someone's share can reach
+every inode of their drive the kernel holds, cached attributes or not.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
 
 from fusefs.models import Node
 
 ROOT_INODE = 1
+VIRTUAL_BASE = 1 << 62
+
+
+def is_virtual(inode: int) -> bool:
+    return inode >= VIRTUAL_BASE
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """What the kernel must forget: an inode's attrs/data, or a directory entry."""
+
+    inode: int = 0
+    attr_only: bool = False
+    parent_inode: int = 0
+    name: str = ""
+    deleted_inode: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DirEntry:
+    """One readdir entry; offset is what a later readdir resumes after."""
+
+    name: str
+    inode: int
+    node: Node
+    offset: int
 
 
 class InodeTable:
@@ -23,6 +55,7 @@ class InodeTable:
         self.root_node_id = root_node_id
         self._lookups: dict[int, int] = {}
         self._nodes: dict[int, Node] = {}
+        self._owners: dict[int, int] = {}  # inode -> owner id, while the kernel knows it
 
     def inode_of(self, node_id: int) -> int:
         if node_id == self.root_node_id:
@@ -41,7 +74,7 @@ class InodeTable:
         """Records a node handed to the kernel; returns its inode."""
         inode = self.inode_of(node.id)
         self._lookups[inode] = self._lookups.get(inode, 0) + 1
-        self._nodes[inode] = node
+        self.update(node)
         return inode
 
     def forget(self, inode: int, count: int) -> bool:
@@ -53,10 +86,15 @@ class InodeTable:
         self._lookups.pop(inode, None)
         if inode != ROOT_INODE:
             self._nodes.pop(inode, None)
+            self._owners.pop(inode, None)
         return True
 
     def known(self, inode: int) -> bool:
         return inode == ROOT_INODE or inode in self._lookups
+
+    def owned(self, match: Callable[[int], bool]) -> list[int]:
+        """Inodes (known or cached) whose owner id satisfies match."""
+        return [inode for inode, owner in self._owners.items() if match(owner)]
 
     # --- attribute cache -------------------------------------------------
 
@@ -64,7 +102,9 @@ class InodeTable:
         return self._nodes.get(inode)
 
     def update(self, node: Node) -> None:
-        self._nodes[self.inode_of(node.id)] = node
+        inode = self.inode_of(node.id)
+        self._nodes[inode] = node
+        self._owners[inode] = node.owner_id
 
     def invalidate(self, inode: int) -> None:
         self._nodes.pop(inode, None)
@@ -78,3 +118,61 @@ class InodeTable:
         node = self._nodes.get(inode)
         if node is not None:
             self._nodes[inode] = replace(node, mtime_ns=time_ns, ctime_ns=time_ns)
+
+
+class VirtualInodes:
+    """Inode numbers of entries that are not metad nodes, one per key.
+
+    A key (any hashable value naming what the entry shows, e.g. "revision 3 of
+    node 12") keeps its number while the kernel knows it, so a second lookup
+    finds the same inode; once the kernel forgets it, the number is retired
+    (never reused) and the key gets a new one next time. Fixed entries keep
+    their number for the life of the mount.
+    """
+
+    def __init__(self, first_free: int) -> None:
+        assert is_virtual(first_free)
+        self._next = first_free
+        self._by_key: dict[Hashable, int] = {}
+        self._keys: dict[int, Hashable] = {}
+        self._lookups: dict[int, int] = {}
+        self._fixed: set[int] = set()
+
+    def fix(self, inode: int, key: Hashable) -> None:
+        assert is_virtual(inode) and inode < self._next
+        self._by_key[key] = inode
+        self._keys[inode] = key
+        self._fixed.add(inode)
+
+    def inode(self, key: Hashable) -> int:
+        """The number of key, allocated on first use."""
+        inode = self._by_key.get(key)
+        if inode is None:
+            inode = self._next
+            self._next += 1
+            self._by_key[key] = inode
+            self._keys[inode] = key
+        return inode
+
+    def key(self, inode: int) -> Hashable | None:
+        return self._keys.get(inode)
+
+    def remember(self, inode: int) -> None:
+        self._lookups[inode] = self._lookups.get(inode, 0) + 1
+
+    def forget(self, inode: int, count: int) -> bool:
+        """Drops count lookups; True when the number was retired."""
+        left = self._lookups.get(inode, 0) - count
+        if left > 0:
+            self._lookups[inode] = left
+            return False
+        self._lookups.pop(inode, None)
+        if inode in self._fixed:
+            return False
+        key = self._keys.pop(inode, None)
+        if key is not None and self._by_key.get(key) == inode:
+            del self._by_key[key]
+        return True
+
+    def known(self, inode: int) -> bool:
+        return inode in self._lookups or inode in self._fixed

@@ -18,8 +18,9 @@ import pyfuse3
 import trio
 
 from fusefs import errors
-from fusefs.models import Kind, Node
-from fusefs.vfs import Invalidation, Vfs
+from fusefs.inodes import Invalidation
+from fusefs.models import Kind, Node, Role
+from fusefs.vfs import Vfs
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,10 @@ class Operations(pyfuse3.Operations):
         attr.generation = 0
         attr.entry_timeout = ENTRY_TIMEOUT
         attr.attr_timeout = ATTR_TIMEOUT
-        attr.st_mode = _KIND_BITS[node.kind] | (node.mode & 0o7777)
+        mode = node.mode & 0o7777
+        if node.role == Role.READ:
+            mode &= ~0o222  # shared with us read-only (or a past revision)
+        attr.st_mode = _KIND_BITS[node.kind] | mode
         attr.st_nlink = 2 if node.kind == Kind.DIRECTORY else 1
         attr.st_uid = self._uid
         attr.st_gid = self._gid
@@ -167,19 +171,15 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def readdir(self, fh, start_id, token):
-        after = start_id
-        while True:
-            nodes, more = await self.vfs.readdir(fh, after)
-            for node in nodes:
-                inode = self.vfs.inodes.inode_of(node.id)
-                if not pyfuse3.readdir_reply(
-                    token, node.name.encode(), self.attributes(inode, node), node.id
-                ):
+        after: int | None = start_id
+        while after is not None:
+            entries, next_after = await self.vfs.readdir(fh, after)
+            for entry in entries:
+                attr = self.attributes(entry.inode, entry.node)
+                if not pyfuse3.readdir_reply(token, entry.name.encode(), attr, entry.offset):
                     return
-                self.vfs.entry_added(node)
-                after = node.id
-            if not more:
-                return
+                self.vfs.entry_added(entry)
+            after = next_after
 
     async def releasedir(self, fh):
         pass
@@ -188,7 +188,11 @@ class Operations(pyfuse3.Operations):
     async def open(self, inode, flags, ctx):
         if flags & os.O_ACCMODE != os.O_RDONLY and inode == pyfuse3.ROOT_INODE:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        fh = await self.vfs.open(inode, truncate=bool(flags & os.O_TRUNC))
+        fh = await self.vfs.open(
+            inode,
+            write=flags & os.O_ACCMODE != os.O_RDONLY,
+            truncate=bool(flags & os.O_TRUNC),
+        )
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @_errno_boundary

@@ -1,9 +1,14 @@
 """The drive as a POSIX file system, in inode numbers and domain values.
 
-Owns: POSIX rules (names, which call applies to which kind), the mapping of
-inodes to metad nodes, open files, and turning change events from other
-devices into cache invalidations. Knows nothing of pyfuse3: the operations
-layer translates, and kernel invalidations are handed in as callables.
+Owns: POSIX rules (names, which call applies to which kind, what a role
+allows), the mapping of inodes to metad nodes, open files, and turning change
+events from other devices and users into cache invalidations. Virtual folders
+("Shared with me", .drive-history) live in virtual.py; this module routes
+their inodes there. Knows nothing of pyfuse3: the operations layer
+translates, and kernel invalidations are handed in as callables.
+
+Roles: a node shared with us read-only (Role.READ) refuses every change here,
+before anything is staged or sent; metad checks again and is the authority.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -20,25 +24,22 @@ import trio
 from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.clients import BlockClient, MetadataClient
-from fusefs.files import OpenFile
-from fusefs.inodes import InodeTable
-from fusefs.models import Change, ChangeKind, Kind, Node, Revision, Usage
+from fusefs.files import OpenFile, RevisionReader
+from fusefs.inodes import (
+    ROOT_INODE,
+    VIRTUAL_BASE,
+    DirEntry,
+    InodeTable,
+    Invalidation,
+    is_virtual,
+)
+from fusefs.models import Change, ChangeKind, Kind, Node, Revision, Role, Usage
+from fusefs.virtual import VirtualTree
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 255
 READDIR_PAGE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Invalidation:
-    """What the kernel must forget: an inode's attrs/data, or a directory entry."""
-
-    inode: int = 0
-    attr_only: bool = False
-    parent_inode: int = 0
-    name: str = ""
-    deleted_inode: int = 0
 
 
 Invalidator = Callable[[list[Invalidation]], Awaitable[None]]
@@ -51,6 +52,9 @@ def check_name(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise errors.InvalidName("names must be UTF-8") from None
+
+
+Handle = OpenFile | RevisionReader
 
 
 class Vfs:
@@ -67,12 +71,14 @@ class Vfs:
         self.meta = meta
         self.blocks = blocks
         self.cache = cache
+        self.user_id = root.owner_id  # whose drive this mount shows
         self.inodes = InodeTable(root.id)
         self.inodes.update(root)
+        self.virtual = VirtualTree(meta, self._call, self.inodes, root)
         self._staging_dir = staging_dir
         self._limiter = limiter
         self._files: dict[int, OpenFile] = {}  # inode -> open file
-        self._handles: dict[int, OpenFile] = {}  # fh -> open file
+        self._handles: dict[int, Handle] = {}  # fh -> open file or past revision
         self._next_fh = 1
         self._nursery: trio.Nursery | None = None
         self._invalidator: Invalidator | None = None
@@ -88,17 +94,59 @@ class Vfs:
     def _node_id(self, inode: int) -> int:
         return self.inodes.node_of(inode)
 
+    def _remember(self, node: Node) -> int:
+        """Counts a lookup of node (real or virtual); returns its inode."""
+        if is_virtual(node.id):
+            self.virtual.remember(node.id)
+            return node.id
+        return self.inodes.remember(node)
+
+    def _known(self, inode: int) -> bool:
+        return self.virtual.known(inode) if is_virtual(inode) else self.inodes.known(inode)
+
+    # --- what a role allows ----------------------------------------------
+
+    async def _require_writable(self, inode: int) -> None:
+        """Refuses changes to a node shared with us read-only."""
+        node = await self.getattr(inode)
+        if node.role != Role.READ:
+            return
+        # The cached role may predate an upgrade whose event is still on its way.
+        node = await self._call(self.meta.stat, self._node_id(inode))
+        self.inodes.update(node)
+        if node.role == Role.READ:
+            raise errors.PermissionDenied(f"{node.name!r} is shared with you read-only")
+
+    async def _may_change_entry(self, parent_inode: int, name: str) -> None:
+        """Refuses creating, removing or renaming name in parent_inode unless allowed."""
+        if is_virtual(parent_inode):
+            raise self.virtual.refusal(parent_inode)
+        if parent_inode == ROOT_INODE and await self.virtual.shadows(name):
+            raise errors.PermissionDenied(f"{name!r} is a folder of the mount itself")
+        await self._require_writable(parent_inode)
+
     # --- names and attributes -----------------------------------------
 
     async def lookup(self, parent_inode: int, raw_name: bytes) -> tuple[int, Node]:
         name = check_name(raw_name)
-        node = await self._call(self.meta.lookup, self._node_id(parent_inode), name)
-        return self.inodes.remember(node), self._with_local(node)
+        node: Node | None = None
+        if is_virtual(parent_inode):
+            node = await self.virtual.lookup(parent_inode, name)
+        elif parent_inode == ROOT_INODE:
+            node = await self.virtual.root_name(name)
+        if node is None:
+            node = await self._call(self.meta.lookup, self._node_id(parent_inode), name)
+        return self._remember(node), self._with_local(node)
 
     def forget(self, inode: int, count: int) -> None:
-        self.inodes.forget(inode, count)
+        if is_virtual(inode):
+            self.virtual.forget(inode, count)
+        else:
+            self.inodes.forget(inode, count)
 
     async def getattr(self, inode: int) -> Node:
+        if is_virtual(inode):
+            return await self.virtual.getattr(inode)
         node = self.inodes.cached(inode)
         if node is None:
             node = await self._call(self.meta.stat, self._node_id(inode))
@@ -117,6 +165,9 @@ class Vfs:
         size: int | None = None,
         mtime_ns: int | None = None,
     ) -> Node:
+        if is_virtual(inode):
+            raise self.virtual.refusal(inode)
+        await self._require_writable(inode)
         node_id = self._node_id(inode)
         if size is not None:
             node = await self.getattr(inode)
@@ -130,7 +181,7 @@ class Vfs:
                     mtime_ns = None
                 if f.handles == 0:
                     # truncate(2) on a path: nothing will close it, commit now.
-                    await self._commit(inode, f)
+                    await self._commit_or_drop(inode, f)
             finally:
                 self._maybe_close(inode, f)
         if mtime_ns is not None and inode in self._files and self._files[inode].dirty:
@@ -153,32 +204,53 @@ class Vfs:
     # --- directories ------------------------------------------------------
 
     async def opendir(self, inode: int) -> int:
+        if is_virtual(inode):
+            await self.virtual.opendir(inode)
+            return inode
         node = await self.getattr(inode)
         if node.kind != Kind.DIRECTORY:
             raise errors.NotADirectory("not a directory")
         return inode
 
-    async def readdir(self, inode: int, after_id: int) -> tuple[list[Node], bool]:
-        """A page of entries after the entry with node id after_id."""
-        nodes, more = await self._call(
-            self.meta.list_directory, self._node_id(inode), after_id, READDIR_PAGE
-        )
-        for node in nodes:
-            self.inodes.update(node)
-        return [self._with_local(n) for n in nodes], more
+    async def readdir(self, inode: int, after: int) -> tuple[list[DirEntry], int | None]:
+        """A page of entries after offset `after`, and where the next page starts (None: done).
 
-    def entry_added(self, node: Node) -> int:
+        Offsets are node ids; virtual entries of the root come after the real
+        ones, with offsets no node id reaches.
+        """
+        if is_virtual(inode):
+            return await self.virtual.readdir(inode, after)
+        entries: list[DirEntry] = []
+        if after < VIRTUAL_BASE:
+            nodes, more = await self._call(
+                self.meta.list_directory, self._node_id(inode), after, READDIR_PAGE
+            )
+            for node in nodes:
+                self.inodes.update(node)
+                if inode == ROOT_INODE and await self.virtual.shadows(node.name):
+                    continue
+                node = self._with_local(node)
+                entries.append(DirEntry(node.name, self.inodes.inode_of(node.id), node, node.id))
+            if more and nodes:
+                return entries, nodes[-1].id
+            if inode == ROOT_INODE:
+                entries += await self.virtual.root_entries()
+        return entries, None
+
+    def entry_added(self, entry: DirEntry) -> None:
         """The kernel accepted a readdir entry: count it as a lookup."""
-        return self.inodes.remember(node)
+        self._remember(entry.node)
 
     async def mkdir(self, parent_inode: int, raw_name: bytes, mode: int) -> tuple[int, Node]:
         name = check_name(raw_name)
+        await self._may_change_entry(parent_inode, name)
         node = await self._call(self.meta.make_directory, self._node_id(parent_inode), name, mode)
         self.inodes.touch(parent_inode, time.time_ns())
         return self.inodes.remember(node), node
 
     async def symlink(self, parent_inode: int, raw_name: bytes, target: bytes) -> tuple[int, Node]:
         name = check_name(raw_name)
+        await self._may_change_entry(parent_inode, name)
         node = await self._call(
             self.meta.create_symlink, self._node_id(parent_inode), name, os.fsdecode(target)
         )
@@ -193,6 +265,7 @@ class Vfs:
 
     async def _remove(self, parent_inode: int, raw_name: bytes, directory: bool) -> None:
         name = check_name(raw_name)
+        await self._may_change_entry(parent_inode, name)
         node_id = await self._call(self.meta.delete, self._node_id(parent_inode), name, directory)
         self.inodes.touch(parent_inode, time.time_ns())
         self.inodes.invalidate(self.inodes.inode_of(node_id))
@@ -206,6 +279,15 @@ class Vfs:
         no_replace: bool,
     ) -> None:
         name, new_name = check_name(raw_name), check_name(raw_new_name)
+        if not (is_virtual(parent_inode) or is_virtual(new_parent_inode)):
+            source = await self.getattr(parent_inode)
+            target = await self.getattr(new_parent_inode)
+            if source.owner_id != target.owner_id:
+                # Between two people's drives: EXDEV before any permission
+                # check (as between two mounts), so `mv` copies instead.
+                raise errors.CrossDrive("a move between two drives: copy instead")
+        await self._may_change_entry(parent_inode, name)
+        await self._may_change_entry(new_parent_inode, new_name)
         node, replaced = await self._call(
             self.meta.rename,
             self._node_id(parent_inode),
@@ -223,6 +305,7 @@ class Vfs:
     async def create(self, parent_inode: int, raw_name: bytes, mode: int) -> tuple[int, int, Node]:
         """A new empty file, opened: (fh, inode, node)."""
         name = check_name(raw_name)
+        await self._may_change_entry(parent_inode, name)
         node = await self._call(self.meta.create_file, self._node_id(parent_inode), name, mode)
         self.inodes.touch(parent_inode, time.time_ns())
         inode = self.inodes.remember(node)
@@ -230,10 +313,21 @@ class Vfs:
         f = self._new_open_file(inode, node, empty)
         return self._add_handle(f), inode, node
 
-    async def open(self, inode: int, truncate: bool) -> int:
+    async def open(self, inode: int, *, write: bool = False, truncate: bool = False) -> int:
+        """A handle on a file; write: opened for writing (or truncating)."""
+        if is_virtual(inode):
+            if write or truncate:
+                raise self.virtual.refusal(inode)
+            revision = await self.virtual.revision(inode)
+            assert self._nursery is not None, "Vfs.start() not called"
+            return self._add_handle(
+                RevisionReader(revision, cache=self.cache, nursery=self._nursery)
+            )
         node = await self.getattr(inode)
         if node.kind == Kind.DIRECTORY:
             raise errors.IsADirectory("is a directory")
+        if write or truncate:
+            await self._require_writable(inode)
         f = await self._open_file(inode)
         fh = self._add_handle(f)
         if truncate and f.size:
@@ -265,14 +359,15 @@ class Vfs:
         self._files[inode] = f
         return f
 
-    def _add_handle(self, f: OpenFile) -> int:
+    def _add_handle(self, f: Handle) -> int:
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = f
-        f.handles += 1
+        if isinstance(f, OpenFile):
+            f.handles += 1
         return fh
 
-    def _file(self, fh: int) -> OpenFile:
+    def _file(self, fh: int) -> Handle:
         try:
             return self._handles[fh]
         except KeyError:
@@ -282,22 +377,31 @@ class Vfs:
         return await self._file(fh).read(offset, size)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
-        return await self._file(fh).write(offset, data)
+        f = self._file(fh)
+        if not isinstance(f, OpenFile):
+            raise errors.ReadOnly("past revisions are read-only")
+        return await f.write(offset, data)
 
     async def flush(self, fh: int) -> None:
-        """close(2) of a descriptor: make the content durable on the server."""
+        """close(2) or fsync(2) of a descriptor: make the content durable on the server.
+
+        A refused commit (the share became read-only or went away) reaches
+        the program as an error here; the edits stay until the last handle
+        is released, so a later close can still save them.
+        """
         f = self._file(fh)
-        await self._commit(self.inodes.inode_of(f.node.id), f)
+        if isinstance(f, OpenFile):
+            await self._commit(self.inodes.inode_of(f.node.id), f)
 
     async def release(self, fh: int) -> None:
         f = self._handles.pop(fh, None)
-        if f is None:
+        if not isinstance(f, OpenFile):
             return
         f.handles -= 1
         inode = self.inodes.inode_of(f.node.id)
         try:
             if f.handles == 0:
-                await self._commit(inode, f)
+                await self._commit_or_drop(inode, f)
         finally:
             self._maybe_close(inode, f)
 
@@ -310,6 +414,21 @@ class Vfs:
         node = await f.commit(self._invalidate_data)
         if node is not None:
             self.inodes.update(node)
+
+    async def _commit_or_drop(self, inode: int, f: OpenFile) -> None:
+        """Commits when nothing will close the file again; refused edits are dropped.
+
+        The program already heard the refusal (from close or fsync, or from
+        truncate here); keeping the edits would show content the drive does
+        not have, and nothing could ever save them.
+        """
+        try:
+            await self._commit(inode, f)
+        except errors.PermissionDenied as exc:
+            log.warning("edits to %r were not saved: %s", f.node.name, exc)
+            f.discard()
+            await self._invalidate_data(f.node.id)
+            raise
 
     async def commit_all(self) -> None:
         """Commits every file with unsaved edits (before unmounting)."""
@@ -325,39 +444,85 @@ class Vfs:
         if self._invalidator is not None:
             await self._invalidator([Invalidation(inode=inode)])
 
-    # --- changes from other devices --------------------------------------
+    # --- changes from other devices and users ----------------------------
 
     async def apply_change(self, change: Change) -> None:
         """Drops what the change made stale, here and in the kernel."""
-        if change.device == self.meta.device:
-            return  # our own change: caches were updated when we made it
+        if change.device == self.meta.device and change.actor_id in (0, self.user_id):
+            # Our own change: caches were updated when we made it. (Another
+            # user's mount may carry the same device name: hence the actor.)
+            return
+        if change.kind in (ChangeKind.SHARED, ChangeKind.UNSHARED):
+            if change.subject_user_id == self.user_id:
+                await self._send(await self._access_changed(change))
+            return
+        todo = self._stale_after(change)
+        if change.node_id in self.virtual.shares.node_ids:
+            # Something shared with us was renamed, moved, deleted or edited:
+            # its name or attributes in "Shared with me" may have changed.
+            todo += await self.virtual.refresh_shares()
+        await self._send(todo)
+
+    def _stale_after(self, change: Change) -> list[Invalidation]:
+        """What a change of the tree makes stale (and drops it from our caches)."""
         inode = self.inodes.inode_of(change.node_id)
         parent = self.inodes.inode_of(change.parent_id)
+        kind = change.kind
+        if kind == ChangeKind.RESTORED:
+            # An older revision became the newest, or the node came back from trash.
+            kind = ChangeKind.EDITED if change.revision > 0 else ChangeKind.CREATED
         todo: list[Invalidation] = []
         self.inodes.invalidate(inode)
         self.inodes.invalidate(parent)
-        if change.kind == ChangeKind.EDITED:
+        if kind == ChangeKind.EDITED:
             f = self._files.get(inode)
             if f is not None and not f.dirty:
                 f.stale = True
             todo.append(Invalidation(inode=inode))
-        elif change.kind in (ChangeKind.ATTRIBUTES,):
+        elif kind == ChangeKind.ATTRIBUTES:
             todo.append(Invalidation(inode=inode, attr_only=True))
         else:
             todo.append(Invalidation(inode=parent, attr_only=True))
-            if change.kind == ChangeKind.DELETED:
+            if kind == ChangeKind.DELETED:
                 todo.append(
                     Invalidation(parent_inode=parent, name=change.name, deleted_inode=inode)
                 )
             else:
                 todo.append(Invalidation(parent_inode=parent, name=change.name))
-            if change.kind == ChangeKind.MOVED:
+            if kind == ChangeKind.MOVED:
                 old_parent = self.inodes.inode_of(change.old_parent_id)
                 self.inodes.invalidate(old_parent)
                 todo.append(Invalidation(inode=old_parent, attr_only=True))
                 todo.append(Invalidation(parent_inode=old_parent, name=change.old_name))
                 if change.replaced_node_id:
                     self.inodes.invalidate(self.inodes.inode_of(change.replaced_node_id))
-        todo = [t for t in todo if t.inode == 0 or self.inodes.known(t.inode)]
+        return todo
+
+    async def _access_changed(self, change: Change) -> list[Invalidation]:
+        """A share for us was added, changed or taken away.
+
+        Roles are attributes of every node of the owner's drive we hold, so
+        all of them are dropped (a role change is rare; precision is not
+        worth a walk of the tree). Taking a share away also drops the data
+        of open files, so their next read asks metad (and fails), and its
+        name in "Shared with me", which cuts every cached path below it.
+        """
+        todo = await self.virtual.refresh_shares()
+        owner = change.owner_id
+        if owner:
+            inodes = self.inodes.owned(lambda o: o == owner)
+        else:
+            inodes = self.inodes.owned(lambda o: o != self.user_id)
+        revoked = change.kind == ChangeKind.UNSHARED
+        for inode in inodes:
+            self.inodes.invalidate(inode)
+            f = self._files.get(inode)
+            if revoked and f is not None and not f.dirty:
+                f.stale = True
+            todo.append(Invalidation(inode=inode, attr_only=not revoked))
+        return todo
+
+    async def _send(self, todo: list[Invalidation]) -> None:
+        todo = [t for t in todo if t.inode == 0 or self._known(t.inode)]
         if todo and self._invalidator is not None:
             await self._invalidator(todo)

@@ -1,0 +1,122 @@
+"""Past revisions through a real mount: .drive-history, and restores seen live."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fusefs.clients import MetadataClient
+from tests import signin
+
+HISTORY = ".drive-history"
+REVISION_NAME = re.compile(r"^plan \(r(\d+) \d{4}-\d\d-\d\d \d{6}\)\.txt$")
+
+
+def eventually(check: Callable[[], bool], timeout: float = 1.5) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"not seen within {timeout}s")
+        time.sleep(0.01)
+
+
+def refused(action: Callable[[], object]) -> int:
+    try:
+        action()
+    except OSError as exc:
+        return exc.errno or -1
+    return 0
+
+
+def versions() -> list[bytes]:
+    """Ten contents; the sixth spans several blocks."""
+    made = [f"version {i}\n".encode() * i for i in range(1, 11)]
+    made[5] = os.urandom(3 * 1024 * 1024 + 5)
+    return made
+
+
+def test_each_kept_revision_reads_back_under_drive_history(mount, tmp_path: Path) -> None:
+    (mount.path / "docs").mkdir()
+    plan = mount.path / "docs" / "plan.txt"
+    written = versions()
+    for content in written:
+        plan.write_bytes(content)  # one revision per save
+
+    revisions = mount.path / HISTORY / "docs" / "plan.txt"
+    names = os.listdir(revisions)
+    numbers = {int(REVISION_NAME.match(n).group(1)): n for n in names if REVISION_NAME.match(n)}
+    assert len(numbers) == len(names), names
+    # Revision 1 is the empty file the first save created; save k made revision k + 1.
+    assert sorted(numbers) == list(range(1, 12))
+    assert (revisions / numbers[1]).read_bytes() == b""
+    third = revisions / numbers[4]
+    assert third.read_bytes() == written[2]
+    for k, content in enumerate(written, start=1):
+        path = revisions / numbers[k + 1]
+        assert path.stat().st_size == len(content)
+        assert path.read_bytes() == content, f"revision {k + 1}"
+
+    # Read-only, whatever the program tries.
+    assert stat.S_IMODE(third.stat().st_mode) & 0o222 == 0
+    read_only = (errno.EROFS, errno.EACCES)
+    assert refused(lambda: open(third, "r+b").close()) in read_only
+    assert refused(lambda: open(third, "wb").close()) in read_only
+    assert refused(lambda: os.truncate(third, 0)) in read_only
+    assert refused(lambda: os.unlink(third)) in read_only
+    assert refused(lambda: os.rename(third, revisions / "x.txt")) in read_only
+    assert refused(lambda: (revisions / "new.txt").write_text("x")) in read_only
+    assert refused(lambda: (mount.path / HISTORY / "newdir").mkdir()) in read_only
+    assert third.read_bytes() == written[2]
+    assert plan.read_bytes() == written[-1]
+
+    # Folders mirror the drive; history is found by name but never listed or copied.
+    assert os.listdir(mount.path / HISTORY) == ["docs"]
+    assert os.listdir(mount.path / HISTORY / "docs") == ["plan.txt"]
+    assert stat.S_ISDIR((mount.path / HISTORY / "docs" / "plan.txt").stat().st_mode)
+    assert os.listdir(mount.path) == ["docs"]
+    shutil.copytree(mount.path, tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").rglob("*")) == ["docs", "plan.txt"]
+
+    # A new save shows up as a new revision.
+    plan.write_bytes(b"eleventh")
+    eventually(lambda: len(os.listdir(revisions)) == 12)
+
+
+def test_restores_show_up_in_running_mounts(mounts, metad, blockd) -> None:
+    a = mounts.mount(metad, blockd, "dev-a").path
+    b = mounts.mount(metad, blockd, "dev-b").path
+    (a / "plan.txt").write_text("first")
+    (a / "plan.txt").write_text("second")
+    (a / "old.txt").write_text("to be deleted")
+    eventually(lambda: (b / "plan.txt").read_text() == "second")
+    assert (b / "old.txt").read_text() == "to be deleted"
+    meta: MetadataClient = signin.metadata_client(metad.address)
+    try:
+        root = meta.root().id
+        plan = meta.lookup(root, "plan.txt")
+        # The first save is revision 2: bring its content back as a new revision.
+        meta.restore_revision(plan.id, 2)
+        eventually(lambda: (b / "plan.txt").read_text() == "first")
+        eventually(lambda: (a / "plan.txt").read_text() == "first")
+
+        old = meta.lookup(root, "old.txt")
+        os.unlink(a / "old.txt")
+        eventually(lambda: not (b / "old.txt").exists())
+        meta.restore_from_trash(old.id)
+        eventually(lambda: (b / "old.txt").read_text() == "to be deleted")
+        eventually(lambda: (a / "old.txt").read_text() == "to be deleted")
+    finally:
+        meta.close()

@@ -1,0 +1,225 @@
+"""Sharing through real mounts: alice shares a folder, bob uses it from his own mount.
+
+Both mounts carry the same device name on purpose: a mount must tell its
+own changes from another user's by who made them, not by the device name.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from fusefs.clients import AccountsClient, MetadataClient
+from fusefs.models import Role
+from fusefs.shared import SHARED_FOLDER
+from tests import signin
+
+BOB_PASSWORD = "bob's long password"
+# Revoking or granting access must reach a running mount well before the
+# kernel's own cache lifetimes (2 s) would hide the difference.
+PROPAGATION_S = 1.5
+
+
+def eventually(check: Callable[[], bool], timeout: float = PROPAGATION_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not seen within {timeout}s")
+        time.sleep(0.01)
+
+
+def refused(action: Callable[[], object]) -> int:
+    """The errno action fails with (0 if it succeeded)."""
+    try:
+        action()
+    except OSError as exc:
+        return exc.errno or -1
+    return 0
+
+
+def reads(path: Path, expected: bytes) -> bool:
+    try:
+        return path.read_bytes() == expected
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def bob_token(drive) -> str:
+    metad, _ = drive
+    admin = AccountsClient(metad.address, signin.token)
+    try:
+        admin.create_user("bob", BOB_PASSWORD)
+    finally:
+        admin.close()
+    anonymous = AccountsClient(metad.address)
+    try:
+        return anonymous.sign_in("bob", BOB_PASSWORD).token
+    finally:
+        anonymous.close()
+
+
+@pytest.fixture
+def alice_meta(drive) -> Iterator[MetadataClient]:
+    metad, _ = drive
+    meta = signin.metadata_client(metad.address)
+    yield meta
+    meta.close()
+
+
+@pytest.fixture
+def pair(drive, bob_token: str, mounts, tmp_path: Path) -> tuple[Path, Path]:
+    """alice's and bob's mounts, both on a device called "laptop"."""
+    metad, blockd = drive
+    alice = mounts.mount(metad, blockd, "laptop", cache=tmp_path / "cache-alice")
+    bob = mounts.mount(metad, blockd, "laptop", token=bob_token, cache=tmp_path / "cache-bob")
+    return alice.path, bob.path
+
+
+def node_id(meta: MetadataClient, *path: str) -> int:
+    node = meta.root()
+    for name in path:
+        node = meta.lookup(node.id, name)
+    return node.id
+
+
+def test_read_share_write_share_and_unshare_in_running_mounts(pair, alice_meta) -> None:
+    a, b = pair
+    data = os.urandom(2 * 1024 * 1024 + 17)  # more than one block
+    (a / "docs").mkdir()
+    (a / "docs" / "plan.txt").write_bytes(data)
+    (a / "docs" / "notes.txt").write_text("alice's notes")
+    # bob looks first, so his kernel holds states that must be invalidated.
+    assert os.listdir(b) == []
+    docs = node_id(alice_meta, "docs")
+
+    alice_meta.share(docs, "bob", Role.READ)
+    shared = b / SHARED_FOLDER / "docs"
+    eventually(lambda: os.listdir(b) == [SHARED_FOLDER])
+    assert os.listdir(b / SHARED_FOLDER) == ["docs"]
+    assert sorted(os.listdir(shared)) == ["notes.txt", "plan.txt"]
+    assert (shared / "plan.txt").read_bytes() == data
+    assert stat.S_IMODE((shared / "plan.txt").stat().st_mode) & 0o222 == 0
+    assert stat.S_IMODE(shared.stat().st_mode) & 0o222 == 0
+
+    # Read-only: every change is refused, and alice's drive is untouched.
+    plan = shared / "plan.txt"
+    assert refused(lambda: open(plan, "r+b").close()) == errno.EACCES
+    assert refused(lambda: open(plan, "wb").close()) == errno.EACCES
+    assert refused(lambda: os.truncate(plan, 0)) == errno.EACCES
+    assert refused(lambda: os.chmod(plan, 0o600)) == errno.EACCES
+    assert refused(lambda: (shared / "new.txt").write_bytes(b"x")) == errno.EACCES
+    assert refused(lambda: (shared / "sub").mkdir()) == errno.EACCES
+    assert refused(lambda: os.symlink("plan.txt", shared / "link")) == errno.EACCES
+    assert refused(lambda: os.unlink(shared / "notes.txt")) == errno.EACCES
+    assert refused(lambda: os.rename(plan, shared / "renamed.txt")) == errno.EACCES
+    # "Shared with me" itself only lists shares.
+    assert refused(lambda: (b / SHARED_FOLDER / "mine").mkdir()) == errno.EACCES
+    assert refused(lambda: (b / SHARED_FOLDER / "mine.txt").write_text("x")) == errno.EACCES
+    assert refused(lambda: os.rmdir(shared)) == errno.EACCES
+    assert refused(lambda: os.rename(shared, b / SHARED_FOLDER / "d2")) == errno.EACCES
+    assert refused(lambda: (b / SHARED_FOLDER).mkdir()) == errno.EEXIST
+    assert (a / "docs" / "plan.txt").read_bytes() == data
+    assert sorted(os.listdir(a / "docs")) == ["notes.txt", "plan.txt"]
+    assert os.listdir(a) == ["docs"]  # nothing shared with alice: no such folder
+    # alice's own edits still reach bob (same device name, another user).
+    (a / "docs" / "notes.txt").write_text("alice's notes, v2")
+    eventually(lambda: reads(shared / "notes.txt", b"alice's notes, v2"))
+
+    # WRITE: bob edits at once, alice's mount shows his bytes.
+    alice_meta.share(docs, "bob", Role.WRITE)
+    eventually(lambda: stat.S_IMODE(plan.stat().st_mode) & 0o200 != 0)
+    with open(plan, "r+b") as f:
+        f.write(b"BOB!")
+    edited = b"BOB!" + data[4:]
+    eventually(lambda: reads(a / "docs" / "plan.txt", edited))
+    # bob reads alice's past revisions too (1: created empty, 2: alice's, 3: his).
+    history = b / ".drive-history" / SHARED_FOLDER / "docs" / "plan.txt"
+    by_number = {int(re.search(r"\(r(\d+) ", n).group(1)): n for n in os.listdir(history)}
+    assert sorted(by_number) == [1, 2, 3]
+    assert (history / by_number[2]).read_bytes() == data
+    assert (history / by_number[3]).read_bytes() == edited
+    (shared / "from-bob.txt").write_text("hello alice")
+    eventually(lambda: reads(a / "docs" / "from-bob.txt", b"hello alice"))
+
+    # Unshare: bob's next read fails, even through paths and descriptors he holds.
+    assert plan.read_bytes() == edited
+    held = os.open(plan, os.O_RDONLY)
+    try:
+        assert os.pread(held, 4, 0) == b"BOB!"
+        alice_meta.unshare(docs, "bob")
+        eventually(lambda: refused(plan.read_bytes) in (errno.ENOENT, errno.EACCES))
+        assert refused(lambda: os.pread(held, 4, 0)) in (errno.ENOENT, errno.EACCES)
+    finally:
+        os.close(held)
+    assert refused(lambda: (shared / "notes.txt").stat()) in (errno.ENOENT, errno.EACCES)
+    eventually(lambda: os.listdir(b) == [])
+    assert refused(lambda: os.listdir(b / SHARED_FOLDER)) == errno.ENOENT
+    assert (a / "docs" / "plan.txt").read_bytes() == edited
+
+
+def test_refused_commit_reaches_close_and_loses_nothing_silently(
+    pair, alice_meta, allowed_log_patterns
+) -> None:
+    allowed_log_patterns.append(r"WARNING fusefs\.vfs: edits to 'plan\.txt' were not saved")
+    a, b = pair
+    (a / "docs").mkdir()
+    (a / "docs" / "plan.txt").write_bytes(b"alice's plan")
+    docs = node_id(alice_meta, "docs")
+    alice_meta.share(docs, "bob", Role.WRITE)
+    plan = b / SHARED_FOLDER / "docs" / "plan.txt"
+    eventually(lambda: reads(plan, b"alice's plan"))
+
+    f = open(plan, "r+b")  # noqa: SIM115 - closed below, where the error must surface
+    f.write(b"bob's edit")
+    alice_meta.share(docs, "bob", Role.READ)  # downgraded while bob edits
+    with pytest.raises(PermissionError):
+        f.close()
+    assert (a / "docs" / "plan.txt").read_bytes() == b"alice's plan"
+    # bob's mount shows what the drive holds again, not the refused bytes.
+    eventually(lambda: reads(plan, b"alice's plan"))
+
+
+def test_mv_out_of_a_shared_folder_copies_into_ones_own_drive(pair, alice_meta) -> None:
+    a, b = pair
+    # A folder of bob's own with that name is hidden once something is shared with him.
+    (b / SHARED_FOLDER).mkdir()
+    (b / SHARED_FOLDER / "own.txt").write_text("bob's")
+    for folder in ("rw", "ro"):
+        (a / folder).mkdir()
+        (a / folder / "report.txt").write_text(f"report in {folder}")
+    alice_meta.share(node_id(alice_meta, "rw"), "bob", Role.WRITE)
+    alice_meta.share(node_id(alice_meta, "ro"), "bob", Role.READ)
+    shared = b / SHARED_FOLDER
+    eventually(lambda: sorted(os.listdir(shared)) == ["ro", "rw"])
+    assert os.listdir(b) == [SHARED_FOLDER]
+
+    # A rename between two drives is EXDEV: mv copies, then removes the source.
+    moved = subprocess.run(
+        ["mv", str(shared / "rw" / "report.txt"), str(b / "mine.txt")],
+        capture_output=True,
+        text=True,
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert (b / "mine.txt").read_text() == "report in rw"
+    eventually(lambda: not (a / "rw" / "report.txt").exists())
+    assert os.listdir(shared / "rw") == []
+
+    # Read-only: the copy is made, removing the source is refused, alice keeps hers.
+    kept = subprocess.run(
+        ["mv", str(shared / "ro" / "report.txt"), str(b / "copy.txt")],
+        capture_output=True,
+        text=True,
+    )
+    assert kept.returncode != 0 and "Permission denied" in kept.stderr
+    assert (b / "copy.txt").read_text() == "report in ro"
+    assert (a / "ro" / "report.txt").read_text() == "report in ro"
+    assert sorted(os.listdir(b)) == [SHARED_FOLDER, "copy.txt", "mine.txt"]
