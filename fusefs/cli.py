@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from fusefs import admin
+from fusefs import admin, browse, timespec, watch
 from fusefs.clients import AccountsClient
 from fusefs.credentials import (
     TokenSource,
@@ -27,7 +27,8 @@ from fusefs.credentials import (
     token_from_env,
 )
 from fusefs.daemons import Daemon, DaemonError, start_daemon
-from fusefs.errors import DriveError
+from fusefs.errors import DriveError, InvalidArgument
+from fusefs.models import Role
 from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
 from protos.runtime import parse_size
 
@@ -104,11 +105,74 @@ def _parser() -> argparse.ArgumentParser:
     quota.add_argument("size", type=parse_size, help="e.g. 10G; 0 = unlimited")
     _daemon_options(quota)
 
-    trash = sub.add_parser("trash", help="deleted files")
-    trash_sub = trash.add_subparsers(dest="trash_command", required=True)
-    empty = trash_sub.add_parser("empty", help="forget deleted files' content for good")
-    _daemon_options(empty)
+    _browse_parsers(sub)
     return p
+
+
+PATH_HELP = (
+    'a path in the drive as the mount shows it, e.g. docs/plan.txt or "Shared with me/plan.txt"'
+    " (a local path inside a mount works too)"
+)
+TIME_HELP = f"a past time: {timespec.EXAMPLES} (local time)"
+
+
+def _browse_parsers(sub: argparse._SubParsersAction) -> None:
+    """Commands on your files: listing, history, restore, trash, sharing, watching."""
+    ls = sub.add_parser("ls", help="a folder's entries, now or as they were at a time")
+    ls.add_argument("path", nargs="?", default="", help=PATH_HELP + " (default: the root)")
+    ls.add_argument("--at", metavar="TIME", help=TIME_HELP)
+    _daemon_options(ls)
+
+    history = sub.add_parser("history", help="the kept revisions of a file")
+    history.add_argument("path", help=PATH_HELP)
+    _daemon_options(history)
+
+    restore = sub.add_parser(
+        "restore", help="bring back an old revision of a file, or a file or folder as it was"
+    )
+    restore.add_argument("path", help=PATH_HELP + "; with --at, as it was named then")
+    which = restore.add_mutually_exclusive_group(required=True)
+    which.add_argument("--revision", type=int, metavar="N", help="a revision (see drive history)")
+    which.add_argument("--at", metavar="TIME", help=TIME_HELP)
+    _daemon_options(restore)
+
+    trash = sub.add_parser("trash", help="deleted files (default: list them)")
+    _daemon_options(trash)
+    trash_sub = trash.add_subparsers(dest="trash_command", metavar="{list,restore,empty}")
+    _daemon_options(trash_sub.add_parser("list", help="what is in the trash"), defaults=False)
+    back = trash_sub.add_parser("restore", help="put a deleted file or folder back")
+    back.add_argument("what", metavar="PATH|ID", help="where it was, or its id in drive trash")
+    _daemon_options(back, defaults=False)
+    empty = trash_sub.add_parser("empty", help="forget deleted files' content for good")
+    _daemon_options(empty, defaults=False)
+
+    share = sub.add_parser("share", help="let another user read or change a file or folder")
+    share.add_argument("path", help=PATH_HELP)
+    share.add_argument("user", help="the user's name")
+    share.add_argument(
+        "--role", choices=["read", "write"], default="read", help="what they may do (default read)"
+    )
+    _daemon_options(share)
+
+    unshare = sub.add_parser("unshare", help="take a share away")
+    unshare.add_argument("path", help=PATH_HELP)
+    unshare.add_argument("user", nargs="?", default="", help="whose (default: everyone's)")
+    _daemon_options(unshare)
+
+    shares = sub.add_parser("shares", help="what you share and what is shared with you")
+    shares.add_argument("path", nargs="?", help="only shares of this file or folder")
+    _daemon_options(shares)
+
+    changes = sub.add_parser("watch", help="print changes to your drive and shares as they happen")
+    changes.add_argument(
+        "--from", dest="from_sequence", type=int, metavar="SEQ",
+        help="start after change SEQ (default: only changes from now on)",
+    )  # fmt: skip
+    changes.add_argument("--count", type=int, metavar="N", help="stop after N changes")
+    changes.add_argument(
+        "--sequence", action="store_true", help="start each line with its number (for --from)"
+    )
+    _daemon_options(changes)
 
 
 def _block_store_options(p: argparse.ArgumentParser) -> None:
@@ -176,10 +240,18 @@ def _first_user_name() -> str:
     return name[:64] or "owner"
 
 
-def _daemon_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the running drive's data")
-    p.add_argument("--metad", help="metad HOST:PORT (default: the drive running under --data)")
-    p.add_argument("--blockd", help="blockd HOST:PORT (default: the drive running under --data)")
+def _daemon_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """--data, --metad, --blockd. defaults=False on a subcommand whose parent command
+    has them already: argparse would otherwise reset what was given before it."""
+    none = None if defaults else argparse.SUPPRESS
+    data = DEFAULT_DATA if defaults else argparse.SUPPRESS
+    p.add_argument("--data", type=Path, default=data, help="the running drive's data")
+    p.add_argument(
+        "--metad", default=none, help="metad HOST:PORT (default: the drive running under --data)"
+    )
+    p.add_argument(
+        "--blockd", default=none, help="blockd HOST:PORT (default: the drive running under --data)"
+    )
 
 
 def _address(args: argparse.Namespace, name: str) -> str:
@@ -318,7 +390,22 @@ COMMANDS = {
     "gc": lambda a: admin.garbage_collect(_connection(a), a.grace, a.dry_run),
     "scrub": lambda a: admin.scrub(_connection(a)),
     "status": lambda a: admin.status(_connection(a)),
-    "trash": lambda a: admin.empty_trash(_connection(a)),
+    "trash": lambda a: _cmd_trash(a),
+    "ls": lambda a: (
+        browse.ls(_connection(a), a.path)
+        if a.at is None
+        else browse.ls_at(_connection(a), a.path, _time(a.at))
+    ),
+    "history": lambda a: browse.history(_connection(a), a.path),
+    "restore": lambda a: (
+        browse.restore_revision(_connection(a), a.path, a.revision)
+        if a.at is None
+        else browse.restore_at(_connection(a), a.path, _time(a.at))
+    ),
+    "share": lambda a: browse.share(_connection(a), a.path, a.user, Role[a.role.upper()]),
+    "unshare": lambda a: browse.unshare(_connection(a), a.path, a.user),
+    "shares": lambda a: browse.shares(_connection(a), a.path),
+    "watch": lambda a: watch.watch(_connection(a), a.from_sequence, a.count, a.sequence),
     "login": lambda a: admin.login(
         _address(a, "metad"), a.name, _password(a, f"password for {a.name}: ")
     ),
@@ -326,6 +413,22 @@ COMMANDS = {
     "whoami": lambda a: admin.whoami(_connection(a)),
     "user": lambda a: _cmd_user(a),
 }
+
+
+def _time(text: str) -> int:
+    try:
+        return timespec.parse_time(text)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def _cmd_trash(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    if args.trash_command == "empty":
+        return admin.empty_trash(conn)
+    if args.trash_command == "restore":
+        return browse.trash_restore(conn, args.what)
+    return browse.trash_list(conn)
 
 
 def _cmd_user(args: argparse.Namespace) -> int:
