@@ -36,9 +36,21 @@ GRPC_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 
+# Clients ping every KEEPALIVE_MS so a dead daemon is noticed on a quiet
+# stream (a mount's Subscribe).
+KEEPALIVE_MS = 30_000
+
 # gRPC turns SO_REUSEPORT on by default: a second daemon on a taken port
-# would start and share the traffic instead of failing.
-SERVER_OPTIONS: list[tuple[str, int]] = [*GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+# would start and share the traffic instead of failing. By default a server
+# also takes a ping more often than every 5 minutes on a stream without data
+# as abuse and closes the connection ("too_many_pings"): accept the clients'.
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    *GRPC_OPTIONS,
+    ("grpc.so_reuseport", 0),
+    # (gRPC names GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS so.)
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
 
 # Clients probe a dead daemon quickly instead of waiting out the default
 # reconnect backoff (up to two minutes).
@@ -47,7 +59,7 @@ CLIENT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_MS),
 ]
 
 
