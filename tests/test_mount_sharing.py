@@ -11,6 +11,8 @@ import os
 import re
 import stat
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from fusefs.clients import AccountsClient, MetadataClient
+from fusefs.credentials import TOKEN_ENV
 from fusefs.models import Role
 from fusefs.shared import SHARED_FOLDER
 from tests import signin
@@ -84,6 +87,41 @@ def pair(drive, bob_token: str, mounts, tmp_path: Path) -> tuple[Path, Path]:
     return alice.path, bob.path
 
 
+def watch_as_alice(metad: str, after: int) -> subprocess.Popen[str]:
+    """`drive watch` signed in as alice (the first user), from after that journal sequence."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fusefs.cli", "watch", "--metad", metad, "--from", str(after)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, TOKEN_ENV: signin.token()},
+    )
+
+
+def watched_lines(watch: subprocess.Popen[str], until: str, timeout: float = 10) -> list[str]:
+    """What watch printed up to the first line containing until; then it is stopped."""
+    assert watch.stdout is not None
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert watch.stdout is not None
+        for line in watch.stdout:
+            lines.append(line.rstrip())
+            if until in line:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    found.wait(timeout)
+    watch.kill()
+    watch.wait()
+    reader.join(5)
+    return lines
+
+
 def node_id(meta: MetadataClient, *path: str) -> int:
     node = meta.root()
     for name in path:
@@ -134,13 +172,15 @@ def test_read_share_write_share_and_unshare_in_running_mounts(pair, alice_meta) 
     (a / "docs" / "notes.txt").write_text("alice's notes, v2")
     eventually(lambda: reads(shared / "notes.txt", b"alice's notes, v2"))
 
-    # WRITE: bob edits at once, alice's mount shows his bytes.
+    # WRITE: bob edits at once, alice's mount and `drive watch` show it.
+    watch = watch_as_alice(alice_meta.address, alice_meta.journal_head())
     alice_meta.share(docs, "bob", Role.WRITE)
     eventually(lambda: stat.S_IMODE(plan.stat().st_mode) & 0o200 != 0)
     with open(plan, "r+b") as f:
         f.write(b"BOB!")
     edited = b"BOB!" + data[4:]
     eventually(lambda: reads(a / "docs" / "plan.txt", edited))
+    assert "bob edited docs/plan.txt" in watched_lines(watch, until="edited docs/plan.txt")
     # bob reads alice's past revisions too (1: created empty, 2: alice's, 3: his).
     history = b / ".drive-history" / SHARED_FOLDER / "docs" / "plan.txt"
     by_number = {int(re.search(r"\(r(\d+) ", n).group(1)): n for n in os.listdir(history)}
