@@ -27,7 +27,7 @@ from fusefs.credentials import (
     token_from_env,
 )
 from fusefs.daemons import Daemon, DaemonError, start_daemon
-from fusefs.errors import DriveError, InvalidArgument
+from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
 from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
 from protos.runtime import parse_size
@@ -453,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args) or 0
+    except Unavailable as exc:
+        print(f"drive: error: the drive is not reachable: is it running? ({exc})", file=sys.stderr)
+        return 1
     except (MountError, DaemonError, DriveError) as exc:
         print(f"drive: error: {exc}", file=sys.stderr)
         return 1

@@ -67,6 +67,13 @@ def test_daemon_unreachable(tmp_path: Path) -> None:
         "--cache", str(tmp_path / "cache"), token=signin.token(),
     )  # fmt: skip
     _one_line_error(result, "cannot reach metad", str(port))
+    # Maintenance commands too: one line, no traceback.
+    for command in ("status", "gc", "scrub"):
+        result = drive(
+            command, "--metad", f"127.0.0.1:{port}", "--blockd", f"127.0.0.1:{port}",
+            token=signin.token(),
+        )  # fmt: skip
+        _one_line_error(result, "not reachable: is it running?")
 
 
 def test_mount_without_sign_in(tmp_path: Path) -> None:
