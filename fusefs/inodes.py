@@ -50,10 +50,32 @@ class DirEntry:
     offset: int
 
 
+class LookupCounts:
+    """How many times the kernel was handed each inode, minus what it forgot."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+
+    def add(self, inode: int) -> None:
+        self._counts[inode] = self._counts.get(inode, 0) + 1
+
+    def drop(self, inode: int, count: int) -> bool:
+        """Subtracts count; True when the kernel no longer knows the inode."""
+        left = self._counts.get(inode, 0) - count
+        if left > 0:
+            self._counts[inode] = left
+            return False
+        self._counts.pop(inode, None)
+        return True
+
+    def __contains__(self, inode: int) -> bool:
+        return inode in self._counts
+
+
 class InodeTable:
     def __init__(self, root_node_id: int) -> None:
         self.root_node_id = root_node_id
-        self._lookups: dict[int, int] = {}
+        self._lookups = LookupCounts()
         self._nodes: dict[int, Node] = {}
         self._owners: dict[int, int] = {}  # inode -> owner id, while the kernel knows it
 
@@ -73,17 +95,14 @@ class InodeTable:
     def remember(self, node: Node) -> int:
         """Records a node handed to the kernel; returns its inode."""
         inode = self.inode_of(node.id)
-        self._lookups[inode] = self._lookups.get(inode, 0) + 1
+        self._lookups.add(inode)
         self.update(node)
         return inode
 
     def forget(self, inode: int, count: int) -> bool:
         """Drops count lookups; True when the kernel no longer knows the inode."""
-        left = self._lookups.get(inode, 0) - count
-        if left > 0:
-            self._lookups[inode] = left
+        if not self._lookups.drop(inode, count):
             return False
-        self._lookups.pop(inode, None)
         if inode != ROOT_INODE:
             self._nodes.pop(inode, None)
             self._owners.pop(inode, None)
@@ -135,7 +154,7 @@ class VirtualInodes:
         self._next = first_free
         self._by_key: dict[Hashable, int] = {}
         self._keys: dict[int, Hashable] = {}
-        self._lookups: dict[int, int] = {}
+        self._lookups = LookupCounts()
         self._fixed: set[int] = set()
 
     def fix(self, inode: int, key: Hashable) -> None:
@@ -158,16 +177,11 @@ class VirtualInodes:
         return self._keys.get(inode)
 
     def remember(self, inode: int) -> None:
-        self._lookups[inode] = self._lookups.get(inode, 0) + 1
+        self._lookups.add(inode)
 
     def forget(self, inode: int, count: int) -> bool:
         """Drops count lookups; True when the number was retired."""
-        left = self._lookups.get(inode, 0) - count
-        if left > 0:
-            self._lookups[inode] = left
-            return False
-        self._lookups.pop(inode, None)
-        if inode in self._fixed:
+        if not self._lookups.drop(inode, count) or inode in self._fixed:
             return False
         key = self._keys.pop(inode, None)
         if key is not None and self._by_key.get(key) == inode:

@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import shutil
 import stat
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from fusefs.clients import MetadataClient
-from tests import signin
+from tests import signin, waiting
+from tests.waiting import refused
 
 HISTORY = ".drive-history"
+eventually = functools.partial(waiting.eventually, timeout=1.5)
 REVISION_NAME = re.compile(r"^plan \(r(\d+) \d{4}-\d\d-\d\d \d{6}\)\.txt$")
-
-
-def eventually(check: Callable[[], bool], timeout: float = 1.5) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"not seen within {timeout}s")
-        time.sleep(0.01)
-
-
-def refused(action: Callable[[], object]) -> int:
-    try:
-        action()
-    except OSError as exc:
-        return exc.errno or -1
-    return 0
 
 
 def versions() -> list[bytes]:

@@ -7,14 +7,14 @@ own changes from another user's by who made them, not by the device name.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import stat
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,29 +23,14 @@ from fusefs.clients import AccountsClient, MetadataClient
 from fusefs.credentials import TOKEN_ENV
 from fusefs.models import Role
 from fusefs.shared import SHARED_FOLDER
-from tests import signin
+from tests import signin, waiting
+from tests.waiting import refused
 
 BOB_PASSWORD = "bob's long password"
 # Revoking or granting access must reach a running mount well before the
 # kernel's own cache lifetimes (2 s) would hide the difference.
 PROPAGATION_S = 1.5
-
-
-def eventually(check: Callable[[], bool], timeout: float = PROPAGATION_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not seen within {timeout}s")
-        time.sleep(0.01)
-
-
-def refused(action: Callable[[], object]) -> int:
-    """The errno action fails with (0 if it succeeded)."""
-    try:
-        action()
-    except OSError as exc:
-        return exc.errno or -1
-    return 0
+eventually = functools.partial(waiting.eventually, timeout=PROPAGATION_S)
 
 
 def reads(path: Path, expected: bytes) -> bool:

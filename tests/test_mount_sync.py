@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 
 import pytest
 
-
-def eventually(check: Callable[[], bool], timeout: float = 1.0) -> float:
-    """Seconds until check() held; fails after timeout."""
-    start = time.monotonic()
-    while True:
-        try:
-            if check():
-                return time.monotonic() - start
-        except OSError:
-            pass
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not seen within {timeout}s")
-        time.sleep(0.01)
+from tests.waiting import eventually
 
 
 @pytest.fixture
