@@ -31,8 +31,7 @@ async def run_once(store: Store, policy: Housekeeping, now_ns: int | None = None
     if policy.trash_ns:
         nodes, size = await store.purge_trash(now - policy.trash_ns)
         if nodes:
-            log.info("trash: purged %d deleted node(s), %d bytes, older than the trash period",
-                     nodes, size)  # fmt: skip
+            log.info("trash: purged %d node(s) past the trash period, %d bytes", nodes, size)
     dropped = await store.thin_revisions(policy.retention)
     if dropped:
         log.info("retention: thinned %d old revision(s)", dropped)

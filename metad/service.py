@@ -397,7 +397,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     ) -> pb.ShareInfo:
         caller = _caller(context, request.device)
         role = _ROLE_FROM_PROTO.get(request.role)
-        if role is None or role is Role.OWNER:
+        if role is None:
             raise InvalidArgument("a share gives ROLE_READ or ROLE_WRITE")
         share = await self._store.share(caller, request.node_id, request.user_name, role)
         return share_to_proto(share, caller.user_id)

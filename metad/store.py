@@ -259,21 +259,6 @@ _USED_BYTES = (
 )
 
 
-def _check_quota(conn: sqlite3.Connection, owner_id: int, growth: int) -> None:
-    """Raises QuotaExceeded if growing the owner's live files by growth passes their quota.
-
-    Whoever writes: a file in a shared folder counts for its owner.
-    """
-    row = rows.fetch_one(
-        conn, f"SELECT quota_bytes, {_USED_BYTES} AS used FROM users WHERE id = ?", (owner_id,)
-    )
-    quota, used = row["quota_bytes"], row["used"]
-    if quota and used + growth > quota:
-        raise QuotaExceeded(
-            f"over quota: {used + growth} bytes would exceed the {quota}-byte quota ({used} in use)"
-        )
-
-
 def _directory(
     conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ
 ) -> Node:
@@ -392,8 +377,23 @@ class _Transaction:
         return self.journal(ChangeKind.RESTORED, node, actor, parent_id=parent_id, name=name)
 
     def check_quota(self, owner_id: int, growth: int) -> None:
-        if growth > 0:
-            _check_quota(self.conn, owner_id, growth)
+        """Raises QuotaExceeded if growing the owner's live files by growth passes their quota.
+
+        Whoever writes: a file in a shared folder counts for its owner.
+        """
+        if growth <= 0:
+            return
+        row = rows.fetch_one(
+            self.conn,
+            f"SELECT quota_bytes, {_USED_BYTES} AS used FROM users WHERE id = ?",
+            (owner_id,),
+        )
+        quota, used = row["quota_bytes"], row["used"]
+        if quota and used + growth > quota:
+            raise QuotaExceeded(
+                f"over quota: {used + growth} bytes would exceed the {quota}-byte quota"
+                f" ({used} in use)"
+            )
 
     def add_revision_from(
         self, node: Node, source_node_id: int, source_number: int, actor: Actor
@@ -974,8 +974,7 @@ class Store:
             node = _file(tx.conn, node_id, actor.user_id, Role.WRITE)
             if node.revision != base_revision:
                 raise StaleRevision(node.id, base_revision, node.revision)
-            if size > node.size:
-                _check_quota(tx.conn, node.owner_id, size - node.size)
+            tx.check_quota(node.owner_id, size - node.size)
             condemned = _condemned_among(tx.conn, {b.hash for b in block_list})
             if condemned:
                 raise BlocksCondemned(
@@ -1326,8 +1325,8 @@ class Store:
                 subject_user_id=user.id,
                 role=role,
             )
-            return _shares(tx.conn, actor.user_id, "shares.node_id = ? AND shares.user_id = ?",
-                           (node.id, user.id))[0]  # fmt: skip
+            made = "shares.node_id = ? AND shares.user_id = ?"
+            return _shares(tx.conn, actor.user_id, made, (node.id, user.id))[0]
 
         return await self._write(body)
 
