@@ -24,7 +24,7 @@ from metad.errors import FailedPrecondition, NotFound
 from metad.models import Actor, ChangeKind, Node, NodeKind, Restored, Role, SnapshotEntry
 
 if TYPE_CHECKING:
-    from metad.store import _Transaction
+    from metad.transaction import Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ class _Tally:
     skipped: int = 0
 
 
-def restore(tx: _Transaction, actor: Actor, node_id: int, at_ns: int) -> Restored:
+def restore(tx: Transaction, actor: Actor, node_id: int, at_ns: int) -> Restored:
     """Restores a file or folder (with its tree) as it was at at_ns, into the folder it was in."""
     _any_node(tx.conn, node_id, actor.user_id, Role.WRITE)
     state = _states(tx.conn, [node_id], at_ns).get(node_id)
@@ -179,7 +179,7 @@ def restore(tx: _Transaction, actor: Actor, node_id: int, at_ns: int) -> Restore
 
 
 def _restore(
-    tx: _Transaction, actor: Actor, state: _State, parent: Node, at_ns: int, tally: _Tally
+    tx: Transaction, actor: Actor, state: _State, parent: Node, at_ns: int, tally: _Tally
 ) -> Node:
     row = rows.fetch_one(
         tx.conn, f"SELECT {rows.NODE_COLUMNS} FROM nodes WHERE id = ?", (state.node_id,)
@@ -218,7 +218,7 @@ def _restore(
     return node
 
 
-def _copy(tx: _Transaction, actor: Actor, source: Node, parent: Node, name: str) -> Node:
+def _copy(tx: Transaction, actor: Actor, source: Node, parent: Node, name: str) -> Node:
     """A new node like source in parent (a file starts empty: its content is added after)."""
     node = tx.insert_node(
         owner_id=parent.owner_id,

@@ -1,49 +1,30 @@
-"""The metadata store: every SQL statement of metad and its transactions.
+"""The metadata store: every feature's SQL and the transactions it runs in.
 
-Owns the SQLite file (WAL, synchronous=FULL, foreign keys) through three
-connections, each owned by a thread of its own: one writer and two read-only
-readers, which WAL lets run beside the writer. Every store operation is one
-hop to one of those threads, which runs all its SQL as a plain synchronous
-function: the event loop never waits on SQLite, and an operation pays the
-thread hand-off once, not once per statement.
-
-Every change writes its change-journal row in the same transaction as the
-change itself and stamps the node's change_sequence; after each commit the
-store calls `on_commit(last sequence)` on the event loop so subscribers wake.
-
-Writes are serialized through a queue that the writer's thread drains: the
-writes queued while one commit was in flight form the next BEGIN IMMEDIATE ...
-COMMIT, each in its own SAVEPOINT, so they share one fsync (group commit).
-Each caller gets its answer only after that COMMIT returned: a write whose RPC
-returned is on disk.
-
-A read of several statements runs them in one read transaction on its
-reader, so it sees one committed state.
+Each operation is one write (a body run in a transaction on the engine's
+writer thread) or one read (on a reader thread, in one read transaction when
+it has several statements). Every change writes its change-journal row in the
+same transaction as the change itself (transaction.py), so subscribers never
+miss one. The engine (engine.py) owns the connections and group commit.
 
 Raises the domain errors of errors.py; knows nothing of gRPC.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import logging
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from metad import access, retention, rows, rules, schema, snapshots, trash
 from metad.changes import ChangePage
+from metad.engine import Engine, snapshot
 from metad.errors import (
     AlreadyExists,
     BlocksCondemned,
-    ContentGone,
     CrossDrive,
     DirectoryNotEmpty,
     InvalidArgument,
@@ -52,9 +33,7 @@ from metad.errors import (
     NotADirectory,
     NotAFile,
     NotFound,
-    QuotaExceeded,
     StaleRevision,
-    StartupError,
 )
 from metad.models import (
     Actor,
@@ -74,6 +53,7 @@ from metad.models import (
     Usage,
     User,
 )
+from metad.transaction import USED_BYTES, Transaction, child
 
 log = logging.getLogger(__name__)
 
@@ -82,141 +62,8 @@ T = TypeVar("T")
 FIRST_USER_ID = 1
 FIRST_USER_NAME = "owner"
 ROOT_MODE = 0o755
-BUSY_TIMEOUT_MS = 10_000
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 5000
-# Writes queued while a commit is in flight share the next transaction (and its
-# fsync), up to this many; it bounds how long one transaction holds the writer.
-MAX_GROUP_COMMIT = 256
-# Reads run on this many reader connections (threads) beside the writer.
-READERS = 2
-# Page cache per connection, in KiB (SQLite's default is 2 MiB).
-CACHE_KIB = 16 * 1024
-# Database pages are read through a memory map up to this size. In WAL mode a
-# connection drops its page cache whenever another one committed, so readers
-# re-read pages after every write: from the map that costs no system call.
-MMAP_BYTES = 256 * 1024 * 1024
-
-# -- connections and their threads -------------------------------------------------------------
-
-
-def _configure(conn: sqlite3.Connection, *, writer: bool) -> None:
-    """Per-connection settings: SQLite keeps none of these in the file but journal_mode."""
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if writer:
-        row = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if row is None or str(row[0]).lower() != "wal":
-            raise StartupError(f"cannot put the database in WAL mode (got {row and row[0]!r})")
-    # FULL: the WAL is fsynced at every commit, so a commit whose RPC returned
-    # survives a crash or a power loss. Set on the readers too: whichever
-    # connection closes last checkpoints the WAL into the database.
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-    if writer:
-        schema.migrate(conn)  # before foreign keys are enforced: it may rebuild tables
-    conn.execute("PRAGMA foreign_keys = ON")
-    if not writer:
-        conn.execute("PRAGMA query_only = ON")
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller went away (cancelled)
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
-
-
-class _Connection:
-    """One sqlite3 connection and the one thread that uses it.
-
-    `run(fn)` hands fn(connection) to the thread and awaits its outcome: one
-    hop, however many statements fn executes. Jobs run one at a time in the
-    order they were submitted; outcomes come back in that order too.
-    """
-
-    def __init__(
-        self, name: str, path: Path, *, writer: bool, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        self._path = path
-        self._for_writing = writer
-        self._loop = loop
-        self._jobs: queue.SimpleQueue[Callable[[sqlite3.Connection], None] | None] = (
-            queue.SimpleQueue()
-        )
-        self._opened: asyncio.Future[None] = loop.create_future()
-        self._closed: asyncio.Future[None] = loop.create_future()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self.load = 0  # run() calls not answered yet: reads go to the least loaded reader
-
-    @classmethod
-    async def open(cls, name: str, path: Path, *, writer: bool) -> _Connection:
-        """Starts the thread, which connects and configures (and, for the writer, migrates).
-
-        Only that thread ever touches the connection.
-        """
-        connection = cls(name, path, writer=writer, loop=asyncio.get_running_loop())
-        connection._thread.start()
-        await connection._opened
-        return connection
-
-    def _post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-        self.call_soon(_settle, future, result, error)
-
-    def _serve(self) -> None:
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = sqlite3.connect(self._path, isolation_level=None)
-            _configure(conn, writer=self._for_writing)
-        except BaseException as exc:
-            if conn is not None:
-                conn.close()
-            self._post(self._opened, None, exc)
-            self._post(self._closed, None, None)
-            return
-        self._post(self._opened, None, None)
-        try:
-            while (job := self._jobs.get()) is not None:
-                job(conn)
-        finally:
-            conn.close()
-            self._post(self._closed, None, None)
-
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queues fn(connection) for the thread; the future gets its result or exception."""
-        future: asyncio.Future[T] = self._loop.create_future()
-
-        def job(conn: sqlite3.Connection) -> None:
-            try:
-                result = fn(conn)
-            except BaseException as exc:
-                self._post(future, None, exc)
-            else:
-                self._post(future, result, None)
-
-        self._jobs.put(job)
-        return future
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        self.load += 1
-        try:
-            return await self.submit(fn)
-        finally:
-            self.load -= 1
-
-    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
-        """From the thread: has the event loop run callback(*args), after what was posted before."""
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            self._loop.call_soon_threadsafe(callback, *args)
-
-    async def close(self) -> None:
-        """Runs the jobs already queued, then closes the connection and ends the thread."""
-        self._jobs.put(None)
-        await self._closed
-
 
 # -- statements shared by reads and writes (run on a connection's own thread) -------------------
 
@@ -229,7 +76,7 @@ def _get_user(conn: sqlite3.Connection, user_id: int) -> User:
 
 
 def _insert_user(
-    tx: _Transaction,
+    tx: Transaction,
     name: str,
     password_hash: str | None,
     quota_bytes: int,
@@ -251,14 +98,6 @@ def _insert_user(
     return int(user_id)
 
 
-# What counts against a user's quota (in a query over users): the current
-# revisions of their live files, not trash or older revisions.
-_USED_BYTES = (
-    "(SELECT COALESCE(SUM(size), 0) FROM nodes"
-    " WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file')"
-)
-
-
 def _directory(
     conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ
 ) -> Node:
@@ -266,16 +105,6 @@ def _directory(
     if node.kind is not NodeKind.DIRECTORY:
         raise NotADirectory(f"node {node_id} is not a directory")
     return node
-
-
-def _child(conn: sqlite3.Connection, parent_id: int, name: str) -> Node | None:
-    row = rows.fetch_one(
-        conn,
-        f"SELECT {rows.NODE_COLUMNS} FROM nodes"
-        " WHERE parent_id = ? AND name = ? AND deleted_ns IS NULL",
-        (parent_id, name),
-    )
-    return None if row is None else rows.node(row)
 
 
 def _file(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ) -> Node:
@@ -296,233 +125,6 @@ def _condemned_among(conn: sqlite3.Connection, hashes: set[bytes]) -> set[bytes]
         found = conn.execute(f"SELECT hash FROM condemned_blocks WHERE hash IN ({marks})", chunk)
         hits.update(row[0] for row in found)
     return hits
-
-
-@dataclass
-class _Transaction:
-    """One write inside a transaction: the writer connection, its clock reading and its journal."""
-
-    conn: sqlite3.Connection
-    now_ns: int
-    last_sequence: int = 0
-
-    def insert_node(
-        self,
-        *,
-        owner_id: int,
-        parent_id: int,
-        name: str,
-        kind: NodeKind,
-        mode: int,
-        mtime_ns: int,
-        revision: int = 0,
-        size: int = 0,
-        symlink_target: str | None = None,
-        role: Role | None = None,
-    ) -> Node:
-        """A new live node; role: the creator's (their role on the folder)."""
-        row = rows.fetch_one(
-            self.conn,
-            "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
-            " revision, size, symlink_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            f" RETURNING {rows.NODE_COLUMNS}",
-            (
-                owner_id,
-                parent_id,
-                name,
-                kind.value,
-                mode,
-                mtime_ns,
-                self.now_ns,
-                revision,
-                size,
-                symlink_target,
-            ),
-        )
-        return replace(rows.node(row), role=role)
-
-    def insert_revision(
-        self, node: Node, number: int, size: int, mtime_ns: int, actor: Actor
-    ) -> None:
-        self.conn.execute(
-            f"INSERT INTO revisions ({rows.REVISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (node.id, number, size, mtime_ns, node.mode, actor.user_id, actor.device, self.now_ns),
-        )
-
-    def free_name(self, parent_id: int, name: str) -> str:
-        """name if no live entry of parent_id has it, else 'name (restored).ext', '(restored 2)'…"""
-        if _child(self.conn, parent_id, name) is None:
-            return name
-        stem, dot, ext = name.rpartition(".")
-        if not stem or len(ext) > 16:
-            stem, dot, ext = name, "", ""
-        for attempt in range(1, 10_000):
-            tag = " (restored)" if attempt == 1 else f" (restored {attempt})"
-            room = rules.MAX_NAME_BYTES - len(f"{tag}{dot}{ext}".encode())
-            trimmed = stem.encode()[: max(room, 1)].decode(errors="ignore")
-            candidate = f"{trimmed}{tag}{dot}{ext}"
-            if _child(self.conn, parent_id, candidate) is None:
-                return candidate
-        raise AlreadyExists(f"no free name for {name!r} in directory {parent_id}")
-
-    def undelete(self, node: Node, parent_id: int, name: str, actor: Actor) -> Node:
-        """Brings a deleted node back as parent_id/name (a free name) and journals RESTORED."""
-        self.conn.execute(
-            "UPDATE nodes SET deleted_ns = NULL, parent_id = ?, name = ?, ctime_ns = ?"
-            " WHERE id = ?",
-            (parent_id, name, self.now_ns, node.id),
-        )
-        self.conn.execute("DELETE FROM purged_nodes WHERE node_id = ?", (node.id,))
-        self.touch_directory(parent_id)
-        return self.journal(ChangeKind.RESTORED, node, actor, parent_id=parent_id, name=name)
-
-    def check_quota(self, owner_id: int, growth: int) -> None:
-        """Raises QuotaExceeded if growing the owner's live files by growth passes their quota.
-
-        Whoever writes: a file in a shared folder counts for its owner.
-        """
-        if growth <= 0:
-            return
-        row = rows.fetch_one(
-            self.conn,
-            f"SELECT quota_bytes, {_USED_BYTES} AS used FROM users WHERE id = ?",
-            (owner_id,),
-        )
-        quota, used = row["quota_bytes"], row["used"]
-        if quota and used + growth > quota:
-            raise QuotaExceeded(
-                f"over quota: {used + growth} bytes would exceed the {quota}-byte quota"
-                f" ({used} in use)"
-            )
-
-    def add_revision_from(
-        self, node: Node, source_node_id: int, source_number: int, actor: Actor
-    ) -> Node:
-        """A new current revision of node with the content of another revision (any file's).
-
-        Journals RESTORED with the new number; its mtime is now, so every
-        device sees the content change.
-        """
-        source = rows.fetch_one(
-            self.conn,
-            "SELECT size FROM revisions WHERE node_id = ? AND number = ?",
-            (source_node_id, source_number),
-        )
-        if source is None:
-            raise ContentGone(f"revision {source_number} of node {source_node_id} is not kept")
-        size = int(source[0])
-        self.check_quota(node.owner_id, size - (0 if node.deleted_ns else node.size))
-        number = node.revision + 1
-        self.insert_revision(node, number, size, self.now_ns, actor)
-        self.conn.execute(
-            "INSERT INTO revision_blocks (node_id, revision, block_index, hash, file_offset, size)"
-            " SELECT ?, ?, block_index, hash, file_offset, size FROM revision_blocks"
-            " WHERE node_id = ? AND revision = ?",
-            (node.id, number, source_node_id, source_number),
-        )
-        self.conn.execute(
-            "UPDATE nodes SET revision = ?, size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
-            (number, size, self.now_ns, self.now_ns, node.id),
-        )
-        return self.journal(
-            ChangeKind.RESTORED,
-            node,
-            actor,
-            parent_id=node.parent_id,
-            name=node.name,
-            revision=number,
-        )
-
-    def ensure_free(self, parent_id: int, name: str) -> None:
-        if _child(self.conn, parent_id, name) is not None:
-            raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
-
-    def is_empty(self, directory_id: int) -> bool:
-        row = rows.fetch_one(
-            self.conn,
-            "SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_ns IS NULL LIMIT 1",
-            (directory_id,),
-        )
-        return row is None
-
-    def is_within(self, node_id: int, ancestor_id: int) -> bool:
-        """Whether ancestor_id is node_id itself or one of its ancestors."""
-        row = rows.fetch_one(
-            self.conn,
-            "WITH RECURSIVE up (id) AS ("
-            "  SELECT ? UNION ALL"
-            "  SELECT nodes.parent_id FROM nodes JOIN up ON nodes.id = up.id"
-            "  WHERE nodes.parent_id IS NOT NULL"
-            ") SELECT 1 FROM up WHERE id = ? LIMIT 1",
-            (node_id, ancestor_id),
-        )
-        return row is not None
-
-    def touch_directory(self, directory_id: int) -> None:
-        """An entry was added, removed or renamed: the directory's mtime and ctime move."""
-        self.conn.execute(
-            "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
-            (self.now_ns, self.now_ns, directory_id),
-        )
-
-    def journal(
-        self,
-        kind: ChangeKind,
-        node: Node,
-        actor: Actor,
-        *,
-        parent_id: int | None,
-        name: str,
-        old_parent_id: int | None = None,
-        old_name: str | None = None,
-        revision: int = 0,
-        replaced_node_id: int | None = None,
-        subject_user_id: int | None = None,
-        role: Role | None = None,
-    ) -> Node:
-        """Appends a change-journal row and stamps the nodes it touched with its sequence.
-
-        Call it after the node's own updates: it returns the node as committed
-        (with the role it came in with).
-        """
-        cursor = self.conn.execute(
-            "INSERT INTO changes (owner_id, kind, node_id, node_kind, parent_id, name,"
-            " old_parent_id, old_name, revision, actor_id, device, time_ns, replaced_node_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                node.owner_id,
-                kind.value,
-                node.id,
-                node.kind.value,
-                parent_id,
-                name,
-                old_parent_id,
-                old_name,
-                revision,
-                actor.user_id,
-                actor.device,
-                self.now_ns,
-                replaced_node_id,
-            ),
-        )
-        assert cursor.lastrowid is not None
-        sequence = cursor.lastrowid
-        if subject_user_id is not None:
-            self.conn.execute(
-                "INSERT INTO share_changes (sequence, user_id, role) VALUES (?, ?, ?)",
-                (sequence, subject_user_id, None if role is None else role.value),
-            )
-        self.last_sequence = sequence
-        if replaced_node_id is not None:
-            self.conn.execute(
-                "UPDATE nodes SET change_sequence = ? WHERE id = ?", (sequence, replaced_node_id)
-            )
-        stamped = rows.fetch_one(
-            self.conn,
-            f"UPDATE nodes SET change_sequence = ? WHERE id = ? RETURNING {rows.NODE_COLUMNS}",
-            (sequence, node.id),
-        )
-        return replace(rows.node(stamped), role=node.role)
 
 
 class _UserNames:
@@ -589,7 +191,7 @@ def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, boo
     return place
 
 
-def _check_replaceable(tx: _Transaction, node: Node, replaced: Node) -> None:
+def _check_replaceable(tx: Transaction, node: Node, replaced: Node) -> None:
     """rename(2) rules: a directory replaces only an empty directory, others only non-dirs."""
     if node.kind is NodeKind.DIRECTORY:
         if replaced.kind is not NodeKind.DIRECTORY:
@@ -600,108 +202,12 @@ def _check_replaceable(tx: _Transaction, node: Node, replaced: Node) -> None:
         raise IsADirectory(f"cannot replace directory {replaced.id} by a non-directory")
 
 
-# A write's outcome inside a batch: its result, or the error it alone failed with.
-_Outcome = tuple[Any, BaseException | None]
-
-
-def _run_batch(
-    conn: sqlite3.Connection,
-    bodies: Sequence[Callable[[_Transaction], Any]],
-    clock: Callable[[], int],
-) -> tuple[list[_Outcome], int]:
-    """One transaction for the batch, one SAVEPOINT per write, one fsync for all.
-
-    Runs on the writer's thread. A write that raises rolls back to its
-    savepoint and fails alone. If the transaction as a whole fails (COMMIT, or
-    an error that makes SQLite abandon it), this raises and every write of the
-    batch fails with that error. Returns the outcomes in batch order and the
-    last journal sequence the transaction wrote (0 if none).
-    """
-    outcomes: list[_Outcome] = []
-    last_sequence = 0
-    # A lone write needs no savepoint: if it fails, the whole transaction goes.
-    savepoints = len(bodies) > 1
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for body in bodies:
-            tx = _Transaction(conn, clock())
-            if savepoints:
-                conn.execute("SAVEPOINT write")
-            try:
-                result = body(tx)
-            except Exception as exc:
-                if not savepoints or not conn.in_transaction:
-                    raise  # fails the transaction (SQLite may have rolled it back itself)
-                conn.execute("ROLLBACK TO write")
-                conn.execute("RELEASE write")
-                outcomes.append((None, exc))
-                continue
-            if savepoints:
-                conn.execute("RELEASE write")
-            last_sequence = max(last_sequence, tx.last_sequence)
-            outcomes.append((result, None))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.exception("rolling back a failed transaction failed")
-        raise
-    return outcomes, last_sequence
-
-
-def _snapshot(read: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
-    """For a read of several statements: runs them in one read transaction.
-
-    So they all see the same committed state (a single statement does anyway).
-    """
-
-    @functools.wraps(read)
-    def in_one_transaction(conn: sqlite3.Connection) -> T:
-        conn.execute("BEGIN")
-        try:
-            return read(conn)
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")  # nothing to keep: ends the read transaction
-
-    return in_one_transaction
-
-
-@dataclass(frozen=True)
-class _Write:
-    """A queued write: what to run in the transaction, and where its outcome goes."""
-
-    body: Callable[[_Transaction], Any]
-    future: asyncio.Future[Any]
-
-
-# A committed (or failed) batch: its writes, their outcomes, its last journal sequence.
-_Batch = tuple[list[_Write], list[_Outcome], int]
-
-
 class Store:
     """The metadata of every drive in one SQLite file. Open with `Store.open`."""
 
-    def __init__(
-        self,
-        path: Path,
-        writer: _Connection,
-        readers: Sequence[_Connection],
-        *,
-        on_commit: Callable[[int], None],
-        clock: Callable[[], int],
-    ) -> None:
-        self.path = path
-        self._writer = writer
-        self._readers = tuple(readers)
-        self._on_commit = on_commit
-        self._clock = clock
-        # Filled on the event loop, drained on the writer's thread.
-        self._writes: queue.SimpleQueue[_Write] = queue.SimpleQueue()
-        # The writer's job that drains _writes, while one is queued or running.
-        self._committing: asyncio.Future[_Batch | None] | None = None
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.path = engine.path
 
     @classmethod
     async def open(
@@ -719,19 +225,7 @@ class Store:
         can fix: unreadable file, not a database, database from a newer metad.
         clock is read on the writer's thread, once per write.
         """
-        opened: list[_Connection] = []
-        try:
-            # The writer first: it creates the file, sets WAL mode and migrates.
-            opened.append(await _Connection.open("metad-writer", path, writer=True))
-            for index in range(READERS):
-                opened.append(await _Connection.open(f"metad-reader-{index}", path, writer=False))
-        except BaseException as exc:
-            for connection in reversed(opened):
-                await connection.close()
-            if isinstance(exc, sqlite3.Error):
-                raise StartupError(f"cannot open database {path}: {exc}") from exc
-            raise
-        store = cls(path, opened[0], opened[1:], on_commit=on_commit, clock=clock)
+        store = cls(await Engine.open(path, on_commit=on_commit, clock=clock))
         try:
             await store._ensure_first_user(first_user, first_user_quota)
         except BaseException:
@@ -740,88 +234,24 @@ class Store:
         return store
 
     async def close(self) -> None:
-        """Lets queued writes commit, then closes every connection (the writer last)."""
-        while self._committing is not None:
-            await asyncio.wait([self._committing])
-        for reader in self._readers:
-            await reader.close()
-        await self._writer.close()
+        """Lets queued writes commit, then closes the database."""
+        await self._engine.close()
 
     async def schema_version(self) -> int:
         return await self._read(schema.user_version)
 
-    # -- writes -------------------------------------------------------------------------------
+    async def _write(self, body: Callable[[Transaction], T]) -> T:
+        """Runs body as one atomic write; returns its result once it is durable."""
+        return await self._engine.write(body)
 
-    async def _write(self, body: Callable[[_Transaction], T]) -> T:
-        """Runs body as one atomic write and returns its result once it is durable.
-
-        body runs on the writer's thread, inside the transaction of its batch.
-        The caller is shielded: a client that gives up (deadline, cancel) does
-        not interrupt a transaction halfway, and no commit notification is lost.
-        """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        # A caller that went away never reads its outcome; retrieving it here
-        # keeps asyncio from logging "exception was never retrieved".
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._writes.put(_Write(body, future))
-        if self._committing is None:
-            self._start_committing()
-        return await asyncio.shield(future)
-
-    def _start_committing(self) -> None:
-        self._committing = self._writer.submit(self._commit_queued)
-        self._committing.add_done_callback(self._committing_ended)
-
-    def _committing_ended(self, job: asyncio.Future[_Batch | None]) -> None:
-        """Runs on the event loop, like every put: sees any write the thread did not."""
-        self._committing = None
-        if job.exception() is not None:  # its writes were answered from the thread
-            log.error("the writer stopped committing", exc_info=job.exception())
-        elif (last := job.result()) is not None:
-            self._deliver(*last)
-        if not self._writes.empty():  # queued after the thread's last look
-            self._start_committing()
-
-    def _commit_queued(self, conn: sqlite3.Connection) -> _Batch | None:
-        """On the writer's thread: commits the queued writes batch by batch until none is left.
-
-        The writes queued while one batch commits form the next batch, up to
-        MAX_GROUP_COMMIT: concurrent writes share a transaction and its fsync.
-        Outcomes go back to the event loop in commit order; those of the last
-        batch as the job's own result, so a lone write costs a single wake-up.
-        """
-        done: _Batch | None = None
-        while True:
-            batch: list[_Write] = []
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < MAX_GROUP_COMMIT:
-                    batch.append(self._writes.get_nowait())
-            if not batch:
-                return done
-            if done is not None:
-                self._writer.call_soon(self._deliver, *done)
-            try:
-                done = (batch, *_run_batch(conn, [write.body for write in batch], self._clock))
-            except BaseException as exc:
-                done = (batch, [(None, exc)] * len(batch), 0)
-                if not isinstance(exc, Exception):
-                    self._writer.call_soon(self._deliver, *done)
-                    raise
-
-    def _deliver(
-        self, batch: list[_Write], outcomes: Sequence[_Outcome], last_sequence: int
-    ) -> None:
-        """On the event loop: announces the commit, then answers its writes."""
-        if last_sequence:
-            self._on_commit(last_sequence)
-        for write, (result, error) in zip(batch, outcomes, strict=True):
-            _settle(write.future, result, error)
+    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._engine.read(read)
 
     async def _ensure_first_user(self, name: str, quota_bytes: int) -> None:
         """First start: user 1, an administrator without a password, and its root directory."""
         rules.check_user_name(name)
 
-        def body(tx: _Transaction) -> None:
+        def body(tx: Transaction) -> None:
             if rows.fetch_one(tx.conn, "SELECT 1 FROM users LIMIT 1", ()) is None:
                 _insert_user(tx, name, None, quota_bytes, admin=True, user_id=FIRST_USER_ID)
 
@@ -835,7 +265,7 @@ class Store:
         """A new user with an empty drive. Raises AlreadyExists if the name is taken."""
         rules.check_user_name(name)
 
-        def body(tx: _Transaction) -> User:
+        def body(tx: Transaction) -> User:
             if rows.fetch_one(tx.conn, "SELECT 1 FROM users WHERE name = ?", (name,)) is not None:
                 raise AlreadyExists(f"a user named {name!r} exists")
             return _get_user(tx.conn, _insert_user(tx, name, password_hash, quota_bytes, admin))
@@ -866,7 +296,7 @@ class Store:
         return await self._read(read)
 
     async def set_password(self, user_id: int, password_hash: str) -> User:
-        def body(tx: _Transaction) -> User:
+        def body(tx: Transaction) -> User:
             tx.conn.execute(
                 "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
             )
@@ -875,7 +305,7 @@ class Store:
         return await self._write(body)
 
     async def set_quota(self, user_id: int, quota_bytes: int) -> User:
-        def body(tx: _Transaction) -> User:
+        def body(tx: Transaction) -> User:
             tx.conn.execute("UPDATE users SET quota_bytes = ? WHERE id = ?", (quota_bytes, user_id))
             return _get_user(tx.conn, user_id)
 
@@ -886,7 +316,7 @@ class Store:
     ) -> Node:
         rules.check_name(name)
 
-        def body(tx: _Transaction) -> Node:
+        def body(tx: Transaction) -> Node:
             parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             tx.ensure_free(parent.id, name)
             node = tx.insert_node(
@@ -910,7 +340,7 @@ class Store:
         """A new empty file at revision 1."""
         rules.check_name(name)
 
-        def body(tx: _Transaction) -> Node:
+        def body(tx: Transaction) -> Node:
             parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             tx.ensure_free(parent.id, name)
             mtime = mtime_ns or tx.now_ns
@@ -937,7 +367,7 @@ class Store:
         rules.check_name(name)
         rules.check_symlink_target(target)
 
-        def body(tx: _Transaction) -> Node:
+        def body(tx: Transaction) -> Node:
             parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             tx.ensure_free(parent.id, name)
             node = tx.insert_node(
@@ -970,7 +400,7 @@ class Store:
         rules.check_blocks(size, blocks)
         block_list = tuple(blocks)
 
-        def body(tx: _Transaction) -> Node:
+        def body(tx: Transaction) -> Node:
             node = _file(tx.conn, node_id, actor.user_id, Role.WRITE)
             if node.revision != base_revision:
                 raise StaleRevision(node.id, base_revision, node.revision)
@@ -1022,9 +452,9 @@ class Store:
         rules.check_name(name)
         rules.check_name(new_name)
 
-        def body(tx: _Transaction) -> tuple[Node, int | None]:
+        def body(tx: Transaction) -> tuple[Node, int | None]:
             old_parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-            node = _child(tx.conn, old_parent.id, name)
+            node = child(tx.conn, old_parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {old_parent.id}")
             new_parent = _directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
@@ -1036,7 +466,7 @@ class Store:
                 )
             if node.kind is NodeKind.DIRECTORY and tx.is_within(new_parent.id, node.id):
                 raise InvalidMove(f"cannot move directory {node.id} into itself or its subtree")
-            replaced = _child(tx.conn, new_parent.id, new_name)
+            replaced = child(tx.conn, new_parent.id, new_name)
             if replaced is not None:
                 if no_replace:
                     raise AlreadyExists(f"{new_name!r} already exists in {new_parent.id}")
@@ -1071,9 +501,9 @@ class Store:
         """Removes an entry from the namespace (the node and its revisions are kept)."""
         rules.check_name(name)
 
-        def body(tx: _Transaction) -> int:
+        def body(tx: Transaction) -> int:
             parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-            node = _child(tx.conn, parent.id, name)
+            node = child(tx.conn, parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {parent.id}")
             if directory:
@@ -1098,7 +528,7 @@ class Store:
     ) -> Node:
         """Mode and/or mtime; nothing given is a no-op that returns the node."""
 
-        def body(tx: _Transaction) -> Node:
+        def body(tx: Transaction) -> Node:
             node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
             if mode is None and mtime_ns is None:
                 return node
@@ -1118,11 +548,6 @@ class Store:
         return await self._write(body)
 
     # -- reads --------------------------------------------------------------------------------
-
-    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs read on the least busy reader's thread: one hop for all its statements."""
-        reader = min(self._readers, key=lambda connection: connection.load)
-        return await reader.run(read)
 
     async def get_root(self, user_id: int) -> Node:
         def read(conn: sqlite3.Connection) -> Node:
@@ -1144,10 +569,10 @@ class Store:
     async def lookup(self, user_id: int, parent_id: int, name: str) -> Node:
         rules.check_name(name)
 
-        @_snapshot
+        @snapshot
         def read(conn: sqlite3.Connection) -> Node:
             parent = _directory(conn, parent_id, user_id)
-            node = _child(conn, parent.id, name)
+            node = child(conn, parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {parent_id}")
             assert parent.role is not None
@@ -1161,7 +586,7 @@ class Store:
         """Live children with id > after_id, in id order (stable under concurrent changes)."""
         limit = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
 
-        @_snapshot
+        @snapshot
         def read(conn: sqlite3.Connection) -> DirectoryPage:
             directory = _directory(conn, node_id, user_id)
             found = conn.execute(
@@ -1180,7 +605,7 @@ class Store:
     async def get_revision(self, user_id: int, node_id: int, number: int = 0) -> Revision:
         """One revision with its blocks ordered by offset; number 0 = the current one."""
 
-        @_snapshot
+        @snapshot
         def read(conn: sqlite3.Connection) -> Revision:
             node = _file(conn, node_id, user_id)
             wanted = node.revision if number == 0 else number
@@ -1206,7 +631,7 @@ class Store:
     async def list_revisions(self, user_id: int, node_id: int) -> list[Revision]:
         """Every kept revision, newest first, without block lists."""
 
-        @_snapshot
+        @snapshot
         def read(conn: sqlite3.Connection) -> list[Revision]:
             node = _file(conn, node_id, user_id)
             found = conn.execute(
@@ -1222,7 +647,7 @@ class Store:
         def read(conn: sqlite3.Connection) -> Usage:
             row = rows.fetch_one(
                 conn,
-                f"SELECT quota_bytes, {_USED_BYTES} AS used,"
+                f"SELECT quota_bytes, {USED_BYTES} AS used,"
                 " (SELECT COUNT(*) FROM nodes"
                 "   WHERE owner_id = users.id AND deleted_ns IS NULL) AS nodes"
                 " FROM users WHERE id = ?",
@@ -1244,7 +669,7 @@ class Store:
         them. Each event comes with names and the path as this user sees it.
         """
 
-        @_snapshot
+        @snapshot
         def read(conn: sqlite3.Connection) -> ChangePage:
             head = int(
                 rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())[0]
@@ -1304,7 +729,7 @@ class Store:
         if role not in (Role.READ, Role.WRITE):
             raise InvalidArgument("a share gives read or write access")
 
-        def body(tx: _Transaction) -> Share:
+        def body(tx: Transaction) -> Share:
             node = access.visible_node(tx.conn, node_id, actor.user_id, Role.OWNER)
             if node.parent_id is None:
                 raise InvalidArgument("share a folder or a file, not your whole drive")
@@ -1333,7 +758,7 @@ class Store:
     async def unshare(self, actor: Actor, node_id: int, user_name: str = "") -> int:
         """Takes a share away from one user ("" = from everyone); returns how many went."""
 
-        def body(tx: _Transaction) -> int:
+        def body(tx: Transaction) -> int:
             node = access.visible_node(tx.conn, node_id, actor.user_id, Role.OWNER)
             if user_name:
                 users = [_user_named(tx.conn, user_name).id]
@@ -1371,19 +796,19 @@ class Store:
         params: tuple[int, ...] = (user_id,)
         if node_id:
             where, params = f"{where} AND shares.node_id = ?", (user_id, node_id)
-        return await self._read(_snapshot(lambda conn: _shares(conn, user_id, where, params)))
+        return await self._read(snapshot(lambda conn: _shares(conn, user_id, where, params)))
 
     async def shared_with_me(self, user_id: int) -> list[Share]:
         """Live files and folders others shared with the user."""
         where = "shares.user_id = ? AND nodes.deleted_ns IS NULL"
-        return await self._read(_snapshot(lambda conn: _shares(conn, user_id, where, (user_id,))))
+        return await self._read(snapshot(lambda conn: _shares(conn, user_id, where, (user_id,))))
 
     # -- revisions, trash, snapshots, retention -------------------------------------------------
 
     async def restore_revision(self, actor: Actor, node_id: int, number: int) -> Node:
         """Makes revision number's content the file's newest revision."""
 
-        def body(tx: _Transaction) -> Node:
+        def body(tx: Transaction) -> Node:
             node = _file(tx.conn, node_id, actor.user_id, Role.WRITE)
             exists = rows.fetch_one(
                 tx.conn,
@@ -1397,7 +822,7 @@ class Store:
         return await self._write(body)
 
     async def list_trash(self, user_id: int, keep_ns: int) -> list[TrashEntry]:
-        return await self._read(_snapshot(lambda conn: trash.entries(conn, user_id, keep_ns)))
+        return await self._read(snapshot(lambda conn: trash.entries(conn, user_id, keep_ns)))
 
     async def restore_from_trash(self, actor: Actor, node_id: int) -> Restored:
         return await self._write(lambda tx: trash.restore(tx, actor, node_id))
@@ -1420,7 +845,7 @@ class Store:
         after_node = 0
         while True:
 
-            def body(tx: _Transaction, after_node: int = after_node) -> tuple[int, int]:
+            def body(tx: Transaction, after_node: int = after_node) -> tuple[int, int]:
                 candidates = [
                     row[0]
                     for row in tx.conn.execute(
@@ -1458,7 +883,7 @@ class Store:
     async def list_snapshot(self, user_id: int, folder_id: int, at_ns: int) -> list[SnapshotEntry]:
         """A folder's entries as they were at at_ns (folder_id 0 = the user's root)."""
 
-        @_snapshot
+        @snapshot
         def read(conn: sqlite3.Connection) -> list[SnapshotEntry]:
             folder = (
                 folder_id
@@ -1484,7 +909,7 @@ class Store:
         """
         candidates = sorted(set(hashes))
 
-        def body(tx: _Transaction) -> list[bytes]:
+        def body(tx: Transaction) -> list[bytes]:
             referenced: set[bytes] = set()
             for marks, chunk in rows.in_chunks(candidates):
                 found = tx.conn.execute(
@@ -1504,7 +929,7 @@ class Store:
         """Lifts the fence once the collector has deleted the blocks."""
         unique = sorted(set(hashes))
 
-        def body(tx: _Transaction) -> None:
+        def body(tx: Transaction) -> None:
             for marks, chunk in rows.in_chunks(unique):
                 tx.conn.execute(f"DELETE FROM condemned_blocks WHERE hash IN ({marks})", chunk)
 

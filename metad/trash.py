@@ -24,7 +24,7 @@ from metad.errors import NotFound
 from metad.models import Actor, Node, NodeKind, Restored, TrashEntry
 
 if TYPE_CHECKING:
-    from metad.store import _Transaction
+    from metad.transaction import Transaction
 
 _NOT_PURGED = "id NOT IN (SELECT node_id FROM purged_nodes)"
 
@@ -106,7 +106,7 @@ def _deleted_with(conn: sqlite3.Connection, folder: Node) -> list[Node]:
     ]
 
 
-def restore(tx: _Transaction, actor: Actor, node_id: int) -> Restored:
+def restore(tx: Transaction, actor: Actor, node_id: int) -> Restored:
     """Brings a node of the caller's trash back, with the folders it needs and its tree."""
     node = _deleted_node(tx.conn, node_id, actor.user_id)
     assert node.parent_id is not None  # a drive root is never deleted
@@ -138,7 +138,7 @@ def restore(tx: _Transaction, actor: Actor, node_id: int) -> Restored:
     )
 
 
-def purge(tx: _Transaction, where: str, params: tuple[object, ...]) -> tuple[int, int]:
+def purge(tx: Transaction, where: str, params: tuple[object, ...]) -> tuple[int, int]:
     """Lets go of deleted nodes matching `where` (SQL over nodes): (nodes, bytes of files)."""
     doomed = f"SELECT id FROM nodes WHERE deleted_ns IS NOT NULL AND {_NOT_PURGED} AND ({where})"
     row = rows.fetch_one(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from metad import changes, rules, schema
+from metad.engine import MAX_GROUP_COMMIT
 from metad.errors import (
     AlreadyExists,
     BlocksCondemned,
@@ -28,7 +29,7 @@ from metad.errors import (
     StartupError,
 )
 from metad.models import Actor, BlockRef, ChangeKind, NodeKind
-from metad.store import FIRST_USER_ID, MAX_GROUP_COMMIT, Store
+from metad.store import FIRST_USER_ID, Store
 
 OWNER = Actor(FIRST_USER_ID, "laptop")
 

@@ -1,0 +1,385 @@
+"""The SQLite engine under the store: connections, their threads, group commit.
+
+Owns the SQLite file (WAL, synchronous=FULL, foreign keys) through three
+connections, each owned by a thread of its own: one writer and two read-only
+readers, which WAL lets run beside the writer. Every store operation is one
+hop to one of those threads, which runs all its SQL as a plain synchronous
+function: the event loop never waits on SQLite, and an operation pays the
+thread hand-off once, not once per statement.
+
+Writes are serialized through a queue that the writer's thread drains: the
+writes queued while one commit was in flight form the next BEGIN IMMEDIATE ...
+COMMIT, each in its own SAVEPOINT, so they share one fsync (group commit).
+Each caller gets its answer only after that COMMIT returned: a write whose RPC
+returned is on disk. After each commit the engine calls `on_commit(last
+journal sequence)` on the event loop so subscribers wake.
+
+A read of several statements runs them in one read transaction on its
+reader (`snapshot`), so it sees one committed state.
+
+Must not: hold the queries of any feature (store.py and the modules it calls
+do), or know gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from metad import schema
+from metad.errors import StartupError
+from metad.transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+# Writes queued while a commit is in flight share the next transaction (and its
+# fsync), up to this many; it bounds how long one transaction holds the writer.
+MAX_GROUP_COMMIT = 256
+# Reads run on this many reader connections (threads) beside the writer.
+READERS = 2
+# Page cache per connection, in KiB (SQLite's default is 2 MiB).
+CACHE_KIB = 16 * 1024
+# Database pages are read through a memory map up to this size. In WAL mode a
+# connection drops its page cache whenever another one committed, so readers
+# re-read pages after every write: from the map that costs no system call.
+MMAP_BYTES = 256 * 1024 * 1024
+
+
+def _configure(conn: sqlite3.Connection, *, writer: bool) -> None:
+    """Per-connection settings: SQLite keeps none of these in the file but journal_mode."""
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if writer:
+        row = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise StartupError(f"cannot put the database in WAL mode (got {row and row[0]!r})")
+    # FULL: the WAL is fsynced at every commit, so a commit whose RPC returned
+    # survives a crash or a power loss. Set on the readers too: whichever
+    # connection closes last checkpoints the WAL into the database.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    if writer:
+        schema.migrate(conn)  # before foreign keys are enforced: it may rebuild tables
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not writer:
+        conn.execute("PRAGMA query_only = ON")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller went away (cancelled)
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class _Connection:
+    """One sqlite3 connection and the one thread that uses it.
+
+    `run(fn)` hands fn(connection) to the thread and awaits its outcome: one
+    hop, however many statements fn executes. Jobs run one at a time in the
+    order they were submitted; outcomes come back in that order too.
+    """
+
+    def __init__(
+        self, name: str, path: Path, *, writer: bool, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._path = path
+        self._for_writing = writer
+        self._loop = loop
+        self._jobs: queue.SimpleQueue[Callable[[sqlite3.Connection], None] | None] = (
+            queue.SimpleQueue()
+        )
+        self._opened: asyncio.Future[None] = loop.create_future()
+        self._closed: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.load = 0  # run() calls not answered yet: reads go to the least loaded reader
+
+    @classmethod
+    async def open(cls, name: str, path: Path, *, writer: bool) -> _Connection:
+        """Starts the thread, which connects and configures (and, for the writer, migrates).
+
+        Only that thread ever touches the connection.
+        """
+        connection = cls(name, path, writer=writer, loop=asyncio.get_running_loop())
+        connection._thread.start()
+        await connection._opened
+        return connection
+
+    def _post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self.call_soon(_settle, future, result, error)
+
+    def _serve(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None)
+            _configure(conn, writer=self._for_writing)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            self._post(self._opened, None, exc)
+            self._post(self._closed, None, None)
+            return
+        self._post(self._opened, None, None)
+        try:
+            while (job := self._jobs.get()) is not None:
+                job(conn)
+        finally:
+            conn.close()
+            self._post(self._closed, None, None)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queues fn(connection) for the thread; the future gets its result or exception."""
+        future: asyncio.Future[T] = self._loop.create_future()
+
+        def job(conn: sqlite3.Connection) -> None:
+            try:
+                result = fn(conn)
+            except BaseException as exc:
+                self._post(future, None, exc)
+            else:
+                self._post(future, result, None)
+
+        self._jobs.put(job)
+        return future
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self.load += 1
+        try:
+            return await self.submit(fn)
+        finally:
+            self.load -= 1
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        """From the thread: has the event loop run callback(*args), after what was posted before."""
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    async def close(self) -> None:
+        """Runs the jobs already queued, then closes the connection and ends the thread."""
+        self._jobs.put(None)
+        await self._closed
+
+
+# A write's outcome inside a batch: its result, or the error it alone failed with.
+_Outcome = tuple[Any, BaseException | None]
+
+
+def _run_batch(
+    conn: sqlite3.Connection,
+    bodies: Sequence[Callable[[Transaction], Any]],
+    clock: Callable[[], int],
+) -> tuple[list[_Outcome], int]:
+    """One transaction for the batch, one SAVEPOINT per write, one fsync for all.
+
+    Runs on the writer's thread. A write that raises rolls back to its
+    savepoint and fails alone. If the transaction as a whole fails (COMMIT, or
+    an error that makes SQLite abandon it), this raises and every write of the
+    batch fails with that error. Returns the outcomes in batch order and the
+    last journal sequence the transaction wrote (0 if none).
+    """
+    outcomes: list[_Outcome] = []
+    last_sequence = 0
+    # A lone write needs no savepoint: if it fails, the whole transaction goes.
+    savepoints = len(bodies) > 1
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for body in bodies:
+            tx = Transaction(conn, clock())
+            if savepoints:
+                conn.execute("SAVEPOINT write")
+            try:
+                result = body(tx)
+            except Exception as exc:
+                if not savepoints or not conn.in_transaction:
+                    raise  # fails the transaction (SQLite may have rolled it back itself)
+                conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+                outcomes.append((None, exc))
+                continue
+            if savepoints:
+                conn.execute("RELEASE write")
+            last_sequence = max(last_sequence, tx.last_sequence)
+            outcomes.append((result, None))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rolling back a failed transaction failed")
+        raise
+    return outcomes, last_sequence
+
+
+def snapshot(read: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """For a read of several statements: runs them in one read transaction.
+
+    So they all see the same committed state (a single statement does anyway).
+    """
+
+    @functools.wraps(read)
+    def in_one_transaction(conn: sqlite3.Connection) -> T:
+        conn.execute("BEGIN")
+        try:
+            return read(conn)
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # nothing to keep: ends the read transaction
+
+    return in_one_transaction
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A queued write: what to run in the transaction, and where its outcome goes."""
+
+    body: Callable[[Transaction], Any]
+    future: asyncio.Future[Any]
+
+
+# A committed (or failed) batch: its writes, their outcomes, its last journal sequence.
+_Batch = tuple[list[_Write], list[_Outcome], int]
+
+
+class Engine:
+    """The SQLite file through its connections; open with `Engine.open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: _Connection,
+        readers: Sequence[_Connection],
+        *,
+        on_commit: Callable[[int], None],
+        clock: Callable[[], int],
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._readers = tuple(readers)
+        self._on_commit = on_commit
+        self._clock = clock
+        # Filled on the event loop, drained on the writer's thread.
+        self._writes: queue.SimpleQueue[_Write] = queue.SimpleQueue()
+        # The writer's job that drains _writes, while one is queued or running.
+        self._committing: asyncio.Future[_Batch | None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        on_commit: Callable[[int], None],
+        clock: Callable[[], int],
+    ) -> Engine:
+        """Opens (creating and migrating if needed) the database at path.
+
+        Raises StartupError (SchemaTooNew among them) for problems an operator
+        can fix: unreadable file, not a database, database from a newer metad.
+        clock is read on the writer's thread, once per write.
+        """
+        opened: list[_Connection] = []
+        try:
+            # The writer first: it creates the file, sets WAL mode and migrates.
+            opened.append(await _Connection.open("metad-writer", path, writer=True))
+            for index in range(READERS):
+                opened.append(await _Connection.open(f"metad-reader-{index}", path, writer=False))
+        except BaseException as exc:
+            for connection in reversed(opened):
+                await connection.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StartupError(f"cannot open database {path}: {exc}") from exc
+            raise
+        return cls(path, opened[0], opened[1:], on_commit=on_commit, clock=clock)
+
+    async def close(self) -> None:
+        """Lets queued writes commit, then closes every connection (the writer last)."""
+        while self._committing is not None:
+            await asyncio.wait([self._committing])
+        for reader in self._readers:
+            await reader.close()
+        await self._writer.close()
+
+    async def read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs read on the least busy reader's thread: one hop for all its statements."""
+        reader = min(self._readers, key=lambda connection: connection.load)
+        return await reader.run(read)
+
+    async def write(self, body: Callable[[Transaction], T]) -> T:
+        """Runs body as one atomic write and returns its result once it is durable.
+
+        body runs on the writer's thread, inside the transaction of its batch.
+        The caller is shielded: a client that gives up (deadline, cancel) does
+        not interrupt a transaction halfway, and no commit notification is lost.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # A caller that went away never reads its outcome; retrieving it here
+        # keeps asyncio from logging "exception was never retrieved".
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._writes.put(_Write(body, future))
+        if self._committing is None:
+            self._start_committing()
+        return await asyncio.shield(future)
+
+    def _start_committing(self) -> None:
+        self._committing = self._writer.submit(self._commit_queued)
+        self._committing.add_done_callback(self._committing_ended)
+
+    def _committing_ended(self, job: asyncio.Future[_Batch | None]) -> None:
+        """Runs on the event loop, like every put: sees any write the thread did not."""
+        self._committing = None
+        if job.exception() is not None:  # its writes were answered from the thread
+            log.error("the writer stopped committing", exc_info=job.exception())
+        elif (last := job.result()) is not None:
+            self._deliver(*last)
+        if not self._writes.empty():  # queued after the thread's last look
+            self._start_committing()
+
+    def _commit_queued(self, conn: sqlite3.Connection) -> _Batch | None:
+        """On the writer's thread: commits the queued writes batch by batch until none is left.
+
+        The writes queued while one batch commits form the next batch, up to
+        MAX_GROUP_COMMIT: concurrent writes share a transaction and its fsync.
+        Outcomes go back to the event loop in commit order; those of the last
+        batch as the job's own result, so a lone write costs a single wake-up.
+        """
+        done: _Batch | None = None
+        while True:
+            batch: list[_Write] = []
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < MAX_GROUP_COMMIT:
+                    batch.append(self._writes.get_nowait())
+            if not batch:
+                return done
+            if done is not None:
+                self._writer.call_soon(self._deliver, *done)
+            try:
+                done = (batch, *_run_batch(conn, [write.body for write in batch], self._clock))
+            except BaseException as exc:
+                done = (batch, [(None, exc)] * len(batch), 0)
+                if not isinstance(exc, Exception):
+                    self._writer.call_soon(self._deliver, *done)
+                    raise
+
+    def _deliver(
+        self, batch: list[_Write], outcomes: Sequence[_Outcome], last_sequence: int
+    ) -> None:
+        """On the event loop: announces the commit, then answers its writes."""
+        if last_sequence:
+            self._on_commit(last_sequence)
+        for write, (result, error) in zip(batch, outcomes, strict=True):
+            _settle(write.future, result, error)

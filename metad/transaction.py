@@ -1,0 +1,262 @@
+"""One write inside a transaction: the writer connection, its clock reading and its journal.
+
+Owns the statements every write shares: inserting nodes and revisions,
+quota, free names, undeleting, and the change journal row that every change
+writes in the same transaction (stamping the node's change_sequence). Runs
+on the writer's thread, inside the engine's transaction.
+
+Must not: commit or roll back (the engine does), or know gRPC.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, replace
+
+from metad import rows, rules
+from metad.errors import AlreadyExists, ContentGone, QuotaExceeded
+from metad.models import Actor, ChangeKind, Node, NodeKind, Role
+
+# What counts against a user's quota (in a query over users): the current
+# revisions of their live files, not trash or older revisions.
+USED_BYTES = (
+    "(SELECT COALESCE(SUM(size), 0) FROM nodes"
+    " WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file')"
+)
+
+
+def child(conn: sqlite3.Connection, parent_id: int, name: str) -> Node | None:
+    row = rows.fetch_one(
+        conn,
+        f"SELECT {rows.NODE_COLUMNS} FROM nodes"
+        " WHERE parent_id = ? AND name = ? AND deleted_ns IS NULL",
+        (parent_id, name),
+    )
+    return None if row is None else rows.node(row)
+
+
+@dataclass
+class Transaction:
+    """One write inside a transaction: the writer connection, its clock reading and its journal."""
+
+    conn: sqlite3.Connection
+    now_ns: int
+    last_sequence: int = 0
+
+    def insert_node(
+        self,
+        *,
+        owner_id: int,
+        parent_id: int,
+        name: str,
+        kind: NodeKind,
+        mode: int,
+        mtime_ns: int,
+        revision: int = 0,
+        size: int = 0,
+        symlink_target: str | None = None,
+        role: Role | None = None,
+    ) -> Node:
+        """A new live node; role: the creator's (their role on the folder)."""
+        row = rows.fetch_one(
+            self.conn,
+            "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
+            " revision, size, symlink_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f" RETURNING {rows.NODE_COLUMNS}",
+            (
+                owner_id,
+                parent_id,
+                name,
+                kind.value,
+                mode,
+                mtime_ns,
+                self.now_ns,
+                revision,
+                size,
+                symlink_target,
+            ),
+        )
+        return replace(rows.node(row), role=role)
+
+    def insert_revision(
+        self, node: Node, number: int, size: int, mtime_ns: int, actor: Actor
+    ) -> None:
+        self.conn.execute(
+            f"INSERT INTO revisions ({rows.REVISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (node.id, number, size, mtime_ns, node.mode, actor.user_id, actor.device, self.now_ns),
+        )
+
+    def free_name(self, parent_id: int, name: str) -> str:
+        """name if no live entry of parent_id has it, else 'name (restored).ext', '(restored 2)'…"""
+        if child(self.conn, parent_id, name) is None:
+            return name
+        stem, dot, ext = name.rpartition(".")
+        if not stem or len(ext) > 16:
+            stem, dot, ext = name, "", ""
+        for attempt in range(1, 10_000):
+            tag = " (restored)" if attempt == 1 else f" (restored {attempt})"
+            room = rules.MAX_NAME_BYTES - len(f"{tag}{dot}{ext}".encode())
+            trimmed = stem.encode()[: max(room, 1)].decode(errors="ignore")
+            candidate = f"{trimmed}{tag}{dot}{ext}"
+            if child(self.conn, parent_id, candidate) is None:
+                return candidate
+        raise AlreadyExists(f"no free name for {name!r} in directory {parent_id}")
+
+    def undelete(self, node: Node, parent_id: int, name: str, actor: Actor) -> Node:
+        """Brings a deleted node back as parent_id/name (a free name) and journals RESTORED."""
+        self.conn.execute(
+            "UPDATE nodes SET deleted_ns = NULL, parent_id = ?, name = ?, ctime_ns = ?"
+            " WHERE id = ?",
+            (parent_id, name, self.now_ns, node.id),
+        )
+        self.conn.execute("DELETE FROM purged_nodes WHERE node_id = ?", (node.id,))
+        self.touch_directory(parent_id)
+        return self.journal(ChangeKind.RESTORED, node, actor, parent_id=parent_id, name=name)
+
+    def check_quota(self, owner_id: int, growth: int) -> None:
+        """Raises QuotaExceeded if growing the owner's live files by growth passes their quota.
+
+        Whoever writes: a file in a shared folder counts for its owner.
+        """
+        if growth <= 0:
+            return
+        row = rows.fetch_one(
+            self.conn,
+            f"SELECT quota_bytes, {USED_BYTES} AS used FROM users WHERE id = ?",
+            (owner_id,),
+        )
+        quota, used = row["quota_bytes"], row["used"]
+        if quota and used + growth > quota:
+            raise QuotaExceeded(
+                f"over quota: {used + growth} bytes would exceed the {quota}-byte quota"
+                f" ({used} in use)"
+            )
+
+    def add_revision_from(
+        self, node: Node, source_node_id: int, source_number: int, actor: Actor
+    ) -> Node:
+        """A new current revision of node with the content of another revision (any file's).
+
+        Journals RESTORED with the new number; its mtime is now, so every
+        device sees the content change.
+        """
+        source = rows.fetch_one(
+            self.conn,
+            "SELECT size FROM revisions WHERE node_id = ? AND number = ?",
+            (source_node_id, source_number),
+        )
+        if source is None:
+            raise ContentGone(f"revision {source_number} of node {source_node_id} is not kept")
+        size = int(source[0])
+        self.check_quota(node.owner_id, size - (0 if node.deleted_ns else node.size))
+        number = node.revision + 1
+        self.insert_revision(node, number, size, self.now_ns, actor)
+        self.conn.execute(
+            "INSERT INTO revision_blocks (node_id, revision, block_index, hash, file_offset, size)"
+            " SELECT ?, ?, block_index, hash, file_offset, size FROM revision_blocks"
+            " WHERE node_id = ? AND revision = ?",
+            (node.id, number, source_node_id, source_number),
+        )
+        self.conn.execute(
+            "UPDATE nodes SET revision = ?, size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+            (number, size, self.now_ns, self.now_ns, node.id),
+        )
+        return self.journal(
+            ChangeKind.RESTORED,
+            node,
+            actor,
+            parent_id=node.parent_id,
+            name=node.name,
+            revision=number,
+        )
+
+    def ensure_free(self, parent_id: int, name: str) -> None:
+        if child(self.conn, parent_id, name) is not None:
+            raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
+
+    def is_empty(self, directory_id: int) -> bool:
+        row = rows.fetch_one(
+            self.conn,
+            "SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_ns IS NULL LIMIT 1",
+            (directory_id,),
+        )
+        return row is None
+
+    def is_within(self, node_id: int, ancestor_id: int) -> bool:
+        """Whether ancestor_id is node_id itself or one of its ancestors."""
+        row = rows.fetch_one(
+            self.conn,
+            "WITH RECURSIVE up (id) AS ("
+            "  SELECT ? UNION ALL"
+            "  SELECT nodes.parent_id FROM nodes JOIN up ON nodes.id = up.id"
+            "  WHERE nodes.parent_id IS NOT NULL"
+            ") SELECT 1 FROM up WHERE id = ? LIMIT 1",
+            (node_id, ancestor_id),
+        )
+        return row is not None
+
+    def touch_directory(self, directory_id: int) -> None:
+        """An entry was added, removed or renamed: the directory's mtime and ctime move."""
+        self.conn.execute(
+            "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+            (self.now_ns, self.now_ns, directory_id),
+        )
+
+    def journal(
+        self,
+        kind: ChangeKind,
+        node: Node,
+        actor: Actor,
+        *,
+        parent_id: int | None,
+        name: str,
+        old_parent_id: int | None = None,
+        old_name: str | None = None,
+        revision: int = 0,
+        replaced_node_id: int | None = None,
+        subject_user_id: int | None = None,
+        role: Role | None = None,
+    ) -> Node:
+        """Appends a change-journal row and stamps the nodes it touched with its sequence.
+
+        Call it after the node's own updates: it returns the node as committed
+        (with the role it came in with).
+        """
+        cursor = self.conn.execute(
+            "INSERT INTO changes (owner_id, kind, node_id, node_kind, parent_id, name,"
+            " old_parent_id, old_name, revision, actor_id, device, time_ns, replaced_node_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                node.owner_id,
+                kind.value,
+                node.id,
+                node.kind.value,
+                parent_id,
+                name,
+                old_parent_id,
+                old_name,
+                revision,
+                actor.user_id,
+                actor.device,
+                self.now_ns,
+                replaced_node_id,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        sequence = cursor.lastrowid
+        if subject_user_id is not None:
+            self.conn.execute(
+                "INSERT INTO share_changes (sequence, user_id, role) VALUES (?, ?, ?)",
+                (sequence, subject_user_id, None if role is None else role.value),
+            )
+        self.last_sequence = sequence
+        if replaced_node_id is not None:
+            self.conn.execute(
+                "UPDATE nodes SET change_sequence = ? WHERE id = ?", (sequence, replaced_node_id)
+            )
+        stamped = rows.fetch_one(
+            self.conn,
+            f"UPDATE nodes SET change_sequence = ? WHERE id = ? RETURNING {rows.NODE_COLUMNS}",
+            (sequence, node.id),
+        )
+        return replace(rows.node(stamped), role=node.role)
