@@ -1,18 +1,29 @@
 """Who is calling: sign-in tokens, block grants, and the interceptors that carry them.
 
 Every metad and blockd of one drive shares one secret, the auth key file
-(32 random bytes, mode 0600; metad creates it on first start). Two MAC keys
-are derived from it, so a token can never pass for a grant or the reverse:
+(32 random bytes, mode 0600; metad creates it on first start). Three MAC keys
+are derived from it, so a token, a grant and a receipt never pass for one
+another:
 
-    token  "drive1." + b64url(JSON claims) + "." + b64url(HMAC-SHA256(token key, the part before))
-           claims {"sub": user id, "adm": admin?, "iat": issued (s), "exp": expires (s)}
-    grant  HMAC-SHA256(grant key, "user:expires:" + block hash)[:16]
+    token    "drive1." + b64url(JSON claims) + "." + b64url(HMAC-SHA256(token key, the part before))
+             claims {"sub": user id, "adm": admin?, "iat": issued (s), "exp": expires (s),
+                     "gen": the user's token generation, "svc": a daemon of the drive?}
+    grant    HMAC-SHA256(grant key, "user:issued_ms:expires_s:" + block hash)[:16]
+    receipt  HMAC-SHA256(receipt key, "user:size:" + block hash)[:16]
 
 A token says who the caller is and travels as `authorization: Bearer TOKEN`
 metadata on every call; the server interceptor refuses a call without a valid,
-unexpired one (UNAUTHENTICATED), except the methods named open (sign-in,
-health, reflection). A grant says that metad let that user read a revision
-holding that block until `expires`; blockd serves a block only against one.
+unexpired, unrevoked one (UNAUTHENTICATED), except the methods named open
+(sign-in, health, reflection). A grant says that metad let that user read a
+revision holding that block until `expires`; blockd serves a block only
+against one. A receipt says that the user uploaded a block of that hash and
+size (blockd verified the bytes); metad accepts a block in a commit only with
+one, or when the user may already read a revision holding it. None of them
+needs any memory to check, so they survive restarts.
+
+Revocations (per user: the token generation below which tokens are refused,
+the time before which grants are refused, disabled) are kept by metad and
+streamed to blockd; `Revocations` is what each daemon checks them against.
 
 Must not: know users, passwords or nodes (metad's), or blocks beyond their hash.
 """
@@ -41,6 +52,8 @@ _BEARER = "Bearer "
 _TOKEN_PREFIX = "drive1."
 _SECRET_BYTES = 32
 GRANT_BYTES = 16
+RECEIPT_BYTES = 16
+SERVICE_USER_ID = 0  # the subject of a daemon's own token (see AuthKey.service_token)
 # Methods every interceptor lets through without a token.
 ALWAYS_OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -61,6 +74,8 @@ class Claims:
     admin: bool
     issued_s: int
     expires_s: int
+    generation: int = 0  # the user's token generation when it was made
+    service: bool = False  # made by a daemon of the drive for itself, not a user
 
 
 class AuthKey:
@@ -70,15 +85,38 @@ class AuthKey:
         if len(secret) != _SECRET_BYTES:
             raise AuthKeyError(f"an auth key is {_SECRET_BYTES} bytes, not {len(secret)}")
         self._token_key = hmac.digest(secret, b"drivefs token v1", "sha256")
-        self._grant_key = hmac.digest(secret, b"drivefs grant v1", "sha256")
+        self._grant_key = hmac.digest(secret, b"drivefs grant v2", "sha256")
+        self._receipt_key = hmac.digest(secret, b"drivefs receipt v1", "sha256")
 
     # --- tokens -------------------------------------------------------------------------------
 
     def token(
-        self, user_id: int, *, admin: bool, ttl_seconds: int, now: float | None = None
+        self,
+        user_id: int,
+        *,
+        admin: bool,
+        ttl_seconds: int,
+        generation: int = 0,
+        now: float | None = None,
     ) -> str:
         issued = int(time.time() if now is None else now)
-        claims = {"sub": user_id, "adm": admin, "iat": issued, "exp": issued + ttl_seconds}
+        claims: dict[str, Any] = {
+            "sub": user_id,
+            "adm": admin,
+            "iat": issued,
+            "exp": issued + ttl_seconds,
+        }
+        if generation:
+            claims["gen"] = generation
+        return self._sign(claims)
+
+    def service_token(self, ttl_seconds: int = 24 * 3600) -> str:
+        """A token a daemon of the drive makes for itself (it holds the key): blockd → metad."""
+        issued = int(time.time())
+        claims = {"sub": SERVICE_USER_ID, "adm": False, "svc": True, "iat": issued}
+        return self._sign({**claims, "exp": issued + ttl_seconds})
+
+    def _sign(self, claims: dict[str, Any]) -> str:
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         signed = _TOKEN_PREFIX + payload
         return signed + "." + _b64(hmac.digest(self._token_key, signed.encode(), "sha256"))
@@ -97,7 +135,14 @@ class AuthKey:
             raise InvalidToken("token signature does not match (forged, or from another drive)")
         try:
             raw = json.loads(_unb64(signed[len(_TOKEN_PREFIX) :]))
-            claims = Claims(int(raw["sub"]), bool(raw["adm"]), int(raw["iat"]), int(raw["exp"]))
+            claims = Claims(
+                int(raw["sub"]),
+                bool(raw["adm"]),
+                int(raw["iat"]),
+                int(raw["exp"]),
+                int(raw.get("gen", 0)),
+                bool(raw.get("svc", False)),
+            )
         except (ValueError, KeyError, TypeError):
             raise InvalidToken("malformed token claims") from None
         if claims.expires_s <= (time.time() if now is None else now):
@@ -106,19 +151,89 @@ class AuthKey:
 
     # --- grants -------------------------------------------------------------------------------
 
-    def grant(self, user_id: int, expires_s: int, block_hash: bytes) -> bytes:
-        return self.grants(user_id, expires_s, [block_hash])[0]
+    def grant(self, user_id: int, issued_ms: int, expires_s: int, block_hash: bytes) -> bytes:
+        return self.grants(user_id, issued_ms, expires_s, [block_hash])[0]
 
-    def grants(self, user_id: int, expires_s: int, hashes: Iterable[bytes]) -> list[bytes]:
-        prefix = b"%d:%d:" % (user_id, expires_s)
+    def grants(
+        self, user_id: int, issued_ms: int, expires_s: int, hashes: Iterable[bytes]
+    ) -> list[bytes]:
+        prefix = b"%d:%d:%d:" % (user_id, issued_ms, expires_s)
         key = self._grant_key
         return [hmac.digest(key, prefix + h, "sha256")[:GRANT_BYTES] for h in hashes]
 
-    def check_grant(self, user_id: int, expires_s: int, block_hash: bytes, grant: bytes) -> bool:
-        """True when grant lets user_id read block_hash now."""
-        if expires_s <= time.time():
+    def check_grant(
+        self, user_id: int, issued_ms: int, expires_s: int, block_hash: bytes, grant: bytes
+    ) -> bool:
+        """True when grant is genuine and unexpired (revocations are checked apart)."""
+        if expires_s <= time.time() or len(grant) != GRANT_BYTES:
             return False
-        return hmac.compare_digest(self.grant(user_id, expires_s, block_hash), grant)
+        expected = self.grant(user_id, issued_ms, expires_s, block_hash)
+        return hmac.compare_digest(expected, grant)
+
+    # --- receipts -----------------------------------------------------------------------------
+
+    def receipt(self, user_id: int, block_hash: bytes, size: int) -> bytes:
+        """Proof that user_id uploaded the block of this hash and plaintext size."""
+        message = b"%d:%d:" % (user_id, size) + block_hash
+        return hmac.digest(self._receipt_key, message, "sha256")[:RECEIPT_BYTES]
+
+    def check_receipt(self, user_id: int, block_hash: bytes, size: int, receipt: bytes) -> bool:
+        if len(receipt) != RECEIPT_BYTES or size <= 0:
+            return False
+        return hmac.compare_digest(self.receipt(user_id, block_hash, size), receipt)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRevocation:
+    """What was taken back from one user (metad keeps these; blockd follows them)."""
+
+    user_id: int
+    token_generation: int = 0  # tokens of an older generation are refused
+    grants_not_before_ms: int = 0  # grants issued before this (Unix ms) are refused
+    disabled: bool = False  # every token and grant of the user is refused
+
+
+class Revocations:
+    """The revocations a daemon enforces, replaced whole when they change.
+
+    Reads and the replacement are single dictionary operations, so they are
+    safe from any thread or task without a lock.
+    """
+
+    def __init__(self, users: Iterable[UserRevocation] = ()) -> None:
+        self._users: dict[int, UserRevocation] = {u.user_id: u for u in users}
+
+    def replace(self, users: Iterable[UserRevocation]) -> None:
+        self._users = {u.user_id: u for u in users}
+
+    def update(self, user: UserRevocation) -> None:
+        self._users = {**self._users, user.user_id: user}
+
+    def all(self) -> list[UserRevocation]:
+        return sorted(self._users.values(), key=lambda u: u.user_id)
+
+    def of(self, user_id: int) -> UserRevocation:
+        return self._users.get(user_id) or UserRevocation(user_id)
+
+    def check_token(self, claims: Claims) -> None:
+        """Raises InvalidToken if the token's user was disabled or its generation revoked."""
+        if claims.service:
+            return
+        revoked = self._users.get(claims.user_id)
+        if revoked is None:
+            return
+        if revoked.disabled:
+            raise InvalidToken("this account is disabled")
+        if claims.generation < revoked.token_generation:
+            raise InvalidToken(
+                "token revoked (the password was changed); sign in again (drive login)"
+            )
+
+    def grant_allowed(self, user_id: int, issued_ms: int) -> bool:
+        revoked = self._users.get(user_id)
+        if revoked is None:
+            return True
+        return not revoked.disabled and issued_ms >= revoked.grants_not_before_ms
 
 
 def unverified_expiry(token: str) -> int | None:
@@ -200,9 +315,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     Handlers of the calls it lets through find the caller with `caller()`.
     """
 
-    def __init__(self, key: AuthKey, open_methods: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        key: AuthKey,
+        open_methods: Iterable[str] = (),
+        revocations: Revocations | None = None,
+    ) -> None:
         self._key = key
         self._open = tuple(open_methods)
+        self._revocations = revocations or Revocations()
 
     async def intercept_service(
         self,
@@ -225,7 +346,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if token is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "not signed in (drive login)")
         try:
-            return self._key.verify(token)
+            claims = self._key.verify(token)
+            self._revocations.check_token(claims)
+            return claims
         except InvalidToken as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise AssertionError("abort raises") from None
@@ -252,6 +375,16 @@ async def require_admin(context: grpc.aio.ServicerContext) -> Claims:
     claims = caller()
     if not claims.admin:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only an administrator may do this")
+    return claims
+
+
+async def require_service(context: grpc.aio.ServicerContext) -> Claims:
+    """The caller, if a daemon of the drive; otherwise the call ends PERMISSION_DENIED."""
+    claims = caller()
+    if not claims.service:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, "only the drive's own daemons may do this"
+        )
     return claims
 
 

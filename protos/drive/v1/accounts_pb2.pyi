@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class User(_message.Message):
-    __slots__ = ("id", "name", "admin", "quota_bytes", "created_ns", "root_id")
+    __slots__ = ("id", "name", "admin", "quota_bytes", "created_ns", "root_id", "disabled")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADMIN_FIELD_NUMBER: _ClassVar[int]
     QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
     CREATED_NS_FIELD_NUMBER: _ClassVar[int]
     ROOT_ID_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     admin: bool
     quota_bytes: int
     created_ns: int
     root_id: int
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., admin: _Optional[bool] = ..., quota_bytes: _Optional[int] = ..., created_ns: _Optional[int] = ..., root_id: _Optional[int] = ...) -> None: ...
+    disabled: bool
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., admin: _Optional[bool] = ..., quota_bytes: _Optional[int] = ..., created_ns: _Optional[int] = ..., root_id: _Optional[int] = ..., disabled: _Optional[bool] = ...) -> None: ...
 
 class SignInRequest(_message.Message):
     __slots__ = ("name", "password", "ttl_seconds")
@@ -53,16 +55,18 @@ class WhoAmIRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CreateUserRequest(_message.Message):
-    __slots__ = ("name", "password", "quota_bytes", "admin")
+    __slots__ = ("name", "password", "quota_bytes", "admin", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
     ADMIN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     password: str
     quota_bytes: int
     admin: bool
-    def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ..., quota_bytes: _Optional[int] = ..., admin: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ..., quota_bytes: _Optional[int] = ..., admin: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ListUsersRequest(_message.Message):
     __slots__ = ()
@@ -75,19 +79,33 @@ class ListUsersResponse(_message.Message):
     def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ...) -> None: ...
 
 class SetPasswordRequest(_message.Message):
-    __slots__ = ("name", "current_password", "new_password")
+    __slots__ = ("name", "current_password", "new_password", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CURRENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     current_password: str
     new_password: str
-    def __init__(self, name: _Optional[str] = ..., current_password: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., current_password: _Optional[str] = ..., new_password: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SetQuotaRequest(_message.Message):
-    __slots__ = ("name", "quota_bytes")
+    __slots__ = ("name", "quota_bytes", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     quota_bytes: int
-    def __init__(self, name: _Optional[str] = ..., quota_bytes: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., quota_bytes: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DisableUserRequest(_message.Message):
+    __slots__ = ("name", "disabled", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    disabled: bool
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., disabled: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...

@@ -69,14 +69,21 @@ class AccountsStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_accounts__pb2.SetQuotaRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_accounts__pb2.User.FromString,
                 _registered_method=True)
+        self.DisableUser = channel.unary_unary(
+                '/drive.v1.Accounts/DisableUser',
+                request_serializer=protos_dot_drive_dot_v1_dot_accounts__pb2.DisableUserRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_accounts__pb2.User.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
     """Missing associated documentation comment in .proto file."""
 
     def SignIn(self, request, context):
-        """Open. UNAUTHENTICATED for an unknown name or a wrong password (which of
-        the two is not said).
+        """Open. UNAUTHENTICATED for an unknown name, a wrong password or a
+        disabled account (which of them is not said). After repeated failures
+        for one name, further attempts for it wait (up to a minute):
+        RESOURCE_EXHAUSTED names how long.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +132,14 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisableUser(self, request, context):
+        """Administrators: an account that may no longer sign in; its tokens and
+        grants stop working at once (disabled = false enables it again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +176,11 @@ def add_AccountsServicer_to_server(servicer, server):
             'SetQuota': grpc.unary_unary_rpc_method_handler(
                     servicer.SetQuota,
                     request_deserializer=protos_dot_drive_dot_v1_dot_accounts__pb2.SetQuotaRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_accounts__pb2.User.SerializeToString,
+            ),
+            'DisableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableUser,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_accounts__pb2.DisableUserRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_accounts__pb2.User.SerializeToString,
             ),
     }
@@ -352,6 +372,33 @@ class Accounts:
             target,
             '/drive.v1.Accounts/SetQuota',
             protos_dot_drive_dot_v1_dot_accounts__pb2.SetQuotaRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_accounts__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Accounts/DisableUser',
+            protos_dot_drive_dot_v1_dot_accounts__pb2.DisableUserRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_accounts__pb2.User.FromString,
             options,
             channel_credentials,

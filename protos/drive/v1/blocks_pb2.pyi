@@ -7,20 +7,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Grant(_message.Message):
-    __slots__ = ("grant", "expires_s")
+    __slots__ = ("grant", "expires_s", "issued_ms")
     GRANT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_S_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
     grant: bytes
     expires_s: int
-    def __init__(self, grant: _Optional[bytes] = ..., expires_s: _Optional[int] = ...) -> None: ...
+    issued_ms: int
+    def __init__(self, grant: _Optional[bytes] = ..., expires_s: _Optional[int] = ..., issued_ms: _Optional[int] = ...) -> None: ...
+
+class Receipt(_message.Message):
+    __slots__ = ("hash", "size", "mac")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    size: int
+    mac: bytes
+    def __init__(self, hash: _Optional[bytes] = ..., size: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
 
 class FindMissingRequest(_message.Message):
-    __slots__ = ("hashes", "grants")
+    __slots__ = ("hashes", "grants", "receipts")
     HASHES_FIELD_NUMBER: _ClassVar[int]
     GRANTS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
     grants: _containers.RepeatedCompositeFieldContainer[Grant]
-    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
+    receipts: _containers.RepeatedCompositeFieldContainer[Receipt]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ..., receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ...) -> None: ...
 
 class FindMissingResponse(_message.Message):
     __slots__ = ("missing",)
@@ -37,16 +51,18 @@ class UploadRequest(_message.Message):
     def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadResponse(_message.Message):
-    __slots__ = ("blocks_received", "blocks_stored", "bytes_received", "bytes_stored")
+    __slots__ = ("blocks_received", "blocks_stored", "bytes_received", "bytes_stored", "receipts")
     BLOCKS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_STORED_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     BYTES_STORED_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     blocks_received: int
     blocks_stored: int
     bytes_received: int
     bytes_stored: int
-    def __init__(self, blocks_received: _Optional[int] = ..., blocks_stored: _Optional[int] = ..., bytes_received: _Optional[int] = ..., bytes_stored: _Optional[int] = ...) -> None: ...
+    receipts: _containers.RepeatedCompositeFieldContainer[Receipt]
+    def __init__(self, blocks_received: _Optional[int] = ..., blocks_stored: _Optional[int] = ..., bytes_received: _Optional[int] = ..., bytes_stored: _Optional[int] = ..., receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("hashes", "grants")
@@ -107,16 +123,20 @@ class GarbageProgress(_message.Message):
     def __init__(self, scanned: _Optional[int] = ..., total: _Optional[int] = ..., deleted: _Optional[int] = ..., bytes_reclaimed: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class ScrubRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class BlockProblem(_message.Message):
-    __slots__ = ("hash", "problem")
+    __slots__ = ("hash", "problem", "repaired")
     HASH_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_FIELD_NUMBER: _ClassVar[int]
     hash: bytes
     problem: str
-    def __init__(self, hash: _Optional[bytes] = ..., problem: _Optional[str] = ...) -> None: ...
+    repaired: bool
+    def __init__(self, hash: _Optional[bytes] = ..., problem: _Optional[str] = ..., repaired: _Optional[bool] = ...) -> None: ...
 
 class ScrubProgress(_message.Message):
     __slots__ = ("checked", "total", "problems", "done", "referenced_checked")

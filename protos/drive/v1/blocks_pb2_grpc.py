@@ -71,17 +71,19 @@ class BlocksServicer:
 
     def FindMissing(self, request, context):
         """Which of the given hashes the caller must upload. A block counts as held
-        only when the store holds it and the caller has shown a grant for it or
-        uploaded it to this blockd; so the answer never tells whether another
-        user holds a block.
+        only when the store holds it intact and the caller shows a grant or a
+        receipt for it; so the answer never tells whether another user holds a
+        block. Administrators need no proof (scrub and repair).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Upload(self, request_iterator, context):
-        """Many blocks in one stream; each is verified against its hash. Open to
-        every signed-in user; a block already stored is not written again.
+        """Many blocks in one stream; each is verified against its hash and written
+        (a copy already held is replaced, which also heals a damaged one), so
+        neither the answer nor its timing depends on who else holds the content.
+        The store keeps one copy. Answers a receipt per block.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,8 +118,11 @@ class BlocksServicer:
 
     def Scrub(self, request, context):
         """Reads every stored block back from the backend and verifies it, then
-        checks that every block metad refers to is held. Streams progress and
-        every problem found.
+        checks that every block metad refers to is held. A damaged block is
+        quarantined (moved aside, so it counts as missing and the next upload of
+        its content replaces it), healed at once from blockd's memory if a
+        verified copy is there, and reported to metad, which asks the devices
+        holding it to upload it again. Streams progress and every problem found.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -32,6 +32,7 @@ class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_KIND_RESTORED: _ClassVar[ChangeKind]
     CHANGE_KIND_SHARED: _ClassVar[ChangeKind]
     CHANGE_KIND_UNSHARED: _ClassVar[ChangeKind]
+    CHANGE_KIND_DAMAGED: _ClassVar[ChangeKind]
 NODE_KIND_UNSPECIFIED: NodeKind
 NODE_KIND_DIRECTORY: NodeKind
 NODE_KIND_FILE: NodeKind
@@ -49,6 +50,7 @@ CHANGE_KIND_ATTRIBUTES: ChangeKind
 CHANGE_KIND_RESTORED: ChangeKind
 CHANGE_KIND_SHARED: ChangeKind
 CHANGE_KIND_UNSHARED: ChangeKind
+CHANGE_KIND_DAMAGED: ChangeKind
 
 class Node(_message.Message):
     __slots__ = ("id", "parent_id", "name", "kind", "mode", "size", "mtime_ns", "ctime_ns", "revision", "symlink_target", "owner_id", "role", "change_sequence")
@@ -81,19 +83,21 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ...) -> None: ...
 
 class BlockRef(_message.Message):
-    __slots__ = ("hash", "offset", "size", "grant")
+    __slots__ = ("hash", "offset", "size", "grant", "receipt")
     HASH_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     GRANT_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     hash: bytes
     offset: int
     size: int
     grant: bytes
-    def __init__(self, hash: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., grant: _Optional[bytes] = ...) -> None: ...
+    receipt: bytes
+    def __init__(self, hash: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., grant: _Optional[bytes] = ..., receipt: _Optional[bytes] = ...) -> None: ...
 
 class Revision(_message.Message):
-    __slots__ = ("node_id", "number", "size", "mtime_ns", "mode", "author_id", "device", "created_ns", "blocks", "grants_expire_s")
+    __slots__ = ("node_id", "number", "size", "mtime_ns", "mode", "author_id", "device", "created_ns", "blocks", "grants_expire_s", "grants_issued_ms")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +108,7 @@ class Revision(_message.Message):
     CREATED_NS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     GRANTS_EXPIRE_S_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     number: int
     size: int
@@ -114,7 +119,8 @@ class Revision(_message.Message):
     created_ns: int
     blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
     grants_expire_s: int
-    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., mode: _Optional[int] = ..., author_id: _Optional[int] = ..., device: _Optional[str] = ..., created_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., grants_expire_s: _Optional[int] = ...) -> None: ...
+    grants_issued_ms: int
+    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., mode: _Optional[int] = ..., author_id: _Optional[int] = ..., device: _Optional[str] = ..., created_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., grants_expire_s: _Optional[int] = ..., grants_issued_ms: _Optional[int] = ...) -> None: ...
 
 class GetRootRequest(_message.Message):
     __slots__ = ()
@@ -153,60 +159,68 @@ class ListDirectoryResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class MakeDirectoryRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device")
+    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     mode: int
     mtime_ns: int
     device: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device")
+    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     mode: int
     mtime_ns: int
     device: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateSymlinkRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "target", "device")
+    __slots__ = ("parent_id", "name", "target", "device", "request_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     target: str
     device: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CommitRevisionRequest(_message.Message):
-    __slots__ = ("node_id", "base_revision", "size", "mtime_ns", "blocks", "device")
+    __slots__ = ("node_id", "base_revision", "size", "mtime_ns", "blocks", "device", "request_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BASE_REVISION_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     base_revision: int
     size: int
     mtime_ns: int
     blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
     device: str
-    def __init__(self, node_id: _Optional[int] = ..., base_revision: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., base_revision: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetRevisionRequest(_message.Message):
     __slots__ = ("node_id", "number")
@@ -229,20 +243,22 @@ class ListRevisionsResponse(_message.Message):
     def __init__(self, revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ...) -> None: ...
 
 class RenameRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "new_parent_id", "new_name", "no_replace", "device")
+    __slots__ = ("parent_id", "name", "new_parent_id", "new_name", "no_replace", "device", "request_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NEW_PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NEW_NAME_FIELD_NUMBER: _ClassVar[int]
     NO_REPLACE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     new_parent_id: int
     new_name: str
     no_replace: bool
     device: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RenameResponse(_message.Message):
     __slots__ = ("node", "replaced_node_id")
@@ -253,16 +269,18 @@ class RenameResponse(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., replaced_node_id: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "directory", "device")
+    __slots__ = ("parent_id", "name", "directory", "device", "request_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     directory: bool
     device: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., directory: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., directory: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("node_id",)
@@ -271,16 +289,18 @@ class DeleteResponse(_message.Message):
     def __init__(self, node_id: _Optional[int] = ...) -> None: ...
 
 class SetAttributesRequest(_message.Message):
-    __slots__ = ("node_id", "mode", "mtime_ns", "device")
+    __slots__ = ("node_id", "mode", "mtime_ns", "device", "request_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     mode: int
     mtime_ns: int
     device: str
-    def __init__(self, node_id: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ()
@@ -313,36 +333,42 @@ class JournalHead(_message.Message):
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
 class RestoreRevisionRequest(_message.Message):
-    __slots__ = ("node_id", "number", "device")
+    __slots__ = ("node_id", "number", "device", "request_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     number: int
     device: str
-    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., number: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ShareRequest(_message.Message):
-    __slots__ = ("node_id", "user_name", "role", "device")
+    __slots__ = ("node_id", "user_name", "role", "device", "request_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     user_name: str
     role: Role
     device: str
-    def __init__(self, node_id: _Optional[int] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., user_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class UnshareRequest(_message.Message):
-    __slots__ = ("node_id", "user_name", "device")
+    __slots__ = ("node_id", "user_name", "device", "request_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     user_name: str
     device: str
-    def __init__(self, node_id: _Optional[int] = ..., user_name: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., user_name: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class UnshareResponse(_message.Message):
     __slots__ = ("removed",)
@@ -409,12 +435,14 @@ class ListTrashResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[TrashEntry, _Mapping]]] = ...) -> None: ...
 
 class RestoreFromTrashRequest(_message.Message):
-    __slots__ = ("node_id", "device")
+    __slots__ = ("node_id", "device", "request_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     device: str
-    def __init__(self, node_id: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RestoreFromTrashResponse(_message.Message):
     __slots__ = ("node", "path", "restored")
@@ -461,14 +489,16 @@ class ListSnapshotResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[SnapshotEntry, _Mapping]]] = ...) -> None: ...
 
 class RestoreSnapshotRequest(_message.Message):
-    __slots__ = ("node_id", "time_ns", "device")
+    __slots__ = ("node_id", "time_ns", "device", "request_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     time_ns: int
     device: str
-    def __init__(self, node_id: _Optional[int] = ..., time_ns: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., time_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RestoreSnapshotResponse(_message.Message):
     __slots__ = ("node", "path", "files", "directories", "skipped")
@@ -485,8 +515,10 @@ class RestoreSnapshotResponse(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., path: _Optional[str] = ..., files: _Optional[int] = ..., directories: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class EmptyTrashRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class EmptyTrashResponse(_message.Message):
     __slots__ = ("nodes", "bytes")
@@ -519,10 +551,12 @@ class ReleaseBlocksResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListCondemnedBlocksRequest(_message.Message):
-    __slots__ = ("hashes",)
+    __slots__ = ("hashes", "blocks")
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ...) -> None: ...
 
 class ListCondemnedBlocksResponse(_message.Message):
     __slots__ = ("hashes",)
@@ -545,6 +579,72 @@ class ListReferencedBlocksResponse(_message.Message):
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
     more: bool
     def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class ListBlockReferencesRequest(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class BlockReference(_message.Message):
+    __slots__ = ("hash", "node_id", "owner_id", "owner_name", "path", "revisions", "current", "deleted")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    node_id: int
+    owner_id: int
+    owner_name: str
+    path: str
+    revisions: _containers.RepeatedScalarFieldContainer[int]
+    current: bool
+    deleted: bool
+    def __init__(self, hash: _Optional[bytes] = ..., node_id: _Optional[int] = ..., owner_id: _Optional[int] = ..., owner_name: _Optional[str] = ..., path: _Optional[str] = ..., revisions: _Optional[_Iterable[int]] = ..., current: _Optional[bool] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class ListBlockReferencesResponse(_message.Message):
+    __slots__ = ("references",)
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    references: _containers.RepeatedCompositeFieldContainer[BlockReference]
+    def __init__(self, references: _Optional[_Iterable[_Union[BlockReference, _Mapping]]] = ...) -> None: ...
+
+class ReportDamagedBlocksRequest(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ReportDamagedBlocksResponse(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: int
+    def __init__(self, files: _Optional[int] = ...) -> None: ...
+
+class WatchRevocationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UserRevocation(_message.Message):
+    __slots__ = ("user_id", "token_generation", "grants_not_before_ms", "disabled")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_NOT_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    token_generation: int
+    grants_not_before_ms: int
+    disabled: bool
+    def __init__(self, user_id: _Optional[int] = ..., token_generation: _Optional[int] = ..., grants_not_before_ms: _Optional[int] = ..., disabled: _Optional[bool] = ...) -> None: ...
+
+class Revocations(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[UserRevocation]
+    def __init__(self, users: _Optional[_Iterable[_Union[UserRevocation, _Mapping]]] = ...) -> None: ...
 
 class GetStorageSummaryRequest(_message.Message):
     __slots__ = ()

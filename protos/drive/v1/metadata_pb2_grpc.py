@@ -184,6 +184,21 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksResponse.FromString,
                 _registered_method=True)
+        self.ListBlockReferences = channel.unary_unary(
+                '/drive.v1.Metadata/ListBlockReferences',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListBlockReferencesRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListBlockReferencesResponse.FromString,
+                _registered_method=True)
+        self.ReportDamagedBlocks = channel.unary_unary(
+                '/drive.v1.Metadata/ReportDamagedBlocks',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReportDamagedBlocksRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReportDamagedBlocksResponse.FromString,
+                _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/drive.v1.Metadata/WatchRevocations',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Revocations.FromString,
+                _registered_method=True)
         self.GetStorageSummary = channel.unary_unary(
                 '/drive.v1.Metadata/GetStorageSummary',
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetStorageSummaryRequest.SerializeToString,
@@ -243,7 +258,11 @@ class MetadataServicer:
 
     def CommitRevision(self, request, context):
         """A new revision of a file's content, accepted only if the file is still
-        at base_revision.
+        at base_revision. Every block must be proven: by its receipt from
+        blockd's Upload (for this caller, hash and size), or by a revision the
+        caller may read that already refers to the same hash and size.
+        PERMISSION_DENIED with reason "unproven-blocks" otherwise: upload those
+        blocks and commit again. Sizes must tile [0, size).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -408,7 +427,9 @@ class MetadataServicer:
 
     def ListCondemnedBlocks(self, request, context):
         """Hashes still condemned: the given ones that are, or every one (a
-        collector finishing the work of one that died).
+        collector finishing the work of one that died). Administrators ask by
+        hash; any other user only about blocks they show a receipt for (those
+        of a commit refused with "blocks-condemned").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -417,6 +438,33 @@ class MetadataServicer:
     def ListReferencedBlocks(self, request, context):
         """Every hash a kept revision refers to, in hash order, in pages (for
         `drive scrub`: which referenced blocks are missing from the store).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBlockReferences(self, request, context):
+        """Which files refer to the given blocks (owner, path, revisions), for
+        `drive scrub` naming what a damaged block hurts. Administrators.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportDamagedBlocks(self, request, context):
+        """blockd found these blocks damaged (and quarantined them): journals
+        DAMAGED for every file whose kept revisions refer to them, so devices
+        holding a verified copy upload it again. Administrators and blockd.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRevocations(self, request, context):
+        """Who lost access, for blockd: the state of every user whose tokens or
+        block grants were revoked (password changed, account disabled, a share
+        taken away), then the whole state again whenever it changes. Only for
+        the drive's daemons (a token made with the drive's auth key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -581,6 +629,21 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.ListReferencedBlocks,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksResponse.SerializeToString,
+            ),
+            'ListBlockReferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlockReferences,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListBlockReferencesRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ListBlockReferencesResponse.SerializeToString,
+            ),
+            'ReportDamagedBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDamagedBlocks,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReportDamagedBlocksRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReportDamagedBlocksResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Revocations.SerializeToString,
             ),
             'GetStorageSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStorageSummary,
@@ -1398,6 +1461,87 @@ class Metadata:
             '/drive.v1.Metadata/ListReferencedBlocks',
             protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.ListReferencedBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlockReferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ListBlockReferences',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListBlockReferencesRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ListBlockReferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDamagedBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ReportDamagedBlocks',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ReportDamagedBlocksRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ReportDamagedBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/drive.v1.Metadata/WatchRevocations',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.WatchRevocationsRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.Revocations.FromString,
             options,
             channel_credentials,
             insecure,
