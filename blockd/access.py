@@ -1,66 +1,81 @@
-"""Who may know of and read which block: grants from metad, and upload receipts.
+"""Who may know of and read which block: grants from metad, receipts from uploads.
 
 blockd stores a block once for everyone, but a user may read a block only
 with a grant metad gave them for a revision that refers to it, and learns
-that a block is already stored only if they have such a grant or uploaded it
-themselves. So FindMissing cannot be used to probe whether someone else holds
-some content ("does anyone have this file?"): without proof, a block is
-reported missing and the user uploads it; the store then discards the
-duplicate. Receipts are kept in memory (bounded, oldest forgotten first): a
-restart only costs re-uploads.
+that a block is already stored only if they show such a grant or a receipt
+(proof that they uploaded that content themselves). So FindMissing cannot be
+used to probe whether someone else holds some content ("does anyone have
+this file?"): without proof, a block is reported missing and the user uploads
+it. Grants and receipts are MACs (protos.auth), checked without memory, so a
+restart changes nothing. Grants issued before a revocation (unshare,
+password change, disabled account) are refused; `revocations` is kept current
+from metad by follow.py.
 
 Must not: store blocks or talk to metad.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from protos import auth
-
-DEFAULT_RECEIPTS = 200_000  # ~20 MiB
 
 
 class NoGrant(Exception):
     """A download asked for a block without a valid grant; the message names it."""
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    grant: bytes
+    issued_ms: int
+    expires_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    hash: bytes
+    size: int
+    mac: bytes
+
+
 class BlockAccess:
-    def __init__(self, key: auth.AuthKey, max_receipts: int = DEFAULT_RECEIPTS) -> None:
+    def __init__(self, key: auth.AuthKey, revocations: auth.Revocations | None = None) -> None:
         self._key = key
-        self._max = max_receipts
-        self._receipts: OrderedDict[bytes, None] = OrderedDict()
+        self.revocations = revocations or auth.Revocations()
 
-    @staticmethod
-    def _receipt(user_id: int, digest: bytes) -> bytes:
-        return user_id.to_bytes(8, "big") + digest
-
-    def record_uploads(self, user_id: int, hashes: Sequence[bytes]) -> None:
-        for digest in hashes:
-            receipt = self._receipt(user_id, digest)
-            self._receipts[receipt] = None
-            self._receipts.move_to_end(receipt)
-        while len(self._receipts) > self._max:
-            self._receipts.popitem(last=False)
-
-    def _granted(self, user_id: int, digest: bytes, grant: tuple[bytes, int] | None) -> bool:
-        if grant is None or not grant[0]:
+    def _granted(self, user_id: int, digest: bytes, grant: Grant | None) -> bool:
+        if grant is None or not grant.grant:
             return False
-        return self._key.check_grant(user_id, grant[1], digest, grant[0])
+        return self._key.check_grant(
+            user_id, grant.issued_ms, grant.expires_s, digest, grant.grant
+        ) and self.revocations.grant_allowed(user_id, grant.issued_ms)
+
+    def _receipted(self, user_id: int, digest: bytes, receipt: Receipt | None) -> bool:
+        if receipt is None or not receipt.mac or receipt.hash not in (b"", digest):
+            return False
+        return self._key.check_receipt(user_id, digest, receipt.size, receipt.mac)
 
     def proven(
-        self, user_id: int, hashes: Sequence[bytes], grants: Sequence[tuple[bytes, int]] | None
+        self,
+        user_id: int,
+        hashes: Sequence[bytes],
+        grants: Sequence[Grant],
+        receipts: Sequence[Receipt],
     ) -> list[bool]:
-        """Per hash: has the user shown they may know of this block?"""
+        """Per hash: has the user shown they may know of this block (grant or receipt)?
+
+        grants and receipts are each empty or one per hash.
+        """
         return [
             self._granted(user_id, digest, grants[i] if grants else None)
-            or self._receipt(user_id, digest) in self._receipts
+            or self._receipted(user_id, digest, receipts[i] if receipts else None)
             for i, digest in enumerate(hashes)
         ]
 
     def check_download(
-        self, user_id: int, hashes: Sequence[bytes], grants: Sequence[tuple[bytes, int]]
+        self, user_id: int, hashes: Sequence[bytes], grants: Sequence[Grant]
     ) -> None:
         """Raises NoGrant unless every hash comes with a valid grant for the user."""
         if len(grants) != len(hashes):
@@ -69,5 +84,9 @@ class BlockAccess:
             if not self._granted(user_id, digest, grant):
                 raise NoGrant(
                     f"no valid grant for block {digest.hex()[:16]}… "
-                    "(expired, or not a block of a file you may read)"
+                    "(expired or revoked, or not a block of a file you may read)"
                 )
+
+    def receipts(self, user_id: int, blocks: Sequence[tuple[bytes, int]]) -> list[Receipt]:
+        """A receipt for each (hash, size) the user uploaded and blockd verified."""
+        return [Receipt(h, size, self._key.receipt(user_id, h, size)) for h, size in blocks]

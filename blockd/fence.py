@@ -1,12 +1,15 @@
-"""blockd's view of metad: which blocks are referenced, and the GC fence.
+"""blockd's view of metad: which blocks are referenced, the GC fence, damage, revocations.
 
-Owns the grpc.aio channel to metad and turns its answers into plain hashes.
-Used only by maintenance.py; request handling never waits on metad.
+Owns the grpc.aio channel to metad and turns its answers into plain values.
+Maintenance calls metad as the administrator who started the run
+(for_caller); reporting damaged blocks and following revocations use
+blockd's own service token (it holds the drive's auth key). Request handling
+never waits on metad.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
@@ -22,20 +25,30 @@ class MetadataUnavailable(Exception):
 
 
 class Fence:
-    """Calls metad with the token of the administrator who started the run (for_caller)."""
+    """Calls metad as the bearer of a token: blockd's own, or an administrator's (for_caller)."""
 
-    def __init__(self, address: str, *, _shared: Fence | None = None, token: str = "") -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        _shared: Fence | None = None,
+        token: Callable[[], str] | None = None,
+    ) -> None:
         self.address = address
         if _shared is None:
             self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
             self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
         else:
             self._channel, self._stub = _shared._channel, _shared._stub
-        self._metadata = auth.bearer_metadata(token) if token else None
+        self._token = token
 
     def for_caller(self, token: str) -> Fence:
         """This fence's channel, calling as the bearer of token."""
-        return Fence(self.address, _shared=self, token=token)
+        return Fence(self.address, _shared=self, token=lambda: token)
+
+    @property
+    def _metadata(self) -> tuple[tuple[str, str]] | None:
+        return auth.bearer_metadata(self._token()) if self._token is not None else None
 
     async def close(self) -> None:
         await self._channel.close()
@@ -63,6 +76,31 @@ class Fence:
                 after = page.hashes[-1]
             if not page.more:
                 return
+
+    async def report_damaged(self, hashes: Sequence[bytes]) -> int:
+        """Tells metad these blocks were quarantined; how many files' devices it asked."""
+        req = metadata_pb2.ReportDamagedBlocksRequest(hashes=list(hashes))
+        return (await self._call(self._stub.ReportDamagedBlocks, req)).files
+
+    async def revocations(self) -> AsyncIterator[list[auth.UserRevocation]]:
+        """The whole revocation state, then again whenever it changes (a live stream)."""
+        call = self._stub.WatchRevocations(
+            metadata_pb2.WatchRevocationsRequest(), metadata=self._metadata
+        )
+        try:
+            async for state in call:
+                yield [
+                    auth.UserRevocation(
+                        u.user_id, u.token_generation, u.grants_not_before_ms, u.disabled
+                    )
+                    for u in state.users
+                ]
+        except grpc.aio.AioRpcError as exc:
+            raise MetadataUnavailable(
+                f"metad at {self.address}: {exc.code().name} {exc.details()}"
+            ) from None
+        finally:
+            call.cancel()
 
     async def _call(self, method, request):
         try:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from blockd.fence import Fence
-from blockd.store import BlockCorrupt, BlockNotFound, BlockStore, StoredBlock
+from blockd.store import BlockCorrupt, BlockDamaged, BlockNotFound, BlockStore, StoredBlock
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class GarbageProgress:
 class Problem:
     hash: bytes
     problem: str
+    repaired: bool = False  # healed during the scrub
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,29 +113,65 @@ async def _finish_interrupted_run(store: BlockStore, fence: Fence) -> None:
     log.info("finished an interrupted collection: %d condemned blocks deleted", len(leftover))
 
 
-async def scrub(store: BlockStore, fence: Fence | None) -> AsyncIterator[ScrubProgress]:
-    """Verifies every stored block, then that every referenced block is stored."""
-    total = store.stats().object_count
+async def scrub(
+    store: BlockStore, fence: Fence | None, only: Sequence[bytes] = ()
+) -> AsyncIterator[ScrubProgress]:
+    """Verifies every stored block (or only those), then that every referenced one is stored.
+
+    A damaged block is quarantined by the store (and healed from its memory
+    when it can be); one reported damaged is not reported missing again.
+    """
+    total = len(only) if only else store.stats().object_count
     checked = 0
     referenced_checked = 0
     found: list[Problem] = []
-    async with contextlib.aclosing(store.objects()) as listing:
-        async for block in listing:
-            try:
-                await store.verify(block.hash)
-            except BlockCorrupt as exc:
-                found.append(Problem(block.hash, f"corrupt: {exc}"))
-            except BlockNotFound:
-                pass  # deleted while we walked
+    reported: set[bytes] = set()
+    async with contextlib.aclosing(_blocks(store, only)) as listing:
+        async for digest in listing:
+            problem = await _check(store, digest)
             checked += 1
+            if problem is not None:
+                found.append(problem)
+                reported.add(digest)
             if checked % PROGRESS_EVERY == 0 or found:
                 yield ScrubProgress(checked, total, 0, tuple(found))
                 found = []
-    if fence is not None:
+    if only:
+        missing = await store.find_missing(list(only))
+        found += [Problem(h, MISSING) for h in missing if h not in reported]
+        referenced_checked = len(only)
+    elif fence is not None:
         async for page in fence.referenced():
             missing = await store.find_missing(page)
             referenced_checked += len(page)
-            found += [Problem(h, MISSING) for h in missing]
+            found += [Problem(h, MISSING) for h in missing if h not in reported]
             yield ScrubProgress(checked, total, referenced_checked, tuple(found))
             found = []
     yield ScrubProgress(checked, total, referenced_checked, tuple(found), done=True)
+
+
+async def _blocks(store: BlockStore, only: Sequence[bytes]) -> AsyncIterator[bytes]:
+    """The hashes to verify: only those given that are stored, or every stored block."""
+    if only:
+        absent = set(await store.find_missing(list(only)))
+        for digest in dict.fromkeys(only):
+            if digest not in absent:
+                yield digest
+        return
+    async with contextlib.aclosing(store.objects()) as listing:
+        async for block in listing:
+            yield block.hash
+
+
+async def _check(store: BlockStore, digest: bytes) -> Problem | None:
+    try:
+        healed = await store.verify(digest)
+    except BlockDamaged as exc:
+        return Problem(digest, f"corrupt, quarantined: {exc}")
+    except BlockCorrupt as exc:
+        return Problem(digest, f"unreadable here (not quarantined): {exc}")
+    except BlockNotFound:
+        return None  # deleted while we walked
+    if healed:
+        return Problem(digest, "corrupt, rewritten from a verified copy in memory", repaired=True)
+    return None

@@ -25,11 +25,13 @@ from blockd.backends.local import LocalBackend
 from blockd.backends.s3 import S3Backend
 from blockd.config import Config
 from blockd.fence import Fence
+from blockd.follow import DamageReports, follow_revocations
 from blockd.hotcache import HotBlocks
 from blockd.service import BlocksService
 from blockd.store import BlockStore
 from protos import auth
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
+from protos.guard import MalformedRequests
 from protos.runtime import serve
 
 log = logging.getLogger(__name__)
@@ -66,15 +68,24 @@ async def run(config: Config) -> None:
             )
         else:
             log.info("encryption off: blocks are stored as they are")
+        fence = Fence(config.metad, token=auth_key.service_token) if config.metad else None
+        damage = DamageReports(fence) if fence is not None else None
         hot = HotBlocks(config.memory_cache_bytes) if config.memory_cache_bytes else None
-        store = await BlockStore.open(backend, hot=hot)
+        store = await BlockStore.open(
+            backend, hot=hot, on_damaged=damage.add if damage is not None else None
+        )
         stats = store.stats()
         log.info(
             "blockd data %s: %d blocks, %d bytes", location, stats.object_count, stats.stored_bytes
         )
-
-        fence = Fence(config.metad) if config.metad else None
         access = BlockAccess(auth_key)
+        # metad's revocations and blockd's damage reports, for as long as blockd serves.
+        followers = []
+        if fence is not None and damage is not None:
+            followers = [
+                asyncio.create_task(follow_revocations(fence, access.revocations)),
+                asyncio.create_task(damage.run()),
+            ]
 
         def add_services(server: grpc.aio.Server) -> list[str]:
             service = BlocksService(store, access, fence)
@@ -87,9 +98,15 @@ async def run(config: Config) -> None:
                 config.listen,
                 add_services,
                 ready_file=config.ready_file,
-                interceptors=[auth.AuthInterceptor(auth_key)],
+                interceptors=[
+                    MalformedRequests(),
+                    auth.AuthInterceptor(auth_key, revocations=access.revocations),
+                ],
             )
         finally:
+            for task in followers:
+                task.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
             if fence is not None:
                 await fence.close()
             await store.close()

@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from blockd import maintenance
-from blockd.access import BlockAccess, NoGrant
+from blockd.access import BlockAccess, Grant, NoGrant, Receipt
 from blockd.fence import Fence, MetadataUnavailable
 from blockd.store import (
     Block,
@@ -36,6 +36,10 @@ from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
 
 # How long a failed write waits for grpc to deliver the client's cancellation.
 _CANCEL_NOTICE_SECONDS = 1.0
+# Hashes one FindMissing, Download or Scrub may name (a bound on the work a call causes).
+MAX_FIND_HASHES = 100_000
+MAX_DOWNLOAD_HASHES = 1_000
+MAX_SCRUB_HASHES = 100_000
 
 _STATUS: dict[type[StoreError], grpc.StatusCode] = {
     InvalidBlock: grpc.StatusCode.INVALID_ARGUMENT,
@@ -71,14 +75,23 @@ async def _send(context: grpc.aio.ServicerContext, message: Message) -> None:
         raise
 
 
-def _grants(grants: Sequence[blocks_pb2.Grant]) -> list[tuple[bytes, int]]:
-    return [(g.grant, g.expires_s) for g in grants]
+def _grants(grants: Sequence[blocks_pb2.Grant]) -> list[Grant]:
+    return [Grant(g.grant, g.issued_ms, g.expires_s) for g in grants]
+
+
+def _receipts(receipts: Sequence[blocks_pb2.Receipt]) -> list[Receipt]:
+    return [Receipt(r.hash, r.size, r.mac) for r in receipts]
 
 
 async def _checked_hashes(
-    context: grpc.aio.ServicerContext, hashes: Sequence[bytes]
+    context: grpc.aio.ServicerContext, hashes: Sequence[bytes], limit: int
 ) -> list[bytes]:
     """The hashes, or the call ends INVALID_ARGUMENT (before any access check)."""
+    if len(hashes) > limit:
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{len(hashes)} hashes in one call; the limit is {limit}",
+        )
     try:
         for digest in hashes:
             check_hash(digest)
@@ -103,10 +116,19 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
     async def FindMissing(
         self, request: blocks_pb2.FindMissingRequest, context: grpc.aio.ServicerContext
     ) -> blocks_pb2.FindMissingResponse:
-        hashes = await _checked_hashes(context, request.hashes)
-        if request.grants and len(request.grants) != len(hashes):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "one grant per hash, or none")
-        proven = self._access.proven(auth.caller().user_id, hashes, _grants(request.grants))
+        hashes = await _checked_hashes(context, request.hashes, MAX_FIND_HASHES)
+        for proofs, what in ((request.grants, "grant"), (request.receipts, "receipt")):
+            if proofs and len(proofs) != len(hashes):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"one {what} per hash, or none"
+                )
+        caller = auth.caller()
+        if caller.admin:
+            proven = [True] * len(hashes)  # scrub and repair: administrators see every hash
+        else:
+            proven = self._access.proven(
+                caller.user_id, hashes, _grants(request.grants), _receipts(request.receipts)
+            )
         asked = [digest for digest, known in zip(hashes, proven, strict=True) if known]
         try:
             absent = set(await self._store.find_missing(asked)) if asked else set()
@@ -125,25 +147,25 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         context: grpc.aio.ServicerContext,
     ) -> blocks_pb2.UploadResponse:
         blocks = (Block(request.hash, request.data) async for request in request_iterator)
-        held: list[bytes] = []  # verified: the caller has shown they have these blocks
+        held: list[tuple[bytes, int]] = []  # verified and stored: the caller had these bytes
         try:
             summary = await self._store.put_stream(blocks, held)
         except StoreError as exc:
             await _abort(context, exc)
-        finally:
-            self._access.record_uploads(auth.caller().user_id, held)
+        receipts = self._access.receipts(auth.caller().user_id, held)
         return blocks_pb2.UploadResponse(
             blocks_received=summary.blocks_received,
             blocks_stored=summary.blocks_stored,
             bytes_received=summary.bytes_received,
             bytes_stored=summary.bytes_stored,
+            receipts=[blocks_pb2.Receipt(hash=r.hash, size=r.size, mac=r.mac) for r in receipts],
         )
 
     async def Download(
         self, request: blocks_pb2.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> None:
         # The writer API rather than an async generator: see _send.
-        hashes = await _checked_hashes(context, request.hashes)
+        hashes = await _checked_hashes(context, request.hashes, MAX_DOWNLOAD_HASHES)
         try:
             self._access.check_download(auth.caller().user_id, hashes, _grants(request.grants))
         except NoGrant as exc:
@@ -206,9 +228,11 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         self, request: blocks_pb2.ScrubRequest, context: grpc.aio.ServicerContext
     ) -> None:
         await auth.require_admin(context)
+        only = await _checked_hashes(context, request.hashes, MAX_SCRUB_HASHES)
         fence = self._fence.for_caller(_token(context)) if self._fence else None
+        run = maintenance.scrub(self._store, fence, only)
         try:
-            async with contextlib.aclosing(maintenance.scrub(self._store, fence)) as progress:
+            async with contextlib.aclosing(run) as progress:
                 async for p in progress:
                     await _send(
                         context,
@@ -217,7 +241,9 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
                             total=p.total,
                             referenced_checked=p.referenced_checked,
                             problems=[
-                                blocks_pb2.BlockProblem(hash=x.hash, problem=x.problem)
+                                blocks_pb2.BlockProblem(
+                                    hash=x.hash, problem=x.problem, repaired=x.repaired
+                                )
                                 for x in p.problems
                             ],
                             done=p.done,

@@ -1,11 +1,18 @@
 """The block store: content-addressed blocks on top of any Backend.
 
 Owns: what a valid block is (BLAKE3-256 of its data, 1 B to 16 MiB), hash
-verification of every block written *and* read, dedup (a held block is never
-rewritten; concurrent uploads of one block become one write), the object key
-of a block (its hash in lowercase hex), the pipelining of a stream of blocks,
-the counters of GetStats, the mapping of backend errors to store errors, and
-which blocks the hot-block cache gets (verified ones, on write and on read).
+verification of every block written *and* read, dedup (one object per hash;
+concurrent uploads of one block become one write), the object key of a block
+(its hash in lowercase hex), the pipelining of a stream of blocks, the
+counters of GetStats, the mapping of backend errors to store errors, which
+blocks the hot-block cache gets (verified ones, on write and on read), and
+quarantine: a block found damaged (on a read or a scrub) is moved aside so
+it counts as missing, and whoever holds its content uploads it again.
+
+Every uploaded block is written, even one the store holds already: the cost
+is a write, and it buys two things. The answer and the timing of an upload do
+not depend on whether someone else holds that content (no oracle), and an
+upload always replaces a damaged copy (healing).
 
 Must not: know gRPC or protobuf (the service translates), know which backend
 it has, block the event loop (hashing of anything but small blocks runs in a
@@ -17,7 +24,10 @@ shielded from the cancellation of the upload that started it, so a write that
 reached the backend is always counted, and `close()` waits for all of them.
 Reads are single-flight the same way: concurrent requests for one block (read
 ahead in one stream, or many devices fetching it at once) share one Task in
-`_reads`, so one backend read, one decryption and one hash check.
+`_reads`, so one backend read, one decryption and one hash check. A
+quarantine is a Task in `_quarantines`: a write of that block waits for it
+(so a fresh copy is never moved aside), and a quarantine is skipped while a
+write of the block is in flight (that write replaces the damaged copy).
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -66,9 +76,9 @@ class StoredBlock:
 @dataclass(frozen=True, slots=True)
 class UploadSummary:
     blocks_received: int
-    blocks_stored: int  # new to the store; the others were already held
+    blocks_stored: int  # verified and written (every valid block received)
     bytes_received: int
-    bytes_stored: int  # payload bytes of the new blocks
+    bytes_stored: int  # their payload bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +143,10 @@ def _abandon(tasks: Iterable[asyncio.Task[Any]]) -> None:
             task.exception()
 
 
+class BlockDamaged(BlockCorrupt):
+    """The stored copy is damaged (not merely unreadable here): it is to be quarantined."""
+
+
 @contextlib.contextmanager
 def _backend_errors(key: str | None) -> Iterator[None]:
     """Backend error → store error, for an operation on the block under key (or many)."""
@@ -142,7 +156,8 @@ def _backend_errors(key: str | None) -> Iterator[None]:
         raise BlockNotFound(f"block {key} not found") from None
     except ObjectCorrupt as exc:
         log.error("stored block %s is unreadable: %s", key, exc)
-        raise BlockCorrupt(f"stored block {key} is unreadable") from exc
+        kind = BlockDamaged if exc.damaged else BlockCorrupt
+        raise kind(f"stored block {key} is unreadable") from exc
     except BackendFull as exc:
         log.warning("backend full: %s", exc)
         raise StoreFull("no room to store blocks") from exc
@@ -163,13 +178,16 @@ class BlockStore:
         upload_window_bytes: int = 32 * 1024 * 1024,
         download_window: int = 4,
         hot: HotBlocks | None = None,
+        on_damaged: Callable[[bytes], None] | None = None,
     ) -> None:
         self._backend = backend
         self._upload_window_bytes = upload_window_bytes
         self._download_window = download_window
         self._hot = hot
+        self._on_damaged = on_damaged
         self._writes: dict[str, asyncio.Task[bool]] = {}
         self._reads: dict[bytes, asyncio.Task[bytes]] = {}
+        self._quarantines: dict[str, asyncio.Task[int]] = {}
         self._object_count = object_count
         self._stored_bytes = stored_bytes
         self._bytes_received = 0
@@ -185,6 +203,7 @@ class BlockStore:
         upload_window_bytes: int = 32 * 1024 * 1024,
         download_window: int = 4,
         hot: HotBlocks | None = None,
+        on_damaged: Callable[[bytes], None] | None = None,
     ) -> BlockStore:
         """Counts what the backend holds (one listing) and returns the store.
 
@@ -192,7 +211,8 @@ class BlockStore:
         written at once (at least one block); download_window: blocks of one
         Download read ahead (so up to 4 x 16 MiB). Both bound the memory a
         stream holds and let disk waits overlap. hot: the cache of recently
-        read and written blocks, if any.
+        read and written blocks, if any. on_damaged(hash) is called on the
+        event loop for every block quarantined (it must not block).
         """
         count = size = 0
         with _backend_errors(None):
@@ -206,13 +226,17 @@ class BlockStore:
             upload_window_bytes=upload_window_bytes,
             download_window=download_window,
             hot=hot,
+            on_damaged=on_damaged,
         )
 
     async def close(self) -> None:
         """Waits for the writes still in flight (their uploads may be gone)."""
-        while self._writes or self._reads:
+        while self._writes or self._reads or self._quarantines:
             await asyncio.gather(
-                *self._writes.values(), *self._reads.values(), return_exceptions=True
+                *self._writes.values(),
+                *self._reads.values(),
+                *self._quarantines.values(),
+                return_exceptions=True,
             )
 
     def stats(self) -> StoreStats:
@@ -234,7 +258,7 @@ class BlockStore:
         return [digest for digest, held in zip(hashes, present, strict=True) if not held]
 
     async def put_stream(
-        self, blocks: AsyncIterable[Block], held: list[bytes] | None = None
+        self, blocks: AsyncIterable[Block], held: list[tuple[bytes, int]] | None = None
     ) -> UploadSummary:
         """Verifies and stores a stream of blocks, up to upload_window_bytes at once.
 
@@ -242,8 +266,8 @@ class BlockStore:
         ones. On the first bad block no further block is read; the blocks
         already in flight are finished (the valid ones stay stored) and then
         the error of the earliest failing block is raised. Returns only when
-        every block is durably stored. The hash of every block verified and
-        held (new or a duplicate) is appended to `held`, even if the call fails.
+        every block is durably stored. The hash and size of every block
+        verified and stored is appended to `held`, even if the call fails.
         """
         received = stored = bytes_received = bytes_stored = 0
         in_flight = 0  # bytes of the pending blocks
@@ -260,10 +284,9 @@ class BlockStore:
                     failures.append((position, exc))
                     continue
                 if held is not None:
-                    held.append(digest)
-                if task.result():
-                    stored += 1
-                    bytes_stored += size
+                    held.append((digest, size))
+                stored += 1
+                bytes_stored += size
 
         try:
             async for block in blocks:
@@ -295,7 +318,7 @@ class BlockStore:
         return UploadSummary(received, stored, bytes_received, bytes_stored)
 
     async def _put(self, block: Block) -> bool:
-        """Verifies one block and stores it unless held; True if it was new."""
+        """Verifies one block and writes it; True if the store did not hold it."""
         check_hash(block.hash)
         if not block.data:
             raise InvalidBlock(f"block {block.hash.hex()} is empty (an empty file has no blocks)")
@@ -311,6 +334,11 @@ class BlockStore:
             )
         key = block.hash.hex()
         while True:
+            quarantine = self._quarantines.get(key)
+            if quarantine is not None:
+                with contextlib.suppress(StoreError):
+                    await asyncio.shield(quarantine)
+                continue
             write = self._writes.get(key)
             if write is None:
                 write = asyncio.create_task(self._write(key, block.data))
@@ -329,13 +357,14 @@ class BlockStore:
         return new
 
     async def _write(self, key: str, data: bytes) -> bool:
+        """Writes the object, replacing any copy there (see the module docstring); new?"""
         with _backend_errors(key):
-            if (await self._backend.contains([key]))[0]:
-                return False
+            held = (await self._backend.contains([key]))[0]
             size = await self._backend.put(key, data)
-        self._object_count += 1
-        self._stored_bytes += size
-        return True
+        if not held:
+            self._object_count += 1
+            self._stored_bytes += size
+        return not held
 
     def _write_done(self, key: str, write: asyncio.Task[bool]) -> None:
         if self._writes.get(key) is write:
@@ -403,16 +432,61 @@ class BlockStore:
                 if len(digest) == HASH_BYTES:
                     yield StoredBlock(digest, info.size, info.modified_ns)
 
-    async def verify(self, digest: bytes) -> None:
+    async def verify(self, digest: bytes) -> bool:
         """Reads a block from the backend itself (never the hot blocks) and checks it.
 
-        Raises BlockNotFound, BlockCorrupt or StoreUnavailable.
+        A damaged block is quarantined, then rewritten at once from the hot
+        blocks if they hold a verified copy: returns True when it was healed
+        so. Raises BlockNotFound, BlockCorrupt (BlockDamaged: quarantined and
+        not healed) or StoreUnavailable.
         """
+        try:
+            await self._read_backend(digest)
+        except BlockDamaged:
+            await self.quarantine(digest)
+            copy = self._hot.get(digest) if self._hot is not None else None
+            if copy is None:
+                raise
+            await self._put(Block(digest, copy))
+            log.warning("block %s healed from a verified copy in memory", digest.hex())
+            return True
+        return False
+
+    async def quarantine(self, digest: bytes) -> None:
+        """Moves a damaged block aside so it counts as missing (see the module docstring)."""
         key = digest.hex()
+        if key in self._writes:
+            return  # being written right now: the write replaces the damaged copy
+        task = self._quarantines.get(key)
+        if task is None:
+            task = asyncio.create_task(self._move_aside(digest))
+            self._quarantines[key] = task
+            task.add_done_callback(partial(self._quarantine_done, key))
+        await asyncio.shield(task)
+
+    async def _move_aside(self, digest: bytes) -> int:
+        key = digest.hex()
+        if self._hot is not None:
+            self._hot.discard(digest)
         with _backend_errors(key):
-            data = await self._backend.get(key)
-        if await block_hash(data) != digest:
-            raise BlockCorrupt(f"stored block {key} does not match its hash")
+            size = await self._backend.quarantine(key)
+        if size:
+            self._object_count = max(self._object_count - 1, 0)
+            self._stored_bytes = max(self._stored_bytes - size, 0)
+            log.warning(
+                "quarantined corrupt block %s: it counts as missing until its content is "
+                "uploaded again",
+                key,
+            )
+            if self._on_damaged is not None:
+                self._on_damaged(digest)
+        return size
+
+    def _quarantine_done(self, key: str, task: asyncio.Task[int]) -> None:
+        if self._quarantines.get(key) is task:
+            del self._quarantines[key]
+        if not task.cancelled():
+            task.exception()
 
     async def delete(self, block: StoredBlock) -> None:
         """Removes a block the garbage collector has condemned (idempotent)."""
@@ -425,13 +499,22 @@ class BlockStore:
         self._stored_bytes = max(self._stored_bytes - block.stored_size, 0)
 
     async def _read(self, digest: bytes) -> bytes:
+        try:
+            data = await self._read_backend(digest)
+        except BlockDamaged:
+            await self.quarantine(digest)
+            raise
+        if self._hot is not None:
+            self._hot.add(digest, data)
+        return data
+
+    async def _read_backend(self, digest: bytes) -> bytes:
+        """The block's bytes from the backend, verified. Raises BlockDamaged if they are not."""
         key = digest.hex()
         with _backend_errors(key):
             data = await self._backend.get(key)
         actual = await block_hash(data)
         if actual != digest:
             log.error("stored block %s is corrupt: its data hashes to %s", key, actual.hex())
-            raise BlockCorrupt(f"stored block {key} is corrupt")
-        if self._hot is not None:
-            self._hot.add(digest, data)
+            raise BlockDamaged(f"stored block {key} is corrupt")
         return data

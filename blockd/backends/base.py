@@ -51,11 +51,17 @@ class ObjectNotFound(BackendError):
 
 
 class ObjectCorrupt(BackendError):
-    """The object exists but cannot be read back intact (I/O error, failed check)."""
+    """The object exists but cannot be read back intact (I/O error, failed check).
 
-    def __init__(self, key: str, why: str) -> None:
+    damaged is False when the object may well be intact but this process
+    cannot read it (written with a master key the key file lacks, or in a
+    newer format): the store must not quarantine it.
+    """
+
+    def __init__(self, key: str, why: str, *, damaged: bool = True) -> None:
         super().__init__(f"object {key} is unreadable: {why}")
         self.key = key
+        self.damaged = damaged
 
 
 class BackendUnavailable(BackendError):
@@ -110,6 +116,15 @@ class Backend(abc.ABC):
         not appear. Raises BackendUnavailable.
         """
 
+    @abc.abstractmethod
+    async def quarantine(self, key: str) -> int:
+        """Moves a damaged object aside, kept for inspection but no longer under key.
+
+        Afterwards get, contains and list_objects behave as if it were
+        deleted, and a put under key stores a new object. Returns the bytes it
+        occupied (0 if there was no object). Raises BackendUnavailable.
+        """
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Releases what the backend holds (locks, connections). Idempotent."""
 
@@ -139,6 +154,9 @@ class WrappingBackend(Backend):
     async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         async for info in self.backend.list_objects(prefix):
             yield info
+
+    async def quarantine(self, key: str) -> int:
+        return await self.backend.quarantine(key)
 
     async def close(self) -> None:
         await self.backend.close()

@@ -85,6 +85,10 @@ class _NotEncoded(_Corrupt):
     """The object does not even start like an encoded one: a plain object."""
 
 
+class _NotForUs(_Corrupt):
+    """Likely intact, but not readable here: a master key we lack, or a newer format."""
+
+
 class CodecBackend(WrappingBackend):
     """zstd + AES-256-GCM around self.backend; obtain one with `await CodecBackend.open(...)`."""
 
@@ -115,7 +119,7 @@ class CodecBackend(WrappingBackend):
                 return _decode(self.keyring, key, blob)
             return await asyncio.to_thread(_decode, self.keyring, key, blob)
         except _Corrupt as exc:
-            raise ObjectCorrupt(key, str(exc)) from None
+            raise ObjectCorrupt(key, str(exc), damaged=not isinstance(exc, _NotForUs)) from None
 
     async def put(self, key: str, data: bytes) -> int:
         check_key(key)
@@ -196,7 +200,7 @@ def _parse_header(blob: bytes) -> tuple[int, bytes, bytes, bytes]:
             raise _Corrupt(f"truncated: {len(blob)} bytes")
         raise _NotEncoded(f"not an encoded object (no {MAGIC!r} header)")
     if len(blob) > len(MAGIC) and blob[len(MAGIC)] != FORMAT_VERSION:
-        raise _Corrupt(
+        raise _NotForUs(
             f"object format version {blob[len(MAGIC)]} is unknown to this blockd "
             f"(it reads version {FORMAT_VERSION})"
         )
@@ -204,7 +208,7 @@ def _parse_header(blob: bytes) -> tuple[int, bytes, bytes, bytes]:
         raise _Corrupt(f"truncated: {len(blob)} bytes, less than the {OVERHEAD_BYTES} overhead")
     _, _, flags, key_id, wrapped, nonce = _HEADER.unpack_from(blob)
     if flags & ~_KNOWN_FLAGS:
-        raise _Corrupt(f"unknown flags {flags:#04x}")
+        raise _NotForUs(f"unknown flags {flags:#04x} (a newer blockd?)")
     return flags, key_id, wrapped, nonce
 
 
@@ -213,7 +217,7 @@ def _unwrap_data_key(keyring: Keyring, blob: bytes) -> tuple[int, bytes, bytes]:
     flags, key_id, wrapped, nonce = _parse_header(blob)
     master = keyring.get(key_id)
     if master is None:
-        raise _Corrupt(f"written with master key {key_id.hex()}, which the key file lacks")
+        raise _NotForUs(f"written with master key {key_id.hex()}, which the key file lacks")
     try:
         data_key = aes_key_unwrap(master.secret, wrapped)
     except InvalidUnwrap:

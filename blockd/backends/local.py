@@ -6,6 +6,7 @@ Owns the on-disk layout of a data directory and its version:
     DATA/LOCK                    flock()ed while a process has the directory open
     DATA/blocks/<key[:2]>/<key>  one file per object, the object's bytes as they are
     DATA/blocks/<xx>/.<key>.<random>.tmp   a write in progress (removed at open)
+    DATA/quarantine/<key>.<ns>   a damaged object moved aside (kept for inspection)
 
 A put writes a temp file in the object's own directory, fsyncs it, renames it
 over the final name and fsyncs the directory, so an object whose put returned
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -49,6 +51,7 @@ FORMAT_VERSION = 1
 _FORMAT_FILE = "FORMAT"
 _LOCK_FILE = "LOCK"
 _OBJECTS_DIR = "blocks"  # named for what blockd keeps in it
+_QUARANTINE_DIR = "quarantine"
 _TMP_SUFFIX = ".tmp"
 
 # errnos that mean "this object cannot be read", as opposed to "the disk is not
@@ -136,6 +139,13 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise BackendUnavailable(f"cannot list {self._objects}: {_describe(exc)}") from exc
 
+    async def quarantine(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            return await self._run(_move_aside, path, self.root / _QUARANTINE_DIR)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot quarantine {path}: {_describe(exc)}") from exc
+
     def _write_file(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}")
         try:
@@ -190,6 +200,22 @@ def _exist(objects: str, keys: list[str]) -> list[bool]:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _move_aside(path: Path, quarantine: Path) -> int:
+    """Renames an object into the quarantine directory (durably); its size, 0 if absent."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    quarantine.mkdir(exist_ok=True)
+    try:
+        os.rename(path, quarantine / f"{path.name}.{time.time_ns()}")
+    except FileNotFoundError:
+        return 0  # moved or deleted meanwhile
+    _fsync_dir(quarantine)
+    _fsync_dir(path.parent)
+    return size
 
 
 def _subdirs(objects: Path) -> list[str]:

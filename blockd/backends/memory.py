@@ -14,6 +14,7 @@ from blockd.backends.base import Backend, ObjectInfo, ObjectNotFound
 class MemoryBackend(Backend):
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.quarantined: dict[str, bytes] = {}
         self._modified: dict[str, int] = {}
 
     async def get(self, key: str) -> bytes:
@@ -38,3 +39,11 @@ class MemoryBackend(Backend):
         for key in sorted(self.objects):
             if key.startswith(prefix):
                 yield ObjectInfo(key, len(self.objects[key]), self._modified.get(key, 0))
+
+    async def quarantine(self, key: str) -> int:
+        data = self.objects.pop(key, None)
+        self._modified.pop(key, None)
+        if data is None:
+            return 0
+        self.quarantined[f"{key}.{time.time_ns()}"] = data
+        return len(data)

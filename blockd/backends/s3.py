@@ -4,6 +4,7 @@ Owns the layout under the bucket's key prefix and its version:
 
     PREFIX.format   JSON {"format": "drivefs-blockd-s3", "version": 1}; hidden from listings
     PREFIX<key>     one S3 object per object, its bytes as they are
+    PREFIXquarantine/<key>.<ns>   a damaged object moved aside (kept for inspection)
 
 and how boto3 is driven: one client (thread-safe) with botocore's own retries
 off, every call in this backend's worker threads, at most `concurrency` at
@@ -30,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 FORMAT_NAME = "drivefs-blockd-s3"
 FORMAT_VERSION = 1
 _FORMAT_KEY = ".format"  # not a valid object key, so it never collides or lists
+QUARANTINE_PREFIX = "quarantine/"  # damaged objects moved aside: never listed as objects
 
 # Error codes S3 and compatible services use for "try again later".
 _TEMP_CODES = frozenset(
@@ -247,6 +250,28 @@ class S3Backend(Backend):
         check_key(key)
         with self._errors(key):
             await self._call(self._client.delete_object, Bucket=self.bucket, Key=self.prefix + key)
+
+    async def quarantine(self, key: str) -> int:
+        """Copies the object under quarantine/ (never listed as an object), then deletes it."""
+        check_key(key)
+        with self._errors(None):
+            return await self._call(self._move_aside, key)
+
+    def _move_aside(self, key: str) -> int:
+        source = self.prefix + key
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=source)
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return 0
+            raise
+        self._client.copy_object(
+            Bucket=self.bucket,
+            Key=f"{self.prefix}{QUARANTINE_PREFIX}{key}.{time.time_ns()}",
+            CopySource={"Bucket": self.bucket, "Key": source},
+        )
+        self._client.delete_object(Bucket=self.bucket, Key=source)
+        return int(head["ContentLength"])
 
     async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         token: str | None = None
