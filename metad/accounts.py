@@ -2,8 +2,11 @@
 
 Owns who may manage accounts (administrators, or a user for their own
 password) and the token lifetimes. Passwords are checked and hashed in a
-worker thread (scrypt is slow on purpose). Tokens are made by protos.auth;
-users are kept by the store.
+worker thread (scrypt is slow on purpose); repeated failures for one name are
+slowed down (throttle.py). Tokens are made by protos.auth with the user's
+token generation; a password change or a disabled account revokes them at
+once (security.py: the board every call is checked against). Users are kept
+by the store.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import logging
 import grpc
 
 from metad import passwords, rules
-from metad.errors import InvalidArgument, NotFound, PermissionDenied
+from metad.errors import InvalidArgument, NotFound, PermissionDenied, TooLarge
+from metad.handlers import admin_caller, maps_errors
 from metad.models import User
-from metad.service import admin_caller, maps_errors
+from metad.security import RevocationBoard
 from metad.store import Store
+from metad.throttle import SignInThrottle
 from protos import auth
 from protos.drive.v1 import accounts_pb2 as pb
 from protos.drive.v1 import accounts_pb2_grpc
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_TTL_SECONDS = 30 * 24 * 3600
 MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD = 1024  # characters; scrypt of anything longer is only a way to burn CPU
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Accounts"].full_name
 OPEN_METHODS = (f"/{SERVICE_NAME}/SignIn",)
 
@@ -36,6 +42,7 @@ def user_to_proto(user: User, *, full: bool) -> pb.User:
     if full:
         msg.admin = user.admin
         msg.quota_bytes = user.quota_bytes
+        msg.disabled = user.disabled
     return msg
 
 
@@ -48,13 +55,24 @@ def _ttl(requested: int) -> int:
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_CHARS:
         raise InvalidArgument(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidArgument(f"a password has at most {MAX_PASSWORD} characters")
 
 
 class AccountsService(accounts_pb2_grpc.AccountsServicer):
-    def __init__(self, store: Store, key: auth.AuthKey, default_quota: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        key: auth.AuthKey,
+        default_quota: int,
+        board: RevocationBoard | None = None,
+        throttle: SignInThrottle | None = None,
+    ) -> None:
         self._store = store
         self._key = key
         self._default_quota = default_quota
+        self._board = board or RevocationBoard()
+        self._throttle = throttle or SignInThrottle()
 
     async def _user_named(self, name: str) -> User:
         found = await self._store.find_user(name)
@@ -63,7 +81,9 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         return found[0]
 
     def _signed_in(self, user: User, ttl: int) -> pb.SignInResponse:
-        token = self._key.token(user.id, admin=user.admin, ttl_seconds=ttl)
+        token = self._key.token(
+            user.id, admin=user.admin, ttl_seconds=ttl, generation=user.token_generation
+        )
         expires = self._key.verify(token).expires_s
         return pb.SignInResponse(
             token=token, expires_s=expires, user=user_to_proto(user, full=True)
@@ -74,15 +94,25 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         self, request: pb.SignInRequest, context: grpc.aio.ServicerContext
     ) -> pb.SignInResponse:
         ttl = _ttl(request.ttl_seconds)
+        if len(request.name) > rules.MAX_USER_NAME_CHARS or len(request.password) > MAX_PASSWORD:
+            raise TooLarge("user name or password too long")
+        wait = self._throttle.wait_seconds(request.name)
+        if wait > 0:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many failed sign-ins as {request.name!r}: try again in {wait:.0f} s",
+            )
         found = await self._store.find_user(request.name)
         stored = found[1] if found else None
         # Hash even for an unknown name, so timing does not tell names apart.
         ok = await asyncio.to_thread(
             passwords.password_matches, request.password, stored or passwords.dummy_hash()
         )
-        if found is None or not ok or stored is None:
+        if found is None or not ok or stored is None or found[0].disabled:
+            self._throttle.failed(request.name)
             log.info("failed sign-in as %r", request.name[:64])
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong user name or password")
+        self._throttle.succeeded(request.name)
         return self._signed_in(found[0], ttl)
 
     @maps_errors
@@ -147,7 +177,10 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
                 raise NotFound(f"no user named {request.name!r}")
             target = found[0]
         hashed = await asyncio.to_thread(passwords.password_hash, request.new_password)
-        return user_to_proto(await self._store.set_password(target.id, hashed), full=True)
+        user = await self._store.set_password(target.id, hashed)
+        self._board.publish(await self._store.revocations())  # older tokens stop here, now
+        log.info("password of %s (%d) changed: its earlier tokens are revoked", user.name, user.id)
+        return user_to_proto(user, full=True)
 
     @maps_errors
     async def SetQuota(
@@ -158,4 +191,17 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             raise InvalidArgument("quota_bytes must not be negative")
         target = await self._user_named(request.name)
         user = await self._store.set_quota(target.id, request.quota_bytes)
+        return user_to_proto(user, full=True)
+
+    @maps_errors
+    async def DisableUser(
+        self, request: pb.DisableUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        me = await admin_caller(self._store)
+        target = await self._user_named(request.name)
+        if target.id == me.id and request.disabled:
+            raise InvalidArgument("you cannot disable your own account")
+        user = await self._store.set_disabled(target.id, request.disabled)
+        self._board.publish(await self._store.revocations())
+        log.info("user %s (%d) %s", user.name, user.id, "disabled" if user.disabled else "enabled")
         return user_to_proto(user, full=True)

@@ -43,6 +43,18 @@ class InvalidTarget(InvalidArgument):
     reason = "invalid-target"
 
 
+class TooLarge(MetadataError):
+    """A request past a limit (file size, block count): RESOURCE_EXHAUSTED."""
+
+    reason = "too-large"
+
+
+class RequestIdReused(InvalidArgument):
+    """A request id a change was already applied under, sent with another request."""
+
+    reason = "request-id-reused"
+
+
 class FailedPrecondition(MetadataError):
     reason = "failed-precondition"
 
@@ -95,6 +107,12 @@ class PermissionDenied(MetadataError):
     """The caller may not do this to this node (not shared with them, or only for reading)."""
 
     reason = "permission-denied"
+
+
+class UnprovenBlocks(PermissionDenied):
+    """A commit names blocks the caller neither uploaded (receipt) nor may read already."""
+
+    reason = "unproven-blocks"
 
 
 class QuotaExceeded(MetadataError):

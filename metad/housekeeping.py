@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from metad import requests
 from metad.retention import DAY_NS, Retention
 from metad.store import Store
 
@@ -35,6 +36,9 @@ async def run_once(store: Store, policy: Housekeeping, now_ns: int | None = None
     dropped = await store.thin_revisions(policy.retention)
     if dropped:
         log.info("retention: thinned %d old revision(s)", dropped)
+    forgotten = await store.purge_request_log(now - requests.KEEP_NS)
+    if forgotten:
+        log.info("request log: forgot %d request id(s) older than a day", forgotten)
 
 
 async def run_forever(store: Store, policy: Housekeeping) -> None:

@@ -9,7 +9,7 @@ Absent ids and names are None here; the wire encodes them as 0 or "".
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class NodeKind(enum.Enum):
@@ -31,6 +31,7 @@ class ChangeKind(enum.Enum):
     RESTORED = "restored"
     SHARED = "shared"
     UNSHARED = "unshared"
+    DAMAGED = "damaged"  # storage found a block of the file damaged: devices re-upload it
 
 
 class Role(enum.Enum):
@@ -67,6 +68,8 @@ class User:
     quota_bytes: int  # 0 = unlimited
     root_id: int  # node id of the user's drive root
     created_ns: int
+    token_generation: int = 0  # tokens of an older generation are refused
+    disabled: bool = False  # may not sign in; every token refused
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class BlockRef:
     hash: bytes
     offset: int
     size: int
+    # In a commit: a valid upload receipt vouches for hash and size (not part of what it is).
+    vouched: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -195,3 +200,17 @@ class SnapshotEntry:
     revision: int  # files: current at that time
     content_kept: bool  # files: that revision (or an older kept one) can be restored
     symlink_target: str | None
+
+
+@dataclass(frozen=True)
+class BlockReference:
+    """A file whose kept revisions refer to a block (for naming what damage hurts)."""
+
+    hash: bytes
+    node_id: int
+    owner_id: int
+    owner_name: str
+    path: str  # in the owner's drive; a deleted file: where it was
+    revisions: tuple[int, ...]
+    current: bool  # its current revision refers to the block
+    deleted: bool

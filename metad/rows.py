@@ -30,7 +30,12 @@ CHANGES = "changes LEFT JOIN share_changes ON share_changes.sequence = changes.s
 REVISION_COLUMNS = "node_id, number, size, mtime_ns, mode, author_id, device, created_ns"
 
 
-USER_COLUMNS = "id, name, admin, quota_bytes, root_node_id, created_ns"
+# SELECT USER_COLUMNS FROM users (no alias): with the user's security state.
+USER_COLUMNS = (
+    "id, name, admin, quota_bytes, root_node_id, created_ns,"
+    " (SELECT token_generation FROM user_security WHERE user_id = users.id) AS token_generation,"
+    " (SELECT disabled_ns FROM user_security WHERE user_id = users.id) AS disabled_ns"
+)
 
 
 def user(row: sqlite3.Row) -> User:
@@ -41,6 +46,8 @@ def user(row: sqlite3.Row) -> User:
         quota_bytes=row["quota_bytes"],
         root_id=row["root_node_id"],
         created_ns=row["created_ns"],
+        token_generation=row["token_generation"] or 0,
+        disabled=row["disabled_ns"] is not None,
     )
 
 

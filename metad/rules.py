@@ -8,13 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from metad.errors import InvalidArgument, InvalidBlocks, InvalidName, InvalidTarget, NameTooLong
+from metad.errors import (
+    InvalidArgument,
+    InvalidBlocks,
+    InvalidName,
+    InvalidTarget,
+    NameTooLong,
+    TooLarge,
+)
 from metad.models import BlockRef
 
 MAX_NAME_BYTES = 255
 MAX_TARGET_BYTES = 4095  # PATH_MAX minus the terminating NUL
 HASH_BYTES = 32  # BLAKE3-256
 PERMISSION_BITS = 0o7777
+# The largest file: 128 GiB in at most 2^19 blocks of at most 16 MiB (blockd's
+# limit). With ~1 MiB blocks a 128 GiB file has ~131,072; the bounds keep
+# every sum far from overflowing a 64-bit integer and a commit's work bounded.
+MAX_FILE_BYTES = 128 * 1024**3
+MAX_BLOCKS = 2**19
+MAX_BLOCK_BYTES = 16 * 1024 * 1024
+MAX_REQUEST_ID_CHARS = 128
 SYMLINK_MODE = 0o777
 
 
@@ -51,10 +65,23 @@ def check_hashes(hashes: Sequence[bytes]) -> None:
             raise InvalidBlocks(f"hash {index} is {len(digest)} bytes, not {HASH_BYTES}")
 
 
+def check_block_count(count: int) -> None:
+    """Checked before a commit's block list is even converted (a bound on its cost)."""
+    if count > MAX_BLOCKS:
+        raise TooLarge(f"{count} blocks in one revision; the limit is {MAX_BLOCKS}")
+
+
 def check_blocks(size: int, blocks: Sequence[BlockRef]) -> None:
-    """Blocks must tile [0, size) in order: contiguous from 0, non-empty, 32-byte hashes."""
+    """Blocks must tile [0, size) in order: contiguous from 0, non-empty, 32-byte hashes.
+
+    And stay within the limits: at most MAX_BLOCKS of at most MAX_BLOCK_BYTES,
+    size at most MAX_FILE_BYTES.
+    """
     if size < 0:
         raise InvalidBlocks(f"negative size {size}")
+    if size > MAX_FILE_BYTES:
+        raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes (128 GiB), not {size}")
+    check_block_count(len(blocks))
     expected_offset = 0
     for index, block in enumerate(blocks):
         if len(block.hash) != HASH_BYTES:
@@ -63,11 +90,18 @@ def check_blocks(size: int, blocks: Sequence[BlockRef]) -> None:
             raise InvalidBlocks(
                 f"block {index}: offset {block.offset}, expected {expected_offset} (not contiguous)"
             )
-        if block.size <= 0:
-            raise InvalidBlocks(f"block {index}: size {block.size} is not positive")
+        if not 0 < block.size <= MAX_BLOCK_BYTES:
+            raise InvalidBlocks(
+                f"block {index}: size {block.size} is not between 1 and {MAX_BLOCK_BYTES}"
+            )
         expected_offset += block.size
     if expected_offset != size:
         raise InvalidBlocks(f"blocks cover {expected_offset} bytes, the revision has {size}")
+
+
+def check_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise InvalidArgument(f"a request id has at most {MAX_REQUEST_ID_CHARS} characters")
 
 
 def permission_bits(mode: int) -> int:

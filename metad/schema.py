@@ -21,7 +21,7 @@ import time
 
 from metad.errors import SchemaTooNew, StartupError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1: tuple[str, ...] = (
     """
@@ -211,8 +211,73 @@ CREATE TABLE purged_nodes (
     "CREATE INDEX revisions_created ON revisions (created_ns)",
 )
 
+# Version 5: trust. Revocations per user, the request log that makes retried
+# changes idempotent, and the 'damaged' journal kind (the journal is rebuilt:
+# its kind CHECK cannot be altered in place).
+_V5: tuple[str, ...] = (
+    """
+CREATE TABLE user_security (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id),  -- whose tokens and grants
+    token_generation INTEGER NOT NULL DEFAULT 0 CHECK (token_generation >= 0),
+        -- tokens carrying an older generation are refused; raised by a password change
+    grants_not_before_ms INTEGER NOT NULL DEFAULT 0,
+        -- block grants issued before this (Unix ms) are refused: a password change, a
+        -- disabled account or a share taken away
+    disabled_ns INTEGER  -- when the account was disabled; NULL = enabled
+) WITHOUT ROWID""",
+    """
+CREATE TABLE request_log (
+    user_id INTEGER NOT NULL REFERENCES users (id),  -- who made the change
+    request_id TEXT NOT NULL,  -- the id the client gave the change (1..128 characters)
+    request_digest BLOB NOT NULL,
+        -- BLAKE2b-128 of the method and request, so an id reused for another request is refused
+    result BLOB NOT NULL,  -- the change's result as the store returned it (pickled)
+    created_ns INTEGER NOT NULL,  -- when it was applied; rows older than a day are purged
+    PRIMARY KEY (user_id, request_id)
+) WITHOUT ROWID""",
+    "CREATE INDEX request_log_created ON request_log (created_ns)",
+    """
+CREATE TABLE changes_v5 (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- journal position: strictly increasing in commit order, never reused
+    owner_id INTEGER NOT NULL REFERENCES users (id),
+        -- drive the change happened in (subscriptions filter on it)
+    kind TEXT NOT NULL CHECK (kind IN ('created', 'edited', 'moved', 'deleted',
+                                       'attributes', 'restored', 'shared', 'unshared',
+                                       'damaged')),
+        -- what happened; 'damaged': storage found a block of the file damaged
+    node_id INTEGER NOT NULL REFERENCES nodes (id),  -- the node it happened to
+    node_kind TEXT NOT NULL CHECK (node_kind IN ('dir', 'file', 'symlink')),
+        -- nodes.kind, so readers need no join
+    parent_id INTEGER,
+        -- where the node is after the change (deleted: where it was); NULL for a drive root
+    name TEXT NOT NULL,  -- its name after the change (deleted: its last name)
+    old_parent_id INTEGER,  -- moved: the directory it was in before; NULL for other kinds
+    old_name TEXT,  -- moved: its name before; NULL for other kinds
+    revision INTEGER NOT NULL DEFAULT 0,
+        -- edited: the new revision number; created file: 1; 0 otherwise
+    actor_id INTEGER NOT NULL REFERENCES users (id),
+        -- user who made the change ('damaged': the file's owner)
+    device TEXT NOT NULL,  -- device name the change came from; '' = not reported
+    time_ns INTEGER NOT NULL,  -- server time of the commit
+    replaced_node_id INTEGER REFERENCES nodes (id)
+        -- moved over an existing entry: the node it replaced (now deleted); NULL otherwise
+)""",
+    "INSERT INTO changes_v5 SELECT * FROM changes",
+    # Sequences are never reused, not even those of rows a future version might drop.
+    "UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence"
+    " WHERE name = 'changes')) WHERE name = 'changes_v5'",
+    "DROP TABLE changes",
+    "ALTER TABLE changes_v5 RENAME TO changes",
+    "CREATE INDEX changes_owner ON changes (owner_id, sequence)",
+    "CREATE INDEX changes_parent ON changes (parent_id, node_id)",
+    "CREATE INDEX changes_node ON changes (node_id, sequence)",
+    "CREATE INDEX changes_replaced ON changes (replaced_node_id, sequence)"
+    " WHERE replaced_node_id IS NOT NULL",
+)
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 
 def user_version(conn: sqlite3.Connection) -> int:

@@ -25,10 +25,12 @@ from metad.accounts import AccountsService
 from metad.changes import CommitSignal
 from metad.errors import StartupError
 from metad.housekeeping import Housekeeping, run_forever
+from metad.security import RevocationBoard
 from metad.service import MetadataService
 from metad.store import FIRST_USER_NAME, Store
 from protos import auth
 from protos.drive.v1 import accounts_pb2_grpc, metadata_pb2, metadata_pb2_grpc
+from protos.guard import MalformedRequests
 from protos.runtime import serve
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ async def run(config: Config) -> None:
             first_user=config.first_user,
             first_user_quota=config.default_quota,
         )
+        board = RevocationBoard()
+        board.publish(await store.revocations())
         chores = asyncio.create_task(run_forever(store, config.housekeeping))
         try:
             commits.publish(await store.last_sequence())
@@ -97,16 +101,19 @@ async def run(config: Config) -> None:
 
             def add_services(server: grpc.aio.Server) -> Sequence[str]:
                 metadata_pb2_grpc.add_MetadataServicer_to_server(
-                    MetadataService(store, commits, key, trash_ns=config.housekeeping.trash_ns),
+                    MetadataService(
+                        store, commits, key, trash_ns=config.housekeeping.trash_ns, board=board
+                    ),
                     server,
                 )
                 accounts_pb2_grpc.add_AccountsServicer_to_server(
-                    AccountsService(store, key, config.default_quota), server
+                    AccountsService(store, key, config.default_quota, board=board), server
                 )
                 return [SERVICE_NAME, accounts.SERVICE_NAME]
 
             async def end_subscriptions() -> None:
                 commits.close()
+                board.close()
 
             await serve(
                 "metad",
@@ -114,7 +121,10 @@ async def run(config: Config) -> None:
                 add_services,
                 ready_file=config.ready_file,
                 on_stopping=end_subscriptions,
-                interceptors=[auth.AuthInterceptor(key, accounts.OPEN_METHODS)],
+                interceptors=[
+                    MalformedRequests(),
+                    auth.AuthInterceptor(key, accounts.OPEN_METHODS, board.revocations),
+                ],
             )
         finally:
             chores.cancel()

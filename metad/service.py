@@ -7,31 +7,24 @@ table mapping domain errors to gRPC status codes (with the reason in the
 rules: those are the store's.
 
 The caller is the user of the call's token (protos.auth's interceptor has
-verified it before a handler runs). The block-fence calls of the garbage
-collector are for administrators.
+verified it before a handler runs). The handlers of storage maintenance
+(garbage collection fence, scrub, damage, revocations) are in
+storage_service.py.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from metad import changes, rules
 from metad.errors import (
-    AlreadyExists,
-    FailedPrecondition,
     InvalidArgument,
-    MetadataError,
-    NotFound,
-    PermissionDenied,
-    QuotaExceeded,
-    StaleRevision,
-    Unauthenticated,
 )
+from metad.handlers import maps_errors
 from metad.models import (
     Actor,
     BlockRef,
@@ -42,29 +35,16 @@ from metad.models import (
     Revision,
     Role,
     Share,
-    User,
 )
+from metad.security import RevocationBoard
+from metad.storage_service import StorageHandlers
 from metad.store import Store
 from protos import auth
 from protos.drive.v1 import metadata_pb2 as pb
 from protos.drive.v1 import metadata_pb2_grpc
-from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY
 
-REFERENCED_PAGE = 10_000
 # How long the block grants of a GetRevision answer let the caller download.
 GRANT_TTL_SECONDS = 3600
-REFERENCED_PAGE_MAX = 50_000
-
-_STATUS: dict[type[MetadataError], grpc.StatusCode] = {
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    StaleRevision: grpc.StatusCode.ABORTED,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
 
 _NODE_KIND = {
     NodeKind.DIRECTORY: pb.NODE_KIND_DIRECTORY,
@@ -82,49 +62,8 @@ _CHANGE_KIND = {
     ChangeKind.RESTORED: pb.CHANGE_KIND_RESTORED,
     ChangeKind.SHARED: pb.CHANGE_KIND_SHARED,
     ChangeKind.UNSHARED: pb.CHANGE_KIND_UNSHARED,
+    ChangeKind.DAMAGED: pb.CHANGE_KIND_DAMAGED,
 }
-
-
-def status_of(error: MetadataError) -> grpc.StatusCode:
-    for cls in type(error).__mro__:
-        if cls in _STATUS:
-            return _STATUS[cls]
-    return grpc.StatusCode.INTERNAL
-
-
-async def abort_with(context: grpc.aio.ServicerContext, error: MetadataError) -> NoReturn:
-    trailing: list[tuple[str, str]] = [(ERROR_REASON_KEY, error.reason)]
-    if isinstance(error, StaleRevision):
-        trailing.append((CURRENT_REVISION_KEY, str(error.current)))
-    context.set_trailing_metadata(tuple(trailing))
-    await context.abort(status_of(error), str(error))
-    raise AssertionError("context.abort returned")  # pragma: no cover
-
-
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-
-
-def maps_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Turns a domain error raised by a unary handler into its gRPC status."""
-
-    @functools.wraps(method)
-    async def handler(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await method(self, request, context)
-        except MetadataError as error:
-            await abort_with(context, error)
-
-    return handler
-
-
-async def admin_caller(store: Store) -> User:
-    """The calling user, if an administrator (as metad's database says now)."""
-    user = await store.get_user(auth.caller().user_id)
-    if not user.admin:
-        raise PermissionDenied("only an administrator may do this")
-    return user
 
 
 def node_to_proto(node: Node, user_id: int) -> pb.Node:
@@ -160,11 +99,12 @@ def share_to_proto(share: Share, user_id: int) -> pb.ShareInfo:
 
 
 def revision_to_proto(
-    revision: Revision, grants: Sequence[bytes] = (), expires_s: int = 0
+    revision: Revision, grants: Sequence[bytes] = (), expires_s: int = 0, issued_ms: int = 0
 ) -> pb.Revision:
     blocks = revision.blocks
     return pb.Revision(
         grants_expire_s=expires_s,
+        grants_issued_ms=issued_ms,
         node_id=revision.node_id,
         number=revision.number,
         size=revision.size,
@@ -210,7 +150,7 @@ def _caller(context: grpc.aio.ServicerContext, device: str = "") -> Actor:
     return Actor(user_id=auth.caller().user_id, device=device)
 
 
-class MetadataService(metadata_pb2_grpc.MetadataServicer):
+class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
     def __init__(
         self,
         store: Store,
@@ -218,18 +158,38 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         key: auth.AuthKey,
         grant_ttl_seconds: int = GRANT_TTL_SECONDS,
         trash_ns: int = 0,
+        board: RevocationBoard | None = None,
     ) -> None:
         self._store = store
         self._commits = commits
         self._key = key
         self._grant_ttl = grant_ttl_seconds
         self._trash_ns = trash_ns  # how long the trash keeps a node (0 = until emptied)
+        self._board = board or RevocationBoard()
 
-    def _with_grants(self, user_id: int, revision: Revision) -> pb.Revision:
-        """The revision with a grant per block, so the caller can download them."""
+    def _with_grants(self, user_id: int, revision: Revision, issued_ms: int) -> pb.Revision:
+        """The revision with a grant per block, so the caller can download them.
+
+        issued_ms: when the caller's access was checked (taken before the
+        read), so a revocation committed meanwhile refuses these grants.
+        """
         expires = int(time.time()) + self._grant_ttl
-        grants = self._key.grants(user_id, expires, (b.hash for b in revision.blocks))
-        return revision_to_proto(revision, grants, expires)
+        grants = self._key.grants(user_id, issued_ms, expires, (b.hash for b in revision.blocks))
+        return revision_to_proto(revision, grants, expires, issued_ms)
+
+    def _vouched(self, user_id: int, blocks: Sequence[pb.BlockRef]) -> list[BlockRef]:
+        """The blocks as domain values, each marked if its receipt is valid for user_id."""
+        rules.check_block_count(len(blocks))
+        check = self._key.check_receipt
+        return [
+            BlockRef(
+                hash=b.hash,
+                offset=b.offset,
+                size=b.size,
+                vouched=bool(b.receipt) and check(user_id, b.hash, b.size, b.receipt),
+            )
+            for b in blocks
+        ]
 
     @maps_errors
     async def GetRoot(
@@ -305,7 +265,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
             request.base_revision,
             request.size,
             request.mtime_ns,
-            [BlockRef(hash=b.hash, offset=b.offset, size=b.size) for b in request.blocks],
+            self._vouched(caller.user_id, request.blocks),
         )
         return node_to_proto(node, caller.user_id)
 
@@ -314,8 +274,9 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         self, request: pb.GetRevisionRequest, context: grpc.aio.ServicerContext
     ) -> pb.Revision:
         caller = _caller(context)
+        issued_ms = time.time_ns() // 1_000_000
         revision = await self._store.get_revision(caller.user_id, request.node_id, request.number)
-        return self._with_grants(caller.user_id, revision)
+        return self._with_grants(caller.user_id, revision, issued_ms)
 
     @maps_errors
     async def ListRevisions(
@@ -408,6 +369,7 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
     ) -> pb.UnshareResponse:
         caller = _caller(context, request.device)
         removed = await self._store.unshare(caller, request.node_id, request.user_name)
+        self._board.publish(await self._store.revocations())
         return pb.UnshareResponse(removed=removed)
 
     @maps_errors
@@ -499,54 +461,6 @@ class MetadataService(metadata_pb2_grpc.MetadataServicer):
         caller = _caller(context)
         nodes, size = await self._store.empty_trash(caller.user_id)
         return pb.EmptyTrashResponse(nodes=nodes, bytes=size)
-
-    @maps_errors
-    async def CondemnBlocks(
-        self, request: pb.CondemnBlocksRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CondemnBlocksResponse:
-        await admin_caller(self._store)
-        rules.check_hashes(request.hashes)
-        return pb.CondemnBlocksResponse(
-            condemned=await self._store.condemn_blocks(list(request.hashes))
-        )
-
-    @maps_errors
-    async def ReleaseBlocks(
-        self, request: pb.ReleaseBlocksRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ReleaseBlocksResponse:
-        await admin_caller(self._store)
-        rules.check_hashes(request.hashes)
-        await self._store.release_blocks(list(request.hashes))
-        return pb.ReleaseBlocksResponse()
-
-    @maps_errors
-    async def ListCondemnedBlocks(
-        self, request: pb.ListCondemnedBlocksRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListCondemnedBlocksResponse:
-        rules.check_hashes(request.hashes)
-        condemned = await self._store.list_condemned_blocks(list(request.hashes))
-        return pb.ListCondemnedBlocksResponse(hashes=condemned)
-
-    @maps_errors
-    async def ListReferencedBlocks(
-        self, request: pb.ListReferencedBlocksRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListReferencedBlocksResponse:
-        await admin_caller(self._store)
-        limit = min(request.page_size or REFERENCED_PAGE, REFERENCED_PAGE_MAX)
-        hashes, more = await self._store.referenced_blocks(request.after_hash, limit)
-        return pb.ListReferencedBlocksResponse(hashes=hashes, more=more)
-
-    @maps_errors
-    async def GetStorageSummary(
-        self, request: pb.GetStorageSummaryRequest, context: grpc.aio.ServicerContext
-    ) -> pb.StorageSummary:
-        await admin_caller(self._store)
-        summary = await self._store.storage_summary()
-        return pb.StorageSummary(
-            logical_bytes=summary.logical_bytes,
-            referenced_blocks=summary.referenced_blocks,
-            referenced_bytes=summary.referenced_bytes,
-        )
 
     async def Subscribe(
         self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext

@@ -19,7 +19,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from metad import access, retention, rows, rules, schema, snapshots, trash
+from metad import (
+    access,
+    damage,
+    possession,
+    requests,
+    retention,
+    rows,
+    rules,
+    schema,
+    security,
+    snapshots,
+    trash,
+)
 from metad.changes import ChangePage
 from metad.engine import Engine, snapshot
 from metad.errors import (
@@ -34,10 +46,12 @@ from metad.errors import (
     NotAFile,
     NotFound,
     StaleRevision,
+    UnprovenBlocks,
 )
 from metad.models import (
     Actor,
     BlockRef,
+    BlockReference,
     ChangeEvent,
     ChangeKind,
     DirectoryPage,
@@ -54,6 +68,7 @@ from metad.models import (
     User,
 )
 from metad.transaction import USED_BYTES, Transaction, child
+from protos import auth
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +256,13 @@ class Store:
         return await self._read(schema.user_version)
 
     async def _write(self, body: Callable[[Transaction], T]) -> T:
-        """Runs body as one atomic write; returns its result once it is durable."""
-        return await self._engine.write(body)
+        """Runs body as one atomic write; returns its result once it is durable.
+
+        The first write of a call that named a request id (requests.expect)
+        is applied only once for that id (see requests.py).
+        """
+        key = requests.take()
+        return await self._engine.write(body if key is None else requests.once(key, body))
 
     async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         return await self._engine.read(read)
@@ -296,13 +316,29 @@ class Store:
         return await self._read(read)
 
     async def set_password(self, user_id: int, password_hash: str) -> User:
+        """A new password; every token and grant the user holds stops working."""
+
         def body(tx: Transaction) -> User:
             tx.conn.execute(
                 "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
             )
+            security.revoke(tx, user_id, tokens=True)
             return _get_user(tx.conn, user_id)
 
         return await self._write(body)
+
+    async def set_disabled(self, user_id: int, disabled: bool) -> User:
+        """Disables (every token and grant refused, no sign-in) or enables an account."""
+
+        def body(tx: Transaction) -> User:
+            _get_user(tx.conn, user_id)
+            security.set_disabled(tx, user_id, disabled)
+            return _get_user(tx.conn, user_id)
+
+        return await self._write(body)
+
+    async def revocations(self) -> list[auth.UserRevocation]:
+        return await self._read(security.revocations)
 
     async def set_quota(self, user_id: int, quota_bytes: int) -> User:
         def body(tx: Transaction) -> User:
@@ -396,7 +432,10 @@ class Store:
         mtime_ns: int,
         blocks: Sequence[BlockRef],
     ) -> Node:
-        """Revision current+1 with its block list, only if the file is still at base_revision."""
+        """Revision current+1 with its block list, only if the file is still at base_revision.
+
+        Every block must be proven (see possession.py): UnprovenBlocks otherwise.
+        """
         rules.check_blocks(size, blocks)
         block_list = tuple(blocks)
 
@@ -404,6 +443,16 @@ class Store:
             node = _file(tx.conn, node_id, actor.user_id, Role.WRITE)
             if node.revision != base_revision:
                 raise StaleRevision(node.id, base_revision, node.revision)
+            index = possession.first_unproven(
+                tx.conn, actor.user_id, node.id, node.revision, block_list
+            )
+            if index is not None:
+                raise UnprovenBlocks(
+                    f"block {index} of this commit ({block_list[index].hash.hex()[:16]}…,"
+                    f" {block_list[index].size} bytes) was neither uploaded by you (no valid"
+                    " receipt for that hash and size) nor is in a file you may read:"
+                    " upload it and commit again"
+                )
             tx.check_quota(node.owner_id, size - node.size)
             condemned = _condemned_among(tx.conn, {b.hash for b in block_list})
             if condemned:
@@ -776,6 +825,7 @@ class Store:
                 ).rowcount
                 if gone:
                     removed += gone
+                    security.revoke(tx, user_id, tokens=False)  # blockd stops serving at once
                     tx.journal(
                         ChangeKind.UNSHARED,
                         node,
@@ -957,6 +1007,18 @@ class Store:
             return hashes, len(found) > limit
 
         return await self._read(read)
+
+    async def block_references(self, hashes: Sequence[bytes]) -> list[BlockReference]:
+        """The files whose kept revisions refer to these blocks (see damage.py)."""
+        return await self._read(snapshot(lambda conn: damage.references(conn, hashes)))
+
+    async def report_damaged(self, hashes: Sequence[bytes]) -> int:
+        """Journals DAMAGED for the live files referring to these blocks; how many files."""
+        return await self._write(lambda tx: damage.journal_damaged(tx, hashes))
+
+    async def purge_request_log(self, before_ns: int) -> int:
+        """Forgets the request ids of changes applied before then (see requests.py)."""
+        return await self._write(lambda tx: requests.purge(tx, before_ns))
 
     async def storage_summary(self) -> StorageSummary:
         def read(conn: sqlite3.Connection) -> StorageSummary:

@@ -1,0 +1,81 @@
+"""Revocations: what was taken back from whom, in the database and in memory.
+
+A password change raises the user's token generation (older tokens are
+refused) and refuses the block grants issued before it; disabling an account
+refuses all of them; a share taken away refuses that user's earlier grants
+(their devices simply ask metad again for the files they may still read).
+The user_security table holds this; `RevocationBoard` holds the same in
+memory, where metad's interceptor checks every call against it and from
+where WatchRevocations streams it to blockd.
+
+The SQL functions run on a connection's thread (inside a transaction for the
+writes); the board lives on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+
+from metad.transaction import Transaction
+from protos import auth
+
+
+def revoke(tx: Transaction, user_id: int, *, tokens: bool) -> None:
+    """Refuses the user's grants issued until now, and with tokens their tokens too."""
+    now_ms = tx.now_ns // 1_000_000
+    tx.conn.execute(
+        "INSERT INTO user_security (user_id, token_generation, grants_not_before_ms)"
+        " VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+        " token_generation = token_generation + excluded.token_generation,"
+        " grants_not_before_ms = MAX(grants_not_before_ms, excluded.grants_not_before_ms)",
+        (user_id, 1 if tokens else 0, now_ms),
+    )
+
+
+def set_disabled(tx: Transaction, user_id: int, disabled: bool) -> None:
+    if disabled:
+        revoke(tx, user_id, tokens=True)
+    tx.conn.execute(
+        "INSERT INTO user_security (user_id, disabled_ns) VALUES (?, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET disabled_ns = excluded.disabled_ns",
+        (user_id, tx.now_ns if disabled else None),
+    )
+
+
+def revocations(conn: sqlite3.Connection) -> list[auth.UserRevocation]:
+    return [
+        auth.UserRevocation(row[0], row[1], row[2], row[3] is not None)
+        for row in conn.execute(
+            "SELECT user_id, token_generation, grants_not_before_ms, disabled_ns"
+            " FROM user_security ORDER BY user_id"
+        )
+    ]
+
+
+class RevocationBoard:
+    """The revocations metad enforces, and their followers (blockd's WatchRevocations)."""
+
+    def __init__(self) -> None:
+        self.revocations = auth.Revocations()
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def publish(self, users: list[auth.UserRevocation]) -> None:
+        """The whole new state (after a write that changed it, or at start)."""
+        self.revocations.replace(users)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def close(self) -> None:
+        """Ends every follow() (metad is stopping)."""
+        self._closed = True
+        self._changed.set()
+
+    async def follow(self) -> AsyncIterator[list[auth.UserRevocation]]:
+        """The state now, then again after every change, until close()."""
+        while not self._closed:
+            changed = self._changed
+            yield self.revocations.all()
+            await changed.wait()
