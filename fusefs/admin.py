@@ -7,16 +7,22 @@ cli.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fusefs import credentials
-from fusefs.clients import AccountsClient, BlockClient, MetadataClient
+from fusefs import credentials, errors
+from fusefs.cache import cached_copy
+from fusefs.clients import AccountsClient, BlockClient, BlockProblem, MetadataClient
+from fusefs.daemons import DaemonError
 
 console = Console(stderr=True)
+# How long `drive scrub --repair` waits for devices to upload what storage lost.
+REPAIR_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -75,26 +81,124 @@ def garbage_collect(conn: Connection, grace_seconds: int, dry_run: bool) -> int:
     return 0
 
 
-def scrub(conn: Connection) -> int:
+def scrub(conn: Connection, repair: bool = False, caches: Sequence[Path] = ()) -> int:
+    """Verifies the store; names the files each problem hurts; with repair, heals what it can.
+
+    blockd quarantines a damaged block as it finds it (and heals it from its
+    own memory when it can). Repair then looks for verified copies of the
+    rest in the mount caches on this machine, uploads them, and asks metad to
+    have every device that follows an affected file upload what it holds.
+    """
     client = conn.blocks()
-    problems: list[tuple[bytes, str]] = []
     try:
-        with _progress() as bar:
-            task = bar.add_task("verifying blocks", total=None)
-            last = None
-            for last in client.scrub():
-                bar.update(task, completed=last.checked, total=max(last.total, last.checked))
-                for digest, problem in last.problems:
-                    problems.append((digest, problem))
-                    bar.console.print(f"block {digest.hex()}: {problem}")
+        problems = _scrub_run(client, "verifying blocks")
+        unresolved = list({p.hash: p for p in problems if not p.repaired})
+        if problems:
+            _name_files(conn, [p.hash for p in problems], problems)
+        if repair and unresolved:
+            unresolved = _repair(conn, client, unresolved, caches)
     finally:
         client.close()
+    repaired = sum(p.repaired for p in problems)
+    print(
+        f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        + (f", {repaired} repaired during the scrub" if repaired else "")
+        + (f"; {len(unresolved)} block(s) still damaged or missing" if repair else "")
+    )
+    return 1 if unresolved else 0
+
+
+def _scrub_run(client: BlockClient, what: str, only: Sequence[bytes] = ()) -> list[BlockProblem]:
+    problems: list[BlockProblem] = []
+    with _progress() as bar:
+        task = bar.add_task(what, total=None)
+        last = None
+        for last in client.scrub(only):
+            bar.update(task, completed=last.checked, total=max(last.total, last.checked))
+            for problem in last.problems:
+                problems.append(problem)
+                bar.console.print(f"block {problem.hash.hex()}: {problem.problem}")
     assert last is not None and last.done
     print(
         f"checked {last.checked:,} stored blocks and {last.referenced_checked:,} referenced: "
         f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     )
-    return 1 if problems else 0
+    return problems
+
+
+def _name_files(
+    conn: Connection, hashes: Sequence[bytes], problems: Sequence[BlockProblem]
+) -> None:
+    """Prints, per damaged block, the files (owner: path, revisions) that refer to it."""
+    try:
+        meta = conn.metadata("drive-scrub")
+    except (DaemonError, errors.DriveError) as exc:
+        print(f"(which files they belong to is unknown: {exc})")
+        return
+    try:
+        references = meta.block_references(list(dict.fromkeys(hashes)))
+    except errors.DriveError as exc:
+        print(f"(which files they belong to is unknown: {exc})")
+        return
+    finally:
+        meta.close()
+    by_hash: dict[bytes, list[str]] = {}
+    for r in references:
+        where = f"{r.owner_name}: {r.path}" + (" (in the trash)" if r.deleted else "")
+        numbers = ", ".join(f"r{n}" for n in r.revisions)
+        by_hash.setdefault(r.hash, []).append(
+            f"{where} [{numbers}{', current' if r.current else ''}]"
+        )
+    for problem in {p.hash: p for p in problems}.values():
+        files = by_hash.get(problem.hash)
+        state = "repaired" if problem.repaired else "damaged"
+        if files:
+            print(f"{state} block {problem.hash.hex()[:16]}… is in:")
+            for line in files:
+                print(f"  {line}")
+        else:
+            print(f"{state} block {problem.hash.hex()[:16]}… is in no kept file")
+
+
+def _repair(
+    conn: Connection,
+    client: BlockClient,
+    problems: Sequence[BlockProblem],
+    caches: Sequence[Path],
+    wait_seconds: float = REPAIR_WAIT_SECONDS,
+) -> list[BlockProblem]:
+    """Heals from local caches, then from the devices; returns the problems left."""
+    hashes = [p.hash for p in problems]
+    found = {}
+    for h in hashes:
+        for directory in caches:
+            copy = cached_copy(directory, h)
+            if copy is not None:
+                found[h] = copy
+                break
+    if found:
+        client.upload(lambda: list(found.items()))
+        print(f"restored {len(found)} block(s) from the caches on this machine")
+    left = [h for h in hashes if h not in found]
+    if left:
+        try:
+            meta = conn.metadata("drive-scrub")
+            try:
+                files = meta.report_damaged(left)
+            finally:
+                meta.close()
+        except (DaemonError, errors.DriveError) as exc:
+            print(f"could not ask the devices for the rest: {exc}")
+        else:
+            print(f"asked the devices that follow {files} file(s) for {len(left)} block(s)")
+            deadline = time.monotonic() + wait_seconds
+            while left and time.monotonic() < deadline:
+                time.sleep(0.5)
+                left = sorted(client.find_missing(left))
+    remaining = _scrub_run(client, "checking the repairs", hashes) if hashes else []
+    for problem in remaining:
+        print(f"still damaged: block {problem.hash.hex()}: {problem.problem}")
+    return remaining
 
 
 def status(conn: Connection) -> int:
@@ -202,6 +306,19 @@ def set_password(conn: Connection, name: str, current: str, new: str) -> int:
     finally:
         client.close()
     print(f"password of {user.name} changed")
+    return 0
+
+
+def set_disabled(conn: Connection, name: str, disabled: bool) -> int:
+    client = conn.accounts()
+    try:
+        user = client.set_disabled(name, disabled)
+    finally:
+        client.close()
+    if user.disabled:
+        print(f"{user.name} is disabled: signed out everywhere, and may not sign in")
+    else:
+        print(f"{user.name} may sign in again")
     return 0
 
 

@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 Fetcher = Callable[[list[bytes]], list[tuple[bytes, bytes]]]
 
 
+def cached_copy(directory: Path, h: bytes) -> bytes | None:
+    """A verified copy of block h in the cache directory of a mount (running or not), or None.
+
+    For `drive scrub --repair`, which heals storage from the caches on this machine.
+    """
+    hexh = h.hex()
+    try:
+        data = (directory / "blocks" / hexh[:2] / hexh).read_bytes()
+    except OSError:
+        return None
+    return data if block_hash(data) == h else None
+
+
 class BlockCache:
     def __init__(
         self,
@@ -124,6 +137,17 @@ class BlockCache:
             pending = [h for h in pending if h not in result]
         return result
 
+    async def copies(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Verified copies of these blocks held here (memory or disk); fetches nothing."""
+        found = {h: self._memory[h] for h in dict.fromkeys(hashes) if h in self._memory}
+        rest = [h for h in dict.fromkeys(hashes) if h not in found]
+        if rest:
+            on_disk = await trio.to_thread.run_sync(
+                self._read_disk_many, rest, limiter=self._limiter
+            )
+            found.update(on_disk)
+        return found
+
     def _remember(self, h: bytes, data: bytes) -> None:
         if h in self._memory:
             return
@@ -160,6 +184,9 @@ class BlockCache:
             if absent:
                 raise errors.DataLoss(f"block {absent[0].hex()} was not delivered")
         return found
+
+    def _read_disk_many(self, hashes: list[bytes]) -> dict[bytes, bytes]:
+        return {h: data for h in hashes if (data := self._read_disk(h)) is not None}
 
     def _read_disk(self, h: bytes) -> bytes | None:
         with self._disk_lock:

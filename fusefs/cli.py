@@ -69,7 +69,23 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     gc.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
-    scrub = sub.add_parser("scrub", help="verify every stored block; exit 1 on any problem")
+    scrub = sub.add_parser(
+        "scrub",
+        help="verify every stored block, name the files a damaged one is in; exit 1 on any problem",
+    )
+    scrub.add_argument(
+        "--repair",
+        action="store_true",
+        help="heal damaged or missing blocks from the mount caches on this machine and from "
+        "the devices that hold them",
+    )
+    scrub.add_argument(
+        "--cache",
+        type=Path,
+        action="append",
+        default=[],
+        help="a mount's cache directory to heal from (default: the ones under DATA)",
+    )
     _daemon_options(scrub)
 
     status = sub.add_parser("status", help="space used, stored and referenced")
@@ -104,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     quota.add_argument("name")
     quota.add_argument("size", type=parse_size, help="e.g. 10G; 0 = unlimited")
     _daemon_options(quota)
+    disable = user_sub.add_parser(
+        "disable", help="sign a user out everywhere and refuse their sign-ins"
+    )
+    disable.add_argument("name")
+    _daemon_options(disable)
+    enable = user_sub.add_parser("enable", help="let a disabled user sign in again")
+    enable.add_argument("name")
+    _daemon_options(enable)
 
     _browse_parsers(sub)
     return p
@@ -388,7 +412,7 @@ COMMANDS = {
     "serve": _cmd_serve,
     "mount": _cmd_mount,
     "gc": lambda a: admin.garbage_collect(_connection(a), a.grace, a.dry_run),
-    "scrub": lambda a: admin.scrub(_connection(a)),
+    "scrub": lambda a: admin.scrub(_connection(a), a.repair, _caches(a)),
     "status": lambda a: admin.status(_connection(a)),
     "trash": lambda a: _cmd_trash(a),
     "ls": lambda a: (
@@ -415,6 +439,17 @@ COMMANDS = {
 }
 
 
+def _caches(args: argparse.Namespace) -> list[Path]:
+    """The mount caches on this machine scrub --repair heals from: given, or found."""
+    if args.cache:
+        return list(args.cache)
+    found = [args.data / "cache"]
+    mounts = DEFAULT_DATA / "cache"
+    if mounts.is_dir():
+        found += sorted(d for d in mounts.iterdir() if d.is_dir())
+    return [d for d in found if (d / "blocks").is_dir()]
+
+
 def _time(text: str) -> int:
     try:
         return timespec.parse_time(text)
@@ -438,6 +473,8 @@ def _cmd_user(args: argparse.Namespace) -> int:
         return admin.add_user(conn, args.name, password, args.quota, args.admin)
     if args.user_command == "list":
         return admin.list_users(conn)
+    if args.user_command in ("disable", "enable"):
+        return admin.set_disabled(conn, args.name, args.user_command == "disable")
     if args.user_command == "passwd":
         current = "" if args.name else _password(args, "current password (empty if none): ")
         new = _password(args, "new password: ", confirm=True)

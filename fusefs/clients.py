@@ -1,17 +1,25 @@
 """Blocking clients of metad and blockd, called from trio worker threads.
 
-Owns: protobuf ↔ domain values, deadlines, retry of calls that never reached
-a daemon, and gRPC status → domain error (the one place that mapping lives on
-the client side). Must not know about inodes, FUSE or caching.
+Owns: protobuf ↔ domain values, deadlines, retries, the proofs that go with
+blocks (grants from metad, receipts from blockd, kept in a GrantBook), and
+gRPC status → domain error (the one place that mapping lives on the client
+side). Must not know about inodes, FUSE or caching.
+
+Retries: a call that failed UNAVAILABLE is repeated for a few seconds. A
+change is safe to repeat because each carries a request id, made once per
+call and sent again with every retry of it: metad answers a retry of a
+change it already applied with the first answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -69,6 +77,8 @@ _REASONS: dict[str, type[errors.DriveError]] = {
     "quota-exceeded": errors.QuotaExceeded,
     "cross-drive": errors.CrossDrive,
     "content-gone": errors.NotFound,
+    "unproven-blocks": errors.UnprovenBlocks,
+    "too-large": errors.FileTooLarge,
 }
 
 _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {
@@ -97,22 +107,37 @@ def translate(exc: grpc.RpcError) -> errors.DriveError:
     return cls(details)
 
 
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def request_id() -> str:
+    """The id of the change being made: the same for every retry of one call."""
+    return _request_id.get() or uuid.uuid4().hex
+
+
 def _rpc(fn: Callable[P, T]) -> Callable[P, T]:
-    """Maps RpcError to domain errors; retries calls that never reached the daemon."""
+    """Maps RpcError to domain errors; retries calls that did not get through.
+
+    A call keeps one request id (request_id()) across its retries.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         deadline = time.monotonic() + RETRY_WINDOW
         delay = 0.05
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-                    continue
-                raise translate(exc) from None
+        outer = _request_id.set(_request_id.get() or uuid.uuid4().hex)
+        try:
+            while True:
+                try:
+                    return fn(*args, **kwargs)
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
+                        time.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                        continue
+                    raise translate(exc) from None
+        finally:
+            _request_id.reset(outer)
 
     return wrapper
 
@@ -176,19 +201,36 @@ def _share(msg: metadata_pb2.ShareInfo) -> ShareInfo:
 Token = Callable[[], str]
 
 
-def _signed_channel(address: str, token: Token | None) -> grpc.Channel:
+def _signed_channel(
+    address: str, token: Token | None, interceptors: Sequence[object] = ()
+) -> grpc.Channel:
+    """A channel to address sending token; interceptors (tests) see each call first."""
     channel = create_channel(address)
-    return channel if token is None else grpc.intercept_channel(channel, auth.BearerAuth(token))
+    if token is not None:
+        channel = grpc.intercept_channel(channel, auth.BearerAuth(token))
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    grant: bytes
+    issued_ms: int
+    expires_s: int
+
+
+NO_GRANT = Grant(b"", 0, 0)
 
 
 class GrantBook:
-    """The grants metad gave this client, so downloads can show them to blockd.
+    """The proofs this client holds for blocks: grants (to read) and receipts (to commit).
 
     Grants arrive with revisions (MetadataClient.get_revision). A block whose
     grant is missing or about to expire is re-granted by asking metad again
     for the revision it came with (refresh(node_id, number); 0 = the current
     one, for blocks just committed), so a past revision held open for hours
-    keeps reading.
+    keeps reading; a grant blockd refuses (revoked after an unshare) is
+    refreshed the same way. Receipts arrive with uploads
+    (BlockClient.upload) and go with the blocks of the next commit.
     """
 
     MAX_ENTRIES = 500_000
@@ -196,45 +238,64 @@ class GrantBook:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # hash -> (grant, expires_s, node_id, revision number it came with)
-        self._book: OrderedDict[bytes, tuple[bytes, int, int, int]] = OrderedDict()
+        # hash -> (grant, node_id, revision number it came with)
+        self._book: OrderedDict[bytes, tuple[Grant, int, int]] = OrderedDict()
+        # (hash, size) -> receipt
+        self._receipts: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         self.refresh: Callable[[int, int], object] | None = None
 
     def add(
-        self,
-        node_id: int,
-        hashes: Iterable[bytes],
-        grants: Iterable[bytes],
-        expires_s: int,
-        number: int = 0,
+        self, node_id: int, hashes: Iterable[bytes], grants: Iterable[Grant], number: int = 0
     ) -> None:
         with self._lock:
             for digest, grant in zip(hashes, grants, strict=True):
-                self._book[digest] = (grant, expires_s, node_id, number)
+                self._book[digest] = (grant, node_id, number)
                 self._book.move_to_end(digest)
             while len(self._book) > self.MAX_ENTRIES:
                 self._book.popitem(last=False)
+
+    def add_receipts(self, receipts: Iterable[tuple[bytes, int, bytes]]) -> None:
+        """(hash, size, receipt) of blocks this client uploaded."""
+        with self._lock:
+            for digest, size, mac in receipts:
+                self._receipts[(digest, size)] = mac
+                self._receipts.move_to_end((digest, size))
+            while len(self._receipts) > self.MAX_ENTRIES:
+                self._receipts.popitem(last=False)
+
+    def receipt(self, digest: bytes, size: int) -> bytes:
+        """The receipt for this block, or b"" (then a readable revision must hold it)."""
+        with self._lock:
+            return self._receipts.get((digest, size), b"")
+
+    def receipts(self, hashes: Sequence[bytes]) -> list[tuple[int, bytes]]:
+        """Per hash, (size, receipt) of a receipt held for it, or (0, b"")."""
+        with self._lock:
+            by_hash = {digest: (size, mac) for (digest, size), mac in self._receipts.items()}
+            return [by_hash.get(h, (0, b"")) for h in hashes]
 
     def expect(self, node_id: int, hashes: Iterable[bytes]) -> None:
         """Blocks of node_id (just committed) that have no grant yet."""
         with self._lock:
             for digest in hashes:
                 if digest not in self._book:
-                    self._book[digest] = (b"", 0, node_id, 0)
+                    self._book[digest] = (NO_GRANT, node_id, 0)
 
-    def known(self, hashes: Sequence[bytes]) -> list[tuple[bytes, int]]:
-        """Per hash, its grant and expiry, or (b"", 0)."""
+    def known(self, hashes: Sequence[bytes]) -> list[Grant]:
+        """Per hash, its grant, or NO_GRANT."""
         with self._lock:
-            return [self._book.get(h, (b"", 0, 0, 0))[:2] for h in hashes]
+            return [self._book.get(h, (NO_GRANT, 0, 0))[0] for h in hashes]
 
-    def for_download(self, hashes: Sequence[bytes]) -> list[tuple[bytes, int]]:
-        """Valid grants for hashes, refreshing the stale ones from metad first."""
+    def for_download(self, hashes: Sequence[bytes], renew: bool = False) -> list[Grant]:
+        """Valid grants for hashes, refreshing the stale ones (all, with renew) from metad first."""
         soon = time.time() + self.MARGIN_S
         with self._lock:
             stale = {
-                entry[2:]
+                entry[1:]
                 for h in hashes
-                if (entry := self._book.get(h)) is not None and entry[1] < soon and entry[2]
+                if (entry := self._book.get(h)) is not None
+                and entry[1]
+                and (renew or entry[0].expires_s < soon)
             }
         if stale and self.refresh is not None:
             for node_id, number in stale:
@@ -252,10 +313,12 @@ class MetadataClient:
         device: str,
         token: Token | None = None,
         grants: GrantBook | None = None,
+        *,
+        interceptors: Sequence[object] = (),
     ) -> None:
         self.address = address
         self.device = device
-        self._channel = _signed_channel(address, token)
+        self._channel = _signed_channel(address, token, interceptors)
         self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
         self.grants = grants or GrantBook()
         if self.grants.refresh is None:
@@ -291,21 +354,25 @@ class MetadataClient:
     @_rpc
     def make_directory(self, parent_id: int, name: str, mode: int) -> Node:
         req = metadata_pb2.MakeDirectoryRequest(
-            parent_id=parent_id, name=name, mode=mode, device=self.device
+            parent_id=parent_id, name=name, mode=mode, device=self.device, request_id=request_id()
         )
         return _node(self._stub.MakeDirectory(req, timeout=UNARY_TIMEOUT))
 
     @_rpc
     def create_file(self, parent_id: int, name: str, mode: int) -> Node:
         req = metadata_pb2.CreateFileRequest(
-            parent_id=parent_id, name=name, mode=mode, device=self.device
+            parent_id=parent_id, name=name, mode=mode, device=self.device, request_id=request_id()
         )
         return _node(self._stub.CreateFile(req, timeout=UNARY_TIMEOUT))
 
     @_rpc
     def create_symlink(self, parent_id: int, name: str, target: str) -> Node:
         req = metadata_pb2.CreateSymlinkRequest(
-            parent_id=parent_id, name=name, target=target, device=self.device
+            parent_id=parent_id,
+            name=name,
+            target=target,
+            device=self.device,
+            request_id=request_id(),
         )
         return _node(self._stub.CreateSymlink(req, timeout=UNARY_TIMEOUT))
 
@@ -318,6 +385,7 @@ class MetadataClient:
         mtime_ns: int,
         blocks: Iterable[BlockRef],
     ) -> Node:
+        receipt = self.grants.receipt
         req = metadata_pb2.CommitRevisionRequest(
             node_id=node_id,
             base_revision=base_revision,
@@ -325,8 +393,12 @@ class MetadataClient:
             mtime_ns=mtime_ns,
             device=self.device,
             blocks=[
-                metadata_pb2.BlockRef(hash=b.hash, offset=b.offset, size=b.size) for b in blocks
+                metadata_pb2.BlockRef(
+                    hash=b.hash, offset=b.offset, size=b.size, receipt=receipt(b.hash, b.size)
+                )
+                for b in blocks
             ],
+            request_id=request_id(),
         )
         node = _node(self._stub.CommitRevision(req, timeout=UNARY_TIMEOUT))
         self.grants.expect(node.id, (b.hash for b in req.blocks))
@@ -336,11 +408,11 @@ class MetadataClient:
     def get_revision(self, node_id: int, number: int = 0) -> Revision:
         req = metadata_pb2.GetRevisionRequest(node_id=node_id, number=number)
         msg = self._stub.GetRevision(req, timeout=UNARY_TIMEOUT)
+        issued, expires = msg.grants_issued_ms, msg.grants_expire_s
         self.grants.add(
             msg.node_id,
             (b.hash for b in msg.blocks),
-            (b.grant for b in msg.blocks),
-            msg.grants_expire_s,
+            (Grant(b.grant, issued, expires) for b in msg.blocks),
             number,
         )
         return Revision(
@@ -362,6 +434,7 @@ class MetadataClient:
             new_name=new_name,
             no_replace=no_replace,
             device=self.device,
+            request_id=request_id(),
         )
         resp = self._stub.Rename(req, timeout=UNARY_TIMEOUT)
         return _node(resp.node), resp.replaced_node_id
@@ -369,7 +442,11 @@ class MetadataClient:
     @_rpc
     def delete(self, parent_id: int, name: str, directory: bool) -> int:
         req = metadata_pb2.DeleteRequest(
-            parent_id=parent_id, name=name, directory=directory, device=self.device
+            parent_id=parent_id,
+            name=name,
+            directory=directory,
+            device=self.device,
+            request_id=request_id(),
         )
         return self._stub.Delete(req, timeout=UNARY_TIMEOUT).node_id
 
@@ -377,7 +454,9 @@ class MetadataClient:
     def set_attributes(
         self, node_id: int, mode: int | None = None, mtime_ns: int | None = None
     ) -> Node:
-        req = metadata_pb2.SetAttributesRequest(node_id=node_id, device=self.device)
+        req = metadata_pb2.SetAttributesRequest(
+            node_id=node_id, device=self.device, request_id=request_id()
+        )
         if mode is not None:
             req.mode = mode
         if mtime_ns is not None:
@@ -397,21 +476,27 @@ class MetadataClient:
     @_rpc
     def restore_revision(self, node_id: int, number: int) -> Node:
         req = metadata_pb2.RestoreRevisionRequest(
-            node_id=node_id, number=number, device=self.device
+            node_id=node_id, number=number, device=self.device, request_id=request_id()
         )
         return _node(self._stub.RestoreRevision(req, timeout=UNARY_TIMEOUT))
 
     @_rpc
     def share(self, node_id: int, user_name: str, role: Role) -> ShareInfo:
         req = metadata_pb2.ShareRequest(
-            node_id=node_id, user_name=user_name, role=int(role), device=self.device
+            node_id=node_id,
+            user_name=user_name,
+            role=int(role),
+            device=self.device,
+            request_id=request_id(),
         )
         return _share(self._stub.Share(req, timeout=UNARY_TIMEOUT))
 
     @_rpc
     def unshare(self, node_id: int, user_name: str = "") -> int:
         """Takes the share away from user_name ("" = from everyone); returns how many."""
-        req = metadata_pb2.UnshareRequest(node_id=node_id, user_name=user_name, device=self.device)
+        req = metadata_pb2.UnshareRequest(
+            node_id=node_id, user_name=user_name, device=self.device, request_id=request_id()
+        )
         return self._stub.Unshare(req, timeout=UNARY_TIMEOUT).removed
 
     @_rpc
@@ -432,7 +517,9 @@ class MetadataClient:
 
     @_rpc
     def restore_from_trash(self, node_id: int) -> Restored:
-        req = metadata_pb2.RestoreFromTrashRequest(node_id=node_id, device=self.device)
+        req = metadata_pb2.RestoreFromTrashRequest(
+            node_id=node_id, device=self.device, request_id=request_id()
+        )
         resp = self._stub.RestoreFromTrash(req, timeout=UNARY_TIMEOUT)
         return Restored(_node(resp.node), resp.path, resp.restored)
 
@@ -458,7 +545,7 @@ class MetadataClient:
     @_rpc
     def restore_snapshot(self, node_id: int, time_ns: int) -> Restored:
         req = metadata_pb2.RestoreSnapshotRequest(
-            node_id=node_id, time_ns=time_ns, device=self.device
+            node_id=node_id, time_ns=time_ns, device=self.device, request_id=request_id()
         )
         resp = self._stub.RestoreSnapshot(req, timeout=STREAM_TIMEOUT)
         return Restored(_node(resp.node), resp.path, resp.files, resp.directories, resp.skipped)
@@ -469,10 +556,40 @@ class MetadataClient:
         return Usage(msg.used_bytes, msg.quota_bytes, msg.node_count)
 
     @_rpc
-    def condemned_among(self, hashes: list[bytes]) -> list[bytes]:
-        """Which of hashes garbage collection is deleting right now."""
+    def condemned_among(self, blocks: Sequence[BlockRef]) -> list[bytes]:
+        """Which of these blocks (uploaded by us: we hold receipts) GC is deleting right now."""
+        receipt = self.grants.receipt
+        req = metadata_pb2.ListCondemnedBlocksRequest(
+            blocks=[
+                metadata_pb2.BlockRef(hash=b.hash, size=b.size, receipt=receipt(b.hash, b.size))
+                for b in blocks
+            ]
+        )
+        return list(self._stub.ListCondemnedBlocks(req, timeout=UNARY_TIMEOUT).hashes)
+
+    @_rpc
+    def condemned(self, hashes: list[bytes]) -> list[bytes]:
+        """Administrators: which of hashes (all, if empty) are condemned."""
         req = metadata_pb2.ListCondemnedBlocksRequest(hashes=hashes)
         return list(self._stub.ListCondemnedBlocks(req, timeout=UNARY_TIMEOUT).hashes)
+
+    @_rpc
+    def block_references(self, hashes: list[bytes]) -> list[BlockReference]:
+        """Administrators: the files whose kept revisions refer to these blocks."""
+        req = metadata_pb2.ListBlockReferencesRequest(hashes=hashes)
+        resp = self._stub.ListBlockReferences(req, timeout=UNARY_TIMEOUT)
+        return [
+            BlockReference(
+                r.hash, r.node_id, r.owner_name, r.path, tuple(r.revisions), r.current, r.deleted
+            )
+            for r in resp.references
+        ]
+
+    @_rpc
+    def report_damaged(self, hashes: list[bytes]) -> int:
+        """Administrators: asks the devices holding these blocks to upload them again."""
+        req = metadata_pb2.ReportDamagedBlocksRequest(hashes=hashes)
+        return self._stub.ReportDamagedBlocks(req, timeout=UNARY_TIMEOUT).files
 
     @_rpc
     def journal_head(self) -> int:
@@ -481,7 +598,8 @@ class MetadataClient:
 
     @_rpc
     def empty_trash(self) -> tuple[int, int]:
-        resp = self._stub.EmptyTrash(metadata_pb2.EmptyTrashRequest(), timeout=UNARY_TIMEOUT)
+        req = metadata_pb2.EmptyTrashRequest(request_id=request_id())
+        resp = self._stub.EmptyTrash(req, timeout=UNARY_TIMEOUT)
         return resp.nodes, resp.bytes
 
     @_rpc
@@ -516,6 +634,17 @@ class ChangeStream:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockReference:
+    hash: bytes
+    node_id: int
+    owner_name: str
+    path: str
+    revisions: tuple[int, ...]
+    current: bool
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StorageSummary:
     logical_bytes: int
     referenced_blocks: int
@@ -532,11 +661,18 @@ class GarbageProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockProblem:
+    hash: bytes
+    problem: str
+    repaired: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ScrubProgress:
     checked: int
     total: int
     referenced_checked: int
-    problems: tuple[tuple[bytes, str], ...]
+    problems: tuple[BlockProblem, ...]
     done: bool
 
 
@@ -558,8 +694,11 @@ class StoreStats:
     blocks_sent: int
 
 
-def _grant_messages(grants: Sequence[tuple[bytes, int]]) -> list[blocks_pb2.Grant]:
-    return [blocks_pb2.Grant(grant=g, expires_s=e) for g, e in grants]
+def _grant_messages(grants: Sequence[Grant]) -> list[blocks_pb2.Grant]:
+    return [
+        blocks_pb2.Grant(grant=g.grant, issued_ms=g.issued_ms, expires_s=g.expires_s)
+        for g in grants
+    ]
 
 
 class BlockClient:
@@ -570,10 +709,15 @@ class BlockClient:
     """
 
     def __init__(
-        self, address: str, token: Token | None = None, grants: GrantBook | None = None
+        self,
+        address: str,
+        token: Token | None = None,
+        grants: GrantBook | None = None,
+        *,
+        interceptors: Sequence[object] = (),
     ) -> None:
         self.address = address
-        self._channel = _signed_channel(address, token)
+        self._channel = _signed_channel(address, token, interceptors)
         self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
         self.grants = grants or GrantBook()
 
@@ -585,7 +729,11 @@ class BlockClient:
         if not hashes:
             return set()
         grants = _grant_messages(self.grants.known(hashes))
-        req = blocks_pb2.FindMissingRequest(hashes=hashes, grants=grants)
+        receipts = [
+            blocks_pb2.Receipt(hash=h, size=size, mac=mac)
+            for h, (size, mac) in zip(hashes, self.grants.receipts(hashes), strict=True)
+        ]
+        req = blocks_pb2.FindMissingRequest(hashes=hashes, grants=grants, receipts=receipts)
         return set(self._stub.FindMissing(req, timeout=UNARY_TIMEOUT).missing)
 
     @_rpc
@@ -598,16 +746,28 @@ class BlockClient:
         """Uploads what blocks() yields; a factory, so a retry can start over."""
         requests = (blocks_pb2.UploadRequest(hash=h, data=d) for h, d in blocks())
         resp = self._stub.Upload(requests, timeout=STREAM_TIMEOUT)
+        self.grants.add_receipts((r.hash, r.size, r.mac) for r in resp.receipts)
         return UploadResult(
             resp.blocks_received, resp.blocks_stored, resp.bytes_received, resp.bytes_stored
         )
 
     @_rpc
     def download(self, hashes: list[bytes]) -> list[tuple[bytes, bytes]]:
-        """The blocks, in request order."""
-        grants = _grant_messages(self.grants.for_download(hashes))
-        req = blocks_pb2.DownloadRequest(hashes=hashes, grants=grants)
-        return [(b.hash, b.data) for b in self._stub.Download(req, timeout=STREAM_TIMEOUT)]
+        """The blocks, in request order.
+
+        Grants blockd refuses (revoked: a share was taken away, the password
+        changed) are asked for again once; what metad still lets us read
+        comes with fresh ones.
+        """
+        for renew in (False, True):
+            grants = _grant_messages(self.grants.for_download(hashes, renew=renew))
+            req = blocks_pb2.DownloadRequest(hashes=hashes, grants=grants)
+            try:
+                return [(b.hash, b.data) for b in self._stub.Download(req, timeout=STREAM_TIMEOUT)]
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.PERMISSION_DENIED or renew:
+                    raise
+        raise AssertionError("unreachable")
 
     @_rpc
     def stats(self) -> StoreStats:
@@ -630,11 +790,12 @@ class BlockClient:
         except grpc.RpcError as exc:
             raise translate(exc) from None
 
-    def scrub(self) -> Iterator[ScrubProgress]:
-        """Verifies the whole store in blockd, yielding progress and problems."""
+    def scrub(self, only: Sequence[bytes] = ()) -> Iterator[ScrubProgress]:
+        """Verifies the whole store (or only those blocks) in blockd: progress and problems."""
+        req = blocks_pb2.ScrubRequest(hashes=list(only))
         try:
-            for m in self._stub.Scrub(blocks_pb2.ScrubRequest(), timeout=STREAM_TIMEOUT):
-                problems = tuple((p.hash, p.problem) for p in m.problems)
+            for m in self._stub.Scrub(req, timeout=STREAM_TIMEOUT):
+                problems = tuple(BlockProblem(p.hash, p.problem, p.repaired) for p in m.problems)
                 yield ScrubProgress(m.checked, m.total, m.referenced_checked, problems, m.done)
         except grpc.RpcError as exc:
             raise translate(exc) from None
@@ -647,6 +808,7 @@ class Account:
     admin: bool
     quota_bytes: int
     root_id: int
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,7 +819,7 @@ class SignedIn:
 
 
 def _account(msg: accounts_pb2.User) -> Account:
-    return Account(msg.id, msg.name, msg.admin, msg.quota_bytes, msg.root_id)
+    return Account(msg.id, msg.name, msg.admin, msg.quota_bytes, msg.root_id, msg.disabled)
 
 
 def _signed_in(msg: accounts_pb2.SignInResponse) -> SignedIn:
@@ -694,7 +856,11 @@ class AccountsClient:
         self, name: str, password: str, quota_bytes: int = 0, admin: bool = False
     ) -> Account:
         req = accounts_pb2.CreateUserRequest(
-            name=name, password=password, quota_bytes=quota_bytes, admin=admin
+            name=name,
+            password=password,
+            quota_bytes=quota_bytes,
+            admin=admin,
+            request_id=request_id(),
         )
         return _account(self._stub.CreateUser(req, timeout=UNARY_TIMEOUT))
 
@@ -708,11 +874,21 @@ class AccountsClient:
         self, new_password: str, current_password: str = "", name: str = ""
     ) -> Account:
         req = accounts_pb2.SetPasswordRequest(
-            name=name, current_password=current_password, new_password=new_password
+            name=name,
+            current_password=current_password,
+            new_password=new_password,
+            request_id=request_id(),
         )
         return _account(self._stub.SetPassword(req, timeout=UNARY_TIMEOUT))
 
     @_rpc
     def set_quota(self, name: str, quota_bytes: int) -> Account:
-        req = accounts_pb2.SetQuotaRequest(name=name, quota_bytes=quota_bytes)
+        req = accounts_pb2.SetQuotaRequest(
+            name=name, quota_bytes=quota_bytes, request_id=request_id()
+        )
         return _account(self._stub.SetQuota(req, timeout=UNARY_TIMEOUT))
+
+    @_rpc
+    def set_disabled(self, name: str, disabled: bool) -> Account:
+        req = accounts_pb2.DisableUserRequest(name=name, disabled=disabled, request_id=request_id())
+        return _account(self._stub.DisableUser(req, timeout=UNARY_TIMEOUT))

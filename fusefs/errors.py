@@ -55,7 +55,15 @@ class PermissionDenied(DriveError):
 
 
 class NotSignedIn(PermissionDenied):
-    """No valid token (never signed in, expired, or the drive's key changed)."""
+    """No valid token (never signed in, expired, revoked, or the drive's key changed)."""
+
+
+class UnprovenBlocks(PermissionDenied):
+    """A commit named blocks the client has neither receipts nor readable copies for."""
+
+
+class FileTooLarge(DriveError):
+    """Past the drive's limits (file size, blocks per file)."""
 
 
 class ReadOnly(DriveError):
@@ -108,6 +116,7 @@ _ERRNO: dict[type[DriveError], int] = {
     ReadOnly: errno.EROFS,
     CrossDrive: errno.EXDEV,
     QuotaExceeded: errno.EDQUOT,
+    FileTooLarge: errno.EFBIG,
     NoSpace: errno.ENOSPC,
     Unavailable: errno.EIO,
     DataLoss: errno.EIO,

@@ -299,10 +299,16 @@ class OpenFile(RevisionReader):
         is missing only tells the truth once they are gone, so wait until
         metad has lifted the fence (the collector lifts it after deleting),
         then upload what is missing and commit again.
+
+        A commit is also refused when a block is neither ours by receipt nor
+        in a file we may still read (e.g. it came from a file unshared since):
+        then every such block is uploaded, for a receipt, and the commit
+        retried once.
         """
         attempt = 0
+        proven = False
         while True:
-            await self._upload(refs, ask=attempt > 0)
+            await self._upload(refs, ask=attempt > 0, everything=proven)
             try:
                 return await self._thread(
                     self._meta.commit_revision,
@@ -312,6 +318,11 @@ class OpenFile(RevisionReader):
                     self.mtime_ns,
                     refs,
                 )
+            except errors.UnprovenBlocks:
+                if proven:
+                    raise
+                proven = True
+                log.info("blocks of %r need receipts; uploading them", self.node.name)
             except errors.BlocksCondemned:
                 attempt += 1
                 if attempt == COMMIT_ATTEMPTS:
@@ -320,18 +331,26 @@ class OpenFile(RevisionReader):
                 await self._wait_for_collector(refs)
 
     async def _wait_for_collector(self, refs: list[BlockRef]) -> None:
-        hashes = list({r.hash for r in refs})
+        unique = list({r.hash: r for r in refs}.values())
         delay = 0.05
         deadline = trio.current_time() + COLLECTOR_WAIT_SECONDS
-        while await self._thread(self._meta.condemned_among, hashes):
+        while await self._thread(self._meta.condemned_among, unique):
             if trio.current_time() > deadline:
                 raise errors.Unavailable("garbage collection holds blocks of this file too long")
             await trio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def _upload(self, refs: list[BlockRef], ask: bool = False) -> None:
+    async def _upload(
+        self, refs: list[BlockRef], ask: bool = False, everything: bool = False
+    ) -> None:
+        """Uploads the blocks blockd lacks (or will not tell us it holds: no proof).
+
+        everything: each block we hold no receipt for, whatever blockd holds.
+        """
         unique = list({r.hash: r for r in refs}.values())
-        if not ask and sum(r.size for r in unique) <= SMALL_UPLOAD_BYTES:
+        if everything:
+            wanted = [r for r in unique if not self._blocks.grants.receipt(r.hash, r.size)]
+        elif not ask and sum(r.size for r in unique) <= SMALL_UPLOAD_BYTES:
             # Sending a small file costs less than asking which blocks blockd lacks.
             wanted = unique
         else:

@@ -28,6 +28,7 @@ class ChangeKind(enum.IntEnum):
     RESTORED = 6
     SHARED = 7
     UNSHARED = 8
+    DAMAGED = 9  # storage found a block of the file damaged: holders upload it again
 
 
 class Role(enum.IntEnum):

@@ -456,12 +456,36 @@ class Vfs:
             if change.subject_user_id == self.user_id:
                 await self._send(await self._access_changed(change))
             return
+        if change.kind == ChangeKind.DAMAGED:
+            if self._nursery is not None:
+                self._nursery.start_soon(self._give_back, change.node_id)
+            return
         todo = self._stale_after(change)
         if change.node_id in self.virtual.shares.node_ids:
             # Something shared with us was renamed, moved, deleted or edited:
             # its name or attributes in "Shared with me" may have changed.
             todo += await self.virtual.refresh_shares()
         await self._send(todo)
+
+    async def _give_back(self, node_id: int) -> None:
+        """Storage lost blocks of this file: upload the ones our cache holds verified.
+
+        Only what blockd reports missing for us goes (FindMissing, with our
+        grants: a quarantined block is missing), and blockd verifies each
+        block against its hash again, so nothing wrong can be written back.
+        """
+        try:
+            revision = await self._call(self.meta.get_revision, node_id, 0)
+            held = await self.cache.copies(b.hash for b in revision.blocks)
+            if not held:
+                return
+            missing = await self._call(self.blocks.find_missing, list(held))
+            wanted = [(h, held[h]) for h in held if h in missing]
+            if wanted:
+                await self._call(self.blocks.upload, lambda: wanted)
+                log.info("gave storage back %d lost block(s) of node %d", len(wanted), node_id)
+        except errors.DriveError as exc:
+            log.info("could not give back the blocks of node %d: %s", node_id, exc)
 
     def _stale_after(self, change: Change) -> list[Invalidation]:
         """What a change of the tree makes stale (and drops it from our caches)."""

@@ -54,6 +54,8 @@ def describe(change: Change, old_path: str = "") -> str:
         if change.node_kind == Kind.FILE and change.revision:
             return f"{who} restored {path} (now revision {change.revision})"
         return f"{who} restored {path}"
+    if kind == ChangeKind.DAMAGED:
+        return f"storage found damage in {path}: devices holding its content upload it again"
     subject = change.subject_name or f"user {change.subject_user_id}"
     if kind == ChangeKind.SHARED:
         return f"{who} shared {path} with {subject} ({change.role.name.lower()})"
