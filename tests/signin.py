@@ -59,9 +59,15 @@ def grants(hashes: list[bytes], user_id: int = FIRST_USER_ID, ttl: int = 3600) -
     """Grants as metad would give user_id for these blocks."""
     from protos.drive.v1 import blocks_pb2
 
+    issued_ms = time.time_ns() // 1_000_000
     expires = int(time.time()) + ttl
-    made = key().grants(user_id, expires, hashes)
-    return [blocks_pb2.Grant(grant=g, expires_s=expires) for g in made]
+    made = key().grants(user_id, issued_ms, expires, hashes)
+    return [blocks_pb2.Grant(grant=g, issued_ms=issued_ms, expires_s=expires) for g in made]
+
+
+def receipt(digest: bytes, size: int, user_id: int = FIRST_USER_ID) -> bytes:
+    """The receipt blockd gives user_id for uploading this block."""
+    return key().receipt(user_id, digest, size)
 
 
 def download_request(hashes: list[bytes], user_id: int = FIRST_USER_ID):

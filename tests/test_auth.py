@@ -211,14 +211,17 @@ def test_bob_cannot_probe_or_read_alices_blocks(drive, bob: str) -> None:
         request = blocks_pb2.DownloadRequest(hashes=hashes, grants=grants)
         assert _code(blocks.Download, request) == grpc.StatusCode.PERMISSION_DENIED
     expired = [
-        blocks_pb2.Grant(grant=signin.key().grant(bob_id, 1, digest), expires_s=1)
+        blocks_pb2.Grant(grant=signin.key().grant(bob_id, 0, 1, digest), expires_s=1)
         for digest in hashes
     ]
     request = blocks_pb2.DownloadRequest(hashes=hashes, grants=expired)
     assert _code(blocks.Download, request) == grpc.StatusCode.PERMISSION_DENIED
-    # bob uploading the same content proves he has it; storage stays deduplicated.
-    blocks.Upload(iter(blocks_pb2.UploadRequest(hash=h(b), data=b) for b in alices[:1]))
-    request = blocks_pb2.FindMissingRequest(hashes=hashes)
+    # bob uploading the same content proves he has it (his receipt says so);
+    # storage stays deduplicated.
+    reply = blocks.Upload(iter(blocks_pb2.UploadRequest(hash=h(b), data=b) for b in alices[:1]))
+    (receipt,) = reply.receipts
+    others = [blocks_pb2.Receipt()] * (len(hashes) - 1)
+    request = blocks_pb2.FindMissingRequest(hashes=hashes, receipts=[receipt, *others])
     assert list(blocks.FindMissing(request, timeout=TIMEOUT).missing) == hashes[1:]
     after = alice.GetStats(blocks_pb2.GetStatsRequest(), timeout=TIMEOUT)
     assert (after.object_count, after.stored_bytes) == (stats.object_count, stats.stored_bytes)
@@ -228,16 +231,20 @@ def test_grants_come_with_revisions_of_files_one_may_read(drive, bob: str) -> No
     metad, blockd = drive
     data = os.urandom(10_000)
     alice_blocks = blocks_pb2_grpc.BlocksStub(signin.channel(blockd.address))
-    alice_blocks.Upload(iter([blocks_pb2.UploadRequest(hash=h(data), data=data)]))
+    reply = alice_blocks.Upload(iter([blocks_pb2.UploadRequest(hash=h(data), data=data)]))
     alice = metadata_pb2_grpc.MetadataStub(signin.channel(metad.address))
     root = alice.GetRoot(pb.GetRootRequest(), timeout=TIMEOUT)
     f = alice.CreateFile(pb.CreateFileRequest(parent_id=root.id, name="f"))
-    ref = pb.BlockRef(hash=h(data), offset=0, size=len(data))
+    ref = pb.BlockRef(hash=h(data), offset=0, size=len(data), receipt=reply.receipts[0].mac)
     alice.CommitRevision(
         pb.CommitRevisionRequest(node_id=f.id, base_revision=1, size=len(data), blocks=[ref])
     )
     revision = alice.GetRevision(pb.GetRevisionRequest(node_id=f.id), timeout=TIMEOUT)
-    grant = blocks_pb2.Grant(grant=revision.blocks[0].grant, expires_s=revision.grants_expire_s)
+    grant = blocks_pb2.Grant(
+        grant=revision.blocks[0].grant,
+        issued_ms=revision.grants_issued_ms,
+        expires_s=revision.grants_expire_s,
+    )
     request = blocks_pb2.DownloadRequest(hashes=[h(data)], grants=[grant])
     assert [b.data for b in alice_blocks.Download(request, timeout=TIMEOUT)] == [data]
     # The same grant is worth nothing to bob.

@@ -170,6 +170,26 @@ def test_list_objects_yields_keys_sizes_in_order_with_prefix(make_backend: MakeB
     run(make_backend, scenario)
 
 
+def test_quarantine_moves_an_object_out_of_sight_and_a_put_stores_anew(
+    make_backend: MakeBackend,
+) -> None:
+    async def scenario(backend: Backend) -> None:
+        await backend.put("aa01", b"damaged, say")
+        await backend.put("aa02", b"neighbour")
+        assert await backend.quarantine("aa01") > 0
+        with pytest.raises(ObjectNotFound):
+            await backend.get("aa01")
+        assert await backend.contains(["aa01", "aa02"]) == [False, True]
+        assert [info.key for info in await listing(backend)] == ["aa02"]
+        assert await backend.quarantine("aa01") == 0  # nothing there any more
+        assert await backend.quarantine("bb03") == 0  # never was
+        await backend.put("aa01", b"healed")
+        assert await backend.get("aa01") == b"healed"
+        assert [info.key for info in await listing(backend)] == ["aa01", "aa02"]
+
+    run(make_backend, scenario)
+
+
 def test_concurrent_puts_and_gets(make_backend: MakeBackend) -> None:
     objects = {f"{i:02x}{i:062x}": os.urandom(64 * 1024 + i) for i in range(64)}
 

@@ -68,7 +68,7 @@ def test_blocks_round_trip_through_a_bucket_encrypted_and_compressed(
         hashes = [h(text), h(noise), h(small)]
         assert find_missing(stub, hashes) == hashes
         first = upload(stub, [text, noise, text])
-        assert (first.blocks_received, first.blocks_stored) == (3, 2)
+        assert (first.blocks_received, first.blocks_stored) == (3, 3)
         assert find_missing(stub, hashes) == [h(small)]
         upload(stub, [small, noise])
         assert [b.data for b in download(stub, [*hashes, h(text)])] == [text, noise, small, text]
@@ -96,7 +96,10 @@ def test_a_bucket_survives_a_restart_and_a_damaged_object_is_data_loss(
     s3_bucket: str,
     allowed_log_patterns: list[str],
 ) -> None:
-    allowed_log_patterns.append(r"ERROR blockd\.store: stored block [0-9a-f]{64} is unreadable")
+    allowed_log_patterns += [
+        r"ERROR blockd\.store: stored block [0-9a-f]{64} is unreadable",
+        r"WARNING blockd\.store: quarantined corrupt block",
+    ]
     data_dir = tmp_path / "blockd"
     healthy, victim = blocks_of(5000, MiB, seed=42)
     first = start_on_s3(daemons, data_dir, s3_server, s3_bucket)
@@ -123,6 +126,12 @@ def test_a_bucket_survives_a_restart_and_a_damaged_object_is_data_loss(
         assert info.value.code() == grpc.StatusCode.DATA_LOSS
         assert h(victim).hex() in info.value.details()
         assert got == [healthy]
+        # Quarantined: kept aside under quarantine/, missing until uploaded again.
+        assert find_missing(stub, [h(healthy), h(victim)]) == [h(victim)]
+        moved = [k for k in s3_server.objects(s3_bucket) if k.startswith(f"{PREFIX}quarantine/")]
+        assert [k.rsplit("/", 1)[1].split(".")[0] for k in moved] == [h(victim).hex()]
+        upload(stub, [victim])
+        assert [b.data for b in download(stub, [h(victim)])] == [victim]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -122,12 +123,18 @@ def test_scrub_names_a_damaged_block_and_fails(
     raw = bytearray(victim.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     victim.write_bytes(bytes(raw))
-    damaged = drive_cmd("scrub", "--blockd", blockd.address)
+    damaged = drive_cmd("scrub", "--blockd", blockd.address, "--metad", metad.address)
     assert damaged.returncode == 1
     assert victim.name in damaged.stdout + damaged.stderr
     assert "1 problem" in damaged.stdout
+    assert "quarantined" in damaged.stderr
+    # It names the file the block is in, and whose it is.
+    assert f"damaged block {victim.name[:16]}… is in:" in damaged.stdout
+    assert re.search(r"^  owner: f \[r2, current\]$", damaged.stdout, re.MULTILINE)
 
-    victim.unlink()
+    # Quarantined: moved aside, so from now on it is a missing block.
+    assert not victim.exists()
+    assert (tmp_path / "blockd" / "quarantine").iterdir()
     missing = drive_cmd("scrub", "--blockd", blockd.address)
     assert missing.returncode == 1
     assert "missing" in missing.stdout + missing.stderr and victim.name in missing.stderr

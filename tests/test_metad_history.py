@@ -46,7 +46,7 @@ def scenario(tmp_path: Path, body: Callable[[Store, Clock], Awaitable[Any]]) -> 
 
 def blocks_of(content: int, size: int = 100) -> list[BlockRef]:
     """One block standing for 'content number n' (its hash says which)."""
-    return [BlockRef(content.to_bytes(32, "big"), 0, size)]
+    return [BlockRef(content.to_bytes(32, "big"), 0, size, vouched=True)]
 
 
 async def write(store: Store, node_id: int, content: int, size: int = 100) -> None:

@@ -27,11 +27,13 @@ def test_a_commit_over_quota_is_refused_and_changes_nothing(drive) -> None:
     meta = metadata_pb2_grpc.MetadataStub(signin.channel(metad.address))
     root = meta.GetRoot(pb.GetRootRequest(), timeout=TIMEOUT)
     f = meta.CreateFile(pb.CreateFileRequest(parent_id=root.id, name="f"), timeout=TIMEOUT)
-    ref = pb.BlockRef(hash=b"\1" * 32, offset=0, size=600)
+    ref = pb.BlockRef(hash=b"\1" * 32, offset=0, size=600, receipt=signin.receipt(b"\1" * 32, 600))
     meta.CommitRevision(
         pb.CommitRevisionRequest(node_id=f.id, base_revision=1, size=600, blocks=[ref])
     )
-    big = pb.BlockRef(hash=b"\2" * 32, offset=0, size=1001)
+    big = pb.BlockRef(
+        hash=b"\2" * 32, offset=0, size=1001, receipt=signin.receipt(b"\2" * 32, 1001)
+    )
     with pytest.raises(grpc.RpcError) as info:
         meta.CommitRevision(
             pb.CommitRevisionRequest(node_id=f.id, base_revision=2, size=1001, blocks=[big])
@@ -41,7 +43,7 @@ def test_a_commit_over_quota_is_refused_and_changes_nothing(drive) -> None:
     after = meta.Stat(pb.StatRequest(node_id=f.id), timeout=TIMEOUT)
     assert (after.revision, after.size) == (2, 600)
     # Shrinking is always allowed.
-    small = pb.BlockRef(hash=b"\3" * 32, offset=0, size=10)
+    small = pb.BlockRef(hash=b"\3" * 32, offset=0, size=10, receipt=signin.receipt(b"\3" * 32, 10))
     meta.CommitRevision(
         pb.CommitRevisionRequest(node_id=f.id, base_revision=2, size=10, blocks=[small])
     )
