@@ -92,19 +92,18 @@ def scrub(conn: Connection, repair: bool = False, caches: Sequence[Path] = ()) -
     client = conn.blocks()
     try:
         problems = _scrub_run(client, "verifying blocks")
-        unresolved = list({p.hash: p for p in problems if not p.repaired})
+        unresolved = list({p.hash: p for p in problems if not p.repaired}.values())
         if problems:
             _name_files(conn, [p.hash for p in problems], problems)
         if repair and unresolved:
             unresolved = _repair(conn, client, unresolved, caches)
     finally:
         client.close()
-    repaired = sum(p.repaired for p in problems)
-    print(
-        f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        + (f", {repaired} repaired during the scrub" if repaired else "")
-        + (f"; {len(unresolved)} block(s) still damaged or missing" if repair else "")
-    )
+    found = f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found"
+    if problems and not unresolved:
+        print(f"{found}; all repaired")
+    elif problems and repair:
+        print(f"{found}; {len(unresolved)} block(s) still damaged or missing")
     return 1 if unresolved else 0
 
 
