@@ -342,3 +342,26 @@ def test_plain_channel_without_token_gets_nothing(drive) -> None:
     stub = metadata_pb2_grpc.MetadataStub(create_channel(metad.address))
     error = _refused(stub.GetRoot, pb.GetRootRequest())
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_maintenance_calls_are_for_administrators_and_the_daemons(pair, drive) -> None:
+    alice, _ = pair
+    meta = _metadata(alice)
+    digest = h(b"anything")
+    for call, request in (
+        (meta.ListBlockReferences, pb.ListBlockReferencesRequest(hashes=[digest])),
+        (meta.ReportDamagedBlocks, pb.ReportDamagedBlocksRequest(hashes=[digest])),
+        (meta.ListReferencedBlocks, pb.ListReferencedBlocksRequest()),
+        (meta.CondemnBlocks, pb.CondemnBlocksRequest(hashes=[digest])),
+    ):
+        assert _refused(call, request).code() == grpc.StatusCode.PERMISSION_DENIED
+    # Revocations are for blockd alone: not even an administrator's token will do.
+    for token in (alice.token, signin.token()):
+        stub = metadata_pb2_grpc.MetadataStub(signin.channel(alice.metad, token))
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.WatchRevocations(pb.WatchRevocationsRequest(), timeout=TIMEOUT))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Nor can a user pass off another user's receipt at blockd.
+    bob_receipt = blocks_pb2.Receipt(hash=digest, size=8, mac=signin.receipt(digest, 8, 99))
+    request = blocks_pb2.FindMissingRequest(hashes=[digest], receipts=[bob_receipt])
+    assert list(_blocks(alice).FindMissing(request, timeout=TIMEOUT).missing) == [digest]
