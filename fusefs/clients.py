@@ -64,6 +64,10 @@ UNARY_TIMEOUT = 30.0
 STREAM_TIMEOUT = 3600.0
 # How long a call keeps retrying a daemon that is unreachable (e.g. restarting).
 RETRY_WINDOW = 5.0
+# Hashes per FindMissing, and per ListCondemnedBlocks, ListBlockReferences and
+# ReportDamagedBlocks: within the daemons' limits.
+FIND_BATCH = 10_000
+CONDEMNED_BATCH = 10_000
 
 _REASONS: dict[str, type[errors.DriveError]] = {
     "not-a-directory": errors.NotADirectory,
@@ -240,8 +244,8 @@ class GrantBook:
         self._lock = threading.Lock()
         # hash -> (grant, node_id, revision number it came with)
         self._book: OrderedDict[bytes, tuple[Grant, int, int]] = OrderedDict()
-        # (hash, size) -> receipt
-        self._receipts: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        # hash -> (size, receipt): a hash has one size, its content's
+        self._receipts: OrderedDict[bytes, tuple[int, bytes]] = OrderedDict()
         self.refresh: Callable[[int, int], object] | None = None
 
     def add(
@@ -258,21 +262,21 @@ class GrantBook:
         """(hash, size, receipt) of blocks this client uploaded."""
         with self._lock:
             for digest, size, mac in receipts:
-                self._receipts[(digest, size)] = mac
-                self._receipts.move_to_end((digest, size))
+                self._receipts[digest] = (size, mac)
+                self._receipts.move_to_end(digest)
             while len(self._receipts) > self.MAX_ENTRIES:
                 self._receipts.popitem(last=False)
 
     def receipt(self, digest: bytes, size: int) -> bytes:
         """The receipt for this block, or b"" (then a readable revision must hold it)."""
         with self._lock:
-            return self._receipts.get((digest, size), b"")
+            held = self._receipts.get(digest)
+        return held[1] if held is not None and held[0] == size else b""
 
     def receipts(self, hashes: Sequence[bytes]) -> list[tuple[int, bytes]]:
         """Per hash, (size, receipt) of a receipt held for it, or (0, b"")."""
         with self._lock:
-            by_hash = {digest: (size, mac) for (digest, size), mac in self._receipts.items()}
-            return [by_hash.get(h, (0, b"")) for h in hashes]
+            return [self._receipts.get(h, (0, b"")) for h in hashes]
 
     def expect(self, node_id: int, hashes: Iterable[bytes]) -> None:
         """Blocks of node_id (just committed) that have no grant yet."""
@@ -557,15 +561,25 @@ class MetadataClient:
 
     @_rpc
     def condemned_among(self, blocks: Sequence[BlockRef]) -> list[bytes]:
-        """Which of these blocks (uploaded by us: we hold receipts) GC is deleting right now."""
+        """Which of these blocks GC is deleting right now.
+
+        Only blocks we hold receipts for can be condemned in a commit of ours
+        (the others are in revisions we may read: referenced, so kept), and
+        metad answers only about those.
+        """
         receipt = self.grants.receipt
-        req = metadata_pb2.ListCondemnedBlocksRequest(
-            blocks=[
-                metadata_pb2.BlockRef(hash=b.hash, size=b.size, receipt=receipt(b.hash, b.size))
-                for b in blocks
-            ]
-        )
-        return list(self._stub.ListCondemnedBlocks(req, timeout=UNARY_TIMEOUT).hashes)
+        ours = [
+            metadata_pb2.BlockRef(hash=b.hash, size=b.size, receipt=mac)
+            for b in blocks
+            if (mac := receipt(b.hash, b.size))
+        ]
+        condemned: list[bytes] = []
+        for start in range(0, len(ours), CONDEMNED_BATCH):
+            req = metadata_pb2.ListCondemnedBlocksRequest(
+                blocks=ours[start : start + CONDEMNED_BATCH]
+            )
+            condemned += self._stub.ListCondemnedBlocks(req, timeout=UNARY_TIMEOUT).hashes
+        return condemned
 
     @_rpc
     def condemned(self, hashes: list[bytes]) -> list[bytes]:
@@ -576,20 +590,36 @@ class MetadataClient:
     @_rpc
     def block_references(self, hashes: list[bytes]) -> list[BlockReference]:
         """Administrators: the files whose kept revisions refer to these blocks."""
-        req = metadata_pb2.ListBlockReferencesRequest(hashes=hashes)
-        resp = self._stub.ListBlockReferences(req, timeout=UNARY_TIMEOUT)
-        return [
-            BlockReference(
-                r.hash, r.node_id, r.owner_name, r.path, tuple(r.revisions), r.current, r.deleted
+        found: list[BlockReference] = []
+        for start in range(0, len(hashes), CONDEMNED_BATCH):
+            req = metadata_pb2.ListBlockReferencesRequest(
+                hashes=hashes[start : start + CONDEMNED_BATCH]
             )
-            for r in resp.references
-        ]
+            resp = self._stub.ListBlockReferences(req, timeout=UNARY_TIMEOUT)
+            found += [
+                BlockReference(
+                    r.hash,
+                    r.node_id,
+                    r.owner_name,
+                    r.path,
+                    tuple(r.revisions),
+                    r.current,
+                    r.deleted,
+                )
+                for r in resp.references
+            ]
+        return found
 
     @_rpc
     def report_damaged(self, hashes: list[bytes]) -> int:
         """Administrators: asks the devices holding these blocks to upload them again."""
-        req = metadata_pb2.ReportDamagedBlocksRequest(hashes=hashes)
-        return self._stub.ReportDamagedBlocks(req, timeout=UNARY_TIMEOUT).files
+        files = 0
+        for start in range(0, len(hashes), CONDEMNED_BATCH):
+            req = metadata_pb2.ReportDamagedBlocksRequest(
+                hashes=hashes[start : start + CONDEMNED_BATCH]
+            )
+            files += self._stub.ReportDamagedBlocks(req, timeout=UNARY_TIMEOUT).files
+        return files
 
     @_rpc
     def journal_head(self) -> int:
@@ -726,15 +756,18 @@ class BlockClient:
 
     @_rpc
     def find_missing(self, hashes: list[bytes]) -> set[bytes]:
-        if not hashes:
-            return set()
-        grants = _grant_messages(self.grants.known(hashes))
-        receipts = [
-            blocks_pb2.Receipt(hash=h, size=size, mac=mac)
-            for h, (size, mac) in zip(hashes, self.grants.receipts(hashes), strict=True)
-        ]
-        req = blocks_pb2.FindMissingRequest(hashes=hashes, grants=grants, receipts=receipts)
-        return set(self._stub.FindMissing(req, timeout=UNARY_TIMEOUT).missing)
+        """Which blocks to upload: those blockd lacks or will not say it holds (no proof)."""
+        missing: set[bytes] = set()
+        for start in range(0, len(hashes), FIND_BATCH):
+            batch = hashes[start : start + FIND_BATCH]
+            grants = _grant_messages(self.grants.known(batch))
+            receipts = [
+                blocks_pb2.Receipt(hash=h, size=size, mac=mac)
+                for h, (size, mac) in zip(batch, self.grants.receipts(batch), strict=True)
+            ]
+            req = blocks_pb2.FindMissingRequest(hashes=batch, grants=grants, receipts=receipts)
+            missing.update(self._stub.FindMissing(req, timeout=UNARY_TIMEOUT).missing)
+        return missing
 
     @_rpc
     def check(self) -> None:

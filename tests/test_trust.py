@@ -365,3 +365,14 @@ def test_maintenance_calls_are_for_administrators_and_the_daemons(pair, drive) -
     bob_receipt = blocks_pb2.Receipt(hash=digest, size=8, mac=signin.receipt(digest, 8, 99))
     request = blocks_pb2.FindMissingRequest(hashes=[digest], receipts=[bob_receipt])
     assert list(_blocks(alice).FindMissing(request, timeout=TIMEOUT).missing) == [digest]
+
+
+def test_long_hash_lists_are_bounded_and_the_client_splits_them(pair) -> None:
+    alice, _ = pair
+    hashes = [os.urandom(32) for _ in range(150_000)]
+    request = blocks_pb2.FindMissingRequest(hashes=hashes)
+    error = _refused(_blocks(alice).FindMissing, request)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "100000" in error.details()
+    # The client asks in batches the daemon accepts (a file of ~150 GB has that many).
+    assert alice.blocks.find_missing(hashes) == set(hashes)
