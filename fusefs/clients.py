@@ -146,6 +146,11 @@ def _rpc(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _node(msg: metadata_pb2.Node) -> Node:
     return Node(
         id=msg.id,
@@ -574,10 +579,8 @@ class MetadataClient:
             if (mac := receipt(b.hash, b.size))
         ]
         condemned: list[bytes] = []
-        for start in range(0, len(ours), CONDEMNED_BATCH):
-            req = metadata_pb2.ListCondemnedBlocksRequest(
-                blocks=ours[start : start + CONDEMNED_BATCH]
-            )
+        for batch in _batches(ours, CONDEMNED_BATCH):
+            req = metadata_pb2.ListCondemnedBlocksRequest(blocks=batch)
             condemned += self._stub.ListCondemnedBlocks(req, timeout=UNARY_TIMEOUT).hashes
         return condemned
 
@@ -591,10 +594,8 @@ class MetadataClient:
     def block_references(self, hashes: list[bytes]) -> list[BlockReference]:
         """Administrators: the files whose kept revisions refer to these blocks."""
         found: list[BlockReference] = []
-        for start in range(0, len(hashes), CONDEMNED_BATCH):
-            req = metadata_pb2.ListBlockReferencesRequest(
-                hashes=hashes[start : start + CONDEMNED_BATCH]
-            )
+        for batch in _batches(hashes, CONDEMNED_BATCH):
+            req = metadata_pb2.ListBlockReferencesRequest(hashes=batch)
             resp = self._stub.ListBlockReferences(req, timeout=UNARY_TIMEOUT)
             found += [
                 BlockReference(
@@ -614,10 +615,8 @@ class MetadataClient:
     def report_damaged(self, hashes: list[bytes]) -> int:
         """Administrators: asks the devices holding these blocks to upload them again."""
         files = 0
-        for start in range(0, len(hashes), CONDEMNED_BATCH):
-            req = metadata_pb2.ReportDamagedBlocksRequest(
-                hashes=hashes[start : start + CONDEMNED_BATCH]
-            )
+        for batch in _batches(hashes, CONDEMNED_BATCH):
+            req = metadata_pb2.ReportDamagedBlocksRequest(hashes=batch)
             files += self._stub.ReportDamagedBlocks(req, timeout=UNARY_TIMEOUT).files
         return files
 
@@ -758,8 +757,7 @@ class BlockClient:
     def find_missing(self, hashes: list[bytes]) -> set[bytes]:
         """Which blocks to upload: those blockd lacks or will not say it holds (no proof)."""
         missing: set[bytes] = set()
-        for start in range(0, len(hashes), FIND_BATCH):
-            batch = hashes[start : start + FIND_BATCH]
+        for batch in _batches(hashes, FIND_BATCH):
             grants = _grant_messages(self.grants.known(batch))
             receipts = [
                 blocks_pb2.Receipt(hash=h, size=size, mac=mac)
