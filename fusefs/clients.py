@@ -45,6 +45,7 @@ from protos.drive.v1 import (
     metadata_pb2_grpc,
 )
 from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY, create_channel
+from protos.tls import Trust
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,9 @@ def _share(msg: metadata_pb2.ShareInfo) -> ShareInfo:
 Token = Callable[[], str]
 
 
-def _signed_channel(address: str, token: Token | None) -> grpc.Channel:
-    channel = create_channel(address)
+def _signed_channel(address: str, token: Token | None, trust: Trust | None) -> grpc.Channel:
+    """A channel sending token with every call: TLS when trust is given (see fusefs.trust)."""
+    channel = create_channel(address, trust)
     return channel if token is None else grpc.intercept_channel(channel, auth.BearerAuth(token))
 
 
@@ -252,10 +254,12 @@ class MetadataClient:
         device: str,
         token: Token | None = None,
         grants: GrantBook | None = None,
+        *,
+        trust: Trust | None = None,
     ) -> None:
         self.address = address
         self.device = device
-        self._channel = _signed_channel(address, token)
+        self._channel = _signed_channel(address, token, trust)
         self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
         self.grants = grants or GrantBook()
         if self.grants.refresh is None:
@@ -570,10 +574,15 @@ class BlockClient:
     """
 
     def __init__(
-        self, address: str, token: Token | None = None, grants: GrantBook | None = None
+        self,
+        address: str,
+        token: Token | None = None,
+        grants: GrantBook | None = None,
+        *,
+        trust: Trust | None = None,
     ) -> None:
         self.address = address
-        self._channel = _signed_channel(address, token)
+        self._channel = _signed_channel(address, token, trust)
         self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
         self.grants = grants or GrantBook()
 
@@ -667,9 +676,11 @@ def _signed_in(msg: accounts_pb2.SignInResponse) -> SignedIn:
 class AccountsClient:
     """Sign-in and user management at metad, as blocking calls."""
 
-    def __init__(self, address: str, token: Token | None = None) -> None:
+    def __init__(
+        self, address: str, token: Token | None = None, *, trust: Trust | None = None
+    ) -> None:
         self.address = address
-        self._channel = _signed_channel(address, token)
+        self._channel = _signed_channel(address, token, trust)
         self._stub = accounts_pb2_grpc.AccountsStub(self._channel)
 
     def close(self) -> None:
