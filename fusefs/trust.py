@@ -21,6 +21,7 @@ on disk (credentials), parse arguments or print (cli).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,7 @@ class DriveTrust:
 
     def __call__(self, address: str) -> tls.Trust | None:
         if address not in self._checked:
-            state, chain = tls.look(address)
+            state, chain = tls.look(address, server_name=_sni(address, self._expect.trust))
             if state == "unreachable":
                 return self._expect.trust
             self._checked[address] = self._settle(address, state, chain)
@@ -148,7 +149,7 @@ def for_login(
     """
     if sum(map(bool, (ca_file, fingerprint, insecure))) > 1:
         raise InvalidArgument("--ca, --fingerprint and --insecure exclude each other")
-    state, chain = tls.look(metad)
+    state, chain = tls.look(metad, server_name=_sni(metad, _load(ca_file) if ca_file else None))
     if state == "unreachable":
         raise Unavailable(f"cannot reach metad at {metad}: is the drive running?")
     pin = credentials.saved_pin(metad)
@@ -227,7 +228,7 @@ def mismatch(address: str, chain: list[bytes], trust: tls.Trust, source: str) ->
                 f"run drive login again with --fingerprint {now}"
             )
         return f"the drive at {address} presents a certificate {source} did not sign (CA {now})"
-    expected = trust.target_name or address.rpartition(":")[0]
+    expected = _expected_name(address, trust)
     names = tls.names(chain[0])
     if not tls.names_host(names, expected):
         return (
@@ -259,6 +260,25 @@ def plain_refused(address: str) -> str:
         f"the drive at {address} does not speak TLS; pass --insecure to use it anyway "
         "(your password and token cross the network readable)"
     )
+
+
+def _expected_name(address: str, trust: tls.Trust) -> str:
+    """The name a daemon's certificate must carry: the trust's, else the host dialled."""
+    return trust.target_name or address.rpartition(":")[0].strip("[]")
+
+
+def _sni(address: str, trust: tls.Trust | None) -> str | None:
+    """What a look sends as SNI: what gRPC will send (an IP address is never sent)."""
+    name = _expected_name(address, trust) if trust is not None else None
+    return None if name is None or _is_ip(name) else name
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _loopback(address: str) -> bool:

@@ -388,11 +388,15 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def peer_chain(address: str, timeout: float = PROBE_TIMEOUT) -> list[bytes]:
+def peer_chain(
+    address: str, timeout: float = PROBE_TIMEOUT, server_name: str | None = None
+) -> list[bytes]:
     """The certificates (DER) the server at address sends, leaf first, verifying none.
 
-    Raises OSError when nothing listens there, ssl.SSLError when it does not
-    speak TLS.
+    server_name goes out as SNI: the name the client will expect (a gRPC
+    server logs an error for every SNI its certificate does not name); None
+    sends none. Raises OSError when nothing listens there, ssl.SSLError when
+    it does not speak TLS.
     """
     host, port = _host_port(address)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -401,7 +405,7 @@ def peer_chain(address: str, timeout: float = PROBE_TIMEOUT) -> list[bytes]:
     context.set_alpn_protocols(["h2"])
     with (
         socket.create_connection((host, port), timeout=timeout) as raw,
-        context.wrap_socket(raw, server_hostname=host) as tls,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
     ):
         public = getattr(tls, "get_unverified_chain", None)  # Python 3.13
         private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
@@ -442,19 +446,21 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     return True
 
 
-def look(address: str, timeout: float = PROBE_TIMEOUT) -> tuple[Probe, list[bytes]]:
+def look(
+    address: str, timeout: float = PROBE_TIMEOUT, server_name: str | None = None
+) -> tuple[Probe, list[bytes]]:
     """What the server at address speaks, with the chain (DER, leaf first) it sent over TLS."""
     try:
-        return "tls", peer_chain(address, timeout)
+        return "tls", peer_chain(address, timeout, server_name)
     except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
         return "plaintext", []
     except (OSError, ValueError):  # refused, no route, timed out, not HOST:PORT
         return "unreachable", []
 
 
-def probe(address: str, timeout: float = PROBE_TIMEOUT) -> Probe:
+def probe(address: str, timeout: float = PROBE_TIMEOUT, server_name: str | None = None) -> Probe:
     """Whether the server at address answers a TLS handshake, or speaks plain text."""
-    return look(address, timeout)[0]
+    return look(address, timeout, server_name)[0]
 
 
 def names(cert_der: bytes) -> list[str]:

@@ -10,9 +10,11 @@ reached a server, a recording TLS server stands at the daemon's address.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -414,6 +416,65 @@ def test_second_device_signs_in_over_tls_and_mounts(
     watched = cli(env, "watch", "--from", "0", "--count", "1", "--metad", metad)
     assert watched.returncode == 0, watched.stderr
     assert watched.stdout.strip() == "owner created from-laptop.bin"
+
+
+def at_a_terminal(env: dict[str, str], args: list[str], answers: list[tuple[str, str]]) -> str:
+    """Runs the drive command on a pseudo-terminal, answering each prompt; what it showed."""
+    controller, terminal = os.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fusefs.cli", *args],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=env, start_new_session=True,
+    )  # fmt: skip
+    os.close(terminal)
+    shown = b""
+
+    def read_until(prompt: bytes) -> None:
+        nonlocal shown
+        while prompt not in shown:
+            ready, _, _ = select.select([controller], [], [], TIMEOUT)
+            assert ready, f"no {prompt!r} in {shown!r}"
+            try:
+                shown += os.read(controller, 4096)
+            except OSError:  # the command ended: the terminal is gone
+                assert prompt in shown, shown
+                return
+
+    try:
+        for prompt, answer in answers:
+            read_until(prompt.encode())
+            os.write(controller, answer.encode() + b"\n")
+        process.wait(TIMEOUT)
+        with contextlib.suppress(OSError):  # what it wrote last, until the terminal is gone
+            while select.select([controller], [], [], 0.5)[0]:
+                chunk = os.read(controller, 4096)
+                if not chunk:
+                    break
+                shown += chunk
+    finally:
+        process.kill()
+        process.wait()
+        os.close(controller)
+    return f"exit {process.returncode}\n" + shown.decode(errors="replace")
+
+
+def test_at_a_terminal_login_shows_the_fingerprint_and_asks(
+    tls_drive: TlsDrive, env: dict[str, str]
+) -> None:
+    add_user(tls_drive, "carol", CAROL_PASSWORD)
+    args = ["login", "carol", "--metad", tls_drive.metad.address]
+    refused = at_a_terminal(env, args, [("[y/N] ", "n")])
+    assert refused.startswith("exit 1\n"), refused
+    assert tls_drive.fingerprint in refused
+    assert "not trusted" in refused and "password" not in refused
+    pins = Path(env["XDG_CONFIG_HOME"]) / "drivefs" / "known_drives.json"
+    assert not pins.exists()
+    accepted = at_a_terminal(env, args, [("[y/N] ", "y"), ("password for carol: ", CAROL_PASSWORD)])
+    assert accepted.startswith("exit 0\n"), accepted
+    assert f"signed in to {tls_drive.metad.address} as carol over TLS" in accepted
+    assert tls_drive.fingerprint in pins.read_text()
+    # Pinned now: no question the next time.
+    again = at_a_terminal(env, args, [("password for carol: ", CAROL_PASSWORD)])
+    assert again.startswith("exit 0\n") and "[y/N]" not in again, again
 
 
 def test_serve_prints_the_fingerprint_login_shows_and_keeps_it(
