@@ -83,10 +83,11 @@ def ensure_drive_certificates(tls_dir: Path, hosts: list[str]) -> TlsFiles:
     """The drive's CA and server certificate under tls_dir, made on first use.
 
     hosts (host names or IP addresses the daemons listen on) join the server
-    certificate's names. Existing files are never overwritten: ca.pem is
-    written last, so a first start that was interrupted before it (nothing
-    handed out yet) simply starts over. A lock keeps two starts from mixing
-    their files.
+    certificate's names. A complete set is never touched, and a CA is never
+    replaced once ca.pem exists (clients pin it): a server certificate or key
+    gone missing is made anew by that CA. ca.pem is written last, so a first
+    start interrupted before it (nothing handed out yet) simply starts over.
+    A lock keeps two starts from mixing their files.
     """
     files = TlsFiles(*(tls_dir / n for n in (CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY)))
     with _locked(tls_dir):
@@ -263,7 +264,7 @@ def _load_key(pem: bytes, where: object) -> ec.EllipticCurvePrivateKey:
 
 
 def fingerprint(cert: bytes | str) -> str:
-    """ "SHA256:<base64 without padding>" of a certificate's DER, as ssh shows host keys.
+    """The SHA-256 of a certificate's DER as ssh shows host keys: "SHA256:<base64, no padding>".
 
     cert is PEM (the first certificate counts) or DER.
     """
@@ -324,13 +325,12 @@ class Trust:
         roots = _load_certs(self.root_pem, "the trust")
         certs = [x509.load_der_x509_certificate(der) for der in chain]
         current = certs[0] if certs else None
-        for _ in certs:
-            assert current is not None
+        for _ in certs:  # a path is never longer than the chain
+            if current is None:
+                return False
             if any(current == root or _issued_by(current, root) for root in roots):
                 return True
             current = next((c for c in certs if c != current and _issued_by(current, c)), None)
-            if current is None:
-                return False
         return False
 
 

@@ -382,6 +382,29 @@ def test_another_certificate_than_the_pinned_one_gets_nothing(
     assert recorder.received > 0
 
 
+def test_new_certificates_need_a_login_with_the_new_fingerprint(
+    daemons, tmp_path: Path, env: dict[str, str]
+) -> None:
+    first = serve_tls(daemons, tmp_path / "a", blockd=False)
+    add_user(first, "carol", CAROL_PASSWORD)
+    address, old = first.metad.address, first.fingerprint
+    assert login(env, "carol", address, "--fingerprint", old).returncode == 0
+    # The operator makes the drive's certificates anew and restarts metad.
+    first.metad.stop()
+    for path in (tmp_path / "a" / "tls").iterdir():
+        path.unlink()
+    files = tls.ensure_drive_certificates(tmp_path / "a" / "tls", [])
+    new = tls.fingerprint(files.ca_cert.read_bytes())
+    serve = ["--tls-cert", str(files.server_cert), "--tls-key", str(files.server_key)]
+    daemons.start("metad", tmp_path / "a" / "metad", address, extra_args=serve)
+    one_line_error(cli(env, "whoami", "--metad", address), f"pinned {old}, now {new}")
+    renewed = login(env, "carol", address, "--fingerprint", new)
+    assert renewed.returncode == 0, renewed.stderr
+    whoami = cli(env, "whoami", "--metad", address)
+    assert whoami.returncode == 0, whoami.stderr
+    assert whoami.stdout.startswith("carol (user ")
+
+
 # --- a second device --------------------------------------------------------------------------
 
 
