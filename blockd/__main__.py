@@ -3,7 +3,8 @@
 Owns: logging setup (stderr, one format), running the server on asyncio, the
 `rotate-key` command, and turning a start-up failure the user can fix (port
 taken, data directory or bucket unusable or of a newer format, key file
-missing, wrong or too open) into one line `blockd: error: ...` and exit
+missing, wrong or too open, plain text on a non-loopback address, a
+certificate that cannot serve) into one line `blockd: error: ...` and exit
 status 2, without a traceback.
 
 Must not: know about blocks, gRPC services or backends beyond the errors
@@ -23,6 +24,7 @@ from blockd.config import parse_args, parse_rotate_args
 from blockd.server import run
 from protos.auth import AuthKeyError
 from protos.runtime import BindError, stop_with_parent
+from protos.tls import TlsError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ROTATE_COMMAND = "rotate-key"
@@ -37,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=config.log_level, format=LOG_FORMAT)
     try:
         asyncio.run(run(config))
-    except (BindError, BackendSetupError, keys.KeyFileError, AuthKeyError) as exc:
+    except (BindError, BackendSetupError, keys.KeyFileError, AuthKeyError, TlsError) as exc:
         print(f"blockd: error: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:

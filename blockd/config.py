@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blockd.keys import DEFAULT_NAME as DEFAULT_KEY_FILE_NAME
-from protos.runtime import split_host_port
+from protos.runtime import add_tls_options, check_tls_options, split_host_port
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 BACKENDS = ("local", "s3")
@@ -43,6 +43,11 @@ class Config:
     memory_cache_bytes: int = DEFAULT_MEMORY_CACHE_MIB * MiB  # hot blocks; 0: none
     metad: str | None = None  # metad's HOST:PORT, for garbage collection and scrub
     auth_key: Path | None = None  # metad's auth key file; needed to serve
+    tls_cert: Path | None = None  # with tls_key: serve TLS; None: plain text (loopback only)
+    tls_key: Path | None = None
+    insecure: bool = False  # plain text on a non-loopback address too
+    metad_ca: Path | None = None  # reach metad over TLS, trusting this PEM; None: plain text
+    metad_name: str | None = None  # the name metad's certificate must carry (see --metad-name)
 
     @property
     def key_path(self) -> Path:
@@ -122,7 +127,26 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         metavar="HOST:PORT",
         help="metad's address: garbage collection and scrub ask it which blocks are in use",
     )
+    parser.add_argument(
+        "--metad-ca",
+        type=Path,
+        metavar="FILE",
+        help="reach metad over TLS, trusting the CA certificate(s) in this PEM file "
+        "(a drivefs CA, DATA/tls/ca.pem, vouches for the name drivefs at any address)",
+    )
+    parser.add_argument(
+        "--metad-name",
+        metavar="NAME",
+        help="the name metad's certificate must carry (default: drivefs for a drivefs CA, "
+        "else the host of --metad)",
+    )
+    add_tls_options(parser)
     args = parser.parse_args(argv)
+    check_tls_options(parser, args)
+    if (args.metad_ca or args.metad_name) and not args.metad:
+        parser.error("--metad-ca and --metad-name need --metad")
+    if args.metad_name and not args.metad_ca:
+        parser.error("--metad-name needs --metad-ca")
     try:
         split_host_port(args.listen)
         if args.metad:
@@ -154,6 +178,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         memory_cache_bytes=args.memory_cache * MiB,
         metad=args.metad,
         auth_key=args.auth_key,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        insecure=args.insecure,
+        metad_ca=args.metad_ca,
+        metad_name=args.metad_name,
     )
 
 

@@ -1,10 +1,10 @@
 """blockd's view of metad: which blocks are referenced, the GC fence, damage, revocations.
 
-Owns the grpc.aio channel to metad and turns its answers into plain values.
-Maintenance calls metad as the administrator who started the run
-(for_caller); reporting damaged blocks and following revocations use
-blockd's own service token (it holds the drive's auth key). Request handling
-never waits on metad.
+Owns the grpc.aio channel to metad (TLS when given a protos.tls.Trust) and
+turns its answers into plain values. Maintenance calls metad as the
+administrator who started the run (for_caller); reporting damaged blocks and
+following revocations use blockd's own service token (it holds the drive's
+auth key). Request handling never waits on metad.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
-from protos import auth
+from protos import auth, tls
 from protos.drive.v1 import metadata_pb2, metadata_pb2_grpc
 from protos.runtime import GRPC_OPTIONS
 
@@ -31,12 +31,13 @@ class Fence:
         self,
         address: str,
         *,
+        trust: tls.Trust | None = None,
         _shared: Fence | None = None,
         token: Callable[[], str] | None = None,
     ) -> None:
         self.address = address
         if _shared is None:
-            self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+            self._channel = _channel(address, trust)
             self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
         else:
             self._channel, self._stub = _shared._channel, _shared._stub
@@ -109,3 +110,10 @@ class Fence:
             raise MetadataUnavailable(
                 f"metad at {self.address}: {exc.code().name} {exc.details()}"
             ) from None
+
+
+def _channel(address: str, trust: tls.Trust | None) -> grpc.aio.Channel:
+    if trust is None:
+        return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+    options = [*GRPC_OPTIONS, *tls.channel_options(trust)]
+    return grpc.aio.secure_channel(address, tls.channel_credentials(trust), options=options)

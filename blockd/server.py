@@ -12,6 +12,7 @@ or parse arguments and print errors for the user (__main__).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,10 +30,10 @@ from blockd.follow import DamageReports, follow_revocations
 from blockd.hotcache import HotBlocks
 from blockd.service import BlocksService
 from blockd.store import BlockStore
-from protos import auth
+from protos import auth, tls
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
 from protos.guard import MalformedRequests
-from protos.runtime import serve
+from protos.runtime import listen_credentials, serve
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,12 @@ _BACKEND_CONCURRENCY = 32
 async def run(config: Config) -> None:
     """Serves until SIGTERM/SIGINT.
 
-    Raises BindError, BackendSetupError, KeyFileError or AuthKeyError at start.
+    Raises BindError, BackendSetupError, KeyFileError, AuthKeyError or TlsError at start.
     """
+    credentials = listen_credentials(
+        config.listen, config.tls_cert, config.tls_key, config.insecure
+    )
+    metad_trust = _metad_trust(config)
     loop = asyncio.get_running_loop()
     loop.set_default_executor(
         ThreadPoolExecutor(max_workers=_WORKER_THREADS, thread_name_prefix="blockd-worker")
@@ -68,7 +73,11 @@ async def run(config: Config) -> None:
             )
         else:
             log.info("encryption off: blocks are stored as they are")
-        fence = Fence(config.metad, token=auth_key.service_token) if config.metad else None
+        fence = (
+            Fence(config.metad, trust=metad_trust, token=auth_key.service_token)
+            if config.metad
+            else None
+        )
         damage = DamageReports(fence) if fence is not None else None
         hot = HotBlocks(config.memory_cache_bytes) if config.memory_cache_bytes else None
         store = await BlockStore.open(
@@ -102,6 +111,7 @@ async def run(config: Config) -> None:
                     MalformedRequests(),
                     auth.AuthInterceptor(auth_key, revocations=access.revocations),
                 ],
+                credentials=credentials,
             )
         finally:
             for task in followers:
@@ -112,6 +122,16 @@ async def run(config: Config) -> None:
             await store.close()
     finally:
         await backend.close()
+
+
+def _metad_trust(config: Config) -> tls.Trust | None:
+    """What blockd trusts metad's certificate by (--metad-ca, --metad-name); None: plain text."""
+    if config.metad_ca is None:
+        return None
+    trust = tls.load_trust(config.metad_ca)
+    if config.metad_name:
+        trust = dataclasses.replace(trust, target_name=config.metad_name)
+    return trust
 
 
 async def _open_backend(config: Config) -> tuple[Backend, str]:

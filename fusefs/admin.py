@@ -19,28 +19,39 @@ from fusefs import credentials, errors
 from fusefs.cache import cached_copy
 from fusefs.clients import AccountsClient, BlockClient, BlockProblem, MetadataClient
 from fusefs.daemons import DaemonError
+from protos.tls import Trust
 
 console = Console(stderr=True)
 # How long `drive scrub --repair` waits for devices to upload what storage lost.
 REPAIR_WAIT_SECONDS = 10.0
 
 
+def _plain(_address: str) -> Trust | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Connection:
-    """Where the drive's daemons are and the token to call them with."""
+    """Where the drive's daemons are, the token to call them with, and what to trust there."""
 
     metad: Callable[[], str]  # addresses are looked up only when a command needs them
     blockd: Callable[[], str]
     token: Callable[[], str]
+    # The Trust to dial an address with (None: plain text); raises when the
+    # daemon there is not what is expected (fusefs.trust.DriveTrust).
+    trust: Callable[[str], Trust | None] = _plain
 
     def metadata(self, device: str = "drive-cli") -> MetadataClient:
-        return MetadataClient(self.metad(), device, self.token)
+        address = self.metad()
+        return MetadataClient(address, device, self.token, trust=self.trust(address))
 
     def blocks(self) -> BlockClient:
-        return BlockClient(self.blockd(), self.token)
+        address = self.blockd()
+        return BlockClient(address, self.token, trust=self.trust(address))
 
     def accounts(self) -> AccountsClient:
-        return AccountsClient(self.metad(), self.token)
+        address = self.metad()
+        return AccountsClient(address, self.token, trust=self.trust(address))
 
 
 def human(size: float) -> str:
@@ -244,14 +255,24 @@ def empty_trash(conn: Connection) -> int:
 # --- accounts -------------------------------------------------------------------------------
 
 
-def login(metad: str, name: str, password: str) -> int:
-    client = AccountsClient(metad)
+def login(
+    metad: str,
+    name: str,
+    password: str,
+    trust: Trust | None = None,
+    pin: credentials.Pin | None = None,
+) -> int:
+    """Signs in (over TLS when trust is given); saves the token, and pin once it worked."""
+    client = AccountsClient(metad, trust=trust)
     try:
         signed_in = client.sign_in(name, password)
     finally:
         client.close()
     credentials.save_token(metad, signed_in.token, signed_in.expires_s, signed_in.account.name)
-    print(f"signed in to {metad} as {signed_in.account.name}")
+    if pin is not None:
+        credentials.save_pin(metad, pin)
+    how = "in plain text" if trust is None else f"over TLS (CA {trust.fingerprint})"
+    print(f"signed in to {metad} as {signed_in.account.name} {how}")
     return 0
 
 

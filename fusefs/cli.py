@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from fusefs import admin, browse, timespec, watch
+from fusefs import admin, browse, timespec, trust, watch
 from fusefs.clients import AccountsClient
 from fusefs.credentials import (
     TokenSource,
@@ -26,11 +26,11 @@ from fusefs.credentials import (
     save_token,
     token_from_env,
 )
-from fusefs.daemons import Daemon, DaemonError, start_daemon
+from fusefs.daemons import Daemon, DaemonError, DaemonTls, serve_tls, start_daemon
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
 from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
-from protos.runtime import parse_size
+from protos.runtime import parse_size, split_host_port
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "drivefs"
 DEFAULT_METAD = "127.0.0.1:7401"
@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
     serve.add_argument("--metad", default=DEFAULT_METAD, help=f"default {DEFAULT_METAD}")
     serve.add_argument("--blockd", default=DEFAULT_BLOCKD, help=f"default {DEFAULT_BLOCKD}")
+    serve.add_argument(
+        "--tls-cert", type=Path, metavar="FILE",
+        help="your own certificate, then its chain up to the CA (default: the drive's own, "
+        "made under DATA/tls on first start)",
+    )  # fmt: skip
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="its key (with --tls-cert)")
     _block_store_options(serve)
 
     mount = sub.add_parser("mount", help="mount a running drive (another device)")
@@ -61,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     mount.add_argument("--metad", required=True, help="metad address HOST:PORT")
     mount.add_argument("--blockd", required=True, help="blockd address HOST:PORT")
     _mount_options(mount, cache_required=False)
+    _trust_options(mount)
     gc = sub.add_parser("gc", help="delete blocks no file refers to any more")
     _daemon_options(gc)
     gc.add_argument(
@@ -94,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     login = sub.add_parser("login", help="sign in to a drive; the token is kept for commands")
     login.add_argument("name", help="your user name")
     _daemon_options(login)
+    login.add_argument(
+        "--fingerprint", metavar="SHA256:…",
+        help="trust the drive's certificate authority if it has this fingerprint "
+        "(as drive serve prints it); replaces a pin",
+    )  # fmt: skip
     _password_options(login)
 
     logout = sub.add_parser("logout", help="forget the saved sign-in of a drive")
@@ -251,10 +263,18 @@ def _password(args: argparse.Namespace, prompt: str, *, confirm: bool = False) -
 
 
 def _connection(args: argparse.Namespace) -> admin.Connection:
-    """The running drive's addresses and the token for it (see fusefs.credentials)."""
+    """The running drive's addresses, the token for it (see fusefs.credentials) and the
+    trust in its certificate (fusefs.trust: --ca, --insecure, the pin, DATA/tls/ca.pem)."""
+    try:
+        metad: str | None = _address(args, "metad")
+    except DaemonError:
+        metad = None  # e.g. drive gc --blockd HOST:PORT: needs only blockd
+    trusted = trust.DriveTrust.choose(
+        metad, data_dir=args.data, ca_file=args.ca, insecure=args.insecure
+    )
     token = token_from_env() or find_token(_address(args, "metad"), args.data)[0]
     return admin.Connection(
-        lambda: _address(args, "metad"), lambda: _address(args, "blockd"), lambda: token
+        lambda: _address(args, "metad"), lambda: _address(args, "blockd"), lambda: token, trusted
     )
 
 
@@ -276,6 +296,19 @@ def _daemon_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     p.add_argument(
         "--blockd", default=none, help="blockd HOST:PORT (default: the drive running under --data)"
     )
+    _trust_options(p, defaults)
+
+
+def _trust_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """--ca and --insecure: what to trust instead of the pin drive login saved."""
+    p.add_argument(
+        "--ca", type=Path, metavar="FILE", default=None if defaults else argparse.SUPPRESS,
+        help="trust the drive's TLS certificate if this CA (PEM) signed it",
+    )  # fmt: skip
+    p.add_argument(
+        "--insecure", action="store_true", default=False if defaults else argparse.SUPPRESS,
+        help="plain text even to another machine: password and token cross the network readable",
+    )  # fmt: skip
 
 
 def _address(args: argparse.Namespace, name: str) -> str:
@@ -297,11 +330,11 @@ def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
     p.add_argument("--device", help="name of this device in the drive's history")
 
 
-def _start_daemons(args: argparse.Namespace) -> list[Daemon]:
-    blockd_args = _blockd_args(args)
+def _start_daemons(args: argparse.Namespace, tls: DaemonTls | None = None) -> list[Daemon]:
+    blockd_args = _blockd_args(args) + (tls.blockd_args() if tls else [])
     started: list[Daemon] = []
     try:
-        metad_args = ["--first-user", _first_user_name()]
+        metad_args = ["--first-user", _first_user_name(), *(tls.server_args() if tls else [])]
         started.append(
             start_daemon("metad", args.data / "metad", args.metad, extra_args=metad_args)
         )
@@ -350,9 +383,21 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    daemons = _start_daemons(args)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise DaemonError("--tls-cert and --tls-key go together")
     try:
-        print(f"metad on {daemons[0].address}, blockd on {daemons[1].address}", flush=True)
+        hosts = [split_host_port(address)[0] for address in (args.metad, args.blockd)]
+    except ValueError as exc:
+        raise DaemonError(str(exc)) from None
+    tls = serve_tls(args.data, hosts, args.tls_cert, args.tls_key)
+    daemons = _start_daemons(args, tls)
+    try:
+        print(f"metad on {daemons[0].address}, blockd on {daemons[1].address} (TLS)")
+        print(
+            f"TLS certificate authority {tls.fingerprint}: "
+            "compare it when you drive login from another machine",
+            flush=True,
+        )
         while not stop.wait(0.5):
             dead = [d for d in daemons if d.process.poll() is not None]
             if dead:
@@ -377,10 +422,12 @@ def _local_token_source(data: Path) -> TokenSource:
 def _cmd_mount(args: argparse.Namespace) -> None:
     cache = args.cache or DEFAULT_DATA / "cache" / (args.device or "default")
     check_mountpoint(args.mountpoint)
+    trusted = trust.DriveTrust.choose(args.metad, ca_file=args.ca, insecure=args.insecure)
+    tls_trust, _ = trusted(args.metad), trusted(args.blockd)  # before any token goes out
     token, expires_s, source = find_token(args.metad, None)
 
     def renew(old: str) -> tuple[str, int]:
-        client = AccountsClient(args.metad, lambda: old)
+        client = AccountsClient(args.metad, lambda: old, trust=tls_trust)
         try:
             signed_in = client.renew()
         finally:
@@ -399,6 +446,7 @@ def _cmd_mount(args: argparse.Namespace) -> None:
         device=args.device,
         cache_bytes=args.cache_size,
         token=TokenSource(token, expires_s, renew=renew, on_renewed=save),
+        trust=tls_trust,
     )
 
     def mounted() -> None:
@@ -430,9 +478,7 @@ COMMANDS = {
     "unshare": lambda a: browse.unshare(_connection(a), a.path, a.user),
     "shares": lambda a: browse.shares(_connection(a), a.path),
     "watch": lambda a: watch.watch(_connection(a), a.from_sequence, a.count, a.sequence),
-    "login": lambda a: admin.login(
-        _address(a, "metad"), a.name, _password(a, f"password for {a.name}: ")
-    ),
+    "login": lambda a: _cmd_login(a),
     "logout": lambda a: admin.logout(_address(a, "metad")),
     "whoami": lambda a: admin.whoami(_connection(a)),
     "user": lambda a: _cmd_user(a),
@@ -455,6 +501,29 @@ def _time(text: str) -> int:
         return timespec.parse_time(text)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
+
+
+def _cmd_login(args: argparse.Namespace) -> int:
+    """Decides what to trust (fusefs.trust) before the password is asked for or sent."""
+    metad = _address(args, "metad")
+    accepted = trust.for_login(
+        metad,
+        data_dir=args.data,
+        ca_file=args.ca,
+        fingerprint=args.fingerprint,
+        insecure=args.insecure,
+        ask=_ask if sys.stdin.isatty() and not args.password_stdin else None,
+    )
+    password = _password(args, f"password for {args.name}: ")
+    return admin.login(metad, args.name, password, accepted.trust, accepted.pin)
+
+
+def _ask(question: str) -> bool:
+    print(question, end="", file=sys.stderr, flush=True)
+    try:
+        return input().strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 def _cmd_trash(args: argparse.Namespace) -> int:

@@ -53,6 +53,7 @@ from protos.drive.v1 import (
     metadata_pb2_grpc,
 )
 from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY, create_channel
+from protos.tls import Trust
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +212,13 @@ Token = Callable[[], str]
 
 
 def _signed_channel(
-    address: str, token: Token | None, interceptors: Sequence[object] = ()
+    address: str, token: Token | None, trust: Trust | None, interceptors: Sequence[object] = ()
 ) -> grpc.Channel:
-    """A channel to address sending token; interceptors (tests) see each call first."""
-    channel = create_channel(address)
+    """A channel sending token with every call: TLS when trust is given (see fusefs.trust).
+
+    interceptors (tests) see each call first.
+    """
+    channel = create_channel(address, trust)
     if token is not None:
         channel = grpc.intercept_channel(channel, auth.BearerAuth(token))
     return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
@@ -323,11 +327,12 @@ class MetadataClient:
         token: Token | None = None,
         grants: GrantBook | None = None,
         *,
+        trust: Trust | None = None,
         interceptors: Sequence[object] = (),
     ) -> None:
         self.address = address
         self.device = device
-        self._channel = _signed_channel(address, token, interceptors)
+        self._channel = _signed_channel(address, token, trust, interceptors)
         self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
         self.grants = grants or GrantBook()
         if self.grants.refresh is None:
@@ -743,10 +748,11 @@ class BlockClient:
         token: Token | None = None,
         grants: GrantBook | None = None,
         *,
+        trust: Trust | None = None,
         interceptors: Sequence[object] = (),
     ) -> None:
         self.address = address
-        self._channel = _signed_channel(address, token, interceptors)
+        self._channel = _signed_channel(address, token, trust, interceptors)
         self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
         self.grants = grants or GrantBook()
 
@@ -860,9 +866,11 @@ def _signed_in(msg: accounts_pb2.SignInResponse) -> SignedIn:
 class AccountsClient:
     """Sign-in and user management at metad, as blocking calls."""
 
-    def __init__(self, address: str, token: Token | None = None) -> None:
+    def __init__(
+        self, address: str, token: Token | None = None, *, trust: Trust | None = None
+    ) -> None:
         self.address = address
-        self._channel = _signed_channel(address, token)
+        self._channel = _signed_channel(address, token, trust)
         self._stub = accounts_pb2_grpc.AccountsStub(self._channel)
 
     def close(self) -> None:

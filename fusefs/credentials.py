@@ -1,11 +1,21 @@
-"""Where the drive command and the mount find the token they send with every call.
+"""Where the drive command and the mount find the token they send with every call,
+and the certificate they expect the drive to present.
 
-In order: DRIVEFS_TOKEN in the environment; the token `drive login` saved for
-that metad (~/.config/drivefs/credentials.json, mode 0600); for a drive
-running on this machine under --data, a token made with the drive's own auth
-key for its first user (how `drive up` signs in by itself). A TokenSource
+The token, in order: DRIVEFS_TOKEN in the environment; the token `drive login`
+saved for that metad (~/.config/drivefs/credentials.json, mode 0600); for a
+drive running on this machine under --data, a token made with the drive's own
+auth key for its first user (how `drive up` signs in by itself). A TokenSource
 renews its token in the background once half its life has passed, so a mount
 stays signed in for as long as it runs.
+
+The pins, as ssh keeps known hosts: ~/.config/drivefs/known_drives.json (mode
+0600) maps a metad address to the CA certificate (PEM, with its fingerprint
+for the reader) that `drive login` accepted there, or to `"plaintext": true`
+when the sign-in chose plain text with --insecure. Every later command and
+mount for that metad (and its blockd: same drive, same CA) trusts only that.
+A file of its own, not credentials.json: `drive logout` forgets the token but
+keeps the pin, and a mount renewing its token never rewrites the pins.
+What a pin means for a connection is fusefs.trust's.
 """
 
 from __future__ import annotations
@@ -17,16 +27,18 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from fusefs.errors import NotSignedIn
-from protos import auth
+from protos import auth, tls
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "DRIVEFS_TOKEN"
 CONFIG_DIR = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "drivefs"
 CREDENTIALS_FILE = CONFIG_DIR / "credentials.json"
+KNOWN_DRIVES_FILE = CONFIG_DIR / "known_drives.json"
 AUTH_KEY_NAME = "auth.key"  # under DATA/metad
 FIRST_USER_ID = 1
 LOCAL_TOKEN_TTL = 24 * 3600
@@ -36,9 +48,9 @@ def auth_key_path(data_dir: Path) -> Path:
     return data_dir / "metad" / AUTH_KEY_NAME
 
 
-def _load_saved() -> dict[str, dict]:
+def _load_saved(path: Path = CREDENTIALS_FILE) -> dict[str, dict]:
     try:
-        return json.loads(CREDENTIALS_FILE.read_text())
+        return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return {}
 
@@ -54,13 +66,15 @@ def save_token(metad: str, token: str, expires_s: int, user: str | None = None) 
     _write_saved(saved)
 
 
-def _write_saved(saved: dict[str, dict]) -> None:
+def _write_saved(saved: dict[str, dict], path: Path = CREDENTIALS_FILE) -> None:
     CONFIG_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = CREDENTIALS_FILE.with_name(f".{CREDENTIALS_FILE.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(saved, f, indent=2)
-    os.replace(tmp, CREDENTIALS_FILE)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def forget_token(metad: str) -> bool:
@@ -70,6 +84,33 @@ def forget_token(metad: str) -> bool:
         return False
     _write_saved(saved)
     return True
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What `drive login` accepted for a metad address."""
+
+    ca_pem: bytes | None  # the CA certificate; None: plain text, chosen with --insecure
+
+
+def saved_pin(metad: str) -> Pin | None:
+    entry = _load_saved(KNOWN_DRIVES_FILE).get(metad)
+    if not isinstance(entry, dict):
+        return None
+    if entry.get("plaintext"):
+        return Pin(None)
+    ca = entry.get("ca")
+    return Pin(ca.encode()) if isinstance(ca, str) and ca else None
+
+
+def save_pin(metad: str, pin: Pin) -> None:
+    """Pins metad to pin, replacing what was pinned there (file mode 0600, written whole)."""
+    pins = _load_saved(KNOWN_DRIVES_FILE)
+    if pin.ca_pem is None:
+        pins[metad] = {"plaintext": True}
+    else:
+        pins[metad] = {"fingerprint": tls.fingerprint(pin.ca_pem), "ca": pin.ca_pem.decode()}
+    _write_saved(pins, KNOWN_DRIVES_FILE)
 
 
 def local_token(data_dir: Path) -> tuple[str, int] | None:

@@ -1,13 +1,17 @@
-"""Starting and stopping metad and blockd as child processes.
+"""Starting and stopping metad and blockd as child processes, and the TLS they serve.
 
 Used by `drive up` / `drive serve` and by the tests, so both run the daemons
 exactly as an operator would. A daemon reports the address it bound (it may
-have been asked for port 0) through a ready file.
+have been asked for port 0) through a ready file. `drive serve` always
+speaks TLS: with the drive's own certificates (DATA/tls, made on first
+start) or the operator's (`--tls-cert/--tls-key`); DaemonTls holds the
+options that hands both daemons.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -16,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from protos import tls
 from protos.runtime import PARENT_PID_ENV
 
 
@@ -46,6 +51,56 @@ class Daemon:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+
+
+@dataclass(frozen=True)
+class DaemonTls:
+    """The certificate both daemons serve, and how blockd trusts metad's."""
+
+    cert: Path  # the certificate followed by its chain
+    key: Path
+    ca: Path  # what blockd trusts metad by: DATA/tls/ca.pem, or the chain file itself
+    metad_name: str | None  # the name blockd expects metad's certificate to carry
+    fingerprint: str  # of the CA a client pins at `drive login`
+
+    def server_args(self) -> list[str]:
+        return ["--tls-cert", str(self.cert.absolute()), "--tls-key", str(self.key.absolute())]
+
+    def blockd_args(self) -> list[str]:
+        """For blockd, which reaches metad when it collects garbage."""
+        name = ["--metad-name", self.metad_name] if self.metad_name else []
+        return [*self.server_args(), "--metad-ca", str(self.ca.absolute()), *name]
+
+
+def serve_tls(
+    data_dir: Path, hosts: list[str], cert: Path | None = None, key: Path | None = None
+) -> DaemonTls:
+    """The operator's certificate (cert, key), or the drive's own, made on first use.
+
+    hosts: the listen hosts, which the drive's own server certificate names.
+    Raises DaemonError for certificates that cannot serve.
+    """
+    try:
+        if cert is None or key is None:
+            files = tls.ensure_drive_certificates(data_dir / "tls", hosts)
+            ca_fingerprint = tls.fingerprint(files.ca_cert.read_bytes())
+            return DaemonTls(
+                files.server_cert, files.server_key, files.ca_cert, None, ca_fingerprint
+            )
+        tls.server_credentials(cert, key)  # a clear line now rather than from a daemon
+        chain = tls.load_chain(cert)
+        dns = [n for n in tls.names(chain[0]) if not _is_ip(n)]
+        return DaemonTls(cert, key, cert, dns[0] if dns else None, tls.fingerprint(chain[-1]))
+    except tls.TlsError as exc:
+        raise DaemonError(str(exc)) from None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def start_daemon(

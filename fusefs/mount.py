@@ -28,6 +28,7 @@ from fusefs.clients import BlockClient, GrantBook, MetadataClient
 from fusefs.operations import Operations
 from fusefs.sync import ChangeFollower
 from fusefs.vfs import Vfs
+from protos.tls import Trust
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class MountConfig:
     device: str | None = None
     cache_bytes: int = DEFAULT_CACHE_BYTES
     token: Callable[[], str] | None = None  # the sign-in token of every call
+    trust: Trust | None = None  # TLS to both daemons, trusting this (fusefs.trust); None: plain
 
 
 def check_mountpoint(path: Path) -> None:
@@ -94,8 +96,8 @@ def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None)
     with _locked_cache(config.cache_dir):
         device = _device_name(config.cache_dir, config.device)
         grants = GrantBook()
-        meta = MetadataClient(config.metad, device, config.token, grants)
-        blocks = BlockClient(config.blockd, config.token, grants)
+        meta = MetadataClient(config.metad, device, config.token, grants, trust=config.trust)
+        blocks = BlockClient(config.blockd, config.token, grants, trust=config.trust)
         try:
             try:
                 root = meta.root()

@@ -1,9 +1,11 @@
 """Command line of metad: arguments, logging, and the exit status.
 
-`python -m metad --data DIR [--listen HOST:PORT] [--ready-file PATH] [--log-level LEVEL]`.
+`python -m metad --data DIR [--listen HOST:PORT] [--ready-file PATH] [--log-level LEVEL]
+[--tls-cert FILE --tls-key FILE | --insecure]`.
 A startup failure the operator caused (port taken, data directory not
-writable, database from a newer metad) prints one line
-`metad: error: <message>` and exits 2, without a traceback.
+writable, database from a newer metad, plain text on a non-loopback address,
+an unusable certificate) prints one line `metad: error: <message>` and
+exits 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from metad import server
 from metad.errors import StartupError
 from metad.housekeeping import Housekeeping
 from metad.retention import DAY_NS, Retention
-from protos.runtime import BindError, parse_size, split_host_port, stop_with_parent
+from protos.runtime import (
+    BindError,
+    add_tls_options,
+    check_tls_options,
+    parse_size,
+    split_host_port,
+    stop_with_parent,
+)
+from protos.tls import TlsError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
@@ -106,7 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help=argparse.SUPPRESS,
     )
-    return parser.parse_args(argv)
+    add_tls_options(parser)
+    args = parser.parse_args(argv)
+    check_tls_options(parser, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,10 +140,13 @@ def main(argv: list[str] | None = None) -> None:
             ),
             interval_s=args.housekeeping_interval,
         ),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        insecure=args.insecure,
     )
     try:
         asyncio.run(server.run(config))
-    except (StartupError, BindError) as exc:
+    except (StartupError, BindError, TlsError) as exc:
         print(f"metad: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
 

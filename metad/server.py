@@ -31,7 +31,7 @@ from metad.store import FIRST_USER_NAME, Store
 from protos import auth
 from protos.drive.v1 import accounts_pb2_grpc, metadata_pb2, metadata_pb2_grpc
 from protos.guard import MalformedRequests
-from protos.runtime import serve
+from protos.runtime import listen_credentials, serve
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ class Config:
     first_user: str = FIRST_USER_NAME  # name of the administrator made on first start
     default_quota: int = DEFAULT_QUOTA_BYTES  # of users created without one; 0 = unlimited
     housekeeping: Housekeeping = field(default_factory=Housekeeping)
+    tls_cert: Path | None = None  # with tls_key: serve TLS; None: plain text (loopback only)
+    tls_key: Path | None = None
+    insecure: bool = False  # plain text on a non-loopback address too
 
 
 @contextlib.contextmanager
@@ -77,7 +80,10 @@ def _claim_data_dir(data_dir: Path) -> Iterator[None]:
 
 
 async def run(config: Config) -> None:
-    """Serves until SIGTERM/SIGINT. Raises StartupError or BindError if it cannot start."""
+    """Serves until SIGTERM/SIGINT. Raises StartupError, BindError or TlsError at start."""
+    credentials = listen_credentials(
+        config.listen, config.tls_cert, config.tls_key, config.insecure
+    )
     with _claim_data_dir(config.data_dir):
         key = _auth_key(config)
         commits = CommitSignal()
@@ -125,6 +131,7 @@ async def run(config: Config) -> None:
                     MalformedRequests(),
                     auth.AuthInterceptor(key, accounts.OPEN_METHODS, board.revocations),
                 ],
+                credentials=credentials,
             )
         finally:
             chores.cancel()

@@ -1,8 +1,11 @@
 """gRPC plumbing shared by both daemons and their clients.
 
 Owns: message size limits, the trailing-metadata keys that refine a status
-code, and the daemon lifecycle (bind, health, reflection, ready file,
-graceful stop on SIGTERM/SIGINT). Knows nothing of blocks or metadata.
+code, channels (plain text, or TLS with a protos.tls.Trust), which listen
+addresses may serve plain text (loopback only, unless the operator insists),
+and the daemon lifecycle (bind, health, reflection, ready file, graceful
+stop on SIGTERM/SIGINT). Knows nothing of blocks or metadata; certificates
+themselves are protos.tls's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import os
 import signal
@@ -20,6 +24,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from protos import tls
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +115,69 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
-def create_channel(address: str) -> grpc.Channel:
-    """A blocking channel with the project's limits."""
-    return grpc.insecure_channel(address, options=CLIENT_OPTIONS)
+def create_channel(address: str, trust: tls.Trust | None = None) -> grpc.Channel:
+    """A blocking channel with the project's limits: TLS when trust is given."""
+    if trust is None:
+        return grpc.insecure_channel(address, options=CLIENT_OPTIONS)
+    options = [*CLIENT_OPTIONS, *tls.channel_options(trust)]
+    return grpc.secure_channel(address, tls.channel_credentials(trust), options=options)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 (bracketed or not) and localhost: reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def add_tls_options(parser: argparse.ArgumentParser) -> None:
+    """--tls-cert, --tls-key and --insecure, the same for both daemons."""
+    g = parser.add_argument_group(
+        "TLS", "without a certificate a daemon serves plain text, and only on a loopback address"
+    )
+    g.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="serve TLS with this PEM certificate, then its chain (e.g. DATA/tls/server.pem)",
+    )
+    g.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's PEM key")
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve plain text on a non-loopback address anyway (tokens cross it readable)",
+    )
+
+
+def check_tls_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_cert is not None and args.insecure:
+        parser.error("--insecure is for plain text; it does not go with --tls-cert")
+
+
+def listen_credentials(
+    address: str, cert_file: Path | None, key_file: Path | None, insecure: bool = False
+) -> grpc.ServerCredentials | None:
+    """What a daemon serves address with: TLS from the files, or None for plain text.
+
+    Plain text only on a loopback host, or anywhere when insecure (the
+    operator's explicit --insecure): tokens and passwords cross the network
+    readable. Raises BindError for plain text elsewhere, tls.TlsError for
+    files that cannot serve.
+    """
+    if cert_file is not None and key_file is not None:
+        return tls.server_credentials(cert_file, key_file)
+    host, _ = split_host_port(address)
+    if not insecure and not is_loopback(host):
+        raise BindError(
+            f"refusing to listen on {address} in plain text: tokens and passwords would cross "
+            "the network readable; give --tls-cert and --tls-key (or --insecure to do it anyway)"
+        )
+    return None
 
 
 async def serve(
@@ -123,6 +189,7 @@ async def serve(
     on_stopping: Callable[[], Awaitable[None]] | None = None,
     grace_seconds: float = 5.0,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> None:
     """Runs a grpc.aio server until SIGTERM or SIGINT, then stops it gracefully.
 
@@ -131,7 +198,8 @@ async def serve(
     to ready_file (temp + rename) so a parent process that asked for port 0
     learns the real port. on_stopping runs after health turns NOT_SERVING and
     before the grace period is waited out: it ends long-lived streams (Subscribe)
-    that would otherwise hold the shutdown for the whole grace.
+    that would otherwise hold the shutdown for the whole grace. credentials:
+    serve TLS with them (see listen_credentials); None: plain text.
     """
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
     service_names = list(add_services(server))
@@ -142,7 +210,10 @@ async def serve(
     )
     host, _ = split_host_port(address)
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise BindError(f"cannot listen on {address}: address in use or not available") from exc
     if port == 0:
@@ -151,7 +222,7 @@ async def serve(
     await server.start()
     for service in ["", *service_names]:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info("%s listening on %s", name, bound)
+    log.info("%s listening on %s (%s)", name, bound, "plain text" if credentials is None else "TLS")
     if ready_file is not None:
         tmp = ready_file.with_name(ready_file.name + ".tmp")
         tmp.write_text(bound + "\n")

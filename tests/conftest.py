@@ -217,6 +217,28 @@ class MountRunner:
         _wait_mounted(path, process, log_path)
         return m
 
+    def mount_as(
+        self, env: dict[str, str], metad: str, blockd: str, device: str, *extra_args: str
+    ) -> Mount:
+        """`drive mount` run with env alone: the sign-in and pins its XDG_CONFIG_HOME holds."""
+        path = self.base / f"mnt-{device}-{len(self.mounts)}"
+        cache = self.base / f"cache-{device}"
+        path.mkdir(parents=True, exist_ok=True)
+        log_path = self.base / f"mount-{device}-{len(self.mounts)}.log"
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "fusefs.cli", "--verbose", "mount", str(path),
+                    "--metad", metad, "--blockd", blockd,
+                    "--cache", str(cache), "--device", device, *extra_args,
+                ],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env,
+            )  # fmt: skip
+        m = Mount(path, cache, device, process, log_path)
+        self.mounts.append(m)
+        _wait_mounted(path, process, log_path)
+        return m
+
     def close(self) -> None:
         for m in reversed(self.mounts):
             m.unmount()
