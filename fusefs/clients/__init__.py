@@ -1,0 +1,34 @@
+"""Blocking clients of metad and blockd, called from trio worker threads.
+
+Owns: protobuf ↔ domain values, deadlines, retries, the proofs that go with
+blocks (grants from metad, receipts from blockd, kept in a GrantBook), and
+gRPC status → domain error (the one place that mapping lives on the client
+side). Must not know about inodes, FUSE or caching.
+
+    rpc       channels, deadlines, retries, request ids, status → error
+    proofs    GrantBook: grants and receipts
+    metadata  MetadataClient (and the change stream)
+    blocks    BlockClient
+    accounts  AccountsClient
+"""
+
+from fusefs.clients.accounts import Account, AccountsClient, SignedIn
+from fusefs.clients.blocks import BlockClient, BlockProblem, ScrubProgress
+from fusefs.clients.metadata import ChangeStream, MetadataClient
+from fusefs.clients.proofs import Grant, GrantBook
+from fusefs.clients.rpc import request_id, translate
+
+__all__ = [
+    "Account",
+    "AccountsClient",
+    "BlockClient",
+    "BlockProblem",
+    "ChangeStream",
+    "Grant",
+    "GrantBook",
+    "MetadataClient",
+    "ScrubProgress",
+    "SignedIn",
+    "request_id",
+    "translate",
+]

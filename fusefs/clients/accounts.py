@@ -1,0 +1,107 @@
+"""Sign-in and user management at metad (drive.v1.Accounts) as blocking calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fusefs.clients.rpc import UNARY_TIMEOUT, Token, request_id, rpc, signed_channel
+from protos.drive.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+)
+from protos.tls import Trust
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    admin: bool
+    quota_bytes: int
+    root_id: int
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    token: str
+    expires_s: int
+    account: Account
+
+
+def _account(msg: accounts_pb2.User) -> Account:
+    return Account(msg.id, msg.name, msg.admin, msg.quota_bytes, msg.root_id, msg.disabled)
+
+
+def _signed_in(msg: accounts_pb2.SignInResponse) -> SignedIn:
+    return SignedIn(msg.token, msg.expires_s, _account(msg.user))
+
+
+class AccountsClient:
+    """Sign-in and user management at metad, as blocking calls."""
+
+    def __init__(
+        self, address: str, token: Token | None = None, *, trust: Trust | None = None
+    ) -> None:
+        self.address = address
+        self._channel = signed_channel(address, token, trust)
+        self._stub = accounts_pb2_grpc.AccountsStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    @rpc
+    def sign_in(self, name: str, password: str, ttl_seconds: int = 0) -> SignedIn:
+        req = accounts_pb2.SignInRequest(name=name, password=password, ttl_seconds=ttl_seconds)
+        return _signed_in(self._stub.SignIn(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def renew(self, ttl_seconds: int = 0) -> SignedIn:
+        req = accounts_pb2.RenewTokenRequest(ttl_seconds=ttl_seconds)
+        return _signed_in(self._stub.RenewToken(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def whoami(self) -> Account:
+        return _account(self._stub.WhoAmI(accounts_pb2.WhoAmIRequest(), timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def create_user(
+        self, name: str, password: str, quota_bytes: int = 0, admin: bool = False
+    ) -> Account:
+        req = accounts_pb2.CreateUserRequest(
+            name=name,
+            password=password,
+            quota_bytes=quota_bytes,
+            admin=admin,
+            request_id=request_id(),
+        )
+        return _account(self._stub.CreateUser(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def list_users(self) -> list[Account]:
+        resp = self._stub.ListUsers(accounts_pb2.ListUsersRequest(), timeout=UNARY_TIMEOUT)
+        return [_account(u) for u in resp.users]
+
+    @rpc
+    def set_password(
+        self, new_password: str, current_password: str = "", name: str = ""
+    ) -> Account:
+        req = accounts_pb2.SetPasswordRequest(
+            name=name,
+            current_password=current_password,
+            new_password=new_password,
+            request_id=request_id(),
+        )
+        return _account(self._stub.SetPassword(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def set_quota(self, name: str, quota_bytes: int) -> Account:
+        req = accounts_pb2.SetQuotaRequest(
+            name=name, quota_bytes=quota_bytes, request_id=request_id()
+        )
+        return _account(self._stub.SetQuota(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def set_disabled(self, name: str, disabled: bool) -> Account:
+        req = accounts_pb2.DisableUserRequest(name=name, disabled=disabled, request_id=request_id())
+        return _account(self._stub.DisableUser(req, timeout=UNARY_TIMEOUT))

@@ -1,0 +1,178 @@
+"""The blockd API (drive.v1.Blocks) as blocking calls: proofs in, receipts out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from fusefs.clients.proofs import Grant, GrantBook
+from fusefs.clients.rpc import (
+    FIND_BATCH,
+    STREAM_TIMEOUT,
+    UNARY_TIMEOUT,
+    Token,
+    batches,
+    rpc,
+    signed_channel,
+    translate,
+)
+from protos.drive.v1 import (
+    blocks_pb2,
+    blocks_pb2_grpc,
+)
+from protos.tls import Trust
+
+
+@dataclass(frozen=True, slots=True)
+class GarbageProgress:
+    scanned: int
+    total: int
+    deleted: int
+    bytes_reclaimed: int
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BlockProblem:
+    hash: bytes
+    problem: str
+    repaired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubProgress:
+    checked: int
+    total: int
+    referenced_checked: int
+    problems: tuple[BlockProblem, ...]
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    blocks_received: int
+    blocks_stored: int
+    bytes_received: int
+    bytes_stored: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    object_count: int
+    stored_bytes: int
+    bytes_received: int
+    blocks_received: int
+    bytes_sent: int
+    blocks_sent: int
+
+
+def _grant_messages(grants: Sequence[Grant]) -> list[blocks_pb2.Grant]:
+    return [
+        blocks_pb2.Grant(grant=g.grant, issued_ms=g.issued_ms, expires_s=g.expires_s)
+        for g in grants
+    ]
+
+
+class BlockClient:
+    """The blockd API as blocking calls. Safe to use from many threads.
+
+    Downloads carry the grants of `grants` (shared with the MetadataClient
+    that received them).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        token: Token | None = None,
+        grants: GrantBook | None = None,
+        *,
+        trust: Trust | None = None,
+        interceptors: Sequence[object] = (),
+    ) -> None:
+        self.address = address
+        self._channel = signed_channel(address, token, trust, interceptors)
+        self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
+        self.grants = grants or GrantBook()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    @rpc
+    def find_missing(self, hashes: list[bytes]) -> set[bytes]:
+        """Which blocks to upload: those blockd lacks or will not say it holds (no proof)."""
+        missing: set[bytes] = set()
+        for batch in batches(hashes, FIND_BATCH):
+            grants = _grant_messages(self.grants.known(batch))
+            receipts = [
+                blocks_pb2.Receipt(hash=h, size=size, mac=mac)
+                for h, (size, mac) in zip(batch, self.grants.receipts(batch), strict=True)
+            ]
+            req = blocks_pb2.FindMissingRequest(hashes=batch, grants=grants, receipts=receipts)
+            missing.update(self._stub.FindMissing(req, timeout=UNARY_TIMEOUT).missing)
+        return missing
+
+    @rpc
+    def check(self) -> None:
+        """One call that needs a valid token: is blockd there and does it accept us?"""
+        self._stub.FindMissing(blocks_pb2.FindMissingRequest(), timeout=UNARY_TIMEOUT)
+
+    @rpc
+    def upload(self, blocks: Callable[[], Iterable[tuple[bytes, bytes]]]) -> UploadResult:
+        """Uploads what blocks() yields; a factory, so a retry can start over."""
+        requests = (blocks_pb2.UploadRequest(hash=h, data=d) for h, d in blocks())
+        resp = self._stub.Upload(requests, timeout=STREAM_TIMEOUT)
+        self.grants.add_receipts((r.hash, r.size, r.mac) for r in resp.receipts)
+        return UploadResult(
+            resp.blocks_received, resp.blocks_stored, resp.bytes_received, resp.bytes_stored
+        )
+
+    @rpc
+    def download(self, hashes: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """The blocks, in request order.
+
+        Grants blockd refuses (revoked: a share was taken away, the password
+        changed) are asked for again once; what metad still lets us read
+        comes with fresh ones.
+        """
+        for renew in (False, True):
+            grants = _grant_messages(self.grants.for_download(hashes, renew=renew))
+            req = blocks_pb2.DownloadRequest(hashes=hashes, grants=grants)
+            try:
+                return [(b.hash, b.data) for b in self._stub.Download(req, timeout=STREAM_TIMEOUT)]
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.PERMISSION_DENIED or renew:
+                    raise
+        raise AssertionError("unreachable")
+
+    @rpc
+    def stats(self) -> StoreStats:
+        msg = self._stub.GetStats(blocks_pb2.GetStatsRequest(), timeout=UNARY_TIMEOUT)
+        return StoreStats(
+            msg.object_count,
+            msg.stored_bytes,
+            msg.bytes_received,
+            msg.blocks_received,
+            msg.bytes_sent,
+            msg.blocks_sent,
+        )
+
+    def collect_garbage(self, grace_seconds: int, dry_run: bool) -> Iterator[GarbageProgress]:
+        """Runs a garbage collection in blockd, yielding its progress."""
+        req = blocks_pb2.CollectGarbageRequest(grace_seconds=grace_seconds, dry_run=dry_run)
+        try:
+            for m in self._stub.CollectGarbage(req, timeout=STREAM_TIMEOUT):
+                yield GarbageProgress(m.scanned, m.total, m.deleted, m.bytes_reclaimed, m.done)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None
+
+    def scrub(self, only: Sequence[bytes] = ()) -> Iterator[ScrubProgress]:
+        """Verifies the whole store (or only those blocks) in blockd: progress and problems."""
+        req = blocks_pb2.ScrubRequest(hashes=list(only))
+        try:
+            for m in self._stub.Scrub(req, timeout=STREAM_TIMEOUT):
+                problems = tuple(BlockProblem(p.hash, p.problem, p.repaired) for p in m.problems)
+                yield ScrubProgress(m.checked, m.total, m.referenced_checked, problems, m.done)
+        except grpc.RpcError as exc:
+            raise translate(exc) from None

@@ -1,0 +1,136 @@
+"""How the clients call: channels, deadlines, retries with one request id, status → error.
+
+Owns the one place on the client side that maps a gRPC status (refined by
+its "drive-error" reason) to a domain error, the retry of calls that did not
+get through, and the request id a change keeps across its retries (metad
+answers a retry of a change it already applied with the first answer).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import ParamSpec, TypeVar
+
+import grpc
+
+from fusefs import errors
+from protos import auth
+from protos.runtime import CURRENT_REVISION_KEY, ERROR_REASON_KEY, create_channel
+from protos.tls import Trust
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+UNARY_TIMEOUT = 30.0
+# Streams carry up to a few GB; their deadline only guards against a hang.
+STREAM_TIMEOUT = 3600.0
+# How long a call keeps retrying a daemon that is unreachable (e.g. restarting).
+RETRY_WINDOW = 5.0
+# Hashes per FindMissing, and per ListCondemnedBlocks, ListBlockReferences and
+# ReportDamagedBlocks: within the daemons' limits.
+FIND_BATCH = 10_000
+CONDEMNED_BATCH = 10_000
+
+_REASONS: dict[str, type[errors.DriveError]] = {
+    "not-a-directory": errors.NotADirectory,
+    "is-a-directory": errors.IsADirectory,
+    "not-a-file": errors.InvalidArgument,
+    "directory-not-empty": errors.DirectoryNotEmpty,
+    "invalid-move": errors.InvalidMove,
+    "name-too-long": errors.NameTooLong,
+    "invalid-name": errors.InvalidName,
+    "blocks-condemned": errors.BlocksCondemned,
+    "quota-exceeded": errors.QuotaExceeded,
+    "cross-drive": errors.CrossDrive,
+    "content-gone": errors.NotFound,
+    "unproven-blocks": errors.UnprovenBlocks,
+    "too-large": errors.FileTooLarge,
+}
+
+_CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.InvalidArgument,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: errors.NotSignedIn,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.QuotaExceeded,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+    grpc.StatusCode.DATA_LOSS: errors.DataLoss,
+}
+
+
+def translate(exc: grpc.RpcError) -> errors.DriveError:
+    """The domain error for a failed call (status code refined by its reason)."""
+    code = exc.code()
+    details = exc.details() or code.name
+    trailers = dict(exc.trailing_metadata() or ())
+    if code == grpc.StatusCode.ABORTED and CURRENT_REVISION_KEY in trailers:
+        return errors.StaleRevision(details, int(trailers[CURRENT_REVISION_KEY]))
+    reason = trailers.get(ERROR_REASON_KEY)
+    cls = _REASONS.get(reason) or _CODES.get(code, errors.DriveError)
+    return cls(details)
+
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def request_id() -> str:
+    """The id of the change being made: the same for every retry of one call."""
+    return _request_id.get() or uuid.uuid4().hex
+
+
+def rpc(fn: Callable[P, T]) -> Callable[P, T]:
+    """Maps RpcError to domain errors; retries calls that did not get through.
+
+    A call keeps one request id (request_id()) across its retries.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        deadline = time.monotonic() + RETRY_WINDOW
+        delay = 0.05
+        outer = _request_id.set(_request_id.get() or uuid.uuid4().hex)
+        try:
+            while True:
+                try:
+                    return fn(*args, **kwargs)
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
+                        time.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                        continue
+                    raise translate(exc) from None
+        finally:
+            _request_id.reset(outer)
+
+    return wrapper
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+Token = Callable[[], str]
+
+
+def signed_channel(
+    address: str, token: Token | None, trust: Trust | None, interceptors: Sequence[object] = ()
+) -> grpc.Channel:
+    """A channel sending token with every call: TLS when trust is given (see fusefs.trust).
+
+    interceptors (tests) see each call first.
+    """
+    channel = create_channel(address, trust)
+    if token is not None:
+        channel = grpc.intercept_channel(channel, auth.BearerAuth(token))
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
