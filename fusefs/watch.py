@@ -13,14 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import signal
 import sys
-import time
+import threading
 from collections.abc import Callable
 
 from fusefs import errors
 from fusefs.admin import Connection, console
 from fusefs.browse import session
-from fusefs.clients import MetadataClient
+from fusefs.clients import ChangeStream, MetadataClient
 from fusefs.models import Change, ChangeKind, Kind
 from fusefs.shared import SHARED_FOLDER
 
@@ -91,21 +92,48 @@ class FolderBook:
                     self._paths[folder_id] = path + folder[len(old) :]
 
 
+class Stopper:
+    """Ends a watch from a signal handler by cancelling its stream.
+
+    A KeyboardInterrupt raised inside a blocking gRPC call can leave the
+    channel unable to close (its close() then waits forever); cancelling the
+    call ends the stream cleanly instead.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self._stream: ChangeStream | None = None
+
+    def watching(self, stream: ChangeStream) -> None:
+        self._stream = stream
+        if self.stopped.is_set():
+            stream.cancel()
+
+    def stop(self, *_: object) -> None:
+        self.stopped.set()
+        if self._stream is not None:
+            self._stream.cancel()
+
+
 def follow(
     meta: MetadataClient,
     after: int,
     on_change: Callable[[Change], None],
     limit: int | None = None,
     on_lost: Callable[[int], None] = lambda _after: None,
+    stopper: Stopper | None = None,
 ) -> int:
     """Hands changes after `after` to on_change in order, across broken streams.
 
-    Stops after `limit` changes (None: never); returns the last sequence handed.
+    Stops after `limit` changes (None: never), or when stopper is stopped;
+    returns the last sequence handed.
     """
+    stopper = stopper or Stopper()
     handed = 0
     delay = RETRY_FIRST_S
-    while limit is None or handed < limit:
+    while (limit is None or handed < limit) and not stopper.stopped.is_set():
         stream = meta.subscribe(after)
+        stopper.watching(stream)
         try:
             for change in stream:
                 if change.sequence <= after:
@@ -119,10 +147,12 @@ def follow(
                 raise
         finally:
             stream.cancel()
+        if stopper.stopped.is_set():
+            break
         # The stream broke, or ended without being asked to (metad stopping).
         if delay == RETRY_FIRST_S:
             on_lost(after)
-        time.sleep(delay)
+        stopper.stopped.wait(delay)
         delay = min(delay * 2, RETRY_MAX_S)
     return after
 
@@ -138,6 +168,8 @@ def watch(conn: Connection, from_sequence: int | None, limit: int | None, number
     def lost(after: int) -> None:
         console.print(f"lost the connection to metad; resuming after change {after}…")
 
+    stopper = Stopper()
+    previous = signal.signal(signal.SIGINT, stopper.stop)  # Ctrl-C: how a watch is meant to end
     try:
         with session(conn) as meta:
             start = meta.journal_head() if from_sequence is None else from_sequence
@@ -148,11 +180,12 @@ def watch(conn: Connection, from_sequence: int | None, limit: int | None, number
                 folders.note(change)
                 print(f"{change.sequence} {line}" if numbered else line, flush=True)
 
-            console.print(f"watching changes after {start}; Ctrl-C stops")
-            follow(meta, start, show, limit, lost)
-    except KeyboardInterrupt:  # how a watch is meant to end
-        pass
+            if not stopper.stopped.is_set():
+                console.print(f"watching changes after {start}; Ctrl-C stops")
+            follow(meta, start, show, limit, lost, stopper)
     except BrokenPipeError:  # e.g. piped into `head`: the reader is gone
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return 0
