@@ -122,7 +122,7 @@ def local_token(data_dir: Path) -> tuple[str, int] | None:
         key = auth.load_key(path)
     except auth.AuthKeyError as exc:
         raise NotSignedIn(str(exc)) from None
-    token = key.token(FIRST_USER_ID, admin=True, ttl_seconds=LOCAL_TOKEN_TTL)
+    token = key.token(FIRST_USER_ID, admin=True, ttl_seconds=LOCAL_TOKEN_TTL, local=True)
     return token, key.verify(token).expires_s
 
 

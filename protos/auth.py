@@ -7,7 +7,8 @@ another:
 
     token    "drive1." + b64url(JSON claims) + "." + b64url(HMAC-SHA256(token key, the part before))
              claims {"sub": user id, "adm": admin?, "iat": issued (s), "exp": expires (s),
-                     "gen": the user's token generation, "svc": a daemon of the drive?}
+                     "gen": the user's token generation, "svc": a daemon of the drive?,
+                     "loc": made on the server with the key file, not by a sign-in?}
     grant    HMAC-SHA256(grant key, "user:issued_ms:expires_s:" + block hash)[:16]
     receipt  HMAC-SHA256(receipt key, "user:size:" + block hash)[:16]
 
@@ -76,6 +77,7 @@ class Claims:
     expires_s: int
     generation: int = 0  # the user's token generation when it was made
     service: bool = False  # made by a daemon of the drive for itself, not a user
+    local: bool = False  # made with the key file on the server (drive up), not by a sign-in
 
 
 class AuthKey:
@@ -97,8 +99,15 @@ class AuthKey:
         admin: bool,
         ttl_seconds: int,
         generation: int = 0,
+        local: bool = False,
         now: float | None = None,
     ) -> str:
+        """A token for user_id; local: made by a holder of the key file, not by a sign-in.
+
+        A password change revokes the tokens sign-ins gave out (their
+        generation); a local token was never given for a password, and whoever
+        makes one could make any token, so only disabling the account stops it.
+        """
         issued = int(time.time() if now is None else now)
         claims: dict[str, Any] = {
             "sub": user_id,
@@ -108,6 +117,8 @@ class AuthKey:
         }
         if generation:
             claims["gen"] = generation
+        if local:
+            claims["loc"] = True
         return self._sign(claims)
 
     def service_token(self, ttl_seconds: int = 24 * 3600) -> str:
@@ -142,6 +153,7 @@ class AuthKey:
                 int(raw["exp"]),
                 int(raw.get("gen", 0)),
                 bool(raw.get("svc", False)),
+                bool(raw.get("loc", False)),
             )
         except (ValueError, KeyError, TypeError):
             raise InvalidToken("malformed token claims") from None
@@ -224,7 +236,7 @@ class Revocations:
             return
         if revoked.disabled:
             raise InvalidToken("this account is disabled")
-        if claims.generation < revoked.token_generation:
+        if claims.generation < revoked.token_generation and not claims.local:
             raise InvalidToken(
                 "token revoked (the password was changed); sign in again (drive login)"
             )

@@ -23,10 +23,16 @@ def key() -> auth.AuthKey:
     return auth.load_key(KEY_PATH)
 
 
-def token(user_id: int = FIRST_USER_ID, *, admin: bool | None = None, ttl: int = 3600) -> str:
-    """A valid token for user_id (user 1, the first user, is an administrator)."""
+def token(
+    user_id: int = FIRST_USER_ID, *, admin: bool | None = None, ttl: int = 3600, local: bool = False
+) -> str:
+    """A valid token for user_id (user 1, the first user, is an administrator).
+
+    As a sign-in would give it (a password change revokes it), or with local
+    as the server's own commands make it from the key file (drive up).
+    """
     is_admin = user_id == FIRST_USER_ID if admin is None else admin
-    return key().token(user_id, admin=is_admin, ttl_seconds=ttl)
+    return key().token(user_id, admin=is_admin, ttl_seconds=ttl, local=local)
 
 
 def channel(address: str, bearer: str | None = None) -> grpc.Channel:

@@ -170,3 +170,20 @@ def test_repeated_failed_sign_ins_are_slowed_down_not_locked_out(
     # and bob is in after the short wait.
     time.sleep(1.2)
     assert _sign_in(metad.address, "bob", "bob's long password").user.name == "bob"
+
+
+def test_the_servers_own_sign_in_outlives_a_password_change(drive) -> None:
+    """drive up signs in with the key file; giving yourself a password (to log in from
+    another machine) must not sign out the drive you are running."""
+    metad, blockd = drive
+    local = signin.token(local=True)
+    signed_in = signin.token()  # as a sign-in with a password gives it
+    admin = AccountsClient(metad.address, lambda: local)
+    try:
+        admin.set_password("the owner's new password", name="owner")
+    finally:
+        admin.close()
+    assert _metad_says(metad.address, signed_in) == grpc.StatusCode.UNAUTHENTICATED
+    assert _metad_says(metad.address, local) == grpc.StatusCode.OK
+    _eventually(lambda: _blockd_says(blockd.address, signed_in) == grpc.StatusCode.UNAUTHENTICATED)
+    assert _blockd_says(blockd.address, local) == grpc.StatusCode.OK

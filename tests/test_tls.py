@@ -412,11 +412,14 @@ def test_second_device_signs_in_over_tls_and_mounts(
     tls_drive: TlsDrive, env: dict[str, str], mounts, tmp_path: Path
 ) -> None:
     metad, blockd = tls_drive.metad.address, tls_drive.blockd.address  # type: ignore[union-attr]
+    # The server's own mount signs in with the key file, as drive up's does: it
+    # outlives the password change below (which signs out everything else).
     first = mounts.mount(
         tls_drive.metad,
         tls_drive.blockd,
         "server",
         extra_args=["--ca", str(tls_drive.files.ca_cert)],
+        token=signin.token(local=True),
     )
     admin = AccountsClient(metad, signin.token, trust=tls_drive.trust)
     try:
