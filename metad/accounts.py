@@ -178,7 +178,8 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             target = found[0]
         hashed = await asyncio.to_thread(passwords.password_hash, request.new_password)
         user = await self._store.set_password(target.id, hashed)
-        self._board.publish(await self._store.revocations())  # older tokens stop here, now
+        self._board.revoke(user)  # older tokens stop here, now
+        self._board.publish(await self._store.revocations())
         log.info("password of %s (%d) changed: its earlier tokens are revoked", user.name, user.id)
         return user_to_proto(user, full=True)
 
@@ -202,6 +203,8 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         if target.id == me.id and request.disabled:
             raise InvalidArgument("you cannot disable your own account")
         user = await self._store.set_disabled(target.id, request.disabled)
+        if user.disabled:
+            self._board.revoke(user)
         self._board.publish(await self._store.revocations())
         log.info("user %s (%d) %s", user.name, user.id, "disabled" if user.disabled else "enabled")
         return user_to_proto(user, full=True)

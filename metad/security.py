@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 
+from metad.models import User
 from metad.transaction import Transaction
 from protos import auth
 
@@ -65,6 +67,22 @@ class RevocationBoard:
     def publish(self, users: list[auth.UserRevocation]) -> None:
         """The whole new state (after a write that changed it, or at start)."""
         self.revocations.replace(users)
+        self._announce()
+
+    def revoke(self, user: User) -> None:
+        """The user's tokens and grants until now, at once: before any other call runs.
+
+        From what the write returned, with no await in between; publish() with
+        the database's state follows.
+        """
+        self.revocations.update(
+            auth.UserRevocation(
+                user.id, user.token_generation, time.time_ns() // 1_000_000, user.disabled
+            )
+        )
+        self._announce()
+
+    def _announce(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
