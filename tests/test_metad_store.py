@@ -48,9 +48,8 @@ def run(coro_fn: Callable[[], Any]) -> Any:
 
 
 def block(offset: int, size: int, fill: int = 1) -> BlockRef:
-    return BlockRef(
-        bytes([fill]) * 32, offset, size, vouched=True
-    )  # receipts checked by the servicer
+    """A block as the servicer hands it over: its receipt checked (vouched)."""
+    return BlockRef(bytes([fill]) * 32, offset, size, vouched=True)
 
 
 # -- schema ----------------------------------------------------------------------------------
@@ -107,6 +106,42 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
             "SELECT sql FROM sqlite_master WHERE name = 'nodes_live_name'"
         ).fetchone()[0]
         assert "UNIQUE" in index_sql and "WHERE deleted_ns IS NULL" in index_sql
+
+
+def test_a_version_4_database_keeps_its_journal_through_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "metadata.db"
+
+    async def version_4_drive() -> list[int]:
+        async with open_store(db) as store:
+            root = await store.get_root(FIRST_USER_ID)
+            node = await store.create_file(OWNER, root.id, "f", 0o644)
+            await store.commit_revision(OWNER, node.id, node.revision, 4, 0, [block(0, 4)])
+            page = await store.read_changes(FIRST_USER_ID, 0, 100)
+            return [event.sequence for event in page.events]
+
+    with monkeypatch.context() as m:
+        m.setattr(schema, "SCHEMA_VERSION", 4)  # a database as a metad of version 4 left it
+        sequences = run(version_4_drive)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        journal = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'changes'").fetchone()
+        assert "'damaged'" not in journal[0]
+
+    async def upgraded() -> None:
+        async with open_store(db) as store:
+            assert await store.schema_version() == schema.SCHEMA_VERSION
+            page = await store.read_changes(FIRST_USER_ID, 0, 100)
+            assert [event.sequence for event in page.events] == sequences
+            root = await store.get_root(FIRST_USER_ID)
+            later = await store.make_directory(OWNER, root.id, "d", 0o755)
+            assert later.change_sequence > max(sequences)  # never a sequence twice
+            assert await store.report_damaged([bytes([1]) * 32]) == 1  # the new kind fits
+            page = await store.read_changes(FIRST_USER_ID, max(sequences), 100)
+            assert [e.kind for e in page.events] == [ChangeKind.CREATED, ChangeKind.DAMAGED]
+
+    run(upgraded)
 
 
 def test_first_start_creates_the_owner_and_root_once(tmp_path: Path) -> None:
