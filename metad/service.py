@@ -1,10 +1,10 @@
 """The drive.v1.Metadata servicer: protobuf in, domain calls, protobuf out.
 
-Owns the translation between wire messages and domain values, and the one
-table mapping domain errors to gRPC status codes (with the reason in the
-"drive-error" trailing metadata, and the current revision in
-"drive-current-revision" for a stale commit). Holds no SQL and no namespace
-rules: those are the store's.
+Owns the translation between wire messages and domain values, the block
+grants handed out with revisions, and the check of upload receipts a commit
+carries (the key is here; the store decides with them). Errors are mapped to
+status codes in one place, handlers.py. Holds no SQL and no namespace rules:
+those are the store's.
 
 The caller is the user of the call's token (protos.auth's interceptor has
 verified it before a handler runs). The handlers of storage maintenance
@@ -21,9 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from metad import changes, rules
-from metad.errors import (
-    InvalidArgument,
-)
+from metad.errors import InvalidArgument
 from metad.handlers import maps_errors
 from metad.models import (
     Actor,
