@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from metad import (
     access,
@@ -29,6 +29,7 @@ from metad import (
     rules,
     schema,
     security,
+    sharing,
     snapshots,
     trash,
 )
@@ -156,45 +157,6 @@ class _UserNames:
             row = rows.fetch_one(self._conn, "SELECT name FROM users WHERE id = ?", (user_id,))
             self._names[user_id] = "" if row is None else row[0]
         return self._names[user_id]
-
-
-def _user_named(conn: sqlite3.Connection, name: str) -> User:
-    row = rows.fetch_one(conn, f"SELECT {rows.USER_COLUMNS} FROM users WHERE name = ?", (name,))
-    if row is None:
-        raise NotFound(f"no user named {name!r}")
-    return rows.user(row)
-
-
-def _shares(
-    conn: sqlite3.Connection, viewer_id: int, where: str, params: Sequence[Any]
-) -> list[Share]:
-    """Shares matching where (SQL over shares and nodes), nodes with the viewer's role."""
-    found = conn.execute(
-        f"SELECT {rows.NODE_COLUMNS_OF_NODES},"
-        " shares.user_id AS share_user, shares.role AS share_role, shares.created_ns AS shared_ns,"
-        " owners.name AS owner_name, users.name AS user_name"
-        " FROM shares JOIN nodes ON nodes.id = shares.node_id"
-        " JOIN users AS owners ON owners.id = nodes.owner_id"
-        " JOIN users ON users.id = shares.user_id"
-        f" WHERE {where} ORDER BY nodes.id, users.name",
-        tuple(params),
-    ).fetchall()
-    result = []
-    for row in found:
-        node = rows.node(row)
-        result.append(
-            Share(
-                node=replace(node, role=access.role_on(conn, node, viewer_id)),
-                path=access.path_in_owner_drive(conn, node.id),
-                owner_id=node.owner_id,
-                owner_name=row["owner_name"],
-                user_id=row["share_user"],
-                user_name=row["user_name"],
-                role=Role(row["share_role"]),
-                created_ns=row["shared_ns"],
-            )
-        )
-    return result
 
 
 def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, bool] | None:
@@ -777,81 +739,19 @@ class Store:
         """Shares a node of the caller's with a user as READ or WRITE (or changes the role)."""
         if role not in (Role.READ, Role.WRITE):
             raise InvalidArgument("a share gives read or write access")
-
-        def body(tx: Transaction) -> Share:
-            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.OWNER)
-            if node.parent_id is None:
-                raise InvalidArgument("share a folder or a file, not your whole drive")
-            user = _user_named(tx.conn, user_name)
-            if user.id == node.owner_id:
-                raise InvalidArgument(f"{user_name!r} owns {node.name!r} already")
-            tx.conn.execute(
-                "INSERT INTO shares (node_id, user_id, role, created_ns) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (node_id, user_id) DO UPDATE SET role = excluded.role",
-                (node.id, user.id, role.value, tx.now_ns),
-            )
-            tx.journal(
-                ChangeKind.SHARED,
-                node,
-                actor,
-                parent_id=node.parent_id,
-                name=node.name,
-                subject_user_id=user.id,
-                role=role,
-            )
-            made = "shares.node_id = ? AND shares.user_id = ?"
-            return _shares(tx.conn, actor.user_id, made, (node.id, user.id))[0]
-
-        return await self._write(body)
+        return await self._write(lambda tx: sharing.share(tx, actor, node_id, user_name, role))
 
     async def unshare(self, actor: Actor, node_id: int, user_name: str = "") -> int:
         """Takes a share away from one user ("" = from everyone); returns how many went."""
-
-        def body(tx: Transaction) -> int:
-            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.OWNER)
-            if user_name:
-                users = [_user_named(tx.conn, user_name).id]
-            else:
-                users = [
-                    row[0]
-                    for row in tx.conn.execute(
-                        "SELECT user_id FROM shares WHERE node_id = ?", (node.id,)
-                    )
-                ]
-            removed = 0
-            for user_id in users:
-                gone = tx.conn.execute(
-                    "DELETE FROM shares WHERE node_id = ? AND user_id = ?", (node.id, user_id)
-                ).rowcount
-                if gone:
-                    removed += gone
-                    security.revoke(tx, user_id, tokens=False)  # blockd stops serving at once
-                    tx.journal(
-                        ChangeKind.UNSHARED,
-                        node,
-                        actor,
-                        parent_id=node.parent_id,
-                        name=node.name,
-                        subject_user_id=user_id,
-                    )
-            if user_name and not removed:
-                raise NotFound(f"{node.name!r} is not shared with {user_name!r}")
-            return removed
-
-        return await self._write(body)
+        return await self._write(lambda tx: sharing.unshare(tx, actor, node_id, user_name))
 
     async def list_shares(self, user_id: int, node_id: int = 0) -> list[Share]:
         """Shares the user made, of live nodes (of one node if node_id)."""
-        where = "nodes.owner_id = ? AND nodes.deleted_ns IS NULL"
-        params: tuple[int, ...] = (user_id,)
-        if node_id:
-            where, params = f"{where} AND shares.node_id = ?", (user_id, node_id)
-        return await self._read(snapshot(lambda conn: _shares(conn, user_id, where, params)))
+        return await self._read(snapshot(lambda conn: sharing.made_by(conn, user_id, node_id)))
 
     async def shared_with_me(self, user_id: int) -> list[Share]:
         """Live files and folders others shared with the user."""
-        where = "shares.user_id = ? AND nodes.deleted_ns IS NULL"
-        return await self._read(snapshot(lambda conn: _shares(conn, user_id, where, (user_id,))))
+        return await self._read(snapshot(lambda conn: sharing.shared_with(conn, user_id)))
 
     # -- revisions, trash, snapshots, retention -------------------------------------------------
 
