@@ -21,7 +21,15 @@ from fusefs.shared import SHARED_FOLDER
 from fusefs.timespec import format_time
 
 DEVICE = "drive-cli"  # how the history of a file names changes made by this command
-_KIND = {Kind.DIRECTORY: "folder", Kind.FILE: "file", Kind.SYMLINK: "link"}
+_KIND = {
+    Kind.DIRECTORY: "folder",
+    Kind.FILE: "file",
+    Kind.SYMLINK: "link",
+    Kind.FIFO: "fifo",
+    Kind.CHAR_DEVICE: "chardev",
+    Kind.BLOCK_DEVICE: "blockdev",
+    Kind.SOCKET: "socket",
+}
 
 
 @contextlib.contextmanager

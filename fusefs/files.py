@@ -159,6 +159,8 @@ class OpenFile(RevisionReader):
         self._limiter = limiter
         self._lock = trio.Lock()
         self.mtime_ns = node.mtime_ns
+        self.ctime_ns = node.ctime_ns
+        self.unlinked = False  # its name is gone; it lives on until the last close
         self._staging_fd: int | None = None
         self._staging_path: Path | None = None
         self.dirty = False
@@ -168,10 +170,10 @@ class OpenFile(RevisionReader):
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     def attributes(self, node: Node) -> Node:
-        """node with this file's local size and mtime while it has unsaved edits."""
+        """node with this file's local size and times while it has unsaved edits."""
         if self._staging_fd is None:
             return node
-        return replace(node, size=self.size, mtime_ns=self.mtime_ns)
+        return replace(node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns)
 
     # --- reading ---------------------------------------------------------
 
@@ -202,7 +204,7 @@ class OpenFile(RevisionReader):
             except OSError as exc:
                 raise _local_disk_error(exc) from exc
             self.size = max(self.size, offset + written)
-            self.mtime_ns = time.time_ns()
+            self.mtime_ns = self.ctime_ns = time.time_ns()
             self.dirty = True
             return written
 
@@ -215,7 +217,7 @@ class OpenFile(RevisionReader):
             except OSError as exc:
                 raise _local_disk_error(exc) from exc
             self.size = length
-            self.mtime_ns = time.time_ns()
+            self.mtime_ns = self.ctime_ns = time.time_ns()
             self.dirty = True
 
     def touch(self, mtime_ns: int) -> None:

@@ -15,6 +15,10 @@ class Kind(enum.IntEnum):
     DIRECTORY = 1
     FILE = 2
     SYMLINK = 3
+    FIFO = 4  # special files: a node and its attributes, no content
+    CHAR_DEVICE = 5
+    BLOCK_DEVICE = 6
+    SOCKET = 7
 
 
 class ChangeKind(enum.IntEnum):
@@ -41,6 +45,17 @@ class Role(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Ownership:
+    """POSIX owner and group as numbers (None: not set, or not to change)."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+
+NO_OWNERSHIP = Ownership()
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     id: int
     parent_id: int
@@ -55,6 +70,11 @@ class Node:
     change_sequence: int
     owner_id: int = 0
     role: Role = Role.OWNER  # the caller's role
+    uid: int | None = None  # None: never set; a mount shows its own user
+    gid: int | None = None
+    rdev: int = 0
+    atime_ns: int = 0  # 0: as mtime_ns
+    nlink: int = 1
 
     @property
     def writable(self) -> bool:

@@ -56,6 +56,20 @@ class MountConfig:
     trust: Trust | None = None  # TLS to both daemons, trusting this (fusefs.trust); None: plain
 
 
+FUSE_CONF = Path("/etc/fuse.conf")
+
+
+def others_may_use_mounts() -> bool:
+    """Whether this process may mount with allow_other: root, or user_allow_other in fuse.conf."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        lines = FUSE_CONF.read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split("#", 1)[0].strip() == "user_allow_other" for line in lines)
+
+
 def check_mountpoint(path: Path) -> None:
     if not path.exists():
         raise MountError(f"mountpoint {path} does not exist (create it with: mkdir -p {path})")
@@ -130,6 +144,15 @@ async def _serve(config, meta, blocks, root, head, staging, on_mounted) -> None:
     vfs = Vfs(meta, blocks, cache, root, staging, limiter=limiter)
     ops = Operations(vfs)
     options = set(pyfuse3.default_options) | {"fsname=drivefs", "subtype=drivefs"}
+    if others_may_use_mounts():
+        # Every user of the machine reaches the folder; the kernel checks each
+        # access against the owner and mode of each node (default_permissions).
+        options.add("allow_other")
+    else:
+        log.info(
+            "only you can use this mount: other users would need user_allow_other in %s",
+            FUSE_CONF,
+        )
     try:
         pyfuse3.init(ops, str(config.mountpoint), options)
     except RuntimeError as exc:

@@ -19,7 +19,7 @@ import trio
 
 from fusefs import errors
 from fusefs.inodes import Invalidation
-from fusefs.models import Kind, Node, Role
+from fusefs.models import Kind, Node, Ownership, Role
 from fusefs.vfs import Vfs
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,16 @@ ATTR_TIMEOUT = 2.0
 ENTRY_TIMEOUT = 2.0
 BLOCK_SIZE_HINT = 1024 * 1024  # st_blksize: programs size their I/O by it
 
-_KIND_BITS = {Kind.DIRECTORY: stat.S_IFDIR, Kind.FILE: stat.S_IFREG, Kind.SYMLINK: stat.S_IFLNK}
+_KIND_BITS = {
+    Kind.DIRECTORY: stat.S_IFDIR,
+    Kind.FILE: stat.S_IFREG,
+    Kind.SYMLINK: stat.S_IFLNK,
+    Kind.FIFO: stat.S_IFIFO,
+    Kind.CHAR_DEVICE: stat.S_IFCHR,
+    Kind.BLOCK_DEVICE: stat.S_IFBLK,
+    Kind.SOCKET: stat.S_IFSOCK,
+}
+_KIND_OF_BITS = {bits: kind for kind, bits in _KIND_BITS.items()}
 
 
 def _errno_boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,15 +83,16 @@ class Operations(pyfuse3.Operations):
         if node.role == Role.READ:
             mode &= ~0o222  # shared with us read-only (or a past revision)
         attr.st_mode = _KIND_BITS[node.kind] | mode
-        attr.st_nlink = 2 if node.kind == Kind.DIRECTORY else 1
-        attr.st_uid = self._uid
-        attr.st_gid = self._gid
-        attr.st_rdev = 0
+        attr.st_nlink = node.nlink
+        # Nodes whose owner was never set (made through the API) are the mounting user's.
+        attr.st_uid = self._uid if node.uid is None else node.uid
+        attr.st_gid = self._gid if node.gid is None else node.gid
+        attr.st_rdev = node.rdev
         size = len(node.symlink_target.encode()) if node.kind == Kind.SYMLINK else node.size
         attr.st_size = size
         attr.st_blksize = BLOCK_SIZE_HINT
         attr.st_blocks = (size + 511) // 512
-        attr.st_atime_ns = node.mtime_ns
+        attr.st_atime_ns = node.atime_ns or node.mtime_ns
         attr.st_mtime_ns = node.mtime_ns
         attr.st_ctime_ns = node.ctime_ns
         return attr
@@ -124,6 +134,11 @@ class Operations(pyfuse3.Operations):
             mode=attr.st_mode & 0o7777 if fields.update_mode else None,
             size=attr.st_size if fields.update_size else None,
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            owner=Ownership(
+                attr.st_uid if fields.update_uid else None,
+                attr.st_gid if fields.update_gid else None,
+            ),
         )
         return self.attributes(inode, node)
 
@@ -133,12 +148,24 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def mkdir(self, parent_inode, name, mode, ctx):
-        inode, node = await self.vfs.mkdir(parent_inode, name, mode & 0o7777 & ~ctx.umask)
+        inode, node = await self.vfs.mkdir(
+            parent_inode, name, mode & 0o7777 & ~ctx.umask, _creator(ctx)
+        )
         return self.attributes(inode, node)
 
     @_errno_boundary
     async def symlink(self, parent_inode, name, target, ctx):
-        inode, node = await self.vfs.symlink(parent_inode, name, target)
+        inode, node = await self.vfs.symlink(parent_inode, name, target, _creator(ctx))
+        return self.attributes(inode, node)
+
+    @_errno_boundary
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        kind = _KIND_OF_BITS.get(stat.S_IFMT(mode))
+        if kind is None or kind in (Kind.DIRECTORY, Kind.SYMLINK):
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        inode, node = await self.vfs.mknod(
+            parent_inode, name, kind, mode & 0o7777 & ~ctx.umask, rdev, _creator(ctx)
+        )
         return self.attributes(inode, node)
 
     @_errno_boundary
@@ -197,7 +224,9 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def create(self, parent_inode, name, mode, flags, ctx):
-        fh, inode, node = await self.vfs.create(parent_inode, name, mode & 0o7777 & ~ctx.umask)
+        fh, inode, node = await self.vfs.create(
+            parent_inode, name, mode & 0o7777 & ~ctx.umask, _creator(ctx)
+        )
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self.attributes(inode, node)
 
     @_errno_boundary
@@ -236,6 +265,11 @@ class Operations(pyfuse3.Operations):
         st.f_favail = st.f_ffree
         st.f_namemax = 255
         return st
+
+
+def _creator(ctx: pyfuse3.RequestContext) -> Ownership:
+    """Who a new node belongs to: the calling process's user and group."""
+    return Ownership(ctx.uid, ctx.gid)
 
 
 def _invalidate_inode(inode: int, attr_only: bool) -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import trio
@@ -33,13 +35,24 @@ from fusefs.inodes import (
     Invalidation,
     is_virtual,
 )
-from fusefs.models import Change, ChangeKind, Kind, Node, Revision, Role, Usage
+from fusefs.models import (
+    NO_OWNERSHIP,
+    Change,
+    ChangeKind,
+    Kind,
+    Node,
+    Ownership,
+    Revision,
+    Role,
+    Usage,
+)
 from fusefs.virtual import VirtualTree
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 255
 READDIR_PAGE = 1000
+MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG past it
 
 
 Invalidator = Callable[[list[Invalidation]], Awaitable[None]]
@@ -147,6 +160,10 @@ class Vfs:
     async def getattr(self, inode: int) -> Node:
         if is_virtual(inode):
             return await self.virtual.getattr(inode)
+        f = self._files.get(inode)
+        if f is not None and f.unlinked:
+            # Open but unlinked: as on a local disk, still there for its holders.
+            return replace(f.attributes(f.node), nlink=0)
         node = self.inodes.cached(inode)
         if node is None:
             node = await self._call(self.meta.stat, self._node_id(inode))
@@ -164,7 +181,10 @@ class Vfs:
         mode: int | None = None,
         size: int | None = None,
         mtime_ns: int | None = None,
+        atime_ns: int | None = None,
+        owner: Ownership = NO_OWNERSHIP,
     ) -> Node:
+        """Changes what is given. Who may is the kernel's to check (default_permissions)."""
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
         await self._require_writable(inode)
@@ -173,6 +193,8 @@ class Vfs:
             node = await self.getattr(inode)
             if node.kind == Kind.DIRECTORY:
                 raise errors.IsADirectory("cannot truncate a directory")
+            if size > MAX_FILE_BYTES:
+                raise errors.FileTooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
             f = await self._open_file(inode)
             try:
                 await f.truncate(size)
@@ -187,8 +209,10 @@ class Vfs:
         if mtime_ns is not None and inode in self._files and self._files[inode].dirty:
             self._files[inode].touch(mtime_ns)
             mtime_ns = None
-        if mode is not None or mtime_ns is not None:
-            node = await self._call(self.meta.set_attributes, node_id, mode, mtime_ns)
+        if owner != NO_OWNERSHIP or any(v is not None for v in (mode, mtime_ns, atime_ns)):
+            node = await self._call(
+                self.meta.set_attributes, node_id, mode, mtime_ns, atime_ns, owner
+            )
             self.inodes.update(node)
         return await self.getattr(inode)
 
@@ -241,21 +265,70 @@ class Vfs:
         """The kernel accepted a readdir entry: count it as a lookup."""
         self._remember(entry.node)
 
-    async def mkdir(self, parent_inode: int, raw_name: bytes, mode: int) -> tuple[int, Node]:
+    async def _new_entry(
+        self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership, directory: bool
+    ) -> tuple[str, int, Ownership]:
+        """The name, mode and owner of a new entry, once the folder allows it.
+
+        BSD group semantics, as Linux keeps them: in a setgid folder a new
+        entry gets the folder's group, and a new folder is setgid too.
+        """
         name = check_name(raw_name)
         await self._may_change_entry(parent_inode, name)
-        node = await self._call(self.meta.make_directory, self._node_id(parent_inode), name, mode)
+        parent = await self.getattr(parent_inode)
+        if parent.mode & stat.S_ISGID:
+            creator = Ownership(creator.uid, parent.gid)
+            if directory:
+                mode |= stat.S_ISGID
+        return name, mode, creator
+
+    async def _created(self, parent_inode: int, node: Node) -> tuple[int, Node]:
         self.inodes.touch(parent_inode, time.time_ns())
+        self._subdirectories_changed(parent_inode, node)
         return self.inodes.remember(node), node
 
-    async def symlink(self, parent_inode: int, raw_name: bytes, target: bytes) -> tuple[int, Node]:
-        name = check_name(raw_name)
-        await self._may_change_entry(parent_inode, name)
+    def _subdirectories_changed(self, parent_inode: int, node: Node) -> None:
+        """A folder came or went: its parent's st_nlink changed; ask metad next time."""
+        if node.kind == Kind.DIRECTORY:
+            self.inodes.invalidate(parent_inode)
+
+    async def mkdir(
+        self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership = NO_OWNERSHIP
+    ) -> tuple[int, Node]:
+        name, mode, owner = await self._new_entry(parent_inode, raw_name, mode, creator, True)
         node = await self._call(
-            self.meta.create_symlink, self._node_id(parent_inode), name, os.fsdecode(target)
+            self.meta.make_directory, self._node_id(parent_inode), name, mode, owner
         )
-        self.inodes.touch(parent_inode, time.time_ns())
-        return self.inodes.remember(node), node
+        return await self._created(parent_inode, node)
+
+    async def symlink(
+        self, parent_inode: int, raw_name: bytes, target: bytes, creator: Ownership = NO_OWNERSHIP
+    ) -> tuple[int, Node]:
+        name, _, owner = await self._new_entry(parent_inode, raw_name, 0, creator, False)
+        node = await self._call(
+            self.meta.create_symlink, self._node_id(parent_inode), name, os.fsdecode(target), owner
+        )
+        return await self._created(parent_inode, node)
+
+    async def mknod(
+        self,
+        parent_inode: int,
+        raw_name: bytes,
+        kind: Kind,
+        mode: int,
+        rdev: int,
+        creator: Ownership = NO_OWNERSHIP,
+    ) -> tuple[int, Node]:
+        """A FIFO, device or socket (a regular file: create, then close)."""
+        if kind == Kind.FILE:
+            fh, inode, node = await self.create(parent_inode, raw_name, mode, creator)
+            await self.release(fh)
+            return inode, node
+        name, mode, owner = await self._new_entry(parent_inode, raw_name, mode, creator, False)
+        node = await self._call(
+            self.meta.make_node, self._node_id(parent_inode), name, kind, mode, rdev, owner
+        )
+        return await self._created(parent_inode, node)
 
     async def unlink(self, parent_inode: int, raw_name: bytes) -> None:
         await self._remove(parent_inode, raw_name, directory=False)
@@ -268,7 +341,16 @@ class Vfs:
         await self._may_change_entry(parent_inode, name)
         node_id = await self._call(self.meta.delete, self._node_id(parent_inode), name, directory)
         self.inodes.touch(parent_inode, time.time_ns())
-        self.inodes.invalidate(self.inodes.inode_of(node_id))
+        if directory:
+            self.inodes.invalidate(parent_inode)  # one subdirectory fewer: st_nlink
+        self._gone(self.inodes.inode_of(node_id))
+
+    def _gone(self, inode: int) -> None:
+        """A node left the namespace (unlinked, or replaced by a rename)."""
+        self.inodes.invalidate(inode)
+        f = self._files.get(inode)
+        if f is not None:
+            f.unlinked = True
 
     async def rename(
         self,
@@ -297,18 +379,22 @@ class Vfs:
             no_replace,
         )
         self.inodes.update(node)
-        for inode in (parent_inode, new_parent_inode, self.inodes.inode_of(replaced)):
+        for inode in (parent_inode, new_parent_inode):
             self.inodes.invalidate(inode)
+        if replaced:
+            self._gone(self.inodes.inode_of(replaced))
 
     # --- files ------------------------------------------------------------
 
-    async def create(self, parent_inode: int, raw_name: bytes, mode: int) -> tuple[int, int, Node]:
+    async def create(
+        self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership = NO_OWNERSHIP
+    ) -> tuple[int, int, Node]:
         """A new empty file, opened: (fh, inode, node)."""
-        name = check_name(raw_name)
-        await self._may_change_entry(parent_inode, name)
-        node = await self._call(self.meta.create_file, self._node_id(parent_inode), name, mode)
-        self.inodes.touch(parent_inode, time.time_ns())
-        inode = self.inodes.remember(node)
+        name, mode, owner = await self._new_entry(parent_inode, raw_name, mode, creator, False)
+        node = await self._call(
+            self.meta.create_file, self._node_id(parent_inode), name, mode, owner
+        )
+        inode, node = await self._created(parent_inode, node)
         empty = Revision(node.id, node.revision, 0, node.mtime_ns, ())
         f = self._new_open_file(inode, node, empty)
         return self._add_handle(f), inode, node
@@ -380,6 +466,8 @@ class Vfs:
         f = self._file(fh)
         if not isinstance(f, OpenFile):
             raise errors.ReadOnly("past revisions are read-only")
+        if offset + len(data) > MAX_FILE_BYTES:
+            raise errors.FileTooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
         return await f.write(offset, data)
 
     async def flush(self, fh: int) -> None:

@@ -18,6 +18,17 @@ class NodeKind(enum.Enum):
     DIRECTORY = "dir"
     FILE = "file"
     SYMLINK = "symlink"
+    FIFO = "fifo"  # special files: a node and its attributes, no content
+    CHAR_DEVICE = "chardev"
+    BLOCK_DEVICE = "blockdev"
+    SOCKET = "socket"
+
+    @property
+    def special(self) -> bool:
+        return self in _SPECIAL
+
+
+_SPECIAL = frozenset({NodeKind.FIFO, NodeKind.CHAR_DEVICE, NodeKind.BLOCK_DEVICE, NodeKind.SOCKET})
 
 
 class ChangeKind(enum.Enum):
@@ -73,6 +84,17 @@ class User:
 
 
 @dataclass(frozen=True)
+class Ownership:
+    """POSIX owner and group as numbers (None: not set, or not changed)."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+
+NO_OWNERSHIP = Ownership()
+
+
+@dataclass(frozen=True)
 class Node:
     id: int
     owner_id: int
@@ -88,6 +110,11 @@ class Node:
     change_sequence: int  # journal sequence of the last change, 0 if none
     deleted_ns: int | None = None  # None while the node is alive
     role: Role | None = None  # the caller's role, where the store worked it out
+    uid: int | None = None  # POSIX owner; None: never set (a mount shows its own user)
+    gid: int | None = None
+    rdev: int = 0  # device nodes: the device number
+    atime_ns: int | None = None  # None: as mtime_ns
+    subdirectories: int = 0  # directories: live subdirectories (st_nlink = 2 + this)
 
 
 @dataclass(frozen=True)

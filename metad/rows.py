@@ -13,12 +13,21 @@ from typing import Any
 
 from metad.models import BlockRef, ChangeEvent, ChangeKind, Node, NodeKind, Revision, Role, User
 
-NODE_COLUMNS = (
+_NODE_FIELDS = (
     "id, owner_id, parent_id, name, kind, mode, size, mtime_ns, ctime_ns, revision, "
-    "symlink_target, change_sequence, deleted_ns"
+    "symlink_target, change_sequence, deleted_ns, uid, gid, rdev, atime_ns"
 )
+# A directory's live subdirectories (its st_nlink is 2 + this), for rows of `nodes`.
+_SUBDIRECTORIES = (
+    "(SELECT COUNT(*) FROM nodes AS sub WHERE sub.parent_id = nodes.id AND sub.kind = 'dir'"
+    " AND sub.deleted_ns IS NULL) AS subdirectories"
+)
+# SELECT NODE_COLUMNS FROM nodes (the table unaliased; also in RETURNING).
+NODE_COLUMNS = f"{_NODE_FIELDS}, {_SUBDIRECTORIES}"
 # NODE_COLUMNS for a query that joins nodes to tables with columns of the same names.
-NODE_COLUMNS_OF_NODES = ", ".join(f"nodes.{c} AS {c}" for c in NODE_COLUMNS.split(", "))
+NODE_COLUMNS_OF_NODES = (
+    ", ".join(f"nodes.{c} AS {c}" for c in _NODE_FIELDS.split(", ")) + f", {_SUBDIRECTORIES}"
+)
 # Journal rows with what share_changes adds to 'shared'/'unshared' ones: select
 # CHANGE_COLUMNS FROM CHANGES.
 CHANGE_COLUMNS = (
@@ -66,6 +75,11 @@ def node(row: sqlite3.Row) -> Node:
         symlink_target=row["symlink_target"],
         change_sequence=row["change_sequence"],
         deleted_ns=row["deleted_ns"],
+        uid=row["uid"],
+        gid=row["gid"],
+        rdev=row["rdev"],
+        atime_ns=row["atime_ns"],
+        subdirectories=row["subdirectories"],
     )
 
 

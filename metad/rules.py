@@ -16,7 +16,7 @@ from metad.errors import (
     NameTooLong,
     TooLarge,
 )
-from metad.models import BlockRef
+from metad.models import BlockRef, NodeKind, Ownership
 
 MAX_NAME_BYTES = 255
 MAX_TARGET_BYTES = 4095  # PATH_MAX minus the terminating NUL
@@ -97,6 +97,25 @@ def check_blocks(size: int, blocks: Sequence[BlockRef]) -> None:
         expected_offset += block.size
     if expected_offset != size:
         raise InvalidBlocks(f"blocks cover {expected_offset} bytes, the revision has {size}")
+
+
+MAX_ID = 2**32 - 1  # uid and gid are 32-bit
+
+
+def check_ownership(owner: Ownership) -> None:
+    for what, value in (("uid", owner.uid), ("gid", owner.gid)):
+        if value is not None and not 0 <= value <= MAX_ID:
+            raise InvalidArgument(f"{what} {value} is not between 0 and {MAX_ID}")
+
+
+def check_special(kind: NodeKind, rdev: int) -> None:
+    """MakeNode makes special files only; only devices have a device number."""
+    if not kind.special:
+        raise InvalidArgument(f"MakeNode makes FIFOs, devices and sockets, not a {kind.value}")
+    if rdev < 0 or rdev > 2**64 - 1:
+        raise InvalidArgument(f"device number {rdev} out of range")
+    if rdev and kind not in (NodeKind.CHAR_DEVICE, NodeKind.BLOCK_DEVICE):
+        raise InvalidArgument("only a device has a device number")
 
 
 def check_request_id(request_id: str) -> None:

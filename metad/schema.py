@@ -21,7 +21,7 @@ import time
 
 from metad.errors import SchemaTooNew, StartupError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _V1: tuple[str, ...] = (
     """
@@ -276,8 +276,105 @@ CREATE TABLE changes_v5 (
     " WHERE replaced_node_id IS NOT NULL",
 )
 
+# Version 6: POSIX ownership, special files and access times. The nodes table
+# and the journal are rebuilt (their kind CHECKs widen); ids and sequences
+# carry on where they were.
+_V6: tuple[str, ...] = (
+    """
+CREATE TABLE nodes_v6 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- stable node id; AUTOINCREMENT so ids of deleted nodes are never reused
+    owner_id INTEGER NOT NULL REFERENCES users (id),  -- user whose drive holds the node
+    parent_id INTEGER REFERENCES nodes (id),
+        -- containing directory; NULL for a drive root; kept after deletion (its last place,
+        -- for restore)
+    name TEXT NOT NULL,
+        -- entry name, 1..255 bytes of UTF-8 without '/' or NUL; '' for a drive root;
+        -- kept after deletion
+    kind TEXT NOT NULL CHECK (kind IN ('dir', 'file', 'symlink', 'fifo', 'chardev', 'blockdev',
+                                       'socket')),
+        -- directory, regular file, symbolic link, or a special file without content
+    mode INTEGER NOT NULL CHECK (mode BETWEEN 0 AND 4095),
+        -- permission bits with setuid, setgid and sticky (07777); 0777 for symlinks
+    mtime_ns INTEGER NOT NULL,
+        -- modification time (content; for directories: entries added/removed/renamed)
+    ctime_ns INTEGER NOT NULL,  -- last change of content, attributes or place
+    revision INTEGER NOT NULL DEFAULT 0,
+        -- files: current revision number (1 = the empty file CreateFile makes); 0 otherwise
+    size INTEGER NOT NULL DEFAULT 0 CHECK (size >= 0),
+        -- files: bytes of the current revision; symlinks: bytes of the target; others: 0
+    symlink_target TEXT,  -- symlinks: the target path as given; NULL for other kinds
+    deleted_ns INTEGER,
+        -- NULL while alive; once deleted: when it left the namespace (its revisions stay,
+        -- for trash/restore)
+    change_sequence INTEGER NOT NULL DEFAULT 0,
+        -- changes.sequence of the node's last change; 0 = none (a drive root at creation)
+    uid INTEGER CHECK (uid BETWEEN 0 AND 4294967295),
+        -- POSIX owner as the device that set it numbers it; NULL = never set (shown as the
+        -- mounting user)
+    gid INTEGER CHECK (gid BETWEEN 0 AND 4294967295),  -- POSIX group; NULL as for uid
+    rdev INTEGER NOT NULL DEFAULT 0 CHECK (rdev >= 0),  -- devices: the device number; else 0
+    atime_ns INTEGER,  -- last access (relatime); NULL = as mtime_ns
+    CHECK ((parent_id IS NULL) = (name = ''))
+)""",
+    "INSERT INTO nodes_v6 (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
+    " revision, size, symlink_target, deleted_ns, change_sequence)"
+    " SELECT id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns, revision, size,"
+    " symlink_target, deleted_ns, change_sequence FROM nodes",
+    "UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence"
+    " WHERE name = 'nodes')) WHERE name = 'nodes_v6'",
+    "DROP TABLE nodes",
+    "ALTER TABLE nodes_v6 RENAME TO nodes",
+    "CREATE UNIQUE INDEX nodes_live_name ON nodes (parent_id, name) WHERE deleted_ns IS NULL",
+    "CREATE INDEX nodes_live_children ON nodes (parent_id, id) WHERE deleted_ns IS NULL",
+    "CREATE INDEX nodes_live_owner ON nodes (owner_id, kind) WHERE deleted_ns IS NULL",
+    "CREATE INDEX nodes_parent ON nodes (parent_id)",
+    "CREATE INDEX nodes_trash ON nodes (owner_id, deleted_ns) WHERE deleted_ns IS NOT NULL",
+    # A directory's st_nlink counts its live subdirectories.
+    "CREATE INDEX nodes_live_subdirectories ON nodes (parent_id)"
+    " WHERE deleted_ns IS NULL AND kind = 'dir'",
+    """
+CREATE TABLE changes_v6 (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- journal position: strictly increasing in commit order, never reused
+    owner_id INTEGER NOT NULL REFERENCES users (id),
+        -- drive the change happened in (subscriptions filter on it)
+    kind TEXT NOT NULL CHECK (kind IN ('created', 'edited', 'moved', 'deleted',
+                                       'attributes', 'restored', 'shared', 'unshared',
+                                       'damaged')),
+        -- what happened; 'damaged': storage found a block of the file damaged
+    node_id INTEGER NOT NULL REFERENCES nodes (id),  -- the node it happened to
+    node_kind TEXT NOT NULL CHECK (node_kind IN ('dir', 'file', 'symlink', 'fifo', 'chardev',
+                                                 'blockdev', 'socket')),
+        -- nodes.kind, so readers need no join
+    parent_id INTEGER,
+        -- where the node is after the change (deleted: where it was); NULL for a drive root
+    name TEXT NOT NULL,  -- its name after the change (deleted: its last name)
+    old_parent_id INTEGER,  -- moved: the directory it was in before; NULL for other kinds
+    old_name TEXT,  -- moved: its name before; NULL for other kinds
+    revision INTEGER NOT NULL DEFAULT 0,
+        -- edited: the new revision number; created file: 1; 0 otherwise
+    actor_id INTEGER NOT NULL REFERENCES users (id),
+        -- user who made the change ('damaged': the file's owner)
+    device TEXT NOT NULL,  -- device name the change came from; '' = not reported
+    time_ns INTEGER NOT NULL,  -- server time of the commit
+    replaced_node_id INTEGER REFERENCES nodes (id)
+        -- moved over an existing entry: the node it replaced (now deleted); NULL otherwise
+)""",
+    "INSERT INTO changes_v6 SELECT * FROM changes",
+    "UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence"
+    " WHERE name = 'changes')) WHERE name = 'changes_v6'",
+    "DROP TABLE changes",
+    "ALTER TABLE changes_v6 RENAME TO changes",
+    "CREATE INDEX changes_owner ON changes (owner_id, sequence)",
+    "CREATE INDEX changes_parent ON changes (parent_id, node_id)",
+    "CREATE INDEX changes_node ON changes (node_id, sequence)",
+    "CREATE INDEX changes_replaced ON changes (replaced_node_id, sequence)"
+    " WHERE replaced_node_id IS NOT NULL",
+)
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
 
 
 def user_version(conn: sqlite3.Connection) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -30,6 +31,7 @@ from metad.models import (
     ChangeKind,
     Node,
     NodeKind,
+    Ownership,
     Revision,
     Role,
     Share,
@@ -48,7 +50,12 @@ _NODE_KIND = {
     NodeKind.DIRECTORY: pb.NODE_KIND_DIRECTORY,
     NodeKind.FILE: pb.NODE_KIND_FILE,
     NodeKind.SYMLINK: pb.NODE_KIND_SYMLINK,
+    NodeKind.FIFO: pb.NODE_KIND_FIFO,
+    NodeKind.CHAR_DEVICE: pb.NODE_KIND_CHAR_DEVICE,
+    NodeKind.BLOCK_DEVICE: pb.NODE_KIND_BLOCK_DEVICE,
+    NodeKind.SOCKET: pb.NODE_KIND_SOCKET,
 }
+_NODE_KIND_FROM_PROTO = {number: kind for kind, number in _NODE_KIND.items()}
 _ROLE = {Role.READ: pb.ROLE_READ, Role.WRITE: pb.ROLE_WRITE, Role.OWNER: pb.ROLE_OWNER}
 _ROLE_FROM_PROTO = {number: role for role, number in _ROLE.items()}
 _CHANGE_KIND = {
@@ -80,6 +87,19 @@ def node_to_proto(node: Node, user_id: int) -> pb.Node:
         owner_id=node.owner_id,
         role=pb.ROLE_UNSPECIFIED if role is None else _ROLE[role],
         change_sequence=node.change_sequence,
+        uid=node.uid,
+        gid=node.gid,
+        rdev=node.rdev,
+        atime_ns=node.atime_ns or 0,
+        nlink=2 + node.subdirectories if node.kind is NodeKind.DIRECTORY else 1,
+    )
+
+
+def _ownership(request: Any) -> Ownership:
+    """The uid and gid a request sets (each optional: None when not given)."""
+    return Ownership(
+        request.uid if request.HasField("uid") else None,
+        request.gid if request.HasField("gid") else None,
     )
 
 
@@ -228,7 +248,12 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
     ) -> pb.Node:
         caller = _caller(context, request.device)
         node = await self._store.make_directory(
-            caller, request.parent_id, request.name, request.mode, request.mtime_ns
+            caller,
+            request.parent_id,
+            request.name,
+            request.mode,
+            request.mtime_ns,
+            _ownership(request),
         )
         return node_to_proto(node, caller.user_id)
 
@@ -238,7 +263,12 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
     ) -> pb.Node:
         caller = _caller(context, request.device)
         node = await self._store.create_file(
-            caller, request.parent_id, request.name, request.mode, request.mtime_ns
+            caller,
+            request.parent_id,
+            request.name,
+            request.mode,
+            request.mtime_ns,
+            _ownership(request),
         )
         return node_to_proto(node, caller.user_id)
 
@@ -248,7 +278,26 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
     ) -> pb.Node:
         caller = _caller(context, request.device)
         node = await self._store.create_symlink(
-            caller, request.parent_id, request.name, request.target
+            caller, request.parent_id, request.name, request.target, _ownership(request)
+        )
+        return node_to_proto(node, caller.user_id)
+
+    @maps_errors
+    async def MakeNode(
+        self, request: pb.MakeNodeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        kind = _NODE_KIND_FROM_PROTO.get(request.kind)
+        if kind is None:
+            raise InvalidArgument(f"unknown node kind {request.kind}")
+        node = await self._store.make_node(
+            caller,
+            request.parent_id,
+            request.name,
+            kind,
+            request.mode,
+            request.rdev,
+            _ownership(request),
         )
         return node_to_proto(node, caller.user_id)
 
@@ -321,6 +370,8 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
             request.node_id,
             mode=request.mode if request.HasField("mode") else None,
             mtime_ns=request.mtime_ns if request.HasField("mtime_ns") else None,
+            atime_ns=request.atime_ns if request.HasField("atime_ns") else None,
+            owner=_ownership(request),
         )
         return node_to_proto(node, caller.user_id)
 

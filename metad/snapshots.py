@@ -231,6 +231,9 @@ def _copy(tx: Transaction, actor: Actor, source: Node, parent: Node, name: str) 
         size=source.size if source.kind is NodeKind.SYMLINK else 0,
         symlink_target=source.symlink_target,
         role=parent.role,
+        uid=source.uid,
+        gid=source.gid,
+        rdev=source.rdev,
     )
     if source.kind is NodeKind.FILE:
         tx.insert_revision(node, 1, 0, tx.now_ns, actor)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from metad import (
     access,
@@ -50,6 +50,7 @@ from metad.errors import (
     UnprovenBlocks,
 )
 from metad.models import (
+    NO_OWNERSHIP,
     Actor,
     BlockRef,
     BlockReference,
@@ -58,6 +59,7 @@ from metad.models import (
     DirectoryPage,
     Node,
     NodeKind,
+    Ownership,
     Restored,
     Revision,
     Role,
@@ -166,6 +168,48 @@ def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, boo
     if place is None and event.old_parent_id is not None and event.old_name is not None:
         place = viewer.place_of_entry(event.old_parent_id, event.old_name, event.node_id)
     return place
+
+
+def _create(
+    tx: Transaction,
+    actor: Actor,
+    parent_id: int,
+    name: str,
+    kind: NodeKind,
+    mode: int,
+    mtime_ns: int,
+    owner: Ownership,
+    **fields: Any,
+) -> Node:
+    """A new node named name in a folder the actor may write to; journals CREATED.
+
+    A file starts at revision 1, empty.
+    """
+    rules.check_ownership(owner)
+    parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
+    tx.ensure_free(parent.id, name)
+    mtime = mtime_ns or tx.now_ns
+    revision = 1 if kind is NodeKind.FILE else 0
+    node = tx.insert_node(
+        owner_id=parent.owner_id,
+        parent_id=parent.id,
+        role=parent.role,
+        name=name,
+        kind=kind,
+        mode=rules.permission_bits(mode),
+        mtime_ns=mtime,
+        revision=revision,
+        uid=owner.uid,
+        gid=owner.gid,
+        **fields,
+    )
+    if revision:
+        tx.insert_revision(node, 1, 0, mtime, actor)
+    node = tx.journal(
+        ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=revision
+    )
+    tx.touch_directory(parent.id)
+    return node
 
 
 def _check_replaceable(tx: Transaction, node: Node, replaced: Node) -> None:
@@ -310,80 +354,70 @@ class Store:
         return await self._write(body)
 
     async def make_directory(
-        self, actor: Actor, parent_id: int, name: str, mode: int, mtime_ns: int = 0
+        self,
+        actor: Actor,
+        parent_id: int,
+        name: str,
+        mode: int,
+        mtime_ns: int = 0,
+        owner: Ownership = NO_OWNERSHIP,
     ) -> Node:
         rules.check_name(name)
-
-        def body(tx: Transaction) -> Node:
-            parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-            tx.ensure_free(parent.id, name)
-            node = tx.insert_node(
-                owner_id=parent.owner_id,
-                parent_id=parent.id,
-                role=parent.role,
-                name=name,
-                kind=NodeKind.DIRECTORY,
-                mode=rules.permission_bits(mode),
-                mtime_ns=mtime_ns or tx.now_ns,
+        return await self._write(
+            lambda tx: _create(
+                tx, actor, parent_id, name, NodeKind.DIRECTORY, mode, mtime_ns, owner
             )
-            node = tx.journal(ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name)
-            tx.touch_directory(parent.id)
-            return node
-
-        return await self._write(body)
+        )
 
     async def create_file(
-        self, actor: Actor, parent_id: int, name: str, mode: int, mtime_ns: int = 0
+        self,
+        actor: Actor,
+        parent_id: int,
+        name: str,
+        mode: int,
+        mtime_ns: int = 0,
+        owner: Ownership = NO_OWNERSHIP,
     ) -> Node:
         """A new empty file at revision 1."""
         rules.check_name(name)
+        return await self._write(
+            lambda tx: _create(tx, actor, parent_id, name, NodeKind.FILE, mode, mtime_ns, owner)
+        )
 
-        def body(tx: Transaction) -> Node:
-            parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-            tx.ensure_free(parent.id, name)
-            mtime = mtime_ns or tx.now_ns
-            node = tx.insert_node(
-                owner_id=parent.owner_id,
-                parent_id=parent.id,
-                role=parent.role,
-                name=name,
-                kind=NodeKind.FILE,
-                mode=rules.permission_bits(mode),
-                mtime_ns=mtime,
-                revision=1,
-            )
-            tx.insert_revision(node, 1, 0, mtime, actor)
-            node = tx.journal(
-                ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=1
-            )
-            tx.touch_directory(parent.id)
-            return node
-
-        return await self._write(body)
-
-    async def create_symlink(self, actor: Actor, parent_id: int, name: str, target: str) -> Node:
+    async def create_symlink(
+        self,
+        actor: Actor,
+        parent_id: int,
+        name: str,
+        target: str,
+        owner: Ownership = NO_OWNERSHIP,
+    ) -> Node:
         rules.check_name(name)
         rules.check_symlink_target(target)
-
-        def body(tx: Transaction) -> Node:
-            parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-            tx.ensure_free(parent.id, name)
-            node = tx.insert_node(
-                owner_id=parent.owner_id,
-                parent_id=parent.id,
-                role=parent.role,
-                name=name,
-                kind=NodeKind.SYMLINK,
-                mode=rules.SYMLINK_MODE,
-                mtime_ns=tx.now_ns,
-                size=len(target.encode("utf-8", "surrogatepass")),
+        return await self._write(
+            lambda tx: _create(
+                tx, actor, parent_id, name, NodeKind.SYMLINK, rules.SYMLINK_MODE, 0, owner,
                 symlink_target=target,
+                size=len(target.encode("utf-8", "surrogatepass")),
             )
-            node = tx.journal(ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name)
-            tx.touch_directory(parent.id)
-            return node
+        )  # fmt: skip
 
-        return await self._write(body)
+    async def make_node(
+        self,
+        actor: Actor,
+        parent_id: int,
+        name: str,
+        kind: NodeKind,
+        mode: int,
+        rdev: int = 0,
+        owner: Ownership = NO_OWNERSHIP,
+    ) -> Node:
+        """A FIFO, a device or a socket: a node without content."""
+        rules.check_name(name)
+        rules.check_special(kind, rdev)
+        return await self._write(
+            lambda tx: _create(tx, actor, parent_id, name, kind, mode, 0, owner, rdev=rdev)
+        )
 
     async def commit_revision(
         self,
@@ -535,19 +569,37 @@ class Store:
         return await self._write(body)
 
     async def set_attributes(
-        self, actor: Actor, node_id: int, *, mode: int | None, mtime_ns: int | None
+        self,
+        actor: Actor,
+        node_id: int,
+        *,
+        mode: int | None = None,
+        mtime_ns: int | None = None,
+        atime_ns: int | None = None,
+        owner: Ownership = NO_OWNERSHIP,
     ) -> Node:
-        """Mode and/or mtime; nothing given is a no-op that returns the node."""
+        """Mode, times and/or ownership; nothing given is a no-op that returns the node.
+
+        Any change moves ctime. Who may chown or chmod is the mount's (the
+        kernel's) to decide by the POSIX rules: metad keeps numbers it cannot
+        check; what a user may change at all is their role's (WRITE).
+        """
+        rules.check_ownership(owner)
 
         def body(tx: Transaction) -> Node:
             node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
-            if mode is None and mtime_ns is None:
+            changes = (mode, mtime_ns, atime_ns, owner.uid, owner.gid)
+            if all(value is None for value in changes):
                 return node
             tx.conn.execute(
-                "UPDATE nodes SET mode = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+                "UPDATE nodes SET mode = ?, mtime_ns = ?, atime_ns = ?, uid = ?, gid = ?,"
+                " ctime_ns = ? WHERE id = ?",
                 (
                     node.mode if mode is None else rules.permission_bits(mode),
                     node.mtime_ns if mtime_ns is None else mtime_ns,
+                    node.atime_ns if atime_ns is None else atime_ns,
+                    node.uid if owner.uid is None else owner.uid,
+                    node.gid if owner.gid is None else owner.gid,
                     tx.now_ns,
                     node.id,
                 ),

@@ -56,12 +56,19 @@ class Transaction:
         size: int = 0,
         symlink_target: str | None = None,
         role: Role | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        rdev: int = 0,
     ) -> Node:
-        """A new live node; role: the creator's (their role on the folder)."""
+        """A new live node; role: the creator's (their role on the folder).
+
+        Its access time starts as its modification time.
+        """
         row = rows.fetch_one(
             self.conn,
             "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
-            " revision, size, symlink_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " revision, size, symlink_target, uid, gid, rdev, atime_ns)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             f" RETURNING {rows.NODE_COLUMNS}",
             (
                 owner_id,
@@ -74,6 +81,10 @@ class Transaction:
                 revision,
                 size,
                 symlink_target,
+                uid,
+                gid,
+                rdev,
+                mtime_ns,
             ),
         )
         return replace(rows.node(row), role=role)

@@ -108,38 +108,52 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
         assert "UNIQUE" in index_sql and "WHERE deleted_ns IS NULL" in index_sql
 
 
-def test_a_version_4_database_keeps_its_journal_through_the_upgrade(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    db = tmp_path / "metadata.db"
-
-    async def version_4_drive() -> list[int]:
-        async with open_store(db) as store:
-            root = await store.get_root(FIRST_USER_ID)
-            node = await store.create_file(OWNER, root.id, "f", 0o644)
-            await store.commit_revision(OWNER, node.id, node.revision, 4, 0, [block(0, 4)])
-            page = await store.read_changes(FIRST_USER_ID, 0, 100)
-            return [event.sequence for event in page.events]
-
-    with monkeypatch.context() as m:
-        m.setattr(schema, "SCHEMA_VERSION", 4)  # a database as a metad of version 4 left it
-        sequences = run(version_4_drive)
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+def _version_4_database(db: Path) -> None:
+    """A database as a metad of schema version 4 left it: a user, a file, its journal."""
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        for version in range(1, 5):
+            for statement in schema.MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+        conn.execute("PRAGMA user_version = 4")
+        conn.executescript(
+            "INSERT INTO users (id, name, quota_bytes, admin, created_ns)"
+            " VALUES (1, 'owner', 0, 1, 0);"
+            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
+            " VALUES (1, 1, NULL, '', 'dir', 493, 5, 5);"
+            "UPDATE users SET root_node_id = 1;"
+            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
+            " revision) VALUES (7, 1, 1, 'f', 'file', 420, 6, 6, 1);"
+            "INSERT INTO revisions VALUES (7, 1, 0, 6, 420, 1, 'laptop', 6);"
+            "INSERT INTO changes (sequence, owner_id, kind, node_id, node_kind, parent_id, name,"
+            " revision, actor_id, device, time_ns) VALUES (41, 1, 'created', 7, 'file', 1, 'f',"
+            " 1, 1, 'laptop', 6);"
+        )
         journal = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'changes'").fetchone()
         assert "'damaged'" not in journal[0]
+
+
+def test_a_version_4_database_keeps_its_journal_and_ids_through_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "metadata.db"
+    _version_4_database(db)
 
     async def upgraded() -> None:
         async with open_store(db) as store:
             assert await store.schema_version() == schema.SCHEMA_VERSION
             page = await store.read_changes(FIRST_USER_ID, 0, 100)
-            assert [event.sequence for event in page.events] == sequences
+            assert [(e.sequence, e.name) for e in page.events] == [(41, "f")]
+            old = await store.stat(FIRST_USER_ID, 7)
+            assert (old.name, old.uid, old.gid) == ("f", None, None)  # shown as the mount's
             root = await store.get_root(FIRST_USER_ID)
             later = await store.make_directory(OWNER, root.id, "d", 0o755)
-            assert later.change_sequence > max(sequences)  # never a sequence twice
-            assert await store.report_damaged([bytes([1]) * 32]) == 1  # the new kind fits
-            page = await store.read_changes(FIRST_USER_ID, max(sequences), 100)
-            assert [e.kind for e in page.events] == [ChangeKind.CREATED, ChangeKind.DAMAGED]
+            assert later.id > 7 and later.change_sequence > 41  # never an id or sequence twice
+            fifo = await store.make_node(OWNER, root.id, "p", NodeKind.FIFO, 0o644)
+            assert fifo.kind is NodeKind.FIFO  # the new kinds fit the rebuilt tables
+            assert await store.report_damaged([bytes([1]) * 32]) == 0
+            page = await store.read_changes(FIRST_USER_ID, 41, 100)
+            assert [e.kind for e in page.events] == [ChangeKind.CREATED, ChangeKind.CREATED]
 
     run(upgraded)
 

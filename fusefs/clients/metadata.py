@@ -24,11 +24,13 @@ from fusefs.clients.rpc import (
     translate,
 )
 from fusefs.models import (
+    NO_OWNERSHIP,
     BlockRef,
     Change,
     ChangeKind,
     Kind,
     Node,
+    Ownership,
     Restored,
     Revision,
     RevisionInfo,
@@ -60,6 +62,11 @@ def _node(msg: metadata_pb2.Node) -> Node:
         change_sequence=msg.change_sequence,
         owner_id=msg.owner_id,
         role=Role(msg.role),
+        uid=msg.uid if msg.HasField("uid") else None,
+        gid=msg.gid if msg.HasField("gid") else None,
+        rdev=msg.rdev,
+        atime_ns=msg.atime_ns,
+        nlink=msg.nlink or 1,
     )
 
 
@@ -150,25 +157,69 @@ class MetadataClient:
         return [_node(e) for e in resp.entries], resp.more
 
     @rpc
-    def make_directory(self, parent_id: int, name: str, mode: int) -> Node:
+    def make_directory(
+        self, parent_id: int, name: str, mode: int, owner: Ownership = NO_OWNERSHIP
+    ) -> Node:
         req = metadata_pb2.MakeDirectoryRequest(
-            parent_id=parent_id, name=name, mode=mode, device=self.device, request_id=request_id()
+            parent_id=parent_id,
+            name=name,
+            mode=mode,
+            uid=owner.uid,
+            gid=owner.gid,
+            device=self.device,
+            request_id=request_id(),
         )
         return _node(self._stub.MakeDirectory(req, timeout=UNARY_TIMEOUT))
 
     @rpc
-    def create_file(self, parent_id: int, name: str, mode: int) -> Node:
+    def create_file(
+        self, parent_id: int, name: str, mode: int, owner: Ownership = NO_OWNERSHIP
+    ) -> Node:
         req = metadata_pb2.CreateFileRequest(
-            parent_id=parent_id, name=name, mode=mode, device=self.device, request_id=request_id()
+            parent_id=parent_id,
+            name=name,
+            mode=mode,
+            uid=owner.uid,
+            gid=owner.gid,
+            device=self.device,
+            request_id=request_id(),
         )
         return _node(self._stub.CreateFile(req, timeout=UNARY_TIMEOUT))
 
     @rpc
-    def create_symlink(self, parent_id: int, name: str, target: str) -> Node:
+    def make_node(
+        self,
+        parent_id: int,
+        name: str,
+        kind: Kind,
+        mode: int,
+        rdev: int = 0,
+        owner: Ownership = NO_OWNERSHIP,
+    ) -> Node:
+        """A FIFO, a device or a socket."""
+        req = metadata_pb2.MakeNodeRequest(
+            parent_id=parent_id,
+            name=name,
+            kind=int(kind),
+            mode=mode,
+            rdev=rdev,
+            uid=owner.uid,
+            gid=owner.gid,
+            device=self.device,
+            request_id=request_id(),
+        )
+        return _node(self._stub.MakeNode(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def create_symlink(
+        self, parent_id: int, name: str, target: str, owner: Ownership = NO_OWNERSHIP
+    ) -> Node:
         req = metadata_pb2.CreateSymlinkRequest(
             parent_id=parent_id,
             name=name,
             target=target,
+            uid=owner.uid,
+            gid=owner.gid,
             device=self.device,
             request_id=request_id(),
         )
@@ -250,15 +301,24 @@ class MetadataClient:
 
     @rpc
     def set_attributes(
-        self, node_id: int, mode: int | None = None, mtime_ns: int | None = None
+        self,
+        node_id: int,
+        mode: int | None = None,
+        mtime_ns: int | None = None,
+        atime_ns: int | None = None,
+        owner: Ownership = NO_OWNERSHIP,
     ) -> Node:
+        """Changes what is given (None: leave as it is)."""
         req = metadata_pb2.SetAttributesRequest(
-            node_id=node_id, device=self.device, request_id=request_id()
+            node_id=node_id,
+            device=self.device,
+            request_id=request_id(),
+            mode=mode,
+            mtime_ns=mtime_ns,
+            atime_ns=atime_ns,
+            uid=owner.uid,
+            gid=owner.gid,
         )
-        if mode is not None:
-            req.mode = mode
-        if mtime_ns is not None:
-            req.mtime_ns = mtime_ns
         return _node(self._stub.SetAttributes(req, timeout=UNARY_TIMEOUT))
 
     @rpc

@@ -13,6 +13,10 @@ class NodeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_KIND_DIRECTORY: _ClassVar[NodeKind]
     NODE_KIND_FILE: _ClassVar[NodeKind]
     NODE_KIND_SYMLINK: _ClassVar[NodeKind]
+    NODE_KIND_FIFO: _ClassVar[NodeKind]
+    NODE_KIND_CHAR_DEVICE: _ClassVar[NodeKind]
+    NODE_KIND_BLOCK_DEVICE: _ClassVar[NodeKind]
+    NODE_KIND_SOCKET: _ClassVar[NodeKind]
 
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +41,10 @@ NODE_KIND_UNSPECIFIED: NodeKind
 NODE_KIND_DIRECTORY: NodeKind
 NODE_KIND_FILE: NodeKind
 NODE_KIND_SYMLINK: NodeKind
+NODE_KIND_FIFO: NodeKind
+NODE_KIND_CHAR_DEVICE: NodeKind
+NODE_KIND_BLOCK_DEVICE: NodeKind
+NODE_KIND_SOCKET: NodeKind
 ROLE_UNSPECIFIED: Role
 ROLE_READ: Role
 ROLE_WRITE: Role
@@ -53,7 +61,7 @@ CHANGE_KIND_UNSHARED: ChangeKind
 CHANGE_KIND_DAMAGED: ChangeKind
 
 class Node(_message.Message):
-    __slots__ = ("id", "parent_id", "name", "kind", "mode", "size", "mtime_ns", "ctime_ns", "revision", "symlink_target", "owner_id", "role", "change_sequence")
+    __slots__ = ("id", "parent_id", "name", "kind", "mode", "size", "mtime_ns", "ctime_ns", "revision", "symlink_target", "owner_id", "role", "change_sequence", "uid", "gid", "rdev", "atime_ns", "nlink")
     ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +75,11 @@ class Node(_message.Message):
     OWNER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CHANGE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
+    ATIME_NS_FIELD_NUMBER: _ClassVar[int]
+    NLINK_FIELD_NUMBER: _ClassVar[int]
     id: int
     parent_id: int
     name: str
@@ -80,7 +93,12 @@ class Node(_message.Message):
     owner_id: int
     role: Role
     change_sequence: int
-    def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ...) -> None: ...
+    uid: int
+    gid: int
+    rdev: int
+    atime_ns: int
+    nlink: int
+    def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rdev: _Optional[int] = ..., atime_ns: _Optional[int] = ..., nlink: _Optional[int] = ...) -> None: ...
 
 class BlockRef(_message.Message):
     __slots__ = ("hash", "offset", "size", "grant", "receipt")
@@ -159,50 +177,84 @@ class ListDirectoryResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class MakeDirectoryRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id")
+    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id", "uid", "gid")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     mode: int
     mtime_ns: int
     device: str
     request_id: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    uid: int
+    gid: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id")
+    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id", "uid", "gid")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     mode: int
     mtime_ns: int
     device: str
     request_id: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    uid: int
+    gid: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
 
 class CreateSymlinkRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "target", "device", "request_id")
+    __slots__ = ("parent_id", "name", "target", "device", "request_id", "uid", "gid")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     target: str
     device: str
     request_id: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    uid: int
+    gid: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
+
+class MakeNodeRequest(_message.Message):
+    __slots__ = ("parent_id", "name", "kind", "mode", "rdev", "uid", "gid", "device", "request_id")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent_id: int
+    name: str
+    kind: NodeKind
+    mode: int
+    rdev: int
+    uid: int
+    gid: int
+    device: str
+    request_id: str
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., rdev: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CommitRevisionRequest(_message.Message):
     __slots__ = ("node_id", "base_revision", "size", "mtime_ns", "blocks", "device", "request_id")
@@ -289,18 +341,24 @@ class DeleteResponse(_message.Message):
     def __init__(self, node_id: _Optional[int] = ...) -> None: ...
 
 class SetAttributesRequest(_message.Message):
-    __slots__ = ("node_id", "mode", "mtime_ns", "device", "request_id")
+    __slots__ = ("node_id", "mode", "mtime_ns", "device", "request_id", "uid", "gid", "atime_ns")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    ATIME_NS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     mode: int
     mtime_ns: int
     device: str
     request_id: str
-    def __init__(self, node_id: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    uid: int
+    gid: int
+    atime_ns: int
+    def __init__(self, node_id: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ()

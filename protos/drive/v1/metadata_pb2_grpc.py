@@ -69,6 +69,11 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.CreateSymlinkRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
                 _registered_method=True)
+        self.MakeNode = channel.unary_unary(
+                '/drive.v1.Metadata/MakeNode',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.MakeNodeRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+                _registered_method=True)
         self.CommitRevision = channel.unary_unary(
                 '/drive.v1.Metadata/CommitRevision',
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.CommitRevisionRequest.SerializeToString,
@@ -252,6 +257,13 @@ class MetadataServicer:
 
     def CreateSymlink(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MakeNode(self, request, context):
+        """A FIFO, a character or block device, or a socket: a node without content.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -513,6 +525,11 @@ def add_MetadataServicer_to_server(servicer, server):
             'CreateSymlink': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSymlink,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.CreateSymlinkRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.SerializeToString,
+            ),
+            'MakeNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.MakeNode,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.MakeNodeRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.SerializeToString,
             ),
             'CommitRevision': grpc.unary_unary_rpc_method_handler(
@@ -839,6 +856,33 @@ class Metadata:
             target,
             '/drive.v1.Metadata/CreateSymlink',
             protos_dot_drive_dot_v1_dot_metadata__pb2.CreateSymlinkRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MakeNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/MakeNode',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.MakeNodeRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,195 @@
+"""POSIX through a real mount: owners and modes checked for every user of the machine,
+special files, directory link counts, times, and a file that is open but unlinked.
+
+The mount runs as root with allow_other and default_permissions, as `drive up`
+does for root: the kernel checks each access of each local user against the
+owner and mode the drive keeps, and a second device sees the same numbers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.waiting import eventually
+
+NOBODY = 65534
+# The venv may sit where other users cannot reach (under /root): the system Python can.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def as_user(uid: int, code: str, gid: int = NOBODY) -> subprocess.CompletedProcess[str]:
+    """Runs python code as another user of the machine; its errno (0: it worked) on stdout."""
+    program = (
+        "import errno, os, sys\n"
+        "try:\n" + "".join(f"    {line}\n" for line in code.splitlines()) + "    print(0)\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    return subprocess.run(
+        [SYSTEM_PYTHON, "-c", program],
+        user=uid,
+        group=gid,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def public(mounts) -> Iterator[Path]:
+    """A folder every user may pass through (pytest's own are root's, mode 0700), for
+    mountpoints other users must reach; removed after the mounts are gone."""
+    path = Path(tempfile.mkdtemp(prefix="drivefs-posix-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    for m in mounts.mounts:
+        m.unmount()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def errno_as(uid: int, code: str, gid: int = NOBODY) -> int:
+    result = as_user(uid, code, gid)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip())
+
+
+def test_owners_and_modes_hold_for_every_user_and_travel_between_devices(
+    mounts, metad, blockd, public: Path
+) -> None:
+    a = mounts.mount(metad, blockd, "dev-a", path=public / "a")
+    shared = a.path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    private = a.path / "private.txt"
+    private.write_text("root's")
+    os.chmod(private, 0o600)
+    # Another user of the machine reaches the folder (allow_other)...
+    assert errno_as(NOBODY, f"open({str(shared / 'mine.txt')!r}, 'w').write('x')") == 0
+    assert os.stat(shared / "mine.txt").st_uid == NOBODY
+    assert os.stat(shared / "mine.txt").st_gid == NOBODY
+    # ...and the kernel holds them to the owner and mode of each node.
+    assert errno_as(NOBODY, f"open({str(private)!r})") == errno.EACCES
+    assert errno_as(NOBODY, f"os.chmod({str(private)!r}, 0o666)") == errno.EPERM
+    assert errno_as(NOBODY, f"os.chown({str(shared / 'mine.txt')!r}, 0, -1)") == errno.EPERM
+    assert errno_as(NOBODY, f"os.chmod({str(shared / 'mine.txt')!r}, 0o640)") == 0
+
+    os.chown(private, 1234, 5678)
+    os.chmod(private, 0o4750)
+    st = os.stat(private)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 5678, 0o4750)
+    # The numbers travel as they are to another device.
+    b = mounts.mount(metad, blockd, "dev-b")
+    other = os.stat(b.path / "private.txt")
+    assert (other.st_uid, other.st_gid, stat.S_IMODE(other.st_mode)) == (1234, 5678, 0o4750)
+    assert os.stat(b.path / "shared" / "mine.txt").st_uid == NOBODY
+    # A change of owner clears setuid (the kernel asks for it with the chown).
+    os.chown(private, 4321, -1)
+    eventually(lambda: os.stat(b.path / "private.txt").st_uid == 4321, timeout=5)
+    assert not os.stat(private).st_mode & stat.S_ISUID
+
+
+def test_a_setgid_folder_hands_its_group_down(mounts, metad, blockd) -> None:
+    m = mounts.mount(metad, blockd, "dev-a")
+    team = m.path / "team"
+    team.mkdir()
+    os.chown(team, -1, 4242)
+    os.chmod(team, 0o2775)
+    (team / "notes.txt").write_text("x")
+    (team / "sub").mkdir()
+    assert os.stat(team / "notes.txt").st_gid == 4242
+    sub = os.stat(team / "sub")
+    assert sub.st_gid == 4242 and sub.st_mode & stat.S_ISGID
+
+
+def test_special_files_are_nodes_without_content(mounts, metad, blockd, tmp_path: Path) -> None:
+    a = mounts.mount(metad, blockd, "dev-a")
+    os.mkfifo(a.path / "pipe", 0o640)
+    os.mknod(a.path / "tty", 0o600 | stat.S_IFCHR, os.makedev(4, 64))
+    os.mknod(a.path / "disk", 0o600 | stat.S_IFBLK, os.makedev(8, 1))
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(a.path / "sock"))
+    b = mounts.mount(metad, blockd, "dev-b")
+    for path in (a.path, b.path):
+        assert stat.S_ISFIFO(os.stat(path / "pipe").st_mode)
+        assert stat.S_IMODE(os.stat(path / "pipe").st_mode) == 0o640
+        tty = os.stat(path / "tty")
+        assert stat.S_ISCHR(tty.st_mode) and tty.st_rdev == os.makedev(4, 64)
+        disk = os.stat(path / "disk")
+        assert stat.S_ISBLK(disk.st_mode) and disk.st_rdev == os.makedev(8, 1)
+        assert stat.S_ISSOCK(os.stat(path / "sock").st_mode)
+    # A FIFO works as one (the kernel runs it): a writer and a reader meet.
+    writer = subprocess.Popen(["sh", "-c", f"echo through > {a.path / 'pipe'}"])
+    assert (a.path / "pipe").read_text() == "through\n"
+    assert writer.wait(10) == 0
+
+
+def test_directory_link_counts_follow_subdirectories(mounts, metad, blockd) -> None:
+    m = mounts.mount(metad, blockd, "dev-a")
+    top = m.path / "top"
+    top.mkdir()
+    assert os.stat(top).st_nlink == 2
+    (top / "a").mkdir()
+    (top / "b").mkdir()
+    (top / "file").write_text("not a folder")
+    assert os.stat(top).st_nlink == 4
+    (top / "a").rmdir()
+    assert os.stat(top).st_nlink == 3
+    assert os.stat(top / "file").st_nlink == 1
+
+
+def test_times_are_kept_to_the_nanosecond(mounts, metad, blockd) -> None:
+    a = mounts.mount(metad, blockd, "dev-a")
+    f = a.path / "f"
+    f.write_text("x")
+    os.utime(f, ns=(1_234_567_891_123_456_789, 1_111_111_111_222_333_444))
+    st = os.stat(f)
+    assert (st.st_atime_ns, st.st_mtime_ns) == (
+        1_234_567_891_123_456_789,
+        1_111_111_111_222_333_444,
+    )
+    before = st.st_ctime_ns
+    os.chmod(f, 0o600)
+    assert os.stat(f).st_ctime_ns > before  # every change moves ctime
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert os.stat(b.path / "f").st_atime_ns == 1_234_567_891_123_456_789
+
+
+def test_an_open_file_outlives_its_name(mounts, metad, blockd) -> None:
+    m = mounts.mount(metad, blockd, "dev-a")
+    path = m.path / "scratch"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"still here")
+        os.unlink(path)
+        assert not path.exists()
+        st = os.fstat(fd)
+        assert (st.st_nlink, st.st_size) == (0, 10)
+        assert os.pread(fd, 100, 0) == b"still here"
+        os.pwrite(fd, b"!", 10)
+        assert os.pread(fd, 100, 0) == b"still here!"
+        os.ftruncate(fd, 5)
+        assert os.fstat(fd).st_size == 5
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in m.path.iterdir()) == []
+
+
+def test_sizes_past_the_drives_limit_are_efbig(mounts, metad, blockd) -> None:
+    m = mounts.mount(metad, blockd, "dev-a")
+    f = m.path / "f"
+    f.write_text("x")
+    with pytest.raises(OSError) as info:
+        os.truncate(f, 999_999_999_999_999)
+    assert info.value.errno == errno.EFBIG
+    assert f.read_text() == "x"
