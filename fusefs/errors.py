@@ -62,6 +62,10 @@ class UnprovenBlocks(PermissionDenied):
     """A commit named blocks the client has neither receipts nor readable copies for."""
 
 
+class NotPermitted(DriveError):
+    """Not something this kind of node allows (a hard link to a folder)."""
+
+
 class FileTooLarge(DriveError):
     """Past the drive's limits (file size, blocks per file)."""
 
@@ -117,6 +121,7 @@ _ERRNO: dict[type[DriveError], int] = {
     CrossDrive: errno.EXDEV,
     QuotaExceeded: errno.EDQUOT,
     FileTooLarge: errno.EFBIG,
+    NotPermitted: errno.EPERM,
     NoSpace: errno.ENOSPC,
     Unavailable: errno.EIO,
     DataLoss: errno.EIO,

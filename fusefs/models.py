@@ -33,6 +33,8 @@ class ChangeKind(enum.IntEnum):
     SHARED = 7
     UNSHARED = 8
     DAMAGED = 9  # storage found a block of the file damaged: holders upload it again
+    LINKED = 10  # a name was added to a node that stays (old_parent_id, old_name: which)
+    UNLINKED = 11  # a name was taken from a node that stays
 
 
 class Role(enum.IntEnum):
@@ -75,6 +77,7 @@ class Node:
     rdev: int = 0
     atime_ns: int = 0  # 0: as mtime_ns
     nlink: int = 1
+    entry_id: int = 0  # where a listing resumes after this entry (its own name: the id)
 
     @property
     def writable(self) -> bool:

@@ -190,7 +190,8 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def link(self, inode, new_parent_inode, new_name, ctx):
-        raise pyfuse3.FUSEError(errno.EPERM)  # hard links are not part of a drive
+        inode, node = await self.vfs.link(inode, new_parent_inode, new_name)
+        return self.attributes(inode, node)
 
     @_errno_boundary
     async def opendir(self, inode, ctx):

@@ -254,9 +254,11 @@ class Vfs:
                 if inode == ROOT_INODE and await self.virtual.shadows(node.name):
                     continue
                 node = self._with_local(node)
-                entries.append(DirEntry(node.name, self.inodes.inode_of(node.id), node, node.id))
+                entries.append(
+                    DirEntry(node.name, self.inodes.inode_of(node.id), node, node.entry_id)
+                )
             if more and nodes:
-                return entries, nodes[-1].id
+                return entries, nodes[-1].entry_id
             if inode == ROOT_INODE:
                 entries += await self.virtual.root_entries()
         return entries, None
@@ -339,11 +341,19 @@ class Vfs:
     async def _remove(self, parent_inode: int, raw_name: bytes, directory: bool) -> None:
         name = check_name(raw_name)
         await self._may_change_entry(parent_inode, name)
-        node_id = await self._call(self.meta.delete, self._node_id(parent_inode), name, directory)
+        node_id, remains = await self._call(
+            self.meta.delete, self._node_id(parent_inode), name, directory
+        )
         self.inodes.touch(parent_inode, time.time_ns())
         if directory:
             self.inodes.invalidate(parent_inode)  # one subdirectory fewer: st_nlink
-        self._gone(self.inodes.inode_of(node_id))
+        self._name_gone(self.inodes.inode_of(node_id), remains)
+
+    def _name_gone(self, inode: int, remains: bool) -> None:
+        """A name of the node left the namespace; remains: the node keeps others."""
+        self.inodes.invalidate(inode)  # its st_nlink (and ctime) changed
+        if not remains:
+            self._gone(inode)
 
     def _gone(self, inode: int) -> None:
         """A node left the namespace (unlinked, or replaced by a rename)."""
@@ -370,7 +380,7 @@ class Vfs:
                 raise errors.CrossDrive("a move between two drives: copy instead")
         await self._may_change_entry(parent_inode, name)
         await self._may_change_entry(new_parent_inode, new_name)
-        node, replaced = await self._call(
+        node, replaced, replaced_remains = await self._call(
             self.meta.rename,
             self._node_id(parent_inode),
             name,
@@ -382,7 +392,23 @@ class Vfs:
         for inode in (parent_inode, new_parent_inode):
             self.inodes.invalidate(inode)
         if replaced:
-            self._gone(self.inodes.inode_of(replaced))
+            self._name_gone(self.inodes.inode_of(replaced), replaced_remains)
+
+    async def link(self, inode: int, new_parent_inode: int, raw_name: bytes) -> tuple[int, Node]:
+        """A further name (hard link) for inode's node; the node as the new name shows it."""
+        name = check_name(raw_name)
+        if is_virtual(inode):
+            raise self.virtual.refusal(inode)
+        node = await self.getattr(inode)
+        target = await self.getattr(new_parent_inode)
+        if node.owner_id != target.owner_id:
+            raise errors.CrossDrive("a link between two drives: copy instead")
+        await self._may_change_entry(new_parent_inode, name)
+        linked = await self._call(
+            self.meta.link, self._node_id(inode), self._node_id(new_parent_inode), name
+        )
+        self.inodes.touch(new_parent_inode, time.time_ns())
+        return self.inodes.remember(linked), self._with_local(linked)
 
     # --- files ------------------------------------------------------------
 
@@ -586,6 +612,17 @@ class Vfs:
         todo: list[Invalidation] = []
         self.inodes.invalidate(inode)
         self.inodes.invalidate(parent)
+        if kind in (ChangeKind.LINKED, ChangeKind.UNLINKED):
+            # A name of a node that stays: that name's entry, the node's link count, and
+            # (a name promoted to the node's own) where the node is.
+            named = self.inodes.inode_of(change.old_parent_id)
+            self.inodes.invalidate(named)
+            return [
+                Invalidation(inode=inode, attr_only=True),
+                Invalidation(inode=named, attr_only=True),
+                Invalidation(parent_inode=named, name=change.old_name),
+                Invalidation(parent_inode=parent, name=change.name),
+            ]
         if kind == ChangeKind.EDITED:
             f = self._files.get(inode)
             if f is not None and not f.dirty:

@@ -57,6 +57,10 @@ def describe(change: Change, old_path: str = "") -> str:
         return f"{who} restored {path}"
     if kind == ChangeKind.DAMAGED:
         return f"storage found damage in {path}: devices holding its content upload it again"
+    if kind == ChangeKind.LINKED:
+        return f"{who} gave {path} another name: {change.old_name}"
+    if kind == ChangeKind.UNLINKED:
+        return f"{who} removed the name {change.old_name} of {path}"
     subject = change.subject_name or f"user {change.subject_user_id}"
     if kind == ChangeKind.SHARED:
         return f"{who} shared {path} with {subject} ({change.role.name.lower()})"

@@ -85,6 +85,12 @@ class BlocksCondemned(FailedPrecondition):
     reason = "blocks-condemned"
 
 
+class NotPermitted(FailedPrecondition):
+    """Not something this kind of node allows (a hard link to a folder): EPERM."""
+
+    reason = "not-permitted"
+
+
 class CrossDrive(FailedPrecondition):
     """A move between two owners' drives: the client copies instead (EXDEV)."""
 

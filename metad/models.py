@@ -43,6 +43,8 @@ class ChangeKind(enum.Enum):
     SHARED = "shared"
     UNSHARED = "unshared"
     DAMAGED = "damaged"  # storage found a block of the file damaged: devices re-upload it
+    LINKED = "linked"  # a further name (hard link) of the node was made
+    UNLINKED = "unlinked"  # a name of the node was removed; the node has others
 
 
 class Role(enum.Enum):
@@ -115,6 +117,8 @@ class Node:
     rdev: int = 0  # device nodes: the device number
     atime_ns: int | None = None  # None: as mtime_ns
     subdirectories: int = 0  # directories: live subdirectories (st_nlink = 2 + this)
+    links: int = 0  # further names (hard links): st_nlink = 1 + this
+    link_id: int | None = None  # the node as one of its further names names it (lookup, listing)
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,14 @@ _SUBDIRECTORIES = (
     "(SELECT COUNT(*) FROM nodes AS sub WHERE sub.parent_id = nodes.id AND sub.kind = 'dir'"
     " AND sub.deleted_ns IS NULL) AS subdirectories"
 )
+# A node's further names (hard links): its st_nlink is 1 + this.
+_LINKS = "(SELECT COUNT(*) FROM links WHERE links.node_id = nodes.id) AS links"
 # SELECT NODE_COLUMNS FROM nodes (the table unaliased; also in RETURNING).
-NODE_COLUMNS = f"{_NODE_FIELDS}, {_SUBDIRECTORIES}"
+NODE_COLUMNS = f"{_NODE_FIELDS}, {_SUBDIRECTORIES}, {_LINKS}"
 # NODE_COLUMNS for a query that joins nodes to tables with columns of the same names.
 NODE_COLUMNS_OF_NODES = (
-    ", ".join(f"nodes.{c} AS {c}" for c in _NODE_FIELDS.split(", ")) + f", {_SUBDIRECTORIES}"
+    ", ".join(f"nodes.{c} AS {c}" for c in _NODE_FIELDS.split(", "))
+    + f", {_SUBDIRECTORIES}, {_LINKS}"
 )
 # Journal rows with what share_changes adds to 'shared'/'unshared' ones: select
 # CHANGE_COLUMNS FROM CHANGES.
@@ -80,6 +83,7 @@ def node(row: sqlite3.Row) -> Node:
         rdev=row["rdev"],
         atime_ns=row["atime_ns"],
         subdirectories=row["subdirectories"],
+        links=row["links"],
     )
 
 

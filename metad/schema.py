@@ -276,7 +276,8 @@ CREATE TABLE changes_v5 (
     " WHERE replaced_node_id IS NOT NULL",
 )
 
-# Version 6: POSIX ownership, special files and access times. The nodes table
+# Version 6: POSIX ownership, special files, access times and hard links (a
+# node's further names live in links). The nodes table
 # and the journal are rebuilt (their kind CHECKs widen); ids and sequences
 # carry on where they were.
 _V6: tuple[str, ...] = (
@@ -334,6 +335,20 @@ CREATE TABLE nodes_v6 (
     "CREATE INDEX nodes_live_subdirectories ON nodes (parent_id)"
     " WHERE deleted_ns IS NULL AND kind = 'dir'",
     """
+CREATE TABLE links (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- stable id of the name; a listing resumes after it at LINK_ENTRY_BASE + id
+    node_id INTEGER NOT NULL REFERENCES nodes (id),
+        -- the node it names: a live file, symlink or special file, never a directory
+    parent_id INTEGER NOT NULL REFERENCES nodes (id),  -- the directory the name is in
+    name TEXT NOT NULL,
+        -- 1..255 bytes of UTF-8 without '/' or NUL; unique in its directory among links and
+        -- live nodes' own names alike
+    created_ns INTEGER NOT NULL  -- when it was made
+)""",
+    "CREATE UNIQUE INDEX links_name ON links (parent_id, name)",
+    "CREATE INDEX links_node ON links (node_id)",
+    """
 CREATE TABLE changes_v6 (
     sequence INTEGER PRIMARY KEY AUTOINCREMENT,
         -- journal position: strictly increasing in commit order, never reused
@@ -341,8 +356,10 @@ CREATE TABLE changes_v6 (
         -- drive the change happened in (subscriptions filter on it)
     kind TEXT NOT NULL CHECK (kind IN ('created', 'edited', 'moved', 'deleted',
                                        'attributes', 'restored', 'shared', 'unshared',
-                                       'damaged')),
-        -- what happened; 'damaged': storage found a block of the file damaged
+                                       'damaged', 'linked', 'unlinked')),
+        -- what happened; 'damaged': storage found a block of the file damaged;
+        -- 'linked'/'unlinked': a name of the node (a hard link) was added/removed, the
+        -- node staying (parent_id, name: its place; old_parent_id, old_name: that name)
     node_id INTEGER NOT NULL REFERENCES nodes (id),  -- the node it happened to
     node_kind TEXT NOT NULL CHECK (node_kind IN ('dir', 'file', 'symlink', 'fifo', 'chardev',
                                                  'blockdev', 'socket')),
@@ -350,8 +367,9 @@ CREATE TABLE changes_v6 (
     parent_id INTEGER,
         -- where the node is after the change (deleted: where it was); NULL for a drive root
     name TEXT NOT NULL,  -- its name after the change (deleted: its last name)
-    old_parent_id INTEGER,  -- moved: the directory it was in before; NULL for other kinds
-    old_name TEXT,  -- moved: its name before; NULL for other kinds
+    old_parent_id INTEGER,
+        -- moved: the directory it was in before; linked/unlinked: that name's directory
+    old_name TEXT,  -- moved: its name before; linked/unlinked: that name
     revision INTEGER NOT NULL DEFAULT 0,
         -- edited: the new revision number; created file: 1; 0 otherwise
     actor_id INTEGER NOT NULL REFERENCES users (id),

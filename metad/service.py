@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from metad import changes, rules
+from metad import changes, links, rules
 from metad.errors import InvalidArgument
 from metad.handlers import maps_errors
 from metad.models import (
@@ -68,6 +68,8 @@ _CHANGE_KIND = {
     ChangeKind.SHARED: pb.CHANGE_KIND_SHARED,
     ChangeKind.UNSHARED: pb.CHANGE_KIND_UNSHARED,
     ChangeKind.DAMAGED: pb.CHANGE_KIND_DAMAGED,
+    ChangeKind.LINKED: pb.CHANGE_KIND_LINKED,
+    ChangeKind.UNLINKED: pb.CHANGE_KIND_UNLINKED,
 }
 
 
@@ -91,7 +93,8 @@ def node_to_proto(node: Node, user_id: int) -> pb.Node:
         gid=node.gid,
         rdev=node.rdev,
         atime_ns=node.atime_ns or 0,
-        nlink=2 + node.subdirectories if node.kind is NodeKind.DIRECTORY else 1,
+        nlink=2 + node.subdirectories if node.kind is NodeKind.DIRECTORY else 1 + node.links,
+        entry_id=links.entry_id(node),
     )
 
 
@@ -338,7 +341,7 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
         self, request: pb.RenameRequest, context: grpc.aio.ServicerContext
     ) -> pb.RenameResponse:
         caller = _caller(context, request.device)
-        node, replaced = await self._store.rename(
+        node, replaced, remains = await self._store.rename(
             caller,
             request.parent_id,
             request.name,
@@ -347,7 +350,9 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
             no_replace=request.no_replace,
         )
         return pb.RenameResponse(
-            node=node_to_proto(node, caller.user_id), replaced_node_id=replaced or 0
+            node=node_to_proto(node, caller.user_id),
+            replaced_node_id=replaced or 0,
+            replaced_remains=remains,
         )
 
     @maps_errors
@@ -355,10 +360,18 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
         self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteResponse:
         caller = _caller(context, request.device)
-        node_id = await self._store.delete(
+        node_id, remains = await self._store.delete(
             caller, request.parent_id, request.name, directory=request.directory
         )
-        return pb.DeleteResponse(node_id=node_id)
+        return pb.DeleteResponse(node_id=node_id, remains=remains)
+
+    @maps_errors
+    async def Link(self, request: pb.LinkRequest, context: grpc.aio.ServicerContext) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.link(
+            caller, request.node_id, request.new_parent_id, request.new_name
+        )
+        return node_to_proto(node, caller.user_id)
 
     @maps_errors
     async def SetAttributes(

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from metad import (
     access,
     damage,
+    links,
     possession,
     requests,
     retention,
@@ -492,19 +493,23 @@ class Store:
         new_name: str,
         *,
         no_replace: bool = False,
-    ) -> tuple[Node, int | None]:
-        """Moves an entry atomically; returns the moved node and the id of the node it replaced."""
+    ) -> tuple[Node, int | None, bool]:
+        """Moves an entry atomically.
+
+        Returns the moved node, the id of the node whose name it took (or
+        None), and whether that node stays (it had other names).
+        """
         rules.check_name(name)
         rules.check_name(new_name)
 
-        def body(tx: Transaction) -> tuple[Node, int | None]:
+        def body(tx: Transaction) -> tuple[Node, int | None, bool]:
             old_parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             node = child(tx.conn, old_parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {old_parent.id}")
             new_parent = _directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
             if new_parent.id == old_parent.id and new_name == name:
-                return node, None
+                return node, None, False
             if new_parent.owner_id != node.owner_id:
                 raise CrossDrive(
                     f"cannot move {name!r} between two people's drives; copy it instead"
@@ -512,14 +517,24 @@ class Store:
             if node.kind is NodeKind.DIRECTORY and tx.is_within(new_parent.id, node.id):
                 raise InvalidMove(f"cannot move directory {node.id} into itself or its subtree")
             replaced = child(tx.conn, new_parent.id, new_name)
+            if replaced is not None and replaced.id == node.id:
+                return node, None, False  # two names of one file: rename(2) does nothing
+            remains = False
             if replaced is not None:
                 if no_replace:
                     raise AlreadyExists(f"{new_name!r} already exists in {new_parent.id}")
                 _check_replaceable(tx, node, replaced)
-                tx.conn.execute(
-                    "UPDATE nodes SET deleted_ns = ?, ctime_ns = ? WHERE id = ?",
-                    (tx.now_ns, tx.now_ns, replaced.id),
-                )
+                remains = links.remove(tx, actor, replaced)
+                if not remains:
+                    tx.conn.execute(
+                        "UPDATE nodes SET deleted_ns = ?, ctime_ns = ? WHERE id = ?",
+                        (tx.now_ns, tx.now_ns, replaced.id),
+                    )
+            if node.link_id is not None:
+                moved = links.move(tx, actor, node, new_parent, new_name)
+                tx.touch_directory(old_parent.id)
+                tx.touch_directory(new_parent.id)
+                return moved, None if replaced is None else replaced.id, remains
             tx.conn.execute(
                 "UPDATE nodes SET parent_id = ?, name = ?, ctime_ns = ? WHERE id = ?",
                 (new_parent.id, new_name, tx.now_ns, node.id),
@@ -533,20 +548,25 @@ class Store:
                 name=new_name,
                 old_parent_id=old_parent.id,
                 old_name=name,
-                replaced_node_id=None if replaced is None else replaced.id,
+                replaced_node_id=None if replaced is None or remains else replaced.id,
             )
             tx.touch_directory(old_parent.id)
             if new_parent.id != old_parent.id:
                 tx.touch_directory(new_parent.id)
-            return moved, None if replaced is None else replaced.id
+            return moved, None if replaced is None else replaced.id, remains
 
         return await self._write(body)
 
-    async def delete(self, actor: Actor, parent_id: int, name: str, *, directory: bool) -> int:
-        """Removes an entry from the namespace (the node and its revisions are kept)."""
+    async def delete(
+        self, actor: Actor, parent_id: int, name: str, *, directory: bool
+    ) -> tuple[int, bool]:
+        """Removes an entry: (node id, whether the node stays under its other names).
+
+        The last name of a node sends it to the trash (its revisions are kept).
+        """
         rules.check_name(name)
 
-        def body(tx: Transaction) -> int:
+        def body(tx: Transaction) -> tuple[int, bool]:
             parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             node = child(tx.conn, parent.id, name)
             if node is None:
@@ -558,13 +578,29 @@ class Store:
                     raise DirectoryNotEmpty(f"directory {name!r} is not empty")
             elif node.kind is NodeKind.DIRECTORY:
                 raise IsADirectory(f"{name!r} is a directory")
+            if links.remove(tx, actor, node):
+                return node.id, True
             tx.conn.execute(
                 "UPDATE nodes SET deleted_ns = ?, ctime_ns = ? WHERE id = ?",
                 (tx.now_ns, tx.now_ns, node.id),
             )
             tx.journal(ChangeKind.DELETED, node, actor, parent_id=parent.id, name=name)
             tx.touch_directory(parent.id)
-            return node.id
+            return node.id, False
+
+        return await self._write(body)
+
+    async def link(self, actor: Actor, node_id: int, new_parent_id: int, new_name: str) -> Node:
+        """A further name (hard link) for a file in a folder of the same drive."""
+        rules.check_name(new_name)
+
+        def body(tx: Transaction) -> Node:
+            node = access.visible_node(tx.conn, node_id, actor.user_id)
+            parent = _directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
+            if parent.owner_id != node.owner_id:
+                raise CrossDrive(f"cannot link {node.name!r} into another person's drive")
+            made = links.add(tx, actor, node, parent, new_name)
+            return replace(made, role=parent.role)
 
         return await self._write(body)
 
@@ -652,16 +688,26 @@ class Store:
         @snapshot
         def read(conn: sqlite3.Connection) -> DirectoryPage:
             directory = _directory(conn, node_id, user_id)
-            found = conn.execute(
-                f"SELECT {rows.NODE_COLUMNS} FROM nodes"
-                " WHERE parent_id = ? AND deleted_ns IS NULL AND id > ? ORDER BY id LIMIT ?",
-                (directory.id, after_id, limit + 1),
-            ).fetchall()
+            entries: list[Node] = []
+            more = False
+            link_after = after_id - links.LINK_ENTRY_BASE
+            if link_after < 0:  # nodes under their own names first, then further names
+                found = conn.execute(
+                    f"SELECT {rows.NODE_COLUMNS} FROM nodes"
+                    " WHERE parent_id = ? AND deleted_ns IS NULL AND id > ? ORDER BY id LIMIT ?",
+                    (directory.id, after_id, limit + 1),
+                ).fetchall()
+                entries = [rows.node(row) for row in found[:limit]]
+                more = len(found) > limit
+                link_after = 0
+            if not more:
+                room = limit - len(entries)
+                further = links.page(conn, directory.id, link_after, room + 1)
+                entries += further[:room]
+                more = len(further) > room
             assert directory.role is not None
-            entries = access.with_roles(
-                conn, directory.role, [rows.node(row) for row in found[:limit]], user_id
-            )
-            return DirectoryPage(entries=tuple(entries), more=len(found) > limit)
+            entries = access.with_roles(conn, directory.role, entries, user_id)
+            return DirectoryPage(entries=tuple(entries), more=more)
 
         return await self._read(read)
 

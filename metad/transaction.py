@@ -26,13 +26,28 @@ USED_BYTES = (
 
 
 def child(conn: sqlite3.Connection, parent_id: int, name: str) -> Node | None:
+    """The live entry named name in parent_id, or None.
+
+    A node under its own name, or a node under one of its further names (a
+    hard link): then parent_id and name are the link's and link_id is set.
+    """
     row = rows.fetch_one(
         conn,
         f"SELECT {rows.NODE_COLUMNS} FROM nodes"
         " WHERE parent_id = ? AND name = ? AND deleted_ns IS NULL",
         (parent_id, name),
     )
-    return None if row is None else rows.node(row)
+    if row is not None:
+        return rows.node(row)
+    row = rows.fetch_one(
+        conn,
+        f"SELECT {rows.NODE_COLUMNS_OF_NODES}, links.id AS link_id FROM links"
+        " JOIN nodes ON nodes.id = links.node_id WHERE links.parent_id = ? AND links.name = ?",
+        (parent_id, name),
+    )
+    if row is None:
+        return None
+    return replace(rows.node(row), parent_id=parent_id, name=name, link_id=row["link_id"])
 
 
 @dataclass
@@ -188,8 +203,9 @@ class Transaction:
     def is_empty(self, directory_id: int) -> bool:
         row = rows.fetch_one(
             self.conn,
-            "SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_ns IS NULL LIMIT 1",
-            (directory_id,),
+            "SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_ns IS NULL"
+            " UNION ALL SELECT 1 FROM links WHERE parent_id = ? LIMIT 1",
+            (directory_id, directory_id),
         )
         return row is None
 

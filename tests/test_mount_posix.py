@@ -193,3 +193,34 @@ def test_sizes_past_the_drives_limit_are_efbig(mounts, metad, blockd) -> None:
         os.truncate(f, 999_999_999_999_999)
     assert info.value.errno == errno.EFBIG
     assert f.read_text() == "x"
+
+
+def test_hard_links_are_one_file_under_many_names(mounts, metad, blockd) -> None:
+    a = mounts.mount(metad, blockd, "dev-a")
+    first = a.path / "report.txt"
+    first.write_text("version 1")
+    (a.path / "archive").mkdir()
+    second = a.path / "archive" / "report-2026.txt"
+    os.link(first, second)
+    assert os.stat(first).st_ino == os.stat(second).st_ino
+    assert os.stat(first).st_nlink == 2
+    second.write_text("version 2")  # an edit through one name is the file's
+    assert first.read_text() == "version 2"
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert (b.path / "archive" / "report-2026.txt").read_text() == "version 2"
+    assert os.stat(b.path / "report.txt").st_nlink == 2
+    # Removing the first name keeps the file under the other, its history with it.
+    first.unlink()
+    assert not first.exists()
+    assert second.read_text() == "version 2" and os.stat(second).st_nlink == 1
+    eventually(lambda: not (b.path / "report.txt").exists(), timeout=5)
+    assert (b.path / "archive" / "report-2026.txt").read_text() == "version 2"
+    # A rename onto another name of the same file does nothing, as rename(2) says.
+    os.link(second, a.path / "again.txt")
+    os.rename(a.path / "again.txt", second)
+    assert os.stat(second).st_nlink == 2 and (a.path / "again.txt").exists()
+    # Folders keep one name.
+    with pytest.raises(OSError) as info:
+        os.link(a.path / "archive", a.path / "archive-too")
+    assert info.value.errno == errno.EPERM
+    assert sorted(p.name for p in a.path.iterdir()) == ["again.txt", "archive"]

@@ -67,6 +67,7 @@ def _node(msg: metadata_pb2.Node) -> Node:
         rdev=msg.rdev,
         atime_ns=msg.atime_ns,
         nlink=msg.nlink or 1,
+        entry_id=msg.entry_id or msg.id,
     )
 
 
@@ -275,7 +276,8 @@ class MetadataClient:
     @rpc
     def rename(
         self, parent_id: int, name: str, new_parent_id: int, new_name: str, no_replace: bool
-    ) -> tuple[Node, int]:
+    ) -> tuple[Node, int, bool]:
+        """(the moved node, the node whose name it took or 0, whether that one stays)."""
         req = metadata_pb2.RenameRequest(
             parent_id=parent_id,
             name=name,
@@ -286,10 +288,11 @@ class MetadataClient:
             request_id=request_id(),
         )
         resp = self._stub.Rename(req, timeout=UNARY_TIMEOUT)
-        return _node(resp.node), resp.replaced_node_id
+        return _node(resp.node), resp.replaced_node_id, resp.replaced_remains
 
     @rpc
-    def delete(self, parent_id: int, name: str, directory: bool) -> int:
+    def delete(self, parent_id: int, name: str, directory: bool) -> tuple[int, bool]:
+        """(the node id, whether the node stays under its other names)."""
         req = metadata_pb2.DeleteRequest(
             parent_id=parent_id,
             name=name,
@@ -297,7 +300,20 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return self._stub.Delete(req, timeout=UNARY_TIMEOUT).node_id
+        resp = self._stub.Delete(req, timeout=UNARY_TIMEOUT)
+        return resp.node_id, resp.remains
+
+    @rpc
+    def link(self, node_id: int, new_parent_id: int, new_name: str) -> Node:
+        """A further name (hard link) for a file; the node as the new name names it."""
+        req = metadata_pb2.LinkRequest(
+            node_id=node_id,
+            new_parent_id=new_parent_id,
+            new_name=new_name,
+            device=self.device,
+            request_id=request_id(),
+        )
+        return _node(self._stub.Link(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def set_attributes(

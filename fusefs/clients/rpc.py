@@ -52,6 +52,7 @@ _REASONS: dict[str, type[errors.DriveError]] = {
     "content-gone": errors.NotFound,
     "unproven-blocks": errors.UnprovenBlocks,
     "too-large": errors.FileTooLarge,
+    "not-permitted": errors.NotPermitted,
 }
 
 _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {

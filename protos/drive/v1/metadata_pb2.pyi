@@ -37,6 +37,8 @@ class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_KIND_SHARED: _ClassVar[ChangeKind]
     CHANGE_KIND_UNSHARED: _ClassVar[ChangeKind]
     CHANGE_KIND_DAMAGED: _ClassVar[ChangeKind]
+    CHANGE_KIND_LINKED: _ClassVar[ChangeKind]
+    CHANGE_KIND_UNLINKED: _ClassVar[ChangeKind]
 NODE_KIND_UNSPECIFIED: NodeKind
 NODE_KIND_DIRECTORY: NodeKind
 NODE_KIND_FILE: NodeKind
@@ -59,9 +61,11 @@ CHANGE_KIND_RESTORED: ChangeKind
 CHANGE_KIND_SHARED: ChangeKind
 CHANGE_KIND_UNSHARED: ChangeKind
 CHANGE_KIND_DAMAGED: ChangeKind
+CHANGE_KIND_LINKED: ChangeKind
+CHANGE_KIND_UNLINKED: ChangeKind
 
 class Node(_message.Message):
-    __slots__ = ("id", "parent_id", "name", "kind", "mode", "size", "mtime_ns", "ctime_ns", "revision", "symlink_target", "owner_id", "role", "change_sequence", "uid", "gid", "rdev", "atime_ns", "nlink")
+    __slots__ = ("id", "parent_id", "name", "kind", "mode", "size", "mtime_ns", "ctime_ns", "revision", "symlink_target", "owner_id", "role", "change_sequence", "uid", "gid", "rdev", "atime_ns", "nlink", "entry_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +84,7 @@ class Node(_message.Message):
     RDEV_FIELD_NUMBER: _ClassVar[int]
     ATIME_NS_FIELD_NUMBER: _ClassVar[int]
     NLINK_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     id: int
     parent_id: int
     name: str
@@ -98,7 +103,8 @@ class Node(_message.Message):
     rdev: int
     atime_ns: int
     nlink: int
-    def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rdev: _Optional[int] = ..., atime_ns: _Optional[int] = ..., nlink: _Optional[int] = ...) -> None: ...
+    entry_id: int
+    def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rdev: _Optional[int] = ..., atime_ns: _Optional[int] = ..., nlink: _Optional[int] = ..., entry_id: _Optional[int] = ...) -> None: ...
 
 class BlockRef(_message.Message):
     __slots__ = ("hash", "offset", "size", "grant", "receipt")
@@ -313,12 +319,14 @@ class RenameRequest(_message.Message):
     def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RenameResponse(_message.Message):
-    __slots__ = ("node", "replaced_node_id")
+    __slots__ = ("node", "replaced_node_id", "replaced_remains")
     NODE_FIELD_NUMBER: _ClassVar[int]
     REPLACED_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_REMAINS_FIELD_NUMBER: _ClassVar[int]
     node: Node
     replaced_node_id: int
-    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., replaced_node_id: _Optional[int] = ...) -> None: ...
+    replaced_remains: bool
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., replaced_node_id: _Optional[int] = ..., replaced_remains: _Optional[bool] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("parent_id", "name", "directory", "device", "request_id")
@@ -335,10 +343,26 @@ class DeleteRequest(_message.Message):
     def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., directory: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
-    __slots__ = ("node_id",)
+    __slots__ = ("node_id", "remains")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REMAINS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
-    def __init__(self, node_id: _Optional[int] = ...) -> None: ...
+    remains: bool
+    def __init__(self, node_id: _Optional[int] = ..., remains: _Optional[bool] = ...) -> None: ...
+
+class LinkRequest(_message.Message):
+    __slots__ = ("node_id", "new_parent_id", "new_name", "device", "request_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    new_parent_id: int
+    new_name: str
+    device: str
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SetAttributesRequest(_message.Message):
     __slots__ = ("node_id", "mode", "mtime_ns", "device", "request_id", "uid", "gid", "atime_ns")

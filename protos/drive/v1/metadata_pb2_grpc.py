@@ -99,6 +99,11 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.Link = channel.unary_unary(
+                '/drive.v1.Metadata/Link',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.LinkRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+                _registered_method=True)
         self.SetAttributes = channel.unary_unary(
                 '/drive.v1.Metadata/SetAttributes',
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.SetAttributesRequest.SerializeToString,
@@ -303,7 +308,18 @@ class MetadataServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Delete(self, request, context):
-        """Removes a directory entry (a file/symlink, or an empty directory).
+        """Removes a directory entry (a file/symlink, or an empty directory). A
+        node with other names (hard links) stays under them; its last name sends
+        it to the trash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Link(self, request, context):
+        """A further name (hard link) for a file, symlink or special file, in a
+        folder of the same drive. FAILED_PRECONDITION "not-permitted" for a
+        folder, "cross-drive" for another person's drive.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -556,6 +572,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.DeleteRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.DeleteResponse.SerializeToString,
+            ),
+            'Link': grpc.unary_unary_rpc_method_handler(
+                    servicer.Link,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.LinkRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.SerializeToString,
             ),
             'SetAttributes': grpc.unary_unary_rpc_method_handler(
                     servicer.SetAttributes,
@@ -1019,6 +1040,33 @@ class Metadata:
             '/drive.v1.Metadata/Delete',
             protos_dot_drive_dot_v1_dot_metadata__pb2.DeleteRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Link(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/Link',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.LinkRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
             options,
             channel_credentials,
             insecure,
