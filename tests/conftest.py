@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,6 +256,18 @@ def mounts(
     runner = MountRunner(tmp_path, allowed_log_patterns)
     yield runner
     runner.close()
+
+
+@pytest.fixture
+def public(mounts: MountRunner) -> Iterator[Path]:
+    """A folder every user may pass through (pytest's own are root's, mode 0700), for
+    mountpoints other users of the machine must reach; removed after the mounts."""
+    path = Path(tempfile.mkdtemp(prefix="drivefs-public-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    for m in mounts.mounts:
+        m.unmount()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import socket
 import stat
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,18 +41,6 @@ def as_user(uid: int, code: str, gid: int = NOBODY) -> subprocess.CompletedProce
         text=True,
         timeout=30,
     )
-
-
-@pytest.fixture
-def public(mounts) -> Iterator[Path]:
-    """A folder every user may pass through (pytest's own are root's, mode 0700), for
-    mountpoints other users must reach; removed after the mounts are gone."""
-    path = Path(tempfile.mkdtemp(prefix="drivefs-posix-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    for m in mounts.mounts:
-        m.unmount()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def errno_as(uid: int, code: str, gid: int = NOBODY) -> int:
