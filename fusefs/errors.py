@@ -62,6 +62,14 @@ class UnprovenBlocks(PermissionDenied):
     """A commit named blocks the client has neither receipts nor readable copies for."""
 
 
+class NoAttribute(DriveError):
+    """No extended attribute of that name."""
+
+
+class NotSupported(DriveError):
+    """An extended attribute outside the namespaces a drive keeps."""
+
+
 class NotPermitted(DriveError):
     """Not something this kind of node allows (a hard link to a folder)."""
 
@@ -122,6 +130,8 @@ _ERRNO: dict[type[DriveError], int] = {
     QuotaExceeded: errno.EDQUOT,
     FileTooLarge: errno.EFBIG,
     NotPermitted: errno.EPERM,
+    NoAttribute: errno.ENODATA,
+    NotSupported: errno.EOPNOTSUPP,
     NoSpace: errno.ENOSPC,
     Unavailable: errno.EIO,
     DataLoss: errno.EIO,

@@ -220,6 +220,16 @@ class OpenFile(RevisionReader):
             self.mtime_ns = self.ctime_ns = time.time_ns()
             self.dirty = True
 
+    def adopt(self, node: Node) -> None:
+        """This file's content was saved over node (a rename): carry on as node.
+
+        Called once its edits are committed, so its blocks are node's newest
+        revision and later writes go on from there.
+        """
+        self.node = node
+        self.revision = node.revision
+        self.mtime_ns, self.ctime_ns = node.mtime_ns, node.ctime_ns
+
     def touch(self, mtime_ns: int) -> None:
         """An explicit mtime (utime) on a file with unsaved edits, kept for the commit."""
         self.mtime_ns = mtime_ns

@@ -78,8 +78,16 @@ class InodeTable:
         self._lookups = LookupCounts()
         self._nodes: dict[int, Node] = {}
         self._owners: dict[int, int] = {}  # inode -> owner id, while the kernel knows it
+        # A node answering to another node's inode, while the kernel knows that inode:
+        # a file saved over by a renamed one keeps its id, but the kernel moved the
+        # renamed file's inode to the name (see alias).
+        self._alias: dict[int, int] = {}  # node id -> inode
+        self._aliased: dict[int, int] = {}  # inode -> node id
 
     def inode_of(self, node_id: int) -> int:
+        aliased = self._alias.get(node_id)
+        if aliased is not None:
+            return aliased
         if node_id == self.root_node_id:
             return ROOT_INODE
         if node_id == ROOT_INODE:
@@ -87,8 +95,20 @@ class InodeTable:
         return node_id
 
     def node_of(self, inode: int) -> int:
-        # The mapping is its own inverse.
-        return self.inode_of(inode)
+        node_id = self._aliased.get(inode)
+        if node_id is not None:
+            return node_id
+        # Otherwise the mapping is its own inverse.
+        if inode == ROOT_INODE:
+            return self.root_node_id
+        if inode == self.root_node_id:
+            return ROOT_INODE
+        return inode
+
+    def alias(self, node_id: int, inode: int) -> None:
+        """node_id answers to inode from now on, until the kernel forgets inode."""
+        self._alias[node_id] = inode
+        self._aliased[inode] = node_id
 
     # --- kernel lookup counts ------------------------------------------
 
@@ -106,6 +126,9 @@ class InodeTable:
         if inode != ROOT_INODE:
             self._nodes.pop(inode, None)
             self._owners.pop(inode, None)
+            node_id = self._aliased.pop(inode, None)
+            if node_id is not None:
+                self._alias.pop(node_id, None)
         return True
 
     def known(self, inode: int) -> bool:

@@ -78,6 +78,7 @@ class Node:
     atime_ns: int = 0  # 0: as mtime_ns
     nlink: int = 1
     entry_id: int = 0  # where a listing resumes after this entry (its own name: the id)
+    xattrs: int = 0  # how many extended attributes it has
 
     @property
     def writable(self) -> bool:

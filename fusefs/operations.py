@@ -194,6 +194,22 @@ class Operations(pyfuse3.Operations):
         return self.attributes(inode, node)
 
     @_errno_boundary
+    async def getxattr(self, inode, name, ctx):
+        return await self.vfs.getxattr(inode, _xattr_name(name))
+
+    @_errno_boundary
+    async def listxattr(self, inode, ctx):
+        return [name.encode() for name in await self.vfs.listxattr(inode)]
+
+    @_errno_boundary
+    async def setxattr(self, inode, name, value, ctx):
+        await self.vfs.setxattr(inode, _xattr_name(name), value)
+
+    @_errno_boundary
+    async def removexattr(self, inode, name, ctx):
+        await self.vfs.removexattr(inode, _xattr_name(name))
+
+    @_errno_boundary
     async def opendir(self, inode, ctx):
         return await self.vfs.opendir(inode)
 
@@ -266,6 +282,14 @@ class Operations(pyfuse3.Operations):
         st.f_favail = st.f_ffree
         st.f_namemax = 255
         return st
+
+
+def _xattr_name(raw: bytes) -> str:
+    """Attribute names the drive keeps are text (user.…, security.…)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise errors.NotSupported("attribute names are UTF-8") from None
 
 
 def _creator(ctx: pyfuse3.RequestContext) -> Ownership:

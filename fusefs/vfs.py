@@ -93,6 +93,8 @@ class Vfs:
         self._files: dict[int, OpenFile] = {}  # inode -> open file
         self._handles: dict[int, Handle] = {}  # fh -> open file or past revision
         self._next_fh = 1
+        # inode -> (the node's change_sequence when read, its extended attributes)
+        self._xattrs: dict[int, tuple[int, dict[str, bytes]]] = {}
         self._nursery: trio.Nursery | None = None
         self._invalidator: Invalidator | None = None
 
@@ -215,6 +217,48 @@ class Vfs:
             )
             self.inodes.update(node)
         return await self.getattr(inode)
+
+    # --- extended attributes ---------------------------------------------
+
+    async def getxattr(self, inode: int, name: str) -> bytes:
+        value = (await self._xattrs_of(inode)).get(name)
+        if value is None:
+            raise errors.NoAttribute(f"no attribute {name!r}")
+        return value
+
+    async def listxattr(self, inode: int) -> list[str]:
+        return sorted(await self._xattrs_of(inode))
+
+    async def setxattr(self, inode: int, name: str, value: bytes) -> None:
+        if is_virtual(inode):
+            raise self.virtual.refusal(inode)
+        await self._require_writable(inode)
+        node = await self._call(self.meta.set_xattr, self._node_id(inode), name, value)
+        self.inodes.update(node)
+        self._xattrs.pop(inode, None)
+
+    async def removexattr(self, inode: int, name: str) -> None:
+        if is_virtual(inode):
+            raise self.virtual.refusal(inode)
+        await self._require_writable(inode)
+        node = await self._call(self.meta.remove_xattr, self._node_id(inode), name)
+        self.inodes.update(node)
+        self._xattrs.pop(inode, None)
+
+    async def _xattrs_of(self, inode: int) -> dict[str, bytes]:
+        """A node's attributes: none without asking when it has none (the kernel asks
+        for security.capability before every write), else read once per change."""
+        if is_virtual(inode):
+            return {}
+        node = await self.getattr(inode)
+        if node.xattrs == 0:
+            return {}
+        cached = self._xattrs.get(inode)
+        if cached is not None and cached[0] == node.change_sequence:
+            return cached[1]
+        found = await self._call(self.meta.get_xattrs, self._node_id(inode))
+        self._xattrs[inode] = (node.change_sequence, found)
+        return found
 
     async def readlink(self, inode: int) -> bytes:
         node = await self.getattr(inode)
@@ -380,7 +424,14 @@ class Vfs:
                 raise errors.CrossDrive("a move between two drives: copy instead")
         await self._may_change_entry(parent_inode, name)
         await self._may_change_entry(new_parent_inode, new_name)
-        node, replaced, replaced_remains = await self._call(
+        if any(f.dirty for f in self._files.values()):
+            # A save renames its temporary over the original: what was written
+            # to it must be on the server first, or the save would miss it.
+            source = await self._call(self.meta.lookup, self._node_id(parent_inode), name)
+            dirty = self._files.get(self.inodes.inode_of(source.id))
+            if dirty is not None and dirty.dirty:
+                await self._commit(self.inodes.inode_of(source.id), dirty)
+        renamed = await self._call(
             self.meta.rename,
             self._node_id(parent_inode),
             name,
@@ -388,11 +439,29 @@ class Vfs:
             new_name,
             no_replace,
         )
-        self.inodes.update(node)
         for inode in (parent_inode, new_parent_inode):
             self.inodes.invalidate(inode)
-        if replaced:
-            self._name_gone(self.inodes.inode_of(replaced), replaced_remains)
+        if renamed.saved_from:
+            self._saved_over(renamed.saved_from, renamed.node)
+        elif renamed.replaced_id:
+            self._name_gone(self.inodes.inode_of(renamed.replaced_id), renamed.replaced_remains)
+        self.inodes.update(renamed.node)
+
+    def _saved_over(self, moved_id: int, saved: Node) -> None:
+        """A file renamed over another became its newest revision (metad saves.py).
+
+        The kernel moved the renamed file's inode to the name, so the saved
+        file answers to that inode from now on; what was open of the file it
+        replaced keeps its old content until closed, as on a local disk.
+        """
+        moved_inode = self.inodes.inode_of(moved_id)
+        replaced_inode = self.inodes.inode_of(saved.id)
+        if replaced_inode != moved_inode:
+            self._gone(replaced_inode)
+            self.inodes.alias(saved.id, moved_inode)
+        f = self._files.get(moved_inode)
+        if f is not None:
+            f.adopt(saved)
 
     async def link(self, inode: int, new_parent_inode: int, raw_name: bytes) -> tuple[int, Node]:
         """A further name (hard link) for inode's node; the node as the new name shows it."""

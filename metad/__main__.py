@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from metad import server
+from metad import quiet, server
 from metad.errors import StartupError
 from metad.housekeeping import Housekeeping
 from metad.retention import DAY_NS, Retention
@@ -110,6 +110,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="then one a week up to this age (default 0 = for ever)",
     )
     keep.add_argument(
+        "--quiet-seconds",
+        type=float,
+        default=quiet.WINDOW_NS / 1e9,
+        help="a file removed this soon after it was created skips the trash, as programs'"
+        f" temporaries do (default {quiet.WINDOW_NS / 1e9:.0f}; 0 = by name only)",
+    )
+    keep.add_argument(
         "--housekeeping-interval",
         type=float,
         default=3600,
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         auth_key=args.auth_key,
         first_user=args.first_user,
         default_quota=args.default_quota,
+        quiet_ns=int(args.quiet_seconds * 1e9),
         housekeeping=Housekeeping(
             trash_ns=int(args.trash_days * DAY_NS),
             retention=Retention.from_days(

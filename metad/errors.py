@@ -85,6 +85,24 @@ class BlocksCondemned(FailedPrecondition):
     reason = "blocks-condemned"
 
 
+class NoRoom(TooLarge):
+    """A node's extended attributes would pass their room (ENOSPC)."""
+
+    reason = "no-room"
+
+
+class NoAttribute(NotFound):
+    """No extended attribute of that name (ENODATA)."""
+
+    reason = "no-attribute"
+
+
+class NotSupported(InvalidArgument):
+    """An extended attribute outside the namespaces a drive keeps (EOPNOTSUPP)."""
+
+    reason = "not-supported"
+
+
 class NotPermitted(FailedPrecondition):
     """Not something this kind of node allows (a hard link to a folder): EPERM."""
 

@@ -118,6 +118,7 @@ class Node:
     atime_ns: int | None = None  # None: as mtime_ns
     subdirectories: int = 0  # directories: live subdirectories (st_nlink = 2 + this)
     links: int = 0  # further names (hard links): st_nlink = 1 + this
+    xattrs: int = 0  # how many extended attributes it has
     link_id: int | None = None  # the node as one of its further names names it (lookup, listing)
 
 

@@ -24,12 +24,14 @@ _SUBDIRECTORIES = (
 )
 # A node's further names (hard links): its st_nlink is 1 + this.
 _LINKS = "(SELECT COUNT(*) FROM links WHERE links.node_id = nodes.id) AS links"
+# How many extended attributes it has (a mount answers "none" without asking).
+_XATTRS = "(SELECT COUNT(*) FROM xattrs WHERE xattrs.node_id = nodes.id) AS xattrs"
+_COMPUTED = f"{_SUBDIRECTORIES}, {_LINKS}, {_XATTRS}"
 # SELECT NODE_COLUMNS FROM nodes (the table unaliased; also in RETURNING).
-NODE_COLUMNS = f"{_NODE_FIELDS}, {_SUBDIRECTORIES}, {_LINKS}"
+NODE_COLUMNS = f"{_NODE_FIELDS}, {_COMPUTED}"
 # NODE_COLUMNS for a query that joins nodes to tables with columns of the same names.
 NODE_COLUMNS_OF_NODES = (
-    ", ".join(f"nodes.{c} AS {c}" for c in _NODE_FIELDS.split(", "))
-    + f", {_SUBDIRECTORIES}, {_LINKS}"
+    ", ".join(f"nodes.{c} AS {c}" for c in _NODE_FIELDS.split(", ")) + f", {_COMPUTED}"
 )
 # Journal rows with what share_changes adds to 'shared'/'unshared' ones: select
 # CHANGE_COLUMNS FROM CHANGES.
@@ -84,6 +86,7 @@ def node(row: sqlite3.Row) -> Node:
         atime_ns=row["atime_ns"],
         subdirectories=row["subdirectories"],
         links=row["links"],
+        xattrs=row["xattrs"],
     )
 
 

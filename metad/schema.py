@@ -276,8 +276,9 @@ CREATE TABLE changes_v5 (
     " WHERE replaced_node_id IS NOT NULL",
 )
 
-# Version 6: POSIX ownership, special files, access times and hard links (a
-# node's further names live in links). The nodes table
+# Version 6: POSIX ownership, special files, access times, hard links (a
+# node's further names live in links) and extended attributes (kept with each
+# revision too). The nodes table
 # and the journal are rebuilt (their kind CHECKs widen); ids and sequences
 # carry on where they were.
 _V6: tuple[str, ...] = (
@@ -348,6 +349,22 @@ CREATE TABLE links (
 )""",
     "CREATE UNIQUE INDEX links_name ON links (parent_id, name)",
     "CREATE INDEX links_node ON links (node_id)",
+    """
+CREATE TABLE xattrs (
+    node_id INTEGER NOT NULL REFERENCES nodes (id),  -- the node
+    name TEXT NOT NULL,  -- the attribute's full name, namespace first: "user.origin"
+    value BLOB NOT NULL,  -- its value, at most 64 KiB
+    PRIMARY KEY (node_id, name)
+) WITHOUT ROWID""",
+    """
+CREATE TABLE revision_xattrs (
+    node_id INTEGER NOT NULL,  -- the file (with revision: the revisions row)
+    revision INTEGER NOT NULL,  -- revisions.number
+    name TEXT NOT NULL,  -- an extended attribute the file had when the revision was made
+    value BLOB NOT NULL,  -- its value then (a restore brings it back)
+    PRIMARY KEY (node_id, revision, name),
+    FOREIGN KEY (node_id, revision) REFERENCES revisions (node_id, number)
+) WITHOUT ROWID""",
     """
 CREATE TABLE changes_v6 (
     sequence INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from metad import accounts
+from metad import accounts, quiet
 from metad.accounts import AccountsService
 from metad.changes import CommitSignal
 from metad.errors import StartupError
@@ -52,6 +52,7 @@ class Config:
     auth_key: Path | None = None  # None: data_dir/auth.key, created on first start
     first_user: str = FIRST_USER_NAME  # name of the administrator made on first start
     default_quota: int = DEFAULT_QUOTA_BYTES  # of users created without one; 0 = unlimited
+    quiet_ns: int = quiet.WINDOW_NS  # a file removed this soon after it came skips the trash
     housekeeping: Housekeeping = field(default_factory=Housekeeping)
     tls_cert: Path | None = None  # with tls_key: serve TLS; None: plain text (loopback only)
     tls_key: Path | None = None
@@ -92,6 +93,7 @@ async def run(config: Config) -> None:
             on_commit=commits.publish,
             first_user=config.first_user,
             first_user_quota=config.default_quota,
+            quiet_ns=config.quiet_ns,
         )
         board = RevocationBoard()
         board.publish(await store.revocations())

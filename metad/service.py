@@ -95,6 +95,7 @@ def node_to_proto(node: Node, user_id: int) -> pb.Node:
         atime_ns=node.atime_ns or 0,
         nlink=2 + node.subdirectories if node.kind is NodeKind.DIRECTORY else 1 + node.links,
         entry_id=links.entry_id(node),
+        xattrs=node.xattrs,
     )
 
 
@@ -341,7 +342,7 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
         self, request: pb.RenameRequest, context: grpc.aio.ServicerContext
     ) -> pb.RenameResponse:
         caller = _caller(context, request.device)
-        node, replaced, remains = await self._store.rename(
+        node, replaced, remains, saved_from = await self._store.rename(
             caller,
             request.parent_id,
             request.name,
@@ -353,6 +354,7 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
             node=node_to_proto(node, caller.user_id),
             replaced_node_id=replaced or 0,
             replaced_remains=remains,
+            saved_from=saved_from or 0,
         )
 
     @maps_errors
@@ -364,6 +366,34 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
             caller, request.parent_id, request.name, directory=request.directory
         )
         return pb.DeleteResponse(node_id=node_id, remains=remains)
+
+    @maps_errors
+    async def GetXattrs(
+        self, request: pb.GetXattrsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetXattrsResponse:
+        caller = _caller(context)
+        found = await self._store.get_xattrs(caller.user_id, request.node_id)
+        return pb.GetXattrsResponse(
+            xattrs=[pb.Xattr(name=name, value=value) for name, value in found.items()]
+        )
+
+    @maps_errors
+    async def SetXattr(
+        self, request: pb.SetXattrRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.set_xattr(
+            caller, request.node_id, request.name, request.value, int(request.how)
+        )
+        return node_to_proto(node, caller.user_id)
+
+    @maps_errors
+    async def RemoveXattr(
+        self, request: pb.RemoveXattrRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Node:
+        caller = _caller(context, request.device)
+        node = await self._store.remove_xattr(caller, request.node_id, request.name)
+        return node_to_proto(node, caller.user_id)
 
     @maps_errors
     async def Link(self, request: pb.LinkRequest, context: grpc.aio.ServicerContext) -> pb.Node:

@@ -24,15 +24,18 @@ from metad import (
     damage,
     links,
     possession,
+    quiet,
     requests,
     retention,
     rows,
     rules,
+    saves,
     schema,
     security,
     sharing,
     snapshots,
     trash,
+    xattrs,
 )
 from metad.changes import ChangePage
 from metad.engine import Engine, snapshot
@@ -213,6 +216,31 @@ def _create(
     return node
 
 
+def _attributes_changed(tx: Transaction, actor: Actor, node: Node) -> Node:
+    """ctime moves and ATTRIBUTES is journaled; the node as it is now."""
+    tx.conn.execute("UPDATE nodes SET ctime_ns = ? WHERE id = ?", (tx.now_ns, node.id))
+    return tx.journal(ChangeKind.ATTRIBUTES, node, actor, parent_id=node.parent_id, name=node.name)
+
+
+def _drop_empty_placeholder(tx: Transaction, node: Node) -> None:
+    """A new file's first content replaces the empty revision 1 CreateFile made.
+
+    So its history starts with its content (numbers still only grow: every
+    device's caches keyed by revision stay right).
+    """
+    if node.revision != 1:
+        return
+    placeholder = rows.fetch_one(
+        tx.conn,
+        "SELECT 1 FROM revisions WHERE node_id = ? AND number = 1 AND size = 0"
+        " AND NOT EXISTS (SELECT 1 FROM revision_blocks WHERE node_id = ? AND revision = 1)",
+        (node.id, node.id),
+    )
+    if placeholder is not None:
+        xattrs.forget_revisions(tx, "node_id = ? AND revision = 1", (node.id,))
+        tx.conn.execute("DELETE FROM revisions WHERE node_id = ? AND number = 1", (node.id,))
+
+
 def _check_replaceable(tx: Transaction, node: Node, replaced: Node) -> None:
     """rename(2) rules: a directory replaces only an empty directory, others only non-dirs."""
     if node.kind is NodeKind.DIRECTORY:
@@ -227,9 +255,10 @@ def _check_replaceable(tx: Transaction, node: Node, replaced: Node) -> None:
 class Store:
     """The metadata of every drive in one SQLite file. Open with `Store.open`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, quiet_ns: int = quiet.WINDOW_NS) -> None:
         self._engine = engine
         self.path = engine.path
+        self._quiet_ns = quiet_ns  # files removed this soon after they came skip the trash
 
     @classmethod
     async def open(
@@ -240,14 +269,17 @@ class Store:
         clock: Callable[[], int] = time.time_ns,
         first_user: str = FIRST_USER_NAME,
         first_user_quota: int = 0,
+        quiet_ns: int = quiet.WINDOW_NS,
     ) -> Store:
         """Opens (creating and migrating if needed) the database at path.
 
         Raises StartupError (SchemaTooNew among them) for problems an operator
         can fix: unreadable file, not a database, database from a newer metad.
-        clock is read on the writer's thread, once per write.
+        clock is read on the writer's thread, once per write. quiet_ns: see
+        quiet.py (0: only the temporary names skip the trash).
         """
-        store = cls(await Engine.open(path, on_commit=on_commit, clock=clock))
+        engine = await Engine.open(path, on_commit=on_commit, clock=clock)
+        store = cls(engine, quiet_ns=quiet_ns)
         try:
             await store._ensure_first_user(first_user, first_user_quota)
         except BaseException:
@@ -459,7 +491,9 @@ class Store:
                 )
             number = node.revision + 1
             mtime = mtime_ns or tx.now_ns
+            _drop_empty_placeholder(tx, node)
             tx.insert_revision(node, number, size, mtime, actor)
+            xattrs.keep_with_revision(tx, node.id, number)
             tx.conn.executemany(
                 "INSERT INTO revision_blocks"
                 " (node_id, revision, block_index, hash, file_offset, size)"
@@ -493,23 +527,26 @@ class Store:
         new_name: str,
         *,
         no_replace: bool = False,
-    ) -> tuple[Node, int | None, bool]:
+    ) -> tuple[Node, int | None, bool, int | None]:
         """Moves an entry atomically.
 
-        Returns the moved node, the id of the node whose name it took (or
-        None), and whether that node stays (it had other names).
+        Returns the node now at the new name, the id of the node whose name it
+        took (or None), whether that node stays (it had other names), and,
+        when the move was a save over another file (saves.py), the id of the
+        moved node, which is gone: its content is the returned node's newest
+        revision.
         """
         rules.check_name(name)
         rules.check_name(new_name)
 
-        def body(tx: Transaction) -> tuple[Node, int | None, bool]:
+        def body(tx: Transaction) -> tuple[Node, int | None, bool, int | None]:
             old_parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
             node = child(tx.conn, old_parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {old_parent.id}")
             new_parent = _directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
             if new_parent.id == old_parent.id and new_name == name:
-                return node, None, False
+                return node, None, False, None
             if new_parent.owner_id != node.owner_id:
                 raise CrossDrive(
                     f"cannot move {name!r} between two people's drives; copy it instead"
@@ -518,12 +555,18 @@ class Store:
                 raise InvalidMove(f"cannot move directory {node.id} into itself or its subtree")
             replaced = child(tx.conn, new_parent.id, new_name)
             if replaced is not None and replaced.id == node.id:
-                return node, None, False  # two names of one file: rename(2) does nothing
+                return node, None, False, None  # two names of one file: rename(2) does nothing
             remains = False
             if replaced is not None:
                 if no_replace:
                     raise AlreadyExists(f"{new_name!r} already exists in {new_parent.id}")
                 _check_replaceable(tx, node, replaced)
+                if saves.applies(node, replaced):
+                    saved = saves.save_over(tx, actor, node, replaced, (old_parent.id, name))
+                    tx.touch_directory(old_parent.id)
+                    if new_parent.id != old_parent.id:
+                        tx.touch_directory(new_parent.id)
+                    return replace(saved, role=new_parent.role), None, False, node.id
                 remains = links.remove(tx, actor, replaced)
                 if not remains:
                     tx.conn.execute(
@@ -534,7 +577,7 @@ class Store:
                 moved = links.move(tx, actor, node, new_parent, new_name)
                 tx.touch_directory(old_parent.id)
                 tx.touch_directory(new_parent.id)
-                return moved, None if replaced is None else replaced.id, remains
+                return moved, None if replaced is None else replaced.id, remains, None
             tx.conn.execute(
                 "UPDATE nodes SET parent_id = ?, name = ?, ctime_ns = ? WHERE id = ?",
                 (new_parent.id, new_name, tx.now_ns, node.id),
@@ -553,7 +596,7 @@ class Store:
             tx.touch_directory(old_parent.id)
             if new_parent.id != old_parent.id:
                 tx.touch_directory(new_parent.id)
-            return moved, None if replaced is None else replaced.id, remains
+            return moved, None if replaced is None else replaced.id, remains, None
 
         return await self._write(body)
 
@@ -586,7 +629,42 @@ class Store:
             )
             tx.journal(ChangeKind.DELETED, node, actor, parent_id=parent.id, name=name)
             tx.touch_directory(parent.id)
+            if quiet.is_temporary(tx, node, self._quiet_ns):
+                trash.purge(tx, "id = ?", (node.id,))
             return node.id, False
+
+        return await self._write(body)
+
+    async def get_xattrs(self, user_id: int, node_id: int) -> dict[str, bytes]:
+        """A node's extended attributes, by name."""
+
+        @snapshot
+        def read(conn: sqlite3.Connection) -> dict[str, bytes]:
+            node = access.visible_node(conn, node_id, user_id)
+            return xattrs.all_of(conn, node.id)
+
+        return await self._read(read)
+
+    async def set_xattr(
+        self, actor: Actor, node_id: int, name: str, value: bytes, how: int = xattrs.EITHER
+    ) -> Node:
+        """Sets one extended attribute (how: xattrs.EITHER, CREATE or REPLACE)."""
+        xattrs.check_name(name)
+
+        def body(tx: Transaction) -> Node:
+            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
+            xattrs.put(tx, node.id, name, value, how)
+            return _attributes_changed(tx, actor, node)
+
+        return await self._write(body)
+
+    async def remove_xattr(self, actor: Actor, node_id: int, name: str) -> Node:
+        xattrs.check_name(name)
+
+        def body(tx: Transaction) -> Node:
+            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
+            xattrs.remove(tx, node.id, name)
+            return _attributes_changed(tx, actor, node)
 
         return await self._write(body)
 
@@ -912,6 +990,10 @@ class Store:
                     ).fetchall()
                     doomed = policy.to_drop([(r[0], r[1]) for r in kept], current, tx.now_ns)
                     for number in doomed:
+                        tx.conn.execute(
+                            "DELETE FROM revision_xattrs WHERE node_id = ? AND revision = ?",
+                            (node_id, number),
+                        )
                         tx.conn.execute(
                             "DELETE FROM revision_blocks WHERE node_id = ? AND revision = ?",
                             (node_id, number),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, replace
 
-from metad import rows, rules
+from metad import rows, rules, xattrs
 from metad.errors import AlreadyExists, ContentGone, QuotaExceeded
 from metad.models import Actor, ChangeKind, Node, NodeKind, Role
 
@@ -177,6 +177,9 @@ class Transaction:
         self.check_quota(node.owner_id, size - (0 if node.deleted_ns else node.size))
         number = node.revision + 1
         self.insert_revision(node, number, size, self.now_ns, actor)
+        # The attributes come back with the content.
+        xattrs.take_from_revision(self, node.id, source_node_id, source_number)
+        xattrs.keep_with_revision(self, node.id, number)
         self.conn.execute(
             "INSERT INTO revision_blocks (node_id, revision, block_index, hash, file_offset, size)"
             " SELECT ?, ?, block_index, hash, file_offset, size FROM revision_blocks"

@@ -148,6 +148,8 @@ def purge(tx: Transaction, where: str, params: tuple[object, ...]) -> tuple[int,
         params,
     )
     tx.conn.execute(f"DELETE FROM revision_blocks WHERE node_id IN ({doomed})", params)
+    tx.conn.execute(f"DELETE FROM revision_xattrs WHERE node_id IN ({doomed})", params)
+    tx.conn.execute(f"DELETE FROM xattrs WHERE node_id IN ({doomed})", params)
     tx.conn.execute(f"DELETE FROM revisions WHERE node_id IN ({doomed})", params)
     tx.conn.execute(
         "INSERT INTO purged_nodes (node_id, purged_ns)"

@@ -57,6 +57,10 @@ class DaemonRunner:
         extra = list(kw.pop("extra_args", None) or [])
         if "--auth-key" not in extra:
             extra += ["--auth-key", str(signin.KEY_PATH)]
+        if name == "metad" and "--quiet-seconds" not in extra:
+            # Tests make and remove files within seconds: only names mark temporaries
+            # here (tests of the quiet trash itself give the window).
+            extra += ["--quiet-seconds", "0"]
         daemon = start_daemon(name, data_dir, listen, extra_args=extra, **kw)
         kw["extra_args"] = extra
         self.daemons.append(daemon)

@@ -339,7 +339,8 @@ def test_commit_revision_and_read_revisions(drive: Drive) -> None:
     ]
     assert (old.mtime_ns, old.author_id, old.device) == (777, 1, DEVICE)
     listed = drive.revisions(file.id)
-    assert [(r.number, r.size) for r in listed] == [(3, 50), (2, 8292), (1, 0)]
+    # The empty revision 1 of CreateFile gave way to the first content.
+    assert [(r.number, r.size) for r in listed] == [(3, 50), (2, 8292)]
     assert all(len(r.blocks) == 0 for r in listed)
     # Emptying a file is a revision without blocks.
     empty = drive.commit_blocks(file.id, 3, 0, [])
@@ -561,22 +562,25 @@ def test_rename_moves_a_subtree_and_keeps_ids(drive: Drive) -> None:
     assert drive.names(root.id) == ["dst"]
 
 
-def test_rename_over_a_file_replaces_it(drive: Drive) -> None:
+def test_a_file_renamed_over_another_is_saved_as_its_next_revision(drive: Drive) -> None:
     root = drive.root()
     new = drive.create(root.id, "new")
     drive.commit(new.id, 1, [3])
     old = drive.create(root.id, "old")
     drive.commit(old.id, 1, [100])
     response = drive.rename(root.id, "new", root.id, "old")
-    assert response.replaced_node_id == old.id
-    assert (response.node.id, response.node.name, response.node.size) == (new.id, "old", 3)
-    assert drive.lookup(root.id, "old").id == new.id
-    expect_error(NOT_FOUND, "not-found", drive.stat, old.id)
+    assert response.saved_from == new.id and response.replaced_node_id == 0
+    assert (response.node.id, response.node.name, response.node.size) == (old.id, "old", 3)
+    assert response.node.revision == 3
+    assert drive.lookup(root.id, "old").id == old.id  # the file keeps its id and history
+    assert [r.size for r in drive.revisions(old.id)] == [3, 100]
+    expect_error(NOT_FOUND, "not-found", drive.stat, new.id)
     assert drive.names(root.id) == ["old"]
     assert drive.usage().used_bytes == 3
-    # A symlink replaces a file, and a file a symlink.
+    # A symlink replaces a file, and a file a symlink: plain moves.
     drive.symlink(root.id, "link", "old")
-    assert drive.rename(root.id, "link", root.id, "old").replaced_node_id == new.id
+    response = drive.rename(root.id, "link", root.id, "old")
+    assert (response.replaced_node_id, response.saved_from) == (old.id, 0)
 
 
 def test_rename_a_directory_over_an_empty_directory(drive: Drive) -> None:
@@ -715,7 +719,7 @@ def test_subscribe_delivers_each_change_with_its_fields(
         b = drive.mkdir(root.id, "b")
         f = drive.create(a.id, "f")
         edited = drive.commit(f.id, 1, [10])
-        victim = drive.create(b.id, "g")
+        victim = drive.symlink(b.id, "g", "x")  # (a file over a file would be a save)
         moved = drive.rename(a.id, "f", b.id, "g")
         drive.set_attributes(moved.node.id, mode=0o600)
         drive.delete(b.id, "g")

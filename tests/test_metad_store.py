@@ -90,6 +90,8 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
             "user_security",
             "request_log",
             "links",
+            "xattrs",
+            "revision_xattrs",
         }
         for table, sql in tables:
             lines = sql.splitlines()
@@ -216,7 +218,7 @@ def test_every_change_stamps_its_node_with_its_journal_row(tmp_path: Path) -> No
             directory = await store.make_directory(OWNER, root.id, "d", 0o755)
             file = await store.create_file(OWNER, directory.id, "f", 0o644)
             edited = await store.commit_revision(OWNER, file.id, 1, 3, 0, [block(0, 3)])
-            moved, _, _ = await store.rename(OWNER, directory.id, "f", root.id, "g")
+            moved, _, _, _ = await store.rename(OWNER, directory.id, "f", root.id, "g")
             touched = await store.set_attributes(OWNER, moved.id, mode=0o600, mtime_ns=None)
             for node, expected in zip(
                 (directory, file, edited, moved, touched), range(1, 6), strict=True

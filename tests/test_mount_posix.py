@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import signin
 from tests.waiting import eventually
 
 NOBODY = 65534
@@ -209,3 +210,46 @@ def test_hard_links_are_one_file_under_many_names(mounts, metad, blockd) -> None
         os.link(a.path / "archive", a.path / "archive-too")
     assert info.value.errno == errno.EPERM
     assert sorted(p.name for p in a.path.iterdir()) == ["again.txt", "archive"]
+
+
+def test_extended_attributes_are_kept_and_come_back_with_a_revision(mounts, metad, blockd) -> None:
+    a = mounts.mount(metad, blockd, "dev-a")
+    f = a.path / "photo.jpg"
+    f.write_bytes(b"first")
+    assert os.listxattr(f) == []
+    with pytest.raises(OSError) as info:
+        os.getxattr(f, "user.missing")
+    assert info.value.errno == errno.ENODATA
+    os.setxattr(f, "user.origin", b"camera 1")
+    os.setxattr(f, "security.label", b"\x00binary\xff")
+    with pytest.raises(OSError) as info:
+        os.setxattr(f, "user.origin", b"again", os.XATTR_CREATE)
+    assert info.value.errno == errno.EEXIST
+    with pytest.raises(OSError) as info:
+        os.setxattr(f, "user.nothing", b"x", os.XATTR_REPLACE)
+    assert info.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as info:
+        os.setxattr(f, "other.namespace", b"x")
+    assert info.value.errno == errno.EOPNOTSUPP
+    assert sorted(os.listxattr(f)) == ["security.label", "user.origin"]
+    assert os.getxattr(f, "security.label") == b"\x00binary\xff"
+    # Another device sees them; they travel with the file.
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert os.getxattr(b.path / "photo.jpg", "user.origin") == b"camera 1"
+    # Each revision keeps the attributes it was made with.
+    f.write_bytes(b"second")  # revision made with user.origin = camera 1
+    os.setxattr(f, "user.origin", b"edited")
+    os.removexattr(f, "security.label")
+    assert sorted(os.listxattr(f)) == ["user.origin"]
+    meta = signin.metadata_client(metad.address)
+    try:
+        node = meta.lookup(meta.root().id, "photo.jpg")
+        second = meta.list_revisions(node.id)[0].number  # "second", made with both attributes
+        meta.restore_revision(node.id, second)
+    finally:
+        meta.close()
+    eventually(lambda: os.getxattr(b.path / "photo.jpg", "user.origin") == b"camera 1", timeout=5)
+    assert os.getxattr(b.path / "photo.jpg", "security.label") == b"\x00binary\xff"
+    # Large values are refused by the kernel's own limit; many fill a node's room.
+    with pytest.raises(OSError):
+        os.setxattr(f, "user.big", b"x" * (65 * 1024))

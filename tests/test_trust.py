@@ -310,7 +310,7 @@ def test_a_change_whose_reply_was_lost_is_applied_once(pair) -> None:
         committed = meta.commit_revision(
             node.id, node.revision, len(data), time.time_ns(), [BlockRef(digest, 0, len(data))]
         )  # no stale revision, so no conflicted copy, on the retry
-        moved, _, _ = meta.rename(folder.id, "plan.txt", folder.id, "plan-v1.txt", False)
+        moved = meta.rename(folder.id, "plan.txt", folder.id, "plan-v1.txt", False).node
     finally:
         meta.close()
     assert sorted(losing.lost) == ["CommitRevision", "CreateFile", "MakeDirectory", "Rename"]

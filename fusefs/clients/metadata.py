@@ -68,6 +68,7 @@ def _node(msg: metadata_pb2.Node) -> Node:
         atime_ns=msg.atime_ns,
         nlink=msg.nlink or 1,
         entry_id=msg.entry_id or msg.id,
+        xattrs=msg.xattrs,
     )
 
 
@@ -276,8 +277,8 @@ class MetadataClient:
     @rpc
     def rename(
         self, parent_id: int, name: str, new_parent_id: int, new_name: str, no_replace: bool
-    ) -> tuple[Node, int, bool]:
-        """(the moved node, the node whose name it took or 0, whether that one stays)."""
+    ) -> Renamed:
+        """What a rename did: see Renamed."""
         req = metadata_pb2.RenameRequest(
             parent_id=parent_id,
             name=name,
@@ -288,7 +289,9 @@ class MetadataClient:
             request_id=request_id(),
         )
         resp = self._stub.Rename(req, timeout=UNARY_TIMEOUT)
-        return _node(resp.node), resp.replaced_node_id, resp.replaced_remains
+        return Renamed(
+            _node(resp.node), resp.replaced_node_id, resp.replaced_remains, resp.saved_from
+        )
 
     @rpc
     def delete(self, parent_id: int, name: str, directory: bool) -> tuple[int, bool]:
@@ -302,6 +305,32 @@ class MetadataClient:
         )
         resp = self._stub.Delete(req, timeout=UNARY_TIMEOUT)
         return resp.node_id, resp.remains
+
+    @rpc
+    def get_xattrs(self, node_id: int) -> dict[str, bytes]:
+        req = metadata_pb2.GetXattrsRequest(node_id=node_id)
+        resp = self._stub.GetXattrs(req, timeout=UNARY_TIMEOUT)
+        return {x.name: x.value for x in resp.xattrs}
+
+    @rpc
+    def set_xattr(self, node_id: int, name: str, value: bytes, how: int = 0) -> Node:
+        """how: 0 create or replace, 1 create only, 2 replace only."""
+        req = metadata_pb2.SetXattrRequest(
+            node_id=node_id,
+            name=name,
+            value=value,
+            how=how,
+            device=self.device,
+            request_id=request_id(),
+        )
+        return _node(self._stub.SetXattr(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def remove_xattr(self, node_id: int, name: str) -> Node:
+        req = metadata_pb2.RemoveXattrRequest(
+            node_id=node_id, name=name, device=self.device, request_id=request_id()
+        )
+        return _node(self._stub.RemoveXattr(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def link(self, node_id: int, new_parent_id: int, new_name: str) -> Node:
@@ -506,6 +535,14 @@ class MetadataClient:
         """A live stream of changes after from_sequence; cancel() ends it."""
         call = self._stub.Subscribe(metadata_pb2.SubscribeRequest(from_sequence=from_sequence))
         return ChangeStream(call)
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    node: Node  # the node now at the new name
+    replaced_id: int  # the node whose name it took, or 0
+    replaced_remains: bool  # that node keeps other names (hard links)
+    saved_from: int  # a save over another file: the moved node, gone; node has its content
 
 
 class ChangeStream:

@@ -53,6 +53,9 @@ _REASONS: dict[str, type[errors.DriveError]] = {
     "unproven-blocks": errors.UnprovenBlocks,
     "too-large": errors.FileTooLarge,
     "not-permitted": errors.NotPermitted,
+    "no-attribute": errors.NoAttribute,
+    "not-supported": errors.NotSupported,
+    "no-room": errors.NoSpace,
 }
 
 _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {

@@ -25,6 +25,12 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_WRITE: _ClassVar[Role]
     ROLE_OWNER: _ClassVar[Role]
 
+class XattrSet(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    XATTR_SET_EITHER: _ClassVar[XattrSet]
+    XATTR_SET_CREATE: _ClassVar[XattrSet]
+    XATTR_SET_REPLACE: _ClassVar[XattrSet]
+
 class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
@@ -51,6 +57,9 @@ ROLE_UNSPECIFIED: Role
 ROLE_READ: Role
 ROLE_WRITE: Role
 ROLE_OWNER: Role
+XATTR_SET_EITHER: XattrSet
+XATTR_SET_CREATE: XattrSet
+XATTR_SET_REPLACE: XattrSet
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 CHANGE_KIND_CREATED: ChangeKind
 CHANGE_KIND_EDITED: ChangeKind
@@ -65,7 +74,7 @@ CHANGE_KIND_LINKED: ChangeKind
 CHANGE_KIND_UNLINKED: ChangeKind
 
 class Node(_message.Message):
-    __slots__ = ("id", "parent_id", "name", "kind", "mode", "size", "mtime_ns", "ctime_ns", "revision", "symlink_target", "owner_id", "role", "change_sequence", "uid", "gid", "rdev", "atime_ns", "nlink", "entry_id")
+    __slots__ = ("id", "parent_id", "name", "kind", "mode", "size", "mtime_ns", "ctime_ns", "revision", "symlink_target", "owner_id", "role", "change_sequence", "uid", "gid", "rdev", "atime_ns", "nlink", "entry_id", "xattrs")
     ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +94,7 @@ class Node(_message.Message):
     ATIME_NS_FIELD_NUMBER: _ClassVar[int]
     NLINK_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    XATTRS_FIELD_NUMBER: _ClassVar[int]
     id: int
     parent_id: int
     name: str
@@ -104,7 +114,8 @@ class Node(_message.Message):
     atime_ns: int
     nlink: int
     entry_id: int
-    def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rdev: _Optional[int] = ..., atime_ns: _Optional[int] = ..., nlink: _Optional[int] = ..., entry_id: _Optional[int] = ...) -> None: ...
+    xattrs: int
+    def __init__(self, id: _Optional[int] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., revision: _Optional[int] = ..., symlink_target: _Optional[str] = ..., owner_id: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., change_sequence: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rdev: _Optional[int] = ..., atime_ns: _Optional[int] = ..., nlink: _Optional[int] = ..., entry_id: _Optional[int] = ..., xattrs: _Optional[int] = ...) -> None: ...
 
 class BlockRef(_message.Message):
     __slots__ = ("hash", "offset", "size", "grant", "receipt")
@@ -319,14 +330,16 @@ class RenameRequest(_message.Message):
     def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RenameResponse(_message.Message):
-    __slots__ = ("node", "replaced_node_id", "replaced_remains")
+    __slots__ = ("node", "replaced_node_id", "replaced_remains", "saved_from")
     NODE_FIELD_NUMBER: _ClassVar[int]
     REPLACED_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     REPLACED_REMAINS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_FROM_FIELD_NUMBER: _ClassVar[int]
     node: Node
     replaced_node_id: int
     replaced_remains: bool
-    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., replaced_node_id: _Optional[int] = ..., replaced_remains: _Optional[bool] = ...) -> None: ...
+    saved_from: int
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., replaced_node_id: _Optional[int] = ..., replaced_remains: _Optional[bool] = ..., saved_from: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("parent_id", "name", "directory", "device", "request_id")
@@ -383,6 +396,54 @@ class SetAttributesRequest(_message.Message):
     gid: int
     atime_ns: int
     def __init__(self, node_id: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ...) -> None: ...
+
+class GetXattrsRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    def __init__(self, node_id: _Optional[int] = ...) -> None: ...
+
+class Xattr(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: bytes
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class GetXattrsResponse(_message.Message):
+    __slots__ = ("xattrs",)
+    XATTRS_FIELD_NUMBER: _ClassVar[int]
+    xattrs: _containers.RepeatedCompositeFieldContainer[Xattr]
+    def __init__(self, xattrs: _Optional[_Iterable[_Union[Xattr, _Mapping]]] = ...) -> None: ...
+
+class SetXattrRequest(_message.Message):
+    __slots__ = ("node_id", "name", "value", "how", "device", "request_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    HOW_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    name: str
+    value: bytes
+    how: XattrSet
+    device: str
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., name: _Optional[str] = ..., value: _Optional[bytes] = ..., how: _Optional[_Union[XattrSet, str]] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RemoveXattrRequest(_message.Message):
+    __slots__ = ("node_id", "name", "device", "request_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    name: str
+    device: str
+    request_id: str
+    def __init__(self, node_id: _Optional[int] = ..., name: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ()

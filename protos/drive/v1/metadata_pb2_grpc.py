@@ -109,6 +109,21 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.SetAttributesRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
                 _registered_method=True)
+        self.GetXattrs = channel.unary_unary(
+                '/drive.v1.Metadata/GetXattrs',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetXattrsRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetXattrsResponse.FromString,
+                _registered_method=True)
+        self.SetXattr = channel.unary_unary(
+                '/drive.v1.Metadata/SetXattr',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.SetXattrRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+                _registered_method=True)
+        self.RemoveXattr = channel.unary_unary(
+                '/drive.v1.Metadata/RemoveXattr',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RemoveXattrRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+                _registered_method=True)
         self.GetUsage = channel.unary_unary(
                 '/drive.v1.Metadata/GetUsage',
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetUsageRequest.SerializeToString,
@@ -301,7 +316,10 @@ class MetadataServicer:
 
     def Rename(self, request, context):
         """Atomic move/rename, replacing an existing file or empty directory at the
-        destination unless no_replace is set.
+        destination unless no_replace is set. A regular file renamed over another
+        of the same drive (neither with further names) is a save: its content and
+        attributes become the replaced file's next revision (same id, history and
+        shares) and the moved node is gone (RenameResponse.saved_from).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -326,8 +344,32 @@ class MetadataServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetAttributes(self, request, context):
-        """Mode and modification time; content changes go through CommitRevision.
+        """Mode, owner, group and times; content changes go through CommitRevision.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetXattrs(self, request, context):
+        """Extended attributes (user., trusted., security., and the POSIX ACLs as
+        system.posix_acl_access/default): all of a node's, one set, one removed.
+        NOT_FOUND "no-attribute" for a name it lacks; INVALID_ARGUMENT
+        "not-supported" for another namespace; RESOURCE_EXHAUSTED past 64 KiB a
+        value or 256 KiB a node. Each revision keeps the file's attributes, and a
+        restore brings them back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetXattr(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveXattr(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -581,6 +623,21 @@ def add_MetadataServicer_to_server(servicer, server):
             'SetAttributes': grpc.unary_unary_rpc_method_handler(
                     servicer.SetAttributes,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.SetAttributesRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.SerializeToString,
+            ),
+            'GetXattrs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetXattrs,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetXattrsRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetXattrsResponse.SerializeToString,
+            ),
+            'SetXattr': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetXattr,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.SetXattrRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.SerializeToString,
+            ),
+            'RemoveXattr': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveXattr,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.RemoveXattrRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.SerializeToString,
             ),
             'GetUsage': grpc.unary_unary_rpc_method_handler(
@@ -1093,6 +1150,87 @@ class Metadata:
             target,
             '/drive.v1.Metadata/SetAttributes',
             protos_dot_drive_dot_v1_dot_metadata__pb2.SetAttributesRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetXattrs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/GetXattrs',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.GetXattrsRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.GetXattrsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetXattr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/SetXattr',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.SetXattrRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveXattr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/RemoveXattr',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.RemoveXattrRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
             options,
             channel_credentials,

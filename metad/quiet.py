@@ -1,0 +1,56 @@
+"""Quiet trash: what programs make and remove by themselves leaves no trace.
+
+Editors' swap files, lock files, SQLite journals and the like, and any file
+created and removed again within a short while, are forgotten when removed
+instead of going to the trash (their revisions with them), so the trash
+holds what people deleted. Names follow the habits of the common programs:
+
+    *.swp *.swo *.swx *~ *.tmp *.temp  .~lock.*#  ~$*  *-journal *-wal *-shm
+    *.lock inside a .git folder
+
+Runs on the writer's thread inside the removal's transaction.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from metad import access, rows
+from metad.models import Node, NodeKind
+from metad.transaction import Transaction
+
+# A file removed this soon after it was created is taken for a temporary.
+WINDOW_NS = 30 * 10**9
+PATTERNS = (
+    "*.swp",
+    "*.swo",
+    "*.swx",
+    "*~",
+    "*.tmp",
+    "*.temp",
+    ".~lock.*#",
+    "~$*",
+    "*-journal",
+    "*-wal",
+    "*-shm",
+)
+
+
+def is_temporary(tx: Transaction, node: Node, window_ns: int = WINDOW_NS) -> bool:
+    """Whether a file being removed is a program's temporary (see the module docstring).
+
+    window_ns: a file removed this soon after it was created counts as one.
+    """
+    if node.kind is not NodeKind.FILE:
+        return False
+    if any(fnmatch.fnmatchcase(node.name, pattern) for pattern in PATTERNS):
+        return True
+    if (
+        node.name.endswith(".lock")
+        and "/.git/" in f"/{access.path_in_owner_drive(tx.conn, node.id)}"
+    ):
+        return True
+    created = rows.fetch_one(
+        tx.conn, "SELECT MIN(created_ns) FROM revisions WHERE node_id = ?", (node.id,)
+    )
+    return created is not None and created[0] is not None and tx.now_ns - created[0] < window_ns
