@@ -1,6 +1,6 @@
 """Quiet trash: what programs make and remove by themselves leaves no trace.
 
-Editors' swap files, lock files, SQLite journals and the like, and any file
+Editors' swap files, lock files, SQLite journals and the like, and anything
 created and removed again within a short while, are forgotten when removed
 instead of going to the trash (their revisions with them), so the trash
 holds what people deleted. Names follow the habits of the common programs:
@@ -37,20 +37,22 @@ PATTERNS = (
 
 
 def is_temporary(tx: Transaction, node: Node, window_ns: int = WINDOW_NS) -> bool:
-    """Whether a file being removed is a program's temporary (see the module docstring).
+    """Whether a node being removed is a program's temporary (see the module docstring).
 
-    window_ns: a file removed this soon after it was created counts as one.
+    window_ns: anything removed this soon after it was created counts as one
+    (git probes a new repository's symlinks and modes with such files).
     """
-    if node.kind is not NodeKind.FILE:
+    if node.kind is NodeKind.FILE:
+        if any(fnmatch.fnmatchcase(node.name, pattern) for pattern in PATTERNS):
+            return True
+        path = f"/{access.path_in_owner_drive(tx.conn, node.id)}"
+        if node.name.endswith(".lock") and "/.git/" in path:
+            return True
+    if window_ns <= 0:
         return False
-    if any(fnmatch.fnmatchcase(node.name, pattern) for pattern in PATTERNS):
-        return True
-    if (
-        node.name.endswith(".lock")
-        and "/.git/" in f"/{access.path_in_owner_drive(tx.conn, node.id)}"
-    ):
-        return True
     created = rows.fetch_one(
-        tx.conn, "SELECT MIN(created_ns) FROM revisions WHERE node_id = ?", (node.id,)
+        tx.conn,
+        "SELECT MIN(time_ns) FROM changes WHERE node_id = ? AND kind = 'created'",
+        (node.id,),
     )
     return created is not None and created[0] is not None and tx.now_ns - created[0] < window_ns
