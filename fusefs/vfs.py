@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 255
 READDIR_PAGE = 1000
+DOTS = 2  # "." and ".." take the first two readdir offsets
 MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG past it
 
 
@@ -283,15 +284,22 @@ class Vfs:
     async def readdir(self, inode: int, after: int) -> tuple[list[DirEntry], int | None]:
         """A page of entries after offset `after`, and where the next page starts (None: done).
 
-        Offsets are node ids; virtual entries of the root come after the real
-        ones, with offsets no node id reaches.
+        "." and ".." come first, at offsets 1 and 2; an entry then sits at its
+        entry id (a node's id, or a further name's) plus DOTS; virtual entries
+        of the root come after the real ones, with offsets no entry id reaches.
         """
         if is_virtual(inode):
             return await self.virtual.readdir(inode, after)
         entries: list[DirEntry] = []
+        if after < DOTS:
+            here = await self.getattr(inode)
+            parent_inode = self.inodes.inode_of(here.parent_id) if here.parent_id else inode
+            parent = self.inodes.cached(parent_inode) or here
+            dots = [DirEntry(".", inode, here, 1), DirEntry("..", parent_inode, parent, DOTS)]
+            entries += dots[after:]
         if after < VIRTUAL_BASE:
             nodes, more = await self._call(
-                self.meta.list_directory, self._node_id(inode), after, READDIR_PAGE
+                self.meta.list_directory, self._node_id(inode), max(after - DOTS, 0), READDIR_PAGE
             )
             for node in nodes:
                 self.inodes.update(node)
@@ -299,17 +307,18 @@ class Vfs:
                     continue
                 node = self._with_local(node)
                 entries.append(
-                    DirEntry(node.name, self.inodes.inode_of(node.id), node, node.entry_id)
+                    DirEntry(node.name, self.inodes.inode_of(node.id), node, node.entry_id + DOTS)
                 )
             if more and nodes:
-                return entries, nodes[-1].entry_id
+                return entries, nodes[-1].entry_id + DOTS
             if inode == ROOT_INODE:
                 entries += await self.virtual.root_entries()
         return entries, None
 
     def entry_added(self, entry: DirEntry) -> None:
-        """The kernel accepted a readdir entry: count it as a lookup."""
-        self._remember(entry.node)
+        """The kernel accepted a readdir entry: count it as a lookup ("." and ".." are not)."""
+        if entry.name not in (".", ".."):
+            self._remember(entry.node)
 
     async def _new_entry(
         self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership, directory: bool

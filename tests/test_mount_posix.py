@@ -253,3 +253,14 @@ def test_extended_attributes_are_kept_and_come_back_with_a_revision(mounts, meta
     # Large values are refused by the kernel's own limit; many fill a node's room.
     with pytest.raises(OSError):
         os.setxattr(f, "user.big", b"x" * (65 * 1024))
+
+
+def test_listings_show_dot_and_dot_dot_first(mounts, metad, blockd) -> None:
+    m = mounts.mount(metad, blockd, "dev-a")
+    (m.path / "sub").mkdir()
+    (m.path / "sub" / "f").write_text("x")
+    listed = subprocess.run(
+        ["ls", "-a", "-f", str(m.path / "sub")], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert listed[:2] == [".", ".."] and sorted(listed[2:]) == ["f"]
+    assert os.listdir(m.path / "sub") == ["f"]
