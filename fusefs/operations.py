@@ -178,14 +178,13 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise pyfuse3.FUSEError(errno.EINVAL)
         await self.vfs.rename(
             parent_inode_old,
             name_old,
             parent_inode_new,
             name_new,
             no_replace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+            exchange=bool(flags & pyfuse3.RENAME_EXCHANGE),
         )
 
     @_errno_boundary

@@ -422,7 +422,9 @@ class Vfs:
         new_parent_inode: int,
         raw_new_name: bytes,
         no_replace: bool,
+        exchange: bool = False,
     ) -> None:
+        """rename(2); exchange: RENAME_EXCHANGE, the two entries swap."""
         name, new_name = check_name(raw_name), check_name(raw_new_name)
         if not (is_virtual(parent_inode) or is_virtual(new_parent_inode)):
             source = await self.getattr(parent_inode)
@@ -447,6 +449,7 @@ class Vfs:
             self._node_id(new_parent_inode),
             new_name,
             no_replace,
+            exchange,
         )
         for inode in (parent_inode, new_parent_inode):
             self.inodes.invalidate(inode)

@@ -102,12 +102,17 @@ def move(tx: Transaction, actor: Actor, entry: Node, parent: Node, name: str) ->
         "UPDATE links SET parent_id = ?, name = ? WHERE id = ?", (parent.id, name, entry.link_id)
     )
     tx.conn.execute("UPDATE nodes SET ctime_ns = ? WHERE id = ?", (tx.now_ns, entry.id))
+    return journal_moved(tx, actor, entry, parent.id, name)
+
+
+def journal_moved(tx: Transaction, actor: Actor, entry: Node, parent_id: int, name: str) -> Node:
+    """Journals a further name that went from entry's place to parent_id/name (moved already)."""
     own = rows.node(
         rows.fetch_one(tx.conn, f"SELECT {rows.NODE_COLUMNS} FROM nodes WHERE id = ?", (entry.id,))
     )
     for kind, place in (
         (ChangeKind.UNLINKED, entry),
-        (ChangeKind.LINKED, replace(entry, parent_id=parent.id, name=name)),
+        (ChangeKind.LINKED, replace(entry, parent_id=parent_id, name=name)),
     ):
         tx.journal(
             kind,
@@ -118,7 +123,7 @@ def move(tx: Transaction, actor: Actor, entry: Node, parent: Node, name: str) ->
             old_parent_id=place.parent_id,
             old_name=place.name,
         )
-    return replace(own, parent_id=parent.id, name=name, link_id=entry.link_id, role=entry.role)
+    return replace(own, parent_id=parent_id, name=name, link_id=entry.link_id, role=entry.role)
 
 
 def page(conn: sqlite3.Connection, parent_id: int, after_link_id: int, limit: int) -> list[Node]:

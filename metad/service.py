@@ -342,6 +342,17 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
         self, request: pb.RenameRequest, context: grpc.aio.ServicerContext
     ) -> pb.RenameResponse:
         caller = _caller(context, request.device)
+        if request.exchange:
+            if request.no_replace:
+                raise InvalidArgument("exchange and no_replace exclude each other")
+            moved, other = await self._store.exchange(
+                caller, request.parent_id, request.name, request.new_parent_id, request.new_name
+            )
+            return pb.RenameResponse(
+                node=node_to_proto(moved, caller.user_id),
+                replaced_node_id=other.id if other.id != moved.id else 0,
+                replaced_remains=True,
+            )
         node, replaced, remains, saved_from = await self._store.rename(
             caller,
             request.parent_id,

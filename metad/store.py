@@ -216,6 +216,21 @@ def _create(
     return node
 
 
+def _place(tx: Transaction, entry: Node, parent_id: int, name: str) -> None:
+    """Puts an entry (a node's own name, or a further name) at parent_id/name; ctime moves."""
+    if entry.link_id is not None:
+        tx.conn.execute(
+            "UPDATE links SET parent_id = ?, name = ? WHERE id = ?",
+            (parent_id, name, entry.link_id),
+        )
+        tx.conn.execute("UPDATE nodes SET ctime_ns = ? WHERE id = ?", (tx.now_ns, entry.id))
+    else:
+        tx.conn.execute(
+            "UPDATE nodes SET parent_id = ?, name = ?, ctime_ns = ? WHERE id = ?",
+            (parent_id, name, tx.now_ns, entry.id),
+        )
+
+
 def _attributes_changed(tx: Transaction, actor: Actor, node: Node) -> Node:
     """ctime moves and ATTRIBUTES is journaled; the node as it is now."""
     tx.conn.execute("UPDATE nodes SET ctime_ns = ? WHERE id = ?", (tx.now_ns, node.id))
@@ -597,6 +612,56 @@ class Store:
             if new_parent.id != old_parent.id:
                 tx.touch_directory(new_parent.id)
             return moved, None if replaced is None else replaced.id, remains, None
+
+        return await self._write(body)
+
+    async def exchange(
+        self, actor: Actor, parent_id: int, name: str, other_parent_id: int, other_name: str
+    ) -> tuple[Node, Node]:
+        """Swaps two entries atomically (RENAME_EXCHANGE): (the one now at other_name, the
+        one now at name)."""
+        rules.check_name(name)
+        rules.check_name(other_name)
+
+        def body(tx: Transaction) -> tuple[Node, Node]:
+            first_parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
+            second_parent = _directory(tx.conn, other_parent_id, actor.user_id, Role.WRITE)
+            first = child(tx.conn, first_parent.id, name)
+            second = child(tx.conn, second_parent.id, other_name)
+            if first is None or second is None:
+                raise NotFound(f"exchange needs both {name!r} and {other_name!r}")
+            if first.id == second.id:
+                return first, second
+            if first_parent.owner_id != second_parent.owner_id:
+                raise CrossDrive("cannot exchange entries between two people's drives")
+            for node, into in ((first, second_parent), (second, first_parent)):
+                if node.kind is NodeKind.DIRECTORY and tx.is_within(into.id, node.id):
+                    raise InvalidMove(f"cannot move directory {node.id} into its own subtree")
+            # Through a name no entry can have (NUL), so the swap never collides.
+            _place(tx, first, first_parent.id, f"{name}\0exchange")
+            _place(tx, second, first_parent.id, name)
+            _place(tx, first, second_parent.id, other_name)
+            swapped = []
+            for node, parent, new_name in (
+                (first, second_parent, other_name),
+                (second, first_parent, name),
+            ):
+                if node.link_id is not None:
+                    moved = links.journal_moved(tx, actor, node, parent.id, new_name)
+                else:
+                    moved = tx.journal(
+                        ChangeKind.MOVED,
+                        node,
+                        actor,
+                        parent_id=parent.id,
+                        name=new_name,
+                        old_parent_id=node.parent_id,
+                        old_name=node.name,
+                    )
+                swapped.append(replace(moved, role=parent.role))
+            tx.touch_directory(first_parent.id)
+            tx.touch_directory(second_parent.id)
+            return swapped[0], swapped[1]
 
         return await self._write(body)
 

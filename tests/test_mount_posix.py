@@ -8,6 +8,7 @@ owner and mode the drive keeps, and a second device sees the same numbers.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import socket
@@ -264,3 +265,23 @@ def test_listings_show_dot_and_dot_dot_first(mounts, metad, blockd) -> None:
     ).stdout.split()
     assert listed[:2] == [".", ".."] and sorted(listed[2:]) == ["f"]
     assert os.listdir(m.path / "sub") == ["f"]
+
+
+def test_rename_exchange_swaps_two_entries_atomically(mounts, metad, blockd) -> None:
+    a = mounts.mount(metad, blockd, "dev-a")
+    (a.path / "current").write_text("new site")
+    (a.path / "next").mkdir()
+    (a.path / "next" / "inside").write_text("a folder")
+    libc = ctypes.CDLL(None, use_errno=True)
+    rename_exchange = 2
+    at_fdcwd = -100
+    result = libc.renameat2(
+        at_fdcwd, os.fsencode(a.path / "current"), at_fdcwd, os.fsencode(a.path / "next"),
+        rename_exchange,
+    )  # fmt: skip
+    assert result == 0, os.strerror(ctypes.get_errno())
+    assert (a.path / "next").read_text() == "new site"
+    assert (a.path / "current" / "inside").read_text() == "a folder"
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert (b.path / "next").read_text() == "new site"
+    assert (b.path / "current" / "inside").read_text() == "a folder"

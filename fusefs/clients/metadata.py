@@ -276,7 +276,13 @@ class MetadataClient:
 
     @rpc
     def rename(
-        self, parent_id: int, name: str, new_parent_id: int, new_name: str, no_replace: bool
+        self,
+        parent_id: int,
+        name: str,
+        new_parent_id: int,
+        new_name: str,
+        no_replace: bool,
+        exchange: bool = False,
     ) -> Renamed:
         """What a rename did: see Renamed."""
         req = metadata_pb2.RenameRequest(
@@ -285,6 +291,7 @@ class MetadataClient:
             new_parent_id=new_parent_id,
             new_name=new_name,
             no_replace=no_replace,
+            exchange=exchange,
             device=self.device,
             request_id=request_id(),
         )

@@ -312,7 +312,7 @@ class ListRevisionsResponse(_message.Message):
     def __init__(self, revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ...) -> None: ...
 
 class RenameRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "new_parent_id", "new_name", "no_replace", "device", "request_id")
+    __slots__ = ("parent_id", "name", "new_parent_id", "new_name", "no_replace", "device", "request_id", "exchange")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NEW_PARENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +320,7 @@ class RenameRequest(_message.Message):
     NO_REPLACE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     new_parent_id: int
@@ -327,7 +328,8 @@ class RenameRequest(_message.Message):
     no_replace: bool
     device: str
     request_id: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    exchange: bool
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., exchange: _Optional[bool] = ...) -> None: ...
 
 class RenameResponse(_message.Message):
     __slots__ = ("node", "replaced_node_id", "replaced_remains", "saved_from")
