@@ -137,8 +137,6 @@ class Vfs:
         """Refuses creating, removing or renaming name in parent_inode unless allowed."""
         if is_virtual(parent_inode):
             raise self.virtual.refusal(parent_inode)
-        if parent_inode == ROOT_INODE and await self.virtual.shadows(name):
-            raise errors.PermissionDenied(f"{name!r} is a folder of the mount itself")
         await self._require_writable(parent_inode)
 
     # --- names and attributes -----------------------------------------
@@ -303,8 +301,6 @@ class Vfs:
             )
             for node in nodes:
                 self.inodes.update(node)
-                if inode == ROOT_INODE and await self.virtual.shadows(node.name):
-                    continue
                 node = self._with_local(node)
                 entries.append(
                     DirEntry(node.name, self.inodes.inode_of(node.id), node, node.entry_id + DOTS)

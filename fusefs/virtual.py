@@ -45,6 +45,7 @@ from fusefs.shared import SHARED_FOLDER, share_names
 log = logging.getLogger(__name__)
 
 HISTORY_FOLDER = ".drive-history"
+TAKEN = " (drive)"  # after a mount folder's name when an entry of the drive has that name
 SHARED_INODE = VIRTUAL_BASE
 HISTORY_INODE = VIRTUAL_BASE + 1
 HISTORY_SHARED_INODE = VIRTUAL_BASE + 2  # .drive-history/Shared with me
@@ -172,25 +173,39 @@ class VirtualTree:
     # --- names in the drive's root ------------------------------------
 
     async def root_name(self, name: str) -> Node | None:
-        """The virtual entry a name in the root stands for, if any (it hides a real one)."""
-        if name == HISTORY_FOLDER:
+        """The virtual entry a name in the root stands for, if any.
+
+        A real entry of the same name wins (your own folder named "Shared with
+        me" never vanishes): the mount's folder then goes by that name with
+        TAKEN after it.
+        """
+        if (
+            name in (HISTORY_FOLDER, HISTORY_FOLDER + TAKEN)
+            and await self._shown_as(HISTORY_FOLDER) == name
+        ):
             return self._history_root()
-        if name == SHARED_FOLDER and await self.shares.current():
+        if (
+            name in (SHARED_FOLDER, SHARED_FOLDER + TAKEN)
+            and await self.shares.current()
+            and await self._shown_as(SHARED_FOLDER) == name
+        ):
             return self._shared_folder()
         return None
-
-    async def shadows(self, name: str) -> bool:
-        """Whether a real entry of this name in the root is hidden by a virtual one."""
-        return name == HISTORY_FOLDER or (
-            name == SHARED_FOLDER and bool(await self.shares.current())
-        )
 
     async def root_entries(self) -> list[DirEntry]:
         """Virtual entries listed in the root (after the real ones): "Shared with me"."""
         if not await self.shares.current():
             return []
-        node = self._shared_folder()
-        return [DirEntry(SHARED_FOLDER, SHARED_INODE, node, SHARED_INODE)]
+        name = await self._shown_as(SHARED_FOLDER)
+        return [DirEntry(name, SHARED_INODE, self._shared_folder(), SHARED_INODE)]
+
+    async def _shown_as(self, folder: str) -> str:
+        """The name a mount folder goes by: its own, unless an entry of the drive has it."""
+        try:
+            await self._call(self._meta.lookup, self._root.id, folder)
+        except errors.NotFound:
+            return folder
+        return folder + TAKEN
 
     # --- lookup counts ----------------------------------------------------
 
@@ -246,11 +261,13 @@ class VirtualTree:
             node = await self._call(self._meta.stat, share.node.id)
             return self._mirror(node, name)
         if isinstance(key, HistoryFolder):
-            if key.node_id == self._root.id:
-                if name == SHARED_FOLDER and await self.shares.current():
-                    return self._virtual(HISTORY_SHARED_INODE, SHARED_FOLDER, Kind.DIRECTORY)
-                if name == HISTORY_FOLDER:
-                    raise errors.NotFound("history has no history")
+            if (
+                key.node_id == self._root.id
+                and name in (SHARED_FOLDER, SHARED_FOLDER + TAKEN)
+                and await self.shares.current()
+                and await self._shown_as(SHARED_FOLDER) == name
+            ):
+                return self._virtual(HISTORY_SHARED_INODE, name, Kind.DIRECTORY)
             node = await self._call(self._meta.lookup, key.node_id, name)
             if node.kind == Kind.SYMLINK:
                 raise errors.NotFound("symbolic links keep no revisions")
@@ -382,16 +399,17 @@ class VirtualTree:
         if after < VIRTUAL_BASE:
             nodes, more = await self._call(self._meta.list_directory, node_id, after, READDIR_PAGE)
             for n in nodes:
-                if n.kind == Kind.SYMLINK or (in_root and await self.shadows(n.name)):
+                if n.kind == Kind.SYMLINK:
                     continue
                 node = self._mirror(n, n.name)
-                entries.append(DirEntry(n.name, node.id, node, n.id))
+                entries.append(DirEntry(n.name, node.id, node, n.entry_id))
             if more and nodes:
-                return entries, nodes[-1].id
+                return entries, nodes[-1].entry_id
         if in_root and after < HISTORY_SHARED_INODE and await self.shares.current():
             inode = HISTORY_SHARED_INODE
-            node = self._virtual(inode, SHARED_FOLDER, Kind.DIRECTORY)
-            entries.append(DirEntry(SHARED_FOLDER, inode, node, inode))
+            name = await self._shown_as(SHARED_FOLDER)
+            node = self._virtual(inode, name, Kind.DIRECTORY)
+            entries.append(DirEntry(name, inode, node, inode))
         return entries, None
 
     async def _list_revisions(self, node_id: int, file_name: str) -> dict[str, RevisionInfo]:

@@ -248,3 +248,27 @@ def test_mv_out_of_a_shared_folder_copies_into_ones_own_drive(pair, alice_meta) 
     assert (b / "copy.txt").read_text() == "report in ro"
     assert (a / "ro" / "report.txt").read_text() == "report in ro"
     assert sorted(os.listdir(b)) == [SHARED_FOLDER, "copy.txt", "mine.txt"]
+
+
+def test_your_own_folders_named_like_the_mounts_own_stay_reachable(pair, alice_meta) -> None:
+    a, b = pair
+    # bob made a folder "Shared with me" long before anyone shared anything with him.
+    (b / SHARED_FOLDER).mkdir()
+    (b / SHARED_FOLDER / "my notes.txt").write_text("bob's own")
+    (a / "plan.txt").write_text("alice's plan")
+    alice_meta.share(node_id(alice_meta, "plan.txt"), "bob", Role.READ)
+    # His folder wins; the mount's own goes by another name.
+    taken = f"{SHARED_FOLDER} (drive)"
+    waiting.eventually(lambda: taken in os.listdir(b), timeout=5)
+    assert sorted(os.listdir(b)) == [SHARED_FOLDER, taken]
+    assert (b / SHARED_FOLDER / "my notes.txt").read_text() == "bob's own"
+    assert (b / taken / "plan.txt").read_text() == "alice's plan"
+    assert "my notes.txt" in os.listdir(b / ".drive-history" / SHARED_FOLDER)
+    assert os.listdir(b / ".drive-history" / taken) == ["plan.txt"]
+    # Through the mount the history folder's name is taken (EEXIST); one made through
+    # the API (another client) wins the same way.
+    assert refused(lambda: (a / ".drive-history").mkdir()) == errno.EEXIST
+    alice_meta.make_directory(alice_meta.root().id, ".drive-history", 0o755)
+    waiting.eventually(lambda: ".drive-history" in os.listdir(a), timeout=5)
+    assert os.listdir(a / ".drive-history") == []
+    assert "plan.txt" in os.listdir(a / ".drive-history (drive)")
