@@ -215,9 +215,6 @@ def test_refused_commit_reaches_close_and_loses_nothing_silently(
 
 def test_mv_out_of_a_shared_folder_copies_into_ones_own_drive(pair, alice_meta) -> None:
     a, b = pair
-    # A folder of bob's own with that name is hidden once something is shared with him.
-    (b / SHARED_FOLDER).mkdir()
-    (b / SHARED_FOLDER / "own.txt").write_text("bob's")
     for folder in ("rw", "ro"):
         (a / folder).mkdir()
         (a / folder / "report.txt").write_text(f"report in {folder}")
