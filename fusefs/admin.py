@@ -19,6 +19,7 @@ from fusefs import credentials, errors
 from fusefs.cache import cached_copy
 from fusefs.clients import AccountsClient, BlockClient, BlockProblem, MetadataClient
 from fusefs.daemons import DaemonError
+from protos import names
 from protos.tls import Trust
 
 console = Console(stderr=True)
@@ -52,6 +53,11 @@ class Connection:
     def accounts(self) -> AccountsClient:
         address = self.metad()
         return AccountsClient(address, self.token, trust=self.trust(address))
+
+
+def say(text: str) -> None:
+    """One line to stdout; names in it show raw bytes and control characters escaped."""
+    print(names.printable(text))
 
 
 def human(size: float) -> str:
@@ -163,9 +169,9 @@ def _name_files(
         files = by_hash.get(problem.hash)
         state = "repaired" if problem.repaired else "damaged"
         if files:
-            print(f"{state} block {problem.hash.hex()[:16]}… is in:")
+            say(f"{state} block {problem.hash.hex()[:16]}… is in:")
             for line in files:
-                print(f"  {line}")
+                say(f"  {line}")
         else:
             print(f"{state} block {problem.hash.hex()[:16]}… is in no kept file")
 

@@ -13,12 +13,13 @@ import contextlib
 from collections.abc import Container, Iterator, Sequence
 
 from fusefs import errors
-from fusefs.admin import Connection, console, human
+from fusefs.admin import Connection, console, human, say
 from fusefs.clients import MetadataClient
 from fusefs.models import Kind, Node, Role, ShareInfo, SnapshotEntry, TrashEntry
 from fusefs.paths import Found, Resolver, drive_path
 from fusefs.shared import SHARED_FOLDER
 from fusefs.timespec import format_time
+from protos import names
 
 DEVICE = "drive-cli"  # how the history of a file names changes made by this command
 _KIND = {
@@ -60,6 +61,7 @@ def print_table(
 ) -> None:
     """Aligned columns under a header; the last one is not padded (paths may be long)."""
     last = len(headers) - 1
+    rows = [[names.printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in (headers, *rows)) for i in range(last)]
     for row in (headers, *rows):
         cells = [
@@ -106,7 +108,7 @@ def _row(name: str, kind: Kind, size: int, mtime_ns: int, target: str = "") -> l
 
 def _print_listing(rows: list[list[str]], what: str) -> None:
     if not rows:
-        print(f"{what} is empty")
+        say(f"{what} is empty")
         return
     rows.sort(key=lambda r: r[-1].casefold())
     print_table(["KIND", "SIZE", "MODIFIED", "NAME"], rows, right={1})
@@ -202,7 +204,7 @@ def history(conn: Connection, path: str) -> int:
         for r in revisions
     ]
     print_table(["REVISION", "SAVED", "SIZE", "AUTHOR", "DEVICE"], rows, right={0, 2})
-    print(f"{_counted(len(rows), 'revision')} of {found.path} kept; * is the current one")
+    say(f"{_counted(len(rows), 'revision')} of {found.path} kept; * is the current one")
     return 0
 
 
@@ -211,7 +213,7 @@ def restore_revision(conn: Connection, path: str, number: int) -> int:
     with session(conn) as meta, busy(f"restoring revision {number}"):
         found = Resolver(meta).resolve(path)
         node = meta.restore_revision(_file_of(found).id, number)
-    print(
+    say(
         f"restored {found.path} to the content of revision {number}: "
         f"it is now revision {node.revision} ({human(node.size)})"
     )
@@ -229,14 +231,14 @@ def restore_at(conn: Connection, path: str, time_ns: int) -> int:
     brought = _counted(restored.restored, "file")
     if restored.directories:
         brought += f" and {_counted(restored.directories, 'folder')}"
-    print(f"restored {shown} as it was at {when}: {brought} brought back")
+    say(f"restored {shown} as it was at {when}: {brought} brought back")
     if restored.skipped:
-        print(
+        say(
             f"skipped {_counted(restored.skipped, 'file')} whose content from then"
             " is no longer kept"
         )
     if restored.path != target.path:
-        print(f"{shown} is back at {restored.path}")
+        say(f"{shown} is back at {restored.path}")
     return 0
 
 
@@ -247,7 +249,7 @@ def trash_list(conn: Connection) -> int:
     with session(conn) as meta, busy("reading the trash"):
         entries = meta.list_trash()
     if not entries:
-        print("the trash is empty")
+        say("the trash is empty")
         return 0
     rows = [
         [
@@ -283,7 +285,7 @@ def trash_restore(conn: Connection, what: str) -> int:
         restored = meta.restore_from_trash(entry.node.id)
     items = f" ({_counted(restored.restored, 'item')})" if restored.restored > 1 else ""
     where = f" as {restored.path}: the name was taken" if restored.path != entry.path else ""
-    print(f"restored {entry.path}{items}{where}")
+    say(f"restored {entry.path}{items}{where}")
     return 0
 
 
@@ -302,7 +304,7 @@ def share(conn: Connection, path: str, user: str, role: Role) -> int:
             info = meta.share(_node_of(found).id, user, role)
         except errors.PermissionDenied as exc:
             raise errors.PermissionDenied(f"cannot share {found.path}: {exc}") from None
-    print(f"shared {found.path or 'the drive'} with {info.user_name} ({_role(info.role)})")
+    say(f"shared {found.path or 'the drive'} with {info.user_name} ({_role(info.role)})")
     return 0
 
 
@@ -317,9 +319,9 @@ def unshare(conn: Connection, path: str, user: str) -> int:
         except errors.PermissionDenied as exc:
             raise errors.PermissionDenied(f"cannot unshare {found.path}: {exc}") from None
     if removed == 0:
-        print(f"{found.path or 'the drive'} was not shared with {user or 'anyone'}")
+        say(f"{found.path or 'the drive'} was not shared with {user or 'anyone'}")
     else:
-        print(f"{found.path or 'the drive'} is no longer shared with {', '.join(sorted(whom))}")
+        say(f"{found.path or 'the drive'} is no longer shared with {', '.join(sorted(whom))}")
     return 0
 
 
@@ -344,15 +346,15 @@ def shares(conn: Connection, path: str | None) -> int:
     elif mine:
         _print_mine(mine)
     else:
-        print(f"{found.path or 'the drive'} is not shared with anyone")
+        say(f"{found.path or 'the drive'} is not shared with anyone")
     return 0
 
 
 def _print_mine(mine: list[ShareInfo]) -> None:
     if not mine:
-        print("shared by me: nothing")
+        say("shared by me: nothing")
         return
-    print("shared by me:")
+    say("shared by me:")
     rows = [[s.path or "/", s.user_name, _role(s.role)] for s in mine]
     rows.sort(key=lambda r: (r[0].casefold(), r[1]))
     print_table(["  PATH", "USER", "ROLE"], [["  " + r[0], *r[1:]] for r in rows])
@@ -360,8 +362,8 @@ def _print_mine(mine: list[ShareInfo]) -> None:
 
 def _print_theirs(theirs: dict[str, ShareInfo]) -> None:
     if not theirs:
-        print("shared with me: nothing")
+        say("shared with me: nothing")
         return
-    print(f'shared with me (in "{SHARED_FOLDER}"):')
+    say(f'shared with me (in "{SHARED_FOLDER}"):')
     rows = [[f"  {name}", s.owner_name, _role(s.role)] for name, s in sorted(theirs.items())]
     print_table(["  NAME", "OWNER", "ROLE"], rows)

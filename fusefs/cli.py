@@ -30,6 +30,7 @@ from fusefs.daemons import Daemon, DaemonError, DaemonTls, serve_tls, start_daem
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
 from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
+from protos import names
 from protos.runtime import parse_size, split_host_port
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "drivefs"
@@ -563,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drive: error: the drive is not reachable: is it running? ({exc})", file=sys.stderr)
         return 1
     except (MountError, DaemonError, DriveError) as exc:
-        print(f"drive: error: {exc}", file=sys.stderr)
+        print(f"drive: error: {names.printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

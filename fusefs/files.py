@@ -35,32 +35,17 @@ from fusefs.cache import BlockCache
 from fusefs.chunker import chunk_file
 from fusefs.clients import BlockClient, MetadataClient
 from fusefs.models import BlockRef, Node, Revision, Role
+from protos import names
 
 log = logging.getLogger(__name__)
 
 PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
 FETCH_BATCH = 4  # blocks per Download call
-MAX_NAME_BYTES = 255
 SMALL_UPLOAD_BYTES = 256 * 1024  # below this, upload without asking what is missing
 COMMIT_ATTEMPTS = 10  # commits refused by successive garbage collections before giving up
 COLLECTOR_WAIT_SECONDS = 120  # how long one collection may hold our blocks
 
 Invalidate = Callable[[int], Awaitable[None]]
-
-
-def tagged_name(name: str, tag: str) -> str:
-    """name with " (tag)" before its extension, cut to fit in 255 bytes.
-
-    'report.txt' + 'r3 2026-11-22 093015' -> 'report (r3 2026-11-22 093015).txt':
-    programs still recognize the file by its extension.
-    """
-    stem, dot, ext = name.rpartition(".")
-    if not stem or len(ext) > 16:
-        stem, dot, ext = name, "", ""
-    tail = f" ({tag}){dot}{ext}"
-    room = MAX_NAME_BYTES - len(tail.encode())
-    stem_bytes = stem.encode()[: max(room, 1)]
-    return stem_bytes.decode(errors="ignore") + tail
 
 
 def local_stamp(when: float) -> str:
@@ -70,7 +55,7 @@ def local_stamp(when: float) -> str:
 
 def conflict_name(name: str, device: str, when: float) -> str:
     """'report (conflicted copy from laptop 2026-11-22 093015).txt', ≤ 255 bytes."""
-    return tagged_name(name, f"conflicted copy from {device} {local_stamp(when)}")
+    return names.tagged(name, f"conflicted copy from {device} {local_stamp(when)}")
 
 
 class RevisionReader:

@@ -21,6 +21,7 @@ from fusefs import errors
 from fusefs.inodes import Invalidation
 from fusefs.models import Kind, Node, Ownership, Role
 from fusefs.vfs import Vfs
+from protos import names
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Operations(pyfuse3.Operations):
         attr.st_uid = self._uid if node.uid is None else node.uid
         attr.st_gid = self._gid if node.gid is None else node.gid
         attr.st_rdev = node.rdev
-        size = len(node.symlink_target.encode()) if node.kind == Kind.SYMLINK else node.size
+        size = len(names.to_bytes(node.symlink_target)) if node.kind == Kind.SYMLINK else node.size
         attr.st_size = size
         attr.st_blksize = BLOCK_SIZE_HINT
         attr.st_blocks = (size + 511) // 512
@@ -104,7 +105,7 @@ class Operations(pyfuse3.Operations):
             if item.name:
                 pyfuse3.invalidate_entry_async(
                     item.parent_inode,
-                    item.name.encode(),
+                    names.to_bytes(item.name),
                     deleted=item.deleted_inode,
                     ignore_enoent=True,
                 )
@@ -219,7 +220,7 @@ class Operations(pyfuse3.Operations):
             entries, next_after = await self.vfs.readdir(fh, after)
             for entry in entries:
                 attr = self.attributes(entry.inode, entry.node)
-                if not pyfuse3.readdir_reply(token, entry.name.encode(), attr, entry.offset):
+                if not pyfuse3.readdir_reply(token, names.to_bytes(entry.name), attr, entry.offset):
                     return
                 self.vfs.entry_added(entry)
             after = next_after

@@ -22,6 +22,7 @@ from fusefs.clients import MetadataClient
 from fusefs.models import Kind, Node, ShareInfo, SnapshotEntry
 from fusefs.shared import SHARED_FOLDER, share_names
 from fusefs.timespec import format_time
+from protos import names
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 FS_TYPE = "fuse.drivefs"
@@ -74,7 +75,8 @@ def _clean(path: str) -> str:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise errors.InvalidArgument(f"a drive path cannot go up with '..': {path}")
-    return "/".join(parts)
+    # Arguments hold undecodable bytes as surrogates (PEP 383); the wire has its own escape.
+    return "/".join(names.from_bytes(os.fsencode(p)) for p in parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ before anything is staged or sent; metad checks again and is the authority.
 from __future__ import annotations
 
 import logging
-import os
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -47,6 +46,7 @@ from fusefs.models import (
     Usage,
 )
 from fusefs.virtual import VirtualTree
+from protos import names
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,10 @@ Invalidator = Callable[[list[Invalidation]], Awaitable[None]]
 
 
 def check_name(raw: bytes) -> str:
+    """A name from the kernel as it travels (any bytes Linux accepts; protos.names)."""
     if len(raw) > MAX_NAME_BYTES:
         raise errors.NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise errors.InvalidName("names must be UTF-8") from None
+    return names.from_bytes(raw)
 
 
 Handle = OpenFile | RevisionReader
@@ -263,7 +261,7 @@ class Vfs:
         node = await self.getattr(inode)
         if node.kind != Kind.SYMLINK:
             raise errors.InvalidArgument("not a symbolic link")
-        return node.symlink_target.encode()
+        return names.to_bytes(node.symlink_target)
 
     async def statfs(self) -> Usage:
         return await self._call(self.meta.usage)
@@ -357,7 +355,11 @@ class Vfs:
     ) -> tuple[int, Node]:
         name, _, owner = await self._new_entry(parent_inode, raw_name, 0, creator, False)
         node = await self._call(
-            self.meta.create_symlink, self._node_id(parent_inode), name, os.fsdecode(target), owner
+            self.meta.create_symlink,
+            self._node_id(parent_inode),
+            name,
+            names.from_bytes(target),
+            owner,
         )
         return await self._created(parent_inode, node)
 

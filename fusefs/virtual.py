@@ -30,7 +30,7 @@ import trio
 
 from fusefs import errors
 from fusefs.clients import MetadataClient
-from fusefs.files import local_stamp, tagged_name
+from fusefs.files import local_stamp
 from fusefs.inodes import (
     ROOT_INODE,
     VIRTUAL_BASE,
@@ -41,6 +41,7 @@ from fusefs.inodes import (
 )
 from fusefs.models import Kind, Node, Revision, RevisionInfo, Role, ShareInfo
 from fusefs.shared import SHARED_FOLDER, share_names
+from protos import names
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class RevisionFile:
 def revision_name(name: str, info: RevisionInfo) -> str:
     """'plan (r3 2026-11-22 093015).txt': the time is when the revision was saved."""
     saved_ns = info.created_ns or info.mtime_ns
-    return tagged_name(name, f"r{info.number} {local_stamp(saved_ns / 1e9)}")
+    return names.tagged(name, f"r{info.number} {local_stamp(saved_ns / 1e9)}")
 
 
 class Shares:
@@ -281,16 +282,16 @@ class VirtualTree:
         """A page of entries after offset `after`, and where the next page starts (None: done)."""
         key = self._key(inode)
         if isinstance(key, SharedFolder):
-            names = await self.shares.current()
+            by_name = await self.shares.current()
             return [
                 DirEntry(name, self._inodes.inode_of(s.node.id), self._fresh(s.node), s.node.id)
-                for name, s in names.items()
+                for name, s in by_name.items()
                 if s.node.id > after
             ], None
         if isinstance(key, HistoryShared):
-            names = await self.shares.current()
+            by_name = await self.shares.current()
             entries = []
-            for name, s in names.items():
+            for name, s in by_name.items():
                 if s.node.id > after and s.node.kind != Kind.SYMLINK:
                     node = self._mirror(s.node, name)
                     entries.append(DirEntry(name, node.id, node, s.node.id))

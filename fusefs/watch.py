@@ -24,6 +24,7 @@ from fusefs.browse import session
 from fusefs.clients import ChangeStream, MetadataClient
 from fusefs.models import Change, ChangeKind, Kind
 from fusefs.shared import SHARED_FOLDER
+from protos import names
 
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
@@ -182,6 +183,7 @@ def watch(conn: Connection, from_sequence: int | None, limit: int | None, number
             def show(change: Change) -> None:
                 line = describe(change, folders.old_path(change))
                 folders.note(change)
+                line = names.printable(line)
                 print(f"{change.sequence} {line}" if numbered else line, flush=True)
 
             if not stopper.stopped.is_set():

@@ -17,6 +17,7 @@ from metad.errors import (
     TooLarge,
 )
 from metad.models import BlockRef, NodeKind, Ownership
+from protos import names
 
 MAX_NAME_BYTES = 255
 MAX_TARGET_BYTES = 4095  # PATH_MAX minus the terminating NUL
@@ -33,10 +34,10 @@ SYMLINK_MODE = 0o777
 
 
 def check_name(name: str) -> None:
-    """A directory entry name: 1..255 bytes of UTF-8, no '/', no NUL, not '.' or '..'."""
+    """A directory entry name: 1..255 bytes (protos.names), no '/', no NUL, not '.' or '..'."""
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise InvalidName(f"invalid name {name!r}")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+    if len(names.to_bytes(name)) > MAX_NAME_BYTES:
         raise NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
 
 
@@ -51,10 +52,15 @@ def check_user_name(name: str) -> None:
         raise InvalidArgument(f"invalid user name {name!r}: use letters, digits, '.', '_' and '-'")
 
 
+def symlink_size(target: str) -> int:
+    """A symlink's size as lstat shows it: its target's raw bytes."""
+    return len(names.to_bytes(target))
+
+
 def check_symlink_target(target: str) -> None:
     if not target or "\0" in target:
         raise InvalidTarget("a symlink target must be non-empty and contain no NUL")
-    if len(target.encode("utf-8", "surrogatepass")) > MAX_TARGET_BYTES:
+    if len(names.to_bytes(target)) > MAX_TARGET_BYTES:
         raise InvalidTarget(f"symlink target longer than {MAX_TARGET_BYTES} bytes")
 
 

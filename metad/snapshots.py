@@ -19,7 +19,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from metad import access, rows
+from metad import access, rows, rules
 from metad.errors import FailedPrecondition, NotFound
 from metad.models import Actor, ChangeKind, Node, NodeKind, Restored, Role, SnapshotEntry
 
@@ -132,7 +132,7 @@ def entries(
                 conn, "SELECT symlink_target FROM nodes WHERE id = ?", (state.node_id,)
             )
             target = row[0]
-            size = len(target.encode("utf-8", "surrogatepass"))
+            size = rules.symlink_size(target)
         result.append(
             SnapshotEntry(
                 node_id=state.node_id,

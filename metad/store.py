@@ -446,7 +446,7 @@ class Store:
             lambda tx: _create(
                 tx, actor, parent_id, name, NodeKind.SYMLINK, rules.SYMLINK_MODE, 0, owner,
                 symlink_target=target,
-                size=len(target.encode("utf-8", "surrogatepass")),
+                size=rules.symlink_size(target),
             )
         )  # fmt: skip
 

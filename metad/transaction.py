@@ -13,9 +13,10 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, replace
 
-from metad import rows, rules, xattrs
+from metad import rows, xattrs
 from metad.errors import AlreadyExists, ContentGone, QuotaExceeded
 from metad.models import Actor, ChangeKind, Node, NodeKind, Role
+from protos import names
 
 # What counts against a user's quota (in a query over users): the current
 # revisions of their live files, not trash or older revisions.
@@ -116,14 +117,8 @@ class Transaction:
         """name if no live entry of parent_id has it, else 'name (restored).ext', '(restored 2)'…"""
         if child(self.conn, parent_id, name) is None:
             return name
-        stem, dot, ext = name.rpartition(".")
-        if not stem or len(ext) > 16:
-            stem, dot, ext = name, "", ""
         for attempt in range(1, 10_000):
-            tag = " (restored)" if attempt == 1 else f" (restored {attempt})"
-            room = rules.MAX_NAME_BYTES - len(f"{tag}{dot}{ext}".encode())
-            trimmed = stem.encode()[: max(room, 1)].decode(errors="ignore")
-            candidate = f"{trimmed}{tag}{dot}{ext}"
+            candidate = names.tagged(name, "restored" if attempt == 1 else f"restored {attempt}")
             if child(self.conn, parent_id, candidate) is None:
                 return candidate
         raise AlreadyExists(f"no free name for {name!r} in directory {parent_id}")
