@@ -39,20 +39,24 @@ PATTERNS = (
 def is_temporary(tx: Transaction, node: Node, window_ns: int = WINDOW_NS) -> bool:
     """Whether a node being removed is a program's temporary (see the module docstring).
 
+    Names count only when the file was born with one: a document renamed to
+    "notes.txt~" on its way out (vim's backup) keeps its trash entry and history.
     window_ns: anything removed this soon after it was created counts as one
     (git probes a new repository's symlinks and modes with such files).
     """
-    if node.kind is NodeKind.FILE:
+    created = rows.fetch_one(
+        tx.conn,
+        "SELECT time_ns, name, parent_id FROM changes WHERE node_id = ? AND kind = 'created'"
+        " ORDER BY sequence LIMIT 1",
+        (node.id,),
+    )
+    if created is None:  # made before the journal kept creations: never a temporary
+        return False
+    born_ns, born_name, born_parent = created
+    if node.kind is NodeKind.FILE and born_name == node.name and born_parent == node.parent_id:
         if any(fnmatch.fnmatchcase(node.name, pattern) for pattern in PATTERNS):
             return True
         path = f"/{access.path_in_owner_drive(tx.conn, node.id)}"
         if node.name.endswith(".lock") and "/.git/" in path:
             return True
-    if window_ns <= 0:
-        return False
-    created = rows.fetch_one(
-        tx.conn,
-        "SELECT MIN(time_ns) FROM changes WHERE node_id = ? AND kind = 'created'",
-        (node.id,),
-    )
-    return created is not None and created[0] is not None and tx.now_ns - created[0] < window_ns
+    return window_ns > 0 and tx.now_ns - born_ns < window_ns
