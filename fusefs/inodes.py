@@ -151,6 +151,12 @@ class InodeTable:
     def invalidate(self, inode: int) -> None:
         self._nodes.pop(inode, None)
 
+    def accessed(self, inode: int, atime_ns: int) -> None:
+        """A read moved the node's atime (nothing else of it is newer for that)."""
+        node = self._nodes.get(inode)
+        if node is not None and node.atime_ns < atime_ns:
+            self._nodes[inode] = replace(node, atime_ns=atime_ns)
+
     def touch(self, inode: int, time_ns: int) -> None:
         """Our own change to a directory's entries: its times move, nothing else.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from fusefs import errors
+from fusefs import atimes, errors
 from fusefs.cache import BlockCache
 from fusefs.clients import BlockClient, MetadataClient
 from fusefs.files import OpenFile, RevisionReader
@@ -96,11 +96,37 @@ class Vfs:
         self._xattrs: dict[int, tuple[int, dict[str, bytes]]] = {}
         self._nursery: trio.Nursery | None = None
         self._invalidator: Invalidator | None = None
+        self._reads = atimes.AccessTimes()
 
     def start(self, nursery: trio.Nursery, invalidator: Invalidator) -> None:
-        """Background work (prefetch) runs in nursery; invalidator reaches the kernel."""
+        """Background work (prefetch, atimes) runs in nursery; invalidator reaches the kernel."""
         self._nursery = nursery
         self._invalidator = invalidator
+        nursery.start_soon(self._send_access_times)
+
+    def _note_read(self, inode: int) -> None:
+        node = self.inodes.cached(inode)
+        if node is not None:
+            self._reads.note(inode, self._with_local(node), time.time_ns())
+
+    async def _send_access_times(self) -> None:
+        """Once a second, the reads that move atimes go to metad in one call."""
+        while True:
+            await trio.sleep(atimes.FLUSH_SECONDS)
+            due = self._reads.take()
+            if not due:
+                continue
+            try:
+                marked = await self._call(self.meta.mark_accessed, list(due))
+            except errors.DriveError as exc:
+                log.debug("access times not recorded: %s", exc)
+                continue
+            for node in marked:
+                self.inodes.accessed(due[node.id], node.atime_ns)
+            if self._invalidator is not None:
+                await self._invalidator(
+                    [Invalidation(inode=due[n.id], attr_only=True) for n in marked]
+                )
 
     async def _call(self, fn, *args):
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -289,6 +315,7 @@ class Vfs:
         entries: list[DirEntry] = []
         if after < DOTS:
             here = await self.getattr(inode)
+            self._note_read(inode)
             parent_inode = self.inodes.inode_of(here.parent_id) if here.parent_id else inode
             parent = self.inodes.cached(parent_inode) or here
             dots = [DirEntry(".", inode, here, 1), DirEntry("..", parent_inode, parent, DOTS)]
@@ -565,7 +592,10 @@ class Vfs:
             raise errors.InvalidArgument("bad file handle") from None
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
-        return await self._file(fh).read(offset, size)
+        f = self._file(fh)
+        if isinstance(f, OpenFile):
+            self._note_read(self.inodes.inode_of(f.node.id))
+        return await f.read(offset, size)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         f = self._file(fh)

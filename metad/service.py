@@ -430,6 +430,14 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
         return node_to_proto(node, caller.user_id)
 
     @maps_errors
+    async def MarkAccessed(
+        self, request: pb.MarkAccessedRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MarkAccessedResponse:
+        user_id = _caller(context).user_id
+        nodes = await self._store.mark_accessed(user_id, list(request.node_ids))
+        return pb.MarkAccessedResponse(nodes=[node_to_proto(n, user_id) for n in nodes])
+
+    @maps_errors
     async def GetUsage(
         self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext
     ) -> pb.Usage:

@@ -789,6 +789,29 @@ class Store:
 
         return await self._write(body)
 
+    async def mark_accessed(self, user_id: int, node_ids: Sequence[int]) -> list[Node]:
+        """Sets the atime of the nodes the user can see to now (a read is not a change).
+
+        No ctime and no journal entry, as a read on a local disk; nodes the
+        user cannot see (any more) are skipped, so a stale or hostile id
+        learns nothing.
+        """
+        if len(node_ids) > rules.MAX_ACCESSED_NODES:
+            raise InvalidArgument(f"at most {rules.MAX_ACCESSED_NODES} nodes at a time")
+
+        def body(tx: Transaction) -> list[Node]:
+            marked = []
+            for node_id in dict.fromkeys(node_ids):
+                try:
+                    node = access.visible_node(tx.conn, node_id, user_id)
+                except NotFound:
+                    continue
+                tx.conn.execute("UPDATE nodes SET atime_ns = ? WHERE id = ?", (tx.now_ns, node.id))
+                marked.append(replace(node, atime_ns=tx.now_ns))
+            return marked
+
+        return await self._write(body) if node_ids else []
+
     # -- reads --------------------------------------------------------------------------------
 
     async def get_root(self, user_id: int) -> Node:

@@ -181,13 +181,18 @@ def test_bob_reaches_no_node_of_alice_whatever_ids_he_sends(drive, bob: str) -> 
     ]
     for call, request in calls:
         assert _code(call, request) in denied, call
+    marked = meta.MarkAccessed(pb.MarkAccessedRequest(node_ids=[secret.id, folder.id]))
+    assert list(marked.nodes) == []  # skipped: nothing said about them either
+    too_many = pb.MarkAccessedRequest(node_ids=range(1, 1002))
+    assert _code(meta.MarkAccessed, too_many) == grpc.StatusCode.INVALID_ARGUMENT
     # alice's file is untouched.
     after = alice.Stat(pb.StatRequest(node_id=secret.id), timeout=TIMEOUT)
-    assert (after.parent_id, after.name, after.mode, after.revision) == (
+    assert (after.parent_id, after.name, after.mode, after.revision, after.atime_ns) == (
         folder.id,
         "plan.txt",
         secret.mode,
         1,
+        secret.atime_ns,
     )
 
 

@@ -152,6 +152,31 @@ def test_times_are_kept_to_the_nanosecond(mounts, metad, blockd) -> None:
     assert os.stat(b.path / "f").st_atime_ns == 1_234_567_891_123_456_789
 
 
+def test_reads_move_atime_the_relatime_way(mounts, metad, blockd) -> None:
+    a = mounts.mount(metad, blockd, "dev-a")
+    f = a.path / "f"
+    f.write_text("first")
+    folder = a.path / "folder"
+    folder.mkdir()
+    written = os.stat(f)
+    assert f.read_text() == "first"
+    # The first read after a change moves atime past mtime and ctime (ctime stays).
+    eventually(lambda: os.stat(f).st_atime_ns > written.st_mtime_ns)
+    read = os.stat(f)
+    assert read.st_ctime_ns == written.st_ctime_ns
+    # Reads that follow do not write again: atime stays until the next change.
+    assert f.read_text() == "first"
+    os.listdir(folder)
+    eventually(lambda: os.stat(folder).st_atime_ns > os.stat(folder).st_mtime_ns)
+    assert os.stat(f).st_atime_ns == read.st_atime_ns
+    f.write_text("second")
+    assert f.read_text() == "second"
+    eventually(lambda: os.stat(f).st_atime_ns > os.stat(f).st_mtime_ns > read.st_atime_ns)
+    # Another device sees the atime metad keeps.
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert os.stat(b.path / "f").st_atime_ns == os.stat(f).st_atime_ns
+
+
 def test_an_open_file_outlives_its_name(mounts, metad, blockd) -> None:
     m = mounts.mount(metad, blockd, "dev-a")
     path = m.path / "scratch"

@@ -374,6 +374,12 @@ class MetadataClient:
         return _node(self._stub.SetAttributes(req, timeout=UNARY_TIMEOUT))
 
     @rpc
+    def mark_accessed(self, node_ids: list[int]) -> list[Node]:
+        """Records reads (relatime is the caller's to apply); returns the nodes marked."""
+        req = metadata_pb2.MarkAccessedRequest(node_ids=node_ids)
+        return [_node(n) for n in self._stub.MarkAccessed(req, timeout=UNARY_TIMEOUT).nodes]
+
+    @rpc
     def list_revisions(self, node_id: int) -> list[RevisionInfo]:
         """Every kept revision of a file, newest first."""
         req = metadata_pb2.ListRevisionsRequest(node_id=node_id)

@@ -109,6 +109,11 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.SetAttributesRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
                 _registered_method=True)
+        self.MarkAccessed = channel.unary_unary(
+                '/drive.v1.Metadata/MarkAccessed',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.MarkAccessedRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.MarkAccessedResponse.FromString,
+                _registered_method=True)
         self.GetXattrs = channel.unary_unary(
                 '/drive.v1.Metadata/GetXattrs',
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetXattrsRequest.SerializeToString,
@@ -345,6 +350,15 @@ class MetadataServicer:
 
     def SetAttributes(self, request, context):
         """Mode, owner, group and times; content changes go through CommitRevision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkAccessed(self, request, context):
+        """The caller read these nodes (relatime is the client's to apply): each
+        one's atime becomes the server's clock, with no ctime change and no
+        journal entry. Nodes the caller cannot see are skipped; at most 1,000 ids.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -624,6 +638,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.SetAttributes,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.SetAttributesRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.Node.SerializeToString,
+            ),
+            'MarkAccessed': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkAccessed,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.MarkAccessedRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.MarkAccessedResponse.SerializeToString,
             ),
             'GetXattrs': grpc.unary_unary_rpc_method_handler(
                     servicer.GetXattrs,
@@ -1151,6 +1170,33 @@ class Metadata:
             '/drive.v1.Metadata/SetAttributes',
             protos_dot_drive_dot_v1_dot_metadata__pb2.SetAttributesRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkAccessed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/MarkAccessed',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.MarkAccessedRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.MarkAccessedResponse.FromString,
             options,
             channel_credentials,
             insecure,
