@@ -34,7 +34,7 @@ from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.chunker import chunk_file
 from fusefs.clients import BlockClient, MetadataClient
-from fusefs.models import BlockRef, Node, Revision, Role
+from fusefs.models import NO_CHANGE, AttributeChange, BlockRef, Node, Revision, Role
 from protos import names
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ class OpenFile(RevisionReader):
         self._lock = trio.Lock()
         self.mtime_ns = node.mtime_ns
         self.ctime_ns = node.ctime_ns
+        self.held = NO_CHANGE  # chmod/chown/utime made while dirty: sent with the commit
         self.unlinked = False  # its name is gone; it lives on until the last close
         self._staging_fd: int | None = None
         self._staging_path: Path | None = None
@@ -155,10 +156,11 @@ class OpenFile(RevisionReader):
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     def attributes(self, node: Node) -> Node:
-        """node with this file's local size and times while it has unsaved edits."""
+        """node with the local size, times and held attributes while there are unsaved edits."""
         if self._staging_fd is None:
             return node
-        return replace(node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns)
+        local = replace(node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns)
+        return self.held.applied_to(local)
 
     # --- reading ---------------------------------------------------------
 
@@ -218,6 +220,15 @@ class OpenFile(RevisionReader):
     def touch(self, mtime_ns: int) -> None:
         """An explicit mtime (utime) on a file with unsaved edits, kept for the commit."""
         self.mtime_ns = mtime_ns
+
+    def hold(self, change: AttributeChange) -> None:
+        """Attributes set on a file with unsaved edits: they go with the commit.
+
+        tar, cp -p and rsync set owner, mode and times on each file they have
+        just written: one commit instead of a call for each.
+        """
+        self.held = self.held.then(change)
+        self.ctime_ns = time.time_ns()
 
     async def _ensure_staging(self, keep_content: bool) -> None:
         """Starts local edits on the revision this file had when the program saw it.
@@ -279,13 +290,13 @@ class OpenFile(RevisionReader):
                 # Deleted (here or on another device) while open: as on a
                 # local disk, writes to an unlinked file vanish with it.
                 log.info("%r was deleted while open; its last edits are dropped", self.node.name)
-                self.dirty = False
+                self.dirty, self.held = False, NO_CHANGE
                 return None
             self.node = node
             self._set_revision(
                 Revision(node.id, node.revision, node.size, node.mtime_ns, tuple(refs))
             )
-            self.dirty = False
+            self.dirty, self.held = False, NO_CHANGE
             return node
 
     async def _upload_and_commit(self, refs: list[BlockRef]) -> Node:
@@ -314,6 +325,7 @@ class OpenFile(RevisionReader):
                     self.size,
                     self.mtime_ns,
                     refs,
+                    self.held,
                 )
             except errors.UnprovenBlocks:
                 if proven:
@@ -368,12 +380,18 @@ class OpenFile(RevisionReader):
         name = conflict_name(current.name, self._meta.device, time.time())
         copy = await self._thread(self._meta.create_file, current.parent_id, name, self.node.mode)
         await self._thread(
-            self._meta.commit_revision, copy.id, copy.revision, self.size, self.mtime_ns, refs
+            self._meta.commit_revision,
+            copy.id,
+            copy.revision,
+            self.size,
+            self.mtime_ns,
+            refs,
+            self.held,
         )
         log.info("conflict on %r: local edits kept as %r", current.name, name)
         # This inode now shows the other device's version again.
         self._drop_staging()
-        self.dirty = False
+        self.dirty, self.held = False, NO_CHANGE
         self.node = current
         await self.reload()
         await invalidate(self.node.id)
@@ -389,7 +407,7 @@ class OpenFile(RevisionReader):
     def discard(self) -> None:
         """Forgets unsaved edits the drive refused; reads show the saved revision again."""
         self._drop_staging()
-        self.dirty = False
+        self.dirty, self.held = False, NO_CHANGE
         self.stale = True
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ Protobuf messages stay in clients.py; everything above sees only these.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class Kind(enum.IntEnum):
@@ -55,6 +55,43 @@ class Ownership:
 
 
 NO_OWNERSHIP = Ownership()
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeChange:
+    """Attributes to set, e.g. with a commit (None / NO_OWNERSHIP: unchanged)."""
+
+    mode: int | None = None
+    atime_ns: int | None = None
+    owner: Ownership = NO_OWNERSHIP
+
+    @property
+    def empty(self) -> bool:
+        return self.mode is None and self.atime_ns is None and self.owner == NO_OWNERSHIP
+
+    def then(self, later: AttributeChange) -> AttributeChange:
+        """This change followed by later: what later names wins."""
+        return AttributeChange(
+            self.mode if later.mode is None else later.mode,
+            self.atime_ns if later.atime_ns is None else later.atime_ns,
+            Ownership(
+                self.owner.uid if later.owner.uid is None else later.owner.uid,
+                self.owner.gid if later.owner.gid is None else later.owner.gid,
+            ),
+        )
+
+    def applied_to(self, node: Node) -> Node:
+        """node as it shows once this change is made."""
+        return replace(
+            node,
+            mode=node.mode if self.mode is None else self.mode,
+            atime_ns=node.atime_ns if self.atime_ns is None else self.atime_ns,
+            uid=node.uid if self.owner.uid is None else self.owner.uid,
+            gid=node.gid if self.owner.gid is None else self.owner.gid,
+        )
+
+
+NO_CHANGE = AttributeChange()
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from fusefs.inodes import (
 )
 from fusefs.models import (
     NO_OWNERSHIP,
+    AttributeChange,
     Change,
     ChangeKind,
     Kind,
@@ -231,9 +232,16 @@ class Vfs:
                     await self._commit_or_drop(inode, f)
             finally:
                 self._maybe_close(inode, f)
-        if mtime_ns is not None and inode in self._files and self._files[inode].dirty:
-            self._files[inode].touch(mtime_ns)
-            mtime_ns = None
+        f = self._files.get(inode)
+        if f is not None and f.dirty:
+            # Unsaved edits: what is set now goes with their commit.
+            if mtime_ns is not None:
+                f.touch(mtime_ns)
+                mtime_ns = None
+            change = AttributeChange(mode, atime_ns, owner)
+            if not change.empty:
+                f.hold(change)
+                mode, atime_ns, owner = None, None, NO_OWNERSHIP
         if owner != NO_OWNERSHIP or any(v is not None for v in (mode, mtime_ns, atime_ns)):
             node = await self._call(
                 self.meta.set_attributes, node_id, mode, mtime_ns, atime_ns, owner

@@ -96,6 +96,22 @@ class Ownership:
 NO_OWNERSHIP = Ownership()
 
 
+@dataclass(frozen=True, slots=True)
+class AttributeChange:
+    """Attributes set with a commit or on their own (None / NO_OWNERSHIP: unchanged)."""
+
+    mode: int | None = None
+    atime_ns: int | None = None
+    owner: Ownership = NO_OWNERSHIP
+
+    @property
+    def empty(self) -> bool:
+        return self.mode is None and self.atime_ns is None and self.owner == NO_OWNERSHIP
+
+
+NO_CHANGE = AttributeChange()
+
+
 @dataclass(frozen=True)
 class Node:
     id: int

@@ -26,6 +26,7 @@ from metad.errors import InvalidArgument
 from metad.handlers import maps_errors
 from metad.models import (
     Actor,
+    AttributeChange,
     BlockRef,
     ChangeEvent,
     ChangeKind,
@@ -317,6 +318,11 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
             request.size,
             request.mtime_ns,
             self._vouched(caller.user_id, request.blocks),
+            AttributeChange(
+                mode=request.mode if request.HasField("mode") else None,
+                atime_ns=request.atime_ns if request.HasField("atime_ns") else None,
+                owner=_ownership(request),
+            ),
         )
         return node_to_proto(node, caller.user_id)
 

@@ -54,8 +54,10 @@ from metad.errors import (
     UnprovenBlocks,
 )
 from metad.models import (
+    NO_CHANGE,
     NO_OWNERSHIP,
     Actor,
+    AttributeChange,
     BlockRef,
     BlockReference,
     ChangeEvent,
@@ -136,6 +138,19 @@ def _file(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Rol
     if node.kind is not NodeKind.FILE:
         raise NotAFile(f"node {node_id} is a {node.kind.name.lower()}, not a file")
     return node
+
+
+def _with_attributes(node: Node, change: AttributeChange) -> Node:
+    """node as change leaves it (what change does not name stays)."""
+    if change.empty:
+        return node
+    return replace(
+        node,
+        mode=node.mode if change.mode is None else rules.permission_bits(change.mode),
+        atime_ns=node.atime_ns if change.atime_ns is None else change.atime_ns,
+        uid=node.uid if change.owner.uid is None else change.owner.uid,
+        gid=node.gid if change.owner.gid is None else change.owner.gid,
+    )
 
 
 def _condemned_among(conn: sqlite3.Connection, hashes: set[bytes]) -> set[bytes]:
@@ -475,16 +490,20 @@ class Store:
         size: int,
         mtime_ns: int,
         blocks: Sequence[BlockRef],
+        attributes: AttributeChange = NO_CHANGE,
     ) -> Node:
         """Revision current+1 with its block list, only if the file is still at base_revision.
 
         Every block must be proven (see possession.py): UnprovenBlocks otherwise.
+        attributes set while the edits were made (chmod, chown, utime) come
+        with them, in the same step, and the revision keeps the new mode.
         """
         rules.check_blocks(size, blocks)
+        rules.check_ownership(attributes.owner)
         block_list = tuple(blocks)
 
         def body(tx: Transaction) -> Node:
-            node = _file(tx.conn, node_id, actor.user_id, Role.WRITE)
+            node = _with_attributes(_file(tx.conn, node_id, actor.user_id, Role.WRITE), attributes)
             if node.revision != base_revision:
                 raise StaleRevision(node.id, base_revision, node.revision)
             index = possession.first_unproven(
@@ -519,8 +538,19 @@ class Store:
                 ],
             )
             tx.conn.execute(
-                "UPDATE nodes SET revision = ?, size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
-                (number, size, mtime, tx.now_ns, node.id),
+                "UPDATE nodes SET revision = ?, size = ?, mtime_ns = ?, ctime_ns = ?, mode = ?,"
+                " uid = ?, gid = ?, atime_ns = ? WHERE id = ?",
+                (
+                    number,
+                    size,
+                    mtime,
+                    tx.now_ns,
+                    node.mode,
+                    node.uid,
+                    node.gid,
+                    node.atime_ns,
+                    node.id,
+                ),
             )
             return tx.journal(
                 ChangeKind.EDITED,
@@ -765,20 +795,22 @@ class Store:
         """
         rules.check_ownership(owner)
 
+        change = AttributeChange(mode, atime_ns, owner)
+
         def body(tx: Transaction) -> Node:
             node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
-            changes = (mode, mtime_ns, atime_ns, owner.uid, owner.gid)
-            if all(value is None for value in changes):
+            if change.empty and mtime_ns is None:
                 return node
+            new = _with_attributes(node, change)
             tx.conn.execute(
                 "UPDATE nodes SET mode = ?, mtime_ns = ?, atime_ns = ?, uid = ?, gid = ?,"
                 " ctime_ns = ? WHERE id = ?",
                 (
-                    node.mode if mode is None else rules.permission_bits(mode),
+                    new.mode,
                     node.mtime_ns if mtime_ns is None else mtime_ns,
-                    node.atime_ns if atime_ns is None else atime_ns,
-                    node.uid if owner.uid is None else owner.uid,
-                    node.gid if owner.gid is None else owner.gid,
+                    new.atime_ns,
+                    new.uid,
+                    new.gid,
                     tx.now_ns,
                     node.id,
                 ),

@@ -152,6 +152,34 @@ def test_times_are_kept_to_the_nanosecond(mounts, metad, blockd) -> None:
     assert os.stat(b.path / "f").st_atime_ns == 1_234_567_891_123_456_789
 
 
+def test_attributes_set_on_a_file_being_written_go_with_its_content(
+    mounts, metad, blockd
+) -> None:
+    """tar and cp -p write a file, then set its times, owner and mode before closing."""
+    a = mounts.mount(metad, blockd, "dev-a")
+    f = a.path / "unpacked.c"
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"int main;")
+        os.utime(fd, ns=(1_500_000_000_123_456_789, 1_400_000_000_987_654_321))
+        os.fchown(fd, 123, 456)
+        os.fchmod(fd, 0o4751)
+        st = os.stat(f)  # seen at once, before the content is saved
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o4751, 123, 456)
+    finally:
+        os.close(fd)
+    b = mounts.mount(metad, blockd, "dev-b")
+    there = os.stat(b.path / "unpacked.c")
+    assert (stat.S_IMODE(there.st_mode), there.st_uid, there.st_gid) == (0o4751, 123, 456)
+    assert (there.st_atime_ns, there.st_mtime_ns) == (
+        1_500_000_000_123_456_789,
+        1_400_000_000_987_654_321,
+    )
+    assert (b.path / "unpacked.c").read_bytes() == b"int main;"
+    history = a.path / ".drive-history" / "unpacked.c"
+    assert len(os.listdir(history)) == 1  # one save with everything in it
+
+
 def test_reads_move_atime_the_relatime_way(mounts, metad, blockd) -> None:
     a = mounts.mount(metad, blockd, "dev-a")
     f = a.path / "f"

@@ -24,7 +24,9 @@ from fusefs.clients.rpc import (
     translate,
 )
 from fusefs.models import (
+    NO_CHANGE,
     NO_OWNERSHIP,
+    AttributeChange,
     BlockRef,
     Change,
     ChangeKind,
@@ -235,6 +237,7 @@ class MetadataClient:
         size: int,
         mtime_ns: int,
         blocks: Iterable[BlockRef],
+        attributes: AttributeChange = NO_CHANGE,
     ) -> Node:
         receipt = self.grants.receipt
         req = metadata_pb2.CommitRevisionRequest(
@@ -242,6 +245,10 @@ class MetadataClient:
             base_revision=base_revision,
             size=size,
             mtime_ns=mtime_ns,
+            mode=attributes.mode,
+            uid=attributes.owner.uid,
+            gid=attributes.owner.gid,
+            atime_ns=attributes.atime_ns,
             device=self.device,
             blocks=[
                 metadata_pb2.BlockRef(

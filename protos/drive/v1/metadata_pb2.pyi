@@ -274,7 +274,7 @@ class MakeNodeRequest(_message.Message):
     def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., rdev: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CommitRevisionRequest(_message.Message):
-    __slots__ = ("node_id", "base_revision", "size", "mtime_ns", "blocks", "device", "request_id")
+    __slots__ = ("node_id", "base_revision", "size", "mtime_ns", "blocks", "device", "request_id", "mode", "uid", "gid", "atime_ns")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BASE_REVISION_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -282,6 +282,10 @@ class CommitRevisionRequest(_message.Message):
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    ATIME_NS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     base_revision: int
     size: int
@@ -289,7 +293,11 @@ class CommitRevisionRequest(_message.Message):
     blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
     device: str
     request_id: str
-    def __init__(self, node_id: _Optional[int] = ..., base_revision: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    mode: int
+    uid: int
+    gid: int
+    atime_ns: int
+    def __init__(self, node_id: _Optional[int] = ..., base_revision: _Optional[int] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ...) -> None: ...
 
 class GetRevisionRequest(_message.Message):
     __slots__ = ("node_id", "number")
