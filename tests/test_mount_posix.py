@@ -152,9 +152,7 @@ def test_times_are_kept_to_the_nanosecond(mounts, metad, blockd) -> None:
     assert os.stat(b.path / "f").st_atime_ns == 1_234_567_891_123_456_789
 
 
-def test_attributes_set_on_a_file_being_written_go_with_its_content(
-    mounts, metad, blockd
-) -> None:
+def test_attributes_set_on_a_file_being_written_go_with_its_content(mounts, metad, blockd) -> None:
     """tar and cp -p write a file, then set its times, owner and mode before closing."""
     a = mounts.mount(metad, blockd, "dev-a")
     f = a.path / "unpacked.c"

@@ -179,3 +179,46 @@ def test_tar_keeps_special_files_owners_and_links(mounts, metad, blockd, tmp_pat
     out.mkdir()
     run("tar", "--xattrs", "-xpf", str(again), "-C", str(out), cwd=tmp_path)
     assert describe(out) == describe(source)
+
+
+def test_sqlite_rsync_and_tar_as_an_ordinary_user(mounts, metad, blockd, public: Path) -> None:
+    """What nobody (uid 65534) may do on any disk works in their own folder of the mount."""
+    m = mounts.mount(metad, blockd, "dev-a", path=public / "mnt")
+    mine = m.path / "mine"
+    mine.mkdir()
+    os.chown(mine, NOBODY, NOBODY)
+    source = public / "source"
+    source.mkdir()
+    (source / "docs").mkdir()
+    (source / "docs" / "a.txt").write_text("alpha\n" * 1000)
+    os.link(source / "docs" / "a.txt", source / "a-again.txt")
+    os.symlink("docs/a.txt", source / "link")
+    os.mkfifo(source / "pipe", 0o640)
+    os.setxattr(source / "docs" / "a.txt", "user.origin", b"made by nobody")
+    for path in [source, *source.rglob("*")]:
+        os.lchown(path, NOBODY, NOBODY)
+
+    script = (
+        "import sqlite3, sys\n"
+        "with sqlite3.connect(sys.argv[1]) as db:\n"
+        "    db.execute('CREATE TABLE t (n INTEGER)')\n"
+        "    db.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(300)])\n"
+        "print(sqlite3.connect(sys.argv[1]).execute('SELECT SUM(n) FROM t').fetchone()[0])\n"
+    )
+    out = run("/usr/bin/python3", "-c", script, str(mine / "app.db"), cwd=public, user=NOBODY)
+    assert out.strip() == str(sum(range(300)))
+    assert os.stat(mine / "app.db").st_uid == NOBODY
+
+    run("rsync", "-aHX", f"{source}/", f"{mine / 'copy'}/", cwd=public, user=NOBODY)
+    assert describe(mine / "copy") == describe(source)
+    scratch = public / "scratch"
+    scratch.mkdir()
+    os.chown(scratch, NOBODY, NOBODY)
+    archive = scratch / "tree.tar"
+    run("tar", "--xattrs", "-cpf", str(archive), "-C", str(source), ".", cwd=public, user=NOBODY)
+    (mine / "restored").mkdir()
+    os.chown(mine / "restored", NOBODY, NOBODY)
+    restored = mine / "restored"
+    run("tar", "--xattrs", "-xpf", str(archive), "-C", str(restored), cwd=public, user=NOBODY)
+    assert describe(restored) == describe(source)
+    assert trash_of(metad) == []
