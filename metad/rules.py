@@ -38,6 +38,8 @@ def check_name(name: str) -> None:
     """A directory entry name: 1..255 bytes (protos.names), no '/', no NUL, not '.' or '..'."""
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise InvalidName(f"invalid name {name!r}")
+    if not names.is_canonical(name):
+        raise InvalidName("a name's escaped bytes must not spell valid UTF-8 (see protos/names.py)")
     if len(names.to_bytes(name)) > MAX_NAME_BYTES:
         raise NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
 
@@ -61,6 +63,8 @@ def symlink_size(target: str) -> int:
 def check_symlink_target(target: str) -> None:
     if not target or "\0" in target:
         raise InvalidTarget("a symlink target must be non-empty and contain no NUL")
+    if not names.is_canonical(target):
+        raise InvalidTarget("a target's escaped bytes must not spell valid UTF-8")
     if len(names.to_bytes(target)) > MAX_TARGET_BYTES:
         raise InvalidTarget(f"symlink target longer than {MAX_TARGET_BYTES} bytes")
 

@@ -64,6 +64,16 @@ def to_bytes(name: str) -> bytes:
     return bytes(out)
 
 
+def is_canonical(name: str) -> bool:
+    """Whether name is the one text its bytes travel as.
+
+    Escapes that stand for valid UTF-8 ("\\U0010fec3\\U0010fea9" for "é")
+    are another spelling of the same bytes: servers refuse them, so that two
+    entries never share one name on disk.
+    """
+    return not _ESCAPED.search(name) or from_bytes(to_bytes(name)) == name
+
+
 def tagged(name: str, tag: str, limit: int = 255) -> str:
     """name with " (tag)" before its extension, its stem cut to fit in limit bytes.
 

@@ -448,6 +448,8 @@ BAD_NAMES = [
     ("a\0b", "invalid-name"),
     ("x" * 256, "name-too-long"),
     ("é" * 128, "name-too-long"),  # 256 bytes of UTF-8
+    ("\U0010feff" * 256, "name-too-long"),  # 256 raw bytes (protos.names)
+    ("caf\U0010fec3\U0010fea9", "invalid-name"),  # "café" spelled as escapes
 ]
 
 
@@ -466,7 +468,7 @@ def test_bad_names_are_invalid_arguments(drive: Drive, name: str, reason: str) -
 
 def test_longest_names_are_accepted(drive: Drive) -> None:
     root = drive.root()
-    for name in ("x" * 255, "é" * 127 + "x", "..."):
+    for name in ("x" * 255, "é" * 127 + "x", "...", "\U0010feff" * 255):
         assert drive.create(root.id, name).name == name
 
 
@@ -474,6 +476,8 @@ def test_bad_symlink_target(drive: Drive) -> None:
     root = drive.root()
     expect_error(INVALID_ARGUMENT, "invalid-target", drive.symlink, root.id, "l", "")
     expect_error(INVALID_ARGUMENT, "invalid-target", drive.symlink, root.id, "l", "a\0b")
+    spelled = "\U0010fec3\U0010fea9"  # "é" as escapes: another spelling of the same bytes
+    expect_error(INVALID_ARGUMENT, "invalid-target", drive.symlink, root.id, "l", spelled)
 
 
 def test_not_a_directory(drive: Drive) -> None:

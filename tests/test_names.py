@@ -57,3 +57,9 @@ def test_tagged_names_keep_the_extension_and_fit_in_255_bytes() -> None:
     assert len(names.to_bytes(tagged)) <= 255
     wide = "é" * 127 + ".txt"
     assert len(names.to_bytes(names.tagged(wide, "conflicted copy"))) <= 255
+
+
+def test_only_the_canonical_spelling_of_a_name_is_accepted() -> None:
+    assert names.is_canonical(names.from_bytes(b"caf\xe9"))
+    assert names.is_canonical("café")
+    assert not names.is_canonical("caf\U0010fec3\U0010fea9")  # the bytes of "é", escaped
