@@ -15,7 +15,7 @@ when the sign-in chose plain text with --insecure. Every later command and
 mount for that metad (and its blockd: same drive, same CA) trusts only that.
 A file of its own, not credentials.json: `drive logout` forgets the token but
 keeps the pin, and a mount renewing its token never rewrites the pins.
-What a pin means for a connection is fusefs.trust's.
+What a pin means for a connection is fusefs.cli.trust's.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fusefs import errors
-from fusefs.paths import drive_path, drivefs_mountpoints
+from fusefs.cli.paths import drive_path, drivefs_mountpoints
 
 MOUNTINFO = """\
 22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:5 - proc proc rw

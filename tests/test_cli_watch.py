@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from fusefs.cli.watch import FolderBook, describe
 from fusefs.models import Change, ChangeKind, Kind, Role
-from fusefs.watch import FolderBook, describe
 from tests.people import Person, lines, people
 
 TIMEOUT = 60

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fusefs.timespec import format_time, parse_time
+from fusefs.cli.timespec import format_time, parse_time
 
 NOW = 1_795_339_815 * 10**9  # 2026-11-22 09:30:15 UTC
 S = 10**9

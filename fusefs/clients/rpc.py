@@ -130,7 +130,7 @@ Token = Callable[[], str]
 def signed_channel(
     address: str, token: Token | None, trust: Trust | None, interceptors: Sequence[object] = ()
 ) -> grpc.Channel:
-    """A channel sending token with every call: TLS when trust is given (see fusefs.trust).
+    """A channel sending token with every call: TLS when trust is given (see fusefs.cli.trust).
 
     interceptors (tests) see each call first.
     """

@@ -25,9 +25,9 @@ import trio
 from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.clients import BlockClient, GrantBook, MetadataClient
-from fusefs.operations import Operations
-from fusefs.sync import ChangeFollower
-from fusefs.vfs import Vfs
+from fusefs.mount.follower import ChangeFollower
+from fusefs.mount.operations import Operations
+from fusefs.mount.vfs import Vfs
 from protos.tls import Trust
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class MountConfig:
     device: str | None = None
     cache_bytes: int = DEFAULT_CACHE_BYTES
     token: Callable[[], str] | None = None  # the sign-in token of every call
-    trust: Trust | None = None  # TLS to both daemons, trusting this (fusefs.trust); None: plain
+    trust: Trust | None = None  # TLS to both daemons, trusting this (fusefs.cli.trust); None: plain
 
 
 FUSE_CONF = Path("/etc/fuse.conf")

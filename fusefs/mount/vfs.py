@@ -22,18 +22,9 @@ from pathlib import Path
 
 import trio
 
-from fusefs import atimes, errors
+from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.clients import BlockClient, MetadataClient
-from fusefs.files import OpenFile, RevisionReader
-from fusefs.inodes import (
-    ROOT_INODE,
-    VIRTUAL_BASE,
-    DirEntry,
-    InodeTable,
-    Invalidation,
-    is_virtual,
-)
 from fusefs.models import (
     NO_OWNERSHIP,
     AttributeChange,
@@ -46,7 +37,17 @@ from fusefs.models import (
     Role,
     Usage,
 )
-from fusefs.virtual import VirtualTree
+from fusefs.mount import atimes
+from fusefs.mount.files import OpenFile, RevisionReader
+from fusefs.mount.inodes import (
+    ROOT_INODE,
+    VIRTUAL_BASE,
+    DirEntry,
+    InodeTable,
+    Invalidation,
+    is_virtual,
+)
+from fusefs.mount.virtual import VirtualTree
 from protos import names
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,9 @@ import trio
 
 from fusefs import errors
 from fusefs.clients import MetadataClient
-from fusefs.files import local_stamp
-from fusefs.inodes import (
+from fusefs.models import Kind, Node, Revision, RevisionInfo, Role, ShareInfo
+from fusefs.mount.files import local_stamp
+from fusefs.mount.inodes import (
     ROOT_INODE,
     VIRTUAL_BASE,
     DirEntry,
@@ -39,7 +40,6 @@ from fusefs.inodes import (
     Invalidation,
     VirtualInodes,
 )
-from fusefs.models import Kind, Node, Revision, RevisionInfo, Role, ShareInfo
 from fusefs.shared import SHARED_FOLDER, share_names
 from protos import names
 

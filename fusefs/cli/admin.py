@@ -39,7 +39,7 @@ class Connection:
     blockd: Callable[[], str]
     token: Callable[[], str]
     # The Trust to dial an address with (None: plain text); raises when the
-    # daemon there is not what is expected (fusefs.trust.DriveTrust).
+    # daemon there is not what is expected (fusefs.cli.trust.DriveTrust).
     trust: Callable[[str], Trust | None] = _plain
 
     def metadata(self, device: str = "drive-cli") -> MetadataClient:

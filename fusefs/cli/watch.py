@@ -19,8 +19,8 @@ import threading
 from collections.abc import Callable
 
 from fusefs import errors
-from fusefs.admin import Connection, console
-from fusefs.browse import session
+from fusefs.cli.admin import Connection, console
+from fusefs.cli.browse import session
 from fusefs.clients import ChangeStream, MetadataClient
 from fusefs.models import Change, ChangeKind, Kind
 from fusefs.shared import SHARED_FOLDER

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusefs import errors
+from fusefs.cli.timespec import format_time
 from fusefs.clients import MetadataClient
 from fusefs.models import Kind, Node, ShareInfo, SnapshotEntry
 from fusefs.shared import SHARED_FOLDER, share_names
-from fusefs.timespec import format_time
 from protos import names
 
 MOUNTINFO = Path("/proc/self/mountinfo")

@@ -1,10 +1,10 @@
 """The drive command's everyday commands: ls, history, restore, trash, sharing.
 
-Each names files with a PATH (fusefs.paths), calls metad through the
+Each names files with a PATH (fusefs.cli.paths), calls metad through the
 client, prints a plain table or one sentence to stdout, shows a spinner on
 stderr while it waits, and returns the exit code. Failures are domain errors
 (fusefs.errors) the cli turns into one line. Argument parsing stays in
-cli.py; time syntax in fusefs.timespec.
+cli.py; time syntax in fusefs.cli.timespec.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import contextlib
 from collections.abc import Container, Iterator, Sequence
 
 from fusefs import errors
-from fusefs.admin import Connection, console, human, say
+from fusefs.cli.admin import Connection, console, human, say
+from fusefs.cli.paths import Found, Resolver, drive_path
+from fusefs.cli.timespec import format_time
 from fusefs.clients import MetadataClient
 from fusefs.models import Kind, Node, Role, ShareInfo, SnapshotEntry, TrashEntry
-from fusefs.paths import Found, Resolver, drive_path
 from fusefs.shared import SHARED_FOLDER
-from fusefs.timespec import format_time
 from protos import names
 
 DEVICE = "drive-cli"  # how the history of a file names changes made by this command

@@ -18,9 +18,9 @@ import pyfuse3
 import trio
 
 from fusefs import errors
-from fusefs.inodes import Invalidation
 from fusefs.models import Kind, Node, Ownership, Role
-from fusefs.vfs import Vfs
+from fusefs.mount.inodes import Invalidation
+from fusefs.mount.vfs import Vfs
 from protos import names
 
 log = logging.getLogger(__name__)

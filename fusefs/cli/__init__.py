@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from fusefs import admin, browse, timespec, trust, watch
+from fusefs.cli import admin, browse, timespec, trust, watch
 from fusefs.clients import AccountsClient
 from fusefs.credentials import (
     TokenSource,
@@ -265,7 +265,7 @@ def _password(args: argparse.Namespace, prompt: str, *, confirm: bool = False) -
 
 def _connection(args: argparse.Namespace) -> admin.Connection:
     """The running drive's addresses, the token for it (see fusefs.credentials) and the
-    trust in its certificate (fusefs.trust: --ca, --insecure, the pin, DATA/tls/ca.pem)."""
+    trust in its certificate (fusefs.cli.trust: --ca, --insecure, the pin, DATA/tls/ca.pem)."""
     try:
         metad: str | None = _address(args, "metad")
     except DaemonError:
@@ -505,7 +505,7 @@ def _time(text: str) -> int:
 
 
 def _cmd_login(args: argparse.Namespace) -> int:
-    """Decides what to trust (fusefs.trust) before the password is asked for or sent."""
+    """Decides what to trust (fusefs.cli.trust) before the password is asked for or sent."""
     metad = _address(args, "metad")
     accepted = trust.for_login(
         metad,
