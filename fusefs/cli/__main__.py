@@ -1,5 +1,7 @@
 """`python -m fusefs.cli`: the drive command without its entry point installed."""
 
+import sys
+
 from fusefs.cli import main
 
-main()
+sys.exit(main())
