@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from metad import rows
-from metad.errors import NotFound, PermissionDenied
-from metad.models import Node, Role
+from metad.errors import IsADirectory, NotADirectory, NotAFile, NotFound, PermissionDenied
+from metad.models import Node, NodeKind, Role
 
 # Self and every ancestor of a node, nearest first.
 _ANCESTORS = (
@@ -97,6 +97,26 @@ def visible_node(
     if not role.allows(need):
         raise denied(node, role, need)
     return replace(node, role=role)
+
+
+def directory(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ) -> Node:
+    """A folder the user may see (and, with need, change); NotADirectory for anything else."""
+    node = visible_node(conn, node_id, user_id, need)
+    if node.kind is not NodeKind.DIRECTORY:
+        raise NotADirectory(f"node {node_id} is not a directory")
+    return node
+
+
+def regular_file(
+    conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ
+) -> Node:
+    """A regular file the user may see (and, with need, change): what has revisions."""
+    node = visible_node(conn, node_id, user_id, need)
+    if node.kind is NodeKind.DIRECTORY:
+        raise IsADirectory(f"node {node_id} is a directory, not a file")
+    if node.kind is not NodeKind.FILE:
+        raise NotAFile(f"node {node_id} is a {node.kind.name.lower()}, not a file")
+    return node
 
 
 def denied(node: Node, role: Role, need: Role) -> PermissionDenied:

@@ -200,21 +200,11 @@ def _run_batch(
         conn.execute("BEGIN IMMEDIATE")
         for body in bodies:
             tx = Transaction(conn, clock())
-            if savepoints:
-                conn.execute("SAVEPOINT write")
-            try:
-                result = body(tx)
-            except Exception as exc:
-                if not savepoints or not conn.in_transaction:
-                    raise  # fails the transaction (SQLite may have rolled it back itself)
-                conn.execute("ROLLBACK TO write")
-                conn.execute("RELEASE write")
-                outcomes.append((None, exc))
-                continue
-            if savepoints:
-                conn.execute("RELEASE write")
-            last_sequence = max(last_sequence, tx.last_sequence)
-            outcomes.append((result, None))
+            # Without a savepoint an error fails the transaction (raised from here).
+            outcome: _Outcome = tx.attempt(body) if savepoints else (body(tx), None)
+            if outcome[1] is None:
+                last_sequence = max(last_sequence, tx.last_sequence)
+            outcomes.append(outcome)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -43,6 +43,12 @@ class InvalidTarget(InvalidArgument):
     reason = "invalid-target"
 
 
+class NodeIdNotReserved(InvalidArgument):
+    """A create named a node id that is not one of the caller's unused reserved ids."""
+
+    reason = "node-id-not-reserved"
+
+
 class TooLarge(MetadataError):
     """A request past a limit (file size, block count): RESOURCE_EXHAUSTED."""
 

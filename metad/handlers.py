@@ -77,7 +77,7 @@ def maps_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     @functools.wraps(method)
     async def handler(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
-            requests.expect(_request_key(method.__name__, request))
+            requests.expect(request_key(method.__name__, request))
             return await method(self, request, context)
         except MetadataError as error:
             await abort_with(context, error)
@@ -87,7 +87,11 @@ def maps_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     return handler
 
 
-def _request_key(method: str, request: Any) -> requests.RequestKey | None:
+def request_key(method: str, request: Any) -> requests.RequestKey | None:
+    """The request log's key for a change sent to method (None: no request id).
+
+    ApplyBatch keys each operation as its own RPC would, so both ways meet.
+    """
     request_id = getattr(request, "request_id", "")
     if not request_id:
         return None

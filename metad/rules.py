@@ -31,6 +31,9 @@ MAX_BLOCKS = 2**19
 MAX_BLOCK_BYTES = 16 * 1024 * 1024
 MAX_REQUEST_ID_CHARS = 128
 MAX_ACCESSED_NODES = 1000  # node ids one MarkAccessed names
+MAX_RESERVED_IDS = 1_000_000  # node ids one ReserveNodeIds hands out
+MAX_BATCH_OPERATIONS = 1000  # changes in one ApplyBatch
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # one ApplyBatch request, encoded
 SYMLINK_MODE = 0o777
 
 
@@ -127,6 +130,23 @@ def check_special(kind: NodeKind, rdev: int) -> None:
         raise InvalidArgument(f"device number {rdev} out of range")
     if rdev and kind not in (NodeKind.CHAR_DEVICE, NodeKind.BLOCK_DEVICE):
         raise InvalidArgument("only a device has a device number")
+
+
+def check_reservation(count: int) -> None:
+    if not 1 <= count <= MAX_RESERVED_IDS:
+        raise InvalidArgument(f"reserve 1 to {MAX_RESERVED_IDS:,} node ids at a time, not {count}")
+
+
+def check_batch(operations: int, size: int) -> None:
+    """An ApplyBatch is bounded as a whole: a longer journal goes in several."""
+    if operations > MAX_BATCH_OPERATIONS:
+        raise InvalidArgument(
+            f"{operations} operations in one batch; the limit is {MAX_BATCH_OPERATIONS:,}"
+        )
+    if size > MAX_BATCH_BYTES:
+        raise InvalidArgument(
+            f"a batch of {size:,} bytes; the limit is {MAX_BATCH_BYTES:,} bytes (send several)"
+        )
 
 
 def check_request_id(request_id: str) -> None:

@@ -21,7 +21,7 @@ import time
 
 from metad.errors import SchemaTooNew, StartupError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _V1: tuple[str, ...] = (
     """
@@ -408,8 +408,32 @@ CREATE TABLE changes_v6 (
     " WHERE replaced_node_id IS NOT NULL",
 )
 
+# Version 7: node ids reserved to a user, for nodes their devices make offline
+# first (metad/reservations.py). Reserving moves sqlite_sequence's 'nodes' row
+# past the range, so ordinary creates never land in it.
+_V7: tuple[str, ...] = (
+    """
+CREATE TABLE node_id_reservations (
+    first_id INTEGER PRIMARY KEY,  -- the first node id of the range
+    last_id INTEGER NOT NULL CHECK (last_id >= first_id),
+        -- the last node id of the range (included); ranges never overlap
+    user_id INTEGER NOT NULL REFERENCES users (id),
+        -- the only user who may create nodes with these ids; each id makes one node at most
+        -- (its nodes row, never deleted, says it is used)
+    created_ns INTEGER NOT NULL  -- when it was reserved
+)""",
+)
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: _V1,
+    2: _V2,
+    3: _V3,
+    4: _V4,
+    5: _V5,
+    6: _V6,
+    7: _V7,
+}
 
 
 def user_version(conn: sqlite3.Connection) -> int:

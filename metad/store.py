@@ -4,7 +4,9 @@ Each operation is one write (a body run in a transaction on the engine's
 writer thread) or one read (on a reader thread, in one read transaction when
 it has several statements). Every change writes its change-journal row in the
 same transaction as the change itself (transaction.py), so subscribers never
-miss one. The engine (engine.py) owns the connections and group commit.
+miss one. The engine (engine.py) owns the connections and group commit. The
+bodies of the tree's changes live in namespace.py and edits.py, so the
+servicer can run them one per write or many in one (`write_each`, ApplyBatch).
 
 Raises the domain errors of errors.py; knows nothing of gRPC.
 """
@@ -14,22 +16,23 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from metad import (
     access,
     damage,
+    edits,
     links,
-    possession,
+    namespace,
     quiet,
     requests,
+    reservations,
     retention,
     rows,
     rules,
-    saves,
     schema,
     security,
     sharing,
@@ -41,31 +44,17 @@ from metad.changes import ChangePage
 from metad.engine import Engine, snapshot
 from metad.errors import (
     AlreadyExists,
-    BlocksCondemned,
-    CrossDrive,
-    DirectoryNotEmpty,
     InvalidArgument,
-    InvalidMove,
-    IsADirectory,
-    NotADirectory,
-    NotAFile,
     NotFound,
-    StaleRevision,
-    UnprovenBlocks,
 )
 from metad.models import (
-    NO_CHANGE,
-    NO_OWNERSHIP,
     Actor,
-    AttributeChange,
     BlockRef,
     BlockReference,
     ChangeEvent,
-    ChangeKind,
     DirectoryPage,
     Node,
     NodeKind,
-    Ownership,
     Restored,
     Revision,
     Role,
@@ -76,12 +65,16 @@ from metad.models import (
     Usage,
     User,
 )
-from metad.transaction import USED_BYTES, Transaction, child
+from metad.transaction import USED_BYTES, Transaction, Write, child
 from protos import auth
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+# What one change of write_each came to: (its result, None) or (None, its error).
+Outcome = tuple[Any, Exception | None]
 
 FIRST_USER_ID = 1
 FIRST_USER_NAME = "owner"
@@ -122,48 +115,6 @@ def _insert_user(
     return int(user_id)
 
 
-def _directory(
-    conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ
-) -> Node:
-    node = access.visible_node(conn, node_id, user_id, need)
-    if node.kind is not NodeKind.DIRECTORY:
-        raise NotADirectory(f"node {node_id} is not a directory")
-    return node
-
-
-def _file(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ) -> Node:
-    node = access.visible_node(conn, node_id, user_id, need)
-    if node.kind is NodeKind.DIRECTORY:
-        raise IsADirectory(f"node {node_id} is a directory, not a file")
-    if node.kind is not NodeKind.FILE:
-        raise NotAFile(f"node {node_id} is a {node.kind.name.lower()}, not a file")
-    return node
-
-
-def _with_attributes(node: Node, change: AttributeChange) -> Node:
-    """node as change leaves it (what change does not name stays)."""
-    if change.empty:
-        return node
-    return replace(
-        node,
-        mode=node.mode if change.mode is None else rules.permission_bits(change.mode),
-        atime_ns=node.atime_ns if change.atime_ns is None else change.atime_ns,
-        uid=node.uid if change.owner.uid is None else change.owner.uid,
-        gid=node.gid if change.owner.gid is None else change.owner.gid,
-    )
-
-
-def _condemned_among(conn: sqlite3.Connection, hashes: set[bytes]) -> set[bytes]:
-    """Which of hashes the garbage collector has condemned (usually none: one probe)."""
-    if not hashes or conn.execute("SELECT 1 FROM condemned_blocks LIMIT 1").fetchone() is None:
-        return set()
-    hits: set[bytes] = set()
-    for marks, chunk in rows.in_chunks(sorted(hashes)):
-        found = conn.execute(f"SELECT hash FROM condemned_blocks WHERE hash IN ({marks})", chunk)
-        hits.update(row[0] for row in found)
-    return hits
-
-
 class _UserNames:
     """User id → name for one read, each looked up once."""
 
@@ -189,97 +140,17 @@ def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, boo
     return place
 
 
-def _create(
-    tx: Transaction,
-    actor: Actor,
-    parent_id: int,
-    name: str,
-    kind: NodeKind,
-    mode: int,
-    mtime_ns: int,
-    owner: Ownership,
-    **fields: Any,
-) -> Node:
-    """A new node named name in a folder the actor may write to; journals CREATED.
+def _one_write(
+    change: Callable[P, Write[T]],
+) -> Callable[Concatenate[Store, P], Coroutine[Any, Any, T]]:
+    """A store method running change(...) as one write (see namespace.py, edits.py)."""
 
-    A file starts at revision 1, empty.
-    """
-    rules.check_ownership(owner)
-    parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-    tx.ensure_free(parent.id, name)
-    mtime = mtime_ns or tx.now_ns
-    revision = 1 if kind is NodeKind.FILE else 0
-    node = tx.insert_node(
-        owner_id=parent.owner_id,
-        parent_id=parent.id,
-        role=parent.role,
-        name=name,
-        kind=kind,
-        mode=rules.permission_bits(mode),
-        mtime_ns=mtime,
-        revision=revision,
-        uid=owner.uid,
-        gid=owner.gid,
-        **fields,
-    )
-    if revision:
-        tx.insert_revision(node, 1, 0, mtime, actor)
-    node = tx.journal(
-        ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=revision
-    )
-    tx.touch_directory(parent.id)
-    return node
+    async def method(self: Store, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._write(change(*args, **kwargs))
 
-
-def _place(tx: Transaction, entry: Node, parent_id: int, name: str) -> None:
-    """Puts an entry (a node's own name, or a further name) at parent_id/name; ctime moves."""
-    if entry.link_id is not None:
-        tx.conn.execute(
-            "UPDATE links SET parent_id = ?, name = ? WHERE id = ?",
-            (parent_id, name, entry.link_id),
-        )
-        tx.conn.execute("UPDATE nodes SET ctime_ns = ? WHERE id = ?", (tx.now_ns, entry.id))
-    else:
-        tx.conn.execute(
-            "UPDATE nodes SET parent_id = ?, name = ?, ctime_ns = ? WHERE id = ?",
-            (parent_id, name, tx.now_ns, entry.id),
-        )
-
-
-def _attributes_changed(tx: Transaction, actor: Actor, node: Node) -> Node:
-    """ctime moves and ATTRIBUTES is journaled; the node as it is now."""
-    tx.conn.execute("UPDATE nodes SET ctime_ns = ? WHERE id = ?", (tx.now_ns, node.id))
-    return tx.journal(ChangeKind.ATTRIBUTES, node, actor, parent_id=node.parent_id, name=node.name)
-
-
-def _drop_empty_placeholder(tx: Transaction, node: Node) -> None:
-    """A new file's first content replaces the empty revision 1 CreateFile made.
-
-    So its history starts with its content (numbers still only grow: every
-    device's caches keyed by revision stay right).
-    """
-    if node.revision != 1:
-        return
-    placeholder = rows.fetch_one(
-        tx.conn,
-        "SELECT 1 FROM revisions WHERE node_id = ? AND number = 1 AND size = 0"
-        " AND NOT EXISTS (SELECT 1 FROM revision_blocks WHERE node_id = ? AND revision = 1)",
-        (node.id, node.id),
-    )
-    if placeholder is not None:
-        xattrs.forget_revisions(tx, "node_id = ? AND revision = 1", (node.id,))
-        tx.conn.execute("DELETE FROM revisions WHERE node_id = ? AND number = 1", (node.id,))
-
-
-def _check_replaceable(tx: Transaction, node: Node, replaced: Node) -> None:
-    """rename(2) rules: a directory replaces only an empty directory, others only non-dirs."""
-    if node.kind is NodeKind.DIRECTORY:
-        if replaced.kind is not NodeKind.DIRECTORY:
-            raise NotADirectory(f"cannot replace non-directory {replaced.id} by a directory")
-        if not tx.is_empty(replaced.id):
-            raise DirectoryNotEmpty(f"directory {replaced.id} is not empty")
-    elif replaced.kind is NodeKind.DIRECTORY:
-        raise IsADirectory(f"cannot replace directory {replaced.id} by a non-directory")
+    method.__name__ = method.__qualname__ = change.__name__
+    method.__doc__ = change.__doc__
+    return method
 
 
 class Store:
@@ -288,7 +159,7 @@ class Store:
     def __init__(self, engine: Engine, *, quiet_ns: int = quiet.WINDOW_NS) -> None:
         self._engine = engine
         self.path = engine.path
-        self._quiet_ns = quiet_ns  # files removed this soon after they came skip the trash
+        self.quiet_ns = quiet_ns  # files removed this soon after they came skip the trash
 
     @classmethod
     async def open(
@@ -332,6 +203,28 @@ class Store:
         """
         key = requests.take()
         return await self._engine.write(body if key is None else requests.once(key, body))
+
+    async def write(self, change: Write[T]) -> T:
+        """Runs a change (a body from namespace.py or edits.py) as one atomic write.
+
+        For the servicer, which builds the change from a request; as any write
+        of a call that named a request id, it is applied once for that id.
+        """
+        return await self._write(change)
+
+    async def write_each(self, changes: Sequence[Write[Any]]) -> list[Outcome]:
+        """Runs changes in order in one transaction, so they share one commit and one fsync.
+
+        Each is all or nothing on its own (Transaction.attempt): one that
+        raises is undone alone, with its error as its outcome, and those after
+        it still run. Every change that succeeded is durable when this returns.
+        Outcomes come in the changes' order: (result, None) or (None, error).
+        """
+
+        def body(tx: Transaction) -> list[Outcome]:
+            return [tx.attempt(change) for change in changes]
+
+        return await self._write(body)
 
     async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         return await self._engine.read(read)
@@ -416,319 +309,27 @@ class Store:
 
         return await self._write(body)
 
-    async def make_directory(
-        self,
-        actor: Actor,
-        parent_id: int,
-        name: str,
-        mode: int,
-        mtime_ns: int = 0,
-        owner: Ownership = NO_OWNERSHIP,
-    ) -> Node:
-        rules.check_name(name)
-        return await self._write(
-            lambda tx: _create(
-                tx, actor, parent_id, name, NodeKind.DIRECTORY, mode, mtime_ns, owner
-            )
-        )
-
-    async def create_file(
-        self,
-        actor: Actor,
-        parent_id: int,
-        name: str,
-        mode: int,
-        mtime_ns: int = 0,
-        owner: Ownership = NO_OWNERSHIP,
-    ) -> Node:
-        """A new empty file at revision 1."""
-        rules.check_name(name)
-        return await self._write(
-            lambda tx: _create(tx, actor, parent_id, name, NodeKind.FILE, mode, mtime_ns, owner)
-        )
-
-    async def create_symlink(
-        self,
-        actor: Actor,
-        parent_id: int,
-        name: str,
-        target: str,
-        owner: Ownership = NO_OWNERSHIP,
-    ) -> Node:
-        rules.check_name(name)
-        rules.check_symlink_target(target)
-        return await self._write(
-            lambda tx: _create(
-                tx, actor, parent_id, name, NodeKind.SYMLINK, rules.SYMLINK_MODE, 0, owner,
-                symlink_target=target,
-                size=rules.symlink_size(target),
-            )
-        )  # fmt: skip
-
-    async def make_node(
-        self,
-        actor: Actor,
-        parent_id: int,
-        name: str,
-        kind: NodeKind,
-        mode: int,
-        rdev: int = 0,
-        owner: Ownership = NO_OWNERSHIP,
-    ) -> Node:
-        """A FIFO, a device or a socket: a node without content."""
-        rules.check_name(name)
-        rules.check_special(kind, rdev)
-        return await self._write(
-            lambda tx: _create(tx, actor, parent_id, name, kind, mode, 0, owner, rdev=rdev)
-        )
-
-    async def commit_revision(
-        self,
-        actor: Actor,
-        node_id: int,
-        base_revision: int,
-        size: int,
-        mtime_ns: int,
-        blocks: Sequence[BlockRef],
-        attributes: AttributeChange = NO_CHANGE,
-    ) -> Node:
-        """Revision current+1 with its block list, only if the file is still at base_revision.
-
-        Every block must be proven (see possession.py): UnprovenBlocks otherwise.
-        attributes set while the edits were made (chmod, chown, utime) come
-        with them, in the same step, and the revision keeps the new mode.
-        """
-        rules.check_blocks(size, blocks)
-        rules.check_ownership(attributes.owner)
-        block_list = tuple(blocks)
-
-        def body(tx: Transaction) -> Node:
-            node = _with_attributes(_file(tx.conn, node_id, actor.user_id, Role.WRITE), attributes)
-            if node.revision != base_revision:
-                raise StaleRevision(node.id, base_revision, node.revision)
-            index = possession.first_unproven(
-                tx.conn, actor.user_id, node.id, node.revision, block_list
-            )
-            if index is not None:
-                raise UnprovenBlocks(
-                    f"block {index} of this commit ({block_list[index].hash.hex()[:16]}…,"
-                    f" {block_list[index].size} bytes) was neither uploaded by you (no valid"
-                    " receipt for that hash and size) nor is in a file you may read:"
-                    " upload it and commit again"
-                )
-            tx.check_quota(node.owner_id, size - node.size)
-            condemned = _condemned_among(tx.conn, {b.hash for b in block_list})
-            if condemned:
-                raise BlocksCondemned(
-                    f"{len(condemned)} block(s) of this commit are being deleted by garbage"
-                    " collection; upload them again and retry"
-                )
-            number = node.revision + 1
-            mtime = mtime_ns or tx.now_ns
-            _drop_empty_placeholder(tx, node)
-            tx.insert_revision(node, number, size, mtime, actor)
-            xattrs.keep_with_revision(tx, node.id, number)
-            tx.conn.executemany(
-                "INSERT INTO revision_blocks"
-                " (node_id, revision, block_index, hash, file_offset, size)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (node.id, number, index, block.hash, block.offset, block.size)
-                    for index, block in enumerate(block_list)
-                ],
-            )
-            tx.conn.execute(
-                "UPDATE nodes SET revision = ?, size = ?, mtime_ns = ?, ctime_ns = ?, mode = ?,"
-                " uid = ?, gid = ?, atime_ns = ? WHERE id = ?",
-                (
-                    number,
-                    size,
-                    mtime,
-                    tx.now_ns,
-                    node.mode,
-                    node.uid,
-                    node.gid,
-                    node.atime_ns,
-                    node.id,
-                ),
-            )
-            return tx.journal(
-                ChangeKind.EDITED,
-                node,
-                actor,
-                parent_id=node.parent_id,
-                name=node.name,
-                revision=number,
-            )
-
-        return await self._write(body)
-
-    async def rename(
-        self,
-        actor: Actor,
-        parent_id: int,
-        name: str,
-        new_parent_id: int,
-        new_name: str,
-        *,
-        no_replace: bool = False,
-    ) -> tuple[Node, int | None, bool, int | None]:
-        """Moves an entry atomically.
-
-        Returns the node now at the new name, the id of the node whose name it
-        took (or None), whether that node stays (it had other names), and,
-        when the move was a save over another file (saves.py), the id of the
-        moved node, which is gone: its content is the returned node's newest
-        revision.
-        """
-        rules.check_name(name)
-        rules.check_name(new_name)
-
-        def body(tx: Transaction) -> tuple[Node, int | None, bool, int | None]:
-            old_parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-            node = child(tx.conn, old_parent.id, name)
-            if node is None:
-                raise NotFound(f"no {name!r} in directory {old_parent.id}")
-            new_parent = _directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
-            if new_parent.id == old_parent.id and new_name == name:
-                return node, None, False, None
-            if new_parent.owner_id != node.owner_id:
-                raise CrossDrive(
-                    f"cannot move {name!r} between two people's drives; copy it instead"
-                )
-            if node.kind is NodeKind.DIRECTORY and tx.is_within(new_parent.id, node.id):
-                raise InvalidMove(f"cannot move directory {node.id} into itself or its subtree")
-            replaced = child(tx.conn, new_parent.id, new_name)
-            if replaced is not None and replaced.id == node.id:
-                return node, None, False, None  # two names of one file: rename(2) does nothing
-            remains = False
-            if replaced is not None:
-                if no_replace:
-                    raise AlreadyExists(f"{new_name!r} already exists in {new_parent.id}")
-                _check_replaceable(tx, node, replaced)
-                if saves.applies(node, replaced):
-                    saved = saves.save_over(tx, actor, node, replaced, (old_parent.id, name))
-                    tx.touch_directory(old_parent.id)
-                    if new_parent.id != old_parent.id:
-                        tx.touch_directory(new_parent.id)
-                    return replace(saved, role=new_parent.role), None, False, node.id
-                remains = links.remove(tx, actor, replaced)
-                if not remains:
-                    tx.conn.execute(
-                        "UPDATE nodes SET deleted_ns = ?, ctime_ns = ? WHERE id = ?",
-                        (tx.now_ns, tx.now_ns, replaced.id),
-                    )
-            if node.link_id is not None:
-                moved = links.move(tx, actor, node, new_parent, new_name)
-                tx.touch_directory(old_parent.id)
-                tx.touch_directory(new_parent.id)
-                return moved, None if replaced is None else replaced.id, remains, None
-            tx.conn.execute(
-                "UPDATE nodes SET parent_id = ?, name = ?, ctime_ns = ? WHERE id = ?",
-                (new_parent.id, new_name, tx.now_ns, node.id),
-            )
-            node = replace(node, role=new_parent.role)
-            moved = tx.journal(
-                ChangeKind.MOVED,
-                node,
-                actor,
-                parent_id=new_parent.id,
-                name=new_name,
-                old_parent_id=old_parent.id,
-                old_name=name,
-                replaced_node_id=None if replaced is None or remains else replaced.id,
-            )
-            tx.touch_directory(old_parent.id)
-            if new_parent.id != old_parent.id:
-                tx.touch_directory(new_parent.id)
-            return moved, None if replaced is None else replaced.id, remains, None
-
-        return await self._write(body)
-
-    async def exchange(
-        self, actor: Actor, parent_id: int, name: str, other_parent_id: int, other_name: str
-    ) -> tuple[Node, Node]:
-        """Swaps two entries atomically (RENAME_EXCHANGE): (the one now at other_name, the
-        one now at name)."""
-        rules.check_name(name)
-        rules.check_name(other_name)
-
-        def body(tx: Transaction) -> tuple[Node, Node]:
-            first_parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-            second_parent = _directory(tx.conn, other_parent_id, actor.user_id, Role.WRITE)
-            first = child(tx.conn, first_parent.id, name)
-            second = child(tx.conn, second_parent.id, other_name)
-            if first is None or second is None:
-                raise NotFound(f"exchange needs both {name!r} and {other_name!r}")
-            if first.id == second.id:
-                return first, second
-            if first_parent.owner_id != second_parent.owner_id:
-                raise CrossDrive("cannot exchange entries between two people's drives")
-            for node, into in ((first, second_parent), (second, first_parent)):
-                if node.kind is NodeKind.DIRECTORY and tx.is_within(into.id, node.id):
-                    raise InvalidMove(f"cannot move directory {node.id} into its own subtree")
-            # Through a name no entry can have (NUL), so the swap never collides.
-            _place(tx, first, first_parent.id, f"{name}\0exchange")
-            _place(tx, second, first_parent.id, name)
-            _place(tx, first, second_parent.id, other_name)
-            swapped = []
-            for node, parent, new_name in (
-                (first, second_parent, other_name),
-                (second, first_parent, name),
-            ):
-                if node.link_id is not None:
-                    moved = links.journal_moved(tx, actor, node, parent.id, new_name)
-                else:
-                    moved = tx.journal(
-                        ChangeKind.MOVED,
-                        node,
-                        actor,
-                        parent_id=parent.id,
-                        name=new_name,
-                        old_parent_id=node.parent_id,
-                        old_name=node.name,
-                    )
-                swapped.append(replace(moved, role=parent.role))
-            tx.touch_directory(first_parent.id)
-            tx.touch_directory(second_parent.id)
-            return swapped[0], swapped[1]
-
-        return await self._write(body)
+    # The tree's changes, each run as one write: the bodies the servicer runs too.
+    make_directory = _one_write(namespace.make_directory)
+    create_file = _one_write(namespace.create_file)
+    create_symlink = _one_write(namespace.create_symlink)
+    make_node = _one_write(namespace.make_node)
+    commit_revision = _one_write(edits.commit_revision)
+    rename = _one_write(namespace.rename)
+    exchange = _one_write(namespace.exchange)
+    link = _one_write(namespace.link)
+    set_attributes = _one_write(edits.set_attributes)
+    set_xattr = _one_write(edits.set_xattr)
+    remove_xattr = _one_write(edits.remove_xattr)
 
     async def delete(
         self, actor: Actor, parent_id: int, name: str, *, directory: bool
     ) -> tuple[int, bool]:
-        """Removes an entry: (node id, whether the node stays under its other names).
-
-        The last name of a node sends it to the trash (its revisions are kept).
-        """
-        rules.check_name(name)
-
-        def body(tx: Transaction) -> tuple[int, bool]:
-            parent = _directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-            node = child(tx.conn, parent.id, name)
-            if node is None:
-                raise NotFound(f"no {name!r} in directory {parent.id}")
-            if directory:
-                if node.kind is not NodeKind.DIRECTORY:
-                    raise NotADirectory(f"{name!r} is not a directory")
-                if not tx.is_empty(node.id):
-                    raise DirectoryNotEmpty(f"directory {name!r} is not empty")
-            elif node.kind is NodeKind.DIRECTORY:
-                raise IsADirectory(f"{name!r} is a directory")
-            if links.remove(tx, actor, node):
-                return node.id, True
-            tx.conn.execute(
-                "UPDATE nodes SET deleted_ns = ?, ctime_ns = ? WHERE id = ?",
-                (tx.now_ns, tx.now_ns, node.id),
-            )
-            tx.journal(ChangeKind.DELETED, node, actor, parent_id=parent.id, name=name)
-            tx.touch_directory(parent.id)
-            if quiet.is_temporary(tx, node, self._quiet_ns):
-                trash.purge(tx, "id = ?", (node.id,))
-            return node.id, False
-
-        return await self._write(body)
+        """Removes an entry: (node id, whether the node stays under its other names)."""
+        change = namespace.delete(
+            actor, parent_id, name, directory=directory, quiet_ns=self.quiet_ns
+        )
+        return await self._write(change)
 
     async def get_xattrs(self, user_id: int, node_id: int) -> dict[str, bytes]:
         """A node's extended attributes, by name."""
@@ -740,86 +341,10 @@ class Store:
 
         return await self._read(read)
 
-    async def set_xattr(
-        self, actor: Actor, node_id: int, name: str, value: bytes, how: int = xattrs.EITHER
-    ) -> Node:
-        """Sets one extended attribute (how: xattrs.EITHER, CREATE or REPLACE)."""
-        xattrs.check_name(name)
-
-        def body(tx: Transaction) -> Node:
-            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
-            xattrs.put(tx, node.id, name, value, how)
-            return _attributes_changed(tx, actor, node)
-
-        return await self._write(body)
-
-    async def remove_xattr(self, actor: Actor, node_id: int, name: str) -> Node:
-        xattrs.check_name(name)
-
-        def body(tx: Transaction) -> Node:
-            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
-            xattrs.remove(tx, node.id, name)
-            return _attributes_changed(tx, actor, node)
-
-        return await self._write(body)
-
-    async def link(self, actor: Actor, node_id: int, new_parent_id: int, new_name: str) -> Node:
-        """A further name (hard link) for a file in a folder of the same drive."""
-        rules.check_name(new_name)
-
-        def body(tx: Transaction) -> Node:
-            node = access.visible_node(tx.conn, node_id, actor.user_id)
-            parent = _directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
-            if parent.owner_id != node.owner_id:
-                raise CrossDrive(f"cannot link {node.name!r} into another person's drive")
-            made = links.add(tx, actor, node, parent, new_name)
-            return replace(made, role=parent.role)
-
-        return await self._write(body)
-
-    async def set_attributes(
-        self,
-        actor: Actor,
-        node_id: int,
-        *,
-        mode: int | None = None,
-        mtime_ns: int | None = None,
-        atime_ns: int | None = None,
-        owner: Ownership = NO_OWNERSHIP,
-    ) -> Node:
-        """Mode, times and/or ownership; nothing given is a no-op that returns the node.
-
-        Any change moves ctime. Who may chown or chmod is the mount's (the
-        kernel's) to decide by the POSIX rules: metad keeps numbers it cannot
-        check; what a user may change at all is their role's (WRITE).
-        """
-        rules.check_ownership(owner)
-
-        change = AttributeChange(mode, atime_ns, owner)
-
-        def body(tx: Transaction) -> Node:
-            node = access.visible_node(tx.conn, node_id, actor.user_id, Role.WRITE)
-            if change.empty and mtime_ns is None:
-                return node
-            new = _with_attributes(node, change)
-            tx.conn.execute(
-                "UPDATE nodes SET mode = ?, mtime_ns = ?, atime_ns = ?, uid = ?, gid = ?,"
-                " ctime_ns = ? WHERE id = ?",
-                (
-                    new.mode,
-                    node.mtime_ns if mtime_ns is None else mtime_ns,
-                    new.atime_ns,
-                    new.uid,
-                    new.gid,
-                    tx.now_ns,
-                    node.id,
-                ),
-            )
-            return tx.journal(
-                ChangeKind.ATTRIBUTES, node, actor, parent_id=node.parent_id, name=node.name
-            )
-
-        return await self._write(body)
+    async def reserve_node_ids(self, user_id: int, count: int) -> tuple[int, int]:
+        """A fresh range of node ids for the user's offline creates: (first, count)."""
+        rules.check_reservation(count)
+        return await self._write(lambda tx: reservations.reserve(tx, user_id, count))
 
     async def mark_accessed(self, user_id: int, node_ids: Sequence[int]) -> list[Node]:
         """Sets the atime of the nodes the user can see to now (a read is not a change).
@@ -868,7 +393,7 @@ class Store:
 
         @snapshot
         def read(conn: sqlite3.Connection) -> Node:
-            parent = _directory(conn, parent_id, user_id)
+            parent = access.directory(conn, parent_id, user_id)
             node = child(conn, parent.id, name)
             if node is None:
                 raise NotFound(f"no {name!r} in directory {parent_id}")
@@ -885,7 +410,7 @@ class Store:
 
         @snapshot
         def read(conn: sqlite3.Connection) -> DirectoryPage:
-            directory = _directory(conn, node_id, user_id)
+            directory = access.directory(conn, node_id, user_id)
             entries: list[Node] = []
             more = False
             link_after = after_id - links.LINK_ENTRY_BASE
@@ -914,7 +439,7 @@ class Store:
 
         @snapshot
         def read(conn: sqlite3.Connection) -> Revision:
-            node = _file(conn, node_id, user_id)
+            node = access.regular_file(conn, node_id, user_id)
             wanted = node.revision if number == 0 else number
             row = rows.fetch_one(
                 conn,
@@ -940,7 +465,7 @@ class Store:
 
         @snapshot
         def read(conn: sqlite3.Connection) -> list[Revision]:
-            node = _file(conn, node_id, user_id)
+            node = access.regular_file(conn, node_id, user_id)
             found = conn.execute(
                 f"SELECT {rows.REVISION_COLUMNS} FROM revisions WHERE node_id = ?"
                 " ORDER BY number DESC",
@@ -1055,7 +580,7 @@ class Store:
         """Makes revision number's content the file's newest revision."""
 
         def body(tx: Transaction) -> Node:
-            node = _file(tx.conn, node_id, actor.user_id, Role.WRITE)
+            node = access.regular_file(tx.conn, node_id, actor.user_id, Role.WRITE)
             exists = rows.fetch_one(
                 tx.conn,
                 "SELECT 1 FROM revisions WHERE node_id = ? AND number = ?",
@@ -1190,7 +715,7 @@ class Store:
 
         def read(conn: sqlite3.Connection) -> list[bytes]:
             if among:
-                return sorted(_condemned_among(conn, set(among)))
+                return sorted(edits.condemned_among(conn, set(among)))
             return [row[0] for row in conn.execute("SELECT hash FROM condemned_blocks")]
 
         return await self._read(read)

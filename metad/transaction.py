@@ -11,12 +11,16 @@ Must not: commit or roll back (the engine does), or know gRPC.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from metad import rows, xattrs
 from metad.errors import AlreadyExists, ContentGone, QuotaExceeded
 from metad.models import Actor, ChangeKind, Node, NodeKind, Role
 from protos import names
+
+T = TypeVar("T")
 
 # What counts against a user's quota (in a query over users): the current
 # revisions of their live files, not trash or older revisions.
@@ -75,18 +79,21 @@ class Transaction:
         uid: int | None = None,
         gid: int | None = None,
         rdev: int = 0,
+        node_id: int | None = None,
     ) -> Node:
         """A new live node; role: the creator's (their role on the folder).
 
-        Its access time starts as its modification time.
+        Its access time starts as its modification time. node_id: the id it
+        gets (one reserved to the creator, see reservations.py); None: the next.
         """
         row = rows.fetch_one(
             self.conn,
-            "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
+            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
             " revision, size, symlink_target, uid, gid, rdev, atime_ns)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             f" RETURNING {rows.NODE_COLUMNS}",
             (
+                node_id,
                 owner_id,
                 parent_id,
                 name,
@@ -104,6 +111,27 @@ class Transaction:
             ),
         )
         return replace(rows.node(row), role=role)
+
+    def attempt(self, body: Callable[[Transaction], T]) -> tuple[T | None, Exception | None]:
+        """Runs body in a SAVEPOINT of its own, so it is all or nothing on its own.
+
+        Returns (its result, None), or (None, the error it raised) with its
+        changes undone and the rest of the transaction standing. Raises when
+        SQLite abandoned the whole transaction (then nothing of it stands).
+        """
+        last_sequence = self.last_sequence
+        self.conn.execute("SAVEPOINT attempt")
+        try:
+            result = body(self)
+        except Exception as error:
+            if not self.conn.in_transaction:
+                raise
+            self.conn.execute("ROLLBACK TO attempt")
+            self.conn.execute("RELEASE attempt")
+            self.last_sequence = last_sequence  # its journal rows are gone with it
+            return None, error
+        self.conn.execute("RELEASE attempt")
+        return result, None
 
     def insert_revision(
         self, node: Node, number: int, size: int, mtime_ns: int, actor: Actor
@@ -285,3 +313,7 @@ class Transaction:
             (sequence, node.id),
         )
         return replace(rows.node(stamped), role=node.role)
+
+
+# A change as the store runs it: a body applied inside a write transaction.
+Write = Callable[[Transaction], T]

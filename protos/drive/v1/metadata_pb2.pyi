@@ -194,7 +194,7 @@ class ListDirectoryResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class MakeDirectoryRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id", "uid", "gid")
+    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id", "uid", "gid", "node_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,7 @@ class MakeDirectoryRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     mode: int
@@ -211,10 +212,11 @@ class MakeDirectoryRequest(_message.Message):
     request_id: str
     uid: int
     gid: int
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
+    node_id: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
 
 class CreateFileRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id", "uid", "gid")
+    __slots__ = ("parent_id", "name", "mode", "mtime_ns", "device", "request_id", "uid", "gid", "node_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +225,7 @@ class CreateFileRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     mode: int
@@ -231,10 +234,11 @@ class CreateFileRequest(_message.Message):
     request_id: str
     uid: int
     gid: int
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
+    node_id: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
 
 class CreateSymlinkRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "target", "device", "request_id", "uid", "gid")
+    __slots__ = ("parent_id", "name", "target", "device", "request_id", "uid", "gid", "node_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +246,7 @@ class CreateSymlinkRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     target: str
@@ -249,10 +254,11 @@ class CreateSymlinkRequest(_message.Message):
     request_id: str
     uid: int
     gid: int
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
+    node_id: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
 
 class MakeNodeRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "kind", "mode", "rdev", "uid", "gid", "device", "request_id")
+    __slots__ = ("parent_id", "name", "kind", "mode", "rdev", "uid", "gid", "device", "request_id", "node_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +268,7 @@ class MakeNodeRequest(_message.Message):
     GID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     kind: NodeKind
@@ -271,7 +278,8 @@ class MakeNodeRequest(_message.Message):
     gid: int
     device: str
     request_id: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., rdev: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    node_id: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., mode: _Optional[int] = ..., rdev: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., node_id: _Optional[int] = ...) -> None: ...
 
 class CommitRevisionRequest(_message.Message):
     __slots__ = ("node_id", "base_revision", "size", "mtime_ns", "blocks", "device", "request_id", "mode", "uid", "gid", "atime_ns")
@@ -824,6 +832,80 @@ class StorageSummary(_message.Message):
     referenced_blocks: int
     referenced_bytes: int
     def __init__(self, logical_bytes: _Optional[int] = ..., referenced_blocks: _Optional[int] = ..., referenced_bytes: _Optional[int] = ...) -> None: ...
+
+class ReserveNodeIdsRequest(_message.Message):
+    __slots__ = ("count", "request_id")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    request_id: str
+    def __init__(self, count: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ReserveNodeIdsResponse(_message.Message):
+    __slots__ = ("first", "count")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    count: int
+    def __init__(self, first: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class BatchOperation(_message.Message):
+    __slots__ = ("request_id", "make_directory", "create_file", "create_symlink", "make_node", "commit_revision", "rename", "delete", "link", "set_attributes", "set_xattr", "remove_xattr")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MAKE_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_FILE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_SYMLINK_FIELD_NUMBER: _ClassVar[int]
+    MAKE_NODE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    RENAME_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    SET_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    SET_XATTR_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_XATTR_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    make_directory: MakeDirectoryRequest
+    create_file: CreateFileRequest
+    create_symlink: CreateSymlinkRequest
+    make_node: MakeNodeRequest
+    commit_revision: CommitRevisionRequest
+    rename: RenameRequest
+    delete: DeleteRequest
+    link: LinkRequest
+    set_attributes: SetAttributesRequest
+    set_xattr: SetXattrRequest
+    remove_xattr: RemoveXattrRequest
+    def __init__(self, request_id: _Optional[str] = ..., make_directory: _Optional[_Union[MakeDirectoryRequest, _Mapping]] = ..., create_file: _Optional[_Union[CreateFileRequest, _Mapping]] = ..., create_symlink: _Optional[_Union[CreateSymlinkRequest, _Mapping]] = ..., make_node: _Optional[_Union[MakeNodeRequest, _Mapping]] = ..., commit_revision: _Optional[_Union[CommitRevisionRequest, _Mapping]] = ..., rename: _Optional[_Union[RenameRequest, _Mapping]] = ..., delete: _Optional[_Union[DeleteRequest, _Mapping]] = ..., link: _Optional[_Union[LinkRequest, _Mapping]] = ..., set_attributes: _Optional[_Union[SetAttributesRequest, _Mapping]] = ..., set_xattr: _Optional[_Union[SetXattrRequest, _Mapping]] = ..., remove_xattr: _Optional[_Union[RemoveXattrRequest, _Mapping]] = ...) -> None: ...
+
+class ApplyBatchRequest(_message.Message):
+    __slots__ = ("operations",)
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedCompositeFieldContainer[BatchOperation]
+    def __init__(self, operations: _Optional[_Iterable[_Union[BatchOperation, _Mapping]]] = ...) -> None: ...
+
+class BatchResult(_message.Message):
+    __slots__ = ("code", "message", "reason", "current_revision", "node", "rename", "delete")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    RENAME_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    reason: str
+    current_revision: int
+    node: Node
+    rename: RenameResponse
+    delete: DeleteResponse
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., current_revision: _Optional[int] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., rename: _Optional[_Union[RenameResponse, _Mapping]] = ..., delete: _Optional[_Union[DeleteResponse, _Mapping]] = ...) -> None: ...
+
+class ApplyBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
 
 class ChangeEvent(_message.Message):
     __slots__ = ("sequence", "kind", "node_id", "node_kind", "parent_id", "name", "old_parent_id", "old_name", "revision", "actor_id", "device", "time_ns", "replaced_node_id", "actor_name", "path", "shared", "owner_id", "subject_user_id", "subject_name", "role")

@@ -234,6 +234,16 @@ class MetadataStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetStorageSummaryRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.StorageSummary.FromString,
                 _registered_method=True)
+        self.ReserveNodeIds = channel.unary_unary(
+                '/drive.v1.Metadata/ReserveNodeIds',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReserveNodeIdsRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReserveNodeIdsResponse.FromString,
+                _registered_method=True)
+        self.ApplyBatch = channel.unary_unary(
+                '/drive.v1.Metadata/ApplyBatch',
+                request_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ApplyBatchRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ApplyBatchResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServicer:
@@ -561,6 +571,52 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveNodeIds(self, request, context):
+        """Local-first clients (a mount that makes files offline, then sends its
+        journal of changes when it can).
+
+        A fresh range of node ids for the caller, [first, first + count): no
+        other user and no ordinary create ever gets one of them, and no range is
+        handed out twice. MakeDirectory, CreateFile, CreateSymlink and MakeNode
+        take one in node_id, so a node made offline keeps the id its device
+        showed. Each id makes one node at most, and only for the caller
+        (INVALID_ARGUMENT "node-id-not-reserved" otherwise: outside the caller's
+        ranges, already used, or the id of a node since deleted). Ids never used
+        are simply never used. count: 1 to 1,000,000 (INVALID_ARGUMENT past it;
+        RESOURCE_EXHAUSTED once node ids would reach 2^48).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyBatch(self, request, context):
+        """Many changes in one round trip and one transaction: a client commits a
+        journal of small changes at once. What a client may rely on:
+        - Order: the operations are applied one after the other in the order
+        given (a later one sees what an earlier one did: create a file with a
+        reserved id, then commit its content), and their journal events follow
+        in that order. results[i] is the outcome of operations[i].
+        - Each operation is all or nothing, exactly as its own RPC would be: the
+        same checks (access, names, quota, base revision, block receipts), the
+        same journal events, the same reply. One that fails changes nothing,
+        does not undo those before it and does not stop those after it: its
+        result carries the status its RPC would have ended with.
+        - Durability: every operation that succeeded is committed in the same
+        SQLite transaction (one fsync); when the RPC returns, all of them are
+        on disk. If it fails as a whole (deadline, UNAUTHENTICATED, a limit,
+        metad stopping), a retry with the same request ids is safe.
+        - Retries: BatchOperation.request_id is the operation's request id (its
+        own request's request_id may be left empty, or must be the same). It is
+        the request id of the operation's own RPC: an operation applied once,
+        in a batch or by its RPC, is answered again with its first reply
+        whichever way it is retried.
+        - Limits: at most 1,000 operations and 16 MiB per request
+        (INVALID_ARGUMENT for the whole batch past them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -763,6 +819,16 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.GetStorageSummary,
                     request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.GetStorageSummaryRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.StorageSummary.SerializeToString,
+            ),
+            'ReserveNodeIds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveNodeIds,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReserveNodeIdsRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ReserveNodeIdsResponse.SerializeToString,
+            ),
+            'ApplyBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyBatch,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ApplyBatchRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_metadata__pb2.ApplyBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1845,6 +1911,60 @@ class Metadata:
             '/drive.v1.Metadata/GetStorageSummary',
             protos_dot_drive_dot_v1_dot_metadata__pb2.GetStorageSummaryRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_metadata__pb2.StorageSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveNodeIds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ReserveNodeIds',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ReserveNodeIdsRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ReserveNodeIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Metadata/ApplyBatch',
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ApplyBatchRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_metadata__pb2.ApplyBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
