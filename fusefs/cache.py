@@ -92,6 +92,15 @@ class BlockCache:
             self._disk_bytes += size
         self._evict()
 
+    def keep(self, blocks: Iterable[tuple[bytes, bytes]]) -> None:
+        """Stores blocks this device made itself (hashed from these very bytes), so a file
+        written here reads back without a download, also offline. Blocking: a worker thread."""
+        for h, data in blocks:
+            with self._disk_lock:
+                known = h in self._disk
+            if not known:
+                self._write_disk(h, data)
+
     def _path(self, h: bytes) -> Path:
         hexh = h.hex()
         return self._dir / hexh[:2] / hexh
@@ -235,12 +244,21 @@ class BlockCache:
                 self._disk_bytes += len(data)
         self._evict()
 
-    def _evict(self) -> None:
+    def make_room(self, nbytes: int) -> int:
+        """Evicts the least recently used blocks until nbytes are freed (or none are left):
+        the local disk is full, and what programs write comes first. Returns bytes freed."""
+        return self._evict(max(self._disk_bytes - nbytes, 0))
+
+    def _evict(self, capacity: int | None = None) -> int:
+        limit = self._capacity if capacity is None else capacity
         victims = []
+        freed = 0
         with self._disk_lock:
-            while self._disk_bytes > self._capacity and self._disk:
+            while self._disk_bytes > limit and self._disk:
                 h, size = self._disk.popitem(last=False)
                 self._disk_bytes -= size
+                freed += size
                 victims.append(h)
         for h in victims:
             self._path(h).unlink(missing_ok=True)
+        return freed

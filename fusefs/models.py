@@ -143,6 +143,19 @@ class Revision:
 
 
 @dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """New content of a file, as one commit of a batch (see MetadataClient.commit_many)."""
+
+    node_id: int
+    base_revision: int
+    size: int
+    mtime_ns: int
+    blocks: tuple[BlockRef, ...]
+    attributes: AttributeChange
+    request_id: str  # the same for every retry of this commit
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     sequence: int
     kind: ChangeKind

@@ -168,6 +168,14 @@ class Mount:
         self.process = process
         self.log_path = log_path
 
+    def sync(self, timeout: float = 120.0) -> None:
+        """`drive sync`: returns once what was closed in the mount is on the servers."""
+        done = subprocess.run(
+            [sys.executable, "-m", "fusefs.cli", "sync", str(self.path)],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+
     def unmount(self, timeout: float = 60.0) -> None:
         """SIGTERM: what Ctrl-C does; the mount saves open files and unmounts."""
         if self.process.poll() is None:
@@ -254,9 +262,13 @@ class MountRunner:
 
 @pytest.fixture
 def mounts(
-    tmp_path: Path, allowed_log_patterns: list[str], daemons: DaemonRunner
+    tmp_path: Path,
+    allowed_log_patterns: list[str],
+    daemons: DaemonRunner,
+    block_store: StoredObjects,
 ) -> Iterator[MountRunner]:
-    # Depends on `daemons` so mounts are unmounted before the daemons stop.
+    # Depends on `daemons` and `block_store` so mounts are unmounted (sending what
+    # they journaled) before the daemons stop and the storage goes away.
     runner = MountRunner(tmp_path, allowed_log_patterns)
     yield runner
     runner.close()

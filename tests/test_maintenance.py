@@ -43,6 +43,7 @@ def test_gc_reclaims_deleted_files_and_keeps_shared_blocks(drive, mounts, tmp_pa
     shared = write_random(m.path / "x", 3 * MiB, seed=1)
     assert write_random(m.path / "y", 3 * MiB, seed=1) == shared  # same blocks as x
     write_random(m.path / "z", 3 * MiB, seed=2)
+    m.sync()
     before = object_count(blockd)
     (m.path / "x").unlink()
     (m.path / "z").unlink()
@@ -74,6 +75,7 @@ def test_gc_during_a_write_storm_loses_nothing(drive, mounts, tmp_path: Path) ->
     # again, so its commits deduplicate against blocks being collected.
     for i in range(12):
         write_random(m.path / f"old{i}", 512 * 1024, seed=100 + i)
+        m.sync()  # its blocks reach blockd before the file goes
         (m.path / f"old{i}").unlink()
     assert drive_cmd("trash", "empty", "--metad", metad.address).returncode == 0
     grace = 2
@@ -100,6 +102,7 @@ def test_gc_during_a_write_storm_loses_nothing(drive, mounts, tmp_path: Path) ->
         runs += 1
     writer.join()
     assert not errors, errors
+    m.sync()
 
     fresh = mounts.mount(metad, blockd, "dev-b", cache=tmp_path / "fresh-cache")
     for name, digest in written.items():

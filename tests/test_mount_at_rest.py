@@ -24,6 +24,7 @@ def test_no_plaintext_at_rest_and_text_is_stored_smaller(
     text = b"".join(b"line %d of a plain text file %s\n" % (i, MARKER) for i in range(60_000))
     (mount.path / "notes.txt").write_bytes(text)
     assert (mount.path / "notes.txt").read_bytes() == text
+    mount.sync()
     # The store, and blockd's own directory (keys, log) whatever the backend.
     objects = {**block_store.everything(), **LocalObjects(tmp_path / "blockd").everything()}
     assert block_store.blocks()
@@ -45,6 +46,7 @@ def test_files_read_back_after_master_key_rotation(
 ) -> None:
     writer = mounts.mount(metad, blockd, "dev-a")
     old_digest = write_random(writer.path / "old", 3 * MiB, seed=1)
+    writer.sync()
     blockd.stop()
     rotated = subprocess.run(
         [sys.executable, "-m", "blockd", "rotate-key", "--data", str(tmp_path / "blockd")],
@@ -55,6 +57,7 @@ def test_files_read_back_after_master_key_rotation(
     assert rotated.returncode == 0, rotated.stderr
     blockd = daemons.restart(blockd)
     new_digest = write_random(writer.path / "new", 3 * MiB, seed=2)
+    writer.sync()
 
     old_keys = _master_key_ids(block_store, metad.address, "old")
     new_keys = _master_key_ids(block_store, metad.address, "new")

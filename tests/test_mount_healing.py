@@ -83,6 +83,7 @@ def test_writing_the_same_content_again_heals_it(
     # Someone writes the same content again, from a device that never saw it.
     other = mounts.mount(metad, blockd, "dev-c", cache=tmp_path / "cache-c")
     shutil.copyfile(original, other.path / "copy.bin")
+    other.sync()
     assert sha256_of(reader.path / "report.bin") == digest
     clean = _scrub(metad, blockd)
     assert clean.returncode == 0, clean.stdout + clean.stderr

@@ -31,7 +31,8 @@ def test_each_kept_revision_reads_back_under_drive_history(mount, tmp_path: Path
     plan = mount.path / "docs" / "plan.txt"
     written = versions()
     for content in written:
-        plan.write_bytes(content)  # one revision per save
+        plan.write_bytes(content)  # one revision per save once sent
+        mount.sync()  # (a save replaces one still waiting to be sent)
 
     revisions = mount.path / HISTORY / "docs" / "plan.txt"
     names = os.listdir(revisions)
@@ -74,11 +75,14 @@ def test_each_kept_revision_reads_back_under_drive_history(mount, tmp_path: Path
 
 
 def test_restores_show_up_in_running_mounts(mounts, metad, blockd) -> None:
-    a = mounts.mount(metad, blockd, "dev-a").path
+    first = mounts.mount(metad, blockd, "dev-a")
+    a = first.path
     b = mounts.mount(metad, blockd, "dev-b").path
     (a / "plan.txt").write_text("first")
+    first.sync()  # a save replaces one still waiting to be sent
     (a / "plan.txt").write_text("second")
     (a / "old.txt").write_text("to be deleted")
+    first.sync()
     eventually(lambda: (b / "plan.txt").read_text() == "second")
     assert (b / "old.txt").read_text() == "to be deleted"
     meta: MetadataClient = signin.metadata_client(metad.address)

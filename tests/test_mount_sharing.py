@@ -22,6 +22,7 @@ import pytest
 from fusefs.clients import AccountsClient, MetadataClient
 from fusefs.credentials import TOKEN_ENV
 from fusefs.models import Role
+from fusefs.mount.synchronizer import RECOVERED_FOLDER
 from fusefs.shared import SHARED_FOLDER
 from tests import signin, waiting
 from tests.waiting import refused
@@ -191,10 +192,10 @@ def test_read_share_write_share_and_unshare_in_running_mounts(pair, alice_meta) 
     assert (a / "docs" / "plan.txt").read_bytes() == edited
 
 
-def test_refused_commit_reaches_close_and_loses_nothing_silently(
+def test_edits_refused_by_a_downgraded_share_land_in_ones_own_drive(
     pair, alice_meta, allowed_log_patterns
 ) -> None:
-    allowed_log_patterns.append(r"WARNING fusefs\.vfs: edits to 'plan\.txt' were not saved")
+    allowed_log_patterns.append(r"could not be saved")
     a, b = pair
     (a / "docs").mkdir()
     (a / "docs" / "plan.txt").write_bytes(b"alice's plan")
@@ -203,13 +204,23 @@ def test_refused_commit_reaches_close_and_loses_nothing_silently(
     plan = b / SHARED_FOLDER / "docs" / "plan.txt"
     eventually(lambda: reads(plan, b"alice's plan"))
 
-    f = open(plan, "r+b")  # noqa: SIM115 - closed below, where the error must surface
-    f.write(b"bob's edit")
-    alice_meta.share(docs, "bob", Role.READ)  # downgraded while bob edits
-    with pytest.raises(PermissionError):
-        f.close()
+    with open(plan, "r+b") as f:
+        f.write(b"bob's edit")
+        alice_meta.share(docs, "bob", Role.READ)  # downgraded while bob edits
+    # close() kept bob's bytes on his device; the drive refuses them for alice's
+    # file, so they land in bob's own drive, and `drive sync` says where.
+    synced = subprocess.run(
+        [sys.executable, "-m", "fusefs.cli", "sync", str(b)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert "kept in your drive as plan (conflicted copy" in synced.stdout
+    recovered = b / RECOVERED_FOLDER
+    eventually(lambda: len(os.listdir(recovered)) == 1, timeout=10)
+    (copy,) = os.listdir(recovered)
+    assert copy.startswith("plan (conflicted copy")
+    assert (recovered / copy).read_bytes() == b"bob's editan"
     assert (a / "docs" / "plan.txt").read_bytes() == b"alice's plan"
-    # bob's mount shows what the drive holds again, not the refused bytes.
     eventually(lambda: reads(plan, b"alice's plan"))
 
 

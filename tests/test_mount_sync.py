@@ -53,6 +53,23 @@ def test_open_reader_sees_new_content_after_other_device_edits(two) -> None:
     eventually(lambda: (b / "live.txt").read_text() == "newer")
 
 
+def test_a_reader_keeps_the_revision_it_opened(two) -> None:
+    """Close-to-open: a file open for reading never mixes two revisions."""
+    a, b = two
+    first = bytes(range(256)) * 8192  # 2 MiB: several blocks
+    second = b"\x07" * (5 * 1024 * 1024)
+    (a / "big.bin").write_bytes(first)
+    eventually(lambda: (b / "big.bin").exists(), timeout=10)
+    with open(b / "big.bin", "rb", buffering=0) as reader:
+        head = reader.read(100_000)
+        (a / "big.bin").write_bytes(second)
+        eventually(lambda: (b / "big.bin").read_bytes() == second, timeout=10)
+        rest = b""
+        while piece := reader.read(1024 * 1024):
+            rest += piece
+    assert head + rest == first
+
+
 @pytest.mark.both_backends
 def test_concurrent_edits_keep_both_versions(two) -> None:
     a, b = two

@@ -31,8 +31,10 @@ def _stored_bytes(block_store) -> int:
 @pytest.mark.both_backends
 def test_identical_files_are_stored_once(mount, blockd, block_store) -> None:
     write_random(mount.path / "one", 100 * MiB, seed=42)
+    mount.sync()
     before = _stored_bytes(block_store)
     write_random(mount.path / "two", 100 * MiB, seed=42)
+    mount.sync()
     after = _stored_bytes(block_store)
     assert 100 * MiB <= before < 101 * MiB
     assert after == before
@@ -44,9 +46,11 @@ def test_one_byte_insert_uploads_a_few_mib(mount, blockd) -> None:
     data = random.Random(1).randbytes(64 * MiB)
     path = mount.path / "big.bin"
     path.write_bytes(data)
+    mount.sync()
     received_before = _stats(blockd).bytes_received
     edited = data[: 32 * MiB] + b"!" + data[32 * MiB :]
     path.write_bytes(edited)
+    mount.sync()
     uploaded = _stats(blockd).bytes_received - received_before
     assert uploaded <= 6 * MiB, f"uploaded {uploaded / MiB:.1f} MiB for a 1-byte insert"
     assert path.read_bytes() == edited
@@ -57,6 +61,7 @@ def test_reading_one_kib_of_a_gib_fetches_a_couple_of_blocks(
 ) -> None:
     writer = mounts.mount(metad, blockd, "dev-a")
     write_random(writer.path / "huge", 1024 * MiB, seed=3)
+    writer.sync()
     reader = mounts.mount(metad, blockd, "dev-b", cache=tmp_path / "empty-cache")
     sent_before = _stats(blockd)
     # Unbuffered: Python's buffered read would ask for st_blksize (1 MiB).

@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from fusefs.cli import admin, browse, timespec, trust, watch
+from fusefs.cli import admin, browse, pending, timespec, trust, watch
 from fusefs.clients import AccountsClient
 from fusefs.credentials import (
     TokenSource,
@@ -96,8 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     _daemon_options(scrub)
 
-    status = sub.add_parser("status", help="space used, stored and referenced")
+    status = sub.add_parser(
+        "status", help="space used, stored and referenced; this device's work not sent yet"
+    )
     _daemon_options(status)
+
+    sync = sub.add_parser(
+        "sync",
+        help="wait until the mounts on this machine have sent everything closed in them "
+        "(exit 1 if something could not be sent)",
+    )
+    sync.add_argument("mountpoint", type=Path, nargs="*", help="default: every drivefs mount")
 
     login = sub.add_parser("login", help="sign in to a drive; the token is kept for commands")
     login.add_argument("name", help="your user name")
@@ -462,7 +471,8 @@ COMMANDS = {
     "mount": _cmd_mount,
     "gc": lambda a: admin.garbage_collect(_connection(a), a.grace, a.dry_run),
     "scrub": lambda a: admin.scrub(_connection(a), a.repair, _caches(a)),
-    "status": lambda a: admin.status(_connection(a)),
+    "status": lambda a: _cmd_status(a),
+    "sync": lambda a: pending.sync(a.mountpoint),
     "trash": lambda a: _cmd_trash(a),
     "ls": lambda a: (
         browse.ls(_connection(a), a.path)
@@ -484,6 +494,16 @@ COMMANDS = {
     "whoami": lambda a: admin.whoami(_connection(a)),
     "user": lambda a: _cmd_user(a),
 }
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    code = admin.status(_connection(args))
+    lines = pending.report_lines()
+    if lines:
+        print("this device:")
+        for line in lines:
+            print(f"  {line}")
+    return code
 
 
 def _caches(args: argparse.Namespace) -> list[Path]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from fusefs import errors
 from fusefs.clients.proofs import Grant, GrantBook
 from fusefs.clients.rpc import (
     CONDEMNED_BATCH,
@@ -21,6 +22,7 @@ from fusefs.clients.rpc import (
     request_id,
     rpc,
     signed_channel,
+    status_error,
     translate,
 )
 from fusefs.models import (
@@ -30,6 +32,7 @@ from fusefs.models import (
     BlockRef,
     Change,
     ChangeKind,
+    CommitRequest,
     Kind,
     Node,
     Ownership,
@@ -239,28 +242,57 @@ class MetadataClient:
         blocks: Iterable[BlockRef],
         attributes: AttributeChange = NO_CHANGE,
     ) -> Node:
+        commit = CommitRequest(
+            node_id, base_revision, size, mtime_ns, tuple(blocks), attributes, request_id()
+        )
+        node = _node(self._stub.CommitRevision(self._commit_message(commit), timeout=UNARY_TIMEOUT))
+        self.grants.expect(node.id, (b.hash for b in commit.blocks))
+        return node
+
+    @rpc
+    def commit_many(self, commits: Sequence[CommitRequest]) -> list[Node | errors.DriveError]:
+        """Commits many files in one call and one transaction (ApplyBatch): per commit, the
+        new node or why it was refused. Each commit keeps its own request id across retries."""
+        operations = [
+            metadata_pb2.BatchOperation(
+                request_id=c.request_id, commit_revision=self._commit_message(c)
+            )
+            for c in commits
+        ]
+        req = metadata_pb2.ApplyBatchRequest(operations=operations)
+        resp = self._stub.ApplyBatch(req, timeout=UNARY_TIMEOUT)
+        outcomes: list[Node | errors.DriveError] = []
+        for commit, result in zip(commits, resp.results, strict=True):
+            if result.code == 0:
+                node = _node(result.node)
+                self.grants.expect(node.id, (b.hash for b in commit.blocks))
+                outcomes.append(node)
+            else:
+                current = result.current_revision if result.current_revision else None
+                outcomes.append(status_error(result.code, result.message, result.reason, current))
+        return outcomes
+
+    def _commit_message(self, c: CommitRequest) -> metadata_pb2.CommitRevisionRequest:
+        """The request for a commit, each block with this device's receipt for it (if any)."""
         receipt = self.grants.receipt
-        req = metadata_pb2.CommitRevisionRequest(
-            node_id=node_id,
-            base_revision=base_revision,
-            size=size,
-            mtime_ns=mtime_ns,
-            mode=attributes.mode,
-            uid=attributes.owner.uid,
-            gid=attributes.owner.gid,
-            atime_ns=attributes.atime_ns,
+        return metadata_pb2.CommitRevisionRequest(
+            node_id=c.node_id,
+            base_revision=c.base_revision,
+            size=c.size,
+            mtime_ns=c.mtime_ns,
+            mode=c.attributes.mode,
+            uid=c.attributes.owner.uid,
+            gid=c.attributes.owner.gid,
+            atime_ns=c.attributes.atime_ns,
             device=self.device,
             blocks=[
                 metadata_pb2.BlockRef(
                     hash=b.hash, offset=b.offset, size=b.size, receipt=receipt(b.hash, b.size)
                 )
-                for b in blocks
+                for b in c.blocks
             ],
-            request_id=request_id(),
+            request_id=c.request_id,
         )
-        node = _node(self._stub.CommitRevision(req, timeout=UNARY_TIMEOUT))
-        self.grants.expect(node.id, (b.hash for b in req.blocks))
-        return node
 
     @rpc
     def get_revision(self, node_id: int, number: int = 0) -> Revision:

@@ -74,13 +74,29 @@ _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {
 
 def translate(exc: grpc.RpcError) -> errors.DriveError:
     """The domain error for a failed call (status code refined by its reason)."""
-    code = exc.code()
-    details = exc.details() or code.name
     trailers = dict(exc.trailing_metadata() or ())
-    if code == grpc.StatusCode.ABORTED and CURRENT_REVISION_KEY in trailers:
-        return errors.StaleRevision(details, int(trailers[CURRENT_REVISION_KEY]))
-    reason = trailers.get(ERROR_REASON_KEY)
-    cls = _REASONS.get(reason) or _CODES.get(code, errors.DriveError)
+    current = trailers.get(CURRENT_REVISION_KEY)
+    return status_error(
+        exc.code(),
+        exc.details() or "",
+        trailers.get(ERROR_REASON_KEY),
+        None if current is None else int(current),
+    )
+
+
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_error(
+    code: grpc.StatusCode | int, details: str, reason: str | None, current_revision: int | None
+) -> errors.DriveError:
+    """The domain error for a status (of a call, or of one operation of a batch)."""
+    if isinstance(code, int):
+        code = _BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    details = details or code.name
+    if code == grpc.StatusCode.ABORTED and current_revision is not None:
+        return errors.StaleRevision(details, current_revision)
+    cls = _REASONS.get(reason or "") or _CODES.get(code, errors.DriveError)
     return cls(details)
 
 

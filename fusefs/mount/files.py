@@ -7,12 +7,13 @@ are read by a bare RevisionReader.
 One OpenFile per inode however many handles the kernel has open on it, so
 every handle sees the others' writes (as on a local disk). A file being
 changed gets a staging file (a private local copy, materialized from its
-blocks on the first write unless the write starts from empty); the commit
-cuts the staging file into content-defined blocks, uploads only the blocks
-blockd lacks and commits a revision based on the one the edits were made on.
+blocks, or from its sealed content, on the first write unless the write
+starts from empty). close() seals it: the staging file becomes a durable
+row of the write-back journal (journal.py), which the synchronizer commits
+later; until then reads and stat show the sealed content.
 
-Locking: `_lock` serializes writes, truncation and commits of one file so a
-commit never hashes content that is still being written.
+Locking: `_lock` serializes writes, truncation and sealing of one file so a
+seal never takes content that is still being written.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,30 +32,14 @@ import trio
 
 from fusefs import errors
 from fusefs.cache import BlockCache
-from fusefs.chunker import chunk_file
-from fusefs.clients import BlockClient, MetadataClient
-from fusefs.models import NO_CHANGE, AttributeChange, BlockRef, Node, Revision, Role
-from protos import names
+from fusefs.models import NO_CHANGE, AttributeChange, Node, Revision
+from fusefs.mount.journal import Journal, PendingCommit
 
 log = logging.getLogger(__name__)
 
 PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
 FETCH_BATCH = 4  # blocks per Download call
-SMALL_UPLOAD_BYTES = 256 * 1024  # below this, upload without asking what is missing
-COMMIT_ATTEMPTS = 10  # commits refused by successive garbage collections before giving up
-COLLECTOR_WAIT_SECONDS = 120  # how long one collection may hold our blocks
-
-Invalidate = Callable[[int], Awaitable[None]]
-
-
-def local_stamp(when: float) -> str:
-    """A local time as names carry it: '2026-11-22 093015' (no colons)."""
-    return time.strftime("%Y-%m-%d %H%M%S", time.localtime(when))
-
-
-def conflict_name(name: str, device: str, when: float) -> str:
-    """'report (conflicted copy from laptop 2026-11-22 093015).txt', ≤ 255 bytes."""
-    return names.tagged(name, f"conflicted copy from {device} {local_stamp(when)}")
+COPY_CHUNK = 64 * 1024**2  # bytes per copy_file_range when edits start on sealed content
 
 
 class RevisionReader:
@@ -128,36 +112,38 @@ class OpenFile(RevisionReader):
         node: Node,
         revision: Revision,
         *,
-        meta: MetadataClient,
-        blocks: BlockClient,
         cache: BlockCache,
         staging_dir: Path,
-        limiter: trio.CapacityLimiter,
         nursery: trio.Nursery,
+        sealed: PendingCommit | None = None,
     ) -> None:
         super().__init__(revision, cache=cache, nursery=nursery)
         self.node = node
         self.handles = 0
-        self._meta = meta
-        self._blocks = blocks
         self._staging_dir = staging_dir
-        self._limiter = limiter
         self._lock = trio.Lock()
         self.mtime_ns = node.mtime_ns
         self.ctime_ns = node.ctime_ns
-        self.held = NO_CHANGE  # chmod/chown/utime made while dirty: sent with the commit
+        self.held = NO_CHANGE  # chmod/chown/utime made while dirty: sealed with the content
         self.unlinked = False  # its name is gone; it lives on until the last close
         self._staging_fd: int | None = None
         self._staging_path: Path | None = None
+        # Content closed but not committed yet (journal): what reads show until edited again.
+        self._sealed_fd: int | None = None
         self.dirty = False
-        self.stale = False  # another device committed; reads reload first
-
-    async def _thread(self, fn, *args):
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        self.stale = False  # what it shows may not be ours to read: reads ask metad first
+        # Another device committed a newer revision: handles open now keep reading
+        # theirs (close-to-open, as NFS and JuiceFS); the next open reads the new one.
+        self.superseded = False
+        if sealed is not None:
+            self._sealed_fd = os.open(sealed.content, os.O_RDONLY)
+            self.size, self.mtime_ns = sealed.size, sealed.mtime_ns
+        # What it shows without its unsaved edits (see discard).
+        self._saved = (self.size, self.mtime_ns, self.ctime_ns)
 
     def attributes(self, node: Node) -> Node:
-        """node with the local size, times and held attributes while there are unsaved edits."""
-        if self._staging_fd is None:
+        """node with the local size, times and held attributes while the content is local."""
+        if self._staging_fd is None and self._sealed_fd is None:
             return node
         local = replace(node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns)
         return self.held.applied_to(local)
@@ -166,17 +152,20 @@ class OpenFile(RevisionReader):
 
     async def read(self, offset: int, size: int) -> bytes:
         if self._staging_fd is not None:
-            return os.pread(self._staging_fd, size, offset)
-        if self.stale:
-            await self.reload()
+            return os.pread(self._staging_fd, min(size, max(self.size - offset, 0)), offset)
+        if self._sealed_fd is not None:
+            return os.pread(self._sealed_fd, min(size, max(self.size - offset, 0)), offset)
         return await self._read_blocks(offset, size)
 
-    async def reload(self) -> None:
-        """Adopts the current revision (another device changed the file)."""
-        revision = await self._thread(self._meta.get_revision, self.node.id, 0)
+    @property
+    def local(self) -> bool:
+        """Whether its content is on this device (edited, or closed and not committed)."""
+        return self._staging_fd is not None or self._sealed_fd is not None
+
+    def reload(self, revision: Revision) -> None:
+        """Reads on from this revision (the current one, asked again after a share changed)."""
         self._set_revision(revision)
-        self.size = revision.size
-        self.mtime_ns = revision.mtime_ns
+        self.size, self.mtime_ns = revision.size, revision.mtime_ns
         self.stale = False
         self._prefetched_until = 0
 
@@ -217,6 +206,14 @@ class OpenFile(RevisionReader):
         self.revision = node.revision
         self.mtime_ns, self.ctime_ns = node.mtime_ns, node.ctime_ns
 
+    def landed(self, node: Node) -> None:
+        """Sealed content of this file was committed as node's revision."""
+        if node.id == self.node.id:
+            self.node = replace(node, name=self.node.name, parent_id=self.node.parent_id)
+            self.revision = node.revision
+            if not self.local:
+                self._saved = (node.size, node.mtime_ns, node.ctime_ns)
+
     def touch(self, mtime_ns: int) -> None:
         """An explicit mtime (utime) on a file with unsaved edits, kept for the commit."""
         self.mtime_ns = mtime_ns
@@ -231,12 +228,13 @@ class OpenFile(RevisionReader):
         self.ctime_ns = time.time_ns()
 
     async def _ensure_staging(self, keep_content: bool) -> None:
-        """Starts local edits on the revision this file had when the program saw it.
+        """Starts local edits on the content this file shows now.
 
-        Even if another device has committed since (self.stale), the edit is
-        based on the revision the program read: the commit will then be
-        refused as stale and kept as a conflicted copy, never silently
-        applied over the other device's version.
+        That is its sealed content if it has some, else the revision it had
+        when the program saw it. Even if another device has committed since,
+        the edit is based on the revision the program read: the commit will
+        then be refused as stale and kept as a conflicted copy, never
+        silently applied over the other device's version.
         """
         if self._staging_fd is not None:
             return
@@ -246,7 +244,9 @@ class OpenFile(RevisionReader):
         except OSError as exc:
             raise _local_disk_error(exc) from exc
         try:
-            if keep_content:
+            if keep_content and self._sealed_fd is not None:
+                await trio.to_thread.run_sync(_copy_content, self._sealed_fd, fd, self.size)
+            elif keep_content:
                 for lo in range(0, len(self._refs), FETCH_BATCH * 2):
                     batch = self._refs[lo : lo + FETCH_BATCH * 2]
                     found = await self._cache.get_many(r.hash for r in batch)
@@ -263,138 +263,49 @@ class OpenFile(RevisionReader):
             raise
         self._staging_fd, self._staging_path = fd, path
 
-    async def commit(self, invalidate: Invalidate) -> Node | None:
-        """Uploads and commits unsaved edits; returns the new node, or None if clean.
+    async def seal(self, journal: Journal, mine: bool) -> PendingCommit | None:
+        """close(2): makes unsaved edits a durable journal row; None if there were none.
 
-        A commit refused because another device committed first keeps both
-        versions: ours becomes a "conflicted copy" beside the file.
+        From then on reads show the sealed content until it is edited again.
         """
         async with self._lock:
             if not self.dirty:
                 return None
             assert self._staging_path is not None and self._staging_fd is not None
-            refs = await self._thread(chunk_file, self._staging_path)
             try:
-                node = await self._upload_and_commit(refs)
-            except errors.StaleRevision:
-                await self._commit_conflicted_copy(refs, invalidate)
-                return None
-            except errors.NotFound:
-                if self.node.role in (Role.READ, Role.WRITE):
-                    # Someone else's file: their share was taken away (or they
-                    # deleted it). The program must hear that its edits were
-                    # not saved; the caller decides when to drop them.
-                    raise errors.PermissionDenied(
-                        f"{self.node.name!r} is no longer shared with you; edits not saved"
-                    ) from None
-                # Deleted (here or on another device) while open: as on a
-                # local disk, writes to an unlinked file vanish with it.
-                log.info("%r was deleted while open; its last edits are dropped", self.node.name)
-                self.dirty, self.held = False, NO_CHANGE
-                return None
-            self.node = node
-            self._set_revision(
-                Revision(node.id, node.revision, node.size, node.mtime_ns, tuple(refs))
-            )
-            self.dirty, self.held = False, NO_CHANGE
-            return node
-
-    async def _upload_and_commit(self, refs: list[BlockRef]) -> Node:
-        """Uploads what blockd lacks and commits; outlasts a garbage collection.
-
-        A commit is refused while the collector deletes blocks it refers to
-        (unreferenced leftovers we deduplicated against). Asking blockd what
-        is missing only tells the truth once they are gone, so wait until
-        metad has lifted the fence (the collector lifts it after deleting),
-        then upload what is missing and commit again.
-
-        A commit is also refused when a block is neither ours by receipt nor
-        in a file we may still read (e.g. it came from a file unshared since):
-        then every such block is uploaded, for a receipt, and the commit
-        retried once.
-        """
-        attempt = 0
-        proven = False
-        while True:
-            await self._upload(refs, ask=attempt > 0, everything=proven)
-            try:
-                return await self._thread(
-                    self._meta.commit_revision,
-                    self.node.id,
-                    self.revision,
-                    self.size,
-                    self.mtime_ns,
-                    refs,
-                    self.held,
+                sealed = await trio.to_thread.run_sync(
+                    lambda: journal.seal(
+                        node_id=self.node.id,
+                        parent_id=self.node.parent_id,
+                        name=self.node.name,
+                        mine=mine,
+                        base_revision=self.revision,
+                        size=self.size,
+                        mtime_ns=self.mtime_ns,
+                        held=self.held,
+                        staging=self._staging_path,
+                        staging_fd=self._staging_fd,
+                    )
                 )
-            except errors.UnprovenBlocks:
-                if proven:
-                    raise
-                proven = True
-                log.info("blocks of %r need receipts; uploading them", self.node.name)
-            except errors.BlocksCondemned:
-                attempt += 1
-                if attempt == COMMIT_ATTEMPTS:
-                    raise
-                log.info("blocks of %r are being collected; waiting", self.node.name)
-                await self._wait_for_collector(refs)
+            except OSError as exc:
+                raise _local_disk_error(exc) from exc
+            self._close_sealed()
+            self._sealed_fd, self._staging_fd, self._staging_path = self._staging_fd, None, None
+            self.dirty, self.held = False, NO_CHANGE
+            self._saved = (self.size, self.mtime_ns, self.ctime_ns)
+            return sealed
 
-    async def _wait_for_collector(self, refs: list[BlockRef]) -> None:
-        unique = list({r.hash: r for r in refs}.values())
-        delay = 0.05
-        deadline = trio.current_time() + COLLECTOR_WAIT_SECONDS
-        while await self._thread(self._meta.condemned_among, unique):
-            if trio.current_time() > deadline:
-                raise errors.Unavailable("garbage collection holds blocks of this file too long")
-            await trio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    async def _upload(
-        self, refs: list[BlockRef], ask: bool = False, everything: bool = False
-    ) -> None:
-        """Uploads the blocks blockd lacks (or will not tell us it holds: no proof).
-
-        everything: each block we hold no receipt for, whatever blockd holds.
-        """
-        unique = list({r.hash: r for r in refs}.values())
-        if everything:
-            wanted = [r for r in unique if not self._blocks.grants.receipt(r.hash, r.size)]
-        elif not ask and sum(r.size for r in unique) <= SMALL_UPLOAD_BYTES:
-            # Sending a small file costs less than asking which blocks blockd lacks.
-            wanted = unique
-        else:
-            missing = await self._thread(self._blocks.find_missing, [r.hash for r in unique])
-            wanted = [r for r in unique if r.hash in missing]
-        if not wanted:
-            return
-        fd = self._staging_fd
-
-        def produce() -> Iterator[tuple[bytes, bytes]]:
-            for ref in wanted:
-                yield ref.hash, os.pread(fd, ref.size, ref.offset)
-
-        await self._thread(self._blocks.upload, produce)
-
-    async def _commit_conflicted_copy(self, refs: list[BlockRef], invalidate: Invalidate) -> None:
-        current = await self._thread(self._meta.stat, self.node.id)
-        name = conflict_name(current.name, self._meta.device, time.time())
-        copy = await self._thread(self._meta.create_file, current.parent_id, name, self.node.mode)
-        await self._thread(
-            self._meta.commit_revision,
-            copy.id,
-            copy.revision,
-            self.size,
-            self.mtime_ns,
-            refs,
-            self.held,
-        )
-        log.info("conflict on %r: local edits kept as %r", current.name, name)
-        # This inode now shows the other device's version again.
+    def discard(self) -> None:
+        """Forgets unsaved edits the drive cannot take (a full quota): it shows what it
+        showed before them."""
         self._drop_staging()
         self.dirty, self.held = False, NO_CHANGE
-        self.node = current
-        await self.reload()
-        await invalidate(self.node.id)
+        self.size, self.mtime_ns, self.ctime_ns = self._saved
+
+    def _close_sealed(self) -> None:
+        if self._sealed_fd is not None:
+            os.close(self._sealed_fd)
+            self._sealed_fd = None
 
     def _drop_staging(self) -> None:
         if self._staging_fd is not None:
@@ -404,15 +315,21 @@ class OpenFile(RevisionReader):
             self._staging_path.unlink(missing_ok=True)
             self._staging_path = None
 
-    def discard(self) -> None:
-        """Forgets unsaved edits the drive refused; reads show the saved revision again."""
-        self._drop_staging()
-        self.dirty, self.held = False, NO_CHANGE
-        self.stale = True
-
     def close(self) -> None:
-        """Frees local resources once the last handle is released (after commit)."""
+        """Frees local resources once the last handle is released (after sealing)."""
         self._drop_staging()
+        self._close_sealed()
+
+
+def _copy_content(source: int, target: int, size: int) -> None:
+    """Copies size bytes between two descriptors in the kernel (no Python buffers)."""
+    done = 0
+    while done < size:
+        n = os.copy_file_range(source, target, min(COPY_CHUNK, size - done), done, done)
+        if n == 0:
+            break
+        done += n
+    os.ftruncate(target, size)
 
 
 def _local_disk_error(exc: OSError) -> errors.DriveError:

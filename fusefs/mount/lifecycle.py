@@ -25,8 +25,14 @@ import trio
 from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.clients import BlockClient, GrantBook, MetadataClient
+from fusefs.models import Node
 from fusefs.mount.follower import ChangeFollower
+from fusefs.mount.journal import Journal
+from fusefs.mount.namespace import Namespace
 from fusefs.mount.operations import Operations
+from fusefs.mount.reachability import Reachability
+from fusefs.mount.replica import Replica
+from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.vfs import Vfs
 from protos.tls import Trust
 
@@ -38,6 +44,12 @@ RPC_THREADS = 16
 # one small request at a time; 1 MiB (about one block) lets it keep several in
 # flight. Measured here: cold reads 400 -> 630 MB/s.
 READAHEAD_KB = 1024
+REPLICA_FILE = "replica.sqlite3"
+JOURNAL_FOLDER = "journal"
+REPLICA_FLUSH_SECONDS = 1.0
+# A replica more changes behind the journal than this is started afresh
+# rather than caught up on one change at a time.
+MAX_CATCH_UP = 20_000
 
 
 class MountError(Exception):
@@ -112,36 +124,86 @@ def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None)
         grants = GrantBook()
         meta = MetadataClient(config.metad, device, config.token, grants, trust=config.trust)
         blocks = BlockClient(config.blockd, config.token, grants, trust=config.trust)
+        replica = Replica(config.cache_dir / REPLICA_FILE, drive=config.metad)
+        journal = Journal(config.cache_dir / JOURNAL_FOLDER)
         try:
-            try:
-                root = meta.root()
-                head = meta.journal_head()
-            except errors.Unavailable:
-                raise MountError(f"cannot reach metad at {config.metad}") from None
-            except errors.NotSignedIn as exc:
-                raise MountError(f"metad at {config.metad} refused the sign-in: {exc}") from None
-            try:
-                blocks.check()
-            except errors.Unavailable:
-                raise MountError(f"cannot reach blockd at {config.blockd}") from None
-            except errors.NotSignedIn as exc:
-                raise MountError(f"blockd at {config.blockd} refused the sign-in: {exc}") from None
+            root, start, online = _connect(config, meta, blocks, replica)
             staging = config.cache_dir / "staging"
             staging.mkdir(exist_ok=True)
             for leftover in staging.iterdir():
                 leftover.unlink()
-            trio.run(_serve, config, meta, blocks, root, head, staging, on_mounted)
+            parts = _Parts(meta, blocks, replica, journal, staging)
+            trio.run(_serve, config, parts, root, start, online, on_mounted)
         finally:
+            journal.close()
+            replica.close()
             meta.close()
             blocks.close()
 
 
-async def _serve(config, meta, blocks, root, head, staging, on_mounted) -> None:
+def _connect(
+    config: MountConfig, meta: MetadataClient, blocks: BlockClient, replica: Replica
+) -> tuple[Node, int, bool]:
+    """The drive's root, the journal sequence to follow from, and whether metad answered.
+
+    Without metad, a mount that has a replica of the drive starts offline
+    from it; one that never had one cannot start.
+    """
+    try:
+        root = meta.root()
+        head = meta.journal_head()
+    except errors.Unavailable:
+        root = replica.root()
+        if root is None:
+            raise MountError(f"cannot reach metad at {config.metad}") from None
+        log.warning("metad at %s is unreachable: mounting offline", config.metad)
+        return root, replica.cursor, False
+    except errors.NotSignedIn as exc:
+        raise MountError(f"metad at {config.metad} refused the sign-in: {exc}") from None
+    try:
+        blocks.check()
+    except errors.Unavailable:
+        raise MountError(f"cannot reach blockd at {config.blockd}") from None
+    except errors.NotSignedIn as exc:
+        raise MountError(f"blockd at {config.blockd} refused the sign-in: {exc}") from None
+    replica.set_root(root)
+    if not replica.cursor or head - replica.cursor > MAX_CATCH_UP:
+        # Too far behind to replay (or new): start afresh from now.
+        replica.reset()
+        replica.set_root(root)
+        replica.cursor = head
+    replica.flush()
+    return root, replica.cursor, True
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What a mount is made of below its file system: clients and local state."""
+
+    meta: MetadataClient
+    blocks: BlockClient
+    replica: Replica
+    journal: Journal
+    staging: Path
+
+
+async def _serve(
+    config: MountConfig,
+    parts: _Parts,
+    root: Node,
+    start: int,
+    online: bool,
+    on_mounted: Callable[[], None] | None,
+) -> None:
+    meta, blocks, replica = parts.meta, parts.blocks, parts.replica
     limiter = trio.CapacityLimiter(RPC_THREADS)
     cache = BlockCache(
         config.cache_dir, blocks.download, capacity_bytes=config.cache_bytes, limiter=limiter
     )
-    vfs = Vfs(meta, blocks, cache, root, staging, limiter=limiter)
+    reachability = Reachability(f"the drive at {config.metad}", up=online)
+    names = Namespace(meta, replica, limiter, reachability)
+    sync = Synchronizer(meta, blocks, parts.journal, reachability, cache, limiter)
+    vfs = Vfs(meta, names, parts.journal, sync, blocks, cache, root, parts.staging, limiter=limiter)
     ops = Operations(vfs)
     options = set(pyfuse3.default_options) | {"fsname=drivefs", "subtype=drivefs"}
     if others_may_use_mounts():
@@ -164,7 +226,10 @@ async def _serve(config, meta, blocks, root, head, staging, on_mounted) -> None:
     try:
         async with trio.open_nursery() as nursery:
             vfs.start(nursery, ops.invalidate)
-            nursery.start_soon(ChangeFollower(meta, head, vfs.apply_change).run)
+            nursery.start_soon(ChangeFollower(meta, start, vfs.apply_change).run)
+            nursery.start_soon(_flush_replica, replica)
+            nursery.start_soon(sync.run)
+            nursery.start_soon(reachability.probe, meta.journal_head, limiter)
             nursery.start_soon(_stop_on_signal, vfs, stop_requested)
             raise_readahead = partial(trio.to_thread.run_sync, _raise_readahead, config.mountpoint)
             nursery.start_soon(raise_readahead)
@@ -174,9 +239,20 @@ async def _serve(config, meta, blocks, root, head, staging, on_mounted) -> None:
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            await vfs.commit_all()
+            # Unmounted from outside, or stopped: send what is journaled while we may.
+            async with trio.open_nursery() as sending:
+                sending.start_soon(sync.run)
+                await vfs.commit_all()
+                sending.cancel_scope.cancel()
         pyfuse3.close(unmount=stop_requested.is_set())
         log.info("unmounted %s", config.mountpoint)
+
+
+async def _flush_replica(replica: Replica) -> None:
+    """What the replica learnt survives a crash of the mount within about a second."""
+    while True:
+        await trio.sleep(REPLICA_FLUSH_SECONDS)
+        replica.flush()
 
 
 def _raise_readahead(mountpoint: Path) -> None:

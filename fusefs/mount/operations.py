@@ -54,7 +54,10 @@ def _errno_boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except errors.DriveError as exc:
             code = errors.errno_for(exc)
-            if code == errno.EIO:
+            if isinstance(exc, errors.Unavailable):
+                # Offline: said once by reachability; each refused call is no news.
+                log.info("%s: %s", fn.__name__, exc)
+            elif code == errno.EIO:
                 log.error("%s: %s", fn.__name__, exc)
             raise pyfuse3.FUSEError(code) from None
         except Exception:
@@ -237,7 +240,8 @@ class Operations(pyfuse3.Operations):
             write=flags & os.O_ACCMODE != os.O_RDONLY,
             truncate=bool(flags & os.O_TRUNC),
         )
-        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+        direct = self.vfs.bypass_page_cache(fh)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=not direct, direct_io=direct)
 
     @_errno_boundary
     async def create(self, parent_inode, name, mode, flags, ctx):
@@ -260,7 +264,7 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def fsync(self, fh, datasync):
-        await self.vfs.flush(fh)
+        await self.vfs.fsync(fh)
 
     @_errno_boundary
     async def release(self, fh):

@@ -13,6 +13,7 @@ before anything is staged or sent; metad checks again and is the authority.
 
 from __future__ import annotations
 
+import json
 import logging
 import stat
 import time
@@ -38,7 +39,8 @@ from fusefs.models import (
     Usage,
 )
 from fusefs.mount import atimes
-from fusefs.mount.files import OpenFile, RevisionReader
+from fusefs.mount.files import OpenFile
+from fusefs.mount.handles import OpenFiles
 from fusefs.mount.inodes import (
     ROOT_INODE,
     VIRTUAL_BASE,
@@ -47,6 +49,10 @@ from fusefs.mount.inodes import (
     Invalidation,
     is_virtual,
 )
+from fusefs.mount.journal import Journal
+from fusefs.mount.namespace import Namespace
+from fusefs.mount.remote import RemoteChanges
+from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.virtual import VirtualTree
 from protos import names
 
@@ -56,6 +62,8 @@ MAX_NAME_BYTES = 255
 READDIR_PAGE = 1000
 DOTS = 2  # "." and ".." take the first two readdir offsets
 MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG past it
+# Read on the mount's root, never listed: what this device has not sent yet (JSON).
+PENDING_XATTR = "user.drivefs.pending"
 
 
 Invalidator = Callable[[list[Invalidation]], Awaitable[None]]
@@ -68,13 +76,13 @@ def check_name(raw: bytes) -> str:
     return names.from_bytes(raw)
 
 
-Handle = OpenFile | RevisionReader
-
-
 class Vfs:
     def __init__(
         self,
         meta: MetadataClient,
+        names: Namespace,
+        journal: Journal,
+        sync: Synchronizer,
         blocks: BlockClient,
         cache: BlockCache,
         root: Node,
@@ -83,17 +91,35 @@ class Vfs:
         limiter: trio.CapacityLimiter,
     ) -> None:
         self.meta = meta
+        self.names = names
+        self.journal = journal
+        self.sync = sync
         self.blocks = blocks
         self.cache = cache
         self.user_id = root.owner_id  # whose drive this mount shows
         self.inodes = InodeTable(root.id)
         self.inodes.update(root)
         self.virtual = VirtualTree(meta, self._call, self.inodes, root)
-        self._staging_dir = staging_dir
+        self.files = OpenFiles(
+            inodes=self.inodes,
+            names=names,
+            journal=journal,
+            sync=sync,
+            cache=cache,
+            staging_dir=staging_dir,
+            user_id=self.user_id,
+        )
+        self.remote = RemoteChanges(
+            meta=meta,
+            blocks=blocks,
+            cache=cache,
+            inodes=self.inodes,
+            files=self.files.by_inode,
+            virtual=self.virtual,
+            user_id=self.user_id,
+            limiter=limiter,
+        )
         self._limiter = limiter
-        self._files: dict[int, OpenFile] = {}  # inode -> open file
-        self._handles: dict[int, Handle] = {}  # fh -> open file or past revision
-        self._next_fh = 1
         # inode -> (the node's change_sequence when read, its extended attributes)
         self._xattrs: dict[int, tuple[int, dict[str, bytes]]] = {}
         self._nursery: trio.Nursery | None = None
@@ -104,7 +130,9 @@ class Vfs:
         """Background work (prefetch, atimes) runs in nursery; invalidator reaches the kernel."""
         self._nursery = nursery
         self._invalidator = invalidator
+        self.files.start(nursery)
         nursery.start_soon(self._send_access_times)
+        nursery.start_soon(self._take_landed)
 
     def _note_read(self, inode: int) -> None:
         node = self.inodes.cached(inode)
@@ -125,6 +153,7 @@ class Vfs:
                 continue
             for node in marked:
                 self.inodes.accessed(due[node.id], node.atime_ns)
+                self.names.replica.accessed(node.id, node.atime_ns)
             if self._invalidator is not None:
                 await self._invalidator(
                     [Invalidation(inode=due[n.id], attr_only=True) for n in marked]
@@ -155,7 +184,7 @@ class Vfs:
             return
         # The cached role may predate an upgrade whose event is still on its way.
         node = await self._call(self.meta.stat, self._node_id(inode))
-        self.inodes.update(node)
+        self._keep(node)
         if node.role == Role.READ:
             raise errors.PermissionDenied(f"{node.name!r} is shared with you read-only")
 
@@ -175,7 +204,7 @@ class Vfs:
         elif parent_inode == ROOT_INODE:
             node = await self.virtual.root_name(name)
         if node is None:
-            node = await self._call(self.meta.lookup, self._node_id(parent_inode), name)
+            node = await self.names.lookup(self._node_id(parent_inode), name)
         return self._remember(node), self._with_local(node)
 
     def forget(self, inode: int, count: int) -> None:
@@ -187,19 +216,49 @@ class Vfs:
     async def getattr(self, inode: int) -> Node:
         if is_virtual(inode):
             return await self.virtual.getattr(inode)
-        f = self._files.get(inode)
+        f = self.files.get(inode)
         if f is not None and f.unlinked:
             # Open but unlinked: as on a local disk, still there for its holders.
             return replace(f.attributes(f.node), nlink=0)
         node = self.inodes.cached(inode)
         if node is None:
-            node = await self._call(self.meta.stat, self._node_id(inode))
+            node = await self.names.stat(self._node_id(inode))
             self.inodes.update(node)
         return self._with_local(node)
 
+    async def _settle(self, node_id: int) -> None:
+        """Changes go to metad in the order they were made: content of the node still in
+        the journal is committed before a change made after it is sent."""
+        if self.journal.latest(node_id) is not None:
+            await self.sync.flush(node_id)
+
+    def _keep(self, node: Node) -> None:
+        """metad's answer to our own change: the node as it is now."""
+        self.inodes.update(node)
+        self.names.replica.put(node)
+
+    def _stale(self, inode: int) -> None:
+        """Our own change moved what metad holds of a node (a count, a time): ask again."""
+        self.inodes.invalidate(inode)
+        if not is_virtual(inode):
+            self.names.replica.mark_stale(self._node_id(inode))
+
+    def _touch(self, inode: int) -> None:
+        """Our own change to a folder's entries moved its times (and nothing else)."""
+        now = time.time_ns()
+        self.inodes.touch(inode, now)
+        self.names.replica.touch(self._node_id(inode), now)
+
     def _with_local(self, node: Node) -> Node:
-        f = self._files.get(self.inodes.inode_of(node.id))
-        return f.attributes(node) if f is not None else node
+        """node as this device shows it: with edits not committed yet."""
+        f = self.files.get(self.inodes.inode_of(node.id))
+        if f is not None:
+            return f.attributes(node)
+        sealed = self.journal.latest(node.id)
+        if sealed is None:
+            return node
+        local = replace(node, size=sealed.size, mtime_ns=sealed.mtime_ns)
+        return sealed.held.applied_to(local)
 
     async def setattr(
         self,
@@ -229,11 +288,11 @@ class Vfs:
                     f.touch(mtime_ns)
                     mtime_ns = None
                 if f.handles == 0:
-                    # truncate(2) on a path: nothing will close it, commit now.
-                    await self._commit_or_drop(inode, f)
+                    # truncate(2) on a path: nothing will close it, seal now.
+                    await self.files.seal(f)
             finally:
-                self._maybe_close(inode, f)
-        f = self._files.get(inode)
+                self.files.close_if_idle(inode, f)
+        f = self.files.get(inode)
         if f is not None and f.dirty:
             # Unsaved edits: what is set now goes with their commit.
             if mtime_ns is not None:
@@ -244,19 +303,36 @@ class Vfs:
                 f.hold(change)
                 mode, atime_ns, owner = None, None, NO_OWNERSHIP
         if owner != NO_OWNERSHIP or any(v is not None for v in (mode, mtime_ns, atime_ns)):
+            await self._settle(node_id)
             node = await self._call(
                 self.meta.set_attributes, node_id, mode, mtime_ns, atime_ns, owner
             )
-            self.inodes.update(node)
+            self._keep(node)
         return await self.getattr(inode)
 
     # --- extended attributes ---------------------------------------------
 
     async def getxattr(self, inode: int, name: str) -> bytes:
+        if inode == ROOT_INODE and name == PENDING_XATTR:
+            return self._pending_report()
         value = (await self._xattrs_of(inode)).get(name)
         if value is None:
             raise errors.NoAttribute(f"no attribute {name!r}")
         return value
+
+    def _pending_report(self) -> bytes:
+        """This device's work not on the servers yet, as JSON (`drive sync`, `drive status`)."""
+        status = self.sync.status()
+        return json.dumps(
+            {
+                "files": status.files,
+                "bytes": status.bytes,
+                "sent_bytes": status.sent_bytes,
+                "online": status.online,
+                "problems": sorted(status.problems.values()),
+                "recovered": status.recovered,
+            }
+        ).encode()
 
     async def listxattr(self, inode: int) -> list[str]:
         return sorted(await self._xattrs_of(inode))
@@ -265,16 +341,18 @@ class Vfs:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
         await self._require_writable(inode)
+        await self._settle(self._node_id(inode))
         node = await self._call(self.meta.set_xattr, self._node_id(inode), name, value)
-        self.inodes.update(node)
+        self._keep(node)
         self._xattrs.pop(inode, None)
 
     async def removexattr(self, inode: int, name: str) -> None:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
         await self._require_writable(inode)
+        await self._settle(self._node_id(inode))
         node = await self._call(self.meta.remove_xattr, self._node_id(inode), name)
-        self.inodes.update(node)
+        self._keep(node)
         self._xattrs.pop(inode, None)
 
     async def _xattrs_of(self, inode: int) -> dict[str, bytes]:
@@ -299,7 +377,7 @@ class Vfs:
         return names.to_bytes(node.symlink_target)
 
     async def statfs(self) -> Usage:
-        return await self._call(self.meta.usage)
+        return await self.names.usage()
 
     # --- directories ------------------------------------------------------
 
@@ -330,9 +408,10 @@ class Vfs:
             dots = [DirEntry(".", inode, here, 1), DirEntry("..", parent_inode, parent, DOTS)]
             entries += dots[after:]
         if after < VIRTUAL_BASE:
-            nodes, more = await self._call(
-                self.meta.list_directory, self._node_id(inode), max(after - DOTS, 0), READDIR_PAGE
-            )
+            dir_id = self._node_id(inode)
+            await self.names.list(dir_id)
+            nodes = self.names.entries(dir_id, max(after - DOTS, 0), READDIR_PAGE)
+            more = len(nodes) == READDIR_PAGE
             for node in nodes:
                 self.inodes.update(node)
                 node = self._with_local(node)
@@ -368,14 +447,15 @@ class Vfs:
         return name, mode, creator
 
     async def _created(self, parent_inode: int, node: Node) -> tuple[int, Node]:
-        self.inodes.touch(parent_inode, time.time_ns())
+        self.names.added(node)
+        self._touch(parent_inode)
         self._subdirectories_changed(parent_inode, node)
         return self.inodes.remember(node), node
 
     def _subdirectories_changed(self, parent_inode: int, node: Node) -> None:
         """A folder came or went: its parent's st_nlink changed; ask metad next time."""
         if node.kind == Kind.DIRECTORY:
-            self.inodes.invalidate(parent_inode)
+            self._stale(parent_inode)
 
     async def mkdir(
         self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership = NO_OWNERSHIP
@@ -428,24 +508,37 @@ class Vfs:
     async def _remove(self, parent_inode: int, raw_name: bytes, directory: bool) -> None:
         name = check_name(raw_name)
         await self._may_change_entry(parent_inode, name)
-        node_id, remains = await self._call(
-            self.meta.delete, self._node_id(parent_inode), name, directory
-        )
-        self.inodes.touch(parent_inode, time.time_ns())
+        parent_id = self._node_id(parent_inode)
+        node = await self.names.lookup(parent_id, name)
+        # Content of it still on its way is moot once it is gone (it must not come
+        # back as a recovered copy): say so before metad can refuse that content.
+        self.journal.deleting(node.id)
+        try:
+            node_id, remains = await self._call(self.meta.delete, parent_id, name, directory)
+        except BaseException:
+            self.journal.undelete(node.id)
+            raise
+        if remains:
+            self.journal.undelete(node_id)  # still reachable: its content still counts
+        else:
+            # Gone (open handles read on locally, as on a local disk): its content is moot.
+            self.journal.discard(node_id)
+        self.names.removed(parent_id, name, node_id, remains)
+        self._touch(parent_inode)
         if directory:
-            self.inodes.invalidate(parent_inode)  # one subdirectory fewer: st_nlink
+            self._stale(parent_inode)  # one subdirectory fewer: st_nlink
         self._name_gone(self.inodes.inode_of(node_id), remains)
 
     def _name_gone(self, inode: int, remains: bool) -> None:
         """A name of the node left the namespace; remains: the node keeps others."""
-        self.inodes.invalidate(inode)  # its st_nlink (and ctime) changed
+        self._stale(inode)  # its st_nlink (and ctime) changed
         if not remains:
             self._gone(inode)
 
     def _gone(self, inode: int) -> None:
         """A node left the namespace (unlinked, or replaced by a rename)."""
         self.inodes.invalidate(inode)
-        f = self._files.get(inode)
+        f = self.files.get(inode)
         if f is not None:
             f.unlinked = True
 
@@ -469,13 +562,14 @@ class Vfs:
                 raise errors.CrossDrive("a move between two drives: copy instead")
         await self._may_change_entry(parent_inode, name)
         await self._may_change_entry(new_parent_inode, new_name)
-        if any(f.dirty for f in self._files.values()):
+        source = await self.names.lookup(self._node_id(parent_inode), name)
+        f = self.files.get(self.inodes.inode_of(source.id))
+        if (f is not None and f.dirty) or self.journal.latest(source.id) is not None:
             # A save renames its temporary over the original: what was written
             # to it must be on the server first, or the save would miss it.
-            source = await self._call(self.meta.lookup, self._node_id(parent_inode), name)
-            dirty = self._files.get(self.inodes.inode_of(source.id))
-            if dirty is not None and dirty.dirty:
-                await self._commit(self.inodes.inode_of(source.id), dirty)
+            if f is not None:
+                await self.files.seal(f)
+            await self.sync.flush(source.id)
         renamed = await self._call(
             self.meta.rename,
             self._node_id(parent_inode),
@@ -486,12 +580,22 @@ class Vfs:
             exchange,
         )
         for inode in (parent_inode, new_parent_inode):
-            self.inodes.invalidate(inode)
+            self._stale(inode)
+        if exchange:
+            self.names.exchanged(self._node_id(parent_inode), self._node_id(new_parent_inode))
+        else:
+            self.names.moved(self._node_id(parent_inode), name, renamed.node)
+            if renamed.saved_from:
+                self.names.replica.drop(renamed.saved_from)
         if renamed.saved_from:
             self._saved_over(renamed.saved_from, renamed.node)
         elif renamed.replaced_id:
+            if not renamed.replaced_remains:
+                self.names.replica.drop(renamed.replaced_id)
+                if self.files.get(self.inodes.inode_of(renamed.replaced_id)) is None:
+                    self.journal.discard(renamed.replaced_id)
             self._name_gone(self.inodes.inode_of(renamed.replaced_id), renamed.replaced_remains)
-        self.inodes.update(renamed.node)
+        self._keep(renamed.node)
 
     def _saved_over(self, moved_id: int, saved: Node) -> None:
         """A file renamed over another became its newest revision (metad saves.py).
@@ -505,7 +609,7 @@ class Vfs:
         if replaced_inode != moved_inode:
             self._gone(replaced_inode)
             self.inodes.alias(saved.id, moved_inode)
-        f = self._files.get(moved_inode)
+        f = self.files.get(moved_inode)
         if f is not None:
             f.adopt(saved)
 
@@ -522,7 +626,8 @@ class Vfs:
         linked = await self._call(
             self.meta.link, self._node_id(inode), self._node_id(new_parent_inode), name
         )
-        self.inodes.touch(new_parent_inode, time.time_ns())
+        self.names.added(linked)
+        self._touch(new_parent_inode)
         return self.inodes.remember(linked), self._with_local(linked)
 
     # --- files ------------------------------------------------------------
@@ -537,8 +642,8 @@ class Vfs:
         )
         inode, node = await self._created(parent_inode, node)
         empty = Revision(node.id, node.revision, 0, node.mtime_ns, ())
-        f = self._new_open_file(inode, node, empty)
-        return self._add_handle(f), inode, node
+        f = self.files.new(inode, node, empty)
+        return self.files.add_handle(f), inode, node
 
     async def open(self, inode: int, *, write: bool = False, truncate: bool = False) -> int:
         """A handle on a file; write: opened for writing (or truncating)."""
@@ -546,129 +651,79 @@ class Vfs:
             if write or truncate:
                 raise self.virtual.refusal(inode)
             revision = await self.virtual.revision(inode)
-            assert self._nursery is not None, "Vfs.start() not called"
-            return self._add_handle(
-                RevisionReader(revision, cache=self.cache, nursery=self._nursery)
-            )
+            return self.files.reader(revision)
         node = await self.getattr(inode)
         if node.kind == Kind.DIRECTORY:
             raise errors.IsADirectory("is a directory")
         if write or truncate:
             await self._require_writable(inode)
-        f = await self._open_file(inode)
-        fh = self._add_handle(f)
+        f = await self._open_file(inode, need_content=not truncate)
+        fh = self.files.add_handle(f)
         if truncate and f.size:
             await f.truncate(0)
         return fh
 
-    async def _open_file(self, inode: int) -> OpenFile:
-        f = self._files.get(inode)
+    async def _open_file(self, inode: int, need_content: bool = True) -> OpenFile:
+        f = self.files.current(inode)
         if f is None:
-            revision = await self._call(self.meta.get_revision, self._node_id(inode), 0)
-            f = self._files.get(inode)  # another task may have opened it meanwhile
+            node = await self.getattr(inode)
+            if self.journal.latest(node.id) is not None or not need_content:
+                # Its content is the journal's (closed, not committed yet), or is
+                # about to be cut to nothing (O_TRUNC): no block list needed.
+                revision = Revision(node.id, node.revision, 0, node.mtime_ns, ())
+            else:
+                revision = await self.names.revision(node)
+            f = self.files.current(inode)  # another task may have opened it meanwhile
             if f is None:
                 node = await self.getattr(inode)
-                f = self._new_open_file(inode, node, revision)
+                f = self.files.new(inode, node, revision)
         return f
-
-    def _new_open_file(self, inode: int, node: Node, revision: Revision) -> OpenFile:
-        assert self._nursery is not None, "Vfs.start() not called"
-        f = OpenFile(
-            node,
-            revision,
-            meta=self.meta,
-            blocks=self.blocks,
-            cache=self.cache,
-            staging_dir=self._staging_dir,
-            limiter=self._limiter,
-            nursery=self._nursery,
-        )
-        self._files[inode] = f
-        return f
-
-    def _add_handle(self, f: Handle) -> int:
-        fh = self._next_fh
-        self._next_fh += 1
-        self._handles[fh] = f
-        if isinstance(f, OpenFile):
-            f.handles += 1
-        return fh
-
-    def _file(self, fh: int) -> Handle:
-        try:
-            return self._handles[fh]
-        except KeyError:
-            raise errors.InvalidArgument("bad file handle") from None
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
-        f = self._file(fh)
+        f = self.files.handle(fh)
         if isinstance(f, OpenFile):
+            if f.stale and not f.local:
+                # A share of its owner changed: read on only if it is still ours to read.
+                f.reload(await self._call(self.meta.get_revision, f.node.id, 0))
             self._note_read(self.inodes.inode_of(f.node.id))
         return await f.read(offset, size)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
-        f = self._file(fh)
+        f = self.files.handle(fh)
         if not isinstance(f, OpenFile):
             raise errors.ReadOnly("past revisions are read-only")
         if offset + len(data) > MAX_FILE_BYTES:
             raise errors.FileTooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
-        return await f.write(offset, data)
+        return await self.files.write(f, offset, data)
 
     async def flush(self, fh: int) -> None:
-        """close(2) or fsync(2) of a descriptor: make the content durable on the server.
+        """close(2) of a descriptor: the content is durable on local disk when it returns
+        (the write-back journal), and on its way to the servers."""
+        f = self.files.handle(fh)
+        if isinstance(f, OpenFile) and not f.unlinked:
+            await self.files.seal(f)
 
-        A refused commit (the share became read-only or went away) reaches
-        the program as an error here; the edits stay until the last handle
-        is released, so a later close can still save them.
-        """
-        f = self._file(fh)
-        if isinstance(f, OpenFile):
-            await self._commit(self.inodes.inode_of(f.node.id), f)
+    async def fsync(self, fh: int) -> None:
+        """fsync(2): committed on the servers when they can be reached, else durable here."""
+        f = self.files.handle(fh)
+        if isinstance(f, OpenFile) and not f.unlinked:
+            await self.files.seal(f)
+            await self.sync.flush(f.node.id)
+
+    def bypass_page_cache(self, fh: int) -> bool:
+        return self.files.bypass_page_cache(fh)
 
     async def release(self, fh: int) -> None:
-        f = self._handles.pop(fh, None)
-        if not isinstance(f, OpenFile):
-            return
-        f.handles -= 1
-        inode = self.inodes.inode_of(f.node.id)
-        try:
-            if f.handles == 0:
-                await self._commit_or_drop(inode, f)
-        finally:
-            self._maybe_close(inode, f)
-
-    def _maybe_close(self, inode: int, f: OpenFile) -> None:
-        if f.handles == 0 and not f.dirty and self._files.get(inode) is f:
-            del self._files[inode]
-            f.close()
-
-    async def _commit(self, inode: int, f: OpenFile) -> None:
-        node = await f.commit(self._invalidate_data)
-        if node is not None:
-            self.inodes.update(node)
-
-    async def _commit_or_drop(self, inode: int, f: OpenFile) -> None:
-        """Commits when nothing will close the file again; refused edits are dropped.
-
-        The program already heard the refusal (from close or fsync, or from
-        truncate here); keeping the edits would show content the drive does
-        not have, and nothing could ever save them.
-        """
-        try:
-            await self._commit(inode, f)
-        except errors.PermissionDenied as exc:
-            log.warning("edits to %r were not saved: %s", f.node.name, exc)
-            f.discard()
-            await self._invalidate_data(f.node.id)
-            raise
+        await self._send(await self.files.release(fh))
 
     async def commit_all(self) -> None:
-        """Commits every file with unsaved edits (before unmounting)."""
-        for inode, f in list(self._files.items()):
-            try:
-                await self._commit(inode, f)
-            except errors.DriveError as exc:
-                log.error("could not save %s: %s", f.node.name, exc)
+        """Seals every file with unsaved edits and sends the journal (before unmounting)."""
+        await self.files.seal_all_and_send()
+
+    async def _take_landed(self) -> None:
+        """Content the synchronizer committed."""
+        async for landed in self.sync.landed:
+            await self._send(self.files.landed(landed))
 
     async def _invalidate_data(self, node_id: int) -> None:
         inode = self.inodes.inode_of(node_id)
@@ -679,115 +734,18 @@ class Vfs:
     # --- changes from other devices and users ----------------------------
 
     async def apply_change(self, change: Change) -> None:
-        """Drops what the change made stale, here and in the kernel."""
-        if change.device == self.meta.device and change.actor_id in (0, self.user_id):
+        """Brings the replica up to the change, then drops what it made stale in the kernel."""
+        ours = change.device == self.meta.device and change.actor_id in (0, self.user_id)
+        await self.names.apply(change, ours, self.user_id)
+        if ours:
             # Our own change: caches were updated when we made it. (Another
             # user's mount may carry the same device name: hence the actor.)
             return
-        if change.kind in (ChangeKind.SHARED, ChangeKind.UNSHARED):
-            if change.subject_user_id == self.user_id:
-                await self._send(await self._access_changed(change))
-            return
         if change.kind == ChangeKind.DAMAGED:
             if self._nursery is not None:
-                self._nursery.start_soon(self._give_back, change.node_id)
+                self._nursery.start_soon(self.remote.give_back, change.node_id)
             return
-        todo = self._stale_after(change)
-        if change.node_id in self.virtual.shares.node_ids:
-            # Something shared with us was renamed, moved, deleted or edited:
-            # its name or attributes in "Shared with me" may have changed.
-            todo += await self.virtual.refresh_shares()
-        await self._send(todo)
-
-    async def _give_back(self, node_id: int) -> None:
-        """Storage lost blocks of this file: upload the ones our cache holds verified.
-
-        Only what blockd reports missing for us goes (FindMissing, with our
-        grants: a quarantined block is missing), and blockd verifies each
-        block against its hash again, so nothing wrong can be written back.
-        """
-        try:
-            revision = await self._call(self.meta.get_revision, node_id, 0)
-            held = await self.cache.copies(b.hash for b in revision.blocks)
-            if not held:
-                return
-            missing = await self._call(self.blocks.find_missing, list(held))
-            wanted = [(h, held[h]) for h in held if h in missing]
-            if wanted:
-                await self._call(self.blocks.upload, lambda: wanted)
-                log.info("gave storage back %d lost block(s) of node %d", len(wanted), node_id)
-        except errors.DriveError as exc:
-            log.info("could not give back the blocks of node %d: %s", node_id, exc)
-
-    def _stale_after(self, change: Change) -> list[Invalidation]:
-        """What a change of the tree makes stale (and drops it from our caches)."""
-        inode = self.inodes.inode_of(change.node_id)
-        parent = self.inodes.inode_of(change.parent_id)
-        kind = change.kind
-        if kind == ChangeKind.RESTORED:
-            # An older revision became the newest, or the node came back from trash.
-            kind = ChangeKind.EDITED if change.revision > 0 else ChangeKind.CREATED
-        todo: list[Invalidation] = []
-        self.inodes.invalidate(inode)
-        self.inodes.invalidate(parent)
-        if kind in (ChangeKind.LINKED, ChangeKind.UNLINKED):
-            # A name of a node that stays: that name's entry, the node's link count, and
-            # (a name promoted to the node's own) where the node is.
-            named = self.inodes.inode_of(change.old_parent_id)
-            self.inodes.invalidate(named)
-            return [
-                Invalidation(inode=inode, attr_only=True),
-                Invalidation(inode=named, attr_only=True),
-                Invalidation(parent_inode=named, name=change.old_name),
-                Invalidation(parent_inode=parent, name=change.name),
-            ]
-        if kind == ChangeKind.EDITED:
-            f = self._files.get(inode)
-            if f is not None and not f.dirty:
-                f.stale = True
-            todo.append(Invalidation(inode=inode))
-        elif kind == ChangeKind.ATTRIBUTES:
-            todo.append(Invalidation(inode=inode, attr_only=True))
-        else:
-            todo.append(Invalidation(inode=parent, attr_only=True))
-            if kind == ChangeKind.DELETED:
-                todo.append(
-                    Invalidation(parent_inode=parent, name=change.name, deleted_inode=inode)
-                )
-            else:
-                todo.append(Invalidation(parent_inode=parent, name=change.name))
-            if kind == ChangeKind.MOVED:
-                old_parent = self.inodes.inode_of(change.old_parent_id)
-                self.inodes.invalidate(old_parent)
-                todo.append(Invalidation(inode=old_parent, attr_only=True))
-                todo.append(Invalidation(parent_inode=old_parent, name=change.old_name))
-                if change.replaced_node_id:
-                    self.inodes.invalidate(self.inodes.inode_of(change.replaced_node_id))
-        return todo
-
-    async def _access_changed(self, change: Change) -> list[Invalidation]:
-        """A share for us was added, changed or taken away.
-
-        Roles are attributes of every node of the owner's drive we hold, so
-        all of them are dropped (a role change is rare; precision is not
-        worth a walk of the tree). Taking a share away also drops the data
-        of open files, so their next read asks metad (and fails), and its
-        name in "Shared with me", which cuts every cached path below it.
-        """
-        todo = await self.virtual.refresh_shares()
-        owner = change.owner_id
-        if owner:
-            inodes = self.inodes.owned(lambda o: o == owner)
-        else:
-            inodes = self.inodes.owned(lambda o: o != self.user_id)
-        revoked = change.kind == ChangeKind.UNSHARED
-        for inode in inodes:
-            self.inodes.invalidate(inode)
-            f = self._files.get(inode)
-            if revoked and f is not None and not f.dirty:
-                f.stale = True
-            todo.append(Invalidation(inode=inode, attr_only=not revoked))
-        return todo
+        await self._send(await self.remote.stale_after(change))
 
     async def _send(self, todo: list[Invalidation]) -> None:
         todo = [t for t in todo if t.inode == 0 or self._known(t.inode)]

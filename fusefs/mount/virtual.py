@@ -31,7 +31,6 @@ import trio
 from fusefs import errors
 from fusefs.clients import MetadataClient
 from fusefs.models import Kind, Node, Revision, RevisionInfo, Role, ShareInfo
-from fusefs.mount.files import local_stamp
 from fusefs.mount.inodes import (
     ROOT_INODE,
     VIRTUAL_BASE,
@@ -40,6 +39,7 @@ from fusefs.mount.inodes import (
     Invalidation,
     VirtualInodes,
 )
+from fusefs.mount.synchronizer import local_stamp
 from fusefs.shared import SHARED_FOLDER, share_names
 from protos import names
 

@@ -1,0 +1,124 @@
+"""`drive sync` and the pending part of `drive status`: this machine's mounts' unsent work.
+
+A mount tells what it has not sent yet through an attribute of its root
+folder (PENDING_XATTR, JSON), so the command needs no address and no token:
+whoever may read the mount may ask it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fusefs.cli.admin import console, human
+from fusefs.cli.paths import drivefs_mountpoints
+
+PENDING_XATTR = "user.drivefs.pending"
+POLL_SECONDS = 0.2
+# drive sync gives up when nothing was sent for this long (e.g. a full quota).
+STALL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Pending:
+    files: int
+    bytes: int
+    sent_bytes: int
+    online: bool
+    problems: list[str]
+    recovered: list[str]
+
+
+class NotAMount(Exception):
+    """The path is not a drivefs mount (or the mount does not answer)."""
+
+
+def pending(mountpoint: Path) -> Pending:
+    try:
+        raw = os.getxattr(mountpoint, PENDING_XATTR)
+    except OSError as exc:
+        raise NotAMount(f"{mountpoint} is not a running drivefs mount ({exc.strerror})") from None
+    data = json.loads(raw)
+    return Pending(
+        data["files"], data["bytes"], data["sent_bytes"], data["online"],
+        data["problems"], data["recovered"],
+    )  # fmt: skip
+
+
+def mountpoints(given: Sequence[Path]) -> list[Path]:
+    """The mounts to ask: given, or every drivefs mount on this machine."""
+    return list(given) or [Path(m) for m in drivefs_mountpoints()]
+
+
+def sync(given: Sequence[Path]) -> int:
+    """Waits, with a progress bar, until each mount has sent everything; 1 if one could not."""
+    targets = mountpoints(given)
+    if not targets:
+        print("no drivefs mount on this machine")
+        return 1
+    failed = False
+    for mountpoint in targets:
+        failed |= not _sync_one(mountpoint)
+    return 1 if failed else 0
+
+
+def _sync_one(mountpoint: Path) -> bool:
+    try:
+        state = pending(mountpoint)
+    except NotAMount as exc:
+        print(exc)
+        return False
+    total = state.bytes
+    start_sent = state.sent_bytes
+    progress = Progress(
+        TextColumn(f"{mountpoint}: {{task.fields[files]}} file(s) to send"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    last_change, last = time.monotonic(), (state.files, state.sent_bytes)
+    with progress:
+        task = progress.add_task("sync", total=max(total, 1), files=state.files)
+        while state.files and state.online:
+            time.sleep(POLL_SECONDS)
+            state = pending(mountpoint)
+            done = min(state.sent_bytes - start_sent, total)
+            progress.update(task, completed=done, files=state.files)
+            if (state.files, state.sent_bytes) != last:
+                last_change, last = time.monotonic(), (state.files, state.sent_bytes)
+            elif time.monotonic() - last_change > STALL_SECONDS:
+                break
+    for where in state.recovered:
+        print(f"{mountpoint}: kept in your drive as {where}")
+    if not state.files:
+        print(f"{mountpoint}: everything is on the drive")
+        return True
+    why = "the drive cannot be reached" if not state.online else "; ".join(state.problems)
+    print(
+        f"{mountpoint}: {state.files} file(s), {human(state.bytes)} not sent yet"
+        f" ({why or 'no progress'}); kept safely on this device"
+    )
+    return False
+
+
+def report_lines() -> list[str]:
+    """This device's pending work per mount, for `drive status`."""
+    lines = []
+    for mountpoint in mountpoints(()):
+        try:
+            state = pending(mountpoint)
+        except NotAMount:
+            continue
+        where = "online" if state.online else "offline"
+        lines.append(f"{mountpoint}: {state.files} file(s), {human(state.bytes)} to send ({where})")
+        lines += [f"  waiting: {p}" for p in state.problems]
+        lines += [f"  kept in your drive as {r}" for r in state.recovered]
+    return lines

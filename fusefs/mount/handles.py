@@ -1,0 +1,262 @@
+"""The files programs hold open: handles, one OpenFile per inode, sealing into the journal.
+
+Every handle the kernel holds on a file of the drive maps to the one
+OpenFile of its inode (so all see each other's writes), or to a reader of a
+past revision. Closing seals edits into the write-back journal; what the
+synchronizer commits comes back here (`take_landed`) to update the file.
+A handle opened before another device's edit keeps reading its revision:
+the superseded OpenFile stays with its handles, newer opens get a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from fusefs import errors
+from fusefs.cache import BlockCache
+from fusefs.models import Node, Revision
+from fusefs.mount.files import OpenFile, RevisionReader
+from fusefs.mount.inodes import InodeTable, Invalidation
+from fusefs.mount.journal import Journal
+from fusefs.mount.namespace import Namespace
+from fusefs.mount.synchronizer import Landed, Synchronizer
+
+log = logging.getLogger(__name__)
+
+# Cached blocks evicted at once when the local disk is full (at least this much).
+ROOM_BYTES = 64 * 1024**2
+
+Handle = OpenFile | RevisionReader
+
+
+class OpenFiles:
+    def __init__(
+        self,
+        *,
+        inodes: InodeTable,
+        names: Namespace,
+        journal: Journal,
+        sync: Synchronizer,
+        cache: BlockCache,
+        staging_dir,
+        user_id: int,
+    ) -> None:
+        self._inodes = inodes
+        self._names = names
+        self._journal = journal
+        self._sync = sync
+        self._cache = cache
+        self._staging_dir = staging_dir
+        self._user_id = user_id
+        self.by_inode: dict[int, OpenFile] = {}
+        # inode -> files of earlier revisions still open (see bypass_page_cache)
+        self._older: dict[int, list[OpenFile]] = {}
+        self._handles: dict[int, Handle] = {}  # fh -> open file or past revision
+        self._next_fh = 1
+        self._nursery: trio.Nursery | None = None
+
+    def start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+    def get(self, inode: int) -> OpenFile | None:
+        return self.by_inode.get(inode)
+
+    def current(self, inode: int) -> OpenFile | None:
+        """The inode's open file for a new handle; None when one must be made.
+
+        One superseded by another device's edit keeps its handles (and their
+        revision) but takes no new ones.
+        """
+        f = self.by_inode.get(inode)
+        if f is not None and f.superseded and not f.dirty:
+            del self.by_inode[inode]
+            if f.handles == 0:
+                f.close()
+            else:
+                self._older.setdefault(inode, []).append(f)
+            return None
+        return f
+
+    def new(self, inode: int, node: Node, revision: Revision) -> OpenFile:
+        assert self._nursery is not None, "OpenFiles.start() not called"
+        f = OpenFile(
+            node,
+            revision,
+            cache=self._cache,
+            staging_dir=self._staging_dir,
+            nursery=self._nursery,
+            sealed=self._journal.latest(node.id),
+        )
+        self.by_inode[inode] = f
+        return f
+
+    def reader(self, revision: Revision) -> int:
+        """A handle on a past revision (read-only)."""
+        assert self._nursery is not None, "OpenFiles.start() not called"
+        return self.add_handle(RevisionReader(revision, cache=self._cache, nursery=self._nursery))
+
+    def add_handle(self, f: Handle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = f
+        if isinstance(f, OpenFile):
+            f.handles += 1
+        return fh
+
+    def handle(self, fh: int) -> Handle:
+        try:
+            return self._handles[fh]
+        except KeyError:
+            raise errors.InvalidArgument("bad file handle") from None
+
+    def bypass_page_cache(self, fh: int) -> bool:
+        """Whether a handle must read past the kernel's page cache.
+
+        The page cache is one per inode, but a handle opened before another
+        device's edit keeps reading the revision it opened: while such a
+        handle is open, handles on the newer revision read directly.
+        """
+        f = self._handles.get(fh)
+        if not isinstance(f, OpenFile):
+            return False
+        older = self._older.get(self._inodes.inode_of(f.node.id), ())
+        return bool(older) and f not in older
+
+    async def release(self, fh: int) -> list[Invalidation]:
+        """The kernel let go of a handle; what the kernel must forget now."""
+        f = self._handles.pop(fh, None)
+        if not isinstance(f, OpenFile):
+            return []
+        f.handles -= 1
+        inode = self._inodes.inode_of(f.node.id)
+        todo = []
+        older = self._older.get(inode, [])
+        if f in older and f.handles == 0:
+            older.remove(f)
+            if not older:
+                del self._older[inode]
+            # What it left in the page cache is an old revision's.
+            self._inodes.invalidate(inode)
+            todo.append(Invalidation(inode=inode))
+        try:
+            if f.handles == 0 and f.unlinked:
+                # Its last name went while it was open: its edits go with it.
+                f.dirty = False
+                self._journal.discard(f.node.id)
+            elif f.handles == 0:
+                try:
+                    await self.seal(f)
+                except errors.QuotaExceeded as exc:
+                    # Nothing will close it again: the edits cannot be kept.
+                    log.warning("edits to %r were not saved: %s", f.node.name, exc)
+                    f.discard()
+                    self._inodes.invalidate(inode)
+                    todo.append(Invalidation(inode=inode))
+        finally:
+            self.close_if_idle(inode, f)
+        return todo
+
+    def close_if_idle(self, inode: int, f: OpenFile) -> None:
+        if f.handles == 0 and not f.dirty and self.by_inode.get(inode) is f:
+            del self.by_inode[inode]
+            f.close()
+
+    # --- writing, sealing ---------------------------------------------------
+
+    async def write(self, f: OpenFile, offset: int, data: bytes) -> int:
+        try:
+            return await f.write(offset, data)
+        except errors.NoSpace:
+            # The local disk is full: cached blocks (copies of what the drive
+            # holds) give way to what programs write. Still full: ENOSPC.
+            if not await self._make_room(len(data)):
+                raise
+            return await f.write(offset, data)
+
+    async def _make_room(self, nbytes: int) -> bool:
+        freed = await trio.to_thread.run_sync(self._cache.make_room, max(nbytes, ROOM_BYTES))
+        if freed:
+            log.info("local disk full: %d bytes of cached blocks evicted", freed)
+        return freed > 0
+
+    async def seal(self, f: OpenFile) -> None:
+        """Makes f's unsaved edits a journal row (close(2)); EDQUOT if they cannot fit."""
+        if f.dirty:
+            await self._check_quota(f)
+        mine = f.node.owner_id == self._user_id
+        try:
+            sealed = await f.seal(self._journal, mine=mine)
+        except errors.NoSpace:
+            if not await self._make_room(0):
+                raise
+            sealed = await f.seal(self._journal, mine=mine)
+        if sealed is not None:
+            self._sync.wake()
+
+    async def _check_quota(self, f: OpenFile) -> None:
+        """Refuses at close what the owner's quota cannot take, as a full disk would.
+
+        Checked against the usage metad last reported (at most a couple of
+        seconds old) plus what the journal holds; metad checks again on commit.
+        """
+        if f.node.owner_id != self._user_id:
+            return  # someone else's quota: metad decides, and refused edits are recovered
+        usage = await self._names.usage()
+        if not usage.quota_bytes:
+            return
+        committed = self._names.replica.node(f.node.id, stale_too=True)
+        earlier = self._journal.latest(f.node.id)
+        pending = self._journal.totals()[1] - (earlier.size if earlier else 0)
+        after = usage.used_bytes - (committed.size if committed else 0) + pending + f.size
+        if after > usage.quota_bytes:
+            raise errors.QuotaExceeded(
+                f"{f.node.name!r} does not fit in your quota ({usage.quota_bytes} bytes)"
+            )
+
+    async def seal_all_and_send(self) -> None:
+        """Seals every file with unsaved edits and sends the journal (before unmounting)."""
+        for f in list(self.by_inode.values()):
+            try:
+                await self.seal(f)
+            except errors.DriveError as exc:
+                log.error("could not save %s: %s", f.node.name, exc)
+        files, size = self._journal.totals()
+        if files:
+            log.info("sending %d file(s), %d bytes, before unmounting", files, size)
+            await self._sync.drain()
+        files, size = self._journal.totals()
+        if files:
+            log.warning(
+                "%d file(s) (%d bytes) not sent yet: kept in the journal for the next mount",
+                files,
+                size,
+            )
+
+    def landed(self, landed: Landed) -> list[Invalidation]:
+        """Content the synchronizer committed: records the node; what the kernel must forget."""
+        node = landed.node
+        self._inodes.update(node)
+        self._names.replica.put(node)
+        self._names.replica.put_revision(
+            Revision(node.id, node.revision, node.size, node.mtime_ns, landed.blocks)
+        )
+        inode = self._inodes.inode_of(landed.node_id)
+        f = self.by_inode.get(inode)
+        if node.id == landed.node_id:
+            if f is not None:
+                f.landed(node)
+            return []
+        # Kept as a copy: the file shows the drive's version again.
+        self._names.added(node)
+        if f is not None and not f.dirty:
+            f.superseded = True
+        self._inodes.invalidate(inode)
+        self._names.replica.mark_stale(landed.node_id)
+        parent = self._inodes.inode_of(node.parent_id)
+        return [
+            Invalidation(inode=inode),
+            Invalidation(parent_inode=parent, name=node.name),
+            Invalidation(inode=parent, attr_only=True),
+        ]

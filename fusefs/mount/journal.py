@@ -1,0 +1,339 @@
+"""The write-back journal: content that close() confirmed, waiting to be committed.
+
+close(2) returns once a file's new content and its journal row are durable on
+local disk (content fsynced, moved into the journal folder, the row committed
+with SQLite's full sync); the synchronizer sends it to the servers later, in
+order, in batches. A kill -9 of the mount, a reboot or a server outage loses
+nothing close confirmed: the next mount finds the rows and sends them.
+
+Owns the rows, the sealed content files and the base revision each commit is
+made on. A file closed again before its previous content was sent replaces
+that content (only the newest is committed); one closed while its previous
+content is on its way is committed on top of the revision that one makes.
+Also keeps the upload receipts blockd gave this device (they never expire), so
+an upload interrupted by a crash resumes with the blocks already stored.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusefs.models import AttributeChange, Ownership
+
+log = logging.getLogger(__name__)
+
+AFTER_PREVIOUS = -1  # base revision: the one the commit before it in the journal makes
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commits (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id INTEGER NOT NULL,
+    parent_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mine INTEGER NOT NULL,
+    base_revision INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    mode INTEGER,
+    uid INTEGER,
+    gid INTEGER,
+    atime_ns INTEGER,
+    content TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    created_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commits_of_node ON commits (node_id, seq);
+CREATE TABLE IF NOT EXISTS receipts (
+    hash BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mac BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCommit:
+    """One file's content as closed, to be committed as its next revision."""
+
+    seq: int
+    node_id: int
+    parent_id: int  # where it was when closed (to place a recovered copy)
+    name: str
+    mine: bool  # in the user's own drive (not a share)
+    base_revision: int  # AFTER_PREVIOUS: on top of the previous commit of the node
+    size: int
+    mtime_ns: int
+    held: AttributeChange  # chmod/chown/utime made while it was being edited
+    content: Path
+    request_id: str
+    created_ns: int
+
+
+def _row_to_commit(row: tuple, directory: Path) -> PendingCommit:
+    (seq, node_id, parent_id, name, mine, base, size, mtime, mode, uid, gid, atime,
+     content, request_id, created) = row  # fmt: skip
+    held = AttributeChange(mode, atime, Ownership(uid, gid))
+    return PendingCommit(
+        seq, node_id, parent_id, name, bool(mine), base, size, mtime, held,
+        directory / content, request_id, created,
+    )  # fmt: skip
+
+
+class Journal:
+    """Rows and content files under one folder.
+
+    Sealing runs in worker threads (it waits for the disk); every use of the
+    database and of the indexes holds one lock.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._content = directory / "content"
+        self._content.mkdir(parents=True, exist_ok=True)
+        self._mutex = threading.RLock()
+        self._db = sqlite3.connect(
+            directory / "journal.sqlite3", isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+        self._db.executescript(_SCHEMA)
+        self._in_flight: set[int] = set()  # seqs being sent
+        self._committed: dict[int, int] = {}  # node id -> revision our last commit made
+        self._discarded: set[int] = set()  # nodes we deleted: their commits are moot
+        self._latest: dict[int, PendingCommit] = {}
+        self._remove_orphans()
+        self._index()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _remove_orphans(self) -> None:
+        """Content moved in by a seal whose row never committed (a crash between the two)."""
+        named = {row[0] for row in self._db.execute("SELECT content FROM commits")}
+        for path in self._content.iterdir():
+            if f"content/{path.name}" not in named:
+                path.unlink(missing_ok=True)
+
+    # --- what is pending ----------------------------------------------------
+
+    def _select(self, where: str = "", args: tuple = ()) -> list[PendingCommit]:
+        rows = self._db.execute(f"SELECT * FROM commits {where} ORDER BY seq", args).fetchall()
+        return [_row_to_commit(r, self.directory) for r in rows]
+
+    def pending(self) -> list[PendingCommit]:
+        with self._mutex:
+            return self._select()
+
+    def latest(self, node_id: int) -> PendingCommit | None:
+        """The newest content closed for a node and not committed yet (asked on every stat)."""
+        return self._latest.get(node_id)
+
+    def _index(self) -> None:
+        with self._mutex:
+            self._latest = {c.node_id: c for c in self._select()}
+
+    def totals(self) -> tuple[int, int]:
+        """(files, bytes) waiting."""
+        with self._mutex:
+            query = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM commits"
+            row = self._db.execute(query).fetchone()
+            return row[0], row[1]
+
+    def take(self, max_files: int, max_bytes: int) -> list[PendingCommit]:
+        """The oldest commits not on their way yet (one per node: a later one waits for it)."""
+        with self._mutex:
+            taken: list[PendingCommit] = []
+            nodes_busy = {c.node_id for c in self._select() if c.seq in self._in_flight}
+            size = 0
+            for commit in self._select():
+                if commit.seq in self._in_flight or commit.node_id in nodes_busy:
+                    continue
+                if taken and (len(taken) >= max_files or size + commit.size > max_bytes):
+                    break
+                nodes_busy.add(commit.node_id)
+                taken.append(commit)
+                size += commit.size
+            self._in_flight.update(c.seq for c in taken)
+            return taken
+
+    def put_back(self, commit: PendingCommit) -> None:
+        """Not sent after all (the servers went away): taken again later."""
+        with self._mutex:
+            self._in_flight.discard(commit.seq)
+
+    # --- recording --------------------------------------------------------
+
+    def seal(
+        self,
+        *,
+        node_id: int,
+        parent_id: int,
+        name: str,
+        mine: bool,
+        base_revision: int,
+        size: int,
+        mtime_ns: int,
+        held: AttributeChange,
+        staging: Path,
+        staging_fd: int,
+    ) -> PendingCommit:
+        """Makes a closed file's content durable as the node's next commit; returns its row.
+
+        The staging file is fsynced and moved into the journal (the caller's
+        descriptor stays valid and now reads the sealed content).
+        """
+        os.fsync(staging_fd)
+        name_on_disk = f"content/{uuid.uuid4().hex}"
+        os.rename(staging, self.directory / name_on_disk)
+        try:
+            _fsync_directory(self._content)
+            with self._mutex:
+                return self._record(
+                    node_id, parent_id, name, mine, base_revision, size, mtime_ns, held,
+                    name_on_disk,
+                )  # fmt: skip
+        except sqlite3.OperationalError as exc:
+            os.rename(self.directory / name_on_disk, staging)  # unsaved again, not lost
+            if "full" in str(exc):
+                raise OSError(errno.ENOSPC, "journal: local disk full") from exc
+            raise OSError(errno.EIO, f"journal: {exc}") from exc
+        except BaseException:
+            os.rename(self.directory / name_on_disk, staging)
+            raise
+
+    def _record(
+        self,
+        node_id: int,
+        parent_id: int,
+        name: str,
+        mine: bool,
+        base_revision: int,
+        size: int,
+        mtime_ns: int,
+        held: AttributeChange,
+        name_on_disk: str,
+    ) -> PendingCommit:
+        self._discarded.discard(node_id)
+        earlier = self._select("WHERE node_id = ?", (node_id,))
+        base = self._committed.get(node_id, base_revision)
+        replaced = None
+        if earlier:
+            last = earlier[-1]
+            if last.seq in self._in_flight:
+                base = AFTER_PREVIOUS
+            else:
+                base, replaced = last.base_revision, last
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if replaced is not None:
+                self._db.execute("DELETE FROM commits WHERE seq = ?", (replaced.seq,))
+            row = (
+                node_id, parent_id, name, int(mine), base, size, mtime_ns,
+                held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
+                name_on_disk, uuid.uuid4().hex, time.time_ns(),
+            )  # fmt: skip
+            cursor = self._db.execute(
+                "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
+                "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        if replaced is not None:
+            replaced.content.unlink(missing_ok=True)
+        sealed = self._select("WHERE seq = ?", (cursor.lastrowid,))[0]
+        self._latest[node_id] = sealed
+        return sealed
+
+    def committed(self, commit: PendingCommit, revision: int) -> None:
+        """The commit landed as revision: the next one of the node goes on top of it."""
+        with self._mutex:
+            self._in_flight.discard(commit.seq)
+            self._committed[commit.node_id] = revision
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM commits WHERE seq = ?", (commit.seq,))
+            self._db.execute(
+                "UPDATE commits SET base_revision = ? WHERE node_id = ? AND base_revision = ?",
+                (revision, commit.node_id, AFTER_PREVIOUS),
+            )
+            self._db.execute("COMMIT")
+            commit.content.unlink(missing_ok=True)
+            self._index()
+
+    def moved(self, commit: PendingCommit, node_id: int, revision: int) -> None:
+        """The commit landed elsewhere (a conflicted or recovered copy, node_id at revision):
+        the node's later commits follow it there."""
+        with self._mutex:
+            self._in_flight.discard(commit.seq)
+            self._committed[node_id] = revision
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM commits WHERE seq = ?", (commit.seq,))
+            self._db.execute(
+                "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ?",
+                (node_id, revision, commit.node_id),
+            )
+            self._db.execute("COMMIT")
+            commit.content.unlink(missing_ok=True)
+            self._index()
+
+    def deleting(self, node_id: int) -> None:
+        """We are deleting the node: a refusal of its content as "not found" is ours."""
+        with self._mutex:
+            self._discarded.add(node_id)
+
+    def undelete(self, node_id: int) -> None:
+        """The delete failed (or the node stays reachable): its content counts again."""
+        with self._mutex:
+            self._discarded.discard(node_id)
+
+    def discard(self, node_id: int) -> None:
+        """We deleted the node (its last name, nothing open): its commits are dropped."""
+        with self._mutex:
+            self._discarded.add(node_id)
+            for commit in self._select("WHERE node_id = ?", (node_id,)):
+                if commit.seq not in self._in_flight:
+                    self._drop(commit)
+
+    def discarded(self, node_id: int) -> bool:
+        return node_id in self._discarded
+
+    def drop(self, commit: PendingCommit) -> None:
+        """Forgets a commit that has nothing left to do (its node was deleted here)."""
+        with self._mutex:
+            self._in_flight.discard(commit.seq)
+            self._drop(commit)
+
+    def _drop(self, commit: PendingCommit) -> None:
+        self._db.execute("DELETE FROM commits WHERE seq = ?", (commit.seq,))
+        commit.content.unlink(missing_ok=True)
+        self._index()
+
+    # --- receipts ---------------------------------------------------------
+
+    def receipts(self) -> list[tuple[bytes, int, bytes]]:
+        with self._mutex:
+            return self._db.execute("SELECT hash, size, mac FROM receipts").fetchall()
+
+    def add_receipts(self, receipts: Iterable[tuple[bytes, int, bytes]]) -> None:
+        with self._mutex:
+            self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", list(receipts))
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

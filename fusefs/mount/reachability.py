@@ -1,0 +1,62 @@
+"""Whether metad answers: offline, the mount answers from what it holds at once.
+
+The first call that finds metad unreachable turns the mount offline: from
+then on, whatever the replica can answer is answered without trying the
+network (a try costs seconds of retries), and what it cannot fails at once.
+A probe in the background asks metad every PROBE_SECONDS and turns the
+mount online again when it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from fusefs import errors
+
+log = logging.getLogger(__name__)
+
+PROBE_SECONDS = 1.0
+
+
+class Reachability:
+    def __init__(self, what: str, *, up: bool = True) -> None:
+        self._what = what
+        self.up = up
+        self._back = trio.Event()
+        if up:
+            self._back.set()
+
+    def failed(self) -> None:
+        if self.up:
+            log.warning("%s is unreachable: working offline until it is back", self._what)
+            self.up = False
+            self._back = trio.Event()
+
+    def succeeded(self) -> None:
+        if not self.up:
+            log.info("%s is back: online again", self._what)
+            self.up = True
+            self._back.set()
+
+    def check(self) -> None:
+        """Raises Unavailable at once while offline."""
+        if not self.up:
+            raise errors.Unavailable(f"{self._what} is unreachable (working offline)")
+
+    async def wait_until_up(self) -> None:
+        await self._back.wait()
+
+    async def probe(self, ask: Callable[[], object], limiter: trio.CapacityLimiter) -> None:
+        """Runs until cancelled: while offline, asks (a cheap call) until it answers."""
+        while True:
+            await trio.sleep(PROBE_SECONDS)
+            if self.up:
+                continue
+            try:
+                await trio.to_thread.run_sync(ask, limiter=limiter)
+            except errors.DriveError:
+                continue
+            self.succeeded()

@@ -1,0 +1,407 @@
+"""The mount's local copy of the drive's metadata: one SQLite file in its cache folder.
+
+Holds every node the mount has seen (own drive and shares) with its
+attributes, the entries of folders (all of them once a folder was listed in
+full: a name missing there does not exist), the block lists of revisions
+read, the usage figures, and the journal sequence all of it reflects. The
+mount answers lookup, getattr, readdir, readlink and statfs from it without
+a call, also after a remount and while the servers are unreachable.
+
+It is a cache of metad's truth, never an authority: rows are only written
+from metad's answers and change events, each stamped with the node's change
+sequence so an older answer never overwrites a newer one. Writes gather in
+one transaction committed by flush() (about once a second); a crash loses
+the last rows together with the cursor that covers them, so the follower
+replays those changes and nothing is missed. Nothing here is durable user
+data (that is the write-back journal's job): a damaged or foreign file is
+simply started afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from fusefs.models import BlockRef, Kind, Node, Revision, Role, Usage
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes (
+    id INTEGER PRIMARY KEY,
+    parent_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    symlink_target TEXT NOT NULL,
+    change_sequence INTEGER NOT NULL,
+    owner_id INTEGER NOT NULL,
+    role INTEGER NOT NULL,
+    uid INTEGER,
+    gid INTEGER,
+    rdev INTEGER NOT NULL,
+    atime_ns INTEGER NOT NULL,
+    nlink INTEGER NOT NULL,
+    xattrs INTEGER NOT NULL,
+    stale INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entries (
+    parent_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    node_id INTEGER NOT NULL,
+    entry_id INTEGER NOT NULL,
+    PRIMARY KEY (parent_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_in_order ON entries (parent_id, entry_id);
+CREATE INDEX IF NOT EXISTS entries_of_node ON entries (node_id);
+CREATE TABLE IF NOT EXISTS listed (dir_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS revisions (
+    node_id INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    blocks BLOB NOT NULL,
+    PRIMARY KEY (node_id, number)
+) WITHOUT ROWID;
+"""
+
+_NODE_COLUMNS = (
+    "id, parent_id, name, kind, mode, size, mtime_ns, ctime_ns, revision, symlink_target, "
+    "change_sequence, owner_id, role, uid, gid, rdev, atime_ns, nlink, xattrs"
+)
+_JOINED_COLUMNS = ", ".join("n." + c for c in _NODE_COLUMNS.split(", "))
+_UPSERT = (
+    f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES ({', '.join('?' * 19)}) "
+    "ON CONFLICT (id) DO UPDATE SET {updates}, stale = 0 "
+    "WHERE excluded.change_sequence >= nodes.change_sequence OR nodes.stale"
+)
+_PUT_NODE = _UPSERT.format(
+    updates=", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[1:])
+)
+_PUT_LINKED_NODE = _UPSERT.format(
+    updates=", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[3:])
+)
+_HASH_BYTES = 32
+_RECORD = 8 + 4  # offset (8 bytes), size (4 bytes) after each hash
+
+
+def _node_row(node: Node) -> tuple:
+    return (
+        node.id, node.parent_id, node.name, int(node.kind), node.mode, node.size,
+        node.mtime_ns, node.ctime_ns, node.revision, node.symlink_target,
+        node.change_sequence, node.owner_id, int(node.role), node.uid, node.gid,
+        node.rdev, node.atime_ns, node.nlink, node.xattrs,
+    )  # fmt: skip
+
+
+def _node_of(row: tuple, parent_id: int | None = None, name: str = "", entry_id: int = 0) -> Node:
+    """A node from its row; as an entry shows it when parent_id, name and entry_id are given."""
+    (id_, own_parent, own_name, kind, mode, size, mtime, ctime, revision, target, sequence,
+     owner, role, uid, gid, rdev, atime, nlink, xattrs) = row  # fmt: skip
+    return Node(
+        id=id_,
+        parent_id=own_parent if parent_id is None else parent_id,
+        name=own_name if parent_id is None else name,
+        kind=Kind(kind),
+        mode=mode,
+        size=size,
+        mtime_ns=mtime,
+        ctime_ns=ctime,
+        revision=revision,
+        symlink_target=target,
+        change_sequence=sequence,
+        owner_id=owner,
+        role=Role(role),
+        uid=uid,
+        gid=gid,
+        rdev=rdev,
+        atime_ns=atime,
+        nlink=nlink,
+        entry_id=entry_id or id_,
+        xattrs=xattrs,
+    )
+
+
+def _pack_blocks(blocks: Iterable[BlockRef]) -> bytes:
+    out = bytearray()
+    for ref in blocks:
+        out += ref.hash + ref.offset.to_bytes(8, "little") + ref.size.to_bytes(4, "little")
+    return bytes(out)
+
+
+def _unpack_blocks(packed: bytes) -> tuple[BlockRef, ...]:
+    step = _HASH_BYTES + _RECORD
+    refs = []
+    for at in range(0, len(packed), step):
+        h = packed[at : at + _HASH_BYTES]
+        offset = int.from_bytes(packed[at + _HASH_BYTES : at + _HASH_BYTES + 8], "little")
+        size = int.from_bytes(packed[at + _HASH_BYTES + 8 : at + step], "little")
+        refs.append(BlockRef(h, offset, size))
+    return tuple(refs)
+
+
+class Replica:
+    """Nodes, entries, listings and revisions as metad last told us; see the module doc."""
+
+    def __init__(self, path: Path, drive: str) -> None:
+        """Opens (or starts afresh) the replica at path for drive (who, where: any text).
+
+        A replica made for another drive or user, or by another schema, or
+        damaged, is discarded: it holds nothing that metad cannot tell again.
+        """
+        self.path = path
+        try:
+            self._db = self._open(path, drive)
+        except sqlite3.DatabaseError as exc:
+            log.warning("metadata replica %s unusable (%s): starting afresh", path, exc)
+            self._discard(path)
+            self._db = self._open(path, drive)
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    def _open(self, path: Path, drive: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        facts = dict(db.execute("SELECT key, value FROM facts"))
+        if facts and (facts.get("drive") != drive or facts.get("schema") != SCHEMA_VERSION):
+            db.close()
+            log.info("metadata replica %s was for another drive: starting afresh", path)
+            self._discard(path)
+            db = sqlite3.connect(path)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            facts = {}
+        if not facts:
+            db.executemany(
+                "INSERT INTO facts VALUES (?, ?)",
+                [("drive", drive), ("schema", SCHEMA_VERSION), ("cursor", 0)],
+            )
+            db.commit()
+        return db
+
+    def flush(self) -> None:
+        """Makes what was written so far survive a crash of the mount (not of the machine)."""
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()
+
+    def reset(self) -> None:
+        """Forgets everything (the cursor fell too far behind to catch up on)."""
+        for table in ("nodes", "entries", "listed", "revisions"):
+            self._db.execute(f"DELETE FROM {table}")
+        self.cursor = 0
+
+    # --- the journal sequence it reflects ----------------------------------
+
+    @property
+    def cursor(self) -> int:
+        return self._fact("cursor", 0)
+
+    @cursor.setter
+    def cursor(self, sequence: int) -> None:
+        self._set_fact("cursor", sequence)
+
+    def _fact(self, key: str, default):
+        row = self._db.execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def _set_fact(self, key: str, value) -> None:
+        self._db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (key, value))
+
+    # --- whose drive ------------------------------------------------------
+
+    def root(self) -> Node | None:
+        """The root of the drive it was filled for (to mount without metad)."""
+        root_id = self._fact("root_id", 0)
+        return self.node(root_id, stale_too=True) if root_id else None
+
+    def set_root(self, root: Node) -> None:
+        """The drive's root as metad gave it now; a replica of another user's drive is reset."""
+        if self._fact("user_id", root.owner_id) != root.owner_id:
+            self.reset()
+        self._set_fact("user_id", root.owner_id)
+        self._set_fact("root_id", root.id)
+        self.put(root)
+
+    def node(self, node_id: int, *, stale_too: bool = False) -> Node | None:
+        """A node's own attributes; a stale one (changed since) only when stale_too."""
+        row = self._db.execute(
+            f"SELECT {_NODE_COLUMNS}, stale FROM nodes WHERE id = ?",
+            (node_id,),
+        ).fetchone()
+        if row is None or (row[-1] and not stale_too):
+            return None
+        return _node_of(row[:-1])
+
+    def put(self, node: Node) -> None:
+        """Records a node as metad showed it, unless a newer state is recorded already.
+
+        A node seen under a further name (a hard link: entry_id is not its
+        id) keeps the parent and name recorded as its own.
+        """
+        sql = _PUT_NODE if node.entry_id in (0, node.id) else _PUT_LINKED_NODE
+        self._db.execute(sql, _node_row(node))
+
+    def mark_stale(self, node_id: int) -> None:
+        """The node changed; its row still answers when metad cannot be asked."""
+        self._db.execute("UPDATE nodes SET stale = 1 WHERE id = ?", (node_id,))
+
+    def touch(self, node_id: int, time_ns: int) -> None:
+        """Our own change to a folder's entries moved its times."""
+        self._db.execute(
+            "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?", (time_ns, time_ns, node_id)
+        )
+
+    def accessed(self, node_id: int, atime_ns: int) -> None:
+        self._db.execute(
+            "UPDATE nodes SET atime_ns = ? WHERE id = ? AND atime_ns < ?",
+            (atime_ns, node_id, atime_ns),
+        )
+
+    def drop(self, node_id: int) -> None:
+        """The node left the drive (or our sight): it, its names and its listing go."""
+        self._db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+        self._db.execute("DELETE FROM entries WHERE node_id = ?", (node_id,))
+        self._db.execute("DELETE FROM entries WHERE parent_id = ?", (node_id,))
+        self._db.execute("DELETE FROM listed WHERE dir_id = ?", (node_id,))
+        self._db.execute("DELETE FROM revisions WHERE node_id = ?", (node_id,))
+
+    def forget_owners(self, keep_owner: int, only_owner: int = 0) -> None:
+        """Drops the nodes of other people's drives (only_owner's, if given).
+
+        Shares changed: what we may see of their drives is asked again.
+        """
+        if only_owner:
+            ids = self._db.execute("SELECT id FROM nodes WHERE owner_id = ?", (only_owner,))
+        else:
+            ids = self._db.execute("SELECT id FROM nodes WHERE owner_id != ?", (keep_owner,))
+        for (node_id,) in ids.fetchall():
+            self.drop(node_id)
+
+    # --- entries of folders ------------------------------------------------
+
+    def listed(self, dir_id: int) -> bool:
+        """Whether every entry of the folder is here (a missing name does not exist)."""
+        return (
+            self._db.execute("SELECT 1 FROM listed WHERE dir_id = ?", (dir_id,)).fetchone()
+            is not None
+        )
+
+    def unlist(self, dir_id: int) -> None:
+        """Entries of the folder may be missing now: lookups ask metad again."""
+        self._db.execute("DELETE FROM listed WHERE dir_id = ?", (dir_id,))
+
+    def lookup(self, parent_id: int, name: str) -> tuple[Node, bool] | None:
+        """The entry's node as the entry shows it, and whether it is stale; None: not recorded."""
+        row = self._db.execute(
+            f"SELECT {_JOINED_COLUMNS}, n.stale, e.entry_id "
+            "FROM entries e JOIN nodes n ON n.id = e.node_id "
+            "WHERE e.parent_id = ? AND e.name = ?",
+            (parent_id, name),
+        ).fetchone()
+        if row is None:
+            return None
+        return _node_of(row[:-2], parent_id, name, row[-1]), bool(row[-2])
+
+    def entry_target(self, parent_id: int, name: str) -> int | None:
+        """The node id an entry names, stale or not."""
+        row = self._db.execute(
+            "SELECT node_id FROM entries WHERE parent_id = ? AND name = ?", (parent_id, name)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def has_entry(self, parent_id: int, name: str) -> bool:
+        return self.entry_target(parent_id, name) is not None
+
+    def put_entry(self, node: Node) -> None:
+        """Records node under the entry it shows (its parent_id, name and entry_id)."""
+        self.put(node)
+        self._db.execute(
+            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)",
+            (node.parent_id, node.name, node.id, node.entry_id or node.id),
+        )
+
+    def remove_entry(self, parent_id: int, name: str, node_id: int | None = None) -> None:
+        """The name is gone from the folder (only if it still names node_id, when given)."""
+        if node_id is None:
+            self._db.execute(
+                "DELETE FROM entries WHERE parent_id = ? AND name = ?", (parent_id, name)
+            )
+        else:
+            self._db.execute(
+                "DELETE FROM entries WHERE parent_id = ? AND name = ? AND node_id = ?",
+                (parent_id, name, node_id),
+            )
+
+    def set_listing(self, dir_id: int, nodes: Iterable[Node]) -> None:
+        """The folder's complete entries, as just listed."""
+        self._db.execute("DELETE FROM entries WHERE parent_id = ?", (dir_id,))
+        for node in nodes:
+            self.put_entry(node)
+        self._db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (dir_id,))
+
+    def entries(self, dir_id: int, after_entry_id: int, limit: int) -> list[Node]:
+        """A listed folder's entries in entry id order, after after_entry_id.
+
+        Stale nodes are listed as last known: a listing is answered whole.
+        """
+        rows = self._db.execute(
+            f"SELECT {_JOINED_COLUMNS}, "
+            "e.name, e.entry_id FROM entries e JOIN nodes n ON n.id = e.node_id "
+            "WHERE e.parent_id = ? AND e.entry_id > ? ORDER BY e.entry_id LIMIT ?",
+            (dir_id, after_entry_id, limit),
+        ).fetchall()
+        return [_node_of(r[:-2], dir_id, r[-2], r[-1]) for r in rows]
+
+    # --- revisions and usage -----------------------------------------------
+
+    def revision(self, node_id: int, number: int) -> Revision | None:
+        row = self._db.execute(
+            "SELECT size, mtime_ns, blocks FROM revisions WHERE node_id = ? AND number = ?",
+            (node_id, number),
+        ).fetchone()
+        if row is None:
+            return None
+        return Revision(node_id, number, row[0], row[1], _unpack_blocks(row[2]))
+
+    def put_revision(self, revision: Revision) -> None:
+        """Keeps a revision's block list (the newest per node: older ones are not read again)."""
+        self._db.execute("DELETE FROM revisions WHERE node_id = ?", (revision.node_id,))
+        self._db.execute(
+            "INSERT INTO revisions VALUES (?, ?, ?, ?, ?)",
+            (
+                revision.node_id,
+                revision.number,
+                revision.size,
+                revision.mtime_ns,
+                _pack_blocks(revision.blocks),
+            ),
+        )
+
+    def usage(self) -> Usage | None:
+        used = self._fact("used_bytes", None)
+        if used is None:
+            return None
+        return Usage(used, self._fact("quota_bytes", 0), self._fact("node_count", 0))
+
+    def put_usage(self, usage: Usage) -> None:
+        self._set_fact("used_bytes", usage.used_bytes)
+        self._set_fact("quota_bytes", usage.quota_bytes)
+        self._set_fact("node_count", usage.node_count)

@@ -1,0 +1,330 @@
+"""Sends the write-back journal to the servers: uploads, then commits in batches.
+
+A background task takes the oldest pending commits (one per file at a time,
+many files per batch), cuts each sealed content file into blocks, uploads
+the blocks blockd lacks over several streams at once, and commits the batch
+with one ApplyBatch call (one transaction on metad). Uploads go in pieces of
+UPLOAD_BYTES, each answered with receipts the journal keeps: an upload cut
+short (network, server restart, kill -9 of the mount) resumes with the
+blocks already stored.
+
+Nothing the journal holds is dropped: a commit refused because another
+device committed first becomes a conflicted copy beside the file; one whose
+file was deleted elsewhere, or whose share was taken away or made read-only,
+lands in the user's own drive (next to where it was, or in RECOVERED_FOLDER);
+a full quota keeps it pending and says so in status(). Servers that cannot
+be reached pause the work until they are back (Reachability).
+
+What landed is told to the layer above through `landed` (a channel of
+values), never by calling into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from fusefs import errors
+from fusefs.cache import BlockCache
+from fusefs.chunker import chunk_file
+from fusefs.clients import BlockClient, MetadataClient
+from fusefs.models import BlockRef, CommitRequest, Node
+from fusefs.mount.journal import Journal, PendingCommit
+from fusefs.mount.reachability import Reachability
+from protos import names
+
+log = logging.getLogger(__name__)
+
+BATCH_FILES = 500
+BATCH_BYTES = 256 * 1024**2
+UPLOAD_BYTES = 16 * 1024**2  # per Upload stream: what a crash may make us send again
+UPLOAD_STREAMS = 4
+RETRY_SECONDS = 10.0  # a full quota, or a collection holding our blocks: try again later
+RECOVERED_FOLDER = "Recovered changes"
+DRAIN_PATIENCE_SECONDS = 30.0
+
+
+def local_stamp(when: float) -> str:
+    """A local time as names carry it: '2026-11-22 093015' (no colons)."""
+    return time.strftime("%Y-%m-%d %H%M%S", time.localtime(when))
+
+
+def conflict_name(name: str, device: str, when: float) -> str:
+    """'report (conflicted copy from laptop 2026-11-22 093015).txt', ≤ 255 bytes."""
+    return names.tagged(name, f"conflicted copy from {device} {local_stamp(when)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """Content closed as node_id reached the drive: as node (node.id differs: a copy)."""
+
+    node_id: int
+    node: Node
+    blocks: tuple[BlockRef, ...]  # of the revision it made
+    why: str = ""  # a copy: why it could not land on node_id
+
+
+@dataclass
+class Status:
+    """This device's pending work, for `drive status` and `drive sync`."""
+
+    files: int = 0
+    bytes: int = 0
+    sent_bytes: int = 0  # uploaded or committed since the mount started
+    online: bool = True
+    problems: dict[int, str] = field(default_factory=dict)  # node id -> why it waits
+    recovered: list[str] = field(default_factory=list)  # where refused content landed
+
+
+class Synchronizer:
+    def __init__(
+        self,
+        meta: MetadataClient,
+        blocks: BlockClient,
+        journal: Journal,
+        reachability: Reachability,
+        cache: BlockCache,
+        limiter: trio.CapacityLimiter,
+    ) -> None:
+        self._meta = meta
+        self._cache = cache
+        self._blocks = blocks
+        self._journal = journal
+        self._reachability = reachability
+        self._limiter = limiter
+        self._work = trio.Event()
+        self._progress = trio.Event()
+        self._landed_send, self.landed = trio.open_memory_channel[Landed](math.inf)
+        self.sent_bytes = 0
+        self.problems: dict[int, str] = {}
+        self.recovered: list[str] = []
+        blocks.grants.add_receipts(journal.receipts())
+
+    async def _thread(self, fn, *args):
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def wake(self) -> None:
+        """New content was sealed."""
+        self._work.set()
+
+    def status(self) -> Status:
+        files, size = self._journal.totals()
+        return Status(
+            files, size, self.sent_bytes, self._reachability.up, dict(self.problems),
+            list(self.recovered),
+        )  # fmt: skip
+
+    # --- waiting for it ---------------------------------------------------
+
+    async def flush(self, node_id: int) -> None:
+        """Returns once the node's journaled content is committed, or the servers are away."""
+        while self._journal.latest(node_id) is not None and self._reachability.up:
+            await self._next_progress()
+
+    async def drain(self, patience: float = DRAIN_PATIENCE_SECONDS) -> None:
+        """Returns once the whole journal is committed, the servers are away, or nothing
+        landed for patience seconds (e.g. a full quota): what is left stays journaled."""
+        last, since = self._journal.totals(), trio.current_time()
+        while last[0] and self._reachability.up:
+            await self._next_progress()
+            now = self._journal.totals()
+            if now != last:
+                last, since = now, trio.current_time()
+            elif trio.current_time() - since > patience:
+                return
+
+    async def _next_progress(self) -> None:
+        with trio.move_on_after(1.0):  # also notices the servers going away
+            await self._progress.wait()
+
+    def _moved_on(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    # --- the work -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Runs until cancelled."""
+        while True:
+            if not self._reachability.up:
+                await self._reachability.wait_until_up()
+            batch = self._journal.take(BATCH_FILES, BATCH_BYTES)
+            if not batch:
+                self._moved_on()
+                await self._work.wait()
+                self._work = trio.Event()
+                continue
+            try:
+                await self._send(batch)
+            except errors.Unavailable as exc:
+                log.info("sending %d file(s) paused: %s", len(batch), exc)
+                self._reachability.failed()
+                for commit in batch:
+                    self._journal.put_back(commit)
+            except errors.DriveError as exc:
+                log.error("sending %d file(s) failed, will retry: %s", len(batch), exc)
+                for commit in batch:
+                    self._journal.put_back(commit)
+                await trio.sleep(RETRY_SECONDS)
+            self._moved_on()
+
+    async def _send(self, batch: list[PendingCommit]) -> None:
+        refs = await self._thread(lambda: [chunk_file(c.content) for c in batch])
+        await self._upload(batch, refs)
+        requests = [
+            CommitRequest(
+                c.node_id, max(c.base_revision, 0), c.size, c.mtime_ns, tuple(r), c.held,
+                c.request_id,
+            )
+            for c, r in zip(batch, refs, strict=True)
+        ]  # fmt: skip
+        outcomes = await self._thread(self._meta.commit_many, requests)
+        for commit, blocks, outcome in zip(batch, refs, outcomes, strict=True):
+            await self._settle(commit, blocks, outcome)
+
+    async def _settle(
+        self, commit: PendingCommit, blocks: list[BlockRef], outcome: Node | errors.DriveError
+    ) -> None:
+        """What becomes of one commit of a batch, by metad's answer."""
+        if isinstance(outcome, Node):
+            await self._thread(_keep_in_cache, self._cache, commit.content, blocks)
+            self._journal.committed(commit, outcome.revision)
+            self.problems.pop(commit.node_id, None)
+            self.sent_bytes += commit.size
+            await self._landed_send.send(Landed(commit.node_id, outcome, tuple(blocks)))
+            return
+        if isinstance(outcome, errors.NotFound) and self._journal.discarded(commit.node_id):
+            self._journal.drop(commit)  # we deleted it ourselves meanwhile
+            return
+        if isinstance(outcome, errors.QuotaExceeded | errors.BlocksCondemned):
+            self.problems[commit.node_id] = str(outcome)
+            log.warning("%r waits: %s", commit.name, outcome)
+            self._journal.put_back(commit)
+            await trio.sleep(RETRY_SECONDS)
+            return
+        if isinstance(outcome, errors.UnprovenBlocks):
+            await self._upload([commit], [blocks], everything=True)
+            self._journal.put_back(commit)
+            return
+        if isinstance(outcome, errors.Unavailable):
+            self._journal.put_back(commit)
+            raise outcome
+        await self._land_copy(commit, blocks, outcome)
+
+    # --- uploads ------------------------------------------------------------
+
+    async def _upload(
+        self, batch: list[PendingCommit], refs: list[list[BlockRef]], everything: bool = False
+    ) -> None:
+        """Uploads the blocks blockd lacks (each block we hold no receipt for, with everything)."""
+        where: dict[bytes, tuple[Path, BlockRef]] = {}
+        for commit, blocks in zip(batch, refs, strict=True):
+            for ref in blocks:
+                where.setdefault(ref.hash, (commit.content, ref))
+        if everything:
+            receipt = self._blocks.grants.receipt
+            wanted = [h for h, (_, r) in where.items() if not receipt(h, r.size)]
+        else:
+            missing = await self._thread(self._blocks.find_missing, list(where))
+            wanted = [h for h in where if h in missing]
+        groups: list[list[tuple[Path, BlockRef]]] = [[]]
+        size = 0
+        for digest in wanted:
+            if size >= UPLOAD_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append(where[digest])
+            size += where[digest][1].size
+        limit = trio.CapacityLimiter(UPLOAD_STREAMS)
+        failures: list[errors.DriveError] = []
+        async with trio.open_nursery() as nursery:
+            for group in groups:
+                if group:
+                    nursery.start_soon(self._upload_group, group, limit, failures)
+        if failures:
+            raise failures[0]
+
+    async def _upload_group(
+        self,
+        group: list[tuple[Path, BlockRef]],
+        limit: trio.CapacityLimiter,
+        failures: list[errors.DriveError],
+    ) -> None:
+        def produce() -> Iterator[tuple[bytes, bytes]]:
+            for path, ref in group:
+                with open(path, "rb") as f:
+                    yield ref.hash, os.pread(f.fileno(), ref.size, ref.offset)
+
+        async with limit:
+            if failures:
+                return  # another stream failed: this batch is sent again as a whole
+            try:
+                await self._thread(self._blocks.upload, produce)
+            except errors.DriveError as exc:
+                failures.append(exc)
+                return
+        receipt = self._blocks.grants.receipt
+        self._journal.add_receipts((r.hash, r.size, receipt(r.hash, r.size)) for _, r in group)
+        self.sent_bytes += sum(r.size for _, r in group)
+
+    # --- content that cannot land where it was ------------------------------
+
+    async def _land_copy(
+        self, commit: PendingCommit, blocks: list[BlockRef], refusal: errors.DriveError
+    ) -> None:
+        """Commits the content as a new file, so nothing is lost: a conflicted copy beside
+        the file, or (its place gone or not ours to write) a copy in our own drive."""
+        parent_id, name = await self._copy_place(commit, refusal)
+        copy_name = conflict_name(name, self._meta.device, time.time())
+        mode = commit.held.mode if commit.held.mode is not None else 0o644
+        copy = await self._thread(self._meta.create_file, parent_id, copy_name, mode)
+        landed = await self._thread(
+            self._meta.commit_revision,
+            copy.id, copy.revision, commit.size, commit.mtime_ns, blocks, commit.held,
+        )  # fmt: skip
+        await self._thread(_keep_in_cache, self._cache, commit.content, blocks)
+        self._journal.moved(commit, landed.id, landed.revision)
+        why = str(refusal)
+        if isinstance(refusal, errors.StaleRevision):
+            log.info("conflict on %r: local edits kept as %r", name, copy_name)
+        else:
+            log.warning("%r could not be saved (%s): kept as %r", commit.name, why, copy_name)
+            self.recovered.append(f"{copy_name} ({why})")
+        await self._landed_send.send(Landed(commit.node_id, landed, tuple(blocks), why))
+
+    async def _copy_place(
+        self, commit: PendingCommit, refusal: errors.DriveError
+    ) -> tuple[int, str]:
+        """Where a copy goes: beside the file if we may write there, else RECOVERED_FOLDER."""
+        if isinstance(refusal, errors.StaleRevision):
+            current = await self._thread(self._meta.stat, commit.node_id)
+            if current.writable:
+                return current.parent_id, current.name
+        elif commit.mine and not isinstance(refusal, errors.PermissionDenied):
+            try:
+                parent = await self._thread(self._meta.stat, commit.parent_id)
+            except errors.NotFound:
+                pass
+            else:
+                if parent.writable:
+                    return parent.id, commit.name
+        root = await self._thread(self._meta.root)
+        try:
+            folder = await self._thread(self._meta.lookup, root.id, RECOVERED_FOLDER)
+        except errors.NotFound:
+            folder = await self._thread(self._meta.make_directory, root.id, RECOVERED_FOLDER, 0o755)
+        return folder.id, commit.name
+
+
+def _keep_in_cache(cache: BlockCache, content: Path, blocks: list[BlockRef]) -> None:
+    """The blocks of content just committed go to the block cache: read back offline."""
+    with open(content, "rb") as f:
+        fd = f.fileno()
+        cache.keep((ref.hash, os.pread(fd, ref.size, ref.offset)) for ref in blocks)
