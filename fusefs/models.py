@@ -156,6 +156,19 @@ class CommitRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """A new empty file with an id reserved to us, as one operation of a batch."""
+
+    node_id: int
+    parent_id: int
+    name: str
+    mode: int
+    owner: Ownership
+    mtime_ns: int
+    request_id: str  # the same for every retry of this create
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     sequence: int
     kind: ChangeKind

@@ -127,6 +127,7 @@ def test_local_paths_inside_a_mount_name_the_same_files(drive, mounts, alice: Pe
     (m.path / "docs").mkdir()
     (m.path / "docs" / "plan.txt").write_text("one")
     (m.path / "docs" / "plan.txt").write_text("two")
+    m.sync()
     kept = len(alice.meta.list_revisions(alice.node("docs/plan.txt").id))
     summary = f"{kept} revisions of docs/plan.txt kept; * is the current one"
     assert lines(alice.drive("history", str(m.path / "docs" / "plan.txt")))[-1] == summary

@@ -21,6 +21,7 @@ def test_flipped_byte_gives_eio_and_other_files_still_read(
     writer = mounts.mount(metad, blockd, "dev-a")
     victim_digest = write_random(writer.path / "victim", 3 * MiB, seed=1)
     other_digest = write_random(writer.path / "other", 3 * MiB, seed=2)
+    writer.sync()
     hashes = signin.file_block_hashes(metad.address, "victim")
     assert hashes and set(hashes) <= set(block_store.blocks())
     block_store.corrupt(hashes[len(hashes) // 2])

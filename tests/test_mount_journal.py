@@ -206,3 +206,37 @@ def test_an_upload_cut_by_kill_9_resumes_without_sending_it_all_again(
     assert received <= size + 4 * 16 * MiB + MiB, received
     b = mounts.mount(metad, blockd, "dev-b")
     assert sha256_of(b.path / "video.bin") == digest
+
+
+def test_files_made_offline_survive_kill_9_and_arrive_in_order(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+):
+    allowed_log_patterns += OFFLINE_LOGS
+    a = _mount_behind(mounts, behind_relays, "dev-a")
+    (a.path / "inbox").mkdir()
+    os.listdir(a.path / "inbox")
+    a.sync()  # (ids for new files are reserved by now)
+    _offline(behind_relays)
+    made = {f"note{i}.txt": f"written offline {i}".encode() for i in range(20)}
+    started = time.monotonic()
+    for name, data in made.items():
+        (a.path / "inbox" / name).write_bytes(data)
+    (a.path / "inbox" / "scratch.tmp").write_bytes(b"gone before it was sent")
+    os.unlink(a.path / "inbox" / "scratch.tmp")
+    assert time.monotonic() - started < 10, "files made offline must not wait on the network"
+    assert sorted(os.listdir(a.path / "inbox")) == sorted(made)
+    _kill(a)
+
+    _online(behind_relays)
+    again = _mount_behind(mounts, behind_relays, "dev-a")
+    assert sorted(os.listdir(again.path / "inbox")) == sorted(made)
+    again.sync()
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert sorted(os.listdir(b.path / "inbox")) == sorted(made)
+    for name, data in made.items():
+        assert (b.path / "inbox" / name).read_bytes() == data
+    meta = MetadataClient(metad.address, "test", signin.token)
+    try:
+        assert meta.list_trash() == []  # the temporary never reached the drive
+    finally:
+        meta.close()

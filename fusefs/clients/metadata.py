@@ -33,6 +33,7 @@ from fusefs.models import (
     Change,
     ChangeKind,
     CommitRequest,
+    CreateRequest,
     Kind,
     Node,
     Ownership,
@@ -180,8 +181,14 @@ class MetadataClient:
 
     @rpc
     def create_file(
-        self, parent_id: int, name: str, mode: int, owner: Ownership = NO_OWNERSHIP
+        self,
+        parent_id: int,
+        name: str,
+        mode: int,
+        owner: Ownership = NO_OWNERSHIP,
+        node_id: int | None = None,
     ) -> Node:
+        """A new empty file (with node_id: an id ReserveNodeIds gave us)."""
         req = metadata_pb2.CreateFileRequest(
             parent_id=parent_id,
             name=name,
@@ -190,8 +197,16 @@ class MetadataClient:
             gid=owner.gid,
             device=self.device,
             request_id=request_id(),
+            node_id=node_id,
         )
         return _node(self._stub.CreateFile(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def reserve_node_ids(self, count: int) -> tuple[int, int]:
+        """A range of node ids for this user alone: (first, count)."""
+        req = metadata_pb2.ReserveNodeIdsRequest(count=count, request_id=request_id())
+        resp = self._stub.ReserveNodeIds(req, timeout=UNARY_TIMEOUT)
+        return resp.first, resp.count
 
     @rpc
     def make_node(
@@ -250,22 +265,40 @@ class MetadataClient:
         return node
 
     @rpc
-    def commit_many(self, commits: Sequence[CommitRequest]) -> list[Node | errors.DriveError]:
-        """Commits many files in one call and one transaction (ApplyBatch): per commit, the
-        new node or why it was refused. Each commit keeps its own request id across retries."""
+    def apply_batch(
+        self, changes: Sequence[CommitRequest | CreateRequest]
+    ) -> list[Node | errors.DriveError]:
+        """Creates and commits files in one call and one transaction (ApplyBatch), in order:
+        per change, the node after it or why it was refused. Each keeps its request id
+        across retries (a retry gets the first answers)."""
         operations = [
             metadata_pb2.BatchOperation(
                 request_id=c.request_id, commit_revision=self._commit_message(c)
             )
-            for c in commits
+            if isinstance(c, CommitRequest)
+            else metadata_pb2.BatchOperation(
+                request_id=c.request_id,
+                create_file=metadata_pb2.CreateFileRequest(
+                    parent_id=c.parent_id,
+                    name=c.name,
+                    mode=c.mode,
+                    uid=c.owner.uid,
+                    gid=c.owner.gid,
+                    mtime_ns=c.mtime_ns,
+                    device=self.device,
+                    node_id=c.node_id,
+                ),
+            )
+            for c in changes
         ]
         req = metadata_pb2.ApplyBatchRequest(operations=operations)
         resp = self._stub.ApplyBatch(req, timeout=UNARY_TIMEOUT)
         outcomes: list[Node | errors.DriveError] = []
-        for commit, result in zip(commits, resp.results, strict=True):
+        for change, result in zip(changes, resp.results, strict=True):
             if result.code == 0:
                 node = _node(result.node)
-                self.grants.expect(node.id, (b.hash for b in commit.blocks))
+                if isinstance(change, CommitRequest):
+                    self.grants.expect(node.id, (b.hash for b in change.blocks))
                 outcomes.append(node)
             else:
                 current = result.current_revision if result.current_revision else None

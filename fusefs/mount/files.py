@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
 FETCH_BATCH = 4  # blocks per Download call
 COPY_CHUNK = 64 * 1024**2  # bytes per copy_file_range when edits start on sealed content
+SEAL_HERE_BYTES = 256 * 1024  # sealed on the event loop up to this size (see seal)
 
 
 class RevisionReader:
@@ -209,7 +210,7 @@ class OpenFile(RevisionReader):
     def landed(self, node: Node) -> None:
         """Sealed content of this file was committed as node's revision."""
         if node.id == self.node.id:
-            self.node = replace(node, name=self.node.name, parent_id=self.node.parent_id)
+            self.node = node
             self.revision = node.revision
             if not self.local:
                 self._saved = (node.size, node.mtime_ns, node.ctime_ns)
@@ -272,21 +273,28 @@ class OpenFile(RevisionReader):
             if not self.dirty:
                 return None
             assert self._staging_path is not None and self._staging_fd is not None
-            try:
-                sealed = await trio.to_thread.run_sync(
-                    lambda: journal.seal(
-                        node_id=self.node.id,
-                        parent_id=self.node.parent_id,
-                        name=self.node.name,
-                        mine=mine,
-                        base_revision=self.revision,
-                        size=self.size,
-                        mtime_ns=self.mtime_ns,
-                        held=self.held,
-                        staging=self._staging_path,
-                        staging_fd=self._staging_fd,
-                    )
+            staging_path, staging_fd = self._staging_path, self._staging_fd
+
+            def seal() -> PendingCommit:
+                return journal.seal(
+                    node_id=self.node.id,
+                    parent_id=self.node.parent_id,
+                    name=self.node.name,
+                    mine=mine,
+                    base_revision=self.revision,
+                    size=self.size,
+                    mtime_ns=self.mtime_ns,
+                    held=self.held,
+                    staging=staging_path,
+                    staging_fd=staging_fd,
                 )
+
+            try:
+                if self.size <= SEAL_HERE_BYTES:
+                    # A small file's fsyncs take less than handing them to a thread.
+                    sealed = seal()
+                else:
+                    sealed = await trio.to_thread.run_sync(seal)
             except OSError as exc:
                 raise _local_disk_error(exc) from exc
             self._close_sealed()

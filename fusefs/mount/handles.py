@@ -247,7 +247,21 @@ class OpenFiles:
         if node.id == landed.node_id:
             if f is not None:
                 f.landed(node)
-            return []
+            made = landed.made
+            if made is None:
+                return []
+            if (made.parent_id, made.name) == (node.parent_id, node.name):
+                self._names.added(node)
+                return []
+            # Made here, but metad put it elsewhere (its name was taken meanwhile).
+            self._names.moved(made.parent_id, made.name, node)
+            old_parent = self._inodes.inode_of(made.parent_id)
+            new_parent = self._inodes.inode_of(node.parent_id)
+            return [
+                Invalidation(parent_inode=old_parent, name=made.name),
+                Invalidation(parent_inode=new_parent, name=node.name),
+                Invalidation(inode=new_parent, attr_only=True),
+            ]
         # Kept as a copy: the file shows the drive's version again.
         self._names.added(node)
         if f is not None and not f.dirty:

@@ -201,7 +201,7 @@ async def _serve(
         config.cache_dir, blocks.download, capacity_bytes=config.cache_bytes, limiter=limiter
     )
     reachability = Reachability(f"the drive at {config.metad}", up=online)
-    names = Namespace(meta, replica, limiter, reachability)
+    names = Namespace(meta, replica, limiter, reachability, parts.journal)
     sync = Synchronizer(meta, blocks, parts.journal, reachability, cache, limiter)
     vfs = Vfs(meta, names, parts.journal, sync, blocks, cache, root, parts.staging, limiter=limiter)
     ops = Operations(vfs)
@@ -229,6 +229,7 @@ async def _serve(
             nursery.start_soon(ChangeFollower(meta, start, vfs.apply_change).run)
             nursery.start_soon(_flush_replica, replica)
             nursery.start_soon(sync.run)
+            nursery.start_soon(sync.keep_ids)
             nursery.start_soon(reachability.probe, meta.journal_head, limiter)
             nursery.start_soon(_stop_on_signal, vfs, stop_requested)
             raise_readahead = partial(trio.to_thread.run_sync, _raise_readahead, config.mountpoint)

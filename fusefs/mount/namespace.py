@@ -23,6 +23,7 @@ import trio
 from fusefs import errors
 from fusefs.clients import MetadataClient
 from fusefs.models import Change, ChangeKind, Node, Revision, Usage
+from fusefs.mount.journal import Journal
 from fusefs.mount.reachability import Reachability
 from fusefs.mount.replica import Replica
 
@@ -50,9 +51,13 @@ class Namespace:
         replica: Replica,
         limiter: trio.CapacityLimiter,
         reachability: Reachability,
+        journal: Journal,
     ) -> None:
         self.meta = meta
         self.replica = replica
+        # Files made here and not sent yet: metad does not know them, the replica's
+        # word on them stands (neither a listing nor a "not found" removes them).
+        self._journal = journal
         self.reachability = reachability
         self._limiter = limiter
         self._usage_at = -USAGE_TTL_SECONDS
@@ -73,6 +78,10 @@ class Namespace:
         node = self.replica.node(node_id)
         if node is not None:
             return node
+        if self._journal.creating(node_id):
+            made_here = self.replica.node(node_id, stale_too=True)
+            if made_here is not None:
+                return made_here
         try:
             node = await self._call(self.meta.stat, node_id)
         except errors.Unavailable:
@@ -91,7 +100,7 @@ class Namespace:
         found = self.replica.lookup(parent_id, name)
         if found is not None:
             node, stale = found
-            if not stale:
+            if not stale or self._journal.creating(node.id):
                 return node
             own = await self.stat(node.id)
             return replace(own, parent_id=parent_id, name=name, entry_id=node.entry_id)
@@ -116,7 +125,13 @@ class Namespace:
             if not (more and page):
                 break
             after = page[-1].entry_id
+        made_here = [
+            self.replica.node(i, stale_too=True) for i in self._journal.creating_in(dir_id)
+        ]
         self.replica.set_listing(dir_id, nodes)
+        for node in made_here:
+            if node is not None:
+                self.replica.put_entry(node)
 
     def entries(self, dir_id: int, after_entry_id: int, limit: int) -> list[Node]:
         """A page of a listed folder's entries (see list)."""
@@ -217,6 +232,8 @@ class Namespace:
         known = self.replica.node(change.node_id, stale_too=True)
         if change.kind == ChangeKind.DELETED:
             return known is None and not self.replica.has_entry(change.parent_id, change.name)
+        if change.kind == ChangeKind.CREATED and known is not None:
+            return True  # made here: the replica had it first (its sequence comes later)
         return known is not None and known.change_sequence >= change.sequence
 
     async def _check_place(self, parent_id: int, name: str) -> None:
@@ -225,6 +242,9 @@ class Namespace:
             self.replica.listed(parent_id) or self.replica.has_entry(parent_id, name)
         ):
             return
+        target = self.replica.entry_target(parent_id, name)
+        if target is not None and self._journal.creating(target):
+            return  # ours, not sent yet: metad's answer would not know it
         try:
             node = await self._call(self.meta.lookup, parent_id, name)
         except errors.NotFound:
@@ -239,7 +259,7 @@ class Namespace:
     async def _refresh(self, node_id: int) -> None:
         """Asks metad for a node the replica holds (a node it does not hold stays unknown)."""
         known = self.replica.node(node_id, stale_too=True)
-        if known is None:
+        if known is None or self._journal.creating(node_id):
             return
         try:
             node = await self._call(self.meta.stat, node_id)

@@ -35,7 +35,7 @@ from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.chunker import chunk_file
 from fusefs.clients import BlockClient, MetadataClient
-from fusefs.models import BlockRef, CommitRequest, Node
+from fusefs.models import BlockRef, CommitRequest, CreateRequest, Node
 from fusefs.mount.journal import Journal, PendingCommit
 from fusefs.mount.reachability import Reachability
 from protos import names
@@ -49,6 +49,9 @@ UPLOAD_STREAMS = 4
 RETRY_SECONDS = 10.0  # a full quota, or a collection holding our blocks: try again later
 RECOVERED_FOLDER = "Recovered changes"
 DRAIN_PATIENCE_SECONDS = 30.0
+IDS_LOW = 5_000  # node ids in reserve below which more are asked for
+IDS_BATCH = 20_000
+IDS_CHECK_SECONDS = 1.0
 
 
 def local_stamp(when: float) -> str:
@@ -68,7 +71,8 @@ class Landed:
     node_id: int
     node: Node
     blocks: tuple[BlockRef, ...]  # of the revision it made
-    why: str = ""  # a copy: why it could not land on node_id
+    why: str = ""  # a copy, or a file made elsewhere: why not where it was
+    made: PendingCommit | None = None  # a file made here: its row (where it was made)
 
 
 @dataclass
@@ -124,8 +128,8 @@ class Synchronizer:
     # --- waiting for it ---------------------------------------------------
 
     async def flush(self, node_id: int) -> None:
-        """Returns once the node's journaled content is committed, or the servers are away."""
-        while self._journal.latest(node_id) is not None and self._reachability.up:
+        """Returns once the node's journaled changes are on the drive, or the servers are away."""
+        while self._journal.pending_for(node_id) and self._reachability.up:
             await self._next_progress()
 
     async def drain(self, patience: float = DRAIN_PATIENCE_SECONDS) -> None:
@@ -176,18 +180,79 @@ class Synchronizer:
             self._moved_on()
 
     async def _send(self, batch: list[PendingCommit]) -> None:
-        refs = await self._thread(lambda: [chunk_file(c.content) for c in batch])
-        await self._upload(batch, refs)
+        commits = [c for c in batch if not c.is_create]
+        refs = await self._thread(lambda: {c.seq: chunk_file(c.content) for c in commits})
+        await self._upload(commits, [refs[c.seq] for c in commits])
         requests = [
-            CommitRequest(
-                c.node_id, max(c.base_revision, 0), c.size, c.mtime_ns, tuple(r), c.held,
+            CreateRequest(
+                c.node_id, c.parent_id, c.name, _mode(c), c.held.owner, c.mtime_ns,
                 c.request_id,
             )
-            for c, r in zip(batch, refs, strict=True)
+            if c.is_create
+            else CommitRequest(
+                c.node_id, max(c.base_revision, 0), c.size, c.mtime_ns, tuple(refs[c.seq]),
+                c.held, c.request_id,
+            )
+            for c in batch
         ]  # fmt: skip
-        outcomes = await self._thread(self._meta.commit_many, requests)
-        for commit, blocks, outcome in zip(batch, refs, outcomes, strict=True):
-            await self._settle(commit, blocks, outcome)
+        outcomes = await self._thread(self._meta.apply_batch, requests)
+        for row, outcome in zip(batch, outcomes, strict=True):
+            if row.is_create:
+                await self._settle_create(row, outcome)
+            else:
+                await self._settle(row, refs[row.seq], outcome)
+
+    async def _settle_create(self, create: PendingCommit, outcome: Node | errors.DriveError):
+        """What becomes of a file made here, by metad's answer: made, or made elsewhere."""
+        if isinstance(outcome, errors.Unavailable):
+            self._journal.put_back(create)
+            raise outcome
+        why = ""
+        if isinstance(outcome, errors.AlreadyExists):
+            # Another device took the name meanwhile: ours goes beside it.
+            why = "name taken"
+            name = conflict_name(create.name, self._meta.device, time.time())
+            outcome = await self._create_again(create, create.parent_id, name)
+        elif isinstance(outcome, errors.NotFound | errors.PermissionDenied):
+            why = str(outcome)
+            folder = await self._recovered_folder()
+            outcome = await self._create_again(create, folder, create.name)
+        elif isinstance(outcome, errors.DriveError):
+            log.error("%r not made yet, will retry: %s", create.name, outcome)
+            self._journal.put_back(create)
+            await trio.sleep(RETRY_SECONDS)
+            return
+        self._journal.created(create)
+        if why:
+            log.warning("%r made as %r (%s)", create.name, outcome.name, why)
+            self.recovered.append(f"{outcome.name} ({why})")
+        await self._landed_send.send(Landed(create.node_id, outcome, (), why, create))
+
+    async def _create_again(self, create: PendingCommit, parent_id: int, name: str) -> Node:
+        try:
+            return await self._thread(
+                self._meta.create_file, parent_id, name, _mode(create), create.held.owner,
+                create.node_id,
+            )  # fmt: skip
+        except errors.AlreadyExists:
+            name = conflict_name(name, self._meta.device, time.time())
+            return await self._thread(
+                self._meta.create_file, parent_id, name, _mode(create), create.held.owner,
+                create.node_id,
+            )  # fmt: skip
+
+    async def keep_ids(self) -> None:
+        """Runs until cancelled: keeps a reserve of node ids for files made here (offline too)."""
+        while True:
+            if self._reachability.up and self._journal.ids_left() < IDS_LOW:
+                try:
+                    first, count = await self._thread(self._meta.reserve_node_ids, IDS_BATCH)
+                except errors.DriveError as exc:
+                    log.info("node ids not reserved yet: %s", exc)
+                else:
+                    self._journal.add_ids(first, count)
+                    continue
+            await trio.sleep(IDS_CHECK_SECONDS)
 
     async def _settle(
         self, commit: PendingCommit, blocks: list[BlockRef], outcome: Node | errors.DriveError
@@ -202,6 +267,9 @@ class Synchronizer:
             return
         if isinstance(outcome, errors.NotFound) and self._journal.discarded(commit.node_id):
             self._journal.drop(commit)  # we deleted it ourselves meanwhile
+            return
+        if isinstance(outcome, errors.NotFound) and self._journal.creating(commit.node_id):
+            self._journal.put_back(commit)  # its file is being made again (see _settle_create)
             return
         if isinstance(outcome, errors.QuotaExceeded | errors.BlocksCondemned):
             self.problems[commit.node_id] = str(outcome)
@@ -315,12 +383,15 @@ class Synchronizer:
             else:
                 if parent.writable:
                     return parent.id, commit.name
+        return await self._recovered_folder(), commit.name
+
+    async def _recovered_folder(self) -> int:
         root = await self._thread(self._meta.root)
         try:
             folder = await self._thread(self._meta.lookup, root.id, RECOVERED_FOLDER)
         except errors.NotFound:
             folder = await self._thread(self._meta.make_directory, root.id, RECOVERED_FOLDER, 0o755)
-        return folder.id, commit.name
+        return folder.id
 
 
 def _keep_in_cache(cache: BlockCache, content: Path, blocks: list[BlockRef]) -> None:
@@ -328,3 +399,7 @@ def _keep_in_cache(cache: BlockCache, content: Path, blocks: list[BlockRef]) -> 
     with open(content, "rb") as f:
         fd = f.fileno()
         cache.keep((ref.hash, os.pread(fd, ref.size, ref.offset)) for ref in blocks)
+
+
+def _mode(create: PendingCommit) -> int:
+    return create.held.mode if create.held.mode is not None else 0o644

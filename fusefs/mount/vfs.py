@@ -13,6 +13,7 @@ before anything is staged or sent; metad checks again and is the authority.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import stat
@@ -49,7 +50,7 @@ from fusefs.mount.inodes import (
     Invalidation,
     is_virtual,
 )
-from fusefs.mount.journal import Journal
+from fusefs.mount.journal import NEW_FILE_REVISION, Journal, PendingCommit
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.remote import RemoteChanges
 from fusefs.mount.synchronizer import Synchronizer
@@ -76,6 +77,17 @@ def check_name(raw: bytes) -> str:
     return names.from_bytes(raw)
 
 
+def _made_here(made: PendingCommit, user_id: int) -> Node:
+    """A file made here, as the mount shows it until metad has it."""
+    return Node(
+        id=made.node_id, parent_id=made.parent_id, name=made.name, kind=Kind.FILE,
+        mode=made.held.mode or 0, size=0, mtime_ns=made.mtime_ns, ctime_ns=made.mtime_ns,
+        revision=NEW_FILE_REVISION, symlink_target="", change_sequence=0, owner_id=user_id,
+        uid=made.held.owner.uid, gid=made.held.owner.gid, atime_ns=made.mtime_ns,
+        entry_id=made.node_id,
+    )  # fmt: skip
+
+
 class Vfs:
     def __init__(
         self,
@@ -99,6 +111,9 @@ class Vfs:
         self.user_id = root.owner_id  # whose drive this mount shows
         self.inodes = InodeTable(root.id)
         self.inodes.update(root)
+        for made in journal.pending():
+            if made.is_create:  # the replica may have lost them in a crash; the journal not
+                names.added(_made_here(made, self.user_id))
         self.virtual = VirtualTree(meta, self._call, self.inodes, root)
         self.files = OpenFiles(
             inodes=self.inodes,
@@ -229,7 +244,7 @@ class Vfs:
     async def _settle(self, node_id: int) -> None:
         """Changes go to metad in the order they were made: content of the node still in
         the journal is committed before a change made after it is sent."""
-        if self.journal.latest(node_id) is not None:
+        if self.journal.pending_for(node_id):
             await self.sync.flush(node_id)
 
     def _keep(self, node: Node) -> None:
@@ -257,7 +272,8 @@ class Vfs:
         sealed = self.journal.latest(node.id)
         if sealed is None:
             return node
-        local = replace(node, size=sealed.size, mtime_ns=sealed.mtime_ns)
+        ctime_ns = max(node.ctime_ns, sealed.created_ns)  # changed by the time it was closed
+        local = replace(node, size=sealed.size, mtime_ns=sealed.mtime_ns, ctime_ns=ctime_ns)
         return sealed.held.applied_to(local)
 
     async def setattr(
@@ -510,6 +526,13 @@ class Vfs:
         await self._may_change_entry(parent_inode, name)
         parent_id = self._node_id(parent_inode)
         node = await self.names.lookup(parent_id, name)
+        if not directory and self.journal.cancel(node.id):
+            # Made here and deleted before it was sent (a temporary): metad never hears of it.
+            self.names.removed(parent_id, name, node.id, remains=False)
+            self._touch(parent_inode)
+            self._name_gone(self.inodes.inode_of(node.id), remains=False)
+            return
+        await self._settle(node.id)
         # Content of it still on its way is moot once it is gone (it must not come
         # back as a recovered copy): say so before metad can refuse that content.
         self.journal.deleting(node.id)
@@ -564,12 +587,14 @@ class Vfs:
         await self._may_change_entry(new_parent_inode, new_name)
         source = await self.names.lookup(self._node_id(parent_inode), name)
         f = self.files.get(self.inodes.inode_of(source.id))
-        if (f is not None and f.dirty) or self.journal.latest(source.id) is not None:
+        if f is not None and f.dirty:
             # A save renames its temporary over the original: what was written
             # to it must be on the server first, or the save would miss it.
-            if f is not None:
-                await self.files.seal(f)
-            await self.sync.flush(source.id)
+            await self.files.seal(f)
+        await self._settle(source.id)
+        with contextlib.suppress(errors.NotFound):
+            target = await self.names.lookup(self._node_id(new_parent_inode), new_name)
+            await self._settle(target.id)
         renamed = await self._call(
             self.meta.rename,
             self._node_id(parent_inode),
@@ -623,6 +648,7 @@ class Vfs:
         if node.owner_id != target.owner_id:
             raise errors.CrossDrive("a link between two drives: copy instead")
         await self._may_change_entry(new_parent_inode, name)
+        await self._settle(self._node_id(inode))
         linked = await self._call(
             self.meta.link, self._node_id(inode), self._node_id(new_parent_inode), name
         )
@@ -637,13 +663,42 @@ class Vfs:
     ) -> tuple[int, int, Node]:
         """A new empty file, opened: (fh, inode, node)."""
         name, mode, owner = await self._new_entry(parent_inode, raw_name, mode, creator, False)
-        node = await self._call(
-            self.meta.create_file, self._node_id(parent_inode), name, mode, owner
-        )
+        node = await self._create_here(parent_inode, name, mode, owner)
+        if node is None:
+            node = await self._call(
+                self.meta.create_file, self._node_id(parent_inode), name, mode, owner
+            )
         inode, node = await self._created(parent_inode, node)
         empty = Revision(node.id, node.revision, 0, node.mtime_ns, ())
         f = self.files.new(inode, node, empty)
         return self.files.add_handle(f), inode, node
+
+    async def _create_here(
+        self, parent_inode: int, name: str, mode: int, owner: Ownership
+    ) -> Node | None:
+        """A new file made in the journal, with an id reserved to us: no call to metad
+        (it gets the file with the next batch). None: made the usual way (a folder of
+        someone else's, one never listed, no id left in reserve)."""
+        parent = await self.getattr(parent_inode)
+        if parent.owner_id != self.user_id or is_virtual(parent_inode):
+            return None
+        parent_id = self._node_id(parent_inode)
+        try:
+            await self.names.list(parent_id)  # a name missing from it then does not exist
+        except errors.Unavailable:
+            return None
+        if self.names.replica.lookup(parent_id, name) is not None:
+            raise errors.AlreadyExists(f"{name!r} exists")
+        node_id = self.journal.take_id()
+        if node_id is None:
+            return None
+        now = time.time_ns()
+        # One small SQLite commit: quicker here than handed to a thread.
+        made = self.journal.record_create(
+            node_id=node_id, parent_id=parent_id, name=name, mode=mode, owner=owner, mtime_ns=now
+        )
+        self.sync.wake()
+        return _made_here(made, self.user_id)
 
     async def open(self, inode: int, *, write: bool = False, truncate: bool = False) -> int:
         """A handle on a file; write: opened for writing (or truncating)."""
@@ -667,10 +722,10 @@ class Vfs:
         f = self.files.current(inode)
         if f is None:
             node = await self.getattr(inode)
-            if self.journal.latest(node.id) is not None or not need_content:
-                # Its content is the journal's (closed, not committed yet), or is
-                # about to be cut to nothing (O_TRUNC): no block list needed.
-                revision = Revision(node.id, node.revision, 0, node.mtime_ns, ())
+            if self.journal.pending_for(node.id) or not need_content:
+                # Its content is the journal's (closed, not committed yet; or a file
+                # made here, empty), or is about to be cut to nothing (O_TRUNC).
+                revision = Revision(node.id, node.revision, node.size, node.mtime_ns, ())
             else:
                 revision = await self.names.revision(node)
             f = self.files.current(inode)  # another task may have opened it meanwhile
