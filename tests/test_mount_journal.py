@@ -19,6 +19,7 @@ from fusefs.clients import BlockClient, MetadataClient
 from tests import signin
 from tests.filedata import sha256_of, write_random
 from tests.netcut import Relay
+from tests.people import add_person
 from tests.waiting import eventually
 
 MiB = 1024 * 1024
@@ -240,3 +241,27 @@ def test_files_made_offline_survive_kill_9_and_arrive_in_order(
         assert meta.list_trash() == []  # the temporary never reached the drive
     finally:
         meta.close()
+
+
+def test_a_cache_with_unsent_changes_is_refused_to_another_user(
+    drive, daemons, mounts, tmp_path, allowed_log_patterns
+):
+    allowed_log_patterns += [*OFFLINE_LOGS, r"belongs to another user"]
+    metad, blockd = drive
+    bob = add_person(metad.address, blockd.address, "bob")
+    try:
+        cache = tmp_path / "shared-cache"
+        alice = mounts.mount(metad, blockd, "laptop", cache=cache)
+        (alice.path / "diary.txt").write_bytes(b"v1")
+        alice.sync()
+        metad.stop()
+        (alice.path / "diary.txt").write_bytes(b"v2, alice's, not sent")
+        _kill(alice)
+        metad = daemons.restart(metad)
+        with pytest.raises(RuntimeError, match="belongs to another user"):
+            mounts.mount(metad, blockd, "laptop", cache=cache, token=bob.token)
+        again = mounts.mount(metad, blockd, "laptop", cache=cache)
+        again.sync()
+        assert (again.path / "diary.txt").read_bytes() == b"v2, alice's, not sent"
+    finally:
+        bob.close()

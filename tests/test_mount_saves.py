@@ -34,6 +34,7 @@ def test_editor_saves_and_sed_edits_keep_one_file_with_its_history_and_shares(
     m = mounts.mount(metad, blockd, "dev-a")
     notes = m.path / "notes.txt"
     notes.write_text("version 1\n")
+    m.sync()
     grants = GrantBook()
     meta = MetadataClient(metad.address, "test", signin.token, grants)
     blocks = BlockClient(blockd.address, signin.token, grants)

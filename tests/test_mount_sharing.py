@@ -34,6 +34,14 @@ PROPAGATION_S = 1.5
 eventually = functools.partial(waiting.eventually, timeout=PROPAGATION_S)
 
 
+def _drive_sync(mountpoint: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fusefs.cli", "sync", str(mountpoint)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def reads(path: Path, expected: bytes) -> bool:
     try:
         return path.read_bytes() == expected
@@ -121,6 +129,7 @@ def test_read_share_write_share_and_unshare_in_running_mounts(pair, alice_meta) 
     (a / "docs").mkdir()
     (a / "docs" / "plan.txt").write_bytes(data)
     (a / "docs" / "notes.txt").write_text("alice's notes")
+    _drive_sync(a)  # on the drive before it is shared
     # bob looks first, so his kernel holds states that must be invalidated.
     assert os.listdir(b) == []
     docs = node_id(alice_meta, "docs")
@@ -229,6 +238,7 @@ def test_mv_out_of_a_shared_folder_copies_into_ones_own_drive(pair, alice_meta) 
     for folder in ("rw", "ro"):
         (a / folder).mkdir()
         (a / folder / "report.txt").write_text(f"report in {folder}")
+    _drive_sync(a)
     alice_meta.share(node_id(alice_meta, "rw"), "bob", Role.WRITE)
     alice_meta.share(node_id(alice_meta, "ro"), "bob", Role.READ)
     shared = b / SHARED_FOLDER
@@ -264,6 +274,8 @@ def test_your_own_folders_named_like_the_mounts_own_stay_reachable(pair, alice_m
     (b / SHARED_FOLDER).mkdir()
     (b / SHARED_FOLDER / "my notes.txt").write_text("bob's own")
     (a / "plan.txt").write_text("alice's plan")
+    _drive_sync(a)
+    _drive_sync(b)
     alice_meta.share(node_id(alice_meta, "plan.txt"), "bob", Role.READ)
     # His folder wins; the mount's own goes by another name.
     taken = f"{SHARED_FOLDER} (drive)"

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS commits (
     kind TEXT NOT NULL DEFAULT 'commit'
 );
 CREATE INDEX IF NOT EXISTS commits_of_node ON commits (node_id, seq);
+CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS node_ids (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS receipts (
     hash BLOB PRIMARY KEY,
@@ -137,6 +138,24 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+    def claim(self, owner: str) -> None:
+        """Binds the journal to one user of one drive (owner: any text naming them).
+
+        Rows and reserved ids are that user's: a journal holding unsent rows of
+        another refuses (ValueError), one with none starts afresh for this one.
+        """
+        with self._mutex:
+            row = self._db.execute("SELECT value FROM facts WHERE key = 'owner'").fetchone()
+            if row is not None and row[0] == owner:
+                return
+            files = self._db.execute("SELECT COUNT(*) FROM commits").fetchone()[0]
+            if row is not None and files:
+                raise ValueError(f"it holds {files} change(s) of another user, not sent yet")
+            self._db.execute("DELETE FROM node_ids")
+            self._db.execute("DELETE FROM receipts")
+            self._ids.clear()
+            self._db.execute("INSERT OR REPLACE INTO facts VALUES ('owner', ?)", (owner,))
 
     def _durably(self, statement: str) -> None:
         """BEGIN / COMMIT / ROLLBACK of a transaction a program is promised: its COMMIT

@@ -127,7 +127,7 @@ def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None)
         replica = Replica(config.cache_dir / REPLICA_FILE, drive=config.metad)
         journal = Journal(config.cache_dir / JOURNAL_FOLDER)
         try:
-            root, start, online = _connect(config, meta, blocks, replica)
+            root, start, online = _connect(config, meta, blocks, replica, journal)
             staging = config.cache_dir / "staging"
             staging.mkdir(exist_ok=True)
             for leftover in staging.iterdir():
@@ -142,7 +142,11 @@ def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None)
 
 
 def _connect(
-    config: MountConfig, meta: MetadataClient, blocks: BlockClient, replica: Replica
+    config: MountConfig,
+    meta: MetadataClient,
+    blocks: BlockClient,
+    replica: Replica,
+    journal: Journal,
 ) -> tuple[Node, int, bool]:
     """The drive's root, the journal sequence to follow from, and whether metad answered.
 
@@ -166,6 +170,13 @@ def _connect(
         raise MountError(f"cannot reach blockd at {config.blockd}") from None
     except errors.NotSignedIn as exc:
         raise MountError(f"blockd at {config.blockd} refused the sign-in: {exc}") from None
+    try:
+        journal.claim(f"{config.metad} user {root.owner_id}")
+    except ValueError as exc:
+        raise MountError(
+            f"cache {config.cache_dir} belongs to another user of the drive ({exc}): "
+            "mount with another --cache"
+        ) from None
     replica.set_root(root)
     if not replica.cursor or head - replica.cursor > MAX_CATCH_UP:
         # Too far behind to replay (or new): start afresh from now.
