@@ -11,15 +11,16 @@ the superseded OpenFile stays with its handles, newer opens get a new one.
 from __future__ import annotations
 
 import logging
+import time
 
 import trio
 
 from fusefs import errors
 from fusefs.cache import BlockCache
-from fusefs.models import Node, Revision
+from fusefs.models import Kind, Node, Ownership, Revision
 from fusefs.mount.files import OpenFile, RevisionReader
 from fusefs.mount.inodes import InodeTable, Invalidation
-from fusefs.mount.journal import Journal
+from fusefs.mount.journal import NEW_FILE_REVISION, Journal, PendingCommit
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.synchronizer import Landed, Synchronizer
 
@@ -29,6 +30,17 @@ log = logging.getLogger(__name__)
 ROOM_BYTES = 64 * 1024**2
 
 Handle = OpenFile | RevisionReader
+
+
+def made_here(made: PendingCommit, user_id: int) -> Node:
+    """A file made here, as the mount shows it until metad has it."""
+    return Node(
+        id=made.node_id, parent_id=made.parent_id, name=made.name, kind=Kind.FILE,
+        mode=made.held.mode or 0, size=0, mtime_ns=made.mtime_ns, ctime_ns=made.mtime_ns,
+        revision=NEW_FILE_REVISION, symlink_target="", change_sequence=0, owner_id=user_id,
+        uid=made.held.owner.uid, gid=made.held.owner.gid, atime_ns=made.mtime_ns,
+        entry_id=made.node_id,
+    )  # fmt: skip
 
 
 class OpenFiles:
@@ -162,6 +174,24 @@ class OpenFiles:
         if f.handles == 0 and not f.dirty and self.by_inode.get(inode) is f:
             del self.by_inode[inode]
             f.close()
+
+    def make_here(self, parent_id: int, name: str, mode: int, owner: Ownership) -> Node | None:
+        """A new empty file as a durable journal row, named with a node id reserved to us;
+        None when the reserve is spent. The caller checked the name is free."""
+        node_id = self._journal.take_id()
+        if node_id is None:
+            return None
+        # One small SQLite commit: quicker here than handed to a thread.
+        made = self._journal.record_create(
+            node_id=node_id,
+            parent_id=parent_id,
+            name=name,
+            mode=mode,
+            owner=owner,
+            mtime_ns=time.time_ns(),
+        )
+        self._sync.wake()
+        return made_here(made, self._user_id)
 
     # --- writing, sealing ---------------------------------------------------
 

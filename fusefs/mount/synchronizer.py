@@ -21,6 +21,7 @@ values), never by calling into it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -85,6 +86,19 @@ class Status:
     online: bool = True
     problems: dict[int, str] = field(default_factory=dict)  # node id -> why it waits
     recovered: list[str] = field(default_factory=list)  # where refused content landed
+
+    def as_json(self) -> bytes:
+        """As `drive sync` and `drive status` read it (an attribute of the mount's root)."""
+        return json.dumps(
+            {
+                "files": self.files,
+                "bytes": self.bytes,
+                "sent_bytes": self.sent_bytes,
+                "online": self.online,
+                "problems": sorted(self.problems.values()),
+                "recovered": self.recovered,
+            }
+        ).encode()
 
 
 class Synchronizer:

@@ -14,7 +14,6 @@ before anything is staged or sent; metad checks again and is the authority.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import stat
 import time
@@ -41,7 +40,7 @@ from fusefs.models import (
 )
 from fusefs.mount import atimes
 from fusefs.mount.files import OpenFile
-from fusefs.mount.handles import OpenFiles
+from fusefs.mount.handles import OpenFiles, made_here
 from fusefs.mount.inodes import (
     ROOT_INODE,
     VIRTUAL_BASE,
@@ -50,7 +49,7 @@ from fusefs.mount.inodes import (
     Invalidation,
     is_virtual,
 )
-from fusefs.mount.journal import NEW_FILE_REVISION, Journal, PendingCommit
+from fusefs.mount.journal import Journal
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.remote import RemoteChanges
 from fusefs.mount.synchronizer import Synchronizer
@@ -75,17 +74,6 @@ def check_name(raw: bytes) -> str:
     if len(raw) > MAX_NAME_BYTES:
         raise errors.NameTooLong(f"name longer than {MAX_NAME_BYTES} bytes")
     return names.from_bytes(raw)
-
-
-def _made_here(made: PendingCommit, user_id: int) -> Node:
-    """A file made here, as the mount shows it until metad has it."""
-    return Node(
-        id=made.node_id, parent_id=made.parent_id, name=made.name, kind=Kind.FILE,
-        mode=made.held.mode or 0, size=0, mtime_ns=made.mtime_ns, ctime_ns=made.mtime_ns,
-        revision=NEW_FILE_REVISION, symlink_target="", change_sequence=0, owner_id=user_id,
-        uid=made.held.owner.uid, gid=made.held.owner.gid, atime_ns=made.mtime_ns,
-        entry_id=made.node_id,
-    )  # fmt: skip
 
 
 class Vfs:
@@ -113,7 +101,7 @@ class Vfs:
         self.inodes.update(root)
         for made in journal.pending():
             if made.is_create:  # the replica may have lost them in a crash; the journal not
-                names.added(_made_here(made, self.user_id))
+                names.added(made_here(made, self.user_id))
         self.virtual = VirtualTree(meta, self._call, self.inodes, root)
         self.files = OpenFiles(
             inodes=self.inodes,
@@ -330,25 +318,11 @@ class Vfs:
 
     async def getxattr(self, inode: int, name: str) -> bytes:
         if inode == ROOT_INODE and name == PENDING_XATTR:
-            return self._pending_report()
+            return self.sync.status().as_json()
         value = (await self._xattrs_of(inode)).get(name)
         if value is None:
             raise errors.NoAttribute(f"no attribute {name!r}")
         return value
-
-    def _pending_report(self) -> bytes:
-        """This device's work not on the servers yet, as JSON (`drive sync`, `drive status`)."""
-        status = self.sync.status()
-        return json.dumps(
-            {
-                "files": status.files,
-                "bytes": status.bytes,
-                "sent_bytes": status.sent_bytes,
-                "online": status.online,
-                "problems": sorted(status.problems.values()),
-                "recovered": status.recovered,
-            }
-        ).encode()
 
     async def listxattr(self, inode: int) -> list[str]:
         return sorted(await self._xattrs_of(inode))
@@ -663,7 +637,10 @@ class Vfs:
     ) -> tuple[int, int, Node]:
         """A new empty file, opened: (fh, inode, node)."""
         name, mode, owner = await self._new_entry(parent_inode, raw_name, mode, creator, False)
-        node = await self._create_here(parent_inode, name, mode, owner)
+        node = None
+        parent = await self.getattr(parent_inode)
+        if parent.owner_id == self.user_id and not is_virtual(parent_inode):
+            node = await self._make_here(parent.id, name, mode, owner)
         if node is None:
             node = await self._call(
                 self.meta.create_file, self._node_id(parent_inode), name, mode, owner
@@ -673,32 +650,18 @@ class Vfs:
         f = self.files.new(inode, node, empty)
         return self.files.add_handle(f), inode, node
 
-    async def _create_here(
-        self, parent_inode: int, name: str, mode: int, owner: Ownership
+    async def _make_here(
+        self, parent_id: int, name: str, mode: int, owner: Ownership
     ) -> Node | None:
-        """A new file made in the journal, with an id reserved to us: no call to metad
-        (it gets the file with the next batch). None: made the usual way (a folder of
-        someone else's, one never listed, no id left in reserve)."""
-        parent = await self.getattr(parent_inode)
-        if parent.owner_id != self.user_id or is_virtual(parent_inode):
-            return None
-        parent_id = self._node_id(parent_inode)
+        """A new file of our own made in the journal (no call), once the folder's listing
+        says the name is free; None to make it the usual way (never listed, offline)."""
         try:
             await self.names.list(parent_id)  # a name missing from it then does not exist
         except errors.Unavailable:
             return None
         if self.names.replica.lookup(parent_id, name) is not None:
             raise errors.AlreadyExists(f"{name!r} exists")
-        node_id = self.journal.take_id()
-        if node_id is None:
-            return None
-        now = time.time_ns()
-        # One small SQLite commit: quicker here than handed to a thread.
-        made = self.journal.record_create(
-            node_id=node_id, parent_id=parent_id, name=name, mode=mode, owner=owner, mtime_ns=now
-        )
-        self.sync.wake()
-        return _made_here(made, self.user_id)
+        return self.files.make_here(parent_id, name, mode, owner)
 
     async def open(self, inode: int, *, write: bool = False, truncate: bool = False) -> int:
         """A handle on a file; write: opened for writing (or truncating)."""
