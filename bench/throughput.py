@@ -427,9 +427,12 @@ def insert_upload_mib(drive: Drive, mnt: Path) -> float:
     """MiB uploaded to blockd after one byte is inserted in the middle of a 64 MiB file."""
     with console.status("1-byte insert in 64 MiB"):
         data = random.Random(9).randbytes(64 * MiB)
+        edited = data[: 32 * MiB] + b"!" + data[32 * MiB :]
         (mnt / "insert.bin").write_bytes(data)
+        drive.sync(mnt, mnt / "insert.bin", len(data))  # the first version is on the drive
         before = drive.bytes_received()
-        (mnt / "insert.bin").write_bytes(data[: 32 * MiB] + b"!" + data[32 * MiB :])
+        (mnt / "insert.bin").write_bytes(edited)
+        drive.sync(mnt, mnt / "insert.bin", len(edited))
         return (drive.bytes_received() - before) / MiB
 
 
