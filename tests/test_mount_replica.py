@@ -126,3 +126,25 @@ def test_live_changes_keep_a_listed_folder_exact(mounts, metad, blockd) -> None:
     assert not os.path.exists(b.path / "shared" / "one")
     os.unlink(a.path / "shared" / "two")
     eventually(lambda: os.listdir(b.path / "shared") == [], timeout=10)
+
+
+def test_content_never_fetched_fails_at_once_offline(mounts, metad, blockd, allowed_log_patterns):
+    allowed_log_patterns += [r"unreachable", r"change stream interrupted", r"cannot reach"]
+    a = mounts.mount(metad, blockd, "dev-a")
+    b = mounts.mount(metad, blockd, "dev-b")
+    write_random(b.path / "never-read.bin", 3 * 1024 * 1024, seed=5)
+    b.sync()
+    eventually(lambda: os.path.getsize(a.path / "never-read.bin") == 3 * 1024 * 1024, timeout=10)
+    assert os.listdir(a.path) == ["never-read.bin"]  # listed, never read
+    a.unmount()
+    b.unmount()
+
+    metad.stop()
+    blockd.stop()
+    offline = mounts.mount(metad, blockd, "dev-a", cache=a.cache)
+    assert os.listdir(offline.path) == ["never-read.bin"]
+    started = time.monotonic()
+    with pytest.raises(OSError) as failure:
+        (offline.path / "never-read.bin").read_bytes()
+    assert failure.value.errno == errno.EIO
+    assert time.monotonic() - started < 2, "a read that needs the network fails at once"

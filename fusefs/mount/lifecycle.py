@@ -208,10 +208,13 @@ async def _serve(
 ) -> None:
     meta, blocks, replica = parts.meta, parts.blocks, parts.replica
     limiter = trio.CapacityLimiter(RPC_THREADS)
-    cache = BlockCache(
-        config.cache_dir, blocks.download, capacity_bytes=config.cache_bytes, limiter=limiter
-    )
     reachability = Reachability(f"the drive at {config.metad}", up=online)
+    cache = BlockCache(
+        config.cache_dir,
+        reachability.guard(blocks.download),
+        capacity_bytes=config.cache_bytes,
+        limiter=limiter,
+    )
     names = Namespace(meta, replica, limiter, reachability, parts.journal)
     sync = Synchronizer(meta, blocks, parts.journal, reachability, cache, limiter)
     vfs = Vfs(meta, names, parts.journal, sync, blocks, cache, root, parts.staging, limiter=limiter)

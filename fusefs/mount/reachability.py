@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import trio
 
@@ -19,6 +20,9 @@ from fusefs import errors
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS = 1.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Reachability:
@@ -45,6 +49,16 @@ class Reachability:
         """Raises Unavailable at once while offline."""
         if not self.up:
             raise errors.Unavailable(f"{self._what} is unreachable (working offline)")
+
+    def guard(self, call: Callable[P, T]) -> Callable[P, T]:
+        """call, refused at once while offline (for blocking calls made in worker threads,
+        e.g. block downloads: content never cached fails fast instead of retrying)."""
+
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            self.check()
+            return call(*args, **kwargs)
+
+        return guarded
 
     async def wait_until_up(self) -> None:
         await self._back.wait()
