@@ -1,4 +1,6 @@
-"""How files others shared with you are named, in the mount and on the command line.
+"""Names the mount and the `drive` command both use (neither imports the other).
+
+How files others shared with you are named, in the mount and on the command line.
 
 Both show them in one folder, SHARED_FOLDER, at the top of your drive; each
 share appears there under its own name, or, when two shares have the same
@@ -13,6 +15,9 @@ from collections.abc import Iterable
 from fusefs.models import ShareInfo
 
 SHARED_FOLDER = "Shared with me"
+# Read on a mount's root, never listed: what that device has not sent yet (JSON,
+# fusefs.mount.synchronizer.Status.as_json), for `drive sync` and `drive status`.
+PENDING_XATTR = "user.drivefs.pending"
 
 
 def share_names(shares: Iterable[ShareInfo]) -> dict[str, ShareInfo]:

@@ -18,8 +18,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from fusefs.cli.admin import console, human
 from fusefs.cli.paths import drivefs_mountpoints
+from fusefs.shared import PENDING_XATTR
 
-PENDING_XATTR = "user.drivefs.pending"
 POLL_SECONDS = 0.2
 # drive sync gives up when nothing was sent for this long (e.g. a full quota).
 STALL_SECONDS = 60.0

@@ -336,21 +336,16 @@ class Journal:
             row = (
                 node_id, parent_id, name, int(mine), base, size, mtime_ns,
                 held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
-                name_on_disk, uuid.uuid4().hex, time.time_ns(),
+                name_on_disk, uuid.uuid4().hex, time.time_ns(), COMMIT,
             )  # fmt: skip
-            cursor = self._db.execute(
-                "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
-                "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            seq = self._insert(row)
             self._durably("COMMIT")
         except BaseException:
             self._durably("ROLLBACK")
             raise
         if replaced is not None:
             _remove(replaced.content)
-        sealed = self._select("WHERE seq = ?", (cursor.lastrowid,))[0]
+        sealed = self._select("WHERE seq = ?", (seq,))[0]
         self._latest[node_id] = sealed
         return sealed
 
@@ -371,12 +366,7 @@ class Journal:
                 None, "", uuid.uuid4().hex, time.time_ns(), CREATE,
             )  # fmt: skip
             self._durably("BEGIN IMMEDIATE")
-            cursor = self._db.execute(
-                "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
-                "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            seq = self._insert(row)
             # The id is spent: a restart never hands it out again.
             self._db.execute(
                 "UPDATE node_ids SET next_id = ? WHERE next_id <= ? AND ? <= last_id",
@@ -384,9 +374,20 @@ class Journal:
             )
             self._db.execute("DELETE FROM node_ids WHERE next_id > last_id")
             self._durably("COMMIT")
-            made = self._select("WHERE seq = ?", (cursor.lastrowid,))[0]
+            made = self._select("WHERE seq = ?", (seq,))[0]
             self._creates[node_id] = made
             return made
+
+    def _insert(self, row: tuple) -> int:
+        """One row, in the columns' order (all but seq); its seq."""
+        cursor = self._db.execute(
+            "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
+            "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
     def created(self, create: PendingCommit) -> None:
         """metad made the file (a commit of it may follow)."""

@@ -171,20 +171,22 @@ class Replica:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
-    def _open(self, path: Path, drive: str) -> sqlite3.Connection:
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        return db
+
+    def _open(self, path: Path, drive: str) -> sqlite3.Connection:
+        db = self._connect(path)
         facts = dict(db.execute("SELECT key, value FROM facts"))
         if facts and (facts.get("drive") != drive or facts.get("schema") != SCHEMA_VERSION):
             db.close()
             log.info("metadata replica %s was for another drive: starting afresh", path)
             self._discard(path)
-            db = sqlite3.connect(path)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            db = self._connect(path)
             facts = {}
         if not facts:
             db.executemany(

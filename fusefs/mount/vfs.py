@@ -54,6 +54,7 @@ from fusefs.mount.namespace import Namespace
 from fusefs.mount.remote import RemoteChanges
 from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.virtual import VirtualTree
+from fusefs.shared import PENDING_XATTR
 from protos import names
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,6 @@ MAX_NAME_BYTES = 255
 READDIR_PAGE = 1000
 DOTS = 2  # "." and ".." take the first two readdir offsets
 MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG past it
-# Read on the mount's root, never listed: what this device has not sent yet (JSON).
-PENDING_XATTR = "user.drivefs.pending"
 
 
 Invalidator = Callable[[list[Invalidation]], Awaitable[None]]
@@ -421,8 +420,8 @@ class Vfs:
 
     async def _new_entry(
         self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership, directory: bool
-    ) -> tuple[str, int, Ownership]:
-        """The name, mode and owner of a new entry, once the folder allows it.
+    ) -> tuple[str, int, Ownership, Node]:
+        """The name, mode and owner of a new entry, and its folder, once the folder allows it.
 
         BSD group semantics, as Linux keeps them: in a setgid folder a new
         entry gets the folder's group, and a new folder is setgid too.
@@ -434,7 +433,7 @@ class Vfs:
             creator = Ownership(creator.uid, parent.gid)
             if directory:
                 mode |= stat.S_ISGID
-        return name, mode, creator
+        return name, mode, creator, parent
 
     async def _created(self, parent_inode: int, node: Node) -> tuple[int, Node]:
         self.names.added(node)
@@ -450,7 +449,7 @@ class Vfs:
     async def mkdir(
         self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership = NO_OWNERSHIP
     ) -> tuple[int, Node]:
-        name, mode, owner = await self._new_entry(parent_inode, raw_name, mode, creator, True)
+        name, mode, owner, _ = await self._new_entry(parent_inode, raw_name, mode, creator, True)
         node = await self._call(
             self.meta.make_directory, self._node_id(parent_inode), name, mode, owner
         )
@@ -459,7 +458,7 @@ class Vfs:
     async def symlink(
         self, parent_inode: int, raw_name: bytes, target: bytes, creator: Ownership = NO_OWNERSHIP
     ) -> tuple[int, Node]:
-        name, _, owner = await self._new_entry(parent_inode, raw_name, 0, creator, False)
+        name, _, owner, _ = await self._new_entry(parent_inode, raw_name, 0, creator, False)
         node = await self._call(
             self.meta.create_symlink,
             self._node_id(parent_inode),
@@ -483,7 +482,7 @@ class Vfs:
             fh, inode, node = await self.create(parent_inode, raw_name, mode, creator)
             await self.release(fh)
             return inode, node
-        name, mode, owner = await self._new_entry(parent_inode, raw_name, mode, creator, False)
+        name, mode, owner, _ = await self._new_entry(parent_inode, raw_name, mode, creator, False)
         node = await self._call(
             self.meta.make_node, self._node_id(parent_inode), name, kind, mode, rdev, owner
         )
@@ -636,10 +635,11 @@ class Vfs:
         self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership = NO_OWNERSHIP
     ) -> tuple[int, int, Node]:
         """A new empty file, opened: (fh, inode, node)."""
-        name, mode, owner = await self._new_entry(parent_inode, raw_name, mode, creator, False)
+        name, mode, owner, parent = await self._new_entry(
+            parent_inode, raw_name, mode, creator, False
+        )
         node = None
-        parent = await self.getattr(parent_inode)
-        if parent.owner_id == self.user_id and not is_virtual(parent_inode):
+        if parent.owner_id == self.user_id:
             node = await self._make_here(parent.id, name, mode, owner)
         if node is None:
             node = await self._call(
