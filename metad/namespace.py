@@ -112,11 +112,13 @@ def create_symlink(
     target: str,
     owner: Ownership = NO_OWNERSHIP,
     node_id: int | None = None,
+    mtime_ns: int = 0,
 ) -> Write[Node]:
     rules.check_name(name)
     rules.check_symlink_target(target)
     return lambda tx: _create(
-        tx, actor, parent_id, name, NodeKind.SYMLINK, rules.SYMLINK_MODE, 0, owner, node_id,
+        tx, actor, parent_id, name, NodeKind.SYMLINK, rules.SYMLINK_MODE, mtime_ns, owner,
+        node_id,
         symlink_target=target,
         size=rules.symlink_size(target),
     )  # fmt: skip
@@ -172,15 +174,19 @@ def rename(
     new_name: str,
     *,
     no_replace: bool = False,
+    expect_id: int | None = None,
 ) -> Write[Renamed]:
-    """Moves an entry atomically (see Renamed for what the body returns)."""
+    """Moves an entry atomically (see Renamed for what the body returns).
+
+    expect_id: the node the caller believes is at name (NotFound if another is).
+    """
     rules.check_name(name)
     rules.check_name(new_name)
 
     def body(tx: Transaction) -> Renamed:
         old_parent = access.directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
         node = child(tx.conn, old_parent.id, name)
-        if node is None:
+        if node is None or expect_id not in (None, node.id):
             raise NotFound(f"no {name!r} in directory {old_parent.id}")
         new_parent = access.directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
         if new_parent.id == old_parent.id and new_name == name:
@@ -289,19 +295,26 @@ def exchange(
 
 
 def delete(
-    actor: Actor, parent_id: int, name: str, *, directory: bool, quiet_ns: int = quiet.WINDOW_NS
+    actor: Actor,
+    parent_id: int,
+    name: str,
+    *,
+    directory: bool,
+    quiet_ns: int = quiet.WINDOW_NS,
+    expect_id: int | None = None,
 ) -> Write[tuple[int, bool]]:
     """Removes an entry: (node id, whether the node stays under its other names).
 
     The last name of a node sends it to the trash (its revisions are kept),
-    unless it was a temporary (quiet.py; quiet_ns: its window).
+    unless it was a temporary (quiet.py; quiet_ns: its window). expect_id:
+    the node the caller believes is at name (NotFound if another is).
     """
     rules.check_name(name)
 
     def body(tx: Transaction) -> tuple[int, bool]:
         parent = access.directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
         node = child(tx.conn, parent.id, name)
-        if node is None:
+        if node is None or expect_id not in (None, node.id):
             raise NotFound(f"no {name!r} in directory {parent.id}")
         if directory:
             if node.kind is not NodeKind.DIRECTORY:

@@ -108,6 +108,7 @@ def create_symlink(caller: Caller, request: pb.CreateSymlinkRequest) -> Change[N
         request.target,
         wire.ownership(request),
         _node_id(request),
+        request.mtime_ns,
     )
     return Change(body, caller.node)
 
@@ -182,6 +183,7 @@ def rename(caller: Caller, request: pb.RenameRequest) -> Change[Any]:
         request.new_parent_id,
         request.new_name,
         no_replace=request.no_replace,
+        expect_id=request.node_id if request.HasField("node_id") else None,
     )
     return Change(move, moved)
 
@@ -193,6 +195,7 @@ def delete(caller: Caller, request: pb.DeleteRequest) -> Change[tuple[int, bool]
         request.name,
         directory=request.directory,
         quiet_ns=caller.quiet_ns,
+        expect_id=request.node_id if request.HasField("node_id") else None,
     )
     return Change(body, lambda done: pb.DeleteResponse(node_id=done[0], remains=done[1]))
 

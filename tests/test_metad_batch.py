@@ -181,6 +181,28 @@ def test_a_rename_onto_a_taken_name_with_no_replace_fails_alone(pair) -> None:
     assert names(meta, root.id) == ["d", "y", "z"]
 
 
+def test_a_change_made_offline_never_touches_a_node_that_took_its_name_meanwhile(pair) -> None:
+    """A device that deleted or moved node N offline sends N's id: another node that
+    holds the name by then is left alone (NOT_FOUND for that operation only)."""
+    alice, _ = pair
+    meta = stub(alice)
+    root = root_of(meta)
+    old = meta.CreateFile(pb.CreateFileRequest(parent_id=root.id, name="a", mode=0o644))
+    meta.Delete(pb.DeleteRequest(parent_id=root.id, name="a"), timeout=TIMEOUT)
+    newer = meta.CreateFile(pb.CreateFileRequest(parent_id=root.id, name="a", mode=0o644))
+    delete = pb.DeleteRequest(parent_id=root.id, name="a", node_id=old.id)
+    move = pb.RenameRequest(
+        parent_id=root.id, name="a", new_parent_id=root.id, new_name="b", node_id=old.id
+    )
+    moved = pb.RenameRequest(
+        parent_id=root.id, name="a", new_parent_id=root.id, new_name="c", node_id=newer.id
+    )
+    results = apply(meta, op(delete=delete), op(rename=move), op(rename=moved))
+    assert codes(results) == [NOT_FOUND, NOT_FOUND, OK]
+    assert names(meta, root.id) == ["c"]
+    assert meta.Lookup(pb.LookupRequest(parent_id=root.id, name="c")).id == newer.id
+
+
 def test_every_kind_of_operation_runs_as_its_rpc(pair) -> None:
     alice, _ = pair
     meta = stub(alice)

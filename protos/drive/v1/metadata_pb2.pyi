@@ -238,7 +238,7 @@ class CreateFileRequest(_message.Message):
     def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
 
 class CreateSymlinkRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "target", "device", "request_id", "uid", "gid", "node_id")
+    __slots__ = ("parent_id", "name", "target", "device", "request_id", "uid", "gid", "node_id", "mtime_ns")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -247,6 +247,7 @@ class CreateSymlinkRequest(_message.Message):
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     target: str
@@ -255,7 +256,8 @@ class CreateSymlinkRequest(_message.Message):
     uid: int
     gid: int
     node_id: int
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
+    mtime_ns: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., node_id: _Optional[int] = ..., mtime_ns: _Optional[int] = ...) -> None: ...
 
 class MakeNodeRequest(_message.Message):
     __slots__ = ("parent_id", "name", "kind", "mode", "rdev", "uid", "gid", "device", "request_id", "node_id")
@@ -328,7 +330,7 @@ class ListRevisionsResponse(_message.Message):
     def __init__(self, revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ...) -> None: ...
 
 class RenameRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "new_parent_id", "new_name", "no_replace", "device", "request_id", "exchange")
+    __slots__ = ("parent_id", "name", "new_parent_id", "new_name", "no_replace", "device", "request_id", "exchange", "node_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NEW_PARENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -337,6 +339,7 @@ class RenameRequest(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     EXCHANGE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     new_parent_id: int
@@ -345,7 +348,8 @@ class RenameRequest(_message.Message):
     device: str
     request_id: str
     exchange: bool
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., exchange: _Optional[bool] = ...) -> None: ...
+    node_id: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., no_replace: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., exchange: _Optional[bool] = ..., node_id: _Optional[int] = ...) -> None: ...
 
 class RenameResponse(_message.Message):
     __slots__ = ("node", "replaced_node_id", "replaced_remains", "saved_from")
@@ -360,18 +364,20 @@ class RenameResponse(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., replaced_node_id: _Optional[int] = ..., replaced_remains: _Optional[bool] = ..., saved_from: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("parent_id", "name", "directory", "device", "request_id")
+    __slots__ = ("parent_id", "name", "directory", "device", "request_id", "node_id")
     PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     parent_id: int
     name: str
     directory: bool
     device: str
     request_id: str
-    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., directory: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    node_id: int
+    def __init__(self, parent_id: _Optional[int] = ..., name: _Optional[str] = ..., directory: _Optional[bool] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., node_id: _Optional[int] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("node_id", "remains")
