@@ -157,7 +157,8 @@ class CommitRequest:
 
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
-    """A new empty file with an id reserved to us, as one operation of a batch."""
+    """A new empty file, folder or symbolic link with an id reserved to us, as one
+    operation of a batch."""
 
     node_id: int
     parent_id: int
@@ -166,6 +167,64 @@ class CreateRequest:
     owner: Ownership
     mtime_ns: int
     request_id: str  # the same for every retry of this create
+    kind: Kind = Kind.FILE  # FILE, DIRECTORY or SYMLINK
+    target: str = ""  # a symbolic link's
+
+
+@dataclass(frozen=True, slots=True)
+class RenameRequest:
+    """A move made offline, as one operation of a batch (node_id: the node it moved)."""
+
+    parent_id: int
+    name: str
+    new_parent_id: int
+    new_name: str
+    no_replace: bool  # the new name was free here: if taken meanwhile, say so
+    node_id: int
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    """An unlink or rmdir made offline, as one operation of a batch."""
+
+    parent_id: int
+    name: str
+    directory: bool
+    node_id: int  # the node it removed: another at the name by then is left alone
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    """What a rename did."""
+
+    node: Node  # the node now at the new name
+    replaced_id: int  # the node whose name it took, or 0
+    replaced_remains: bool  # that node keeps other names (hard links)
+    saved_from: int  # a save over another file: the moved node, gone; node has its content
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What an unlink or rmdir did."""
+
+    node_id: int
+    remains: bool  # the node keeps other names (hard links)
+
+
+@dataclass(frozen=True, slots=True)
+class AttributesRequest:
+    """chmod/chown/utime of a node, as one operation of a batch."""
+
+    node_id: int
+    attributes: AttributeChange
+    mtime_ns: int | None  # None: unchanged
+    request_id: str
+
+
+BatchChange = CommitRequest | CreateRequest | AttributesRequest | RenameRequest | DeleteRequest
+BatchOutcome = Node | Renamed | Removed  # or the error that refused the change
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from fusefs.daemons import Daemon, start_daemon
 from protos import auth
 from protos.drive.v1 import blocks_pb2_grpc, metadata_pb2_grpc
 from tests import signin
+from tests.offline import relays_to
 from tests.s3server import s3_bucket, s3_server, scripted_s3  # noqa: F401 - fixtures
 from tests.storedobjects import LocalObjects, S3Objects, StoredObjects
 
@@ -137,6 +138,16 @@ def drive(daemons, tmp_path: Path):
     metad = daemons.start("metad", tmp_path / "metad")
     blockd = daemons.start("blockd", tmp_path / "blockd", extra_args=["--metad", metad.address])
     return metad, blockd
+
+
+@pytest.fixture
+def behind_relays(metad: Daemon, blockd: Daemon):
+    """metad and blockd as a device behind a network that a test can cut reaches them
+    (tests/offline.py)."""
+    relays = relays_to(metad, blockd)
+    yield relays
+    for relay in relays:
+        relay.close()
 
 
 @pytest.fixture

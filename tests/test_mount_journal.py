@@ -7,30 +7,22 @@ device (a mount with its own cache) that the bytes arrived, in full.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from fusefs.clients import BlockClient, MetadataClient
 from tests import signin
 from tests.filedata import sha256_of, write_random
-from tests.netcut import Relay
+from tests.offline import OFFLINE_LOGS, kill, mount_behind, offline, online
 from tests.people import add_person
 from tests.waiting import eventually
 
 MiB = 1024 * 1024
-OFFLINE_LOGS = [r"unreachable", r"change stream interrupted", r"not sent yet", r"paused"]
-
-
-def _kill(m) -> None:
-    """kill -9 of a mount: nothing is saved on the way out."""
-    m.process.kill()
-    m.process.wait()
-    subprocess.run(["fusermount3", "-u", "-z", str(m.path)], check=False)
 
 
 def _drive_sync(mountpoint: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -86,9 +78,9 @@ def test_edits_closed_offline_survive_kill_9_and_reach_the_other_device(
     # Still there, as edited, for programs on this device.
     for name, data in written.items():
         assert (a.path / "notes" / name).read_bytes() == data
-    offline = _drive_sync(a.path)
-    assert offline.returncode == 1 and "not sent yet" in offline.stdout
-    _kill(a)
+    away = _drive_sync(a.path)
+    assert away.returncode == 1 and "not sent yet" in away.stdout
+    kill(a)
 
     metad = daemons.restart(metad)
     blockd = daemons.restart(blockd)
@@ -117,44 +109,20 @@ def test_servers_back_under_a_running_mount_get_what_was_closed_meanwhile(
     assert (b.path / "doc.txt").read_bytes() == b"v2, written while the servers were away"
 
 
-@pytest.fixture
-def behind_relays(metad, blockd):
-    """metad and blockd as a device behind a network that a test can cut reaches them."""
-    relays = [Relay(metad.address), Relay(blockd.address)]
-    yield relays
-    for relay in relays:
-        relay.close()
-
-
-def _mount_behind(mounts, relays, device: str):
-    metad, blockd = (SimpleNamespace(address=r.address) for r in relays)
-    return mounts.mount(metad, blockd, device)
-
-
-def _offline(relays) -> None:
-    for relay in relays:
-        relay.cut()
-
-
-def _online(relays) -> None:
-    for relay in relays:
-        relay.restore()
-
-
 def test_an_edit_of_a_file_deleted_elsewhere_comes_back_as_a_copy(
     mounts, metad, blockd, behind_relays, allowed_log_patterns
 ):
     allowed_log_patterns += [*OFFLINE_LOGS, r"could not be saved"]
-    a = _mount_behind(mounts, behind_relays, "dev-a")
+    a = mount_behind(mounts, behind_relays, "dev-a")
     b = mounts.mount(metad, blockd, "dev-b")
     (a.path / "plan.txt").write_bytes(b"plan v1")
     assert _drive_sync(a.path).returncode == 0
     eventually(lambda: (b.path / "plan.txt").read_bytes() == b"plan v1", timeout=10)
 
-    _offline(behind_relays)
+    offline(behind_relays)
     (a.path / "plan.txt").write_bytes(b"plan v2, edited on a")
     os.unlink(b.path / "plan.txt")
-    _online(behind_relays)
+    online(behind_relays)
     assert _drive_sync(a.path).returncode == 0
     eventually(lambda: any("conflicted copy" in n for n in os.listdir(b.path)), timeout=10)
     copies = [n for n in os.listdir(b.path) if "conflicted copy" in n]
@@ -166,17 +134,17 @@ def test_offline_edits_on_two_devices_keep_both(
     mounts, metad, blockd, behind_relays, allowed_log_patterns
 ):
     allowed_log_patterns += OFFLINE_LOGS
-    a = _mount_behind(mounts, behind_relays, "dev-a")
+    a = mount_behind(mounts, behind_relays, "dev-a")
     b = mounts.mount(metad, blockd, "dev-b")
     (a.path / "shared.txt").write_bytes(b"base")
     assert _drive_sync(a.path).returncode == 0
     eventually(lambda: (b.path / "shared.txt").read_bytes() == b"base", timeout=10)
 
-    _offline(behind_relays)
+    offline(behind_relays)
     (a.path / "shared.txt").write_bytes(b"from a")
     (b.path / "shared.txt").write_bytes(b"from b")
     assert _drive_sync(b.path).returncode == 0
-    _online(behind_relays)
+    online(behind_relays)
     assert _drive_sync(a.path).returncode == 0
     c = mounts.mount(metad, blockd, "dev-c")
     contents = sorted((c.path / n).read_bytes() for n in os.listdir(c.path))
@@ -197,7 +165,7 @@ def test_an_upload_cut_by_kill_9_resumes_without_sending_it_all_again(
         while stats.stats().bytes_received < kill_after_mib * MiB:
             assert time.monotonic() < deadline, "the upload never started"
             time.sleep(0.01)
-        _kill(a)
+        kill(a)
         again = mounts.mount(metad, blockd, "dev-a", cache=a.cache)
         assert _drive_sync(again.path).returncode == 0
         received = stats.stats().bytes_received
@@ -209,15 +177,42 @@ def test_an_upload_cut_by_kill_9_resumes_without_sending_it_all_again(
     assert sha256_of(b.path / "video.bin") == digest
 
 
+def test_a_2_gib_upload_cut_twice_at_random_points_resumes_each_time(mounts, metad, blockd):
+    """Tens of GB are the goal; 2 GiB cut at two points drawn at random (seeded, and
+    printed on failure) shows the same: each resume sends only what was in flight."""
+    size = 2 * 1024 * MiB
+    rng = random.Random(20261126)
+    cuts = sorted(rng.sample(range(size // 20, size * 19 // 20, MiB), 2))
+    stats = BlockClient(blockd.address, signin.token)
+    try:
+        a = mounts.mount(metad, blockd, "dev-a")
+        digest = write_random(a.path / "archive.bin", size, seed=12)
+        for cut in cuts:
+            deadline = time.monotonic() + 300
+            while stats.stats().bytes_received < cut:
+                assert time.monotonic() < deadline, f"the upload stalled before {cut} (cuts {cuts})"
+                time.sleep(0.01)
+            kill(a)
+            a = mounts.mount(metad, blockd, "dev-a", cache=a.cache)
+        a.sync(timeout=600)
+        received = stats.stats().bytes_received
+    finally:
+        stats.close()
+    allowance = len(cuts) * (4 * 16 * MiB + MiB)  # what was in flight at each cut
+    assert received <= size + allowance, (received, cuts)
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert sha256_of(b.path / "archive.bin") == digest
+
+
 def test_files_made_offline_survive_kill_9_and_arrive_in_order(
     mounts, metad, blockd, behind_relays, allowed_log_patterns
 ):
     allowed_log_patterns += OFFLINE_LOGS
-    a = _mount_behind(mounts, behind_relays, "dev-a")
+    a = mount_behind(mounts, behind_relays, "dev-a")
     (a.path / "inbox").mkdir()
     os.listdir(a.path / "inbox")
     a.sync()  # (ids for new files are reserved by now)
-    _offline(behind_relays)
+    offline(behind_relays)
     made = {f"note{i}.txt": f"written offline {i}".encode() for i in range(20)}
     started = time.monotonic()
     for name, data in made.items():
@@ -226,10 +221,10 @@ def test_files_made_offline_survive_kill_9_and_arrive_in_order(
     os.unlink(a.path / "inbox" / "scratch.tmp")
     assert time.monotonic() - started < 10, "files made offline must not wait on the network"
     assert sorted(os.listdir(a.path / "inbox")) == sorted(made)
-    _kill(a)
+    kill(a)
 
-    _online(behind_relays)
-    again = _mount_behind(mounts, behind_relays, "dev-a")
+    online(behind_relays)
+    again = mount_behind(mounts, behind_relays, "dev-a")
     assert sorted(os.listdir(again.path / "inbox")) == sorted(made)
     again.sync()
     b = mounts.mount(metad, blockd, "dev-b")
@@ -256,7 +251,7 @@ def test_a_cache_with_unsent_changes_is_refused_to_another_user(
         alice.sync()
         metad.stop()
         (alice.path / "diary.txt").write_bytes(b"v2, alice's, not sent")
-        _kill(alice)
+        kill(alice)
         metad = daemons.restart(metad)
         with pytest.raises(RuntimeError, match="belongs to another user"):
             mounts.mount(metad, blockd, "laptop", cache=cache, token=bob.token)

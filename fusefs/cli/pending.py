@@ -77,7 +77,7 @@ def _sync_one(mountpoint: Path) -> bool:
     total = state.bytes
     start_sent = state.sent_bytes
     progress = Progress(
-        TextColumn(f"{mountpoint}: {{task.fields[files]}} file(s) to send"),
+        TextColumn(f"{mountpoint}: {{task.fields[files]}} change(s) to send"),
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
@@ -103,7 +103,7 @@ def _sync_one(mountpoint: Path) -> bool:
         return True
     why = "the drive cannot be reached" if not state.online else "; ".join(state.problems)
     print(
-        f"{mountpoint}: {state.files} file(s), {human(state.bytes)} not sent yet"
+        f"{mountpoint}: {state.files} change(s), {human(state.bytes)} not sent yet"
         f" ({why or 'no progress'}); kept safely on this device"
     )
     return False
@@ -118,7 +118,9 @@ def report_lines() -> list[str]:
         except NotAMount:
             continue
         where = "online" if state.online else "offline"
-        lines.append(f"{mountpoint}: {state.files} file(s), {human(state.bytes)} to send ({where})")
+        lines.append(
+            f"{mountpoint}: {state.files} change(s), {human(state.bytes)} to send ({where})"
+        )
         lines += [f"  waiting: {p}" for p in state.problems]
         lines += [f"  kept in your drive as {r}" for r in state.recovered]
     return lines

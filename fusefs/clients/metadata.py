@@ -29,14 +29,20 @@ from fusefs.models import (
     NO_CHANGE,
     NO_OWNERSHIP,
     AttributeChange,
+    AttributesRequest,
+    BatchChange,
+    BatchOutcome,
     BlockRef,
     Change,
     ChangeKind,
     CommitRequest,
-    CreateRequest,
+    DeleteRequest,
     Kind,
     Node,
     Ownership,
+    Removed,
+    Renamed,
+    RenameRequest,
     Restored,
     Revision,
     RevisionInfo,
@@ -76,6 +82,10 @@ def _node(msg: metadata_pb2.Node) -> Node:
         entry_id=msg.entry_id or msg.id,
         xattrs=msg.xattrs,
     )
+
+
+def _renamed(msg: metadata_pb2.RenameResponse) -> Renamed:
+    return Renamed(_node(msg.node), msg.replaced_node_id, msg.replaced_remains, msg.saved_from)
 
 
 def _change(msg: metadata_pb2.ChangeEvent) -> Change:
@@ -166,8 +176,14 @@ class MetadataClient:
 
     @rpc
     def make_directory(
-        self, parent_id: int, name: str, mode: int, owner: Ownership = NO_OWNERSHIP
+        self,
+        parent_id: int,
+        name: str,
+        mode: int,
+        owner: Ownership = NO_OWNERSHIP,
+        node_id: int | None = None,
     ) -> Node:
+        """A new empty folder (with node_id: an id ReserveNodeIds gave us)."""
         req = metadata_pb2.MakeDirectoryRequest(
             parent_id=parent_id,
             name=name,
@@ -176,6 +192,7 @@ class MetadataClient:
             gid=owner.gid,
             device=self.device,
             request_id=request_id(),
+            node_id=node_id,
         )
         return _node(self._stub.MakeDirectory(req, timeout=UNARY_TIMEOUT))
 
@@ -234,7 +251,12 @@ class MetadataClient:
 
     @rpc
     def create_symlink(
-        self, parent_id: int, name: str, target: str, owner: Ownership = NO_OWNERSHIP
+        self,
+        parent_id: int,
+        name: str,
+        target: str,
+        owner: Ownership = NO_OWNERSHIP,
+        node_id: int | None = None,
     ) -> Node:
         req = metadata_pb2.CreateSymlinkRequest(
             parent_id=parent_id,
@@ -244,6 +266,7 @@ class MetadataClient:
             gid=owner.gid,
             device=self.device,
             request_id=request_id(),
+            node_id=node_id,
         )
         return _node(self._stub.CreateSymlink(req, timeout=UNARY_TIMEOUT))
 
@@ -265,37 +288,20 @@ class MetadataClient:
         return node
 
     @rpc
-    def apply_batch(
-        self, changes: Sequence[CommitRequest | CreateRequest]
-    ) -> list[Node | errors.DriveError]:
-        """Creates and commits files in one call and one transaction (ApplyBatch), in order:
-        per change, the node after it or why it was refused. Each keeps its request id
-        across retries (a retry gets the first answers)."""
-        operations = [
-            metadata_pb2.BatchOperation(
-                request_id=c.request_id, commit_revision=self._commit_message(c)
-            )
-            if isinstance(c, CommitRequest)
-            else metadata_pb2.BatchOperation(
-                request_id=c.request_id,
-                create_file=metadata_pb2.CreateFileRequest(
-                    parent_id=c.parent_id,
-                    name=c.name,
-                    mode=c.mode,
-                    uid=c.owner.uid,
-                    gid=c.owner.gid,
-                    mtime_ns=c.mtime_ns,
-                    device=self.device,
-                    node_id=c.node_id,
-                ),
-            )
-            for c in changes
-        ]
+    def apply_batch(self, changes: Sequence[BatchChange]) -> list[BatchOutcome | errors.DriveError]:
+        """Many changes in one call and one transaction (ApplyBatch), in order: per
+        change, what it did (the node after it; Renamed; Removed) or why it was refused.
+        Each keeps its request id across retries (a retry gets the first answers)."""
+        operations = [self._batch_operation(c) for c in changes]
         req = metadata_pb2.ApplyBatchRequest(operations=operations)
         resp = self._stub.ApplyBatch(req, timeout=UNARY_TIMEOUT)
-        outcomes: list[Node | errors.DriveError] = []
+        outcomes: list[BatchOutcome | errors.DriveError] = []
         for change, result in zip(changes, resp.results, strict=True):
-            if result.code == 0:
+            if result.code == 0 and isinstance(change, RenameRequest):
+                outcomes.append(_renamed(result.rename))
+            elif result.code == 0 and isinstance(change, DeleteRequest):
+                outcomes.append(Removed(result.delete.node_id, result.delete.remains))
+            elif result.code == 0:
                 node = _node(result.node)
                 if isinstance(change, CommitRequest):
                     self.grants.expect(node.id, (b.hash for b in change.blocks))
@@ -304,6 +310,63 @@ class MetadataClient:
                 current = result.current_revision if result.current_revision else None
                 outcomes.append(status_error(result.code, result.message, result.reason, current))
         return outcomes
+
+    def _batch_operation(self, c: BatchChange) -> metadata_pb2.BatchOperation:
+        op = metadata_pb2.BatchOperation(request_id=c.request_id)
+        if isinstance(c, RenameRequest):
+            op.rename.CopyFrom(
+                metadata_pb2.RenameRequest(
+                    parent_id=c.parent_id,
+                    name=c.name,
+                    new_parent_id=c.new_parent_id,
+                    new_name=c.new_name,
+                    no_replace=c.no_replace,
+                    device=self.device,
+                    node_id=c.node_id,
+                )
+            )
+        elif isinstance(c, DeleteRequest):
+            op.delete.CopyFrom(
+                metadata_pb2.DeleteRequest(
+                    parent_id=c.parent_id,
+                    name=c.name,
+                    directory=c.directory,
+                    device=self.device,
+                    node_id=c.node_id,
+                )
+            )
+        elif isinstance(c, CommitRequest):
+            op.commit_revision.CopyFrom(self._commit_message(c))
+        elif isinstance(c, AttributesRequest):
+            op.set_attributes.CopyFrom(
+                metadata_pb2.SetAttributesRequest(
+                    node_id=c.node_id,
+                    device=self.device,
+                    mode=c.attributes.mode,
+                    mtime_ns=c.mtime_ns,
+                    atime_ns=c.attributes.atime_ns,
+                    uid=c.attributes.owner.uid,
+                    gid=c.attributes.owner.gid,
+                )
+            )
+        else:
+            made = dict(
+                parent_id=c.parent_id, name=c.name, uid=c.owner.uid, gid=c.owner.gid,
+                device=self.device, node_id=c.node_id,
+            )  # fmt: skip
+            if c.kind == Kind.SYMLINK:
+                op.create_symlink.CopyFrom(
+                    metadata_pb2.CreateSymlinkRequest(target=c.target, mtime_ns=c.mtime_ns, **made)
+                )
+            elif c.kind == Kind.DIRECTORY:
+                op.make_directory.CopyFrom(
+                    metadata_pb2.MakeDirectoryRequest(mode=c.mode, mtime_ns=c.mtime_ns, **made)
+                )
+            else:
+                op.create_file.CopyFrom(
+                    metadata_pb2.CreateFileRequest(mode=c.mode, mtime_ns=c.mtime_ns, **made)
+                )
+        return op
 
     def _commit_message(self, c: CommitRequest) -> metadata_pb2.CommitRevisionRequest:
         """The request for a commit, each block with this device's receipt for it (if any)."""
@@ -355,8 +418,10 @@ class MetadataClient:
         new_name: str,
         no_replace: bool,
         exchange: bool = False,
+        expect_id: int | None = None,
     ) -> Renamed:
-        """What a rename did: see Renamed."""
+        """What a rename did: see Renamed. expect_id: the node believed to be at name
+        (NotFound if another is)."""
         req = metadata_pb2.RenameRequest(
             parent_id=parent_id,
             name=name,
@@ -366,11 +431,9 @@ class MetadataClient:
             exchange=exchange,
             device=self.device,
             request_id=request_id(),
+            node_id=expect_id,
         )
-        resp = self._stub.Rename(req, timeout=UNARY_TIMEOUT)
-        return Renamed(
-            _node(resp.node), resp.replaced_node_id, resp.replaced_remains, resp.saved_from
-        )
+        return _renamed(self._stub.Rename(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def delete(self, parent_id: int, name: str, directory: bool) -> tuple[int, bool]:
@@ -620,14 +683,6 @@ class MetadataClient:
         """A live stream of changes after from_sequence; cancel() ends it."""
         call = self._stub.Subscribe(metadata_pb2.SubscribeRequest(from_sequence=from_sequence))
         return ChangeStream(call)
-
-
-@dataclass(frozen=True, slots=True)
-class Renamed:
-    node: Node  # the node now at the new name
-    replaced_id: int  # the node whose name it took, or 0
-    replaced_remains: bool  # that node keeps other names (hard links)
-    saved_from: int  # a save over another file: the moved node, gone; node has its content
 
 
 class ChangeStream:

@@ -33,7 +33,8 @@ import trio
 from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.models import NO_CHANGE, AttributeChange, Node, Revision
-from fusefs.mount.journal import Journal, PendingCommit
+from fusefs.mount.journal import Journal
+from fusefs.mount.journal_rows import PendingChange
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class OpenFile(RevisionReader):
         cache: BlockCache,
         staging_dir: Path,
         nursery: trio.Nursery,
-        sealed: PendingCommit | None = None,
+        sealed: PendingChange | None = None,
     ) -> None:
         super().__init__(revision, cache=cache, nursery=nursery)
         self.node = node
@@ -132,6 +133,9 @@ class OpenFile(RevisionReader):
         # Content closed but not committed yet (journal): what reads show until edited again.
         self._sealed_fd: int | None = None
         self.dirty = False
+        # A write failed for want of local disk: the edit cannot be kept whole, so none of it
+        # is (close says ENOSPC); a partial file never reaches the drive.
+        self.write_failed = False
         self.stale = False  # what it shows may not be ours to read: reads ask metad first
         # Another device committed a newer revision: handles open now keep reading
         # theirs (close-to-open, as NFS and JuiceFS); the next open reads the new one.
@@ -264,7 +268,7 @@ class OpenFile(RevisionReader):
             raise
         self._staging_fd, self._staging_path = fd, path
 
-    async def seal(self, journal: Journal, mine: bool) -> PendingCommit | None:
+    async def seal(self, journal: Journal, mine: bool) -> PendingChange | None:
         """close(2): makes unsaved edits a durable journal row; None if there were none.
 
         From then on reads show the sealed content until it is edited again.
@@ -275,7 +279,7 @@ class OpenFile(RevisionReader):
             assert self._staging_path is not None and self._staging_fd is not None
             staging_path, staging_fd = self._staging_path, self._staging_fd
 
-            def seal() -> PendingCommit:
+            def seal() -> PendingChange:
                 return journal.seal(
                     node_id=self.node.id,
                     parent_id=self.node.parent_id,

@@ -2,7 +2,9 @@
 
 The Subscribe stream is read in a worker thread (blocking gRPC) and each
 event handed to trio; a broken stream is resumed from the last sequence
-applied, so no change is missed or applied twice.
+applied, so no change is missed or applied twice. A stream cut because metad
+cannot be reached turns the mount offline at once (the first change made
+after a network cut then need not find out by waiting on a call).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import trio
 from fusefs import errors
 from fusefs.clients import ChangeStream, MetadataClient
 from fusefs.models import Change
+from fusefs.mount.reachability import Reachability
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,10 @@ class ChangeFollower:
         meta: MetadataClient,
         start_sequence: int,
         apply: Callable[[Change], Awaitable[None]],
+        reachability: Reachability | None = None,
     ) -> None:
         self._meta = meta
+        self._reachability = reachability
         self.sequence = start_sequence
         self._apply = apply
         self._stream: ChangeStream | None = None
@@ -66,6 +71,11 @@ class ChangeFollower:
                 if self._stopping.is_set():
                     return
                 log.info("change stream interrupted (%s); resuming from %d", exc, cursor)
+                if isinstance(exc, errors.Unavailable) and self._reachability is not None:
+                    try:
+                        trio.from_thread.run_sync(self._reachability.failed, trio_token=token)
+                    except trio.RunFinishedError:
+                        return
             except trio.RunFinishedError:
                 return
             if self._stopping.wait(RECONNECT_DELAY):

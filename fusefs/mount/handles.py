@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import trio
 
@@ -20,7 +21,8 @@ from fusefs.cache import BlockCache
 from fusefs.models import Kind, Node, Ownership, Revision
 from fusefs.mount.files import OpenFile, RevisionReader
 from fusefs.mount.inodes import InodeTable, Invalidation
-from fusefs.mount.journal import NEW_FILE_REVISION, Journal, PendingCommit
+from fusefs.mount.journal import Journal
+from fusefs.mount.journal_rows import NEW_FILE_REVISION, PendingChange
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.synchronizer import Landed, Synchronizer
 
@@ -32,13 +34,15 @@ ROOM_BYTES = 64 * 1024**2
 Handle = OpenFile | RevisionReader
 
 
-def made_here(made: PendingCommit, user_id: int) -> Node:
-    """A file made here, as the mount shows it until metad has it."""
+def made_here(made: PendingChange, user_id: int) -> Node:
+    """A file, folder or link made here, as the mount shows it until metad has it."""
+    kind = made.node_kind
     return Node(
-        id=made.node_id, parent_id=made.parent_id, name=made.name, kind=Kind.FILE,
+        id=made.node_id, parent_id=made.parent_id, name=made.name, kind=kind,
         mode=made.held.mode or 0, size=0, mtime_ns=made.mtime_ns, ctime_ns=made.mtime_ns,
-        revision=NEW_FILE_REVISION, symlink_target="", change_sequence=0, owner_id=user_id,
-        uid=made.held.owner.uid, gid=made.held.owner.gid, atime_ns=made.mtime_ns,
+        revision=NEW_FILE_REVISION if kind == Kind.FILE else 0, symlink_target=made.target,
+        change_sequence=0, owner_id=user_id, uid=made.held.owner.uid, gid=made.held.owner.gid,
+        atime_ns=made.mtime_ns, nlink=2 if kind == Kind.DIRECTORY else 1,
         entry_id=made.node_id,
     )  # fmt: skip
 
@@ -175,9 +179,18 @@ class OpenFiles:
             del self.by_inode[inode]
             f.close()
 
-    def make_here(self, parent_id: int, name: str, mode: int, owner: Ownership) -> Node | None:
-        """A new empty file as a durable journal row, named with a node id reserved to us;
-        None when the reserve is spent. The caller checked the name is free."""
+    def make_here(
+        self,
+        parent_id: int,
+        name: str,
+        mode: int,
+        owner: Ownership,
+        kind: Kind = Kind.FILE,
+        target: str = "",
+    ) -> Node | None:
+        """A new empty file, folder or link as a durable journal row, named with a node id
+        reserved to us; None when the reserve is spent. The caller checked the name is free.
+        A new folder is listed (empty) at once: what is made in it is made here too."""
         node_id = self._journal.take_id()
         if node_id is None:
             return None
@@ -189,9 +202,14 @@ class OpenFiles:
             mode=mode,
             owner=owner,
             mtime_ns=time.time_ns(),
+            kind=kind,
+            target=target,
         )
         self._sync.wake()
-        return made_here(made, self._user_id)
+        node = made_here(made, self._user_id)
+        if kind == Kind.DIRECTORY:
+            self._names.replica.set_listing(node.id, [])
+        return node
 
     # --- writing, sealing ---------------------------------------------------
 
@@ -201,9 +219,13 @@ class OpenFiles:
         except errors.NoSpace:
             # The local disk is full: cached blocks (copies of what the drive
             # holds) give way to what programs write. Still full: ENOSPC.
-            if not await self._make_room(len(data)):
+            try:
+                if not await self._make_room(len(data)):
+                    raise
+                return await f.write(offset, data)
+            except errors.NoSpace:
+                f.write_failed = True
                 raise
-            return await f.write(offset, data)
 
     async def _make_room(self, nbytes: int) -> bool:
         freed = await trio.to_thread.run_sync(self._cache.make_room, max(nbytes, ROOM_BYTES))
@@ -212,7 +234,13 @@ class OpenFiles:
         return freed > 0
 
     async def seal(self, f: OpenFile) -> None:
-        """Makes f's unsaved edits a journal row (close(2)); EDQUOT if they cannot fit."""
+        """Makes f's unsaved edits a journal row (close(2)); EDQUOT if they cannot fit,
+        ENOSPC (and the edit dropped) if a write of it found the local disk full."""
+        if f.write_failed:
+            f.write_failed = False
+            f.discard()
+            self._inodes.invalidate(self._inodes.inode_of(f.node.id))
+            raise errors.NoSpace(f"{f.node.name!r}: the local disk was full, the edit was not kept")
         if f.dirty:
             await self._check_quota(f)
         mine = f.node.owner_id == self._user_id
@@ -254,24 +282,36 @@ class OpenFiles:
                 log.error("could not save %s: %s", f.node.name, exc)
         files, size = self._journal.totals()
         if files:
-            log.info("sending %d file(s), %d bytes, before unmounting", files, size)
+            log.info("sending %d change(s), %d bytes, before unmounting", files, size)
             await self._sync.drain()
         files, size = self._journal.totals()
         if files:
             log.warning(
-                "%d file(s) (%d bytes) not sent yet: kept in the journal for the next mount",
+                "%d change(s) (%d bytes) not sent yet: kept in the journal for the next mount",
                 files,
                 size,
             )
+
+    def _counted_in(self, dir_id: int) -> None:
+        """A folder made here reached metad: dir_id's st_nlink as last heard counts it now
+        (until then the journal's row counted it)."""
+        parent = self._names.replica.node(dir_id, stale_too=True)
+        if parent is not None:
+            parent = replace(parent, nlink=parent.nlink + 1)
+            self._names.replica.put(parent)
+            self._inodes.update(parent)
 
     def landed(self, landed: Landed) -> list[Invalidation]:
         """Content the synchronizer committed: records the node; what the kernel must forget."""
         node = landed.node
         self._inodes.update(node)
         self._names.replica.put(node)
-        self._names.replica.put_revision(
-            Revision(node.id, node.revision, node.size, node.mtime_ns, landed.blocks)
-        )
+        if landed.attributes:
+            return []
+        if node.kind == Kind.FILE:
+            self._names.replica.put_revision(
+                Revision(node.id, node.revision, node.size, node.mtime_ns, landed.blocks)
+            )
         inode = self._inodes.inode_of(landed.node_id)
         f = self.by_inode.get(inode)
         if node.id == landed.node_id:
@@ -280,11 +320,15 @@ class OpenFiles:
             made = landed.made
             if made is None:
                 return []
+            if node.kind == Kind.DIRECTORY:
+                self._counted_in(node.parent_id)
             if (made.parent_id, made.name) == (node.parent_id, node.name):
                 self._names.added(node)
                 return []
-            # Made here, but metad put it elsewhere (its name was taken meanwhile).
+            # Made here, but metad put it elsewhere (its name was taken meanwhile): what
+            # took the name is listed when the folder is next read.
             self._names.moved(made.parent_id, made.name, node)
+            self._names.replica.unlist(made.parent_id)
             old_parent = self._inodes.inode_of(made.parent_id)
             new_parent = self._inodes.inode_of(node.parent_id)
             return [

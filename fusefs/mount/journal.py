@@ -1,4 +1,5 @@
-"""The write-back journal: content that close() confirmed, waiting to be committed.
+"""The write-back journal: changes that close() and other calls confirmed, waiting to
+be committed.
 
 close(2) returns once a file's new content and its journal row are durable on
 local disk (content fsynced, moved into the journal folder, the row committed
@@ -6,10 +7,14 @@ with SQLite's full sync); the synchronizer sends it to the servers later, in
 order, in batches. A kill -9 of the mount, a reboot or a server outage loses
 nothing close confirmed: the next mount finds the rows and sends them.
 
-Owns the rows, the sealed content files and the base revision each commit is
-made on. A file closed again before its previous content was sent replaces
-that content (only the newest is committed); one closed while its previous
-content is on its way is committed on top of the revision that one makes.
+Rows are of five kinds: a file's new content (COMMIT), a file, folder or
+symbolic link made here with a node id reserved in advance (CREATE, MKDIR,
+SYMLINK), and chmod/chown/utime of a node (ATTRIBUTES). Owns the rows, the
+sealed content files and the base revision each commit is made on. A file
+closed again before its previous content was sent replaces that content
+(only the newest is committed); one closed while its previous content is on
+its way is committed on top of the revision that one makes. Rows are sent in
+order (Journal.take).
 Also keeps the upload receipts blockd gave this device (they never expire), so
 an upload interrupted by a crash resumes with the blocks already stored.
 """
@@ -23,83 +28,30 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-from fusefs.models import AttributeChange, Ownership
+from fusefs.models import AttributeChange, Kind, Ownership
+from fusefs.mount.journal_rows import (
+    AFTER_PREVIOUS,
+    ATTRIBUTES,
+    COMMIT,
+    DELETE,
+    DIRECTORY,
+    ENTRY_KINDS,
+    MAKES,
+    MKDIR,
+    NEW_FILE_REVISION,
+    NO_REPLACE,
+    RENAME,
+    SCHEMA,
+    PendingChange,
+    migrate,
+    row_to_change,
+)
 
 log = logging.getLogger(__name__)
-
-AFTER_PREVIOUS = -1  # base revision: the one the commit before it in the journal makes
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS commits (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    node_id INTEGER NOT NULL,
-    parent_id INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    mine INTEGER NOT NULL,
-    base_revision INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    mode INTEGER,
-    uid INTEGER,
-    gid INTEGER,
-    atime_ns INTEGER,
-    content TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    created_ns INTEGER NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'commit'
-);
-CREATE INDEX IF NOT EXISTS commits_of_node ON commits (node_id, seq);
-CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS node_ids (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS receipts (
-    hash BLOB PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mac BLOB NOT NULL
-) WITHOUT ROWID;
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCommit:
-    """One row of the journal: a file's content as closed, to be committed as its next
-    revision (kind COMMIT), or a new empty file made here (kind CREATE: held has its
-    mode and owner, mtime_ns its birth)."""
-
-    seq: int
-    node_id: int
-    parent_id: int  # where it was when closed (to place a recovered copy)
-    name: str
-    mine: bool  # in the user's own drive (not a share)
-    base_revision: int  # AFTER_PREVIOUS: on top of the previous commit of the node
-    size: int
-    mtime_ns: int
-    held: AttributeChange  # chmod/chown/utime made while it was being edited
-    content: Path | None  # the sealed content (None for a create)
-    request_id: str
-    created_ns: int
-    kind: str = "commit"
-
-    @property
-    def is_create(self) -> bool:
-        return self.kind == CREATE
-
-
-COMMIT, CREATE = "commit", "create"
-NEW_FILE_REVISION = 1  # a new file is empty at revision 1: its first commit goes on top
-
-
-def _row_to_commit(row: tuple, directory: Path) -> PendingCommit:
-    (seq, node_id, parent_id, name, mine, base, size, mtime, mode, uid, gid, atime,
-     content, request_id, created, kind) = row  # fmt: skip
-    held = AttributeChange(mode, atime, Ownership(uid, gid))
-    return PendingCommit(
-        seq, node_id, parent_id, name, bool(mine), base, size, mtime, held,
-        directory / content if content else None, request_id, created, kind,
-    )  # fmt: skip
 
 
 class Journal:
@@ -121,12 +73,17 @@ class Journal:
         # Rows a program was promised are committed with FULL (on disk when it returns,
         # see _durably); the rest (a row sent, ids) may be redone after a crash: NORMAL.
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
+        migrate(self._db)
         self._in_flight: dict[int, int] = {}  # seq -> node id, of rows being sent
         self._committed: dict[int, int] = {}  # node id -> revision our last commit made
         self._discarded: set[int] = set()  # nodes we deleted: their commits are moot
-        self._latest: dict[int, PendingCommit] = {}
-        self._creates: dict[int, PendingCommit] = {}
+        self._latest: dict[int, PendingChange] = {}  # node id -> its newest commit
+        self._creates: dict[int, PendingChange] = {}  # node id -> the row that makes it
+        self._folders_made: Counter[int] = Counter()  # folder id -> MKDIR rows in it
+        # node id -> attributes set by its ATTRIBUTES rows: (change, mtime or None, when)
+        self._attributes: dict[int, tuple[AttributeChange, int | None, int]] = {}
+        self._entry_changes: dict[int, int] = {}  # node id -> its DELETE and RENAME rows
         self._ids = [
             (first, last)
             for first, last in self._db.execute(
@@ -180,52 +137,88 @@ class Journal:
 
     def _select(
         self, where: str = "", args: tuple = (), limit: int | None = None
-    ) -> list[PendingCommit]:
+    ) -> list[PendingChange]:
         query = f"SELECT * FROM commits {where} ORDER BY seq"
         if limit is not None:
             query, args = query + " LIMIT ?", (*args, limit)
         rows = self._db.execute(query, args).fetchall()
-        return [_row_to_commit(r, self.directory) for r in rows]
+        return [row_to_change(r, self.directory) for r in rows]
 
-    def pending(self) -> list[PendingCommit]:
+    def pending(self) -> list[PendingChange]:
         with self._mutex:
             return self._select()
 
-    def latest(self, node_id: int) -> PendingCommit | None:
+    def latest(self, node_id: int) -> PendingChange | None:
         """The newest content closed for a node and not committed yet (asked on every stat)."""
         return self._latest.get(node_id)
 
+    def attributes(self, node_id: int) -> tuple[AttributeChange, int | None, int] | None:
+        """What chmod/chown/utime set on a node and did not send yet: (the change,
+        the mtime or None, when it was made); asked on every stat."""
+        return self._attributes.get(node_id)
+
     def _index(self) -> None:
         with self._mutex:
-            rows = self._select()
-            self._latest = {c.node_id: c for c in rows if not c.is_create}
-            self._creates = {c.node_id: c for c in rows if c.is_create}
+            self._latest.clear()
+            self._creates.clear()
+            self._folders_made.clear()
+            self._entry_changes.clear()
+            self._attributes.clear()
+            nodes = {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
+            self._reindex(*nodes)
 
     def _reindex(self, *node_ids: int) -> None:
         """The indexes of these nodes, from their rows (cheap: by node)."""
         for node_id in node_ids:
-            rows = self._select("WHERE node_id = ?", (node_id,))
-            commits = [r for r in rows if not r.is_create]
-            creates = [r for r in rows if r.is_create]
-            if commits:
-                self._latest[node_id] = commits[-1]
-            else:
-                self._latest.pop(node_id, None)
-            if creates:
-                self._creates[node_id] = creates[-1]
-            else:
-                self._creates.pop(node_id, None)
+            self._latest.pop(node_id, None)
+            self._set_create(node_id, None)
+            self._attributes.pop(node_id, None)
+            self._entry_changes.pop(node_id, None)
+            for row in self._select("WHERE node_id = ?", (node_id,)):
+                if row.is_commit:
+                    self._latest[node_id] = row
+                elif row.is_create:
+                    self._set_create(node_id, row)
+                elif row.kind in ENTRY_KINDS:
+                    self._entry_changes[node_id] = self._entry_changes.get(node_id, 0) + 1
+                else:
+                    change, mtime, _ = self._attributes.get(node_id, (AttributeChange(), None, 0))
+                    if row.sets_mtime:
+                        mtime = row.mtime_ns
+                    self._attributes[node_id] = (change.then(row.held), mtime, row.created_ns)
 
     def creating(self, node_id: int) -> bool:
         """Whether the node was made here and metad has not got it yet."""
         return node_id in self._creates
+
+    def _set_create(self, node_id: int, row: PendingChange | None) -> None:
+        before = self._creates.pop(node_id, None)
+        if before is not None and before.kind == MKDIR:
+            self._folders_made[before.parent_id] -= 1
+        if row is not None:
+            self._creates[node_id] = row
+            if row.kind == MKDIR:
+                self._folders_made[row.parent_id] += 1
+
+    def folders_made_in(self, dir_id: int) -> int:
+        """Folders made here in dir_id that metad has not got yet (its st_nlink lacks them)."""
+        return self._folders_made[dir_id]
 
     def creating_in(self, dir_id: int) -> list[int]:
         return [c.node_id for c in self._creates.values() if c.parent_id == dir_id]
 
     def pending_for(self, node_id: int) -> bool:
         """Whether any change of the node waits in the journal."""
-        return node_id in self._latest or node_id in self._creates
+        return (
+            node_id in self._latest
+            or node_id in self._creates
+            or node_id in self._attributes
+            or node_id in self._entry_changes
+        )
+
+    def moves_pending(self) -> bool:
+        """Whether renames or removals made offline wait: later ones go after them."""
+        return bool(self._entry_changes)
 
     def totals(self) -> tuple[int, int]:
         """(files, bytes) waiting."""
@@ -234,33 +227,31 @@ class Journal:
             row = self._db.execute(query).fetchone()
             return row[0], row[1]
 
-    def take(self, max_files: int, max_bytes: int) -> list[PendingCommit]:
-        """The oldest commits not on their way yet (one per node: a later one waits for it)."""
+    def take(self, max_files: int, max_bytes: int) -> list[PendingChange]:
+        """The oldest rows not on their way yet, in order, up to the first that must wait:
+        a commit of a node whose earlier commit is in this batch or on its way (it goes
+        on top of the revision that one makes)."""
         with self._mutex:
-            taken: list[PendingCommit] = []
-            # The oldest rows suffice: a batch never reaches far past those in flight.
-            rows = self._select(limit=len(self._in_flight) + 2 * max_files)
-            nodes_busy = set(self._in_flight.values())
-            created_here: set[int] = set()  # a commit may follow its file's create
+            taken: list[PendingChange] = []
+            rows = self._select(limit=len(self._in_flight) + max_files)
+            # Rows on their way are the oldest: among these.
+            committing = {r.node_id for r in rows if r.seq in self._in_flight and r.is_commit}
             size = 0
-            for commit in rows:
-                if commit.seq in self._in_flight or (
-                    commit.node_id in nodes_busy and commit.node_id not in created_here
-                ):
+            for row in rows:
+                if row.seq in self._in_flight:
                     continue
-                if taken and (len(taken) >= max_files or size + commit.size > max_bytes):
+                if taken and (len(taken) >= max_files or size + row.size > max_bytes):
                     break
-                nodes_busy.add(commit.node_id)
-                if commit.is_create:
-                    created_here.add(commit.node_id)
-                else:
-                    created_here.discard(commit.node_id)
-                taken.append(commit)
-                size += commit.size
+                if row.is_commit:
+                    if row.node_id in committing:
+                        break
+                    committing.add(row.node_id)
+                taken.append(row)
+                size += row.size
             self._in_flight.update((c.seq, c.node_id) for c in taken)
             return taken
 
-    def put_back(self, commit: PendingCommit) -> None:
+    def put_back(self, commit: PendingChange) -> None:
         """Not sent after all (the servers went away): taken again later."""
         with self._mutex:
             self._in_flight.pop(commit.seq, None)
@@ -280,7 +271,7 @@ class Journal:
         held: AttributeChange,
         staging: Path,
         staging_fd: int,
-    ) -> PendingCommit:
+    ) -> PendingChange:
         """Makes a closed file's content durable as the node's next commit; returns its row.
 
         The staging file is fsynced and moved into the journal (the caller's
@@ -316,9 +307,9 @@ class Journal:
         mtime_ns: int,
         held: AttributeChange,
         name_on_disk: str,
-    ) -> PendingCommit:
+    ) -> PendingChange:
         self._discarded.discard(node_id)
-        earlier = self._select("WHERE node_id = ?", (node_id,))
+        earlier = [r for r in self._select("WHERE node_id = ?", (node_id,)) if r.kind != ATTRIBUTES]
         base = self._committed.get(node_id, base_revision)
         replaced = None
         if earlier:
@@ -336,7 +327,7 @@ class Journal:
             row = (
                 node_id, parent_id, name, int(mine), base, size, mtime_ns,
                 held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
-                name_on_disk, uuid.uuid4().hex, time.time_ns(), COMMIT,
+                name_on_disk, uuid.uuid4().hex, time.time_ns(), COMMIT, "", 1, 0, "", 0,
             )  # fmt: skip
             seq = self._insert(row)
             self._durably("COMMIT")
@@ -358,12 +349,15 @@ class Journal:
         mode: int,
         owner: Ownership,
         mtime_ns: int,
-    ) -> PendingCommit:
-        """A new empty file made here with a reserved id: durable when this returns."""
+        kind: Kind = Kind.FILE,
+        target: str = "",
+    ) -> PendingChange:
+        """A new empty file, folder or symbolic link made here with a reserved id: durable
+        when this returns."""
         with self._mutex:
             row = (
                 node_id, parent_id, name, 1, 0, 0, mtime_ns, mode, owner.uid, owner.gid,
-                None, "", uuid.uuid4().hex, time.time_ns(), CREATE,
+                None, "", uuid.uuid4().hex, time.time_ns(), MAKES[kind], target, 1, 0, "", 0,
             )  # fmt: skip
             self._durably("BEGIN IMMEDIATE")
             seq = self._insert(row)
@@ -375,26 +369,114 @@ class Journal:
             self._db.execute("DELETE FROM node_ids WHERE next_id > last_id")
             self._durably("COMMIT")
             made = self._select("WHERE seq = ?", (seq,))[0]
-            self._creates[node_id] = made
+            self._set_create(node_id, made)
             return made
+
+    def record_attributes(
+        self, node_id: int, change: AttributeChange, mtime_ns: int | None
+    ) -> None:
+        """chmod/chown/utime of a node: durable when this returns. Joins the node's last
+        row when that is one of these not on its way yet (untar sets three in a row)."""
+        with self._mutex:
+            rows = self._select("WHERE node_id = ?", (node_id,))
+            last = rows[-1] if rows else None
+            now = time.time_ns()
+            self._durably("BEGIN IMMEDIATE")
+            try:
+                if last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
+                    held = last.held.then(change)
+                    sets_mtime = mtime_ns is not None or last.sets_mtime
+                    mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
+                    self._db.execute(
+                        "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
+                        "mtime_ns = ?, sets_mtime = ?, created_ns = ? WHERE seq = ?",
+                        (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime,
+                         int(sets_mtime), now, last.seq),
+                    )  # fmt: skip
+                else:
+                    self._insert(
+                        (node_id, 0, "", 1, 0, 0, mtime_ns or 0, change.mode, change.owner.uid,
+                         change.owner.gid, change.atime_ns, "", uuid.uuid4().hex, now,
+                         ATTRIBUTES, "", int(mtime_ns is not None), 0, "", 0)
+                    )  # fmt: skip
+                self._durably("COMMIT")
+            except BaseException:
+                self._durably("ROLLBACK")
+                raise
+            self._reindex(node_id)
+
+    def record_delete(self, node_id: int, parent_id: int, name: str, directory: bool) -> None:
+        """unlink/rmdir of node_id's name made offline: durable when this returns."""
+        self._record_entry_change(
+            (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
+             uuid.uuid4().hex, time.time_ns(), DELETE, "", 0, 0, "",
+             DIRECTORY if directory else 0)
+        )  # fmt: skip
+
+    def record_rename(
+        self,
+        node_id: int,
+        parent_id: int,
+        name: str,
+        new_parent_id: int,
+        new_name: str,
+        no_replace: bool,
+    ) -> None:
+        """rename(2) of node_id made offline: durable when this returns."""
+        self._record_entry_change(
+            (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
+             uuid.uuid4().hex, time.time_ns(), RENAME, "", 0, new_parent_id, new_name,
+             NO_REPLACE if no_replace else 0)
+        )  # fmt: skip
+
+    def _record_entry_change(self, row: tuple) -> None:
+        with self._mutex:
+            self._durably("BEGIN IMMEDIATE")
+            try:
+                self._insert(row)
+                self._durably("COMMIT")
+            except BaseException:
+                self._durably("ROLLBACK")
+                raise
+            self._reindex(row[0])
+
+    def saved_into(self, moved_id: int, node_id: int, revision: int) -> None:
+        """A rename made the moved node's content node_id's revision (a save): what of the
+        moved node is still to send goes to node_id, on top of that revision."""
+        with self._mutex:
+            self._committed[node_id] = revision
+            self._db.execute(
+                "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ? "
+                "AND kind IN (?, ?)",
+                (node_id, revision, moved_id, COMMIT, ATTRIBUTES),
+            )
+            self._reindex(moved_id, node_id)
+
+    def applied(self, row: PendingChange) -> None:
+        """metad applied an ATTRIBUTES, DELETE or RENAME row (or it has nothing left to do)."""
+        with self._mutex:
+            self._in_flight.pop(row.seq, None)
+            self._db.execute("DELETE FROM commits WHERE seq = ?", (row.seq,))
+            self._reindex(row.node_id)
 
     def _insert(self, row: tuple) -> int:
         """One row, in the columns' order (all but seq); its seq."""
         cursor = self._db.execute(
             "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
-            "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind, "
+            "target, sets_mtime, new_parent_id, new_name, flags) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def created(self, create: PendingCommit) -> None:
+    def created(self, create: PendingChange) -> None:
         """metad made the file (a commit of it may follow)."""
         with self._mutex:
             self._in_flight.pop(create.seq, None)
             self._db.execute("DELETE FROM commits WHERE seq = ?", (create.seq,))
-            self._creates.pop(create.node_id, None)
+            self._set_create(create.node_id, None)
 
     def cancel(self, node_id: int) -> bool:
         """Forgets a file made here that metad never got, with its content (deleted before
@@ -433,7 +515,7 @@ class Journal:
             self._db.execute("INSERT INTO node_ids VALUES (?, ?)", (first, first + count - 1))
             self._ids.append((first, first + count - 1))
 
-    def committed(self, commit: PendingCommit, revision: int) -> None:
+    def committed(self, commit: PendingChange, revision: int) -> None:
         """The commit landed as revision: the next one of the node goes on top of it."""
         with self._mutex:
             self._in_flight.pop(commit.seq, None)
@@ -448,7 +530,7 @@ class Journal:
             _remove(commit.content)
             self._reindex(commit.node_id)
 
-    def moved(self, commit: PendingCommit, node_id: int, revision: int) -> None:
+    def moved(self, commit: PendingChange, node_id: int, revision: int) -> None:
         """The commit landed elsewhere (a conflicted or recovered copy, node_id at revision):
         the node's later commits follow it there."""
         with self._mutex:
@@ -457,8 +539,9 @@ class Journal:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM commits WHERE seq = ?", (commit.seq,))
             self._db.execute(
-                "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ?",
-                (node_id, revision, commit.node_id),
+                "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ? "
+                "AND kind IN (?, ?)",
+                (node_id, revision, commit.node_id, COMMIT, ATTRIBUTES),
             )
             self._db.execute("COMMIT")
             _remove(commit.content)
@@ -475,23 +558,24 @@ class Journal:
             self._discarded.discard(node_id)
 
     def discard(self, node_id: int) -> None:
-        """We deleted the node (its last name, nothing open): its commits are dropped."""
+        """We deleted the node (its last name, nothing open): its content and attributes
+        not sent yet are dropped (the change that deleted it is kept)."""
         with self._mutex:
             self._discarded.add(node_id)
-            for commit in self._select("WHERE node_id = ?", (node_id,)):
-                if commit.seq not in self._in_flight:
-                    self._drop(commit)
+            for row in self._select("WHERE node_id = ?", (node_id,)):
+                if row.seq not in self._in_flight and row.kind in (COMMIT, ATTRIBUTES):
+                    self._drop(row)
 
     def discarded(self, node_id: int) -> bool:
         return node_id in self._discarded
 
-    def drop(self, commit: PendingCommit) -> None:
+    def drop(self, commit: PendingChange) -> None:
         """Forgets a commit that has nothing left to do (its node was deleted here)."""
         with self._mutex:
             self._in_flight.pop(commit.seq, None)
             self._drop(commit)
 
-    def _drop(self, commit: PendingCommit) -> None:
+    def _drop(self, commit: PendingChange) -> None:
         self._db.execute("DELETE FROM commits WHERE seq = ?", (commit.seq,))
         _remove(commit.content)
         self._reindex(commit.node_id)

@@ -352,6 +352,10 @@ class Replica:
                 (parent_id, name, node_id),
             )
 
+    def mark_listed(self, dir_id: int) -> None:
+        """The folder's entries recorded are all it has (one made here: nothing is unknown)."""
+        self._db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (dir_id,))
+
     def set_listing(self, dir_id: int, nodes: Iterable[Node]) -> None:
         """The folder's complete entries, as just listed."""
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (dir_id,))

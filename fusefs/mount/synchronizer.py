@@ -36,8 +36,29 @@ from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.chunker import chunk_file
 from fusefs.clients import BlockClient, MetadataClient
-from fusefs.models import BlockRef, CommitRequest, CreateRequest, Node
-from fusefs.mount.journal import Journal, PendingCommit
+from fusefs.models import (
+    AttributesRequest,
+    BatchChange,
+    BatchOutcome,
+    BlockRef,
+    CommitRequest,
+    CreateRequest,
+    DeleteRequest,
+    Kind,
+    Node,
+    Removed,
+    Renamed,
+    RenameRequest,
+)
+from fusefs.mount.journal import Journal
+from fusefs.mount.journal_rows import (
+    ATTRIBUTES,
+    DELETE,
+    DIRECTORY,
+    NO_REPLACE,
+    RENAME,
+    PendingChange,
+)
 from fusefs.mount.reachability import Reachability
 from protos import names
 
@@ -73,7 +94,17 @@ class Landed:
     node: Node
     blocks: tuple[BlockRef, ...]  # of the revision it made
     why: str = ""  # a copy, or a file made elsewhere: why not where it was
-    made: PendingCommit | None = None  # a file made here: its row (where it was made)
+    made: PendingChange | None = None  # a node made here: its row (where it was made)
+    attributes: bool = False  # only its attributes were set (blocks: none)
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySettled:
+    """What metad made of a removal or rename made offline (a DELETE or RENAME row)."""
+
+    row: PendingChange
+    outcome: Renamed | Removed | None
+    refused: str = ""  # why metad did not apply it (outcome None)
 
 
 @dataclass
@@ -119,7 +150,7 @@ class Synchronizer:
         self._limiter = limiter
         self._work = trio.Event()
         self._progress = trio.Event()
-        self._landed_send, self.landed = trio.open_memory_channel[Landed](math.inf)
+        self._landed_send, self.landed = trio.open_memory_channel[Landed | EntrySettled](math.inf)
         self.sent_bytes = 0
         self.problems: dict[int, str] = {}
         self.recovered: list[str] = []
@@ -131,6 +162,14 @@ class Synchronizer:
     def wake(self) -> None:
         """New content was sealed."""
         self._work.set()
+
+    @property
+    def online(self) -> bool:
+        return self._reachability.up
+
+    def went_away(self) -> None:
+        """A call found the servers unreachable: work offline until the probe finds them."""
+        self._reachability.failed()
 
     def status(self) -> Status:
         files, size = self._journal.totals()
@@ -182,55 +221,56 @@ class Synchronizer:
             try:
                 await self._send(batch)
             except errors.Unavailable as exc:
-                log.info("sending %d file(s) paused: %s", len(batch), exc)
+                log.info("sending %d change(s) paused: %s", len(batch), exc)
                 self._reachability.failed()
                 for commit in batch:
                     self._journal.put_back(commit)
             except errors.DriveError as exc:
-                log.error("sending %d file(s) failed, will retry: %s", len(batch), exc)
+                log.error("sending %d change(s) failed, will retry: %s", len(batch), exc)
                 for commit in batch:
                     self._journal.put_back(commit)
                 await trio.sleep(RETRY_SECONDS)
             self._moved_on()
 
-    async def _send(self, batch: list[PendingCommit]) -> None:
-        commits = [c for c in batch if not c.is_create]
+    async def _send(self, batch: list[PendingChange]) -> None:
+        commits = [c for c in batch if c.is_commit]
         refs = await self._thread(lambda: {c.seq: chunk_file(c.content) for c in commits})
         await self._upload(commits, [refs[c.seq] for c in commits])
-        requests = [
-            CreateRequest(
-                c.node_id, c.parent_id, c.name, _mode(c), c.held.owner, c.mtime_ns,
-                c.request_id,
-            )
-            if c.is_create
-            else CommitRequest(
-                c.node_id, max(c.base_revision, 0), c.size, c.mtime_ns, tuple(refs[c.seq]),
-                c.held, c.request_id,
-            )
-            for c in batch
-        ]  # fmt: skip
+        requests = [_request(row, refs.get(row.seq, ())) for row in batch]
         outcomes = await self._thread(self._meta.apply_batch, requests)
+        remade: set[int] = set()  # nodes made again elsewhere: what followed them is retried
         for row, outcome in zip(batch, outcomes, strict=True):
             if row.is_create:
-                await self._settle_create(row, outcome)
+                await self._settle_create(row, outcome, remade)
+            elif row.kind == ATTRIBUTES:
+                await self._settle_attributes(row, outcome, remade)
+            elif row.kind in (DELETE, RENAME):
+                await self._settle_entry(row, outcome)
             else:
-                await self._settle(row, refs[row.seq], outcome)
+                await self._settle(row, refs[row.seq], outcome, remade)
 
-    async def _settle_create(self, create: PendingCommit, outcome: Node | errors.DriveError):
-        """What becomes of a file made here, by metad's answer: made, or made elsewhere."""
+    async def _settle_create(
+        self, create: PendingChange, outcome: Node | errors.DriveError, remade: set[int]
+    ) -> None:
+        """What becomes of a node made here, by metad's answer: made, or made elsewhere."""
         if isinstance(outcome, errors.Unavailable):
             self._journal.put_back(create)
             raise outcome
         why = ""
-        if isinstance(outcome, errors.AlreadyExists):
+        if not isinstance(outcome, Node):
+            remade.add(create.node_id)  # made below by a call of its own, after the batch
+        if isinstance(outcome, errors.NotFound) and create.parent_id in remade:
+            # Its folder was made again under another name just now: it goes there.
+            outcome = await self._make(create, create.parent_id, create.name)
+        elif isinstance(outcome, errors.AlreadyExists):
             # Another device took the name meanwhile: ours goes beside it.
             why = "name taken"
             name = conflict_name(create.name, self._meta.device, time.time())
-            outcome = await self._create_again(create, create.parent_id, name)
+            outcome = await self._make(create, create.parent_id, name)
         elif isinstance(outcome, errors.NotFound | errors.PermissionDenied):
             why = str(outcome)
             folder = await self._recovered_folder()
-            outcome = await self._create_again(create, folder, create.name)
+            outcome = await self._make(create, folder, create.name)
         elif isinstance(outcome, errors.DriveError):
             log.error("%r not made yet, will retry: %s", create.name, outcome)
             self._journal.put_back(create)
@@ -242,18 +282,61 @@ class Synchronizer:
             self.recovered.append(f"{outcome.name} ({why})")
         await self._landed_send.send(Landed(create.node_id, outcome, (), why, create))
 
-    async def _create_again(self, create: PendingCommit, parent_id: int, name: str) -> Node:
+    async def _make(self, create: PendingChange, parent_id: int, name: str) -> Node:
+        """Makes the node of a create row at parent_id/name, or beside it if that is taken."""
         try:
-            return await self._thread(
-                self._meta.create_file, parent_id, name, _mode(create), create.held.owner,
-                create.node_id,
-            )  # fmt: skip
+            return await self._thread(_make_node, self._meta, create, parent_id, name)
         except errors.AlreadyExists:
             name = conflict_name(name, self._meta.device, time.time())
-            return await self._thread(
-                self._meta.create_file, parent_id, name, _mode(create), create.held.owner,
-                create.node_id,
-            )  # fmt: skip
+            return await self._thread(_make_node, self._meta, create, parent_id, name)
+
+    async def _settle_entry(self, row: PendingChange, outcome: BatchOutcome | errors.DriveError):
+        """A removal or rename made offline: applied, moved beside a name taken meanwhile,
+        or refused (the layer above looks at the folders again; nothing is dropped)."""
+        if isinstance(outcome, errors.Unavailable):
+            self._journal.put_back(row)
+            raise outcome
+        if isinstance(outcome, errors.AlreadyExists) and row.kind == RENAME:
+            name = conflict_name(row.new_name, self._meta.device, time.time())
+            try:
+                outcome = await self._thread(
+                    lambda: self._meta.rename(
+                        row.parent_id, row.name, row.new_parent_id, name, True,
+                        expect_id=row.node_id,
+                    )
+                )  # fmt: skip
+            except errors.Unavailable:
+                self._journal.put_back(row)
+                raise
+            except errors.DriveError as exc:
+                outcome = exc
+            else:
+                log.warning("%r moved as %r (name taken)", row.new_name, name)
+        self._journal.applied(row)
+        if isinstance(outcome, errors.DriveError):
+            await self._landed_send.send(EntrySettled(row, None, str(outcome) or "refused"))
+        else:
+            assert isinstance(outcome, Renamed | Removed)
+            await self._landed_send.send(EntrySettled(row, outcome))
+
+    async def _settle_attributes(
+        self, row: PendingChange, outcome: Node | errors.DriveError, remade: set[int]
+    ) -> None:
+        """chmod/chown/utime: set, or moot (the node is gone); retried when it may yet be."""
+        if isinstance(outcome, errors.Unavailable):
+            self._journal.put_back(row)
+            raise outcome
+        if isinstance(outcome, errors.NotFound) and (
+            row.node_id in remade or self._journal.creating(row.node_id)
+        ):
+            self._journal.put_back(row)  # its node is being made again
+            return
+        if isinstance(outcome, errors.DriveError):
+            log.warning("attributes of node %d not set: %s", row.node_id, outcome)
+            self._journal.applied(row)
+            return
+        self._journal.applied(row)
+        await self._landed_send.send(Landed(row.node_id, outcome, (), attributes=True))
 
     async def keep_ids(self) -> None:
         """Runs until cancelled: keeps a reserve of node ids for files made here (offline too)."""
@@ -269,7 +352,11 @@ class Synchronizer:
             await trio.sleep(IDS_CHECK_SECONDS)
 
     async def _settle(
-        self, commit: PendingCommit, blocks: list[BlockRef], outcome: Node | errors.DriveError
+        self,
+        commit: PendingChange,
+        blocks: list[BlockRef],
+        outcome: Node | errors.DriveError,
+        remade: set[int],
     ) -> None:
         """What becomes of one commit of a batch, by metad's answer."""
         if isinstance(outcome, Node):
@@ -282,7 +369,9 @@ class Synchronizer:
         if isinstance(outcome, errors.NotFound) and self._journal.discarded(commit.node_id):
             self._journal.drop(commit)  # we deleted it ourselves meanwhile
             return
-        if isinstance(outcome, errors.NotFound) and self._journal.creating(commit.node_id):
+        if isinstance(outcome, errors.NotFound) and (
+            commit.node_id in remade or self._journal.creating(commit.node_id)
+        ):
             self._journal.put_back(commit)  # its file is being made again (see _settle_create)
             return
         if isinstance(outcome, errors.QuotaExceeded | errors.BlocksCondemned):
@@ -303,7 +392,7 @@ class Synchronizer:
     # --- uploads ------------------------------------------------------------
 
     async def _upload(
-        self, batch: list[PendingCommit], refs: list[list[BlockRef]], everything: bool = False
+        self, batch: list[PendingChange], refs: list[list[BlockRef]], everything: bool = False
     ) -> None:
         """Uploads the blocks blockd lacks (each block we hold no receipt for, with everything)."""
         where: dict[bytes, tuple[Path, BlockRef]] = {}
@@ -359,7 +448,7 @@ class Synchronizer:
     # --- content that cannot land where it was ------------------------------
 
     async def _land_copy(
-        self, commit: PendingCommit, blocks: list[BlockRef], refusal: errors.DriveError
+        self, commit: PendingChange, blocks: list[BlockRef], refusal: errors.DriveError
     ) -> None:
         """Commits the content as a new file, so nothing is lost: a conflicted copy beside
         the file, or (its place gone or not ours to write) a copy in our own drive."""
@@ -382,7 +471,7 @@ class Synchronizer:
         await self._landed_send.send(Landed(commit.node_id, landed, tuple(blocks), why))
 
     async def _copy_place(
-        self, commit: PendingCommit, refusal: errors.DriveError
+        self, commit: PendingChange, refusal: errors.DriveError
     ) -> tuple[int, str]:
         """Where a copy goes: beside the file if we may write there, else RECOVERED_FOLDER."""
         if isinstance(refusal, errors.StaleRevision):
@@ -415,5 +504,39 @@ def _keep_in_cache(cache: BlockCache, content: Path, blocks: list[BlockRef]) -> 
         cache.keep((ref.hash, os.pread(fd, ref.size, ref.offset)) for ref in blocks)
 
 
-def _mode(create: PendingCommit) -> int:
+def _mode(create: PendingChange) -> int:
     return create.held.mode if create.held.mode is not None else 0o644
+
+
+def _request(row: PendingChange, blocks: list[BlockRef] | tuple[()]) -> BatchChange:
+    """The operation of an ApplyBatch call a journal row stands for."""
+    if row.kind == DELETE:
+        directory = bool(row.flags & DIRECTORY)
+        return DeleteRequest(row.parent_id, row.name, directory, row.node_id, row.request_id)
+    if row.kind == RENAME:
+        return RenameRequest(
+            row.parent_id, row.name, row.new_parent_id, row.new_name,
+            bool(row.flags & NO_REPLACE), row.node_id, row.request_id,
+        )  # fmt: skip
+    if row.is_create:
+        return CreateRequest(
+            row.node_id, row.parent_id, row.name, _mode(row), row.held.owner, row.mtime_ns,
+            row.request_id, row.node_kind, row.target,
+        )  # fmt: skip
+    if row.kind == ATTRIBUTES:
+        mtime = row.mtime_ns if row.sets_mtime else None
+        return AttributesRequest(row.node_id, row.held, mtime, row.request_id)
+    return CommitRequest(
+        row.node_id, max(row.base_revision, 0), row.size, row.mtime_ns, tuple(blocks),
+        row.held, row.request_id,
+    )  # fmt: skip
+
+
+def _make_node(meta: MetadataClient, create: PendingChange, parent_id: int, name: str) -> Node:
+    """The single call that makes a create row's node (with its reserved id)."""
+    owner = create.held.owner
+    if create.node_kind == Kind.DIRECTORY:
+        return meta.make_directory(parent_id, name, _mode(create), owner, create.node_id)
+    if create.node_kind == Kind.SYMLINK:
+        return meta.create_symlink(parent_id, name, create.target, owner, create.node_id)
+    return meta.create_file(parent_id, name, _mode(create), owner, create.node_id)

@@ -13,7 +13,6 @@ before anything is staged or sent; metad checks again and is the authority.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import stat
 import time
@@ -39,8 +38,9 @@ from fusefs.models import (
     Usage,
 )
 from fusefs.mount import atimes
+from fusefs.mount.entries import EntryChanges
 from fusefs.mount.files import OpenFile
-from fusefs.mount.handles import OpenFiles, made_here
+from fusefs.mount.handles import OpenFiles
 from fusefs.mount.inodes import (
     ROOT_INODE,
     VIRTUAL_BASE,
@@ -52,8 +52,9 @@ from fusefs.mount.inodes import (
 from fusefs.mount.journal import Journal
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.remote import RemoteChanges
-from fusefs.mount.synchronizer import Synchronizer
+from fusefs.mount.synchronizer import EntrySettled, Synchronizer
 from fusefs.mount.virtual import VirtualTree
+from fusefs.mount.xattrs import ExtendedAttributes
 from fusefs.shared import PENDING_XATTR
 from protos import names
 
@@ -98,9 +99,6 @@ class Vfs:
         self.user_id = root.owner_id  # whose drive this mount shows
         self.inodes = InodeTable(root.id)
         self.inodes.update(root)
-        for made in journal.pending():
-            if made.is_create:  # the replica may have lost them in a crash; the journal not
-                names.added(made_here(made, self.user_id))
         self.virtual = VirtualTree(meta, self._call, self.inodes, root)
         self.files = OpenFiles(
             inodes=self.inodes,
@@ -111,6 +109,18 @@ class Vfs:
             staging_dir=staging_dir,
             user_id=self.user_id,
         )
+        self.entries = EntryChanges(
+            meta=meta,
+            names=names,
+            journal=journal,
+            sync=sync,
+            inodes=self.inodes,
+            files=self.files,
+            limiter=limiter,
+            user_id=self.user_id,
+        )
+        # The replica may have lost recent changes in a crash; the journal has not.
+        self.entries.replay(journal.pending())
         self.remote = RemoteChanges(
             meta=meta,
             blocks=blocks,
@@ -122,8 +132,7 @@ class Vfs:
             limiter=limiter,
         )
         self._limiter = limiter
-        # inode -> (the node's change_sequence when read, its extended attributes)
-        self._xattrs: dict[int, tuple[int, dict[str, bytes]]] = {}
+        self.xattrs = ExtendedAttributes(meta, self.entries, limiter)
         self._nursery: trio.Nursery | None = None
         self._invalidator: Invalidator | None = None
         self._reads = atimes.AccessTimes()
@@ -228,40 +237,40 @@ class Vfs:
             self.inodes.update(node)
         return self._with_local(node)
 
-    async def _settle(self, node_id: int) -> None:
-        """Changes go to metad in the order they were made: content of the node still in
-        the journal is committed before a change made after it is sent."""
-        if self.journal.pending_for(node_id):
-            await self.sync.flush(node_id)
+    async def _settle(self, *node_ids: int) -> None:
+        await self.entries.settle(*node_ids)
 
     def _keep(self, node: Node) -> None:
-        """metad's answer to our own change: the node as it is now."""
-        self.inodes.update(node)
-        self.names.replica.put(node)
+        self.entries.keep(node)
 
     def _stale(self, inode: int) -> None:
-        """Our own change moved what metad holds of a node (a count, a time): ask again."""
-        self.inodes.invalidate(inode)
-        if not is_virtual(inode):
-            self.names.replica.mark_stale(self._node_id(inode))
+        self.entries.stale(inode)
 
     def _touch(self, inode: int) -> None:
-        """Our own change to a folder's entries moved its times (and nothing else)."""
-        now = time.time_ns()
-        self.inodes.touch(inode, now)
-        self.names.replica.touch(self._node_id(inode), now)
+        self.entries.touch(inode)
 
     def _with_local(self, node: Node) -> Node:
         """node as this device shows it: with edits not committed yet."""
+        if node.kind == Kind.DIRECTORY:
+            made = self.journal.folders_made_in(node.id)
+            if made:
+                node = replace(node, nlink=node.nlink + made)
         f = self.files.get(self.inodes.inode_of(node.id))
         if f is not None:
             return f.attributes(node)
         sealed = self.journal.latest(node.id)
-        if sealed is None:
-            return node
-        ctime_ns = max(node.ctime_ns, sealed.created_ns)  # changed by the time it was closed
-        local = replace(node, size=sealed.size, mtime_ns=sealed.mtime_ns, ctime_ns=ctime_ns)
-        return sealed.held.applied_to(local)
+        if sealed is not None:
+            ctime_ns = max(node.ctime_ns, sealed.created_ns)  # changed by the time it was closed
+            node = replace(node, size=sealed.size, mtime_ns=sealed.mtime_ns, ctime_ns=ctime_ns)
+            node = sealed.held.applied_to(node)
+        attributes = self.journal.attributes(node.id)
+        if attributes is not None:
+            change, mtime_ns, when = attributes
+            node = change.applied_to(node)
+            if mtime_ns is not None and (sealed is None or sealed.created_ns < when):
+                node = replace(node, mtime_ns=mtime_ns)
+            node = replace(node, ctime_ns=max(node.ctime_ns, when))
+        return node
 
     async def setattr(
         self,
@@ -305,12 +314,11 @@ class Vfs:
             if not change.empty:
                 f.hold(change)
                 mode, atime_ns, owner = None, None, NO_OWNERSHIP
-        if owner != NO_OWNERSHIP or any(v is not None for v in (mode, mtime_ns, atime_ns)):
-            await self._settle(node_id)
-            node = await self._call(
-                self.meta.set_attributes, node_id, mode, mtime_ns, atime_ns, owner
-            )
-            self._keep(node)
+        change = AttributeChange(mode, atime_ns, owner)
+        if not change.empty or mtime_ns is not None:
+            # Journaled, as a write is: sent in order with the node's other changes.
+            self.journal.record_attributes(node_id, change, mtime_ns)
+            self.sync.wake()
         return await self.getattr(inode)
 
     # --- extended attributes ---------------------------------------------
@@ -330,34 +338,18 @@ class Vfs:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
         await self._require_writable(inode)
-        await self._settle(self._node_id(inode))
-        node = await self._call(self.meta.set_xattr, self._node_id(inode), name, value)
-        self._keep(node)
-        self._xattrs.pop(inode, None)
+        await self.xattrs.set(inode, self._node_id(inode), name, value)
 
     async def removexattr(self, inode: int, name: str) -> None:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
         await self._require_writable(inode)
-        await self._settle(self._node_id(inode))
-        node = await self._call(self.meta.remove_xattr, self._node_id(inode), name)
-        self._keep(node)
-        self._xattrs.pop(inode, None)
+        await self.xattrs.remove(inode, self._node_id(inode), name)
 
     async def _xattrs_of(self, inode: int) -> dict[str, bytes]:
-        """A node's attributes: none without asking when it has none (the kernel asks
-        for security.capability before every write), else read once per change."""
         if is_virtual(inode):
             return {}
-        node = await self.getattr(inode)
-        if node.xattrs == 0:
-            return {}
-        cached = self._xattrs.get(inode)
-        if cached is not None and cached[0] == node.change_sequence:
-            return cached[1]
-        found = await self._call(self.meta.get_xattrs, self._node_id(inode))
-        self._xattrs[inode] = (node.change_sequence, found)
-        return found
+        return await self.xattrs.of(inode, await self.getattr(inode))
 
     async def readlink(self, inode: int) -> bytes:
         node = await self.getattr(inode)
@@ -435,38 +427,22 @@ class Vfs:
                 mode |= stat.S_ISGID
         return name, mode, creator, parent
 
-    async def _created(self, parent_inode: int, node: Node) -> tuple[int, Node]:
-        self.names.added(node)
-        self._touch(parent_inode)
-        self._subdirectories_changed(parent_inode, node)
-        return self.inodes.remember(node), node
-
-    def _subdirectories_changed(self, parent_inode: int, node: Node) -> None:
-        """A folder came or went: its parent's st_nlink changed; ask metad next time."""
-        if node.kind == Kind.DIRECTORY:
-            self._stale(parent_inode)
-
     async def mkdir(
         self, parent_inode: int, raw_name: bytes, mode: int, creator: Ownership = NO_OWNERSHIP
     ) -> tuple[int, Node]:
-        name, mode, owner, _ = await self._new_entry(parent_inode, raw_name, mode, creator, True)
-        node = await self._call(
-            self.meta.make_directory, self._node_id(parent_inode), name, mode, owner
+        name, mode, owner, parent = await self._new_entry(
+            parent_inode, raw_name, mode, creator, True
         )
-        return await self._created(parent_inode, node)
+        node = await self.entries.make(parent, name, Kind.DIRECTORY, mode, owner)
+        return self.entries.created(parent_inode, node), node
 
     async def symlink(
         self, parent_inode: int, raw_name: bytes, target: bytes, creator: Ownership = NO_OWNERSHIP
     ) -> tuple[int, Node]:
-        name, _, owner, _ = await self._new_entry(parent_inode, raw_name, 0, creator, False)
-        node = await self._call(
-            self.meta.create_symlink,
-            self._node_id(parent_inode),
-            name,
-            names.from_bytes(target),
-            owner,
-        )
-        return await self._created(parent_inode, node)
+        name, _, owner, parent = await self._new_entry(parent_inode, raw_name, 0, creator, False)
+        text = names.from_bytes(target)
+        node = await self.entries.make(parent, name, Kind.SYMLINK, 0o777, owner, target=text)
+        return self.entries.created(parent_inode, node), node
 
     async def mknod(
         self,
@@ -482,11 +458,11 @@ class Vfs:
             fh, inode, node = await self.create(parent_inode, raw_name, mode, creator)
             await self.release(fh)
             return inode, node
-        name, mode, owner, _ = await self._new_entry(parent_inode, raw_name, mode, creator, False)
-        node = await self._call(
-            self.meta.make_node, self._node_id(parent_inode), name, kind, mode, rdev, owner
+        name, mode, owner, parent = await self._new_entry(
+            parent_inode, raw_name, mode, creator, False
         )
-        return await self._created(parent_inode, node)
+        node = await self.entries.make(parent, name, kind, mode, owner, rdev=rdev)
+        return self.entries.created(parent_inode, node), node
 
     async def unlink(self, parent_inode: int, raw_name: bytes) -> None:
         await self._remove(parent_inode, raw_name, directory=False)
@@ -497,46 +473,7 @@ class Vfs:
     async def _remove(self, parent_inode: int, raw_name: bytes, directory: bool) -> None:
         name = check_name(raw_name)
         await self._may_change_entry(parent_inode, name)
-        parent_id = self._node_id(parent_inode)
-        node = await self.names.lookup(parent_id, name)
-        if not directory and self.journal.cancel(node.id):
-            # Made here and deleted before it was sent (a temporary): metad never hears of it.
-            self.names.removed(parent_id, name, node.id, remains=False)
-            self._touch(parent_inode)
-            self._name_gone(self.inodes.inode_of(node.id), remains=False)
-            return
-        await self._settle(node.id)
-        # Content of it still on its way is moot once it is gone (it must not come
-        # back as a recovered copy): say so before metad can refuse that content.
-        self.journal.deleting(node.id)
-        try:
-            node_id, remains = await self._call(self.meta.delete, parent_id, name, directory)
-        except BaseException:
-            self.journal.undelete(node.id)
-            raise
-        if remains:
-            self.journal.undelete(node_id)  # still reachable: its content still counts
-        else:
-            # Gone (open handles read on locally, as on a local disk): its content is moot.
-            self.journal.discard(node_id)
-        self.names.removed(parent_id, name, node_id, remains)
-        self._touch(parent_inode)
-        if directory:
-            self._stale(parent_inode)  # one subdirectory fewer: st_nlink
-        self._name_gone(self.inodes.inode_of(node_id), remains)
-
-    def _name_gone(self, inode: int, remains: bool) -> None:
-        """A name of the node left the namespace; remains: the node keeps others."""
-        self._stale(inode)  # its st_nlink (and ctime) changed
-        if not remains:
-            self._gone(inode)
-
-    def _gone(self, inode: int) -> None:
-        """A node left the namespace (unlinked, or replaced by a rename)."""
-        self.inodes.invalidate(inode)
-        f = self.files.get(inode)
-        if f is not None:
-            f.unlinked = True
+        await self.entries.remove(parent_inode, name, directory)
 
     async def rename(
         self,
@@ -558,58 +495,9 @@ class Vfs:
                 raise errors.CrossDrive("a move between two drives: copy instead")
         await self._may_change_entry(parent_inode, name)
         await self._may_change_entry(new_parent_inode, new_name)
-        source = await self.names.lookup(self._node_id(parent_inode), name)
-        f = self.files.get(self.inodes.inode_of(source.id))
-        if f is not None and f.dirty:
-            # A save renames its temporary over the original: what was written
-            # to it must be on the server first, or the save would miss it.
-            await self.files.seal(f)
-        await self._settle(source.id)
-        with contextlib.suppress(errors.NotFound):
-            target = await self.names.lookup(self._node_id(new_parent_inode), new_name)
-            await self._settle(target.id)
-        renamed = await self._call(
-            self.meta.rename,
-            self._node_id(parent_inode),
-            name,
-            self._node_id(new_parent_inode),
-            new_name,
-            no_replace,
-            exchange,
+        await self.entries.rename(
+            parent_inode, name, new_parent_inode, new_name, no_replace, exchange
         )
-        for inode in (parent_inode, new_parent_inode):
-            self._stale(inode)
-        if exchange:
-            self.names.exchanged(self._node_id(parent_inode), self._node_id(new_parent_inode))
-        else:
-            self.names.moved(self._node_id(parent_inode), name, renamed.node)
-            if renamed.saved_from:
-                self.names.replica.drop(renamed.saved_from)
-        if renamed.saved_from:
-            self._saved_over(renamed.saved_from, renamed.node)
-        elif renamed.replaced_id:
-            if not renamed.replaced_remains:
-                self.names.replica.drop(renamed.replaced_id)
-                if self.files.get(self.inodes.inode_of(renamed.replaced_id)) is None:
-                    self.journal.discard(renamed.replaced_id)
-            self._name_gone(self.inodes.inode_of(renamed.replaced_id), renamed.replaced_remains)
-        self._keep(renamed.node)
-
-    def _saved_over(self, moved_id: int, saved: Node) -> None:
-        """A file renamed over another became its newest revision (metad saves.py).
-
-        The kernel moved the renamed file's inode to the name, so the saved
-        file answers to that inode from now on; what was open of the file it
-        replaced keeps its old content until closed, as on a local disk.
-        """
-        moved_inode = self.inodes.inode_of(moved_id)
-        replaced_inode = self.inodes.inode_of(saved.id)
-        if replaced_inode != moved_inode:
-            self._gone(replaced_inode)
-            self.inodes.alias(saved.id, moved_inode)
-        f = self.files.get(moved_inode)
-        if f is not None:
-            f.adopt(saved)
 
     async def link(self, inode: int, new_parent_inode: int, raw_name: bytes) -> tuple[int, Node]:
         """A further name (hard link) for inode's node; the node as the new name shows it."""
@@ -621,7 +509,7 @@ class Vfs:
         if node.owner_id != target.owner_id:
             raise errors.CrossDrive("a link between two drives: copy instead")
         await self._may_change_entry(new_parent_inode, name)
-        await self._settle(self._node_id(inode))
+        await self._settle(self._node_id(inode), self._node_id(new_parent_inode))
         linked = await self._call(
             self.meta.link, self._node_id(inode), self._node_id(new_parent_inode), name
         )
@@ -638,30 +526,11 @@ class Vfs:
         name, mode, owner, parent = await self._new_entry(
             parent_inode, raw_name, mode, creator, False
         )
-        node = None
-        if parent.owner_id == self.user_id:
-            node = await self._make_here(parent.id, name, mode, owner)
-        if node is None:
-            node = await self._call(
-                self.meta.create_file, self._node_id(parent_inode), name, mode, owner
-            )
-        inode, node = await self._created(parent_inode, node)
+        node = await self.entries.make(parent, name, Kind.FILE, mode, owner)
+        inode = self.entries.created(parent_inode, node)
         empty = Revision(node.id, node.revision, 0, node.mtime_ns, ())
         f = self.files.new(inode, node, empty)
         return self.files.add_handle(f), inode, node
-
-    async def _make_here(
-        self, parent_id: int, name: str, mode: int, owner: Ownership
-    ) -> Node | None:
-        """A new file of our own made in the journal (no call), once the folder's listing
-        says the name is free; None to make it the usual way (never listed, offline)."""
-        try:
-            await self.names.list(parent_id)  # a name missing from it then does not exist
-        except errors.Unavailable:
-            return None
-        if self.names.replica.lookup(parent_id, name) is not None:
-            raise errors.AlreadyExists(f"{name!r} exists")
-        return self.files.make_here(parent_id, name, mode, owner)
 
     async def open(self, inode: int, *, write: bool = False, truncate: bool = False) -> int:
         """A handle on a file; write: opened for writing (or truncating)."""
@@ -685,7 +554,8 @@ class Vfs:
         f = self.files.current(inode)
         if f is None:
             node = await self.getattr(inode)
-            if self.journal.pending_for(node.id) or not need_content:
+            local = self.journal.latest(node.id) is not None or self.journal.creating(node.id)
+            if local or not need_content:
                 # Its content is the journal's (closed, not committed yet; or a file
                 # made here, empty), or is about to be cut to nothing (O_TRUNC).
                 revision = Revision(node.id, node.revision, node.size, node.mtime_ns, ())
@@ -719,7 +589,12 @@ class Vfs:
         (the write-back journal), and on its way to the servers."""
         f = self.files.handle(fh)
         if isinstance(f, OpenFile) and not f.unlinked:
-            await self.files.seal(f)
+            try:
+                await self.files.seal(f)
+            except errors.NoSpace:
+                # Dropped: the kernel's pages of the edit go too.
+                await self._send([Invalidation(inode=self.inodes.inode_of(f.node.id))])
+                raise
 
     async def fsync(self, fh: int) -> None:
         """fsync(2): committed on the servers when they can be reached, else durable here."""
@@ -741,7 +616,10 @@ class Vfs:
     async def _take_landed(self) -> None:
         """Content the synchronizer committed."""
         async for landed in self.sync.landed:
-            await self._send(self.files.landed(landed))
+            if isinstance(landed, EntrySettled):
+                await self._send(self.entries.settled(landed))
+            else:
+                await self._send(self.files.landed(landed))
 
     async def _invalidate_data(self, node_id: int) -> None:
         inode = self.inodes.inode_of(node_id)

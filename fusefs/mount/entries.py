@@ -1,0 +1,452 @@
+"""Making, removing and renaming entries: in the journal where it can, else through metad.
+
+New files, folders and links in the user's own listed folders are journal
+rows named with reserved node ids (no call); the rest is made by a call.
+Online, unlink, rmdir and rename are calls to metad, made once what the
+journal holds of the nodes involved is sent (settle), and the replica takes
+metad's answer. Offline (and while removals or renames made offline still
+wait, so that order is kept) they are checked against the replica, applied to
+it, and recorded as journal rows (DELETE, RENAME) that name the node they
+meant; the synchronizer sends them in order, and what metad made of each
+comes back here (settled):
+
+- a rename over another file that metad made a save (the replaced file keeps
+  its id and history, saves.py in metad): the file answers to the moved one's
+  inode, as online;
+- a new name another device took meanwhile: the entry moves to a conflicted
+  name beside it;
+- a change metad refused (the node moved, was replaced or deleted elsewhere,
+  a folder got entries, a share was taken away): the folders involved are
+  listed again and show metad's state. Nothing is lost: a refused removal
+  spares what another device put there, and content goes its own way
+  (synchronizer).
+
+Knows nothing of pyfuse3; lower layers never call back here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import replace
+
+import trio
+
+from fusefs import errors
+from fusefs.clients import MetadataClient
+from fusefs.models import Kind, Node, Ownership, Removed, Renamed
+from fusefs.mount.handles import OpenFiles, made_here
+from fusefs.mount.inodes import InodeTable, Invalidation, is_virtual
+from fusefs.mount.journal import Journal
+from fusefs.mount.journal_rows import DELETE, RENAME, PendingChange
+from fusefs.mount.namespace import Namespace
+from fusefs.mount.synchronizer import EntrySettled, Synchronizer
+
+log = logging.getLogger(__name__)
+
+
+class EntryChanges:
+    def __init__(
+        self,
+        *,
+        meta: MetadataClient,
+        names: Namespace,
+        journal: Journal,
+        sync: Synchronizer,
+        inodes: InodeTable,
+        files: OpenFiles,
+        limiter: trio.CapacityLimiter,
+        user_id: int,
+    ) -> None:
+        self.meta = meta
+        self.names = names
+        self.journal = journal
+        self.sync = sync
+        self.inodes = inodes
+        self.files = files
+        self._limiter = limiter
+        self._user_id = user_id  # whose drive the mount shows
+
+    async def _call(self, fn, *args):
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    # --- small steps the VFS shares -----------------------------------------
+
+    async def settle(self, *node_ids: int) -> None:
+        """Changes go to metad in the order they were made: what the journal holds of these
+        nodes (made here, content, attributes, moves) is sent before a change after it."""
+        for node_id in node_ids:
+            if self.journal.pending_for(node_id):
+                await self.sync.flush(node_id)
+
+    def keep(self, node: Node) -> None:
+        """metad's answer to our own change (or our own change, offline): the node now."""
+        self.inodes.update(node)
+        self.names.replica.put(node)
+
+    def stale(self, inode: int) -> None:
+        """Our own change moved what metad holds of a node (a count, a time): ask again."""
+        self.inodes.invalidate(inode)
+        if not is_virtual(inode):
+            self.names.replica.mark_stale(self.inodes.node_of(inode))
+
+    def touch(self, inode: int) -> None:
+        """Our own change to a folder's entries moved its times (and nothing else)."""
+        now = time.time_ns()
+        self.inodes.touch(inode, now)
+        self.names.replica.touch(self.inodes.node_of(inode), now)
+
+    def _journaling(self) -> bool:
+        """Whether removals and renames go to the journal rather than to metad."""
+        return not self.sync.online or self.journal.moves_pending()
+
+    def _subfolders(self, inode: int, delta: int) -> None:
+        """A folder gained or lost a subfolder offline: its st_nlink, counted here."""
+        node = self.inodes.cached(inode)
+        if node is not None:
+            self.keep(replace(node, nlink=max(node.nlink + delta, 2)))
+
+    # --- making nodes -------------------------------------------------------
+
+    async def make(
+        self,
+        parent: Node,
+        name: str,
+        kind: Kind,
+        mode: int,
+        owner: Ownership,
+        *,
+        target: str = "",
+        rdev: int = 0,
+    ) -> Node:
+        """A new node in parent, once the VFS has checked who may: made in the journal
+        when it can be (no call), else by a call to metad after what the folder waits for."""
+        node = None
+        if kind in (Kind.FILE, Kind.DIRECTORY, Kind.SYMLINK):
+            node = await self._make_here(parent, name, mode, owner, kind, target)
+        if node is not None:
+            return node
+        await self.settle(parent.id)
+        if kind == Kind.DIRECTORY:
+            return await self._call(self.meta.make_directory, parent.id, name, mode, owner)
+        if kind == Kind.SYMLINK:
+            return await self._call(self.meta.create_symlink, parent.id, name, target, owner)
+        if kind == Kind.FILE:
+            return await self._call(self.meta.create_file, parent.id, name, mode, owner)
+        return await self._call(self.meta.make_node, parent.id, name, kind, mode, rdev, owner)
+
+    async def _make_here(
+        self, parent: Node, name: str, mode: int, owner: Ownership, kind: Kind, target: str
+    ) -> Node | None:
+        """A new node in our own drive made in the journal, once the folder's listing says
+        the name is free; None to make it the usual way (a share; a folder never listed,
+        offline; no reserved ids left)."""
+        if parent.owner_id != self._user_id:
+            return None
+        try:
+            await self.names.list(parent.id)  # a name missing from it then does not exist
+        except errors.Unavailable:
+            return None
+        if self.names.replica.lookup(parent.id, name) is not None:
+            raise errors.AlreadyExists(f"{name!r} exists")
+        return self.files.make_here(parent.id, name, mode, owner, kind, target)
+
+    def created(self, parent_inode: int, node: Node) -> int:
+        """Records a node just made in parent_inode; its inode."""
+        self.names.added(node)
+        self.touch(parent_inode)
+        if node.kind == Kind.DIRECTORY and not self.journal.creating(node.id):
+            # The parent's st_nlink changed: ask metad next time (one made here that
+            # metad has not got yet is counted by the VFS from the journal).
+            self.stale(parent_inode)
+        return self.inodes.remember(node)
+
+    # --- unlink, rmdir -------------------------------------------------------
+
+    async def remove(self, parent_inode: int, name: str, directory: bool) -> None:
+        parent_id = self.inodes.node_of(parent_inode)
+        node = await self.names.lookup(parent_id, name)
+        if self.journal.creating(node.id) or self._journaling():
+            self._check_removable(node, name, directory)
+        if self.journal.cancel(node.id):
+            # Made here and deleted before it was sent (a temporary): metad never hears of it.
+            self.names.removed(parent_id, name, node.id, remains=False)
+            self.touch(parent_inode)
+            self.name_gone(self.inodes.inode_of(node.id), remains=False)
+            return
+        if not self._journaling():
+            try:
+                await self._remove_online(parent_inode, parent_id, node, name, directory)
+                return
+            except errors.Unavailable:
+                self.sync.went_away()
+                self._check_removable(node, name, directory)
+        remains = node.kind == Kind.FILE and node.nlink > 1
+        self.journal.record_delete(node.id, parent_id, name, directory)
+        self.sync.wake()
+        if not remains:
+            self.journal.discard(node.id)
+        self.names.removed(parent_id, name, node.id, remains)
+        self.touch(parent_inode)
+        if directory:
+            self._subfolders(parent_inode, -1)
+        self.name_gone(self.inodes.inode_of(node.id), remains)
+
+    def _check_removable(self, node: Node, name: str, directory: bool) -> None:
+        """What metad would refuse, checked here (offline, or a node metad has not got)."""
+        if directory and node.kind != Kind.DIRECTORY:
+            raise errors.NotADirectory(f"{name!r} is not a folder")
+        if not directory and node.kind == Kind.DIRECTORY:
+            raise errors.IsADirectory(f"{name!r} is a folder")
+        if directory:
+            self._check_empty(node, name)
+
+    def _check_empty(self, folder: Node, name: str) -> None:
+        if not self.names.replica.listed(folder.id):
+            raise errors.Unavailable(f"what {name!r} holds is not known here while offline")
+        if self.names.entries(folder.id, 0, 1):
+            raise errors.DirectoryNotEmpty(f"{name!r} is not empty")
+
+    async def _remove_online(
+        self, parent_inode: int, parent_id: int, node: Node, name: str, directory: bool
+    ) -> None:
+        await self.settle(node.id)
+        # Content of it still on its way is moot once it is gone (it must not come
+        # back as a recovered copy): say so before metad can refuse that content.
+        self.journal.deleting(node.id)
+        try:
+            node_id, remains = await self._call(self.meta.delete, parent_id, name, directory)
+        except BaseException:
+            self.journal.undelete(node.id)
+            raise
+        if remains:
+            self.journal.undelete(node_id)  # still reachable: its content still counts
+        else:
+            # Gone (open handles read on locally, as on a local disk): its content is moot.
+            self.journal.discard(node_id)
+        self.names.removed(parent_id, name, node_id, remains)
+        self.touch(parent_inode)
+        if directory:
+            self.stale(parent_inode)  # one subdirectory fewer: st_nlink
+        self.name_gone(self.inodes.inode_of(node_id), remains)
+
+    def name_gone(self, inode: int, remains: bool) -> None:
+        """A name of the node left the namespace; remains: the node keeps others."""
+        self.stale(inode)  # its st_nlink (and ctime) changed
+        if not remains:
+            self.gone(inode)
+
+    def gone(self, inode: int) -> None:
+        """A node left the namespace (unlinked, or replaced by a rename)."""
+        self.inodes.invalidate(inode)
+        f = self.files.get(inode)
+        if f is not None:
+            f.unlinked = True
+
+    # --- rename ---------------------------------------------------------------
+
+    async def rename(
+        self,
+        parent_inode: int,
+        name: str,
+        new_parent_inode: int,
+        new_name: str,
+        no_replace: bool,
+        exchange: bool,
+    ) -> None:
+        """rename(2) once the VFS has checked who may; exchange: RENAME_EXCHANGE."""
+        parent_id = self.inodes.node_of(parent_inode)
+        new_parent_id = self.inodes.node_of(new_parent_inode)
+        source = await self.names.lookup(parent_id, name)
+        f = self.files.get(self.inodes.inode_of(source.id))
+        if f is not None and f.dirty:
+            # A save renames its temporary over the original: what was written
+            # to it goes first, or the save would miss it.
+            await self.files.seal(f)
+        if not exchange and self._journaling():
+            await self._rename_offline(parent_inode, name, new_parent_inode, new_name, no_replace)
+            return
+        # The folders too: the new one may be made here and not sent yet.
+        await self.settle(source.id, parent_id, new_parent_id)
+        with contextlib.suppress(errors.NotFound):
+            target = await self.names.lookup(new_parent_id, new_name)
+            await self.settle(target.id)
+        try:
+            renamed = await self._call(
+                self.meta.rename, parent_id, name, new_parent_id, new_name, no_replace, exchange
+            )
+        except errors.Unavailable:
+            self.sync.went_away()
+            if exchange:
+                raise
+            await self._rename_offline(parent_inode, name, new_parent_inode, new_name, no_replace)
+            return
+        for inode in (parent_inode, new_parent_inode):
+            self.stale(inode)
+        if exchange:
+            self.names.exchanged(parent_id, new_parent_id)
+        else:
+            self.names.moved(parent_id, name, renamed.node)
+            if renamed.saved_from:
+                self.names.replica.drop(renamed.saved_from)
+        self._renamed(renamed)
+
+    def _renamed(self, renamed: Renamed) -> None:
+        """What metad made of a rename, on top of what the replica shows of it."""
+        if renamed.saved_from:
+            self.saved_over(renamed.saved_from, renamed.node)
+        elif renamed.replaced_id:
+            if not renamed.replaced_remains:
+                self.names.replica.drop(renamed.replaced_id)
+                if self.files.get(self.inodes.inode_of(renamed.replaced_id)) is None:
+                    self.journal.discard(renamed.replaced_id)
+            self.name_gone(self.inodes.inode_of(renamed.replaced_id), renamed.replaced_remains)
+        self.keep(renamed.node)
+
+    async def _rename_offline(
+        self,
+        parent_inode: int,
+        name: str,
+        new_parent_inode: int,
+        new_name: str,
+        no_replace: bool,
+    ) -> None:
+        """The rename in the replica and the journal; metad gets it later, in order."""
+        parent_id = self.inodes.node_of(parent_inode)
+        new_parent_id = self.inodes.node_of(new_parent_inode)
+        source = await self.names.lookup(parent_id, name)
+        target = None
+        with contextlib.suppress(errors.NotFound):
+            target = await self.names.lookup(new_parent_id, new_name)
+        if target is not None and target.id == source.id:
+            return  # two names of one file: rename(2) does nothing
+        if target is not None:
+            if no_replace:
+                raise errors.AlreadyExists(f"{new_name!r} exists")
+            if target.kind == Kind.DIRECTORY:
+                if source.kind != Kind.DIRECTORY:
+                    raise errors.IsADirectory(f"{new_name!r} is a folder")
+                self._check_empty(target, new_name)
+            elif source.kind == Kind.DIRECTORY:
+                raise errors.NotADirectory(f"{new_name!r} is not a folder")
+        self.journal.record_rename(
+            source.id, parent_id, name, new_parent_id, new_name, no_replace=target is None
+        )
+        self.sync.wake()
+        if target is not None:
+            # Its content and attributes not sent yet go first: a save keeps them as
+            # a revision of it, a replaced file in the trash.
+            remains = target.kind == Kind.FILE and target.nlink > 1
+            self.names.removed(new_parent_id, new_name, target.id, remains)
+            self.name_gone(self.inodes.inode_of(target.id), remains)
+            if target.kind == Kind.DIRECTORY:
+                self._subfolders(new_parent_inode, -1)
+        moved = replace(source, parent_id=new_parent_id, name=new_name)
+        self.names.moved(parent_id, name, moved)
+        self.keep(moved)
+        self.touch(parent_inode)
+        self.touch(new_parent_inode)
+        if source.kind == Kind.DIRECTORY and parent_inode != new_parent_inode:
+            self._subfolders(parent_inode, -1)
+            self._subfolders(new_parent_inode, +1)
+
+    def saved_over(self, moved_id: int, saved: Node) -> None:
+        """A file renamed over another became its newest revision (metad saves.py).
+
+        The kernel moved the renamed file's inode to the name, so the saved
+        file answers to that inode from now on; what was open of the file it
+        replaced keeps its old content until closed, as on a local disk.
+        """
+        moved_inode = self.inodes.inode_of(moved_id)
+        replaced_inode = self.inodes.inode_of(saved.id)
+        if replaced_inode != moved_inode:
+            self.gone(replaced_inode)
+            self.inodes.alias(saved.id, moved_inode)
+        f = self.files.get(moved_inode)
+        if f is not None:
+            f.adopt(saved)
+
+    # --- the journal into the replica at start ------------------------------
+
+    def replay(self, rows: list[PendingChange]) -> None:
+        """Brings the replica up to the journal's changes of names (made, removed, moved),
+        in order: a crash may have cost the replica the last second of them."""
+        for row in rows:
+            if row.is_create:
+                self.names.added(made_here(row, self._user_id))
+                if row.node_kind == Kind.DIRECTORY:  # what is in it was put there from here
+                    self.names.replica.mark_listed(row.node_id)
+            elif row.kind == DELETE:
+                node = self.names.replica.node(row.node_id, stale_too=True)
+                remains = node is not None and node.kind == Kind.FILE and node.nlink > 1
+                self.names.removed(row.parent_id, row.name, row.node_id, remains)
+            elif row.kind == RENAME:
+                self._replay_rename(row)
+
+    def _replay_rename(self, row: PendingChange) -> None:
+        replica = self.names.replica
+        node = replica.node(row.node_id, stale_too=True)
+        if node is None or replica.entry_target(row.parent_id, row.name) != row.node_id:
+            return  # applied already (or its node is gone)
+        target_id = replica.entry_target(row.new_parent_id, row.new_name)
+        if target_id is not None:
+            target = replica.node(target_id, stale_too=True)
+            remains = target is not None and target.kind == Kind.FILE and target.nlink > 1
+            self.names.removed(row.new_parent_id, row.new_name, target_id, remains)
+        moved = replace(node, parent_id=row.new_parent_id, name=row.new_name)
+        self.names.moved(row.parent_id, row.name, moved)
+
+    # --- what metad made of the journal's removals and renames ---------------
+
+    def settled(self, done: EntrySettled) -> list[Invalidation]:
+        """Corrects the replica by metad's answer; what the kernel must forget."""
+        row = done.row
+        if done.refused:
+            log.info("%s of %r not applied on the drive: %s", row.kind, row.name, done.refused)
+            return self._look_again(row)
+        if row.kind == DELETE:
+            assert isinstance(done.outcome, Removed)
+            if not done.outcome.remains:
+                self.names.replica.drop(row.node_id)
+            return []
+        renamed = done.outcome
+        assert isinstance(renamed, Renamed)
+        todo: list[Invalidation] = []
+        if (renamed.node.parent_id, renamed.node.name) != (row.new_parent_id, row.new_name):
+            # The name was taken meanwhile: ours went beside it.
+            self.names.moved(row.new_parent_id, row.new_name, renamed.node)
+            self.names.replica.unlist(row.new_parent_id)
+            todo += self._names_of(row.new_parent_id, row.new_name, renamed.node)
+        if renamed.saved_from:
+            self.names.replica.drop(renamed.saved_from)
+            self.names.added(renamed.node)
+            self.journal.saved_into(renamed.saved_from, renamed.node.id, renamed.node.revision)
+        self._renamed(renamed)
+        return todo
+
+    def _look_again(self, row: PendingChange) -> list[Invalidation]:
+        """A change metad refused: the folders it touched show metad's state again."""
+        folders = {row.parent_id, row.new_parent_id} - {0}
+        todo = []
+        for folder in folders:
+            self.names.replica.unlist(folder)
+            self.names.replica.mark_stale(folder)
+            inode = self.inodes.inode_of(folder)
+            self.inodes.invalidate(inode)
+            todo.append(Invalidation(inode=inode, attr_only=True))
+        self.names.replica.mark_stale(row.node_id)
+        self.inodes.invalidate(self.inodes.inode_of(row.node_id))
+        todo.append(Invalidation(parent_inode=self.inodes.inode_of(row.parent_id), name=row.name))
+        if row.new_parent_id:
+            parent = self.inodes.inode_of(row.new_parent_id)
+            todo.append(Invalidation(parent_inode=parent, name=row.new_name))
+        return todo
+
+    def _names_of(self, old_parent_id: int, old_name: str, node: Node) -> list[Invalidation]:
+        new_parent = self.inodes.inode_of(node.parent_id)
+        return [
+            Invalidation(parent_inode=self.inodes.inode_of(old_parent_id), name=old_name),
+            Invalidation(parent_inode=new_parent, name=node.name),
+            Invalidation(inode=new_parent, attr_only=True),
+        ]

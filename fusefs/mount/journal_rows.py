@@ -1,0 +1,130 @@
+"""The rows of the write-back journal: what each kind holds, the table, its upgrades.
+
+One row per change made here, in the order it was made (seq). See
+PendingChange for the kinds and what each column means for each.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusefs.models import AttributeChange, Kind, Ownership
+
+AFTER_PREVIOUS = -1  # base revision: the one the commit before it in the journal makes
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS commits (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id INTEGER NOT NULL,
+    parent_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mine INTEGER NOT NULL,
+    base_revision INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    mode INTEGER,
+    uid INTEGER,
+    gid INTEGER,
+    atime_ns INTEGER,
+    content TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'commit',
+    target TEXT NOT NULL DEFAULT '',
+    sets_mtime INTEGER NOT NULL DEFAULT 1,
+    new_parent_id INTEGER NOT NULL DEFAULT 0,
+    new_name TEXT NOT NULL DEFAULT '',
+    flags INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS commits_of_node ON commits (node_id, seq);
+CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS node_ids (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS receipts (
+    hash BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mac BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """One row of the journal, in the order it was made.
+
+    COMMIT: a file's content as closed, to be committed as its next revision.
+    CREATE / MKDIR / SYMLINK: a node made here (held has its mode and owner,
+    mtime_ns its birth, target a link's). ATTRIBUTES: held and mtime_ns
+    (when sets_mtime) to set on the node. DELETE: node_id's name in
+    parent_id removed (flags: DIRECTORY for rmdir). RENAME: node_id moved
+    from parent_id/name to new_parent_id/new_name (flags: NO_REPLACE when
+    the new name was free here).
+    """
+
+    seq: int
+    node_id: int
+    parent_id: int  # where it was when closed (to place a recovered copy)
+    name: str
+    mine: bool  # in the user's own drive (not a share)
+    base_revision: int  # AFTER_PREVIOUS: on top of the previous commit of the node
+    size: int
+    mtime_ns: int
+    held: AttributeChange  # chmod/chown/utime made while it was being edited
+    content: Path | None  # the sealed content (None but for a commit)
+    request_id: str
+    created_ns: int
+    kind: str = "commit"
+    target: str = ""
+    sets_mtime: bool = True
+    new_parent_id: int = 0
+    new_name: str = ""
+    flags: int = 0
+
+    @property
+    def is_create(self) -> bool:
+        """Whether it makes a node (a file, folder or link)."""
+        return self.kind in MADE_KINDS
+
+    @property
+    def is_commit(self) -> bool:
+        return self.kind == COMMIT
+
+    @property
+    def node_kind(self) -> Kind:
+        """What a row that makes a node makes."""
+        return MADE_KINDS[self.kind]
+
+
+COMMIT, CREATE, MKDIR, SYMLINK, ATTRIBUTES = "commit", "create", "mkdir", "symlink", "attrs"
+DELETE, RENAME = "delete", "rename"
+ENTRY_KINDS = (DELETE, RENAME)  # changes of a folder's entries, made offline
+DIRECTORY, NO_REPLACE = 1, 2  # flags
+MADE_KINDS = {CREATE: Kind.FILE, MKDIR: Kind.DIRECTORY, SYMLINK: Kind.SYMLINK}
+MAKES = {kind: row_kind for row_kind, kind in MADE_KINDS.items()}
+NEW_FILE_REVISION = 1  # a new file is empty at revision 1: its first commit goes on top
+
+
+def row_to_change(row: tuple, directory: Path) -> PendingChange:
+    (seq, node_id, parent_id, name, mine, base, size, mtime, mode, uid, gid, atime,
+     content, request_id, created, kind, target, sets_mtime, new_parent_id, new_name,
+     flags) = row  # fmt: skip
+    held = AttributeChange(mode, atime, Ownership(uid, gid))
+    return PendingChange(
+        seq, node_id, parent_id, name, bool(mine), base, size, mtime, held,
+        directory / content if content else None, request_id, created, kind, target,
+        bool(sets_mtime), new_parent_id, new_name, flags,
+    )  # fmt: skip
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Columns added since the first journals (a mount upgraded with rows pending)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(commits)")}
+    if "target" not in columns:
+        db.execute("ALTER TABLE commits ADD COLUMN target TEXT NOT NULL DEFAULT ''")
+    if "sets_mtime" not in columns:
+        db.execute("ALTER TABLE commits ADD COLUMN sets_mtime INTEGER NOT NULL DEFAULT 1")
+    if "new_parent_id" not in columns:
+        db.execute("ALTER TABLE commits ADD COLUMN new_parent_id INTEGER NOT NULL DEFAULT 0")
+        db.execute("ALTER TABLE commits ADD COLUMN new_name TEXT NOT NULL DEFAULT ''")
+        db.execute("ALTER TABLE commits ADD COLUMN flags INTEGER NOT NULL DEFAULT 0")

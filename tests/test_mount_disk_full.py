@@ -1,0 +1,75 @@
+"""A full local disk: cached blocks give way to what programs write; beyond that, ENOSPC
+and nothing partial reaches the drive.
+
+The mount's cache folder sits on a small tmpfs (root mounts it; CI runs as
+root), filled by reading files another device wrote. Real daemons, real
+mounts, the other device checks what arrived.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fusefs.clients import MetadataClient
+from tests import signin
+from tests.filedata import sha256_of, write_random
+
+MiB = 1024 * 1024
+DISK_MIB = 80
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    path = tmp_path / "small-disk"
+    path.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_MIB}m", "tmpfs", str(path)], check=True
+    )
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_cache_disk_evicts_cached_blocks_then_refuses_whole(
+    mounts, metad, blockd, small_disk, allowed_log_patterns
+):
+    allowed_log_patterns += [r"local disk", r"cache disk full"]
+    a = mounts.mount(metad, blockd, "dev-a")
+    digests = {
+        f"movie{i}.bin": write_random(a.path / f"movie{i}.bin", 16 * MiB, seed=i) for i in range(4)
+    }
+    a.sync()
+
+    c = mounts.mount(metad, blockd, "dev-c", cache=small_disk / "cache")
+    for name, digest in digests.items():
+        assert sha256_of(c.path / name) == digest  # 64 MiB of cached blocks on an 80 MiB disk
+    # Room for new content is made by evicting cached copies.
+    written = write_random(c.path / "new.bin", 40 * MiB, seed=9)
+    c.sync()
+    assert sha256_of(a.path / "new.bin") == written
+
+    # More than the whole disk: the write fails, and close says so too.
+    too_big = c.path / "too-big.bin"
+    with pytest.raises(OSError) as failed, open(too_big, "wb") as f:
+        for _ in range(DISK_MIB + 20):
+            f.write(os.urandom(MiB))
+    assert failed.value.errno == errno.ENOSPC
+    c.sync()
+    meta = MetadataClient(metad.address, "test", signin.token)
+    try:
+        on_drive = meta.lookup(meta.root().id, "too-big.bin")
+        assert on_drive.size == 0, "a partial file reached the drive"
+    finally:
+        meta.close()
+    # The mount carries on: small edits and reads work.
+    (c.path / "note.txt").write_bytes(b"still working")
+    c.sync()
+    assert (a.path / "note.txt").read_bytes() == b"still working"
+    assert sha256_of(c.path / "new.bin") == written
