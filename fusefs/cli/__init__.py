@@ -12,24 +12,17 @@ import getpass
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
 
 from fusefs.cli import admin, browse, pending, timespec, trust, watch
-from fusefs.clients import AccountsClient
-from fusefs.credentials import (
-    TokenSource,
-    auth_key_path,
-    find_token,
-    local_token,
-    save_token,
-    token_from_env,
-)
+from fusefs.credentials import auth_key_path, find_token, token_from_env
 from fusefs.daemons import Daemon, DaemonError, DaemonTls, serve_tls, start_daemon
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
-from fusefs.mount import DEFAULT_CACHE_BYTES, MountConfig, MountError, check_mountpoint, run_mount
+from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError, check_mountpoint
 from protos import names
 from protos.runtime import parse_size, split_host_port
 
@@ -363,30 +356,53 @@ def _start_daemons(args: argparse.Namespace, tls: DaemonTls | None = None) -> li
     return started
 
 
-def _cmd_up(args: argparse.Namespace) -> None:
+def _cmd_up(args: argparse.Namespace) -> int:
     check_mountpoint(args.mountpoint)  # before starting anything
     daemons = _start_daemons(args)
     try:
         metad, blockd = (d.address for d in daemons)
-        config = MountConfig(
-            mountpoint=args.mountpoint.resolve(),
-            metad=metad,
-            blockd=blockd,
-            cache_dir=args.cache or args.data / "cache",
-            device=args.device,
-            cache_bytes=args.cache_size,
-            token=_local_token_source(args.data),
-        )
-
-        def mounted() -> None:
-            print(f"drive mounted at {config.mountpoint} (metad {metad}, blockd {blockd})")
-            print("press Ctrl-C to unmount and stop", flush=True)
-
-        run_mount(config, on_mounted=mounted)
+        print(f"metad on {metad}, blockd on {blockd}; Ctrl-C unmounts and stops", flush=True)
+        cache = args.cache or args.data / "cache"
+        command = _mount_command(args, metad, blockd, cache, ["--data", str(args.data)])
+        status = _run_mount_program(command)
     finally:
         for d in reversed(daemons):
             d.stop()
     print("drive stopped")
+    return status
+
+
+def _mount_command(
+    args: argparse.Namespace, metad: str, blockd: str, cache: Path, extra: list[str]
+) -> list[str]:
+    """The mount program (fusefs.mount, a program of its own) with the options given."""
+    command = [
+        sys.executable, "-m", "fusefs.mount", str(args.mountpoint.resolve()),
+        "--metad", metad, "--blockd", blockd, "--cache", str(cache),
+        "--cache-size", str(args.cache_size), *extra,
+    ]  # fmt: skip
+    if args.device:
+        command += ["--device", args.device]
+    if args.verbose:
+        command.append("--verbose")
+    return command
+
+
+def _run_mount_program(command: list[str]) -> int:
+    """Runs the mount as a child until it ends; Ctrl-C and SIGTERM are passed on (once:
+    it has a process group of its own), so it unmounts cleanly. Its exit status."""
+    child = subprocess.Popen(command, process_group=0)
+    forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
@@ -417,52 +433,24 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             d.stop()
 
 
-def _local_token_source(data: Path) -> TokenSource:
-    """The first user's token of a drive on this machine, made anew when half spent."""
-
-    def renew(_old: str) -> tuple[str, int]:
-        made = local_token(data)
-        if made is None:
-            raise DriveError(f"no auth key under {data}")
-        return made
-
-    return TokenSource(*renew(""), renew=renew)
-
-
 def _cmd_mount(args: argparse.Namespace) -> None:
+    """Settles whom to trust (asking if need be) and that a login exists, then becomes the
+    mount program (exec: the same process, so signals and kill reach the mount itself)."""
     cache = args.cache or DEFAULT_DATA / "cache" / (args.device or "default")
     check_mountpoint(args.mountpoint)
     trusted = trust.DriveTrust.choose(args.metad, ca_file=args.ca, insecure=args.insecure)
     tls_trust, _ = trusted(args.metad), trusted(args.blockd)  # before any token goes out
-    token, expires_s, source = find_token(args.metad, None)
-
-    def renew(old: str) -> tuple[str, int]:
-        client = AccountsClient(args.metad, lambda: old, trust=tls_trust)
-        try:
-            signed_in = client.renew()
-        finally:
-            client.close()
-        return signed_in.token, signed_in.expires_s
-
-    def save(new: str, expires: int) -> None:
-        if source == "saved":
-            save_token(args.metad, new, expires)
-
-    config = MountConfig(
-        mountpoint=args.mountpoint.resolve(),
-        metad=args.metad,
-        blockd=args.blockd,
-        cache_dir=cache,
-        device=args.device,
-        cache_bytes=args.cache_size,
-        token=TokenSource(token, expires_s, renew=renew, on_renewed=save),
-        trust=tls_trust,
-    )
-
-    def mounted() -> None:
-        print(f"drive mounted at {config.mountpoint}", flush=True)
-
-    run_mount(config, on_mounted=mounted)
+    find_token(args.metad, None)  # not signed in: said here, before anything starts
+    extra = []
+    if tls_trust is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        pem = cache / "trust.pem"
+        pem.write_bytes(tls_trust.root_pem)
+        extra = ["--ca", str(pem)]
+    command = _mount_command(args, args.metad, args.blockd, cache, extra)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
 
 
 COMMANDS = {

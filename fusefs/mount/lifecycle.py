@@ -34,11 +34,11 @@ from fusefs.mount.reachability import Reachability
 from fusefs.mount.replica import Replica
 from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.vfs import Vfs
+from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError, check_mountpoint
 from protos.tls import Trust
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_BYTES = 10 * 1024**3
 RPC_THREADS = 16
 # The kernel's default 128 KiB readahead leaves a sequential reader waiting on
 # one small request at a time; 1 MiB (about one block) lets it keep several in
@@ -50,10 +50,6 @@ REPLICA_FLUSH_SECONDS = 1.0
 # A replica more changes behind the journal than this is started afresh
 # rather than caught up on one change at a time.
 MAX_CATCH_UP = 20_000
-
-
-class MountError(Exception):
-    """The mount could not start; the message is meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -80,17 +76,6 @@ def others_may_use_mounts() -> bool:
     except OSError:
         return False
     return any(line.split("#", 1)[0].strip() == "user_allow_other" for line in lines)
-
-
-def check_mountpoint(path: Path) -> None:
-    if not path.exists():
-        raise MountError(f"mountpoint {path} does not exist (create it with: mkdir -p {path})")
-    if not path.is_dir():
-        raise MountError(f"mountpoint {path} is not a directory")
-    if os.path.ismount(path):
-        raise MountError(f"{path} is already a mount point")
-    if any(path.iterdir()):
-        raise MountError(f"mountpoint {path} is not empty")
 
 
 @contextlib.contextmanager
@@ -240,7 +225,8 @@ async def _serve(
     try:
         async with trio.open_nursery() as nursery:
             vfs.start(nursery, ops.invalidate)
-            nursery.start_soon(ChangeFollower(meta, start, vfs.apply_change).run)
+            follower = ChangeFollower(meta, start, vfs.apply_change, reachability)
+            nursery.start_soon(follower.run)
             nursery.start_soon(_flush_replica, replica)
             nursery.start_soon(sync.run)
             nursery.start_soon(sync.keep_ids)

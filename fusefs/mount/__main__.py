@@ -1,0 +1,105 @@
+"""The mount program: `python -m fusefs.mount MOUNTPOINT --metad HOST:PORT --blockd HOST:PORT
+--cache DIR`, serving until unmounted, Ctrl-C or SIGTERM.
+
+`drive mount` and `drive up` run it (the `drive` command settles which TLS
+certificate to trust first, asking the user if need be, and hands it over
+with --ca); it runs alone as well. Signed in, in this order, as: the bearer
+of DRIVEFS_TOKEN, the login saved for --metad, or with --data the first user
+of the drive under DATA (made with its auth key). A token is renewed when
+half spent, and a saved login is kept up to date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fusefs.clients import AccountsClient
+from fusefs.credentials import TokenSource, find_token, local_token, save_token
+from fusefs.errors import DriveError, NotSignedIn
+from fusefs.mount.lifecycle import MountConfig, run_mount
+from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError
+from protos import names, tls
+from protos.runtime import parse_size
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fusefs.mount", description=__doc__.split("\n")[0])
+    p.add_argument("mountpoint", type=Path, help="an empty folder")
+    p.add_argument("--metad", required=True, help="metad HOST:PORT")
+    p.add_argument("--blockd", required=True, help="blockd HOST:PORT")
+    p.add_argument("--cache", type=Path, required=True, help="local cache folder")
+    p.add_argument("--cache-size", type=parse_size, default=DEFAULT_CACHE_BYTES, help="e.g. 10G")
+    p.add_argument("--device", help="name of this device in the drive's history")
+    p.add_argument("--ca", type=Path, metavar="FILE", help="TLS: trust this root (PEM)")
+    p.add_argument("--data", type=Path, help="sign in as the first user of the drive under DATA")
+    p.add_argument("--verbose", action="store_true", help="log what the mount does")
+    return p
+
+
+def _local_source(data: Path) -> TokenSource:
+    """The first user's token of a drive on this machine, made anew when half spent."""
+
+    def renew(_old: str) -> tuple[str, int]:
+        made = local_token(data)
+        if made is None:
+            raise NotSignedIn(f"no auth key under {data}")
+        return made
+
+    return TokenSource(*renew(""), renew=renew)
+
+
+def _signed_in_source(metad: str, trust: tls.Trust | None) -> TokenSource:
+    token, expires_s, source = find_token(metad, None)
+
+    def renew(old: str) -> tuple[str, int]:
+        client = AccountsClient(metad, lambda: old, trust=trust)
+        try:
+            signed_in = client.renew()
+        finally:
+            client.close()
+        return signed_in.token, signed_in.expires_s
+
+    def save(new: str, expires: int) -> None:
+        if source == "saved":
+            save_token(metad, new, expires)
+
+    return TokenSource(token, expires_s, renew=renew, on_renewed=save)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        trust = tls.Trust.for_ca(args.ca.read_bytes(), args.ca) if args.ca else None
+        token = _local_source(args.data) if args.data else _signed_in_source(args.metad, trust)
+        config = MountConfig(
+            mountpoint=args.mountpoint.resolve(),
+            metad=args.metad,
+            blockd=args.blockd,
+            cache_dir=args.cache,
+            device=args.device,
+            cache_bytes=args.cache_size,
+            token=token,
+            trust=trust,
+        )
+
+        def mounted() -> None:
+            print(f"drive mounted at {config.mountpoint}", flush=True)
+
+        run_mount(config, on_mounted=mounted)
+    except (MountError, DriveError, OSError, ValueError) as exc:
+        print(f"drive: error: {names.printable(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
