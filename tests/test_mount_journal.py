@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from fusefs.clients import BlockClient, MetadataClient
+from fusefs.credentials import TOKEN_ENV
 from tests import signin
 from tests.filedata import sha256_of, write_random
 from tests.offline import OFFLINE_LOGS, kill, mount_behind, offline, online
@@ -194,6 +195,7 @@ def test_a_2_gib_upload_cut_twice_at_random_points_resumes_each_time(mounts, met
                 time.sleep(0.01)
             kill(a)
             a = mounts.mount(metad, blockd, "dev-a", cache=a.cache)
+        eventually(lambda: _pace_shown(metad, blockd, a.path), timeout=30)
         a.sync(timeout=600)
         received = stats.stats().bytes_received
     finally:
@@ -202,6 +204,18 @@ def test_a_2_gib_upload_cut_twice_at_random_points_resumes_each_time(mounts, met
     assert received <= size + allowance, (received, cuts)
     b = mounts.mount(metad, blockd, "dev-b")
     assert sha256_of(b.path / "archive.bin") == digest
+
+
+def _pace_shown(metad, blockd, mountpoint: Path) -> bool:
+    """`drive status` shows this device's upload with its rate and time left."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "fusefs.cli", "status", "--metad", metad.address,
+         "--blockd", blockd.address],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, TOKEN_ENV: signin.token()},
+    ).stdout  # fmt: skip
+    line = next(x for x in shown.splitlines() if str(mountpoint) in x)
+    return "to send at" in line and " left (online)" in line
 
 
 def test_files_made_offline_survive_kill_9_and_arrive_in_order(

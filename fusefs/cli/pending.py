@@ -31,6 +31,7 @@ class Pending:
     bytes: int
     sent_bytes: int
     online: bool
+    rate: float  # bytes/s lately
     problems: list[str]
     recovered: list[str]
 
@@ -47,7 +48,7 @@ def pending(mountpoint: Path) -> Pending:
     data = json.loads(raw)
     return Pending(
         data["files"], data["bytes"], data["sent_bytes"], data["online"],
-        data["problems"], data["recovered"],
+        data.get("rate", 0), data["problems"], data["recovered"],
     )  # fmt: skip
 
 
@@ -118,9 +119,22 @@ def report_lines() -> list[str]:
         except NotAMount:
             continue
         where = "online" if state.online else "offline"
+        pace = ""
+        if state.files and state.online and state.rate > 0:
+            pace = (
+                f" at {human(int(state.rate))}/s, about {_duration(state.bytes / state.rate)} left"
+            )
         lines.append(
-            f"{mountpoint}: {state.files} change(s), {human(state.bytes)} to send ({where})"
+            f"{mountpoint}: {state.files} change(s), {human(state.bytes)} to send{pace} ({where})"
         )
         lines += [f"  waiting: {p}" for p in state.problems]
         lines += [f"  kept in your drive as {r}" for r in state.recovered]
     return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(int(seconds), 1)} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ UPLOAD_STREAMS = 4
 RETRY_SECONDS = 10.0  # a full quota, or a collection holding our blocks: try again later
 RECOVERED_FOLDER = "Recovered changes"
 DRAIN_PATIENCE_SECONDS = 30.0
+RATE_SECONDS = 10.0  # the send rate `drive status` shows is over this long
 IDS_LOW = 5_000  # node ids in reserve below which more are asked for
 IDS_BATCH = 20_000
 IDS_CHECK_SECONDS = 1.0
@@ -115,6 +117,7 @@ class Status:
     bytes: int = 0
     sent_bytes: int = 0  # uploaded or committed since the mount started
     online: bool = True
+    rate: float = 0.0  # bytes/s sent over the last RATE_SECONDS
     problems: dict[int, str] = field(default_factory=dict)  # node id -> why it waits
     recovered: list[str] = field(default_factory=list)  # where refused content landed
 
@@ -125,6 +128,7 @@ class Status:
                 "files": self.files,
                 "bytes": self.bytes,
                 "sent_bytes": self.sent_bytes,
+                "rate": round(self.rate),
                 "online": self.online,
                 "problems": sorted(self.problems.values()),
                 "recovered": self.recovered,
@@ -152,6 +156,7 @@ class Synchronizer:
         self._progress = trio.Event()
         self._landed_send, self.landed = trio.open_memory_channel[Landed | EntrySettled](math.inf)
         self.sent_bytes = 0
+        self._sent_at: deque[tuple[float, int]] = deque()  # (when, sent_bytes) lately
         self.problems: dict[int, str] = {}
         self.recovered: list[str] = []
         blocks.grants.add_receipts(journal.receipts())
@@ -174,9 +179,24 @@ class Synchronizer:
     def status(self) -> Status:
         files, size = self._journal.totals()
         return Status(
-            files, size, self.sent_bytes, self._reachability.up, dict(self.problems),
-            list(self.recovered),
+            files, size, self.sent_bytes, self._reachability.up, self._rate(),
+            dict(self.problems), list(self.recovered),
         )  # fmt: skip
+
+    def _sent(self, nbytes: int) -> None:
+        self.sent_bytes += nbytes
+        now = time.monotonic()
+        self._sent_at.append((now, self.sent_bytes))
+
+    def _rate(self) -> float:
+        """Bytes/s over the last RATE_SECONDS (0 when nothing moved)."""
+        now = time.monotonic()
+        while self._sent_at and self._sent_at[0][0] < now - RATE_SECONDS:
+            self._sent_at.popleft()
+        if len(self._sent_at) < 2:
+            return 0.0
+        (since, first), (_, last) = self._sent_at[0], self._sent_at[-1]
+        return (last - first) / max(now - since, 1.0)
 
     # --- waiting for it ---------------------------------------------------
 
@@ -363,7 +383,7 @@ class Synchronizer:
             await self._thread(_keep_in_cache, self._cache, commit.content, blocks)
             self._journal.committed(commit, outcome.revision)
             self.problems.pop(commit.node_id, None)
-            self.sent_bytes += commit.size
+            self._sent(commit.size)
             await self._landed_send.send(Landed(commit.node_id, outcome, tuple(blocks)))
             return
         if isinstance(outcome, errors.NotFound) and self._journal.discarded(commit.node_id):
@@ -443,7 +463,7 @@ class Synchronizer:
                 return
         receipt = self._blocks.grants.receipt
         self._journal.add_receipts((r.hash, r.size, receipt(r.hash, r.size)) for _, r in group)
-        self.sent_bytes += sum(r.size for _, r in group)
+        self._sent(sum(r.size for _, r in group))
 
     # --- content that cannot land where it was ------------------------------
 
