@@ -126,10 +126,11 @@ def test_local_paths_inside_a_mount_name_the_same_files(drive, mounts, alice: Pe
     m = mounts.mount(metad, blockd, "alice-desktop", token=alice.token)
     (m.path / "docs").mkdir()
     (m.path / "docs" / "plan.txt").write_text("one")
+    m.sync()  # two revisions (a second close before the first was sent would make one)
     (m.path / "docs" / "plan.txt").write_text("two")
     m.sync()
-    kept = len(alice.meta.list_revisions(alice.node("docs/plan.txt").id))
-    summary = f"{kept} revisions of docs/plan.txt kept; * is the current one"
+    assert len(alice.meta.list_revisions(alice.node("docs/plan.txt").id)) == 2
+    summary = "2 revisions of docs/plan.txt kept; * is the current one"
     assert lines(alice.drive("history", str(m.path / "docs" / "plan.txt")))[-1] == summary
     assert lines(alice.drive("history", "plan.txt", cwd=m.path / "docs"))[-1] == summary
     assert names(lines(alice.drive("ls", cwd=m.path / "docs"))) == ["plan.txt"]

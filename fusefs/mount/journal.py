@@ -70,9 +70,14 @@ class Journal:
             directory / "journal.sqlite3", isolation_level=None, check_same_thread=False
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        # Rows a program was promised are committed with FULL (on disk when it returns,
-        # see _durably); the rest (a row sent, ids) may be redone after a crash: NORMAL.
+        # Content a close(2) confirmed is committed with FULL (on disk when it returns,
+        # see _durably). Other rows (a name made, moved or removed, attributes) are
+        # committed with NORMAL: safe from a kill -9 of the mount at once, and on disk
+        # with the next FULL commit (the WAL is written in order) or before they are
+        # sent (take), as a local file system keeps a new name once its folder is
+        # synced. So is what sending changes (rows done, ids).
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._wal = directory / "journal.sqlite3-wal"
         self._db.executescript(SCHEMA)
         migrate(self._db)
         self._in_flight: dict[int, int] = {}  # seq -> node id, of rows being sent
@@ -216,6 +221,10 @@ class Journal:
             or node_id in self._entry_changes
         )
 
+    def in_flight_for(self, node_id: int) -> bool:
+        """Whether a row of the node is being sent (its outcome will be recorded)."""
+        return node_id in self._in_flight.values()
+
     def moves_pending(self) -> bool:
         """Whether renames or removals made offline wait: later ones go after them."""
         return bool(self._entry_changes)
@@ -249,7 +258,20 @@ class Journal:
                 taken.append(row)
                 size += row.size
             self._in_flight.update((c.seq, c.node_id) for c in taken)
+            if taken:
+                self._sync_wal()  # nothing leaves before it is on disk here
             return taken
+
+    def _sync_wal(self) -> None:
+        """Puts every row committed so far on disk (those committed with NORMAL too)."""
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed and gone: in the database file, synced by SQLite
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def put_back(self, commit: PendingChange) -> None:
         """Not sent after all (the servers went away): taken again later."""
@@ -352,14 +374,14 @@ class Journal:
         kind: Kind = Kind.FILE,
         target: str = "",
     ) -> PendingChange:
-        """A new empty file, folder or symbolic link made here with a reserved id: durable
-        when this returns."""
+        """A new empty file, folder or symbolic link made here with a reserved id: kept
+        when this returns (see __init__)."""
         with self._mutex:
             row = (
                 node_id, parent_id, name, 1, 0, 0, mtime_ns, mode, owner.uid, owner.gid,
                 None, "", uuid.uuid4().hex, time.time_ns(), MAKES[kind], target, 1, 0, "", 0,
             )  # fmt: skip
-            self._durably("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")
             seq = self._insert(row)
             # The id is spent: a restart never hands it out again.
             self._db.execute(
@@ -367,7 +389,7 @@ class Journal:
                 (node_id + 1, node_id, node_id),
             )
             self._db.execute("DELETE FROM node_ids WHERE next_id > last_id")
-            self._durably("COMMIT")
+            self._db.execute("COMMIT")
             made = self._select("WHERE seq = ?", (seq,))[0]
             self._set_create(node_id, made)
             return made
@@ -375,13 +397,14 @@ class Journal:
     def record_attributes(
         self, node_id: int, change: AttributeChange, mtime_ns: int | None
     ) -> None:
-        """chmod/chown/utime of a node: durable when this returns. Joins the node's last
-        row when that is one of these not on its way yet (untar sets three in a row)."""
+        """chmod/chown/utime of a node: kept when this returns (see __init__). Joins the
+        node's last row when that is one of these not on its way yet (untar sets three
+        in a row)."""
         with self._mutex:
             rows = self._select("WHERE node_id = ?", (node_id,))
             last = rows[-1] if rows else None
             now = time.time_ns()
-            self._durably("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 if last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
                     held = last.held.then(change)
@@ -399,14 +422,14 @@ class Journal:
                          change.owner.gid, change.atime_ns, "", uuid.uuid4().hex, now,
                          ATTRIBUTES, "", int(mtime_ns is not None), 0, "", 0)
                     )  # fmt: skip
-                self._durably("COMMIT")
+                self._db.execute("COMMIT")
             except BaseException:
-                self._durably("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
             self._reindex(node_id)
 
     def record_delete(self, node_id: int, parent_id: int, name: str, directory: bool) -> None:
-        """unlink/rmdir of node_id's name made offline: durable when this returns."""
+        """unlink/rmdir of node_id's name made offline: kept when this returns."""
         self._record_entry_change(
             (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
              uuid.uuid4().hex, time.time_ns(), DELETE, "", 0, 0, "",
@@ -422,7 +445,7 @@ class Journal:
         new_name: str,
         no_replace: bool,
     ) -> None:
-        """rename(2) of node_id made offline: durable when this returns."""
+        """rename(2) of node_id made offline: kept when this returns."""
         self._record_entry_change(
             (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
              uuid.uuid4().hex, time.time_ns(), RENAME, "", 0, new_parent_id, new_name,
@@ -431,13 +454,7 @@ class Journal:
 
     def _record_entry_change(self, row: tuple) -> None:
         with self._mutex:
-            self._durably("BEGIN IMMEDIATE")
-            try:
-                self._insert(row)
-                self._durably("COMMIT")
-            except BaseException:
-                self._durably("ROLLBACK")
-                raise
+            self._insert(row)  # one statement: its own transaction
             self._reindex(row[0])
 
     def saved_into(self, moved_id: int, node_id: int, revision: int) -> None:

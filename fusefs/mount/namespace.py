@@ -209,8 +209,8 @@ class Namespace:
             return
         if change.kind == ChangeKind.DAMAGED:
             return
-        if ours and self._reflects(change):
-            return
+        if ours and (self._reflects(change) or self._journal.in_flight_for(change.node_id)):
+            return  # (what is on its way: its answer comes with what it landed as)
         for dir_id in {change.parent_id, change.old_parent_id} - {0}:
             self.replica.mark_stale(dir_id)
         if change.kind in _PLACE_KINDS:
