@@ -254,3 +254,31 @@ def test_a_move_made_offline_onto_a_name_taken_meanwhile_keeps_both(
     assert (c.path / "final.txt").read_bytes() == b"b's final"
     assert (c.path / names[0]).read_bytes() == b"a's draft"
     eventually(lambda: sorted(os.listdir(a.path)) == names, timeout=10)
+
+
+def test_a_file_saved_over_then_removed_offline_is_removed_on_the_drive(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+):
+    allowed_log_patterns += OFFLINE_LOGS
+    a = mount_behind(mounts, behind_relays, "dev-a")
+    (a.path / "notes.txt").write_bytes(b"v1")
+    (a.path / "keep.txt").write_bytes(b"kept")
+    a.sync()
+
+    offline(behind_relays)
+    (a.path / ".notes.txt.swp").write_bytes(b"v2")
+    os.rename(a.path / ".notes.txt.swp", a.path / "notes.txt")
+    os.unlink(a.path / "notes.txt")
+    (a.path / "tmp").mkdir()
+    os.rename(a.path / "keep.txt", a.path / "tmp" / "keep.txt")
+    os.rename(a.path / "tmp" / "keep.txt", a.path / "keep.txt")
+    os.rmdir(a.path / "tmp")
+    assert sorted(os.listdir(a.path)) == ["keep.txt"]
+    online(behind_relays)
+    back_online(a)
+    a.sync()
+
+    c = mounts.mount(metad, blockd, "dev-c")
+    assert sorted(os.listdir(c.path)) == ["keep.txt"]
+    assert (c.path / "keep.txt").read_bytes() == b"kept"
+    eventually(lambda: sorted(os.listdir(a.path)) == ["keep.txt"], timeout=10)

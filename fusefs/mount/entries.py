@@ -421,7 +421,6 @@ class EntryChanges:
         if renamed.saved_from:
             self.names.replica.drop(renamed.saved_from)
             self.names.added(renamed.node)
-            self.journal.saved_into(renamed.saved_from, renamed.node.id, renamed.node.revision)
         self._renamed(renamed)
         return todo
 

@@ -239,7 +239,8 @@ class Journal:
     def take(self, max_files: int, max_bytes: int) -> list[PendingChange]:
         """The oldest rows not on their way yet, in order, up to the first that must wait:
         a commit of a node whose earlier commit is in this batch or on its way (it goes
-        on top of the revision that one makes)."""
+        on top of the revision that one makes), or whatever follows a rename over
+        another entry (a save gives the moved node's later rows to the saved file)."""
         with self._mutex:
             taken: list[PendingChange] = []
             rows = self._select(limit=len(self._in_flight) + max_files)
@@ -257,6 +258,8 @@ class Journal:
                     committing.add(row.node_id)
                 taken.append(row)
                 size += row.size
+                if row.kind == RENAME and not row.flags & NO_REPLACE:
+                    break  # maybe a save: later rows of the node are the saved file's
             self._in_flight.update((c.seq, c.node_id) for c in taken)
             if taken:
                 self._sync_wal()  # nothing leaves before it is on disk here
@@ -459,13 +462,13 @@ class Journal:
 
     def saved_into(self, moved_id: int, node_id: int, revision: int) -> None:
         """A rename made the moved node's content node_id's revision (a save): what of the
-        moved node is still to send goes to node_id, on top of that revision."""
+        moved node is still to send (content, attributes, a later move or removal) is
+        node_id's now, content on top of that revision."""
         with self._mutex:
             self._committed[node_id] = revision
             self._db.execute(
-                "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ? "
-                "AND kind IN (?, ?)",
-                (node_id, revision, moved_id, COMMIT, ATTRIBUTES),
+                "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ?",
+                (node_id, revision, moved_id),
             )
             self._reindex(moved_id, node_id)
 
@@ -496,12 +499,21 @@ class Journal:
             self._set_create(create.node_id, None)
 
     def cancel(self, node_id: int) -> bool:
-        """Forgets a file made here that metad never got, with its content (deleted before
-        it was sent: a temporary file costs the servers nothing). False if on its way."""
+        """Forgets a node made here that metad never got, with its content (deleted before
+        it was sent: a temporary file costs the servers nothing). False if on its way, or
+        if other changes hang on it (it was moved, maybe over another file, or held
+        something): then its removal is sent after them."""
         with self._mutex:
             create = self._creates.get(node_id)
             rows = self._select("WHERE node_id = ?", (node_id,))
-            if create is None or any(r.seq in self._in_flight for r in rows):
+            if create is None or any(r.seq in self._in_flight or r.kind == RENAME for r in rows):
+                return False
+            held = self._db.execute(
+                "SELECT 1 FROM commits WHERE node_id != ? AND (parent_id = ? OR new_parent_id = ?)"
+                " LIMIT 1",
+                (node_id, node_id, node_id),
+            ).fetchone()
+            if held is not None:
                 return False
             for row in rows:
                 self._drop(row)

@@ -332,6 +332,10 @@ class Synchronizer:
                 outcome = exc
             else:
                 log.warning("%r moved as %r (name taken)", row.new_name, name)
+        if isinstance(outcome, Renamed) and outcome.saved_from:
+            # A save: what of the moved node waits (content, a later move or removal)
+            # is the saved file's now; it is sent after this (take stops after a save).
+            self._journal.saved_into(outcome.saved_from, outcome.node.id, outcome.node.revision)
         self._journal.applied(row)
         if isinstance(outcome, errors.DriveError):
             await self._landed_send.send(EntrySettled(row, None, str(outcome) or "refused"))
