@@ -23,6 +23,10 @@ from fusefs.shared import PENDING_XATTR
 POLL_SECONDS = 0.2
 # drive sync gives up when nothing was sent for this long (e.g. a full quota).
 STALL_SECONDS = 60.0
+# A mount that is offline is given this long to find the drive again (it probes every
+# second) before `drive sync` says what is left: run just after the network or the
+# servers came back, it waits for them rather than failing.
+OFFLINE_PATIENCE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,12 @@ def _sync_one(mountpoint: Path) -> bool:
         transient=True,
     )
     last_change, last = time.monotonic(), (state.files, state.sent_bytes)
+    online_at = time.monotonic()
     with progress:
         task = progress.add_task("sync", total=max(total, 1), files=state.files)
-        while state.files and state.online:
+        while state.files and time.monotonic() - online_at < OFFLINE_PATIENCE_SECONDS:
+            if state.online:
+                online_at = time.monotonic()
             time.sleep(POLL_SECONDS)
             state = pending(mountpoint)
             done = min(state.sent_bytes - start_sent, total)

@@ -167,8 +167,9 @@ class EntryChanges:
     async def remove(self, parent_inode: int, name: str, directory: bool) -> None:
         parent_id = self.inodes.node_of(parent_inode)
         node = await self.names.lookup(parent_id, name)
-        if self.journal.creating(node.id) or self._journaling():
-            self._check_removable(node, name, directory)
+        # Checked here too, online: what the replica holds may not have reached metad
+        # yet (a file made in the folder), and metad would answer for what it has.
+        self._check_removable(node, name, directory, offline=self._journaling())
         if self.journal.cancel(node.id):
             # Made here and deleted before it was sent (a temporary): metad never hears of it.
             self.names.removed(parent_id, name, node.id, remains=False)
@@ -181,7 +182,7 @@ class EntryChanges:
                 return
             except errors.Unavailable:
                 self.sync.went_away()
-                self._check_removable(node, name, directory)
+                self._check_removable(node, name, directory, offline=True)
         remains = node.kind == Kind.FILE and node.nlink > 1
         self.journal.record_delete(node.id, parent_id, name, directory)
         self.sync.wake()
@@ -193,18 +194,23 @@ class EntryChanges:
             self._subfolders(parent_inode, -1)
         self.name_gone(self.inodes.inode_of(node.id), remains)
 
-    def _check_removable(self, node: Node, name: str, directory: bool) -> None:
-        """What metad would refuse, checked here (offline, or a node metad has not got)."""
+    def _check_removable(self, node: Node, name: str, directory: bool, offline: bool) -> None:
+        """What metad would refuse, checked against the replica (which may hold what metad
+        has not got yet)."""
         if directory and node.kind != Kind.DIRECTORY:
             raise errors.NotADirectory(f"{name!r} is not a folder")
         if not directory and node.kind == Kind.DIRECTORY:
             raise errors.IsADirectory(f"{name!r} is a folder")
         if directory:
-            self._check_empty(node, name)
+            self._check_empty(node, name, offline)
 
-    def _check_empty(self, folder: Node, name: str) -> None:
+    def _check_empty(self, folder: Node, name: str, offline: bool) -> None:
+        """Refuses a folder with entries; one never listed here is metad's to judge
+        (offline: refused, nothing can tell)."""
         if not self.names.replica.listed(folder.id):
-            raise errors.Unavailable(f"what {name!r} holds is not known here while offline")
+            if offline:
+                raise errors.Unavailable(f"what {name!r} holds is not known here while offline")
+            return
         if self.names.entries(folder.id, 0, 1):
             raise errors.DirectoryNotEmpty(f"{name!r} is not empty")
 
@@ -271,6 +277,8 @@ class EntryChanges:
         await self.settle(source.id, parent_id, new_parent_id)
         with contextlib.suppress(errors.NotFound):
             target = await self.names.lookup(new_parent_id, new_name)
+            if target.kind == Kind.DIRECTORY and source.kind == Kind.DIRECTORY and not exchange:
+                self._check_empty(target, new_name, offline=False)
             await self.settle(target.id)
         try:
             renamed = await self._call(
@@ -327,7 +335,7 @@ class EntryChanges:
             if target.kind == Kind.DIRECTORY:
                 if source.kind != Kind.DIRECTORY:
                     raise errors.IsADirectory(f"{new_name!r} is a folder")
-                self._check_empty(target, new_name)
+                self._check_empty(target, new_name, offline=True)
             elif source.kind == Kind.DIRECTORY:
                 raise errors.NotADirectory(f"{new_name!r} is not a folder")
         self.journal.record_rename(

@@ -243,6 +243,7 @@ async def _serve(
             # Unmounted from outside, or stopped: send what is journaled while we may.
             async with trio.open_nursery() as sending:
                 sending.start_soon(sync.run)
+                sending.start_soon(vfs.take_landed)
                 await vfs.commit_all()
                 sending.cancel_scope.cancel()
         pyfuse3.close(unmount=stop_requested.is_set())

@@ -27,8 +27,9 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -88,6 +89,10 @@ def conflict_name(name: str, device: str, when: float) -> str:
     return names.tagged(name, f"conflicted copy from {device} {local_stamp(when)}")
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class Landed:
     """Content closed as node_id reached the drive: as node (node.id differs: a copy)."""
@@ -98,6 +103,9 @@ class Landed:
     why: str = ""  # a copy, or a file made elsewhere: why not where it was
     made: PendingChange | None = None  # a node made here: its row (where it was made)
     attributes: bool = False  # only its attributes were set (blocks: none)
+    # What the journal drops of it, called by the receiver once it has recorded the
+    # outcome (until then the journal's row still shows in what the mount answers).
+    done: Callable[[], None] = _nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +115,7 @@ class EntrySettled:
     row: PendingChange
     outcome: Renamed | Removed | None
     refused: str = ""  # why metad did not apply it (outcome None)
+    done: Callable[[], None] = _nothing  # as Landed.done
 
 
 @dataclass
@@ -296,11 +305,11 @@ class Synchronizer:
             self._journal.put_back(create)
             await trio.sleep(RETRY_SECONDS)
             return
-        self._journal.created(create)
         if why:
             log.warning("%r made as %r (%s)", create.name, outcome.name, why)
             self.recovered.append(f"{outcome.name} ({why})")
-        await self._landed_send.send(Landed(create.node_id, outcome, (), why, create))
+        done = partial(self._journal.created, create)
+        await self._landed_send.send(Landed(create.node_id, outcome, (), why, create, done=done))
 
     async def _make(self, create: PendingChange, parent_id: int, name: str) -> Node:
         """Makes the node of a create row at parent_id/name, or beside it if that is taken."""
@@ -336,12 +345,13 @@ class Synchronizer:
             # A save: what of the moved node waits (content, a later move or removal)
             # is the saved file's now; it is sent after this (take stops after a save).
             self._journal.saved_into(outcome.saved_from, outcome.node.id, outcome.node.revision)
-        self._journal.applied(row)
+        done = partial(self._journal.applied, row)
         if isinstance(outcome, errors.DriveError):
-            await self._landed_send.send(EntrySettled(row, None, str(outcome) or "refused"))
+            refused = str(outcome) or "refused"
+            await self._landed_send.send(EntrySettled(row, None, refused, done=done))
         else:
             assert isinstance(outcome, Renamed | Removed)
-            await self._landed_send.send(EntrySettled(row, outcome))
+            await self._landed_send.send(EntrySettled(row, outcome, done=done))
 
     async def _settle_attributes(
         self, row: PendingChange, outcome: Node | errors.DriveError, remade: set[int]
@@ -359,8 +369,8 @@ class Synchronizer:
             log.warning("attributes of node %d not set: %s", row.node_id, outcome)
             self._journal.applied(row)
             return
-        self._journal.applied(row)
-        await self._landed_send.send(Landed(row.node_id, outcome, (), attributes=True))
+        done = partial(self._journal.applied, row)
+        await self._landed_send.send(Landed(row.node_id, outcome, (), attributes=True, done=done))
 
     async def keep_ids(self) -> None:
         """Runs until cancelled: keeps a reserve of node ids for files made here (offline too)."""
@@ -385,10 +395,10 @@ class Synchronizer:
         """What becomes of one commit of a batch, by metad's answer."""
         if isinstance(outcome, Node):
             await self._thread(_keep_in_cache, self._cache, commit.content, blocks)
-            self._journal.committed(commit, outcome.revision)
             self.problems.pop(commit.node_id, None)
             self._sent(commit.size)
-            await self._landed_send.send(Landed(commit.node_id, outcome, tuple(blocks)))
+            done = partial(self._journal.committed, commit, outcome.revision)
+            await self._landed_send.send(Landed(commit.node_id, outcome, tuple(blocks), done=done))
             return
         if isinstance(outcome, errors.NotFound) and self._journal.discarded(commit.node_id):
             self._journal.drop(commit)  # we deleted it ourselves meanwhile

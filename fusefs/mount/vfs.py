@@ -50,6 +50,7 @@ from fusefs.mount.inodes import (
     is_virtual,
 )
 from fusefs.mount.journal import Journal
+from fusefs.mount.journal_rows import PendingChange
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.remote import RemoteChanges
 from fusefs.mount.synchronizer import EntrySettled, Synchronizer
@@ -143,7 +144,7 @@ class Vfs:
         self._invalidator = invalidator
         self.files.start(nursery)
         nursery.start_soon(self._send_access_times)
-        nursery.start_soon(self._take_landed)
+        nursery.start_soon(self.take_landed)
 
     def _note_read(self, inode: int) -> None:
         node = self.inodes.cached(inode)
@@ -256,21 +257,17 @@ class Vfs:
             if made:
                 node = replace(node, nlink=node.nlink + made)
         f = self.files.get(self.inodes.inode_of(node.id))
-        if f is not None:
-            return f.attributes(node)
         sealed = self.journal.latest(node.id)
+        attributes = self.journal.attributes(node.id)
+        if f is not None:
+            if f.dirty:  # what it holds was set after any row (setattr holds it meanwhile)
+                return f.attributes(_with_rows(node, attributes, sealed))
+            return _with_rows(f.attributes(node), attributes, sealed)
         if sealed is not None:
             ctime_ns = max(node.ctime_ns, sealed.created_ns)  # changed by the time it was closed
             node = replace(node, size=sealed.size, mtime_ns=sealed.mtime_ns, ctime_ns=ctime_ns)
             node = sealed.held.applied_to(node)
-        attributes = self.journal.attributes(node.id)
-        if attributes is not None:
-            change, mtime_ns, when = attributes
-            node = change.applied_to(node)
-            if mtime_ns is not None and (sealed is None or sealed.created_ns < when):
-                node = replace(node, mtime_ns=mtime_ns)
-            node = replace(node, ctime_ns=max(node.ctime_ns, when))
-        return node
+        return _with_rows(node, attributes, sealed)
 
     async def setattr(
         self,
@@ -613,13 +610,21 @@ class Vfs:
         """Seals every file with unsaved edits and sends the journal (before unmounting)."""
         await self.files.seal_all_and_send()
 
-    async def _take_landed(self) -> None:
-        """Content the synchronizer committed."""
+    async def take_landed(self) -> None:
+        """What the synchronizer sent (runs until cancelled; also while unmounting).
+
+        The journal drops a row (done) only once its outcome is recorded here, so
+        what the mount answers never falls back to the state before the change.
+        """
         async for landed in self.sync.landed:
-            if isinstance(landed, EntrySettled):
-                await self._send(self.entries.settled(landed))
-            else:
-                await self._send(self.files.landed(landed))
+            try:
+                if isinstance(landed, EntrySettled):
+                    todo = self.entries.settled(landed)
+                else:
+                    todo = self.files.landed(landed)
+            finally:
+                landed.done()
+            await self._send(todo)
 
     async def _invalidate_data(self, node_id: int) -> None:
         inode = self.inodes.inode_of(node_id)
@@ -647,3 +652,19 @@ class Vfs:
         todo = [t for t in todo if t.inode == 0 or self._known(t.inode)]
         if todo and self._invalidator is not None:
             await self._invalidator(todo)
+
+
+def _with_rows(
+    node: Node,
+    attributes: tuple[AttributeChange, int | None, int] | None,
+    sealed: PendingChange | None,
+) -> Node:
+    """node with the chmod/chown/utime the journal holds for it (Journal.attributes); an
+    mtime set before the newest content was closed gives way to that content's."""
+    if attributes is None:
+        return node
+    change, mtime_ns, when = attributes
+    node = change.applied_to(node)
+    if mtime_ns is not None and (sealed is None or sealed.created_ns < when):
+        node = replace(node, mtime_ns=mtime_ns)
+    return replace(node, ctime_ns=max(node.ctime_ns, when))
