@@ -160,7 +160,7 @@ class CreateRequest:
     """A new empty file, folder or symbolic link with an id reserved to us, as one
     operation of a batch."""
 
-    node_id: int
+    node_id: int | None  # reserved to us (None: the next free id)
     parent_id: int
     name: str
     mode: int
@@ -180,7 +180,7 @@ class RenameRequest:
     new_parent_id: int
     new_name: str
     no_replace: bool  # the new name was free here: if taken meanwhile, say so
-    node_id: int
+    node_id: int | None  # the node believed to be at name (None: whatever is)
     request_id: str
 
 
@@ -191,7 +191,7 @@ class DeleteRequest:
     parent_id: int
     name: str
     directory: bool
-    node_id: int  # the node it removed: another at the name by then is left alone
+    node_id: int | None  # the node it removed: another at the name by then is left alone
     request_id: str
 
 

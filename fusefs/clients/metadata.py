@@ -36,6 +36,7 @@ from fusefs.models import (
     Change,
     ChangeKind,
     CommitRequest,
+    CreateRequest,
     DeleteRequest,
     Kind,
     Node,
@@ -82,6 +83,14 @@ def _node(msg: metadata_pb2.Node) -> Node:
         entry_id=msg.entry_id or msg.id,
         xattrs=msg.xattrs,
     )
+
+
+# A create's kind -> its field in BatchOperation.
+_CREATE_FIELDS = {
+    Kind.FILE: "create_file",
+    Kind.DIRECTORY: "make_directory",
+    Kind.SYMLINK: "create_symlink",
+}
 
 
 def _renamed(msg: metadata_pb2.RenameResponse) -> Renamed:
@@ -184,16 +193,10 @@ class MetadataClient:
         node_id: int | None = None,
     ) -> Node:
         """A new empty folder (with node_id: an id ReserveNodeIds gave us)."""
-        req = metadata_pb2.MakeDirectoryRequest(
-            parent_id=parent_id,
-            name=name,
-            mode=mode,
-            uid=owner.uid,
-            gid=owner.gid,
-            device=self.device,
-            request_id=request_id(),
-            node_id=node_id,
+        change = CreateRequest(
+            node_id, parent_id, name, mode, owner, 0, request_id(), Kind.DIRECTORY
         )
+        req = self._create_message(change)
         return _node(self._stub.MakeDirectory(req, timeout=UNARY_TIMEOUT))
 
     @rpc
@@ -206,15 +209,8 @@ class MetadataClient:
         node_id: int | None = None,
     ) -> Node:
         """A new empty file (with node_id: an id ReserveNodeIds gave us)."""
-        req = metadata_pb2.CreateFileRequest(
-            parent_id=parent_id,
-            name=name,
-            mode=mode,
-            uid=owner.uid,
-            gid=owner.gid,
-            device=self.device,
-            request_id=request_id(),
-            node_id=node_id,
+        req = self._create_message(
+            CreateRequest(node_id, parent_id, name, mode, owner, 0, request_id())
         )
         return _node(self._stub.CreateFile(req, timeout=UNARY_TIMEOUT))
 
@@ -258,16 +254,10 @@ class MetadataClient:
         owner: Ownership = NO_OWNERSHIP,
         node_id: int | None = None,
     ) -> Node:
-        req = metadata_pb2.CreateSymlinkRequest(
-            parent_id=parent_id,
-            name=name,
-            target=target,
-            uid=owner.uid,
-            gid=owner.gid,
-            device=self.device,
-            request_id=request_id(),
-            node_id=node_id,
+        change = CreateRequest(
+            node_id, parent_id, name, 0, owner, 0, request_id(), Kind.SYMLINK, target
         )
+        req = self._create_message(change)
         return _node(self._stub.CreateSymlink(req, timeout=UNARY_TIMEOUT))
 
     @rpc
@@ -312,61 +302,71 @@ class MetadataClient:
         return outcomes
 
     def _batch_operation(self, c: BatchChange) -> metadata_pb2.BatchOperation:
+        """One operation of ApplyBatch: the request its own RPC would send."""
         op = metadata_pb2.BatchOperation(request_id=c.request_id)
         if isinstance(c, RenameRequest):
-            op.rename.CopyFrom(
-                metadata_pb2.RenameRequest(
-                    parent_id=c.parent_id,
-                    name=c.name,
-                    new_parent_id=c.new_parent_id,
-                    new_name=c.new_name,
-                    no_replace=c.no_replace,
-                    device=self.device,
-                    node_id=c.node_id,
-                )
-            )
+            op.rename.CopyFrom(self._rename_message(c))
         elif isinstance(c, DeleteRequest):
-            op.delete.CopyFrom(
-                metadata_pb2.DeleteRequest(
-                    parent_id=c.parent_id,
-                    name=c.name,
-                    directory=c.directory,
-                    device=self.device,
-                    node_id=c.node_id,
-                )
-            )
+            op.delete.CopyFrom(self._delete_message(c))
         elif isinstance(c, CommitRequest):
             op.commit_revision.CopyFrom(self._commit_message(c))
         elif isinstance(c, AttributesRequest):
-            op.set_attributes.CopyFrom(
-                metadata_pb2.SetAttributesRequest(
-                    node_id=c.node_id,
-                    device=self.device,
-                    mode=c.attributes.mode,
-                    mtime_ns=c.mtime_ns,
-                    atime_ns=c.attributes.atime_ns,
-                    uid=c.attributes.owner.uid,
-                    gid=c.attributes.owner.gid,
-                )
-            )
+            op.set_attributes.CopyFrom(self._attributes_message(c))
         else:
-            made = dict(
-                parent_id=c.parent_id, name=c.name, uid=c.owner.uid, gid=c.owner.gid,
-                device=self.device, node_id=c.node_id,
-            )  # fmt: skip
-            if c.kind == Kind.SYMLINK:
-                op.create_symlink.CopyFrom(
-                    metadata_pb2.CreateSymlinkRequest(target=c.target, mtime_ns=c.mtime_ns, **made)
-                )
-            elif c.kind == Kind.DIRECTORY:
-                op.make_directory.CopyFrom(
-                    metadata_pb2.MakeDirectoryRequest(mode=c.mode, mtime_ns=c.mtime_ns, **made)
-                )
-            else:
-                op.create_file.CopyFrom(
-                    metadata_pb2.CreateFileRequest(mode=c.mode, mtime_ns=c.mtime_ns, **made)
-                )
+            getattr(op, _CREATE_FIELDS[c.kind]).CopyFrom(self._create_message(c))
         return op
+
+    def _create_message(
+        self, c: CreateRequest
+    ) -> (
+        metadata_pb2.CreateFileRequest
+        | metadata_pb2.MakeDirectoryRequest
+        | metadata_pb2.CreateSymlinkRequest
+    ):
+        made = dict(
+            parent_id=c.parent_id, name=c.name, uid=c.owner.uid, gid=c.owner.gid,
+            mtime_ns=c.mtime_ns, device=self.device, node_id=c.node_id,
+            request_id=c.request_id,
+        )  # fmt: skip
+        if c.kind == Kind.SYMLINK:
+            return metadata_pb2.CreateSymlinkRequest(target=c.target, **made)
+        if c.kind == Kind.DIRECTORY:
+            return metadata_pb2.MakeDirectoryRequest(mode=c.mode, **made)
+        return metadata_pb2.CreateFileRequest(mode=c.mode, **made)
+
+    def _rename_message(self, c: RenameRequest) -> metadata_pb2.RenameRequest:
+        return metadata_pb2.RenameRequest(
+            parent_id=c.parent_id,
+            name=c.name,
+            new_parent_id=c.new_parent_id,
+            new_name=c.new_name,
+            no_replace=c.no_replace,
+            device=self.device,
+            node_id=c.node_id,
+            request_id=c.request_id,
+        )
+
+    def _delete_message(self, c: DeleteRequest) -> metadata_pb2.DeleteRequest:
+        return metadata_pb2.DeleteRequest(
+            parent_id=c.parent_id,
+            name=c.name,
+            directory=c.directory,
+            device=self.device,
+            node_id=c.node_id,
+            request_id=c.request_id,
+        )
+
+    def _attributes_message(self, c: AttributesRequest) -> metadata_pb2.SetAttributesRequest:
+        return metadata_pb2.SetAttributesRequest(
+            node_id=c.node_id,
+            device=self.device,
+            mode=c.attributes.mode,
+            mtime_ns=c.mtime_ns,
+            atime_ns=c.attributes.atime_ns,
+            uid=c.attributes.owner.uid,
+            gid=c.attributes.owner.gid,
+            request_id=c.request_id,
+        )
 
     def _commit_message(self, c: CommitRequest) -> metadata_pb2.CommitRevisionRequest:
         """The request for a commit, each block with this device's receipt for it (if any)."""
@@ -422,29 +422,17 @@ class MetadataClient:
     ) -> Renamed:
         """What a rename did: see Renamed. expect_id: the node believed to be at name
         (NotFound if another is)."""
-        req = metadata_pb2.RenameRequest(
-            parent_id=parent_id,
-            name=name,
-            new_parent_id=new_parent_id,
-            new_name=new_name,
-            no_replace=no_replace,
-            exchange=exchange,
-            device=self.device,
-            request_id=request_id(),
-            node_id=expect_id,
+        change = RenameRequest(
+            parent_id, name, new_parent_id, new_name, no_replace, expect_id, request_id()
         )
+        req = self._rename_message(change)
+        req.exchange = exchange
         return _renamed(self._stub.Rename(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def delete(self, parent_id: int, name: str, directory: bool) -> tuple[int, bool]:
         """(the node id, whether the node stays under its other names)."""
-        req = metadata_pb2.DeleteRequest(
-            parent_id=parent_id,
-            name=name,
-            directory=directory,
-            device=self.device,
-            request_id=request_id(),
-        )
+        req = self._delete_message(DeleteRequest(parent_id, name, directory, None, request_id()))
         resp = self._stub.Delete(req, timeout=UNARY_TIMEOUT)
         return resp.node_id, resp.remains
 
@@ -496,16 +484,8 @@ class MetadataClient:
         owner: Ownership = NO_OWNERSHIP,
     ) -> Node:
         """Changes what is given (None: leave as it is)."""
-        req = metadata_pb2.SetAttributesRequest(
-            node_id=node_id,
-            device=self.device,
-            request_id=request_id(),
-            mode=mode,
-            mtime_ns=mtime_ns,
-            atime_ns=atime_ns,
-            uid=owner.uid,
-            gid=owner.gid,
-        )
+        change = AttributeChange(mode, atime_ns, owner)
+        req = self._attributes_message(AttributesRequest(node_id, change, mtime_ns, request_id()))
         return _node(self._stub.SetAttributes(req, timeout=UNARY_TIMEOUT))
 
     @rpc
