@@ -223,15 +223,15 @@ async def serve(
     for service in ["", *service_names]:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("%s listening on %s (%s)", name, bound, "plain text" if credentials is None else "TLS")
-    if ready_file is not None:
-        tmp = ready_file.with_name(ready_file.name + ".tmp")
-        tmp.write_text(bound + "\n")
-        os.replace(tmp, ready_file)
-
+    # The handlers go in before the ready file: whoever reads it may stop us at once.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if ready_file is not None:
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(bound + "\n")
+        os.replace(tmp, ready_file)
     try:
         await stop.wait()
         log.info("%s stopping", name)

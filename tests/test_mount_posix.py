@@ -266,6 +266,23 @@ def test_hard_links_are_one_file_under_many_names(mounts, metad, blockd) -> None
     assert sorted(p.name for p in a.path.iterdir()) == ["again.txt", "archive"]
 
 
+def test_a_name_given_back_right_after_it_was_taken_stays(mounts, metad, blockd) -> None:
+    # The journal's event for an unlink arrives while the name is linked again:
+    # looking the place up for that event must not undo the newer link.
+    a = mounts.mount(metad, blockd, "dev-a")
+    (a.path / "deep" / "er").mkdir(parents=True)
+    name, other = a.path / "deep" / "er" / "file", a.path / "other"
+    name.write_text("kept")
+    os.link(name, other)
+    for _ in range(40):
+        name.unlink()
+        os.link(other, name)
+        assert os.stat(other).st_nlink == 2
+    name.unlink()
+    assert os.stat(other).st_nlink == 1 and other.read_text() == "kept"
+    assert not name.exists()
+
+
 def test_extended_attributes_are_kept_and_come_back_with_a_revision(mounts, metad, blockd) -> None:
     a = mounts.mount(metad, blockd, "dev-a")
     f = a.path / "photo.jpg"

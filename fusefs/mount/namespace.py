@@ -13,8 +13,9 @@ confirm the present state, never bring back an old one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TypeVar
 
@@ -33,6 +34,9 @@ LIST_PAGE = 1000
 USAGE_TTL_SECONDS = 2.0
 
 T = TypeVar("T")
+
+# A place changed here: a folder and a name, or a folder as a whole (name None).
+Place = tuple[int, str | None]
 
 _PLACE_KINDS = {
     ChangeKind.CREATED,
@@ -61,6 +65,9 @@ class Namespace:
         self.reachability = reachability
         self._limiter = limiter
         self._usage_at = -USAGE_TTL_SECONDS
+        # One set per call to metad in flight whose answer would be written over
+        # places: our own changes landing meanwhile are newer, and are noted there.
+        self._watchers: list[set[Place]] = []
 
     async def _call(self, fn: Callable[..., T], *args) -> T:
         """A call to metad; Unavailable at once while offline (see reachability)."""
@@ -70,6 +77,20 @@ class Namespace:
         except errors.Unavailable:
             self.reachability.failed()
             raise
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[set[Place]]:
+        """The places our own changes touch while the block runs (an answer is awaited)."""
+        touched: set[Place] = set()
+        self._watchers.append(touched)
+        try:
+            yield touched
+        finally:
+            self._watchers.remove(touched)
+
+    def _touched(self, *places: Place) -> None:
+        for touched in self._watchers:
+            touched.update(places)
 
     # --- reading -----------------------------------------------------------
 
@@ -106,7 +127,10 @@ class Namespace:
             return replace(own, parent_id=parent_id, name=name, entry_id=node.entry_id)
         if self.replica.listed(parent_id):
             raise errors.NotFound(f"no {name!r} here")
-        node = await self._call(self.meta.lookup, parent_id, name)
+        with self._watching() as touched:
+            node = await self._call(self.meta.lookup, parent_id, name)
+        if _overlaps(touched, parent_id, name):
+            return await self.lookup(parent_id, name)  # changed here meanwhile: that stands
         self.replica.put_entry(node)
         return node
 
@@ -117,14 +141,12 @@ class Namespace:
         """
         if self.replica.listed(dir_id):
             return
-        nodes: list[Node] = []
-        after = 0
         while True:
-            page, more = await self._call(self.meta.list_directory, dir_id, after, LIST_PAGE)
-            nodes += page
-            if not (more and page):
+            with self._watching() as touched:
+                nodes = await self._listing(dir_id)
+            if not any(parent_id == dir_id for parent_id, _ in touched):
                 break
-            after = page[-1].entry_id
+            # Changed here while listed: the listing may predate it, so list again.
         made_here = [
             self.replica.node(i, stale_too=True) for i in self._journal.creating_in(dir_id)
         ]
@@ -132,6 +154,16 @@ class Namespace:
         for node in made_here:
             if node is not None:
                 self.replica.put_entry(node)
+
+    async def _listing(self, dir_id: int) -> list[Node]:
+        nodes: list[Node] = []
+        after = 0
+        while True:
+            page, more = await self._call(self.meta.list_directory, dir_id, after, LIST_PAGE)
+            nodes += page
+            if not (more and page):
+                return nodes
+            after = page[-1].entry_id
 
     def entries(self, dir_id: int, after_entry_id: int, limit: int) -> list[Node]:
         """A page of a listed folder's entries (see list)."""
@@ -172,9 +204,11 @@ class Namespace:
 
     def added(self, node: Node) -> None:
         """A name now stands for node (created, linked, or moved there)."""
+        self._touched((node.parent_id, node.name))
         self.replica.put_entry(node)
 
     def removed(self, parent_id: int, name: str, node_id: int, remains: bool) -> None:
+        self._touched((parent_id, name))
         self.replica.remove_entry(parent_id, name, node_id)
         if remains:
             self.replica.mark_stale(node_id)
@@ -182,11 +216,13 @@ class Namespace:
             self.replica.drop(node_id)
 
     def moved(self, parent_id: int, name: str, node: Node) -> None:
+        self._touched((parent_id, name), (node.parent_id, node.name))
         self.replica.remove_entry(parent_id, name, node.id)
         self.replica.put_entry(node)
 
     def exchanged(self, *dir_ids: int) -> None:
         """Two entries swapped: their folders are listed again when next read."""
+        self._touched(*((dir_id, None) for dir_id in dir_ids))
         for dir_id in dir_ids:
             self.replica.unlist(dir_id)
             self.replica.mark_stale(dir_id)
@@ -245,16 +281,23 @@ class Namespace:
         target = self.replica.entry_target(parent_id, name)
         if target is not None and self._journal.creating(target):
             return  # ours, not sent yet: metad's answer would not know it
-        try:
-            node = await self._call(self.meta.lookup, parent_id, name)
-        except errors.NotFound:
-            self.replica.remove_entry(parent_id, name)
-        except errors.DriveError as exc:
-            log.info("folder %d forgotten for now: %s", parent_id, exc)
-            self.replica.unlist(parent_id)
+        node: Node | None = None
+        failure: errors.DriveError | None = None
+        with self._watching() as touched:
+            try:
+                node = await self._call(self.meta.lookup, parent_id, name)
+            except errors.DriveError as exc:
+                failure = exc
+        if _overlaps(touched, parent_id, name):
+            return  # changed here meanwhile: metad's answer to that is the newer word
+        if node is not None:
+            self.replica.put_entry(node)
+        elif isinstance(failure, errors.NotFound):
             self.replica.remove_entry(parent_id, name)
         else:
-            self.replica.put_entry(node)
+            log.info("folder %d forgotten for now: %s", parent_id, failure)
+            self.replica.unlist(parent_id)
+            self.replica.remove_entry(parent_id, name)
 
     async def _refresh(self, node_id: int) -> None:
         """Asks metad for a node the replica holds (a node it does not hold stays unknown)."""
@@ -270,3 +313,7 @@ class Namespace:
             self.replica.mark_stale(node_id)
         else:
             self.replica.put(node)
+
+
+def _overlaps(touched: set[Place], parent_id: int, name: str) -> bool:
+    return (parent_id, name) in touched or (parent_id, None) in touched
