@@ -18,6 +18,7 @@ import pytest
 from fusefs import chunker
 from fusefs.clients import BlockClient, MetadataClient
 from fusefs.credentials import TOKEN_ENV
+from fusefs.mount.files import INLINE_BYTES
 from fusefs.mount.synchronizer import UPLOAD_BYTES, UPLOAD_STREAMS
 from tests import signin
 from tests.filedata import sha256_of, write_random
@@ -46,6 +47,40 @@ def test_close_returns_before_the_upload_and_drive_sync_waits_for_it(mounts, met
     assert "everything is on the drive" in synced.stdout
     b = mounts.mount(metad, blockd, "dev-b")
     assert sha256_of(b.path / "big.bin") == digest
+
+
+def test_edits_around_the_size_kept_in_memory_read_back_and_arrive_whole(mounts, metad, blockd):
+    # Small edits stay in memory and are sealed inside their journal row; past
+    # INLINE_BYTES they go on in a staging file. Writes, holes and truncations on
+    # either side of that line, and across it, must read back as a local file does.
+    a = mounts.mount(metad, blockd, "dev-a")
+    rng = random.Random(5)
+    expected: dict[str, bytearray] = {}
+    for n in range(12):
+        name = f"f{n}"
+        content = bytearray()
+        for _ in range(6):
+            with open(a.path / name, "r+b" if content else "wb") as f:
+                for _ in range(rng.randint(1, 4)):
+                    if rng.random() < 0.2:
+                        length = rng.randint(0, INLINE_BYTES + 4096)
+                        f.truncate(length)
+                        content[length:] = b""
+                        content.extend(bytes(length - len(content)))
+                        continue
+                    offset = rng.randint(0, INLINE_BYTES + 8192)
+                    data = rng.randbytes(rng.randint(1, 20_000))
+                    f.seek(offset)
+                    f.write(data)
+                    content.extend(bytes(max(0, offset - len(content))))
+                    content[offset : offset + len(data)] = data
+            assert (a.path / name).read_bytes() == content, name  # sealed, not sent yet
+        expected[name] = content
+    a.sync()
+    b = mounts.mount(metad, blockd, "dev-b")
+    for name, content in expected.items():
+        assert (b.path / name).read_bytes() == content, name
+        assert (a.path / name).read_bytes() == content, name
 
 
 def test_fsync_returns_once_the_file_is_on_the_server(mounts, metad, blockd):

@@ -91,9 +91,9 @@ class EntryChanges:
         if not is_virtual(inode):
             self.names.replica.mark_stale(self.inodes.node_of(inode))
 
-    def touch(self, inode: int) -> None:
+    def touch(self, inode: int, now: int = 0) -> None:
         """Our own change to a folder's entries moved its times (and nothing else)."""
-        now = time.time_ns()
+        now = now or time.time_ns()
         self.inodes.touch(inode, now)
         self.names.replica.touch(self.inodes.node_of(inode), now)
 
@@ -155,7 +155,8 @@ class EntryChanges:
     def created(self, parent_inode: int, node: Node) -> int:
         """Records a node just made in parent_inode; its inode."""
         self.names.added(node)
-        self.touch(parent_inode)
+        # As metad does: to the new node's ctime (its birth, for one made here).
+        self.touch(parent_inode, node.ctime_ns)
         if node.kind == Kind.DIRECTORY and not self.journal.creating(node.id):
             # The parent's st_nlink changed: ask metad next time (one made here that
             # metad has not got yet is counted by the VFS from the journal).

@@ -6,10 +6,11 @@ are read by a bare RevisionReader.
 
 One OpenFile per inode however many handles the kernel has open on it, so
 every handle sees the others' writes (as on a local disk). A file being
-changed gets a staging file (a private local copy, materialized from its
-blocks, or from its sealed content, on the first write unless the write
-starts from empty). close() seals it: the staging file becomes a durable
-row of the write-back journal (journal.py), which the synchronizer commits
+changed gets a private local copy, materialized from its blocks, or from
+its sealed content, on the first write unless the write starts from empty:
+in memory while it is small (INLINE_BYTES), else a staging file. close()
+seals it: the copy becomes a durable row of the write-back journal
+(journal.py; a small one inside the row), which the synchronizer commits
 later; until then reads and stat show the sealed content.
 
 Locking: `_lock` serializes writes, truncation and sealing of one file so a
@@ -42,6 +43,9 @@ PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
 FETCH_BATCH = 4  # blocks per Download call
 COPY_CHUNK = 64 * 1024**2  # bytes per copy_file_range when edits start on sealed content
 SEAL_HERE_BYTES = 256 * 1024  # sealed on the event loop up to this size (see seal)
+# Edits up to this size stay in memory and are sealed inside their journal row: one
+# durable write at close instead of a staging file, its fsync and its folder's.
+INLINE_BYTES = 64 * 1024
 
 
 class RevisionReader:
@@ -118,6 +122,7 @@ class OpenFile(RevisionReader):
         staging_dir: Path,
         nursery: trio.Nursery,
         sealed: PendingChange | None = None,
+        sealed_data: bytes | None = None,
     ) -> None:
         super().__init__(revision, cache=cache, nursery=nursery)
         self.node = node
@@ -130,8 +135,11 @@ class OpenFile(RevisionReader):
         self.unlinked = False  # its name is gone; it lives on until the last close
         self._staging_fd: int | None = None
         self._staging_path: Path | None = None
-        # Content closed but not committed yet (journal): what reads show until edited again.
+        self._buffer: bytearray | None = None  # unsaved edits of a small file, in memory
+        # Content closed but not committed yet (journal): what reads show until edited
+        # again; in its file, or (small) in memory as its row holds it.
         self._sealed_fd: int | None = None
+        self._sealed_data: bytes | None = None
         self.dirty = False
         # A write failed for want of local disk: the edit cannot be kept whole, so none of it
         # is (close says ENOSPC); a partial file never reaches the drive.
@@ -141,14 +149,19 @@ class OpenFile(RevisionReader):
         # theirs (close-to-open, as NFS and JuiceFS); the next open reads the new one.
         self.superseded = False
         if sealed is not None:
-            self._sealed_fd = os.open(sealed.content, os.O_RDONLY)
+            if sealed.inline:
+                assert sealed_data is not None
+                self._sealed_data = sealed_data
+            else:
+                assert sealed.content is not None
+                self._sealed_fd = os.open(sealed.content, os.O_RDONLY)
             self.size, self.mtime_ns = sealed.size, sealed.mtime_ns
         # What it shows without its unsaved edits (see discard).
         self._saved = (self.size, self.mtime_ns, self.ctime_ns)
 
     def attributes(self, node: Node) -> Node:
         """node with the local size, times and held attributes while the content is local."""
-        if self._staging_fd is None and self._sealed_fd is None:
+        if not self.local:
             return node
         local = replace(node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns)
         return self.held.applied_to(local)
@@ -156,8 +169,12 @@ class OpenFile(RevisionReader):
     # --- reading ---------------------------------------------------------
 
     async def read(self, offset: int, size: int) -> bytes:
+        if self._buffer is not None:
+            return bytes(self._buffer[offset : offset + size])
         if self._staging_fd is not None:
             return os.pread(self._staging_fd, min(size, max(self.size - offset, 0)), offset)
+        if self._sealed_data is not None:
+            return self._sealed_data[offset : offset + size]
         if self._sealed_fd is not None:
             return os.pread(self._sealed_fd, min(size, max(self.size - offset, 0)), offset)
         return await self._read_blocks(offset, size)
@@ -165,7 +182,12 @@ class OpenFile(RevisionReader):
     @property
     def local(self) -> bool:
         """Whether its content is on this device (edited, or closed and not committed)."""
-        return self._staging_fd is not None or self._sealed_fd is not None
+        return (
+            self._buffer is not None
+            or self._staging_fd is not None
+            or self._sealed_fd is not None
+            or self._sealed_data is not None
+        )
 
     def reload(self, revision: Revision) -> None:
         """Reads on from this revision (the current one, asked again after a share changed)."""
@@ -179,11 +201,20 @@ class OpenFile(RevisionReader):
     async def write(self, offset: int, data: bytes) -> int:
         async with self._lock:
             await self._ensure_staging(keep_content=True)
-            assert self._staging_fd is not None
-            try:
-                written = os.pwrite(self._staging_fd, data, offset)
-            except OSError as exc:
-                raise _local_disk_error(exc) from exc
+            end = offset + len(data)
+            if self._buffer is not None and end > INLINE_BYTES:
+                self._spill()
+            if self._buffer is not None:
+                if offset > len(self._buffer):
+                    self._buffer.extend(bytes(offset - len(self._buffer)))  # a hole reads zeros
+                self._buffer[offset:end] = data
+                written = len(data)
+            else:
+                assert self._staging_fd is not None
+                try:
+                    written = os.pwrite(self._staging_fd, data, offset)
+                except OSError as exc:
+                    raise _local_disk_error(exc) from exc
             self.size = max(self.size, offset + written)
             self.mtime_ns = self.ctime_ns = time.time_ns()
             self.dirty = True
@@ -192,11 +223,17 @@ class OpenFile(RevisionReader):
     async def truncate(self, length: int) -> None:
         async with self._lock:
             await self._ensure_staging(keep_content=length > 0)
-            assert self._staging_fd is not None
-            try:
-                os.ftruncate(self._staging_fd, length)
-            except OSError as exc:
-                raise _local_disk_error(exc) from exc
+            if self._buffer is not None and length > INLINE_BYTES:
+                self._spill()
+            if self._buffer is not None:
+                del self._buffer[length:]
+                self._buffer.extend(bytes(length - len(self._buffer)))
+            else:
+                assert self._staging_fd is not None
+                try:
+                    os.ftruncate(self._staging_fd, length)
+                except OSError as exc:
+                    raise _local_disk_error(exc) from exc
             self.size = length
             self.mtime_ns = self.ctime_ns = time.time_ns()
             self.dirty = True
@@ -241,15 +278,19 @@ class OpenFile(RevisionReader):
         then be refused as stale and kept as a conflicted copy, never
         silently applied over the other device's version.
         """
-        if self._staging_fd is not None:
+        if self._staging_fd is not None or self._buffer is not None:
             return
-        path = self._staging_dir / f"{self.node.id}-{uuid.uuid4().hex}"
+        if not keep_content:
+            self._buffer, self.size = bytearray(), 0
+            return
+        if self.size <= INLINE_BYTES:
+            self._buffer = bytearray(await self._small_content())
+            return
+        fd, path = self._new_staging_file()
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise _local_disk_error(exc) from exc
-        try:
-            if keep_content and self._sealed_fd is not None:
+            if self._sealed_data is not None:
+                os.pwrite(fd, self._sealed_data, 0)
+            elif self._sealed_fd is not None:
                 await trio.to_thread.run_sync(_copy_content, self._sealed_fd, fd, self.size)
             elif keep_content:
                 for lo in range(0, len(self._refs), FETCH_BATCH * 2):
@@ -258,8 +299,6 @@ class OpenFile(RevisionReader):
                     for ref in batch:
                         os.pwrite(fd, found[ref.hash], ref.offset)
                 os.ftruncate(fd, self.size)
-            else:
-                self.size = 0
         except BaseException as exc:
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -267,6 +306,37 @@ class OpenFile(RevisionReader):
                 raise _local_disk_error(exc) from exc
             raise
         self._staging_fd, self._staging_path = fd, path
+
+    async def _small_content(self) -> bytes:
+        """What the file shows now, whole (it is small)."""
+        if self._sealed_data is not None:
+            return self._sealed_data
+        if self._sealed_fd is not None:
+            return os.pread(self._sealed_fd, self.size, 0)
+        found = await self._cache.get_many(r.hash for r in self._refs)
+        content = bytearray(self.size)
+        for ref in self._refs:
+            content[ref.offset : ref.end] = found[ref.hash]
+        return bytes(content)
+
+    def _new_staging_file(self) -> tuple[int, Path]:
+        path = self._staging_dir / f"{self.node.id}-{uuid.uuid4().hex}"
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), path
+        except OSError as exc:
+            raise _local_disk_error(exc) from exc
+
+    def _spill(self) -> None:
+        """The edits outgrew memory: on into a staging file."""
+        assert self._buffer is not None
+        fd, path = self._new_staging_file()
+        try:
+            os.pwrite(fd, self._buffer, 0)
+        except OSError as exc:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise _local_disk_error(exc) from exc
+        self._staging_fd, self._staging_path, self._buffer = fd, path, None
 
     async def seal(self, journal: Journal, mine: bool) -> PendingChange | None:
         """close(2): makes unsaved edits a durable journal row; None if there were none.
@@ -276,8 +346,8 @@ class OpenFile(RevisionReader):
         async with self._lock:
             if not self.dirty:
                 return None
-            assert self._staging_path is not None and self._staging_fd is not None
             staging_path, staging_fd = self._staging_path, self._staging_fd
+            data = bytes(self._buffer) if self._buffer is not None else None
 
             def seal() -> PendingChange:
                 return journal.seal(
@@ -291,6 +361,7 @@ class OpenFile(RevisionReader):
                     held=self.held,
                     staging=staging_path,
                     staging_fd=staging_fd,
+                    data=data,
                 )
 
             try:
@@ -303,6 +374,7 @@ class OpenFile(RevisionReader):
                 raise _local_disk_error(exc) from exc
             self._close_sealed()
             self._sealed_fd, self._staging_fd, self._staging_path = self._staging_fd, None, None
+            self._sealed_data, self._buffer = data, None
             self.dirty, self.held = False, NO_CHANGE
             self._saved = (self.size, self.mtime_ns, self.ctime_ns)
             return sealed
@@ -315,11 +387,13 @@ class OpenFile(RevisionReader):
         self.size, self.mtime_ns, self.ctime_ns = self._saved
 
     def _close_sealed(self) -> None:
+        self._sealed_data = None
         if self._sealed_fd is not None:
             os.close(self._sealed_fd)
             self._sealed_fd = None
 
     def _drop_staging(self) -> None:
+        self._buffer = None
         if self._staging_fd is not None:
             os.close(self._staging_fd)
             self._staging_fd = None

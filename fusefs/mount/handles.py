@@ -97,13 +97,15 @@ class OpenFiles:
 
     def new(self, inode: int, node: Node, revision: Revision) -> OpenFile:
         assert self._nursery is not None, "OpenFiles.start() not called"
+        sealed = self._journal.latest(node.id)
         f = OpenFile(
             node,
             revision,
             cache=self._cache,
             staging_dir=self._staging_dir,
             nursery=self._nursery,
-            sealed=self._journal.latest(node.id),
+            sealed=sealed,
+            sealed_data=self._journal.content(sealed) if sealed and sealed.inline else None,
         )
         self.by_inode[inode] = f
         return f
@@ -322,6 +324,10 @@ class OpenFiles:
                 return []
             if node.kind == Kind.DIRECTORY:
                 self._counted_in(node.parent_id)
+            # metad moved the folder's times as it made the node (to the node's ctime),
+            # maybe after the folder's own landing showed it without the node.
+            self._inodes.touch(self._inodes.inode_of(node.parent_id), node.ctime_ns)
+            self._names.replica.touch(node.parent_id, node.ctime_ns)
             if (made.parent_id, made.name) == (node.parent_id, node.name):
                 self._names.added(node)
                 return []

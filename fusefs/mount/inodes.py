@@ -164,7 +164,7 @@ class InodeTable:
         getattr of the directory after every create in it.
         """
         node = self._nodes.get(inode)
-        if node is not None:
+        if node is not None and node.mtime_ns < time_ns:
             self._nodes[inode] = replace(node, mtime_ns=time_ns, ctime_ns=time_ns)
 
 

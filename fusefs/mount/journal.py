@@ -2,10 +2,11 @@
 be committed.
 
 close(2) returns once a file's new content and its journal row are durable on
-local disk (content fsynced, moved into the journal folder, the row committed
-with SQLite's full sync); the synchronizer sends it to the servers later, in
-order, in batches. A kill -9 of the mount, a reboot or a server outage loses
-nothing close confirmed: the next mount finds the rows and sends them.
+local disk (small content inside the row; larger content fsynced and moved
+into the journal folder; the row committed with SQLite's full sync); the
+synchronizer sends it to the servers later, in order, in batches. A kill -9
+of the mount, a reboot or a server outage loses nothing close confirmed: the
+next mount finds the rows and sends them.
 
 Rows are of five kinds: a file's new content (COMMIT), a file, folder or
 symbolic link made here with a node id reserved in advance (CREATE, MKDIR,
@@ -36,6 +37,7 @@ from fusefs.models import AttributeChange, Kind, Ownership
 from fusefs.mount.journal_rows import (
     AFTER_PREVIOUS,
     ATTRIBUTES,
+    COLUMNS,
     COMMIT,
     DELETE,
     DIRECTORY,
@@ -143,7 +145,7 @@ class Journal:
     def _select(
         self, where: str = "", args: tuple = (), limit: int | None = None
     ) -> list[PendingChange]:
-        query = f"SELECT * FROM commits {where} ORDER BY seq"
+        query = f"SELECT {COLUMNS} FROM commits {where} ORDER BY seq"
         if limit is not None:
             query, args = query + " LIMIT ?", (*args, limit)
         rows = self._db.execute(query, args).fetchall()
@@ -152,6 +154,18 @@ class Journal:
     def pending(self) -> list[PendingChange]:
         with self._mutex:
             return self._select()
+
+    def content(self, commit: PendingChange) -> Path | bytes:
+        """A commit's sealed content: its file, or the bytes kept in its row."""
+        if not commit.inline:
+            assert commit.content is not None
+            return commit.content
+        with self._mutex:
+            row = self._db.execute("SELECT data FROM commits WHERE seq = ?", (commit.seq,))
+            found = row.fetchone()
+        if found is None:
+            raise KeyError(f"journal row {commit.seq} is gone")
+        return bytes(found[0])
 
     def latest(self, node_id: int) -> PendingChange | None:
         """The newest content closed for a node and not committed yet (asked on every stat)."""
@@ -294,14 +308,26 @@ class Journal:
         size: int,
         mtime_ns: int,
         held: AttributeChange,
-        staging: Path,
-        staging_fd: int,
+        staging: Path | None = None,
+        staging_fd: int | None = None,
+        data: bytes | None = None,
     ) -> PendingChange:
         """Makes a closed file's content durable as the node's next commit; returns its row.
 
-        The staging file is fsynced and moved into the journal (the caller's
-        descriptor stays valid and now reads the sealed content).
+        Small content (data) goes in the row itself: one commit to wait for.
+        Else the staging file is fsynced and moved into the journal (the
+        caller's descriptor stays valid and now reads the sealed content).
         """
+        if data is not None:
+            try:
+                with self._mutex:
+                    return self._record(
+                        node_id, parent_id, name, mine, base_revision, size, mtime_ns, held,
+                        "", data,
+                    )  # fmt: skip
+            except sqlite3.OperationalError as exc:
+                raise _disk_error(exc) from exc
+        assert staging is not None and staging_fd is not None
         os.fsync(staging_fd)
         name_on_disk = f"content/{uuid.uuid4().hex}"
         os.rename(staging, self.directory / name_on_disk)
@@ -310,13 +336,11 @@ class Journal:
             with self._mutex:
                 return self._record(
                     node_id, parent_id, name, mine, base_revision, size, mtime_ns, held,
-                    name_on_disk,
+                    name_on_disk, None,
                 )  # fmt: skip
         except sqlite3.OperationalError as exc:
             os.rename(self.directory / name_on_disk, staging)  # unsaved again, not lost
-            if "full" in str(exc):
-                raise OSError(errno.ENOSPC, "journal: local disk full") from exc
-            raise OSError(errno.EIO, f"journal: {exc}") from exc
+            raise _disk_error(exc) from exc
         except BaseException:
             os.rename(self.directory / name_on_disk, staging)
             raise
@@ -332,6 +356,7 @@ class Journal:
         mtime_ns: int,
         held: AttributeChange,
         name_on_disk: str,
+        data: bytes | None,
     ) -> PendingChange:
         self._discarded.discard(node_id)
         earlier = [r for r in self._select("WHERE node_id = ?", (node_id,)) if r.kind != ATTRIBUTES]
@@ -355,6 +380,8 @@ class Journal:
                 name_on_disk, uuid.uuid4().hex, time.time_ns(), COMMIT, "", 1, 0, "", 0,
             )  # fmt: skip
             seq = self._insert(row)
+            if data is not None:
+                self._db.execute("UPDATE commits SET data = ? WHERE seq = ?", (data, seq))
             self._durably("COMMIT")
         except BaseException:
             self._durably("ROLLBACK")
@@ -626,6 +653,12 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _disk_error(exc: sqlite3.OperationalError) -> OSError:
+    if "full" in str(exc):
+        return OSError(errno.ENOSPC, "journal: local disk full")
+    return OSError(errno.EIO, f"journal: {exc}")
 
 
 def _remove(content: Path | None) -> None:

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS commits (
     sets_mtime INTEGER NOT NULL DEFAULT 1,
     new_parent_id INTEGER NOT NULL DEFAULT 0,
     new_name TEXT NOT NULL DEFAULT '',
-    flags INTEGER NOT NULL DEFAULT 0
+    flags INTEGER NOT NULL DEFAULT 0,
+    data BLOB
 );
 CREATE INDEX IF NOT EXISTS commits_of_node ON commits (node_id, seq);
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -71,7 +72,7 @@ class PendingChange:
     size: int
     mtime_ns: int
     held: AttributeChange  # chmod/chown/utime made while it was being edited
-    content: Path | None  # the sealed content (None but for a commit)
+    content: Path | None  # the sealed content's file (None but for a commit kept in a file)
     request_id: str
     created_ns: int
     kind: str = "commit"
@@ -80,6 +81,7 @@ class PendingChange:
     new_parent_id: int = 0
     new_name: str = ""
     flags: int = 0
+    inline: bool = False  # a small commit's content is in its row (Journal.content)
 
     @property
     def is_create(self) -> bool:
@@ -105,15 +107,23 @@ MAKES = {kind: row_kind for row_kind, kind in MADE_KINDS.items()}
 NEW_FILE_REVISION = 1  # a new file is empty at revision 1: its first commit goes on top
 
 
+# What row_to_change reads: every column but the content kept in a row (data).
+COLUMNS = (
+    "seq, node_id, parent_id, name, mine, base_revision, size, mtime_ns, mode, uid, gid, "
+    "atime_ns, content, request_id, created_ns, kind, target, sets_mtime, new_parent_id, "
+    "new_name, flags, data IS NOT NULL"
+)
+
+
 def row_to_change(row: tuple, directory: Path) -> PendingChange:
     (seq, node_id, parent_id, name, mine, base, size, mtime, mode, uid, gid, atime,
      content, request_id, created, kind, target, sets_mtime, new_parent_id, new_name,
-     flags) = row  # fmt: skip
+     flags, inline) = row  # fmt: skip
     held = AttributeChange(mode, atime, Ownership(uid, gid))
     return PendingChange(
         seq, node_id, parent_id, name, bool(mine), base, size, mtime, held,
         directory / content if content else None, request_id, created, kind, target,
-        bool(sets_mtime), new_parent_id, new_name, flags,
+        bool(sets_mtime), new_parent_id, new_name, flags, bool(inline),
     )  # fmt: skip
 
 
@@ -128,3 +138,5 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE commits ADD COLUMN new_parent_id INTEGER NOT NULL DEFAULT 0")
         db.execute("ALTER TABLE commits ADD COLUMN new_name TEXT NOT NULL DEFAULT ''")
         db.execute("ALTER TABLE commits ADD COLUMN flags INTEGER NOT NULL DEFAULT 0")
+    if "data" not in columns:
+        db.execute("ALTER TABLE commits ADD COLUMN data BLOB")

@@ -266,9 +266,10 @@ class Replica:
         self._db.execute("UPDATE nodes SET stale = 1 WHERE id = ?", (node_id,))
 
     def touch(self, node_id: int, time_ns: int) -> None:
-        """Our own change to a folder's entries moved its times."""
+        """Our own change to a folder's entries moved its times (forward only)."""
         self._db.execute(
-            "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?", (time_ns, time_ns, node_id)
+            "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ? AND mtime_ns < ?",
+            (time_ns, time_ns, node_id, time_ns),
         )
 
     def accessed(self, node_id: int, atime_ns: int) -> None:

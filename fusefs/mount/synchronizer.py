@@ -21,22 +21,20 @@ values), never by calling into it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import trio
 
 from fusefs import errors
 from fusefs.cache import BlockCache
-from fusefs.chunker import chunk_file
 from fusefs.clients import BlockClient, MetadataClient
 from fusefs.models import (
     AttributesRequest,
@@ -62,11 +60,17 @@ from fusefs.mount.journal_rows import (
     PendingChange,
 )
 from fusefs.mount.reachability import Reachability
+from fusefs.mount.sealed import Sealed, blocks_of, keep_in_cache, read_blocks
 from protos import names
 
 log = logging.getLogger(__name__)
 
 BATCH_FILES = 500
+# A burst of changes (an untar, a build) goes in few batches rather than one per change:
+# sending waits until none came for QUIET_SECONDS, or the first has waited
+# GATHER_SECONDS, or a batch is full; at once when someone waits (fsync, drive sync).
+QUIET_SECONDS = 0.05
+GATHER_SECONDS = 0.5
 BATCH_BYTES = 256 * 1024**2
 UPLOAD_BYTES = 16 * 1024**2  # per Upload stream: what a crash may make us send again
 UPLOAD_STREAMS = 4
@@ -162,6 +166,8 @@ class Synchronizer:
         self._reachability = reachability
         self._limiter = limiter
         self._work = trio.Event()
+        self._since: float | None = None  # when the first change not taken yet came
+        self._waiting = 0  # callers of flush and drain: send without gathering
         self._progress = trio.Event()
         self._landed_send, self.landed = trio.open_memory_channel[Landed | EntrySettled](math.inf)
         self.sent_bytes = 0
@@ -174,7 +180,9 @@ class Synchronizer:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     def wake(self) -> None:
-        """New content was sealed."""
+        """A change was journaled."""
+        if self._since is None:
+            self._since = trio.current_time()
         self._work.set()
 
     @property
@@ -211,20 +219,32 @@ class Synchronizer:
 
     async def flush(self, node_id: int) -> None:
         """Returns once the node's journaled changes are on the drive, or the servers are away."""
-        while self._journal.pending_for(node_id) and self._reachability.up:
-            await self._next_progress()
+        with self._hurried():
+            while self._journal.pending_for(node_id) and self._reachability.up:
+                await self._next_progress()
 
     async def drain(self, patience: float = DRAIN_PATIENCE_SECONDS) -> None:
         """Returns once the whole journal is committed, the servers are away, or nothing
         landed for patience seconds (e.g. a full quota): what is left stays journaled."""
         last, since = self._journal.totals(), trio.current_time()
-        while last[0] and self._reachability.up:
-            await self._next_progress()
-            now = self._journal.totals()
-            if now != last:
-                last, since = now, trio.current_time()
-            elif trio.current_time() - since > patience:
-                return
+        with self._hurried():
+            while last[0] and self._reachability.up:
+                await self._next_progress()
+                now = self._journal.totals()
+                if now != last:
+                    last, since = now, trio.current_time()
+                elif trio.current_time() - since > patience:
+                    return
+
+    @contextlib.contextmanager
+    def _hurried(self) -> Iterator[None]:
+        """Someone waits for what is journaled: it goes without gathering more."""
+        self._waiting += 1
+        self._work.set()
+        try:
+            yield
+        finally:
+            self._waiting -= 1
 
     async def _next_progress(self) -> None:
         with trio.move_on_after(1.0):  # also notices the servers going away
@@ -241,6 +261,8 @@ class Synchronizer:
         while True:
             if not self._reachability.up:
                 await self._reachability.wait_until_up()
+            await self._gather()
+            self._since = None
             batch = self._journal.take(BATCH_FILES, BATCH_BYTES)
             if not batch:
                 self._moved_on()
@@ -261,10 +283,24 @@ class Synchronizer:
                 await trio.sleep(RETRY_SECONDS)
             self._moved_on()
 
+    async def _gather(self) -> None:
+        """Waits while changes keep coming, so that a burst goes as one batch (see
+        QUIET_SECONDS)."""
+        while not self._waiting and self._since is not None:
+            left = self._since + GATHER_SECONDS - trio.current_time()
+            if left <= 0 or self._journal.totals()[0] >= BATCH_FILES:
+                return
+            self._work = trio.Event()
+            with trio.move_on_after(min(QUIET_SECONDS, left)) as quiet:
+                await self._work.wait()
+            if quiet.cancelled_caught:
+                return
+
     async def _send(self, batch: list[PendingChange]) -> None:
         commits = [c for c in batch if c.is_commit]
-        refs = await self._thread(lambda: {c.seq: chunk_file(c.content) for c in commits})
-        await self._upload(commits, [refs[c.seq] for c in commits])
+        sources = {c.seq: self._journal.content(c) for c in commits}
+        refs = await self._thread(lambda: {seq: blocks_of(c) for seq, c in sources.items()})
+        await self._upload([(sources[c.seq], refs[c.seq]) for c in commits])
         requests = [_request(row, refs.get(row.seq, ())) for row in batch]
         outcomes = await self._thread(self._meta.apply_batch, requests)
         remade: set[int] = set()  # nodes made again elsewhere: what followed them is retried
@@ -394,7 +430,8 @@ class Synchronizer:
     ) -> None:
         """What becomes of one commit of a batch, by metad's answer."""
         if isinstance(outcome, Node):
-            await self._thread(_keep_in_cache, self._cache, commit.content, blocks)
+            content = self._journal.content(commit)
+            await self._thread(keep_in_cache, self._cache, content, blocks)
             self.problems.pop(commit.node_id, None)
             self._sent(commit.size)
             done = partial(self._journal.committed, commit, outcome.revision)
@@ -415,7 +452,7 @@ class Synchronizer:
             await trio.sleep(RETRY_SECONDS)
             return
         if isinstance(outcome, errors.UnprovenBlocks):
-            await self._upload([commit], [blocks], everything=True)
+            await self._upload([(self._journal.content(commit), blocks)], everything=True)
             self._journal.put_back(commit)
             return
         if isinstance(outcome, errors.Unavailable):
@@ -426,20 +463,20 @@ class Synchronizer:
     # --- uploads ------------------------------------------------------------
 
     async def _upload(
-        self, batch: list[PendingChange], refs: list[list[BlockRef]], everything: bool = False
+        self, contents: list[tuple[Sealed, list[BlockRef]]], everything: bool = False
     ) -> None:
         """Uploads the blocks blockd lacks (each block we hold no receipt for, with everything)."""
-        where: dict[bytes, tuple[Path, BlockRef]] = {}
-        for commit, blocks in zip(batch, refs, strict=True):
+        where: dict[bytes, tuple[Sealed, BlockRef]] = {}
+        for content, blocks in contents:
             for ref in blocks:
-                where.setdefault(ref.hash, (commit.content, ref))
+                where.setdefault(ref.hash, (content, ref))
         if everything:
             receipt = self._blocks.grants.receipt
             wanted = [h for h, (_, r) in where.items() if not receipt(h, r.size)]
         else:
             missing = await self._thread(self._blocks.find_missing, list(where))
             wanted = [h for h in where if h in missing]
-        groups: list[list[tuple[Path, BlockRef]]] = [[]]
+        groups: list[list[tuple[Sealed, BlockRef]]] = [[]]
         size = 0
         for digest in wanted:
             if size >= UPLOAD_BYTES:
@@ -458,14 +495,12 @@ class Synchronizer:
 
     async def _upload_group(
         self,
-        group: list[tuple[Path, BlockRef]],
+        group: list[tuple[Sealed, BlockRef]],
         limit: trio.CapacityLimiter,
         failures: list[errors.DriveError],
     ) -> None:
         def produce() -> Iterator[tuple[bytes, bytes]]:
-            for path, ref in group:
-                with open(path, "rb") as f:
-                    yield ref.hash, os.pread(f.fileno(), ref.size, ref.offset)
+            return read_blocks(group)
 
         async with limit:
             if failures:
@@ -494,7 +529,8 @@ class Synchronizer:
             self._meta.commit_revision,
             copy.id, copy.revision, commit.size, commit.mtime_ns, blocks, commit.held,
         )  # fmt: skip
-        await self._thread(_keep_in_cache, self._cache, commit.content, blocks)
+        content = self._journal.content(commit)
+        await self._thread(keep_in_cache, self._cache, content, blocks)
         self._journal.moved(commit, landed.id, landed.revision)
         why = str(refusal)
         if isinstance(refusal, errors.StaleRevision):
@@ -529,13 +565,6 @@ class Synchronizer:
         except errors.NotFound:
             folder = await self._thread(self._meta.make_directory, root.id, RECOVERED_FOLDER, 0o755)
         return folder.id
-
-
-def _keep_in_cache(cache: BlockCache, content: Path, blocks: list[BlockRef]) -> None:
-    """The blocks of content just committed go to the block cache: read back offline."""
-    with open(content, "rb") as f:
-        fd = f.fileno()
-        cache.keep((ref.hash, os.pread(fd, ref.size, ref.offset)) for ref in blocks)
 
 
 def _mode(create: PendingChange) -> int:
