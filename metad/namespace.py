@@ -49,7 +49,10 @@ def _create(
 ) -> Node:
     """A new node named name in a folder the actor may write to; journals CREATED.
 
-    A file starts at revision 1, empty. node_id: an id reserved to the actor.
+    A file starts at revision 1, empty. node_id: an id reserved to the actor, by a
+    device that made the node in its journal: then mtime_ns is when it did (the
+    node's ctime, and its folder's times unless they are later already), so the
+    device's view does not change when the node arrives.
     """
     rules.check_ownership(owner)
     parent = access.directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
@@ -57,6 +60,7 @@ def _create(
     if node_id is not None:
         reservations.claim(tx, actor.user_id, node_id)
     mtime = mtime_ns or tx.now_ns
+    born = min(mtime_ns, tx.now_ns) if node_id is not None else 0  # never in the future
     revision = 1 if kind is NodeKind.FILE else 0
     node = tx.insert_node(
         owner_id=parent.owner_id,
@@ -70,6 +74,7 @@ def _create(
         uid=owner.uid,
         gid=owner.gid,
         node_id=node_id,
+        born_ns=born,
         **fields,
     )
     if revision:
@@ -77,7 +82,7 @@ def _create(
     node = tx.journal(
         ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=revision
     )
-    tx.touch_directory(parent.id)
+    tx.touch_directory(parent.id, born)
     return node
 
 

@@ -80,11 +80,13 @@ class Transaction:
         gid: int | None = None,
         rdev: int = 0,
         node_id: int | None = None,
+        born_ns: int = 0,
     ) -> Node:
         """A new live node; role: the creator's (their role on the folder).
 
         Its access time starts as its modification time. node_id: the id it
         gets (one reserved to the creator, see reservations.py); None: the next.
+        born_ns: its ctime, when not now (a node a device made in its journal).
         """
         row = rows.fetch_one(
             self.conn,
@@ -100,7 +102,7 @@ class Transaction:
                 kind.value,
                 mode,
                 mtime_ns,
-                self.now_ns,
+                born_ns or self.now_ns,
                 revision,
                 size,
                 symlink_target,
@@ -248,11 +250,22 @@ class Transaction:
         )
         return row is not None
 
-    def touch_directory(self, directory_id: int) -> None:
-        """An entry was added, removed or renamed: the directory's mtime and ctime move."""
+    def touch_directory(self, directory_id: int, at_ns: int = 0) -> None:
+        """An entry was added, removed or renamed: the directory's mtime and ctime move.
+
+        at_ns: when a device made the change in its journal (maybe long before it
+        arrived), as its own folder showed it then; times never go back for it.
+        """
+        if not at_ns:
+            self.conn.execute(
+                "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+                (self.now_ns, self.now_ns, directory_id),
+            )
+            return
         self.conn.execute(
-            "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ?",
-            (self.now_ns, self.now_ns, directory_id),
+            "UPDATE nodes SET mtime_ns = MAX(mtime_ns, ?), ctime_ns = MAX(ctime_ns, ?)"
+            " WHERE id = ?",
+            (at_ns, at_ns, directory_id),
         )
 
     def journal(

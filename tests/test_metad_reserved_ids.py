@@ -87,6 +87,46 @@ def test_each_kind_of_node_can_be_made_with_a_reserved_id(pair) -> None:
     assert [e.id for e in listed.entries] == [ids[1], ids[2], ids[9]]
 
 
+def test_a_node_made_in_a_journal_is_born_when_the_device_made_it(pair) -> None:
+    # A device shows a node it made offline with the time it made it: metad keeps that
+    # as the node's ctime and moves the folder's times to it (never back, never ahead).
+    alice, _ = pair
+    meta = stub(alice)
+    root = meta.GetRoot(pb.GetRootRequest(), timeout=TIMEOUT)
+    ids = reserve(meta, 3)
+    folder = meta.MakeDirectory(
+        pb.MakeDirectoryRequest(parent_id=root.id, name="trip", mode=0o755), timeout=TIMEOUT
+    )
+    made_at = folder.mtime_ns - 10**12  # offline, well before it arrives
+    file = meta.CreateFile(
+        pb.CreateFileRequest(
+            parent_id=folder.id, name="old.txt", mode=0o644, node_id=ids[0], mtime_ns=made_at
+        ),
+        timeout=TIMEOUT,
+    )
+    assert (file.mtime_ns, file.ctime_ns) == (made_at, made_at)
+    folder_after = meta.Stat(pb.StatRequest(node_id=folder.id), timeout=TIMEOUT)
+    assert folder_after.mtime_ns == folder.mtime_ns  # later already: not moved back
+    later = folder.mtime_ns + 1  # after the folder's last change, before now
+    meta.CreateFile(
+        pb.CreateFileRequest(
+            parent_id=folder.id, name="new.txt", mode=0o644, node_id=ids[1], mtime_ns=later
+        ),
+        timeout=TIMEOUT,
+    )
+    folder_after = meta.Stat(pb.StatRequest(node_id=folder.id), timeout=TIMEOUT)
+    assert (folder_after.mtime_ns, folder_after.ctime_ns) == (later, later)
+    future = meta.CreateFile(
+        pb.CreateFileRequest(
+            parent_id=folder.id, name="ahead.txt", mode=0o644, node_id=ids[2], mtime_ns=2**62
+        ),
+        timeout=TIMEOUT,
+    )
+    assert future.ctime_ns < 2**62  # a clock ahead of the server's does not set times ahead
+    folder_after = meta.Stat(pb.StatRequest(node_id=folder.id), timeout=TIMEOUT)
+    assert folder_after.mtime_ns < 2**62
+
+
 def test_ids_not_reserved_to_the_caller_are_refused(pair) -> None:
     alice, bob = pair
     meta, other = stub(alice), stub(bob)

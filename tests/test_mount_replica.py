@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.filedata import sha256_of, write_random
+from tests.offline import OFFLINE_LOGS, mount_behind
 from tests.waiting import eventually
 
 
@@ -47,8 +48,6 @@ def test_remount_offline_lists_stats_and_reads_what_it_had(
     allowed_log_patterns += [r"unreachable", r"change stream interrupted", r"cannot reach"]
     m = mounts.mount(metad, blockd, "dev-a")
     digests = _tree(m.path)
-    # Once sent: a folder's times are then metad's, stamped as the changes arrived.
-    m.sync()
     before = _listing(m.path)
     for name, digest in digests.items():
         assert sha256_of(m.path / name) == digest  # now in the block cache
@@ -86,6 +85,25 @@ def test_a_folder_never_seen_fails_fast_offline(mounts, metad, blockd, allowed_l
     with pytest.raises(OSError) as failure:
         os.listdir(offline.path / "seen" / "later")
     assert failure.value.errno in (errno.EIO, errno.ENOENT)
+
+
+def test_content_not_cached_fails_fast_while_blockd_is_away(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+) -> None:
+    allowed_log_patterns += [*OFFLINE_LOGS, r"blockd", r"Unavailable", r"read failed"]
+    a = mounts.mount(metad, blockd, "dev-a")
+    digest = write_random(a.path / "report.bin", 300_000, seed=4)
+    a.sync()
+    b = mount_behind(mounts, behind_relays, "dev-b")
+    assert os.stat(b.path / "report.bin").st_size == 300_000  # known, never read
+    behind_relays[1].cut()  # blockd only: metad still answers
+    started = time.monotonic()
+    with pytest.raises(OSError) as failure:
+        (b.path / "report.bin").read_bytes()
+    assert failure.value.errno == errno.EIO
+    assert time.monotonic() - started < 2.5, "a read must not wait long for an absent blockd"
+    behind_relays[1].restore()
+    eventually(lambda: sha256_of(b.path / "report.bin") == digest, timeout=10)
 
 
 def test_changes_made_while_away_arrive_at_the_next_mount(mounts, metad, blockd) -> None:

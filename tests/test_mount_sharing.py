@@ -208,6 +208,7 @@ def test_edits_refused_by_a_downgraded_share_land_in_ones_own_drive(
     a, b = pair
     (a / "docs").mkdir()
     (a / "docs" / "plan.txt").write_bytes(b"alice's plan")
+    _drive_sync(a)  # on the drive before it is shared
     docs = node_id(alice_meta, "docs")
     alice_meta.share(docs, "bob", Role.WRITE)
     plan = b / SHARED_FOLDER / "docs" / "plan.txt"

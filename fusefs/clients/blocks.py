@@ -10,6 +10,7 @@ import grpc
 from fusefs.clients.proofs import Grant, GrantBook
 from fusefs.clients.rpc import (
     FIND_BATCH,
+    RETRY_WINDOW,
     STREAM_TIMEOUT,
     UNARY_TIMEOUT,
     Token,
@@ -90,8 +91,10 @@ class BlockClient:
         *,
         trust: Trust | None = None,
         interceptors: Sequence[object] = (),
+        retry_window: float = RETRY_WINDOW,
     ) -> None:
         self.address = address
+        self.retry_window = retry_window  # how long a call retries a blockd not answering
         self._channel = signed_channel(address, token, trust, interceptors)
         self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
         self.grants = grants or GrantBook()

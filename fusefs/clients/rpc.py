@@ -31,7 +31,8 @@ T = TypeVar("T")
 UNARY_TIMEOUT = 30.0
 # Streams carry up to a few GB; their deadline only guards against a hang.
 STREAM_TIMEOUT = 3600.0
-# How long a call keeps retrying a daemon that is unreachable (e.g. restarting).
+# How long a call keeps retrying a daemon that is unreachable (e.g. restarting), unless
+# its client says otherwise (a `retry_window` attribute: a mount answers programs).
 RETRY_WINDOW = 5.0
 # Hashes per FindMissing, and per ListCondemnedBlocks, ListBlockReferences and
 # ReportDamagedBlocks: within the daemons' limits.
@@ -111,12 +112,13 @@ def request_id() -> str:
 def rpc(fn: Callable[P, T]) -> Callable[P, T]:
     """Maps RpcError to domain errors; retries calls that did not get through.
 
-    A call keeps one request id (request_id()) across its retries.
+    A call keeps one request id (request_id()) across its retries. The
+    first argument is the client: its retry_window, if it has one, bounds them.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        deadline = time.monotonic() + RETRY_WINDOW
+        deadline = time.monotonic() + getattr(args[0], "retry_window", RETRY_WINDOW)
         delay = 0.05
         outer = _request_id.set(_request_id.get() or uuid.uuid4().hex)
         try:
@@ -124,8 +126,9 @@ def rpc(fn: Callable[P, T]) -> Callable[P, T]:
                 try:
                     return fn(*args, **kwargs)
                 except grpc.RpcError as exc:
-                    if exc.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
-                        time.sleep(delay)
+                    left = deadline - time.monotonic()
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE and left > 0:
+                        time.sleep(min(delay, left))
                         delay = min(delay * 2, 1.0)
                         continue
                     raise translate(exc) from None

@@ -30,7 +30,7 @@ from fusefs.mount.follower import ChangeFollower
 from fusefs.mount.journal import Journal
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.operations import Operations
-from fusefs.mount.reachability import Reachability
+from fusefs.mount.reachability import Reachability, resting_after_failure
 from fusefs.mount.replica import Replica
 from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.vfs import Vfs
@@ -38,6 +38,10 @@ from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError, check_mountpoint
 from protos.tls import Trust
 
 log = logging.getLogger(__name__)
+
+# A read of content not cached here waits this long for a blockd that does not answer,
+# then fails (EIO): a program is not kept waiting; the synchronizer retries on its own.
+BLOCKD_RETRY_SECONDS = 1.0
 
 RPC_THREADS = 16
 # The kernel's default 128 KiB readahead leaves a sequential reader waiting on
@@ -108,7 +112,10 @@ def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None)
         device = _device_name(config.cache_dir, config.device)
         grants = GrantBook()
         meta = MetadataClient(config.metad, device, config.token, grants, trust=config.trust)
-        blocks = BlockClient(config.blockd, config.token, grants, trust=config.trust)
+        blocks = BlockClient(
+            config.blockd, config.token, grants, trust=config.trust,
+            retry_window=BLOCKD_RETRY_SECONDS,
+        )  # fmt: skip
         replica = Replica(config.cache_dir / REPLICA_FILE, drive=config.metad)
         journal = Journal(config.cache_dir / JOURNAL_FOLDER)
         try:
@@ -196,7 +203,7 @@ async def _serve(
     reachability = Reachability(f"the drive at {config.metad}", up=online)
     cache = BlockCache(
         config.cache_dir,
-        reachability.guard(blocks.download),
+        reachability.guard(resting_after_failure(blocks.download, BLOCKD_RETRY_SECONDS)),
         capacity_bytes=config.cache_bytes,
         limiter=limiter,
     )

@@ -10,6 +10,9 @@ mount online again when it answers.
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -74,3 +77,29 @@ class Reachability:
             except errors.DriveError:
                 continue
             self.succeeded()
+
+
+def resting_after_failure(call: Callable[P, T], seconds: float) -> Callable[P, T]:
+    """call, refused at once for seconds after it found its daemon unreachable.
+
+    A reader retries what failed (the kernel reads a page again once its
+    readahead failed): it gets its EIO at once instead of waiting out
+    another retry window. Safe from many threads.
+    """
+    lock = threading.Lock()
+    failed_at = -math.inf
+
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        nonlocal failed_at
+        with lock:
+            resting = time.monotonic() - failed_at < seconds
+        if resting:
+            raise errors.Unavailable("not answering (a moment ago)")
+        try:
+            return call(*args, **kwargs)
+        except errors.Unavailable:
+            with lock:
+                failed_at = time.monotonic()
+            raise
+
+    return guarded
