@@ -194,6 +194,28 @@ def test_moves_removals_and_saves_made_offline_survive_kill_9_and_arrive(
         meta.close()
 
 
+def test_a_file_edited_moved_and_edited_again_offline_arrives_moved_with_the_last_edit(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+):
+    allowed_log_patterns += OFFLINE_LOGS
+    a = mount_behind(mounts, behind_relays, "dev-a")
+    (a.path / "report.txt").write_bytes(b"report v1")
+    a.sync()
+
+    offline(behind_relays)
+    (a.path / "report.txt").write_bytes(b"report v2")
+    os.chmod(a.path / "report.txt", 0o600)
+    os.rename(a.path / "report.txt", a.path / "moved.txt")
+    (a.path / "moved.txt").write_bytes(b"report v3, the last")
+    assert _contents(a.path) == {"moved.txt": b"report v3, the last"}
+    online(behind_relays)
+    back_online(a)
+    a.sync()
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert _contents(b.path) == {"moved.txt": b"report v3, the last"}
+    assert stat.S_IMODE(os.stat(b.path / "moved.txt").st_mode) == 0o600
+
+
 def _contents(root: Path) -> dict[str, bytes | None]:
     """Every path below root: a file's bytes, None for a folder."""
     seen: dict[str, bytes | None] = {}

@@ -359,7 +359,10 @@ class Journal:
         data: bytes | None,
     ) -> PendingChange:
         self._discarded.discard(node_id)
-        earlier = [r for r in self._select("WHERE node_id = ?", (node_id,)) if r.kind != ATTRIBUTES]
+        # Only content (or the node's making) is replaced: a move or removal between
+        # two closes stays where it is, in order.
+        rows = self._select("WHERE node_id = ?", (node_id,))
+        earlier = [r for r in rows if r.is_commit or r.is_create]
         base = self._committed.get(node_id, base_revision)
         replaced = None
         if earlier:
@@ -370,6 +373,7 @@ class Journal:
                 base = AFTER_PREVIOUS
             else:
                 base, replaced = last.base_revision, last
+                held = last.held.then(held)  # attributes it carried stay set
         self._durably("BEGIN IMMEDIATE")
         try:
             if replaced is not None:
@@ -425,18 +429,34 @@ class Journal:
             return made
 
     def record_attributes(
-        self, node_id: int, change: AttributeChange, mtime_ns: int | None
+        self, node_id: int, change: AttributeChange, mtime_ns: int | None, into_commit: bool
     ) -> None:
         """chmod/chown/utime of a node: kept when this returns (see __init__). Joins the
         node's last row when that is one of these not on its way yet (untar sets three
-        in a row)."""
+        in a row), or, into_commit, its content closed and not on its way yet (untar sets
+        them right after the close: they go with that commit)."""
         with self._mutex:
             rows = self._select("WHERE node_id = ?", (node_id,))
             last = rows[-1] if rows else None
             now = time.time_ns()
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
+                if (
+                    into_commit
+                    and last
+                    and last.is_commit
+                    and last.seq not in self._in_flight
+                    and node_id not in self._attributes  # (shown over the commit's)
+                ):
+                    held = last.held.then(change)
+                    mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
+                    self._db.execute(
+                        "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
+                        "mtime_ns = ?, created_ns = ? WHERE seq = ?",
+                        (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime, now,
+                         last.seq),
+                    )  # fmt: skip
+                elif last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
                     held = last.held.then(change)
                     sets_mtime = mtime_ns is not None or last.sets_mtime
                     mtime = mtime_ns if mtime_ns is not None else last.mtime_ns

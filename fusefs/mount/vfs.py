@@ -314,7 +314,9 @@ class Vfs:
         change = AttributeChange(mode, atime_ns, owner)
         if not change.empty or mtime_ns is not None:
             # Journaled, as a write is: sent in order with the node's other changes.
-            self.journal.record_attributes(node_id, change, mtime_ns)
+            # Into the content closed last, unless a program has the file open (what it
+            # shows then comes from the open file and the ATTRIBUTES rows).
+            self.journal.record_attributes(node_id, change, mtime_ns, into_commit=f is None)
             self.sync.wake()
         return await self.getattr(inode)
 
