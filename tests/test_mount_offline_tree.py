@@ -24,11 +24,11 @@ from tests.waiting import eventually
 OLD = 1_600_000_000 * 10**9  # 2020-09-13: an mtime no clock gives by accident
 
 
-def _tree_state(root: Path, folder_times: bool = True) -> dict[str, tuple]:
+def _tree_state(root: Path) -> dict[str, tuple]:
     """Every path below root with its type and mode bits, size, mtime and link target.
 
-    folder_times=False leaves out the mtime of folders: metad stamps a folder
-    with its own clock when an entry made offline reaches it.
+    Folders' mtimes too: an entry made offline reaches metad with the time it
+    was made, so its folder shows the same times everywhere.
     """
     seen = {}
     for folder, dirs, files in os.walk(root):
@@ -36,14 +36,8 @@ def _tree_state(root: Path, folder_times: bool = True) -> dict[str, tuple]:
             path = Path(folder) / name
             st = os.lstat(path)
             target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
-            is_dir = stat.S_ISDIR(st.st_mode)
-            mtime = None if is_dir and not folder_times else st.st_mtime_ns
-            seen[str(path.relative_to(root))] = (
-                st.st_mode,
-                0 if is_dir else st.st_size,
-                mtime,
-                target,
-            )
+            size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size
+            seen[str(path.relative_to(root))] = (st.st_mode, size, st.st_mtime_ns, target)
     return seen
 
 
@@ -70,15 +64,15 @@ def test_a_tree_made_offline_survives_kill_9_and_arrives_whole(
     assert os.stat(a.path / "project").st_nlink == 4  # ., .., src, docs
     assert os.stat(a.path / "project" / "docs").st_mode & 0o7777 == 0o700
     assert os.stat(lib).st_mtime_ns == OLD + 1
-    made = _tree_state(a.path / "project", folder_times=False)
+    made = _tree_state(a.path / "project")
     kill(a)
 
     online(behind_relays)
     again = mount_behind(mounts, behind_relays, "dev-a")
-    assert _tree_state(again.path / "project", folder_times=False) == made
+    assert _tree_state(again.path / "project") == made
     again.sync()
     b = mounts.mount(metad, blockd, "dev-b")
-    assert _tree_state(b.path / "project", folder_times=False) == made
+    assert _tree_state(b.path / "project") == made
     assert os.stat(b.path / "project" / "src" / "lib").st_mtime_ns == OLD + 1
     assert (b.path / "project" / "entry").read_bytes() == b"print('made offline')\n"
     assert os.stat(b.path / "project").st_nlink == 4

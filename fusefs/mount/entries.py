@@ -384,6 +384,7 @@ class EntryChanges:
         for row in rows:
             if row.is_create:
                 self.names.added(made_here(row, self._user_id))
+                self.names.replica.touch(row.parent_id, row.mtime_ns)  # as when it was made
                 if row.node_kind == Kind.DIRECTORY:  # what is in it was put there from here
                     self.names.replica.mark_listed(row.node_id)
             elif row.kind == DELETE:
