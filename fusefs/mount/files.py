@@ -292,7 +292,7 @@ class OpenFile(RevisionReader):
                 os.pwrite(fd, self._sealed_data, 0)
             elif self._sealed_fd is not None:
                 await trio.to_thread.run_sync(_copy_content, self._sealed_fd, fd, self.size)
-            elif keep_content:
+            else:
                 for lo in range(0, len(self._refs), FETCH_BATCH * 2):
                     batch = self._refs[lo : lo + FETCH_BATCH * 2]
                     found = await self._cache.get_many(r.hash for r in batch)

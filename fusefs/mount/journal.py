@@ -383,9 +383,7 @@ class Journal:
                 held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
                 name_on_disk, uuid.uuid4().hex, time.time_ns(), COMMIT, "", 1, 0, "", 0,
             )  # fmt: skip
-            seq = self._insert(row)
-            if data is not None:
-                self._db.execute("UPDATE commits SET data = ? WHERE seq = ?", (data, seq))
+            seq = self._insert(row, data)
             self._durably("COMMIT")
         except BaseException:
             self._durably("ROLLBACK")
@@ -526,14 +524,14 @@ class Journal:
             self._db.execute("DELETE FROM commits WHERE seq = ?", (row.seq,))
             self._reindex(row.node_id)
 
-    def _insert(self, row: tuple) -> int:
-        """One row, in the columns' order (all but seq); its seq."""
+    def _insert(self, row: tuple, data: bytes | None = None) -> int:
+        """One row, in the columns' order (all but seq and data); its seq."""
         cursor = self._db.execute(
             "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
             "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind, "
-            "target, sets_mtime, new_parent_id, new_name, flags) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            row,
+            "target, sets_mtime, new_parent_id, new_name, flags, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*row, data),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid

@@ -312,7 +312,7 @@ class Synchronizer:
             elif row.kind in (DELETE, RENAME):
                 await self._settle_entry(row, outcome)
             else:
-                await self._settle(row, refs[row.seq], outcome, remade)
+                await self._settle(row, sources[row.seq], refs[row.seq], outcome, remade)
 
     async def _settle_create(
         self, create: PendingChange, outcome: Node | errors.DriveError, remade: set[int]
@@ -424,13 +424,13 @@ class Synchronizer:
     async def _settle(
         self,
         commit: PendingChange,
+        content: Sealed,
         blocks: list[BlockRef],
         outcome: Node | errors.DriveError,
         remade: set[int],
     ) -> None:
         """What becomes of one commit of a batch, by metad's answer."""
         if isinstance(outcome, Node):
-            content = self._journal.content(commit)
             await self._thread(keep_in_cache, self._cache, content, blocks)
             self.problems.pop(commit.node_id, None)
             self._sent(commit.size)
@@ -452,13 +452,13 @@ class Synchronizer:
             await trio.sleep(RETRY_SECONDS)
             return
         if isinstance(outcome, errors.UnprovenBlocks):
-            await self._upload([(self._journal.content(commit), blocks)], everything=True)
+            await self._upload([(content, blocks)], everything=True)
             self._journal.put_back(commit)
             return
         if isinstance(outcome, errors.Unavailable):
             self._journal.put_back(commit)
             raise outcome
-        await self._land_copy(commit, blocks, outcome)
+        await self._land_copy(commit, content, blocks, outcome)
 
     # --- uploads ------------------------------------------------------------
 
@@ -517,7 +517,11 @@ class Synchronizer:
     # --- content that cannot land where it was ------------------------------
 
     async def _land_copy(
-        self, commit: PendingChange, blocks: list[BlockRef], refusal: errors.DriveError
+        self,
+        commit: PendingChange,
+        content: Sealed,
+        blocks: list[BlockRef],
+        refusal: errors.DriveError,
     ) -> None:
         """Commits the content as a new file, so nothing is lost: a conflicted copy beside
         the file, or (its place gone or not ours to write) a copy in our own drive."""
@@ -529,7 +533,6 @@ class Synchronizer:
             self._meta.commit_revision,
             copy.id, copy.revision, commit.size, commit.mtime_ns, blocks, commit.held,
         )  # fmt: skip
-        content = self._journal.content(commit)
         await self._thread(keep_in_cache, self._cache, content, blocks)
         self._journal.moved(commit, landed.id, landed.revision)
         why = str(refusal)
