@@ -31,6 +31,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from fusefs.models import AttributeChange, Kind, Ownership
@@ -91,6 +92,7 @@ class Journal:
         # node id -> attributes set by its ATTRIBUTES rows: (change, mtime or None, when)
         self._attributes: dict[int, tuple[AttributeChange, int | None, int]] = {}
         self._entry_changes: dict[int, int] = {}  # node id -> its DELETE and RENAME rows
+        self._sizes: dict[int, int] = {}  # seq -> size, of every row (for totals)
         self._ids = [
             (first, last)
             for first, last in self._db.execute(
@@ -183,6 +185,7 @@ class Journal:
             self._folders_made.clear()
             self._entry_changes.clear()
             self._attributes.clear()
+            self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
             nodes = {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
             self._reindex(*nodes)
 
@@ -246,9 +249,7 @@ class Journal:
     def totals(self) -> tuple[int, int]:
         """(files, bytes) waiting."""
         with self._mutex:
-            query = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM commits"
-            row = self._db.execute(query).fetchone()
-            return row[0], row[1]
+            return len(self._sizes), sum(self._sizes.values())
 
     def take(self, max_files: int, max_bytes: int) -> list[PendingChange]:
         """The oldest rows not on their way yet, in order, up to the first that must wait:
@@ -360,13 +361,15 @@ class Journal:
     ) -> PendingChange:
         self._discarded.discard(node_id)
         # Only content (or the node's making) is replaced: a move or removal between
-        # two closes stays where it is, in order.
-        rows = self._select("WHERE node_id = ?", (node_id,))
-        earlier = [r for r in rows if r.is_commit or r.is_create]
+        # two closes stays where it is, in order. The newest of these rows is indexed.
         base = self._committed.get(node_id, base_revision)
         replaced = None
-        if earlier:
-            last = earlier[-1]
+        last = max(
+            (r for r in (self._latest.get(node_id), self._creates.get(node_id)) if r),
+            key=lambda r: r.seq,
+            default=None,
+        )
+        if last is not None:
             if last.is_create:
                 base = NEW_FILE_REVISION
             elif last.seq in self._in_flight:
@@ -377,20 +380,21 @@ class Journal:
         self._durably("BEGIN IMMEDIATE")
         try:
             if replaced is not None:
-                self._db.execute("DELETE FROM commits WHERE seq = ?", (replaced.seq,))
+                self._delete(replaced.seq)
             row = (
                 node_id, parent_id, name, int(mine), base, size, mtime_ns,
                 held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
-                name_on_disk, uuid.uuid4().hex, time.time_ns(), COMMIT, "", 1, 0, "", 0,
+                name_on_disk, _request_id(), time.time_ns(), COMMIT, "", 1, 0, "", 0,
             )  # fmt: skip
             seq = self._insert(row, data)
             self._durably("COMMIT")
         except BaseException:
             self._durably("ROLLBACK")
+            self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
             raise
         if replaced is not None:
             _remove(replaced.content)
-        sealed = self._select("WHERE seq = ?", (seq,))[0]
+        sealed = row_to_change((seq, *row, data is not None), self.directory)
         self._latest[node_id] = sealed
         return sealed
 
@@ -411,7 +415,7 @@ class Journal:
         with self._mutex:
             row = (
                 node_id, parent_id, name, 1, 0, 0, mtime_ns, mode, owner.uid, owner.gid,
-                None, "", uuid.uuid4().hex, time.time_ns(), MAKES[kind], target, 1, 0, "", 0,
+                None, "", _request_id(), time.time_ns(), MAKES[kind], target, 1, 0, "", 0,
             )  # fmt: skip
             self._db.execute("BEGIN IMMEDIATE")
             seq = self._insert(row)
@@ -422,7 +426,7 @@ class Journal:
             )
             self._db.execute("DELETE FROM node_ids WHERE next_id > last_id")
             self._db.execute("COMMIT")
-            made = self._select("WHERE seq = ?", (seq,))[0]
+            made = row_to_change((seq, *row, False), self.directory)
             self._set_create(node_id, made)
             return made
 
@@ -467,12 +471,13 @@ class Journal:
                 else:
                     self._insert(
                         (node_id, 0, "", 1, 0, 0, mtime_ns or 0, change.mode, change.owner.uid,
-                         change.owner.gid, change.atime_ns, "", uuid.uuid4().hex, now,
+                         change.owner.gid, change.atime_ns, "", _request_id(), now,
                          ATTRIBUTES, "", int(mtime_ns is not None), 0, "", 0)
                     )  # fmt: skip
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
                 raise
             self._reindex(node_id)
 
@@ -480,7 +485,7 @@ class Journal:
         """unlink/rmdir of node_id's name made offline: kept when this returns."""
         self._record_entry_change(
             (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
-             uuid.uuid4().hex, time.time_ns(), DELETE, "", 0, 0, "",
+             _request_id(), time.time_ns(), DELETE, "", 0, 0, "",
              DIRECTORY if directory else 0)
         )  # fmt: skip
 
@@ -496,7 +501,7 @@ class Journal:
         """rename(2) of node_id made offline: kept when this returns."""
         self._record_entry_change(
             (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
-             uuid.uuid4().hex, time.time_ns(), RENAME, "", 0, new_parent_id, new_name,
+             _request_id(), time.time_ns(), RENAME, "", 0, new_parent_id, new_name,
              NO_REPLACE if no_replace else 0)
         )  # fmt: skip
 
@@ -521,8 +526,12 @@ class Journal:
         """metad applied an ATTRIBUTES, DELETE or RENAME row (or it has nothing left to do)."""
         with self._mutex:
             self._in_flight.pop(row.seq, None)
-            self._db.execute("DELETE FROM commits WHERE seq = ?", (row.seq,))
+            self._delete(row.seq)
             self._reindex(row.node_id)
+
+    def _delete(self, seq: int) -> None:
+        self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
+        self._sizes.pop(seq, None)
 
     def _insert(self, row: tuple, data: bytes | None = None) -> int:
         """One row, in the columns' order (all but seq and data); its seq."""
@@ -534,13 +543,14 @@ class Journal:
             (*row, data),
         )
         assert cursor.lastrowid is not None
+        self._sizes[cursor.lastrowid] = row[5]
         return cursor.lastrowid
 
     def created(self, create: PendingChange) -> None:
         """metad made the file (a commit of it may follow)."""
         with self._mutex:
             self._in_flight.pop(create.seq, None)
-            self._db.execute("DELETE FROM commits WHERE seq = ?", (create.seq,))
+            self._delete(create.seq)
             self._set_create(create.node_id, None)
 
     def cancel(self, node_id: int) -> bool:
@@ -594,15 +604,22 @@ class Journal:
         with self._mutex:
             self._in_flight.pop(commit.seq, None)
             self._committed[commit.node_id] = revision
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM commits WHERE seq = ?", (commit.seq,))
-            self._db.execute(
-                "UPDATE commits SET base_revision = ? WHERE node_id = ? AND base_revision = ?",
-                (revision, commit.node_id, AFTER_PREVIOUS),
-            )
-            self._db.execute("COMMIT")
+            # At most one later commit of the node waits (a newer close replaces it).
+            later = self._latest.get(commit.node_id)
+            if later is None or later.seq == commit.seq:
+                self._latest.pop(commit.node_id, None)
+                self._delete(commit.seq)
+            elif later.base_revision != AFTER_PREVIOUS:
+                self._delete(commit.seq)
+            else:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._delete(commit.seq)
+                self._db.execute(
+                    "UPDATE commits SET base_revision = ? WHERE seq = ?", (revision, later.seq)
+                )
+                self._db.execute("COMMIT")
+                self._latest[commit.node_id] = replace(later, base_revision=revision)
             _remove(commit.content)
-            self._reindex(commit.node_id)
 
     def moved(self, commit: PendingChange, node_id: int, revision: int) -> None:
         """The commit landed elsewhere (a conflicted or recovered copy, node_id at revision):
@@ -611,7 +628,7 @@ class Journal:
             self._in_flight.pop(commit.seq, None)
             self._committed[node_id] = revision
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM commits WHERE seq = ?", (commit.seq,))
+            self._delete(commit.seq)
             self._db.execute(
                 "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ? "
                 "AND kind IN (?, ?)",
@@ -650,7 +667,7 @@ class Journal:
             self._drop(commit)
 
     def _drop(self, commit: PendingChange) -> None:
-        self._db.execute("DELETE FROM commits WHERE seq = ?", (commit.seq,))
+        self._delete(commit.seq)
         _remove(commit.content)
         self._reindex(commit.node_id)
 
@@ -663,6 +680,11 @@ class Journal:
     def add_receipts(self, receipts: Iterable[tuple[bytes, int, bytes]]) -> None:
         with self._mutex:
             self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", list(receipts))
+
+
+def _request_id() -> str:
+    """A row's own id: metad applies a change sent twice (a retry) once."""
+    return os.urandom(16).hex()
 
 
 def _fsync_directory(path: Path) -> None:

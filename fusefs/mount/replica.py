@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from fusefs.models import BlockRef, Kind, Node, Revision, Role, Usage
@@ -90,6 +91,7 @@ _PUT_NODE = _UPSERT.format(
 _PUT_LINKED_NODE = _UPSERT.format(
     updates=", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[3:])
 )
+_NODES_KEPT = 50_000  # nodes kept in memory (some 25 MB at most)
 _HASH_BYTES = 32
 _RECORD = 8 + 4  # offset (8 bytes), size (4 bytes) after each hash
 
@@ -165,6 +167,12 @@ class Replica:
             log.warning("metadata replica %s unusable (%s): starting afresh", path, exc)
             self._discard(path)
             self._db = self._open(path, drive)
+        # Facts are read on every change and stat: kept here, written with each flush.
+        # Nodes read by id too (each stat, each change heard): node id -> (node, stale),
+        # updated with every write of a node's row.
+        self._nodes: dict[int, tuple[Node, bool]] = {}
+        self._facts = dict(self._db.execute("SELECT key, value FROM facts"))
+        self._facts_changed: set[str] = set()
 
     @staticmethod
     def _discard(path: Path) -> None:
@@ -198,16 +206,23 @@ class Replica:
 
     def flush(self) -> None:
         """Makes what was written so far survive a crash of the mount (not of the machine)."""
+        if self._facts_changed:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO facts VALUES (?, ?)",
+                [(key, self._facts[key]) for key in self._facts_changed],
+            )
+            self._facts_changed.clear()
         self._db.commit()
 
     def close(self) -> None:
-        self._db.commit()
+        self.flush()
         self._db.close()
 
     def reset(self) -> None:
         """Forgets everything (the cursor fell too far behind to catch up on)."""
         for table in ("nodes", "entries", "listed", "revisions"):
             self._db.execute(f"DELETE FROM {table}")
+        self._nodes.clear()
         self.cursor = 0
 
     # --- the journal sequence it reflects ----------------------------------
@@ -221,11 +236,11 @@ class Replica:
         self._set_fact("cursor", sequence)
 
     def _fact(self, key: str, default):
-        row = self._db.execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
-        return default if row is None else row[0]
+        return self._facts.get(key, default)
 
     def _set_fact(self, key: str, value) -> None:
-        self._db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (key, value))
+        self._facts[key] = value
+        self._facts_changed.add(key)
 
     # --- whose drive ------------------------------------------------------
 
@@ -244,13 +259,19 @@ class Replica:
 
     def node(self, node_id: int, *, stale_too: bool = False) -> Node | None:
         """A node's own attributes; a stale one (changed since) only when stale_too."""
-        row = self._db.execute(
-            f"SELECT {_NODE_COLUMNS}, stale FROM nodes WHERE id = ?",
-            (node_id,),
-        ).fetchone()
-        if row is None or (row[-1] and not stale_too):
-            return None
-        return _node_of(row[:-1])
+        known = self._nodes.get(node_id)
+        if known is None:
+            row = self._db.execute(
+                f"SELECT {_NODE_COLUMNS}, stale FROM nodes WHERE id = ?",
+                (node_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            if len(self._nodes) >= _NODES_KEPT:
+                self._nodes.clear()
+            known = self._nodes[node_id] = (_node_of(row[:-1]), bool(row[-1]))
+        node, stale = known
+        return None if stale and not stale_too else node
 
     def put(self, node: Node) -> None:
         """Records a node as metad showed it, unless a newer state is recorded already.
@@ -258,12 +279,20 @@ class Replica:
         A node seen under a further name (a hard link: entry_id is not its
         id) keeps the parent and name recorded as its own.
         """
-        sql = _PUT_NODE if node.entry_id in (0, node.id) else _PUT_LINKED_NODE
-        self._db.execute(sql, _node_row(node))
+        own_name = node.entry_id in (0, node.id)
+        row = _node_row(node)
+        written = self._db.execute(_PUT_NODE if own_name else _PUT_LINKED_NODE, row).rowcount
+        if written and own_name:
+            self._nodes[node.id] = (_node_of(row), False)
+        else:
+            self._nodes.pop(node.id, None)  # kept as it was, or partly: read again
 
     def mark_stale(self, node_id: int) -> None:
         """The node changed; its row still answers when metad cannot be asked."""
         self._db.execute("UPDATE nodes SET stale = 1 WHERE id = ?", (node_id,))
+        known = self._nodes.get(node_id)
+        if known is not None:
+            self._nodes[node_id] = (known[0], True)
 
     def touch(self, node_id: int, time_ns: int) -> None:
         """Our own change to a folder's entries moved its times (forward only)."""
@@ -271,16 +300,23 @@ class Replica:
             "UPDATE nodes SET mtime_ns = ?, ctime_ns = ? WHERE id = ? AND mtime_ns < ?",
             (time_ns, time_ns, node_id, time_ns),
         )
+        known = self._nodes.get(node_id)
+        if known is not None and known[0].mtime_ns < time_ns:
+            self._nodes[node_id] = (replace(known[0], mtime_ns=time_ns, ctime_ns=time_ns), known[1])
 
     def accessed(self, node_id: int, atime_ns: int) -> None:
         self._db.execute(
             "UPDATE nodes SET atime_ns = ? WHERE id = ? AND atime_ns < ?",
             (atime_ns, node_id, atime_ns),
         )
+        known = self._nodes.get(node_id)
+        if known is not None and known[0].atime_ns < atime_ns:
+            self._nodes[node_id] = (replace(known[0], atime_ns=atime_ns), known[1])
 
     def drop(self, node_id: int) -> None:
         """The node left the drive (or our sight): it, its names and its listing go."""
         self._db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+        self._nodes.pop(node_id, None)
         self._db.execute("DELETE FROM entries WHERE node_id = ?", (node_id,))
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (node_id,))
         self._db.execute("DELETE FROM listed WHERE dir_id = ?", (node_id,))

@@ -167,6 +167,8 @@ class Synchronizer:
         self._limiter = limiter
         self._work = trio.Event()
         self._since: float | None = None  # when the first change not taken yet came
+        self._latest = 0.0  # when the last change came
+        self._hurry = trio.Event()  # someone waits: stop gathering
         self._waiting = 0  # callers of flush and drain: send without gathering
         self._progress = trio.Event()
         self._landed_send, self.landed = trio.open_memory_channel[Landed | EntrySettled](math.inf)
@@ -181,8 +183,9 @@ class Synchronizer:
 
     def wake(self) -> None:
         """A change was journaled."""
+        self._latest = trio.current_time()
         if self._since is None:
-            self._since = trio.current_time()
+            self._since = self._latest
         self._work.set()
 
     @property
@@ -241,6 +244,7 @@ class Synchronizer:
         """Someone waits for what is journaled: it goes without gathering more."""
         self._waiting += 1
         self._work.set()
+        self._hurry.set()
         try:
             yield
         finally:
@@ -286,15 +290,14 @@ class Synchronizer:
     async def _gather(self) -> None:
         """Waits while changes keep coming, so that a burst goes as one batch (see
         QUIET_SECONDS)."""
+        # Looked at every QUIET_SECONDS at most, not at each change (a burst is thousands).
         while not self._waiting and self._since is not None:
-            left = self._since + GATHER_SECONDS - trio.current_time()
-            if left <= 0 or self._journal.totals()[0] >= BATCH_FILES:
+            until = min(self._latest + QUIET_SECONDS, self._since + GATHER_SECONDS)
+            if until <= trio.current_time() or self._journal.totals()[0] >= BATCH_FILES:
                 return
-            self._work = trio.Event()
-            with trio.move_on_after(min(QUIET_SECONDS, left)) as quiet:
-                await self._work.wait()
-            if quiet.cancelled_caught:
-                return
+            self._hurry = trio.Event()
+            with trio.move_on_at(until):
+                await self._hurry.wait()
 
     async def _send(self, batch: list[PendingChange]) -> None:
         commits = [c for c in batch if c.is_commit]
@@ -303,6 +306,14 @@ class Synchronizer:
         await self._upload([(sources[c.seq], refs[c.seq]) for c in commits])
         requests = [_request(row, refs.get(row.seq, ())) for row in batch]
         outcomes = await self._thread(self._meta.apply_batch, requests)
+        # What landed is read from the cache from now on: kept there first, in one go.
+        kept = [
+            (sources[row.seq], refs[row.seq])
+            for row, outcome in zip(batch, outcomes, strict=True)
+            if row.is_commit and isinstance(outcome, Node)
+        ]
+        if kept:
+            await self._thread(lambda: [keep_in_cache(self._cache, *k) for k in kept])
         remade: set[int] = set()  # nodes made again elsewhere: what followed them is retried
         for row, outcome in zip(batch, outcomes, strict=True):
             if row.is_create:
@@ -430,8 +441,7 @@ class Synchronizer:
         remade: set[int],
     ) -> None:
         """What becomes of one commit of a batch, by metad's answer."""
-        if isinstance(outcome, Node):
-            await self._thread(keep_in_cache, self._cache, content, blocks)
+        if isinstance(outcome, Node):  # (in the cache already: see _send)
             self.problems.pop(commit.node_id, None)
             self._sent(commit.size)
             done = partial(self._journal.committed, commit, outcome.revision)
