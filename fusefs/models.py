@@ -82,6 +82,8 @@ class AttributeChange:
 
     def applied_to(self, node: Node) -> Node:
         """node as it shows once this change is made."""
+        if self is NO_CHANGE or self == NO_CHANGE:
+            return node
         return replace(
             node,
             mode=node.mode if self.mode is None else self.mode,

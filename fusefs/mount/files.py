@@ -163,8 +163,9 @@ class OpenFile(RevisionReader):
         """node with the local size, times and held attributes while the content is local."""
         if not self.local:
             return node
-        local = replace(node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns)
-        return self.held.applied_to(local)
+        if (node.size, node.mtime_ns, node.ctime_ns) != (self.size, self.mtime_ns, self.ctime_ns):
+            node = replace(node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns)
+        return self.held.applied_to(node)
 
     # --- reading ---------------------------------------------------------
 

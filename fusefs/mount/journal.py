@@ -438,48 +438,49 @@ class Journal:
         in a row), or, into_commit, its content closed and not on its way yet (untar sets
         them right after the close: they go with that commit)."""
         with self._mutex:
-            rows = self._select("WHERE node_id = ?", (node_id,))
-            last = rows[-1] if rows else None
+            newest = self._db.execute(
+                f"SELECT {COLUMNS} FROM commits WHERE node_id = ? ORDER BY seq DESC LIMIT 1",
+                (node_id,),
+            ).fetchone()
+            last = None if newest is None else row_to_change(newest, self.directory)
             now = time.time_ns()
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if (
-                    into_commit
-                    and last
-                    and last.is_commit
-                    and last.seq not in self._in_flight
-                    and node_id not in self._attributes  # (shown over the commit's)
-                ):
-                    held = last.held.then(change)
-                    mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
-                    self._db.execute(
-                        "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
-                        "mtime_ns = ?, created_ns = ? WHERE seq = ?",
-                        (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime, now,
-                         last.seq),
-                    )  # fmt: skip
-                elif last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
-                    held = last.held.then(change)
-                    sets_mtime = mtime_ns is not None or last.sets_mtime
-                    mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
-                    self._db.execute(
-                        "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
-                        "mtime_ns = ?, sets_mtime = ?, created_ns = ? WHERE seq = ?",
-                        (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime,
-                         int(sets_mtime), now, last.seq),
-                    )  # fmt: skip
-                else:
-                    self._insert(
-                        (node_id, 0, "", 1, 0, 0, mtime_ns or 0, change.mode, change.owner.uid,
-                         change.owner.gid, change.atime_ns, "", _request_id(), now,
-                         ATTRIBUTES, "", int(mtime_ns is not None), 0, "", 0)
-                    )  # fmt: skip
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
-                raise
-            self._reindex(node_id)
+            # One statement each (its own transaction); the indexes follow in memory.
+            before, before_mtime, _ = self._attributes.get(node_id, (AttributeChange(), None, 0))
+            if (
+                into_commit
+                and last
+                and last.is_commit
+                and last.seq not in self._in_flight
+                and node_id not in self._attributes  # (shown over the commit's)
+            ):
+                held = last.held.then(change)
+                mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
+                self._db.execute(
+                    "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
+                    "mtime_ns = ?, created_ns = ? WHERE seq = ?",
+                    (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime, now,
+                     last.seq),
+                )  # fmt: skip
+                self._latest[node_id] = replace(last, held=held, mtime_ns=mtime, created_ns=now)
+                return
+            if last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
+                held = last.held.then(change)
+                sets_mtime = mtime_ns is not None or last.sets_mtime
+                mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
+                self._db.execute(
+                    "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
+                    "mtime_ns = ?, sets_mtime = ?, created_ns = ? WHERE seq = ?",
+                    (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime,
+                     int(sets_mtime), now, last.seq),
+                )  # fmt: skip
+            else:
+                self._insert(
+                    (node_id, 0, "", 1, 0, 0, mtime_ns or 0, change.mode, change.owner.uid,
+                     change.owner.gid, change.atime_ns, "", _request_id(), now,
+                     ATTRIBUTES, "", int(mtime_ns is not None), 0, "", 0)
+                )  # fmt: skip
+            mtime = mtime_ns if mtime_ns is not None else before_mtime
+            self._attributes[node_id] = (before.then(change), mtime, now)
 
     def record_delete(self, node_id: int, parent_id: int, name: str, directory: bool) -> None:
         """unlink/rmdir of node_id's name made offline: kept when this returns."""

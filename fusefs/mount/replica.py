@@ -171,8 +171,24 @@ class Replica:
         # Nodes read by id too (each stat, each change heard): node id -> (node, stale),
         # updated with every write of a node's row.
         self._nodes: dict[int, tuple[Node, bool]] = {}
+        # Entries read or written: parent id -> name -> (node id, entry id); and the
+        # folders listed whole (all of them, from the table).
+        self._entries: dict[int, dict[str, tuple[int, int]]] = {}
+        self._entries_kept = 0
+        self._listed = {row[0] for row in self._db.execute("SELECT dir_id FROM listed")}
+        self._warm()
         self._facts = dict(self._db.execute("SELECT key, value FROM facts"))
         self._facts_changed: set[str] = set()
+
+    def _warm(self) -> None:
+        """Reads what it holds into memory, up to _NODES_KEPT nodes and entries: after a
+        remount, stat and lookup answer at once (a few hundred ms for 50,000 nodes)."""
+        query = f"SELECT {_NODE_COLUMNS}, stale FROM nodes LIMIT {_NODES_KEPT}"
+        for row in self._db.execute(query):
+            self._nodes[row[0]] = (_node_of(row[:-1]), bool(row[-1]))
+        query = f"SELECT parent_id, name, node_id, entry_id FROM entries LIMIT {_NODES_KEPT}"
+        for parent_id, name, node_id, entry_id in self._db.execute(query):
+            self._keep_entry(parent_id, name, (node_id, entry_id))
 
     @staticmethod
     def _discard(path: Path) -> None:
@@ -223,6 +239,8 @@ class Replica:
         for table in ("nodes", "entries", "listed", "revisions"):
             self._db.execute(f"DELETE FROM {table}")
         self._nodes.clear()
+        self._entries.clear()
+        self._listed.clear()
         self.cursor = 0
 
     # --- the journal sequence it reflects ----------------------------------
@@ -259,6 +277,13 @@ class Replica:
 
     def node(self, node_id: int, *, stale_too: bool = False) -> Node | None:
         """A node's own attributes; a stale one (changed since) only when stale_too."""
+        known = self._known(node_id)
+        if known is None or (known[1] and not stale_too):
+            return None
+        return known[0]
+
+    def _known(self, node_id: int) -> tuple[Node, bool] | None:
+        """(node, stale) as recorded; None if not."""
         known = self._nodes.get(node_id)
         if known is None:
             row = self._db.execute(
@@ -270,8 +295,7 @@ class Replica:
             if len(self._nodes) >= _NODES_KEPT:
                 self._nodes.clear()
             known = self._nodes[node_id] = (_node_of(row[:-1]), bool(row[-1]))
-        node, stale = known
-        return None if stale and not stale_too else node
+        return known
 
     def put(self, node: Node) -> None:
         """Records a node as metad showed it, unless a newer state is recorded already.
@@ -317,9 +341,14 @@ class Replica:
         """The node left the drive (or our sight): it, its names and its listing go."""
         self._db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
         self._nodes.pop(node_id, None)
+        named = "SELECT parent_id, name FROM entries WHERE node_id = ?"
+        for parent_id, name in self._db.execute(named, (node_id,)).fetchall():
+            self._entries.get(parent_id, {}).pop(name, None)
         self._db.execute("DELETE FROM entries WHERE node_id = ?", (node_id,))
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (node_id,))
+        self._entries.pop(node_id, None)
         self._db.execute("DELETE FROM listed WHERE dir_id = ?", (node_id,))
+        self._listed.discard(node_id)
         self._db.execute("DELETE FROM revisions WHERE node_id = ?", (node_id,))
 
     def forget_owners(self, keep_owner: int, only_owner: int = 0) -> None:
@@ -338,33 +367,48 @@ class Replica:
 
     def listed(self, dir_id: int) -> bool:
         """Whether every entry of the folder is here (a missing name does not exist)."""
-        return (
-            self._db.execute("SELECT 1 FROM listed WHERE dir_id = ?", (dir_id,)).fetchone()
-            is not None
-        )
+        return dir_id in self._listed
 
     def unlist(self, dir_id: int) -> None:
         """Entries of the folder may be missing now: lookups ask metad again."""
         self._db.execute("DELETE FROM listed WHERE dir_id = ?", (dir_id,))
+        self._listed.discard(dir_id)
 
     def lookup(self, parent_id: int, name: str) -> tuple[Node, bool] | None:
         """The entry's node as the entry shows it, and whether it is stale; None: not recorded."""
-        row = self._db.execute(
-            f"SELECT {_JOINED_COLUMNS}, n.stale, e.entry_id "
-            "FROM entries e JOIN nodes n ON n.id = e.node_id "
-            "WHERE e.parent_id = ? AND e.name = ?",
-            (parent_id, name),
-        ).fetchone()
-        if row is None:
+        entry = self._entry(parent_id, name)
+        known = None if entry is None else self._known(entry[0])
+        if known is None:
             return None
-        return _node_of(row[:-2], parent_id, name, row[-1]), bool(row[-2])
+        node, stale = known
+        entry_id = entry[1] or node.id
+        if (node.parent_id, node.name, node.entry_id) != (parent_id, name, entry_id):
+            node = replace(node, parent_id=parent_id, name=name, entry_id=entry_id)
+        return node, stale
+
+    def _entry(self, parent_id: int, name: str) -> tuple[int, int] | None:
+        """(node id, entry id) of a recorded entry."""
+        entry = self._entries.get(parent_id, {}).get(name)
+        if entry is None:
+            entry = self._db.execute(
+                "SELECT node_id, entry_id FROM entries WHERE parent_id = ? AND name = ?",
+                (parent_id, name),
+            ).fetchone()
+            if entry is not None:
+                self._keep_entry(parent_id, name, entry)
+        return entry
+
+    def _keep_entry(self, parent_id: int, name: str, entry: tuple[int, int]) -> None:
+        if self._entries_kept >= _NODES_KEPT:
+            self._entries.clear()
+            self._entries_kept = 0
+        self._entries.setdefault(parent_id, {})[name] = entry
+        self._entries_kept += 1
 
     def entry_target(self, parent_id: int, name: str) -> int | None:
         """The node id an entry names, stale or not."""
-        row = self._db.execute(
-            "SELECT node_id FROM entries WHERE parent_id = ? AND name = ?", (parent_id, name)
-        ).fetchone()
-        return None if row is None else row[0]
+        entry = self._entry(parent_id, name)
+        return None if entry is None else entry[0]
 
     def has_entry(self, parent_id: int, name: str) -> bool:
         return self.entry_target(parent_id, name) is not None
@@ -372,33 +416,42 @@ class Replica:
     def put_entry(self, node: Node) -> None:
         """Records node under the entry it shows (its parent_id, name and entry_id)."""
         self.put(node)
+        entry = (node.id, node.entry_id or node.id)
         self._db.execute(
             "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)",
-            (node.parent_id, node.name, node.id, node.entry_id or node.id),
+            (node.parent_id, node.name, *entry),
         )
+        self._keep_entry(node.parent_id, node.name, entry)
 
     def remove_entry(self, parent_id: int, name: str, node_id: int | None = None) -> None:
         """The name is gone from the folder (only if it still names node_id, when given)."""
+        names = self._entries.get(parent_id, {})
         if node_id is None:
             self._db.execute(
                 "DELETE FROM entries WHERE parent_id = ? AND name = ?", (parent_id, name)
             )
+            names.pop(name, None)
         else:
             self._db.execute(
                 "DELETE FROM entries WHERE parent_id = ? AND name = ? AND node_id = ?",
                 (parent_id, name, node_id),
             )
+            if names.get(name, (node_id,))[0] == node_id:
+                names.pop(name, None)
 
     def mark_listed(self, dir_id: int) -> None:
         """The folder's entries recorded are all it has (one made here: nothing is unknown)."""
         self._db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (dir_id,))
+        self._listed.add(dir_id)
 
     def set_listing(self, dir_id: int, nodes: Iterable[Node]) -> None:
         """The folder's complete entries, as just listed."""
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (dir_id,))
+        self._entries.pop(dir_id, None)
         for node in nodes:
             self.put_entry(node)
         self._db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (dir_id,))
+        self._listed.add(dir_id)
 
     def entries(self, dir_id: int, after_entry_id: int, limit: int) -> list[Node]:
         """A listed folder's entries in entry id order, after after_entry_id.

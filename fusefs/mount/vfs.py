@@ -191,7 +191,7 @@ class Vfs:
 
     async def _require_writable(self, inode: int) -> None:
         """Refuses changes to a node shared with us read-only."""
-        node = await self.getattr(inode)
+        node = await self._stored(inode)
         if node.role != Role.READ:
             return
         # The cached role may predate an upgrade whose event is still on its way.
@@ -232,11 +232,21 @@ class Vfs:
         if f is not None and f.unlinked:
             # Open but unlinked: as on a local disk, still there for its holders.
             return replace(f.attributes(f.node), nlink=0)
+        return self._with_local(await self._stored(inode))
+
+    async def _stored(self, inode: int) -> Node:
+        """The node as the replica or metad has it, without this device's pending edits
+        (its kind, role and extended attributes are the same either way)."""
+        if is_virtual(inode):
+            return await self.virtual.getattr(inode)
+        f = self.files.get(inode)
+        if f is not None and f.unlinked:
+            return f.node
         node = self.inodes.cached(inode)
         if node is None:
             node = await self.names.stat(self._node_id(inode))
             self.inodes.update(node)
-        return self._with_local(node)
+        return node
 
     async def _settle(self, *node_ids: int) -> None:
         await self.entries.settle(*node_ids)
@@ -348,7 +358,7 @@ class Vfs:
     async def _xattrs_of(self, inode: int) -> dict[str, bytes]:
         if is_virtual(inode):
             return {}
-        return await self.xattrs.of(inode, await self.getattr(inode))
+        return await self.xattrs.of(inode, await self._stored(inode))
 
     async def readlink(self, inode: int) -> bytes:
         node = await self.getattr(inode)
