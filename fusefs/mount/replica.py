@@ -175,6 +175,11 @@ class Replica:
         # folders listed whole (all of them, from the table).
         self._entries: dict[int, dict[str, tuple[int, int]]] = {}
         self._entries_kept = 0
+        # Folders whose every recorded entry is kept (a name missing there is not in the
+        # table either); all_entries: every folder's.
+        self._complete: set[int] = set()
+        self._all_entries = False
+        self._letgo = 0  # times the kept entries were all let go (too many)
         self._listed = {row[0] for row in self._db.execute("SELECT dir_id FROM listed")}
         self._warm()
         self._facts = dict(self._db.execute("SELECT key, value FROM facts"))
@@ -189,6 +194,7 @@ class Replica:
         query = f"SELECT parent_id, name, node_id, entry_id FROM entries LIMIT {_NODES_KEPT}"
         for parent_id, name, node_id, entry_id in self._db.execute(query):
             self._keep_entry(parent_id, name, (node_id, entry_id))
+        self._all_entries = self._entries_kept < _NODES_KEPT
 
     @staticmethod
     def _discard(path: Path) -> None:
@@ -241,6 +247,7 @@ class Replica:
         self._nodes.clear()
         self._entries.clear()
         self._listed.clear()
+        self._all_entries, self._entries_kept = True, 0
         self.cursor = 0
 
     # --- the journal sequence it reflects ----------------------------------
@@ -347,6 +354,7 @@ class Replica:
         self._db.execute("DELETE FROM entries WHERE node_id = ?", (node_id,))
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (node_id,))
         self._entries.pop(node_id, None)
+        self._complete.discard(node_id)
         self._db.execute("DELETE FROM listed WHERE dir_id = ?", (node_id,))
         self._listed.discard(node_id)
         self._db.execute("DELETE FROM revisions WHERE node_id = ?", (node_id,))
@@ -389,7 +397,7 @@ class Replica:
     def _entry(self, parent_id: int, name: str) -> tuple[int, int] | None:
         """(node id, entry id) of a recorded entry."""
         entry = self._entries.get(parent_id, {}).get(name)
-        if entry is None:
+        if entry is None and not (self._all_entries or parent_id in self._complete):
             entry = self._db.execute(
                 "SELECT node_id, entry_id FROM entries WHERE parent_id = ? AND name = ?",
                 (parent_id, name),
@@ -401,7 +409,9 @@ class Replica:
     def _keep_entry(self, parent_id: int, name: str, entry: tuple[int, int]) -> None:
         if self._entries_kept >= _NODES_KEPT:
             self._entries.clear()
-            self._entries_kept = 0
+            self._complete.clear()
+            self._all_entries, self._entries_kept = False, 0
+            self._letgo += 1
         self._entries.setdefault(parent_id, {})[name] = entry
         self._entries_kept += 1
 
@@ -448,8 +458,12 @@ class Replica:
         """The folder's complete entries, as just listed."""
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (dir_id,))
         self._entries.pop(dir_id, None)
+        self._complete.discard(dir_id)
+        letgo = self._letgo
         for node in nodes:
             self.put_entry(node)
+        if letgo == self._letgo:
+            self._complete.add(dir_id)
         self._db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (dir_id,))
         self._listed.add(dir_id)
 
