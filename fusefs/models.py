@@ -225,7 +225,19 @@ class AttributesRequest:
     request_id: str
 
 
-BatchChange = CommitRequest | CreateRequest | AttributesRequest | RenameRequest | DeleteRequest
+@dataclass(frozen=True, slots=True)
+class XattrRequest:
+    """An extended attribute set (value) or removed (value None), as one operation of a batch."""
+
+    node_id: int
+    name: str
+    value: bytes | None
+    request_id: str
+
+
+BatchChange = (
+    CommitRequest | CreateRequest | AttributesRequest | RenameRequest | DeleteRequest | XattrRequest
+)
 BatchOutcome = Node | Renamed | Removed  # or the error that refused the change
 
 

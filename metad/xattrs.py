@@ -22,24 +22,20 @@ from metad.errors import (
     NotSupported,
     TooLarge,
 )
+from protos import xattr_limits as limits
 
 if TYPE_CHECKING:  # transaction.py calls in here (restores)
     from metad.transaction import Transaction
 
-MAX_NAME_BYTES = 255
-MAX_VALUE_BYTES = 64 * 1024
-MAX_TOTAL_BYTES = 256 * 1024
-NAMESPACES = ("user.", "trusted.", "security.")
-SYSTEM_NAMES = ("system.posix_acl_access", "system.posix_acl_default")
 
 # How a set may go (Linux's XATTR_CREATE and XATTR_REPLACE).
 EITHER, CREATE, REPLACE = 0, 1, 2
 
 
 def check_name(name: str) -> None:
-    if not name or len(name.encode()) > MAX_NAME_BYTES or "\0" in name:
-        raise InvalidArgument(f"an attribute name has 1 to {MAX_NAME_BYTES} bytes")
-    if not name.startswith(NAMESPACES) and name not in SYSTEM_NAMES:
+    if not limits.well_formed(name):
+        raise InvalidArgument(f"an attribute name has 1 to {limits.MAX_NAME_BYTES} bytes")
+    if not limits.supported(name):
         raise NotSupported(
             f"attribute {name[:64]!r}: names start with user., trusted. or security.,"
             " or are the POSIX ACLs"
@@ -57,16 +53,17 @@ def all_of(conn: sqlite3.Connection, node_id: int) -> dict[str, bytes]:
 
 def put(tx: Transaction, node_id: int, name: str, value: bytes, how: int = EITHER) -> None:
     check_name(name)
-    if len(value) > MAX_VALUE_BYTES:
-        raise TooLarge(f"an attribute value is at most {MAX_VALUE_BYTES} bytes, not {len(value)}")
+    if len(value) > limits.MAX_VALUE_BYTES:
+        raise TooLarge(
+            f"an attribute value is at most {limits.MAX_VALUE_BYTES} bytes, not {len(value)}"
+        )
     present = all_of(tx.conn, node_id)
     if how == CREATE and name in present:
         raise AlreadyExists(f"attribute {name!r} exists")
     if how == REPLACE and name not in present:
         raise NoAttribute(f"no attribute {name!r}")
-    total = sum(len(k) + len(v) for k, v in present.items() if k != name) + len(name) + len(value)
-    if total > MAX_TOTAL_BYTES:
-        raise NoRoom(f"a node's attributes are at most {MAX_TOTAL_BYTES} bytes together")
+    if limits.total_bytes({**present, name: value}) > limits.MAX_TOTAL_BYTES:
+        raise NoRoom(f"a node's attributes are at most {limits.MAX_TOTAL_BYTES} bytes together")
     tx.conn.execute(
         "INSERT INTO xattrs (node_id, name, value) VALUES (?, ?, ?)"
         " ON CONFLICT (node_id, name) DO UPDATE SET value = excluded.value",

@@ -8,6 +8,7 @@ folder whose name another device took meanwhile keeps both.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -15,6 +16,8 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
+
+import pytest
 
 from fusefs.clients import MetadataClient
 from tests import signin
@@ -298,3 +301,48 @@ def test_a_file_saved_over_then_removed_offline_is_removed_on_the_drive(
     assert sorted(os.listdir(c.path)) == ["keep.txt"]
     assert (c.path / "keep.txt").read_bytes() == b"kept"
     eventually(lambda: sorted(os.listdir(a.path)) == ["keep.txt"], timeout=10)
+
+
+def _xattrs(path: Path) -> dict[str, bytes]:
+    return {name: os.getxattr(path, name) for name in sorted(os.listxattr(path))}
+
+
+def test_extended_attributes_changed_offline_survive_kill_9_and_arrive(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+):
+    allowed_log_patterns += OFFLINE_LOGS
+    a = mount_behind(mounts, behind_relays, "dev-a")
+    doc = a.path / "doc.txt"
+    doc.write_bytes(b"text")
+    os.setxattr(doc, "user.kept", b"v1")
+    os.setxattr(doc, "user.gone", b"to remove")
+    a.sync()
+    assert _xattrs(doc) == {"user.gone": b"to remove", "user.kept": b"v1"}  # (read: known)
+
+    offline(behind_relays)
+    started = time.monotonic()
+    os.setxattr(doc, "user.kept", b"v2, set offline")
+    os.setxattr(doc, "user.new", b"made offline")
+    os.removexattr(doc, "user.gone")
+    made = a.path / "made-offline.txt"
+    made.write_bytes(b"new")
+    os.setxattr(made, "user.tag", b"")
+    with pytest.raises(OSError) as refused:
+        os.setxattr(doc, "nonamespace", b"x")  # refused now, as metad would refuse it
+    assert refused.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(OSError) as absent:
+        os.removexattr(doc, "user.never")
+    assert absent.value.errno == errno.ENODATA
+    assert time.monotonic() - started < 10, "changes made offline must not wait on the network"
+    expected = {"user.kept": b"v2, set offline", "user.new": b"made offline"}
+    assert _xattrs(doc) == expected
+    assert _xattrs(made) == {"user.tag": b""}
+    kill(a)
+
+    online(behind_relays)
+    again = mount_behind(mounts, behind_relays, "dev-a")
+    assert _xattrs(again.path / "doc.txt") == expected
+    again.sync()
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert _xattrs(b.path / "doc.txt") == expected
+    assert _xattrs(b.path / "made-offline.txt") == {"user.tag": b""}

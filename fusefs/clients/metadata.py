@@ -52,6 +52,7 @@ from fusefs.models import (
     SnapshotEntry,
     TrashEntry,
     Usage,
+    XattrRequest,
 )
 from protos.drive.v1 import (
     metadata_pb2,
@@ -312,6 +313,16 @@ class MetadataClient:
             op.commit_revision.CopyFrom(self._commit_message(c))
         elif isinstance(c, AttributesRequest):
             op.set_attributes.CopyFrom(self._attributes_message(c))
+        elif isinstance(c, XattrRequest) and c.value is None:
+            op.remove_xattr.CopyFrom(
+                metadata_pb2.RemoveXattrRequest(node_id=c.node_id, name=c.name, device=self.device)
+            )
+        elif isinstance(c, XattrRequest):
+            op.set_xattr.CopyFrom(
+                metadata_pb2.SetXattrRequest(
+                    node_id=c.node_id, name=c.name, value=c.value, device=self.device
+                )
+            )
         else:
             getattr(op, _CREATE_FIELDS[c.kind]).CopyFrom(self._create_message(c))
         return op

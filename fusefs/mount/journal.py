@@ -8,9 +8,11 @@ synchronizer sends it to the servers later, in order, in batches. A kill -9
 of the mount, a reboot or a server outage loses nothing close confirmed: the
 next mount finds the rows and sends them.
 
-Rows are of five kinds: a file's new content (COMMIT), a file, folder or
+Rows are of these kinds: a file's new content (COMMIT), a file, folder or
 symbolic link made here with a node id reserved in advance (CREATE, MKDIR,
-SYMLINK), and chmod/chown/utime of a node (ATTRIBUTES). Owns the rows, the
+SYMLINK), chmod/chown/utime of a node (ATTRIBUTES), and, made offline, a
+removal or rename (DELETE, RENAME) and an extended attribute set or removed
+(XATTR). Owns the rows, the
 sealed content files and the base revision each commit is made on. A file
 closed again before its previous content was sent replaces that content
 (only the newest is committed); one closed while its previous content is on
@@ -49,6 +51,7 @@ from fusefs.mount.journal_rows import (
     NO_REPLACE,
     RENAME,
     SCHEMA,
+    XATTR,
     PendingChange,
     migrate,
     row_to_change,
@@ -92,6 +95,8 @@ class Journal:
         # node id -> attributes set by its ATTRIBUTES rows: (change, mtime or None, when)
         self._attributes: dict[int, tuple[AttributeChange, int | None, int]] = {}
         self._entry_changes: dict[int, int] = {}  # node id -> its DELETE and RENAME rows
+        # node id -> extended attributes its XATTR rows set (a value) or remove (None)
+        self._xattrs: dict[int, dict[str, bytes | None]] = {}
         self._sizes: dict[int, int] = {}  # seq -> size, of every row (for totals)
         self._ids = [
             (first, last)
@@ -169,6 +174,16 @@ class Journal:
             raise KeyError(f"journal row {commit.seq} is gone")
         return bytes(found[0])
 
+    def xattr_value(self, row: PendingChange) -> bytes:
+        """The value an XATTR row sets."""
+        with self._mutex:
+            found = self._db.execute("SELECT data FROM commits WHERE seq = ?", (row.seq,))
+            return bytes(found.fetchone()[0])
+
+    def xattrs(self, node_id: int) -> dict[str, bytes | None]:
+        """Extended attributes set (a value) or removed (None) offline and not sent yet."""
+        return self._xattrs.get(node_id, {})
+
     def latest(self, node_id: int) -> PendingChange | None:
         """The newest content closed for a node and not committed yet (asked on every stat)."""
         return self._latest.get(node_id)
@@ -185,6 +200,7 @@ class Journal:
             self._folders_made.clear()
             self._entry_changes.clear()
             self._attributes.clear()
+            self._xattrs.clear()
             self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
             nodes = {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
             self._reindex(*nodes)
@@ -196,8 +212,12 @@ class Journal:
             self._set_create(node_id, None)
             self._attributes.pop(node_id, None)
             self._entry_changes.pop(node_id, None)
+            self._xattrs.pop(node_id, None)
             for row in self._select("WHERE node_id = ?", (node_id,)):
-                if row.is_commit:
+                if row.kind == XATTR:
+                    value = self.xattr_value(row) if row.inline else None
+                    self._xattrs.setdefault(node_id, {})[row.new_name] = value
+                elif row.is_commit:
                     self._latest[node_id] = row
                 elif row.is_create:
                     self._set_create(node_id, row)
@@ -236,6 +256,7 @@ class Journal:
             or node_id in self._creates
             or node_id in self._attributes
             or node_id in self._entry_changes
+            or node_id in self._xattrs
         )
 
     def in_flight_for(self, node_id: int) -> bool:
@@ -506,6 +527,17 @@ class Journal:
              NO_REPLACE if no_replace else 0)
         )  # fmt: skip
 
+    def record_xattr(self, node_id: int, name: str, value: bytes | None) -> None:
+        """An extended attribute set (value) or removed (None) offline: kept when this
+        returns (see __init__)."""
+        with self._mutex:
+            self._insert(
+                (node_id, 0, "", 1, 0, 0, 0, None, None, None, None, "", _request_id(),
+                 time.time_ns(), XATTR, "", 0, 0, name, 0),
+                value,
+            )  # fmt: skip
+            self._xattrs.setdefault(node_id, {})[name] = value
+
     def _record_entry_change(self, row: tuple) -> None:
         with self._mutex:
             self._insert(row)  # one statement: its own transaction
@@ -524,7 +556,8 @@ class Journal:
             self._reindex(moved_id, node_id)
 
     def applied(self, row: PendingChange) -> None:
-        """metad applied an ATTRIBUTES, DELETE or RENAME row (or it has nothing left to do)."""
+        """metad applied an ATTRIBUTES, DELETE, RENAME or XATTR row (or it has nothing left
+        to do)."""
         with self._mutex:
             self._in_flight.pop(row.seq, None)
             self._delete(row.seq)
@@ -655,7 +688,7 @@ class Journal:
         with self._mutex:
             self._discarded.add(node_id)
             for row in self._select("WHERE node_id = ?", (node_id,)):
-                if row.seq not in self._in_flight and row.kind in (COMMIT, ATTRIBUTES):
+                if row.seq not in self._in_flight and row.kind in (COMMIT, ATTRIBUTES, XATTR):
                     self._drop(row)
 
     def discarded(self, node_id: int) -> bool:

@@ -60,7 +60,9 @@ class PendingChange:
     (when sets_mtime) to set on the node. DELETE: node_id's name in
     parent_id removed (flags: DIRECTORY for rmdir). RENAME: node_id moved
     from parent_id/name to new_parent_id/new_name (flags: NO_REPLACE when
-    the new name was free here).
+    the new name was free here). XATTR: the extended attribute new_name of
+    node_id set to the value kept in the row (Journal.xattr_value), or
+    removed (no value: inline false).
     """
 
     seq: int
@@ -99,7 +101,7 @@ class PendingChange:
 
 
 COMMIT, CREATE, MKDIR, SYMLINK, ATTRIBUTES = "commit", "create", "mkdir", "symlink", "attrs"
-DELETE, RENAME = "delete", "rename"
+DELETE, RENAME, XATTR = "delete", "rename", "xattr"
 ENTRY_KINDS = (DELETE, RENAME)  # changes of a folder's entries, made offline
 DIRECTORY, NO_REPLACE = 1, 2  # flags
 MADE_KINDS = {CREATE: Kind.FILE, MKDIR: Kind.DIRECTORY, SYMLINK: Kind.SYMLINK}

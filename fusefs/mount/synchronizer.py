@@ -49,6 +49,7 @@ from fusefs.models import (
     Removed,
     Renamed,
     RenameRequest,
+    XattrRequest,
 )
 from fusefs.mount.journal import Journal
 from fusefs.mount.journal_rows import (
@@ -57,6 +58,7 @@ from fusefs.mount.journal_rows import (
     DIRECTORY,
     NO_REPLACE,
     RENAME,
+    XATTR,
     PendingChange,
 )
 from fusefs.mount.reachability import Reachability
@@ -304,7 +306,12 @@ class Synchronizer:
         sources = {c.seq: self._journal.content(c) for c in commits}
         refs = await self._thread(lambda: {seq: blocks_of(c) for seq, c in sources.items()})
         await self._upload([(sources[c.seq], refs[c.seq]) for c in commits])
-        requests = [_request(row, refs.get(row.seq, ())) for row in batch]
+        values = {
+            row.seq: self._journal.xattr_value(row)
+            for row in batch
+            if row.kind == XATTR and row.inline
+        }
+        requests = [_request(row, refs.get(row.seq, ()), values.get(row.seq)) for row in batch]
         outcomes = await self._thread(self._meta.apply_batch, requests)
         # What landed is read from the cache from now on: kept there first, in one go.
         kept = [
@@ -318,7 +325,7 @@ class Synchronizer:
         for row, outcome in zip(batch, outcomes, strict=True):
             if row.is_create:
                 await self._settle_create(row, outcome, remade)
-            elif row.kind == ATTRIBUTES:
+            elif row.kind in (ATTRIBUTES, XATTR):
                 await self._settle_attributes(row, outcome, remade)
             elif row.kind in (DELETE, RENAME):
                 await self._settle_entry(row, outcome)
@@ -403,7 +410,8 @@ class Synchronizer:
     async def _settle_attributes(
         self, row: PendingChange, outcome: Node | errors.DriveError, remade: set[int]
     ) -> None:
-        """chmod/chown/utime: set, or moot (the node is gone); retried when it may yet be."""
+        """chmod/chown/utime or an extended attribute: set, or moot (the node is gone);
+        retried when it may yet be."""
         if isinstance(outcome, errors.Unavailable):
             self._journal.put_back(row)
             raise outcome
@@ -413,7 +421,8 @@ class Synchronizer:
             self._journal.put_back(row)  # its node is being made again
             return
         if isinstance(outcome, errors.DriveError):
-            log.warning("attributes of node %d not set: %s", row.node_id, outcome)
+            what = f"attribute {row.new_name!r}" if row.kind == XATTR else "attributes"
+            log.warning("%s of node %d not set: %s", what, row.node_id, outcome)
             self._journal.applied(row)
             return
         done = partial(self._journal.applied, row)
@@ -584,8 +593,11 @@ def _mode(create: PendingChange) -> int:
     return create.held.mode if create.held.mode is not None else 0o644
 
 
-def _request(row: PendingChange, blocks: list[BlockRef] | tuple[()]) -> BatchChange:
-    """The operation of an ApplyBatch call a journal row stands for."""
+def _request(
+    row: PendingChange, blocks: list[BlockRef] | tuple[()], xattr_value: bytes | None = None
+) -> BatchChange:
+    """The operation of an ApplyBatch call a journal row stands for (xattr_value: what an
+    XATTR row sets; None removes)."""
     if row.kind == DELETE:
         directory = bool(row.flags & DIRECTORY)
         return DeleteRequest(row.parent_id, row.name, directory, row.node_id, row.request_id)
@@ -602,6 +614,8 @@ def _request(row: PendingChange, blocks: list[BlockRef] | tuple[()]) -> BatchCha
     if row.kind == ATTRIBUTES:
         mtime = row.mtime_ns if row.sets_mtime else None
         return AttributesRequest(row.node_id, row.held, mtime, row.request_id)
+    if row.kind == XATTR:
+        return XattrRequest(row.node_id, row.new_name, xattr_value, row.request_id)
     return CommitRequest(
         row.node_id, max(row.base_revision, 0), row.size, row.mtime_ns, tuple(blocks),
         row.held, row.request_id,

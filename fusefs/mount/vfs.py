@@ -133,7 +133,7 @@ class Vfs:
             limiter=limiter,
         )
         self._limiter = limiter
-        self.xattrs = ExtendedAttributes(meta, self.entries, limiter)
+        self.xattrs = ExtendedAttributes(meta, self.entries, journal, sync, limiter)
         self._nursery: trio.Nursery | None = None
         self._invalidator: Invalidator | None = None
         self._reads = atimes.AccessTimes()
@@ -347,13 +347,13 @@ class Vfs:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
         await self._require_writable(inode)
-        await self.xattrs.set(inode, self._node_id(inode), name, value)
+        await self.xattrs.set(inode, await self._stored(inode), name, value)
 
     async def removexattr(self, inode: int, name: str) -> None:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
         await self._require_writable(inode)
-        await self.xattrs.remove(inode, self._node_id(inode), name)
+        await self.xattrs.remove(inode, await self._stored(inode), name)
 
     async def _xattrs_of(self, inode: int) -> dict[str, bytes]:
         if is_virtual(inode):
