@@ -235,8 +235,24 @@ class XattrRequest:
     request_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class LinkRequest:
+    """A further name for a file (link(2)), as one operation of a batch."""
+
+    node_id: int
+    new_parent_id: int
+    new_name: str
+    request_id: str
+
+
 BatchChange = (
-    CommitRequest | CreateRequest | AttributesRequest | RenameRequest | DeleteRequest | XattrRequest
+    CommitRequest
+    | CreateRequest
+    | AttributesRequest
+    | RenameRequest
+    | DeleteRequest
+    | XattrRequest
+    | LinkRequest
 )
 BatchOutcome = Node | Renamed | Removed  # or the error that refused the change
 

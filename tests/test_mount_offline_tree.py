@@ -346,3 +346,69 @@ def test_extended_attributes_changed_offline_survive_kill_9_and_arrive(
     b = mounts.mount(metad, blockd, "dev-b")
     assert _xattrs(b.path / "doc.txt") == expected
     assert _xattrs(b.path / "made-offline.txt") == {"user.tag": b""}
+
+
+def test_a_hard_link_made_offline_survives_kill_9_and_arrives(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+):
+    allowed_log_patterns += OFFLINE_LOGS
+    a = mount_behind(mounts, behind_relays, "dev-a")
+    (a.path / "docs").mkdir()
+    (a.path / "other").mkdir()
+    (a.path / "docs" / "orig.txt").write_bytes(b"one file, two names")
+    (a.path / "other" / "taken.txt").write_bytes(b"here first")
+    a.sync()
+    os.listdir(a.path / "other")
+
+    offline(behind_relays)
+    started = time.monotonic()
+    os.link(a.path / "docs" / "orig.txt", a.path / "other" / "link.txt")
+    with pytest.raises(FileExistsError):
+        os.link(a.path / "docs" / "orig.txt", a.path / "other" / "taken.txt")
+    assert time.monotonic() - started < 10, "changes made offline must not wait on the network"
+
+    def both_names(root: Path) -> None:
+        orig, link = os.stat(root / "docs" / "orig.txt"), os.stat(root / "other" / "link.txt")
+        assert orig.st_ino == link.st_ino
+        assert (orig.st_nlink, link.st_nlink) == (2, 2)
+        assert (root / "other" / "link.txt").read_bytes() == b"one file, two names"
+        assert (root / "other" / "taken.txt").read_bytes() == b"here first"
+
+    both_names(a.path)
+    kill(a)
+
+    online(behind_relays)
+    again = mount_behind(mounts, behind_relays, "dev-a")
+    both_names(again.path)
+    again.sync()
+    b = mounts.mount(metad, blockd, "dev-b")
+    both_names(b.path)
+
+
+def test_a_hard_link_made_offline_on_a_name_taken_meanwhile_keeps_both(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+):
+    allowed_log_patterns += [*OFFLINE_LOGS, r"linked as"]
+    a = mount_behind(mounts, behind_relays, "dev-a")
+    b = mounts.mount(metad, blockd, "dev-b")
+    (a.path / "orig.txt").write_bytes(b"a's file")
+    (a.path / "shared").mkdir()
+    a.sync()
+    os.listdir(a.path / "shared")
+    offline(behind_relays)
+    os.link(a.path / "orig.txt", a.path / "shared" / "name.txt")
+    (b.path / "shared" / "name.txt").write_bytes(b"b's file")
+    b.sync()
+    online(behind_relays)
+    back_online(a)
+    a.sync()
+
+    c = mounts.mount(metad, blockd, "dev-c")
+    names = sorted(os.listdir(c.path / "shared"))
+    copies = [n for n in names if "conflicted copy" in n]
+    assert len(names) == 2 and "name.txt" in names and len(copies) == 1, names
+    assert (c.path / "shared" / "name.txt").read_bytes() == b"b's file"
+    assert (c.path / "shared" / copies[0]).read_bytes() == b"a's file"
+    assert os.stat(c.path / "shared" / copies[0]).st_ino == os.stat(c.path / "orig.txt").st_ino
+    # The device that made it sees where it went.
+    assert eventually(lambda: sorted(os.listdir(a.path / "shared")) == names)

@@ -39,6 +39,7 @@ from fusefs.models import (
     CreateRequest,
     DeleteRequest,
     Kind,
+    LinkRequest,
     Node,
     Ownership,
     Removed,
@@ -313,6 +314,15 @@ class MetadataClient:
             op.commit_revision.CopyFrom(self._commit_message(c))
         elif isinstance(c, AttributesRequest):
             op.set_attributes.CopyFrom(self._attributes_message(c))
+        elif isinstance(c, LinkRequest):
+            op.link.CopyFrom(
+                metadata_pb2.LinkRequest(
+                    node_id=c.node_id,
+                    new_parent_id=c.new_parent_id,
+                    new_name=c.new_name,
+                    device=self.device,
+                )
+            )
         elif isinstance(c, XattrRequest) and c.value is None:
             op.remove_xattr.CopyFrom(
                 metadata_pb2.RemoveXattrRequest(node_id=c.node_id, name=c.name, device=self.device)

@@ -39,7 +39,7 @@ from fusefs.models import Kind, Node, Ownership, Removed, Renamed
 from fusefs.mount.handles import OpenFiles, made_here
 from fusefs.mount.inodes import InodeTable, Invalidation, is_virtual
 from fusefs.mount.journal import Journal
-from fusefs.mount.journal_rows import DELETE, RENAME, PendingChange
+from fusefs.mount.journal_rows import DELETE, LINK, RENAME, PendingChange
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.synchronizer import EntrySettled, Synchronizer
 
@@ -360,6 +360,43 @@ class EntryChanges:
             self._subfolders(parent_inode, -1)
             self._subfolders(new_parent_inode, +1)
 
+    # --- link -----------------------------------------------------------------
+
+    async def link(self, node: Node, new_parent_inode: int, name: str) -> Node:
+        """link(2) once the VFS has checked who may: the node as the new name shows it.
+        Online a call to metad after what the journal holds of both; offline journaled."""
+        new_parent_id = self.inodes.node_of(new_parent_inode)
+        if not self._journaling():
+            await self.settle(node.id, new_parent_id)
+            try:
+                linked = await self._call(self.meta.link, node.id, new_parent_id, name)
+            except errors.Unavailable:
+                self.sync.went_away()
+            else:
+                self.names.added(linked)
+                self.touch(new_parent_inode)
+                return linked
+        await self.names.list(new_parent_id)  # (a folder never listed: EIO offline)
+        if self.names.replica.lookup(new_parent_id, name) is not None:
+            raise errors.AlreadyExists(f"{name!r} exists")
+        entry_id = self.journal.take_id()
+        if entry_id is None:
+            raise errors.Unavailable("no ids left for names made offline")
+        self.journal.record_link(node.id, new_parent_id, name, entry_id)
+        self.sync.wake()
+        linked = self._linked_here(node, new_parent_id, name, entry_id)
+        self.touch(new_parent_inode)
+        return linked
+
+    def _linked_here(self, node: Node, new_parent_id: int, name: str, entry_id: int) -> Node:
+        """The further name in the replica (entry_id: its own until metad gives one)."""
+        own = self.names.replica.node(node.id, stale_too=True) or node
+        own = replace(own, nlink=own.nlink + 1)
+        self.keep(own)
+        linked = replace(own, parent_id=new_parent_id, name=name, entry_id=entry_id)
+        self.names.added(linked)
+        return linked
+
     def saved_over(self, moved_id: int, saved: Node) -> None:
         """A file renamed over another became its newest revision (metad saves.py).
 
@@ -393,6 +430,12 @@ class EntryChanges:
                 self.names.removed(row.parent_id, row.name, row.node_id, remains)
             elif row.kind == RENAME:
                 self._replay_rename(row)
+            elif row.kind == LINK:
+                replica = self.names.replica
+                node = replica.node(row.node_id, stale_too=True)
+                there = replica.entry_target(row.new_parent_id, row.new_name)
+                if node is not None and there is None:  # (lost with the replica's last second)
+                    self._linked_here(node, row.new_parent_id, row.new_name, row.base_revision)
 
     def _replay_rename(self, row: PendingChange) -> None:
         replica = self.names.replica
@@ -414,7 +457,21 @@ class EntryChanges:
         row = done.row
         if done.refused:
             log.info("%s of %r not applied on the drive: %s", row.kind, row.name, done.refused)
+            if row.kind == LINK:  # the name made here goes
+                self.names.removed(row.new_parent_id, row.new_name, row.node_id, remains=True)
             return self._look_again(row)
+        if row.kind == LINK:
+            linked = done.outcome
+            assert isinstance(linked, Node)
+            todo: list[Invalidation] = []
+            if (linked.parent_id, linked.name) != (row.new_parent_id, row.new_name):
+                # The name was taken meanwhile: ours went beside it.
+                self.names.replica.remove_entry(row.new_parent_id, row.new_name, row.node_id)
+                self.names.replica.unlist(row.new_parent_id)
+                todo += self._names_of(row.new_parent_id, row.new_name, linked)
+            self.names.added(linked)
+            self.inodes.update(linked)
+            return todo
         if row.kind == DELETE:
             assert isinstance(done.outcome, Removed)
             if not done.outcome.remains:
@@ -422,7 +479,7 @@ class EntryChanges:
             return []
         renamed = done.outcome
         assert isinstance(renamed, Renamed)
-        todo: list[Invalidation] = []
+        todo = []
         if (renamed.node.parent_id, renamed.node.name) != (row.new_parent_id, row.new_name):
             # The name was taken meanwhile: ours went beside it.
             self.names.moved(row.new_parent_id, row.new_name, renamed.node)
@@ -446,7 +503,9 @@ class EntryChanges:
             todo.append(Invalidation(inode=inode, attr_only=True))
         self.names.replica.mark_stale(row.node_id)
         self.inodes.invalidate(self.inodes.inode_of(row.node_id))
-        todo.append(Invalidation(parent_inode=self.inodes.inode_of(row.parent_id), name=row.name))
+        if row.parent_id:  # (a link has only its new name)
+            parent = self.inodes.inode_of(row.parent_id)
+            todo.append(Invalidation(parent_inode=parent, name=row.name))
         if row.new_parent_id:
             parent = self.inodes.inode_of(row.new_parent_id)
             todo.append(Invalidation(parent_inode=parent, name=row.new_name))

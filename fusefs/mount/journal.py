@@ -45,6 +45,7 @@ from fusefs.mount.journal_rows import (
     DELETE,
     DIRECTORY,
     ENTRY_KINDS,
+    LINK,
     MAKES,
     MKDIR,
     NEW_FILE_REVISION,
@@ -440,12 +441,7 @@ class Journal:
             )  # fmt: skip
             self._db.execute("BEGIN IMMEDIATE")
             seq = self._insert(row)
-            # The id is spent: a restart never hands it out again.
-            self._db.execute(
-                "UPDATE node_ids SET next_id = ? WHERE next_id <= ? AND ? <= last_id",
-                (node_id + 1, node_id, node_id),
-            )
-            self._db.execute("DELETE FROM node_ids WHERE next_id > last_id")
+            self._spend_id(node_id)
             self._db.execute("COMMIT")
             made = row_to_change((seq, *row, False), self.directory)
             self._set_create(node_id, made)
@@ -527,6 +523,27 @@ class Journal:
              NO_REPLACE if no_replace else 0)
         )  # fmt: skip
 
+    def record_link(self, node_id: int, new_parent_id: int, new_name: str, entry_id: int) -> None:
+        """link(2) made offline (entry_id: a reserved id the new name shows until sent):
+        kept when this returns."""
+        with self._mutex:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._insert(
+                (node_id, 0, "", 1, entry_id, 0, 0, None, None, None, None, "", _request_id(),
+                 time.time_ns(), LINK, "", 0, new_parent_id, new_name, 0)
+            )  # fmt: skip
+            self._spend_id(entry_id)
+            self._db.execute("COMMIT")
+            self._reindex(node_id)
+
+    def _spend_id(self, spent: int) -> None:
+        """A reserved id is used: a restart never hands it out again."""
+        self._db.execute(
+            "UPDATE node_ids SET next_id = ? WHERE next_id <= ? AND ? <= last_id",
+            (spent + 1, spent, spent),
+        )
+        self._db.execute("DELETE FROM node_ids WHERE next_id > last_id")
+
     def record_xattr(self, node_id: int, name: str, value: bytes | None) -> None:
         """An extended attribute set (value) or removed (None) offline: kept when this
         returns (see __init__)."""
@@ -595,7 +612,9 @@ class Journal:
         with self._mutex:
             create = self._creates.get(node_id)
             rows = self._select("WHERE node_id = ?", (node_id,))
-            if create is None or any(r.seq in self._in_flight or r.kind == RENAME for r in rows):
+            if create is None or any(
+                r.seq in self._in_flight or r.kind in (RENAME, LINK) for r in rows
+            ):
                 return False
             held = self._db.execute(
                 "SELECT 1 FROM commits WHERE node_id != ? AND (parent_id = ? OR new_parent_id = ?)"

@@ -62,7 +62,8 @@ class PendingChange:
     from parent_id/name to new_parent_id/new_name (flags: NO_REPLACE when
     the new name was free here). XATTR: the extended attribute new_name of
     node_id set to the value kept in the row (Journal.xattr_value), or
-    removed (no value: inline false).
+    removed (no value: inline false). LINK: a further name new_parent_id/new_name
+    for node_id, shown with the entry id in base_revision until metad gives one.
     """
 
     seq: int
@@ -101,8 +102,8 @@ class PendingChange:
 
 
 COMMIT, CREATE, MKDIR, SYMLINK, ATTRIBUTES = "commit", "create", "mkdir", "symlink", "attrs"
-DELETE, RENAME, XATTR = "delete", "rename", "xattr"
-ENTRY_KINDS = (DELETE, RENAME)  # changes of a folder's entries, made offline
+DELETE, RENAME, XATTR, LINK = "delete", "rename", "xattr", "link"
+ENTRY_KINDS = (DELETE, RENAME, LINK)  # changes of a folder's entries, made offline
 DIRECTORY, NO_REPLACE = 1, 2  # flags
 MADE_KINDS = {CREATE: Kind.FILE, MKDIR: Kind.DIRECTORY, SYMLINK: Kind.SYMLINK}
 MAKES = {kind: row_kind for row_kind, kind in MADE_KINDS.items()}

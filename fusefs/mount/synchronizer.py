@@ -45,6 +45,7 @@ from fusefs.models import (
     CreateRequest,
     DeleteRequest,
     Kind,
+    LinkRequest,
     Node,
     Removed,
     Renamed,
@@ -56,6 +57,7 @@ from fusefs.mount.journal_rows import (
     ATTRIBUTES,
     DELETE,
     DIRECTORY,
+    LINK,
     NO_REPLACE,
     RENAME,
     XATTR,
@@ -116,10 +118,11 @@ class Landed:
 
 @dataclass(frozen=True, slots=True)
 class EntrySettled:
-    """What metad made of a removal or rename made offline (a DELETE or RENAME row)."""
+    """What metad made of a removal, rename or link made offline (a DELETE, RENAME or
+    LINK row; a link's outcome is the node as its new name shows it)."""
 
     row: PendingChange
-    outcome: Renamed | Removed | None
+    outcome: Renamed | Removed | Node | None
     refused: str = ""  # why metad did not apply it (outcome None)
     done: Callable[[], None] = _nothing  # as Landed.done
 
@@ -327,7 +330,7 @@ class Synchronizer:
                 await self._settle_create(row, outcome, remade)
             elif row.kind in (ATTRIBUTES, XATTR):
                 await self._settle_attributes(row, outcome, remade)
-            elif row.kind in (DELETE, RENAME):
+            elif row.kind in (DELETE, RENAME, LINK):
                 await self._settle_entry(row, outcome)
             else:
                 await self._settle(row, sources[row.seq], refs[row.seq], outcome, remade)
@@ -374,27 +377,23 @@ class Synchronizer:
             return await self._thread(_make_node, self._meta, create, parent_id, name)
 
     async def _settle_entry(self, row: PendingChange, outcome: BatchOutcome | errors.DriveError):
-        """A removal or rename made offline: applied, moved beside a name taken meanwhile,
-        or refused (the layer above looks at the folders again; nothing is dropped)."""
+        """A removal, rename or link made offline: applied, put beside a name taken
+        meanwhile, or refused (the layer above looks at the folders again; nothing is
+        dropped)."""
         if isinstance(outcome, errors.Unavailable):
             self._journal.put_back(row)
             raise outcome
         if isinstance(outcome, errors.AlreadyExists) and row.kind == RENAME:
-            name = conflict_name(row.new_name, self._meta.device, time.time())
-            try:
-                outcome = await self._thread(
-                    lambda: self._meta.rename(
-                        row.parent_id, row.name, row.new_parent_id, name, True,
-                        expect_id=row.node_id,
-                    )
-                )  # fmt: skip
-            except errors.Unavailable:
-                self._journal.put_back(row)
-                raise
-            except errors.DriveError as exc:
-                outcome = exc
-            else:
-                log.warning("%r moved as %r (name taken)", row.new_name, name)
+            outcome = await self._beside(
+                row, "moved",
+                lambda name: self._meta.rename(
+                    row.parent_id, row.name, row.new_parent_id, name, True, expect_id=row.node_id
+                ),
+            )  # fmt: skip
+        elif isinstance(outcome, errors.AlreadyExists) and row.kind == LINK:
+            outcome = await self._beside(
+                row, "linked", lambda name: self._meta.link(row.node_id, row.new_parent_id, name)
+            )
         if isinstance(outcome, Renamed) and outcome.saved_from:
             # A save: what of the moved node waits (content, a later move or removal)
             # is the saved file's now; it is sent after this (take stops after a save).
@@ -404,8 +403,24 @@ class Synchronizer:
             refused = str(outcome) or "refused"
             await self._landed_send.send(EntrySettled(row, None, refused, done=done))
         else:
-            assert isinstance(outcome, Renamed | Removed)
+            assert isinstance(outcome, Renamed | Removed | Node)
             await self._landed_send.send(EntrySettled(row, outcome, done=done))
+
+    async def _beside(
+        self, row: PendingChange, done: str, call: Callable[[str], BatchOutcome]
+    ) -> BatchOutcome | errors.DriveError:
+        """A rename or link onto a name another device took meanwhile, made again beside
+        it (call: with the new name); what that made, or why not."""
+        name = conflict_name(row.new_name, self._meta.device, time.time())
+        try:
+            outcome = await self._thread(call, name)
+        except errors.Unavailable:
+            self._journal.put_back(row)
+            raise
+        except errors.DriveError as exc:
+            return exc
+        log.warning("%r %s as %r (name taken)", row.new_name, done, name)
+        return outcome
 
     async def _settle_attributes(
         self, row: PendingChange, outcome: Node | errors.DriveError, remade: set[int]
@@ -616,6 +631,8 @@ def _request(
         return AttributesRequest(row.node_id, row.held, mtime, row.request_id)
     if row.kind == XATTR:
         return XattrRequest(row.node_id, row.new_name, xattr_value, row.request_id)
+    if row.kind == LINK:
+        return LinkRequest(row.node_id, row.new_parent_id, row.new_name, row.request_id)
     return CommitRequest(
         row.node_id, max(row.base_revision, 0), row.size, row.mtime_ns, tuple(blocks),
         row.held, row.request_id,

@@ -518,12 +518,7 @@ class Vfs:
         if node.owner_id != target.owner_id:
             raise errors.CrossDrive("a link between two drives: copy instead")
         await self._may_change_entry(new_parent_inode, name)
-        await self._settle(self._node_id(inode), self._node_id(new_parent_inode))
-        linked = await self._call(
-            self.meta.link, self._node_id(inode), self._node_id(new_parent_inode), name
-        )
-        self.names.added(linked)
-        self._touch(new_parent_inode)
+        linked = await self.entries.link(await self._stored(inode), new_parent_inode, name)
         return self.inodes.remember(linked), self._with_local(linked)
 
     # --- files ------------------------------------------------------------
