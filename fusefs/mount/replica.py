@@ -167,8 +167,7 @@ class Replica:
             log.warning("metadata replica %s unusable (%s): starting afresh", path, exc)
             self._discard(path)
             self._db = self._open(path, drive)
-        # Facts are read on every change and stat: kept here, written with each flush.
-        # Nodes read by id too (each stat, each change heard): node id -> (node, stale),
+        # Nodes read by id (each stat, each change heard): node id -> (node, stale),
         # updated with every write of a node's row.
         self._nodes: dict[int, tuple[Node, bool]] = {}
         # Entries read or written: parent id -> name -> (node id, entry id); and the
@@ -182,6 +181,7 @@ class Replica:
         self._letgo = 0  # times the kept entries were all let go (too many)
         self._listed = {row[0] for row in self._db.execute("SELECT dir_id FROM listed")}
         self._warm()
+        # Facts are read on every change and stat: kept here, written with each flush.
         self._facts = dict(self._db.execute("SELECT key, value FROM facts"))
         self._facts_changed: set[str] = set()
 
@@ -190,7 +190,7 @@ class Replica:
         remount, stat and lookup answer at once (a few hundred ms for 50,000 nodes)."""
         query = f"SELECT {_NODE_COLUMNS}, stale FROM nodes LIMIT {_NODES_KEPT}"
         for row in self._db.execute(query):
-            self._nodes[row[0]] = (_node_of(row[:-1]), bool(row[-1]))
+            self._keep_node(_node_of(row[:-1]), bool(row[-1]))
         query = f"SELECT parent_id, name, node_id, entry_id FROM entries LIMIT {_NODES_KEPT}"
         for parent_id, name, node_id, entry_id in self._db.execute(query):
             self._keep_entry(parent_id, name, (node_id, entry_id))
@@ -299,9 +299,13 @@ class Replica:
             ).fetchone()
             if row is None:
                 return None
-            if len(self._nodes) >= _NODES_KEPT:
-                self._nodes.clear()
-            known = self._nodes[node_id] = (_node_of(row[:-1]), bool(row[-1]))
+            known = self._keep_node(_node_of(row[:-1]), bool(row[-1]))
+        return known
+
+    def _keep_node(self, node: Node, stale: bool) -> tuple[Node, bool]:
+        if len(self._nodes) >= _NODES_KEPT and node.id not in self._nodes:
+            self._nodes.clear()
+        known = self._nodes[node.id] = (node, stale)
         return known
 
     def put(self, node: Node) -> None:
@@ -314,7 +318,7 @@ class Replica:
         row = _node_row(node)
         written = self._db.execute(_PUT_NODE if own_name else _PUT_LINKED_NODE, row).rowcount
         if written and own_name:
-            self._nodes[node.id] = (_node_of(row), False)
+            self._keep_node(_node_of(row), False)
         else:
             self._nodes.pop(node.id, None)  # kept as it was, or partly: read again
 
@@ -350,11 +354,10 @@ class Replica:
         self._nodes.pop(node_id, None)
         named = "SELECT parent_id, name FROM entries WHERE node_id = ?"
         for parent_id, name in self._db.execute(named, (node_id,)).fetchall():
-            self._entries.get(parent_id, {}).pop(name, None)
+            self._forget_entry(parent_id, name)
         self._db.execute("DELETE FROM entries WHERE node_id = ?", (node_id,))
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (node_id,))
-        self._entries.pop(node_id, None)
-        self._complete.discard(node_id)
+        self._forget_folder(node_id)
         self._db.execute("DELETE FROM listed WHERE dir_id = ?", (node_id,))
         self._listed.discard(node_id)
         self._db.execute("DELETE FROM revisions WHERE node_id = ?", (node_id,))
@@ -407,13 +410,24 @@ class Replica:
         return entry
 
     def _keep_entry(self, parent_id: int, name: str, entry: tuple[int, int]) -> None:
-        if self._entries_kept >= _NODES_KEPT:
-            self._entries.clear()
-            self._complete.clear()
-            self._all_entries, self._entries_kept = False, 0
-            self._letgo += 1
+        names = self._entries.get(parent_id)
+        if names is None or name not in names:
+            if self._entries_kept >= _NODES_KEPT:
+                self._entries.clear()
+                self._complete.clear()
+                self._all_entries, self._entries_kept = False, 0
+                self._letgo += 1
+            self._entries_kept += 1
         self._entries.setdefault(parent_id, {})[name] = entry
-        self._entries_kept += 1
+
+    def _forget_entry(self, parent_id: int, name: str) -> None:
+        if self._entries.get(parent_id, {}).pop(name, None) is not None:
+            self._entries_kept -= 1
+
+    def _forget_folder(self, dir_id: int) -> None:
+        """Every kept entry of the folder goes (it is no longer complete in memory)."""
+        self._entries_kept -= len(self._entries.pop(dir_id, {}))
+        self._complete.discard(dir_id)
 
     def entry_target(self, parent_id: int, name: str) -> int | None:
         """The node id an entry names, stale or not."""
@@ -435,19 +449,18 @@ class Replica:
 
     def remove_entry(self, parent_id: int, name: str, node_id: int | None = None) -> None:
         """The name is gone from the folder (only if it still names node_id, when given)."""
-        names = self._entries.get(parent_id, {})
         if node_id is None:
             self._db.execute(
                 "DELETE FROM entries WHERE parent_id = ? AND name = ?", (parent_id, name)
             )
-            names.pop(name, None)
+            self._forget_entry(parent_id, name)
         else:
             self._db.execute(
                 "DELETE FROM entries WHERE parent_id = ? AND name = ? AND node_id = ?",
                 (parent_id, name, node_id),
             )
-            if names.get(name, (node_id,))[0] == node_id:
-                names.pop(name, None)
+            if self._entries.get(parent_id, {}).get(name, (node_id,))[0] == node_id:
+                self._forget_entry(parent_id, name)
 
     def mark_listed(self, dir_id: int) -> None:
         """The folder's entries recorded are all it has (one made here: nothing is unknown)."""
@@ -457,8 +470,7 @@ class Replica:
     def set_listing(self, dir_id: int, nodes: Iterable[Node]) -> None:
         """The folder's complete entries, as just listed."""
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (dir_id,))
-        self._entries.pop(dir_id, None)
-        self._complete.discard(dir_id)
+        self._forget_folder(dir_id)
         letgo = self._letgo
         for node in nodes:
             self.put_entry(node)

@@ -1,0 +1,31 @@
+"""The replica's in-memory copies stay within their bound and answer as the table does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fusefs.models import Kind, Node
+from fusefs.mount import replica as replica_module
+from fusefs.mount.replica import Replica
+
+
+def _node(node_id: int, parent_id: int = 1) -> Node:
+    return Node(node_id, parent_id, f"f{node_id}", Kind.FILE, 0o644, 0, 1, 1, 1, "", node_id)
+
+
+def test_nodes_and_entries_kept_in_memory_stay_bounded_and_right(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(replica_module, "_NODES_KEPT", 10)
+    r = Replica(tmp_path / "replica.sqlite3", drive="test")
+    for node_id in range(2, 40):
+        r.put_entry(_node(node_id))
+        r.put_entry(_node(node_id))  # written again: still one entry
+        assert len(r._nodes) <= 10
+        assert r._entries_kept == sum(len(names) for names in r._entries.values()) <= 10
+    for node_id in range(2, 40):  # what memory let go is read from the table
+        found = r.lookup(1, f"f{node_id}")
+        assert found is not None and found[0].id == node_id
+        assert r.node(node_id).name == f"f{node_id}"
+    r.remove_entry(1, "f39")
+    assert r.lookup(1, "f39") is None
+    assert r._entries_kept == sum(len(names) for names in r._entries.values())
+    r.close()
