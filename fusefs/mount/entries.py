@@ -40,8 +40,9 @@ from fusefs.mount.handles import OpenFiles, made_here
 from fusefs.mount.inodes import InodeTable, Invalidation, is_virtual
 from fusefs.mount.journal import Journal
 from fusefs.mount.journal_rows import DELETE, LINK, RENAME, PendingChange
+from fusefs.mount.landings import EntrySettled
 from fusefs.mount.namespace import Namespace
-from fusefs.mount.synchronizer import EntrySettled, Synchronizer
+from fusefs.mount.synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ class ChangeFollower:
             try:
                 self._stream = self._meta.subscribe(cursor)
                 for change in self._stream:
-                    trio.from_thread.run(send.send, change, trio_token=token)
+                    _hand_over(send, change, token)
                     cursor = self.sequence = change.sequence
             except errors.DriveError as exc:
                 if self._stopping.is_set():
@@ -85,3 +85,15 @@ class ChangeFollower:
         self._stopping.set()
         if self._stream is not None:
             self._stream.cancel()
+
+
+def _hand_over(
+    send: trio.MemorySendChannel[Change], change: Change, token: trio.lowlevel.TrioToken
+) -> None:
+    """Gives a change to trio: a plain callback while the channel has room (our own
+    changes echo back one per file in a burst: no task is started for each), a
+    waiting send when it is full."""
+    try:
+        trio.from_thread.run_sync(send.send_nowait, change, trio_token=token)
+    except trio.WouldBlock:
+        trio.from_thread.run(send.send, change, trio_token=token)

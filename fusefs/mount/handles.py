@@ -23,8 +23,9 @@ from fusefs.mount.files import OpenFile, RevisionReader
 from fusefs.mount.inodes import InodeTable, Invalidation
 from fusefs.mount.journal import Journal
 from fusefs.mount.journal_rows import NEW_FILE_REVISION, PendingChange
+from fusefs.mount.landings import Landed
 from fusefs.mount.namespace import Namespace
-from fusefs.mount.synchronizer import Landed, Synchronizer
+from fusefs.mount.synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)
 
@@ -326,8 +327,9 @@ class OpenFiles:
                 self._counted_in(node.parent_id)
             # metad moved the folder's times as it made the node (to the node's ctime),
             # maybe after the folder's own landing showed it without the node.
-            self._inodes.touch(self._inodes.inode_of(node.parent_id), node.ctime_ns)
-            self._names.replica.touch(node.parent_id, node.ctime_ns)
+            made_ns = landed.made_ns or node.ctime_ns
+            self._inodes.touch(self._inodes.inode_of(node.parent_id), made_ns)
+            self._names.replica.touch(node.parent_id, made_ns)
             if (made.parent_id, made.name) == (node.parent_id, node.name):
                 self._names.added(node)
                 return []

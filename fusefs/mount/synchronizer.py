@@ -37,32 +37,23 @@ from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.clients import BlockClient, MetadataClient
 from fusefs.models import (
-    AttributesRequest,
-    BatchChange,
     BatchOutcome,
     BlockRef,
-    CommitRequest,
-    CreateRequest,
-    DeleteRequest,
-    Kind,
-    LinkRequest,
     Node,
     Removed,
     Renamed,
-    RenameRequest,
-    XattrRequest,
 )
+from fusefs.mount.batch_requests import make_node, request_for
 from fusefs.mount.journal import Journal
 from fusefs.mount.journal_rows import (
     ATTRIBUTES,
     DELETE,
-    DIRECTORY,
     LINK,
-    NO_REPLACE,
     RENAME,
     XATTR,
     PendingChange,
 )
+from fusefs.mount.landings import EntrySettled, Landed
 from fusefs.mount.reachability import Reachability
 from fusefs.mount.sealed import Sealed, blocks_of, keep_in_cache, read_blocks
 from protos import names
@@ -95,36 +86,6 @@ def local_stamp(when: float) -> str:
 def conflict_name(name: str, device: str, when: float) -> str:
     """'report (conflicted copy from laptop 2026-11-22 093015).txt', ≤ 255 bytes."""
     return names.tagged(name, f"conflicted copy from {device} {local_stamp(when)}")
-
-
-def _nothing() -> None:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Landed:
-    """Content closed as node_id reached the drive: as node (node.id differs: a copy)."""
-
-    node_id: int
-    node: Node
-    blocks: tuple[BlockRef, ...]  # of the revision it made
-    why: str = ""  # a copy, or a file made elsewhere: why not where it was
-    made: PendingChange | None = None  # a node made here: its row (where it was made)
-    attributes: bool = False  # only its attributes were set (blocks: none)
-    # What the journal drops of it, called by the receiver once it has recorded the
-    # outcome (until then the journal's row still shows in what the mount answers).
-    done: Callable[[], None] = _nothing
-
-
-@dataclass(frozen=True, slots=True)
-class EntrySettled:
-    """What metad made of a removal, rename or link made offline (a DELETE, RENAME or
-    LINK row; a link's outcome is the node as its new name shows it)."""
-
-    row: PendingChange
-    outcome: Renamed | Removed | Node | None
-    refused: str = ""  # why metad did not apply it (outcome None)
-    done: Callable[[], None] = _nothing  # as Landed.done
 
 
 @dataclass
@@ -176,6 +137,8 @@ class Synchronizer:
         self._hurry = trio.Event()  # someone waits: stop gathering
         self._waiting = 0  # callers of flush and drain: send without gathering
         self._progress = trio.Event()
+        # Unbounded: a batch's landings are queued without a checkpoint between them,
+        # and so recorded together.
         self._landed_send, self.landed = trio.open_memory_channel[Landed | EntrySettled](math.inf)
         self.sent_bytes = 0
         self._sent_at: deque[tuple[float, int]] = deque()  # (when, sent_bytes) lately
@@ -314,7 +277,7 @@ class Synchronizer:
             for row in batch
             if row.kind == XATTR and row.inline
         }
-        requests = [_request(row, refs.get(row.seq, ()), values.get(row.seq)) for row in batch]
+        requests = [request_for(row, refs.get(row.seq, ()), values.get(row.seq)) for row in batch]
         outcomes = await self._thread(self._meta.apply_batch, requests)
         # What landed is read from the cache from now on: kept there first, in one go.
         kept = [
@@ -366,15 +329,15 @@ class Synchronizer:
             log.warning("%r made as %r (%s)", create.name, outcome.name, why)
             self.recovered.append(f"{outcome.name} ({why})")
         done = partial(self._journal.created, create)
-        await self._landed_send.send(Landed(create.node_id, outcome, (), why, create, done=done))
+        self._landed_send.send_nowait(Landed(create.node_id, outcome, (), why, create, done=done))
 
     async def _make(self, create: PendingChange, parent_id: int, name: str) -> Node:
         """Makes the node of a create row at parent_id/name, or beside it if that is taken."""
         try:
-            return await self._thread(_make_node, self._meta, create, parent_id, name)
+            return await self._thread(make_node, self._meta, create, parent_id, name)
         except errors.AlreadyExists:
             name = conflict_name(name, self._meta.device, time.time())
-            return await self._thread(_make_node, self._meta, create, parent_id, name)
+            return await self._thread(make_node, self._meta, create, parent_id, name)
 
     async def _settle_entry(self, row: PendingChange, outcome: BatchOutcome | errors.DriveError):
         """A removal, rename or link made offline: applied, put beside a name taken
@@ -401,10 +364,10 @@ class Synchronizer:
         done = partial(self._journal.applied, row)
         if isinstance(outcome, errors.DriveError):
             refused = str(outcome) or "refused"
-            await self._landed_send.send(EntrySettled(row, None, refused, done=done))
+            self._landed_send.send_nowait(EntrySettled(row, None, refused, done=done))
         else:
             assert isinstance(outcome, Renamed | Removed | Node)
-            await self._landed_send.send(EntrySettled(row, outcome, done=done))
+            self._landed_send.send_nowait(EntrySettled(row, outcome, done=done))
 
     async def _beside(
         self, row: PendingChange, done: str, call: Callable[[str], BatchOutcome]
@@ -441,7 +404,7 @@ class Synchronizer:
             self._journal.applied(row)
             return
         done = partial(self._journal.applied, row)
-        await self._landed_send.send(Landed(row.node_id, outcome, (), attributes=True, done=done))
+        self._landed_send.send_nowait(Landed(row.node_id, outcome, (), attributes=True, done=done))
 
     async def keep_ids(self) -> None:
         """Runs until cancelled: keeps a reserve of node ids for files made here (offline too)."""
@@ -469,7 +432,7 @@ class Synchronizer:
             self.problems.pop(commit.node_id, None)
             self._sent(commit.size)
             done = partial(self._journal.committed, commit, outcome.revision)
-            await self._landed_send.send(Landed(commit.node_id, outcome, tuple(blocks), done=done))
+            self._landed_send.send_nowait(Landed(commit.node_id, outcome, tuple(blocks), done=done))
             return
         if isinstance(outcome, errors.NotFound) and self._journal.discarded(commit.node_id):
             self._journal.drop(commit)  # we deleted it ourselves meanwhile
@@ -575,7 +538,7 @@ class Synchronizer:
         else:
             log.warning("%r could not be saved (%s): kept as %r", commit.name, why, copy_name)
             self.recovered.append(f"{copy_name} ({why})")
-        await self._landed_send.send(Landed(commit.node_id, landed, tuple(blocks), why))
+        self._landed_send.send_nowait(Landed(commit.node_id, landed, tuple(blocks), why))
 
     async def _copy_place(
         self, commit: PendingChange, refusal: errors.DriveError
@@ -602,48 +565,3 @@ class Synchronizer:
         except errors.NotFound:
             folder = await self._thread(self._meta.make_directory, root.id, RECOVERED_FOLDER, 0o755)
         return folder.id
-
-
-def _mode(create: PendingChange) -> int:
-    return create.held.mode if create.held.mode is not None else 0o644
-
-
-def _request(
-    row: PendingChange, blocks: list[BlockRef] | tuple[()], xattr_value: bytes | None = None
-) -> BatchChange:
-    """The operation of an ApplyBatch call a journal row stands for (xattr_value: what an
-    XATTR row sets; None removes)."""
-    if row.kind == DELETE:
-        directory = bool(row.flags & DIRECTORY)
-        return DeleteRequest(row.parent_id, row.name, directory, row.node_id, row.request_id)
-    if row.kind == RENAME:
-        return RenameRequest(
-            row.parent_id, row.name, row.new_parent_id, row.new_name,
-            bool(row.flags & NO_REPLACE), row.node_id, row.request_id,
-        )  # fmt: skip
-    if row.is_create:
-        return CreateRequest(
-            row.node_id, row.parent_id, row.name, _mode(row), row.held.owner, row.mtime_ns,
-            row.request_id, row.node_kind, row.target,
-        )  # fmt: skip
-    if row.kind == ATTRIBUTES:
-        mtime = row.mtime_ns if row.sets_mtime else None
-        return AttributesRequest(row.node_id, row.held, mtime, row.request_id)
-    if row.kind == XATTR:
-        return XattrRequest(row.node_id, row.new_name, xattr_value, row.request_id)
-    if row.kind == LINK:
-        return LinkRequest(row.node_id, row.new_parent_id, row.new_name, row.request_id)
-    return CommitRequest(
-        row.node_id, max(row.base_revision, 0), row.size, row.mtime_ns, tuple(blocks),
-        row.held, row.request_id,
-    )  # fmt: skip
-
-
-def _make_node(meta: MetadataClient, create: PendingChange, parent_id: int, name: str) -> Node:
-    """The single call that makes a create row's node (with its reserved id)."""
-    owner = create.held.owner
-    if create.node_kind == Kind.DIRECTORY:
-        return meta.make_directory(parent_id, name, _mode(create), owner, create.node_id)
-    if create.node_kind == Kind.SYMLINK:
-        return meta.create_symlink(parent_id, name, create.target, owner, create.node_id)
-    return meta.create_file(parent_id, name, _mode(create), owner, create.node_id)

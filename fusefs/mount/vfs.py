@@ -13,6 +13,7 @@ before anything is staged or sent; metad checks again and is the authority.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import stat
 import time
@@ -51,9 +52,10 @@ from fusefs.mount.inodes import (
 )
 from fusefs.mount.journal import Journal
 from fusefs.mount.journal_rows import PendingChange
+from fusefs.mount.landings import EntrySettled, coalesced
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.remote import RemoteChanges
-from fusefs.mount.synchronizer import EntrySettled, Synchronizer
+from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.virtual import VirtualTree
 from fusefs.mount.xattrs import ExtendedAttributes
 from fusefs.shared import PENDING_XATTR
@@ -63,6 +65,7 @@ log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 255
 READDIR_PAGE = 1000
+LANDINGS_AT_ONCE = 500  # landings recorded between two looks at the kernel's requests
 DOTS = 2  # "." and ".." take the first two readdir offsets
 MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG past it
 
@@ -623,14 +626,20 @@ class Vfs:
         The journal drops a row (done) only once its outcome is recorded here, so
         what the mount answers never falls back to the state before the change.
         """
-        async for landed in self.sync.landed:
-            try:
-                if isinstance(landed, EntrySettled):
-                    todo = self.entries.settled(landed)
-                else:
-                    todo = self.files.landed(landed)
-            finally:
-                landed.done()
+        async for first in self.sync.landed:
+            waiting = [first]
+            with contextlib.suppress(trio.WouldBlock):
+                while len(waiting) < LANDINGS_AT_ONCE:
+                    waiting.append(self.sync.landed.receive_nowait())
+            todo: list[Invalidation] = []
+            for landed in coalesced(waiting):
+                try:
+                    if isinstance(landed, EntrySettled):
+                        todo += self.entries.settled(landed)
+                    else:
+                        todo += self.files.landed(landed)
+                finally:
+                    landed.done()
             await self._send(todo)
 
     async def _invalidate_data(self, node_id: int) -> None:
