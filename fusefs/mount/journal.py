@@ -24,6 +24,7 @@ an upload interrupted by a crash resumes with the blocks already stored.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -31,12 +32,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from fusefs.models import AttributeChange, Kind, Ownership
+from fusefs.mount.journal_index import PendingIndex, RowsInFlight
 from fusefs.mount.journal_rows import (
     AFTER_PREVIOUS,
     ATTRIBUTES,
@@ -44,10 +45,8 @@ from fusefs.mount.journal_rows import (
     COMMIT,
     DELETE,
     DIRECTORY,
-    ENTRY_KINDS,
     LINK,
     MAKES,
-    MKDIR,
     NEW_FILE_REVISION,
     NO_REPLACE,
     RENAME,
@@ -57,6 +56,7 @@ from fusefs.mount.journal_rows import (
     migrate,
     row_to_change,
 )
+from fusefs.mount.node_ids import ReservedIds
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Journal:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         # Content a close(2) confirmed is committed with FULL (on disk when it returns,
-        # see _durably). Other rows (a name made, moved or removed, attributes) are
+        # see _transaction). Other rows (a name made, moved or removed, attributes) are
         # committed with NORMAL: safe from a kill -9 of the mount at once, and on disk
         # with the next FULL commit (the WAL is written in order) or before they are
         # sent (take), as a local file system keeps a new name once its folder is
@@ -87,24 +87,13 @@ class Journal:
         self._wal = directory / "journal.sqlite3-wal"
         self._db.executescript(SCHEMA)
         migrate(self._db)
-        self._in_flight: dict[int, int] = {}  # seq -> node id, of rows being sent
+        self._in_flight = RowsInFlight()
         self._committed: dict[int, int] = {}  # node id -> revision our last commit made
         self._discarded: set[int] = set()  # nodes we deleted: their commits are moot
-        self._latest: dict[int, PendingChange] = {}  # node id -> its newest commit
-        self._creates: dict[int, PendingChange] = {}  # node id -> the row that makes it
-        self._folders_made: Counter[int] = Counter()  # folder id -> MKDIR rows in it
-        # node id -> attributes set by its ATTRIBUTES rows: (change, mtime or None, when)
-        self._attributes: dict[int, tuple[AttributeChange, int | None, int]] = {}
-        self._entry_changes: dict[int, int] = {}  # node id -> its DELETE and RENAME rows
-        # node id -> extended attributes its XATTR rows set (a value) or remove (None)
-        self._xattrs: dict[int, dict[str, bytes | None]] = {}
+        self._by_node = PendingIndex()
         self._sizes: dict[int, int] = {}  # seq -> size, of every row (for totals)
-        self._ids = [
-            (first, last)
-            for first, last in self._db.execute(
-                "SELECT next_id, last_id FROM node_ids ORDER BY next_id"
-            )
-        ]
+        self._unneeded: list[Path] = []  # content files to remove once their rows' deletion commits
+        self._ids = ReservedIds(self._db)
         self._remove_orphans()
         self._index()
 
@@ -124,22 +113,59 @@ class Journal:
             files = self._db.execute("SELECT COUNT(*) FROM commits").fetchone()[0]
             if row is not None and files:
                 raise ValueError(f"it holds {files} change(s) of another user, not sent yet")
-            self._db.execute("DELETE FROM node_ids")
-            self._db.execute("DELETE FROM receipts")
             self._ids.clear()
+            self._db.execute("DELETE FROM receipts")
             self._db.execute("INSERT OR REPLACE INTO facts VALUES ('owner', ?)", (owner,))
 
-    def _durably(self, statement: str) -> None:
-        """BEGIN / COMMIT / ROLLBACK of a transaction a program is promised: its COMMIT
-        waits for the disk (FULL), and NORMAL is back once it ends."""
-        if statement.startswith("BEGIN"):
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(statement)
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool = False) -> Iterator[None]:
+        """One transaction; inside another (see together) it is part of that one.
+
+        durable: a program is promised what it holds, so its COMMIT waits for the
+        disk (FULL; NORMAL is back once it ends). A failure rolls it back and the
+        in-memory totals and ids are read again from what the disk kept.
+        """
+        if self._db.in_transaction:
+            assert not durable, "a durable change cannot wait for another transaction"
+            yield
             return
+        self._unneeded: list[Path] = []
+        if durable:
+            self._db.execute("PRAGMA synchronous=FULL")
         try:
-            self._db.execute(statement)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._unneeded.clear()  # their rows stay: so do they
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
+                self._ids.rolled_back()
+                raise
         finally:
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            if durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+        for path in self._unneeded:
+            path.unlink(missing_ok=True)
+
+    def _remove_content(self, content: Path | None) -> None:
+        """Removes a content file whose row is deleted: once that deletion is committed
+        (a crash in between keeps a row whose content is gone otherwise)."""
+        if content is None:
+            return
+        if self._db.in_transaction:
+            self._unneeded.append(content)
+        else:
+            content.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """What is done inside (rows applied, committed, created: a batch's landings) is
+        written in one transaction rather than one each."""
+        with self._mutex, self._transaction():
+            yield
 
     def _remove_orphans(self) -> None:
         """Content moved in by a seal whose row never committed (a crash between the two)."""
@@ -168,40 +194,35 @@ class Journal:
         if not commit.inline:
             assert commit.content is not None
             return commit.content
-        with self._mutex:
-            row = self._db.execute("SELECT data FROM commits WHERE seq = ?", (commit.seq,))
-            found = row.fetchone()
-        if found is None:
-            raise KeyError(f"journal row {commit.seq} is gone")
-        return bytes(found[0])
+        return self._data(commit.seq)
 
     def xattr_value(self, row: PendingChange) -> bytes:
         """The value an XATTR row sets."""
+        return self._data(row.seq)
+
+    def _data(self, seq: int) -> bytes:
         with self._mutex:
-            found = self._db.execute("SELECT data FROM commits WHERE seq = ?", (row.seq,))
-            return bytes(found.fetchone()[0])
+            found = self._db.execute("SELECT data FROM commits WHERE seq = ?", (seq,)).fetchone()
+        if found is None:
+            raise KeyError(f"journal row {seq} is gone")
+        return bytes(found[0])
 
     def xattrs(self, node_id: int) -> dict[str, bytes | None]:
         """Extended attributes set (a value) or removed (None) offline and not sent yet."""
-        return self._xattrs.get(node_id, {})
+        return self._by_node.xattrs.get(node_id, {})
 
     def latest(self, node_id: int) -> PendingChange | None:
         """The newest content closed for a node and not committed yet (asked on every stat)."""
-        return self._latest.get(node_id)
+        return self._by_node.latest.get(node_id)
 
     def attributes(self, node_id: int) -> tuple[AttributeChange, int | None, int] | None:
         """What chmod/chown/utime set on a node and did not send yet: (the change,
         the mtime or None, when it was made); asked on every stat."""
-        return self._attributes.get(node_id)
+        return self._by_node.attributes.get(node_id)
 
     def _index(self) -> None:
         with self._mutex:
-            self._latest.clear()
-            self._creates.clear()
-            self._folders_made.clear()
-            self._entry_changes.clear()
-            self._attributes.clear()
-            self._xattrs.clear()
+            self._by_node.clear()
             self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
             nodes = {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
             self._reindex(*nodes)
@@ -209,64 +230,31 @@ class Journal:
     def _reindex(self, *node_ids: int) -> None:
         """The indexes of these nodes, from their rows (cheap: by node)."""
         for node_id in node_ids:
-            self._latest.pop(node_id, None)
-            self._set_create(node_id, None)
-            self._attributes.pop(node_id, None)
-            self._entry_changes.pop(node_id, None)
-            self._xattrs.pop(node_id, None)
-            for row in self._select("WHERE node_id = ?", (node_id,)):
-                if row.kind == XATTR:
-                    value = self.xattr_value(row) if row.inline else None
-                    self._xattrs.setdefault(node_id, {})[row.new_name] = value
-                elif row.is_commit:
-                    self._latest[node_id] = row
-                elif row.is_create:
-                    self._set_create(node_id, row)
-                elif row.kind in ENTRY_KINDS:
-                    self._entry_changes[node_id] = self._entry_changes.get(node_id, 0) + 1
-                else:
-                    change, mtime, _ = self._attributes.get(node_id, (AttributeChange(), None, 0))
-                    if row.sets_mtime:
-                        mtime = row.mtime_ns
-                    self._attributes[node_id] = (change.then(row.held), mtime, row.created_ns)
+            rows = self._select("WHERE node_id = ?", (node_id,))
+            self._by_node.rebuild(node_id, rows, self.xattr_value)
 
     def creating(self, node_id: int) -> bool:
         """Whether the node was made here and metad has not got it yet."""
-        return node_id in self._creates
-
-    def _set_create(self, node_id: int, row: PendingChange | None) -> None:
-        before = self._creates.pop(node_id, None)
-        if before is not None and before.kind == MKDIR:
-            self._folders_made[before.parent_id] -= 1
-        if row is not None:
-            self._creates[node_id] = row
-            if row.kind == MKDIR:
-                self._folders_made[row.parent_id] += 1
+        return node_id in self._by_node.creates
 
     def folders_made_in(self, dir_id: int) -> int:
         """Folders made here in dir_id that metad has not got yet (its st_nlink lacks them)."""
-        return self._folders_made[dir_id]
+        return self._by_node.folders_made[dir_id]
 
     def creating_in(self, dir_id: int) -> list[int]:
-        return [c.node_id for c in self._creates.values() if c.parent_id == dir_id]
+        return [c.node_id for c in self._by_node.creates.values() if c.parent_id == dir_id]
 
     def pending_for(self, node_id: int) -> bool:
         """Whether any change of the node waits in the journal."""
-        return (
-            node_id in self._latest
-            or node_id in self._creates
-            or node_id in self._attributes
-            or node_id in self._entry_changes
-            or node_id in self._xattrs
-        )
+        return self._by_node.has(node_id)
 
     def in_flight_for(self, node_id: int) -> bool:
         """Whether a row of the node is being sent (its outcome will be recorded)."""
-        return node_id in self._in_flight.values()
+        return self._in_flight.has_node(node_id)
 
     def moves_pending(self) -> bool:
         """Whether renames or removals made offline wait: later ones go after them."""
-        return bool(self._entry_changes)
+        return bool(self._by_node.entry_changes)
 
     def totals(self) -> tuple[int, int]:
         """(files, bytes) waiting."""
@@ -297,7 +285,7 @@ class Journal:
                 size += row.size
                 if row.kind == RENAME and not row.flags & NO_REPLACE:
                     break  # maybe a save: later rows of the node are the saved file's
-            self._in_flight.update((c.seq, c.node_id) for c in taken)
+            self._in_flight.add(taken)
             if taken:
                 self._sync_wal()  # nothing leaves before it is on disk here
             return taken
@@ -316,7 +304,7 @@ class Journal:
     def put_back(self, commit: PendingChange) -> None:
         """Not sent after all (the servers went away): taken again later."""
         with self._mutex:
-            self._in_flight.pop(commit.seq, None)
+            self._in_flight.settled(commit.seq)
 
     # --- recording --------------------------------------------------------
 
@@ -386,8 +374,9 @@ class Journal:
         # two closes stays where it is, in order. The newest of these rows is indexed.
         base = self._committed.get(node_id, base_revision)
         replaced = None
+        rows = (self._by_node.latest.get(node_id), self._by_node.creates.get(node_id))
         last = max(
-            (r for r in (self._latest.get(node_id), self._creates.get(node_id)) if r),
+            (r for r in rows if r),
             key=lambda r: r.seq,
             default=None,
         )
@@ -399,25 +388,19 @@ class Journal:
             else:
                 base, replaced = last.base_revision, last
                 held = last.held.then(held)  # attributes it carried stay set
-        self._durably("BEGIN IMMEDIATE")
-        try:
+        row = (
+            node_id, parent_id, name, int(mine), base, size, mtime_ns,
+            held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
+            name_on_disk, _request_id(), time.time_ns(), COMMIT, "", 1, 0, "", 0,
+        )  # fmt: skip
+        with self._transaction(durable=True):
             if replaced is not None:
                 self._delete(replaced.seq)
-            row = (
-                node_id, parent_id, name, int(mine), base, size, mtime_ns,
-                held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
-                name_on_disk, _request_id(), time.time_ns(), COMMIT, "", 1, 0, "", 0,
-            )  # fmt: skip
             seq = self._insert(row, data)
-            self._durably("COMMIT")
-        except BaseException:
-            self._durably("ROLLBACK")
-            self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
-            raise
         if replaced is not None:
-            _remove(replaced.content)
+            self._remove_content(replaced.content)
         sealed = row_to_change((seq, *row, data is not None), self.directory)
-        self._latest[node_id] = sealed
+        self._by_node.latest[node_id] = sealed
         return sealed
 
     def record_create(
@@ -439,12 +422,11 @@ class Journal:
                 node_id, parent_id, name, 1, 0, 0, mtime_ns, mode, owner.uid, owner.gid,
                 None, "", _request_id(), time.time_ns(), MAKES[kind], target, 1, 0, "", 0,
             )  # fmt: skip
-            self._db.execute("BEGIN IMMEDIATE")
-            seq = self._insert(row)
-            self._spend_id(node_id)
-            self._db.execute("COMMIT")
+            with self._transaction():
+                seq = self._insert(row)
+                self._ids.spend(node_id)
             made = row_to_change((seq, *row, False), self.directory)
-            self._set_create(node_id, made)
+            self._by_node.set_create(node_id, made)
             return made
 
     def record_attributes(
@@ -462,13 +444,15 @@ class Journal:
             last = None if newest is None else row_to_change(newest, self.directory)
             now = time.time_ns()
             # One statement each (its own transaction); the indexes follow in memory.
-            before, before_mtime, _ = self._attributes.get(node_id, (AttributeChange(), None, 0))
+            before, before_mtime, _ = self._by_node.attributes.get(
+                node_id, (AttributeChange(), None, 0)
+            )
             if (
                 into_commit
                 and last
                 and last.is_commit
                 and last.seq not in self._in_flight
-                and node_id not in self._attributes  # (shown over the commit's)
+                and node_id not in self._by_node.attributes  # (shown over the commit's)
             ):
                 held = last.held.then(change)
                 mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
@@ -478,7 +462,8 @@ class Journal:
                     (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime, now,
                      last.seq),
                 )  # fmt: skip
-                self._latest[node_id] = replace(last, held=held, mtime_ns=mtime, created_ns=now)
+                updated = replace(last, held=held, mtime_ns=mtime, created_ns=now)
+                self._by_node.latest[node_id] = updated
                 return
             if last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
                 held = last.held.then(change)
@@ -497,7 +482,7 @@ class Journal:
                      ATTRIBUTES, "", int(mtime_ns is not None), 0, "", 0)
                 )  # fmt: skip
             mtime = mtime_ns if mtime_ns is not None else before_mtime
-            self._attributes[node_id] = (before.then(change), mtime, now)
+            self._by_node.attributes[node_id] = (before.then(change), mtime, now)
 
     def record_delete(self, node_id: int, parent_id: int, name: str, directory: bool) -> None:
         """unlink/rmdir of node_id's name made offline: kept when this returns."""
@@ -527,22 +512,13 @@ class Journal:
         """link(2) made offline (entry_id: a reserved id the new name shows until sent):
         kept when this returns."""
         with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._insert(
-                (node_id, 0, "", 1, entry_id, 0, 0, None, None, None, None, "", _request_id(),
-                 time.time_ns(), LINK, "", 0, new_parent_id, new_name, 0)
-            )  # fmt: skip
-            self._spend_id(entry_id)
-            self._db.execute("COMMIT")
+            with self._transaction():
+                self._insert(
+                    (node_id, 0, "", 1, entry_id, 0, 0, None, None, None, None, "",
+                     _request_id(), time.time_ns(), LINK, "", 0, new_parent_id, new_name, 0)
+                )  # fmt: skip
+                self._ids.spend(entry_id)
             self._reindex(node_id)
-
-    def _spend_id(self, spent: int) -> None:
-        """A reserved id is used: a restart never hands it out again."""
-        self._db.execute(
-            "UPDATE node_ids SET next_id = ? WHERE next_id <= ? AND ? <= last_id",
-            (spent + 1, spent, spent),
-        )
-        self._db.execute("DELETE FROM node_ids WHERE next_id > last_id")
 
     def record_xattr(self, node_id: int, name: str, value: bytes | None) -> None:
         """An extended attribute set (value) or removed (None) offline: kept when this
@@ -553,7 +529,7 @@ class Journal:
                  time.time_ns(), XATTR, "", 0, 0, name, 0),
                 value,
             )  # fmt: skip
-            self._xattrs.setdefault(node_id, {})[name] = value
+            self._by_node.xattrs.setdefault(node_id, {})[name] = value
 
     def _record_entry_change(self, row: tuple) -> None:
         with self._mutex:
@@ -576,7 +552,7 @@ class Journal:
         """metad applied an ATTRIBUTES, DELETE, RENAME or XATTR row (or it has nothing left
         to do)."""
         with self._mutex:
-            self._in_flight.pop(row.seq, None)
+            self._in_flight.settled(row.seq)
             self._delete(row.seq)
             self._reindex(row.node_id)
 
@@ -600,9 +576,9 @@ class Journal:
     def created(self, create: PendingChange) -> None:
         """metad made the file (a commit of it may follow)."""
         with self._mutex:
-            self._in_flight.pop(create.seq, None)
+            self._in_flight.settled(create.seq)
             self._delete(create.seq)
-            self._set_create(create.node_id, None)
+            self._by_node.set_create(create.node_id, None)
 
     def cancel(self, node_id: int) -> bool:
         """Forgets a node made here that metad never got, with its content (deleted before
@@ -610,7 +586,7 @@ class Journal:
         if other changes hang on it (it was moved, maybe over another file, or held
         something): then its removal is sent after them."""
         with self._mutex:
-            create = self._creates.get(node_id)
+            create = self._by_node.creates.get(node_id)
             rows = self._select("WHERE node_id = ?", (node_id,))
             if create is None or any(
                 r.seq in self._in_flight or r.kind in (RENAME, LINK) for r in rows
@@ -635,60 +611,52 @@ class Journal:
         Taken in memory; record_create marks it used on disk with its row.
         """
         with self._mutex:
-            while self._ids and self._ids[0][0] > self._ids[0][1]:
-                self._ids.pop(0)
-            if not self._ids:
-                return None
-            first, last = self._ids[0]
-            self._ids[0] = (first + 1, last)
-            return first
+            return self._ids.take()
 
     def ids_left(self) -> int:
         with self._mutex:
-            return sum(last - first + 1 for first, last in self._ids if first <= last)
+            return self._ids.left()
 
     def add_ids(self, first: int, count: int) -> None:
         with self._mutex:
-            self._db.execute("INSERT INTO node_ids VALUES (?, ?)", (first, first + count - 1))
-            self._ids.append((first, first + count - 1))
+            self._ids.add(first, count)
 
     def committed(self, commit: PendingChange, revision: int) -> None:
         """The commit landed as revision: the next one of the node goes on top of it."""
         with self._mutex:
-            self._in_flight.pop(commit.seq, None)
+            self._in_flight.settled(commit.seq)
             self._committed[commit.node_id] = revision
             # At most one later commit of the node waits (a newer close replaces it).
-            later = self._latest.get(commit.node_id)
+            later = self._by_node.latest.get(commit.node_id)
             if later is None or later.seq == commit.seq:
-                self._latest.pop(commit.node_id, None)
+                self._by_node.latest.pop(commit.node_id, None)
                 self._delete(commit.seq)
             elif later.base_revision != AFTER_PREVIOUS:
                 self._delete(commit.seq)
             else:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._delete(commit.seq)
-                self._db.execute(
-                    "UPDATE commits SET base_revision = ? WHERE seq = ?", (revision, later.seq)
-                )
-                self._db.execute("COMMIT")
-                self._latest[commit.node_id] = replace(later, base_revision=revision)
-            _remove(commit.content)
+                with self._transaction():
+                    self._delete(commit.seq)
+                    self._db.execute(
+                        "UPDATE commits SET base_revision = ? WHERE seq = ?",
+                        (revision, later.seq),
+                    )
+                self._by_node.latest[commit.node_id] = replace(later, base_revision=revision)
+            self._remove_content(commit.content)
 
     def moved(self, commit: PendingChange, node_id: int, revision: int) -> None:
         """The commit landed elsewhere (a conflicted or recovered copy, node_id at revision):
         the node's later commits follow it there."""
         with self._mutex:
-            self._in_flight.pop(commit.seq, None)
+            self._in_flight.settled(commit.seq)
             self._committed[node_id] = revision
-            self._db.execute("BEGIN IMMEDIATE")
-            self._delete(commit.seq)
-            self._db.execute(
-                "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ? "
-                "AND kind IN (?, ?)",
-                (node_id, revision, commit.node_id, COMMIT, ATTRIBUTES),
-            )
-            self._db.execute("COMMIT")
-            _remove(commit.content)
+            with self._transaction():
+                self._delete(commit.seq)
+                self._db.execute(
+                    "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ? "
+                    "AND kind IN (?, ?)",
+                    (node_id, revision, commit.node_id, COMMIT, ATTRIBUTES),
+                )
+            self._remove_content(commit.content)
             self._reindex(commit.node_id, node_id)
 
     def deleting(self, node_id: int) -> None:
@@ -716,12 +684,12 @@ class Journal:
     def drop(self, commit: PendingChange) -> None:
         """Forgets a commit that has nothing left to do (its node was deleted here)."""
         with self._mutex:
-            self._in_flight.pop(commit.seq, None)
+            self._in_flight.settled(commit.seq)
             self._drop(commit)
 
     def _drop(self, commit: PendingChange) -> None:
         self._delete(commit.seq)
-        _remove(commit.content)
+        self._remove_content(commit.content)
         self._reindex(commit.node_id)
 
     # --- receipts ---------------------------------------------------------
@@ -752,8 +720,3 @@ def _disk_error(exc: sqlite3.OperationalError) -> OSError:
     if "full" in str(exc):
         return OSError(errno.ENOSPC, "journal: local disk full")
     return OSError(errno.EIO, f"journal: {exc}")
-
-
-def _remove(content: Path | None) -> None:
-    if content is not None:
-        content.unlink(missing_ok=True)

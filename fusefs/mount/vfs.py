@@ -632,14 +632,15 @@ class Vfs:
                 while len(waiting) < LANDINGS_AT_ONCE:
                     waiting.append(self.sync.landed.receive_nowait())
             todo: list[Invalidation] = []
-            for landed in coalesced(waiting):
-                try:
-                    if isinstance(landed, EntrySettled):
-                        todo += self.entries.settled(landed)
-                    else:
-                        todo += self.files.landed(landed)
-                finally:
-                    landed.done()
+            with self.journal.together():
+                for landed in coalesced(waiting):
+                    try:
+                        if isinstance(landed, EntrySettled):
+                            todo += self.entries.settled(landed)
+                        else:
+                            todo += self.files.landed(landed)
+                    finally:
+                        landed.done()
             await self._send(todo)
 
     async def _invalidate_data(self, node_id: int) -> None:
