@@ -226,6 +226,11 @@ class Synchronizer:
         self._progress.set()
         self._progress = trio.Event()
 
+    def recorded(self) -> None:
+        """The layer above recorded landings (their rows are done): whoever waits for
+        them (fsync, drive sync) looks again now, not at the next batch."""
+        self._moved_on()
+
     # --- the work -----------------------------------------------------------
 
     async def run(self) -> None:

@@ -624,7 +624,10 @@ class Vfs:
         """What the synchronizer sent (runs until cancelled; also while unmounting).
 
         The journal drops a row (done) only once its outcome is recorded here, so
-        what the mount answers never falls back to the state before the change.
+        what the mount answers never falls back to the state before the change; and
+        the replica keeps those outcomes (a commit: safe from a kill -9 of the mount)
+        before the journal's deletion of the rows commits, so a restart finds the
+        one or the other, not neither.
         """
         async for first in self.sync.landed:
             waiting = [first]
@@ -641,6 +644,8 @@ class Vfs:
                             todo += self.files.landed(landed)
                     finally:
                         landed.done()
+                self.names.replica.flush()
+            self.sync.recorded()
             await self._send(todo)
 
     async def _invalidate_data(self, node_id: int) -> None:
