@@ -82,7 +82,7 @@ class AttributeChange:
 
     def applied_to(self, node: Node) -> Node:
         """node as it shows once this change is made."""
-        if self is NO_CHANGE or self == NO_CHANGE:
+        if self.empty:
             return node
         return replace(
             node,

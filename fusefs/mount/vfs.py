@@ -192,16 +192,17 @@ class Vfs:
 
     # --- what a role allows ----------------------------------------------
 
-    async def _require_writable(self, inode: int) -> None:
-        """Refuses changes to a node shared with us read-only."""
+    async def _require_writable(self, inode: int) -> Node:
+        """Refuses changes to a node shared with us read-only; the node as stored."""
         node = await self._stored(inode)
         if node.role != Role.READ:
-            return
+            return node
         # The cached role may predate an upgrade whose event is still on its way.
         node = await self._call(self.meta.stat, self._node_id(inode))
         self._keep(node)
         if node.role == Role.READ:
             raise errors.PermissionDenied(f"{node.name!r} is shared with you read-only")
+        return node
 
     async def _may_change_entry(self, parent_inode: int, name: str) -> None:
         """Refuses creating, removing or renaming name in parent_inode unless allowed."""
@@ -229,13 +230,14 @@ class Vfs:
             self.inodes.forget(inode, count)
 
     async def getattr(self, inode: int) -> Node:
+        node = await self._stored(inode)
         if is_virtual(inode):
-            return await self.virtual.getattr(inode)
+            return node
         f = self.files.get(inode)
         if f is not None and f.unlinked:
             # Open but unlinked: as on a local disk, still there for its holders.
-            return replace(f.attributes(f.node), nlink=0)
-        return self._with_local(await self._stored(inode))
+            return replace(f.attributes(node), nlink=0)
+        return self._with_local(node)
 
     async def _stored(self, inode: int) -> Node:
         """The node as the replica or metad has it, without this device's pending edits
@@ -349,14 +351,12 @@ class Vfs:
     async def setxattr(self, inode: int, name: str, value: bytes) -> None:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
-        await self._require_writable(inode)
-        await self.xattrs.set(inode, await self._stored(inode), name, value)
+        await self.xattrs.set(inode, await self._require_writable(inode), name, value)
 
     async def removexattr(self, inode: int, name: str) -> None:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
-        await self._require_writable(inode)
-        await self.xattrs.remove(inode, await self._stored(inode), name)
+        await self.xattrs.remove(inode, await self._require_writable(inode), name)
 
     async def _xattrs_of(self, inode: int) -> dict[str, bytes]:
         if is_virtual(inode):
@@ -516,12 +516,12 @@ class Vfs:
         name = check_name(raw_name)
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
-        node = await self.getattr(inode)
-        target = await self.getattr(new_parent_inode)
+        node = await self._stored(inode)
+        target = await self._stored(new_parent_inode)
         if node.owner_id != target.owner_id:
             raise errors.CrossDrive("a link between two drives: copy instead")
         await self._may_change_entry(new_parent_inode, name)
-        linked = await self.entries.link(await self._stored(inode), new_parent_inode, name)
+        linked = await self.entries.link(node, new_parent_inode, name)
         return self.inodes.remember(linked), self._with_local(linked)
 
     # --- files ------------------------------------------------------------

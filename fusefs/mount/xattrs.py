@@ -12,6 +12,9 @@ removal offline needs the node's attributes read before, as a read does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import trio
 
 from fusefs import errors
@@ -64,14 +67,9 @@ class ExtendedAttributes:
 
     async def set(self, inode: int, node: Node, name: str, value: bytes) -> None:
         _check(name, value)
-        if not self._journaling(node.id):
-            try:
-                await self._entries.settle(node.id)
-                self._entries.keep(await self._call(self._meta.set_xattr, node.id, name, value))
-                self._read.pop(inode, None)
-                return
-            except errors.Unavailable:
-                self._sync.went_away()
+        call = partial(self._meta.set_xattr, node.id, name, value)
+        if await self._sent_now(inode, node.id, call):
+            return
         try:
             present = await self.of(inode, node)
         except errors.Unavailable:
@@ -84,18 +82,26 @@ class ExtendedAttributes:
         self._sync.wake()
 
     async def remove(self, inode: int, node: Node, name: str) -> None:
-        if not self._journaling(node.id):
-            try:
-                await self._entries.settle(node.id)
-                self._entries.keep(await self._call(self._meta.remove_xattr, node.id, name))
-                self._read.pop(inode, None)
-                return
-            except errors.Unavailable:
-                self._sync.went_away()
+        if await self._sent_now(inode, node.id, partial(self._meta.remove_xattr, node.id, name)):
+            return
         if name not in await self.of(inode, node):
             raise errors.NoAttribute(f"no attribute {name!r}")
         self._journal.record_xattr(node.id, name, None)
         self._sync.wake()
+
+    async def _sent_now(self, inode: int, node_id: int, call: Callable[[], Node]) -> bool:
+        """Made as a call to metad (True), unless it is to be journaled: offline, earlier
+        changes made offline wait, or metad turns out to be away now."""
+        if self._journaling(node_id):
+            return False
+        try:
+            await self._entries.settle(node_id)
+            self._entries.keep(await self._call(call))
+        except errors.Unavailable:
+            self._sync.went_away()
+            return False
+        self._read.pop(inode, None)
+        return True
 
     def _journaling(self, node_id: int) -> bool:
         """Offline, or earlier changes made offline wait: in the journal, in order."""
