@@ -184,6 +184,7 @@ class RenameRequest:
     no_replace: bool  # the new name was free here: if taken meanwhile, say so
     node_id: int | None  # the node believed to be at name (None: whatever is)
     request_id: str
+    exchange: bool = False  # RENAME_EXCHANGE: the two entries swap
 
 
 @dataclass(frozen=True, slots=True)

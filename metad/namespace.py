@@ -249,10 +249,16 @@ def rename(
 
 
 def exchange(
-    actor: Actor, parent_id: int, name: str, other_parent_id: int, other_name: str
+    actor: Actor,
+    parent_id: int,
+    name: str,
+    other_parent_id: int,
+    other_name: str,
+    expect_id: int | None = None,
 ) -> Write[tuple[Node, Node]]:
     """Swaps two entries atomically (RENAME_EXCHANGE): (the one now at other_name, the
-    one now at name)."""
+    one now at name). expect_id: the node the caller believes is at name (NotFound if
+    another is: a swap made offline is not made with what took its place since)."""
     rules.check_name(name)
     rules.check_name(other_name)
 
@@ -263,6 +269,8 @@ def exchange(
         second = child(tx.conn, second_parent.id, other_name)
         if first is None or second is None:
             raise NotFound(f"exchange needs both {name!r} and {other_name!r}")
+        if expect_id not in (None, first.id):
+            raise NotFound(f"{name!r} is another node now")
         if first.id == second.id:
             return first, second
         if first_parent.owner_id != second_parent.owner_id:

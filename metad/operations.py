@@ -163,8 +163,9 @@ def rename(caller: Caller, request: pb.RenameRequest) -> Change[Any]:
             )
 
         exchange = namespace.exchange(
-            actor, request.parent_id, request.name, request.new_parent_id, request.new_name
-        )
+            actor, request.parent_id, request.name, request.new_parent_id, request.new_name,
+            expect_id=request.node_id if request.HasField("node_id") else None,
+        )  # fmt: skip
         return Change(exchange, swapped)
 
     def moved(renamed: namespace.Renamed) -> pb.RenameResponse:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 from fusefs.shared import PENDING_XATTR
@@ -53,3 +55,17 @@ def back_online(mount, timeout: float = 10.0) -> None:
         return json.loads(os.getxattr(mount.path, PENDING_XATTR))["online"]
 
     eventually(is_online, timeout=timeout)
+
+
+def killed_then_arrives(mounts, relays, a, daemons, shows: Callable[[Path], None]):
+    """kill -9 of device a (offline, mounted behind relays), then back online: shows(root)
+    must pass on a remounted a and, once that is synced, on a second device mounted
+    from daemons (metad, blockd). Returns (a remounted, the second device)."""
+    kill(a)
+    online(relays)
+    again = mount_behind(mounts, relays, "dev-a")
+    shows(again.path)
+    again.sync()
+    b = mounts.mount(*daemons, "dev-b")
+    shows(b.path)
+    return again, b

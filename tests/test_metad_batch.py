@@ -203,6 +203,38 @@ def test_a_change_made_offline_never_touches_a_node_that_took_its_name_meanwhile
     assert meta.Lookup(pb.LookupRequest(parent_id=root.id, name="c")).id == newer.id
 
 
+def test_a_swap_made_offline_is_not_made_with_a_node_that_took_its_name_meanwhile(
+    pair,
+) -> None:
+    """RENAME_EXCHANGE sent later with the node it meant at name: NOT_FOUND when another
+    node holds the name by then (both stay where they are); made when it is still there."""
+    alice, _ = pair
+    meta = stub(alice)
+    root = root_of(meta)
+    old = meta.CreateFile(pb.CreateFileRequest(parent_id=root.id, name="a", mode=0o644))
+    other = meta.CreateFile(pb.CreateFileRequest(parent_id=root.id, name="b", mode=0o644))
+    meta.Delete(pb.DeleteRequest(parent_id=root.id, name="a"), timeout=TIMEOUT)
+    newer = meta.CreateFile(pb.CreateFileRequest(parent_id=root.id, name="a", mode=0o644))
+
+    def swap(node_id: int) -> pb.BatchOperation:
+        return op(
+            rename=pb.RenameRequest(
+                parent_id=root.id, name="a", new_parent_id=root.id, new_name="b",
+                exchange=True, node_id=node_id,
+            )
+        )  # fmt: skip
+
+    results = apply(meta, swap(old.id))
+    assert codes(results) == [NOT_FOUND]
+    lookup = meta.Lookup
+    assert lookup(pb.LookupRequest(parent_id=root.id, name="a")).id == newer.id
+    assert lookup(pb.LookupRequest(parent_id=root.id, name="b")).id == other.id
+    results = apply(meta, swap(newer.id))
+    assert codes(results) == [OK]
+    assert lookup(pb.LookupRequest(parent_id=root.id, name="a")).id == other.id
+    assert lookup(pb.LookupRequest(parent_id=root.id, name="b")).id == newer.id
+
+
 def test_every_kind_of_operation_runs_as_its_rpc(pair) -> None:
     alice, _ = pair
     meta = stub(alice)

@@ -8,6 +8,7 @@ folder whose name another device took meanwhile keeps both.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import io
 import os
@@ -21,7 +22,14 @@ import pytest
 
 from fusefs.clients import MetadataClient
 from tests import signin
-from tests.offline import OFFLINE_LOGS, back_online, kill, mount_behind, offline, online
+from tests.offline import (
+    OFFLINE_LOGS,
+    back_online,
+    killed_then_arrives,
+    mount_behind,
+    offline,
+    online,
+)
 from tests.waiting import eventually
 
 OLD = 1_600_000_000 * 10**9  # 2020-09-13: an mtime no clock gives by accident
@@ -68,14 +76,11 @@ def test_a_tree_made_offline_survives_kill_9_and_arrives_whole(
     assert os.stat(a.path / "project" / "docs").st_mode & 0o7777 == 0o700
     assert os.stat(lib).st_mtime_ns == OLD + 1
     made = _tree_state(a.path / "project")
-    kill(a)
 
-    online(behind_relays)
-    again = mount_behind(mounts, behind_relays, "dev-a")
-    assert _tree_state(again.path / "project") == made
-    again.sync()
-    b = mounts.mount(metad, blockd, "dev-b")
-    assert _tree_state(b.path / "project") == made
+    def shows(root: Path) -> None:
+        assert _tree_state(root / "project") == made
+
+    _, b = killed_then_arrives(mounts, behind_relays, a, (metad, blockd), shows)
     assert os.stat(b.path / "project" / "src" / "lib").st_mtime_ns == OLD + 1
     assert (b.path / "project" / "entry").read_bytes() == b"print('made offline')\n"
     assert os.stat(b.path / "project").st_nlink == 4
@@ -175,14 +180,11 @@ def test_moves_removals_and_saves_made_offline_survive_kill_9_and_arrive(
         "report.txt": b"report v2, saved offline",
     }
     assert _contents(a.path) == expected
-    kill(a)
 
-    online(behind_relays)
-    again = mount_behind(mounts, behind_relays, "dev-a")
-    assert _contents(again.path) == expected
-    again.sync()
-    b = mounts.mount(metad, blockd, "dev-b")
-    assert _contents(b.path) == expected
+    def shows(root: Path) -> None:
+        assert _contents(root) == expected
+
+    killed_then_arrives(mounts, behind_relays, a, (metad, blockd), shows)
     meta = MetadataClient(metad.address, "test", signin.token)
     try:
         report = meta.lookup(meta.root().id, "report.txt")
@@ -337,15 +339,12 @@ def test_extended_attributes_changed_offline_survive_kill_9_and_arrive(
     expected = {"user.kept": b"v2, set offline", "user.new": b"made offline"}
     assert _xattrs(doc) == expected
     assert _xattrs(made) == {"user.tag": b""}
-    kill(a)
 
-    online(behind_relays)
-    again = mount_behind(mounts, behind_relays, "dev-a")
-    assert _xattrs(again.path / "doc.txt") == expected
-    again.sync()
-    b = mounts.mount(metad, blockd, "dev-b")
-    assert _xattrs(b.path / "doc.txt") == expected
-    assert _xattrs(b.path / "made-offline.txt") == {"user.tag": b""}
+    def shows(root: Path) -> None:
+        assert _xattrs(root / "doc.txt") == expected
+        assert _xattrs(root / "made-offline.txt") == {"user.tag": b""}
+
+    killed_then_arrives(mounts, behind_relays, a, (metad, blockd), shows)
 
 
 def test_a_hard_link_made_offline_survives_kill_9_and_arrives(
@@ -375,14 +374,79 @@ def test_a_hard_link_made_offline_survives_kill_9_and_arrives(
         assert (root / "other" / "taken.txt").read_bytes() == b"here first"
 
     both_names(a.path)
-    kill(a)
+    killed_then_arrives(mounts, behind_relays, a, (metad, blockd), both_names)
+
+
+def _exchange(first: Path, second: Path) -> None:
+    """renameat2(RENAME_EXCHANGE): the two entries swap."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    result = libc.renameat2(
+        at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange
+    )
+    assert result == 0, os.strerror(ctypes.get_errno())
+
+
+def test_a_swap_made_offline_survives_kill_9_and_arrives(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+):
+    allowed_log_patterns += OFFLINE_LOGS
+    a = mount_behind(mounts, behind_relays, "dev-a")
+    (a.path / "site").mkdir()
+    (a.path / "site" / "index.html").write_bytes(b"old site")
+    (a.path / "staging").mkdir()
+    (a.path / "staging" / "next").mkdir()
+    (a.path / "staging" / "next" / "index.html").write_bytes(b"new site")
+    (a.path / "notes.txt").write_bytes(b"notes")
+    a.sync()
+    for folder in ("site", "staging", "staging/next"):
+        os.listdir(a.path / folder)
+
+    offline(behind_relays)
+    started = time.monotonic()
+    _exchange(a.path / "site", a.path / "staging" / "next")
+    _exchange(a.path / "notes.txt", a.path / "staging" / "next" / "index.html")
+    with pytest.raises(AssertionError, match="No such file"):
+        _exchange(a.path / "notes.txt", a.path / "missing")
+    assert time.monotonic() - started < 10, "changes made offline must not wait on the network"
+
+    def swapped(root: Path) -> None:
+        assert (root / "site" / "index.html").read_bytes() == b"new site"
+        assert (root / "staging" / "next" / "index.html").read_bytes() == b"notes"
+        assert (root / "notes.txt").read_bytes() == b"old site"
+        assert sorted(os.listdir(root / "staging" / "next")) == ["index.html"]
+        assert os.stat(root / "staging").st_nlink == 3
+
+    swapped(a.path)
+    killed_then_arrives(mounts, behind_relays, a, (metad, blockd), swapped)
+
+
+def test_a_swap_made_offline_after_another_device_moved_a_name_away_is_not_made(
+    mounts, metad, blockd, behind_relays, allowed_log_patterns
+):
+    allowed_log_patterns += [*OFFLINE_LOGS, r"not applied on the drive"]
+    a = mount_behind(mounts, behind_relays, "dev-a")
+    b = mounts.mount(metad, blockd, "dev-b")
+    (a.path / "x.txt").write_bytes(b"x from a")
+    (a.path / "y.txt").write_bytes(b"y from a")
+    a.sync()
+    os.listdir(a.path)
+
+    offline(behind_relays)
+    _exchange(a.path / "x.txt", a.path / "y.txt")
+    assert (a.path / "x.txt").read_bytes() == b"y from a"
+    eventually(lambda: (b.path / "x.txt").exists())
+    os.rename(b.path / "x.txt", b.path / "x-old.txt")  # x.txt is another file from now on
+    (b.path / "x.txt").write_bytes(b"x from b")
+    b.sync()
 
     online(behind_relays)
-    again = mount_behind(mounts, behind_relays, "dev-a")
-    both_names(again.path)
-    again.sync()
-    b = mounts.mount(metad, blockd, "dev-b")
-    both_names(b.path)
+    back_online(a)
+    a.sync()
+    expected = {"x-old.txt": b"x from a", "x.txt": b"x from b", "y.txt": b"y from a"}
+    c = mounts.mount(metad, blockd, "dev-c")
+    assert _contents(c.path) == expected
+    eventually(lambda: _contents(a.path) == expected)
 
 
 def test_a_hard_link_made_offline_on_a_name_taken_meanwhile_keeps_both(

@@ -365,6 +365,7 @@ class MetadataClient:
             device=self.device,
             node_id=c.node_id,
             request_id=c.request_id,
+            exchange=c.exchange,
         )
 
     def _delete_message(self, c: DeleteRequest) -> metadata_pb2.DeleteRequest:
@@ -444,10 +445,10 @@ class MetadataClient:
         """What a rename did: see Renamed. expect_id: the node believed to be at name
         (NotFound if another is)."""
         change = RenameRequest(
-            parent_id, name, new_parent_id, new_name, no_replace, expect_id, request_id()
-        )
+            parent_id, name, new_parent_id, new_name, no_replace, expect_id, request_id(),
+            exchange,
+        )  # fmt: skip
         req = self._rename_message(change)
-        req.exchange = exchange
         return _renamed(self._stub.Rename(req, timeout=UNARY_TIMEOUT))
 
     @rpc

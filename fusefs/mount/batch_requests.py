@@ -21,6 +21,7 @@ from fusefs.mount.journal_rows import (
     ATTRIBUTES,
     DELETE,
     DIRECTORY,
+    EXCHANGE,
     LINK,
     NO_REPLACE,
     RENAME,
@@ -45,6 +46,7 @@ def request_for(
         return RenameRequest(
             row.parent_id, row.name, row.new_parent_id, row.new_name,
             bool(row.flags & NO_REPLACE), row.node_id, row.request_id,
+            bool(row.flags & EXCHANGE),
         )  # fmt: skip
     if row.is_create:
         return CreateRequest(

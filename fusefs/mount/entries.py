@@ -39,7 +39,7 @@ from fusefs.models import Kind, Node, Ownership, Removed, Renamed
 from fusefs.mount.handles import OpenFiles, made_here
 from fusefs.mount.inodes import InodeTable, Invalidation, is_virtual
 from fusefs.mount.journal import Journal
-from fusefs.mount.journal_rows import DELETE, LINK, RENAME, PendingChange
+from fusefs.mount.journal_rows import DELETE, EXCHANGE, LINK, RENAME, PendingChange
 from fusefs.mount.landings import EntrySettled
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.synchronizer import Synchronizer
@@ -272,8 +272,10 @@ class EntryChanges:
             # A save renames its temporary over the original: what was written
             # to it goes first, or the save would miss it.
             await self.files.seal(f)
-        if not exchange and self._journaling():
-            await self._rename_offline(parent_inode, name, new_parent_inode, new_name, no_replace)
+        if self._journaling():
+            await self._rename_offline(
+                parent_inode, name, new_parent_inode, new_name, no_replace, exchange
+            )
             return
         # The folders too: the new one may be made here and not sent yet.
         await self.settle(source.id, parent_id, new_parent_id)
@@ -288,9 +290,9 @@ class EntryChanges:
             )
         except errors.Unavailable:
             self.sync.went_away()
-            if exchange:
-                raise
-            await self._rename_offline(parent_inode, name, new_parent_inode, new_name, no_replace)
+            await self._rename_offline(
+                parent_inode, name, new_parent_inode, new_name, no_replace, exchange
+            )
             return
         for inode in (parent_inode, new_parent_inode):
             self.stale(inode)
@@ -321,6 +323,7 @@ class EntryChanges:
         new_parent_inode: int,
         new_name: str,
         no_replace: bool,
+        exchange: bool,
     ) -> None:
         """The rename in the replica and the journal; metad gets it later, in order."""
         parent_id = self.inodes.node_of(parent_inode)
@@ -331,6 +334,21 @@ class EntryChanges:
             target = await self.names.lookup(new_parent_id, new_name)
         if target is not None and target.id == source.id:
             return  # two names of one file: rename(2) does nothing
+        if exchange:
+            if target is None:
+                raise errors.NotFound(f"no {new_name!r} to exchange with")
+            self.journal.record_rename(
+                source.id, parent_id, name, new_parent_id, new_name, False, exchange=True
+            )
+            self.sync.wake()
+            self._swap(source, target)
+            self.touch(parent_inode)
+            self.touch(new_parent_inode)
+            moved_folders = (source.kind == Kind.DIRECTORY) - (target.kind == Kind.DIRECTORY)
+            if moved_folders and parent_inode != new_parent_inode:
+                self._subfolders(parent_inode, -moved_folders)
+                self._subfolders(new_parent_inode, moved_folders)
+            return
         if target is not None:
             if no_replace:
                 raise errors.AlreadyExists(f"{new_name!r} exists")
@@ -360,6 +378,15 @@ class EntryChanges:
         if source.kind == Kind.DIRECTORY and parent_inode != new_parent_inode:
             self._subfolders(parent_inode, -1)
             self._subfolders(new_parent_inode, +1)
+
+    def _swap(self, first: Node, second: Node) -> None:
+        """RENAME_EXCHANGE in the replica: each node takes the other's entry."""
+        one = replace(first, parent_id=second.parent_id, name=second.name)
+        other = replace(second, parent_id=first.parent_id, name=first.name)
+        self.names.moved(first.parent_id, first.name, one)
+        self.names.moved(second.parent_id, second.name, other)
+        self.keep(one)
+        self.keep(other)
 
     # --- link -----------------------------------------------------------------
 
@@ -444,6 +471,13 @@ class EntryChanges:
         if node is None or replica.entry_target(row.parent_id, row.name) != row.node_id:
             return  # applied already (or its node is gone)
         target_id = replica.entry_target(row.new_parent_id, row.new_name)
+        if row.flags & EXCHANGE:
+            target = None if target_id is None else replica.node(target_id, stale_too=True)
+            if target is not None:
+                here = replace(node, parent_id=row.parent_id, name=row.name)
+                there = replace(target, parent_id=row.new_parent_id, name=row.new_name)
+                self._swap(here, there)
+            return
         if target_id is not None:
             target = replica.node(target_id, stale_too=True)
             remains = target is not None and target.kind == Kind.FILE and target.nlink > 1
@@ -460,6 +494,9 @@ class EntryChanges:
             log.info("%s of %r not applied on the drive: %s", row.kind, row.name, done.refused)
             if row.kind == LINK:  # the name made here goes
                 self.names.removed(row.new_parent_id, row.new_name, row.node_id, remains=True)
+            elif row.flags & EXCHANGE:  # neither name shows what we swapped: ask metad
+                self.names.replica.remove_entry(row.parent_id, row.name)
+                self.names.replica.remove_entry(row.new_parent_id, row.new_name)
             return self._look_again(row)
         if row.kind == LINK:
             linked = done.outcome

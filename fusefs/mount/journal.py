@@ -45,6 +45,7 @@ from fusefs.mount.journal_rows import (
     COMMIT,
     DELETE,
     DIRECTORY,
+    EXCHANGE,
     LINK,
     MAKES,
     NEW_FILE_REVISION,
@@ -283,7 +284,7 @@ class Journal:
                     committing.add(row.node_id)
                 taken.append(row)
                 size += row.size
-                if row.kind == RENAME and not row.flags & NO_REPLACE:
+                if row.kind == RENAME and not row.flags & (NO_REPLACE | EXCHANGE):
                     break  # maybe a save: later rows of the node are the saved file's
             self._in_flight.add(taken)
             if taken:
@@ -500,12 +501,14 @@ class Journal:
         new_parent_id: int,
         new_name: str,
         no_replace: bool,
+        exchange: bool = False,
     ) -> None:
-        """rename(2) of node_id made offline: kept when this returns."""
+        """rename(2) of node_id made offline (exchange: RENAME_EXCHANGE): kept when this
+        returns."""
+        flags = (NO_REPLACE if no_replace else 0) | (EXCHANGE if exchange else 0)
         self._record_entry_change(
             (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
-             _request_id(), time.time_ns(), RENAME, "", 0, new_parent_id, new_name,
-             NO_REPLACE if no_replace else 0)
+             _request_id(), time.time_ns(), RENAME, "", 0, new_parent_id, new_name, flags)
         )  # fmt: skip
 
     def record_link(self, node_id: int, new_parent_id: int, new_name: str, entry_id: int) -> None:

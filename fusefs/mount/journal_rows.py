@@ -60,10 +60,11 @@ class PendingChange:
     (when sets_mtime) to set on the node. DELETE: node_id's name in
     parent_id removed (flags: DIRECTORY for rmdir). RENAME: node_id moved
     from parent_id/name to new_parent_id/new_name (flags: NO_REPLACE when
-    the new name was free here). XATTR: the extended attribute new_name of
-    node_id set to the value kept in the row (Journal.xattr_value), or
-    removed (no value: inline false). LINK: a further name new_parent_id/new_name
-    for node_id, shown with the entry id in base_revision until metad gives one.
+    the new name was free here; EXCHANGE: RENAME_EXCHANGE, the two swapped).
+    XATTR: the extended attribute new_name of node_id set to the value kept in
+    the row (Journal.xattr_value), or removed (no value: inline false). LINK: a
+    further name new_parent_id/new_name for node_id, shown with the entry id in
+    base_revision until metad gives one.
     """
 
     seq: int
@@ -104,7 +105,7 @@ class PendingChange:
 COMMIT, CREATE, MKDIR, SYMLINK, ATTRIBUTES = "commit", "create", "mkdir", "symlink", "attrs"
 DELETE, RENAME, XATTR, LINK = "delete", "rename", "xattr", "link"
 ENTRY_KINDS = (DELETE, RENAME, LINK)  # changes of a folder's entries, made offline
-DIRECTORY, NO_REPLACE = 1, 2  # flags
+DIRECTORY, NO_REPLACE, EXCHANGE = 1, 2, 4  # flags
 MADE_KINDS = {CREATE: Kind.FILE, MKDIR: Kind.DIRECTORY, SYMLINK: Kind.SYMLINK}
 MAKES = {kind: row_kind for row_kind, kind in MADE_KINDS.items()}
 NEW_FILE_REVISION = 1  # a new file is empty at revision 1: its first commit goes on top
