@@ -198,6 +198,9 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def getxattr(self, inode, name, ctx):
+        if name.startswith(b"system."):
+            # Never kept (POSIX ACLs: `ls -l` asks for one of every entry): none, at once.
+            raise pyfuse3.FUSEError(errno.ENODATA)
         return await self.vfs.getxattr(inode, _xattr_name(name))
 
     @_errno_boundary
