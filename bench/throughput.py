@@ -5,6 +5,8 @@ same disk, their ratio and the target of the local-first mount (issue 10):
 
 - sequential write/read MB/s of a large file (read warm, and cold after a
   remount with the kernel page cache dropped, with and without a cache);
+- random 4 KiB reads/s of that file with O_DIRECT (the page cache bypassed:
+  every read reaches the mount), from the mount's cache, and their p99;
 - small files (4 KiB) created/s: "until close" (open/write/close), "until
   synced" (the same run, from its start until `drive sync MOUNTPOINT`
   returns), and "durable (fsync)" (an fsync before each close);
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import mmap
 import os
 import random
 import shutil
@@ -132,6 +135,31 @@ def read_file(path: Path, label: str) -> float:
                 done += len(chunk)
                 bar.update(task, completed=done)
         return time.perf_counter() - start
+
+
+def random_reads(path: Path, label: str, seconds: float = 3.0) -> tuple[float, float]:
+    """4 KiB reads at random 4 KiB-aligned offsets with O_DIRECT for `seconds`:
+    (reads/s, p99 latency in ms)."""
+    size = path.stat().st_size
+    rng = random.Random(7)
+    buf = mmap.mmap(-1, 4096)  # page-aligned, as O_DIRECT needs
+    latencies = []
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        with progress() as bar:
+            task = bar.add_task(label, total=seconds)
+            start = time.perf_counter()
+            while (now := time.perf_counter()) - start < seconds:
+                offset = rng.randrange(size // 4096) * 4096
+                os.preadv(fd, [buf], offset)
+                latencies.append(time.perf_counter() - now)
+                if len(latencies) % 1000 == 0:
+                    bar.update(task, completed=now - start)
+            elapsed = time.perf_counter() - start
+    finally:
+        os.close(fd)
+    latencies.sort()
+    return len(latencies) / elapsed, latencies[int(len(latencies) * 0.99)] * 1000
 
 
 def small_names(count: int) -> list[str]:
@@ -447,6 +475,7 @@ def measure_local(
     drop_page_cache()
     f["read cold"] = size / read_file(local / "big", "local read (cold)") / MiB
     f["read cold, no cache"] = f["read cold"]
+    f["random iops"], f["random p99 ms"] = random_reads(local / "big", "local random 4 KiB")
     closed, synced = small_files_synced(local / "small", files, "local small files", local_sync)
     f["small closed"], f["small synced"] = files / closed, files / synced
     fsynced = small_files(local / "small-fsync", files, "local small files, fsync", fsync=True)
@@ -486,6 +515,7 @@ def measure_drive(
     f["stat known"] = stat_known(mnt / "small", small_names(files))
     f["stat listed"] = stat_all(mnt / "small-fsync")
     f["read cold"] = size / read_file(mnt / "big", "drive read (cold, cached)") / MiB
+    f["random iops"], f["random p99 ms"] = random_reads(mnt / "big", "drive random 4 KiB")
     mnt = drive.remount(mnt)
     drop_page_cache()
     f["walk"], f["walk entries"] = walk_lstat(mnt / "tree")
@@ -521,6 +551,8 @@ def report(
         ("read warm MB/s", "read warm", "", ""),
         ("read cold, local cache MB/s", "read cold", "", ""),
         ("read cold, empty cache MB/s", "read cold, no cache", "≥ 600", ""),
+        ("random 4 KiB reads/s, O_DIRECT, cached", "random iops", "≥ 10000", ""),
+        ("  their p99 latency, ms", "random p99 ms", "", "s"),
         ("small files/s, until close", "small closed", "≥ 1000", ""),
         ("small files/s, until synced", "small synced", "≥ 300", ""),
         ("small files/s, durable (fsync)", "small fsync", "", ""),

@@ -3,8 +3,11 @@
 Owns: the cache directory (bounded, least recently used evicted first, kept
 across remounts), a small in-memory LRU, and single-flight fetching (two
 readers of one missing block cause one download). Every block is verified
-against its BLAKE3 hash when it arrives and when it is loaded from disk, so a
-torn or corrupt cache file is a miss, never wrong bytes.
+against its BLAKE3 hash when it arrives, and a disk copy the first time it is
+read after the mount started: a torn or corrupt cache file is a miss, never
+wrong bytes. From then on a read takes only the bytes it asks for from the
+disk copy (read_range): a 4 KiB read costs a 4 KiB pread, not a 1 MiB read
+and hash.
 
 Locking: the memory LRU and the in-flight table are touched only from the
 trio thread. The disk index is shared with worker threads and guarded by
@@ -68,6 +71,7 @@ class BlockCache:
         self._inflight: dict[bytes, trio.Event] = {}
         self._disk_lock = threading.Lock()
         self._disk: OrderedDict[bytes, int] = OrderedDict()  # hash -> size, LRU order
+        self._verified: set[bytes] = set()  # disk copies hashed since the mount started
         self._disk_bytes = 0
         self._warned_full = False
         self._scan()
@@ -106,6 +110,32 @@ class BlockCache:
         return self._dir / hexh[:2] / hexh
 
     # --- trio side -------------------------------------------------------
+
+    def read_range(self, h: bytes, start: int, length: int) -> bytes | None:
+        """length bytes of block h from start, when memory or a disk copy verified since
+        the mount started holds them; None when the block must be loaded (get_many).
+
+        Reads on the event loop: a pread of a local file, mostly from the page cache,
+        costs less than a hand-off to a worker thread.
+        """
+        data = self._memory.get(h)
+        if data is not None:
+            self._memory.move_to_end(h)
+            return data[start : start + length]
+        with self._disk_lock:
+            if h not in self._verified:
+                return None
+            self._disk.move_to_end(h)
+        try:
+            fd = os.open(self._path(h), os.O_RDONLY)
+        except FileNotFoundError:
+            self._forget_disk(h)  # (evicted meanwhile)
+            return None
+        try:
+            part = os.pread(fd, length, start)
+        finally:
+            os.close(fd)
+        return part if len(part) == length else None
 
     async def get(self, h: bytes) -> bytes:
         return (await self.get_many([h]))[h]
@@ -213,16 +243,21 @@ class BlockCache:
             path.unlink(missing_ok=True)
             self._forget_disk(h)
             return None
+        with self._disk_lock:
+            if h in self._disk:
+                self._verified.add(h)
         return data
 
     def _forget_disk(self, h: bytes) -> None:
         with self._disk_lock:
+            self._verified.discard(h)
             size = self._disk.pop(h, None)
             if size is not None:
                 self._disk_bytes -= size
 
     def _write_disk(self, h: bytes, data: bytes) -> None:
-        """temp + rename; no fsync: a cache file lost in a crash is only a miss."""
+        """temp + rename; no fsync: a cache file lost in a crash is only a miss. data was
+        hashed by the caller (h is its hash): the copy counts as verified."""
         path = self._path(h)
         tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
         try:
@@ -242,6 +277,7 @@ class BlockCache:
             if h not in self._disk:
                 self._disk[h] = len(data)
                 self._disk_bytes += len(data)
+            self._verified.add(h)
         self._evict()
 
     def make_room(self, nbytes: int) -> int:
@@ -256,6 +292,7 @@ class BlockCache:
         with self._disk_lock:
             while self._disk_bytes > limit and self._disk:
                 h, size = self._disk.popitem(last=False)
+                self._verified.discard(h)
                 self._disk_bytes -= size
                 freed += size
                 victims.append(h)

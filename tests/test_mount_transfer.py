@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fusefs.chunker import chunk_file
 from tests import signin
 from tests.filedata import sha256_of, write_random
 
@@ -90,3 +92,75 @@ def test_cache_survives_remount(mounts, metad, blockd, tmp_path: Path) -> None:
     assert sha256_of(again.path / "f") == digest
     assert _stats(blockd).bytes_sent == sent_before, "a cached block was downloaded again"
     assert os.listdir(cache / "blocks")
+
+
+def _direct_read(path: Path, offset: int, size: int) -> bytes:
+    """size bytes at offset with O_DIRECT (both 4 KiB multiples): the page cache is
+    bypassed, so the mount serves exactly this read."""
+    buf = mmap.mmap(-1, size)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        got = os.preadv(fd, [buf], offset)
+    finally:
+        os.close(fd)
+    return bytes(buf[:got])
+
+
+def test_reads_across_every_block_boundary_return_the_written_bytes(
+    mounts, metad, blockd, tmp_path: Path
+) -> None:
+    data = random.Random(11).randbytes(6 * MiB + 1234)
+    writer = mounts.mount(metad, blockd, "dev-a")
+    (writer.path / "f").write_bytes(data)
+    writer.sync()
+    (tmp_path / "copy").write_bytes(data)
+    bounds = [ref.offset for ref in chunk_file(tmp_path / "copy")][1:]
+    assert len(bounds) >= 3
+    page = 4096
+    windows = [(0, page), (len(data) // page * page, page)]
+    for bound in bounds:
+        below = bound // page * page
+        windows += [(below, page), (below - page, 3 * page), (below - 32 * page, 64 * page)]
+
+    def reads_right(root: Path) -> None:
+        for offset, size in windows:
+            expected = data[offset : offset + size]
+            assert _direct_read(root / "f", offset, size) == expected, (offset, size)
+
+    cache = tmp_path / "reader-cache"
+    reader = mounts.mount(metad, blockd, "dev-b", cache=cache)
+    reads_right(reader.path)  # blocks fetched from blockd
+    reader.unmount()
+    again = mounts.mount(metad, blockd, "dev-b", cache=cache)
+    reads_right(again.path)  # the cache's disk copies, verified at their first read
+    reads_right(again.path)  # and then read in part
+    assert (again.path / "f").read_bytes() == data
+
+
+def test_a_damaged_cache_file_is_noticed_and_fetched_again(
+    mounts, metad, blockd, tmp_path: Path, allowed_log_patterns
+) -> None:
+    allowed_log_patterns += [r"corrupt cache file"]
+    writer = mounts.mount(metad, blockd, "dev-a")
+    digest = write_random(writer.path / "f", 5 * MiB, seed=12)
+    writer.sync()
+    cache = tmp_path / "reader-cache"
+    reader = mounts.mount(metad, blockd, "dev-b", cache=cache)
+    assert sha256_of(reader.path / "f") == digest
+    reader.unmount()
+
+    copies = sorted(p for p in (cache / "blocks").rglob("*") if p.is_file())
+    assert len(copies) >= 3
+    flipped, cut = copies[0], copies[1]
+    damaged = bytearray(flipped.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    flipped.write_bytes(bytes(damaged))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    sent_before = _stats(blockd).bytes_sent
+
+    again = mounts.mount(metad, blockd, "dev-b", cache=cache)
+    subprocess.run(["sh", "-c", "echo 3 > /proc/sys/vm/drop_caches"], check=False)
+    assert sha256_of(again.path / "f") == digest
+    assert sha256_of(again.path / "f") == digest
+    fetched = _stats(blockd).bytes_sent - sent_before
+    assert 0 < fetched <= 2 * 4 * MiB + MiB, "only the two damaged blocks are fetched again"

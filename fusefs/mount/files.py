@@ -78,21 +78,27 @@ class RevisionReader:
         first = bisect.bisect_right(self._starts, offset) - 1
         last = bisect.bisect_left(self._starts, end) - 1
         refs = self._refs[first : last + 1]
-        found = await self._cache.get_many(r.hash for r in refs)
+        # The part of each block the read covers: (block, its start, its length).
+        spans = [
+            (ref, max(offset, ref.offset) - ref.offset, min(end, ref.end) - max(offset, ref.offset))
+            for ref in refs
+        ]
+        kept = [self._cache.read_range(ref.hash, lo, n) for ref, lo, n in spans]
+        found: dict[bytes, bytes] = {}
+        if None in kept:
+            found = await self._cache.get_many(
+                ref.hash for (ref, _, _), part in zip(spans, kept, strict=True) if part is None
+            )
+        parts = [
+            found[ref.hash][lo : lo + n] if part is None else part
+            for (ref, lo, n), part in zip(spans, kept, strict=True)
+        ]
         if offset == self._next_read and first > 0:
             # A read continuing the previous one past the first block: a
             # sequential reader (a peek at the head of a file fetches nothing more).
             self._prefetch(last + 1)
         self._next_read = end
-        if len(refs) == 1:
-            ref = refs[0]
-            return found[ref.hash][offset - ref.offset : end - ref.offset]
-        parts = []
-        for ref in refs:
-            lo = max(offset, ref.offset) - ref.offset
-            hi = min(end, ref.end) - ref.offset
-            parts.append(found[ref.hash][lo:hi])
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _prefetch(self, start: int) -> None:
         """Fetches the blocks a sequential reader will want next, in the background."""
