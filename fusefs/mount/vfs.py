@@ -341,9 +341,9 @@ class Vfs:
         if inode == ROOT_INODE and name == PENDING_XATTR:
             return self.sync.status().as_json()
         node = self.inodes.cached(inode)
-        if node is not None and node.xattrs == 0 and not self.journal.xattrs(node.id):
+        if node is not None and self.xattrs.none_on(node):
             # Known to have none (the kernel asks before each write, `ls -l` of each
-            # entry): answered without the layers below.
+            # entry): answered without the asynchronous path below.
             raise errors.NoAttribute(f"no attribute {name!r}")
         value = (await self._xattrs_of(inode)).get(name)
         if value is None:

@@ -46,6 +46,10 @@ class ExtendedAttributes:
     async def _call(self, fn, *args):
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
+    def none_on(self, node: Node) -> bool:
+        """Whether node surely has no attributes: metad says none, none journaled."""
+        return node.xattrs == 0 and not self._journal.xattrs(node.id)
+
     async def of(self, inode: int, node: Node) -> dict[str, bytes]:
         """node's attributes (node: as the replica has it), with those changed offline."""
         pending = self._journal.xattrs(node.id)
