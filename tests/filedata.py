@@ -1,8 +1,11 @@
-"""Test data helpers: reproducible random content and digests of large files."""
+"""Test data helpers: reproducible random content and digests of large files, and
+the file operations Python's os module lacks."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import os
 import random
 from pathlib import Path
 
@@ -29,3 +32,14 @@ def sha256_of(path: Path) -> str:
         while piece := f.read(4 * MiB):
             digest.update(piece)
     return digest.hexdigest()
+
+
+def exchange(first: Path, second: Path) -> None:
+    """renameat2(RENAME_EXCHANGE): the two entries swap (AssertionError with the errno's
+    text if refused)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    result = libc.renameat2(
+        at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange
+    )
+    assert result == 0, os.strerror(ctypes.get_errno())

@@ -8,7 +8,6 @@ folder whose name another device took meanwhile keeps both.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import io
 import os
@@ -22,6 +21,7 @@ import pytest
 
 from fusefs.clients import MetadataClient
 from tests import signin
+from tests.filedata import exchange
 from tests.offline import (
     OFFLINE_LOGS,
     back_online,
@@ -377,16 +377,6 @@ def test_a_hard_link_made_offline_survives_kill_9_and_arrives(
     killed_then_arrives(mounts, behind_relays, a, (metad, blockd), both_names)
 
 
-def _exchange(first: Path, second: Path) -> None:
-    """renameat2(RENAME_EXCHANGE): the two entries swap."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    at_fdcwd, rename_exchange = -100, 2
-    result = libc.renameat2(
-        at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange
-    )
-    assert result == 0, os.strerror(ctypes.get_errno())
-
-
 def test_a_swap_made_offline_survives_kill_9_and_arrives(
     mounts, metad, blockd, behind_relays, allowed_log_patterns
 ):
@@ -404,10 +394,10 @@ def test_a_swap_made_offline_survives_kill_9_and_arrives(
 
     offline(behind_relays)
     started = time.monotonic()
-    _exchange(a.path / "site", a.path / "staging" / "next")
-    _exchange(a.path / "notes.txt", a.path / "staging" / "next" / "index.html")
+    exchange(a.path / "site", a.path / "staging" / "next")
+    exchange(a.path / "notes.txt", a.path / "staging" / "next" / "index.html")
     with pytest.raises(AssertionError, match="No such file"):
-        _exchange(a.path / "notes.txt", a.path / "missing")
+        exchange(a.path / "notes.txt", a.path / "missing")
     assert time.monotonic() - started < 10, "changes made offline must not wait on the network"
 
     def swapped(root: Path) -> None:
@@ -433,7 +423,7 @@ def test_a_swap_made_offline_after_another_device_moved_a_name_away_is_not_made(
     os.listdir(a.path)
 
     offline(behind_relays)
-    _exchange(a.path / "x.txt", a.path / "y.txt")
+    exchange(a.path / "x.txt", a.path / "y.txt")
     assert (a.path / "x.txt").read_bytes() == b"y from a"
     eventually(lambda: (b.path / "x.txt").exists())
     os.rename(b.path / "x.txt", b.path / "x-old.txt")  # x.txt is another file from now on

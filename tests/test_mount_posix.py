@@ -8,7 +8,6 @@ owner and mode the drive keeps, and a second device sees the same numbers.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests import signin
+from tests.filedata import exchange
 from tests.waiting import eventually
 
 NOBODY = 65534
@@ -342,14 +342,7 @@ def test_rename_exchange_swaps_two_entries_atomically(mounts, metad, blockd) -> 
     (a.path / "current").write_text("new site")
     (a.path / "next").mkdir()
     (a.path / "next" / "inside").write_text("a folder")
-    libc = ctypes.CDLL(None, use_errno=True)
-    rename_exchange = 2
-    at_fdcwd = -100
-    result = libc.renameat2(
-        at_fdcwd, os.fsencode(a.path / "current"), at_fdcwd, os.fsencode(a.path / "next"),
-        rename_exchange,
-    )  # fmt: skip
-    assert result == 0, os.strerror(ctypes.get_errno())
+    exchange(a.path / "current", a.path / "next")
     assert (a.path / "next").read_text() == "new site"
     assert (a.path / "current" / "inside").read_text() == "a folder"
     b = mounts.mount(metad, blockd, "dev-b")
