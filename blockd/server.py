@@ -28,10 +28,10 @@ from blockd.config import Config
 from blockd.fence import Fence
 from blockd.follow import DamageReports, follow_revocations
 from blockd.hotcache import HotBlocks
-from blockd.service import BlocksService
+from blockd.service import BlocksService, add_to_server
 from blockd.store import BlockStore
 from protos import auth, tls
-from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
+from protos.drive.v1 import blocks_pb2
 from protos.guard import MalformedRequests
 from protos.runtime import listen_credentials, serve
 
@@ -98,7 +98,7 @@ async def run(config: Config) -> None:
 
         def add_services(server: grpc.aio.Server) -> list[str]:
             service = BlocksService(store, access, fence)
-            blocks_pb2_grpc.add_BlocksServicer_to_server(service, server)
+            add_to_server(service, server)
             return [blocks_pb2.DESCRIPTOR.services_by_name["Blocks"].full_name]
 
         try:

@@ -33,6 +33,7 @@ from blockd.store import (
 )
 from protos import auth
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
+from protos.wire import block_bytes, read_block
 
 # How long a failed write waits for grpc to deliver the client's cancellation.
 _CANCEL_NOTICE_SECONDS = 1.0
@@ -105,6 +106,53 @@ def _token(context: grpc.aio.ServicerContext) -> str:
     return auth.bearer_token(context.invocation_metadata()) or ""
 
 
+def _upload_request(raw: bytes) -> Block:
+    """An UploadRequest as the store's Block, its data a view of raw (see protos.wire)."""
+    return Block(*read_block(raw))
+
+
+def add_to_server(service: BlocksService, server: grpc.aio.Server) -> None:
+    """What the generated add_BlocksServicer_to_server does, with the two methods that
+    carry blocks on raw bytes: an Upload's block arrives without a copy, a Download's
+    leaves with one (protos.wire)."""
+    pb = blocks_pb2
+    handlers = {
+        "FindMissing": grpc.unary_unary_rpc_method_handler(
+            service.FindMissing,
+            request_deserializer=pb.FindMissingRequest.FromString,
+            response_serializer=pb.FindMissingResponse.SerializeToString,
+        ),
+        "Upload": grpc.stream_unary_rpc_method_handler(
+            service.Upload,
+            request_deserializer=_upload_request,
+            response_serializer=pb.UploadResponse.SerializeToString,
+        ),
+        "Download": grpc.unary_stream_rpc_method_handler(
+            service.Download,
+            request_deserializer=pb.DownloadRequest.FromString,
+            response_serializer=None,  # Download writes serialized Blocks itself
+        ),
+        "GetStats": grpc.unary_unary_rpc_method_handler(
+            service.GetStats,
+            request_deserializer=pb.GetStatsRequest.FromString,
+            response_serializer=pb.StoreStats.SerializeToString,
+        ),
+        "CollectGarbage": grpc.unary_stream_rpc_method_handler(
+            service.CollectGarbage,
+            request_deserializer=pb.CollectGarbageRequest.FromString,
+            response_serializer=pb.GarbageProgress.SerializeToString,
+        ),
+        "Scrub": grpc.unary_stream_rpc_method_handler(
+            service.Scrub,
+            request_deserializer=pb.ScrubRequest.FromString,
+            response_serializer=pb.ScrubProgress.SerializeToString,
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["Blocks"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
+
+
 class BlocksService(blocks_pb2_grpc.BlocksServicer):
     """Every handler runs for a caller whose token protos.auth has verified."""
 
@@ -142,11 +190,9 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         return blocks_pb2.FindMissingResponse(missing=missing)
 
     async def Upload(
-        self,
-        request_iterator: AsyncIterable[blocks_pb2.UploadRequest],
-        context: grpc.aio.ServicerContext,
+        self, request_iterator: AsyncIterable[Block], context: grpc.aio.ServicerContext
     ) -> blocks_pb2.UploadResponse:
-        blocks = (Block(request.hash, request.data) async for request in request_iterator)
+        blocks = (block async for block in request_iterator)  # see add_to_server
         held: list[tuple[bytes, int]] = []  # verified and stored: the caller had these bytes
         try:
             summary = await self._store.put_stream(blocks, held)
@@ -173,7 +219,7 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         try:
             async with contextlib.aclosing(self._store.get_stream(hashes)) as blocks:
                 async for block in blocks:
-                    await _send(context, blocks_pb2.Block(hash=block.hash, data=block.data))
+                    await _send(context, block_bytes(block.hash, block.data))
         except StoreError as exc:
             await _abort(context, exc)
 

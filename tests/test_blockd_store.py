@@ -28,7 +28,7 @@ from blockd.backends.base import (
 )
 from blockd.backends.local import LocalBackend
 from blockd.hotcache import HotBlocks
-from blockd.service import BlocksService
+from blockd.service import BlocksService, add_to_server
 from blockd.store import (
     Block,
     BlockCorrupt,
@@ -233,7 +233,7 @@ def test_store_errors_map_to_status_codes(
         key = signin.key()
         server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[auth.AuthInterceptor(key)])
         service = BlocksService(store, BlockAccess(key))
-        blocks_pb2_grpc.add_BlocksServicer_to_server(service, server)
+        add_to_server(service, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:

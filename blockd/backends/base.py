@@ -19,6 +19,9 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+# What a backend stores: bytes, or a view of the request that brought them (no copy).
+Bytes = bytes | memoryview
+
 # Object keys are plain names: safe as a file name, an S3 key and a URL part.
 # A leading "." is reserved for a backend's own temporary files.
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
@@ -85,12 +88,17 @@ class Backend(abc.ABC):
     object survives a crash. Wrappers subclass WrappingBackend.
     """
 
+    # True when get() returns only bytes proven to have been put under that very key
+    # (an authenticated encoding binds each object to its key): whoever checked the
+    # bytes before put need not check them again after get.
+    authenticates_objects: bool = False
+
     @abc.abstractmethod
     async def get(self, key: str) -> bytes:
         """The object's bytes. Raises ObjectNotFound, ObjectCorrupt, BackendUnavailable."""
 
     @abc.abstractmethod
-    async def put(self, key: str, data: bytes) -> int:
+    async def put(self, key: str, data: Bytes) -> int:
         """Stores data under key (replacing any object there).
 
         Returns the bytes the object occupies on the backend. Raises
@@ -142,7 +150,7 @@ class WrappingBackend(Backend):
     async def get(self, key: str) -> bytes:
         return await self.backend.get(key)
 
-    async def put(self, key: str, data: bytes) -> int:
+    async def put(self, key: str, data: Bytes) -> int:
         return await self.backend.put(key, data)
 
     async def contains(self, keys: Sequence[str]) -> list[bool]:

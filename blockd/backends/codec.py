@@ -18,7 +18,8 @@ GCM associated data is the 66-byte header followed by the object key, so a
 changed header byte, a truncation, or an object copied under another key
 fails authentication; a failure of any kind is ObjectCorrupt, never bytes.
 The payload is compressed (zstandard, level 3) only when that saves at least
-1/64 of it: random data and media are stored as they are, 82 bytes larger.
+1/64 of it: random data and media are stored as they are, 82 bytes larger
+(a block of 256 KiB or more whose samples do not shrink is not even tried).
 
 Must not: know what objects hold (blocks, hashes) or which backend it wraps;
 hold key material anywhere but in the keyring; run compression or crypto of
@@ -43,6 +44,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from blockd.backends.base import (
     Backend,
     BackendSetupError,
+    Bytes,
     ObjectCorrupt,
     ObjectNotFound,
     WrappingBackend,
@@ -66,6 +68,10 @@ OVERHEAD_BYTES = HEADER_BYTES + _TAG_BYTES  # 82: what an uncompressed object ad
 ZSTD_LEVEL = 3
 # Below this, compressing and encrypting (tens of µs) costs less than a thread hop.
 _INLINE_BYTES = 16 * 1024
+# Blocks from this size are probed first (see _may_compress): 4 samples of 16 KiB.
+_PROBE_FROM_BYTES = 256 * 1024
+_PROBE_SAMPLES = 4
+_PROBE_BYTES = 16 * 1024
 # How many objects `open` decodes to check that the keyring fits the store.
 _KEY_CHECK_SAMPLE = 3
 
@@ -91,6 +97,8 @@ class _NotForUs(_Corrupt):
 
 class CodecBackend(WrappingBackend):
     """zstd + AES-256-GCM around self.backend; obtain one with `await CodecBackend.open(...)`."""
+
+    authenticates_objects = True  # the GCM tag covers the object key (see the format above)
 
     def __init__(self, backend: Backend, keyring: Keyring, *, level: int = ZSTD_LEVEL) -> None:
         super().__init__(backend)
@@ -121,7 +129,7 @@ class CodecBackend(WrappingBackend):
         except _Corrupt as exc:
             raise ObjectCorrupt(key, str(exc), damaged=not isinstance(exc, _NotForUs)) from None
 
-    async def put(self, key: str, data: bytes) -> int:
+    async def put(self, key: str, data: Bytes) -> int:
         check_key(key)
         if len(data) <= _INLINE_BYTES:
             blob = _encode(self.keyring, key, data, self._level)
@@ -177,10 +185,23 @@ def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
     return cache[level]
 
 
-def _encode(keyring: Keyring, key: str, data: bytes, level: int) -> bytes:
+def _may_compress(data: Bytes) -> bool:
+    """Whether a few samples of data shrink at all (at zstd's fastest level).
+
+    Random data and media (most of a big file's bytes) do not: a probe of 1/16
+    of a block costs a few percent of compressing all of it for nothing.
+    """
+    if len(data) < _PROBE_FROM_BYTES:
+        return True
+    step = len(data) // _PROBE_SAMPLES
+    sample = b"".join(data[i * step : i * step + _PROBE_BYTES] for i in range(_PROBE_SAMPLES))
+    return len(_zstd_compressor(1).compress(sample)) < len(sample) - len(sample) // 64
+
+
+def _encode(keyring: Keyring, key: str, data: Bytes, level: int) -> bytes:
     flags = 0
     payload = data
-    if data:
+    if data and _may_compress(data):
         compressed = _zstd_compressor(level).compress(data)
         if len(compressed) <= len(data) - len(data) // 64 - 1:
             payload, flags = compressed, FLAG_COMPRESSED

@@ -37,6 +37,7 @@ from blockd.backends.base import (
     BackendFull,
     BackendSetupError,
     BackendUnavailable,
+    Bytes,
     ObjectCorrupt,
     ObjectInfo,
     ObjectNotFound,
@@ -107,7 +108,7 @@ class LocalBackend(Backend):
                 raise ObjectCorrupt(key, _describe(exc)) from exc
             raise BackendUnavailable(f"cannot read {path}: {_describe(exc)}") from exc
 
-    async def put(self, key: str, data: bytes) -> int:
+    async def put(self, key: str, data: Bytes) -> int:
         path = self._path(key)
         try:
             await self._run(self._write_file, path, data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from blockd.backends.base import Backend, ObjectInfo, ObjectNotFound
+from blockd.backends.base import Backend, Bytes, ObjectInfo, ObjectNotFound
 
 
 class MemoryBackend(Backend):
@@ -23,7 +23,7 @@ class MemoryBackend(Backend):
         except KeyError:
             raise ObjectNotFound(key) from None
 
-    async def put(self, key: str, data: bytes) -> int:
+    async def put(self, key: str, data: Bytes) -> int:
         self.objects[key] = bytes(data)
         self._modified[key] = time.time_ns()
         return len(data)

@@ -47,6 +47,7 @@ from blockd.backends.base import (
     BackendFull,
     BackendSetupError,
     BackendUnavailable,
+    Bytes,
     ObjectInfo,
     ObjectNotFound,
     check_key,
@@ -223,11 +224,12 @@ class S3Backend(Backend):
         with self._errors(key):
             return await self._call(_get_body, self._client, self.bucket, self.prefix + key)
 
-    async def put(self, key: str, data: bytes) -> int:
+    async def put(self, key: str, data: Bytes) -> int:
         check_key(key)
         with self._errors(key):
+            body = data if isinstance(data, bytes) else bytes(data)  # botocore wants bytes
             await self._call(
-                self._client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=data
+                self._client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=body
             )
         return len(data)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from fusefs import errors
 from fusefs.clients.proofs import Grant, GrantBook
 from fusefs.clients.rpc import (
     FIND_BATCH,
@@ -24,6 +25,7 @@ from protos.drive.v1 import (
     blocks_pb2_grpc,
 )
 from protos.tls import Trust
+from protos.wire import MalformedMessage, block_bytes, read_block
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,17 @@ class BlockClient:
         self.retry_window = retry_window  # how long a call retries a blockd not answering
         self._channel = signed_channel(address, token, trust, interceptors)
         self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
+        # Blocks go out and come in as wire bytes (protos.wire): one copy out, none in.
+        self._upload = self._channel.stream_unary(
+            "/drive.v1.Blocks/Upload",
+            request_serializer=None,
+            response_deserializer=blocks_pb2.UploadResponse.FromString,
+        )
+        self._download = self._channel.unary_stream(
+            "/drive.v1.Blocks/Download",
+            request_serializer=blocks_pb2.DownloadRequest.SerializeToString,
+            response_deserializer=None,
+        )
         self.grants = grants or GrantBook()
 
     def close(self) -> None:
@@ -124,16 +137,16 @@ class BlockClient:
     @rpc
     def upload(self, blocks: Callable[[], Iterable[tuple[bytes, bytes]]]) -> UploadResult:
         """Uploads what blocks() yields; a factory, so a retry can start over."""
-        requests = (blocks_pb2.UploadRequest(hash=h, data=d) for h, d in blocks())
-        resp = self._stub.Upload(requests, timeout=STREAM_TIMEOUT)
+        requests = (block_bytes(h, d) for h, d in blocks())
+        resp = self._upload(requests, timeout=STREAM_TIMEOUT)
         self.grants.add_receipts((r.hash, r.size, r.mac) for r in resp.receipts)
         return UploadResult(
             resp.blocks_received, resp.blocks_stored, resp.bytes_received, resp.bytes_stored
         )
 
     @rpc
-    def download(self, hashes: list[bytes]) -> list[tuple[bytes, bytes]]:
-        """The blocks, in request order.
+    def download(self, hashes: list[bytes]) -> list[tuple[bytes, memoryview]]:
+        """The blocks, in request order (each one's data a view of the bytes received).
 
         Grants blockd refuses (revoked: a share was taken away, the password
         changed) are asked for again once; what metad still lets us read
@@ -143,7 +156,9 @@ class BlockClient:
             grants = _grant_messages(self.grants.for_download(hashes, renew=renew))
             req = blocks_pb2.DownloadRequest(hashes=hashes, grants=grants)
             try:
-                return [(b.hash, b.data) for b in self._stub.Download(req, timeout=STREAM_TIMEOUT)]
+                return [read_block(raw) for raw in self._download(req, timeout=STREAM_TIMEOUT)]
+            except MalformedMessage as exc:
+                raise errors.DataLoss(f"blockd sent a malformed block: {exc}") from None
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.PERMISSION_DENIED or renew:
                     raise
