@@ -33,7 +33,9 @@ from fusefs.chunker import block_hash
 
 log = logging.getLogger(__name__)
 
-Fetcher = Callable[[list[bytes]], list[tuple[bytes, bytes]]]
+# A block's bytes: those read or made here, or a view of the message they arrived in.
+Data = bytes | memoryview
+Fetcher = Callable[[list[bytes]], list[tuple[bytes, Data]]]
 
 
 def cached_copy(directory: Path, h: bytes) -> bytes | None:
@@ -65,7 +67,7 @@ class BlockCache:
         self._fetch = fetch
         self._capacity = capacity_bytes
         self._limiter = limiter
-        self._memory: OrderedDict[bytes, bytes] = OrderedDict()
+        self._memory: OrderedDict[bytes, Data] = OrderedDict()
         self._memory_bytes = 0
         self._memory_capacity = memory_bytes
         self._inflight: dict[bytes, trio.Event] = {}
@@ -105,23 +107,34 @@ class BlockCache:
             if not known:
                 self._write_disk(h, data)
 
+    def keep_from_file(self, path: Path, blocks: Iterable[tuple[bytes, int, int]]) -> None:
+        """keep(), for blocks (hash, offset, size) cut from the file at path: the kernel
+        copies them (copy_file_range), no Python buffer holds them. Blocking."""
+        with open(path, "rb") as source:
+            for h, offset, size in blocks:
+                with self._disk_lock:
+                    known = h in self._disk
+                if not known:
+                    self._write_disk(h, size, source=(source.fileno(), offset))
+
     def _path(self, h: bytes) -> Path:
         hexh = h.hex()
         return self._dir / hexh[:2] / hexh
 
     # --- trio side -------------------------------------------------------
 
-    def read_range(self, h: bytes, start: int, length: int) -> bytes | None:
+    def read_range(self, h: bytes, start: int, length: int) -> Data | None:
         """length bytes of block h from start, when memory or a disk copy verified since
         the mount started holds them; None when the block must be loaded (get_many).
 
         Reads on the event loop: a pread of a local file, mostly from the page cache,
-        costs less than a hand-off to a worker thread.
+        costs less than a hand-off to a worker thread. From memory the bytes are a
+        view, not a copy (the kernel copies them into the reader's buffer anyway).
         """
         data = self._memory.get(h)
         if data is not None:
             self._memory.move_to_end(h)
-            return data[start : start + length]
+            return memoryview(data)[start : start + length]
         with self._disk_lock:
             if h not in self._verified:
                 return None
@@ -137,12 +150,12 @@ class BlockCache:
             os.close(fd)
         return part if len(part) == length else None
 
-    async def get(self, h: bytes) -> bytes:
+    async def get(self, h: bytes) -> Data:
         return (await self.get_many([h]))[h]
 
-    async def get_many(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+    async def get_many(self, hashes: Iterable[bytes]) -> dict[bytes, Data]:
         """The blocks, from memory, disk or blockd (one download per batch)."""
-        result: dict[bytes, bytes] = {}
+        result: dict[bytes, Data] = {}
         pending = list(dict.fromkeys(hashes))
         while pending:
             to_fetch: list[bytes] = []
@@ -178,7 +191,7 @@ class BlockCache:
 
     async def copies(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         """Verified copies of these blocks held here (memory or disk); fetches nothing."""
-        found = {h: self._memory[h] for h in dict.fromkeys(hashes) if h in self._memory}
+        found = {h: bytes(self._memory[h]) for h in dict.fromkeys(hashes) if h in self._memory}
         rest = [h for h in dict.fromkeys(hashes) if h not in found]
         if rest:
             on_disk = await trio.to_thread.run_sync(
@@ -187,7 +200,7 @@ class BlockCache:
             found.update(on_disk)
         return found
 
-    def _remember(self, h: bytes, data: bytes) -> None:
+    def _remember(self, h: bytes, data: Data) -> None:
         if h in self._memory:
             return
         self._memory[h] = data
@@ -198,8 +211,8 @@ class BlockCache:
 
     # --- worker-thread side ---------------------------------------------
 
-    def _load(self, hashes: list[bytes]) -> dict[bytes, bytes]:
-        found: dict[bytes, bytes] = {}
+    def _load(self, hashes: list[bytes]) -> dict[bytes, Data]:
+        found: dict[bytes, Data] = {}
         missing: list[bytes] = []
         for h in hashes:
             data = self._read_disk(h)
@@ -255,15 +268,26 @@ class BlockCache:
             if size is not None:
                 self._disk_bytes -= size
 
-    def _write_disk(self, h: bytes, data: bytes) -> None:
+    def _write_disk(
+        self, h: bytes, data: Data | int, source: tuple[int, int] | None = None
+    ) -> None:
         """temp + rename; no fsync: a cache file lost in a crash is only a miss. data was
-        hashed by the caller (h is its hash): the copy counts as verified."""
+        hashed by the caller (h is its hash): the copy counts as verified. With source
+        (fd, offset), data is the size of the block to copy from there."""
         path = self._path(h)
         tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
+        size = data if isinstance(data, int) else len(data)
         try:
-            path.parent.mkdir(exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
+            try:
+                f = open(tmp, "wb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                path.parent.mkdir(exist_ok=True)  # the first block of this fan-out folder
+                f = open(tmp, "wb")  # noqa: SIM115
+            with f:
+                if source is None:
+                    f.write(data)
+                else:
+                    _copy_range(source[0], f.fileno(), source[1], size)
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -275,8 +299,8 @@ class BlockCache:
             raise
         with self._disk_lock:
             if h not in self._disk:
-                self._disk[h] = len(data)
-                self._disk_bytes += len(data)
+                self._disk[h] = size
+                self._disk_bytes += size
             self._verified.add(h)
         self._evict()
 
@@ -299,3 +323,13 @@ class BlockCache:
         for h in victims:
             self._path(h).unlink(missing_ok=True)
         return freed
+
+
+def _copy_range(source: int, target: int, offset: int, size: int) -> None:
+    """size bytes of source from offset to the start of target, copied by the kernel."""
+    done = 0
+    while done < size:
+        n = os.copy_file_range(source, target, size - done, offset + done, done)
+        if n == 0:
+            raise OSError(errno.EIO, "source file shorter than its blocks")
+        done += n

@@ -33,13 +33,16 @@ def block_hash(data: bytes | memoryview) -> bytes:
 
 
 def chunk_file(path: Path) -> list[BlockRef]:
-    """The block list of a file's current content (empty for an empty file)."""
-    if path.stat().st_size == 0:
-        return []
-    return [
-        BlockRef(block_hash(chunk.data), chunk.offset, chunk.length)
-        for chunk in _chunker().cut_file(str(path))
-    ]
+    """The block list of a file's current content (empty for an empty file).
+
+    Read as a stream (a few blocks' worth of buffer), not mapped whole as
+    cut_file does: a 10 GiB file would count 10 GiB against the mount's memory.
+    """
+    with open(path, "rb", buffering=0) as f:
+        return [
+            BlockRef(block_hash(chunk.data), chunk.offset, chunk.length)
+            for chunk in _chunker().cut_stream(f)
+        ]
 
 
 def chunk_bytes(data: bytes) -> list[BlockRef]:

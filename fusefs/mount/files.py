@@ -39,7 +39,11 @@ from fusefs.mount.journal_rows import PendingChange
 
 log = logging.getLogger(__name__)
 
-PREFETCH_BLOCKS = 8  # blocks read ahead of a sequential reader (~8 MiB)
+# Blocks read ahead of a sequential reader: the window starts small (a program that
+# reads a file's head pays for little) and doubles while the reader keeps catching up
+# with it, to ~32 MiB; a read elsewhere than where the last one ended shrinks it again.
+PREFETCH_FIRST_BLOCKS = 4
+PREFETCH_MAX_BLOCKS = 32
 FETCH_BATCH = 4  # blocks per Download call
 COPY_CHUNK = 64 * 1024**2  # bytes per copy_file_range when edits start on sealed content
 SEAL_HERE_BYTES = 256 * 1024  # sealed on the event loop up to this size (see seal)
@@ -62,16 +66,18 @@ class RevisionReader:
         self.size = revision.size
         self._next_read = 0
         self._prefetched_until = 0
+        self._window = PREFETCH_FIRST_BLOCKS
 
     def _set_revision(self, revision: Revision) -> None:
         self.revision = revision.number
         self._refs = revision.blocks
         self._starts = [b.offset for b in revision.blocks]
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
         return await self._read_blocks(offset, size)
 
-    async def _read_blocks(self, offset: int, size: int) -> bytes:
+    async def _read_blocks(self, offset: int, size: int) -> bytes | memoryview:
+        """The bytes, from the block cache: a view of a cached block when one holds them."""
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
@@ -90,19 +96,24 @@ class RevisionReader:
                 ref.hash for (ref, _, _), part in zip(spans, kept, strict=True) if part is None
             )
         parts = [
-            found[ref.hash][lo : lo + n] if part is None else part
+            memoryview(found[ref.hash])[lo : lo + n] if part is None else part
             for (ref, lo, n), part in zip(spans, kept, strict=True)
         ]
         if offset == self._next_read and first > 0:
             # A read continuing the previous one past the first block: a
             # sequential reader (a peek at the head of a file fetches nothing more).
             self._prefetch(last + 1)
+        elif offset != self._next_read:
+            self._window = PREFETCH_FIRST_BLOCKS  # random access: no more than a little
         self._next_read = end
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _prefetch(self, start: int) -> None:
         """Fetches the blocks a sequential reader will want next, in the background."""
-        stop = min(start + PREFETCH_BLOCKS, len(self._refs))
+        if start + FETCH_BATCH >= self._prefetched_until:
+            # The reader has nearly caught up with what was fetched ahead of it.
+            self._window = min(self._window * 2, PREFETCH_MAX_BLOCKS)
+        stop = min(start + self._window, len(self._refs))
         start = max(start, self._prefetched_until)
         for lo in range(start, stop, FETCH_BATCH):
             hashes = [r.hash for r in self._refs[lo : min(lo + FETCH_BATCH, stop)]]
@@ -175,7 +186,7 @@ class OpenFile(RevisionReader):
 
     # --- reading ---------------------------------------------------------
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
         if self._buffer is not None:
             return bytes(self._buffer[offset : offset + size])
         if self._staging_fd is not None:

@@ -37,4 +37,7 @@ def read_blocks(parts: Iterable[tuple[Sealed, BlockRef]]) -> Iterator[tuple[byte
 
 def keep_in_cache(cache: BlockCache, content: Sealed, blocks: list[BlockRef]) -> None:
     """The blocks of content just committed go to the block cache: read back offline."""
-    cache.keep(read_blocks((content, ref) for ref in blocks))
+    if isinstance(content, bytes):
+        cache.keep(read_blocks((content, ref) for ref in blocks))
+    else:
+        cache.keep_from_file(content, ((ref.hash, ref.offset, ref.size) for ref in blocks))

@@ -276,7 +276,8 @@ class Synchronizer:
         commits = [c for c in batch if c.is_commit]
         sources = {c.seq: self._journal.content(c) for c in commits}
         refs = await self._thread(lambda: {seq: blocks_of(c) for seq, c in sources.items()})
-        await self._upload([(sources[c.seq], refs[c.seq]) for c in commits])
+        contents = [(sources[c.seq], refs[c.seq]) for c in commits]
+        await self._upload_and_keep(contents)
         values = {
             row.seq: self._journal.xattr_value(row)
             for row in batch
@@ -284,14 +285,6 @@ class Synchronizer:
         }
         requests = [request_for(row, refs.get(row.seq, ()), values.get(row.seq)) for row in batch]
         outcomes = await self._thread(self._meta.apply_batch, requests)
-        # What landed is read from the cache from now on: kept there first, in one go.
-        kept = [
-            (sources[row.seq], refs[row.seq])
-            for row, outcome in zip(batch, outcomes, strict=True)
-            if row.is_commit and isinstance(outcome, Node)
-        ]
-        if kept:
-            await self._thread(lambda: [keep_in_cache(self._cache, *k) for k in kept])
         remade: set[int] = set()  # nodes made again elsewhere: what followed them is retried
         for row, outcome in zip(batch, outcomes, strict=True):
             if row.is_create:
@@ -464,6 +457,24 @@ class Synchronizer:
 
     # --- uploads ------------------------------------------------------------
 
+    async def _upload_and_keep(self, contents: list[tuple[Sealed, list[BlockRef]]]) -> None:
+        """Uploads, and meanwhile keeps the blocks in the cache: what lands is read from
+        there from then on (those of a commit refused stay too: they were written here)."""
+        failure: errors.DriveError | None = None
+
+        async def upload() -> None:
+            nonlocal failure
+            try:
+                await self._upload(contents)
+            except errors.DriveError as exc:
+                failure = exc  # raised as itself below, not inside an exception group
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._thread, _keep_all, self._cache, contents)
+            await upload()
+        if failure is not None:
+            raise failure
+
     async def _upload(
         self, contents: list[tuple[Sealed, list[BlockRef]]], everything: bool = False
     ) -> None:
@@ -570,3 +581,8 @@ class Synchronizer:
         except errors.NotFound:
             folder = await self._thread(self._meta.make_directory, root.id, RECOVERED_FOLDER, 0o755)
         return folder.id
+
+
+def _keep_all(cache: BlockCache, contents: list[tuple[Sealed, list[BlockRef]]]) -> None:
+    for content, blocks in contents:
+        keep_in_cache(cache, content, blocks)

@@ -579,7 +579,7 @@ class Vfs:
                 f = self.files.new(inode, node, revision)
         return f
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
         f = self.files.handle(fh)
         if isinstance(f, OpenFile):
             if f.stale and not f.local:
