@@ -21,8 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from drive_runner import Drive
 from rich.table import Table
-from throughput import Drive, MiB, console, drop_page_cache, progress, read_file, write_file
+from throughput import MiB, console, drop_page_cache, progress, read_file, write_file
 
 from fusefs.chunker import block_hash
 from fusefs.clients import BlockClient, GrantBook, MetadataClient
@@ -74,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     size = args.size_mib * MiB
     work = Path(tempfile.mkdtemp(prefix="drivefs-api-"))
-    drive = Drive(work)
+    drive = Drive(work, console)
     try:
         local = work / "local"
         local.mkdir()

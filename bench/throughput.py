@@ -19,15 +19,15 @@ same disk, their ratio and the target of the local-first mount (issue 10):
 - bytes uploaded after a 1-byte insert, change latency between two mounts
   (p50, p99), and the peak RSS (VmHWM) of every mount process.
 
-"Until synced" on the local directory means until os.sync() returns. On the
-drive it is `drive sync MOUNTPOINT`; while that command does not exist yet
-(argparse answers "invalid choice") the benchmark polls metad instead until
-the last file written has its full size there, and says so under the table.
+"Until synced" on the local directory means until os.sync() returns; on the
+drive, until `drive sync MOUNTPOINT` returns. Under the table: the peak RSS
+of every process (each mount run, metad, blockd) next to its bound.
 
-Run as root (FUSE, drop_caches); it starts its own daemons and mounts:
+Run as root (FUSE, drop_caches); it starts its own daemons and mounts, with
+blockd on a local folder or (--backend s3) on moto's S3 server on loopback:
 
     .venv/bin/python bench/throughput.py [--size-mib 1024] [--files 2000]
-        [--untar-entries 1000] [--dir DIR]
+        [--untar-entries 1000] [--backend local|s3] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -39,14 +39,12 @@ import mmap
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -55,27 +53,17 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fusefs.clients import BlockClient, MetadataClient
-from fusefs.credentials import TOKEN_ENV, auth_key_path, local_token
-from fusefs.daemons import start_daemon
-from fusefs.errors import DriveError
+from drive_runner import Drive, Syncer, SyncFailed
 
-REPO = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 PIECE = 1 * MiB
+# The peak RSS each process should stay under (tests/test_mount_big.py holds them to it).
+MOUNT_PEAK_MIB = 640
+DAEMON_PEAK_MIB = 512
 SMALL = 4096  # bytes in each small file
-MOUNT_TIMEOUT = 60.0  # seconds for a mount to appear, and for one to stop
-SYNC_TIMEOUT = 600.0  # seconds for everything journaled to reach metad
 LIST_TIMEOUT = 600.0  # seconds for `ls -lR`
 LATENCY_TIMEOUT = 5.0  # seconds one change may take to show on the other mount
 console = Console(width=None if sys.stdout.isatty() else 110)  # the table unwrapped in logs
-
-# Waits until the file at the path (with this size) and all before it are committed.
-Syncer = Callable[[Path, int], None]
-
-
-class SyncFailed(Exception):
-    """`drive sync` exited 1 or a wait timed out: the figure is reported as failed."""
 
 
 def drop_page_cache() -> None:
@@ -290,148 +278,6 @@ def ls_lr(top: Path) -> float:
         return time.perf_counter() - start
 
 
-def peak_rss_kib(pid: int) -> int | None:
-    """VmHWM of a live process in KiB (None if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-class Drive:
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.metad = start_daemon("metad", work / "metad", "127.0.0.1:0")
-        key = auth_key_path(work)  # metad made it; blockd checks tokens with it
-        self.blockd = start_daemon(
-            "blockd", work / "blockd", "127.0.0.1:0", extra_args=["--auth-key", str(key)]
-        )
-        token = local_token(work)
-        assert token is not None
-        self.token = token[0]
-        self.env = {**os.environ, TOKEN_ENV: self.token}
-        self.mounts: list[tuple[subprocess.Popen, Path, str]] = []
-        self.peak_rss: list[tuple[str, int | None]] = []  # (mount, KiB), one per mount run
-        self._metadata: MetadataClient | None = None
-        self.sync_method = self._probe_sync()
-
-    def mount(self, name: str) -> Path:
-        """Mount as device name, with the cache of that name (the same one again on a remount)."""
-        path = self.work / f"mnt-{name}"
-        path.mkdir(exist_ok=True)
-        log = open(self.work / f"mount-{name}.log", "ab")  # noqa: SIM115
-        p = subprocess.Popen(
-            [
-                sys.executable, "-m", "fusefs.cli", "mount", str(path),
-                "--metad", self.metad.address, "--blockd", self.blockd.address,
-                "--cache", str(self.work / f"cache-{name}"), "--device", name,
-            ],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
-        )  # fmt: skip
-        deadline = time.monotonic() + MOUNT_TIMEOUT
-        with console.status(f"mounting {name}"):
-            while not os.path.ismount(path):
-                if p.poll() is not None or time.monotonic() > deadline:
-                    p.kill()
-                    raise SystemExit(f"mount failed, see {self.work}/mount-{name}.log")
-                time.sleep(0.02)
-        self.mounts.append((p, path, name))
-        return path
-
-    def unmount(self, path: Path) -> None:
-        """SIGTERM the mount of path (its peak RSS read first); SIGKILL and umount -l if stuck."""
-        for p, mp, name in list(self.mounts):
-            if mp != path:
-                continue
-            runs = sum(1 for n, _ in self.peak_rss if n.startswith(f"{name} "))
-            self.peak_rss.append((f"{name} #{runs + 1}", peak_rss_kib(p.pid)))
-            p.send_signal(signal.SIGTERM)
-            with console.status(f"unmounting {name}"):
-                try:
-                    p.wait(MOUNT_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    console.print(f"[red]mount {name} did not stop; killed")
-                    p.kill()
-                    p.wait()
-                    subprocess.run(["umount", "-l", str(path)], check=False)
-            self.mounts.remove((p, mp, name))
-
-    def remount(self, path: Path) -> Path:
-        """Unmount path and mount the same device with the same cache again."""
-        name = next(n for _, mp, n in self.mounts if mp == path)
-        self.unmount(path)
-        return self.mount(name)
-
-    def syncer(self, mountpoint: Path) -> Syncer:
-        return lambda last, size: self.sync(mountpoint, last, size)
-
-    def sync(self, mountpoint: Path, last: Path, size: int) -> None:
-        """Until everything mountpoint journaled is on metad; raises SyncFailed."""
-        if self.sync_method == "drive sync":
-            cmd = [sys.executable, "-m", "fusefs.cli", "sync", str(mountpoint)]
-            try:
-                done = subprocess.run(
-                    cmd, capture_output=True, text=True, env=self.env, cwd=REPO,
-                    timeout=SYNC_TIMEOUT,
-                )  # fmt: skip
-            except subprocess.TimeoutExpired as e:
-                raise SyncFailed(f"drive sync still running after {SYNC_TIMEOUT:.0f} s") from e
-            if done.returncode == 0:
-                return
-            if not _no_sync_command(done):
-                raise SyncFailed(f"drive sync exited {done.returncode}: {done.stderr.strip()}")
-            self.sync_method = "poll of metad (drive sync vanished mid-run)"
-        self._poll_metad(last.relative_to(mountpoint), size)
-
-    def _probe_sync(self) -> str:
-        cmd = [sys.executable, "-m", "fusefs.cli", "sync", "--help"]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
-        if done.returncode == 0:
-            return "drive sync"
-        if _no_sync_command(done):
-            return "poll of metad (no drive sync command yet)"
-        raise SystemExit(f"drive sync --help exited {done.returncode}:\n{done.stderr}")
-
-    def _poll_metad(self, relative: Path, size: int) -> None:
-        """Until metad has relative (from the drive's root) with size bytes."""
-        if self._metadata is None:
-            self._metadata = MetadataClient(self.metad.address, "bench", lambda: self.token)
-        deadline = time.monotonic() + SYNC_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                node = self._metadata.root()
-                for part in relative.parts:
-                    node = self._metadata.lookup(node.id, part)
-                if node.size == size:
-                    return
-            except DriveError:
-                pass  # not there yet (NotFound), or metad busy
-            time.sleep(0.01)
-        raise SyncFailed(f"{relative} not on metad with {size} bytes after {SYNC_TIMEOUT:.0f} s")
-
-    def bytes_received(self) -> int:
-        client = BlockClient(self.blockd.address, lambda: self.token)
-        try:
-            return client.stats().bytes_received
-        finally:
-            client.close()
-
-    def close(self) -> None:
-        for _, path, _ in list(self.mounts):
-            self.unmount(path)
-        if self._metadata is not None:
-            self._metadata.close()
-        self.blockd.stop()
-        self.metad.stop()
-
-
-def _no_sync_command(done: subprocess.CompletedProcess[str]) -> bool:
-    return done.returncode == 2 and "invalid choice" in done.stderr
-
-
 def change_latency(a: Path, b: Path, rounds: int = 50) -> tuple[list[float], int]:
     """Seconds until a file written on a shows on b, per round; and how many rounds timed out."""
     latencies, timeouts = [], 0
@@ -457,10 +303,10 @@ def insert_upload_mib(drive: Drive, mnt: Path) -> float:
         data = random.Random(9).randbytes(64 * MiB)
         edited = data[: 32 * MiB] + b"!" + data[32 * MiB :]
         (mnt / "insert.bin").write_bytes(data)
-        drive.sync(mnt, mnt / "insert.bin", len(data))  # the first version is on the drive
+        drive.sync(mnt)  # the first version is on the drive
         before = drive.bytes_received()
         (mnt / "insert.bin").write_bytes(edited)
-        drive.sync(mnt, mnt / "insert.bin", len(edited))
+        drive.sync(mnt)
         return (drive.bytes_received() - before) / MiB
 
 
@@ -564,7 +410,8 @@ def report(
         (f"remount: ls -lR s ({walked})", "ls -lR", f"≤ {walked / 10000:.2f}", "s"),
     ]
     table = Table(
-        title=f"drivefs vs local directory ({args.size_mib} MiB file, {args.files} files, "
+        title=f"drivefs ({args.backend} blocks) vs local directory ({args.size_mib} MiB file, "
+        f"{args.files} files, "
         f"{n} untar entries)"
     )
     for col in ("figure", "drive", "local", "drive/local", "target"):
@@ -574,11 +421,13 @@ def report(
         ratio = "" if math.isnan(dv) or math.isnan(lv) or not lv else f"{dv / lv:.3g}"
         table.add_row(name, _shown(dv, kind), _shown(lv, kind), ratio, target)
     console.print(table)
-    console.print(f"until synced measured by: {drive.sync_method} (local: os.sync)")
     if walked != int(loc["walk entries"]):
         console.print(f"[red]drive tree has {walked} entries, local {int(loc['walk entries'])}")
     rss = ", ".join(f"{m} {k / 1024:.0f} MiB" if k else f"{m} ?" for m, k in drive.peak_rss)
-    console.print(f"peak RSS (VmHWM) of the mount processes: {rss}")
+    console.print(
+        f"peak RSS (VmHWM): {rss} (bounds: a mount {MOUNT_PEAK_MIB} MiB, "
+        f"a daemon {DAEMON_PEAK_MIB} MiB, whatever the file size)"
+    )
     console.print(
         f"uploaded after a 1-byte insert in 64 MiB: {d['insert MiB']:.2f} MiB (target ≤ 3)"
     )
@@ -595,6 +444,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--untar-entries", type=int, default=1000, help="in the archive (default 1000)")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
+    ap.add_argument("--backend", choices=("local", "s3"), default="local", help="blockd's store")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark drops the kernel page cache")
@@ -606,7 +456,7 @@ def main() -> None:
     drive = None
     try:
         loc = measure_local(local, args, tarball, last)
-        drive = Drive(work)
+        drive = Drive(work, console, args.backend)
         d = measure_drive(drive, args, tarball, last)
     finally:
         if drive is not None:
