@@ -6,11 +6,17 @@ command prints.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from fusefs.credentials import TOKEN_ENV
 from tests.people import Person, lines, one_line_error, people
 
 
@@ -134,3 +140,39 @@ def test_local_paths_inside_a_mount_name_the_same_files(drive, mounts, alice: Pe
     assert lines(alice.drive("history", str(m.path / "docs" / "plan.txt")))[-1] == summary
     assert lines(alice.drive("history", "plan.txt", cwd=m.path / "docs"))[-1] == summary
     assert names(lines(alice.drive("ls", cwd=m.path / "docs"))) == ["plan.txt"]
+
+
+def test_ls_json_is_one_object_per_line(alice: Person) -> None:
+    alice.mkdir("docs")
+    alice.write("docs/a.txt", b"aaaa")
+    alice.mkdir("docs/sub")
+    listed = [json.loads(line) for line in lines(alice.drive("ls", "docs", "--json"))]
+    assert [(e["name"], e["kind"]) for e in listed] == [("a.txt", "file"), ("sub", "folder")]
+    assert listed[0]["size"] == 4 and listed[0]["modified_ns"] > 0
+    assert lines(alice.drive("ls", "docs/sub", "--json")) == []  # empty: nothing, not a sentence
+
+
+def test_output_to_a_closed_pipe_ends_quietly(alice: Person) -> None:
+    """`drive ls | head -1`: the reader is gone before ls writes; no traceback."""
+    for n in range(3):
+        alice.write(f"f{n}.txt", b"x")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fusefs.cli", "ls", "--json", "--metad", alice.metad],
+            stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            env={**os.environ, TOKEN_ENV: alice.token}, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 128 + signal.SIGPIPE
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fusefs.cli", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("drive (drivefs) 0.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ DEFAULT_BLOCKD = "127.0.0.1:7402"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drive", description="drivefs: a cloud drive as a folder")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    p.add_argument("--version", action="version", version=f"drive (drivefs) {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run the whole drive on this machine and mount it")
@@ -160,6 +162,7 @@ def _browse_parsers(sub: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("ls", help="a folder's entries, now or as they were at a time")
     ls.add_argument("path", nargs="?", default="", help=PATH_HELP + " (default: the root)")
     ls.add_argument("--at", metavar="TIME", help=TIME_HELP)
+    ls.add_argument("--json", action="store_true", help="one JSON object per entry and line")
     _daemon_options(ls)
 
     history = sub.add_parser("history", help="the kept revisions of a file")
@@ -463,9 +466,9 @@ COMMANDS = {
     "sync": lambda a: pending.sync(a.mountpoint),
     "trash": lambda a: _cmd_trash(a),
     "ls": lambda a: (
-        browse.ls(_connection(a), a.path)
+        browse.ls(_connection(a), a.path, a.json)
         if a.at is None
-        else browse.ls_at(_connection(a), a.path, _time(a.at))
+        else browse.ls_at(_connection(a), a.path, _time(a.at), a.json)
     ),
     "history": lambda a: browse.history(_connection(a), a.path),
     "restore": lambda a: (
@@ -560,7 +563,25 @@ def _cmd_user(args: argparse.Namespace) -> int:
     return admin.set_quota(conn, args.name, args.size)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("drivefs")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; its exit status (documented in the README)."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader went away (`drive ls | head`): stop quietly, as cat and ls do. Output
+        # still buffered must not fail again at exit, so stdout goes nowhere from now on.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

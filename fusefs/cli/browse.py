@@ -10,7 +10,9 @@ cli.py; time syntax in fusefs.cli.timespec.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Container, Iterator, Sequence
+from dataclasses import dataclass
 
 from fusefs import errors
 from fusefs.cli.admin import Connection, console, human, say
@@ -96,22 +98,56 @@ def _file_of(found: Found) -> Node:
 # --- ls ------------------------------------------------------------------------------------------
 
 
-def _row(name: str, kind: Kind, size: int, mtime_ns: int, target: str = "") -> list[str]:
-    shown = f"{name} -> {target}" if kind == Kind.SYMLINK else name
-    return [
-        _KIND[kind],
-        human(size) if kind == Kind.FILE else "-",
-        format_time(mtime_ns),
-        shown + ("/" if kind == Kind.DIRECTORY else ""),
-    ]
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """One line of a listing: what ls prints, as a table row or a JSON object."""
+
+    name: str
+    kind: Kind
+    size: int
+    mtime_ns: int
+    target: str = ""
+    note: str = ""
+
+    def row(self) -> list[str]:
+        shown = f"{self.name} -> {self.target}" if self.kind == Kind.SYMLINK else self.name
+        return [
+            _KIND[self.kind],
+            human(self.size) if self.kind == Kind.FILE else "-",
+            format_time(self.mtime_ns),
+            shown + ("/" if self.kind == Kind.DIRECTORY else "") + self.note,
+        ]
+
+    def json(self) -> str:
+        fields = {"name": self.name, "kind": _KIND[self.kind], "size": self.size}
+        fields["modified_ns"] = self.mtime_ns
+        if self.kind == Kind.SYMLINK:
+            fields["target"] = self.target
+        if self.note:
+            fields["note"] = self.note.strip(" ()")
+        return json.dumps(fields, ensure_ascii=False)
 
 
-def _print_listing(rows: list[list[str]], what: str) -> None:
-    if not rows:
+def _listed(node: Node, name: str | None = None) -> _Listed:
+    return _Listed(
+        node.name if name is None else name,
+        node.kind,
+        node.size,
+        node.mtime_ns,
+        node.symlink_target,
+    )
+
+
+def _print_listing(entries: list[_Listed], what: str, as_json: bool) -> None:
+    entries.sort(key=lambda e: e.name.casefold())
+    if as_json:
+        for entry in entries:  # JSON Lines: one object per line, so `head` cuts cleanly
+            print(entry.json())
+        return
+    if not entries:
         say(f"{what} is empty")
         return
-    rows.sort(key=lambda r: r[-1].casefold())
-    print_table(["KIND", "SIZE", "MODIFIED", "NAME"], rows, right={1})
+    print_table(["KIND", "SIZE", "MODIFIED", "NAME"], [e.row() for e in entries], right={1})
 
 
 def _entries(meta: MetadataClient, folder_id: int) -> list[Node]:
@@ -125,31 +161,24 @@ def _entries(meta: MetadataClient, folder_id: int) -> list[Node]:
     return entries
 
 
-def ls(conn: Connection, path: str) -> int:
+def ls(conn: Connection, path: str, as_json: bool = False) -> int:
     """A folder's entries now (or the one file PATH names)."""
     with session(conn) as meta, busy("listing"):
         resolver = Resolver(meta)
         found = resolver.resolve(path)
         if found.node is None:
-            rows = [
-                _row(name, s.node.kind, s.node.size, s.node.mtime_ns, s.node.symlink_target)
-                for name, s in resolver.shares().items()
-            ]
+            entries = [_listed(s.node, name) for name, s in resolver.shares().items()]
         elif found.node.kind != Kind.DIRECTORY:
-            n = found.node
-            rows = [_row(n.name, n.kind, n.size, n.mtime_ns, n.symlink_target)]
+            entries = [_listed(found.node)]
         else:
-            rows = [
-                _row(n.name, n.kind, n.size, n.mtime_ns, n.symlink_target)
-                for n in _entries(meta, found.node.id)
-            ]
+            entries = [_listed(n) for n in _entries(meta, found.node.id)]
             if found.path == "" and resolver.shares():
-                rows.append(_row(SHARED_FOLDER, Kind.DIRECTORY, 0, found.node.mtime_ns))
-    _print_listing(rows, found.path or "the drive")
+                entries.append(_Listed(SHARED_FOLDER, Kind.DIRECTORY, 0, found.node.mtime_ns))
+    _print_listing(entries, found.path or "the drive", as_json)
     return 0
 
 
-def ls_at(conn: Connection, path: str, time_ns: int) -> int:
+def ls_at(conn: Connection, path: str, time_ns: int, as_json: bool = False) -> int:
     """A folder's entries as they were at time_ns (what `restore --at` would bring back)."""
     with session(conn) as meta, busy("reading the past"):
         target = Resolver(meta).resolve_at(path, time_ns)
@@ -157,16 +186,21 @@ def ls_at(conn: Connection, path: str, time_ns: int) -> int:
             entries = meta.list_snapshot(target.node_id, time_ns)
         else:
             entries = [target.entry] if target.entry is not None else []
-    rows = [_past_row(e) for e in entries]
-    _print_listing(rows, f"{target.path or 'the drive'} at {format_time(time_ns)}")
+    listed = [_past(e) for e in entries]
+    _print_listing(listed, f"{target.path or 'the drive'} at {format_time(time_ns)}", as_json)
     return 0
 
 
-def _past_row(entry: SnapshotEntry) -> list[str]:
-    row = _row(entry.name, entry.kind, entry.size, entry.mtime_ns, entry.symlink_target)
-    if entry.kind == Kind.FILE and not entry.content_kept:
-        row[-1] += "  (content no longer kept)"
-    return row
+def _past(entry: SnapshotEntry) -> _Listed:
+    gone = entry.kind == Kind.FILE and not entry.content_kept
+    return _Listed(
+        entry.name,
+        entry.kind,
+        entry.size,
+        entry.mtime_ns,
+        entry.symlink_target,
+        "  (content no longer kept)" if gone else "",
+    )
 
 
 # --- history and restore -----------------------------------------------------------------------
