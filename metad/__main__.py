@@ -71,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default DATA/auth.key, created on first start)",
     )
     parser.add_argument(
+        "--blockd-address",
+        default="",
+        metavar="HOST:PORT",
+        help="where clients reach blockd, told to anyone who asks (GetDrive); :PORT for "
+        "the host clients reach metad at",
+    )
+    parser.add_argument(
         "--first-user",
         default=server.FIRST_USER_NAME,
         help="name of the administrator created on first start "
@@ -151,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         insecure=args.insecure,
+        blockd_address=args.blockd_address,
     )
     try:
         asyncio.run(server.run(config))

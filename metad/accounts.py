@@ -12,7 +12,9 @@ by the store.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
+from dataclasses import dataclass
 
 import grpc
 
@@ -30,10 +32,22 @@ from protos.drive.v1 import accounts_pb2_grpc
 log = logging.getLogger(__name__)
 
 TOKEN_TTL_SECONDS = 30 * 24 * 3600
+try:
+    _VERSION = importlib.metadata.version("drivefs")
+except importlib.metadata.PackageNotFoundError:
+    _VERSION = ""
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD = 1024  # characters; scrypt of anything longer is only a way to burn CPU
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Accounts"].full_name
-OPEN_METHODS = (f"/{SERVICE_NAME}/SignIn",)
+OPEN_METHODS = (f"/{SERVICE_NAME}/SignIn", f"/{SERVICE_NAME}/GetDrive")
+
+
+@dataclass(frozen=True, slots=True)
+class DriveInfo:
+    """What GetDrive tells anyone who asks: the drive's id and where blockd is."""
+
+    drive_id: str
+    blockd_address: str = ""
 
 
 def user_to_proto(user: User, *, full: bool) -> pb.User:
@@ -67,7 +81,9 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         default_quota: int,
         board: RevocationBoard | None = None,
         throttle: SignInThrottle | None = None,
+        drive: DriveInfo | None = None,
     ) -> None:
+        self._drive = drive or DriveInfo("")
         self._store = store
         self._key = key
         self._default_quota = default_quota
@@ -114,6 +130,15 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong user name or password")
         self._throttle.succeeded(request.name)
         return self._signed_in(found[0], ttl)
+
+    async def GetDrive(
+        self, request: pb.GetDriveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DriveInfo:
+        return pb.DriveInfo(
+            drive_id=self._drive.drive_id,
+            blockd_address=self._drive.blockd_address,
+            version=_VERSION,
+        )
 
     @maps_errors
     async def RenewToken(

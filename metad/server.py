@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ SERVICE_NAME = metadata_pb2.DESCRIPTOR.services_by_name["Metadata"].full_name
 
 
 AUTH_KEY_NAME = "auth.key"
+DRIVE_ID_NAME = "drive.id"
 DEFAULT_QUOTA_BYTES = 10 * 1024**3
 
 
@@ -57,6 +59,7 @@ class Config:
     tls_cert: Path | None = None  # with tls_key: serve TLS; None: plain text (loopback only)
     tls_key: Path | None = None
     insecure: bool = False  # plain text on a non-loopback address too
+    blockd_address: str = ""  # where clients reach blockd (GetDrive), if told
 
 
 @contextlib.contextmanager
@@ -87,6 +90,7 @@ async def run(config: Config) -> None:
     )
     with _claim_data_dir(config.data_dir):
         key = _auth_key(config)
+        drive = accounts.DriveInfo(_drive_id(config.data_dir), config.blockd_address)
         commits = CommitSignal()
         store = await Store.open(
             config.data_dir / DATABASE_NAME,
@@ -115,7 +119,8 @@ async def run(config: Config) -> None:
                     server,
                 )
                 accounts_pb2_grpc.add_AccountsServicer_to_server(
-                    AccountsService(store, key, config.default_quota, board=board), server
+                    AccountsService(store, key, config.default_quota, board=board, drive=drive),
+                    server,
                 )
                 return [SERVICE_NAME, accounts.SERVICE_NAME]
 
@@ -141,6 +146,20 @@ async def run(config: Config) -> None:
                 await chores
             commits.close()
             await store.close()
+
+
+def _drive_id(data_dir: Path) -> str:
+    """The drive's id: made at its first start (DATA/drive.id), kept for its lifetime."""
+    path = data_dir / DRIVE_ID_NAME
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    made = uuid.uuid4().hex
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(made + "\n")
+    os.replace(tmp, path)
+    return made
 
 
 def _auth_key(config: Config) -> auth.AuthKey:

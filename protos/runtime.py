@@ -23,7 +23,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from protos import tls
 
@@ -196,6 +196,28 @@ def listen_credentials(
     return None
 
 
+# Server reflection v1 is v1alpha under a new package name, the same messages on the
+# wire; grpcurl and most tools ask for v1 first, grpcio-reflection serves only v1alpha.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _add_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
+    """Reflection for service_names, as v1alpha and as v1 (one servicer)."""
+    servicer = reflection.aio.ReflectionServicer(
+        [*service_names, reflection.SERVICE_NAME, REFLECTION_V1]
+    )
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    handlers = {"ServerReflectionInfo": v1}
+    generic = grpc.method_handlers_generic_handler(REFLECTION_V1, handlers)
+    server.add_generic_rpc_handlers((generic,))
+    server.add_registered_method_handlers(REFLECTION_V1, handlers)
+
+
 async def serve(
     name: str,
     address: str,
@@ -221,9 +243,7 @@ async def serve(
     service_names = list(add_services(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    _add_reflection(server, [*service_names, health.SERVICE_NAME])
     host, _ = split_host_port(address)
     try:
         if credentials is None:

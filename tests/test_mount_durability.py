@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import assert_log_clean
 from tests.filedata import sha256_of, write_random
+from tests.running import drive_up
 
 MiB = 1024 * 1024
 
@@ -68,27 +69,10 @@ def test_files_survive_sigkill_of_both_daemons(
     assert (fresh.path / "after-crash").read_bytes() == b"still here"
 
 
-def _drive_up(mountpoint: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "fusefs.cli", "up", str(mountpoint), "--data", str(data)]
-    with open(log, "ab") as f:
-        p = subprocess.Popen(
-            [*command, *extra],
-            stdin=subprocess.DEVNULL,
-            stdout=f,
-            stderr=f,
-        )
-    deadline = time.monotonic() + 30
-    while not os.path.ismount(mountpoint):
-        assert p.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
-    return p
-
-
 def test_drive_up_again_keeps_everything(tmp_path: Path) -> None:
     mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
     mnt.mkdir()
-    up = _drive_up(mnt, data, log)
+    up = drive_up(mnt, data, log)
     try:
         written = _write_set(mnt)
         # A file still open when the drive is stopped is saved too.
@@ -104,7 +88,7 @@ def test_drive_up_again_keeps_everything(tmp_path: Path) -> None:
             up.kill()
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
     assert not os.path.ismount(mnt)
-    up = _drive_up(mnt, data, log)
+    up = drive_up(mnt, data, log)
     try:
         _check_set(mnt, written)
         assert (mnt / "open-at-stop.txt").read_bytes() == b"saved on the way out"
@@ -134,7 +118,7 @@ def test_drive_up_on_s3_with_a_key_file_elsewhere(s3_server, s3_bucket, tmp_path
     ]  # fmt: skip
     written: dict[str, str] = {}
     for _ in range(2):  # the second start finds everything the first left
-        up = _drive_up(mnt, data, log, *args)
+        up = drive_up(mnt, data, log, *args)
         try:
             written = written or _write_set(mnt)
             _check_set(mnt, written)

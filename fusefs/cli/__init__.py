@@ -13,19 +13,17 @@ import importlib.metadata
 import logging
 import os
 import signal
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
-from fusefs.cli import admin, browse, pending, timespec, trust, watch
-from fusefs.credentials import auth_key_path, find_token, token_from_env
-from fusefs.daemons import Daemon, DaemonError, DaemonTls, serve_tls, start_daemon
+from fusefs.cli import admin, browse, pending, running, timespec, trust, watch
+from fusefs.credentials import find_token, token_from_env
+from fusefs.daemons import DaemonError
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
-from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError, check_mountpoint
+from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError
 from protos import names
-from protos.runtime import parse_size, split_host_port
+from protos.runtime import parse_size
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "drivefs"
 DEFAULT_METAD = "127.0.0.1:7401"
@@ -41,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole drive on this machine and mount it")
     up.add_argument("mountpoint", type=Path)
     up.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
-    up.add_argument("--metad", default="127.0.0.1:0", help="listen address (default: any port)")
-    up.add_argument("--blockd", default="127.0.0.1:0", help="listen address (default: any port)")
+    kept = "default: as last time; at first 127.0.0.1:{} if free, else any port"
+    up.add_argument("--metad", help="listen address (" + kept.format(7401) + ")")
+    up.add_argument("--blockd", help="listen address (" + kept.format(7402) + ")")
     _mount_options(up, cache_required=False)
     _block_store_options(up)
 
@@ -61,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     mount = sub.add_parser("mount", help="mount a running drive (another device)")
     mount.add_argument("mountpoint", type=Path)
     mount.add_argument("--metad", required=True, help="metad address HOST:PORT")
-    mount.add_argument("--blockd", required=True, help="blockd address HOST:PORT")
+    mount.add_argument("--blockd", help="blockd address HOST:PORT (default: where metad says)")
     _mount_options(mount, cache_required=False)
     _trust_options(mount)
     gc = sub.add_parser("gc", help="delete blocks no file refers to any more")
@@ -284,12 +283,6 @@ def _connection(args: argparse.Namespace) -> admin.Connection:
     )
 
 
-def _first_user_name() -> str:
-    """The embedded drive's first user is named after the person running it."""
-    name = "".join(c for c in getpass.getuser() if c.isalnum() or c in "._-").lstrip("-")
-    return name[:64] or "owner"
-
-
 def _daemon_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     """--data, --metad, --blockd. defaults=False on a subcommand whose parent command
     has them already: argparse would otherwise reset what was given before it."""
@@ -336,130 +329,10 @@ def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
     p.add_argument("--device", help="name of this device in the drive's history")
 
 
-def _start_daemons(args: argparse.Namespace, tls: DaemonTls | None = None) -> list[Daemon]:
-    blockd_args = _blockd_args(args) + (tls.blockd_args() if tls else [])
-    started: list[Daemon] = []
-    try:
-        metad_args = ["--first-user", _first_user_name(), *(tls.server_args() if tls else [])]
-        started.append(
-            start_daemon("metad", args.data / "metad", args.metad, extra_args=metad_args)
-        )
-        # blockd checks tokens with metad's key, and asks metad which blocks
-        # are in use when it collects garbage.
-        extra = [
-            "--metad", started[0].address,
-            "--auth-key", str(auth_key_path(args.data).absolute()),
-            *blockd_args,
-        ]  # fmt: skip
-        started.append(start_daemon("blockd", args.data / "blockd", args.blockd, extra_args=extra))
-    except DaemonError:
-        for d in started:
-            d.stop()
-        raise
-    return started
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    check_mountpoint(args.mountpoint)  # before starting anything
-    daemons = _start_daemons(args)
-    try:
-        metad, blockd = (d.address for d in daemons)
-        print(f"metad on {metad}, blockd on {blockd}; Ctrl-C unmounts and stops", flush=True)
-        cache = args.cache or args.data / "cache"
-        command = _mount_command(args, metad, blockd, cache, ["--data", str(args.data)])
-        status = _run_mount_program(command)
-    finally:
-        for d in reversed(daemons):
-            d.stop()
-    print("drive stopped")
-    return status
-
-
-def _mount_command(
-    args: argparse.Namespace, metad: str, blockd: str, cache: Path, extra: list[str]
-) -> list[str]:
-    """The mount program (fusefs.mount, a program of its own) with the options given."""
-    command = [
-        sys.executable, "-m", "fusefs.mount", str(args.mountpoint.resolve()),
-        "--metad", metad, "--blockd", blockd, "--cache", str(cache),
-        "--cache-size", str(args.cache_size), *extra,
-    ]  # fmt: skip
-    if args.device:
-        command += ["--device", args.device]
-    if args.verbose:
-        command.append("--verbose")
-    return command
-
-
-def _run_mount_program(command: list[str]) -> int:
-    """Runs the mount as a child until it ends; Ctrl-C and SIGTERM are passed on (once:
-    it has a process group of its own), so it unmounts cleanly. Its exit status."""
-    child = subprocess.Popen(command, process_group=0)
-    forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:
-                continue
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _cmd_serve(args: argparse.Namespace) -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise DaemonError("--tls-cert and --tls-key go together")
-    try:
-        hosts = [split_host_port(address)[0] for address in (args.metad, args.blockd)]
-    except ValueError as exc:
-        raise DaemonError(str(exc)) from None
-    tls = serve_tls(args.data, hosts, args.tls_cert, args.tls_key)
-    daemons = _start_daemons(args, tls)
-    try:
-        print(f"metad on {daemons[0].address}, blockd on {daemons[1].address} (TLS)")
-        print(
-            f"TLS certificate authority {tls.fingerprint}: "
-            "compare it when you drive login from another machine",
-            flush=True,
-        )
-        while not stop.wait(0.5):
-            dead = [d for d in daemons if d.process.poll() is not None]
-            if dead:
-                raise DaemonError(f"{dead[0].name} stopped unexpectedly (see {dead[0].log_path})")
-    finally:
-        for d in reversed(daemons):
-            d.stop()
-
-
-def _cmd_mount(args: argparse.Namespace) -> None:
-    """Settles whom to trust (asking if need be) and that a login exists, then becomes the
-    mount program (exec: the same process, so signals and kill reach the mount itself)."""
-    cache = args.cache or DEFAULT_DATA / "cache" / (args.device or "default")
-    check_mountpoint(args.mountpoint)
-    trusted = trust.DriveTrust.choose(args.metad, ca_file=args.ca, insecure=args.insecure)
-    tls_trust, _ = trusted(args.metad), trusted(args.blockd)  # before any token goes out
-    find_token(args.metad, None)  # not signed in: said here, before anything starts
-    extra = []
-    if tls_trust is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        pem = cache / "trust.pem"
-        pem.write_bytes(tls_trust.root_pem)
-        extra = ["--ca", str(pem)]
-    command = _mount_command(args, args.metad, args.blockd, cache, extra)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, command)
-
-
 COMMANDS = {
-    "up": _cmd_up,
-    "serve": _cmd_serve,
-    "mount": _cmd_mount,
+    "up": lambda a: running.up(a, _blockd_args(a)),
+    "serve": lambda a: running.serve(a, _blockd_args(a)),
+    "mount": lambda a: running.mount(a, DEFAULT_DATA / "cache" / (a.device or "default")),
     "gc": lambda a: admin.garbage_collect(_connection(a), a.grace, a.dry_run),
     "scrub": lambda a: admin.scrub(_connection(a), a.repair, _caches(a)),
     "status": lambda a: _cmd_status(a),

@@ -9,6 +9,7 @@ from protos.drive.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
 )
+from protos.runtime import split_host_port
 from protos.tls import Trust
 
 
@@ -27,6 +28,25 @@ class SignedIn:
     token: str
     expires_s: int
     account: Account
+
+
+@dataclass(frozen=True, slots=True)
+class DriveInfo:
+    drive_id: str
+    blockd_address: str  # as this client reaches it; "" when metad does not know
+    version: str
+
+
+def _reachable(advertised: str, metad_address: str) -> str:
+    """blockd's address as advertised, with metad's host where it names none (":PORT",
+    or a wildcard such as 0.0.0.0: blockd listens on every interface)."""
+    if not advertised:
+        return ""
+    host, _, port = advertised.rpartition(":")
+    if host.strip("[]") in ("", "0.0.0.0", "::"):
+        host = split_host_port(metad_address)[0].strip("[]")
+        host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}"
 
 
 def _account(msg: accounts_pb2.User) -> Account:
@@ -54,6 +74,12 @@ class AccountsClient:
     def sign_in(self, name: str, password: str, ttl_seconds: int = 0) -> SignedIn:
         req = accounts_pb2.SignInRequest(name=name, password=password, ttl_seconds=ttl_seconds)
         return _signed_in(self._stub.SignIn(req, timeout=UNARY_TIMEOUT))
+
+    @rpc
+    def drive_info(self) -> DriveInfo:
+        """Which drive metad serves and where its blockd is (asked without a token)."""
+        msg = self._stub.GetDrive(accounts_pb2.GetDriveRequest(), timeout=UNARY_TIMEOUT)
+        return DriveInfo(msg.drive_id, _reachable(msg.blockd_address, self.address), msg.version)
 
     @rpc
     def renew(self, ttl_seconds: int = 0) -> SignedIn:

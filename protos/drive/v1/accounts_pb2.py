@@ -24,35 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/drive/v1/accounts.proto\x12\x08\x64rive.v1\"{\n\x04User\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x61\x64min\x18\x03 \x01(\x08\x12\x13\n\x0bquota_bytes\x18\x04 \x01(\x03\x12\x12\n\ncreated_ns\x18\x05 \x01(\x03\x12\x0f\n\x07root_id\x18\x06 \x01(\x03\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\"D\n\rSignInRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\"P\n\x0eSignInResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\texpires_s\x18\x02 \x01(\x03\x12\x1c\n\x04user\x18\x03 \x01(\x0b\x32\x0e.drive.v1.User\"(\n\x11RenewTokenRequest\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\x03\"\x0f\n\rWhoAmIRequest\"k\n\x11\x43reateUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0bquota_bytes\x18\x03 \x01(\x03\x12\r\n\x05\x61\x64min\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x0f \x01(\t\"\x12\n\x10ListUsersRequest\"2\n\x11ListUsersResponse\x12\x1d\n\x05users\x18\x01 \x03(\x0b\x32\x0e.drive.v1.User\"f\n\x12SetPasswordRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x0f \x01(\t\"H\n\x0fSetQuotaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bquota_bytes\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x0f \x01(\t\"H\n\x12\x44isableUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64isabled\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x0f \x01(\t2\xf1\x03\n\x08\x41\x63\x63ounts\x12;\n\x06SignIn\x12\x17.drive.v1.SignInRequest\x1a\x18.drive.v1.SignInResponse\x12\x43\n\nRenewToken\x12\x1b.drive.v1.RenewTokenRequest\x1a\x18.drive.v1.SignInResponse\x12\x31\n\x06WhoAmI\x12\x17.drive.v1.WhoAmIRequest\x1a\x0e.drive.v1.User\x12\x39\n\nCreateUser\x12\x1b.drive.v1.CreateUserRequest\x1a\x0e.drive.v1.User\x12\x44\n\tListUsers\x12\x1a.drive.v1.ListUsersRequest\x1a\x1b.drive.v1.ListUsersResponse\x12;\n\x0bSetPassword\x12\x1c.drive.v1.SetPasswordRequest\x1a\x0e.drive.v1.User\x12\x35\n\x08SetQuota\x12\x19.drive.v1.SetQuotaRequest\x1a\x0e.drive.v1.User\x12;\n\x0b\x44isableUser\x12\x1c.drive.v1.DisableUserRequest\x1a\x0e.drive.v1.Userb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/drive/v1/accounts.proto\x12\x08\x64rive.v1\"\x11\n\x0fGetDriveRequest\"F\n\tDriveInfo\x12\x10\n\x08\x64rive_id\x18\x01 \x01(\t\x12\x16\n\x0e\x62lockd_address\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"{\n\x04User\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x61\x64min\x18\x03 \x01(\x08\x12\x13\n\x0bquota_bytes\x18\x04 \x01(\x03\x12\x12\n\ncreated_ns\x18\x05 \x01(\x03\x12\x0f\n\x07root_id\x18\x06 \x01(\x03\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\"D\n\rSignInRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\"P\n\x0eSignInResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\texpires_s\x18\x02 \x01(\x03\x12\x1c\n\x04user\x18\x03 \x01(\x0b\x32\x0e.drive.v1.User\"(\n\x11RenewTokenRequest\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\x03\"\x0f\n\rWhoAmIRequest\"k\n\x11\x43reateUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0bquota_bytes\x18\x03 \x01(\x03\x12\r\n\x05\x61\x64min\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x0f \x01(\t\"\x12\n\x10ListUsersRequest\"2\n\x11ListUsersResponse\x12\x1d\n\x05users\x18\x01 \x03(\x0b\x32\x0e.drive.v1.User\"f\n\x12SetPasswordRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x0f \x01(\t\"H\n\x0fSetQuotaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bquota_bytes\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x0f \x01(\t\"H\n\x12\x44isableUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64isabled\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x0f \x01(\t2\xad\x04\n\x08\x41\x63\x63ounts\x12;\n\x06SignIn\x12\x17.drive.v1.SignInRequest\x1a\x18.drive.v1.SignInResponse\x12\x43\n\nRenewToken\x12\x1b.drive.v1.RenewTokenRequest\x1a\x18.drive.v1.SignInResponse\x12\x31\n\x06WhoAmI\x12\x17.drive.v1.WhoAmIRequest\x1a\x0e.drive.v1.User\x12\x39\n\nCreateUser\x12\x1b.drive.v1.CreateUserRequest\x1a\x0e.drive.v1.User\x12\x44\n\tListUsers\x12\x1a.drive.v1.ListUsersRequest\x1a\x1b.drive.v1.ListUsersResponse\x12;\n\x0bSetPassword\x12\x1c.drive.v1.SetPasswordRequest\x1a\x0e.drive.v1.User\x12\x35\n\x08SetQuota\x12\x19.drive.v1.SetQuotaRequest\x1a\x0e.drive.v1.User\x12;\n\x0b\x44isableUser\x12\x1c.drive.v1.DisableUserRequest\x1a\x0e.drive.v1.User\x12:\n\x08GetDrive\x12\x19.drive.v1.GetDriveRequest\x1a\x13.drive.v1.DriveInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.drive.v1.accounts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USER']._serialized_start=44
-  _globals['_USER']._serialized_end=167
-  _globals['_SIGNINREQUEST']._serialized_start=169
-  _globals['_SIGNINREQUEST']._serialized_end=237
-  _globals['_SIGNINRESPONSE']._serialized_start=239
-  _globals['_SIGNINRESPONSE']._serialized_end=319
-  _globals['_RENEWTOKENREQUEST']._serialized_start=321
-  _globals['_RENEWTOKENREQUEST']._serialized_end=361
-  _globals['_WHOAMIREQUEST']._serialized_start=363
-  _globals['_WHOAMIREQUEST']._serialized_end=378
-  _globals['_CREATEUSERREQUEST']._serialized_start=380
-  _globals['_CREATEUSERREQUEST']._serialized_end=487
-  _globals['_LISTUSERSREQUEST']._serialized_start=489
-  _globals['_LISTUSERSREQUEST']._serialized_end=507
-  _globals['_LISTUSERSRESPONSE']._serialized_start=509
-  _globals['_LISTUSERSRESPONSE']._serialized_end=559
-  _globals['_SETPASSWORDREQUEST']._serialized_start=561
-  _globals['_SETPASSWORDREQUEST']._serialized_end=663
-  _globals['_SETQUOTAREQUEST']._serialized_start=665
-  _globals['_SETQUOTAREQUEST']._serialized_end=737
-  _globals['_DISABLEUSERREQUEST']._serialized_start=739
-  _globals['_DISABLEUSERREQUEST']._serialized_end=811
-  _globals['_ACCOUNTS']._serialized_start=814
-  _globals['_ACCOUNTS']._serialized_end=1311
+  _globals['_GETDRIVEREQUEST']._serialized_start=44
+  _globals['_GETDRIVEREQUEST']._serialized_end=61
+  _globals['_DRIVEINFO']._serialized_start=63
+  _globals['_DRIVEINFO']._serialized_end=133
+  _globals['_USER']._serialized_start=135
+  _globals['_USER']._serialized_end=258
+  _globals['_SIGNINREQUEST']._serialized_start=260
+  _globals['_SIGNINREQUEST']._serialized_end=328
+  _globals['_SIGNINRESPONSE']._serialized_start=330
+  _globals['_SIGNINRESPONSE']._serialized_end=410
+  _globals['_RENEWTOKENREQUEST']._serialized_start=412
+  _globals['_RENEWTOKENREQUEST']._serialized_end=452
+  _globals['_WHOAMIREQUEST']._serialized_start=454
+  _globals['_WHOAMIREQUEST']._serialized_end=469
+  _globals['_CREATEUSERREQUEST']._serialized_start=471
+  _globals['_CREATEUSERREQUEST']._serialized_end=578
+  _globals['_LISTUSERSREQUEST']._serialized_start=580
+  _globals['_LISTUSERSREQUEST']._serialized_end=598
+  _globals['_LISTUSERSRESPONSE']._serialized_start=600
+  _globals['_LISTUSERSRESPONSE']._serialized_end=650
+  _globals['_SETPASSWORDREQUEST']._serialized_start=652
+  _globals['_SETPASSWORDREQUEST']._serialized_end=754
+  _globals['_SETQUOTAREQUEST']._serialized_start=756
+  _globals['_SETQUOTAREQUEST']._serialized_end=828
+  _globals['_DISABLEUSERREQUEST']._serialized_start=830
+  _globals['_DISABLEUSERREQUEST']._serialized_end=902
+  _globals['_ACCOUNTS']._serialized_start=905
+  _globals['_ACCOUNTS']._serialized_end=1462
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetDriveRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DriveInfo(_message.Message):
+    __slots__ = ("drive_id", "blockd_address", "version")
+    DRIVE_ID_FIELD_NUMBER: _ClassVar[int]
+    BLOCKD_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    drive_id: str
+    blockd_address: str
+    version: str
+    def __init__(self, drive_id: _Optional[str] = ..., blockd_address: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
 class User(_message.Message):
     __slots__ = ("id", "name", "admin", "quota_bytes", "created_ns", "root_id", "disabled")
     ID_FIELD_NUMBER: _ClassVar[int]

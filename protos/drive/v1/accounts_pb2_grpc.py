@@ -74,6 +74,11 @@ class AccountsStub:
                 request_serializer=protos_dot_drive_dot_v1_dot_accounts__pb2.DisableUserRequest.SerializeToString,
                 response_deserializer=protos_dot_drive_dot_v1_dot_accounts__pb2.User.FromString,
                 _registered_method=True)
+        self.GetDrive = channel.unary_unary(
+                '/drive.v1.Accounts/GetDrive',
+                request_serializer=protos_dot_drive_dot_v1_dot_accounts__pb2.GetDriveRequest.SerializeToString,
+                response_deserializer=protos_dot_drive_dot_v1_dot_accounts__pb2.DriveInfo.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -140,6 +145,14 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDrive(self, request, context):
+        """Open. Which drive this is and where its blockd is, so another device
+        needs only metad's address (drive login HOST, drive mount).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +195,11 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.DisableUser,
                     request_deserializer=protos_dot_drive_dot_v1_dot_accounts__pb2.DisableUserRequest.FromString,
                     response_serializer=protos_dot_drive_dot_v1_dot_accounts__pb2.User.SerializeToString,
+            ),
+            'GetDrive': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDrive,
+                    request_deserializer=protos_dot_drive_dot_v1_dot_accounts__pb2.GetDriveRequest.FromString,
+                    response_serializer=protos_dot_drive_dot_v1_dot_accounts__pb2.DriveInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +418,33 @@ class Accounts:
             '/drive.v1.Accounts/DisableUser',
             protos_dot_drive_dot_v1_dot_accounts__pb2.DisableUserRequest.SerializeToString,
             protos_dot_drive_dot_v1_dot_accounts__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDrive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drive.v1.Accounts/GetDrive',
+            protos_dot_drive_dot_v1_dot_accounts__pb2.GetDriveRequest.SerializeToString,
+            protos_dot_drive_dot_v1_dot_accounts__pb2.DriveInfo.FromString,
             options,
             channel_credentials,
             insecure,

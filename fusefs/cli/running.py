@@ -1,0 +1,201 @@
+"""The commands that run the drive: `drive up`, `drive serve`, `drive mount`.
+
+Each settles what must hold before anything starts (the mountpoint, the data
+folder held alone, the addresses: fusefs.cli.serving), starts the daemons as
+child processes (fusefs.daemons) and runs the mount program, passing Ctrl-C
+on so open files are saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from fusefs.cli import trust
+from fusefs.cli.serving import (
+    advertised,
+    concrete,
+    data_folder,
+    keep_addresses,
+    listen_addresses,
+)
+from fusefs.clients import AccountsClient
+from fusefs.credentials import auth_key_path, find_token
+from fusefs.daemons import Daemon, DaemonError, DaemonTls, serve_tls, start_daemon
+from fusefs.errors import InvalidArgument
+from fusefs.mountpoints import check_mountpoint
+from protos.runtime import split_host_port
+from protos.tls import Trust
+
+
+def _first_user_name() -> str:
+    """The embedded drive's first user is named after the person running it."""
+    name = "".join(c for c in getpass.getuser() if c.isalnum() or c in "._-").lstrip("-")
+    return name[:64] or "owner"
+
+
+def start_daemons(
+    args: argparse.Namespace, blockd_args: list[str], tls: DaemonTls | None = None
+) -> list[Daemon]:
+    """metad, then blockd (which needs metad's address), as `drive up`/`serve` run them."""
+    blockd_args = blockd_args + (tls.blockd_args() if tls else [])
+    started: list[Daemon] = []
+    args.blockd = concrete(args.blockd)
+    try:
+        metad_args = [
+            "--first-user", _first_user_name(),
+            "--blockd-address", advertised(args.blockd),
+            *(tls.server_args() if tls else []),
+        ]  # fmt: skip
+        started.append(
+            start_daemon("metad", args.data / "metad", args.metad, extra_args=metad_args)
+        )
+        # blockd checks tokens with metad's key, and asks metad which blocks
+        # are in use when it collects garbage.
+        extra = [
+            "--metad", started[0].address,
+            "--auth-key", str(auth_key_path(args.data).absolute()),
+            *blockd_args,
+        ]  # fmt: skip
+        started.append(start_daemon("blockd", args.data / "blockd", args.blockd, extra_args=extra))
+    except DaemonError:
+        for d in started:
+            d.stop()
+        raise
+    return started
+
+
+def up(args: argparse.Namespace, blockd_args: list[str]) -> int:
+    """`drive up`: the daemons and a mount of the drive in DATA, until Ctrl-C."""
+    check_mountpoint(args.mountpoint)  # before starting anything
+    with data_folder(args.data):
+        chosen = listen_addresses(args.data, {"metad": args.metad, "blockd": args.blockd})
+        args.metad, args.blockd = chosen["metad"], chosen["blockd"]
+        return _up(args, blockd_args)
+
+
+def _up(args: argparse.Namespace, blockd_args: list[str]) -> int:
+    daemons = start_daemons(args, blockd_args)
+    try:
+        keep_addresses(args.data, {d.name: d.address for d in daemons})
+        metad, blockd = (d.address for d in daemons)
+        print(f"metad on {metad}, blockd on {blockd}; Ctrl-C unmounts and stops", flush=True)
+        cache = args.cache or args.data / "cache"
+        command = _mount_command(args, metad, blockd, cache, ["--data", str(args.data)])
+        status = _run_mount_program(command)
+    finally:
+        for d in reversed(daemons):
+            d.stop()
+    print("drive stopped")
+    return status
+
+
+def _mount_command(
+    args: argparse.Namespace, metad: str, blockd: str, cache: Path, extra: list[str]
+) -> list[str]:
+    """The mount program (fusefs.mount, a program of its own) with the options given."""
+    command = [
+        sys.executable, "-m", "fusefs.mount", str(args.mountpoint.resolve()),
+        "--metad", metad, "--blockd", blockd, "--cache", str(cache),
+        "--cache-size", str(args.cache_size), *extra,
+    ]  # fmt: skip
+    if args.device:
+        command += ["--device", args.device]
+    if args.verbose:
+        command.append("--verbose")
+    return command
+
+
+def _run_mount_program(command: list[str]) -> int:
+    """Runs the mount as a child until it ends; Ctrl-C and SIGTERM are passed on (once:
+    it has a process group of its own), so it unmounts cleanly. Its exit status."""
+    child = subprocess.Popen(command, process_group=0)
+    forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(args: argparse.Namespace, blockd_args: list[str]) -> None:
+    """`drive serve`: the daemons alone, over TLS, until Ctrl-C or one of them dies."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise DaemonError("--tls-cert and --tls-key go together")
+    try:
+        hosts = [split_host_port(address)[0] for address in (args.metad, args.blockd)]
+    except ValueError as exc:
+        raise DaemonError(str(exc)) from None
+    with data_folder(args.data):
+        tls = serve_tls(args.data, hosts, args.tls_cert, args.tls_key)
+        _serve(args, blockd_args, tls, stop)
+
+
+def _serve(
+    args: argparse.Namespace, blockd_args: list[str], tls: DaemonTls, stop: threading.Event
+) -> None:
+    daemons = start_daemons(args, blockd_args, tls)
+    try:
+        print(f"metad on {daemons[0].address}, blockd on {daemons[1].address} (TLS)")
+        print(
+            f"TLS certificate authority {tls.fingerprint}: "
+            "compare it when you drive login from another machine",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            dead = [d for d in daemons if d.process.poll() is not None]
+            if dead:
+                raise DaemonError(f"{dead[0].name} stopped unexpectedly (see {dead[0].log_path})")
+    finally:
+        for d in reversed(daemons):
+            d.stop()
+
+
+def mount(args: argparse.Namespace, default_cache: Path) -> None:
+    """`drive mount`: settles whom to trust (asking if need be) and that a login exists,
+    then becomes the mount program (exec: the same process, so signals and kill reach
+    the mount itself)."""
+    cache = args.cache or default_cache
+    check_mountpoint(args.mountpoint)
+    trusted = trust.DriveTrust.choose(args.metad, ca_file=args.ca, insecure=args.insecure)
+    tls_trust = trusted(args.metad)
+    if args.blockd is None:
+        args.blockd = _blockd_of(args.metad, tls_trust)
+    trusted(args.blockd)  # before any token goes out
+    find_token(args.metad, None)  # not signed in: said here, before anything starts
+    extra = []
+    if tls_trust is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        pem = cache / "trust.pem"
+        pem.write_bytes(tls_trust.root_pem)
+        extra = ["--ca", str(pem)]
+    command = _mount_command(args, args.metad, args.blockd, cache, extra)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+
+
+def _blockd_of(metad: str, tls_trust: Trust | None) -> str:
+    """Where metad says its blockd is: another device needs only metad's address."""
+    client = AccountsClient(metad, trust=tls_trust)
+    try:
+        address = client.drive_info().blockd_address
+    finally:
+        client.close()
+    if not address:
+        raise InvalidArgument(f"metad at {metad} does not say where blockd is: give --blockd")
+    return address

@@ -1,0 +1,30 @@
+"""`drive up` as a person runs it: a child process serving a real mount."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_ANNOUNCED = re.compile(r"metad on (\S+), blockd on (\S+);")
+
+
+def drive_up(mountpoint: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:
+    """Starts `drive up` (its output appended to log) and waits until it has mounted."""
+    command = [sys.executable, "-m", "fusefs.cli", "up", str(mountpoint), "--data", str(data)]
+    with open(log, "ab") as f:
+        p = subprocess.Popen([*command, *extra], stdin=subprocess.DEVNULL, stdout=f, stderr=f)
+    deadline = time.monotonic() + 30
+    while not os.path.ismount(mountpoint):
+        assert p.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return p
+
+
+def announced_addresses(log: Path) -> list[tuple[str, str]]:
+    """(metad, blockd) of every start `drive up` announced in log, oldest first."""
+    return _ANNOUNCED.findall(log.read_text())
