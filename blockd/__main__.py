@@ -14,7 +14,6 @@ they raise at start.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -23,10 +22,14 @@ from blockd.backends.base import BackendSetupError
 from blockd.config import parse_args, parse_rotate_args
 from blockd.server import run
 from protos.auth import AuthKeyError
-from protos.runtime import BindError, limit_malloc_arenas, stop_with_parent
+from protos.runtime import (
+    BindError,
+    configure_logging,
+    limit_malloc_arenas,
+    stop_with_parent,
+)
 from protos.tls import TlsError
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ROTATE_COMMAND = "rotate-key"
 
 
@@ -41,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == [ROTATE_COMMAND]:
         return rotate_key(args[1:])
     config = parse_args(args)
-    logging.basicConfig(stream=sys.stderr, level=config.log_level, format=LOG_FORMAT)
+    configure_logging(config.log_level, config.log_file)
     try:
         asyncio.run(run(config))
     except (BindError, BackendSetupError, keys.KeyFileError, AuthKeyError, TlsError) as exc:

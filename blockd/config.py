@@ -37,6 +37,7 @@ class Config:
     listen: str  # HOST:PORT; port 0 picks a free port (see ready_file)
     ready_file: Path | None  # gets the bound HOST:PORT once serving
     log_level: str = "INFO"
+    log_file: Path | None = None  # None: stderr
     s3: S3Settings | None = None  # None: blocks in data_dir/blocks
     encryption: bool = True  # the codec (zstd + AES-256-GCM) around the backend
     key_file: Path | None = None  # None: data_dir/keys.json, created on first start
@@ -72,6 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "--ready-file", type=Path, help="write the bound HOST:PORT here once serving"
     )
     parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
+    parser.add_argument(
+        "--log-file", type=Path, metavar="FILE", help="log there, rotated (default: stderr)"
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -172,6 +176,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         listen=args.listen,
         ready_file=args.ready_file,
         log_level=args.log_level,
+        log_file=args.log_file,
         s3=s3_settings,
         encryption=args.encryption,
         key_file=args.key_file,

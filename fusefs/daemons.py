@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from protos import tls
 from protos.runtime import PARENT_PID_ENV
+
+log = logging.getLogger(__name__)
 
 
 class DaemonError(Exception):
@@ -34,6 +38,13 @@ class Daemon:
     process: subprocess.Popen[bytes]
     address: str
     log_path: Path
+    data_dir: Path | None = None  # how it was started, to start it again (restarted)
+    extra_args: tuple[str, ...] = ()
+
+    def restarted(self) -> Daemon:
+        """The same daemon started again on the address it had bound (clients keep it)."""
+        assert self.data_dir is not None, "not started by start_daemon"
+        return start_daemon(self.name, self.data_dir, self.address, extra_args=[*self.extra_args])
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then wait; SIGKILL only if it does not stop in time."""
@@ -132,6 +143,8 @@ def start_daemon(
         listen,
         "--ready-file",
         str(ready_file),
+        "--log-file",  # rotated; stderr goes there too, for what is not logged (a crash)
+        str(log_path),
         *(extra_args or []),
     ]
     start_offset = log_file.tell()
@@ -150,7 +163,7 @@ def start_daemon(
     while time.monotonic() < deadline:
         if ready_file.exists():
             address = ready_file.read_text().strip()
-            return Daemon(name, process, address, log_path)
+            return Daemon(name, process, address, log_path, data_dir, tuple(extra_args or ()))
         if process.poll() is not None:
             raise DaemonError(_last_error(log_path, start_offset) or f"{name} exited at start")
         time.sleep(0.02)
@@ -174,3 +187,67 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# A daemon that dies is started again after a delay that doubles while it keeps dying.
+RESTART_FIRST_DELAY = 1.0
+RESTART_MAX_DELAY = 60.0
+STEADY_SECONDS = 60.0  # one that ran this long before dying starts the backoff over
+
+
+class Supervisor:
+    """Keeps the daemons of `drive up`/`drive serve` running.
+
+    A daemon that dies (a crash, kill -9, the OOM killer) is started again on
+    the address it had, so the mount and other devices carry on: their calls
+    retry while it is away. Each death and restart is logged; a daemon that
+    keeps dying is retried less and less often (up to once a minute), never
+    given up on. The watching runs in a thread; stop() ends it, then the daemons.
+    """
+
+    def __init__(self, daemons: list[Daemon]) -> None:
+        self.daemons = list(daemons)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for daemon in reversed(self.daemons):
+            daemon.stop()
+
+    def _watch(self) -> None:
+        delay = {d.name: RESTART_FIRST_DELAY for d in self.daemons}
+        since = {d.name: time.monotonic() for d in self.daemons}
+        while not self._stopping.wait(0.5):
+            for i, daemon in enumerate(self.daemons):
+                if daemon.process.poll() is None:
+                    continue
+                name = daemon.name
+                if time.monotonic() - since[name] > STEADY_SECONDS:
+                    delay[name] = RESTART_FIRST_DELAY
+                log.warning(
+                    "%s stopped (%s); starting it again in %.0f s (its log: %s)",
+                    name, _how_it_ended(daemon.process.returncode), delay[name], daemon.log_path,
+                )  # fmt: skip
+                if self._stopping.wait(delay[name]):
+                    return
+                since[name] = time.monotonic()
+                delay[name] = min(delay[name] * 2, RESTART_MAX_DELAY)
+                try:
+                    self.daemons[i] = daemon.restarted()
+                except DaemonError as exc:
+                    log.warning("%s did not start again: %s", name, exc)
+                    continue
+                log.warning("%s running again on %s", name, daemon.address)
+
+
+def _how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit status {returncode}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -24,13 +23,13 @@ from protos.runtime import (
     BindError,
     add_tls_options,
     check_tls_options,
+    configure_logging,
     parse_size,
     split_host_port,
     stop_with_parent,
 )
 from protos.tls import TlsError
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
 DEFAULT_LISTEN = "127.0.0.1:7401"  # the port `drive serve` uses for metad
 
@@ -63,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO",
+    )
+    parser.add_argument(
+        "--log-file", type=Path, metavar="FILE", help="log there, rotated (default: stderr)"
     )
     parser.add_argument(
         "--auth-key",
@@ -139,7 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     stop_with_parent()
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    configure_logging(args.log_level, args.log_file)
     config = server.Config(
         data_dir=args.data,
         listen=args.listen,

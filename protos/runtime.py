@@ -16,8 +16,10 @@ import contextlib
 import ctypes
 import ipaddress
 import logging
+import logging.handlers
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -90,6 +92,24 @@ def stop_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != int(expected):
         os.kill(os.getpid(), signal.SIGTERM)  # the parent died before we asked
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A log file is rotated at this size, keeping this many old ones (name.log.1 …).
+LOG_FILE_BYTES = 16 * 1024**2
+LOG_FILES_KEPT = 4
+
+
+def configure_logging(level: str | int, log_file: Path | None) -> None:
+    """Logging of a drivefs process: to log_file, rotated, or to stderr."""
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILES_KEPT, encoding="utf-8"
+        )
+    logging.basicConfig(level=level, format=LOG_FORMAT, handlers=[handler])
 
 
 _M_ARENA_MAX = -8  # glibc mallopt parameter

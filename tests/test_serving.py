@@ -137,3 +137,96 @@ def test_a_second_drive_up_on_the_same_data_is_refused_and_the_first_carries_on(
         assert (first / "after.txt").read_bytes() == b"after"
     finally:
         _stop(up, log)
+
+
+def _pids_of(daemon: str, data: Path) -> list[int]:
+    pattern = f"-m {daemon} --data {data / daemon} "
+    found = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def _started_again(daemon: str, data: Path, killed: int) -> None:
+    """Until another process of daemon runs and has said where it listens."""
+    ready = data / daemon / f"{daemon}.ready"
+    deadline = time.monotonic() + 60
+    while not ([p for p in _pids_of(daemon, data) if p != killed] and ready.exists()):
+        assert time.monotonic() < deadline, f"{daemon} was not started again"
+        time.sleep(0.1)
+
+
+def _sync(mnt: Path) -> None:
+    """drive sync; a mount that saw the daemon go away may still call itself offline for
+    a moment after it came back (it probes every second): then once more."""
+    for attempt in range(3):
+        synced = subprocess.run(
+            [sys.executable, "-m", "fusefs.cli", "sync", str(mnt)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if synced.returncode == 0:
+            return
+        assert "cannot be reached" in synced.stdout and attempt < 2, synced
+
+
+def test_a_daemon_killed_under_drive_up_is_started_again_and_the_mount_carries_on(
+    tmp_path: Path,
+) -> None:
+    mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
+    mnt.mkdir()
+    up = drive_up(mnt, data, log)
+    try:
+        data_1 = os.urandom(8 << 20)
+        (mnt / "one.bin").write_bytes(data_1)
+        for daemon in ("blockd", "metad"):
+            (before,) = _pids_of(daemon, data)
+            os.kill(before, signal.SIGKILL)
+            # What is written meanwhile waits in the journal, and lands once it is back.
+            written = os.urandom(4 << 20)
+            (mnt / f"while-{daemon}-was-down.bin").write_bytes(written)
+            _started_again(daemon, data, before)
+            _sync(mnt)
+            assert (mnt / f"while-{daemon}-was-down.bin").read_bytes() == written
+        text = log.read_text()
+        for daemon in ("blockd", "metad"):
+            assert f"{daemon} stopped (killed by SIGKILL); starting it again" in text, text
+            assert f"{daemon} running again on" in text, text
+        assert (mnt / "one.bin").read_bytes() == data_1
+    finally:
+        _stop(up, log)
+
+
+def test_drive_umount_sends_what_it_can_then_unmounts(mounts, metad, blockd) -> None:
+    m = mounts.mount(metad, blockd, "dev-a")
+    (m.path / "kept.txt").write_bytes(b"kept")
+    sleeper = subprocess.Popen(["sleep", "60"], cwd=m.path)  # a program inside the mount
+    try:
+        busy = subprocess.run(
+            [sys.executable, "-m", "fusefs.cli", "umount", str(m.path)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert busy.returncode == 1
+        assert "not unmounted" in busy.stdout and "open in it" in busy.stdout, busy.stdout
+        assert os.path.ismount(m.path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    done = subprocess.run(
+        [sys.executable, "-m", "fusefs.cli", "umount", str(m.path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "everything is on the drive" in done.stdout and "unmounted" in done.stdout
+    assert not os.path.ismount(m.path)
+    assert m.process.wait(60) == 0
+    again = mounts.mount(metad, blockd, "dev-b")
+    assert (again.path / "kept.txt").read_bytes() == b"kept"
+
+
+def test_a_mount_logs_to_the_file_it_is_given(mounts, metad, blockd, tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "mount.log"
+    log_file.parent.mkdir()
+    m = mounts.mount(metad, blockd, "dev-a", extra_args=["--log-file", str(log_file)])
+    (m.path / "a.txt").write_bytes(b"a")
+    m.unmount()
+    logged = log_file.read_text()
+    assert f"mounted {m.path}" in logged and f"unmounted {m.path}" in logged, logged
+    assert " INFO " not in m.log_path.read_text()  # not on stderr as well

@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
         "(exit 1 if something could not be sent)",
     )
     sync.add_argument("mountpoint", type=Path, nargs="*", help="default: every drivefs mount")
+    umount = sub.add_parser(
+        "umount",
+        help="send what the mount can, say what is left (kept, sent by the next mount), unmount",
+    )
+    umount.add_argument("mountpoint", type=Path)
 
     login = sub.add_parser("login", help="sign in to a drive; the token is kept for commands")
     login.add_argument("name", help="your user name")
@@ -327,6 +332,7 @@ def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
     p.add_argument("--cache", type=Path, required=cache_required, help="local cache directory")
     p.add_argument("--cache-size", type=parse_size, default=DEFAULT_CACHE_BYTES, help="e.g. 10G")
     p.add_argument("--device", help="name of this device in the drive's history")
+    p.add_argument("--log-file", type=Path, metavar="FILE", help="the mount logs there, rotated")
 
 
 COMMANDS = {
@@ -337,6 +343,7 @@ COMMANDS = {
     "scrub": lambda a: admin.scrub(_connection(a), a.repair, _caches(a)),
     "status": lambda a: _cmd_status(a),
     "sync": lambda a: pending.sync(a.mountpoint),
+    "umount": lambda a: pending.unmount(a.mountpoint),
     "trash": lambda a: _cmd_trash(a),
     "ls": lambda a: (
         browse.ls(_connection(a), a.path, a.json)

@@ -1,4 +1,5 @@
-"""`drive sync` and the pending part of `drive status`: this machine's mounts' unsent work.
+"""`drive sync`, `drive umount` and the pending part of `drive status`: this machine's
+mounts' unsent work.
 
 A mount tells what it has not sent yet through an attribute of its root
 folder (PENDING_XATTR, JSON), so the command needs no address and no token:
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +73,27 @@ def sync(given: Sequence[Path]) -> int:
     for mountpoint in targets:
         failed |= not _sync_one(mountpoint)
     return 1 if failed else 0
+
+
+def unmount(mountpoint: Path) -> int:
+    """`drive umount`: sends what it can first (as drive sync), says what is left (kept
+    on this device, sent by the next mount), then unmounts; 1 if it could not."""
+    try:
+        pending(mountpoint)
+    except NotAMount as exc:
+        print(exc)
+        return 1
+    _sync_one(mountpoint)
+    done = subprocess.run(
+        ["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        why = done.stderr.strip().rpartition(": ")[2] or f"fusermount3 exited {done.returncode}"
+        hint = " (a program has a file or folder open in it)" if "busy" in why.lower() else ""
+        print(f"{mountpoint}: not unmounted: {why}{hint}")
+        return 1
+    print(f"{mountpoint}: unmounted")
+    return 0
 
 
 def _sync_one(mountpoint: Path) -> bool:

@@ -27,7 +27,7 @@ from fusefs.cli.serving import (
 )
 from fusefs.clients import AccountsClient
 from fusefs.credentials import auth_key_path, find_token
-from fusefs.daemons import Daemon, DaemonError, DaemonTls, serve_tls, start_daemon
+from fusefs.daemons import Daemon, DaemonError, DaemonTls, Supervisor, serve_tls, start_daemon
 from fusefs.errors import InvalidArgument
 from fusefs.mountpoints import check_mountpoint
 from protos.runtime import split_host_port
@@ -46,7 +46,8 @@ def start_daemons(
     """metad, then blockd (which needs metad's address), as `drive up`/`serve` run them."""
     blockd_args = blockd_args + (tls.blockd_args() if tls else [])
     started: list[Daemon] = []
-    args.blockd = concrete(args.blockd)
+    # Concrete ports, so a daemon started again after a crash is found where it was.
+    args.metad, args.blockd = concrete(args.metad), concrete(args.blockd)
     try:
         metad_args = [
             "--first-user", _first_user_name(),
@@ -72,7 +73,8 @@ def start_daemons(
 
 
 def up(args: argparse.Namespace, blockd_args: list[str]) -> int:
-    """`drive up`: the daemons and a mount of the drive in DATA, until Ctrl-C."""
+    """`drive up`: the daemons (kept running: Supervisor) and a mount of the drive in
+    DATA, until Ctrl-C."""
     check_mountpoint(args.mountpoint)  # before starting anything
     with data_folder(args.data):
         chosen = listen_addresses(args.data, {"metad": args.metad, "blockd": args.blockd})
@@ -82,6 +84,7 @@ def up(args: argparse.Namespace, blockd_args: list[str]) -> int:
 
 def _up(args: argparse.Namespace, blockd_args: list[str]) -> int:
     daemons = start_daemons(args, blockd_args)
+    supervisor = Supervisor(daemons).start()
     try:
         keep_addresses(args.data, {d.name: d.address for d in daemons})
         metad, blockd = (d.address for d in daemons)
@@ -90,8 +93,7 @@ def _up(args: argparse.Namespace, blockd_args: list[str]) -> int:
         command = _mount_command(args, metad, blockd, cache, ["--data", str(args.data)])
         status = _run_mount_program(command)
     finally:
-        for d in reversed(daemons):
-            d.stop()
+        supervisor.stop()
     print("drive stopped")
     return status
 
@@ -107,6 +109,8 @@ def _mount_command(
     ]  # fmt: skip
     if args.device:
         command += ["--device", args.device]
+    if args.log_file:
+        command += ["--log-file", str(args.log_file.absolute())]
     if args.verbose:
         command.append("--verbose")
     return command
@@ -130,7 +134,8 @@ def _run_mount_program(command: list[str]) -> int:
 
 
 def serve(args: argparse.Namespace, blockd_args: list[str]) -> None:
-    """`drive serve`: the daemons alone, over TLS, until Ctrl-C or one of them dies."""
+    """`drive serve`: the daemons alone, over TLS, until Ctrl-C (a daemon that dies is
+    started again: Supervisor)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -149,6 +154,7 @@ def _serve(
     args: argparse.Namespace, blockd_args: list[str], tls: DaemonTls, stop: threading.Event
 ) -> None:
     daemons = start_daemons(args, blockd_args, tls)
+    supervisor = Supervisor(daemons).start()
     try:
         print(f"metad on {daemons[0].address}, blockd on {daemons[1].address} (TLS)")
         print(
@@ -157,12 +163,9 @@ def _serve(
             flush=True,
         )
         while not stop.wait(0.5):
-            dead = [d for d in daemons if d.process.poll() is not None]
-            if dead:
-                raise DaemonError(f"{dead[0].name} stopped unexpectedly (see {dead[0].log_path})")
+            pass
     finally:
-        for d in reversed(daemons):
-            d.stop()
+        supervisor.stop()
 
 
 def mount(args: argparse.Namespace, default_cache: Path) -> None:

@@ -22,7 +22,7 @@ from fusefs.errors import DriveError, NotSignedIn
 from fusefs.mount.lifecycle import MountConfig, run_mount
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError
 from protos import names, tls
-from protos.runtime import parse_size
+from protos.runtime import configure_logging, parse_size
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ca", type=Path, metavar="FILE", help="TLS: trust this root (PEM)")
     p.add_argument("--data", type=Path, help="sign in as the first user of the drive under DATA")
     p.add_argument("--verbose", action="store_true", help="log what the mount does")
+    p.add_argument("--log-file", type=Path, metavar="FILE", help="log there, rotated")
     return p
 
 
@@ -71,10 +72,7 @@ def _signed_in_source(metad: str, trust: tls.Trust | None) -> TokenSource:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, args.log_file)
     try:
         trust = tls.Trust.for_ca(args.ca.read_bytes(), args.ca) if args.ca else None
         token = _local_source(args.data) if args.data else _signed_in_source(args.metad, trust)
