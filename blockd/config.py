@@ -38,6 +38,7 @@ class Config:
     ready_file: Path | None  # gets the bound HOST:PORT once serving
     log_level: str = "INFO"
     log_file: Path | None = None  # None: stderr
+    metrics: str | None = None  # HOST:PORT of /metrics; None: not served
     s3: S3Settings | None = None  # None: blocks in data_dir/blocks
     encryption: bool = True  # the codec (zstd + AES-256-GCM) around the backend
     key_file: Path | None = None  # None: data_dir/keys.json, created on first start
@@ -75,6 +76,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
     parser.add_argument(
         "--log-file", type=Path, metavar="FILE", help="log there, rotated (default: stderr)"
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics",
     )
     parser.add_argument(
         "--backend",
@@ -177,6 +183,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         ready_file=args.ready_file,
         log_level=args.log_level,
         log_file=args.log_file,
+        metrics=args.metrics,
         s3=s3_settings,
         encryption=args.encryption,
         key_file=args.key_file,

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import grpc
 
@@ -30,9 +31,10 @@ from blockd.follow import DamageReports, follow_revocations
 from blockd.hotcache import HotBlocks
 from blockd.service import BlocksService, add_to_server
 from blockd.store import BlockStore
-from protos import auth, tls
+from protos import auth, metrics, tls
 from protos.drive.v1 import blocks_pb2
 from protos.guard import MalformedRequests
+from protos.metrics import RpcMetrics
 from protos.runtime import listen_credentials, serve
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,11 @@ async def run(config: Config) -> None:
             "blockd data %s: %d blocks, %d bytes", location, stats.object_count, stats.stored_bytes
         )
         access = BlockAccess(auth_key)
+        counted: list[grpc.aio.ServerInterceptor] = []
+        if config.metrics:
+            counted = [RpcMetrics()]
+            metrics.register(partial(_store_metrics, store, hot))
+            log.info("metrics on http://%s/metrics", metrics.serve_metrics(config.metrics))
         # metad's revocations and blockd's damage reports, for as long as blockd serves.
         followers = []
         if fence is not None and damage is not None:
@@ -108,6 +115,7 @@ async def run(config: Config) -> None:
                 add_services,
                 ready_file=config.ready_file,
                 interceptors=[
+                    *counted,
                     MalformedRequests(),
                     auth.AuthInterceptor(auth_key, revocations=access.revocations),
                 ],
@@ -122,6 +130,23 @@ async def run(config: Config) -> None:
             await store.close()
     finally:
         await backend.close()
+
+
+def _store_metrics(store: BlockStore, hot: HotBlocks | None) -> list[object]:
+    """What the store counts anyway, for /metrics (read when it is asked for)."""
+    stats = store.stats()
+    found: list[object] = [
+        metrics.gauge("drive_blocks", "blocks stored", stats.object_count),
+        metrics.gauge("drive_stored_bytes", "bytes the stored blocks occupy", stats.stored_bytes),
+        metrics.counter("drive_received_bytes", "block bytes uploaded", stats.bytes_received),
+        metrics.counter("drive_received_blocks", "blocks uploaded", stats.blocks_received),
+        metrics.counter("drive_sent_bytes", "block bytes downloaded", stats.bytes_sent),
+        metrics.counter("drive_sent_blocks", "blocks downloaded", stats.blocks_sent),
+    ]
+    if hot is not None:
+        found.append(metrics.counter("drive_hot_block_hits", "reads from memory", hot.hits))
+        found.append(metrics.counter("drive_hot_block_misses", "reads from storage", hot.misses))
+    return found
 
 
 def _metad_trust(config: Config) -> tls.Trust | None:

@@ -76,6 +76,10 @@ class BlockCache:
         self._verified: set[bytes] = set()  # disk copies hashed since the mount started
         self._disk_bytes = 0
         self._warned_full = False
+        # For /metrics, counted on the trio thread: reads served without loading a
+        # block, and blocks loaded (from a cache file not verified yet, or blockd).
+        self.hits = 0
+        self.loads = 0
         self._scan()
 
     @property
@@ -134,6 +138,7 @@ class BlockCache:
         data = self._memory.get(h)
         if data is not None:
             self._memory.move_to_end(h)
+            self.hits += 1
             return memoryview(data)[start : start + length]
         with self._disk_lock:
             if h not in self._verified:
@@ -148,7 +153,10 @@ class BlockCache:
             part = os.pread(fd, length, start)
         finally:
             os.close(fd)
-        return part if len(part) == length else None
+        if len(part) != length:
+            return None
+        self.hits += 1
+        return part
 
     async def get(self, h: bytes) -> Data:
         return (await self.get_many([h]))[h]
@@ -170,6 +178,7 @@ class BlockCache:
                 else:
                     to_fetch.append(h)
             if to_fetch:
+                self.loads += len(to_fetch)
                 for h in to_fetch:
                     self._inflight[h] = trio.Event()
                 try:

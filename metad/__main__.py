@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default DATA/auth.key, created on first start)",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics",
+    )
+    parser.add_argument(
         "--blockd-address",
         default="",
         metavar="HOST:PORT",
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         tls_key=args.tls_key,
         insecure=args.insecure,
         blockd_address=args.blockd_address,
+        metrics=args.metrics,
     )
     try:
         asyncio.run(server.run(config))

@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -29,9 +30,10 @@ from metad.housekeeping import Housekeeping, run_forever
 from metad.security import RevocationBoard
 from metad.service import MetadataService
 from metad.store import FIRST_USER_NAME, Store
-from protos import auth
+from protos import auth, metrics
 from protos.drive.v1 import accounts_pb2_grpc, metadata_pb2, metadata_pb2_grpc
 from protos.guard import MalformedRequests
+from protos.metrics import RpcMetrics
 from protos.runtime import listen_credentials, serve
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class Config:
     tls_key: Path | None = None
     insecure: bool = False  # plain text on a non-loopback address too
     blockd_address: str = ""  # where clients reach blockd (GetDrive), if told
+    metrics: str | None = None  # HOST:PORT of /metrics; None: not served
 
 
 @contextlib.contextmanager
@@ -111,6 +114,12 @@ async def run(config: Config) -> None:
                 commits.latest,
             )
 
+            counted: list[grpc.aio.ServerInterceptor] = []
+            if config.metrics:
+                counted = [RpcMetrics()]
+                metrics.register(partial(_journal_metrics, commits))
+                log.info("metrics on http://%s/metrics", metrics.serve_metrics(config.metrics))
+
             def add_services(server: grpc.aio.Server) -> Sequence[str]:
                 metadata_pb2_grpc.add_MetadataServicer_to_server(
                     MetadataService(
@@ -135,6 +144,7 @@ async def run(config: Config) -> None:
                 ready_file=config.ready_file,
                 on_stopping=end_subscriptions,
                 interceptors=[
+                    *counted,
                     MalformedRequests(),
                     auth.AuthInterceptor(key, accounts.OPEN_METHODS, board.revocations),
                 ],
@@ -146,6 +156,10 @@ async def run(config: Config) -> None:
                 await chores
             commits.close()
             await store.close()
+
+
+def _journal_metrics(commits: CommitSignal) -> list[object]:
+    return [metrics.gauge("drive_journal_sequence", "the journal's last change", commits.latest)]
 
 
 def _drive_id(data_dir: Path) -> str:

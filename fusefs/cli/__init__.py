@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         "made under DATA/tls on first start)",
     )  # fmt: skip
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="its key (with --tls-cert)")
+    serve.add_argument(
+        "--metrics", metavar="HOST:PORT", help="Prometheus metrics: metad there, blockd on PORT+1"
+    )
     _block_store_options(serve)
 
     mount = sub.add_parser("mount", help="mount a running drive (another device)")
@@ -333,6 +336,12 @@ def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
     p.add_argument("--cache-size", type=parse_size, default=DEFAULT_CACHE_BYTES, help="e.g. 10G")
     p.add_argument("--device", help="name of this device in the drive's history")
     p.add_argument("--log-file", type=Path, metavar="FILE", help="the mount logs there, rotated")
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="Prometheus metrics of the mount there (drive up: of metad there, blockd on "
+        "PORT+1, the mount on PORT+2)",
+    )
 
 
 COMMANDS = {

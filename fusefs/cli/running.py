@@ -53,7 +53,9 @@ def start_daemons(
             "--first-user", _first_user_name(),
             "--blockd-address", advertised(args.blockd),
             *(tls.server_args() if tls else []),
+            *_metrics_args(args, 0),
         ]  # fmt: skip
+        blockd_args = blockd_args + _metrics_args(args, 1)
         started.append(
             start_daemon("metad", args.data / "metad", args.metad, extra_args=metad_args)
         )
@@ -70,6 +72,15 @@ def start_daemons(
             d.stop()
         raise
     return started
+
+
+def _metrics_args(args: argparse.Namespace, offset: int) -> list[str]:
+    """--metrics HOST:PORT of drive up/serve is the first of three ports: metad's, then
+    blockd's, then the mount's."""
+    if not getattr(args, "metrics", None):
+        return []
+    host, port = split_host_port(args.metrics)
+    return ["--metrics", f"{host}:{port + offset}"]
 
 
 def up(args: argparse.Namespace, blockd_args: list[str]) -> int:
@@ -90,7 +101,8 @@ def _up(args: argparse.Namespace, blockd_args: list[str]) -> int:
         metad, blockd = (d.address for d in daemons)
         print(f"metad on {metad}, blockd on {blockd}; Ctrl-C unmounts and stops", flush=True)
         cache = args.cache or args.data / "cache"
-        command = _mount_command(args, metad, blockd, cache, ["--data", str(args.data)])
+        extra = ["--data", str(args.data), *_metrics_args(args, 2)]
+        command = _mount_command(args, metad, blockd, cache, extra, metrics=False)
         status = _run_mount_program(command)
     finally:
         supervisor.stop()
@@ -99,9 +111,16 @@ def _up(args: argparse.Namespace, blockd_args: list[str]) -> int:
 
 
 def _mount_command(
-    args: argparse.Namespace, metad: str, blockd: str, cache: Path, extra: list[str]
+    args: argparse.Namespace,
+    metad: str,
+    blockd: str,
+    cache: Path,
+    extra: list[str],
+    *,
+    metrics: bool = True,
 ) -> list[str]:
-    """The mount program (fusefs.mount, a program of its own) with the options given."""
+    """The mount program (fusefs.mount, a program of its own) with the options given
+    (--metrics too when metrics: drive up gives the mount the third port instead)."""
     command = [
         sys.executable, "-m", "fusefs.mount", str(args.mountpoint.resolve()),
         "--metad", metad, "--blockd", blockd, "--cache", str(cache),
@@ -111,6 +130,8 @@ def _mount_command(
         command += ["--device", args.device]
     if args.log_file:
         command += ["--log-file", str(args.log_file.absolute())]
+    if metrics and args.metrics:
+        command += ["--metrics", args.metrics]
     if args.verbose:
         command.append("--verbose")
     return command

@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="sign in as the first user of the drive under DATA")
     p.add_argument("--verbose", action="store_true", help="log what the mount does")
     p.add_argument("--log-file", type=Path, metavar="FILE", help="log there, rotated")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics there")
     return p
 
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             cache_bytes=args.cache_size,
             token=token,
             trust=trust,
+            metrics=args.metrics,
         )
 
         def mounted() -> None:

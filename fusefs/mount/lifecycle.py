@@ -35,6 +35,7 @@ from fusefs.mount.replica import Replica
 from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.vfs import Vfs
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError, check_mountpoint
+from protos import metrics
 from protos.tls import Trust
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class MountConfig:
     cache_bytes: int = DEFAULT_CACHE_BYTES
     token: Callable[[], str] | None = None  # the sign-in token of every call
     trust: Trust | None = None  # TLS to both daemons, trusting this (fusefs.cli.trust); None: plain
+    metrics: str | None = None  # HOST:PORT of /metrics; None: not served
 
 
 FUSE_CONF = Path("/etc/fuse.conf")
@@ -210,6 +212,9 @@ async def _serve(
     names = Namespace(meta, replica, limiter, reachability, parts.journal)
     sync = Synchronizer(meta, blocks, parts.journal, reachability, cache, limiter)
     vfs = Vfs(meta, names, parts.journal, sync, blocks, cache, root, parts.staging, limiter=limiter)
+    if config.metrics:
+        metrics.register(partial(_mount_metrics, parts.journal, sync, cache, reachability))
+        log.info("metrics on http://%s/metrics", metrics.serve_metrics(config.metrics))
     ops = Operations(vfs)
     options = set(pyfuse3.default_options) | {"fsname=drivefs", "subtype=drivefs"}
     if others_may_use_mounts():
@@ -255,6 +260,23 @@ async def _serve(
                 sending.cancel_scope.cancel()
         pyfuse3.close(unmount=stop_requested.is_set())
         log.info("unmounted %s", config.mountpoint)
+
+
+def _mount_metrics(
+    journal: Journal, sync: Synchronizer, cache: BlockCache, reachability: Reachability
+) -> list[object]:
+    """What the mount counts anyway, read when /metrics is asked for (another thread:
+    plain reads, and the journal's totals under its lock)."""
+    files, size = journal.totals()
+    return [
+        metrics.gauge("drive_mount_pending_changes", "changes not sent yet", files),
+        metrics.gauge("drive_mount_pending_bytes", "bytes of them", size),
+        metrics.counter("drive_mount_sent_bytes", "bytes sent since it began", sync.sent_bytes),
+        metrics.gauge("drive_mount_online", "1 when the drive is reachable", int(reachability.up)),
+        metrics.counter("drive_cache_hits", "reads served from the block cache", cache.hits),
+        metrics.counter("drive_cache_loads", "blocks loaded from disk or blockd", cache.loads),
+        metrics.gauge("drive_cache_bytes", "bytes in the cache folder", cache.disk_bytes),
+    ]
 
 
 async def _flush_replica(replica: Replica) -> None:
