@@ -1,12 +1,13 @@
 """Where the drive command and the mount find the token they send with every call,
 and the certificate they expect the drive to present.
 
-The token, in order: DRIVEFS_TOKEN in the environment; the token `drive login`
-saved for that metad (~/.config/drivefs/credentials.json, mode 0600); for a
-drive running on this machine under --data, a token made with the drive's own
-auth key for its first user (how `drive up` signs in by itself). A TokenSource
-renews its token in the background once half its life has passed, so a mount
-stays signed in for as long as it runs.
+The token, in order: DRIVEFS_TOKEN in the environment; for a command given no
+metad address, acting on the drive running on this machine under --data, a
+token made with the drive's own auth key for its first user (how `drive up`
+signs in by itself); the token `drive login` saved for that metad
+(~/.config/drivefs/credentials.json, mode 0600); the drive's own key again.
+A TokenSource renews its token in the background once half its life has
+passed, so a mount stays signed in for as long as it runs.
 
 The pins, as ssh keeps known hosts: ~/.config/drivefs/known_drives.json (mode
 0600) maps a metad address to the CA certificate (PEM, with its fingerprint
@@ -170,11 +171,20 @@ def token_from_env() -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
-def find_token(metad: str, data_dir: Path | None) -> tuple[str, int, str]:
-    """(token, expires_s, where it came from) for calls to metad. Raises NotSignedIn."""
+def find_token(
+    metad: str, data_dir: Path | None, *, prefer_local: bool = False
+) -> tuple[str, int, str]:
+    """(token, expires_s, where it came from) for calls to metad. Raises NotSignedIn.
+
+    prefer_local: metad was found through data_dir (no address given), so the
+    command acts on the drive of this machine, as its first user, even when a
+    login for another user is saved for that address.
+    """
     env = token_from_env()
     if env:
         return env, _expiry(env), "env"
+    if prefer_local and data_dir is not None and (local := local_token(data_dir)) is not None:
+        return *local, "local"
     entry = _load_saved().get(metad)
     if entry and entry.get("expires_s", 0) > time.time():
         return entry["token"], int(entry["expires_s"]), "saved"

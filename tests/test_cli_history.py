@@ -66,6 +66,15 @@ def test_history_lists_every_kept_revision_and_restore_brings_one_back(alice: Pe
     assert newest[:2] == [str(plan.revision + 1), "*"]
 
 
+def test_history_json(alice: Person) -> None:
+    alice.write("a.txt", b"one")
+    alice.write("a.txt", b"two!")
+    listed = [json.loads(line) for line in lines(alice.drive("history", "a.txt", "--json"))]
+    assert [(r["size"], r["current"]) for r in listed] == [(4, True), (3, False)]
+    assert listed[0]["revision"] > listed[1]["revision"]
+    assert {r["author"] for r in listed} == {"alice"} and listed[0]["saved_ns"] > 0
+
+
 def test_history_mistakes(alice: Person) -> None:
     alice.mkdir("docs")
     one_line_error(alice.drive("history", "docs"), "docs is a folder")

@@ -6,6 +6,7 @@ bob can reach through his own client afterwards.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +100,15 @@ def test_shares_lists_both_directions(alice_bob: list[Person]) -> None:
     assert lines(alice.drive("shares", "docs/plan.txt")) == [
         "docs/plan.txt is not shared with anyone"
     ]
+    assert [json.loads(line) for line in lines(alice.drive("shares", "--json"))] == [
+        {"shared": "by me", "path": "docs", "user": "bob", "role": "write"},
+        {"shared": "by me", "path": "photo.jpg", "user": "bob", "role": "read"},
+        {"shared": "with me", "name": "notes.txt", "owner": "bob", "role": "read"},
+    ]
+    assert [json.loads(x) for x in lines(bob.drive("shares", "Shared with me/docs", "--json"))] == [
+        {"shared": "with me", "name": "docs", "owner": "alice", "role": "write"}
+    ]
+    assert lines(alice.drive("shares", "docs/plan.txt", "--json")) == []
 
 
 def test_shared_paths_work_in_every_command(alice_bob: list[Person]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -37,6 +38,14 @@ def test_a_folder_removed_file_by_file_comes_back_whole(alice: Person) -> None:
     assert listing[0].split() == ["PATH", "SIZE", "DELETED", "PURGED", "ON", "ID"]
     assert paths(listing) == ["docs/"]
     assert listing[1].split()[-1] == str(alice.meta.list_trash()[0].node.id)
+
+    (listed,) = [json.loads(line) for line in lines(alice.drive("trash", "--json"))]
+    assert (listed["path"], listed["kind"], listed["id"]) == (
+        "docs",
+        "folder",
+        alice.meta.list_trash()[0].node.id,
+    )
+    assert listed["deleted_ns"] > 0 and listed["purge_ns"] > listed["deleted_ns"]
 
     assert lines(alice.drive("trash", "restore", "docs")) == ["restored docs (4 items)"]
     assert alice.read(alice.node("docs/sub/b.txt").id) == b"bee"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from fusefs.credentials import TOKEN_ENV
 from tests import signin
 from tests.filedata import sha256_of, write_random
+from tests.people import add_person, run_drive
 
 MiB = 1024 * 1024
 
@@ -150,6 +152,30 @@ def test_status_reports_use_and_storage(drive, mounts) -> None:
     result = drive_cmd("status", "--metad", metad.address, "--blockd", blockd.address)
     assert result.returncode == 0, result.stderr
     assert "your files" in result.stdout and "stored" in result.stdout
+    m.sync()
+    shown = json.loads(
+        drive_cmd("status", "--json", "--metad", metad.address, "--blockd", blockd.address).stdout
+    )
+    assert shown["you"]["used_bytes"] == 120_000 and shown["store"]["stored_objects"] >= 1
+    (here,) = [d for d in shown["this_device"] if d["mountpoint"] == str(m.path)]
+    assert here["changes"] == 0 and here["online"]
+
+
+def test_status_shows_a_user_their_own_space_only(drive) -> None:
+    metad, blockd = drive
+    bob = add_person(metad.address, blockd.address, "bob")
+    bob.write("mine.txt", b"bob's")
+    addresses = ("--metad", metad.address, "--blockd", blockd.address)
+    try:
+        done = run_drive("status", "--json", *addresses, token=bob.token)
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(done.stdout)
+        assert shown["you"]["used_bytes"] == 5 and shown["store"] is None
+        text = run_drive("status", *addresses, token=bob.token)
+        assert text.returncode == 0, text.stderr
+        assert "your files" in text.stdout and "stored" not in text.stdout
+    finally:
+        bob.close()
 
 
 def test_gc_without_metad_is_a_clear_error(daemons, tmp_path: Path) -> None:

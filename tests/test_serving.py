@@ -230,3 +230,37 @@ def test_a_mount_logs_to_the_file_it_is_given(mounts, metad, blockd, tmp_path: P
     logged = log_file.read_text()
     assert f"mounted {m.path}" in logged and f"unmounted {m.path}" in logged, logged
     assert " INFO " not in m.log_path.read_text()  # not on stderr as well
+
+
+def test_commands_under_data_act_as_the_first_user_whatever_login_is_saved(
+    tmp_path: Path,
+) -> None:
+    """A saved login is used where its address is given; under --data the drive's own key."""
+    mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
+    mnt.mkdir()
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env.pop(TOKEN_ENV, None)
+
+    def drive(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fusefs.cli", *args],
+            input=stdin, capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+
+    up = drive_up(mnt, data, log)
+    try:
+        metad, _ = announced_addresses(log)[-1]
+        added = drive("user", "add", "bob", "--password-stdin", "--data", str(data),
+                      stdin="bob's long password\n")  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        login = drive("login", "bob", "--password-stdin", "--metad", metad,
+                      stdin="bob's long password\n")  # fmt: skip
+        assert login.returncode == 0, login.stderr
+        assert drive("whoami", "--metad", metad).stdout.startswith("bob (user ")
+        here = drive("whoami", "--data", str(data))
+        assert here.returncode == 0, here.stderr
+        assert "administrator" in here.stdout and not here.stdout.startswith("bob")
+        quota = drive("user", "quota", "bob", "5G", "--data", str(data))
+        assert quota.returncode == 0, quota.stderr
+    finally:
+        _stop(up, log)

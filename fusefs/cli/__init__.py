@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib.metadata
+import json
 import logging
 import os
 import signal
@@ -94,8 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     _daemon_options(scrub)
 
     status = sub.add_parser(
-        "status", help="space used, stored and referenced; this device's work not sent yet"
+        "status",
+        help="your space (administrators: also the store's); this device's work not sent yet",
     )
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     _daemon_options(status)
 
     sync = sub.add_parser(
@@ -162,6 +165,7 @@ PATH_HELP = (
     " (a local path inside a mount works too)"
 )
 TIME_HELP = f"a past time: {timespec.EXAMPLES} (local time)"
+JSON_HELP = "one JSON object per line, for scripts"
 
 
 def _browse_parsers(sub: argparse._SubParsersAction) -> None:
@@ -169,11 +173,12 @@ def _browse_parsers(sub: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("ls", help="a folder's entries, now or as they were at a time")
     ls.add_argument("path", nargs="?", default="", help=PATH_HELP + " (default: the root)")
     ls.add_argument("--at", metavar="TIME", help=TIME_HELP)
-    ls.add_argument("--json", action="store_true", help="one JSON object per entry and line")
+    ls.add_argument("--json", action="store_true", help=JSON_HELP)
     _daemon_options(ls)
 
     history = sub.add_parser("history", help="the kept revisions of a file")
     history.add_argument("path", help=PATH_HELP)
+    history.add_argument("--json", action="store_true", help=JSON_HELP)
     _daemon_options(history)
 
     restore = sub.add_parser(
@@ -186,6 +191,7 @@ def _browse_parsers(sub: argparse._SubParsersAction) -> None:
     _daemon_options(restore)
 
     trash = sub.add_parser("trash", help="deleted files (default: list them)")
+    trash.add_argument("--json", action="store_true", help=JSON_HELP + " (the listing)")
     _daemon_options(trash)
     trash_sub = trash.add_subparsers(dest="trash_command", metavar="{list,restore,empty}")
     _daemon_options(trash_sub.add_parser("list", help="what is in the trash"), defaults=False)
@@ -210,6 +216,7 @@ def _browse_parsers(sub: argparse._SubParsersAction) -> None:
 
     shares = sub.add_parser("shares", help="what you share and what is shared with you")
     shares.add_argument("path", nargs="?", help="only shares of this file or folder")
+    shares.add_argument("--json", action="store_true", help=JSON_HELP)
     _daemon_options(shares)
 
     changes = sub.add_parser("watch", help="print changes to your drive and shares as they happen")
@@ -285,7 +292,8 @@ def _connection(args: argparse.Namespace) -> admin.Connection:
     trusted = trust.DriveTrust.choose(
         metad, data_dir=args.data, ca_file=args.ca, insecure=args.insecure
     )
-    token = token_from_env() or find_token(_address(args, "metad"), args.data)[0]
+    here = not getattr(args, "metad", None)  # found under --data: the drive of this machine
+    token = token_from_env() or find_token(_address(args, "metad"), args.data, prefer_local=here)[0]
     return admin.Connection(
         lambda: _address(args, "metad"), lambda: _address(args, "blockd"), lambda: token, trusted
     )
@@ -359,7 +367,7 @@ COMMANDS = {
         if a.at is None
         else browse.ls_at(_connection(a), a.path, _time(a.at), a.json)
     ),
-    "history": lambda a: browse.history(_connection(a), a.path),
+    "history": lambda a: browse.history(_connection(a), a.path, a.json),
     "restore": lambda a: (
         browse.restore_revision(_connection(a), a.path, a.revision)
         if a.at is None
@@ -367,7 +375,7 @@ COMMANDS = {
     ),
     "share": lambda a: browse.share(_connection(a), a.path, a.user, Role[a.role.upper()]),
     "unshare": lambda a: browse.unshare(_connection(a), a.path, a.user),
-    "shares": lambda a: browse.shares(_connection(a), a.path),
+    "shares": lambda a: browse.shares(_connection(a), a.path, a.json),
     "watch": lambda a: watch.watch(_connection(a), a.from_sequence, a.count, a.sequence),
     "login": lambda a: _cmd_login(a),
     "logout": lambda a: admin.logout(_address(a, "metad")),
@@ -377,13 +385,17 @@ COMMANDS = {
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    code = admin.status(_connection(args))
+    shown = admin.status(_connection(args))
+    if args.json:
+        print(json.dumps({**shown, "this_device": pending.report()}, ensure_ascii=False))
+        return 0
+    admin.print_status(shown)
     lines = pending.report_lines()
     if lines:
         print("this device:")
         for line in lines:
             print(f"  {line}")
-    return code
+    return 0
 
 
 def _caches(args: argparse.Namespace) -> list[Path]:
@@ -433,7 +445,7 @@ def _cmd_trash(args: argparse.Namespace) -> int:
         return admin.empty_trash(conn)
     if args.trash_command == "restore":
         return browse.trash_restore(conn, args.what)
-    return browse.trash_list(conn)
+    return browse.trash_list(conn, getattr(args, "json", False))
 
 
 def _cmd_user(args: argparse.Namespace) -> int:

@@ -217,32 +217,62 @@ def _repair(
     return remaining
 
 
-def status(conn: Connection) -> int:
+def status(conn: Connection) -> dict:
+    """Your space; for administrators also the whole store (None for others: theirs)."""
     meta = conn.metadata("drive-status")
-    blocks = conn.blocks()
     try:
         usage = meta.usage()
-        summary = meta.storage_summary()
-        stats = blocks.stats()
+        try:
+            summary = meta.storage_summary()
+        except errors.PermissionDenied:
+            summary = None
     finally:
         meta.close()
+    shown: dict = {
+        "you": {
+            "used_bytes": usage.used_bytes,
+            "entries": usage.node_count,
+            "quota_bytes": usage.quota_bytes or None,
+        },
+        "store": None,
+    }
+    if summary is None:
+        return shown
+    blocks = conn.blocks()
+    try:
+        stats = blocks.stats()
+    finally:
         blocks.close()
-    quota = human(usage.quota_bytes) if usage.quota_bytes else "none"
-    ratio = stats.stored_bytes / summary.referenced_bytes if summary.referenced_bytes else 0
+    shown["store"] = {
+        "content_bytes": summary.logical_bytes,
+        "referenced_blocks": summary.referenced_blocks,
+        "referenced_bytes": summary.referenced_bytes,
+        "stored_objects": stats.object_count,
+        "stored_bytes": stats.stored_bytes,
+    }
+    return shown
+
+
+def print_status(shown: dict) -> None:
+    you = shown["you"]
+    quota = human(you["quota_bytes"]) if you["quota_bytes"] else "none"
     print(
-        f"your files       {human(usage.used_bytes)} in {usage.node_count:,} entries"
-        f" (quota {quota})"
+        f"your files       {human(you['used_bytes'])} in {you['entries']:,} entries (quota {quota})"
     )
-    print(f"all drives       {human(summary.logical_bytes)} of current file content")
+    store = shown["store"]
+    if store is None:
+        return
+    referenced = store["referenced_bytes"]
+    ratio = store["stored_bytes"] / referenced if referenced else 0
+    print(f"all drives       {human(store['content_bytes'])} of current file content")
     print(
-        f"blocks in use    {summary.referenced_blocks:,} blocks, "
-        f"{human(summary.referenced_bytes)} before compression"
+        f"blocks in use    {store['referenced_blocks']:,} blocks, "
+        f"{human(referenced)} before compression"
     )
     print(
-        f"stored           {stats.object_count:,} objects, {human(stats.stored_bytes)} "
+        f"stored           {store['stored_objects']:,} objects, {human(store['stored_bytes'])} "
         f"({ratio:.2f} of the referenced bytes)"
     )
-    return 0
 
 
 def empty_trash(conn: Connection) -> int:

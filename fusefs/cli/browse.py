@@ -118,14 +118,14 @@ class _Listed:
             shown + ("/" if self.kind == Kind.DIRECTORY else "") + self.note,
         ]
 
-    def json(self) -> str:
+    def fields(self) -> dict:
         fields = {"name": self.name, "kind": _KIND[self.kind], "size": self.size}
         fields["modified_ns"] = self.mtime_ns
         if self.kind == Kind.SYMLINK:
             fields["target"] = self.target
         if self.note:
             fields["note"] = self.note.strip(" ()")
-        return json.dumps(fields, ensure_ascii=False)
+        return fields
 
 
 def _listed(node: Node, name: str | None = None) -> _Listed:
@@ -138,11 +138,16 @@ def _listed(node: Node, name: str | None = None) -> _Listed:
     )
 
 
+def _json_lines(objects: list[dict]) -> None:
+    """One JSON object per line (JSON Lines), so `head` and `jq` take whole objects."""
+    for obj in objects:
+        print(json.dumps(obj, ensure_ascii=False))
+
+
 def _print_listing(entries: list[_Listed], what: str, as_json: bool) -> None:
     entries.sort(key=lambda e: e.name.casefold())
     if as_json:
-        for entry in entries:  # JSON Lines: one object per line, so `head` cuts cleanly
-            print(entry.json())
+        _json_lines([entry.fields() for entry in entries])
         return
     if not entries:
         say(f"{what} is empty")
@@ -220,13 +225,29 @@ def _people(conn: Connection, meta: MetadataClient) -> dict[int, str]:
     return names
 
 
-def history(conn: Connection, path: str) -> int:
+def history(conn: Connection, path: str, as_json: bool = False) -> int:
     """Kept revisions of a file, newest first, the current one marked."""
     with session(conn) as meta, busy("reading the history"):
         found = Resolver(meta).resolve(path)
         node = _file_of(found)
         revisions = meta.list_revisions(node.id)
         people = _people(conn, meta)
+    if as_json:
+        _json_lines(
+            [
+                {
+                    "revision": r.number,
+                    "current": r.number == node.revision,
+                    "saved_ns": r.created_ns or r.mtime_ns,
+                    "size": r.size,
+                    "author": people.get(r.author_id, ""),
+                    "author_id": r.author_id,
+                    "device": r.device,
+                }
+                for r in revisions
+            ]
+        )
+        return 0
     rows = [
         [
             f"{r.number}{' *' if r.number == node.revision else '  '}",
@@ -279,9 +300,24 @@ def restore_at(conn: Connection, path: str, time_ns: int) -> int:
 # --- trash ---------------------------------------------------------------------------------------
 
 
-def trash_list(conn: Connection) -> int:
+def trash_list(conn: Connection, as_json: bool = False) -> int:
     with session(conn) as meta, busy("reading the trash"):
         entries = meta.list_trash()
+    if as_json:
+        _json_lines(
+            [
+                {
+                    "path": e.path,
+                    "kind": _KIND[e.node.kind],
+                    "size": e.node.size,
+                    "deleted_ns": e.deleted_ns,
+                    "purge_ns": e.purge_ns or None,
+                    "id": e.node.id,
+                }
+                for e in entries
+            ]
+        )
+        return 0
     if not entries:
         say("the trash is empty")
         return 0
@@ -359,7 +395,7 @@ def unshare(conn: Connection, path: str, user: str) -> int:
     return 0
 
 
-def shares(conn: Connection, path: str | None) -> int:
+def shares(conn: Connection, path: str | None, as_json: bool = False) -> int:
     """What you share (all, or of PATH) and what others share with you."""
     mine: list[ShareInfo] = []
     with session(conn) as meta, busy("reading shares"):
@@ -370,13 +406,28 @@ def shares(conn: Connection, path: str | None) -> int:
         elif found.node is not None and found.share is None:
             mine = meta.list_shares(found.node.id)
         theirs = resolver.shares()
-    if found is None:
+    if found is not None and found.node is not None and found.share is not None:
+        theirs = {n: s for n, s in theirs.items() if s == found.share}
+    if found is not None and (found.node is None or found.share is not None):
+        mine = []  # PATH is in "Shared with me": only what is shared with you
+    elif found is not None:
+        theirs = {}  # PATH is yours: only what you share of it
+    if as_json:
+        _json_lines(
+            [
+                {"shared": "by me", "path": s.path, "user": s.user_name, "role": _role(s.role)}
+                for s in mine
+            ]
+            + [
+                {"shared": "with me", "name": n, "owner": s.owner_name, "role": _role(s.role)}
+                for n, s in sorted(theirs.items())
+            ]
+        )
+    elif found is None:
         _print_mine(mine)
         _print_theirs(theirs)
-    elif found.node is None:
+    elif theirs or found.node is None:
         _print_theirs(theirs)
-    elif found.share is not None:
-        _print_theirs({n: s for n, s in theirs.items() if s == found.share})
     elif mine:
         _print_mine(mine)
     else:

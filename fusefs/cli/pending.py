@@ -140,6 +140,27 @@ def _sync_one(mountpoint: Path) -> bool:
     return False
 
 
+def report() -> list[dict]:
+    """This device's pending work per mount, for `drive status --json`."""
+    found = []
+    for mountpoint in mountpoints(()):
+        try:
+            state = pending(mountpoint)
+        except NotAMount:
+            continue
+        found.append(
+            {
+                "mountpoint": str(mountpoint),
+                "changes": state.files,
+                "bytes": state.bytes,
+                "online": state.online,
+                "waiting": state.problems,
+                "recovered": state.recovered,
+            }
+        )
+    return found
+
+
 def report_lines() -> list[str]:
     """This device's pending work per mount, for `drive status`."""
     lines = []
