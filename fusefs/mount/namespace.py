@@ -278,10 +278,6 @@ class Namespace:
             self.replica.listed(parent_id) or self.replica.has_entry(parent_id, name)
         ):
             return
-        if self._journal.moves_pending():
-            # Renames, swaps or removals made here wait to be sent: metad's names are
-            # older than ours until they land, and their landing records its answer.
-            return
         target = self.replica.entry_target(parent_id, name)
         if target is not None and self._journal.creating(target):
             return  # ours, not sent yet: metad's answer would not know it
@@ -316,9 +312,6 @@ class Namespace:
             log.info("node %d left stale: %s", node_id, exc)
             self.replica.mark_stale(node_id)
         else:
-            if self._journal.moves_pending():
-                # Its attributes, in the place the replica has it (see _check_place).
-                node = replace(node, parent_id=known.parent_id, name=known.name)
             self.replica.put(node)
 
 
