@@ -334,6 +334,10 @@ class EntryChanges:
             target = await self.names.lookup(new_parent_id, new_name)
         if target is not None and target.id == source.id:
             return  # two names of one file: rename(2) does nothing
+        # The replica's state before the move is made to survive a crash first: a restart
+        # replays the journaled move on top of it (one that lost the replica's last
+        # second would have no names to move).
+        self.names.replica.flush()
         if exchange:
             if target is None:
                 raise errors.NotFound(f"no {new_name!r} to exchange with")
