@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,35 +140,34 @@ def _sync_one(mountpoint: Path) -> bool:
     return False
 
 
-def report() -> list[dict]:
-    """This device's pending work per mount, for `drive status --json`."""
-    found = []
+def _states() -> Iterator[tuple[Path, Pending]]:
+    """Each drivefs mount of this machine that answers, with its pending work."""
     for mountpoint in mountpoints(()):
         try:
-            state = pending(mountpoint)
+            yield mountpoint, pending(mountpoint)
         except NotAMount:
             continue
-        found.append(
-            {
-                "mountpoint": str(mountpoint),
-                "changes": state.files,
-                "bytes": state.bytes,
-                "online": state.online,
-                "waiting": state.problems,
-                "recovered": state.recovered,
-            }
-        )
-    return found
+
+
+def report() -> list[dict]:
+    """This device's pending work per mount, for `drive status --json`."""
+    return [
+        {
+            "mountpoint": str(mountpoint),
+            "changes": state.files,
+            "bytes": state.bytes,
+            "online": state.online,
+            "waiting": state.problems,
+            "recovered": state.recovered,
+        }
+        for mountpoint, state in _states()
+    ]
 
 
 def report_lines() -> list[str]:
     """This device's pending work per mount, for `drive status`."""
     lines = []
-    for mountpoint in mountpoints(()):
-        try:
-            state = pending(mountpoint)
-        except NotAMount:
-            continue
+    for mountpoint, state in _states():
         where = "online" if state.online else "offline"
         pace = ""
         if state.files and state.online and state.rate > 0:
