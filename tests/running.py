@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-_ANNOUNCED = re.compile(r"metad on (\S+), blockd on (\S+);")
+_ANNOUNCED = re.compile(r"metad on (\S+), blockd on (\S+?)(?: \(TLS[^)]*\))?;")
 
 
 def drive_up(mountpoint: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:

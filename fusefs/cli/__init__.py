@@ -17,8 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fusefs.cli import admin, browse, pending, running, timespec, trust, watch
-from fusefs.credentials import find_token, token_from_env
+from fusefs.cli import admin, browse, pending, running, timespec, trust, watch, where
 from fusefs.daemons import DaemonError
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
@@ -43,13 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     kept = "default: as last time; at first 127.0.0.1:{} if free, else any port"
     up.add_argument("--metad", help="listen address (" + kept.format(7401) + ")")
     up.add_argument("--blockd", help="listen address (" + kept.format(7402) + ")")
+    _listen_option(up)
     _mount_options(up, cache_required=False)
     _block_store_options(up)
 
     serve = sub.add_parser("serve", help="run metad and blockd only")
     serve.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
-    serve.add_argument("--metad", default=DEFAULT_METAD, help=f"default {DEFAULT_METAD}")
-    serve.add_argument("--blockd", default=DEFAULT_BLOCKD, help=f"default {DEFAULT_BLOCKD}")
+    serve.add_argument("--metad", help=f"listen address (default {DEFAULT_METAD})")
+    serve.add_argument("--blockd", help=f"listen address (default {DEFAULT_BLOCKD})")
+    _listen_option(serve)
     serve.add_argument(
         "--tls-cert", type=Path, metavar="FILE",
         help="your own certificate, then its chain up to the CA (default: the drive's own, "
@@ -63,8 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
     mount = sub.add_parser("mount", help="mount a running drive (another device)")
     mount.add_argument("mountpoint", type=Path)
-    mount.add_argument("--metad", required=True, help="metad address HOST:PORT")
+    mount.add_argument(
+        "--metad", metavar="HOST[:PORT]",
+        help="metad's address (default: the drive running under --data, else the drive "
+        "of your most recent drive login)",
+    )  # fmt: skip
     mount.add_argument("--blockd", help="blockd address HOST:PORT (default: where metad says)")
+    mount.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a drive on this machine")
+    _as_option(mount)
     _mount_options(mount, cache_required=False)
     _trust_options(mount)
     gc = sub.add_parser("gc", help="delete blocks no file refers to any more")
@@ -114,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     umount.add_argument("mountpoint", type=Path)
 
     login = sub.add_parser("login", help="sign in to a drive; the token is kept for commands")
+    login.add_argument(
+        "where", nargs="?", metavar="HOST[:PORT]",
+        help="the drive's metad (port default 7401; default: --metad, else the drive "
+        "running under --data)",
+    )  # fmt: skip
     login.add_argument("name", help="your user name")
     _daemon_options(login)
     login.add_argument(
@@ -124,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     _password_options(login)
 
     logout = sub.add_parser("logout", help="forget the saved sign-in of a drive")
+    logout.add_argument("where", nargs="?", metavar="HOST[:PORT]", help="the drive's metad")
     _daemon_options(logout)
 
     whoami = sub.add_parser("whoami", help="the account you are signed in as")
@@ -228,6 +241,7 @@ def _browse_parsers(sub: argparse._SubParsersAction) -> None:
     changes.add_argument(
         "--sequence", action="store_true", help="start each line with its number (for --from)"
     )
+    changes.add_argument("--json", action="store_true", help=JSON_HELP + " (with its sequence)")
     _daemon_options(changes)
 
 
@@ -282,23 +296,6 @@ def _password(args: argparse.Namespace, prompt: str, *, confirm: bool = False) -
     return password
 
 
-def _connection(args: argparse.Namespace) -> admin.Connection:
-    """The running drive's addresses, the token for it (see fusefs.credentials) and the
-    trust in its certificate (fusefs.cli.trust: --ca, --insecure, the pin, DATA/tls/ca.pem)."""
-    try:
-        metad: str | None = _address(args, "metad")
-    except DaemonError:
-        metad = None  # e.g. drive gc --blockd HOST:PORT: needs only blockd
-    trusted = trust.DriveTrust.choose(
-        metad, data_dir=args.data, ca_file=args.ca, insecure=args.insecure
-    )
-    here = not getattr(args, "metad", None)  # found under --data: the drive of this machine
-    token = token_from_env() or find_token(_address(args, "metad"), args.data, prefer_local=here)[0]
-    return admin.Connection(
-        lambda: _address(args, "metad"), lambda: _address(args, "blockd"), lambda: token, trusted
-    )
-
-
 def _daemon_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     """--data, --metad, --blockd. defaults=False on a subcommand whose parent command
     has them already: argparse would otherwise reset what was given before it."""
@@ -311,7 +308,24 @@ def _daemon_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     p.add_argument(
         "--blockd", default=none, help="blockd HOST:PORT (default: the drive running under --data)"
     )
+    _as_option(p, defaults)
     _trust_options(p, defaults)
+
+
+def _as_option(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    p.add_argument(
+        "--as", dest="as_user", metavar="NAME", default=None if defaults else argparse.SUPPRESS,
+        help="act as NAME, with the login drive login saved for NAME (default: on this "
+        "machine's drive its first user, elsewhere your most recent login)",
+    )  # fmt: skip
+
+
+def _listen_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--listen", metavar="HOST",
+        help="listen on HOST (e.g. 0.0.0.0: every interface) instead of 127.0.0.1, "
+        "on the same ports; beyond loopback the daemons speak TLS",
+    )  # fmt: skip
 
 
 def _trust_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -324,19 +338,6 @@ def _trust_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
         "--insecure", action="store_true", default=False if defaults else argparse.SUPPRESS,
         help="plain text even to another machine: password and token cross the network readable",
     )  # fmt: skip
-
-
-def _address(args: argparse.Namespace, name: str) -> str:
-    given = getattr(args, name)
-    if given:
-        return given
-    ready = args.data / name / f"{name}.ready"
-    try:
-        return ready.read_text().strip()
-    except FileNotFoundError:
-        raise DaemonError(
-            f"no {name} running under {args.data}: start the drive or pass --{name} HOST:PORT"
-        ) from None
 
 
 def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
@@ -356,36 +357,38 @@ COMMANDS = {
     "up": lambda a: running.up(a, _blockd_args(a)),
     "serve": lambda a: running.serve(a, _blockd_args(a)),
     "mount": lambda a: running.mount(a, DEFAULT_DATA / "cache" / (a.device or "default")),
-    "gc": lambda a: admin.garbage_collect(_connection(a), a.grace, a.dry_run),
-    "scrub": lambda a: admin.scrub(_connection(a), a.repair, _caches(a)),
+    "gc": lambda a: admin.garbage_collect(where.connection(a), a.grace, a.dry_run),
+    "scrub": lambda a: admin.scrub(where.connection(a), a.repair, _caches(a)),
     "status": lambda a: _cmd_status(a),
     "sync": lambda a: pending.sync(a.mountpoint),
     "umount": lambda a: pending.unmount(a.mountpoint),
     "trash": lambda a: _cmd_trash(a),
     "ls": lambda a: (
-        browse.ls(_connection(a), a.path, a.json)
+        browse.ls(where.connection(a), a.path, a.json)
         if a.at is None
-        else browse.ls_at(_connection(a), a.path, _time(a.at), a.json)
+        else browse.ls_at(where.connection(a), a.path, _time(a.at), a.json)
     ),
-    "history": lambda a: browse.history(_connection(a), a.path, a.json),
+    "history": lambda a: browse.history(where.connection(a), a.path, a.json),
     "restore": lambda a: (
-        browse.restore_revision(_connection(a), a.path, a.revision)
+        browse.restore_revision(where.connection(a), a.path, a.revision)
         if a.at is None
-        else browse.restore_at(_connection(a), a.path, _time(a.at))
+        else browse.restore_at(where.connection(a), a.path, _time(a.at))
     ),
-    "share": lambda a: browse.share(_connection(a), a.path, a.user, Role[a.role.upper()]),
-    "unshare": lambda a: browse.unshare(_connection(a), a.path, a.user),
-    "shares": lambda a: browse.shares(_connection(a), a.path, a.json),
-    "watch": lambda a: watch.watch(_connection(a), a.from_sequence, a.count, a.sequence),
+    "share": lambda a: browse.share(where.connection(a), a.path, a.user, Role[a.role.upper()]),
+    "unshare": lambda a: browse.unshare(where.connection(a), a.path, a.user),
+    "shares": lambda a: browse.shares(where.connection(a), a.path, a.json),
+    "watch": lambda a: watch.watch(
+        where.connection(a), a.from_sequence, a.count, a.sequence, as_json=a.json
+    ),
     "login": lambda a: _cmd_login(a),
-    "logout": lambda a: admin.logout(_address(a, "metad")),
-    "whoami": lambda a: admin.whoami(_connection(a)),
+    "logout": lambda a: admin.logout(_login_address(a, saved=True), a.as_user),
+    "whoami": lambda a: admin.whoami(where.connection(a)),
     "user": lambda a: _cmd_user(a),
 }
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    shown = admin.status(_connection(args))
+    shown = admin.status(where.connection(args))
     if args.json:
         print(json.dumps({**shown, "this_device": pending.report()}, ensure_ascii=False))
         return 0
@@ -418,7 +421,7 @@ def _time(text: str) -> int:
 
 def _cmd_login(args: argparse.Namespace) -> int:
     """Decides what to trust (fusefs.cli.trust) before the password is asked for or sent."""
-    metad = _address(args, "metad")
+    metad = _login_address(args)
     accepted = trust.for_login(
         metad,
         data_dir=args.data,
@@ -431,6 +434,23 @@ def _cmd_login(args: argparse.Namespace) -> int:
     return admin.login(metad, args.name, password, accepted.trust, accepted.pin)
 
 
+def _login_address(args: argparse.Namespace, *, saved: bool = False) -> str:
+    """drive login/logout HOST[:PORT], else --metad, else the drive running under --data
+    (logout, saved: else the drive of the most recent login)."""
+    if args.where and args.metad:
+        raise InvalidArgument("give the drive's address once: HOST[:PORT] or --metad")
+    if args.where or args.metad:
+        return where.with_port(args.where or args.metad)
+    return where.metad(args).address if saved else _running_metad(args.data)
+
+
+def _running_metad(data: Path) -> str:
+    running = where.ready_address(data, "metad")
+    if running is None:
+        raise DaemonError(f"no drive running under {data}: drive login HOST[:PORT] NAME")
+    return running
+
+
 def _ask(question: str) -> bool:
     print(question, end="", file=sys.stderr, flush=True)
     try:
@@ -440,7 +460,7 @@ def _ask(question: str) -> bool:
 
 
 def _cmd_trash(args: argparse.Namespace) -> int:
-    conn = _connection(args)
+    conn = where.connection(args)
     if args.trash_command == "empty":
         return admin.empty_trash(conn)
     if args.trash_command == "restore":
@@ -449,7 +469,7 @@ def _cmd_trash(args: argparse.Namespace) -> int:
 
 
 def _cmd_user(args: argparse.Namespace) -> int:
-    conn = _connection(args)
+    conn = where.connection(args)
     if args.user_command == "add":
         password = _password(args, f"password for {args.name}: ", confirm=True)
         return admin.add_user(conn, args.name, password, args.quota, args.admin)

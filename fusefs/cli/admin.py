@@ -298,25 +298,31 @@ def login(
     trust: Trust | None = None,
     pin: credentials.Pin | None = None,
 ) -> int:
-    """Signs in (over TLS when trust is given); saves the token, and pin once it worked."""
+    """Signs in (over TLS when trust is given); saves the login under the drive's id (asked
+    of metad first), and the pin once it worked."""
     client = AccountsClient(metad, trust=trust)
     try:
+        drive = client.drive_info().drive_id
         signed_in = client.sign_in(name, password)
     finally:
         client.close()
-    credentials.save_token(metad, signed_in.token, signed_in.expires_s, signed_in.account.name)
+    user = signed_in.account.name
+    credentials.save_login(metad, signed_in.token, signed_in.expires_s, user, drive)
     if pin is not None:
         credentials.save_pin(metad, pin)
     how = "in plain text" if trust is None else f"over TLS (CA {trust.fingerprint})"
-    print(f"signed in to {metad} as {signed_in.account.name} {how}")
+    print(f"signed in to {metad} as {user} {how}")
     return 0
 
 
-def logout(metad: str) -> int:
-    if credentials.forget_token(metad):
-        print(f"signed out of {metad}")
+def logout(metad: str, user: str | None) -> int:
+    gone = credentials.forget_login(metad, user)
+    who = f" as {user}" if user else ""
+    if gone:
+        names = ", ".join(sorted({x.user for x in gone}))
+        print(f"signed out of {metad} ({names})")
     else:
-        print(f"not signed in to {metad}")
+        print(f"not signed in to {metad}{who}")
     return 0
 
 

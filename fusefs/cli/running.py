@@ -17,21 +17,22 @@ import sys
 import threading
 from pathlib import Path
 
-from fusefs.cli import trust
+from fusefs.cli import trust, where
 from fusefs.cli.serving import (
+    DEFAULT_PORTS,
+    LOOPBACK,
     advertised,
+    beyond_loopback,
     concrete,
     data_folder,
+    join_host_port,
     keep_addresses,
     listen_addresses,
 )
-from fusefs.clients import AccountsClient
-from fusefs.credentials import auth_key_path, find_token
+from fusefs.credentials import auth_key_path, find_token, token_from_env
 from fusefs.daemons import Daemon, DaemonError, DaemonTls, Supervisor, serve_tls, start_daemon
-from fusefs.errors import InvalidArgument
 from fusefs.mountpoints import check_mountpoint
 from protos.runtime import split_host_port
-from protos.tls import Trust
 
 
 def _first_user_name() -> str:
@@ -88,20 +89,28 @@ def up(args: argparse.Namespace, blockd_args: list[str]) -> int:
     DATA, until Ctrl-C."""
     check_mountpoint(args.mountpoint)  # before starting anything
     with data_folder(args.data):
-        chosen = listen_addresses(args.data, {"metad": args.metad, "blockd": args.blockd})
+        asked = {"metad": args.metad, "blockd": args.blockd}
+        chosen = listen_addresses(args.data, asked, args.listen)
         args.metad, args.blockd = chosen["metad"], chosen["blockd"]
-        return _up(args, blockd_args)
+        tls = None
+        if beyond_loopback([args.metad, args.blockd]):  # reachable from elsewhere: TLS
+            tls = serve_tls(args.data, [split_host_port(a)[0] for a in chosen.values()])
+        return _up(args, blockd_args, tls)
 
 
-def _up(args: argparse.Namespace, blockd_args: list[str]) -> int:
-    daemons = start_daemons(args, blockd_args)
+def _up(args: argparse.Namespace, blockd_args: list[str], tls: DaemonTls | None) -> int:
+    daemons = start_daemons(args, blockd_args, tls)
     supervisor = Supervisor(daemons).start()
     try:
         keep_addresses(args.data, {d.name: d.address for d in daemons})
         metad, blockd = (d.address for d in daemons)
-        print(f"metad on {metad}, blockd on {blockd}; Ctrl-C unmounts and stops", flush=True)
+        how = f" (TLS, certificate authority {tls.fingerprint})" if tls else ""
+        print(f"metad on {metad}, blockd on {blockd}{how}; Ctrl-C unmounts and stops", flush=True)
         cache = args.cache or args.data / "cache"
         extra = ["--data", str(args.data), *_metrics_args(args, 2)]
+        if tls is not None:
+            extra += ["--ca", str(tls.ca.absolute())]
+        metad, blockd = where.dialable(metad), where.dialable(blockd)
         command = _mount_command(args, metad, blockd, cache, extra, metrics=False)
         status = _run_mount_program(command)
     finally:
@@ -162,6 +171,9 @@ def serve(args: argparse.Namespace, blockd_args: list[str]) -> None:
         signal.signal(sig, lambda *_: stop.set())
     if (args.tls_cert is None) != (args.tls_key is None):
         raise DaemonError("--tls-cert and --tls-key go together")
+    host = args.listen or LOOPBACK
+    args.metad = args.metad or join_host_port(host, DEFAULT_PORTS["metad"])
+    args.blockd = args.blockd or join_host_port(host, DEFAULT_PORTS["blockd"])
     try:
         hosts = [split_host_port(address)[0] for address in (args.metad, args.blockd)]
     except ValueError as exc:
@@ -190,36 +202,33 @@ def _serve(
 
 
 def mount(args: argparse.Namespace, default_cache: Path) -> None:
-    """`drive mount`: settles whom to trust (asking if need be) and that a login exists,
-    then becomes the mount program (exec: the same process, so signals and kill reach
-    the mount itself)."""
+    """`drive mount`: settles which drive (fusefs.cli.where), whom to trust (asking if need
+    be) and as whom, then becomes the mount program (exec: the same process, so signals
+    and kill reach the mount itself)."""
     cache = args.cache or default_cache
     check_mountpoint(args.mountpoint)
-    trusted = trust.DriveTrust.choose(args.metad, ca_file=args.ca, insecure=args.insecure)
-    tls_trust = trusted(args.metad)
-    if args.blockd is None:
-        args.blockd = _blockd_of(args.metad, tls_trust)
-    trusted(args.blockd)  # before any token goes out
-    find_token(args.metad, None)  # not signed in: said here, before anything starts
-    extra = []
+    found = where.metad(args)
+    trusted = trust.DriveTrust.choose(
+        found.address,
+        data_dir=args.data if found.here else None,
+        ca_file=args.ca,
+        insecure=args.insecure,
+    )
+    tls_trust = trusted(found.address)
+    blockd = where.blockd(args, lambda: found, trusted)
+    trusted(blockd)  # before any token goes out
+    # The drive of this machine: its first user, with the drive's own key.
+    local = found.here and args.as_user is None and token_from_env() is None
+    extra = ["--data", str(args.data)] if local else []
+    if not local:
+        find_token(found.address, None, user=args.as_user)  # not signed in: said before mounting
+        extra += ["--as", args.as_user] if args.as_user else []
     if tls_trust is not None:
         cache.mkdir(parents=True, exist_ok=True)
         pem = cache / "trust.pem"
         pem.write_bytes(tls_trust.root_pem)
-        extra = ["--ca", str(pem)]
-    command = _mount_command(args, args.metad, args.blockd, cache, extra)
+        extra += ["--ca", str(pem)]
+    command = _mount_command(args, found.address, blockd, cache, extra)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)
-
-
-def _blockd_of(metad: str, tls_trust: Trust | None) -> str:
-    """Where metad says its blockd is: another device needs only metad's address."""
-    client = AccountsClient(metad, trust=tls_trust)
-    try:
-        address = client.drive_info().blockd_address
-    finally:
-        client.close()
-    if not address:
-        raise InvalidArgument(f"metad at {metad} does not say where blockd is: give --blockd")
-    return address

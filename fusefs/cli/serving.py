@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fusefs.daemons import DaemonError
-from protos.runtime import split_host_port
+from protos.runtime import is_loopback, split_host_port
 
 LOCK_FILE = "drive.lock"
 ADDRESSES_FILE = "addresses.json"
@@ -56,20 +56,35 @@ def data_folder(data: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def listen_addresses(data: Path, asked: dict[str, str | None]) -> dict[str, str]:
+def listen_addresses(
+    data: Path, asked: dict[str, str | None], host: str | None = None
+) -> dict[str, str]:
     """Where each daemon listens: as asked, else where it did last time, else its
-    default port on loopback if free, else a port the system picks (0)."""
+    default port on loopback if free, else a port the system picks (0). host (--listen)
+    replaces the host of the kept or default address; the port stays."""
     kept = _kept(data)
     chosen = {}
     for name, address in asked.items():
         if address is not None:
             chosen[name] = address
         elif name in kept:
-            chosen[name] = kept[name]
+            port = split_host_port(kept[name])[1]
+            chosen[name] = kept[name] if host is None else join_host_port(host, port)
         else:
             port = DEFAULT_PORTS[name]
-            chosen[name] = f"{LOOPBACK}:{port if _free(LOOPBACK, port) else 0}"
+            on = host or LOOPBACK
+            chosen[name] = join_host_port(on, port if _free(on, port) else 0)
     return chosen
+
+
+def join_host_port(host: str, port: int) -> str:
+    bare = host.strip("[]")
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
+def beyond_loopback(addresses: list[str]) -> bool:
+    """Whether any of these listen addresses can be reached from another machine."""
+    return any(not is_loopback(split_host_port(a)[0].strip("[]")) for a in addresses)
 
 
 def concrete(address: str) -> str:
@@ -116,9 +131,10 @@ def _kept(data: Path) -> dict[str, str]:
 
 
 def _free(host: str, port: int) -> bool:
-    with socket.socket() as s:
+    bare = host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET) as s:
         try:
-            s.bind((host, port))
+            s.bind((bare, port))
         except OSError:
             return False
     return True

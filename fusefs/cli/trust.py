@@ -186,6 +186,10 @@ def for_login(
         return _accept(metad, chain, trust, "the fingerprint given")
     if pin is not None and pin.ca_pem is not None:
         return _accept(metad, chain, tls.Trust.for_ca(pin.ca_pem), PINNED)
+    moved_from = credentials.pinned_elsewhere(now)
+    if moved_from is not None:  # the drive pinned at its old address, moved here
+        trust = tls.Trust.for_ca(tls.der_to_pem(presented))
+        return _accept(metad, chain, trust, f"the pin of {moved_from}")
     local = data_dir / LOCAL_CA if data_dir is not None else None
     if local is not None and local.exists() and tls.fingerprint(local.read_bytes()) == now:
         return _accept(metad, chain, _load(local), f"the CA in {local}")

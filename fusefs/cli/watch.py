@@ -11,6 +11,7 @@ SHARED_FOLDER.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import posixpath
 import signal
@@ -167,7 +168,40 @@ def _temporary(exc: errors.DriveError) -> bool:
     return isinstance(exc, errors.Unavailable) or type(exc) is errors.DriveError
 
 
-def watch(conn: Connection, from_sequence: int | None, limit: int | None, numbered: bool) -> int:
+def as_fields(change: Change, old_path: str = "") -> dict:
+    """A change for scripts (`drive watch --json`): what describe() says, as fields."""
+    fields: dict = {
+        "sequence": change.sequence,
+        "kind": change.kind.name.lower(),
+        "path": shown_path(change),
+        "node_id": change.node_id,
+        "node_kind": change.node_kind.name.lower(),
+        "by": change.actor_name,
+        "time_ns": change.time_ns,
+    }
+    if change.revision:
+        fields["revision"] = change.revision
+    if change.device:
+        fields["device"] = change.device
+    if change.kind == ChangeKind.MOVED:
+        fields["old_path"] = old_path or change.old_name
+    if change.kind in (ChangeKind.LINKED, ChangeKind.UNLINKED):
+        fields["name"] = change.old_name
+    if change.kind in (ChangeKind.SHARED, ChangeKind.UNSHARED):
+        fields["with"] = change.subject_name
+        if change.kind == ChangeKind.SHARED:
+            fields["role"] = change.role.name.lower()
+    return fields
+
+
+def watch(
+    conn: Connection,
+    from_sequence: int | None,
+    limit: int | None,
+    numbered: bool,
+    *,
+    as_json: bool = False,
+) -> int:
     """Prints changes as they happen until Ctrl-C (exit 0) or `limit` changes."""
 
     def lost(after: int) -> None:
@@ -181,9 +215,12 @@ def watch(conn: Connection, from_sequence: int | None, limit: int | None, number
             folders = FolderBook(meta.root().id)
 
             def show(change: Change) -> None:
-                line = describe(change, folders.old_path(change))
+                old_path = folders.old_path(change)
                 folders.note(change)
-                line = names.printable(line)
+                if as_json:
+                    print(json.dumps(as_fields(change, old_path), ensure_ascii=False), flush=True)
+                    return
+                line = names.printable(describe(change, old_path))
                 print(f"{change.sequence} {line}" if numbered else line, flush=True)
 
             if not stopper.stopped.is_set():

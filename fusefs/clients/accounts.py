@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fusefs.clients.rpc import UNARY_TIMEOUT, Token, request_id, rpc, signed_channel
+from fusefs.errors import DataLoss
 from protos.drive.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -35,6 +37,26 @@ class DriveInfo:
     drive_id: str
     blockd_address: str  # as this client reaches it; "" when metad does not know
     version: str
+
+
+_DRIVE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_HOST = re.compile(r"[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+
+
+def _drive_info(msg: accounts_pb2.DriveInfo, metad_address: str) -> DriveInfo:
+    """What GetDrive said, checked: an id and an address are stored and dialled here, so
+    a metad that answers nonsense is refused rather than believed."""
+    if msg.drive_id and not _DRIVE_ID.fullmatch(msg.drive_id):
+        raise DataLoss(f"metad at {metad_address} gave a malformed drive id")
+    blockd = _reachable(msg.blockd_address, metad_address)
+    if blockd and not _usable(blockd):
+        raise DataLoss(f"metad at {metad_address} gave an unusable blockd address")
+    return DriveInfo(msg.drive_id, blockd, msg.version[:64])
+
+
+def _usable(address: str) -> bool:
+    host, sep, port = address.rpartition(":")
+    return bool(sep) and bool(_HOST.fullmatch(host)) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _reachable(advertised: str, metad_address: str) -> str:
@@ -79,7 +101,7 @@ class AccountsClient:
     def drive_info(self) -> DriveInfo:
         """Which drive metad serves and where its blockd is (asked without a token)."""
         msg = self._stub.GetDrive(accounts_pb2.GetDriveRequest(), timeout=UNARY_TIMEOUT)
-        return DriveInfo(msg.drive_id, _reachable(msg.blockd_address, self.address), msg.version)
+        return _drive_info(msg, self.address)
 
     @rpc
     def renew(self, ttl_seconds: int = 0) -> SignedIn:

@@ -3,10 +3,11 @@
 
 `drive mount` and `drive up` run it (the `drive` command settles which TLS
 certificate to trust first, asking the user if need be, and hands it over
-with --ca); it runs alone as well. Signed in, in this order, as: the bearer
-of DRIVEFS_TOKEN, the login saved for --metad, or with --data the first user
-of the drive under DATA (made with its auth key). A token is renewed when
-half spent, and a saved login is kept up to date.
+with --ca); it runs alone as well. Signed in as: with --data, the first user
+of the drive under DATA (a token made with its auth key); else the bearer of
+DRIVEFS_TOKEN, the login saved for NAME (--as NAME), or the login saved for
+--metad. A token is renewed when half spent, and a saved login is kept up to
+date.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from fusefs.clients import AccountsClient
-from fusefs.credentials import TokenSource, find_token, local_token, save_token
+from fusefs.credentials import TokenSource, find_token, local_token, renew_saved
 from fusefs.errors import DriveError, NotSignedIn
 from fusefs.mount.lifecycle import MountConfig, run_mount
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="name of this device in the drive's history")
     p.add_argument("--ca", type=Path, metavar="FILE", help="TLS: trust this root (PEM)")
     p.add_argument("--data", type=Path, help="sign in as the first user of the drive under DATA")
+    p.add_argument("--as", dest="as_user", metavar="NAME", help="the login saved for NAME")
     p.add_argument("--verbose", action="store_true", help="log what the mount does")
     p.add_argument("--log-file", type=Path, metavar="FILE", help="log there, rotated")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics there")
@@ -53,8 +55,9 @@ def _local_source(data: Path) -> TokenSource:
     return TokenSource(*renew(""), renew=renew)
 
 
-def _signed_in_source(metad: str, trust: tls.Trust | None) -> TokenSource:
-    token, expires_s, source = find_token(metad, None)
+def _signed_in_source(metad: str, trust: tls.Trust | None, user: str | None) -> TokenSource:
+    token, expires_s, source = find_token(metad, None, user=user)
+    current = [token]
 
     def renew(old: str) -> tuple[str, int]:
         client = AccountsClient(metad, lambda: old, trust=trust)
@@ -66,7 +69,8 @@ def _signed_in_source(metad: str, trust: tls.Trust | None) -> TokenSource:
 
     def save(new: str, expires: int) -> None:
         if source == "saved":
-            save_token(metad, new, expires)
+            renew_saved(current[0], new, expires)
+        current[0] = new
 
     return TokenSource(token, expires_s, renew=renew, on_renewed=save)
 
@@ -76,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.INFO if args.verbose else logging.WARNING, args.log_file)
     try:
         trust = tls.Trust.for_ca(args.ca.read_bytes(), args.ca) if args.ca else None
-        token = _local_source(args.data) if args.data else _signed_in_source(args.metad, trust)
+        if args.data:
+            token = _local_source(args.data)
+        else:
+            token = _signed_in_source(args.metad, trust, args.as_user)
         config = MountConfig(
             mountpoint=args.mountpoint.resolve(),
             metad=args.metad,

@@ -1,0 +1,288 @@
+"""Signing in as a person does it: one address (`drive login HOST[:PORT] NAME`), then
+`drive mount MNT` and every command with nothing else; logins kept per drive, so a drive
+that moved needs one login again; `--as NAME`; `--listen` beyond loopback with TLS; and a
+metad that lies about its drive is refused before anything is stored or dialled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fusefs.credentials import TOKEN_ENV
+from protos import tls
+from protos.drive.v1 import accounts_pb2
+from tests.running import announced_addresses, drive_up
+
+PASSWORD = "bob's long password"
+
+
+class Device:
+    """The `drive` command as run on one device: its own config and data folders."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(root / "config"),
+            "XDG_DATA_HOME": str(root / "share"),
+        }
+        self.env.pop(TOKEN_ENV, None)
+
+    def drive(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fusefs.cli", *args],
+            input=stdin, capture_output=True, text=True, timeout=90, env=self.env,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def logins(self) -> list[dict]:
+        saved = json.loads((self.root / "config" / "drivefs" / "credentials.json").read_text())
+        assert saved["version"] == 2
+        return saved["logins"]
+
+    def mount(self, mnt: Path, *args: str) -> subprocess.Popen:
+        """`drive mount MNT ARGS…` in the background, once it has mounted."""
+        mnt.mkdir(exist_ok=True)
+        log = self.root / "mount.log"
+        with open(log, "ab") as out:
+            p = subprocess.Popen(
+                [sys.executable, "-m", "fusefs.cli", "mount", str(mnt), *args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=self.env,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mnt):
+            assert p.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        return p
+
+
+def _stop(p: subprocess.Popen, log: Path | None = None) -> None:
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(60) == 0, log.read_text() if log else ""
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
+    """A drive up on this machine (data, log, metad's address) with a user bob."""
+    mnt, data, log = tmp_path / "server-mnt", tmp_path / "server-data", tmp_path / "up.log"
+    mnt.mkdir()
+    up = drive_up(mnt, data, log)
+    try:
+        server = Device(tmp_path / "server")
+        added = server.drive(
+            "user", "add", "bob", "--password-stdin", "--data", str(data),
+            stdin=f"{PASSWORD}\n{PASSWORD}\n",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        (mnt / "from-owner.txt").write_bytes(b"the owner's")
+        yield data, log, announced_addresses(log)[-1][0]
+    finally:
+        _stop(up, log)
+
+
+def test_another_device_needs_one_address_once_then_nothing(
+    served: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    data, _, metad = served
+    laptop = Device(tmp_path / "laptop")
+    signed = laptop.drive("login", metad, "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    assert signed.returncode == 0, signed.stderr
+    assert f"signed in to {metad} as bob" in signed.stdout
+    drive_id = (data / "metad" / "drive.id").read_text().strip()
+    (login,) = laptop.logins()
+    assert (login["drive"], login["metad"], login["user"]) == (drive_id, metad, "bob")
+
+    mnt = tmp_path / "laptop-mnt"
+    mounted = laptop.mount(mnt, "--cache", str(tmp_path / "laptop-cache"))
+    try:
+        (mnt / "bobs.txt").write_bytes(b"bob's own")
+        assert laptop.drive("sync", str(mnt)).returncode == 0
+        listed = laptop.drive("ls", "--json")  # no address: the drive of the last login
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["name"] for line in listed.stdout.splitlines()] == ["bobs.txt"]
+        me = laptop.drive("whoami")
+        assert me.stdout.startswith("bob (user "), me.stderr
+        watched = subprocess.Popen(
+            [sys.executable, "-m", "fusefs.cli", "watch", "--json", "--count", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=laptop.env,
+        )  # fmt: skip
+        time.sleep(1.5)  # the watch starts at the journal's head
+        (mnt / "seen.txt").write_bytes(b"watch this")
+        out, err = watched.communicate(timeout=60)
+        assert watched.returncode == 0, err
+        change = json.loads(out.splitlines()[-1])
+        assert (change["kind"], change["path"], change["by"]) == ("created", "seen.txt", "bob")
+        assert change["sequence"] > 0 and change["node_kind"] == "file"
+    finally:
+        _stop(mounted, laptop.root / "mount.log")
+
+
+def test_a_drive_that_moved_costs_one_login_and_keeps_the_others(
+    tmp_path: Path,
+) -> None:
+    mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
+    mnt.mkdir()
+    laptop = Device(tmp_path / "laptop")
+    up = drive_up(mnt, data, log)
+    try:
+        server = Device(tmp_path / "server")
+        for name in ("bob", "carol"):
+            added = server.drive(
+                "user", "add", name, "--password-stdin", "--data", str(data),
+                stdin=f"{PASSWORD}\n{PASSWORD}\n",
+            )  # fmt: skip
+            assert added.returncode == 0, added.stderr
+        old = announced_addresses(log)[-1][0]
+        for name in ("carol", "bob"):
+            ok = laptop.drive("login", old, name, "--password-stdin", stdin=PASSWORD + "\n")
+            assert ok.returncode == 0, ok.stderr
+    finally:
+        _stop(up, log)
+    # The drive comes back elsewhere (a new machine, a new port).
+    (data / "addresses.json").unlink()
+    up = drive_up(mnt, data, log, "--metad", "127.0.0.1:0", "--blockd", "127.0.0.1:0")
+    try:
+        new = announced_addresses(log)[-1][0]
+        assert new != old
+        stale = laptop.drive("whoami")
+        assert stale.returncode == 1 and "not reachable" in stale.stderr
+        again = laptop.drive("login", new, "bob", "--password-stdin", stdin=PASSWORD + "\n")
+        assert again.returncode == 0, again.stderr
+        logins = laptop.logins()
+        assert {(x["user"], x["metad"]) for x in logins} == {("bob", new), ("carol", new)}
+        assert laptop.drive("whoami").stdout.startswith("bob (user ")
+        as_carol = laptop.drive("whoami", "--as", "carol")  # moved along, no login again
+        assert as_carol.stdout.startswith("carol (user "), as_carol.stderr
+    finally:
+        _stop(up, log)
+
+
+def test_on_the_server_commands_act_as_the_first_user_unless_told_as_whom(
+    served: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    data, _, metad = served
+    server = Device(tmp_path / "server")
+    first = server.drive("whoami", "--data", str(data))
+    assert first.returncode == 0 and "administrator" in first.stdout, first.stderr
+    nobody = server.drive("whoami", "--data", str(data), "--as", "bob")
+    assert nobody.returncode == 1
+    assert nobody.stderr.strip() == (
+        f"drive: error: not signed in to {metad} as bob: run drive login {metad} bob"
+    )
+    signed = server.drive("login", "bob", "--data", str(data), "--password-stdin",
+                          stdin=PASSWORD + "\n")  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    still_first = server.drive("whoami", "--data", str(data))
+    assert "administrator" in still_first.stdout  # a saved login does not take over
+    bob = server.drive("whoami", "--data", str(data), "--as", "bob")
+    assert bob.stdout.startswith("bob (user ") and "administrator" not in bob.stdout
+    refused = server.drive("user", "quota", "carol", "1G", "--data", str(data), "--as", "bob")
+    assert refused.returncode == 1 and "administrator" in refused.stderr
+
+
+def test_drive_up_listens_beyond_loopback_only_with_tls(tmp_path: Path) -> None:
+    mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
+    mnt.mkdir()
+    up = drive_up(mnt, data, log, "--listen", "0.0.0.0")
+    try:
+        (mnt / "a.txt").write_bytes(b"over TLS")  # the mount on this machine works on
+        assert "(TLS, certificate authority SHA256:" in log.read_text()
+        metad, blockd = announced_addresses(log)[-1]
+        assert metad.startswith("0.0.0.0:") and blockd.startswith("0.0.0.0:")
+        # 127.0.0.2 is not where a loopback-only daemon listens: reached, it speaks TLS.
+        for address in (metad, blockd):
+            state, _ = tls.look("127.0.0.2:" + address.rpartition(":")[2])
+            assert state == "tls"
+        listed = Device(tmp_path / "server").drive("ls", "--json", "--data", str(data))
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["name"] for line in listed.stdout.splitlines()] == ["a.txt"]
+    finally:
+        _stop(up, log)
+
+
+@pytest.fixture
+def lying_metad() -> Iterator[tuple[str, accounts_pb2.DriveInfo]]:
+    """A plain-text gRPC server answering GetDrive with whatever the test puts there."""
+    answer = accounts_pb2.DriveInfo()
+    signed_in: list[str] = []
+
+    def get_drive(request, context):
+        return answer
+
+    def sign_in(request, context):
+        signed_in.append(request.password)
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "no")
+
+    handler = grpc.method_handlers_generic_handler(
+        "drive.v1.Accounts",
+        {
+            "GetDrive": grpc.unary_unary_rpc_method_handler(
+                get_drive,
+                request_deserializer=accounts_pb2.GetDriveRequest.FromString,
+                response_serializer=accounts_pb2.DriveInfo.SerializeToString,
+            ),
+            "SignIn": grpc.unary_unary_rpc_method_handler(
+                sign_in,
+                request_deserializer=accounts_pb2.SignInRequest.FromString,
+                response_serializer=accounts_pb2.SignInResponse.SerializeToString,
+            ),
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", answer
+    finally:
+        server.stop(None)
+        assert signed_in == [], "a password went to a metad that lied about its drive"
+
+
+@pytest.mark.parametrize(
+    ("drive_id", "blockd", "said"),
+    [
+        ("../../etc/passwd", "127.0.0.1:7402", "gave a malformed drive id"),
+        ("x" * 65, "127.0.0.1:7402", "gave a malformed drive id"),
+        ("a1b2", "evil", "gave an unusable blockd address"),
+        ("a1b2", "host:99999", "gave an unusable blockd address"),
+        ("a1b2", "bad host:7402", "gave an unusable blockd address"),
+        ("a1b2", "127.0.0.1:7402\n--insecure", "gave an unusable blockd address"),
+    ],
+)
+def test_a_metad_lying_about_its_drive_is_refused_before_anything_is_kept(
+    lying_metad: tuple[str, accounts_pb2.DriveInfo],
+    tmp_path: Path,
+    drive_id: str,
+    blockd: str,
+    said: str,
+) -> None:
+    address, answer = lying_metad
+    answer.drive_id, answer.blockd_address = drive_id, blockd
+    laptop = Device(tmp_path / "laptop")
+    login = laptop.drive("login", address, "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    assert login.returncode == 1
+    assert login.stderr.strip() == f"drive: error: metad at {address} {said}"
+    assert not (laptop.root / "config" / "drivefs" / "credentials.json").exists()
+    if "blockd" in said:
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        env_token = {**laptop.env, TOKEN_ENV: "not-a-real-token"}
+        mounted = subprocess.run(
+            [sys.executable, "-m", "fusefs.cli", "mount", str(mnt), "--metad", address],
+            capture_output=True, text=True, timeout=60, env=env_token,
+        )  # fmt: skip
+        assert mounted.returncode == 1
+        assert mounted.stderr.strip() == f"drive: error: metad at {address} {said}"
+        assert not os.path.ismount(mnt)
