@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fusefs.cli import admin, browse, pending, running, timespec, trust, watch, where
+from fusefs.cli import admin, browse, config, pending, running, timespec, trust, watch, where
 from fusefs.daemons import DaemonError
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
@@ -170,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     _daemon_options(enable)
 
     _browse_parsers(sub)
+    config.add_parser(sub)
     return p
 
 
@@ -384,6 +385,7 @@ COMMANDS = {
     "logout": lambda a: admin.logout(_login_address(a, saved=True), a.as_user),
     "whoami": lambda a: admin.whoami(where.connection(a)),
     "user": lambda a: _cmd_user(a),
+    "config": lambda a: config.show(_parser, a, DEFAULT_DATA),
 }
 
 
@@ -503,12 +505,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        args = config.parse_args(_parser, argv, DEFAULT_DATA)  # flags over config files
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         return COMMANDS[args.command](args) or 0
     except Unavailable as exc:
         print(f"drive: error: the drive is not reachable: is it running? ({exc})", file=sys.stderr)
