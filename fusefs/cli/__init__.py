@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fusefs.cli import admin, browse, pending, running, timespec, trust, watch
+from fusefs.cli import admin, background, browse, pending, running, timespec, trust, watch
 from fusefs.credentials import find_token, token_from_env
 from fusefs.daemons import DaemonError
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--blockd", help="listen address (" + kept.format(7402) + ")")
     _mount_options(up, cache_required=False)
     _block_store_options(up)
+    _background_option(up, "once mounted")
 
     serve = sub.add_parser("serve", help="run metad and blockd only")
     serve.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics", metavar="HOST:PORT", help="Prometheus metrics: metad there, blockd on PORT+1"
     )
     _block_store_options(serve)
+    _background_option(serve, "once both daemons listen")
 
     mount = sub.add_parser("mount", help="mount a running drive (another device)")
     mount.add_argument("mountpoint", type=Path)
@@ -157,7 +159,25 @@ def _parser() -> argparse.ArgumentParser:
     _daemon_options(enable)
 
     _browse_parsers(sub)
+    _service_parsers(sub)
     return p
+
+
+def _background_option(p: argparse.ArgumentParser, when: str) -> None:
+    p.add_argument(
+        "--background", action="store_true",
+        help=f"run detached, output to DATA/drive.log; return {when} (drive stop stops it)",
+    )  # fmt: skip
+
+
+def _service_parsers(sub: argparse._SubParsersAction) -> None:
+    """Commands that run the drive as a service: stopping it."""
+    stop = sub.add_parser("stop", help="stop the drive running under DATA (drive up or serve)")
+    stop.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
+    stop.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS",
+        help="give up waiting for it to save and stop after this long (default 60)",
+    )  # fmt: skip
 
 
 PATH_HELP = (
@@ -353,8 +373,17 @@ def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
 
 
 COMMANDS = {
-    "up": lambda a: running.up(a, _blockd_args(a)),
-    "serve": lambda a: running.serve(a, _blockd_args(a)),
+    "up": lambda a: (
+        background.up(a, sys.argv[1:])
+        if background.detaching(a)
+        else running.up(a, _blockd_args(a))
+    ),
+    "serve": lambda a: (
+        background.serve(a, sys.argv[1:])
+        if background.detaching(a)
+        else running.serve(a, _blockd_args(a))
+    ),
+    "stop": lambda a: background.stop(a.data, a.timeout),
     "mount": lambda a: running.mount(a, DEFAULT_DATA / "cache" / (a.device or "default")),
     "gc": lambda a: admin.garbage_collect(_connection(a), a.grace, a.dry_run),
     "scrub": lambda a: admin.scrub(_connection(a), a.repair, _caches(a)),
