@@ -10,6 +10,9 @@ stopped the way systemd would (SIGTERM to the main process alone: KillMode=mixed
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,11 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from fusefs.cli import install
 from fusefs.cli.paths import drivefs_mountpoints
 from fusefs.cli.serving import holder
 from tests.conftest import assert_log_clean
 
 TIMEOUT = 90
+PASSWORD = "correct horse battery"
 
 
 def drive(
@@ -210,3 +215,229 @@ def test_drive_stop_says_it_waits_and_gives_up_after_its_timeout(tmp_path: Path)
     finally:
         stuck.kill()
         stuck.wait()
+
+
+# --- systemd --------------------------------------------------------------------------------
+
+
+def parse_unit(text: str) -> dict[str, dict[str, str]]:
+    """A unit file's sections and keys (each key once in ours)."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        else:
+            key, _, value = line.partition("=")
+            assert key not in current, f"{key} twice"
+            current[key] = value
+    return sections
+
+
+def _wait_mounted(mnt: Path, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not os.path.ismount(mnt):
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def test_the_systemd_unit_starts_the_drive_and_stops_it_as_systemd_would(
+    tmp_path: Path, leftovers: None
+) -> None:
+    mnt, data, unit_file = tmp_path / "mnt", tmp_path / "data", tmp_path / "drivefs.service"
+    mnt.mkdir()
+    written = drive("install", "systemd", str(mnt), "--data", str(data), "--output", str(unit_file))
+    assert written.returncode == 0, written.stderr
+    assert "systemctl daemon-reload && systemctl enable --now" in written.stdout
+    printed = drive("install", "systemd", str(mnt), "--data", str(data), "--output", "-")
+    assert printed.stdout == unit_file.read_text()
+    if shutil.which("systemd-analyze"):
+        verified = subprocess.run(
+            ["systemd-analyze", "verify", str(unit_file)], capture_output=True, text=True
+        )
+        assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
+
+    unit = parse_unit(unit_file.read_text())
+    service = unit["Service"]
+    assert service["Type"] == "simple"
+    assert service["KillMode"] == "mixed" and service["KillSignal"] == "SIGTERM"
+    assert service["Restart"] == "on-failure"
+    assert int(service["TimeoutStopSec"]) >= 60
+    assert unit["Unit"]["After"] == "network-online.target"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    command = shlex.split(service["ExecStart"])
+    assert Path(command[0]).is_absolute()
+    assert command[1:] == ["-m", "fusefs.cli", "up", str(mnt), "--data", str(data)]
+    env = dict(os.environ)
+    env.update(dict([service["Environment"].split("=", 1)]))
+
+    log = tmp_path / "journal.log"
+    for start in range(2):
+        with open(log, "ab") as out:
+            main = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
+            )
+        try:
+            _wait_mounted(mnt, main, log)
+            if start == 0:
+                (mnt / "survives.txt").write_bytes(b"through a systemd stop")
+            else:
+                assert (mnt / "survives.txt").read_bytes() == b"through a systemd stop"
+        finally:
+            main.send_signal(signal.SIGTERM)  # systemctl stop, KillMode=mixed
+            assert main.wait(int(service["TimeoutStopSec"])) == 0, log.read_text()
+        assert not os.path.ismount(mnt)
+        assert holder(data) is None, "daemons stopped, data folder free"
+    logs_clean(data)
+
+
+def test_a_user_unit_goes_to_the_users_systemd(tmp_path: Path) -> None:
+    mnt = tmp_path / "My Drive"
+    mnt.mkdir()
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    result = drive("install", "systemd", str(mnt), "--user", env=env)
+    assert result.returncode == 0, result.stderr
+    name = install.unit_name(mnt)
+    path = tmp_path / "home/.config/systemd/user" / name
+    unit = parse_unit(path.read_text())
+    assert unit["Install"]["WantedBy"] == "default.target"
+    assert f"systemctl --user enable --now {shlex.quote(name)}" in result.stdout
+    assert shlex.split(unit["Service"]["ExecStart"])[3:5] == ["up", str(mnt)]
+    if shutil.which("systemd-escape"):
+        escaped = subprocess.run(
+            ["systemd-escape", "--path", str(mnt)], capture_output=True, text=True, check=True
+        )
+        assert name == f"drivefs-{escaped.stdout.strip()}.service"
+
+
+def test_unit_names_escape_the_mountpoint_as_systemd_does() -> None:
+    assert install.unit_name(Path("/home/me/My-Drive")) == r"drivefs-home-me-My\x2dDrive.service"
+    assert install.unit_name(Path("/mnt/a b/.x")) == r"drivefs-mnt-a\x20b-.x.service"
+    assert install.unit_name(Path("/.drive")) == r"drivefs-\x2edrive.service"
+
+
+# --- mount -t fuse.drivefs --------------------------------------------------------------------
+
+
+@pytest.fixture
+def mount_helper() -> Iterator[Path]:
+    """`drive install mount-helper` done; the file put back as it was afterwards."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mount(8) helpers need root")
+    before = install.MOUNT_HELPER.read_bytes() if install.MOUNT_HELPER.exists() else None
+    try:
+        done = drive("install", "mount-helper")
+        assert done.returncode == 0, done.stderr
+        assert os.access(install.MOUNT_HELPER, os.X_OK)
+        yield install.MOUNT_HELPER
+    finally:
+        if before is None:
+            install.MOUNT_HELPER.unlink(missing_ok=True)
+        else:
+            install.MOUNT_HELPER.write_bytes(before)
+
+
+@pytest.fixture
+def served(tmp_path: Path, leftovers: None) -> Iterator[tuple[Path, str, str]]:
+    """`drive serve --background` under tmp_path/data: (data, metad address, CA fingerprint)."""
+    data = tmp_path / "data"
+    started = drive(
+        "serve", "--data", str(data), "--background",
+        "--metad", "127.0.0.1:0", "--blockd", "127.0.0.1:0",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    metad = re.search(r"metad on (\S+),", started.stdout)
+    fingerprint = re.search(r"authority (SHA256:\S+):", started.stdout)
+    assert metad and fingerprint, started.stdout
+    assert (data / "metad" / "metad.ready").read_text().strip() == metad[1]
+    yield data, metad[1], fingerprint[1]
+    stopped = drive("stop", "--data", str(data))
+    assert stopped.returncode == 0, stopped.stderr
+    logs_clean(data)
+
+
+def mount(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["mount", "-t", "fuse.drivefs", *args],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env,
+    )  # fmt: skip
+
+
+def _unmount(mnt: Path) -> None:
+    done = drive("umount", str(mnt))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not os.path.ismount(mnt)
+
+
+def test_mount_t_fuse_drivefs_mounts_the_drive_served_here(
+    tmp_path: Path, mount_helper: Path, served: tuple[Path, str, str]
+) -> None:
+    data = served[0]
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    # As an fstab line gives them: mount(8) takes noauto and x-systemd.* itself.
+    mounted = mount(
+        "drivefs", str(mnt), "-o", f"data={data},noauto,nofail,_netdev,x-systemd.automount"
+    )
+    assert mounted.returncode == 0, mounted.stderr
+    assert os.path.ismount(mnt), "mount(8) returns once it is mounted"
+    (mnt / "from-fstab.txt").write_bytes(b"through mount -t")
+    assert (mnt / "from-fstab.txt").read_bytes() == b"through mount -t"
+    _unmount(mnt)
+
+    # Mounted again: the file was saved to the drive.
+    assert mount("drivefs", str(mnt), "-o", f"data={data}").returncode == 0
+    assert (mnt / "from-fstab.txt").read_bytes() == b"through mount -t"
+    _unmount(mnt)
+    assert "drive mounted at" in (data / "cache" / "mount.log").read_text()
+
+    # The usual mistakes: one line each, the status mount(8) knows.
+    nowhere = mount("drivefs", str(mnt), "-o", f"data={tmp_path / 'nowhere'}")
+    assert nowhere.returncode == 32
+    assert nowhere.stderr.strip() == (
+        f"drive: error: no drive is running under {tmp_path / 'nowhere'}: "
+        f"start it first (drive serve --data {tmp_path / 'nowhere'})"
+    )
+    unknown = mount("drivefs", str(mnt), "-o", f"data={data},colour=blue")
+    assert unknown.returncode == 1
+    assert "unknown option 'colour=blue'" in unknown.stderr
+    assert not os.path.ismount(mnt)
+
+
+def test_mount_t_fuse_drivefs_mounts_a_drive_signed_in_to(
+    tmp_path: Path, mount_helper: Path, served: tuple[Path, str, str]
+) -> None:
+    data, metad, fingerprint = served
+    added = drive(
+        "user", "add", "carol", "--data", str(data), "--password-stdin",
+        stdin=f"{PASSWORD}\n{PASSWORD}\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    # Another device: its own sign-in (mount(8) passes XDG_CONFIG_HOME on, not HOME).
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    signed_in = drive(
+        "login", "carol", "--metad", metad, "--fingerprint", fingerprint, "--password-stdin",
+        env=env, stdin=f"{PASSWORD}\n",
+    )  # fmt: skip
+    assert signed_in.returncode == 0, signed_in.stderr
+    mnt = tmp_path / "laptop"
+    mnt.mkdir()
+    options = f"cache={tmp_path / 'laptop-cache'},device=laptop,_netdev"
+    mounted = mount(metad, str(mnt), "-o", options, env=env)
+    assert mounted.returncode == 0, mounted.stderr
+    (mnt / "carols.txt").write_bytes(b"carol's")
+    _unmount(mnt)
+    listed = drive("ls", "--metad", metad, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "carols.txt" in listed.stdout
+
+    # No sign-in saved for that drive: the mount's own line, and nothing mounted.
+    elsewhere = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "nobody")}
+    refused = mount(metad, str(mnt), "-o", options, env=elsewhere)
+    assert refused.returncode == 32
+    assert refused.stderr.startswith("drive: error: "), refused.stderr
+    assert not os.path.ismount(mnt)
