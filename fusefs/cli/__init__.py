@@ -17,7 +17,19 @@ import signal
 import sys
 from pathlib import Path
 
-from fusefs.cli import admin, browse, config, pending, running, timespec, trust, watch, where
+from fusefs.cli import (
+    admin,
+    background,
+    browse,
+    config,
+    install,
+    pending,
+    running,
+    timespec,
+    trust,
+    watch,
+    where,
+)
 from fusefs.daemons import DaemonError
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
@@ -45,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     _listen_option(up)
     _mount_options(up, cache_required=False)
     _block_store_options(up)
+    _background_option(up, "once mounted")
 
     serve = sub.add_parser("serve", help="run metad and blockd only")
     serve.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
@@ -61,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics", metavar="HOST:PORT", help="Prometheus metrics: metad there, blockd on PORT+1"
     )
     _block_store_options(serve)
+    _background_option(serve, "once both daemons listen")
 
     mount = sub.add_parser("mount", help="mount a running drive (another device)")
     mount.add_argument("mountpoint", type=Path)
@@ -171,7 +185,50 @@ def _parser() -> argparse.ArgumentParser:
 
     _browse_parsers(sub)
     config.add_parser(sub)
+    _service_parsers(sub)
     return p
+
+
+def _background_option(p: argparse.ArgumentParser, when: str) -> None:
+    p.add_argument(
+        "--background", action="store_true",
+        help=f"run detached, output to DATA/drive.log; return {when} (drive stop stops it)",
+    )  # fmt: skip
+
+
+def _service_parsers(sub: argparse._SubParsersAction) -> None:
+    """Commands that run the drive as a service: stopping it, installing it."""
+    stop = sub.add_parser("stop", help="stop the drive running under DATA (drive up or serve)")
+    stop.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
+    stop.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS",
+        help="give up waiting for it to save and stop after this long (default 60)",
+    )  # fmt: skip
+
+    setup = sub.add_parser("install", help="start the drive at boot; mount it with mount(8)")
+    what = setup.add_subparsers(dest="install_command", required=True)
+    unit = what.add_parser(
+        "systemd", help="a systemd unit that runs drive up at boot and stops it cleanly"
+    )
+    unit.add_argument("mountpoint", type=Path)
+    unit.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"default {DEFAULT_DATA}")
+    unit.add_argument(
+        "--user", action="store_true",
+        help="a unit of your own systemd (~/.config/systemd/user): runs while you are logged "
+        "in, or from boot with loginctl enable-linger",
+    )  # fmt: skip
+    unit.add_argument(
+        "--output", metavar="FILE",
+        help=f"write it there ('-': print it; default {install.SYSTEM_UNITS}/NAME or, with "
+        f"--user, {install.USER_UNITS}/NAME)",
+    )  # fmt: skip
+    helper = what.add_parser(
+        "mount-helper", help="the helper of `mount -t fuse.drivefs` and fstab (as root)"
+    )
+    helper.add_argument(
+        "--output", type=Path, metavar="FILE", default=install.MOUNT_HELPER,
+        help=f"default {install.MOUNT_HELPER}, where mount(8) looks for it",
+    )  # fmt: skip
 
 
 PATH_HELP = (
@@ -355,8 +412,22 @@ def _mount_options(p: argparse.ArgumentParser, cache_required: bool) -> None:
 
 
 COMMANDS = {
-    "up": lambda a: running.up(a, _blockd_args(a)),
-    "serve": lambda a: running.serve(a, _blockd_args(a)),
+    "up": lambda a: (
+        background.up(a, sys.argv[1:])
+        if background.detaching(a)
+        else running.up(a, _blockd_args(a))
+    ),
+    "serve": lambda a: (
+        background.serve(a, sys.argv[1:])
+        if background.detaching(a)
+        else running.serve(a, _blockd_args(a))
+    ),
+    "stop": lambda a: background.stop(a.data, a.timeout),
+    "install": lambda a: (
+        install.systemd_unit(a.mountpoint, a.data, a.user, a.output)
+        if a.install_command == "systemd"
+        else install.mount_helper(a.output)
+    ),
     "mount": lambda a: running.mount(a, DEFAULT_DATA / "cache" / (a.device or "default")),
     "gc": lambda a: admin.garbage_collect(where.connection(a), a.grace, a.dry_run),
     "scrub": lambda a: admin.scrub(where.connection(a), a.repair, _caches(a)),

@@ -44,16 +44,47 @@ def data_folder(data: Path) -> Iterator[None]:
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise DaemonError(
-                f"the drive in {data} is running already (pid {holder}); "
-                "stop it first, or give another --data"
-            ) from None
+            raise DaemonError(running_already(data, _pid_in(fd))) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def running_already(data: Path, pid: int) -> str:
+    """What a second start on DATA is told (pid 0: the holder has not written it yet)."""
+    return (
+        f"the drive in {data} is running already (pid {pid or '?'}); "
+        "stop it first, or give another --data"
+    )
+
+
+def holder(data: Path) -> int | None:
+    """The pid of the drive running under DATA (0 if it has not written it yet), or None.
+
+    Creates nothing. When DATA is free its lock is taken for an instant: a drive
+    starting in that very instant is refused as if two had started at once.
+    """
+    try:
+        fd = os.open(data / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            return _pid_in(fd)
+        return None  # closing the fd lets go of the lock
+    finally:
+        os.close(fd)
+
+
+def _pid_in(fd: int) -> int:
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else 0
 
 
 def listen_addresses(
