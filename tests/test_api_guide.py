@@ -2,7 +2,8 @@
 (tests/api_node/guide.mjs, @grpc/grpc-js loading the .proto files and nothing else of
 drivefs) follows it step by step against a real `drive up`. What the mount wrote reads
 right there, what Node wrote reads back byte for byte through the mount with Node as
-its author, and another user showing Node's proofs, or nobody at all, is refused."""
+its author, and another user showing Node's proofs, or nobody at all, is refused.
+Against `drive serve` it connects over TLS trusting the drive's own CA."""
 
 from __future__ import annotations
 
@@ -58,6 +59,16 @@ def _drive(*args: str, stdin: str = "") -> str:
 PASSWORDS = {"ada": "ada's secret", "mallory": "mallory's own"}
 
 
+def _guide(node: str, metad: str, *args: str, env: dict[str, str]) -> dict:
+    """What guide.mjs reports after following the guide (the test fails if it did not)."""
+    ran = subprocess.run(
+        [node, str(API_NODE / "guide.mjs"), "--metad", metad, *args],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    return json.loads(ran.stdout)
+
+
 def test_a_node_client_follows_the_api_guide(tmp_path: Path) -> None:
     node = _node()
     mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
@@ -73,21 +84,11 @@ def test_a_node_client_follows_the_api_guide(tmp_path: Path) -> None:
             _drive("user", "add", name, "--password-stdin", "--data", str(data), stdin=password)
         _drive("share", "inbox", "ada", "--role", "write", "--data", str(data))
 
-        ran = subprocess.run(
-            [
-                node, str(API_NODE / "guide.mjs"), "--metad", metad, "--user", "ada",
-                "--shared", "inbox", "--read", "from-mount.bin", "--write", "from-node.bin",
-                "--intruder", "mallory",
-            ],
-            env={
-                **os.environ,
-                "DRIVE_PASSWORD": PASSWORDS["ada"],
-                "INTRUDER_PASSWORD": PASSWORDS["mallory"],
-            },
-            capture_output=True, text=True, timeout=300,
+        summary = _guide(
+            node, metad, "--user", "ada", "--shared", "inbox", "--read", "from-mount.bin",
+            "--write", "from-node.bin", "--intruder", "mallory",
+            env={"DRIVE_PASSWORD": PASSWORDS["ada"], "INTRUDER_PASSWORD": PASSWORDS["mallory"]},
         )  # fmt: skip
-        assert ran.returncode == 0, ran.stderr
-        summary = json.loads(ran.stdout)
 
         # Node read what the mount wrote, and hashes it as drivefs does.
         assert summary["read"]["size"] == len(written_here)
@@ -123,3 +124,29 @@ def test_a_node_client_follows_the_api_guide(tmp_path: Path) -> None:
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(60) == 0, log.read_text()
+
+
+def test_the_node_client_over_tls_trusting_the_drives_ca(tmp_path: Path) -> None:
+    node = _node()
+    data = tmp_path / "data"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "fusefs.cli", "serve", "--data", str(data),
+         "--metad", "127.0.0.1:0", "--blockd", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert serve.stdout is not None
+        announced = serve.stdout.readline()  # "metad on HOST:PORT, blockd on …(TLS)"
+        assert announced.startswith("metad on ") and "(TLS)" in announced, announced
+        metad = announced.split()[2].rstrip(",")
+        ada = PASSWORDS["ada"]
+        _drive("user", "add", "ada", "--password-stdin", "--data", str(data), stdin=ada)
+        summary = _guide(
+            node, metad, "--ca", str(data / "tls" / "ca.pem"), "--user", "ada",
+            "--write", "over-tls.bin", env={"DRIVE_PASSWORD": ada},
+        )  # fmt: skip
+        assert summary["wrote"]["blocks_sent"] == [6, 2]
+        assert summary["wrote"]["size"] == 6 * MiB + 12345
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(60) == 0, serve.communicate()[1]

@@ -26,7 +26,14 @@ export const DEVICE = "api-guide-node"; // how the file's history names this cli
 const definition = protoLoader.loadSync(
   ["drive/v1/accounts.proto", "drive/v1/metadata.proto", "drive/v1/blocks.proto"],
   // int64 as decimal strings: nanosecond times do not fit a JS number.
-  { includeDirs: [PROTOS], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
+  {
+    includeDirs: [PROTOS],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  },
 );
 const v1 = grpc.loadPackageDefinition(definition).drive.v1;
 
@@ -190,9 +197,8 @@ export class Session {
 
   /** Step 5a: which of these blocks we must send (those blockd will not say we hold). */
   async findMissing(blocks) {
-    const receipts = blocks.map(
-      (b) => this.receipts.get(b.hash.toString("hex")) ?? { hash: Buffer.alloc(0), size: 0, mac: Buffer.alloc(0) },
-    );
+    const none = { hash: Buffer.alloc(0), size: 0, mac: Buffer.alloc(0) };
+    const receipts = blocks.map((b) => this.receipts.get(b.hash.toString("hex")) ?? none);
     const reply = await unary(
       this.drive.blocks,
       "FindMissing",
@@ -255,8 +261,9 @@ export class Session {
   }
 
   /** Step 6: the journal after fromSequence, then live changes (call.cancel() stops it). */
-  subscribe(fromSequence) {
-    return this.drive.metadata.Subscribe({ from_sequence: fromSequence }, signed(this.token));
+  subscribe(fromSequence, seconds = STREAM_SECONDS) {
+    const request = { from_sequence: fromSequence };
+    return this.drive.metadata.Subscribe(request, signed(this.token), deadline(seconds));
   }
 }
 

@@ -2,13 +2,14 @@
 // client relies on at each step; exits 1 on any mismatch. tests/test_api_guide.py
 // runs it:
 //
-//   DRIVE_PASSWORD=… INTRUDER_PASSWORD=… node guide.mjs --metad HOST:PORT \
-//     --user NAME --shared FOLDER --read FILE --write FILE --intruder NAME [--ca FILE]
+//   DRIVE_PASSWORD=… INTRUDER_PASSWORD=… node guide.mjs --metad HOST:PORT [--ca FILE] \
+//     --user NAME --write FILE [--shared FOLDER] [--read FILE] [--intruder NAME]
 //
-// NAME has FOLDER shared with them (write role) holding FILE; the client reads
-// FILE, writes a new file named by --write into FOLDER (two revisions), reads it
-// back, and watches the journal. Then INTRUDER, another user, tries to read and
-// claim NAME's blocks with NAME's grants and receipts, and must be refused.
+// NAME signs in and writes a new file (two revisions) into their root, or into
+// FOLDER that another user shared with them (write role), reads it back and
+// watches the journal; with --read, it first reads that file of the folder.
+// With --intruder, INTRUDER (another user), and callers with no or a forged
+// token, then try to read and claim NAME's blocks and must be refused.
 // Prints one JSON object on stdout (what was read, written and refused).
 
 import { createHash, randomBytes, randomUUID } from "node:crypto";
@@ -76,27 +77,34 @@ async function follow(drive, args) {
   await me.renew();
   check((await unary(drive.accounts, "WhoAmI", {}, me.token)).name === args.user, "renewed token");
 
-  // 3. Listing: the own root, then the folder shared with us.
+  // 3. Listing: the own root, and the folder shared with us (if --shared).
   const root = await me.meta("GetRoot", {});
   check(root.id === me.user.root_id, "GetRoot is the root SignIn named");
   const ownEntries = await me.list(root.id);
-  const shares = (await me.meta("ListSharedWithMe", {})).shares;
-  const share = shares.find((s) => s.node.name === args.shared);
-  check(share !== undefined, `${args.shared} is shared with ${args.user}`);
-  check(share.role === "ROLE_WRITE", `role ${share.role}`);
-  const folder = share.node;
-  const entries = await me.list(folder.id);
-  const theirs = entries.find((e) => e.name === args.read);
-  check(theirs?.kind === "NODE_KIND_FILE", `${args.read} listed in ${args.shared}`);
-  const looked = await me.meta("Lookup", { parent_id: folder.id, name: args.read });
-  check(looked.id === theirs.id, "Lookup finds the listed entry");
-  say(`root holds ${ownEntries.length} entries; ${args.shared} (owner ${share.owner_name}) ${entries.length}`);
+  say(`root holds ${ownEntries.length} entries`);
+  let folder = root;
+  if (args.shared) {
+    const shares = (await me.meta("ListSharedWithMe", {})).shares;
+    const share = shares.find((s) => s.node.name === args.shared);
+    check(share !== undefined, `${args.shared} is shared with ${args.user}`);
+    check(share.role === "ROLE_WRITE", `role ${share.role}`);
+    folder = share.node;
+    say(`${args.shared} is shared by ${share.owner_name}`);
+  }
 
-  // 4. Reading a file: GetRevision, then Download with the grants, BLAKE3 checked.
-  const read = await me.read(theirs.id);
-  check(read.content.length === Number(theirs.size), "read as many bytes as the file holds");
-  check(read.revision.blocks.length >= 2, "a file of several blocks");
-  say(`read ${args.read}: ${read.content.length} bytes in ${read.revision.blocks.length} blocks`);
+  // 4. Reading a file (if --read): GetRevision, then Download with the grants, BLAKE3 checked.
+  let read;
+  if (args.read) {
+    const entries = await me.list(folder.id);
+    const listed = entries.find((e) => e.name === args.read);
+    check(listed?.kind === "NODE_KIND_FILE", `${args.read} listed among ${entries.length}`);
+    const looked = await me.meta("Lookup", { parent_id: folder.id, name: args.read });
+    check(looked.id === listed.id, "Lookup finds the listed entry");
+    read = await me.read(listed.id);
+    check(read.content.length === Number(listed.size), "read as many bytes as the file holds");
+    check(read.revision.blocks.length >= 2, "a file of several blocks");
+    say(`read ${args.read}: ${read.content.length} bytes in ${read.revision.blocks.length} blocks`);
+  }
 
   // 5. Writing a file: CreateFile, then upload + commit; then an edit and a stale commit.
   const head = (await me.meta("GetJournalHead", {})).sequence; // for step 6
@@ -110,7 +118,7 @@ async function follow(drive, args) {
   check(created.revision === "1" && created.size === "0", "a new file is revision 1, empty");
   const first = randomBytes(5 * MiB + 12345);
   const v2 = await me.write(created.id, created.revision, first);
-  check(v2.sent.length === v2.blocks.length && v2.blocks.length === 6, "every block of new content sent");
+  check(v2.sent.length === v2.blocks.length && v2.blocks.length === 6, "all new blocks sent");
   check(v2.node.size === String(first.length), `committed size ${v2.node.size}`);
   // A retry of the same change (same request id) is answered as the first time.
   const retried = await me.meta("CommitRevision", v2.request);
@@ -120,7 +128,7 @@ async function follow(drive, args) {
   const v3 = await me.write(created.id, v2.node.revision, edited);
   const before = new Set(v2.blocks.map((b) => b.hash.toString("hex")));
   const fresh = v3.blocks.filter((b) => !before.has(b.hash.toString("hex")));
-  check(v3.sent.length === fresh.length && fresh.length === 2, `sent ${v3.sent.length} of ${v3.blocks.length}`);
+  check(v3.sent.length === fresh.length && fresh.length === 2, `sent ${v3.sent.length} blocks`);
   const stale = await refused(
     "a commit on a stale base revision",
     me.meta("CommitRevision", me.commitRequest(created.id, v2.node.revision, v3.blocks)),
@@ -136,10 +144,9 @@ async function follow(drive, args) {
   const seen = await journalEdits(me, head, created.id, v3.node.revision);
   check(seen.join() === [v2.node.revision, v3.node.revision].join(), `journal saw ${seen}`);
 
-  const refusals = await intrude(drive, args, created.id, back.revision, v3.blocks, me.receipts);
   return {
     drive_id: info.drive_id,
-    read: {
+    read: read && {
       name: args.read,
       size: read.content.length,
       blocks: read.revision.blocks.length,
@@ -154,13 +161,15 @@ async function follow(drive, args) {
       sha256: sha256(edited),
       blocks_sent: [v2.sent.length, v3.sent.length],
     },
-    refused: refusals,
+    refused:
+      args.intruder &&
+      (await intrude(drive, args, created.id, back.revision, v3.blocks, me.receipts)),
   };
 }
 
 /** Revisions the journal reports EDITED for nodeId after sequence head, until revision last. */
 async function journalEdits(session, head, nodeId, last) {
-  const call = session.subscribe(head);
+  const call = session.subscribe(head, 60);
   const revisions = [];
   try {
     for await (const event of call) {
@@ -184,15 +193,11 @@ async function intrude(drive, args, nodeId, revision, blocks, receipts) {
       details: error.details,
     };
   };
-  note(
-    "no_token",
-    await refused("a call without a token", unary(drive.metadata, "GetRoot", {}, ""), status.UNAUTHENTICATED),
-  );
+  const unauthenticated = status.UNAUTHENTICATED;
+  const getRoot = (token) => unary(drive.metadata, "GetRoot", {}, token);
+  note("no_token", await refused("a call without a token", getRoot(""), unauthenticated));
   const forged = "drive1.eyJzdWIiOjF9.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-  note(
-    "forged_token",
-    await refused("a forged token", unary(drive.metadata, "GetRoot", {}, forged), status.UNAUTHENTICATED),
-  );
+  note("forged_token", await refused("a forged token", getRoot(forged), unauthenticated));
   const intruder = await drive.signIn(args.intruder, process.env.INTRUDER_PASSWORD);
   note(
     "their_revision",
@@ -204,7 +209,11 @@ async function intrude(drive, args, nodeId, revision, blocks, receipts) {
   );
   note(
     "their_grants",
-    await refused("a download with another user's grants", intruder.download(revision), status.PERMISSION_DENIED),
+    await refused(
+      "a download with another user's grants",
+      intruder.download(revision),
+      status.PERMISSION_DENIED,
+    ),
   );
   // Knowing the hashes (and holding the grants) does not tell whether blockd has them.
   const asked = await unary(
