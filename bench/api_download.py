@@ -2,7 +2,7 @@
 from a local directory, in one run.
 
 Starts its own daemons (bench/throughput.py's Drive), writes a file through a mount,
-then downloads it the way README's "Downloading through the API" describes: one
+then downloads it the way protos/API.md ("Reading a file") describes: one
 GetRevision (the block list with a grant per block), then Download calls of a few
 blocks each, several at once, every block checked against its BLAKE3 hash and
 written at its offset. Prints MB/s for each number of parallel calls and channels.

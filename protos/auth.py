@@ -55,6 +55,10 @@ _SECRET_BYTES = 32
 GRANT_BYTES = 16
 RECEIPT_BYTES = 16
 SERVICE_USER_ID = 0  # the subject of a daemon's own token (see AuthKey.service_token)
+# What a call without a valid token hears, whatever client made it: a program adds
+# its own way of signing in (the drive command: drive login).
+NO_TOKEN = "no token: sign in (Accounts.SignIn) and send authorization: Bearer TOKEN"
+SIGN_IN_AGAIN = "sign in again"
 # Methods every interceptor lets through without a token.
 ALWAYS_OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -158,7 +162,7 @@ class AuthKey:
         except (ValueError, KeyError, TypeError):
             raise InvalidToken("malformed token claims") from None
         if claims.expires_s <= (time.time() if now is None else now):
-            raise InvalidToken("token expired; sign in again (drive login)")
+            raise InvalidToken(f"token expired: {SIGN_IN_AGAIN}")
         return claims
 
     # --- grants -------------------------------------------------------------------------------
@@ -237,9 +241,7 @@ class Revocations:
         if revoked.disabled:
             raise InvalidToken("this account is disabled")
         if claims.generation < revoked.token_generation and not claims.local:
-            raise InvalidToken(
-                "token revoked (the password was changed); sign in again (drive login)"
-            )
+            raise InvalidToken(f"token revoked (the password was changed): {SIGN_IN_AGAIN}")
 
     def grant_allowed(self, user_id: int, issued_ms: int) -> bool:
         revoked = self._users.get(user_id)
@@ -356,7 +358,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _verify(self, context: grpc.aio.ServicerContext) -> Claims:
         token = bearer_token(context.invocation_metadata())
         if token is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "not signed in (drive login)")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, NO_TOKEN)
         try:
             claims = self._key.verify(token)
             self._revocations.check_token(claims)

@@ -87,7 +87,15 @@ def test_calls_without_a_valid_token_are_refused_but_health_is_open(drive) -> No
             else signin.channel(metad.address, bearer)
         )
         meta = metadata_pb2_grpc.MetadataStub(channel)
-        assert _code(meta.GetRoot, pb.GetRootRequest()) == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as info:
+            meta.GetRoot(pb.GetRootRequest(), timeout=TIMEOUT)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # Said to any client, in words that name no particular program.
+        assert "drive login" not in info.value.details()
+        if bearer is None:
+            assert "Accounts.SignIn" in info.value.details()
+        if bearer is expired:
+            assert info.value.details() == "token expired: sign in again"
         channel = (
             create_channel(blockd.address)
             if bearer is None

@@ -85,6 +85,13 @@ def test_mount_without_sign_in(tmp_path: Path) -> None:
     _one_line_error(result, "not signed in to 127.0.0.1:1", "drive login")
 
 
+def test_a_refused_token_says_how_to_sign_in_again(metad) -> None:
+    """metad tells any client to sign in again; the drive command adds how."""
+    expired = signin.key().token(1, admin=True, ttl_seconds=3600, now=0)
+    result = drive("whoami", "--metad", metad.address, token=expired)
+    _one_line_error(result, "token expired: sign in again with drive login")
+
+
 def test_port_taken(tmp_path: Path) -> None:
     (tmp_path / "mnt").mkdir()
     with socket.socket() as s:

@@ -34,7 +34,7 @@ from fusefs.daemons import DaemonError
 from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError
-from protos import names
+from protos import auth, names
 from protos.runtime import parse_size
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "drivefs"
@@ -587,7 +587,10 @@ def _run(argv: list[str] | None) -> int:
         print(f"drive: error: the drive is not reachable: is it running? ({exc})", file=sys.stderr)
         return 1
     except (MountError, DaemonError, DriveError) as exc:
-        print(f"drive: error: {names.printable(str(exc))}", file=sys.stderr)
+        said = str(exc)
+        if said.endswith(auth.SIGN_IN_AGAIN):  # the daemons' words for any client
+            said += " with drive login"
+        print(f"drive: error: {names.printable(said)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

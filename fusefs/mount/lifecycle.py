@@ -157,13 +157,17 @@ def _connect(
         log.warning("metad at %s is unreachable: mounting offline", config.metad)
         return root, replica.cursor, False
     except errors.NotSignedIn as exc:
-        raise MountError(f"metad at {config.metad} refused the sign-in: {exc}") from None
+        raise MountError(
+            f"metad at {config.metad} refused the sign-in ({exc}): run drive login"
+        ) from None
     try:
         blocks.check()
     except errors.Unavailable:
         raise MountError(f"cannot reach blockd at {config.blockd}") from None
     except errors.NotSignedIn as exc:
-        raise MountError(f"blockd at {config.blockd} refused the sign-in: {exc}") from None
+        raise MountError(
+            f"blockd at {config.blockd} refused the sign-in ({exc}): run drive login"
+        ) from None
     try:
         journal.claim(f"{config.metad} user {root.owner_id}")
     except ValueError as exc:
