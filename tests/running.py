@@ -12,6 +12,22 @@ from pathlib import Path
 _ANNOUNCED = re.compile(r"metad on (\S+), blockd on (\S+?)(?: \(TLS[^)]*\))?;")
 
 
+def drive_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The drive command as a person runs it (env: whose HOME, token and folders; stdin:
+    what they type, else nothing), its status and output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "fusefs.cli", *args],
+        input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+    )  # fmt: skip
+
+
 def drive_up(mountpoint: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:
     """Starts `drive up` (its output appended to log) and waits until it has mounted."""
     command = [sys.executable, "-m", "fusefs.cli", "up", str(mountpoint), "--data", str(data)]

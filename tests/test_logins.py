@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -21,7 +23,7 @@ import pytest
 from fusefs.credentials import TOKEN_ENV
 from protos import tls
 from protos.drive.v1 import accounts_pb2
-from tests.running import announced_addresses, drive_up
+from tests.running import announced_addresses, drive_cli, drive_up
 
 PASSWORD = "bob's long password"
 
@@ -39,11 +41,7 @@ class Device:
         self.env.pop(TOKEN_ENV, None)
 
     def drive(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "fusefs.cli", *args],
-            input=stdin, capture_output=True, text=True, timeout=90, env=self.env,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-        )  # fmt: skip
+        return drive_cli(*args, env=self.env, stdin=stdin, timeout=90)
 
     def logins(self) -> list[dict]:
         saved = json.loads((self.root / "config" / "drivefs" / "credentials.json").read_text())
@@ -286,3 +284,73 @@ def test_a_metad_lying_about_its_drive_is_refused_before_anything_is_kept(
         assert mounted.returncode == 1
         assert mounted.stderr.strip() == f"drive: error: metad at {address} {said}"
         assert not os.path.ismount(mnt)
+
+
+def test_a_second_device_carries_on_across_three_restarts_without_a_new_login(
+    tmp_path: Path,
+) -> None:
+    mnt, data, log = tmp_path / "server-mnt", tmp_path / "server-data", tmp_path / "up.log"
+    mnt.mkdir()
+    laptop = Device(tmp_path / "laptop")
+    laptop_mnt = tmp_path / "laptop-mnt"
+    up = drive_up(mnt, data, log)
+    mounted = watching = None
+    try:
+        added = Device(tmp_path / "server").drive(
+            "user", "add", "bob", "--password-stdin", "--data", str(data),
+            stdin=f"{PASSWORD}\n{PASSWORD}\n",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        metad = announced_addresses(log)[-1][0]
+        signed = laptop.drive("login", metad, "bob", "--password-stdin", stdin=PASSWORD + "\n")
+        assert signed.returncode == 0, signed.stderr
+        mounted = laptop.mount(laptop_mnt, "--cache", str(tmp_path / "laptop-cache"))
+        watching = subprocess.Popen(
+            [sys.executable, "-m", "fusefs.cli", "watch", "--json", "--from", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=laptop.env,
+        )  # fmt: skip
+        seen: queue.Queue[dict] = queue.Queue()
+        threading.Thread(
+            target=lambda: [seen.put(json.loads(line)) for line in watching.stdout], daemon=True
+        ).start()
+        for restart in range(3):
+            _stop(up, log)
+            up = drive_up(mnt, data, log)
+            name = f"after-restart-{restart}.txt"
+            (laptop_mnt / name).write_bytes(name.encode())
+            _synced(laptop, laptop_mnt)
+            _wait_for_change(seen, name)
+        assert len(set(announced_addresses(log))) == 1  # one address for all four starts
+        listed = laptop.drive("ls", "--json")
+        names = {json.loads(line)["name"] for line in listed.stdout.splitlines()}
+        assert names == {f"after-restart-{n}.txt" for n in range(3)}, listed.stderr
+        assert len(laptop.logins()) == 1
+    finally:
+        if watching is not None:
+            watching.send_signal(signal.SIGINT)
+            watching.wait(30)
+        if mounted is not None:
+            _stop(mounted, laptop.root / "mount.log")
+        _stop(up, log)
+
+
+def _synced(device: Device, mnt: Path) -> None:
+    """drive sync until it succeeds: a mount that saw metad go away finds it back within
+    a few seconds (it probes every second)."""
+    deadline = time.monotonic() + 60
+    while (synced := device.drive("sync", str(mnt))).returncode != 0:
+        assert time.monotonic() < deadline, synced.stdout + synced.stderr
+        time.sleep(0.5)
+
+
+def _wait_for_change(seen: queue.Queue[dict], path: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"drive watch never showed {path}"
+        try:
+            change = seen.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        if change["path"] == path:
+            return

@@ -141,14 +141,15 @@ class EntryChanges:
         self, parent: Node, name: str, mode: int, owner: Ownership, kind: Kind, target: str
     ) -> Node | None:
         """A new node in our own drive made in the journal, once the folder's listing says
-        the name is free; None to make it the usual way (a share; a folder never listed,
-        offline; no reserved ids left)."""
+        the name is free; None to make it the usual way (a share; no reserved ids left).
+
+        Offline in a folder never listed here, the name is taken as free: should the
+        drive have it, what is made here arrives beside it as a conflicted copy
+        (Synchronizer), so nothing is lost and the person can work on."""
         if parent.owner_id != self._user_id:
             return None
-        try:
+        with contextlib.suppress(errors.Unavailable):
             await self.names.list(parent.id)  # a name missing from it then does not exist
-        except errors.Unavailable:
-            return None
         if self.names.replica.lookup(parent.id, name) is not None:
             raise errors.AlreadyExists(f"{name!r} exists")
         return self.files.make_here(parent.id, name, mode, owner, kind, target)

@@ -247,6 +247,7 @@ async def _serve(
             nursery.start_soon(sync.run)
             nursery.start_soon(sync.keep_ids)
             nursery.start_soon(reachability.probe, meta.journal_head, limiter)
+            nursery.start_soon(_list_root, names, root.id)
             nursery.start_soon(_stop_on_signal, vfs, stop_requested)
             raise_readahead = partial(trio.to_thread.run_sync, _raise_readahead, config.mountpoint)
             nursery.start_soon(raise_readahead)
@@ -303,6 +304,13 @@ def _raise_readahead(mountpoint: Path) -> None:
         Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{READAHEAD_KB}\n")
     except OSError as exc:
         log.info("readahead left at the kernel default: %s", exc)
+
+
+async def _list_root(names: Namespace, root_id: int) -> None:
+    """The root's entries into the replica at once: a device that loses the drive right
+    after mounting still finds, reads and makes files there."""
+    with contextlib.suppress(errors.DriveError):
+        await names.list(root_id)
 
 
 async def _stop_on_signal(vfs: Vfs, stop_requested: trio.Event) -> None:

@@ -86,7 +86,9 @@ class Namespace:
         try:
             yield touched
         finally:
-            self._watchers.remove(touched)
+            # By identity: list.remove compares sets by value, and would take another
+            # call's set equal to this one (both empty), which then misses what is touched.
+            self._watchers = [w for w in self._watchers if w is not touched]
 
     def _touched(self, *places: Place) -> None:
         for touched in self._watchers:
@@ -125,14 +127,14 @@ class Namespace:
                 return node
             own = await self.stat(node.id)
             return replace(own, parent_id=parent_id, name=name, entry_id=node.entry_id)
-        if self.replica.listed(parent_id):
-            raise errors.NotFound(f"no {name!r} here")
-        with self._watching() as touched:
-            node = await self._call(self.meta.lookup, parent_id, name)
-        if _overlaps(touched, parent_id, name):
-            return await self.lookup(parent_id, name)  # changed here meanwhile: that stands
-        self.replica.put_entry(node)
-        return node
+        if not self.replica.listed(parent_id):
+            # Filled by one listing on first use: every later lookup in the folder is
+            # answered here, offline too (a name missing from it then does not exist).
+            await self.list(parent_id)
+            listed = self.replica.lookup(parent_id, name)
+            if listed is not None:
+                return listed[0]
+        raise errors.NotFound(f"no {name!r} here")
 
     async def list(self, dir_id: int) -> None:
         """Makes sure every entry of the folder is in the replica (one listing, all pages).

@@ -3,8 +3,8 @@
 The first call that finds metad unreachable turns the mount offline: from
 then on, whatever the replica can answer is answered without trying the
 network (a try costs seconds of retries), and what it cannot fails at once.
-A probe in the background asks metad every PROBE_SECONDS and turns the
-mount online again when it answers.
+A probe in the background asks metad, soon at first and then every
+PROBE_SECONDS, and turns the mount online again when it answers.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fusefs import errors
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS = 1.0
+PROBE_FIRST_SECONDS = 0.2
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,20 +33,23 @@ class Reachability:
     def __init__(self, what: str, *, up: bool = True) -> None:
         self._what = what
         self.up = up
-        self._back = trio.Event()
-        if up:
-            self._back.set()
+        self._back = trio.Event()  # set while up
+        self._lost = trio.Event()  # set while down
+        (self._back if up else self._lost).set()
 
     def failed(self) -> None:
+        """Called in the trio thread (trio.from_thread.run_sync from others)."""
         if self.up:
             log.warning("%s is unreachable: working offline until it is back", self._what)
             self.up = False
             self._back = trio.Event()
+            self._lost.set()
 
     def succeeded(self) -> None:
         if not self.up:
             log.info("%s is back: online again", self._what)
             self.up = True
+            self._lost = trio.Event()
             self._back.set()
 
     def check(self) -> None:
@@ -67,16 +71,20 @@ class Reachability:
         await self._back.wait()
 
     async def probe(self, ask: Callable[[], object], limiter: trio.CapacityLimiter) -> None:
-        """Runs until cancelled: while offline, asks (a cheap call) until it answers."""
+        """Runs until cancelled: while offline, asks (a cheap call) until it answers; soon
+        after the loss first (a daemon restarting is back within a second), then every
+        PROBE_SECONDS."""
         while True:
-            await trio.sleep(PROBE_SECONDS)
-            if self.up:
-                continue
-            try:
-                await trio.to_thread.run_sync(ask, limiter=limiter)
-            except errors.DriveError:
-                continue
-            self.succeeded()
+            await self._lost.wait()
+            delay = PROBE_FIRST_SECONDS
+            while not self.up:
+                await trio.sleep(delay)
+                try:
+                    await trio.to_thread.run_sync(ask, limiter=limiter)
+                except errors.DriveError:
+                    delay = min(delay * 2, PROBE_SECONDS)
+                    continue
+                self.succeeded()
 
 
 def resting_after_failure(call: Callable[P, T], seconds: float) -> Callable[P, T]:
