@@ -35,7 +35,6 @@ import base64
 import contextlib
 import contextvars
 import hmac
-import inspect
 import json
 import os
 import secrets
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
+from protos import interceptors
 
 AUTH_METADATA_KEY = "authorization"
 _BEARER = "Bearer "
@@ -346,14 +347,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         handler = await continuation(details)
         method = details.method
-        if handler is None or method in self._open or method.startswith(ALWAYS_OPEN):
+        if method in self._open or method.startswith(ALWAYS_OPEN):
             return handler
-        fields = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        for field in fields:
-            behavior = getattr(handler, field)
-            if behavior is not None:
-                return handler._replace(**{field: self._guard(behavior)})
-        return handler
+        return interceptors.rewrap(handler, lambda _kind, b: interceptors.around(b, self._signed))
 
     async def _verify(self, context: grpc.aio.ServicerContext) -> Claims:
         token = bearer_token(context.invocation_metadata())
@@ -367,21 +363,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise AssertionError("abort raises") from None
 
-    def _guard(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
-        if inspect.isasyncgenfunction(behavior):
-
-            async def guarded_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                _caller.set(await self._verify(context))
-                async for item in behavior(request, context):
-                    yield item
-
-            return guarded_stream
-
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            _caller.set(await self._verify(context))
-            return await behavior(request, context)
-
-        return guarded
+    @contextlib.asynccontextmanager
+    async def _signed(self, _request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """The call runs only with a valid token, its claims where caller() finds them."""
+        _caller.set(await self._verify(context))
+        yield
 
 
 async def require_admin(context: grpc.aio.ServicerContext) -> Claims:

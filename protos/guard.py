@@ -14,6 +14,8 @@ servicers do).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +23,8 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+
+from protos import interceptors
 
 log = logging.getLogger(__name__)
 
@@ -64,39 +68,23 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = details.method
-        decode = _tolerant(handler.request_deserializer)
-        for field, wrap in (
-            ("unary_unary", _unary),
-            ("unary_stream", _unary),
-            ("stream_unary", _streaming),
-            ("stream_stream", _streaming),
-        ):
-            behavior = getattr(handler, field)
-            if behavior is not None:
-                return handler._replace(
-                    **{field: wrap(behavior, method), "request_deserializer": decode}
-                )
-        return handler
+
+        def checked(kind: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+            if kind.startswith("stream_"):
+                return _streaming(behavior, method)
+            return interceptors.around(behavior, functools.partial(_well_formed, method))
+
+        return interceptors.rewrap(
+            handler, checked, request_deserializer=_tolerant(handler.request_deserializer)
+        )
 
 
-def _unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+@contextlib.asynccontextmanager
+async def _well_formed(method: str, request: Any, context: grpc.aio.ServicerContext) -> Any:
     """A handler taking one request: refuses a malformed one before it runs."""
-    if inspect.isasyncgenfunction(behavior):
-
-        async def checked_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, _Malformed):
-                await _refuse(context, method, request)
-            async for item in behavior(request, context):
-                yield item
-
-        return checked_stream
-
-    async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, _Malformed):
-            await _refuse(context, method, request)
-        return await behavior(request, context)
-
-    return checked
+    if isinstance(request, _Malformed):
+        await _refuse(context, method, request)
+    yield
 
 
 def _streaming(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:

@@ -13,7 +13,8 @@ or listen beyond the address it is given (off unless --metrics is given).
 
 from __future__ import annotations
 
-import inspect
+import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,6 +24,7 @@ import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from protos import interceptors
 from protos.runtime import split_host_port
 
 RPCS = prometheus_client.Counter(
@@ -73,49 +75,25 @@ class RpcMetrics(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Any],
         details: grpc.HandlerCallDetails,
     ) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
         method = details.method
-        for field in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
-            behavior = getattr(handler, field)
-            if behavior is not None:
-                return handler._replace(**{field: _timed(behavior, method)})
-        return handler
+        timing = functools.partial(_timing, method)
+        return interceptors.rewrap(
+            await continuation(details), lambda _kind, b: interceptors.around(b, timing)
+        )
 
 
-def _timed(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-    if inspect.isasyncgenfunction(behavior):
-
-        async def timed_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start = time.perf_counter()
-            code = "UNKNOWN"
-            try:
-                async for item in behavior(request, context):
-                    yield item
-                code = _code(context, "OK")
-            except BaseException:
-                code = _code(context, "CANCELLED" if _cancelled(context) else "UNKNOWN")
-                raise
-            finally:
-                _count(method, code, start)
-
-        return timed_stream
-
-    async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        start = time.perf_counter()
-        code = "UNKNOWN"
-        try:
-            result = await behavior(request, context)
-            code = _code(context, "OK")
-            return result
-        except BaseException:
-            code = _code(context, "CANCELLED" if _cancelled(context) else "UNKNOWN")
-            raise
-        finally:
-            _count(method, code, start)
-
-    return timed
+@contextlib.asynccontextmanager
+async def _timing(method: str, _request: Any, context: grpc.aio.ServicerContext) -> Any:
+    start = time.perf_counter()
+    code = "UNKNOWN"
+    try:
+        yield
+        code = _code(context, "OK")
+    except BaseException:
+        code = _code(context, "CANCELLED" if _cancelled(context) else "UNKNOWN")
+        raise
+    finally:
+        _count(method, code, start)
 
 
 def _code(context: grpc.aio.ServicerContext, otherwise: str) -> str:
