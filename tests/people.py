@@ -22,6 +22,7 @@ from fusefs.clients import AccountsClient, BlockClient, GrantBook, MetadataClien
 from fusefs.credentials import TOKEN_ENV
 from fusefs.models import BlockRef, Kind, Node
 from tests import signin
+from tests.running import drive_cli
 
 
 @dataclass
@@ -112,15 +113,8 @@ def run_drive(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fusefs.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {}), TOKEN_ENV: token},
-    )
+    env = {**os.environ, **(env or {}), TOKEN_ENV: token}
+    return drive_cli(*args, env=env, timeout=timeout, cwd=cwd)
 
 
 def add_person(metad: str, blockd: str, name: str) -> Person:

@@ -19,7 +19,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.running import announced_addresses, drive_up
+from tests.running import announced_addresses, drive_cli, drive_up
 from tests.waiting import eventually
 
 API_NODE = Path(__file__).parent / "api_node"
@@ -45,13 +45,7 @@ def _node() -> str:
 
 def _drive(*args: str, stdin: str = "") -> str:
     """A drive command's stdout (given --data, it acts as that drive's administrator)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "fusefs.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = drive_cli(*args, stdin=stdin)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

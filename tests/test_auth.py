@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from protos.drive.v1 import (
 from protos.drive.v1 import metadata_pb2 as pb
 from protos.runtime import create_channel
 from tests import signin
+from tests.running import drive_cli
 
 TIMEOUT = 20
 BOB_PASSWORD = "bob's long password"
@@ -269,14 +269,7 @@ def test_grants_come_with_revisions_of_files_one_may_read(drive, bob: str) -> No
 
 
 def _drive(*args: str, stdin: str = "", env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fusefs.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    return drive_cli(*args, stdin=stdin, env=env)
 
 
 def test_user_add_login_whoami_logout(drive, tmp_path: Path) -> None:

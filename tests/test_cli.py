@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from fusefs.credentials import TOKEN_ENV
 from tests import signin
+from tests.running import drive_cli
 
 
 def drive(
@@ -18,14 +18,7 @@ def drive(
     env = dict(os.environ)
     if token is not None:
         env[TOKEN_ENV] = token
-    return subprocess.run(
-        [sys.executable, "-m", "fusefs.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
+    return drive_cli(*args, env=env, timeout=timeout)
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

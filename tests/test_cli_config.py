@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 
 from fusefs.credentials import TOKEN_ENV
 from tests import signin
-from tests.running import drive_up
+from tests.running import drive_cli, drive_up
 from tests.waiting import eventually
 
 S3_BUCKET_ENV = "DRIVEFS_S3_BUCKET"
@@ -49,10 +48,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def drive(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fusefs.cli", *args],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+    return drive_cli(*args, env=env)
 
 
 def _show(env: dict[str, str], *args: str) -> dict:

@@ -27,6 +27,7 @@ from fusefs.cli import install
 from fusefs.cli.paths import drivefs_mountpoints
 from fusefs.cli.serving import holder
 from tests.conftest import assert_log_clean
+from tests.running import drive_cli
 
 TIMEOUT = 90
 PASSWORD = "correct horse battery"
@@ -35,11 +36,7 @@ PASSWORD = "correct horse battery"
 def drive(
     *args: str, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fusefs.cli", *args],
-        input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=TIMEOUT, env=env,
-    )  # fmt: skip
+    return drive_cli(*args, env=env, stdin=stdin, timeout=TIMEOUT)
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

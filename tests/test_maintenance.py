@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,16 +14,14 @@ from fusefs.credentials import TOKEN_ENV
 from tests import signin
 from tests.filedata import sha256_of, write_random
 from tests.people import add_person, run_drive
+from tests.running import drive_cli
 
 MiB = 1024 * 1024
 
 
 def drive_cmd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fusefs.cli", *args],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-        env={**os.environ, TOKEN_ENV: signin.token()},  # the first user, an administrator
-    )  # fmt: skip
+    # as the first user, an administrator
+    return drive_cli(*args, env={**os.environ, TOKEN_ENV: signin.token()}, timeout=300)
 
 
 def object_count(blockd) -> int:

@@ -17,7 +17,7 @@ import pytest
 from fusefs.clients import AccountsClient
 from fusefs.clients.accounts import DriveInfo, _reachable
 from fusefs.credentials import TOKEN_ENV, local_token
-from tests.running import announced_addresses, drive_up
+from tests.running import announced_addresses, drive_cli, drive_up
 
 
 def _stop(up: subprocess.Popen, log: Path) -> None:
@@ -242,10 +242,7 @@ def test_commands_under_data_act_as_the_first_user_whatever_login_is_saved(
     env.pop(TOKEN_ENV, None)
 
     def drive(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "fusefs.cli", *args],
-            input=stdin, capture_output=True, text=True, timeout=60, env=env,
-        )  # fmt: skip
+        return drive_cli(*args, stdin=stdin, env=env)
 
     up = drive_up(mnt, data, log)
     try:

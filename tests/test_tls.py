@@ -36,6 +36,7 @@ from fusefs.daemons import Daemon, DaemonError, start_daemon
 from protos import tls
 from tests import signin
 from tests.conftest import assert_log_clean
+from tests.running import drive_cli
 from tests.waiting import eventually
 
 TIMEOUT = 60
@@ -87,11 +88,7 @@ def cli(
     env: dict[str, str], *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The drive command, as the person env describes."""
-    return subprocess.run(
-        [sys.executable, "-m", "fusefs.cli", *args],
-        input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=TIMEOUT, env=env,
-    )  # fmt: skip
+    return drive_cli(*args, env=env, stdin=stdin, timeout=TIMEOUT)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
