@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blockd.keys import DEFAULT_NAME as DEFAULT_KEY_FILE_NAME
-from protos.runtime import add_tls_options, check_tls_options, split_host_port
+from protos.runtime import LOG_LEVELS, add_tls_options, check_tls_options, split_host_port
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 BACKENDS = ("local", "s3")
 MiB = 1024 * 1024
 DEFAULT_MEMORY_CACHE_MIB = 256

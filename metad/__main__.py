@@ -20,6 +20,7 @@ from metad.errors import StartupError
 from metad.housekeeping import Housekeeping
 from metad.retention import DAY_NS, Retention
 from protos.runtime import (
+    LOG_LEVELS,
     BindError,
     add_tls_options,
     check_tls_options,
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--log-level",
         default="INFO",
         type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=LOG_LEVELS,
         help="default: INFO",
     )
     parser.add_argument(

@@ -62,6 +62,8 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 
 # Clients probe a dead daemon quickly instead of waiting out the default
 # reconnect backoff (up to two minutes).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 CLIENT_OPTIONS: list[tuple[str, int]] = [
     *GRPC_OPTIONS,
     ("grpc.initial_reconnect_backoff_ms", 200),

@@ -28,9 +28,13 @@ def drive_cli(
     )  # fmt: skip
 
 
-def drive_up(mountpoint: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:
-    """Starts `drive up` (its output appended to log) and waits until it has mounted."""
-    command = [sys.executable, "-m", "fusefs.cli", "up", str(mountpoint), "--data", str(data)]
+def drive_up(
+    mountpoint: Path, data: Path, log: Path, *extra: str, options: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """Starts `drive [options] up` (its output appended to log) and waits until it has
+    mounted."""
+    command = [sys.executable, "-m", "fusefs.cli", *options, "up", str(mountpoint)]
+    command += ["--data", str(data)]
     with open(log, "ab") as f:
         p = subprocess.Popen([*command, *extra], stdin=subprocess.DEVNULL, stdout=f, stderr=f)
     deadline = time.monotonic() + 30

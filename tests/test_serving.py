@@ -232,6 +232,22 @@ def test_a_mount_logs_to_the_file_it_is_given(mounts, metad, blockd, tmp_path: P
     assert " INFO " not in m.log_path.read_text()  # not on stderr as well
 
 
+def test_log_level_reaches_the_mount_and_the_daemons_drive_up_starts(tmp_path: Path) -> None:
+    mnt, data, log = tmp_path / "mnt", tmp_path / "data", tmp_path / "up.log"
+    mnt.mkdir()
+    mount_log = tmp_path / "mount.log"
+    for level, shown in (("ERROR", False), ("INFO", True)):
+        up = drive_up(mnt, data, log, "--log-file", str(mount_log), options=("--log-level", level))
+        try:
+            (mnt / f"{level}.txt").write_bytes(b"x")
+        finally:
+            _stop(up, log)
+        assert (f"mounted {mnt}" in mount_log.read_text()) is shown, level
+        for daemon in ("metad", "blockd"):
+            listening = (data / daemon / f"{daemon}.log").read_text().count(" listening on ")
+            assert listening == (1 if shown else 0), (daemon, level)
+
+
 def test_commands_under_data_act_as_the_first_user_whatever_login_is_saved(
     tmp_path: Path,
 ) -> None:

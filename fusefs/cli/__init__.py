@@ -35,7 +35,7 @@ from fusefs.errors import DriveError, InvalidArgument, Unavailable
 from fusefs.models import Role
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError
 from protos import auth, names
-from protos.runtime import parse_size
+from protos.runtime import LOG_LEVELS, parse_size
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "drivefs"
 DEFAULT_METAD = "127.0.0.1:7401"
@@ -45,6 +45,11 @@ DEFAULT_BLOCKD = "127.0.0.1:7402"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drive", description="drivefs: a cloud drive as a folder")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    p.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS,
+        help="the least a log line is, here and in the mount and daemons started "
+        "(default WARNING; INFO with -v; the daemons INFO)",
+    )  # fmt: skip
     p.add_argument("--version", action="version", version=f"drive (drivefs) {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -579,7 +584,7 @@ def _run(argv: list[str] | None) -> int:
     try:
         args = config.parse_args(_parser, argv, DEFAULT_DATA)  # flags over config files
         logging.basicConfig(
-            level=logging.INFO if args.verbose else logging.WARNING,
+            level=getattr(logging, args.log_level or ("INFO" if args.verbose else "WARNING")),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         return COMMANDS[args.command](args) or 0

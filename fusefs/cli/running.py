@@ -56,7 +56,8 @@ def start_daemons(
             *(tls.server_args() if tls else []),
             *_metrics_args(args, 0),
         ]  # fmt: skip
-        blockd_args = blockd_args + _metrics_args(args, 1)
+        metad_args += _log_level_args(args)
+        blockd_args = blockd_args + _metrics_args(args, 1) + _log_level_args(args)
         started.append(
             start_daemon("metad", args.data / "metad", args.metad, extra_args=metad_args)
         )
@@ -73,6 +74,12 @@ def start_daemons(
             d.stop()
         raise
     return started
+
+
+def _log_level_args(args: argparse.Namespace) -> list[str]:
+    """drive --log-level, handed to the mount program and the daemons it starts."""
+    level = getattr(args, "log_level", None)
+    return ["--log-level", level] if level else []
 
 
 def _metrics_args(args: argparse.Namespace, offset: int) -> list[str]:
@@ -143,6 +150,7 @@ def _mount_command(
         command += ["--metrics", args.metrics]
     if args.verbose:
         command.append("--verbose")
+    command += _log_level_args(args)
     return command
 
 

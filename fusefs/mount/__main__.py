@@ -23,7 +23,7 @@ from fusefs.errors import DriveError, NotSignedIn
 from fusefs.mount.lifecycle import MountConfig, run_mount
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError
 from protos import names, tls
-from protos.runtime import configure_logging, parse_size
+from protos.runtime import LOG_LEVELS, configure_logging, parse_size
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="sign in as the first user of the drive under DATA")
     p.add_argument("--as", dest="as_user", metavar="NAME", help="the login saved for NAME")
     p.add_argument("--verbose", action="store_true", help="log what the mount does")
+    p.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS,
+        help="the least a log line is (default WARNING; INFO with --verbose)",
+    )  # fmt: skip
     p.add_argument("--log-file", type=Path, metavar="FILE", help="log there, rotated")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics there")
     return p
@@ -77,7 +81,8 @@ def _signed_in_source(metad: str, trust: tls.Trust | None, user: str | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(logging.INFO if args.verbose else logging.WARNING, args.log_file)
+    level = args.log_level or ("INFO" if args.verbose else "WARNING")
+    configure_logging(getattr(logging, level), args.log_file)
     try:
         trust = tls.Trust.for_ca(args.ca.read_bytes(), args.ca) if args.ca else None
         if args.data:
