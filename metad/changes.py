@@ -53,6 +53,7 @@ class CommitSignal:
         self._latest = latest
         self._event = asyncio.Event()
         self._closed = False
+        self.followers = 0  # subscriptions following it now (for /metrics)
 
     @property
     def latest(self) -> int:
@@ -90,13 +91,17 @@ async def follow(
     the journal simply waits for sequences beyond it.
     """
     cursor = after
-    while not signal.closed:
-        page = await read(cursor, batch_size)
-        for event in page.events:
-            yield event
-        cursor = max(cursor, page.scanned_to)
-        if page.more:
-            continue
-        # Other users' commits also advance the signal: wait beyond what was looked at.
-        if not await signal.wait_beyond(cursor):
-            return
+    signal.followers += 1
+    try:
+        while not signal.closed:
+            page = await read(cursor, batch_size)
+            for event in page.events:
+                yield event
+            cursor = max(cursor, page.scanned_to)
+            if page.more:
+                continue
+            # Other users' commits also advance the signal: wait beyond what was looked at.
+            if not await signal.wait_beyond(cursor):
+                return
+    finally:
+        signal.followers -= 1

@@ -159,7 +159,10 @@ async def run(config: Config) -> None:
 
 
 def _journal_metrics(commits: CommitSignal) -> list[object]:
-    return [metrics.gauge("drive_journal_sequence", "the journal's last change", commits.latest)]
+    return [
+        metrics.gauge("drive_journal_sequence", "the journal's last change", commits.latest),
+        metrics.gauge("drive_subscribers", "change subscriptions open now", commits.followers),
+    ]
 
 
 def _drive_id(data_dir: Path) -> str:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fusefs.clients import BlockClient
 from tests import signin
+from tests.waiting import eventually
 
 
 def _free_port() -> int:
@@ -91,6 +92,23 @@ def test_metad_counts_rpcs_and_shows_the_journal_moving(measured) -> None:
     assert _rpcs(after, create, "OK") == _rpcs(before, create, "OK") + 1
     sequence = ("drive_journal_sequence", ())
     assert after[sequence] > before[sequence]
+
+
+def test_metad_counts_the_subscriptions_open(measured) -> None:
+    metad, _, ports = measured
+    subscribers = ("drive_subscribers", ())
+    assert _scrape(ports["metad"])[subscribers] == 0
+    meta = signin.metadata_client(metad.address)
+    streams = [meta.subscribe(0) for _ in range(3)]
+    try:
+        eventually(lambda: _scrape(ports["metad"])[subscribers] == 3, timeout=10)
+        streams.pop().cancel()
+        eventually(lambda: _scrape(ports["metad"])[subscribers] == 2, timeout=10)
+    finally:
+        for stream in streams:
+            stream.cancel()
+        meta.close()
+    eventually(lambda: _scrape(ports["metad"])[subscribers] == 0, timeout=10)
 
 
 def test_a_mount_shows_its_backlog_what_it_sent_and_its_cache(measured, mounts) -> None:
