@@ -21,6 +21,7 @@ from metad.engine import MAX_GROUP_COMMIT
 from metad.errors import (
     AlreadyExists,
     BlocksCondemned,
+    InvalidArgument,
     InvalidBlocks,
     InvalidName,
     NameTooLong,
@@ -447,6 +448,23 @@ def test_follow_does_not_spin_on_commits_of_other_drives() -> None:
 def test_invalid_names(name: str) -> None:
     with pytest.raises(InvalidName):
         rules.check_name(name)
+
+
+def test_a_device_number_beyond_what_is_stored_is_refused_and_nothing_made(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with open_store(tmp_path / "metadata.db") as store:
+            root = await store.get_root(FIRST_USER_ID)
+            for rdev in (2**63, 2**64 - 1, -1):
+                with pytest.raises(InvalidArgument, match="device number"):
+                    await store.make_node(OWNER, root.id, "dev", NodeKind.CHAR_DEVICE, 0o600, rdev)
+            largest = await store.make_node(
+                OWNER, root.id, "dev", NodeKind.CHAR_DEVICE, 0o600, rules.MAX_RDEV
+            )
+            assert (await store.stat(FIRST_USER_ID, largest.id)).rdev == rules.MAX_RDEV
+
+    run(scenario)
 
 
 def test_name_length_counts_utf8_bytes() -> None:
