@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import re
 import select
@@ -276,6 +277,28 @@ def test_a_pinned_drive_back_in_plain_text_is_refused(daemons, tmp_path, env) ->
         login(env, "carol", first.metad.address),
     ):
         one_line_error(result, "does not speak TLS", "pinned")
+
+
+def test_a_pinned_drive_that_moved_is_trusted_at_its_new_address(daemons, tmp_path, env) -> None:
+    """A drive moved to another address presents the CA pinned at the old one: a login
+    there needs no fingerprint again, and moves the saved login; another CA still does."""
+    first = serve_tls(daemons, tmp_path / "a", blockd=False)
+    add_user(first, "carol", CAROL_PASSWORD)
+    old = first.metad.address
+    assert login(env, "carol", old, "--fingerprint", first.fingerprint).returncode == 0
+    first.metad.stop()
+    serve = ["--tls-cert", str(first.files.server_cert), "--tls-key", str(first.files.server_key)]
+    moved = daemons.start("metad", tmp_path / "a" / "metad", extra_args=serve)
+    assert moved.address != old
+    signed_in = login(env, "carol", moved.address)  # no terminal, no fingerprint
+    assert signed_in.returncode == 0, signed_in.stderr
+    assert f"over TLS (CA {first.fingerprint})" in signed_in.stdout
+    saved = json.loads((Path(env["XDG_CONFIG_HOME"]) / "drivefs" / "credentials.json").read_text())
+    assert [(x["user"], x["metad"]) for x in saved["logins"]] == [("carol", moved.address)]
+    assert cli(env, "whoami").stdout.startswith("carol (user ")
+    other = serve_tls(daemons, tmp_path / "b", blockd=False)
+    add_user(other, "carol", CAROL_PASSWORD)
+    one_line_error(login(env, "carol", other.metad.address), "--fingerprint", "--ca")
 
 
 # --- pinning ----------------------------------------------------------------------------------
