@@ -13,7 +13,8 @@ with the mount's own error.
 Which drive:
 - `data=DIR`: the drive served on this machine under DIR (`drive serve`, or its
   unit), found through its ready files and signed in with its own key as its
-  first user; SOURCE is then only a name (e.g. "drivefs");
+  first user (the mount runs as `drive mount --data DIR`); SOURCE is then only
+  a name (e.g. "drivefs");
 - else SOURCE is HOST:PORT of metad, signed in as `drive login` saved it
   (the mount runs as `drive mount SOURCE`, with the same checks of whom to trust).
 
@@ -33,7 +34,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusefs.cli import DEFAULT_DATA, detached, trust
+from fusefs.cli import DEFAULT_DATA, detached, where
 from fusefs.daemons import DaemonError
 from fusefs.errors import DriveError
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError, check_mountpoint
@@ -144,42 +145,21 @@ def mount(source: str, mountpoint: Path, options: Options, *, fake: bool, verbos
 
 
 def _local_drive(mountpoint: Path, options: Options, verbose: bool) -> tuple[list[str], Path]:
-    """The mount program on the drive served under DATA, signed in with its own key."""
+    """`drive mount --data DIR`: the drive served under DIR, signed in with its own key.
+    Refused here when none runs there: `drive mount` would take the last login's drive."""
     data = options.data.absolute()  # type: ignore[union-attr]
-    addresses = []
-    for name in ("metad", "blockd"):
-        try:
-            addresses.append((data / name / f"{name}.ready").read_text().strip())
-        except OSError:
-            raise DriveError(
-                f"no drive is running under {data}: start it first (drive serve --data {data})"
-            ) from None
-    metad, blockd = addresses
+    if any(where.ready_address(data, name) is None for name in ("metad", "blockd")):
+        raise DriveError(
+            f"no drive is running under {data}: start it first (drive serve --data {data})"
+        )
     cache = (options.cache or data / "cache").absolute()
-    trusted = trust.DriveTrust.choose(metad, data_dir=data, ca_file=options.ca)
-    tls_trust = trusted(metad)
-    trusted(blockd)
-    command = [
-        sys.executable, "-m", "fusefs.mount", str(mountpoint.resolve()),
-        "--metad", metad, "--blockd", blockd, "--data", str(data),
-        "--cache", str(cache), "--cache-size", str(options.cache_size),
-    ]  # fmt: skip
-    if tls_trust is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        pem = cache / "trust.pem"
-        pem.write_bytes(tls_trust.root_pem)
-        command += ["--ca", str(pem)]
-    if options.device:
-        command += ["--device", options.device]
-    if verbose:
-        command.append("--verbose")
-    return command, cache
+    return _drive_mount(mountpoint, options, verbose, cache, "--data", str(data)), cache
 
 
 def _other_drive(
     source: str, mountpoint: Path, options: Options, verbose: bool
 ) -> tuple[list[str], Path]:
-    """`drive mount SOURCE`: a drive elsewhere, as `drive login` signed in to it."""
+    """`drive mount --metad SOURCE`: a drive elsewhere, as `drive login` signed in to it."""
     try:
         split_host_port(source)
     except ValueError:
@@ -188,16 +168,23 @@ def _other_drive(
             "served on this machine"
         ) from None
     cache = (options.cache or DEFAULT_DATA / "cache" / (options.device or "default")).absolute()
+    return _drive_mount(mountpoint, options, verbose, cache, "--metad", source), cache
+
+
+def _drive_mount(
+    mountpoint: Path, options: Options, verbose: bool, cache: Path, *which: str
+) -> list[str]:
+    """The `drive mount` command line: it settles whom to trust and as whom (running.mount)."""
     command = [
         sys.executable, "-m", "fusefs.cli", *(["--verbose"] if verbose else []),
-        "mount", str(mountpoint.resolve()),
-        "--metad", source, "--cache", str(cache), "--cache-size", str(options.cache_size),
+        "mount", str(mountpoint.resolve()), *which,
+        "--cache", str(cache), "--cache-size", str(options.cache_size),
     ]  # fmt: skip
     if options.device:
         command += ["--device", options.device]
     if options.ca:
         command += ["--ca", str(options.ca.absolute())]
-    return command, cache
+    return command
 
 
 def _say(message: str) -> None:
