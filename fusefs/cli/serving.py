@@ -39,12 +39,8 @@ def data_folder(data: Path) -> Iterator[None]:
     data.mkdir(parents=True, exist_ok=True)
     fd = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            raise DaemonError(running_already(data, _pid_in(fd))) from None
+        if not _locked(fd, fcntl.LOCK_EX):
+            raise DaemonError(running_already(data, _pid_in(fd)))
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -71,15 +67,20 @@ def holder(data: Path) -> int | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            return _pid_in(fd)
-        return None  # closing the fd lets go of the lock
+        return None if _locked(fd, fcntl.LOCK_SH) else _pid_in(fd)  # closing lets go of it
     finally:
         os.close(fd)
+
+
+def _locked(fd: int, how: int) -> bool:
+    """Takes DATA's lock (flock how, not waiting); False when a running drive holds it."""
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        return False
+    return True
 
 
 def _pid_in(fd: int) -> int:
