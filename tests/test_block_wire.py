@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import blake3
@@ -20,7 +19,7 @@ from fusefs.clients import BlockClient
 from protos import auth
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
 from protos.wire import MalformedMessage, block_bytes, read_block
-from tests import signin
+from tests import grpcfake, signin
 
 
 def _key(field: int, wire: int) -> bytes:
@@ -102,24 +101,15 @@ def lying_blockd() -> Iterator[tuple[str, list[bytes]]]:
     def download(request: blocks_pb2.DownloadRequest, context: grpc.ServicerContext):
         yield from answers
 
-    handler = grpc.method_handlers_generic_handler(
-        "drive.v1.Blocks",
-        {
-            "Download": grpc.unary_stream_rpc_method_handler(
-                download,
-                request_deserializer=blocks_pb2.DownloadRequest.FromString,
-                response_serializer=None,
-            )
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", answers
-    finally:
-        server.stop(None)
+    handlers = {
+        "Download": grpc.unary_stream_rpc_method_handler(
+            download,
+            request_deserializer=blocks_pb2.DownloadRequest.FromString,
+            response_serializer=None,
+        )
+    }
+    with grpcfake.serving("drive.v1.Blocks", handlers) as address:
+        yield address, answers
 
 
 def test_a_malformed_block_from_blockd_is_data_loss(lying_blockd) -> None:

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -23,6 +22,7 @@ import pytest
 from fusefs.credentials import TOKEN_ENV
 from protos import tls
 from protos.drive.v1 import accounts_pb2
+from tests import grpcfake
 from tests.running import announced_addresses, drive_cli, drive_up
 
 PASSWORD = "bob's long password"
@@ -42,6 +42,18 @@ class Device:
 
     def drive(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return drive_cli(*args, env=self.env, stdin=stdin, timeout=90)
+
+    def add_user(self, data: Path, name: str) -> None:
+        """`drive user add NAME` on the server, as its administrator (under --data)."""
+        added = self.drive(
+            "user", "add", name, "--password-stdin", "--data", str(data),
+            stdin=f"{PASSWORD}\n{PASSWORD}\n",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+
+    def login(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`drive login ARGS… --password-stdin`, typing PASSWORD."""
+        return self.drive("login", *args, "--password-stdin", stdin=PASSWORD + "\n")
 
     def logins(self) -> list[dict]:
         saved = json.loads((self.root / "config" / "drivefs" / "credentials.json").read_text())
@@ -77,12 +89,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     mnt.mkdir()
     up = drive_up(mnt, data, log)
     try:
-        server = Device(tmp_path / "server")
-        added = server.drive(
-            "user", "add", "bob", "--password-stdin", "--data", str(data),
-            stdin=f"{PASSWORD}\n{PASSWORD}\n",
-        )  # fmt: skip
-        assert added.returncode == 0, added.stderr
+        Device(tmp_path / "server").add_user(data, "bob")
         (mnt / "from-owner.txt").write_bytes(b"the owner's")
         yield data, log, announced_addresses(log)[-1][0]
     finally:
@@ -94,7 +101,7 @@ def test_another_device_needs_one_address_once_then_nothing(
 ) -> None:
     data, _, metad = served
     laptop = Device(tmp_path / "laptop")
-    signed = laptop.drive("login", metad, "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    signed = laptop.login(metad, "bob")
     assert signed.returncode == 0, signed.stderr
     assert f"signed in to {metad} as bob" in signed.stdout
     drive_id = (data / "metad" / "drive.id").read_text().strip()
@@ -136,14 +143,10 @@ def test_a_drive_that_moved_costs_one_login_and_keeps_the_others(
     try:
         server = Device(tmp_path / "server")
         for name in ("bob", "carol"):
-            added = server.drive(
-                "user", "add", name, "--password-stdin", "--data", str(data),
-                stdin=f"{PASSWORD}\n{PASSWORD}\n",
-            )  # fmt: skip
-            assert added.returncode == 0, added.stderr
+            server.add_user(data, name)
         old = announced_addresses(log)[-1][0]
         for name in ("carol", "bob"):
-            ok = laptop.drive("login", old, name, "--password-stdin", stdin=PASSWORD + "\n")
+            ok = laptop.login(old, name)
             assert ok.returncode == 0, ok.stderr
     finally:
         _stop(up, log)
@@ -155,7 +158,7 @@ def test_a_drive_that_moved_costs_one_login_and_keeps_the_others(
         assert new != old
         stale = laptop.drive("whoami")
         assert stale.returncode == 1 and "not reachable" in stale.stderr
-        again = laptop.drive("login", new, "bob", "--password-stdin", stdin=PASSWORD + "\n")
+        again = laptop.login(new, "bob")
         assert again.returncode == 0, again.stderr
         logins = laptop.logins()
         assert {(x["user"], x["metad"]) for x in logins} == {("bob", new), ("carol", new)}
@@ -178,8 +181,7 @@ def test_on_the_server_commands_act_as_the_first_user_unless_told_as_whom(
     assert nobody.stderr.strip() == (
         f"drive: error: not signed in to {metad} as bob: run drive login {metad} bob"
     )
-    signed = server.drive("login", "bob", "--data", str(data), "--password-stdin",
-                          stdin=PASSWORD + "\n")  # fmt: skip
+    signed = server.login("bob", "--data", str(data))
     assert signed.returncode == 0, signed.stderr
     still_first = server.drive("whoami", "--data", str(data))
     assert "administrator" in still_first.stdout  # a saved login does not take over
@@ -222,30 +224,21 @@ def lying_metad() -> Iterator[tuple[str, accounts_pb2.DriveInfo]]:
         signed_in.append(request.password)
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "no")
 
-    handler = grpc.method_handlers_generic_handler(
-        "drive.v1.Accounts",
-        {
-            "GetDrive": grpc.unary_unary_rpc_method_handler(
-                get_drive,
-                request_deserializer=accounts_pb2.GetDriveRequest.FromString,
-                response_serializer=accounts_pb2.DriveInfo.SerializeToString,
-            ),
-            "SignIn": grpc.unary_unary_rpc_method_handler(
-                sign_in,
-                request_deserializer=accounts_pb2.SignInRequest.FromString,
-                response_serializer=accounts_pb2.SignInResponse.SerializeToString,
-            ),
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", answer
-    finally:
-        server.stop(None)
-        assert signed_in == [], "a password went to a metad that lied about its drive"
+    handlers = {
+        "GetDrive": grpc.unary_unary_rpc_method_handler(
+            get_drive,
+            request_deserializer=accounts_pb2.GetDriveRequest.FromString,
+            response_serializer=accounts_pb2.DriveInfo.SerializeToString,
+        ),
+        "SignIn": grpc.unary_unary_rpc_method_handler(
+            sign_in,
+            request_deserializer=accounts_pb2.SignInRequest.FromString,
+            response_serializer=accounts_pb2.SignInResponse.SerializeToString,
+        ),
+    }
+    with grpcfake.serving("drive.v1.Accounts", handlers) as address:
+        yield address, answer
+    assert signed_in == [], "a password went to a metad that lied about its drive"
 
 
 @pytest.mark.parametrize(
@@ -269,7 +262,7 @@ def test_a_metad_lying_about_its_drive_is_refused_before_anything_is_kept(
     address, answer = lying_metad
     answer.drive_id, answer.blockd_address = drive_id, blockd
     laptop = Device(tmp_path / "laptop")
-    login = laptop.drive("login", address, "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    login = laptop.login(address, "bob")
     assert login.returncode == 1
     assert login.stderr.strip() == f"drive: error: metad at {address} {said}"
     assert not (laptop.root / "config" / "drivefs" / "credentials.json").exists()
@@ -296,13 +289,9 @@ def test_a_second_device_carries_on_across_three_restarts_without_a_new_login(
     up = drive_up(mnt, data, log)
     mounted = watching = None
     try:
-        added = Device(tmp_path / "server").drive(
-            "user", "add", "bob", "--password-stdin", "--data", str(data),
-            stdin=f"{PASSWORD}\n{PASSWORD}\n",
-        )  # fmt: skip
-        assert added.returncode == 0, added.stderr
+        Device(tmp_path / "server").add_user(data, "bob")
         metad = announced_addresses(log)[-1][0]
-        signed = laptop.drive("login", metad, "bob", "--password-stdin", stdin=PASSWORD + "\n")
+        signed = laptop.login(metad, "bob")
         assert signed.returncode == 0, signed.stderr
         mounted = laptop.mount(laptop_mnt, "--cache", str(tmp_path / "laptop-cache"))
         watching = subprocess.Popen(
