@@ -24,10 +24,7 @@ T = TypeVar("T")
 
 # What counts against a user's quota (in a query over users): the current
 # revisions of their live files, not trash or older revisions.
-USED_BYTES = (
-    "(SELECT COALESCE(SUM(size), 0) FROM nodes"
-    " WHERE owner_id = users.id AND deleted_ns IS NULL AND kind = 'file')"
-)
+USED_BYTES = "users.used_bytes"  # kept by triggers (metad/schema.py, version 8)
 
 
 def child(conn: sqlite3.Connection, parent_id: int, name: str) -> Node | None:

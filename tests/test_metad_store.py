@@ -99,13 +99,17 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
             lines = sql.splitlines()
             columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
             starts = {
-                column: next(i for i, line in enumerate(lines) if re.match(rf"\s+{column}\s", line))
+                column: next(
+                    i for i, line in enumerate(lines) if re.match(rf"[\s,]+{column}\s", line)
+                )
                 for column in columns
             }
             bounds = [*sorted(starts.values()), len(lines)]
             for column, start in starts.items():
                 end = bounds[bounds.index(start) + 1]
-                assert any("--" in line for line in lines[start:end]), f"{table}.{column}"
+                assert any("--" in line or "/*" in line for line in lines[start:end]), (
+                    f"{table}.{column}"
+                )
         # A name is unique among live entries only.
         index_sql = conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'nodes_live_name'"
@@ -159,6 +163,81 @@ def test_a_version_4_database_keeps_its_journal_and_ids_through_the_upgrade(
             assert await store.report_damaged([bytes([1]) * 32]) == 0
             page = await store.read_changes(FIRST_USER_ID, 41, 100)
             assert [e.kind for e in page.events] == [ChangeKind.CREATED, ChangeKind.CREATED]
+
+    run(upgraded)
+
+
+def _sum_of_live_files(db: Path) -> int:
+    """The usage a quota is about, added up the slow way from the nodes themselves."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM nodes"
+            " WHERE owner_id = 1 AND kind = 'file' AND deleted_ns IS NULL"
+        ).fetchone()[0]
+
+
+def test_usage_is_the_sum_of_live_files_through_every_kind_of_change(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+
+    async def scenario() -> None:
+        async with open_store(db, quiet_ns=0) as store:
+
+            async def usage_is(expected: int) -> None:
+                assert (await store.get_usage(FIRST_USER_ID)).used_bytes == expected
+                assert _sum_of_live_files(db) == expected
+
+            root = await store.get_root(FIRST_USER_ID)
+            folder = await store.make_directory(OWNER, root.id, "d", 0o755)
+            a = await store.create_file(OWNER, folder.id, "a", 0o644)
+            b = await store.create_file(OWNER, root.id, "b", 0o644)
+            await store.commit_revision(OWNER, a.id, 1, 600, 0, [block(0, 600)])
+            await store.commit_revision(OWNER, b.id, 1, 50, 0, [block(0, 50, 2)])
+            await usage_is(650)
+            await store.commit_revision(OWNER, a.id, 2, 200, 0, [block(0, 200, 3)])
+            await usage_is(250)
+            await store.delete(OWNER, root.id, "b", directory=False)
+            await usage_is(200)
+            await store.restore_from_trash(OWNER, b.id)
+            await usage_is(250)
+            await store.restore_revision(OWNER, a.id, 2)  # its 600 bytes again
+            await usage_is(650)
+            await store.delete(OWNER, folder.id, "a", directory=False)
+            await store.delete(OWNER, root.id, "d", directory=True)
+            await usage_is(50)
+            await store.empty_trash(FIRST_USER_ID)
+            await usage_is(50)
+            await store.delete(OWNER, root.id, "b", directory=False)
+            await store.empty_trash(FIRST_USER_ID)
+            await usage_is(0)
+
+    run(scenario)
+
+
+def test_usage_of_a_version_7_database_is_added_up_once_by_the_upgrade(tmp_path: Path) -> None:
+    db = tmp_path / "metadata.db"
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        for version in range(1, 8):
+            for statement in schema.MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+        conn.execute("PRAGMA user_version = 7")
+        conn.executescript(
+            "INSERT INTO users (id, name, quota_bytes, admin, created_ns)"
+            " VALUES (1, 'owner', 0, 1, 0);"
+            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
+            " VALUES (1, 1, NULL, '', 'dir', 493, 5, 5);"
+            "UPDATE users SET root_node_id = 1;"
+            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
+            " revision, size) VALUES (7, 1, 1, 'f', 'file', 420, 6, 6, 1, 600);"
+            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
+            " revision, size, deleted_ns) VALUES (8, 1, 1, 'g', 'file', 420, 6, 6, 1, 99, 7);"
+        )
+
+    async def upgraded() -> None:
+        async with open_store(db) as store:
+            assert (await store.get_usage(FIRST_USER_ID)).used_bytes == 600
+            await store.restore_from_trash(OWNER, 8)
+            assert (await store.get_usage(FIRST_USER_ID)).used_bytes == 699
 
     run(upgraded)
 
