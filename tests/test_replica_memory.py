@@ -29,3 +29,20 @@ def test_nodes_and_entries_kept_in_memory_stay_bounded_and_right(tmp_path: Path,
     assert r.lookup(1, "f39") is None
     assert r._entries_kept == sum(len(names) for names in r._entries.values())
     r.close()
+
+
+def test_a_full_memory_lets_the_oldest_go_and_keeps_the_newest(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(replica_module, "_NODES_KEPT", 8)
+    r = Replica(tmp_path / "replica.sqlite3", drive="test")
+    for folder in range(100, 104):  # four folders of two files each: memory is full
+        r.set_listing(folder, [_node(folder * 10 + i, parent_id=folder) for i in range(2)])
+    assert r._entries_kept == len(r._nodes) == 8
+    r.set_listing(200, [_node(2000, parent_id=200)])  # one more
+    # The oldest folder and nodes went, not everything: the newest answer from memory.
+    assert 100 not in r._entries and 1000 not in r._nodes
+    assert {103, 200} <= set(r._entries) and {1030, 1031, 2000} <= set(r._nodes)
+    assert 103 in r._complete and 200 in r._complete
+    # What went is still answered, from the table.
+    found = r.lookup(100, "f1000")
+    assert found is not None and found[0].id == 1000
+    r.close()

@@ -19,6 +19,7 @@ simply started afresh.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 from collections.abc import Iterable
@@ -178,7 +179,6 @@ class Replica:
         # table either); all_entries: every folder's.
         self._complete: set[int] = set()
         self._all_entries = False
-        self._letgo = 0  # times the kept entries were all let go (too many)
         self._listed = {row[0] for row in self._db.execute("SELECT dir_id FROM listed")}
         self._warm()
         # Facts are read on every change and stat: kept here, written with each flush.
@@ -304,7 +304,10 @@ class Replica:
 
     def _keep_node(self, node: Node, stale: bool) -> tuple[Node, bool]:
         if len(self._nodes) >= _NODES_KEPT and node.id not in self._nodes:
-            self._nodes.clear()
+            # The oldest quarter goes (a drive bigger than the bound keeps most of
+            # what it uses, rather than starting empty each time it fills up).
+            for node_id in list(itertools.islice(self._nodes, max(1, _NODES_KEPT // 4))):
+                del self._nodes[node_id]
         known = self._nodes[node.id] = (node, stale)
         return known
 
@@ -413,16 +416,24 @@ class Replica:
         names = self._entries.get(parent_id)
         if names is None or name not in names:
             if self._entries_kept >= _NODES_KEPT:
-                self._entries.clear()
-                self._complete.clear()
-                self._all_entries, self._entries_kept = False, 0
-                self._letgo += 1
+                self._let_folders_go(keep=parent_id)
             self._entries_kept += 1
         self._entries.setdefault(parent_id, {})[name] = entry
 
     def _forget_entry(self, parent_id: int, name: str) -> None:
         if self._entries.get(parent_id, {}).pop(name, None) is not None:
             self._entries_kept -= 1
+
+    def _let_folders_go(self, keep: int) -> None:
+        """The folders kept longest go until a quarter of the bound is free (keep stays)."""
+        self._all_entries = False
+        for dir_id in list(self._entries):
+            if self._entries_kept <= _NODES_KEPT * 3 // 4:
+                break
+            if dir_id != keep:
+                self._forget_folder(dir_id)
+        if self._entries_kept >= _NODES_KEPT:  # keep alone fills it
+            self._forget_folder(keep)
 
     def _forget_folder(self, dir_id: int) -> None:
         """Every kept entry of the folder goes (it is no longer complete in memory)."""
@@ -471,10 +482,11 @@ class Replica:
         """The folder's complete entries, as just listed."""
         self._db.execute("DELETE FROM entries WHERE parent_id = ?", (dir_id,))
         self._forget_folder(dir_id)
-        letgo = self._letgo
+        count = 0
         for node in nodes:
             self.put_entry(node)
-        if letgo == self._letgo:
+            count += 1
+        if len(self._entries.get(dir_id, {})) == count:  # none let go meanwhile
             self._complete.add(dir_id)
         self._db.execute("INSERT OR IGNORE INTO listed VALUES (?)", (dir_id,))
         self._listed.add(dir_id)
