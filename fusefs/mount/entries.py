@@ -186,7 +186,7 @@ class EntryChanges:
             except errors.Unavailable:
                 self.sync.went_away()
                 self._check_removable(node, name, directory, offline=True)
-        remains = node.kind == Kind.FILE and node.nlink > 1
+        remains = node.kind == Kind.FILE and self._names_of_node(node) > 1
         self.journal.record_delete(node.id, parent_id, name, directory)
         self.sync.wake()
         if not remains:
@@ -370,7 +370,7 @@ class EntryChanges:
         if target is not None:
             # Its content and attributes not sent yet go first: a save keeps them as
             # a revision of it, a replaced file in the trash.
-            remains = target.kind == Kind.FILE and target.nlink > 1
+            remains = target.kind == Kind.FILE and self._names_of_node(target) > 1
             self.names.removed(new_parent_id, new_name, target.id, remains)
             self.name_gone(self.inodes.inode_of(target.id), remains)
             if target.kind == Kind.DIRECTORY:
@@ -421,11 +421,18 @@ class EntryChanges:
         self.touch(new_parent_inode)
         return linked
 
+    def _names_of_node(self, node: Node) -> int:
+        """How many names a file has here: metad's count and the links made here since."""
+        return node.nlink + self.journal.links_made(node.id)
+
     def _linked_here(self, node: Node, new_parent_id: int, name: str, entry_id: int) -> Node:
-        """The further name in the replica (entry_id: its own until metad gives one)."""
+        """The further name in the replica (entry_id: its own until metad gives one).
+
+        The node's st_nlink stays metad's: the name's journal row adds it (see
+        Vfs._with_local), so an older answer of metad heard meanwhile (a change
+        stream catching up after a restart) cannot take it away.
+        """
         own = self.names.replica.node(node.id, stale_too=True) or node
-        own = replace(own, nlink=own.nlink + 1)
-        self.keep(own)
         linked = replace(own, parent_id=new_parent_id, name=name, entry_id=entry_id)
         self.names.added(linked)
         return linked
@@ -459,7 +466,9 @@ class EntryChanges:
                     self.names.replica.mark_listed(row.node_id)
             elif row.kind == DELETE:
                 node = self.names.replica.node(row.node_id, stale_too=True)
-                remains = node is not None and node.kind == Kind.FILE and node.nlink > 1
+                remains = (
+                    node is not None and node.kind == Kind.FILE and self._names_of_node(node) > 1
+                )
                 self.names.removed(row.parent_id, row.name, row.node_id, remains)
             elif row.kind == RENAME:
                 self._replay_rename(row)
@@ -485,7 +494,9 @@ class EntryChanges:
             return
         if target_id is not None:
             target = replica.node(target_id, stale_too=True)
-            remains = target is not None and target.kind == Kind.FILE and target.nlink > 1
+            remains = (
+                target is not None and target.kind == Kind.FILE and self._names_of_node(target) > 1
+            )
             self.names.removed(row.new_parent_id, row.new_name, target_id, remains)
         moved = replace(node, parent_id=row.new_parent_id, name=row.new_name)
         self.names.moved(row.parent_id, row.name, moved)

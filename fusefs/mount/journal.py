@@ -242,6 +242,11 @@ class Journal:
         """Folders made here in dir_id that metad has not got yet (its st_nlink lacks them)."""
         return self._by_node.folders_made[dir_id]
 
+    def links_made(self, node_id: int) -> int:
+        """Names made here for the node (hard links) that metad has not got yet (its
+        st_nlink lacks them, as a folder's lacks folders_made_in)."""
+        return self._by_node.links[node_id]
+
     def creating_in(self, dir_id: int) -> list[int]:
         return [c.node_id for c in self._by_node.creates.values() if c.parent_id == dir_id]
 

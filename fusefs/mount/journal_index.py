@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from fusefs.models import AttributeChange
-from fusefs.mount.journal_rows import ENTRY_KINDS, MKDIR, XATTR, PendingChange
+from fusefs.mount.journal_rows import ENTRY_KINDS, LINK, MKDIR, XATTR, PendingChange
 
 
 class PendingIndex:
@@ -24,6 +24,7 @@ class PendingIndex:
         # node id -> attributes set by its ATTRIBUTES rows: (change, mtime or None, when)
         self.attributes: dict[int, tuple[AttributeChange, int | None, int]] = {}
         self.entry_changes: dict[int, int] = {}  # node id -> its DELETE, RENAME, LINK rows
+        self.links: Counter[int] = Counter()  # node id -> its LINK rows (names metad lacks)
         # node id -> extended attributes its XATTR rows set (a value) or remove (None)
         self.xattrs: dict[int, dict[str, bytes | None]] = {}
 
@@ -31,6 +32,7 @@ class PendingIndex:
         for index in (self.latest, self.creates, self.folders_made, self.attributes):
             index.clear()
         self.entry_changes.clear()
+        self.links.clear()
         self.xattrs.clear()
 
     def has(self, node_id: int) -> bool:
@@ -62,6 +64,7 @@ class PendingIndex:
         self.set_create(node_id, None)
         self.attributes.pop(node_id, None)
         self.entry_changes.pop(node_id, None)
+        self.links.pop(node_id, None)
         self.xattrs.pop(node_id, None)
         for row in rows:
             if row.kind == XATTR:
@@ -73,6 +76,8 @@ class PendingIndex:
                 self.set_create(node_id, row)
             elif row.kind in ENTRY_KINDS:
                 self.entry_changes[node_id] = self.entry_changes.get(node_id, 0) + 1
+                if row.kind == LINK:
+                    self.links[node_id] += 1
             else:
                 change, mtime, _ = self.attributes.get(node_id, (AttributeChange(), None, 0))
                 if row.sets_mtime:

@@ -267,10 +267,13 @@ class Vfs:
 
     def _with_local(self, node: Node) -> Node:
         """node as this device shows it: with edits not committed yet."""
-        if node.kind == Kind.DIRECTORY:
-            made = self.journal.folders_made_in(node.id)
-            if made:
-                node = replace(node, nlink=node.nlink + made)
+        made = (
+            self.journal.folders_made_in(node.id)
+            if node.kind == Kind.DIRECTORY
+            else self.journal.links_made(node.id)
+        )
+        if made:
+            node = replace(node, nlink=node.nlink + made)
         f = self.files.get(self.inodes.inode_of(node.id))
         sealed = self.journal.latest(node.id)
         attributes = self.journal.attributes(node.id)
