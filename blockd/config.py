@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blockd.keys import DEFAULT_NAME as DEFAULT_KEY_FILE_NAME
-from protos.runtime import LOG_LEVELS, add_tls_options, check_tls_options, split_host_port
+from protos.runtime import (
+    LOG_LEVELS,
+    add_tls_options,
+    check_tls_options,
+    split_addresses,
+    split_host_port,
+)
 
 BACKENDS = ("local", "s3")
 MiB = 1024 * 1024
@@ -42,7 +48,7 @@ class Config:
     encryption: bool = True  # the codec (zstd + AES-256-GCM) around the backend
     key_file: Path | None = None  # None: data_dir/keys.json, created on first start
     memory_cache_bytes: int = DEFAULT_MEMORY_CACHE_MIB * MiB  # hot blocks; 0: none
-    metad: str | None = None  # metad's HOST:PORT, for garbage collection and scrub
+    metad: str | None = None  # metad's HOST:PORT[,HOST:PORT...], for garbage collection, scrub
     auth_key: Path | None = None  # metad's auth key file; needed to serve
     tls_cert: Path | None = None  # with tls_key: serve TLS; None: plain text (loopback only)
     tls_key: Path | None = None
@@ -134,7 +140,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument(
         "--metad",
         metavar="HOST:PORT",
-        help="metad's address: garbage collection and scrub ask it which blocks are in use",
+        help="metad's address (or its replicas': HOST:PORT,HOST:PORT): garbage collection "
+        "and scrub ask it which blocks are in use",
     )
     parser.add_argument(
         "--metad-ca",
@@ -159,7 +166,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     try:
         split_host_port(args.listen)
         if args.metad:
-            split_host_port(args.metad)
+            split_addresses(args.metad)
     except ValueError as exc:
         parser.error(str(exc))
     if args.memory_cache < 0:

@@ -15,7 +15,7 @@ import grpc
 
 from protos import auth, tls
 from protos.drive.v1 import metadata_pb2, metadata_pb2_grpc
-from protos.runtime import GRPC_OPTIONS
+from protos.runtime import GRPC_OPTIONS, channel_target
 
 TIMEOUT = 60.0
 
@@ -113,7 +113,9 @@ class Fence:
 
 
 def _channel(address: str, trust: tls.Trust | None) -> grpc.aio.Channel:
+    """To metad, or spread over its replicas (address a list or a name: see channel_target)."""
+    target, extra = channel_target(address, trust)
+    options = [*GRPC_OPTIONS, *extra]
     if trust is None:
-        return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
-    options = [*GRPC_OPTIONS, *tls.channel_options(trust)]
-    return grpc.aio.secure_channel(address, tls.channel_credentials(trust), options=options)
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, tls.channel_credentials(trust), options=options)

@@ -5,6 +5,15 @@ worker threads they use, finding or creating the key file, the start-up log
 lines, and the order of shutdown (server first, then the writes in flight,
 then the backend).
 
+Replicas: any number of blockd processes may serve one bucket. What makes
+their answers the same is shared outside them: the objects (the bucket),
+the auth key that signs tokens, grants and receipts (--auth-key, one file),
+the master keys (--key-file, one file: a replica never creates a named key
+file, and refuses a store its keys cannot read), and the collection fence
+(in metad). Each keeps to itself only what may differ between them: the hot
+blocks, the GetStats counters (this process's view), and the single-flight
+tables of its own reads and writes.
+
 Must not: handle requests or map errors (service), encode objects (codec),
 or parse arguments and print errors for the user (__main__).
 """

@@ -1,7 +1,8 @@
 """gRPC plumbing shared by both daemons and their clients.
 
 Owns: message size limits, the trailing-metadata keys that refine a status
-code, channels (plain text, or TLS with a protos.tls.Trust), which listen
+code, channels (plain text, or TLS with a protos.tls.Trust; to one daemon or
+spread over its replicas: see channel_target), which listen
 addresses may serve plain text (loopback only, unless the operator insists),
 and the daemon lifecycle (bind, health, reflection, ready file, graceful
 stop on SIGTERM/SIGINT). Knows nothing of blocks or metadata; certificates
@@ -15,10 +16,12 @@ import asyncio
 import contextlib
 import ctypes
 import ipaddress
+import json
 import logging
 import logging.handlers
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -153,12 +156,96 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
 
 
+# Calls spread over every replica that answers, and skip one that does not.
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+ChannelOptions = list[tuple[str, str | int]]
+
+
+def split_addresses(address: str) -> list[tuple[str, int]]:
+    """HOST:PORT, or several of them separated by commas: the replicas of one service."""
+    parts = [part.strip() for part in address.split(",")]
+    if not all(parts):
+        raise ValueError(f"not a HOST:PORT[,HOST:PORT...] list: {address!r}")
+    return [split_host_port(part) for part in parts]
+
+
+def channel_target(address: str, trust: tls.Trust | None = None) -> tuple[str, ChannelOptions]:
+    """What gRPC dials for address, and the channel options that go with it.
+
+    One IP address: dialled as it is. One name: gRPC resolves it (again
+    whenever a connection is lost) and spreads calls over all its addresses
+    with round_robin, so one DNS name with several records serves a set of
+    replicas. Several HOST:PORT: an `ipv4:`/`ipv6:` list with round_robin;
+    names in it are resolved here, once (a set that changes wants one DNS
+    name). Calls go to replicas that answer, so one that dies costs the
+    calls in flight on it (UNAVAILABLE, retried by the clients), no more.
+
+    TLS checks every replica's certificate against one name: the trust's
+    (drivefs for a drivefs CA), else the one host the addresses share; a
+    list of different hosts needs the trust to name it. Raises ValueError
+    for a malformed list, one whose names do not resolve, or such a TLS name.
+    """
+    parts = split_addresses(address)
+    options: ChannelOptions = [*tls.channel_options(trust)] if trust is not None else []
+    if len(parts) == 1:
+        if _ip_version(parts[0][0]) is None:
+            options.append(("grpc.service_config", ROUND_ROBIN))
+        return address, options
+    if trust is not None and trust.target_name is None:
+        hosts = {host.strip("[]") for host, _ in parts}
+        if len(hosts) != 1:
+            raise ValueError(
+                f"{address}: over TLS, replicas at different hosts need the one name their "
+                "certificates carry (a drivefs CA's, or the trust's target name)"
+            )
+        options.append(("grpc.ssl_target_name_override", hosts.pop()))
+    options.append(("grpc.service_config", ROUND_ROBIN))
+    return _address_list(address, parts), options
+
+
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).version
+    except ValueError:
+        return None
+
+
+def _address_list(address: str, parts: list[tuple[str, int]]) -> str:
+    """An ipv4: (or, with no IPv4 address at all, ipv6:) target of every address in parts.
+
+    A name with addresses of both kinds counts with its IPv4 ones.
+    """
+    literal = {_ip_version(host) for host, _ in parts} - {None}
+    if literal == {4, 6}:
+        raise ValueError(f"{address}: gRPC takes IPv4 or IPv6 replicas in one list, not both")
+    found: dict[int, list[str]] = {4: [], 6: []}
+    for host, port in parts:
+        if _ip_version(host) is not None:
+            ips = [host.strip("[]")]
+        else:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise ValueError(f"{address}: cannot resolve {host}: {exc.strerror}") from None
+            ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for ip in ips:
+            version = ipaddress.ip_address(ip).version
+            found[version].append(f"{ip}:{port}" if version == 4 else f"[{ip}]:{port}")
+    if found[4]:
+        return "ipv4:" + ",".join(dict.fromkeys(found[4]))
+    return "ipv6:" + ",".join(dict.fromkeys(found[6]))
+
+
 def create_channel(address: str, trust: tls.Trust | None = None) -> grpc.Channel:
-    """A blocking channel with the project's limits: TLS when trust is given."""
+    """A blocking channel with the project's limits: TLS when trust is given.
+
+    address: HOST:PORT, or several (the replicas of one service; see channel_target).
+    """
+    target, options = channel_target(address, trust)
     if trust is None:
-        return grpc.insecure_channel(address, options=CLIENT_OPTIONS)
-    options = [*CLIENT_OPTIONS, *tls.channel_options(trust)]
-    return grpc.secure_channel(address, tls.channel_credentials(trust), options=options)
+        return grpc.insecure_channel(target, options=[*CLIENT_OPTIONS, *options])
+    credentials = tls.channel_credentials(trust)
+    return grpc.secure_channel(target, credentials, options=[*CLIENT_OPTIONS, *options])
 
 
 def is_loopback(host: str) -> bool:

@@ -26,7 +26,17 @@ from protos import auth
 from protos.drive.v1 import blocks_pb2_grpc, metadata_pb2_grpc
 from tests import signin
 from tests.offline import relays_to
-from tests.s3server import s3_bucket, s3_server, scripted_s3  # noqa: F401 - fixtures
+from tests.s3server import (  # noqa: F401 - fixtures
+    S3_SERVERS,
+    aws_environment,
+    s3_bucket,
+    s3_of,
+    s3_server,
+    s3_store,
+    scripted_s3,
+    seaweed_bucket,
+    seaweed_server,
+)
 from tests.storedobjects import LocalObjects, S3Objects, StoredObjects
 
 _BAD_LOG_LINE = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b")
@@ -103,11 +113,12 @@ def metad(daemons: DaemonRunner, tmp_path: Path) -> Daemon:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Runs tests marked both_backends once on the local directory, once on S3."""
-    if "block_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "both_backends"
-    ):
-        metafunc.parametrize("block_backend", ["local", "s3"], indirect=True)
+    """Runs tests marked both_backends once on the local directory, once on S3 (moto),
+    and those also marked seaweedfs_too once more on SeaweedFS."""
+    marked = metafunc.definition.get_closest_marker
+    if "block_backend" in metafunc.fixturenames and marked("both_backends"):
+        backends = ["local", "s3", "seaweed"] if marked("seaweedfs_too") else ["local", "s3"]
+        metafunc.parametrize("block_backend", backends, indirect=True)
 
 
 @pytest.fixture
@@ -121,9 +132,8 @@ def block_store(
     block_backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> StoredObjects:
     """The objects of the `blockd` fixture's backend, as the storage holds them."""
-    if block_backend == "s3":
-        server = request.getfixturevalue("s3_server")
-        return S3Objects(server, request.getfixturevalue("s3_bucket"))
+    if block_backend in S3_SERVERS:
+        return S3Objects(*s3_of(request, block_backend))
     return LocalObjects(tmp_path / "blockd")
 
 

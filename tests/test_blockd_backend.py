@@ -1,12 +1,14 @@
 """Conformance suite of the blockd Backend interface, run over every backend.
 
 Each test gets `make_backend` (an async factory) and runs its scenario with
-asyncio.run. The params: the local directory, S3 (a real moto server on
-127.0.0.1, a fresh bucket per test), and the codec wrapper around each; every
-test in the first part passes unchanged on all four. The second part holds
-what only the local directory backend promises (its layout, FORMAT file, lock
-and crash clean-up); the third what only S3 does (prefixes, the format
-marker, listing-based `contains`, start-up errors, retries).
+asyncio.run. The params: the local directory, S3 on two real servers on
+127.0.0.1 (moto's imitation, and SeaweedFS, a real object store; a fresh
+bucket per test), and the codec wrapper around each; every test in the first
+part passes unchanged on all six. The second part holds what only the local
+directory backend promises (its layout, FORMAT file, lock and crash
+clean-up); the third what only S3 does (prefixes, the format marker,
+listing-based `contains`, start-up errors: on both servers; retries: on a
+scripted one).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from blockd.backends.local import FORMAT_VERSION, LocalBackend
 from blockd.backends.retry import RetryPolicy, retry
 from blockd.backends.s3 import S3Backend, is_temp_failure
 from blockd.keys import Keyring, new_master_key
+from tests.s3server import S3_SERVERS, s3_of
 
 if TYPE_CHECKING:
     from tests.s3server import S3Server
@@ -46,13 +49,12 @@ MakeBackend = Callable[[], Awaitable[Backend]]
 Scenario = Callable[[Backend], Awaitable[None]]
 
 
-@pytest.fixture(params=["local", "s3", "codec-local", "codec-s3"])
+@pytest.fixture(params=["local", "s3", "seaweed", "codec-local", "codec-s3", "codec-seaweed"])
 def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> MakeBackend:
     kind = request.param
     inner = kind.removeprefix("codec-")
-    if inner == "s3":
-        server: S3Server = request.getfixturevalue("s3_server")
-        bucket = request.getfixturevalue("s3_bucket")
+    if inner in S3_SERVERS:
+        server, bucket = s3_of(request, inner)
     key = new_master_key()
     keyring = Keyring((key,), key)
 
@@ -348,8 +350,10 @@ def with_s3(endpoint: str, bucket: str, scenario: Callable[[S3Backend], Awaitabl
 
 
 def test_s3_prefixes_keep_stores_apart_and_hide_the_format_marker(
-    s3_server: S3Server, s3_bucket: str
+    s3_store: tuple[S3Server, str],
 ) -> None:
+    s3_server, s3_bucket = s3_store
+
     async def scenario(backend: S3Backend) -> None:
         await backend.put("k1", b"one")
         other = await S3Backend.open(bucket=s3_bucket, endpoint_url=s3_server.endpoint, prefix="b/")
@@ -369,8 +373,9 @@ def test_s3_prefixes_keep_stores_apart_and_hide_the_format_marker(
 
 
 def test_s3_contains_by_listing_pages_dense_and_sparse_keys(
-    s3_server: S3Server, s3_bucket: str
+    s3_store: tuple[S3Server, str],
 ) -> None:
+    s3_server, s3_bucket = s3_store
     # Pages of 5 keys: answering 1,000 keys takes many LISTs, walks from
     # several places at once, and switches to HEADs where the asked keys are
     # sparse among the objects.
@@ -386,12 +391,14 @@ def test_s3_contains_by_listing_pages_dense_and_sparse_keys(
     with_s3(s3_server.endpoint, s3_bucket, scenario, list_page=5)
 
 
-def test_s3_missing_bucket_is_a_setup_error(s3_server: S3Server) -> None:
+def test_s3_missing_bucket_is_a_setup_error(s3_store: tuple[S3Server, str]) -> None:
+    s3_server, _ = s3_store
     with pytest.raises(BackendSetupError, match="the bucket does not exist"):
         open_s3(s3_server.endpoint, "no-such-bucket")
 
 
-def test_s3_store_of_a_newer_format_is_refused(s3_server: S3Server, s3_bucket: str) -> None:
+def test_s3_store_of_a_newer_format_is_refused(s3_store: tuple[S3Server, str]) -> None:
+    s3_server, s3_bucket = s3_store
     s3_server.put(s3_bucket, ".format", FORMAT_MARKER.replace(b"1}", b"9}"))
     with pytest.raises(BackendSetupError, match="format version 9"):
         open_s3(s3_server.endpoint, s3_bucket)

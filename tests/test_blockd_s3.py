@@ -1,11 +1,13 @@
 """blockd end to end on the S3 backend: a real daemon, gRPC, and a real S3 API server.
 
-The daemon runs with `--backend s3` against moto's server on 127.0.0.1 (see
-tests/s3server.py), each test in a bucket of its own. What test_blockd.py
+The daemon runs with `--backend s3` against each real S3 server of
+tests/s3server.py on 127.0.0.1 (moto's, and SeaweedFS), each test in a
+bucket of its own. What test_blockd.py
 shows on the local directory is shown here on a bucket: blocks round trip,
 dedup and FindMissing, nothing readable at rest, text stored smaller,
 persistence across a restart, a damaged object reaching the client as
-DATA_LOSS, and start-up failures as one line with exit status 2.
+DATA_LOSS, and start-up failures as one line with exit status 2 (wrong
+credentials only on SeaweedFS: moto takes any).
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def start_on_s3(daemons: DaemonRunner, data_dir: Path, server: S3Server, bucket:
 
 
 def test_blocks_round_trip_through_a_bucket_encrypted_and_compressed(
-    daemons: DaemonRunner, tmp_path: Path, s3_server: S3Server, s3_bucket: str
+    daemons: DaemonRunner, tmp_path: Path, s3_store: tuple[S3Server, str]
 ) -> None:
+    s3_server, s3_bucket = s3_store
     data_dir = tmp_path / "blockd"
     text = text_like(2 * MiB, marker=MARKER)
     noise, small = blocks_of(3 * MiB, 100, seed=41)
@@ -92,10 +95,10 @@ def test_blocks_round_trip_through_a_bucket_encrypted_and_compressed(
 def test_a_bucket_survives_a_restart_and_a_damaged_object_is_data_loss(
     daemons: DaemonRunner,
     tmp_path: Path,
-    s3_server: S3Server,
-    s3_bucket: str,
+    s3_store: tuple[S3Server, str],
     allowed_log_patterns: list[str],
 ) -> None:
+    s3_server, s3_bucket = s3_store
     allowed_log_patterns += [
         r"ERROR blockd\.store: stored block [0-9a-f]{64} is unreadable",
         r"WARNING blockd\.store: quarantined corrupt block",
@@ -142,8 +145,9 @@ def test_a_bucket_survives_a_restart_and_a_damaged_object_is_data_loss(
     ],
 )
 def test_an_unusable_bucket_at_start_is_one_line_and_exit_status_2(
-    tmp_path: Path, s3_server: S3Server, s3_bucket: str, case: str, message: str
+    tmp_path: Path, s3_store: tuple[S3Server, str], case: str, message: str
 ) -> None:
+    s3_server, s3_bucket = s3_store
     env = dict(os.environ)
     bucket = s3_bucket
     if case == "no bucket":
@@ -151,6 +155,27 @@ def test_an_unusable_bucket_at_start_is_one_line_and_exit_status_2(
     else:
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             env.pop(name, None)
+    assert_refused_at_start(tmp_path, s3_server, bucket, env, message)
+
+
+@pytest.mark.parametrize(
+    ("variable", "code"),
+    [
+        ("AWS_SECRET_ACCESS_KEY", "SignatureDoesNotMatch"),
+        ("AWS_ACCESS_KEY_ID", "InvalidAccessKeyId"),
+    ],
+)
+def test_wrong_credentials_at_start_are_access_denied_in_one_line(
+    tmp_path: Path, seaweed_server: S3Server, seaweed_bucket: str, variable: str, code: str
+) -> None:
+    env = {**os.environ, variable: "not-the-right-one"}
+    message = rf"cannot use s3://{seaweed_bucket}/drive/ at .*: access denied \({code}\)"
+    assert_refused_at_start(tmp_path, seaweed_server, seaweed_bucket, env, message)
+
+
+def assert_refused_at_start(
+    tmp_path: Path, s3_server: S3Server, bucket: str, env: dict[str, str], message: str
+) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "blockd", "--data", str(tmp_path / "blockd"), "--listen",
          "127.0.0.1:0", "--auth-key", str(signin.KEY_PATH), *s3_args(s3_server, bucket)],

@@ -34,6 +34,7 @@ def _check_set(root: Path, written: dict[str, str]) -> None:
 
 
 @pytest.mark.both_backends
+@pytest.mark.seaweedfs_too
 def test_files_survive_remount(mounts, metad, blockd, tmp_path: Path) -> None:
     first = mounts.mount(metad, blockd, "dev-a")
     written = _write_set(first.path)
