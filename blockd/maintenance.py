@@ -64,6 +64,12 @@ async def collect_garbage(
 ) -> AsyncIterator[GarbageProgress]:
     total = store.stats().object_count
     tally = _Tally()
+    log.info(
+        "garbage collection%s started: %d blocks, grace %g s",
+        " (dry run)" if dry_run else "",
+        total,
+        grace_seconds,
+    )
     if not dry_run:
         await _finish_interrupted_run(store, fence)
     cutoff = time.time_ns() - int(grace_seconds * 1e9)

@@ -160,6 +160,11 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         self._store = store
         self._access = access
         self._fence = fence
+        # One garbage collection at a time: a second run would take the blocks the
+        # first has condemned for leftovers of a dead run and lift their fence while
+        # the first still deletes them (a block uploaded and committed again
+        # meanwhile would be lost). Replicas: see the README (one replica collects).
+        self._collecting = False
 
     async def FindMissing(
         self, request: blocks_pb2.FindMissingRequest, context: grpc.aio.ServicerContext
@@ -248,10 +253,16 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
             )
         if request.grace_seconds < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "grace_seconds must be >= 0")
+        if self._collecting:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "a garbage collection is already running on this blockd: wait for it to end",
+            )
         fence = self._fence.for_caller(_token(context))
         run = maintenance.collect_garbage(
             self._store, fence, request.grace_seconds, dry_run=request.dry_run
         )
+        self._collecting = True
         try:
             async with contextlib.aclosing(run) as progress:
                 async for p in progress:
@@ -269,6 +280,8 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except StoreError as exc:
             await _abort(context, exc)
+        finally:
+            self._collecting = False
 
     async def Scrub(
         self, request: blocks_pb2.ScrubRequest, context: grpc.aio.ServicerContext

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from tests import signin
 from tests.filedata import sha256_of, write_random
 from tests.people import add_person, run_drive
 from tests.running import drive_cli
+from tests.waiting import eventually
 
 MiB = 1024 * 1024
 
@@ -182,3 +185,36 @@ def test_gc_without_metad_is_a_clear_error(daemons, tmp_path: Path) -> None:
     error = result.stderr.strip()  # rich may leave a blank line where its bar was
     assert error.startswith("drive: error: ") and "--metad" in error
     assert len(error.splitlines()) == 1
+
+
+def test_a_second_gc_while_one_runs_is_refused_and_the_first_finishes(
+    drive, mounts, tmp_path: Path
+) -> None:
+    """Two collections at once would lose blocks (the second lifts the fence the first
+    deletes behind): the second is refused with a clear error, the first goes on."""
+    metad, blockd = drive
+    m = mounts.mount(metad, blockd, "dev-a")
+    kept = write_random(m.path / "kept", 2 * MiB, seed=5)
+    m.sync()
+    m.unmount()
+    os.kill(metad.process.pid, signal.SIGSTOP)  # the first run waits on metad
+    try:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "fusefs.cli", "gc", "--blockd", blockd.address, "--grace", "0"],
+            env={**os.environ, TOKEN_ENV: signin.token()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started = "garbage collection started"
+        eventually(lambda: started in blockd.log_path.read_text(), timeout=60)
+        second = drive_cmd("gc", "--blockd", blockd.address, "--grace", "0")
+        assert second.returncode == 1
+        assert "already running" in second.stderr, second.stderr
+    finally:
+        os.kill(metad.process.pid, signal.SIGCONT)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert "reclaimed" in out
+    fresh = mounts.mount(metad, blockd, "dev-b", cache=tmp_path / "fresh-cache")
+    assert sha256_of(fresh.path / "kept") == kept
