@@ -441,7 +441,7 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate_sqlite(conn: sqlite3.Connection) -> int:
     """Brings the database to SCHEMA_VERSION, one committed step per version.
 
     The connection must be in autocommit mode (isolation_level=None). Returns

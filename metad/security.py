@@ -15,11 +15,11 @@ writes); the board lives on the event loop.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 
 from metad.models import User
+from metad.sql import Sql
 from metad.transaction import Transaction
 from protos import auth
 
@@ -30,8 +30,10 @@ def revoke(tx: Transaction, user_id: int, *, tokens: bool) -> None:
     tx.conn.execute(
         "INSERT INTO user_security (user_id, token_generation, grants_not_before_ms)"
         " VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
-        " token_generation = token_generation + excluded.token_generation,"
-        " grants_not_before_ms = MAX(grants_not_before_ms, excluded.grants_not_before_ms)",
+        " token_generation = user_security.token_generation + excluded.token_generation,"
+        " grants_not_before_ms = CASE"
+        "  WHEN user_security.grants_not_before_ms > excluded.grants_not_before_ms"
+        "  THEN user_security.grants_not_before_ms ELSE excluded.grants_not_before_ms END",
         (user_id, 1 if tokens else 0, now_ms),
     )
 
@@ -46,7 +48,7 @@ def set_disabled(tx: Transaction, user_id: int, disabled: bool) -> None:
     )
 
 
-def revocations(conn: sqlite3.Connection) -> list[auth.UserRevocation]:
+def revocations(conn: Sql) -> list[auth.UserRevocation]:
     return [
         auth.UserRevocation(row[0], row[1], row[2], row[3] is not None)
         for row in conn.execute(

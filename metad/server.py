@@ -109,7 +109,7 @@ async def run(config: Config) -> None:
             commits.publish(await store.last_sequence())
             log.info(
                 "data %s, schema version %d, journal at sequence %d",
-                store.path,
+                store.description,
                 await store.schema_version(),
                 commits.latest,
             )

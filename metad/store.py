@@ -14,7 +14,6 @@ Raises the domain errors of errors.py; knows nothing of gRPC.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -33,7 +32,6 @@ from metad import (
     retention,
     rows,
     rules,
-    schema,
     security,
     sharing,
     snapshots,
@@ -65,6 +63,7 @@ from metad.models import (
     Usage,
     User,
 )
+from metad.sql import Sql
 from metad.transaction import USED_BYTES, Transaction, Write, child
 from protos import auth
 
@@ -85,7 +84,7 @@ MAX_PAGE_SIZE = 5000
 # -- statements shared by reads and writes (run on a connection's own thread) -------------------
 
 
-def _get_user(conn: sqlite3.Connection, user_id: int) -> User:
+def _get_user(conn: Sql, user_id: int) -> User:
     row = rows.fetch_one(conn, f"SELECT {rows.USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
     if row is None:
         raise NotFound(f"no user {user_id}")
@@ -101,16 +100,27 @@ def _insert_user(
     user_id: int | None = None,
 ) -> int:
     """Inserts a user and the root directory of their drive; returns the user's id."""
-    user_id = tx.conn.execute(
-        "INSERT INTO users (id, name, password_hash, quota_bytes, admin, root_node_id, created_ns)"
-        " VALUES (?, ?, ?, ?, ?, NULL, ?)",
-        (user_id, name, password_hash, quota_bytes, int(admin), tx.now_ns),
-    ).lastrowid
-    root_id = tx.conn.execute(
+    values = (name, password_hash, quota_bytes, int(admin), tx.now_ns)
+    if user_id is None:
+        user_id = rows.fetch_one(
+            tx.conn,
+            "INSERT INTO users (name, password_hash, quota_bytes, admin, created_ns)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
+            values,
+        )[0]
+    else:
+        tx.conn.execute(
+            "INSERT INTO users (id, name, password_hash, quota_bytes, admin, created_ns)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, *values),
+        )
+        tx.conn.move_id_counter("users", user_id)
+    root_id = rows.fetch_one(
+        tx.conn,
         "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
-        " VALUES (?, NULL, '', ?, ?, ?, ?)",
+        " VALUES (?, NULL, '', ?, ?, ?, ?) RETURNING id",
         (user_id, NodeKind.DIRECTORY.value, ROOT_MODE, tx.now_ns, tx.now_ns),
-    ).lastrowid
+    )[0]
     tx.conn.execute("UPDATE users SET root_node_id = ? WHERE id = ?", (root_id, user_id))
     return int(user_id)
 
@@ -118,7 +128,7 @@ def _insert_user(
 class _UserNames:
     """User id → name for one read, each looked up once."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Sql) -> None:
         self._conn = conn
         self._names: dict[int, str] = {}
 
@@ -154,17 +164,17 @@ def _one_write(
 
 
 class Store:
-    """The metadata of every drive in one SQLite file. Open with `Store.open`."""
+    """The metadata of every drive in one database. Open with `Store.open`."""
 
     def __init__(self, engine: Engine, *, quiet_ns: int = quiet.WINDOW_NS) -> None:
         self._engine = engine
-        self.path = engine.path
+        self.description = engine.description  # the database, for logs (never a password)
         self.quiet_ns = quiet_ns  # files removed this soon after they came skip the trash
 
     @classmethod
     async def open(
         cls,
-        path: Path,
+        database: str | Path,
         *,
         on_commit: Callable[[int], None] = lambda sequence: None,
         clock: Callable[[], int] = time.time_ns,
@@ -172,14 +182,16 @@ class Store:
         first_user_quota: int = 0,
         quiet_ns: int = quiet.WINDOW_NS,
     ) -> Store:
-        """Opens (creating and migrating if needed) the database at path.
+        """Opens (creating and migrating if needed) the database: a SQLite file's path
+        or a postgresql:// URL.
 
         Raises StartupError (SchemaTooNew among them) for problems an operator
-        can fix: unreadable file, not a database, database from a newer metad.
+        can fix: unreadable file, not a database, unreachable server, database
+        from a newer metad.
         clock is read on the writer's thread, once per write. quiet_ns: see
         quiet.py (0: only the temporary names skip the trash).
         """
-        engine = await Engine.open(path, on_commit=on_commit, clock=clock)
+        engine = await Engine.open(database, on_commit=on_commit, clock=clock)
         store = cls(engine, quiet_ns=quiet_ns)
         try:
             await store._ensure_first_user(first_user, first_user_quota)
@@ -193,7 +205,7 @@ class Store:
         await self._engine.close()
 
     async def schema_version(self) -> int:
-        return await self._read(schema.user_version)
+        return await self._engine.schema_version()
 
     async def _write(self, body: Callable[[Transaction], T]) -> T:
         """Runs body as one atomic write; returns its result once it is durable.
@@ -226,7 +238,7 @@ class Store:
 
         return await self._write(body)
 
-    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, read: Callable[[Sql], T]) -> T:
         return await self._engine.read(read)
 
     async def _ensure_first_user(self, name: str, quota_bytes: int) -> None:
@@ -260,7 +272,7 @@ class Store:
     async def find_user(self, name: str) -> tuple[User, str | None] | None:
         """The user of that name and their stored password hash, or None."""
 
-        def read(conn: sqlite3.Connection) -> tuple[User, str | None] | None:
+        def read(conn: Sql) -> tuple[User, str | None] | None:
             row = rows.fetch_one(
                 conn,
                 f"SELECT {rows.USER_COLUMNS}, password_hash FROM users WHERE name = ?",
@@ -271,7 +283,7 @@ class Store:
         return await self._read(read)
 
     async def list_users(self) -> list[User]:
-        def read(conn: sqlite3.Connection) -> list[User]:
+        def read(conn: Sql) -> list[User]:
             found = conn.execute(f"SELECT {rows.USER_COLUMNS} FROM users ORDER BY id").fetchall()
             return [rows.user(row) for row in found]
 
@@ -335,7 +347,7 @@ class Store:
         """A node's extended attributes, by name."""
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> dict[str, bytes]:
+        def read(conn: Sql) -> dict[str, bytes]:
             node = access.visible_node(conn, node_id, user_id)
             return xattrs.all_of(conn, node.id)
 
@@ -372,7 +384,7 @@ class Store:
     # -- reads --------------------------------------------------------------------------------
 
     async def get_root(self, user_id: int) -> Node:
-        def read(conn: sqlite3.Connection) -> Node:
+        def read(conn: Sql) -> Node:
             row = rows.fetch_one(
                 conn,
                 f"SELECT {rows.NODE_COLUMNS} FROM nodes"
@@ -392,7 +404,7 @@ class Store:
         rules.check_name(name)
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> Node:
+        def read(conn: Sql) -> Node:
             parent = access.directory(conn, parent_id, user_id)
             node = child(conn, parent.id, name)
             if node is None:
@@ -409,7 +421,7 @@ class Store:
         limit = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> DirectoryPage:
+        def read(conn: Sql) -> DirectoryPage:
             directory = access.directory(conn, node_id, user_id)
             entries: list[Node] = []
             more = False
@@ -438,7 +450,7 @@ class Store:
         """One revision with its blocks ordered by offset; number 0 = the current one."""
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> Revision:
+        def read(conn: Sql) -> Revision:
             node = access.regular_file(conn, node_id, user_id)
             wanted = node.revision if number == 0 else number
             row = rows.fetch_one(
@@ -464,7 +476,7 @@ class Store:
         """Every kept revision, newest first, without block lists."""
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> list[Revision]:
+        def read(conn: Sql) -> list[Revision]:
             node = access.regular_file(conn, node_id, user_id)
             found = conn.execute(
                 f"SELECT {rows.REVISION_COLUMNS} FROM revisions WHERE node_id = ?"
@@ -476,7 +488,7 @@ class Store:
         return await self._read(read)
 
     async def get_usage(self, user_id: int) -> Usage:
-        def read(conn: sqlite3.Connection) -> Usage:
+        def read(conn: Sql) -> Usage:
             row = rows.fetch_one(
                 conn,
                 f"SELECT quota_bytes, {USED_BYTES} AS used,"
@@ -502,7 +514,7 @@ class Store:
         """
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> ChangePage:
+        def read(conn: Sql) -> ChangePage:
             head = int(
                 rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())[0]
             )
@@ -548,7 +560,7 @@ class Store:
         return await self.last_sequence()
 
     async def last_sequence(self) -> int:
-        def read(conn: sqlite3.Connection) -> int:
+        def read(conn: Sql) -> int:
             row = rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())
             return int(row[0])
 
@@ -659,7 +671,7 @@ class Store:
         """A folder's entries as they were at at_ns (folder_id 0 = the user's root)."""
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> list[SnapshotEntry]:
+        def read(conn: Sql) -> list[SnapshotEntry]:
             folder = (
                 folder_id
                 or rows.fetch_one(conn, "SELECT root_node_id FROM users WHERE id = ?", (user_id,))[
@@ -693,7 +705,8 @@ class Store:
                 referenced.update(row[0] for row in found)
             condemned = [h for h in candidates if h not in referenced]
             tx.conn.executemany(
-                "INSERT OR IGNORE INTO condemned_blocks (hash, condemned_ns) VALUES (?, ?)",
+                "INSERT INTO condemned_blocks (hash, condemned_ns) VALUES (?, ?)"
+                " ON CONFLICT (hash) DO NOTHING",
                 [(h, tx.now_ns) for h in condemned],
             )
             return condemned
@@ -713,7 +726,7 @@ class Store:
     async def list_condemned_blocks(self, among: Sequence[bytes] = ()) -> list[bytes]:
         """Condemned hashes: those of among that are, or all when among is empty."""
 
-        def read(conn: sqlite3.Connection) -> list[bytes]:
+        def read(conn: Sql) -> list[bytes]:
             if among:
                 return sorted(edits.condemned_among(conn, set(among)))
             return [row[0] for row in conn.execute("SELECT hash FROM condemned_blocks")]
@@ -723,7 +736,7 @@ class Store:
     async def referenced_blocks(self, after: bytes, limit: int) -> tuple[list[bytes], bool]:
         """A page of distinct referenced hashes greater than after, in order; more?"""
 
-        def read(conn: sqlite3.Connection) -> tuple[list[bytes], bool]:
+        def read(conn: Sql) -> tuple[list[bytes], bool]:
             found = conn.execute(
                 "SELECT DISTINCT hash FROM revision_blocks WHERE hash > ? ORDER BY hash LIMIT ?",
                 (after, limit + 1),
@@ -746,17 +759,17 @@ class Store:
         return await self._write(lambda tx: requests.purge(tx, before_ns))
 
     async def storage_summary(self) -> StorageSummary:
-        def read(conn: sqlite3.Connection) -> StorageSummary:
+        def read(conn: Sql) -> StorageSummary:
             logical = rows.fetch_one(
                 conn,
-                "SELECT COALESCE(SUM(size), 0) FROM nodes"
+                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM nodes"
                 " WHERE deleted_ns IS NULL AND kind = 'file'",
                 (),
             )
             blocks = rows.fetch_one(
                 conn,
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM"
-                " (SELECT MAX(size) AS size FROM revision_blocks GROUP BY hash)",
+                "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM"
+                " (SELECT MAX(size) AS size FROM revision_blocks GROUP BY hash) AS per_hash",
                 (),
             )
             return StorageSummary(
