@@ -87,6 +87,10 @@ class Driver(Protocol):
         when other processes commit to the database. Returns at once if none can."""
         ...
 
+    def stop_watching(self, conn: Connection) -> None:
+        """After stopping was set, on the writer's connection: wakes watch to see it."""
+        ...
+
 
 def driver_for(database: str | Path) -> Driver:
     """The driver for a database: a postgresql:// URL, or else the path of a SQLite file."""
@@ -284,6 +288,7 @@ class Engine:
         self._committing: asyncio.Future[_Batch | None] | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._announced = 0  # the highest sequence on_commit was called with
 
     @classmethod
     async def open(
@@ -322,7 +327,7 @@ class Engine:
 
         def on_head(sequence: int) -> None:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(self._on_commit, sequence)
+                loop.call_soon_threadsafe(self._announce, sequence)
 
         self._watcher = threading.Thread(
             target=self._driver.watch,
@@ -334,9 +339,10 @@ class Engine:
 
     async def close(self) -> None:
         """Lets queued writes commit, then closes every connection (the writer last)."""
-        self._stopping.set()
         while self._committing is not None:
             await asyncio.wait([self._committing])
+        self._stopping.set()
+        await self._writer.run(self._driver.stop_watching)
         for reader in self._readers:
             await reader.close()
         await self._writer.close()
@@ -411,7 +417,12 @@ class Engine:
         self, batch: list[_Write], outcomes: Sequence[_Outcome], last_sequence: int
     ) -> None:
         """On the event loop: announces the commit, then answers its writes."""
-        if last_sequence:
-            self._on_commit(last_sequence)
+        self._announce(last_sequence)
         for write, (result, error) in zip(batch, outcomes, strict=True):
             _settle(write.future, result, error)
+
+    def _announce(self, sequence: int) -> None:
+        """On the event loop: on_commit once for each new head, ours or another process's."""
+        if sequence > self._announced:
+            self._announced = sequence
+            self._on_commit(sequence)

@@ -1,10 +1,10 @@
 """Assembly of metad: data directory, store, commit signal, servicer, gRPC server.
 
 Owns the order of startup and shutdown and the data directory layout
-(metadata.db plus its WAL files, and metad.lock, which keeps a second metad
-off the same directory: its commit notifications would not reach our
-subscribers). The gRPC lifecycle itself (bind, health, reflection, ready file,
-SIGTERM) is protos.runtime.serve's.
+(metadata.db plus its WAL files unless the metadata is on PostgreSQL, and
+metad.lock, which keeps a second metad off the same directory: on SQLite its
+commit notifications would not reach our subscribers). The gRPC lifecycle
+itself (bind, health, reflection, ready file, SIGTERM) is protos.runtime.serve's.
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ class Config:
     insecure: bool = False  # plain text on a non-loopback address too
     blockd_address: str = ""  # where clients reach blockd (GetDrive), if told
     metrics: str | None = None  # HOST:PORT of /metrics; None: not served
+    # The metadata: None = DATA/metadata.db (SQLite); or a postgresql:// URL, which
+    # several metad may share (each with its own data directory, one auth key).
+    database: str | None = None
 
 
 @contextlib.contextmanager
@@ -96,7 +99,7 @@ async def run(config: Config) -> None:
         drive = accounts.DriveInfo(_drive_id(config.data_dir), config.blockd_address)
         commits = CommitSignal()
         store = await Store.open(
-            config.data_dir / DATABASE_NAME,
+            config.database or config.data_dir / DATABASE_NAME,
             on_commit=commits.publish,
             first_user=config.first_user,
             first_user_quota=config.default_quota,

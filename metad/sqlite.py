@@ -109,6 +109,9 @@ class SqliteDriver:
     def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
         """Nothing to watch: no other process writes the file."""
 
+    def stop_watching(self, conn: SqliteConnection) -> None:
+        """Nothing watches."""
+
 
 def _configure(conn: sqlite3.Connection, *, writer: bool) -> None:
     """Per-connection settings: SQLite keeps none of these in the file but journal_mode."""

@@ -26,6 +26,7 @@ from protos import auth
 from protos.drive.v1 import blocks_pb2_grpc, metadata_pb2_grpc
 from tests import signin
 from tests.offline import relays_to
+from tests.pgserver import database, pg_cluster, pg_database  # noqa: F401 - fixtures
 from tests.s3server import s3_bucket, s3_server, scripted_s3  # noqa: F401 - fixtures
 from tests.storedobjects import LocalObjects, S3Objects, StoredObjects
 
