@@ -535,3 +535,25 @@ def test_condemned_blocks_are_refused_by_commits_until_released(database: Path |
             assert summary.referenced_bytes == 20
 
     run(scenario)
+
+
+# -- node ids ------------------------------------------------------------------------------------
+
+
+def test_reserved_ids_are_used_once_and_ordinary_creates_land_beyond_them(
+    database: Path | str,
+) -> None:
+    async def scenario() -> None:
+        async with open_store(database) as store:
+            first, count = await store.reserve_node_ids(FIRST_USER_ID, 3)
+            assert count == 3
+            made = await store.make_directory(OWNER, 1, "offline", 0o755, node_id=first + 1)
+            assert made.id == first + 1
+            ordinary = await store.make_directory(OWNER, 1, "online", 0o755)
+            assert ordinary.id > first + 2
+            again, _ = await store.reserve_node_ids(FIRST_USER_ID, 2)
+            assert again > ordinary.id
+        async with open_store(database) as store:  # the counter is kept
+            assert (await store.make_directory(OWNER, 1, "later", 0o755)).id > again + 1
+
+    run(scenario)

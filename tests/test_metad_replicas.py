@@ -1,0 +1,126 @@
+"""Two metad replicas on one PostgreSQL database, over real gRPC.
+
+What several replicas must keep as one metad does: a name is taken once, a
+base revision is built on once, and every subscriber, on either replica, sees
+every change exactly once and in journal order, however the writers' commits
+interleave; a commit made through one replica reaches a subscriber on the
+other within a second.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fusefs.daemons import Daemon
+from protos.drive.v1 import metadata_pb2 as pb
+from tests.test_metad_service import Drive, connect, subscribe
+
+pytestmark = pytest.mark.postgresql
+
+WRITERS_PER_REPLICA = 3
+CREATES_PER_WRITER = 15
+SUBSCRIBERS_PER_REPLICA = 2
+
+
+@pytest.fixture
+def replicas(daemons, tmp_path: Path, pg_database: str) -> tuple[Daemon, Daemon]:
+    """Two metad on one database: each its own data directory, one auth key (conftest's)."""
+    args = ["--database", pg_database]
+    first = daemons.start("metad", tmp_path / "a", extra_args=args)
+    second = daemons.start("metad", tmp_path / "b", extra_args=args)
+    return first, second
+
+
+@pytest.fixture
+def drives(replicas: tuple[Daemon, Daemon]) -> Iterator[tuple[Drive, Drive]]:
+    with connect(replicas[0]) as a, connect(replicas[1]) as b:
+        yield a, b
+
+
+def _outcome(call) -> pb.Node | grpc.StatusCode:
+    try:
+        return call()
+    except grpc.RpcError as exc:
+        return exc.code()
+
+
+def test_a_subscriber_on_one_replica_sees_a_commit_made_through_the_other_within_a_second(
+    drives: tuple[Drive, Drive],
+) -> None:
+    a, b = drives
+    root = a.root()
+    with subscribe(a.stub, a.journal_head()) as on_a, subscribe(b.stub, b.journal_head()) as on_b:
+        made = b.mkdir(root.id, "from-b")
+        assert on_a.next(timeout=1.0).node_id == made.id
+        assert on_b.next().node_id == made.id
+        made = a.mkdir(root.id, "from-a")
+        assert on_b.next(timeout=1.0).node_id == made.id
+        assert on_a.next().node_id == made.id
+        # Both replicas read one tree.
+        assert b.lookup(root.id, "from-a").id == a.lookup(root.id, "from-a").id
+
+
+def test_concurrent_writers_on_two_replicas_keep_names_revisions_and_one_journal_order(
+    drives: tuple[Drive, Drive],
+) -> None:
+    a, b = drives
+    root = a.root()
+    contested = a.create(root.id, "contested")  # revision 1
+    start = a.journal_head()
+    subscriptions = [
+        subscribe(drive.stub, start) for drive in (a, b) for _ in range(SUBSCRIBERS_PER_REPLICA)
+    ]
+    streams = [s.__enter__() for s in subscriptions]
+    try:
+        go = threading.Barrier(2 * WRITERS_PER_REPLICA)
+
+        def writer(drive: Drive, number: int) -> tuple[list[int], object, object]:
+            go.wait()
+            made = [drive.mkdir(root.id, f"w{number}-{i}").id for i in range(CREATES_PER_WRITER)]
+            # Every writer tries the same name, and to build on the same revision.
+            name = _outcome(lambda: drive.mkdir(root.id, "everyone"))
+            edit = _outcome(lambda: drive.commit(contested.id, 1, [10], first_hash=number + 1))
+            return made, name, edit
+
+        with ThreadPoolExecutor(2 * WRITERS_PER_REPLICA) as pool:
+            results = list(
+                pool.map(
+                    lambda n: writer((a, b)[n % 2], n),
+                    range(2 * WRITERS_PER_REPLICA),
+                )
+            )
+        created = {node for made, _, _ in results for node in made}
+        names = [name for _, name, _ in results]
+        edits = [edit for _, _, edit in results]
+        won_name = [n for n in names if isinstance(n, pb.Node)]
+        won_edit = [e for e in edits if isinstance(e, pb.Node)]
+        assert len(won_name) == 1, names
+        assert {n for n in names if not isinstance(n, pb.Node)} == {grpc.StatusCode.ALREADY_EXISTS}
+        assert len(won_edit) == 1 and won_edit[0].revision == 2, edits
+        assert all(e == grpc.StatusCode.ABORTED or isinstance(e, pb.Node) for e in edits), edits
+        expected = len(created) + 2  # each directory, the one "everyone", the one edit
+        assert len(created) == 2 * WRITERS_PER_REPLICA * CREATES_PER_WRITER
+        head = a.journal_head()
+        assert b.journal_head() == head
+
+        seen = []
+        for stream in streams:
+            events = stream.take(expected)
+            sequences = [e.sequence for e in events]
+            assert sequences == sorted(set(sequences)), "out of order or twice"
+            assert sequences[-1] == head
+            assert {e.node_id for e in events if e.kind == pb.CHANGE_KIND_CREATED} == created | {
+                won_name[0].id
+            }
+            stream.assert_quiet(0.2)
+            seen.append(sequences)
+        assert all(sequences == seen[0] for sequences in seen)  # one order for everyone
+    finally:
+        for subscription in subscriptions:
+            subscription.__exit__(None, None, None)
