@@ -72,6 +72,7 @@ class Driver(Protocol):
     """One engine: how to open its connections, and which errors mean "cannot open"."""
 
     description: str  # what the database is, for logs and errors (never a password)
+    shared: bool  # whether other processes may write the database too (replicas)
     errors: tuple[type[BaseException], ...]  # the driver's own error classes
 
     def connect(self, *, writer: bool) -> Connection:
@@ -277,6 +278,7 @@ class Engine:
         clock: Callable[[], int],
     ) -> None:
         self.description = driver.description
+        self.shared = driver.shared
         self._driver = driver
         self._writer = writer
         self._readers = tuple(readers)

@@ -205,6 +205,7 @@ class PostgresDriver:
     """Connections to one PostgreSQL database, given by a postgresql:// URL."""
 
     errors = (psycopg.Error,)
+    shared = True
 
     def __init__(self, url: str) -> None:
         self._url = url

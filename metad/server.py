@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grpc
 
-from metad import accounts, quiet
+from metad import accounts, quiet, security
 from metad.accounts import AccountsService
 from metad.changes import CommitSignal
 from metad.errors import StartupError
@@ -108,6 +108,9 @@ async def run(config: Config) -> None:
         board = RevocationBoard()
         board.publish(await store.revocations())
         chores = asyncio.create_task(run_forever(store, config.housekeeping))
+        tasks = [chores]
+        if store.shared:  # revocations made through other replicas
+            tasks.append(asyncio.create_task(security.follow_database(store.revocations, board)))
         try:
             commits.publish(await store.last_sequence())
             log.info(
@@ -154,9 +157,10 @@ async def run(config: Config) -> None:
                 credentials=credentials,
             )
         finally:
-            chores.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await chores
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             commits.close()
             await store.close()
 

@@ -169,6 +169,7 @@ class Store:
     def __init__(self, engine: Engine, *, quiet_ns: int = quiet.WINDOW_NS) -> None:
         self._engine = engine
         self.description = engine.description  # the database, for logs (never a password)
+        self.shared = engine.shared  # other metad may write it too
         self.quiet_ns = quiet_ns  # files removed this soon after they came skip the trash
 
     @classmethod

@@ -10,6 +10,7 @@ other within a second.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +18,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from fusefs.clients import AccountsClient
 from fusefs.daemons import Daemon
 from protos.drive.v1 import metadata_pb2 as pb
+from protos.drive.v1 import metadata_pb2_grpc
+from tests import signin
 from tests.test_metad_service import Drive, connect, subscribe
 
 pytestmark = pytest.mark.postgresql
@@ -124,3 +128,39 @@ def test_concurrent_writers_on_two_replicas_keep_names_revisions_and_one_journal
     finally:
         for subscription in subscriptions:
             subscription.__exit__(None, None, None)
+
+
+def test_an_account_disabled_through_one_replica_is_refused_by_the_other(
+    replicas: tuple[Daemon, Daemon],
+) -> None:
+    a, b = replicas
+    admin_a = AccountsClient(a.address, signin.token)
+    admin_b = AccountsClient(b.address, signin.token)
+    try:
+        carol = admin_a.create_user("carol", "carol's long password")
+        token = admin_a.sign_in("carol", "carol's long password").token
+        assert _root_status(a, token) == grpc.StatusCode.OK
+        admin_b.set_disabled("carol", True)
+        assert _root_status(b, token) == grpc.StatusCode.UNAUTHENTICATED  # at once
+        _eventually(lambda: _root_status(a, token) == grpc.StatusCode.UNAUTHENTICATED)
+        admin_b.set_disabled("carol", False)
+        assert carol.name == "carol"
+    finally:
+        admin_a.close()
+        admin_b.close()
+
+
+def _root_status(daemon: Daemon, token: str) -> grpc.StatusCode:
+    with signin.channel(daemon.address, token) as channel:
+        try:
+            metadata_pb2_grpc.MetadataStub(channel).GetRoot(pb.GetRootRequest(), timeout=10)
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+def _eventually(check, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.05)
