@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 
 from fusefs.clients import AccountsClient
@@ -23,6 +24,8 @@ from fusefs.daemons import Daemon
 from protos.drive.v1 import metadata_pb2 as pb
 from protos.drive.v1 import metadata_pb2_grpc
 from tests import signin
+from tests.conftest import assert_log_clean
+from tests.running import drive_cli
 from tests.test_metad_service import Drive, connect, subscribe
 
 pytestmark = pytest.mark.postgresql
@@ -164,3 +167,23 @@ def _eventually(check, within: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "not within the time allowed"
         time.sleep(0.05)
+
+
+def test_drive_serve_keeps_the_metadata_in_the_postgresql_database_it_is_given(
+    tmp_path: Path, pg_database: str
+) -> None:
+    data = tmp_path / "data"
+    started = drive_cli(
+        "serve", "--data", str(data), "--background", "--metadata", pg_database,
+        "--metad", "127.0.0.1:0", "--blockd", "127.0.0.1:0",
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+    finally:
+        stopped = drive_cli("stop", "--data", str(data))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (data / "metad" / "metadata.db").exists()
+    with psycopg.connect(pg_database) as conn:
+        (users,) = conn.execute("SELECT COUNT(*) FROM users").fetchone()
+    assert users == 1  # the drive's first user, made at the first start
+    assert_log_clean(data / "metad" / "metad.log", [])
