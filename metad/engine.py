@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from metad.errors import StartupError
+from metad.errors import DatabaseUnavailable, StartupError
 from metad.sql import Sql
 from metad.transaction import Transaction
 
@@ -74,6 +74,7 @@ class Driver(Protocol):
     description: str  # what the database is, for logs and errors (never a password)
     shared: bool  # whether other processes may write the database too (replicas)
     errors: tuple[type[BaseException], ...]  # the driver's own error classes
+    lost: tuple[type[BaseException], ...]  # those that mean "the database is out of reach"
 
     def connect(self, *, writer: bool) -> Connection:
         """On the connection's own thread. The writer's connects first and migrates."""
@@ -355,9 +356,15 @@ class Engine:
         return await self.read(self._driver.schema_version)
 
     async def read(self, read: Callable[[Sql], T]) -> T:
-        """Runs read on the least busy reader's thread: one hop for all its statements."""
+        """Runs read on the least busy reader's thread: one hop for all its statements.
+
+        Raises DatabaseUnavailable when the database is out of reach.
+        """
         reader = min(self._readers, key=lambda connection: connection.load)
-        return await reader.run(read)
+        try:
+            return await reader.run(read)
+        except self._driver.lost as exc:
+            raise DatabaseUnavailable(f"the database is out of reach: {exc}") from exc
 
     async def write(self, body: Callable[[Transaction], T]) -> T:
         """Runs body as one atomic write and returns its result once it is durable.
@@ -365,6 +372,8 @@ class Engine:
         body runs on the writer's thread, inside the transaction of its batch.
         The caller is shielded: a client that gives up (deadline, cancel) does
         not interrupt a transaction halfway, and no commit notification is lost.
+        Raises DatabaseUnavailable when the database is out of reach (if that
+        happened at COMMIT, the write may have been made).
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # A caller that went away never reads its outcome; retrieving it here
@@ -373,7 +382,10 @@ class Engine:
         self._writes.put(_Write(body, future))
         if self._committing is None:
             self._start_committing()
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.shield(future)
+        except self._driver.lost as exc:
+            raise DatabaseUnavailable(f"the database is out of reach: {exc}") from exc
 
     def _start_committing(self) -> None:
         self._committing = self._writer.submit(self._commit_queued)

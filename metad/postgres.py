@@ -140,10 +140,31 @@ def describe(url: str) -> str:
 
 class PostgresConnection:
     """A psycopg connection in autocommit mode (transactions by statement) as an engine
-    Connection."""
+    Connection.
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    A connection the server dropped (a restart, a network cut, an idle
+    timeout) is opened again when the next statement would start afresh: a
+    BEGIN or a lone statement, which nothing before it depends on. Inside a
+    transaction the error stands, and with it the transaction.
+    """
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], reopen: Callable[[], psycopg.Connection[Any]]
+    ) -> None:
         self._conn = conn
+        self._reopen = reopen
+
+    def _afresh(self, query: str, params: tuple[Any, ...] | None = None) -> psycopg.Cursor[Any]:
+        """A statement outside any transaction, on a new connection if this one was lost."""
+        try:
+            return self._conn.execute(query, params)
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
+        log.info("the connection to the database was lost: connecting again")
+        self._conn.close()
+        self._conn = self._reopen()
+        return self._conn.execute(query, params)
 
     @property
     def in_transaction(self) -> bool:
@@ -151,7 +172,9 @@ class PostgresConnection:
         return status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
-        return self._conn.execute(translate(sql), tuple(params))
+        if self.in_transaction:
+            return self._conn.execute(translate(sql), tuple(params))
+        return self._afresh(translate(sql), tuple(params))
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None:
         with self._conn.cursor() as cursor:
@@ -176,14 +199,14 @@ class PostgresConnection:
             self.execute("SELECT setval(pg_get_serial_sequence(?, 'id'), ?)", (table, past))
 
     def begin_snapshot(self) -> None:
-        self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        self._afresh("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     def end_snapshot(self) -> None:
         if self.in_transaction:
             self._conn.execute("ROLLBACK")
 
     def begin_write(self) -> None:
-        self._conn.execute("BEGIN")
+        self._afresh("BEGIN")
         self.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
 
     def commit_write(self, last_sequence: int) -> None:
@@ -205,6 +228,7 @@ class PostgresDriver:
     """Connections to one PostgreSQL database, given by a postgresql:// URL."""
 
     errors = (psycopg.Error,)
+    lost = (psycopg.OperationalError,)
     shared = True
 
     def __init__(self, url: str) -> None:
@@ -235,16 +259,24 @@ class PostgresDriver:
             raise psycopg.OperationalError(self.scrub(str(exc))) from None
 
     def connect(self, *, writer: bool) -> PostgresConnection:
+        if not writer:
+            return PostgresConnection(self._connect_reader(), self._connect_reader)
         conn = self._connect()
         try:
-            if writer:
-                schema.migrate_postgres(conn, WRITE_LOCK)
-            else:
-                conn.execute("SET default_transaction_read_only = on")
+            schema.migrate_postgres(conn, WRITE_LOCK)
         except BaseException:
             conn.close()
             raise
-        return PostgresConnection(conn)
+        return PostgresConnection(conn, self._connect)
+
+    def _connect_reader(self) -> psycopg.Connection[Any]:
+        conn = self._connect()
+        try:
+            conn.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def schema_version(self, conn: Sql) -> int:
         return schema.postgres_version(conn)

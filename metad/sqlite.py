@@ -89,6 +89,7 @@ class SqliteDriver:
     """Connections to one SQLite file."""
 
     errors = (sqlite3.Error,)
+    lost = ()  # a local file: its errors are not outages
     shared = False  # server.py's lock on the data directory keeps other metad out
 
     def __init__(self, path: Path) -> None:

@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from metad import schema
-from metad.errors import SchemaTooNew, StartupError
+from metad.errors import DatabaseUnavailable, SchemaTooNew, StartupError
+from metad.models import Actor
 from metad.postgres import translate
 from metad.store import FIRST_USER_ID, Store
 
@@ -150,6 +151,48 @@ def test_a_commit_another_process_made_wakes_subscribers_even_without_its_notifi
             assert heads == [1]
             page = await store.read_changes(FIRST_USER_ID, 0, 10)
             assert [e.device for e in page.events] == ["elsewhere"]
+        finally:
+            await store.close()
+
+    run(scenario())
+
+
+def _drop_connections(url: str, *, refuse_new: bool | None = None) -> None:
+    """Ends every other session on the database, as a server restart or a network cut does."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if refuse_new is not None:
+            allow = "false" if refuse_new else "true"
+            conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (name,),
+        )
+
+
+def test_connections_the_server_dropped_are_opened_again_and_an_outage_is_unavailable(
+    pg_database: str,
+) -> None:
+    async def scenario() -> None:
+        store = await Store.open(pg_database)
+        try:
+            owner = Actor(FIRST_USER_ID, "laptop")
+            await store.make_directory(owner, 1, "before", 0o755)
+            _drop_connections(pg_database)
+            # Idle connections lost: the next write, snapshot and lone read connect again.
+            await store.make_directory(owner, 1, "after", 0o755)
+            assert (await store.lookup(FIRST_USER_ID, 1, "before")).name == "before"
+            assert await store.last_sequence() == 2
+            # The server refuses connections: calls fail as unavailable, and work once it is back.
+            _drop_connections(pg_database, refuse_new=True)
+            with pytest.raises(DatabaseUnavailable):
+                await store.make_directory(owner, 1, "during", 0o755)
+            with pytest.raises(DatabaseUnavailable):
+                await store.last_sequence()
+            _drop_connections(pg_database, refuse_new=False)
+            await store.make_directory(owner, 1, "later", 0o755)
+            names = [e.name for e in (await store.read_changes(FIRST_USER_ID, 0, 10)).events]
+            assert names == ["before", "after", "later"]
         finally:
             await store.close()
 
