@@ -345,7 +345,10 @@ class Engine:
         while self._committing is not None:
             await asyncio.wait([self._committing])
         self._stopping.set()
-        await self._writer.run(self._driver.stop_watching)
+        try:
+            await self._writer.run(self._driver.stop_watching)
+        except self._driver.errors as exc:  # it stops at its next poll anyway
+            log.info("could not wake the journal watch to stop it: %s", exc)
         for reader in self._readers:
             await reader.close()
         await self._writer.close()
@@ -385,7 +388,9 @@ class Engine:
         try:
             return await asyncio.shield(future)
         except self._driver.lost as exc:
-            raise DatabaseUnavailable(f"the database is out of reach: {exc}") from exc
+            raise DatabaseUnavailable(
+                f"the database is out of reach (the change may or may not have been made): {exc}"
+            ) from exc
 
     def _start_committing(self) -> None:
         self._committing = self._writer.submit(self._commit_queued)

@@ -1,4 +1,4 @@
-"""Revisions, trash, snapshots and retention in the store, on a real SQLite file.
+"""Revisions, trash, snapshots and retention in the store, on each engine (SQLite, PostgreSQL).
 
 The store's clock is a test clock, so "thirty days later" takes no time; the
 gRPC and command-line surfaces are tested in test_sharing.py and the CLI tests.

@@ -1,6 +1,7 @@
 """Quiet trash in the store: programs' temporaries leave no trace, people's files do.
 
-A real SQLite file and a test clock; through a mount with real programs in
+Each engine (a SQLite file, a PostgreSQL database) and a test clock; through a mount
+with real programs in
 test_mount_programs.py.
 """
 

@@ -1,7 +1,9 @@
 """metad below gRPC: schema, store transactions, group commit, journal fan-out, rules.
 
-Runs the store on a real SQLite file through asyncio.run; the gRPC surface is
-tested in test_metad_service.py.
+Runs the store through asyncio.run on each engine (the `database` fixture: a
+real SQLite file, a database of a throwaway PostgreSQL cluster) where a test
+is not about SQLite's file itself; the gRPC surface is tested in
+test_metad_service.py.
 """
 
 from __future__ import annotations
