@@ -1,8 +1,7 @@
 """Quiet trash in the store: programs' temporaries leave no trace, people's files do.
 
-Each engine (a SQLite file, a PostgreSQL database) and a test clock; through a mount
-with real programs in
-test_mount_programs.py.
+Each engine (a SQLite file, a PostgreSQL database) and a test clock; through a
+mount with real programs in test_mount_programs.py.
 """
 
 from __future__ import annotations
