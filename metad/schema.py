@@ -13,9 +13,10 @@ row). A new database is created at POSTGRES_BASELINE directly, from the same
 statements: the last definition of every table and index in MIGRATIONS, put in
 PostgreSQL's types by `to_postgres` (BIGINT for INTEGER, identity columns for
 AUTOINCREMENT, BYTEA for BLOB, byte-order "C" collation for TEXT so names sort
-as they do in SQLite). A version after it adds a step for each engine to
-POSTGRES_MIGRATIONS. Migrations run under the engine's write lock, so replicas
-starting together migrate once.
+as they do in SQLite). A version after it is one more entry of MIGRATIONS,
+run on PostgreSQL through to_postgres too, unless POSTGRES_MIGRATIONS gives
+PostgreSQL a step of its own (DDL one engine cannot spell). Migrations run
+under the engine's write lock, so replicas starting together migrate once.
 
 Must not hold queries of the service: those live in store.py and the
 feature modules, which run on the engine's connections.
@@ -36,7 +37,7 @@ from typing import Any
 
 from metad.errors import SchemaTooNew, StartupError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _V1: tuple[str, ...] = (
     """
@@ -439,6 +440,18 @@ CREATE TABLE node_id_reservations (
 )""",
 )
 
+# Version 8: the drive's own settings in its database, so that every metad
+# sharing one (PostgreSQL replicas) tells clients the same drive id.
+_V8: tuple[str, ...] = (
+    """
+CREATE TABLE drive_settings (
+    name TEXT PRIMARY KEY,
+        -- 'drive_id': the drive's id (32 hex digits), made at its first start and told to
+        -- clients (Accounts.GetDrive); metad keeps a copy in DATA/metad/drive.id
+    value TEXT NOT NULL  -- the setting's value
+) WITHOUT ROWID""",
+)
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: _V1,
@@ -448,6 +461,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: _V5,
     6: _V6,
     7: _V7,
+    8: _V8,
 }
 
 
@@ -500,8 +514,17 @@ def migrate_sqlite(conn: sqlite3.Connection) -> int:
 
 # The version a new PostgreSQL database starts at; versions after it migrate step by step.
 POSTGRES_BASELINE = 7
-# POSTGRES_MIGRATIONS[n] takes a PostgreSQL database from version n - 1 to version n (n > 7).
+# A step of PostgreSQL's own for version n > POSTGRES_BASELINE, where MIGRATIONS[n] in
+# PostgreSQL's types (to_postgres) would not do; none yet.
 POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+
+def postgres_step(version: int) -> list[str]:
+    """What takes a PostgreSQL database from version - 1 to version (> POSTGRES_BASELINE)."""
+    if version in POSTGRES_MIGRATIONS:
+        return list(POSTGRES_MIGRATIONS[version])
+    return [to_postgres(statement) for statement in MIGRATIONS[version]]
+
 
 _CREATE = re.compile(r"\s*CREATE (?:UNIQUE )?(TABLE|INDEX) (\w+)")
 
@@ -571,7 +594,7 @@ def migrate_postgres(conn: Any, lock: int) -> int:
         if current == 0:
             steps.append((POSTGRES_BASELINE, postgres_baseline()))
             current = POSTGRES_BASELINE
-        steps += [(v, list(POSTGRES_MIGRATIONS[v])) for v in range(current + 1, SCHEMA_VERSION + 1)]
+        steps += [(v, postgres_step(v)) for v in range(current + 1, SCHEMA_VERSION + 1)]
         for version, statements in steps:
             for statement in statements:
                 conn.execute(statement)

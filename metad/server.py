@@ -96,7 +96,6 @@ async def run(config: Config) -> None:
     )
     with _claim_data_dir(config.data_dir):
         key = _auth_key(config)
-        drive = accounts.DriveInfo(_drive_id(config.data_dir), config.blockd_address)
         commits = CommitSignal()
         store = await Store.open(
             config.database or config.data_dir / DATABASE_NAME,
@@ -105,6 +104,13 @@ async def run(config: Config) -> None:
             first_user_quota=config.default_quota,
             quiet_ns=config.quiet_ns,
         )
+        try:
+            drive = accounts.DriveInfo(
+                await _adopt_drive_id(store, config.data_dir), config.blockd_address
+            )
+        except BaseException:
+            await store.close()
+            raise
         board = RevocationBoard()
         board.publish(await store.revocations())
         chores = asyncio.create_task(run_forever(store, config.housekeeping))
@@ -180,10 +186,30 @@ def _drive_id(data_dir: Path) -> str:
     except FileNotFoundError:
         pass
     made = uuid.uuid4().hex
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(made + "\n")
-    os.replace(tmp, path)
+    _write_drive_id(data_dir, made)
     return made
+
+
+def _write_drive_id(data_dir: Path, drive_id: str) -> None:
+    path = data_dir / DRIVE_ID_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(drive_id + "\n")
+    os.replace(tmp, path)
+
+
+async def _adopt_drive_id(store: Store, data_dir: Path) -> str:
+    """The drive's id as its database keeps it, written to DATA/drive.id too.
+
+    Replicas sharing a database tell clients one id: the first to start gave
+    its own, the others take it (and keep it in their data directory, where the
+    drive command on this machine reads it).
+    """
+    local = _drive_id(data_dir)
+    stored = await store.adopt_drive_id(local)
+    if stored != local:
+        log.info("this metad serves drive %s, as its database says (not %s)", stored, local)
+        _write_drive_id(data_dir, stored)
+    return stored
 
 
 def _auth_key(config: Config) -> auth.AuthKey:

@@ -39,6 +39,7 @@ from metad import (
     rows,
     rules,
     security,
+    settings,
     sharing,
     snapshots,
     trash,
@@ -137,6 +138,10 @@ class Store:
     async def close(self) -> None:
         """Lets queued writes commit, then closes the database."""
         await self._engine.close()
+
+    async def adopt_drive_id(self, proposed: str) -> str:
+        """The drive's id as its database keeps it: the one stored, else proposed (now stored)."""
+        return await self._write(lambda tx: settings.adopt(tx, settings.DRIVE_ID, proposed))
 
     async def schema_version(self) -> int:
         return await self._engine.schema_version()

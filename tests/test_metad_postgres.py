@@ -94,6 +94,7 @@ def test_a_new_database_has_the_tables_and_columns_of_a_migrated_sqlite_file(
 def test_a_newer_schema_is_refused_and_left_untouched(pg_database: str) -> None:
     run(_open_and_close(pg_database))
     with psycopg.connect(pg_database, autocommit=True) as conn:
+        (applied,) = conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()
         conn.execute(
             "INSERT INTO schema_version (version, applied_ns) VALUES (%s, 0)",
             (schema.SCHEMA_VERSION + 1,),
@@ -106,7 +107,31 @@ def test_a_newer_schema_is_refused_and_left_untouched(pg_database: str) -> None:
     run(scenario())
     with psycopg.connect(pg_database) as conn:
         (count,) = conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()
-        assert count == 2  # the baseline and the newer one; nothing migrated
+        assert count == applied + 1  # the newer one; nothing migrated
+
+
+def test_a_database_at_the_baseline_is_migrated_step_by_step(pg_database: str) -> None:
+    with psycopg.connect(pg_database, autocommit=True) as conn:  # as a metad of version 7 left it
+        for statement in schema.postgres_baseline():
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_version (version, applied_ns) VALUES (%s, 0)",
+            (schema.POSTGRES_BASELINE,),
+        )
+
+    async def scenario() -> None:
+        store = await Store.open(pg_database)
+        try:
+            assert await store.schema_version() == schema.SCHEMA_VERSION
+            assert await store.adopt_drive_id("a" * 32) == "a" * 32
+            assert await store.adopt_drive_id("b" * 32) == "a" * 32  # the first one stays
+        finally:
+            await store.close()
+
+    run(scenario())
+    with psycopg.connect(pg_database) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
+    assert versions == list(range(schema.POSTGRES_BASELINE, schema.SCHEMA_VERSION + 1))
 
 
 async def _open_and_close(database: str) -> None:

@@ -187,3 +187,17 @@ def test_drive_serve_keeps_the_metadata_in_the_postgresql_database_it_is_given(
         (users,) = conn.execute("SELECT COUNT(*) FROM users").fetchone()
     assert users == 1  # the drive's first user, made at the first start
     assert_log_clean(data / "metad" / "metad.log", [])
+
+
+def test_replicas_tell_clients_one_drive_id(replicas: tuple[Daemon, Daemon]) -> None:
+    ids = []
+    for daemon in replicas:
+        client = AccountsClient(daemon.address)
+        try:
+            ids.append(client.drive_info().drive_id)
+        finally:
+            client.close()
+        # The drive command on a replica's machine reads it there.
+        assert daemon.data_dir is not None
+        assert (daemon.data_dir / "drive.id").read_text().strip() == ids[-1]
+    assert ids[0] == ids[1] and len(ids[0]) == 32

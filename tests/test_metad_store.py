@@ -96,6 +96,7 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
             "xattrs",
             "revision_xattrs",
             "node_id_reservations",
+            "drive_settings",
         }
         for table, sql in tables:
             lines = sql.splitlines()
