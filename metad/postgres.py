@@ -108,9 +108,6 @@ class Row:
     def __len__(self) -> int:
         return len(self._values)
 
-    def stop_watching(self, conn: PostgresConnection) -> None:
-        conn.execute("SELECT pg_notify(?, '')", (self._stop_channel,))
-
     def __repr__(self) -> str:
         return f"Row({tuple(self._values)!r})"
 
