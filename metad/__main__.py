@@ -1,7 +1,7 @@
 """Command line of metad: arguments, logging, and the exit status.
 
-`python -m metad --data DIR [--listen HOST:PORT] [--ready-file PATH] [--log-level LEVEL]
-[--tls-cert FILE --tls-key FILE | --insecure]`.
+`python -m metad --data DIR [--database postgresql://...] [--listen HOST:PORT]
+[--ready-file PATH] [--log-level LEVEL] [--tls-cert FILE --tls-key FILE | --insecure]`.
 A startup failure the operator caused (port taken, data directory not
 writable, database from a newer metad, plain text on a non-loopback address,
 an unusable certificate) prints one line `metad: error: <message>` and
@@ -43,11 +43,25 @@ def _address(value: str) -> str:
     return value
 
 
+def _database(value: str) -> str:
+    # Never echo the value back: a URL may carry a password.
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise argparse.ArgumentTypeError("expected a postgresql:// URL")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="metad", description="drivefs metadata daemon (drive.v1.Metadata over gRPC)"
     )
     parser.add_argument("--data", type=Path, required=True, help="data directory")
+    parser.add_argument(
+        "--database",
+        type=_database,
+        metavar="URL",
+        help="keep the metadata in PostgreSQL (postgresql://USER[:PASSWORD]@HOST[:PORT]/DB),"
+        " which several metad may share; default: DATA/metadata.db (SQLite)",
+    )
     parser.add_argument(
         "--listen",
         type=_address,
@@ -168,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         insecure=args.insecure,
         blockd_address=args.blockd_address,
         metrics=args.metrics,
+        database=args.database,
     )
     try:
         asyncio.run(server.run(config))

@@ -12,18 +12,18 @@ access SQL and nothing else.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import replace
 
 from metad import rows
 from metad.errors import IsADirectory, NotADirectory, NotAFile, NotFound, PermissionDenied
 from metad.models import Node, NodeKind, Role
+from metad.sql import Sql
 
 # Self and every ancestor of a node, nearest first.
 _ANCESTORS = (
     "WITH RECURSIVE up (id, depth) AS ("
-    "  SELECT ?, 0 UNION ALL"
+    "  SELECT CAST(? AS BIGINT), 0 UNION ALL"
     "  SELECT nodes.parent_id, up.depth + 1 FROM nodes JOIN up ON nodes.id = up.id"
     "  WHERE nodes.parent_id IS NOT NULL"
     ")"
@@ -38,7 +38,7 @@ def strongest(roles: Iterable[Role | None]) -> Role | None:
     return best
 
 
-def role_on(conn: sqlite3.Connection, node: Node, user_id: int) -> Role | None:
+def role_on(conn: Sql, node: Node, user_id: int) -> Role | None:
     """The user's role on a node: OWNER, the strongest share on it or a folder above, or None."""
     if node.owner_id == user_id:
         return Role.OWNER
@@ -50,7 +50,7 @@ def role_on(conn: sqlite3.Connection, node: Node, user_id: int) -> Role | None:
     return strongest(Role(row[0]) for row in found)
 
 
-def child_role(conn: sqlite3.Connection, parent_role: Role, child: Node, user_id: int) -> Role:
+def child_role(conn: Sql, parent_role: Role, child: Node, user_id: int) -> Role:
     """A child's role given its folder's: a share on the child itself may grant more."""
     if parent_role is Role.OWNER or child.owner_id == user_id:
         return Role.OWNER
@@ -60,9 +60,7 @@ def child_role(conn: sqlite3.Connection, parent_role: Role, child: Node, user_id
     return strongest((parent_role, None if row is None else Role(row[0]))) or parent_role
 
 
-def with_roles(
-    conn: sqlite3.Connection, parent_role: Role, children: list[Node], user_id: int
-) -> list[Node]:
+def with_roles(conn: Sql, parent_role: Role, children: list[Node], user_id: int) -> list[Node]:
     """Children of one folder, each with the user's role (one query for the direct shares)."""
     if parent_role is Role.OWNER or not children:
         return [replace(node, role=parent_role) for node in children]
@@ -79,9 +77,7 @@ def with_roles(
     ]
 
 
-def visible_node(
-    conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ
-) -> Node:
+def visible_node(conn: Sql, node_id: int, user_id: int, need: Role = Role.READ) -> Node:
     """A live node the user may see, with their role; NotFound or PermissionDenied otherwise."""
     row = rows.fetch_one(
         conn,
@@ -99,7 +95,7 @@ def visible_node(
     return replace(node, role=role)
 
 
-def directory(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ) -> Node:
+def directory(conn: Sql, node_id: int, user_id: int, need: Role = Role.READ) -> Node:
     """A folder the user may see (and, with need, change); NotADirectory for anything else."""
     node = visible_node(conn, node_id, user_id, need)
     if node.kind is not NodeKind.DIRECTORY:
@@ -107,9 +103,7 @@ def directory(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role =
     return node
 
 
-def regular_file(
-    conn: sqlite3.Connection, node_id: int, user_id: int, need: Role = Role.READ
-) -> Node:
+def regular_file(conn: Sql, node_id: int, user_id: int, need: Role = Role.READ) -> Node:
     """A regular file the user may see (and, with need, change): what has revisions."""
     node = visible_node(conn, node_id, user_id, need)
     if node.kind is NodeKind.DIRECTORY:
@@ -125,7 +119,7 @@ def denied(node: Node, role: Role, need: Role) -> PermissionDenied:
     return PermissionDenied(f"{node.name!r} is shared with you as {role.value}: {what} {verb}")
 
 
-def path_in_owner_drive(conn: sqlite3.Connection, node_id: int) -> str:
+def path_in_owner_drive(conn: Sql, node_id: int) -> str:
     """'docs/plan.txt': the node's names from its drive's root (deleted nodes: their last place)."""
     found = conn.execute(
         f"{_ANCESTORS} SELECT nodes.name FROM up JOIN nodes ON nodes.id = up.id"
@@ -142,7 +136,7 @@ class Viewer:
     of journal events costs a query per distinct node, not per event.
     """
 
-    def __init__(self, conn: sqlite3.Connection, user_id: int) -> None:
+    def __init__(self, conn: Sql, user_id: int) -> None:
         self.conn = conn
         self.user_id = user_id
         self.shared: dict[int, Role] = {

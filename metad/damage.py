@@ -11,11 +11,11 @@ Runs on a connection's thread (journal_damaged inside a write transaction).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from metad import access, rows
 from metad.models import Actor, BlockReference, ChangeKind
+from metad.sql import Sql
 from metad.transaction import Transaction
 
 # Files looked at per block (a block in thousands of files is rare, and a
@@ -24,7 +24,7 @@ MAX_FILES_PER_BLOCK = 1000
 DEVICE = "storage"  # the device name DAMAGED rows carry: no mount has it
 
 
-def references(conn: sqlite3.Connection, hashes: Sequence[bytes]) -> list[BlockReference]:
+def references(conn: Sql, hashes: Sequence[bytes]) -> list[BlockReference]:
     found: list[BlockReference] = []
     for digest in dict.fromkeys(hashes):
         by_node: dict[int, list[int]] = {}

@@ -12,7 +12,6 @@ holds the key: blocks arrive `vouched`), or know gRPC.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -29,6 +28,7 @@ from metad.models import (
     Ownership,
     Role,
 )
+from metad.sql import Sql
 from metad.transaction import Transaction, Write
 
 
@@ -45,7 +45,7 @@ def with_attributes(node: Node, change: AttributeChange) -> Node:
     )
 
 
-def condemned_among(conn: sqlite3.Connection, hashes: set[bytes]) -> set[bytes]:
+def condemned_among(conn: Sql, hashes: set[bytes]) -> set[bytes]:
     """Which of hashes the garbage collector has condemned (usually none: one probe)."""
     if not hashes or conn.execute("SELECT 1 FROM condemned_blocks LIMIT 1").fetchone() is None:
         return set()

@@ -1,24 +1,27 @@
-"""The SQLite engine under the store: connections, their threads, group commit.
+"""The engine under the store: connections, their threads, group commit.
 
-Owns the SQLite file (WAL, synchronous=FULL, foreign keys) through three
-connections, each owned by a thread of its own: one writer and two read-only
-readers, which WAL lets run beside the writer. Every store operation is one
-hop to one of those threads, which runs all its SQL as a plain synchronous
-function: the event loop never waits on SQLite, and an operation pays the
-thread hand-off once, not once per statement.
+Owns the database through connections that a driver opens (sqlite.py for a
+file, postgres.py for a PostgreSQL URL), each owned by a thread of its own:
+one writer and two readers beside it. Every store operation is one hop to one
+of those threads, which runs all its SQL as a plain synchronous function: the
+event loop never waits on the database, and an operation pays the thread
+hand-off once, not once per statement.
 
 Writes are serialized through a queue that the writer's thread drains: the
-writes queued while one commit was in flight form the next BEGIN IMMEDIATE ...
-COMMIT, each in its own SAVEPOINT, so they share one fsync (group commit).
-Each caller gets its answer only after that COMMIT returned: a write whose RPC
-returned is on disk. After each commit the engine calls `on_commit(last
-journal sequence)` on the event loop so subscribers wake.
+writes queued while one commit was in flight form the next write transaction
+(the driver's `begin_write`: the database's single-writer lock), each in its
+own SAVEPOINT, so they share one commit and its fsync (group commit). Each
+caller gets its answer only after that COMMIT returned: a write whose RPC
+returned is durable. After each commit the engine calls `on_commit(last
+journal sequence)` on the event loop so subscribers wake; a driver whose
+database other processes write too (PostgreSQL) also watches for their
+commits on a thread of its own and reports them the same way.
 
 A read of several statements runs them in one read transaction on its
 reader (`snapshot`), so it sees one committed state.
 
 Must not: hold the queries of any feature (store.py and the modules it calls
-do), or know gRPC.
+do), name an SQL dialect, or know gRPC.
 """
 
 from __future__ import annotations
@@ -28,54 +31,78 @@ import contextlib
 import functools
 import logging
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from metad import schema
-from metad.errors import StartupError
+from metad.errors import DatabaseUnavailable, StartupError
+from metad.sql import Sql
 from metad.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 10_000
 # Writes queued while a commit is in flight share the next transaction (and its
 # fsync), up to this many; it bounds how long one transaction holds the writer.
 MAX_GROUP_COMMIT = 256
 # Reads run on this many reader connections (threads) beside the writer.
 READERS = 2
-# Page cache per connection, in KiB (SQLite's default is 2 MiB).
-CACHE_KIB = 16 * 1024
-# Database pages are read through a memory map up to this size. In WAL mode a
-# connection drops its page cache whenever another one committed, so readers
-# re-read pages after every write: from the map that costs no system call.
-MMAP_BYTES = 256 * 1024 * 1024
 
 
-def _configure(conn: sqlite3.Connection, *, writer: bool) -> None:
-    """Per-connection settings: SQLite keeps none of these in the file but journal_mode."""
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if writer:
-        row = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if row is None or str(row[0]).lower() != "wal":
-            raise StartupError(f"cannot put the database in WAL mode (got {row and row[0]!r})")
-    # FULL: the WAL is fsynced at every commit, so a commit whose RPC returned
-    # survives a crash or a power loss. Set on the readers too: whichever
-    # connection closes last checkpoints the WAL into the database.
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-    if writer:
-        schema.migrate(conn)  # before foreign keys are enforced: it may rebuild tables
-    conn.execute("PRAGMA foreign_keys = ON")
-    if not writer:
-        conn.execute("PRAGMA query_only = ON")
+class Connection(Sql, Protocol):
+    """What an engine's connection offers the engine beyond Sql: its transactions."""
+
+    def begin_write(self) -> None:
+        """Starts a write transaction as the database's only writer until it ends."""
+        ...
+
+    def commit_write(self, last_sequence: int) -> None:
+        """Commits; last_sequence: the newest journal row it wrote (0: none)."""
+        ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Driver(Protocol):
+    """One engine: how to open its connections, and which errors mean "cannot open"."""
+
+    description: str  # what the database is, for logs and errors (never a password)
+    shared: bool  # whether other processes may write the database too (replicas)
+    errors: tuple[type[BaseException], ...]  # the driver's own error classes
+    lost: tuple[type[BaseException], ...]  # those that mean "the database is out of reach"
+
+    def connect(self, *, writer: bool) -> Connection:
+        """On the connection's own thread. The writer's connects first and migrates."""
+        ...
+
+    def schema_version(self, conn: Sql) -> int:
+        """The version of the schema the database is at."""
+        ...
+
+    def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
+        """Until stopping is set (on a thread of its own): reports the journal's head
+        when other processes commit to the database. Returns at once if none can."""
+        ...
+
+    def stop_watching(self, conn: Connection) -> None:
+        """After stopping was set, on the writer's connection: wakes watch to see it."""
+        ...
+
+
+def driver_for(database: str | Path) -> Driver:
+    """The driver for a database: a postgresql:// URL, or else the path of a SQLite file."""
+    if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")):
+        from metad.postgres import PostgresDriver
+
+        return PostgresDriver(database)
+    from metad.sqlite import SqliteDriver
+
+    return SqliteDriver(Path(database))
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -88,7 +115,7 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 class _Connection:
-    """One sqlite3 connection and the one thread that uses it.
+    """One connection of the driver's and the one thread that uses it.
 
     `run(fn)` hands fn(connection) to the thread and awaits its outcome: one
     hop, however many statements fn executes. Jobs run one at a time in the
@@ -96,26 +123,24 @@ class _Connection:
     """
 
     def __init__(
-        self, name: str, path: Path, *, writer: bool, loop: asyncio.AbstractEventLoop
+        self, name: str, driver: Driver, *, writer: bool, loop: asyncio.AbstractEventLoop
     ) -> None:
-        self._path = path
+        self._driver = driver
         self._for_writing = writer
         self._loop = loop
-        self._jobs: queue.SimpleQueue[Callable[[sqlite3.Connection], None] | None] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[Callable[[Connection], None] | None] = queue.SimpleQueue()
         self._opened: asyncio.Future[None] = loop.create_future()
         self._closed: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self.load = 0  # run() calls not answered yet: reads go to the least loaded reader
 
     @classmethod
-    async def open(cls, name: str, path: Path, *, writer: bool) -> _Connection:
+    async def open(cls, name: str, driver: Driver, *, writer: bool) -> _Connection:
         """Starts the thread, which connects and configures (and, for the writer, migrates).
 
         Only that thread ever touches the connection.
         """
-        connection = cls(name, path, writer=writer, loop=asyncio.get_running_loop())
+        connection = cls(name, driver, writer=writer, loop=asyncio.get_running_loop())
         connection._thread.start()
         await connection._opened
         return connection
@@ -124,13 +149,9 @@ class _Connection:
         self.call_soon(_settle, future, result, error)
 
     def _serve(self) -> None:
-        conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None)
-            _configure(conn, writer=self._for_writing)
+            conn = self._driver.connect(writer=self._for_writing)
         except BaseException as exc:
-            if conn is not None:
-                conn.close()
             self._post(self._opened, None, exc)
             self._post(self._closed, None, None)
             return
@@ -142,11 +163,11 @@ class _Connection:
             conn.close()
             self._post(self._closed, None, None)
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
         """Queues fn(connection) for the thread; the future gets its result or exception."""
         future: asyncio.Future[T] = self._loop.create_future()
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Connection) -> None:
             try:
                 result = fn(conn)
             except BaseException as exc:
@@ -157,7 +178,7 @@ class _Connection:
         self._jobs.put(job)
         return future
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         self.load += 1
         try:
             return await self.submit(fn)
@@ -180,7 +201,7 @@ _Outcome = tuple[Any, BaseException | None]
 
 
 def _run_batch(
-    conn: sqlite3.Connection,
+    conn: Connection,
     bodies: Sequence[Callable[[Transaction], Any]],
     clock: Callable[[], int],
 ) -> tuple[list[_Outcome], int]:
@@ -188,7 +209,7 @@ def _run_batch(
 
     Runs on the writer's thread. A write that raises rolls back to its
     savepoint and fails alone. If the transaction as a whole fails (COMMIT, or
-    an error that makes SQLite abandon it), this raises and every write of the
+    an error that makes the database abandon it), this raises and every write of the
     batch fails with that error. Returns the outcomes in batch order and the
     last journal sequence the transaction wrote (0 if none).
     """
@@ -197,7 +218,7 @@ def _run_batch(
     # A lone write needs no savepoint: if it fails, the whole transaction goes.
     savepoints = len(bodies) > 1
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_write()
         for body in bodies:
             tx = Transaction(conn, clock())
             # Without a savepoint an error fails the transaction (raised from here).
@@ -205,31 +226,30 @@ def _run_batch(
             if outcome[1] is None:
                 last_sequence = max(last_sequence, tx.last_sequence)
             outcomes.append(outcome)
-        conn.execute("COMMIT")
+        conn.commit_write(last_sequence)
     except BaseException:
         if conn.in_transaction:
             try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
+                conn.rollback()
+            except Exception:
                 log.exception("rolling back a failed transaction failed")
         raise
     return outcomes, last_sequence
 
 
-def snapshot(read: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+def snapshot(read: Callable[[Sql], T]) -> Callable[[Sql], T]:
     """For a read of several statements: runs them in one read transaction.
 
     So they all see the same committed state (a single statement does anyway).
     """
 
     @functools.wraps(read)
-    def in_one_transaction(conn: sqlite3.Connection) -> T:
-        conn.execute("BEGIN")
+    def in_one_transaction(conn: Sql) -> T:
+        conn.begin_snapshot()
         try:
             return read(conn)
         finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")  # nothing to keep: ends the read transaction
+            conn.end_snapshot()  # nothing to keep: ends the read transaction
 
     return in_one_transaction
 
@@ -247,18 +267,20 @@ _Batch = tuple[list[_Write], list[_Outcome], int]
 
 
 class Engine:
-    """The SQLite file through its connections; open with `Engine.open`."""
+    """The database through its connections; open with `Engine.open`."""
 
     def __init__(
         self,
-        path: Path,
+        driver: Driver,
         writer: _Connection,
         readers: Sequence[_Connection],
         *,
         on_commit: Callable[[int], None],
         clock: Callable[[], int],
     ) -> None:
-        self.path = path
+        self.description = driver.description
+        self.shared = driver.shared
+        self._driver = driver
         self._writer = writer
         self._readers = tuple(readers)
         self._on_commit = on_commit
@@ -267,47 +289,85 @@ class Engine:
         self._writes: queue.SimpleQueue[_Write] = queue.SimpleQueue()
         # The writer's job that drains _writes, while one is queued or running.
         self._committing: asyncio.Future[_Batch | None] | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._announced = 0  # the highest sequence on_commit was called with
 
     @classmethod
     async def open(
         cls,
-        path: Path,
+        database: str | Path,
         *,
         on_commit: Callable[[int], None],
         clock: Callable[[], int],
     ) -> Engine:
-        """Opens (creating and migrating if needed) the database at path.
+        """Opens (creating and migrating if needed) the database: a path or a URL.
 
         Raises StartupError (SchemaTooNew among them) for problems an operator
-        can fix: unreadable file, not a database, database from a newer metad.
-        clock is read on the writer's thread, once per write.
+        can fix: unreadable file, not a database, unreachable server, database
+        from a newer metad. clock is read on the writer's thread, once per write.
         """
+        driver = driver_for(database)
         opened: list[_Connection] = []
         try:
-            # The writer first: it creates the file, sets WAL mode and migrates.
-            opened.append(await _Connection.open("metad-writer", path, writer=True))
+            # The writer first: it creates the database and migrates.
+            opened.append(await _Connection.open("metad-writer", driver, writer=True))
             for index in range(READERS):
-                opened.append(await _Connection.open(f"metad-reader-{index}", path, writer=False))
+                opened.append(await _Connection.open(f"metad-reader-{index}", driver, writer=False))
         except BaseException as exc:
             for connection in reversed(opened):
                 await connection.close()
-            if isinstance(exc, sqlite3.Error):
-                raise StartupError(f"cannot open database {path}: {exc}") from exc
+            if isinstance(exc, driver.errors):
+                raise StartupError(f"cannot open database {driver.description}: {exc}") from exc
             raise
-        return cls(path, opened[0], opened[1:], on_commit=on_commit, clock=clock)
+        engine = cls(driver, opened[0], opened[1:], on_commit=on_commit, clock=clock)
+        engine._start_watching()
+        return engine
+
+    def _start_watching(self) -> None:
+        """Other processes' commits (a shared database) wake our subscribers too."""
+        loop = asyncio.get_running_loop()
+
+        def on_head(sequence: int) -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(self._announce, sequence)
+
+        self._watcher = threading.Thread(
+            target=self._driver.watch,
+            args=(on_head, self._stopping),
+            name="metad-watcher",
+            daemon=True,
+        )
+        self._watcher.start()
 
     async def close(self) -> None:
         """Lets queued writes commit, then closes every connection (the writer last)."""
         while self._committing is not None:
             await asyncio.wait([self._committing])
+        self._stopping.set()
+        try:
+            await self._writer.run(self._driver.stop_watching)
+        except self._driver.errors as exc:  # it stops at its next poll anyway
+            log.info("could not wake the journal watch to stop it: %s", exc)
         for reader in self._readers:
             await reader.close()
         await self._writer.close()
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.join)
 
-    async def read(self, read: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs read on the least busy reader's thread: one hop for all its statements."""
+    async def schema_version(self) -> int:
+        return await self.read(self._driver.schema_version)
+
+    async def read(self, read: Callable[[Sql], T]) -> T:
+        """Runs read on the least busy reader's thread: one hop for all its statements.
+
+        Raises DatabaseUnavailable when the database is out of reach.
+        """
         reader = min(self._readers, key=lambda connection: connection.load)
-        return await reader.run(read)
+        try:
+            return await reader.run(read)
+        except self._driver.lost as exc:
+            raise DatabaseUnavailable(f"the database is out of reach: {exc}") from exc
 
     async def write(self, body: Callable[[Transaction], T]) -> T:
         """Runs body as one atomic write and returns its result once it is durable.
@@ -315,6 +375,8 @@ class Engine:
         body runs on the writer's thread, inside the transaction of its batch.
         The caller is shielded: a client that gives up (deadline, cancel) does
         not interrupt a transaction halfway, and no commit notification is lost.
+        Raises DatabaseUnavailable when the database is out of reach (if that
+        happened at COMMIT, the write may have been made).
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # A caller that went away never reads its outcome; retrieving it here
@@ -323,7 +385,12 @@ class Engine:
         self._writes.put(_Write(body, future))
         if self._committing is None:
             self._start_committing()
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.shield(future)
+        except self._driver.lost as exc:
+            raise DatabaseUnavailable(
+                f"the database is out of reach (the change may or may not have been made): {exc}"
+            ) from exc
 
     def _start_committing(self) -> None:
         self._committing = self._writer.submit(self._commit_queued)
@@ -339,7 +406,7 @@ class Engine:
         if not self._writes.empty():  # queued after the thread's last look
             self._start_committing()
 
-    def _commit_queued(self, conn: sqlite3.Connection) -> _Batch | None:
+    def _commit_queued(self, conn: Connection) -> _Batch | None:
         """On the writer's thread: commits the queued writes batch by batch until none is left.
 
         The writes queued while one batch commits form the next batch, up to
@@ -369,7 +436,12 @@ class Engine:
         self, batch: list[_Write], outcomes: Sequence[_Outcome], last_sequence: int
     ) -> None:
         """On the event loop: announces the commit, then answers its writes."""
-        if last_sequence:
-            self._on_commit(last_sequence)
+        self._announce(last_sequence)
         for write, (result, error) in zip(batch, outcomes, strict=True):
             _settle(write.future, result, error)
+
+    def _announce(self, sequence: int) -> None:
+        """On the event loop: on_commit once for each new head, ours or another process's."""
+        if sequence > self._announced:
+            self._announced = sequence
+            self._on_commit(sequence)

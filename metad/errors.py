@@ -165,6 +165,12 @@ class StaleRevision(MetadataError):
         self.current = current
 
 
+class DatabaseUnavailable(MetadataError):
+    """The database server cannot be reached now (a write's outcome may be unknown)."""
+
+    reason = "database-unavailable"
+
+
 class StartupError(Exception):
     """metad cannot start for a reason the operator can fix; the message says which."""
 

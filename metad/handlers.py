@@ -18,6 +18,7 @@ import grpc
 from metad import requests, rules
 from metad.errors import (
     AlreadyExists,
+    DatabaseUnavailable,
     FailedPrecondition,
     InvalidArgument,
     MetadataError,
@@ -43,6 +44,7 @@ _STATUS: dict[type[MetadataError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DatabaseUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 

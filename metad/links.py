@@ -19,12 +19,12 @@ SQL and nothing else.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 
 from metad import rows
 from metad.errors import NotPermitted
 from metad.models import Actor, ChangeKind, Node, NodeKind
+from metad.sql import Sql
 from metad.transaction import Transaction
 
 # Listing resumes after an entry id: a node's id for its own name, this plus
@@ -37,10 +37,11 @@ def add(tx: Transaction, actor: Actor, node: Node, parent: Node, name: str) -> N
     if node.kind is NodeKind.DIRECTORY:
         raise NotPermitted(f"{node.name!r} is a folder: folders have one name only")
     tx.ensure_free(parent.id, name)
-    link_id = tx.conn.execute(
-        "INSERT INTO links (node_id, parent_id, name, created_ns) VALUES (?, ?, ?, ?)",
+    link_id = rows.fetch_one(
+        tx.conn,
+        "INSERT INTO links (node_id, parent_id, name, created_ns) VALUES (?, ?, ?, ?) RETURNING id",
         (node.id, parent.id, name, tx.now_ns),
-    ).lastrowid
+    )[0]
     tx.conn.execute("UPDATE nodes SET ctime_ns = ? WHERE id = ?", (tx.now_ns, node.id))
     tx.touch_directory(parent.id)
     after = tx.journal(
@@ -126,7 +127,7 @@ def journal_moved(tx: Transaction, actor: Actor, entry: Node, parent_id: int, na
     return replace(own, parent_id=parent_id, name=name, link_id=entry.link_id, role=entry.role)
 
 
-def page(conn: sqlite3.Connection, parent_id: int, after_link_id: int, limit: int) -> list[Node]:
+def page(conn: Sql, parent_id: int, after_link_id: int, limit: int) -> list[Node]:
     """Further names in a folder, as entries, in link id order after after_link_id."""
     found = conn.execute(
         f"SELECT {rows.NODE_COLUMNS_OF_NODES}, links.id AS link_id, links.name AS link_name"

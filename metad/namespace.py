@@ -278,8 +278,8 @@ def exchange(
         for node, into in ((first, second_parent), (second, first_parent)):
             if node.kind is NodeKind.DIRECTORY and tx.is_within(into.id, node.id):
                 raise InvalidMove(f"cannot move directory {node.id} into its own subtree")
-        # Through a name no entry can have (NUL), so the swap never collides.
-        _place(tx, first, first_parent.id, f"{name}\0exchange")
+        # Through a name no entry can have ('/'), so the swap never collides.
+        _place(tx, first, first_parent.id, f"{name}/exchange")
         _place(tx, second, first_parent.id, name)
         _place(tx, first, second_parent.id, other_name)
         swapped = []

@@ -14,18 +14,18 @@ check's SQL and nothing else.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from metad import access, rows
 from metad.models import BlockRef
+from metad.sql import Sql
 
 # Files looked at per block when only a share could make it readable.
 _SHARED_CANDIDATES = 50
 
 
 def first_unproven(
-    conn: sqlite3.Connection, user_id: int, node_id: int, base: int, blocks: Sequence[BlockRef]
+    conn: Sql, user_id: int, node_id: int, base: int, blocks: Sequence[BlockRef]
 ) -> int | None:
     """The position of the first block neither vouched for nor in a revision the user may read.
 
@@ -55,7 +55,7 @@ def first_unproven(
     return None
 
 
-def _readable_reference(conn: sqlite3.Connection, user_id: int, digest: bytes, size: int) -> bool:
+def _readable_reference(conn: Sql, user_id: int, digest: bytes, size: int) -> bool:
     """Whether a kept revision the user may read refers to this hash with this size."""
     owned = rows.fetch_one(
         conn,

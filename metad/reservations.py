@@ -4,7 +4,7 @@ A local-first mount makes files and folders offline and sends them later (as
 a JuiceFS client takes inode numbers in chunks from its meta engine): it
 reserves a range of ids first and creates each node with one of them, so the
 id it showed programs stays the node's id for good. A range is taken from the
-top of the nodes' AUTOINCREMENT sequence, which then moves past it: ordinary
+top of the nodes' id counter (Sql.id_counter), which then moves past it: ordinary
 creates never land in a range, and no range is ever handed out twice. An id
 makes one node at most: the node's row, never deleted, marks it used, so an
 id is not reused even after its node is gone.
@@ -22,17 +22,11 @@ from metad.transaction import Transaction
 
 def reserve(tx: Transaction, user_id: int, count: int) -> tuple[int, int]:
     """A fresh range of count node ids for user_id: (first, count). count is checked."""
-    sequence = rows.fetch_one(tx.conn, "SELECT seq FROM sqlite_sequence WHERE name = 'nodes'", ())
-    highest = rows.fetch_one(tx.conn, "SELECT COALESCE(MAX(id), 0) FROM nodes", ())[0]
-    # AUTOINCREMENT gives max(seq, highest id) + 1 next: start above both.
-    first = max(0 if sequence is None else int(sequence[0]), int(highest)) + 1
+    first = tx.conn.id_counter("nodes") + 1
     last = first + count - 1
     if last >= links.LINK_ENTRY_BASE:  # entry ids of further names start there
         raise TooLarge("the drive has no node ids left to reserve")
-    if sequence is None:
-        tx.conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('nodes', ?)", (last,))
-    else:
-        tx.conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'nodes'", (last,))
+    tx.conn.move_id_counter("nodes", last)
     tx.conn.execute(
         "INSERT INTO node_id_reservations (first_id, last_id, user_id, created_ns)"
         " VALUES (?, ?, ?, ?)",

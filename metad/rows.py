@@ -7,11 +7,11 @@ same way. Runs on a connection's own thread; no transactions here.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from metad.models import BlockRef, ChangeEvent, ChangeKind, Node, NodeKind, Revision, Role, User
+from metad.sql import Row, Sql
 
 _NODE_FIELDS = (
     "id, owner_id, parent_id, name, kind, mode, size, mtime_ns, ctime_ns, revision, "
@@ -52,7 +52,7 @@ USER_COLUMNS = (
 )
 
 
-def user(row: sqlite3.Row) -> User:
+def user(row: Row) -> User:
     return User(
         id=row["id"],
         name=row["name"],
@@ -65,7 +65,7 @@ def user(row: sqlite3.Row) -> User:
     )
 
 
-def node(row: sqlite3.Row) -> Node:
+def node(row: Row) -> Node:
     return Node(
         id=row["id"],
         owner_id=row["owner_id"],
@@ -90,7 +90,7 @@ def node(row: sqlite3.Row) -> Node:
     )
 
 
-def change(row: sqlite3.Row) -> ChangeEvent:
+def change(row: Row) -> ChangeEvent:
     return ChangeEvent(
         sequence=row["sequence"],
         kind=ChangeKind(row["kind"]),
@@ -111,7 +111,7 @@ def change(row: sqlite3.Row) -> ChangeEvent:
     )
 
 
-def revision(row: sqlite3.Row, blocks: tuple[BlockRef, ...] = ()) -> Revision:
+def revision(row: Row, blocks: tuple[BlockRef, ...] = ()) -> Revision:
     return Revision(
         node_id=row["node_id"],
         number=row["number"],
@@ -125,7 +125,7 @@ def revision(row: sqlite3.Row, blocks: tuple[BlockRef, ...] = ()) -> Revision:
     )
 
 
-def fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
+def fetch_one(conn: Sql, sql: str, params: Sequence[Any]) -> Any:
     # fetchall steps the statement to its end: none (a RETURNING one especially)
     # is left in progress when its savepoint or transaction ends.
     rows = conn.execute(sql, params).fetchall()

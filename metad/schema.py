@@ -1,27 +1,43 @@
-"""The SQLite schema of metad: DDL, its version, and the migrations entry point.
+"""metad's schema: DDL, its version, and the migrations, for both engines.
 
 Owns table definitions (every column commented, special values included) and
-the upgrade path between versions. PRAGMA user_version holds the version the
-file is at; the schema_version table keeps the history of applied versions for
-operators. A database from a newer metad is refused, never downgraded.
-Must not hold queries of the service: those live in store.py, which runs
-these functions on its writer connection's own thread (plain sqlite3).
+the upgrade path between versions. A database from a newer metad is refused,
+never downgraded.
 
-Ordering guarantee the change journal depends on: SQLite has a single writer,
-so the AUTOINCREMENT `changes.sequence` values become visible in commit order
-(a reader never sees sequence N+1 before N). Subscribe streams "rows with
-sequence > cursor" and relies on that to be gapless. A future PostgreSQL
-engine must preserve it (e.g. assign sequences under a lock held until commit).
+SQLite: PRAGMA user_version holds the version the file is at; the
+schema_version table keeps the history of applied versions for operators.
+MIGRATIONS[n] takes a file from version n - 1 to n.
+
+PostgreSQL: the schema_version table alone says the version (its highest
+row). A new database is created at POSTGRES_BASELINE directly, from the same
+statements: the last definition of every table and index in MIGRATIONS, put in
+PostgreSQL's types by `to_postgres` (BIGINT for INTEGER, identity columns for
+AUTOINCREMENT, BYTEA for BLOB, byte-order "C" collation for TEXT so names sort
+as they do in SQLite). A version after it is one more entry of MIGRATIONS,
+run on PostgreSQL through to_postgres too, unless POSTGRES_MIGRATIONS gives
+PostgreSQL a step of its own (DDL one engine cannot spell). Migrations run
+under the engine's write lock, so replicas starting together migrate once.
+
+Must not hold queries of the service: those live in store.py and the
+feature modules, which run on the engine's connections.
+
+Ordering guarantee the change journal depends on: journal sequences become
+visible in commit order (a reader never sees sequence N+1 before N).
+Subscribe streams "rows with sequence > cursor" and relies on that to be
+gapless. SQLite has a single writer; on PostgreSQL every write transaction
+holds one advisory lock until it commits (postgres.py says why that is enough).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
+from typing import Any
 
 from metad.errors import SchemaTooNew, StartupError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _V1: tuple[str, ...] = (
     """
@@ -424,11 +440,23 @@ CREATE TABLE node_id_reservations (
 )""",
 )
 
-# Version 8: each user's usage kept as a running total, so a commit's quota check
+# Version 8: the drive's own settings in its database, so that every metad
+# sharing one (PostgreSQL replicas) tells clients the same drive id.
+_V8: tuple[str, ...] = (
+    """
+CREATE TABLE drive_settings (
+    name TEXT PRIMARY KEY,
+        -- 'drive_id': the drive's id (32 hex digits), made at its first start and told to
+        -- clients (Accounts.GetDrive); metad keeps a copy in DATA/metad/drive.id
+    value TEXT NOT NULL  -- the setting's value
+) WITHOUT ROWID""",
+)
+
+# Version 9: each user's usage kept as a running total, so a commit's quota check
 # reads one row instead of adding up every live file the owner has (which made a
 # burst of N new files cost N^2/2 rows read). Triggers keep it: every change of a
 # node's size, kind, owner or trashing passes through them, whatever the query.
-_V8: tuple[str, ...] = (
+_V9: tuple[str, ...] = (
     # SQLite keeps an added column's text as given: its comment is a /* */ one.
     "ALTER TABLE users ADD COLUMN used_bytes INTEGER NOT NULL DEFAULT 0"
     " /* the sum of the sizes of the user's live (not trashed) files; kept by triggers */",
@@ -466,6 +494,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     6: _V6,
     7: _V7,
     8: _V8,
+    9: _V9,
 }
 
 
@@ -474,7 +503,7 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate_sqlite(conn: sqlite3.Connection) -> int:
     """Brings the database to SCHEMA_VERSION, one committed step per version.
 
     The connection must be in autocommit mode (isolation_level=None). Returns
@@ -512,3 +541,124 @@ def migrate(conn: sqlite3.Connection) -> int:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+# The version a new PostgreSQL database starts at; versions after it migrate step by step.
+POSTGRES_BASELINE = 7
+# A step of PostgreSQL's own for version n > POSTGRES_BASELINE, where MIGRATIONS[n] in
+# PostgreSQL's types (to_postgres) would not do; none yet.
+POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    9: (
+        "ALTER TABLE users ADD COLUMN used_bytes BIGINT NOT NULL DEFAULT 0",
+        "COMMENT ON COLUMN users.used_bytes IS"
+        " 'the sum of the sizes of the user''s live (not trashed) files; kept by a trigger'",
+        "UPDATE users SET used_bytes = (SELECT COALESCE(SUM(size), 0) FROM nodes"
+        " WHERE owner_id = users.id AND kind = 'file' AND deleted_ns IS NULL)",
+        """
+CREATE FUNCTION nodes_used_bytes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.kind = 'file' AND OLD.deleted_ns IS NULL THEN
+        UPDATE users SET used_bytes = used_bytes - OLD.size WHERE id = OLD.owner_id;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.kind = 'file' AND NEW.deleted_ns IS NULL THEN
+        UPDATE users SET used_bytes = used_bytes + NEW.size WHERE id = NEW.owner_id;
+    END IF;
+    RETURN NULL;
+END $$""",
+        "CREATE TRIGGER nodes_used_bytes"
+        " AFTER INSERT OR DELETE OR UPDATE OF size, kind, owner_id, deleted_ns ON nodes"
+        " FOR EACH ROW EXECUTE FUNCTION nodes_used_bytes()",
+    ),
+}
+
+
+def postgres_step(version: int) -> list[str]:
+    """What takes a PostgreSQL database from version - 1 to version (> POSTGRES_BASELINE)."""
+    if version in POSTGRES_MIGRATIONS:
+        return list(POSTGRES_MIGRATIONS[version])
+    return [to_postgres(statement) for statement in MIGRATIONS[version]]
+
+
+_CREATE = re.compile(r"\s*CREATE (?:UNIQUE )?(TABLE|INDEX) (\w+)")
+
+
+def to_postgres(statement: str) -> str:
+    """A CREATE statement of MIGRATIONS in PostgreSQL's types (comments kept)."""
+    statement = statement.replace(
+        "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+    )
+    statement = re.sub(r"\bINTEGER\b", "BIGINT", statement)
+    statement = re.sub(r"\bBLOB\b", "BYTEA", statement)
+    statement = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', statement)
+    return statement.replace(") WITHOUT ROWID", ")")
+
+
+def postgres_baseline() -> list[str]:
+    """The DDL of a new PostgreSQL database at POSTGRES_BASELINE.
+
+    The last CREATE of each table (a rebuilt "name_vN" under its final name)
+    and index in MIGRATIONS up to the baseline, in order of first appearance.
+    users and nodes refer to each other: users' reference to its root node is
+    added once nodes exists.
+    """
+    latest: dict[str, str] = {}
+    for version in range(1, POSTGRES_BASELINE + 1):
+        for statement in MIGRATIONS[version]:
+            created = _CREATE.match(statement)
+            if created is None:
+                continue  # data moves and renames of SQLite's table rebuilds
+            kind, name = created.groups()
+            final = re.sub(r"_v\d+$", "", name) if kind == "TABLE" else name
+            latest[final] = statement.replace(f"TABLE {name} (", f"TABLE {final} (", 1)
+    root_reference = "root_node_id INTEGER REFERENCES nodes (id)"
+    assert root_reference in latest["users"]
+    latest["users"] = latest["users"].replace(root_reference, "root_node_id INTEGER")
+    return [
+        *(to_postgres(statement) for statement in latest.values()),
+        "ALTER TABLE users ADD FOREIGN KEY (root_node_id) REFERENCES nodes (id)",
+    ]
+
+
+def postgres_version(conn: Any) -> int:
+    """The version a PostgreSQL database is at; 0 for one without metad's tables."""
+    exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return 0
+    return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
+
+
+def migrate_postgres(conn: Any, lock: int) -> int:
+    """Brings a PostgreSQL database to SCHEMA_VERSION in one transaction under the write lock.
+
+    conn: a psycopg connection in autocommit mode (DDL runs without parameters,
+    so its comments are sent as they are). Returns the version reached.
+    Raises SchemaTooNew for a database from a newer metad.
+    """
+    conn.execute("BEGIN")
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        current = postgres_version(conn)
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the database has schema version {current}, newer than this metad "
+                f"supports ({SCHEMA_VERSION}); upgrade metad"
+            )
+        steps: list[tuple[int, list[str]]] = []
+        if current == 0:
+            steps.append((POSTGRES_BASELINE, postgres_baseline()))
+            current = POSTGRES_BASELINE
+        steps += [(v, postgres_step(v)) for v in range(current + 1, SCHEMA_VERSION + 1)]
+        for version, statements in steps:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_ns) VALUES (%s, %s)",
+                (version, time.time_ns()),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION

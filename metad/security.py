@@ -9,19 +9,27 @@ memory, where metad's interceptor checks every call against it and from
 where WatchRevocations streams it to blockd.
 
 The SQL functions run on a connection's thread (inside a transaction for the
-writes); the board lives on the event loop.
+writes); the board lives on the event loop. When other metad share the
+database (PostgreSQL), `follow_database` brings their revocations to this
+board within FOLLOW_S: a disabled account is refused by every replica.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from metad.models import User
+from metad.sql import Sql
 from metad.transaction import Transaction
 from protos import auth
+
+log = logging.getLogger(__name__)
+
+# How often a replica reads the revocations other replicas may have made.
+FOLLOW_S = 0.5
 
 
 def revoke(tx: Transaction, user_id: int, *, tokens: bool) -> None:
@@ -30,8 +38,10 @@ def revoke(tx: Transaction, user_id: int, *, tokens: bool) -> None:
     tx.conn.execute(
         "INSERT INTO user_security (user_id, token_generation, grants_not_before_ms)"
         " VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
-        " token_generation = token_generation + excluded.token_generation,"
-        " grants_not_before_ms = MAX(grants_not_before_ms, excluded.grants_not_before_ms)",
+        " token_generation = user_security.token_generation + excluded.token_generation,"
+        " grants_not_before_ms = CASE"
+        "  WHEN user_security.grants_not_before_ms > excluded.grants_not_before_ms"
+        "  THEN user_security.grants_not_before_ms ELSE excluded.grants_not_before_ms END",
         (user_id, 1 if tokens else 0, now_ms),
     )
 
@@ -46,7 +56,7 @@ def set_disabled(tx: Transaction, user_id: int, disabled: bool) -> None:
     )
 
 
-def revocations(conn: sqlite3.Connection) -> list[auth.UserRevocation]:
+def revocations(conn: Sql) -> list[auth.UserRevocation]:
     return [
         auth.UserRevocation(row[0], row[1], row[2], row[3] is not None)
         for row in conn.execute(
@@ -97,3 +107,28 @@ class RevocationBoard:
             changed = self._changed
             yield self.revocations.all()
             await changed.wait()
+
+
+async def follow_database(
+    read: Callable[[], Awaitable[list[auth.UserRevocation]]], board: RevocationBoard
+) -> None:
+    """Publishes the database's revocations on the board whenever they change, until cancelled.
+
+    For a database other metad write too: their revocations (a password
+    changed, an account disabled through another replica) reach this one's
+    calls and its blockd followers within FOLLOW_S.
+    """
+    known: list[auth.UserRevocation] | None = None
+    failing = False
+    while True:
+        try:
+            now = await read()
+        except Exception as exc:  # the database is away: the next round tries again
+            if not failing:
+                log.warning("cannot read the revocations of other replicas: %s", exc)
+            failing = True
+        else:
+            if known is not None and now != known:
+                board.publish(now)
+            known, failing = now, False
+        await asyncio.sleep(FOLLOW_S)

@@ -1,10 +1,10 @@
 """Assembly of metad: data directory, store, commit signal, servicer, gRPC server.
 
 Owns the order of startup and shutdown and the data directory layout
-(metadata.db plus its WAL files, and metad.lock, which keeps a second metad
-off the same directory: its commit notifications would not reach our
-subscribers). The gRPC lifecycle itself (bind, health, reflection, ready file,
-SIGTERM) is protos.runtime.serve's.
+(metadata.db plus its WAL files unless the metadata is on PostgreSQL, and
+metad.lock, which keeps a second metad off the same directory: on SQLite its
+commit notifications would not reach our subscribers). The gRPC lifecycle
+itself (bind, health, reflection, ready file, SIGTERM) is protos.runtime.serve's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grpc
 
-from metad import accounts, quiet
+from metad import accounts, quiet, security
 from metad.accounts import AccountsService
 from metad.changes import CommitSignal
 from metad.errors import StartupError
@@ -63,6 +63,9 @@ class Config:
     insecure: bool = False  # plain text on a non-loopback address too
     blockd_address: str = ""  # where clients reach blockd (GetDrive), if told
     metrics: str | None = None  # HOST:PORT of /metrics; None: not served
+    # The metadata: None = DATA/metadata.db (SQLite); or a postgresql:// URL, which
+    # several metad may share (each with its own data directory, one auth key).
+    database: str | None = None
 
 
 @contextlib.contextmanager
@@ -93,23 +96,32 @@ async def run(config: Config) -> None:
     )
     with _claim_data_dir(config.data_dir):
         key = _auth_key(config)
-        drive = accounts.DriveInfo(_drive_id(config.data_dir), config.blockd_address)
         commits = CommitSignal()
         store = await Store.open(
-            config.data_dir / DATABASE_NAME,
+            config.database or config.data_dir / DATABASE_NAME,
             on_commit=commits.publish,
             first_user=config.first_user,
             first_user_quota=config.default_quota,
             quiet_ns=config.quiet_ns,
         )
+        try:
+            drive = accounts.DriveInfo(
+                await _adopt_drive_id(store, config.data_dir), config.blockd_address
+            )
+        except BaseException:
+            await store.close()
+            raise
         board = RevocationBoard()
         board.publish(await store.revocations())
         chores = asyncio.create_task(run_forever(store, config.housekeeping))
+        tasks = [chores]
+        if store.shared:  # revocations made through other replicas
+            tasks.append(asyncio.create_task(security.follow_database(store.revocations, board)))
         try:
             commits.publish(await store.last_sequence())
             log.info(
                 "data %s, schema version %d, journal at sequence %d",
-                store.path,
+                store.description,
                 await store.schema_version(),
                 commits.latest,
             )
@@ -151,9 +163,10 @@ async def run(config: Config) -> None:
                 credentials=credentials,
             )
         finally:
-            chores.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await chores
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             commits.close()
             await store.close()
 
@@ -173,10 +186,30 @@ def _drive_id(data_dir: Path) -> str:
     except FileNotFoundError:
         pass
     made = uuid.uuid4().hex
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(made + "\n")
-    os.replace(tmp, path)
+    _write_drive_id(data_dir, made)
     return made
+
+
+def _write_drive_id(data_dir: Path, drive_id: str) -> None:
+    path = data_dir / DRIVE_ID_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(drive_id + "\n")
+    os.replace(tmp, path)
+
+
+async def _adopt_drive_id(store: Store, data_dir: Path) -> str:
+    """The drive's id as its database keeps it, written to DATA/drive.id too.
+
+    Replicas sharing a database tell clients one id: the first to start gave
+    its own, the others take it (and keep it in their data directory, where the
+    drive command on this machine reads it).
+    """
+    local = _drive_id(data_dir)
+    stored = await store.adopt_drive_id(local)
+    if stored != local:
+        log.info("this metad serves drive %s, as its database says (not %s)", stored, local)
+        _write_drive_id(data_dir, stored)
+    return stored
 
 
 def _auth_key(config: Config) -> auth.AuthKey:

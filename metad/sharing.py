@@ -11,7 +11,6 @@ Holds the sharing SQL and nothing else.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,19 +18,18 @@ from typing import Any
 from metad import access, rows, security
 from metad.errors import InvalidArgument, NotFound
 from metad.models import Actor, ChangeKind, Role, Share, User
+from metad.sql import Sql
 from metad.transaction import Transaction
 
 
-def _user_named(conn: sqlite3.Connection, name: str) -> User:
+def _user_named(conn: Sql, name: str) -> User:
     row = rows.fetch_one(conn, f"SELECT {rows.USER_COLUMNS} FROM users WHERE name = ?", (name,))
     if row is None:
         raise NotFound(f"no user named {name!r}")
     return rows.user(row)
 
 
-def _shares(
-    conn: sqlite3.Connection, viewer_id: int, where: str, params: Sequence[Any]
-) -> list[Share]:
+def _shares(conn: Sql, viewer_id: int, where: str, params: Sequence[Any]) -> list[Share]:
     """Shares matching where (SQL over shares and nodes), nodes with the viewer's role."""
     found = conn.execute(
         f"SELECT {rows.NODE_COLUMNS_OF_NODES},"
@@ -61,7 +59,7 @@ def _shares(
     return result
 
 
-def made_by(conn: sqlite3.Connection, user_id: int, node_id: int = 0) -> list[Share]:
+def made_by(conn: Sql, user_id: int, node_id: int = 0) -> list[Share]:
     """Shares the user made, of live nodes (of one node if node_id)."""
     where = "nodes.owner_id = ? AND nodes.deleted_ns IS NULL"
     params: tuple[int, ...] = (user_id,)
@@ -70,7 +68,7 @@ def made_by(conn: sqlite3.Connection, user_id: int, node_id: int = 0) -> list[Sh
     return _shares(conn, user_id, where, params)
 
 
-def shared_with(conn: sqlite3.Connection, user_id: int) -> list[Share]:
+def shared_with(conn: Sql, user_id: int) -> list[Share]:
     """Live files and folders others shared with the user."""
     return _shares(conn, user_id, "shares.user_id = ? AND nodes.deleted_ns IS NULL", (user_id,))
 

@@ -15,13 +15,13 @@ Runs inside a store read or write on the connection's thread.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from metad import access, rows, rules
 from metad.errors import FailedPrecondition, NotFound
 from metad.models import Actor, ChangeKind, Node, NodeKind, Restored, Role, SnapshotEntry
+from metad.sql import Row, Sql
 
 if TYPE_CHECKING:
     from metad.transaction import Transaction
@@ -39,7 +39,7 @@ class _State:
     time_ns: int  # of its last change at or before T
 
 
-def _states(conn: sqlite3.Connection, node_ids: list[int], at_ns: int) -> dict[int, _State]:
+def _states(conn: Sql, node_ids: list[int], at_ns: int) -> dict[int, _State]:
     """The nodes among node_ids that existed (not deleted) at at_ns, as they were."""
     states: dict[int, _State] = {}
     for marks, chunk in rows.in_chunks(node_ids):
@@ -80,7 +80,7 @@ def _states(conn: sqlite3.Connection, node_ids: list[int], at_ns: int) -> dict[i
     return states
 
 
-def _children(conn: sqlite3.Connection, folder_id: int, at_ns: int) -> list[_State]:
+def _children(conn: Sql, folder_id: int, at_ns: int) -> list[_State]:
     candidates = [
         row[0]
         for row in conn.execute(
@@ -92,7 +92,7 @@ def _children(conn: sqlite3.Connection, folder_id: int, at_ns: int) -> list[_Sta
     return sorted((s for s in states.values() if s.parent_id == folder_id), key=lambda s: s.name)
 
 
-def _kept_revision(conn: sqlite3.Connection, node_id: int, number: int) -> sqlite3.Row | None:
+def _kept_revision(conn: Sql, node_id: int, number: int) -> Row | None:
     """The revision number, or the newest kept one before it."""
     return rows.fetch_one(
         conn,
@@ -102,7 +102,7 @@ def _kept_revision(conn: sqlite3.Connection, node_id: int, number: int) -> sqlit
     )
 
 
-def _any_node(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role) -> Node:
+def _any_node(conn: Sql, node_id: int, user_id: int, need: Role) -> Node:
     """A node live or deleted that the user may reach (their own, or through a share now)."""
     row = rows.fetch_one(conn, f"SELECT {rows.NODE_COLUMNS} FROM nodes WHERE id = ?", (node_id,))
     node = None if row is None else rows.node(row)
@@ -114,9 +114,7 @@ def _any_node(conn: sqlite3.Connection, node_id: int, user_id: int, need: Role) 
     return node
 
 
-def entries(
-    conn: sqlite3.Connection, user_id: int, folder_id: int, at_ns: int
-) -> list[SnapshotEntry]:
+def entries(conn: Sql, user_id: int, folder_id: int, at_ns: int) -> list[SnapshotEntry]:
     """The folder's entries as they were at at_ns."""
     folder = _any_node(conn, folder_id, user_id, Role.READ)
     result = []

@@ -1,20 +1,22 @@
-"""The metadata store: every feature's SQL and the transactions it runs in.
+"""The metadata store: the calls the servicers make, each one write or one read.
 
 Each operation is one write (a body run in a transaction on the engine's
 writer thread) or one read (on a reader thread, in one read transaction when
-it has several statements). Every change writes its change-journal row in the
-same transaction as the change itself (transaction.py), so subscribers never
-miss one. The engine (engine.py) owns the connections and group commit. The
-bodies of the tree's changes live in namespace.py and edits.py, so the
-servicer can run them one per write or many in one (`write_each`, ApplyBatch).
+it has several statements). The feature procedures it runs are written once
+against the transaction interface (transaction.py, sql.py) in their own
+modules: the tree's changes in namespace.py and edits.py (so the servicer can
+run them one per write or many in one: `write_each`, ApplyBatch), users.py,
+revisions.py, trash.py, snapshots.py, sharing.py, journal.py (reading the
+journal every change writes in its own transaction), fence.py (the garbage
+collection fence). The engine (engine.py) owns the connections, whichever
+database, and group commit.
 
-Raises the domain errors of errors.py; knows nothing of gRPC.
+Raises the domain errors of errors.py; knows nothing of gRPC or of an SQL dialect.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -25,36 +27,36 @@ from metad import (
     access,
     damage,
     edits,
+    fence,
+    journal,
     links,
     namespace,
     quiet,
     requests,
     reservations,
     retention,
+    revisions,
     rows,
     rules,
-    schema,
     security,
+    settings,
     sharing,
     snapshots,
     trash,
+    users,
     xattrs,
 )
 from metad.changes import ChangePage
 from metad.engine import Engine, snapshot
 from metad.errors import (
-    AlreadyExists,
     InvalidArgument,
     NotFound,
 )
 from metad.models import (
     Actor,
-    BlockRef,
     BlockReference,
-    ChangeEvent,
     DirectoryPage,
     Node,
-    NodeKind,
     Restored,
     Revision,
     Role,
@@ -65,7 +67,9 @@ from metad.models import (
     Usage,
     User,
 )
+from metad.sql import Sql
 from metad.transaction import USED_BYTES, Transaction, Write, child
+from metad.users import FIRST_USER_ID, FIRST_USER_NAME  # noqa: F401 - the store's first user
 from protos import auth
 
 log = logging.getLogger(__name__)
@@ -76,68 +80,8 @@ P = ParamSpec("P")
 # What one change of write_each came to: (its result, None) or (None, its error).
 Outcome = tuple[Any, Exception | None]
 
-FIRST_USER_ID = 1
-FIRST_USER_NAME = "owner"
-ROOT_MODE = 0o755
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 5000
-
-# -- statements shared by reads and writes (run on a connection's own thread) -------------------
-
-
-def _get_user(conn: sqlite3.Connection, user_id: int) -> User:
-    row = rows.fetch_one(conn, f"SELECT {rows.USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
-    if row is None:
-        raise NotFound(f"no user {user_id}")
-    return rows.user(row)
-
-
-def _insert_user(
-    tx: Transaction,
-    name: str,
-    password_hash: str | None,
-    quota_bytes: int,
-    admin: bool,
-    user_id: int | None = None,
-) -> int:
-    """Inserts a user and the root directory of their drive; returns the user's id."""
-    user_id = tx.conn.execute(
-        "INSERT INTO users (id, name, password_hash, quota_bytes, admin, root_node_id, created_ns)"
-        " VALUES (?, ?, ?, ?, ?, NULL, ?)",
-        (user_id, name, password_hash, quota_bytes, int(admin), tx.now_ns),
-    ).lastrowid
-    root_id = tx.conn.execute(
-        "INSERT INTO nodes (owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
-        " VALUES (?, NULL, '', ?, ?, ?, ?)",
-        (user_id, NodeKind.DIRECTORY.value, ROOT_MODE, tx.now_ns, tx.now_ns),
-    ).lastrowid
-    tx.conn.execute("UPDATE users SET root_node_id = ? WHERE id = ?", (root_id, user_id))
-    return int(user_id)
-
-
-class _UserNames:
-    """User id → name for one read, each looked up once."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._names: dict[int, str] = {}
-
-    def of(self, user_id: int | None) -> str:
-        if not user_id:
-            return ""
-        if user_id not in self._names:
-            row = rows.fetch_one(self._conn, "SELECT name FROM users WHERE id = ?", (user_id,))
-            self._names[user_id] = "" if row is None else row[0]
-        return self._names[user_id]
-
-
-def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, bool] | None:
-    """Where the event's node is for the viewer: after the change, or, if the change took
-    it out of their sight (moved out of a shared folder), where it was before."""
-    place = viewer.place_of_entry(event.parent_id, event.name, event.node_id)
-    if place is None and event.old_parent_id is not None and event.old_name is not None:
-        place = viewer.place_of_entry(event.old_parent_id, event.old_name, event.node_id)
-    return place
 
 
 def _one_write(
@@ -154,17 +98,18 @@ def _one_write(
 
 
 class Store:
-    """The metadata of every drive in one SQLite file. Open with `Store.open`."""
+    """The metadata of every drive in one database. Open with `Store.open`."""
 
     def __init__(self, engine: Engine, *, quiet_ns: int = quiet.WINDOW_NS) -> None:
         self._engine = engine
-        self.path = engine.path
+        self.description = engine.description  # the database, for logs (never a password)
+        self.shared = engine.shared  # other metad may write it too
         self.quiet_ns = quiet_ns  # files removed this soon after they came skip the trash
 
     @classmethod
     async def open(
         cls,
-        path: Path,
+        database: str | Path,
         *,
         on_commit: Callable[[int], None] = lambda sequence: None,
         clock: Callable[[], int] = time.time_ns,
@@ -172,14 +117,16 @@ class Store:
         first_user_quota: int = 0,
         quiet_ns: int = quiet.WINDOW_NS,
     ) -> Store:
-        """Opens (creating and migrating if needed) the database at path.
+        """Opens (creating and migrating if needed) the database: a SQLite file's path
+        or a postgresql:// URL.
 
         Raises StartupError (SchemaTooNew among them) for problems an operator
-        can fix: unreadable file, not a database, database from a newer metad.
+        can fix: unreadable file, not a database, unreachable server, database
+        from a newer metad.
         clock is read on the writer's thread, once per write. quiet_ns: see
         quiet.py (0: only the temporary names skip the trash).
         """
-        engine = await Engine.open(path, on_commit=on_commit, clock=clock)
+        engine = await Engine.open(database, on_commit=on_commit, clock=clock)
         store = cls(engine, quiet_ns=quiet_ns)
         try:
             await store._ensure_first_user(first_user, first_user_quota)
@@ -192,8 +139,12 @@ class Store:
         """Lets queued writes commit, then closes the database."""
         await self._engine.close()
 
+    async def adopt_drive_id(self, proposed: str) -> str:
+        """The drive's id as its database keeps it: the one stored, else proposed (now stored)."""
+        return await self._write(lambda tx: settings.adopt(tx, settings.DRIVE_ID, proposed))
+
     async def schema_version(self) -> int:
-        return await self._read(schema.user_version)
+        return await self._engine.schema_version()
 
     async def _write(self, body: Callable[[Transaction], T]) -> T:
         """Runs body as one atomic write; returns its result once it is durable.
@@ -226,18 +177,12 @@ class Store:
 
         return await self._write(body)
 
-    async def _read(self, read: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, read: Callable[[Sql], T]) -> T:
         return await self._engine.read(read)
 
     async def _ensure_first_user(self, name: str, quota_bytes: int) -> None:
-        """First start: user 1, an administrator without a password, and its root directory."""
         rules.check_user_name(name)
-
-        def body(tx: Transaction) -> None:
-            if rows.fetch_one(tx.conn, "SELECT 1 FROM users LIMIT 1", ()) is None:
-                _insert_user(tx, name, None, quota_bytes, admin=True, user_id=FIRST_USER_ID)
-
-        await self._write(body)
+        await self._write(lambda tx: users.ensure_first(tx, name, quota_bytes))
 
     # -- users --------------------------------------------------------------------------------
 
@@ -246,68 +191,33 @@ class Store:
     ) -> User:
         """A new user with an empty drive. Raises AlreadyExists if the name is taken."""
         rules.check_user_name(name)
-
-        def body(tx: Transaction) -> User:
-            if rows.fetch_one(tx.conn, "SELECT 1 FROM users WHERE name = ?", (name,)) is not None:
-                raise AlreadyExists(f"a user named {name!r} exists")
-            return _get_user(tx.conn, _insert_user(tx, name, password_hash, quota_bytes, admin))
-
-        return await self._write(body)
+        return await self._write(
+            lambda tx: users.create(tx, name, password_hash, quota_bytes, admin)
+        )
 
     async def get_user(self, user_id: int) -> User:
-        return await self._read(lambda conn: _get_user(conn, user_id))
+        return await self._read(lambda conn: users.get(conn, user_id))
 
     async def find_user(self, name: str) -> tuple[User, str | None] | None:
         """The user of that name and their stored password hash, or None."""
-
-        def read(conn: sqlite3.Connection) -> tuple[User, str | None] | None:
-            row = rows.fetch_one(
-                conn,
-                f"SELECT {rows.USER_COLUMNS}, password_hash FROM users WHERE name = ?",
-                (name,),
-            )
-            return None if row is None else (rows.user(row), row["password_hash"])
-
-        return await self._read(read)
+        return await self._read(lambda conn: users.find(conn, name))
 
     async def list_users(self) -> list[User]:
-        def read(conn: sqlite3.Connection) -> list[User]:
-            found = conn.execute(f"SELECT {rows.USER_COLUMNS} FROM users ORDER BY id").fetchall()
-            return [rows.user(row) for row in found]
-
-        return await self._read(read)
+        return await self._read(users.every)
 
     async def set_password(self, user_id: int, password_hash: str) -> User:
         """A new password; every token and grant the user holds stops working."""
-
-        def body(tx: Transaction) -> User:
-            tx.conn.execute(
-                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
-            )
-            security.revoke(tx, user_id, tokens=True)
-            return _get_user(tx.conn, user_id)
-
-        return await self._write(body)
+        return await self._write(lambda tx: users.set_password(tx, user_id, password_hash))
 
     async def set_disabled(self, user_id: int, disabled: bool) -> User:
         """Disables (every token and grant refused, no sign-in) or enables an account."""
-
-        def body(tx: Transaction) -> User:
-            _get_user(tx.conn, user_id)
-            security.set_disabled(tx, user_id, disabled)
-            return _get_user(tx.conn, user_id)
-
-        return await self._write(body)
+        return await self._write(lambda tx: users.set_disabled(tx, user_id, disabled))
 
     async def revocations(self) -> list[auth.UserRevocation]:
         return await self._read(security.revocations)
 
     async def set_quota(self, user_id: int, quota_bytes: int) -> User:
-        def body(tx: Transaction) -> User:
-            tx.conn.execute("UPDATE users SET quota_bytes = ? WHERE id = ?", (quota_bytes, user_id))
-            return _get_user(tx.conn, user_id)
-
-        return await self._write(body)
+        return await self._write(lambda tx: users.set_quota(tx, user_id, quota_bytes))
 
     # The tree's changes, each run as one write: the bodies the servicer runs too.
     make_directory = _one_write(namespace.make_directory)
@@ -335,7 +245,7 @@ class Store:
         """A node's extended attributes, by name."""
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> dict[str, bytes]:
+        def read(conn: Sql) -> dict[str, bytes]:
             node = access.visible_node(conn, node_id, user_id)
             return xattrs.all_of(conn, node.id)
 
@@ -372,7 +282,7 @@ class Store:
     # -- reads --------------------------------------------------------------------------------
 
     async def get_root(self, user_id: int) -> Node:
-        def read(conn: sqlite3.Connection) -> Node:
+        def read(conn: Sql) -> Node:
             row = rows.fetch_one(
                 conn,
                 f"SELECT {rows.NODE_COLUMNS} FROM nodes"
@@ -392,7 +302,7 @@ class Store:
         rules.check_name(name)
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> Node:
+        def read(conn: Sql) -> Node:
             parent = access.directory(conn, parent_id, user_id)
             node = child(conn, parent.id, name)
             if node is None:
@@ -409,7 +319,7 @@ class Store:
         limit = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> DirectoryPage:
+        def read(conn: Sql) -> DirectoryPage:
             directory = access.directory(conn, node_id, user_id)
             entries: list[Node] = []
             more = False
@@ -436,47 +346,14 @@ class Store:
 
     async def get_revision(self, user_id: int, node_id: int, number: int = 0) -> Revision:
         """One revision with its blocks ordered by offset; number 0 = the current one."""
-
-        @snapshot
-        def read(conn: sqlite3.Connection) -> Revision:
-            node = access.regular_file(conn, node_id, user_id)
-            wanted = node.revision if number == 0 else number
-            row = rows.fetch_one(
-                conn,
-                f"SELECT {rows.REVISION_COLUMNS} FROM revisions WHERE node_id = ? AND number = ?",
-                (node.id, wanted),
-            )
-            if row is None:
-                raise NotFound(f"node {node_id} has no revision {number}")
-            blocks = conn.execute(
-                "SELECT hash, file_offset, size FROM revision_blocks"
-                " WHERE node_id = ? AND revision = ? ORDER BY block_index",
-                (node.id, wanted),
-            ).fetchall()
-            return rows.revision(
-                row,
-                tuple(BlockRef(bytes(b["hash"]), b["file_offset"], b["size"]) for b in blocks),
-            )
-
-        return await self._read(read)
+        return await self._read(snapshot(lambda c: revisions.get(c, user_id, node_id, number)))
 
     async def list_revisions(self, user_id: int, node_id: int) -> list[Revision]:
         """Every kept revision, newest first, without block lists."""
-
-        @snapshot
-        def read(conn: sqlite3.Connection) -> list[Revision]:
-            node = access.regular_file(conn, node_id, user_id)
-            found = conn.execute(
-                f"SELECT {rows.REVISION_COLUMNS} FROM revisions WHERE node_id = ?"
-                " ORDER BY number DESC",
-                (node.id,),
-            ).fetchall()
-            return [rows.revision(row) for row in found]
-
-        return await self._read(read)
+        return await self._read(snapshot(lambda conn: revisions.kept(conn, user_id, node_id)))
 
     async def get_usage(self, user_id: int) -> Usage:
-        def read(conn: sqlite3.Connection) -> Usage:
+        def read(conn: Sql) -> Usage:
             row = rows.fetch_one(
                 conn,
                 f"SELECT quota_bytes, {USED_BYTES} AS used,"
@@ -500,45 +377,7 @@ class Store:
         (as far as their shares reach now), and shares given to or taken from
         them. Each event comes with names and the path as this user sees it.
         """
-
-        @snapshot
-        def read(conn: sqlite3.Connection) -> ChangePage:
-            head = int(
-                rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())[0]
-            )
-            viewer = access.Viewer(conn, user_id)
-            owners = sorted(viewer.owners_sharing - {user_id})
-            marks = ",".join("?" * len(owners))
-            others = f" OR owner_id IN ({marks})" if owners else ""
-            found = conn.execute(
-                f"SELECT {rows.CHANGE_COLUMNS} FROM {rows.CHANGES}"
-                " WHERE changes.sequence > ? AND changes.sequence <= ?"
-                f" AND (owner_id = ? OR share_changes.user_id = ?{others})"
-                " ORDER BY changes.sequence LIMIT ?",
-                (after, head, user_id, user_id, *owners, limit),
-            ).fetchall()
-            more = len(found) == limit
-            names = _UserNames(conn)
-            events: list[ChangeEvent] = []
-            for row in found:
-                event = rows.change(row)
-                place = _place_of_event(viewer, event)
-                if place is None:
-                    if event.owner_id != user_id and event.subject_user_id != user_id:
-                        continue  # in a drive that shares other things with them
-                    place = (event.name, event.owner_id != user_id)
-                events.append(
-                    replace(
-                        event,
-                        actor_name=names.of(event.actor_id),
-                        subject_name=names.of(event.subject_user_id),
-                        path=place[0],
-                        shared=place[1],
-                    )
-                )
-            return ChangePage(events, int(found[-1]["sequence"]) if more else head, more)
-
-        return await self._read(read)
+        return await self._read(snapshot(lambda conn: journal.read(conn, user_id, after, limit)))
 
     async def journal_head(self) -> int:
         """The newest journal sequence; 0 if there is none yet.
@@ -548,11 +387,7 @@ class Store:
         return await self.last_sequence()
 
     async def last_sequence(self) -> int:
-        def read(conn: sqlite3.Connection) -> int:
-            row = rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())
-            return int(row[0])
-
-        return await self._read(read)
+        return await self._read(journal.head)
 
     # -- sharing ------------------------------------------------------------------------------
 
@@ -578,19 +413,7 @@ class Store:
 
     async def restore_revision(self, actor: Actor, node_id: int, number: int) -> Node:
         """Makes revision number's content the file's newest revision."""
-
-        def body(tx: Transaction) -> Node:
-            node = access.regular_file(tx.conn, node_id, actor.user_id, Role.WRITE)
-            exists = rows.fetch_one(
-                tx.conn,
-                "SELECT 1 FROM revisions WHERE node_id = ? AND number = ?",
-                (node.id, number),
-            )
-            if exists is None:
-                raise NotFound(f"{node.name!r} has no revision {number} (any more)")
-            return tx.add_revision_from(node, node.id, number, actor)
-
-        return await self._write(body)
+        return await self._write(lambda tx: revisions.restore(tx, actor, node_id, number))
 
     async def list_trash(self, user_id: int, keep_ns: int) -> list[TrashEntry]:
         return await self._read(snapshot(lambda conn: trash.entries(conn, user_id, keep_ns)))
@@ -615,42 +438,9 @@ class Store:
         dropped = 0
         after_node = 0
         while True:
-
-            def body(tx: Transaction, after_node: int = after_node) -> tuple[int, int]:
-                candidates = [
-                    row[0]
-                    for row in tx.conn.execute(
-                        "SELECT DISTINCT node_id FROM revisions WHERE created_ns < ?"
-                        " AND node_id > ? ORDER BY node_id LIMIT ?",
-                        (tx.now_ns - policy.keep_all_ns, after_node, batch),
-                    )
-                ]
-                count = 0
-                for node_id in candidates:
-                    current = rows.fetch_one(
-                        tx.conn, "SELECT revision FROM nodes WHERE id = ?", (node_id,)
-                    )[0]
-                    kept = tx.conn.execute(
-                        "SELECT number, created_ns FROM revisions WHERE node_id = ?", (node_id,)
-                    ).fetchall()
-                    doomed = policy.to_drop([(r[0], r[1]) for r in kept], current, tx.now_ns)
-                    for number in doomed:
-                        tx.conn.execute(
-                            "DELETE FROM revision_xattrs WHERE node_id = ? AND revision = ?",
-                            (node_id, number),
-                        )
-                        tx.conn.execute(
-                            "DELETE FROM revision_blocks WHERE node_id = ? AND revision = ?",
-                            (node_id, number),
-                        )
-                        tx.conn.execute(
-                            "DELETE FROM revisions WHERE node_id = ? AND number = ?",
-                            (node_id, number),
-                        )
-                    count += len(doomed)
-                return count, candidates[-1] if len(candidates) == batch else 0
-
-            count, after_node = await self._write(body)
+            count, after_node = await self._write(
+                lambda tx, after=after_node: revisions.thin(tx, policy, after, batch)
+            )
             dropped += count
             if not after_node:
                 return dropped
@@ -659,7 +449,7 @@ class Store:
         """A folder's entries as they were at at_ns (folder_id 0 = the user's root)."""
 
         @snapshot
-        def read(conn: sqlite3.Connection) -> list[SnapshotEntry]:
+        def read(conn: Sql) -> list[SnapshotEntry]:
             folder = (
                 folder_id
                 or rows.fetch_one(conn, "SELECT root_node_id FROM users WHERE id = ?", (user_id,))[
@@ -676,62 +466,22 @@ class Store:
     # --- garbage collection fence ----------------------------------------
 
     async def condemn_blocks(self, hashes: Sequence[bytes]) -> list[bytes]:
-        """Fences the hashes no revision refers to; returns them.
-
-        In the same write transaction as every commit, so a commit either
-        lands before (its blocks are referenced and not condemned) or after
-        (it is refused with BlocksCondemned).
-        """
+        """Fences the hashes no revision refers to; returns them (see fence.py)."""
         candidates = sorted(set(hashes))
-
-        def body(tx: Transaction) -> list[bytes]:
-            referenced: set[bytes] = set()
-            for marks, chunk in rows.in_chunks(candidates):
-                found = tx.conn.execute(
-                    f"SELECT DISTINCT hash FROM revision_blocks WHERE hash IN ({marks})", chunk
-                )
-                referenced.update(row[0] for row in found)
-            condemned = [h for h in candidates if h not in referenced]
-            tx.conn.executemany(
-                "INSERT OR IGNORE INTO condemned_blocks (hash, condemned_ns) VALUES (?, ?)",
-                [(h, tx.now_ns) for h in condemned],
-            )
-            return condemned
-
-        return await self._write(body)
+        return await self._write(lambda tx: fence.condemn(tx, candidates))
 
     async def release_blocks(self, hashes: Sequence[bytes]) -> None:
         """Lifts the fence once the collector has deleted the blocks."""
         unique = sorted(set(hashes))
-
-        def body(tx: Transaction) -> None:
-            for marks, chunk in rows.in_chunks(unique):
-                tx.conn.execute(f"DELETE FROM condemned_blocks WHERE hash IN ({marks})", chunk)
-
-        await self._write(body)
+        await self._write(lambda tx: fence.release(tx, unique))
 
     async def list_condemned_blocks(self, among: Sequence[bytes] = ()) -> list[bytes]:
         """Condemned hashes: those of among that are, or all when among is empty."""
-
-        def read(conn: sqlite3.Connection) -> list[bytes]:
-            if among:
-                return sorted(edits.condemned_among(conn, set(among)))
-            return [row[0] for row in conn.execute("SELECT hash FROM condemned_blocks")]
-
-        return await self._read(read)
+        return await self._read(lambda conn: fence.condemned(conn, among))
 
     async def referenced_blocks(self, after: bytes, limit: int) -> tuple[list[bytes], bool]:
         """A page of distinct referenced hashes greater than after, in order; more?"""
-
-        def read(conn: sqlite3.Connection) -> tuple[list[bytes], bool]:
-            found = conn.execute(
-                "SELECT DISTINCT hash FROM revision_blocks WHERE hash > ? ORDER BY hash LIMIT ?",
-                (after, limit + 1),
-            ).fetchall()
-            hashes = [row[0] for row in found[:limit]]
-            return hashes, len(found) > limit
-
-        return await self._read(read)
+        return await self._read(lambda conn: fence.referenced(conn, after, limit))
 
     async def block_references(self, hashes: Sequence[bytes]) -> list[BlockReference]:
         """The files whose kept revisions refer to these blocks (see damage.py)."""
@@ -746,23 +496,4 @@ class Store:
         return await self._write(lambda tx: requests.purge(tx, before_ns))
 
     async def storage_summary(self) -> StorageSummary:
-        def read(conn: sqlite3.Connection) -> StorageSummary:
-            logical = rows.fetch_one(
-                conn,
-                "SELECT COALESCE(SUM(size), 0) FROM nodes"
-                " WHERE deleted_ns IS NULL AND kind = 'file'",
-                (),
-            )
-            blocks = rows.fetch_one(
-                conn,
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM"
-                " (SELECT MAX(size) AS size FROM revision_blocks GROUP BY hash)",
-                (),
-            )
-            return StorageSummary(
-                logical_bytes=int(logical[0]),
-                referenced_blocks=int(blocks[0]),
-                referenced_bytes=int(blocks[1]),
-            )
-
-        return await self._read(read)
+        return await self._read(snapshot(fence.summary))

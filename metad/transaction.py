@@ -10,7 +10,6 @@ Must not: commit or roll back (the engine does), or know gRPC.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -18,16 +17,17 @@ from typing import TypeVar
 from metad import rows, xattrs
 from metad.errors import AlreadyExists, ContentGone, QuotaExceeded
 from metad.models import Actor, ChangeKind, Node, NodeKind, Role
+from metad.sql import Sql
 from protos import names
 
 T = TypeVar("T")
 
 # What counts against a user's quota (in a query over users): the current
 # revisions of their live files, not trash or older revisions.
-USED_BYTES = "users.used_bytes"  # kept by triggers (metad/schema.py, version 8)
+USED_BYTES = "users.used_bytes"  # kept by triggers (metad/schema.py, version 9)
 
 
-def child(conn: sqlite3.Connection, parent_id: int, name: str) -> Node | None:
+def child(conn: Sql, parent_id: int, name: str) -> Node | None:
     """The live entry named name in parent_id, or None.
 
     A node under its own name, or a node under one of its further names (a
@@ -56,7 +56,7 @@ def child(conn: sqlite3.Connection, parent_id: int, name: str) -> Node | None:
 class Transaction:
     """One write inside a transaction: the writer connection, its clock reading and its journal."""
 
-    conn: sqlite3.Connection
+    conn: Sql
     now_ns: int
     last_sequence: int = 0
 
@@ -85,14 +85,17 @@ class Transaction:
         gets (one reserved to the creator, see reservations.py); None: the next.
         born_ns: its ctime, when not now (a node a device made in its journal).
         """
+        # The id column only when the id is given: None would be a NULL, not "the next".
+        given = node_id is not None
+        id_column, id_mark, id_value = ("id, ", "?, ", (node_id,)) if given else ("", "", ())
         row = rows.fetch_one(
             self.conn,
-            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
-            " revision, size, symlink_target, uid, gid, rdev, atime_ns)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO nodes ({id_column}owner_id, parent_id, name, kind, mode, mtime_ns,"
+            " ctime_ns, revision, size, symlink_target, uid, gid, rdev, atime_ns)"
+            f" VALUES ({id_mark}?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             f" RETURNING {rows.NODE_COLUMNS}",
             (
-                node_id,
+                *id_value,
                 owner_id,
                 parent_id,
                 name,
@@ -239,7 +242,7 @@ class Transaction:
         row = rows.fetch_one(
             self.conn,
             "WITH RECURSIVE up (id) AS ("
-            "  SELECT ? UNION ALL"
+            "  SELECT CAST(? AS BIGINT) UNION ALL"
             "  SELECT nodes.parent_id FROM nodes JOIN up ON nodes.id = up.id"
             "  WHERE nodes.parent_id IS NOT NULL"
             ") SELECT 1 FROM up WHERE id = ? LIMIT 1",
@@ -260,9 +263,9 @@ class Transaction:
             )
             return
         self.conn.execute(
-            "UPDATE nodes SET mtime_ns = MAX(mtime_ns, ?), ctime_ns = MAX(ctime_ns, ?)"
-            " WHERE id = ?",
-            (at_ns, at_ns, directory_id),
+            "UPDATE nodes SET mtime_ns = CASE WHEN mtime_ns < ? THEN ? ELSE mtime_ns END,"
+            " ctime_ns = CASE WHEN ctime_ns < ? THEN ? ELSE ctime_ns END WHERE id = ?",
+            (at_ns, at_ns, at_ns, at_ns, directory_id),
         )
 
     def journal(
@@ -285,10 +288,11 @@ class Transaction:
         Call it after the node's own updates: it returns the node as committed
         (with the role it came in with).
         """
-        cursor = self.conn.execute(
+        inserted = rows.fetch_one(
+            self.conn,
             "INSERT INTO changes (owner_id, kind, node_id, node_kind, parent_id, name,"
             " old_parent_id, old_name, revision, actor_id, device, time_ns, replaced_node_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sequence",
             (
                 node.owner_id,
                 kind.value,
@@ -305,8 +309,7 @@ class Transaction:
                 replaced_node_id,
             ),
         )
-        assert cursor.lastrowid is not None
-        sequence = cursor.lastrowid
+        sequence = int(inserted[0])
         if subject_user_id is not None:
             self.conn.execute(
                 "INSERT INTO share_changes (sequence, user_id, role) VALUES (?, ?, ?)",

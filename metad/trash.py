@@ -16,12 +16,12 @@ Runs inside a store write or read on the connection's thread.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from metad import access, rows
 from metad.errors import NotFound
 from metad.models import Actor, Node, NodeKind, Restored, TrashEntry
+from metad.sql import Sql
 
 if TYPE_CHECKING:
     from metad.transaction import Transaction
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 _NOT_PURGED = "id NOT IN (SELECT node_id FROM purged_nodes)"
 
 
-def entries(conn: sqlite3.Connection, user_id: int, keep_ns: int) -> list[TrashEntry]:
+def entries(conn: Sql, user_id: int, keep_ns: int) -> list[TrashEntry]:
     """The user's deleted nodes that sit in a live folder, newest first.
 
     keep_ns: how long the trash keeps an entry (0 = until emptied).
@@ -56,7 +56,7 @@ def entries(conn: sqlite3.Connection, user_id: int, keep_ns: int) -> list[TrashE
     return result
 
 
-def _deleted_node(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
+def _deleted_node(conn: Sql, node_id: int, user_id: int) -> Node:
     row = rows.fetch_one(
         conn,
         f"SELECT {rows.NODE_COLUMNS} FROM nodes WHERE id = ? AND owner_id = ?"
@@ -68,11 +68,11 @@ def _deleted_node(conn: sqlite3.Connection, node_id: int, user_id: int) -> Node:
     return rows.node(row)
 
 
-def _deleted_with(conn: sqlite3.Connection, folder: Node) -> list[Node]:
+def _deleted_with(conn: Sql, folder: Node) -> list[Node]:
     """Descendants deleted in the run that ended with the folder's deletion, parents first."""
     subtree = conn.execute(
         "WITH RECURSIVE down (id, depth) AS ("
-        "  SELECT ?, 0 UNION ALL"
+        "  SELECT CAST(? AS BIGINT), 0 UNION ALL"
         "  SELECT nodes.id, down.depth + 1 FROM nodes JOIN down ON nodes.parent_id = down.id"
         f") SELECT {rows.NODE_COLUMNS}, down.depth AS depth FROM down JOIN nodes USING (id)"
         " WHERE down.depth > 0 ORDER BY down.depth, nodes.id",
@@ -143,7 +143,8 @@ def purge(tx: Transaction, where: str, params: tuple[object, ...]) -> tuple[int,
     doomed = f"SELECT id FROM nodes WHERE deleted_ns IS NOT NULL AND {_NOT_PURGED} AND ({where})"
     row = rows.fetch_one(
         tx.conn,
-        f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = 'file' THEN size END), 0) FROM nodes"
+        "SELECT COUNT(*),"
+        " CAST(COALESCE(SUM(CASE WHEN kind = 'file' THEN size END), 0) AS BIGINT) FROM nodes"
         f" WHERE id IN ({doomed})",
         params,
     )

@@ -11,7 +11,6 @@ Runs on a connection's thread (the writes inside the change's transaction).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from metad.errors import (
@@ -22,6 +21,7 @@ from metad.errors import (
     NotSupported,
     TooLarge,
 )
+from metad.sql import Sql
 from protos import xattr_limits as limits
 
 if TYPE_CHECKING:  # transaction.py calls in here (restores)
@@ -42,7 +42,7 @@ def check_name(name: str) -> None:
         )
 
 
-def all_of(conn: sqlite3.Connection, node_id: int) -> dict[str, bytes]:
+def all_of(conn: Sql, node_id: int) -> dict[str, bytes]:
     return {
         row[0]: bytes(row[1])
         for row in conn.execute(

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -26,6 +26,7 @@ from protos import auth
 from protos.drive.v1 import blocks_pb2_grpc, metadata_pb2_grpc
 from tests import signin
 from tests.offline import relays_to
+from tests.pgserver import database, pg_cluster, pg_database  # noqa: F401 - fixtures
 from tests.s3server import (  # noqa: F401 - fixtures
     S3_SERVERS,
     aws_environment,
@@ -59,10 +60,12 @@ def assert_log_clean(log_path: Path, allowed: list[str]) -> None:
 class DaemonRunner:
     """Starts daemons for a test and stops them (checking logs) at the end."""
 
-    def __init__(self, allowed: list[str]) -> None:
+    def __init__(self, allowed: list[str], new_database: Callable[[], str] | None = None) -> None:
         self.allowed = allowed
         self.daemons: list[Daemon] = []
         self._how: dict[int, tuple[str, Path, dict]] = {}
+        self._new_database = new_database  # metad's metadata on PostgreSQL (see `daemons`)
+        self._databases: dict[Path, str] = {}
 
     def start(self, name: str, data_dir: Path, listen: str = "127.0.0.1:0", **kw) -> Daemon:
         extra = list(kw.pop("extra_args", None) or [])
@@ -72,6 +75,10 @@ class DaemonRunner:
             # Tests make and remove files within seconds: only names mark temporaries
             # here (tests of the quiet trash itself give the window).
             extra += ["--quiet-seconds", "0"]
+        if name == "metad" and self._new_database and "--database" not in extra:
+            if data_dir not in self._databases:
+                self._databases[data_dir] = self._new_database()
+            extra += ["--database", self._databases[data_dir]]
         daemon = start_daemon(name, data_dir, listen, extra_args=extra, **kw)
         kw["extra_args"] = extra
         self.daemons.append(daemon)
@@ -101,8 +108,15 @@ def session_auth_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def daemons(allowed_log_patterns: list[str]) -> Iterator[DaemonRunner]:
-    runner = DaemonRunner(allowed_log_patterns)
+def daemons(
+    allowed_log_patterns: list[str], request: pytest.FixtureRequest
+) -> Iterator[DaemonRunner]:
+    """DRIVEFS_TEST_METADATA=postgresql: each metad keeps its metadata in a database of
+    its own on the session's PostgreSQL cluster (not in CI: a whole-suite run by hand)."""
+    new_database = None
+    if os.environ.get("DRIVEFS_TEST_METADATA") == "postgresql":
+        new_database = request.getfixturevalue("pg_cluster").create_database
+    runner = DaemonRunner(allowed_log_patterns, new_database)
     yield runner
     runner.close()
 

@@ -1,4 +1,4 @@
-"""Revisions, trash, snapshots and retention in the store, on a real SQLite file.
+"""Revisions, trash, snapshots and retention in the store, on each engine (SQLite, PostgreSQL).
 
 The store's clock is a test clock, so "thirty days later" takes no time; the
 gRPC and command-line surfaces are tested in test_sharing.py and the CLI tests.
@@ -32,11 +32,11 @@ class Clock:
         self.now += ns
 
 
-def scenario(tmp_path: Path, body: Callable[[Store, Clock], Awaitable[Any]]) -> Any:
+def scenario(database: Path | str, body: Callable[[Store, Clock], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         clock = Clock()
         # Quick removals still go to the trash here: these tests are about the trash.
-        store = await Store.open(tmp_path / "metadata.db", clock=clock, quiet_ns=0)
+        store = await Store.open(database, clock=clock, quiet_ns=0)
         try:
             return await body(store, clock)
         finally:
@@ -60,7 +60,7 @@ async def content(store: Store, node_id: int, number: int = 0) -> bytes:
     return b"".join(b.hash for b in revision.blocks)
 
 
-def test_restore_revision_3_after_ten_edits_keeps_everything(tmp_path: Path) -> None:
+def test_restore_revision_3_after_ten_edits_keeps_everything(database: Path | str) -> None:
     async def body(store: Store, clock: Clock) -> None:
         root = await store.get_root(FIRST_USER_ID)
         plan = await store.create_file(OWNER, root.id, "plan.txt", 0o644)
@@ -74,7 +74,7 @@ def test_restore_revision_3_after_ten_edits_keeps_everything(tmp_path: Path) -> 
         # Nothing overwritten; the empty revision 1 gave way to the first content.
         assert numbers == list(range(12, 1, -1))
 
-    scenario(tmp_path, body)
+    scenario(database, body)
 
 
 async def _tree(store: Store, folder_id: int) -> dict[str, Any]:
@@ -89,7 +89,7 @@ async def _tree(store: Store, folder_id: int) -> dict[str, Any]:
     return tree
 
 
-def test_a_folder_comes_back_from_trash_with_its_whole_tree(tmp_path: Path) -> None:
+def test_a_folder_comes_back_from_trash_with_its_whole_tree(database: Path | str) -> None:
     async def body(store: Store, clock: Clock) -> None:
         root = await store.get_root(FIRST_USER_ID)
         docs = await store.make_directory(OWNER, root.id, "docs", 0o755)
@@ -119,10 +119,10 @@ def test_a_folder_comes_back_from_trash_with_its_whole_tree(tmp_path: Path) -> N
         assert await _tree(store, docs.id) == before
         assert [e.node.id for e in await store.list_trash(FIRST_USER_ID, 0)] == [old.id]
 
-    scenario(tmp_path, body)
+    scenario(database, body)
 
 
-def test_purged_trash_and_thinned_revisions_release_their_blocks(tmp_path: Path) -> None:
+def test_purged_trash_and_thinned_revisions_release_their_blocks(database: Path | str) -> None:
     async def body(store: Store, clock: Clock) -> None:
         root = await store.get_root(FIRST_USER_ID)
         gone = await store.create_file(OWNER, root.id, "gone.txt", 0o644)
@@ -153,10 +153,10 @@ def test_purged_trash_and_thinned_revisions_release_their_blocks(tmp_path: Path)
             FIRST_USER_ID, plan.id, r.number)).blocks}  # fmt: skip
         assert set(referenced) == kept  # gone.txt's and thinned blocks can be collected
 
-    scenario(tmp_path, body)
+    scenario(database, body)
 
 
-def test_a_snapshot_lists_and_restores_the_tree_as_it_was(tmp_path: Path) -> None:
+def test_a_snapshot_lists_and_restores_the_tree_as_it_was(database: Path | str) -> None:
     async def body(store: Store, clock: Clock) -> None:
         root = await store.get_root(FIRST_USER_ID)
         docs = await store.make_directory(OWNER, root.id, "docs", 0o755)
@@ -191,10 +191,10 @@ def test_a_snapshot_lists_and_restores_the_tree_as_it_was(tmp_path: Path) -> Non
         assert "later.txt" in now
         assert await content(store, (await store.lookup(FIRST_USER_ID, root.id, "moved.txt")).id)
 
-    scenario(tmp_path, body)
+    scenario(database, body)
 
 
-def test_housekeeping_purges_trash_older_than_the_trash_period(tmp_path: Path) -> None:
+def test_housekeeping_purges_trash_older_than_the_trash_period(database: Path | str) -> None:
     async def body(store: Store, clock: Clock) -> None:
         root = await store.get_root(FIRST_USER_ID)
         for name, n in (("old.txt", 1), ("recent.txt", 2)):
@@ -208,4 +208,4 @@ def test_housekeeping_purges_trash_older_than_the_trash_period(tmp_path: Path) -
         referenced, _ = await store.referenced_blocks(b"", 100)
         assert referenced == [(2).to_bytes(32, "big")]
 
-    scenario(tmp_path, body)
+    scenario(database, body)

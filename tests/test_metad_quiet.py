@@ -1,7 +1,7 @@
 """Quiet trash in the store: programs' temporaries leave no trace, people's files do.
 
-A real SQLite file and a test clock; through a mount with real programs in
-test_mount_programs.py.
+Each engine (a SQLite file, a PostgreSQL database) and a test clock; through a
+mount with real programs in test_mount_programs.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ OWNER = Actor(FIRST_USER_ID, "laptop")
 WINDOW_NS = 30 * 10**9
 
 
-def scenario(tmp_path: Path, body: Callable[[Store, Callable[[int], None]], Awaitable[Any]]) -> Any:
+def scenario(
+    database: Path | str, body: Callable[[Store, Callable[[int], None]], Awaitable[Any]]
+) -> Any:
     async def main() -> Any:
         now = [1_800_000_000 * 10**9]
 
@@ -29,7 +31,7 @@ def scenario(tmp_path: Path, body: Callable[[Store, Callable[[int], None]], Awai
         def advance(ns: int) -> None:
             now[0] += ns
 
-        store = await Store.open(tmp_path / "metadata.db", clock=clock, quiet_ns=WINDOW_NS)
+        store = await Store.open(database, clock=clock, quiet_ns=WINDOW_NS)
         try:
             return await body(store, advance)
         finally:
@@ -48,7 +50,7 @@ async def trash_names(store: Store) -> list[str]:
     return sorted(e.node.name for e in await store.list_trash(FIRST_USER_ID, 0))
 
 
-def test_temporaries_by_name_and_by_age_skip_the_trash(tmp_path: Path) -> None:
+def test_temporaries_by_name_and_by_age_skip_the_trash(database: Path | str) -> None:
     async def body(store: Store, advance: Callable[[int], None]) -> None:
         root = await store.get_root(FIRST_USER_ID)
         git = await store.make_directory(OWNER, root.id, ".git", 0o755)
@@ -75,11 +77,11 @@ def test_temporaries_by_name_and_by_age_skip_the_trash(tmp_path: Path) -> None:
         assert await trash_names(store) == ["index.lock", "quick.txt"]
         assert late.id  # removed within the window: gone without a trace
 
-    scenario(tmp_path, body)
+    scenario(database, body)
 
 
 def test_a_document_renamed_like_a_temporary_keeps_its_trash_entry_and_history(
-    tmp_path: Path,
+    database: Path | str,
 ) -> None:
     """vim's backup: the original becomes "notes.txt~" and is removed after the save."""
 
@@ -96,4 +98,4 @@ def test_a_document_renamed_like_a_temporary_keeps_its_trash_entry_and_history(
         revisions = await store.list_revisions(FIRST_USER_ID, notes.id)
         assert len(revisions) == 3
 
-    scenario(tmp_path, body)
+    scenario(database, body)

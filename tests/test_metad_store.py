@@ -1,7 +1,9 @@
 """metad below gRPC: schema, store transactions, group commit, journal fan-out, rules.
 
-Runs the store on a real SQLite file through asyncio.run; the gRPC surface is
-tested in test_metad_service.py.
+Runs the store through asyncio.run on each engine (the `database` fixture: a
+real SQLite file, a database of a throwaway PostgreSQL cluster) where a test
+is not about SQLite's file itself; the gRPC surface is tested in
+test_metad_service.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from metad import changes, rules, schema
@@ -94,6 +97,7 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
             "xattrs",
             "revision_xattrs",
             "node_id_reservations",
+            "drive_settings",
         }
         for table, sql in tables:
             lines = sql.splitlines()
@@ -167,17 +171,23 @@ def test_a_version_4_database_keeps_its_journal_and_ids_through_the_upgrade(
     run(upgraded)
 
 
-def _sum_of_live_files(db: Path) -> int:
+def _sum_of_live_files(db: Path | str) -> int:
     """The usage a quota is about, added up the slow way from the nodes themselves."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return conn.execute(
-            "SELECT COALESCE(SUM(size), 0) FROM nodes"
-            " WHERE owner_id = 1 AND kind = 'file' AND deleted_ns IS NULL"
-        ).fetchone()[0]
+    query = (
+        "SELECT COALESCE(SUM(size), 0) FROM nodes"
+        " WHERE owner_id = 1 AND kind = 'file' AND deleted_ns IS NULL"
+    )
+    if isinstance(db, Path):
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return conn.execute(query).fetchone()[0]
+    with psycopg.connect(db) as conn:
+        return int(conn.execute(query).fetchone()[0])
 
 
-def test_usage_is_the_sum_of_live_files_through_every_kind_of_change(tmp_path: Path) -> None:
-    db = tmp_path / "db"
+def test_usage_is_the_sum_of_live_files_through_every_kind_of_change(
+    database: Path | str,
+) -> None:
+    db = database
 
     async def scenario() -> None:
         async with open_store(db, quiet_ns=0) as store:
@@ -242,8 +252,8 @@ def test_usage_of_a_version_7_database_is_added_up_once_by_the_upgrade(tmp_path:
     run(upgraded)
 
 
-def test_first_start_creates_the_owner_and_root_once(tmp_path: Path) -> None:
-    db = tmp_path / "metadata.db"
+def test_first_start_creates_the_owner_and_root_once(database: Path | str) -> None:
+    db = database
 
     async def scenario() -> None:
         for _ in range(2):
@@ -252,13 +262,15 @@ def test_first_start_creates_the_owner_and_root_once(tmp_path: Path) -> None:
                 assert root.kind is NodeKind.DIRECTORY
                 assert root.mode == 0o755
                 assert root.parent_id is None and root.name == ""
+        async with open_store(db) as store:
+            users = await store.list_users()
+            assert [(u.id, u.name, u.quota_bytes, u.root_id) for u in users] == [(1, "owner", 0, 1)]
+            assert (await store.find_user("owner")) == (users[0], None)  # no password
+            # The next user gets the next id: the first one's was given, not drawn.
+            other = await store.create_user("other", "hash", quota_bytes=0, admin=False)
+            assert (other.id, other.root_id) == (2, 2)
 
     run(scenario)
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        users = conn.execute(
-            "SELECT id, name, password_hash, quota_bytes, root_node_id FROM users"
-        ).fetchall()
-        assert users == [(1, "owner", None, 0, 1)]
 
 
 def test_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -290,11 +302,11 @@ def test_a_file_that_is_not_a_database_is_a_startup_error(tmp_path: Path) -> Non
 # -- transactions and the journal --------------------------------------------------------------
 
 
-def test_every_change_stamps_its_node_with_its_journal_row(tmp_path: Path) -> None:
+def test_every_change_stamps_its_node_with_its_journal_row(database: Path | str) -> None:
     published: list[int] = []
 
     async def scenario() -> None:
-        async with open_store(tmp_path / "db", on_commit=published.append) as store:
+        async with open_store(database, on_commit=published.append) as store:
             root = await store.get_root(FIRST_USER_ID)
             directory = await store.make_directory(OWNER, root.id, "d", 0o755)
             file = await store.create_file(OWNER, directory.id, "f", 0o644)
@@ -329,11 +341,11 @@ def test_every_change_stamps_its_node_with_its_journal_row(tmp_path: Path) -> No
     run(scenario)
 
 
-def test_server_clock_fills_zero_times_and_moves_parent_times(tmp_path: Path) -> None:
+def test_server_clock_fills_zero_times_and_moves_parent_times(database: Path | str) -> None:
     now = iter(range(1_000, 100_000, 1_000))
 
     async def scenario() -> None:
-        async with open_store(tmp_path / "db", clock=lambda: next(now)) as store:
+        async with open_store(database, clock=lambda: next(now)) as store:
             root = await store.get_root(FIRST_USER_ID)  # created at 1000
             a = await store.create_file(OWNER, root.id, "a", 0o644)  # 2000
             assert (a.mtime_ns, a.ctime_ns) == (2_000, 2_000)
@@ -350,11 +362,11 @@ def test_server_clock_fills_zero_times_and_moves_parent_times(tmp_path: Path) ->
     run(scenario)
 
 
-def test_group_commit_fails_only_the_failing_writes(tmp_path: Path) -> None:
+def test_group_commit_fails_only_the_failing_writes(database: Path | str) -> None:
     published: list[int] = []
 
     async def scenario() -> None:
-        async with open_store(tmp_path / "db", on_commit=published.append) as store:
+        async with open_store(database, on_commit=published.append) as store:
             names = [f"n{i % 40}" for i in range(50)]  # ten names are taken twice
             results = await asyncio.gather(
                 *(store.create_file(OWNER, 1, name, 0o644) for name in names),
@@ -378,12 +390,12 @@ def test_group_commit_fails_only_the_failing_writes(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_writes_beyond_one_group_commit_are_chained_in_order(tmp_path: Path) -> None:
+def test_writes_beyond_one_group_commit_are_chained_in_order(database: Path | str) -> None:
     published: list[int] = []
     count = 2 * MAX_GROUP_COMMIT + 88
 
     async def scenario() -> None:
-        async with open_store(tmp_path / "db", on_commit=published.append) as store:
+        async with open_store(database, on_commit=published.append) as store:
             nodes = await asyncio.gather(
                 *(store.create_file(OWNER, 1, f"f{i}", 0o644) for i in range(count))
             )
@@ -400,9 +412,9 @@ def test_writes_beyond_one_group_commit_are_chained_in_order(tmp_path: Path) -> 
     run(scenario)
 
 
-def test_a_write_whose_caller_gave_up_still_commits_and_is_announced(tmp_path: Path) -> None:
+def test_a_write_whose_caller_gave_up_still_commits_and_is_announced(database: Path | str) -> None:
     published: list[int] = []
-    db = tmp_path / "db"
+    db = database
 
     async def scenario() -> None:
         async with open_store(db, on_commit=published.append) as store:
@@ -422,11 +434,11 @@ def test_a_write_whose_caller_gave_up_still_commits_and_is_announced(tmp_path: P
 
 
 def test_follow_streams_the_backlog_in_batches_then_live_then_ends_on_close(
-    tmp_path: Path,
+    database: Path | str,
 ) -> None:
     async def scenario() -> None:
         signal = changes.CommitSignal()
-        async with open_store(tmp_path / "db", on_commit=signal.publish) as store:
+        async with open_store(database, on_commit=signal.publish) as store:
             for i in range(10):
                 await store.make_directory(OWNER, 1, f"d{i}", 0o755)
             read_sizes: list[int] = []
@@ -464,10 +476,10 @@ def test_follow_streams_the_backlog_in_batches_then_live_then_ends_on_close(
     run(scenario)
 
 
-def test_follow_from_beyond_the_end_waits_for_later_sequences(tmp_path: Path) -> None:
+def test_follow_from_beyond_the_end_waits_for_later_sequences(database: Path | str) -> None:
     async def scenario() -> None:
         signal = changes.CommitSignal()
-        async with open_store(tmp_path / "db", on_commit=signal.publish) as store:
+        async with open_store(database, on_commit=signal.publish) as store:
             await store.make_directory(OWNER, 1, "a", 0o755)  # sequence 1
             seen: list[int] = []
 
@@ -530,10 +542,10 @@ def test_invalid_names(name: str) -> None:
 
 
 def test_a_device_number_beyond_what_is_stored_is_refused_and_nothing_made(
-    tmp_path: Path,
+    database: Path | str,
 ) -> None:
     async def scenario() -> None:
-        async with open_store(tmp_path / "metadata.db") as store:
+        async with open_store(database) as store:
             root = await store.get_root(FIRST_USER_ID)
             for rdev in (2**63, 2**64 - 1, -1):
                 with pytest.raises(InvalidArgument, match="device number"):
@@ -582,8 +594,8 @@ def test_valid_block_lists() -> None:
 # -- garbage collection fence --------------------------------------------------------------
 
 
-def test_condemned_blocks_are_refused_by_commits_until_released(tmp_path: Path) -> None:
-    db = tmp_path / "metadata.db"
+def test_condemned_blocks_are_refused_by_commits_until_released(database: Path | str) -> None:
+    db = database
     kept, orphan = block(0, 10, fill=1), block(0, 10, fill=2)
 
     async def scenario() -> None:
@@ -610,5 +622,27 @@ def test_condemned_blocks_are_refused_by_commits_until_released(tmp_path: Path) 
             summary = await store.storage_summary()
             assert (summary.logical_bytes, summary.referenced_blocks) == (10, 2)
             assert summary.referenced_bytes == 20
+
+    run(scenario)
+
+
+# -- node ids ------------------------------------------------------------------------------------
+
+
+def test_reserved_ids_are_used_once_and_ordinary_creates_land_beyond_them(
+    database: Path | str,
+) -> None:
+    async def scenario() -> None:
+        async with open_store(database) as store:
+            first, count = await store.reserve_node_ids(FIRST_USER_ID, 3)
+            assert count == 3
+            made = await store.make_directory(OWNER, 1, "offline", 0o755, node_id=first + 1)
+            assert made.id == first + 1
+            ordinary = await store.make_directory(OWNER, 1, "online", 0o755)
+            assert ordinary.id > first + 2
+            again, _ = await store.reserve_node_ids(FIRST_USER_ID, 2)
+            assert again > ordinary.id
+        async with open_store(database) as store:  # the counter is kept
+            assert (await store.make_directory(OWNER, 1, "later", 0o755)).id > again + 1
 
     run(scenario)

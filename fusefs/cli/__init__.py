@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="its key (with --tls-cert)")
     serve.add_argument(
+        "--metadata", metavar="URL",
+        help="keep the metadata in PostgreSQL: postgresql://USER@HOST[:PORT]/DB (a password "
+        "from PGPASSWORD or ~/.pgpass); default: a SQLite file under DATA",
+    )  # fmt: skip
+    serve.add_argument(
         "--metrics", metavar="HOST:PORT", help="Prometheus metrics: metad there, blockd on PORT+1"
     )
     _block_store_options(serve)

@@ -57,6 +57,8 @@ def start_daemons(
             *_metrics_args(args, 0),
         ]  # fmt: skip
         metad_args += _log_level_args(args)
+        if getattr(args, "metadata", None):  # drive serve --metadata postgresql://...
+            metad_args += ["--database", args.metadata]
         blockd_args = blockd_args + _metrics_args(args, 1) + _log_level_args(args)
         started.append(
             start_daemon("metad", args.data / "metad", args.metad, extra_args=metad_args)

@@ -1,0 +1,70 @@
+"""Reading the change journal: one subscriber's events, with names and paths as they see them.
+
+Owns the journal's read side: which rows are a user's (their drive, what is
+shared with them, shares given to or taken from them) and how far a read
+looked, which changes.follow relies on (see schema.py for the ordering the
+engines guarantee). The rows are written by Transaction.journal. Runs on a
+reader's thread, in one read transaction (the head and the rows from one
+snapshot).
+
+Must not: write, or know gRPC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from metad import access, rows, users
+from metad.changes import ChangePage
+from metad.models import ChangeEvent
+from metad.sql import Sql
+
+
+def head(conn: Sql) -> int:
+    """The newest journal sequence; 0 if there is none yet."""
+    return int(rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())[0])
+
+
+def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, bool] | None:
+    """Where the event's node is for the viewer: after the change, or, if the change took
+    it out of their sight (moved out of a shared folder), where it was before."""
+    place = viewer.place_of_entry(event.parent_id, event.name, event.node_id)
+    if place is None and event.old_parent_id is not None and event.old_name is not None:
+        place = viewer.place_of_entry(event.old_parent_id, event.old_name, event.node_id)
+    return place
+
+
+def read(conn: Sql, user_id: int, after: int, limit: int) -> ChangePage:
+    """The user's events with sequence > after, from at most limit rows (in a snapshot)."""
+    newest = head(conn)
+    viewer = access.Viewer(conn, user_id)
+    owners = sorted(viewer.owners_sharing - {user_id})
+    marks = ",".join("?" * len(owners))
+    others = f" OR owner_id IN ({marks})" if owners else ""
+    found = conn.execute(
+        f"SELECT {rows.CHANGE_COLUMNS} FROM {rows.CHANGES}"
+        " WHERE changes.sequence > ? AND changes.sequence <= ?"
+        f" AND (owner_id = ? OR share_changes.user_id = ?{others})"
+        " ORDER BY changes.sequence LIMIT ?",
+        (after, newest, user_id, user_id, *owners, limit),
+    ).fetchall()
+    more = len(found) == limit
+    names = users.Names(conn)
+    events: list[ChangeEvent] = []
+    for row in found:
+        event = rows.change(row)
+        place = _place_of_event(viewer, event)
+        if place is None:
+            if event.owner_id != user_id and event.subject_user_id != user_id:
+                continue  # in a drive that shares other things with them
+            place = (event.name, event.owner_id != user_id)
+        events.append(
+            replace(
+                event,
+                actor_name=names.of(event.actor_id),
+                subject_name=names.of(event.subject_user_id),
+                path=place[0],
+                shared=place[1],
+            )
+        )
+    return ChangePage(events, int(found[-1]["sequence"]) if more else newest, more)

@@ -1,0 +1,325 @@
+"""The PostgreSQL engine: connections to one database that several metad share.
+
+Owns what PostgreSQL spells its own way for the engine: the single-writer
+lock, the placeholders, rows by name, identity sequences as id counters, the
+wake-up of other replicas, and the migration lock.
+
+Why one writer at a time (the journal's order across replicas): every write
+transaction of every metad first takes one transaction-scoped advisory lock,
+`pg_advisory_xact_lock(WRITE_LOCK)`, as SQLite's BEGIN IMMEDIATE does for one
+file. It is held until COMMIT, and PostgreSQL makes a commit visible to new
+snapshots before it releases the transaction's locks. So the transaction that
+takes the lock next starts after every earlier one is visible, the journal
+sequences it draws are greater than all committed ones, and it becomes visible
+after them: journal rows become visible in sequence order, and a reader that
+saw sequence N sees every row below N (numbers may skip where a transaction
+rolled back, but no row appears below one already seen). A subscription's
+"rows with sequence > cursor, up to the head of my snapshot" then never misses
+one, whichever replica wrote it. The same lock makes each write's checks
+(base revision, quota, free name) and its changes one step, as on SQLite:
+writes run at READ COMMITTED, so each statement after the lock sees every
+earlier commit. Group commit keeps the throughput: one lock, one COMMIT and
+one WAL flush for the writes queued meanwhile.
+
+Wake-up: a write transaction that journaled calls pg_notify(CHANNEL, head),
+which PostgreSQL delivers at COMMIT; every metad LISTENs on a connection of
+its own (`watch`) and reports the head to its subscribers, and reads the
+journal's head every POLL_S as well, so a lost notification or a dropped
+connection delays a subscriber at most that long. The journal table is the
+only source of events; a notification only says "look".
+
+Why psycopg 3: its synchronous API fits the engine's model of connections
+owned by threads (no second event loop), its C implementation (the binary
+package) keeps the per-statement cost low, and it speaks LISTEN/NOTIFY.
+
+Must not: hold the queries of any feature, log a URL (it may carry a
+password), or run a connection anywhere but its own thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+
+from metad import schema
+from metad.sql import Sql
+
+log = logging.getLogger(__name__)
+
+# The advisory lock every write transaction (and migration) holds until it ends.
+WRITE_LOCK = 0x6472_6976_6566_7331  # "drivefs1"
+CHANNEL = "drivefs_journal"
+# How often a metad reads the journal's head without being told (see above).
+POLL_S = 0.5
+CONNECT_TIMEOUT_S = 10
+
+
+@functools.lru_cache(maxsize=4096)
+def translate(sql: str) -> str:
+    """`?` placeholders to psycopg's `%s`; a literal `%` doubled (psycopg reads `%` everywhere).
+
+    A `?` inside a quoted string or name stays as it is.
+    """
+    out: list[str] = []
+    quote = ""
+    for char in sql:
+        if char == "%":
+            out.append("%%")
+        elif quote:
+            out.append(char)
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+            out.append(char)
+        elif char == "?":
+            out.append("%s")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+class Row:
+    """A result row readable by position and by column name, as sqlite3.Row is."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, values: Sequence[Any], index: dict[str, int]) -> None:
+        self._values = values
+        self._index = index
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            return self._values[self._index[key]]
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Row({tuple(self._values)!r})"
+
+
+def _rows(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+    """psycopg row factory: Row, the first column of a name winning (as sqlite3.Row)."""
+    index: dict[str, int] = {}
+    for position, column in enumerate(cursor.description or ()):
+        index.setdefault(column.name, position)
+    return lambda values: Row(values, index)
+
+
+# A password in a URL: postgresql://user:PASSWORD@host/... or ...?password=PASSWORD.
+_PASSWORD = re.compile(r"^\w+://[^/@:]*:([^@/]*)@|[?&]password=([^&]*)")
+
+
+def describe(url: str) -> str:
+    """The database for logs and errors: host, port, database and user, never the password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparsable URL)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+class PostgresConnection:
+    """A psycopg connection in autocommit mode (transactions by statement) as an engine
+    Connection.
+
+    A connection the server dropped (a restart, a network cut, an idle
+    timeout) is opened again when the next statement would start afresh: a
+    BEGIN or a lone statement, which nothing before it depends on. Inside a
+    transaction the error stands, and with it the transaction.
+    """
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], reopen: Callable[[], psycopg.Connection[Any]]
+    ) -> None:
+        self._conn = conn
+        self._reopen = reopen
+
+    def _afresh(self, query: str, params: tuple[Any, ...] | None = None) -> psycopg.Cursor[Any]:
+        """A statement outside any transaction, on a new connection if this one was lost."""
+        try:
+            return self._conn.execute(query, params)
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
+        log.info("the connection to the database was lost: connecting again")
+        self._conn.close()
+        self._conn = self._reopen()
+        return self._conn.execute(query, params)
+
+    @property
+    def in_transaction(self) -> bool:
+        status = self._conn.info.transaction_status
+        return status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        if self.in_transaction:
+            return self._conn.execute(translate(sql), tuple(params))
+        return self._afresh(translate(sql), tuple(params))
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(translate(sql), [tuple(p) for p in params])
+
+    def _sequence_value(self, table: str) -> int:
+        """The last value the id column's identity sequence gave (0: none yet)."""
+        row = self.execute(
+            "SELECT COALESCE(last_value, 0) FROM pg_sequences"
+            " WHERE format('%I.%I', schemaname, sequencename) = pg_get_serial_sequence(?, 'id')",
+            (table,),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def id_counter(self, table: str) -> int:
+        # Ids given explicitly (the first user, reserved node ids) may pass the sequence.
+        highest = self.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
+        return max(self._sequence_value(table), int(highest))
+
+    def move_id_counter(self, table: str, past: int) -> None:
+        if past > self._sequence_value(table):
+            self.execute("SELECT setval(pg_get_serial_sequence(?, 'id'), ?)", (table, past))
+
+    def begin_snapshot(self) -> None:
+        self._afresh("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    def end_snapshot(self) -> None:
+        if self.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def begin_write(self) -> None:
+        self._afresh("BEGIN")
+        self.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+
+    def commit_write(self, last_sequence: int) -> None:
+        if last_sequence:
+            self.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(last_sequence)))
+        # COMMIT of a transaction that failed rolls back without an error: ask what it did.
+        done = self._conn.execute("COMMIT").statusmessage
+        if done != "COMMIT":
+            raise psycopg.errors.InFailedSqlTransaction(f"the transaction ended in {done}")
+
+    def rollback(self) -> None:
+        self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresDriver:
+    """Connections to one PostgreSQL database, given by a postgresql:// URL."""
+
+    errors = (psycopg.Error,)
+    lost = (psycopg.OperationalError,)
+    shared = True
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.description = describe(url)
+        # Our own watcher's channel: closing wakes it at once rather than at its next poll.
+        self._stop_channel = f"drivefs_stop_{uuid.uuid4().hex}"
+
+    def scrub(self, text: str) -> str:
+        """text without the URL's password (libpq may quote the URL in an error)."""
+        text = text.replace(self._url, self.description)
+        for found in _PASSWORD.finditer(self._url):
+            for secret in found.groups():
+                if secret:
+                    text = text.replace(secret, "***")
+        return text
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(
+                self._url,
+                autocommit=True,
+                row_factory=_rows,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="metad",
+            )
+        except psycopg.Error as exc:
+            raise psycopg.OperationalError(self.scrub(str(exc))) from None
+
+    def connect(self, *, writer: bool) -> PostgresConnection:
+        if not writer:
+            return PostgresConnection(self._connect_reader(), self._connect_reader)
+        conn = self._connect()
+        try:
+            schema.migrate_postgres(conn, WRITE_LOCK)
+        except BaseException:
+            conn.close()
+            raise
+        return PostgresConnection(conn, self._connect)
+
+    def _connect_reader(self) -> psycopg.Connection[Any]:
+        conn = self._connect()
+        try:
+            conn.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def schema_version(self, conn: Sql) -> int:
+        return schema.postgres_version(conn)
+
+    def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
+        """LISTENs for other replicas' commits, and reads the head every POLL_S."""
+        conn: psycopg.Connection[Any] | None = None
+        reported = 0
+        failing = False
+        while not stopping.is_set():
+            try:
+                if conn is None:
+                    conn = self._connect()
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {self._stop_channel}")
+                for notice in conn.notifies(timeout=POLL_S):
+                    if notice.channel == self._stop_channel:
+                        break
+                    if notice.payload.isdigit() and int(notice.payload) > reported:
+                        reported = int(notice.payload)
+                        on_head(reported)
+                    if stopping.is_set():
+                        break
+                row = conn.execute("SELECT COALESCE(MAX(sequence), 0) FROM changes").fetchone()
+                if row is not None and int(row[0]) > reported:
+                    reported = int(row[0])
+                    on_head(reported)
+                if failing:
+                    log.info("watching %s for other replicas' commits again", self.description)
+                    failing = False
+            except psycopg.Error as exc:
+                if not failing:
+                    log.warning("lost the journal watch on %s: %s", self.description, exc)
+                    failing = True
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                stopping.wait(POLL_S)
+            except BaseException:
+                log.exception("the journal watch stopped")
+                break
+        if conn is not None:
+            conn.close()
+
+    def stop_watching(self, conn: PostgresConnection) -> None:
+        conn.execute("SELECT pg_notify(?, '')", (self._stop_channel,))
+
+    def __repr__(self) -> str:
+        return f"PostgresDriver({self.description})"

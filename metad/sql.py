@@ -1,0 +1,68 @@
+"""The one interface between metad's feature SQL and a database engine.
+
+Owns `Sql`, the connection as every feature module sees it: execute and
+executemany with `?` placeholders, rows readable by position and by column
+name, and the two things the engines spell differently that features need
+(the counter behind an id column). An engine (sqlite.py, postgres.py) wraps
+its driver's connection in it; SQL written against it is the subset both
+engines speak: `INSERT ... ON CONFLICT`, `RETURNING`, CAST(... AS BIGINT) for a
+typed parameter or an aggregate that must stay an integer, CASE instead of
+two-argument MAX/MIN, and an alias on every subquery in FROM.
+
+Must not: begin, commit or roll back (the engine does), or name a driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+
+class Row(Protocol):
+    """One result row: row[0] or row["column"]."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
+class Cursor(Protocol):
+    """The outcome of one statement."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Sql(Protocol):
+    """A connection of one engine, on the thread that owns it."""
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (False once the engine abandoned one that failed)."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None: ...
+
+    def id_counter(self, table: str) -> int:
+        """The highest id the table's id column handed out or was moved past (0: none yet)."""
+        ...
+
+    def move_id_counter(self, table: str, past: int) -> None:
+        """Makes the table's next generated id greater than past (never lowers it)."""
+        ...
+
+    def begin_snapshot(self) -> None:
+        """Starts a read-only transaction: the statements until end_snapshot see one state."""
+        ...
+
+    def end_snapshot(self) -> None: ...
