@@ -277,6 +277,11 @@ def make_users(address: str, key_path: Path, count: int) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", default="", help="postgresql://... (default: SQLite)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a throwaway PostgreSQL cluster (fsync on) and use it",
+    )
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--files", type=int, default=4000)
     parser.add_argument("--writers", type=int, default=4)
@@ -285,6 +290,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
+    if args.postgres:
+        from tests.pgserver import running_cluster  # a dev tool's dev dependency
+
+        with running_cluster(durable=True) as cluster:
+            args.database = cluster.create_database()
+            run(parser, args)
+    else:
+        run(parser, args)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.replicas > 1 and not args.database:
         parser.error("several replicas share one PostgreSQL database: give --database")
     rows: list[tuple[str, str, str, str, str]] = []

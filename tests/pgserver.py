@@ -83,7 +83,9 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[Cluster]:
+def running_cluster(durable: bool = False) -> Iterator[Cluster]:
+    """durable: fsync and synchronous commits on, as a real server runs (for benchmarks);
+    the tests run without them."""
     binaries = _binaries()
     if binaries is None:
         pytest.skip("PostgreSQL is not installed (no initdb/postgres): apt-get install postgresql")
@@ -125,13 +127,19 @@ def running_cluster() -> Iterator[Cluster]:
                     "-c",
                     "unix_socket_directories=",
                     "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
                     "max_connections=200",
+                    *(
+                        ()
+                        if durable
+                        else (
+                            "-c",
+                            "fsync=off",
+                            "-c",
+                            "synchronous_commit=off",
+                            "-c",
+                            "full_page_writes=off",
+                        )
+                    ),
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
