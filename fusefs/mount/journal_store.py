@@ -16,7 +16,8 @@ name once its folder is synced. So is what sending changes (rows done, ids).
 
 Must not: decide what a change does to other rows (replacing, rebasing, which
 rows to take: journal.py), keep the in-memory indexes, or lock: it is not
-thread-safe, the journal's lock guards every use.
+thread-safe, the journal's lock guards every use of the database (moving a
+content file in or back out touches files only, and runs outside it).
 """
 
 from __future__ import annotations
