@@ -7,14 +7,17 @@ side). Must not know about inodes, FUSE or caching.
 
     rpc       channels, deadlines, retries, request ids, status → error
     proofs    GrantBook: grants and receipts
-    metadata  MetadataClient (and the change stream)
+    metadata  MetadataClient
+    metadata_wire  its messages: protobuf ↔ domain values
+    change_stream  ChangeStream: Subscribe's events as Change values
     blocks    BlockClient
     accounts  AccountsClient
 """
 
 from fusefs.clients.accounts import Account, AccountsClient, SignedIn
 from fusefs.clients.blocks import BlockClient, BlockProblem, ScrubProgress
-from fusefs.clients.metadata import ChangeStream, MetadataClient
+from fusefs.clients.change_stream import ChangeStream
+from fusefs.clients.metadata import MetadataClient
 from fusefs.clients.proofs import Grant, GrantBook
 from fusefs.clients.rpc import request_id, translate
 

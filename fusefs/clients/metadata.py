@@ -1,17 +1,34 @@
 """The metad API (drive.v1.Metadata) as blocking calls on domain values.
 
 Called from trio worker threads by the mount, and by the drive command.
-Protobuf stays here; callers see fusefs.models.
+Owns: the channel and stub, a deadline on every call, and the proofs that go
+with blocks (grants kept in its GrantBook, receipts sent with commits). The
+messages are read and written in metadata_wire.py; the live change stream
+(Subscribe) is change_stream.py.
+
+Must not: let protobuf out (callers see fusefs.models), or know about inodes,
+FUSE or caching.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import grpc
-
 from fusefs import errors
+from fusefs.clients.change_stream import ChangeStream
+from fusefs.clients.metadata_wire import (
+    attributes_message,
+    batch_operation,
+    commit_message,
+    create_message,
+    delete_message,
+    rename_message,
+    to_node,
+    to_outcome,
+    to_renamed,
+    to_share,
+)
 from fusefs.clients.proofs import Grant, GrantBook
 from fusefs.clients.rpc import (
     CONDEMNED_BATCH,
@@ -22,8 +39,6 @@ from fusefs.clients.rpc import (
     request_id,
     rpc,
     signed_channel,
-    status_error,
-    translate,
 )
 from fusefs.models import (
     NO_CHANGE,
@@ -33,16 +48,12 @@ from fusefs.models import (
     BatchChange,
     BatchOutcome,
     BlockRef,
-    Change,
-    ChangeKind,
     CommitRequest,
     CreateRequest,
     DeleteRequest,
     Kind,
-    LinkRequest,
     Node,
     Ownership,
-    Removed,
     Renamed,
     RenameRequest,
     Restored,
@@ -53,88 +64,12 @@ from fusefs.models import (
     SnapshotEntry,
     TrashEntry,
     Usage,
-    XattrRequest,
 )
 from protos.drive.v1 import (
     metadata_pb2,
     metadata_pb2_grpc,
 )
 from protos.tls import Trust
-
-
-def _node(msg: metadata_pb2.Node) -> Node:
-    return Node(
-        id=msg.id,
-        parent_id=msg.parent_id,
-        name=msg.name,
-        kind=Kind(msg.kind),
-        mode=msg.mode,
-        size=msg.size,
-        mtime_ns=msg.mtime_ns,
-        ctime_ns=msg.ctime_ns,
-        revision=msg.revision,
-        symlink_target=msg.symlink_target,
-        change_sequence=msg.change_sequence,
-        owner_id=msg.owner_id,
-        role=Role(msg.role),
-        uid=msg.uid if msg.HasField("uid") else None,
-        gid=msg.gid if msg.HasField("gid") else None,
-        rdev=msg.rdev,
-        atime_ns=msg.atime_ns,
-        nlink=msg.nlink or 1,
-        entry_id=msg.entry_id or msg.id,
-        xattrs=msg.xattrs,
-    )
-
-
-# A create's kind -> its field in BatchOperation.
-_CREATE_FIELDS = {
-    Kind.FILE: "create_file",
-    Kind.DIRECTORY: "make_directory",
-    Kind.SYMLINK: "create_symlink",
-}
-
-
-def _renamed(msg: metadata_pb2.RenameResponse) -> Renamed:
-    return Renamed(_node(msg.node), msg.replaced_node_id, msg.replaced_remains, msg.saved_from)
-
-
-def _change(msg: metadata_pb2.ChangeEvent) -> Change:
-    return Change(
-        sequence=msg.sequence,
-        kind=ChangeKind(msg.kind),
-        node_id=msg.node_id,
-        node_kind=Kind(msg.node_kind) if msg.node_kind else Kind.FILE,
-        parent_id=msg.parent_id,
-        name=msg.name,
-        old_parent_id=msg.old_parent_id,
-        old_name=msg.old_name,
-        revision=msg.revision,
-        device=msg.device,
-        replaced_node_id=msg.replaced_node_id,
-        actor_id=msg.actor_id,
-        actor_name=msg.actor_name,
-        time_ns=msg.time_ns,
-        path=msg.path,
-        shared=msg.shared,
-        owner_id=msg.owner_id,
-        subject_user_id=msg.subject_user_id,
-        subject_name=msg.subject_name,
-        role=Role(msg.role),
-    )
-
-
-def _share(msg: metadata_pb2.ShareInfo) -> ShareInfo:
-    return ShareInfo(
-        node=_node(msg.node),
-        path=msg.path,
-        owner_id=msg.owner_id,
-        owner_name=msg.owner_name,
-        user_id=msg.user_id,
-        user_name=msg.user_name,
-        role=Role(msg.role),
-        created_ns=msg.created_ns,
-    )
 
 
 class MetadataClient:
@@ -163,17 +98,17 @@ class MetadataClient:
 
     @rpc
     def root(self) -> Node:
-        return _node(self._stub.GetRoot(metadata_pb2.GetRootRequest(), timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.GetRoot(metadata_pb2.GetRootRequest(), timeout=UNARY_TIMEOUT))
 
     @rpc
     def lookup(self, parent_id: int, name: str) -> Node:
         req = metadata_pb2.LookupRequest(parent_id=parent_id, name=name)
-        return _node(self._stub.Lookup(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.Lookup(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def stat(self, node_id: int) -> Node:
         req = metadata_pb2.StatRequest(node_id=node_id)
-        return _node(self._stub.Stat(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.Stat(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def list_directory(
@@ -183,7 +118,7 @@ class MetadataClient:
             node_id=node_id, after_id=after_id, page_size=page_size
         )
         resp = self._stub.ListDirectory(req, timeout=UNARY_TIMEOUT)
-        return [_node(e) for e in resp.entries], resp.more
+        return [to_node(e) for e in resp.entries], resp.more
 
     @rpc
     def make_directory(
@@ -198,8 +133,8 @@ class MetadataClient:
         change = CreateRequest(
             node_id, parent_id, name, mode, owner, 0, request_id(), Kind.DIRECTORY
         )
-        req = self._create_message(change)
-        return _node(self._stub.MakeDirectory(req, timeout=UNARY_TIMEOUT))
+        req = create_message(change, self.device)
+        return to_node(self._stub.MakeDirectory(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def create_file(
@@ -211,10 +146,9 @@ class MetadataClient:
         node_id: int | None = None,
     ) -> Node:
         """A new empty file (with node_id: an id ReserveNodeIds gave us)."""
-        req = self._create_message(
-            CreateRequest(node_id, parent_id, name, mode, owner, 0, request_id())
-        )
-        return _node(self._stub.CreateFile(req, timeout=UNARY_TIMEOUT))
+        change = CreateRequest(node_id, parent_id, name, mode, owner, 0, request_id())
+        req = create_message(change, self.device)
+        return to_node(self._stub.CreateFile(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def reserve_node_ids(self, count: int) -> tuple[int, int]:
@@ -245,7 +179,7 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return _node(self._stub.MakeNode(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.MakeNode(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def create_symlink(
@@ -259,8 +193,8 @@ class MetadataClient:
         change = CreateRequest(
             node_id, parent_id, name, 0, owner, 0, request_id(), Kind.SYMLINK, target
         )
-        req = self._create_message(change)
-        return _node(self._stub.CreateSymlink(req, timeout=UNARY_TIMEOUT))
+        req = create_message(change, self.device)
+        return to_node(self._stub.CreateSymlink(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def commit_revision(
@@ -275,7 +209,8 @@ class MetadataClient:
         commit = CommitRequest(
             node_id, base_revision, size, mtime_ns, tuple(blocks), attributes, request_id()
         )
-        node = _node(self._stub.CommitRevision(self._commit_message(commit), timeout=UNARY_TIMEOUT))
+        req = commit_message(commit, self.device, self.grants.receipt)
+        node = to_node(self._stub.CommitRevision(req, timeout=UNARY_TIMEOUT))
         self.grants.expect(node.id, (b.hash for b in commit.blocks))
         return node
 
@@ -284,133 +219,16 @@ class MetadataClient:
         """Many changes in one call and one transaction (ApplyBatch), in order: per
         change, what it did (the node after it; Renamed; Removed) or why it was refused.
         Each keeps its request id across retries (a retry gets the first answers)."""
-        operations = [self._batch_operation(c) for c in changes]
+        operations = [batch_operation(c, self.device, self.grants.receipt) for c in changes]
         req = metadata_pb2.ApplyBatchRequest(operations=operations)
         resp = self._stub.ApplyBatch(req, timeout=UNARY_TIMEOUT)
         outcomes: list[BatchOutcome | errors.DriveError] = []
         for change, result in zip(changes, resp.results, strict=True):
-            if result.code == 0 and isinstance(change, RenameRequest):
-                outcomes.append(_renamed(result.rename))
-            elif result.code == 0 and isinstance(change, DeleteRequest):
-                outcomes.append(Removed(result.delete.node_id, result.delete.remains))
-            elif result.code == 0:
-                node = _node(result.node)
-                if isinstance(change, CommitRequest):
-                    self.grants.expect(node.id, (b.hash for b in change.blocks))
-                outcomes.append(node)
-            else:
-                current = result.current_revision if result.current_revision else None
-                outcomes.append(status_error(result.code, result.message, result.reason, current))
+            outcome = to_outcome(change, result)
+            if isinstance(outcome, Node) and isinstance(change, CommitRequest):
+                self.grants.expect(outcome.id, (b.hash for b in change.blocks))
+            outcomes.append(outcome)
         return outcomes
-
-    def _batch_operation(self, c: BatchChange) -> metadata_pb2.BatchOperation:
-        """One operation of ApplyBatch: the request its own RPC would send."""
-        op = metadata_pb2.BatchOperation(request_id=c.request_id)
-        if isinstance(c, RenameRequest):
-            op.rename.CopyFrom(self._rename_message(c))
-        elif isinstance(c, DeleteRequest):
-            op.delete.CopyFrom(self._delete_message(c))
-        elif isinstance(c, CommitRequest):
-            op.commit_revision.CopyFrom(self._commit_message(c))
-        elif isinstance(c, AttributesRequest):
-            op.set_attributes.CopyFrom(self._attributes_message(c))
-        elif isinstance(c, LinkRequest):
-            op.link.CopyFrom(
-                metadata_pb2.LinkRequest(
-                    node_id=c.node_id,
-                    new_parent_id=c.new_parent_id,
-                    new_name=c.new_name,
-                    device=self.device,
-                )
-            )
-        elif isinstance(c, XattrRequest) and c.value is None:
-            op.remove_xattr.CopyFrom(
-                metadata_pb2.RemoveXattrRequest(node_id=c.node_id, name=c.name, device=self.device)
-            )
-        elif isinstance(c, XattrRequest):
-            op.set_xattr.CopyFrom(
-                metadata_pb2.SetXattrRequest(
-                    node_id=c.node_id, name=c.name, value=c.value, device=self.device
-                )
-            )
-        else:
-            getattr(op, _CREATE_FIELDS[c.kind]).CopyFrom(self._create_message(c))
-        return op
-
-    def _create_message(
-        self, c: CreateRequest
-    ) -> (
-        metadata_pb2.CreateFileRequest
-        | metadata_pb2.MakeDirectoryRequest
-        | metadata_pb2.CreateSymlinkRequest
-    ):
-        made = dict(
-            parent_id=c.parent_id, name=c.name, uid=c.owner.uid, gid=c.owner.gid,
-            mtime_ns=c.mtime_ns, device=self.device, node_id=c.node_id,
-            request_id=c.request_id,
-        )  # fmt: skip
-        if c.kind == Kind.SYMLINK:
-            return metadata_pb2.CreateSymlinkRequest(target=c.target, **made)
-        if c.kind == Kind.DIRECTORY:
-            return metadata_pb2.MakeDirectoryRequest(mode=c.mode, **made)
-        return metadata_pb2.CreateFileRequest(mode=c.mode, **made)
-
-    def _rename_message(self, c: RenameRequest) -> metadata_pb2.RenameRequest:
-        return metadata_pb2.RenameRequest(
-            parent_id=c.parent_id,
-            name=c.name,
-            new_parent_id=c.new_parent_id,
-            new_name=c.new_name,
-            no_replace=c.no_replace,
-            device=self.device,
-            node_id=c.node_id,
-            request_id=c.request_id,
-            exchange=c.exchange,
-        )
-
-    def _delete_message(self, c: DeleteRequest) -> metadata_pb2.DeleteRequest:
-        return metadata_pb2.DeleteRequest(
-            parent_id=c.parent_id,
-            name=c.name,
-            directory=c.directory,
-            device=self.device,
-            node_id=c.node_id,
-            request_id=c.request_id,
-        )
-
-    def _attributes_message(self, c: AttributesRequest) -> metadata_pb2.SetAttributesRequest:
-        return metadata_pb2.SetAttributesRequest(
-            node_id=c.node_id,
-            device=self.device,
-            mode=c.attributes.mode,
-            mtime_ns=c.mtime_ns,
-            atime_ns=c.attributes.atime_ns,
-            uid=c.attributes.owner.uid,
-            gid=c.attributes.owner.gid,
-            request_id=c.request_id,
-        )
-
-    def _commit_message(self, c: CommitRequest) -> metadata_pb2.CommitRevisionRequest:
-        """The request for a commit, each block with this device's receipt for it (if any)."""
-        receipt = self.grants.receipt
-        return metadata_pb2.CommitRevisionRequest(
-            node_id=c.node_id,
-            base_revision=c.base_revision,
-            size=c.size,
-            mtime_ns=c.mtime_ns,
-            mode=c.attributes.mode,
-            uid=c.attributes.owner.uid,
-            gid=c.attributes.owner.gid,
-            atime_ns=c.attributes.atime_ns,
-            device=self.device,
-            blocks=[
-                metadata_pb2.BlockRef(
-                    hash=b.hash, offset=b.offset, size=b.size, receipt=receipt(b.hash, b.size)
-                )
-                for b in c.blocks
-            ],
-            request_id=c.request_id,
-        )
 
     @rpc
     def get_revision(self, node_id: int, number: int = 0) -> Revision:
@@ -448,13 +266,15 @@ class MetadataClient:
             parent_id, name, new_parent_id, new_name, no_replace, expect_id, request_id(),
             exchange,
         )  # fmt: skip
-        req = self._rename_message(change)
-        return _renamed(self._stub.Rename(req, timeout=UNARY_TIMEOUT))
+        req = rename_message(change, self.device)
+        return to_renamed(self._stub.Rename(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def delete(self, parent_id: int, name: str, directory: bool) -> tuple[int, bool]:
         """(the node id, whether the node stays under its other names)."""
-        req = self._delete_message(DeleteRequest(parent_id, name, directory, None, request_id()))
+        req = delete_message(
+            DeleteRequest(parent_id, name, directory, None, request_id()), self.device
+        )
         resp = self._stub.Delete(req, timeout=UNARY_TIMEOUT)
         return resp.node_id, resp.remains
 
@@ -475,14 +295,14 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return _node(self._stub.SetXattr(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.SetXattr(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def remove_xattr(self, node_id: int, name: str) -> Node:
         req = metadata_pb2.RemoveXattrRequest(
             node_id=node_id, name=name, device=self.device, request_id=request_id()
         )
-        return _node(self._stub.RemoveXattr(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.RemoveXattr(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def link(self, node_id: int, new_parent_id: int, new_name: str) -> Node:
@@ -494,7 +314,7 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return _node(self._stub.Link(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.Link(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def set_attributes(
@@ -507,14 +327,16 @@ class MetadataClient:
     ) -> Node:
         """Changes what is given (None: leave as it is)."""
         change = AttributeChange(mode, atime_ns, owner)
-        req = self._attributes_message(AttributesRequest(node_id, change, mtime_ns, request_id()))
-        return _node(self._stub.SetAttributes(req, timeout=UNARY_TIMEOUT))
+        req = attributes_message(
+            AttributesRequest(node_id, change, mtime_ns, request_id()), self.device
+        )
+        return to_node(self._stub.SetAttributes(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def mark_accessed(self, node_ids: list[int]) -> list[Node]:
         """Records reads (relatime is the caller's to apply); returns the nodes marked."""
         req = metadata_pb2.MarkAccessedRequest(node_ids=node_ids)
-        return [_node(n) for n in self._stub.MarkAccessed(req, timeout=UNARY_TIMEOUT).nodes]
+        return [to_node(n) for n in self._stub.MarkAccessed(req, timeout=UNARY_TIMEOUT).nodes]
 
     @rpc
     def list_revisions(self, node_id: int) -> list[RevisionInfo]:
@@ -531,7 +353,7 @@ class MetadataClient:
         req = metadata_pb2.RestoreRevisionRequest(
             node_id=node_id, number=number, device=self.device, request_id=request_id()
         )
-        return _node(self._stub.RestoreRevision(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.RestoreRevision(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def share(self, node_id: int, user_name: str, role: Role) -> ShareInfo:
@@ -542,7 +364,7 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return _share(self._stub.Share(req, timeout=UNARY_TIMEOUT))
+        return to_share(self._stub.Share(req, timeout=UNARY_TIMEOUT))
 
     @rpc
     def unshare(self, node_id: int, user_name: str = "") -> int:
@@ -555,18 +377,18 @@ class MetadataClient:
     @rpc
     def list_shares(self, node_id: int = 0) -> list[ShareInfo]:
         req = metadata_pb2.ListSharesRequest(node_id=node_id)
-        return [_share(m) for m in self._stub.ListShares(req, timeout=UNARY_TIMEOUT).shares]
+        return [to_share(m) for m in self._stub.ListShares(req, timeout=UNARY_TIMEOUT).shares]
 
     @rpc
     def shared_with_me(self) -> list[ShareInfo]:
         req = metadata_pb2.ListSharedWithMeRequest()
         resp = self._stub.ListSharedWithMe(req, timeout=UNARY_TIMEOUT)
-        return [_share(m) for m in resp.shares]
+        return [to_share(m) for m in resp.shares]
 
     @rpc
     def list_trash(self) -> list[TrashEntry]:
         resp = self._stub.ListTrash(metadata_pb2.ListTrashRequest(), timeout=UNARY_TIMEOUT)
-        return [TrashEntry(_node(e.node), e.path, e.deleted_ns, e.purge_ns) for e in resp.entries]
+        return [TrashEntry(to_node(e.node), e.path, e.deleted_ns, e.purge_ns) for e in resp.entries]
 
     @rpc
     def restore_from_trash(self, node_id: int) -> Restored:
@@ -574,7 +396,7 @@ class MetadataClient:
             node_id=node_id, device=self.device, request_id=request_id()
         )
         resp = self._stub.RestoreFromTrash(req, timeout=UNARY_TIMEOUT)
-        return Restored(_node(resp.node), resp.path, resp.restored)
+        return Restored(to_node(resp.node), resp.path, resp.restored)
 
     @rpc
     def list_snapshot(self, node_id: int, time_ns: int) -> list[SnapshotEntry]:
@@ -601,7 +423,7 @@ class MetadataClient:
             node_id=node_id, time_ns=time_ns, device=self.device, request_id=request_id()
         )
         resp = self._stub.RestoreSnapshot(req, timeout=STREAM_TIMEOUT)
-        return Restored(_node(resp.node), resp.path, resp.files, resp.directories, resp.skipped)
+        return Restored(to_node(resp.node), resp.path, resp.files, resp.directories, resp.skipped)
 
     @rpc
     def usage(self) -> Usage:
@@ -685,25 +507,6 @@ class MetadataClient:
         """A live stream of changes after from_sequence; cancel() ends it."""
         call = self._stub.Subscribe(metadata_pb2.SubscribeRequest(from_sequence=from_sequence))
         return ChangeStream(call)
-
-
-class ChangeStream:
-    """Iterates change events of one Subscribe call (no deadline: it is live)."""
-
-    def __init__(self, call: grpc.Call) -> None:
-        self._call = call
-
-    def __iter__(self) -> Iterator[Change]:
-        try:
-            for msg in self._call:
-                yield _change(msg)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.CANCELLED:
-                return
-            raise translate(exc) from None
-
-    def cancel(self) -> None:
-        self._call.cancel()
 
 
 @dataclass(frozen=True, slots=True)

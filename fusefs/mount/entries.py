@@ -429,7 +429,7 @@ class EntryChanges:
         """The further name in the replica (entry_id: its own until metad gives one).
 
         The node's st_nlink stays metad's: the name's journal row adds it (see
-        Vfs._with_local), so an older answer of metad heard meanwhile (a change
+        NodeView.with_local), so an older answer of metad heard meanwhile (a change
         stream catching up after a restart) cannot take it away.
         """
         own = self.names.replica.node(node.id, stale_too=True) or node

@@ -12,26 +12,28 @@ Rows are of these kinds: a file's new content (COMMIT), a file, folder or
 symbolic link made here with a node id reserved in advance (CREATE, MKDIR,
 SYMLINK), chmod/chown/utime of a node (ATTRIBUTES), and, made offline, a
 removal or rename (DELETE, RENAME) and an extended attribute set or removed
-(XATTR). Owns the rows, the
-sealed content files and the base revision each commit is made on. A file
-closed again before its previous content was sent replaces that content
-(only the newest is committed); one closed while its previous content is on
-its way is committed on top of the revision that one makes. Rows are sent in
-order (Journal.take).
+(XATTR). Owns what a change does to the rows
+waiting (which it replaces, joins or follows), their indexes by node, which
+rows are taken to be sent and what each outcome does, and the base revision
+each commit is made on. A file closed again before its previous content was
+sent replaces that content (only the newest is committed); one closed while
+its previous content is on its way is committed on top of the revision that
+one makes. Rows are sent in order (Journal.take).
 Also keeps the upload receipts blockd gave this device (they never expire), so
 an upload interrupted by a crash resumes with the blocks already stored.
+
+Must not: run SQL or touch the content folder itself (journal_store.py owns
+the database, its transactions and the durability rule), or send anything.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +43,6 @@ from fusefs.mount.journal_index import PendingIndex, RowsInFlight
 from fusefs.mount.journal_rows import (
     AFTER_PREVIOUS,
     ATTRIBUTES,
-    COLUMNS,
     COMMIT,
     DELETE,
     DIRECTORY,
@@ -51,55 +52,33 @@ from fusefs.mount.journal_rows import (
     NEW_FILE_REVISION,
     NO_REPLACE,
     RENAME,
-    SCHEMA,
     XATTR,
     PendingChange,
-    migrate,
-    row_to_change,
 )
-from fusefs.mount.node_ids import ReservedIds
+from fusefs.mount.journal_store import JournalStore, disk_error
 
 log = logging.getLogger(__name__)
 
 
 class Journal:
-    """Rows and content files under one folder.
+    """Rows and content files under one folder (a JournalStore).
 
     Sealing runs in worker threads (it waits for the disk); every use of the
-    database and of the indexes holds one lock.
+    store and of the indexes holds one lock.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._content = directory / "content"
-        self._content.mkdir(parents=True, exist_ok=True)
         self._mutex = threading.RLock()
-        self._db = sqlite3.connect(
-            directory / "journal.sqlite3", isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Content a close(2) confirmed is committed with FULL (on disk when it returns,
-        # see _transaction). Other rows (a name made, moved or removed, attributes) are
-        # committed with NORMAL: safe from a kill -9 of the mount at once, and on disk
-        # with the next FULL commit (the WAL is written in order) or before they are
-        # sent (take), as a local file system keeps a new name once its folder is
-        # synced. So is what sending changes (rows done, ids).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._wal = directory / "journal.sqlite3-wal"
-        self._db.executescript(SCHEMA)
-        migrate(self._db)
+        self._store = JournalStore(directory)
         self._in_flight = RowsInFlight()
         self._committed: dict[int, int] = {}  # node id -> revision our last commit made
         self._discarded: set[int] = set()  # nodes we deleted: their commits are moot
         self._by_node = PendingIndex()
-        self._sizes: dict[int, int] = {}  # seq -> size, of every row (for totals)
-        self._unneeded: list[Path] = []  # content files to remove once their rows' deletion commits
-        self._ids = ReservedIds(self._db)
-        self._remove_orphans()
         self._index()
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()
 
     def claim(self, owner: str) -> None:
         """Binds the journal to one user of one drive (owner: any text naming them).
@@ -108,105 +87,33 @@ class Journal:
         another refuses (ValueError), one with none starts afresh for this one.
         """
         with self._mutex:
-            row = self._db.execute("SELECT value FROM facts WHERE key = 'owner'").fetchone()
-            if row is not None and row[0] == owner:
-                return
-            files = self._db.execute("SELECT COUNT(*) FROM commits").fetchone()[0]
-            if row is not None and files:
-                raise ValueError(f"it holds {files} change(s) of another user, not sent yet")
-            self._ids.clear()
-            self._db.execute("DELETE FROM receipts")
-            self._db.execute("INSERT OR REPLACE INTO facts VALUES ('owner', ?)", (owner,))
-
-    @contextlib.contextmanager
-    def _transaction(self, durable: bool = False) -> Iterator[None]:
-        """One transaction; inside another (see together) it is part of that one.
-
-        durable: a program is promised what it holds, so its COMMIT waits for the
-        disk (FULL; NORMAL is back once it ends). A failure rolls it back and the
-        in-memory totals and ids are read again from what the disk kept.
-        """
-        if self._db.in_transaction:
-            assert not durable, "a durable change cannot wait for another transaction"
-            yield
-            return
-        self._unneeded: list[Path] = []
-        if durable:
-            self._db.execute("PRAGMA synchronous=FULL")
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._unneeded.clear()  # their rows stay: so do they
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
-                self._ids.rolled_back()
-                raise
-        finally:
-            if durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-        for path in self._unneeded:
-            path.unlink(missing_ok=True)
-
-    def _remove_content(self, content: Path | None) -> None:
-        """Removes a content file whose row is deleted: once that deletion is committed
-        (a crash in between keeps a row whose content is gone otherwise)."""
-        if content is None:
-            return
-        if self._db.in_transaction:
-            self._unneeded.append(content)
-        else:
-            content.unlink(missing_ok=True)
+            self._store.claim(owner)
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
         """What is done inside (rows applied, committed, created: a batch's landings) is
         written in one transaction rather than one each."""
-        with self._mutex, self._transaction():
+        with self._mutex, self._store.transaction():
             yield
-
-    def _remove_orphans(self) -> None:
-        """Content moved in by a seal whose row never committed (a crash between the two)."""
-        named = {row[0] for row in self._db.execute("SELECT content FROM commits")}
-        for path in self._content.iterdir():
-            if f"content/{path.name}" not in named:
-                path.unlink(missing_ok=True)
 
     # --- what is pending ----------------------------------------------------
 
-    def _select(
-        self, where: str = "", args: tuple = (), limit: int | None = None
-    ) -> list[PendingChange]:
-        query = f"SELECT {COLUMNS} FROM commits {where} ORDER BY seq"
-        if limit is not None:
-            query, args = query + " LIMIT ?", (*args, limit)
-        rows = self._db.execute(query, args).fetchall()
-        return [row_to_change(r, self.directory) for r in rows]
-
     def pending(self) -> list[PendingChange]:
         with self._mutex:
-            return self._select()
+            return self._store.select()
 
     def content(self, commit: PendingChange) -> Path | bytes:
         """A commit's sealed content: its file, or the bytes kept in its row."""
         if not commit.inline:
             assert commit.content is not None
             return commit.content
-        return self._data(commit.seq)
+        with self._mutex:
+            return self._store.data(commit.seq)
 
     def xattr_value(self, row: PendingChange) -> bytes:
         """The value an XATTR row sets."""
-        return self._data(row.seq)
-
-    def _data(self, seq: int) -> bytes:
         with self._mutex:
-            found = self._db.execute("SELECT data FROM commits WHERE seq = ?", (seq,)).fetchone()
-        if found is None:
-            raise KeyError(f"journal row {seq} is gone")
-        return bytes(found[0])
+            return self._store.data(row.seq)
 
     def xattrs(self, node_id: int) -> dict[str, bytes | None]:
         """Extended attributes set (a value) or removed (None) offline and not sent yet."""
@@ -224,14 +131,12 @@ class Journal:
     def _index(self) -> None:
         with self._mutex:
             self._by_node.clear()
-            self._sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
-            nodes = {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
-            self._reindex(*nodes)
+            self._reindex(*self._store.nodes())
 
     def _reindex(self, *node_ids: int) -> None:
         """The indexes of these nodes, from their rows (cheap: by node)."""
         for node_id in node_ids:
-            rows = self._select("WHERE node_id = ?", (node_id,))
+            rows = self._store.of_node(node_id)
             self._by_node.rebuild(node_id, rows, self.xattr_value)
 
     def creating(self, node_id: int) -> bool:
@@ -265,7 +170,8 @@ class Journal:
     def totals(self) -> tuple[int, int]:
         """(files, bytes) waiting."""
         with self._mutex:
-            return len(self._sizes), sum(self._sizes.values())
+            sizes = self._store.sizes
+            return len(sizes), sum(sizes.values())
 
     def take(self, max_files: int, max_bytes: int) -> list[PendingChange]:
         """The oldest rows not on their way yet, in order, up to the first that must wait:
@@ -274,7 +180,7 @@ class Journal:
         another entry (a save gives the moved node's later rows to the saved file)."""
         with self._mutex:
             taken: list[PendingChange] = []
-            rows = self._select(limit=len(self._in_flight) + max_files)
+            rows = self._store.select(limit=len(self._in_flight) + max_files)
             # Rows on their way are the oldest: among these.
             committing = {r.node_id for r in rows if r.seq in self._in_flight and r.is_commit}
             size = 0
@@ -293,19 +199,8 @@ class Journal:
                     break  # maybe a save: later rows of the node are the saved file's
             self._in_flight.add(taken)
             if taken:
-                self._sync_wal()  # nothing leaves before it is on disk here
+                self._store.sync_wal()  # nothing leaves before it is on disk here
             return taken
-
-    def _sync_wal(self) -> None:
-        """Puts every row committed so far on disk (those committed with NORMAL too)."""
-        try:
-            fd = os.open(self._wal, os.O_RDONLY)
-        except FileNotFoundError:
-            return  # checkpointed and gone: in the database file, synced by SQLite
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def put_back(self, commit: PendingChange) -> None:
         """Not sent after all (the servers went away): taken again later."""
@@ -343,23 +238,20 @@ class Journal:
                         "", data,
                     )  # fmt: skip
             except sqlite3.OperationalError as exc:
-                raise _disk_error(exc) from exc
+                raise disk_error(exc) from exc
         assert staging is not None and staging_fd is not None
-        os.fsync(staging_fd)
-        name_on_disk = f"content/{uuid.uuid4().hex}"
-        os.rename(staging, self.directory / name_on_disk)
+        name_on_disk = self._store.move_in(staging, staging_fd)
         try:
-            _fsync_directory(self._content)
             with self._mutex:
                 return self._record(
                     node_id, parent_id, name, mine, base_revision, size, mtime_ns, held,
                     name_on_disk, None,
                 )  # fmt: skip
         except sqlite3.OperationalError as exc:
-            os.rename(self.directory / name_on_disk, staging)  # unsaved again, not lost
-            raise _disk_error(exc) from exc
+            self._store.move_out(name_on_disk, staging)
+            raise disk_error(exc) from exc
         except BaseException:
-            os.rename(self.directory / name_on_disk, staging)
+            self._store.move_out(name_on_disk, staging)
             raise
 
     def _record(
@@ -399,13 +291,12 @@ class Journal:
             held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
             name_on_disk, _request_id(), time.time_ns(), COMMIT, "", 1, 0, "", 0,
         )  # fmt: skip
-        with self._transaction(durable=True):
+        with self._store.transaction(durable=True):
             if replaced is not None:
-                self._delete(replaced.seq)
-            seq = self._insert(row, data)
+                self._store.delete(replaced.seq)
+            sealed = self._store.insert(row, data)
         if replaced is not None:
-            self._remove_content(replaced.content)
-        sealed = row_to_change((seq, *row, data is not None), self.directory)
+            self._store.remove_content(replaced.content)
         self._by_node.latest[node_id] = sealed
         return sealed
 
@@ -422,32 +313,27 @@ class Journal:
         target: str = "",
     ) -> PendingChange:
         """A new empty file, folder or symbolic link made here with a reserved id: kept
-        when this returns (see __init__)."""
+        when this returns (see journal_store)."""
         with self._mutex:
             row = (
                 node_id, parent_id, name, 1, 0, 0, mtime_ns, mode, owner.uid, owner.gid,
                 None, "", _request_id(), time.time_ns(), MAKES[kind], target, 1, 0, "", 0,
             )  # fmt: skip
-            with self._transaction():
-                seq = self._insert(row)
-                self._ids.spend(node_id)
-            made = row_to_change((seq, *row, False), self.directory)
+            with self._store.transaction():
+                made = self._store.insert(row)
+                self._store.ids.spend(node_id)
             self._by_node.set_create(node_id, made)
             return made
 
     def record_attributes(
         self, node_id: int, change: AttributeChange, mtime_ns: int | None, into_commit: bool
     ) -> None:
-        """chmod/chown/utime of a node: kept when this returns (see __init__). Joins the
+        """chmod/chown/utime of a node: kept when this returns (see journal_store). Joins the
         node's last row when that is one of these not on its way yet (untar sets three
         in a row), or, into_commit, its content closed and not on its way yet (untar sets
         them right after the close: they go with that commit)."""
         with self._mutex:
-            newest = self._db.execute(
-                f"SELECT {COLUMNS} FROM commits WHERE node_id = ? ORDER BY seq DESC LIMIT 1",
-                (node_id,),
-            ).fetchone()
-            last = None if newest is None else row_to_change(newest, self.directory)
+            last = self._store.newest_of(node_id)
             now = time.time_ns()
             # One statement each (its own transaction); the indexes follow in memory.
             before, before_mtime, _ = self._by_node.attributes.get(
@@ -462,12 +348,7 @@ class Journal:
             ):
                 held = last.held.then(change)
                 mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
-                self._db.execute(
-                    "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
-                    "mtime_ns = ?, created_ns = ? WHERE seq = ?",
-                    (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime, now,
-                     last.seq),
-                )  # fmt: skip
+                self._store.set_held(last.seq, held, mtime, now)
                 updated = replace(last, held=held, mtime_ns=mtime, created_ns=now)
                 self._by_node.latest[node_id] = updated
                 return
@@ -475,14 +356,9 @@ class Journal:
                 held = last.held.then(change)
                 sets_mtime = mtime_ns is not None or last.sets_mtime
                 mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
-                self._db.execute(
-                    "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
-                    "mtime_ns = ?, sets_mtime = ?, created_ns = ? WHERE seq = ?",
-                    (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime,
-                     int(sets_mtime), now, last.seq),
-                )  # fmt: skip
+                self._store.set_held(last.seq, held, mtime, now, sets_mtime)
             else:
-                self._insert(
+                self._store.insert(
                     (node_id, 0, "", 1, 0, 0, mtime_ns or 0, change.mode, change.owner.uid,
                      change.owner.gid, change.atime_ns, "", _request_id(), now,
                      ATTRIBUTES, "", int(mtime_ns is not None), 0, "", 0)
@@ -520,19 +396,19 @@ class Journal:
         """link(2) made offline (entry_id: a reserved id the new name shows until sent):
         kept when this returns."""
         with self._mutex:
-            with self._transaction():
-                self._insert(
+            with self._store.transaction():
+                self._store.insert(
                     (node_id, 0, "", 1, entry_id, 0, 0, None, None, None, None, "",
                      _request_id(), time.time_ns(), LINK, "", 0, new_parent_id, new_name, 0)
                 )  # fmt: skip
-                self._ids.spend(entry_id)
+                self._store.ids.spend(entry_id)
             self._reindex(node_id)
 
     def record_xattr(self, node_id: int, name: str, value: bytes | None) -> None:
         """An extended attribute set (value) or removed (None) offline: kept when this
-        returns (see __init__)."""
+        returns (see journal_store)."""
         with self._mutex:
-            self._insert(
+            self._store.insert(
                 (node_id, 0, "", 1, 0, 0, 0, None, None, None, None, "", _request_id(),
                  time.time_ns(), XATTR, "", 0, 0, name, 0),
                 value,
@@ -541,7 +417,7 @@ class Journal:
 
     def _record_entry_change(self, row: tuple) -> None:
         with self._mutex:
-            self._insert(row)  # one statement: its own transaction
+            self._store.insert(row)  # one statement: its own transaction
             self._reindex(row[0])
 
     def saved_into(self, moved_id: int, node_id: int, revision: int) -> None:
@@ -550,10 +426,7 @@ class Journal:
         node_id's now, content on top of that revision."""
         with self._mutex:
             self._committed[node_id] = revision
-            self._db.execute(
-                "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ?",
-                (node_id, revision, moved_id),
-            )
+            self._store.move_rows(moved_id, node_id, revision)
             self._reindex(moved_id, node_id)
 
     def applied(self, row: PendingChange) -> None:
@@ -561,31 +434,14 @@ class Journal:
         to do)."""
         with self._mutex:
             self._in_flight.settled(row.seq)
-            self._delete(row.seq)
+            self._store.delete(row.seq)
             self._reindex(row.node_id)
-
-    def _delete(self, seq: int) -> None:
-        self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
-        self._sizes.pop(seq, None)
-
-    def _insert(self, row: tuple, data: bytes | None = None) -> int:
-        """One row, in the columns' order (all but seq and data); its seq."""
-        cursor = self._db.execute(
-            "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
-            "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind, "
-            "target, sets_mtime, new_parent_id, new_name, flags, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*row, data),
-        )
-        assert cursor.lastrowid is not None
-        self._sizes[cursor.lastrowid] = row[5]
-        return cursor.lastrowid
 
     def created(self, create: PendingChange) -> None:
         """metad made the file (a commit of it may follow)."""
         with self._mutex:
             self._in_flight.settled(create.seq)
-            self._delete(create.seq)
+            self._store.delete(create.seq)
             self._by_node.set_create(create.node_id, None)
 
     def cancel(self, node_id: int) -> bool:
@@ -595,17 +451,12 @@ class Journal:
         something): then its removal is sent after them."""
         with self._mutex:
             create = self._by_node.creates.get(node_id)
-            rows = self._select("WHERE node_id = ?", (node_id,))
+            rows = self._store.of_node(node_id)
             if create is None or any(
                 r.seq in self._in_flight or r.kind in (RENAME, LINK) for r in rows
             ):
                 return False
-            held = self._db.execute(
-                "SELECT 1 FROM commits WHERE node_id != ? AND (parent_id = ? OR new_parent_id = ?)"
-                " LIMIT 1",
-                (node_id, node_id, node_id),
-            ).fetchone()
-            if held is not None:
+            if self._store.holds(node_id):
                 return False
             for row in rows:
                 self._drop(row)
@@ -619,15 +470,15 @@ class Journal:
         Taken in memory; record_create marks it used on disk with its row.
         """
         with self._mutex:
-            return self._ids.take()
+            return self._store.ids.take()
 
     def ids_left(self) -> int:
         with self._mutex:
-            return self._ids.left()
+            return self._store.ids.left()
 
     def add_ids(self, first: int, count: int) -> None:
         with self._mutex:
-            self._ids.add(first, count)
+            self._store.ids.add(first, count)
 
     def committed(self, commit: PendingChange, revision: int) -> None:
         """The commit landed as revision: the next one of the node goes on top of it."""
@@ -638,18 +489,15 @@ class Journal:
             later = self._by_node.latest.get(commit.node_id)
             if later is None or later.seq == commit.seq:
                 self._by_node.latest.pop(commit.node_id, None)
-                self._delete(commit.seq)
+                self._store.delete(commit.seq)
             elif later.base_revision != AFTER_PREVIOUS:
-                self._delete(commit.seq)
+                self._store.delete(commit.seq)
             else:
-                with self._transaction():
-                    self._delete(commit.seq)
-                    self._db.execute(
-                        "UPDATE commits SET base_revision = ? WHERE seq = ?",
-                        (revision, later.seq),
-                    )
+                with self._store.transaction():
+                    self._store.delete(commit.seq)
+                    self._store.rebase(later.seq, revision)
                 self._by_node.latest[commit.node_id] = replace(later, base_revision=revision)
-            self._remove_content(commit.content)
+            self._store.remove_content(commit.content)
 
     def moved(self, commit: PendingChange, node_id: int, revision: int) -> None:
         """The commit landed elsewhere (a conflicted or recovered copy, node_id at revision):
@@ -657,14 +505,10 @@ class Journal:
         with self._mutex:
             self._in_flight.settled(commit.seq)
             self._committed[node_id] = revision
-            with self._transaction():
-                self._delete(commit.seq)
-                self._db.execute(
-                    "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ? "
-                    "AND kind IN (?, ?)",
-                    (node_id, revision, commit.node_id, COMMIT, ATTRIBUTES),
-                )
-            self._remove_content(commit.content)
+            with self._store.transaction():
+                self._store.delete(commit.seq)
+                self._store.move_rows(commit.node_id, node_id, revision, (COMMIT, ATTRIBUTES))
+            self._store.remove_content(commit.content)
             self._reindex(commit.node_id, node_id)
 
     def deleting(self, node_id: int) -> None:
@@ -682,7 +526,7 @@ class Journal:
         not sent yet are dropped (the change that deleted it is kept)."""
         with self._mutex:
             self._discarded.add(node_id)
-            for row in self._select("WHERE node_id = ?", (node_id,)):
+            for row in self._store.of_node(node_id):
                 if row.seq not in self._in_flight and row.kind in (COMMIT, ATTRIBUTES, XATTR):
                     self._drop(row)
 
@@ -696,35 +540,21 @@ class Journal:
             self._drop(commit)
 
     def _drop(self, commit: PendingChange) -> None:
-        self._delete(commit.seq)
-        self._remove_content(commit.content)
+        self._store.delete(commit.seq)
+        self._store.remove_content(commit.content)
         self._reindex(commit.node_id)
 
     # --- receipts ---------------------------------------------------------
 
     def receipts(self) -> list[tuple[bytes, int, bytes]]:
         with self._mutex:
-            return self._db.execute("SELECT hash, size, mac FROM receipts").fetchall()
+            return self._store.receipts()
 
     def add_receipts(self, receipts: Iterable[tuple[bytes, int, bytes]]) -> None:
         with self._mutex:
-            self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", list(receipts))
+            self._store.add_receipts(receipts)
 
 
 def _request_id() -> str:
     """A row's own id: metad applies a change sent twice (a retry) once."""
     return os.urandom(16).hex()
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _disk_error(exc: sqlite3.OperationalError) -> OSError:
-    if "full" in str(exc):
-        return OSError(errno.ENOSPC, "journal: local disk full")
-    return OSError(errno.EIO, f"journal: {exc}")

@@ -1,24 +1,22 @@
 """The drive as a POSIX file system, in inode numbers and domain values.
 
-Owns: POSIX rules (names, which call applies to which kind, what a role
-allows), the mapping of inodes to metad nodes, open files, and turning change
-events from other devices and users into cache invalidations. Virtual folders
-("Shared with me", .drive-history) live in virtual.py; this module routes
-their inodes there. Knows nothing of pyfuse3: the operations layer
-translates, and kernel invalidations are handed in as callables.
+Owns: POSIX rules (names, which call applies to which kind), the mapping of
+inodes to metad nodes and the lookups the kernel counts, and routing each
+call to the part that does it: the node as shown and what a role allows
+(node_view.py), entries (entries.py), open files (handles.py), extended
+attributes (xattrs.py), landings, other devices' changes and kernel
+invalidations (upkeep.py). Virtual folders ("Shared with me",
+.drive-history) live in virtual.py; this module routes their inodes there.
 
-Roles: a node shared with us read-only (Role.READ) refuses every change here,
-before anything is staged or sent; metad checks again and is the authority.
+Must not: know of pyfuse3 (the operations layer translates, and kernel
+invalidations are handed in as callables), or be called back by the parts
+beneath it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import stat
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 
 import trio
@@ -30,15 +28,12 @@ from fusefs.models import (
     NO_OWNERSHIP,
     AttributeChange,
     Change,
-    ChangeKind,
     Kind,
     Node,
     Ownership,
     Revision,
-    Role,
     Usage,
 )
-from fusefs.mount import atimes
 from fusefs.mount.entries import EntryChanges
 from fusefs.mount.files import OpenFile
 from fusefs.mount.handles import OpenFiles
@@ -51,11 +46,11 @@ from fusefs.mount.inodes import (
     is_virtual,
 )
 from fusefs.mount.journal import Journal
-from fusefs.mount.journal_rows import PendingChange
-from fusefs.mount.landings import EntrySettled, coalesced
 from fusefs.mount.namespace import Namespace
+from fusefs.mount.node_view import NodeView
 from fusefs.mount.remote import RemoteChanges
 from fusefs.mount.synchronizer import Synchronizer
+from fusefs.mount.upkeep import Invalidator, Upkeep
 from fusefs.mount.virtual import VirtualTree
 from fusefs.mount.xattrs import ExtendedAttributes
 from fusefs.shared import PENDING_XATTR
@@ -65,12 +60,8 @@ log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 255
 READDIR_PAGE = 1000
-LANDINGS_AT_ONCE = 500  # landings recorded between two looks at the kernel's requests
 DOTS = 2  # "." and ".." take the first two readdir offsets
 MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG past it
-
-
-Invalidator = Callable[[list[Invalidation]], Awaitable[None]]
 
 
 def check_name(raw: bytes) -> str:
@@ -137,42 +128,35 @@ class Vfs:
         )
         self._limiter = limiter
         self.xattrs = ExtendedAttributes(meta, self.entries, journal, sync, limiter)
-        self._nursery: trio.Nursery | None = None
-        self._invalidator: Invalidator | None = None
-        self._reads = atimes.AccessTimes()
+        self.view = NodeView(
+            meta=meta,
+            names=names,
+            journal=journal,
+            inodes=self.inodes,
+            files=self.files,
+            entries=self.entries,
+            virtual=self.virtual,
+            call=self._call,
+        )
+        self.upkeep = Upkeep(
+            meta=meta,
+            names=names,
+            journal=journal,
+            sync=sync,
+            inodes=self.inodes,
+            files=self.files,
+            entries=self.entries,
+            remote=self.remote,
+            virtual=self.virtual,
+            view=self.view,
+            user_id=self.user_id,
+            call=self._call,
+        )
 
     def start(self, nursery: trio.Nursery, invalidator: Invalidator) -> None:
         """Background work (prefetch, atimes) runs in nursery; invalidator reaches the kernel."""
-        self._nursery = nursery
-        self._invalidator = invalidator
         self.files.start(nursery)
-        nursery.start_soon(self._send_access_times)
-        nursery.start_soon(self.take_landed)
-
-    def _note_read(self, inode: int) -> None:
-        node = self.inodes.cached(inode)
-        if node is not None:
-            self._reads.note(inode, self._with_local(node), time.time_ns())
-
-    async def _send_access_times(self) -> None:
-        """Once a second, the reads that move atimes go to metad in one call."""
-        while True:
-            await trio.sleep(atimes.FLUSH_SECONDS)
-            due = self._reads.take()
-            if not due:
-                continue
-            try:
-                marked = await self._call(self.meta.mark_accessed, list(due))
-            except errors.DriveError as exc:
-                log.debug("access times not recorded: %s", exc)
-                continue
-            for node in marked:
-                self.inodes.accessed(due[node.id], node.atime_ns)
-                self.names.replica.accessed(node.id, node.atime_ns)
-            if self._invalidator is not None:
-                await self._invalidator(
-                    [Invalidation(inode=due[n.id], attr_only=True) for n in marked]
-                )
+        self.upkeep.start(nursery, invalidator)
 
     async def _call(self, fn, *args):
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -187,29 +171,6 @@ class Vfs:
             return node.id
         return self.inodes.remember(node)
 
-    def _known(self, inode: int) -> bool:
-        return self.virtual.known(inode) if is_virtual(inode) else self.inodes.known(inode)
-
-    # --- what a role allows ----------------------------------------------
-
-    async def _require_writable(self, inode: int) -> Node:
-        """Refuses changes to a node shared with us read-only; the node as stored."""
-        node = await self._stored(inode)
-        if node.role != Role.READ:
-            return node
-        # The cached role may predate an upgrade whose event is still on its way.
-        node = await self._call(self.meta.stat, self._node_id(inode))
-        self._keep(node)
-        if node.role == Role.READ:
-            raise errors.PermissionDenied(f"{node.name!r} is shared with you read-only")
-        return node
-
-    async def _may_change_entry(self, parent_inode: int, name: str) -> None:
-        """Refuses creating, removing or renaming name in parent_inode unless allowed."""
-        if is_virtual(parent_inode):
-            raise self.virtual.refusal(parent_inode)
-        await self._require_writable(parent_inode)
-
     # --- names and attributes -----------------------------------------
 
     async def lookup(self, parent_inode: int, raw_name: bytes) -> tuple[int, Node]:
@@ -221,7 +182,7 @@ class Vfs:
             node = await self.virtual.root_name(name)
         if node is None:
             node = await self.names.lookup(self._node_id(parent_inode), name)
-        return self._remember(node), self._with_local(node)
+        return self._remember(node), self.view.with_local(node)
 
     def forget(self, inode: int, count: int) -> None:
         if is_virtual(inode):
@@ -230,62 +191,7 @@ class Vfs:
             self.inodes.forget(inode, count)
 
     async def getattr(self, inode: int) -> Node:
-        node = await self._stored(inode)
-        if is_virtual(inode):
-            return node
-        f = self.files.get(inode)
-        if f is not None and f.unlinked:
-            # Open but unlinked: as on a local disk, still there for its holders.
-            return replace(f.attributes(node), nlink=0)
-        return self._with_local(node)
-
-    async def _stored(self, inode: int) -> Node:
-        """The node as the replica or metad has it, without this device's pending edits
-        (its kind, role and extended attributes are the same either way)."""
-        if is_virtual(inode):
-            return await self.virtual.getattr(inode)
-        f = self.files.get(inode)
-        if f is not None and f.unlinked:
-            return f.node
-        node = self.inodes.cached(inode)
-        if node is None:
-            node = await self.names.stat(self._node_id(inode))
-            self.inodes.update(node)
-        return node
-
-    async def _settle(self, *node_ids: int) -> None:
-        await self.entries.settle(*node_ids)
-
-    def _keep(self, node: Node) -> None:
-        self.entries.keep(node)
-
-    def _stale(self, inode: int) -> None:
-        self.entries.stale(inode)
-
-    def _touch(self, inode: int) -> None:
-        self.entries.touch(inode)
-
-    def _with_local(self, node: Node) -> Node:
-        """node as this device shows it: with edits not committed yet."""
-        made = (
-            self.journal.folders_made_in(node.id)
-            if node.kind == Kind.DIRECTORY
-            else self.journal.links_made(node.id)
-        )
-        if made:
-            node = replace(node, nlink=node.nlink + made)
-        f = self.files.get(self.inodes.inode_of(node.id))
-        sealed = self.journal.latest(node.id)
-        attributes = self.journal.attributes(node.id)
-        if f is not None:
-            if f.dirty:  # what it holds was set after any row (setattr holds it meanwhile)
-                return f.attributes(_with_rows(node, attributes, sealed))
-            return _with_rows(f.attributes(node), attributes, sealed)
-        if sealed is not None:
-            ctime_ns = max(node.ctime_ns, sealed.created_ns)  # changed by the time it was closed
-            node = replace(node, size=sealed.size, mtime_ns=sealed.mtime_ns, ctime_ns=ctime_ns)
-            node = sealed.held.applied_to(node)
-        return _with_rows(node, attributes, sealed)
+        return await self.view.getattr(inode)
 
     async def setattr(
         self,
@@ -300,7 +206,7 @@ class Vfs:
         """Changes what is given. Who may is the kernel's to check (default_permissions)."""
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
-        await self._require_writable(inode)
+        await self.view.require_writable(inode)
         node_id = self._node_id(inode)
         if size is not None:
             node = await self.getattr(inode)
@@ -359,17 +265,17 @@ class Vfs:
     async def setxattr(self, inode: int, name: str, value: bytes) -> None:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
-        await self.xattrs.set(inode, await self._require_writable(inode), name, value)
+        await self.xattrs.set(inode, await self.view.require_writable(inode), name, value)
 
     async def removexattr(self, inode: int, name: str) -> None:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
-        await self.xattrs.remove(inode, await self._require_writable(inode), name)
+        await self.xattrs.remove(inode, await self.view.require_writable(inode), name)
 
     async def _xattrs_of(self, inode: int) -> dict[str, bytes]:
         if is_virtual(inode):
             return {}
-        return await self.xattrs.of(inode, await self._stored(inode))
+        return await self.xattrs.of(inode, await self.view.stored(inode))
 
     async def readlink(self, inode: int) -> bytes:
         node = await self.getattr(inode)
@@ -403,7 +309,7 @@ class Vfs:
         entries: list[DirEntry] = []
         if after < DOTS:
             here = await self.getattr(inode)
-            self._note_read(inode)
+            self.upkeep.note_read(inode)
             parent_inode = self.inodes.inode_of(here.parent_id) if here.parent_id else inode
             parent = self.inodes.cached(parent_inode) or here
             dots = [DirEntry(".", inode, here, 1), DirEntry("..", parent_inode, parent, DOTS)]
@@ -415,7 +321,7 @@ class Vfs:
             more = len(nodes) == READDIR_PAGE
             for node in nodes:
                 self.inodes.update(node)
-                node = self._with_local(node)
+                node = self.view.with_local(node)
                 entries.append(
                     DirEntry(node.name, self.inodes.inode_of(node.id), node, node.entry_id + DOTS)
                 )
@@ -439,7 +345,7 @@ class Vfs:
         entry gets the folder's group, and a new folder is setgid too.
         """
         name = check_name(raw_name)
-        await self._may_change_entry(parent_inode, name)
+        await self.view.may_change_entry(parent_inode, name)
         parent = await self.getattr(parent_inode)
         if parent.mode & stat.S_ISGID:
             creator = Ownership(creator.uid, parent.gid)
@@ -492,7 +398,7 @@ class Vfs:
 
     async def _remove(self, parent_inode: int, raw_name: bytes, directory: bool) -> None:
         name = check_name(raw_name)
-        await self._may_change_entry(parent_inode, name)
+        await self.view.may_change_entry(parent_inode, name)
         await self.entries.remove(parent_inode, name, directory)
 
     async def rename(
@@ -513,8 +419,8 @@ class Vfs:
                 # Between two people's drives: EXDEV before any permission
                 # check (as between two mounts), so `mv` copies instead.
                 raise errors.CrossDrive("a move between two drives: copy instead")
-        await self._may_change_entry(parent_inode, name)
-        await self._may_change_entry(new_parent_inode, new_name)
+        await self.view.may_change_entry(parent_inode, name)
+        await self.view.may_change_entry(new_parent_inode, new_name)
         await self.entries.rename(
             parent_inode, name, new_parent_inode, new_name, no_replace, exchange
         )
@@ -524,13 +430,13 @@ class Vfs:
         name = check_name(raw_name)
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
-        node = await self._stored(inode)
-        target = await self._stored(new_parent_inode)
+        node = await self.view.stored(inode)
+        target = await self.view.stored(new_parent_inode)
         if node.owner_id != target.owner_id:
             raise errors.CrossDrive("a link between two drives: copy instead")
-        await self._may_change_entry(new_parent_inode, name)
+        await self.view.may_change_entry(new_parent_inode, name)
         linked = await self.entries.link(node, new_parent_inode, name)
-        return self.inodes.remember(linked), self._with_local(linked)
+        return self.inodes.remember(linked), self.view.with_local(linked)
 
     # --- files ------------------------------------------------------------
 
@@ -558,7 +464,7 @@ class Vfs:
         if node.kind == Kind.DIRECTORY:
             raise errors.IsADirectory("is a directory")
         if write or truncate:
-            await self._require_writable(inode)
+            await self.view.require_writable(inode)
         f = await self._open_file(inode, need_content=not truncate)
         fh = self.files.add_handle(f)
         if truncate and f.size:
@@ -588,7 +494,7 @@ class Vfs:
             if f.stale and not f.local:
                 # A share of its owner changed: read on only if it is still ours to read.
                 f.reload(await self._call(self.meta.get_revision, f.node.id, 0))
-            self._note_read(self.inodes.inode_of(f.node.id))
+            self.upkeep.note_read(self.inodes.inode_of(f.node.id))
         return await f.read(offset, size)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
@@ -608,7 +514,7 @@ class Vfs:
                 await self.files.seal(f)
             except errors.NoSpace:
                 # Dropped: the kernel's pages of the edit go too.
-                await self._send([Invalidation(inode=self.inodes.inode_of(f.node.id))])
+                await self.upkeep.send([Invalidation(inode=self.inodes.inode_of(f.node.id))])
                 raise
 
     async def fsync(self, fh: int) -> None:
@@ -622,79 +528,16 @@ class Vfs:
         return self.files.bypass_page_cache(fh)
 
     async def release(self, fh: int) -> None:
-        await self._send(await self.files.release(fh))
+        await self.upkeep.send(await self.files.release(fh))
 
     async def commit_all(self) -> None:
         """Seals every file with unsaved edits and sends the journal (before unmounting)."""
         await self.files.seal_all_and_send()
 
     async def take_landed(self) -> None:
-        """What the synchronizer sent (runs until cancelled; also while unmounting).
-
-        The journal drops a row (done) only once its outcome is recorded here, so
-        what the mount answers never falls back to the state before the change; and
-        the replica keeps those outcomes (a commit: safe from a kill -9 of the mount)
-        before the journal's deletion of the rows commits, so a restart finds the
-        one or the other, not neither.
-        """
-        async for first in self.sync.landed:
-            waiting = [first]
-            with contextlib.suppress(trio.WouldBlock):
-                while len(waiting) < LANDINGS_AT_ONCE:
-                    waiting.append(self.sync.landed.receive_nowait())
-            todo: list[Invalidation] = []
-            with self.journal.together():
-                for landed in coalesced(waiting):
-                    try:
-                        if isinstance(landed, EntrySettled):
-                            todo += self.entries.settled(landed)
-                        else:
-                            todo += self.files.landed(landed)
-                    finally:
-                        landed.done()
-                self.names.replica.flush()
-            self.sync.recorded()
-            await self._send(todo)
-
-    async def _invalidate_data(self, node_id: int) -> None:
-        inode = self.inodes.inode_of(node_id)
-        self.inodes.invalidate(inode)
-        if self._invalidator is not None:
-            await self._invalidator([Invalidation(inode=inode)])
-
-    # --- changes from other devices and users ----------------------------
+        """What the synchronizer sent (Upkeep.take_landed; also while unmounting)."""
+        await self.upkeep.take_landed()
 
     async def apply_change(self, change: Change) -> None:
-        """Brings the replica up to the change, then drops what it made stale in the kernel."""
-        ours = change.device == self.meta.device and change.actor_id in (0, self.user_id)
-        await self.names.apply(change, ours, self.user_id)
-        if ours:
-            # Our own change: caches were updated when we made it. (Another
-            # user's mount may carry the same device name: hence the actor.)
-            return
-        if change.kind == ChangeKind.DAMAGED:
-            if self._nursery is not None:
-                self._nursery.start_soon(self.remote.give_back, change.node_id)
-            return
-        await self._send(await self.remote.stale_after(change))
-
-    async def _send(self, todo: list[Invalidation]) -> None:
-        todo = [t for t in todo if t.inode == 0 or self._known(t.inode)]
-        if todo and self._invalidator is not None:
-            await self._invalidator(todo)
-
-
-def _with_rows(
-    node: Node,
-    attributes: tuple[AttributeChange, int | None, int] | None,
-    sealed: PendingChange | None,
-) -> Node:
-    """node with the chmod/chown/utime the journal holds for it (Journal.attributes); an
-    mtime set before the newest content was closed gives way to that content's."""
-    if attributes is None:
-        return node
-    change, mtime_ns, when = attributes
-    node = change.applied_to(node)
-    if mtime_ns is not None and (sealed is None or sealed.created_ns < when):
-        node = replace(node, mtime_ns=mtime_ns)
-    return replace(node, ctime_ns=max(node.ctime_ns, when))
+        """A change from another device or user (Upkeep.apply_change)."""
+        await self.upkeep.apply_change(change)

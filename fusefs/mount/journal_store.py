@@ -1,0 +1,277 @@
+"""The write-back journal's durable storage: its SQLite database and content folder.
+
+Owns the connection, the transactions and the rule of what waits for the disk,
+the rows' SQL (insert, delete, select, the few updates), the sealed content
+files (moved in durably, removed once their rows' deletion commits, orphans
+swept at start), the node ids reserved to this user (their table), the upload
+receipts, and the mapping of a failing database to an OSError (ENOSPC, EIO).
+
+Durability: the database runs in WAL mode with synchronous=NORMAL. Content a
+close(2) confirmed is committed with FULL (transaction(durable=True)): on disk
+when the commit returns. Other rows (a name made, moved or removed, attributes)
+are committed with NORMAL: safe from a kill -9 of the mount at once, and on
+disk with the next FULL commit (the WAL is written in order) or before they are
+sent (sync_wal, called by Journal.take), as a local file system keeps a new
+name once its folder is synced. So is what sending changes (rows done, ids).
+
+Must not: decide what a change does to other rows (replacing, rebasing, which
+rows to take: journal.py), keep the in-memory indexes, or lock: it is not
+thread-safe, the journal's lock guards every use of the database (moving a
+content file in or back out touches files only, and runs outside it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from fusefs.models import AttributeChange
+from fusefs.mount.journal_rows import COLUMNS, SCHEMA, PendingChange, migrate, row_to_change
+from fusefs.mount.node_ids import ReservedIds
+
+
+class JournalStore:
+    """The database journal.sqlite3 and the folder content/ under one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._content = directory / "content"
+        self._content.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            directory / "journal.sqlite3", isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL unless a transaction is durable (see the module docstring).
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._wal = directory / "journal.sqlite3-wal"
+        self._db.executescript(SCHEMA)
+        migrate(self._db)
+        # seq -> size, of every row (for totals)
+        self.sizes: dict[int, int] = dict(self._db.execute("SELECT seq, size FROM commits"))
+        self._unneeded: list[Path] = []  # content files to remove once their rows' deletion commits
+        self.ids = ReservedIds(self._db)
+        self._remove_orphans()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def claim(self, owner: str) -> None:
+        """See Journal.claim: refuses (ValueError) while another owner's rows wait, else
+        a new owner starts with no reserved ids and no receipts."""
+        row = self._db.execute("SELECT value FROM facts WHERE key = 'owner'").fetchone()
+        if row is not None and row[0] == owner:
+            return
+        files = self._db.execute("SELECT COUNT(*) FROM commits").fetchone()[0]
+        if row is not None and files:
+            raise ValueError(f"it holds {files} change(s) of another user, not sent yet")
+        self.ids.clear()
+        self._db.execute("DELETE FROM receipts")
+        self._db.execute("INSERT OR REPLACE INTO facts VALUES ('owner', ?)", (owner,))
+
+    # --- transactions -------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, durable: bool = False) -> Iterator[None]:
+        """One transaction; inside another (see Journal.together) it is part of that one.
+
+        durable: a program is promised what it holds, so its COMMIT waits for the
+        disk (FULL; NORMAL is back once it ends). A failure rolls it back and the
+        in-memory totals and ids are read again from what the disk kept.
+        """
+        if self._db.in_transaction:
+            assert not durable, "a durable change cannot wait for another transaction"
+            yield
+            return
+        self._unneeded = []
+        if durable:
+            self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._unneeded.clear()  # their rows stay: so do they
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self.sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
+                self.ids.rolled_back()
+                raise
+        finally:
+            if durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+        for path in self._unneeded:
+            path.unlink(missing_ok=True)
+
+    def sync_wal(self) -> None:
+        """Puts every row committed so far on disk (those committed with NORMAL too)."""
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed and gone: in the database file, synced by SQLite
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # --- rows -----------------------------------------------------------------
+
+    def select(
+        self, where: str = "", args: tuple = (), limit: int | None = None
+    ) -> list[PendingChange]:
+        query = f"SELECT {COLUMNS} FROM commits {where} ORDER BY seq"
+        if limit is not None:
+            query, args = query + " LIMIT ?", (*args, limit)
+        rows = self._db.execute(query, args).fetchall()
+        return [row_to_change(r, self.directory) for r in rows]
+
+    def of_node(self, node_id: int) -> list[PendingChange]:
+        return self.select("WHERE node_id = ?", (node_id,))
+
+    def newest_of(self, node_id: int) -> PendingChange | None:
+        newest = self._db.execute(
+            f"SELECT {COLUMNS} FROM commits WHERE node_id = ? ORDER BY seq DESC LIMIT 1",
+            (node_id,),
+        ).fetchone()
+        return None if newest is None else row_to_change(newest, self.directory)
+
+    def nodes(self) -> set[int]:
+        """Every node some row is of."""
+        return {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
+
+    def holds(self, node_id: int) -> bool:
+        """Whether a row of another node is in node_id (made in it or moved into it)."""
+        held = self._db.execute(
+            "SELECT 1 FROM commits WHERE node_id != ? AND (parent_id = ? OR new_parent_id = ?)"
+            " LIMIT 1",
+            (node_id, node_id, node_id),
+        ).fetchone()
+        return held is not None
+
+    def data(self, seq: int) -> bytes:
+        """The bytes kept in a row (a small commit's content, an XATTR's value)."""
+        found = self._db.execute("SELECT data FROM commits WHERE seq = ?", (seq,)).fetchone()
+        if found is None:
+            raise KeyError(f"journal row {seq} is gone")
+        return bytes(found[0])
+
+    def insert(self, row: tuple, data: bytes | None = None) -> PendingChange:
+        """One row, in the columns' order (all but seq and data)."""
+        cursor = self._db.execute(
+            "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
+            "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind, "
+            "target, sets_mtime, new_parent_id, new_name, flags, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*row, data),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        self.sizes[seq] = row[5]
+        return row_to_change((seq, *row, data is not None), self.directory)
+
+    def delete(self, seq: int) -> None:
+        self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
+        self.sizes.pop(seq, None)
+
+    def set_held(
+        self,
+        seq: int,
+        held: AttributeChange,
+        mtime_ns: int,
+        created_ns: int,
+        sets_mtime: bool | None = None,
+    ) -> None:
+        """The attributes (and mtime) a row sets; sets_mtime too unless None."""
+        values = (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime_ns)
+        if sets_mtime is None:
+            self._db.execute(
+                "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
+                "mtime_ns = ?, created_ns = ? WHERE seq = ?",
+                (*values, created_ns, seq),
+            )
+        else:
+            self._db.execute(
+                "UPDATE commits SET mode = ?, uid = ?, gid = ?, atime_ns = ?, "
+                "mtime_ns = ?, sets_mtime = ?, created_ns = ? WHERE seq = ?",
+                (*values, int(sets_mtime), created_ns, seq),
+            )
+
+    def rebase(self, seq: int, revision: int) -> None:
+        """The row's commit goes on top of revision."""
+        self._db.execute("UPDATE commits SET base_revision = ? WHERE seq = ?", (revision, seq))
+
+    def move_rows(
+        self, from_id: int, to_id: int, revision: int, kinds: tuple[str, ...] = ()
+    ) -> None:
+        """from_id's rows (of these kinds; all when none) become to_id's, on top of
+        revision."""
+        query = "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ?"
+        if kinds:
+            query += f" AND kind IN ({', '.join('?' * len(kinds))})"
+        self._db.execute(query, (to_id, revision, from_id, *kinds))
+
+    # --- content files -----------------------------------------------------
+
+    def move_in(self, staging: Path, staging_fd: int) -> str:
+        """Moves a closed file's staging file into the folder, durably; its name there
+        (relative to the directory, as rows keep it). The caller's descriptor stays
+        valid and now reads the sealed content."""
+        os.fsync(staging_fd)
+        name_on_disk = f"content/{uuid.uuid4().hex}"
+        os.rename(staging, self.directory / name_on_disk)
+        try:
+            _fsync_directory(self._content)
+        except BaseException:
+            self.move_out(name_on_disk, staging)
+            raise
+        return name_on_disk
+
+    def move_out(self, name_on_disk: str, staging: Path) -> None:
+        """Gives content whose row was not committed back to its staging file (unsaved
+        again, not lost)."""
+        os.rename(self.directory / name_on_disk, staging)
+
+    def remove_content(self, content: Path | None) -> None:
+        """Removes a content file whose row is deleted: once that deletion is committed
+        (a crash in between keeps a row whose content is gone otherwise)."""
+        if content is None:
+            return
+        if self._db.in_transaction:
+            self._unneeded.append(content)
+        else:
+            content.unlink(missing_ok=True)
+
+    def _remove_orphans(self) -> None:
+        """Content moved in by a seal whose row never committed (a crash between the two)."""
+        named = {row[0] for row in self._db.execute("SELECT content FROM commits")}
+        for path in self._content.iterdir():
+            if f"content/{path.name}" not in named:
+                path.unlink(missing_ok=True)
+
+    # --- receipts -----------------------------------------------------------
+
+    def receipts(self) -> list[tuple[bytes, int, bytes]]:
+        return self._db.execute("SELECT hash, size, mac FROM receipts").fetchall()
+
+    def add_receipts(self, receipts: Iterable[tuple[bytes, int, bytes]]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", list(receipts))
+
+
+def disk_error(exc: sqlite3.OperationalError) -> OSError:
+    """A failing database as the errno a program is told (close(2) fails with it)."""
+    if "full" in str(exc):
+        return OSError(errno.ENOSPC, "journal: local disk full")
+    return OSError(errno.EIO, f"journal: {exc}")
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
