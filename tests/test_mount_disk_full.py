@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from fusefs.clients import MetadataClient
+from fusefs.models import Ownership
+from fusefs.mount.journal import Journal
 from tests import signin
 from tests.filedata import sha256_of, write_random
 
@@ -73,3 +75,39 @@ def test_a_full_cache_disk_evicts_cached_blocks_then_refuses_whole(
     c.sync()
     assert (a.path / "note.txt").read_bytes() == b"still working"
     assert sha256_of(c.path / "new.bin") == written
+
+
+def test_outcomes_the_journal_cannot_record_leave_its_rows_to_be_sent_again(small_disk):
+    """Landings that cannot commit (the disk full) must not lose rows or crash: the rows
+    stay pending and in the indexes, and are recorded once there is room."""
+    journal = Journal(small_disk / "journal")
+    journal.add_ids(1000, 100)
+    made = []
+    for _ in range(20):
+        node_id = journal.take_id()
+        assert node_id is not None
+        journal.record_create(
+            node_id=node_id, parent_id=1, name=f"f{node_id}", mode=0o644,
+            owner=Ownership(0, 0), mtime_ns=1,
+        )  # fmt: skip
+        made.append(node_id)
+    sent = journal.take(100, 1 << 30)
+    assert [row.node_id for row in sent] == made
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * MiB)
+    with pytest.raises(OSError) as full, journal.together():
+        for row in sent:
+            journal.created(row)  # what a landing does: the row is done
+    assert full.value.errno == errno.ENOSPC
+    assert [row.node_id for row in journal.pending()] == made
+    assert all(journal.creating(node_id) for node_id in made)
+    filler.unlink()
+    again = journal.take(100, 1 << 30)
+    assert [row.node_id for row in again] == made  # sent again (request ids: harmless)
+    with journal.together():
+        for row in again:
+            journal.created(row)
+    assert journal.pending() == [] and not any(journal.creating(n) for n in made)
+    journal.close()

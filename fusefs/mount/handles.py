@@ -223,14 +223,14 @@ class OpenFiles:
             # The local disk is full: cached blocks (copies of what the drive
             # holds) give way to what programs write. Still full: ENOSPC.
             try:
-                if not await self._make_room(len(data)):
+                if not await self.make_room(len(data)):
                     raise
                 return await f.write(offset, data)
             except errors.NoSpace:
                 f.write_failed = True
                 raise
 
-    async def _make_room(self, nbytes: int) -> bool:
+    async def make_room(self, nbytes: int) -> bool:
         freed = await trio.to_thread.run_sync(self._cache.make_room, max(nbytes, ROOM_BYTES))
         if freed:
             log.info("local disk full: %d bytes of cached blocks evicted", freed)
@@ -250,7 +250,7 @@ class OpenFiles:
         try:
             sealed = await f.seal(self._journal, mine=mine)
         except errors.NoSpace:
-            if not await self._make_room(0):
+            if not await self.make_room(0):
                 raise
             sealed = await f.seal(self._journal, mine=mine)
         if sealed is not None:

@@ -92,9 +92,22 @@ class Journal:
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
         """What is done inside (rows applied, committed, created: a batch's landings) is
-        written in one transaction rather than one each."""
-        with self._mutex, self._store.transaction():
-            yield
+        written in one transaction rather than one each.
+
+        If it cannot commit (the local disk full), the rows the body dropped stay
+        on disk and come back into the indexes: they are sent again (their request
+        ids make that harmless); raises OSError (ENOSPC or EIO).
+        """
+        with self._mutex:
+            try:
+                with self._store.transaction():
+                    yield
+            except sqlite3.OperationalError as exc:
+                self._index()
+                raise disk_error(exc) from exc
+            except BaseException:
+                self._index()
+                raise
 
     # --- what is pending ----------------------------------------------------
 

@@ -184,6 +184,7 @@ class Replica:
         # Facts are read on every change and stat: kept here, written with each flush.
         self._facts = dict(self._db.execute("SELECT key, value FROM facts"))
         self._facts_changed: set[str] = set()
+        self._disk_full = False  # the last flush found the cache disk full
 
     def _warm(self) -> None:
         """Reads what it holds into memory, up to _NODES_KEPT nodes and entries: after a
@@ -227,14 +228,34 @@ class Replica:
         return db
 
     def flush(self) -> None:
-        """Makes what was written so far survive a crash of the mount (not of the machine)."""
-        if self._facts_changed:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO facts VALUES (?, ?)",
-                [(key, self._facts[key]) for key in self._facts_changed],
-            )
-            self._facts_changed.clear()
-        self._db.commit()
+        """Makes what was written so far survive a crash of the mount (not of the machine).
+
+        With the cache disk full it does not fail: the rows wait for a later flush
+        (or, if SQLite rolled them back, go, with the cursor that covered them: a
+        restart replays those changes). The replica is a cache; the mount goes on.
+        """
+        try:
+            if self._facts_changed:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO facts VALUES (?, ?)",
+                    [(key, self._facts[key]) for key in self._facts_changed],
+                )
+            self._db.commit()
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname != "SQLITE_FULL" and not exc.sqlite_errorname.startswith(
+                "SQLITE_IOERR"
+            ):
+                raise
+            if not self._db.in_transaction:
+                self._facts_changed = set(self._facts)  # rolled back: written again next time
+            if not self._disk_full:
+                log.warning("cache disk full: the replica's newest rows wait in memory (%s)", exc)
+            self._disk_full = True
+            return
+        self._facts_changed.clear()
+        if self._disk_full:
+            log.info("the replica is written to disk again")
+            self._disk_full = False
 
     def close(self) -> None:
         self.flush()

@@ -126,16 +126,22 @@ class Upkeep:
                 while len(waiting) < LANDINGS_AT_ONCE:
                     waiting.append(self.sync.landed.receive_nowait())
             todo: list[Invalidation] = []
-            with self.journal.together():
-                for landed in coalesced(waiting):
-                    try:
-                        if isinstance(landed, EntrySettled):
-                            todo += self.entries.settled(landed)
-                        else:
-                            todo += self.files.landed(landed)
-                    finally:
-                        landed.done()
-                self.names.replica.flush()
+            try:
+                with self.journal.together():
+                    for landed in coalesced(waiting):
+                        try:
+                            if isinstance(landed, EntrySettled):
+                                todo += self.entries.settled(landed)
+                            else:
+                                todo += self.files.landed(landed)
+                        finally:
+                            landed.done()
+                    self.names.replica.flush()
+            except OSError as exc:
+                # The local disk is full: the journal keeps those rows and sends them
+                # again (answered from metad's request log); cached blocks make room.
+                log.warning("local disk full: %d outcome(s) not recorded (%s)", len(waiting), exc)
+                await self.files.make_room(0)
             self.sync.recorded()
             await self.send(todo)
 
