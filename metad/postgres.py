@@ -50,7 +50,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from metad import schema
+from metad import schema_postgres
 from metad.sql import Sql
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class PostgresDriver:
             return PostgresConnection(self._connect_reader(), self._connect_reader)
         conn = self._connect()
         try:
-            schema.migrate_postgres(conn, WRITE_LOCK)
+            schema_postgres.migrate_postgres(conn, WRITE_LOCK)
         except BaseException:
             conn.close()
             raise
@@ -276,7 +276,7 @@ class PostgresDriver:
         return conn
 
     def schema_version(self, conn: Sql) -> int:
-        return schema.postgres_version(conn)
+        return schema_postgres.postgres_version(conn)
 
     def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
         """LISTENs for other replicas' commits, and reads the head every POLL_S."""

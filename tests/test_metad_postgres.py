@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from metad import schema
+from metad import schema, schema_postgres
 from metad.errors import DatabaseUnavailable, SchemaTooNew, StartupError
 from metad.models import Actor
 from metad.postgres import translate
@@ -112,11 +112,11 @@ def test_a_newer_schema_is_refused_and_left_untouched(pg_database: str) -> None:
 
 def test_a_database_at_the_baseline_is_migrated_step_by_step(pg_database: str) -> None:
     with psycopg.connect(pg_database, autocommit=True) as conn:  # as a metad of version 7 left it
-        for statement in schema.postgres_baseline():
+        for statement in schema_postgres.postgres_baseline():
             conn.execute(statement)
         conn.execute(
             "INSERT INTO schema_version (version, applied_ns) VALUES (%s, 0)",
-            (schema.POSTGRES_BASELINE,),
+            (schema_postgres.POSTGRES_BASELINE,),
         )
 
     async def scenario() -> None:
@@ -131,7 +131,7 @@ def test_a_database_at_the_baseline_is_migrated_step_by_step(pg_database: str) -
     run(scenario())
     with psycopg.connect(pg_database) as conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
-    assert versions == list(range(schema.POSTGRES_BASELINE, schema.SCHEMA_VERSION + 1))
+    assert versions == list(range(schema_postgres.POSTGRES_BASELINE, schema.SCHEMA_VERSION + 1))
 
 
 async def _open_and_close(database: str) -> None:
