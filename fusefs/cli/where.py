@@ -34,7 +34,10 @@ class Metad:
 
 
 def with_port(text: str, port: int = METAD_PORT) -> str:
-    """HOST[:PORT] as a person types it, as HOST:PORT ([v6] too)."""
+    """HOST[:PORT] as a person types it, as HOST:PORT ([v6] too); a comma-separated list
+    (one service's replicas) each part so."""
+    if "," in text:
+        return ",".join(with_port(part, port) for part in text.split(","))
     text = text.strip()
     if not text or any(c.isspace() for c in text):
         raise InvalidArgument(f"not a HOST[:PORT] address: {text!r}")

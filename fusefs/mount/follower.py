@@ -3,8 +3,11 @@
 The Subscribe stream is read in a worker thread (blocking gRPC) and each
 event handed to trio; a broken stream is resumed from the last sequence
 applied, so no change is missed or applied twice. A stream cut because metad
-cannot be reached turns the mount offline at once (the first change made
-after a network cut then need not find out by waiting on a call).
+cannot be reached turns the mount offline (the first change made after a
+network cut then need not find out by waiting on a call), unless streams
+resumed at once for RESUME_GRACE find one: with several metad replicas, one
+that dies cuts only the streams it served, and the channel sends the resumed
+stream to another once it has noticed which one died.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -24,6 +28,10 @@ from fusefs.mount.reachability import Reachability
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAY = 0.5
+# From a stream's first failure to reach metad, how long streams are resumed at once
+# (every RESUME_STEP) before the mount turns offline.
+RESUME_GRACE = 0.3
+RESUME_STEP = 0.05
 
 
 class ChangeFollower:
@@ -62,17 +70,28 @@ class ChangeFollower:
     def _read(self, handoff: _Handoff) -> None:
         """Worker thread: stream events, resume after failures, until stopped."""
         cursor = self.sequence
+        failing_since: float | None = None  # the first of failures in a row
         while not self._stopping.is_set():
+            opened = time.monotonic()
             try:
                 self._stream = self._meta.subscribe(cursor)
                 for change in self._stream:
                     handoff.put(change)
                     cursor = self.sequence = change.sequence
+                    failing_since = None
             except errors.DriveError as exc:
                 if self._stopping.is_set():
                     return
                 log.info("change stream interrupted (%s); resuming from %d", exc, cursor)
-                if isinstance(exc, errors.Unavailable) and self._reachability is not None:
+                now = time.monotonic()
+                if failing_since is None or now - opened >= RECONNECT_DELAY:
+                    failing_since = now  # the stream had been up: a new failure
+                unreachable = isinstance(exc, errors.Unavailable)
+                if unreachable and now - failing_since < RESUME_GRACE:
+                    if self._stopping.wait(RESUME_STEP):
+                        return
+                    continue
+                if unreachable and self._reachability is not None:
                     try:
                         trio.from_thread.run_sync(
                             self._reachability.failed, trio_token=handoff.token
