@@ -97,6 +97,7 @@ def test_concurrent_edits_keep_both_versions(two) -> None:
     copy = [n for n in entries if "conflicted copy" in n]
     assert len(copy) == 1 and "dev-b" in copy[0], entries
     assert (a / "doc.txt").read_text() == "from a"
-    assert (a / copy[0]).read_text() == "from b"
+    # The copy is made, then filled: its name may show a moment before its content.
+    eventually(lambda: (a / copy[0]).read_text() == "from b")
     eventually(lambda: (b / "doc.txt").read_text() == "from a")
     eventually(lambda: (b / copy[0]).read_text() == "from b")
