@@ -447,8 +447,9 @@ class Journal:
         to do)."""
         with self._mutex:
             self._in_flight.settled(row.seq)
+            now_of = self._store.node_of(row.seq) or row.node_id  # (moved by a save?)
             self._store.delete(row.seq)
-            self._reindex(row.node_id)
+            self._reindex(*{row.node_id, now_of})
 
     def created(self, create: PendingChange) -> None:
         """metad made the file (a commit of it may follow)."""
@@ -497,6 +498,14 @@ class Journal:
         """The commit landed as revision: the next one of the node goes on top of it."""
         with self._mutex:
             self._in_flight.settled(commit.seq)
+            now_of = self._store.node_of(commit.seq)
+            if now_of is not None and now_of != commit.node_id:
+                # A save (saved_into) moved the row to the saved file while it was on
+                # its way: that file's revision is made from this one already.
+                self._store.delete(commit.seq)
+                self._store.remove_content(commit.content)
+                self._reindex(commit.node_id, now_of)
+                return
             self._committed[commit.node_id] = revision
             # At most one later commit of the node waits (a newer close replaces it).
             later = self._by_node.latest.get(commit.node_id)
@@ -553,9 +562,10 @@ class Journal:
             self._drop(commit)
 
     def _drop(self, commit: PendingChange) -> None:
+        now_of = self._store.node_of(commit.seq) or commit.node_id  # (moved by a save?)
         self._store.delete(commit.seq)
         self._store.remove_content(commit.content)
-        self._reindex(commit.node_id)
+        self._reindex(*{commit.node_id, now_of})
 
     # --- receipts ---------------------------------------------------------
 

@@ -174,6 +174,11 @@ class JournalStore:
         self.sizes[seq] = row[5]
         return row_to_change((seq, *row, data is not None), self.directory)
 
+    def node_of(self, seq: int) -> int | None:
+        """The node a row is of now (a save may have moved it to the saved file)."""
+        found = self._db.execute("SELECT node_id FROM commits WHERE seq = ?", (seq,)).fetchone()
+        return None if found is None else int(found[0])
+
     def delete(self, seq: int) -> None:
         self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
         self.sizes.pop(seq, None)
