@@ -25,6 +25,9 @@ NOBODY = 65534
 # The venv may sit where other users cannot reach (under /root): the system Python can.
 SYSTEM_PYTHON = "/usr/bin/python3"
 
+# Reads' atimes go to metad once a second (fusefs/mount/atimes.py): a few rounds.
+ATIME_SECONDS = 5.0
+
 
 def as_user(uid: int, code: str, gid: int = NOBODY) -> subprocess.CompletedProcess[str]:
     """Runs python code as another user of the machine; its errno (0: it worked) on stdout."""
@@ -188,18 +191,23 @@ def test_reads_move_atime_the_relatime_way(mounts, metad, blockd) -> None:
     written = os.stat(f)
     assert f.read_text() == "first"
     # The first read after a change moves atime past mtime and ctime (ctime stays).
-    eventually(lambda: os.stat(f).st_atime_ns > written.st_mtime_ns)
+    eventually(lambda: os.stat(f).st_atime_ns > written.st_mtime_ns, timeout=ATIME_SECONDS)
     read = os.stat(f)
     assert read.st_ctime_ns == written.st_ctime_ns
     # Reads that follow do not write again: atime stays until the next change.
     assert f.read_text() == "first"
     os.listdir(folder)
-    eventually(lambda: os.stat(folder).st_atime_ns > os.stat(folder).st_mtime_ns)
+    eventually(
+        lambda: os.stat(folder).st_atime_ns > os.stat(folder).st_mtime_ns, timeout=ATIME_SECONDS
+    )
     assert os.stat(f).st_atime_ns == read.st_atime_ns
     f.write_text("second")
     a.sync()
     assert f.read_text() == "second"
-    eventually(lambda: os.stat(f).st_atime_ns > os.stat(f).st_mtime_ns > read.st_atime_ns)
+    eventually(
+        lambda: os.stat(f).st_atime_ns > os.stat(f).st_mtime_ns > read.st_atime_ns,
+        timeout=ATIME_SECONDS,
+    )
     # Another device sees the atime metad keeps.
     b = mounts.mount(metad, blockd, "dev-b")
     assert os.stat(b.path / "f").st_atime_ns == os.stat(f).st_atime_ns

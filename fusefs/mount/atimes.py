@@ -34,6 +34,10 @@ class AccessTimes:
         if node.id not in self._due and read_moves_atime(node, now_ns):
             self._due[node.id] = inode
 
+    def keep(self, node_id: int, inode: int) -> None:
+        """A read taken that must wait for the next flush (its node is not on metad yet)."""
+        self._due.setdefault(node_id, inode)
+
     def take(self) -> dict[int, int]:
         """Up to MAX_BATCH noted reads (node id -> inode), forgotten here."""
         ids = list(self._due)[:MAX_BATCH]

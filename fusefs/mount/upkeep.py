@@ -94,6 +94,9 @@ class Upkeep:
         while True:
             await trio.sleep(atimes.FLUSH_SECONDS)
             due = self._reads.take()
+            for node_id in [n for n in due if self.journal.creating(n)]:
+                # Made here and not on metad yet: its atime goes once it is.
+                self._reads.keep(node_id, due.pop(node_id))
             if not due:
                 continue
             try:
