@@ -121,27 +121,39 @@ def test_schema_is_versioned_wal_and_every_column_is_commented(tmp_path: Path) -
         assert "UNIQUE" in index_sql and "WHERE deleted_ns IS NULL" in index_sql
 
 
+def _old_database(db: Path, version: int, rows: str) -> sqlite3.Connection:
+    """A database as a metad of an older schema version left it: its owner and root
+    folder, then rows (SQL). Returns the connection, open."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    for step in range(1, version + 1):
+        for statement in schema.MIGRATIONS[step]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (?, 0)", (step,))
+    conn.execute(f"PRAGMA user_version = {int(version)}")
+    conn.executescript(
+        "INSERT INTO users (id, name, quota_bytes, admin, created_ns)"
+        " VALUES (1, 'owner', 0, 1, 0);"
+        "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
+        " VALUES (1, 1, NULL, '', 'dir', 493, 5, 5);"
+        "UPDATE users SET root_node_id = 1;" + rows
+    )
+    return conn
+
+
 def _version_4_database(db: Path) -> None:
     """A database as a metad of schema version 4 left it: a user, a file, its journal."""
-    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
-        for version in range(1, 5):
-            for statement in schema.MIGRATIONS[version]:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
-        conn.execute("PRAGMA user_version = 4")
-        conn.executescript(
-            "INSERT INTO users (id, name, quota_bytes, admin, created_ns)"
-            " VALUES (1, 'owner', 0, 1, 0);"
-            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
-            " VALUES (1, 1, NULL, '', 'dir', 493, 5, 5);"
-            "UPDATE users SET root_node_id = 1;"
+    with contextlib.closing(
+        _old_database(
+            db,
+            4,
             "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
             " revision) VALUES (7, 1, 1, 'f', 'file', 420, 6, 6, 1);"
             "INSERT INTO revisions VALUES (7, 1, 0, 6, 420, 1, 'laptop', 6);"
             "INSERT INTO changes (sequence, owner_id, kind, node_id, node_kind, parent_id, name,"
             " revision, actor_id, device, time_ns) VALUES (41, 1, 'created', 7, 'file', 1, 'f',"
-            " 1, 1, 'laptop', 6);"
+            " 1, 1, 'laptop', 6);",
         )
+    ) as conn:
         journal = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'changes'").fetchone()
         assert "'damaged'" not in journal[0]
 
@@ -225,23 +237,14 @@ def test_usage_is_the_sum_of_live_files_through_every_kind_of_change(
 
 def test_usage_of_a_version_7_database_is_added_up_once_by_the_upgrade(tmp_path: Path) -> None:
     db = tmp_path / "metadata.db"
-    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
-        for version in range(1, 8):
-            for statement in schema.MIGRATIONS[version]:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
-        conn.execute("PRAGMA user_version = 7")
-        conn.executescript(
-            "INSERT INTO users (id, name, quota_bytes, admin, created_ns)"
-            " VALUES (1, 'owner', 0, 1, 0);"
-            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns)"
-            " VALUES (1, 1, NULL, '', 'dir', 493, 5, 5);"
-            "UPDATE users SET root_node_id = 1;"
-            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
-            " revision, size) VALUES (7, 1, 1, 'f', 'file', 420, 6, 6, 1, 600);"
-            "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
-            " revision, size, deleted_ns) VALUES (8, 1, 1, 'g', 'file', 420, 6, 6, 1, 99, 7);"
-        )
+    _old_database(
+        db,
+        7,
+        "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
+        " revision, size) VALUES (7, 1, 1, 'f', 'file', 420, 6, 6, 1, 600);"
+        "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
+        " revision, size, deleted_ns) VALUES (8, 1, 1, 'g', 'file', 420, 6, 6, 1, 99, 7);",
+    ).close()
 
     async def upgraded() -> None:
         async with open_store(db) as store:
