@@ -36,6 +36,7 @@ from fusefs.cache import BlockCache
 from fusefs.models import NO_CHANGE, AttributeChange, Node, Revision
 from fusefs.mount.journal import Journal
 from fusefs.mount.journal_rows import PendingChange
+from fusefs.mount.quicklock import QuickLock
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class OpenFile(RevisionReader):
         self.node = node
         self.handles = 0
         self._staging_dir = staging_dir
-        self._lock = trio.Lock()
+        self._lock = QuickLock()  # (a trio.Lock that skips the scheduler when free)
         self.mtime_ns = node.mtime_ns
         self.ctime_ns = node.ctime_ns
         self.held = NO_CHANGE  # chmod/chown/utime made while dirty: sealed with the content

@@ -193,9 +193,16 @@ class Journal:
         another entry (a save gives the moved node's later rows to the saved file)."""
         with self._mutex:
             taken: list[PendingChange] = []
-            rows = self._store.select(limit=len(self._in_flight) + max_files)
-            # Rows on their way are the oldest: among these.
-            committing = {r.node_id for r in rows if r.seq in self._in_flight and r.is_commit}
+            # Rows on their way are the oldest: among these. Only (seq, node, kind) of those
+            # is read (up to 500 of them, at every batch): whole rows only of the others.
+            head = self._store.head(len(self._in_flight) + max_files)
+            committing = {n for seq, n, kind in head if seq in self._in_flight and kind == COMMIT}
+            waiting = [seq for seq, _, _ in head if seq not in self._in_flight]
+            rows = (
+                self._store.select("WHERE seq >= ? AND seq <= ?", (waiting[0], waiting[-1]))
+                if waiting
+                else []
+            )
             size = 0
             for row in rows:
                 if row.seq in self._in_flight:

@@ -130,6 +130,12 @@ class JournalStore:
         rows = self._db.execute(query, args).fetchall()
         return [row_to_change(r, self.directory) for r in rows]
 
+    def head(self, limit: int) -> list[tuple[int, int, str]]:
+        """(seq, node id, kind) of the oldest rows, in order."""
+        return self._db.execute(
+            "SELECT seq, node_id, kind FROM commits ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+
     def of_node(self, node_id: int) -> list[PendingChange]:
         return self.select("WHERE node_id = ?", (node_id,))
 
