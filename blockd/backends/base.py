@@ -19,8 +19,9 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-# What a backend stores: bytes, or a view of the request that brought them (no copy).
-Bytes = bytes | memoryview
+# What a backend stores: bytes, a view of the request that brought them (no copy), or
+# a buffer an encoding filled in place.
+Bytes = bytes | bytearray | memoryview
 
 # Object keys are plain names: safe as a file name, an S3 key and a URL part.
 # A leading "." is reserved for a backend's own temporary files.
