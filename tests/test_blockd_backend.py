@@ -554,3 +554,24 @@ def test_retry_pauses_grow_exponentially_with_jitter_up_to_the_cap() -> None:
 )
 def test_s3_is_temp_failure_only_for_transient_errors(exc: Exception, transient: bool) -> None:
     assert is_temp_failure(exc) is transient
+
+
+def test_local_reads_back_every_size_around_the_direct_read_boundaries(tmp_path: Path) -> None:
+    """Large objects are read with O_DIRECT into reused aligned buffers: every size
+    around the threshold and the 4 KiB alignment reads back exact, many at once."""
+    sizes = [256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, 4096 * 300, 1 << 20, (1 << 20) + 82]
+    sizes += [(4 << 20) + 4095, 3 * 4096 - 1]
+    objects = {f"k{i:02d}": os.urandom(size) for i, size in enumerate(sizes * 2)}
+
+    async def scenario() -> None:
+        backend = await LocalBackend.open(tmp_path / "local")
+        try:
+            for key, data in objects.items():
+                await backend.put(key, data)
+            for _ in range(2):  # concurrently, then again with the kept buffers
+                got = await asyncio.gather(*(backend.get(key) for key in objects))
+                assert got == list(objects.values())
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())
