@@ -24,10 +24,13 @@ from blockd.backends.base import (
     BackendFull,
     BackendUnavailable,
     ObjectCorrupt,
+    ObjectNotFound,
     WrappingBackend,
 )
+from blockd.backends.codec import CodecBackend
 from blockd.backends.local import LocalBackend
 from blockd.hotcache import HotBlocks
+from blockd.keys import Keyring, new_master_key
 from blockd.service import BlocksService, add_to_server
 from blockd.store import (
     Block,
@@ -317,6 +320,26 @@ def test_written_and_read_blocks_are_served_from_memory(tmp_path: Path) -> None:
         assert backend.gets == 3
         await uncached.close()
         await backend.close()
+
+    asyncio.run(main())
+
+
+def test_a_codec_decodes_what_the_wrapper_beneath_it_returns(tmp_path: Path) -> None:
+    """The codec decodes in the backend's read thread (get_then), yet a wrapper between
+    them (faults, counting) still sees every get: get_then goes through its get."""
+    key = new_master_key()
+    data = b"d" * 300_000
+
+    async def main() -> None:
+        counting = CountingGets(await LocalBackend.open(tmp_path))
+        codec = CodecBackend(counting, Keyring((key,), key))
+        await codec.put("ab" * 32, data)
+        assert await codec.get("ab" * 32) == data
+        assert counting.gets == 1
+        failing = CodecBackend(Failing(counting, ObjectNotFound), Keyring((key,), key))
+        with pytest.raises(ObjectNotFound):
+            await failing.get("ab" * 32)
+        await codec.close()
 
     asyncio.run(main())
 

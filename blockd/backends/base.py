@@ -15,13 +15,17 @@ errors below, once).
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 # What a backend stores: bytes, a view of the request that brought them (no copy), or
 # a buffer an encoding filled in place.
 Bytes = bytes | bytearray | memoryview
+
+T = TypeVar("T")
 
 # Object keys are plain names: safe as a file name, an S3 key and a URL part.
 # A leading "." is reserved for a backend's own temporary files.
@@ -97,6 +101,17 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def get(self, key: str) -> bytes:
         """The object's bytes. Raises ObjectNotFound, ObjectCorrupt, BackendUnavailable."""
+
+    async def get_then(self, key: str, then: Callable[[bytes], T]) -> T:
+        """then(the object's bytes), run in a worker thread: how a wrapper decodes.
+
+        then is blocking and CPU-bound, and raises no OSError. A backend that reads
+        in worker threads (the local one) runs it in the thread that read the
+        object: one hand-off per object instead of two. Raises what get raises,
+        and what then raises.
+        """
+        data = await self.get(key)
+        return await asyncio.to_thread(then, data)
 
     @abc.abstractmethod
     async def put(self, key: str, data: Bytes) -> int:

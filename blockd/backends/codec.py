@@ -34,6 +34,7 @@ import contextlib
 import os
 import struct
 import threading
+from functools import partial
 from typing import Literal
 
 import zstandard
@@ -122,11 +123,9 @@ class CodecBackend(WrappingBackend):
 
     async def get(self, key: str) -> bytes:
         check_key(key)
-        blob = await self.backend.get(key)
         try:
-            if len(blob) <= _INLINE_BYTES:
-                return _decode(self.keyring, key, blob)
-            return await asyncio.to_thread(_decode, self.keyring, key, blob)
+            # Decoded in the thread that read it, if the backend reads in threads.
+            return await self.backend.get_then(key, partial(_decode, self.keyring, key))
         except _Corrupt as exc:
             raise ObjectCorrupt(key, str(exc), damaged=not isinstance(exc, _NotForUs)) from None
 

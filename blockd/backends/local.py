@@ -30,7 +30,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -111,14 +111,13 @@ class LocalBackend(Backend):
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
-        try:
+        with _read_errors(key, path):
             return await self._run(_read_file, path)
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
-        except OSError as exc:
-            if exc.errno in _UNREADABLE:
-                raise ObjectCorrupt(key, _describe(exc)) from exc
-            raise BackendUnavailable(f"cannot read {path}: {_describe(exc)}") from exc
+
+    async def get_then(self, key: str, then: Callable[[bytes], T]) -> T:
+        path = self._path(key)
+        with _read_errors(key, path):
+            return await self._run(_read_then, path, then)
 
     async def put(self, key: str, data: Bytes) -> int:
         path = self._path(key)
@@ -191,6 +190,23 @@ def _may_hold(subdir: str, prefix: str) -> bool:
 
 def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+@contextlib.contextmanager
+def _read_errors(key: str, path: Path) -> Iterator[None]:
+    """OSError of a read → the backend's errors."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ObjectNotFound(key) from None
+    except OSError as exc:
+        if exc.errno in _UNREADABLE:
+            raise ObjectCorrupt(key, _describe(exc)) from exc
+        raise BackendUnavailable(f"cannot read {path}: {_describe(exc)}") from exc
+
+
+def _read_then(path: Path, then: Callable[[bytes], T]) -> T:
+    return then(_read_file(path))
 
 
 def _read_file(path: Path) -> bytes:
