@@ -324,16 +324,17 @@ def test_written_and_read_blocks_are_served_from_memory(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_codec_decodes_what_the_wrapper_beneath_it_returns(tmp_path: Path) -> None:
-    """The codec decodes in the backend's read thread (get_then), yet a wrapper between
-    them (faults, counting) still sees every get: get_then goes through its get."""
+def test_a_codec_encodes_and_decodes_through_the_wrapper_beneath_it(tmp_path: Path) -> None:
+    """The codec encodes and decodes in the backend's own threads (put_made, get_then),
+    yet a wrapper between them (faults, counting) still sees every put and get."""
     key = new_master_key()
     data = b"d" * 300_000
 
     async def main() -> None:
-        counting = CountingGets(await LocalBackend.open(tmp_path))
+        counting = CountingGets(SlowPuts(await LocalBackend.open(tmp_path), delay=0))
         codec = CodecBackend(counting, Keyring((key,), key))
         await codec.put("ab" * 32, data)
+        assert counting.backend.puts == ["ab" * 32]
         assert await codec.get("ab" * 32) == data
         assert counting.gets == 1
         failing = CodecBackend(Failing(counting, ObjectNotFound), Keyring((key,), key))

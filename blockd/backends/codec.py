@@ -132,10 +132,11 @@ class CodecBackend(WrappingBackend):
     async def put(self, key: str, data: Bytes) -> int:
         check_key(key)
         if len(data) <= _INLINE_BYTES:
-            blob = _encode(self.keyring, key, data, self._level)
-        else:
-            blob = await asyncio.to_thread(_encode, self.keyring, key, data, self._level)
-        return await self.backend.put(key, blob)
+            return await self.backend.put(key, _encode(self.keyring, key, data, self._level))
+        # Encoded in the thread that writes it, if the backend writes in threads.
+        return await self.backend.put_made(
+            key, partial(_encode, self.keyring, key, data, self._level)
+        )
 
     async def _check_keyring(self) -> None:
         keys: list[str] = []

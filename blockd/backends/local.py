@@ -121,12 +121,18 @@ class LocalBackend(Backend):
 
     async def put(self, key: str, data: Bytes) -> int:
         path = self._path(key)
-        try:
+        with _write_errors(path):
             await self._run(self._write_file, path, data)
-        except OSError as exc:
-            if exc.errno in _NO_ROOM:
-                raise BackendFull(f"no room for {path}: {_describe(exc)}") from exc
-            raise BackendUnavailable(f"cannot write {path}: {_describe(exc)}") from exc
+        return len(data)
+
+    async def put_made(self, key: str, make: Callable[[], Bytes]) -> int:
+        path = self._path(key)
+        with _write_errors(path):
+            return await self._run(self._make_file, path, make)
+
+    def _make_file(self, path: Path, make: Callable[[], Bytes]) -> int:
+        data = make()
+        self._write_file(path, data)
         return len(data)
 
     async def contains(self, keys: Sequence[str]) -> list[bool]:
@@ -190,6 +196,17 @@ def _may_hold(subdir: str, prefix: str) -> bool:
 
 def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    """OSError of a write → the backend's errors."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise BackendFull(f"no room for {path}: {_describe(exc)}") from exc
+        raise BackendUnavailable(f"cannot write {path}: {_describe(exc)}") from exc
 
 
 @contextlib.contextmanager
