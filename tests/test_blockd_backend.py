@@ -575,3 +575,33 @@ def test_local_reads_back_every_size_around_the_direct_read_boundaries(tmp_path:
             await backend.close()
 
     asyncio.run(scenario())
+
+
+def test_local_codec_objects_damaged_on_disk_are_corrupt_and_the_rest_read_on(
+    tmp_path: Path,
+) -> None:
+    """The codec decodes straight from the local backend's read buffer (get_then): a
+    damaged large object fails authentication there, and the reads after it (reusing
+    the buffers) still return exact bytes."""
+    key = new_master_key()
+    objects = {f"k{i}": os.urandom((1 << 20) + i * 4097) for i in range(12)}
+
+    async def scenario() -> None:
+        backend = await CodecBackend.open(await LocalBackend.open(tmp_path), Keyring((key,), key))
+        try:
+            for name, data in objects.items():
+                await backend.put(name, data)
+            path = tmp_path / "blocks" / "k3"[:2] / "k3"
+            damaged = bytearray(path.read_bytes())
+            damaged[len(damaged) // 2] ^= 1
+            path.write_bytes(bytes(damaged))
+            for _ in range(3):
+                with pytest.raises(ObjectCorrupt, match="k3"):
+                    await backend.get("k3")
+                rest = [name for name in objects if name != "k3"]
+                got = await asyncio.gather(*(backend.get(name) for name in rest))
+                assert got == [objects[name] for name in rest]
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())

@@ -102,13 +102,14 @@ class Backend(abc.ABC):
     async def get(self, key: str) -> bytes:
         """The object's bytes. Raises ObjectNotFound, ObjectCorrupt, BackendUnavailable."""
 
-    async def get_then(self, key: str, then: Callable[[bytes], T]) -> T:
+    async def get_then(self, key: str, then: Callable[[Bytes], T]) -> T:
         """then(the object's bytes), run in a worker thread: how a wrapper decodes.
 
-        then is blocking and CPU-bound, and raises no OSError. A backend that reads
-        in worker threads (the local one) runs it in the thread that read the
-        object: one hand-off per object instead of two. Raises what get raises,
-        and what then raises.
+        then is blocking and CPU-bound, raises no OSError, and keeps nothing of
+        what it is given: a view valid only during the call, maybe. A backend that
+        reads in worker threads (the local one) runs it in the thread that read
+        the object, on the buffer it read into: one hand-off per object instead of
+        two, and no copy. Raises what get raises, and what then raises.
         """
         data = await self.get(key)
         return await asyncio.to_thread(then, data)

@@ -222,26 +222,27 @@ def _encode(keyring: Keyring, key: str, data: Bytes, level: int) -> Bytes:
     return blob
 
 
-def _parse_header(blob: bytes) -> tuple[int, bytes, bytes, bytes]:
+def _parse_header(blob: Bytes) -> tuple[int, bytes, bytes, bytes]:
     """(flags, master key id, wrapped data key, nonce); refuses what version 1 does not know."""
-    if not blob.startswith(MAGIC):
-        if MAGIC.startswith(blob):
-            raise _Corrupt(f"truncated: {len(blob)} bytes")
+    head, size = bytes(blob[:HEADER_BYTES]), len(blob)  # (blob may be a view)
+    if not head.startswith(MAGIC):
+        if MAGIC.startswith(head):
+            raise _Corrupt(f"truncated: {size} bytes")
         raise _NotEncoded(f"not an encoded object (no {MAGIC!r} header)")
-    if len(blob) > len(MAGIC) and blob[len(MAGIC)] != FORMAT_VERSION:
+    if size > len(MAGIC) and head[len(MAGIC)] != FORMAT_VERSION:
         raise _NotForUs(
-            f"object format version {blob[len(MAGIC)]} is unknown to this blockd "
+            f"object format version {head[len(MAGIC)]} is unknown to this blockd "
             f"(it reads version {FORMAT_VERSION})"
         )
-    if len(blob) < OVERHEAD_BYTES:
-        raise _Corrupt(f"truncated: {len(blob)} bytes, less than the {OVERHEAD_BYTES} overhead")
-    _, _, flags, key_id, wrapped, nonce = _HEADER.unpack_from(blob)
+    if size < OVERHEAD_BYTES:
+        raise _Corrupt(f"truncated: {size} bytes, less than the {OVERHEAD_BYTES} overhead")
+    _, _, flags, key_id, wrapped, nonce = _HEADER.unpack_from(head)
     if flags & ~_KNOWN_FLAGS:
         raise _NotForUs(f"unknown flags {flags:#04x} (a newer blockd?)")
     return flags, key_id, wrapped, nonce
 
 
-def _unwrap_data_key(keyring: Keyring, blob: bytes) -> tuple[int, bytes, bytes]:
+def _unwrap_data_key(keyring: Keyring, blob: Bytes) -> tuple[int, bytes, bytes]:
     """(flags, data key, nonce) of an object; raises _Corrupt."""
     flags, key_id, wrapped, nonce = _parse_header(blob)
     master = keyring.get(key_id)
@@ -257,7 +258,8 @@ def _unwrap_data_key(keyring: Keyring, blob: bytes) -> tuple[int, bytes, bytes]:
     return flags, data_key, nonce
 
 
-def _decode(keyring: Keyring, key: str, blob: bytes) -> bytes:
+def _decode(keyring: Keyring, key: str, blob: Bytes) -> bytes:
+    """The data of an object (blob: its bytes, or a view of them); raises _Corrupt."""
     flags, data_key, nonce = _unwrap_data_key(keyring, blob)
     view = memoryview(blob)
     try:
