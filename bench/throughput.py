@@ -17,7 +17,9 @@ same disk, their ratio and the target of the local-first mount (issue 10):
   with lstat of the untarred tree, in Python (os.scandir) and as `ls -lR`,
   each on a fresh remount; target 1 s per 10,000 entries;
 - bytes uploaded after a 1-byte insert, change latency between two mounts
-  (p50, p99), and the peak RSS (VmHWM) of every mount process.
+  (p50, p99), and the peak RSS (VmHWM) of every mount process;
+- the CPU seconds per GiB the mount and blockd spent writing until synced and
+  reading cold with an empty cache: steadier than MB/s on a shared machine.
 
 "Until synced" on the local directory means until os.sync() returns; on the
 drive, until `drive sync MOUNTPOINT` returns. Under the table: the peak RSS
@@ -111,6 +113,22 @@ def write_file(path: Path, size: int, label: str) -> float:
                 bar.update(task, completed=done)
             os.fsync(f.fileno())
         return time.perf_counter() - start
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used (/proc/PID/stat fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(drive: Drive, mnt: Path) -> tuple[float, float]:
+    """CPU seconds used so far by the mount of mnt and by blockd."""
+    mount_pid = next(p.pid for p, path, _ in drive.mounts if path == mnt)
+    return cpu_seconds(mount_pid), cpu_seconds(drive.blockd.process.pid)
+
+
+def cpu_per_gib(before: tuple[float, float], after: tuple[float, float], size: int) -> list[float]:
+    return [(b - a) * 1024**3 / size for a, b in zip(before, after, strict=True)]
 
 
 def read_file(path: Path, label: str) -> float:
@@ -348,7 +366,9 @@ def measure_drive(
     f: dict[str, float] = {}
     mnt = drive.mount("a")
     sync = drive.syncer(mnt)
+    cpu = cpu_of(drive, mnt)
     f["write"] = size / write_file(mnt / "big", size, "drive write") / MiB
+    f["cpu write mount"], f["cpu write blockd"] = cpu_per_gib(cpu, cpu_of(drive, mnt), size)
     f["read warm"] = size / read_file(mnt / "big", "drive read (warm)") / MiB
     closed, synced = small_files_synced(mnt / "small", files, "drive small files", sync)
     f["small closed"], f["small synced"] = files / closed, files / synced
@@ -372,7 +392,9 @@ def measure_drive(
 
     other = drive.mount("b")
     drop_page_cache()
+    cpu = cpu_of(drive, other)
     f["read cold, no cache"] = size / read_file(other / "big", "drive read (cold, no cache)") / MiB
+    f["cpu cold mount"], f["cpu cold blockd"] = cpu_per_gib(cpu, cpu_of(drive, other), size)
     f["insert MiB"] = insert_upload_mib(drive, mnt)
     lat, timeouts = change_latency(mnt, other)
     lat.sort()
@@ -424,6 +446,11 @@ def report(
     console.print(table)
     if walked != int(loc["walk entries"]):
         console.print(f"[red]drive tree has {walked} entries, local {int(loc['walk entries'])}")
+    console.print(
+        "CPU s per GiB, mount + blockd (compare these on a shared machine, not MB/s): "
+        f"write until synced {d['cpu write mount']:.2f} + {d['cpu write blockd']:.2f}, "
+        f"cold read with an empty cache {d['cpu cold mount']:.2f} + {d['cpu cold blockd']:.2f}"
+    )
     rss = ", ".join(f"{m} {k / 1024:.0f} MiB" if k else f"{m} ?" for m, k in drive.peak_rss)
     console.print(
         f"peak RSS (VmHWM): {rss} (bounds: a mount {MOUNT_PEAK_MIB} MiB, metad "

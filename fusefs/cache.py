@@ -9,6 +9,17 @@ wrong bytes. From then on a read takes only the bytes it asks for from the
 disk copy (read_range): a 4 KiB read costs a 4 KiB pread, not a 1 MiB read
 and hash.
 
+Packs: the blocks of a file written here are not copied block by block into
+the cache. The journal's sealed content file they were cut from is hard-linked
+into packs/ (no byte copied, no inode made per block: on this ext4 a new inode
+costs more than a MiB of copying) and its blocks are indexed as ranges of it in
+packs.log, an append-only list of "PACK HASH OFFSET SIZE" lines read back (and
+compacted) at start; a torn line is skipped, a wrong one fails the hash check of
+the first read after the mount like any damaged copy. The sealed file never
+changes once sealed; the link keeps it after the journal lets it go. A pack goes
+when its last indexed block is evicted, so until then it holds the disk space
+of its evicted blocks too (the cache can overrun its capacity by those).
+
 Locking: the memory LRU and the in-flight table are touched only from the
 trio thread. The disk index is shared with worker threads and guarded by
 `_disk_lock`; file I/O happens outside it (a file can vanish between the
@@ -22,6 +33,7 @@ import errno
 import logging
 import os
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,17 +50,47 @@ Data = bytes | memoryview
 Fetcher = Callable[[list[bytes]], list[tuple[bytes, Data]]]
 
 
+PACKS = "packs"
+PACK_LOG = "packs.log"
+
+
 def cached_copy(directory: Path, h: bytes) -> bytes | None:
     """A verified copy of block h in the cache directory of a mount (running or not), or None.
 
     For `drive scrub --repair`, which heals storage from the caches on this machine.
     """
     hexh = h.hex()
-    try:
+    with contextlib.suppress(OSError):
         data = (directory / "blocks" / hexh[:2] / hexh).read_bytes()
-    except OSError:
-        return None
-    return data if block_hash(data) == h else None
+        if block_hash(data) == h:
+            return data
+    for name, digest, offset, size in _pack_entries(directory / PACK_LOG):
+        if digest == h:
+            with contextlib.suppress(OSError), open(directory / PACKS / name, "rb") as f:
+                data = os.pread(f.fileno(), size, offset)
+                if block_hash(data) == h:
+                    return data
+    return None
+
+
+def _pack_entries(log_path: Path) -> list[tuple[str, bytes, int, int]]:
+    """(pack, hash, offset, size) of every well-formed line of a pack log (none if absent)."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) != 4 or "/" in parts[0] or not parts[0].startswith("p-"):
+            continue  # torn by a crash, or not ours
+        try:
+            digest, offset, size = bytes.fromhex(parts[1]), int(parts[2]), int(parts[3])
+        except ValueError:
+            continue
+        if len(digest) == 32 and offset >= 0 and size > 0:
+            entries.append((parts[0], digest, offset, size))
+    return entries
 
 
 class BlockCache:
@@ -64,6 +106,10 @@ class BlockCache:
         """fetch(hashes) downloads blocks (blocking; called in a worker thread)."""
         self._dir = directory / "blocks"
         self._dir.mkdir(parents=True, exist_ok=True)
+        self._packs = directory / PACKS
+        self._packs.mkdir(exist_ok=True)
+        self._pack_log = directory / PACK_LOG
+        self._log_lock = threading.Lock()
         self._fetch = fetch
         self._capacity = capacity_bytes
         self._limiter = limiter
@@ -73,6 +119,8 @@ class BlockCache:
         self._inflight: dict[bytes, trio.Event] = {}
         self._disk_lock = threading.Lock()
         self._disk: OrderedDict[bytes, int] = OrderedDict()  # hash -> size, LRU order
+        self._where: dict[bytes, tuple[str, int]] = {}  # packed blocks: hash -> (pack, offset)
+        self._pack_blocks: dict[str, int] = {}  # pack -> how many of _disk it holds
         self._verified: set[bytes] = set()  # disk copies hashed since the mount started
         self._disk_bytes = 0
         self._warned_full = False
@@ -88,7 +136,7 @@ class BlockCache:
 
     def _scan(self) -> None:
         """Rebuilds the disk index, oldest use first; drops leftover temp files."""
-        entries = []
+        entries: list[tuple[int, bytes, int, tuple[str, int] | None]] = []
         for sub in self._dir.iterdir():
             for f in sub.iterdir():
                 if f.name.endswith(".tmp"):
@@ -96,11 +144,34 @@ class BlockCache:
                     continue
                 with contextlib.suppress(ValueError, FileNotFoundError):
                     st = f.stat()
-                    entries.append((st.st_atime_ns, bytes.fromhex(f.name), st.st_size))
-        for _, h, size in sorted(entries):
+                    entries.append((st.st_atime_ns, bytes.fromhex(f.name), st.st_size, None))
+        files = {h for _, h, _, _ in entries}
+        packs = {f.name: f.stat() for f in self._packs.iterdir()}
+        for name, h, offset, size in _pack_entries(self._pack_log):
+            st = packs.get(name)
+            if st is not None and h not in files and offset + size <= st.st_size:
+                entries.append((st.st_atime_ns, h, size, (name, offset)))
+        for _, h, size, where in sorted(entries, key=lambda e: e[0]):
+            if h in self._disk:
+                continue  # a block file, or an earlier pack, has it
             self._disk[h] = size
             self._disk_bytes += size
+            if where is not None:
+                self._where[h] = where
+                self._pack_blocks[where[0]] = self._pack_blocks.get(where[0], 0) + 1
+        for name in packs:
+            if name not in self._pack_blocks:
+                (self._packs / name).unlink(missing_ok=True)
         self._evict()
+        # Compacted: only what is indexed now (a crash meanwhile leaves the old log).
+        tmp = self._pack_log.with_name(PACK_LOG + ".tmp")
+        tmp.write_text(
+            "".join(
+                _log_line(h, name, offset, self._disk[h])
+                for h, (name, offset) in self._where.items()
+            )
+        )
+        os.replace(tmp, self._pack_log)
 
     def keep(self, blocks: Iterable[tuple[bytes, bytes]]) -> None:
         """Stores blocks this device made itself (hashed from these very bytes), so a file
@@ -112,8 +183,39 @@ class BlockCache:
                 self._write_disk(h, data)
 
     def keep_from_file(self, path: Path, blocks: Iterable[tuple[bytes, int, int]]) -> None:
-        """keep(), for blocks (hash, offset, size) cut from the file at path: the kernel
-        copies them (copy_file_range), no Python buffer holds them. Blocking."""
+        """keep(), for blocks (hash, offset, size) cut from the file at path, which must
+        never change again (a sealed journal file): the file becomes a pack (see the
+        module docstring). Blocking."""
+        blocks = list(blocks)
+        with self._disk_lock:
+            new = {h: (offset, size) for h, offset, size in blocks if h not in self._disk}
+        if not new:
+            return
+        name = f"p-{uuid.uuid4().hex}"
+        try:
+            os.link(path, self._packs / name)
+        except OSError:
+            self._copy_from_file(path, blocks)  # another file system, say: copies
+            return
+        with self._log_lock, open(self._pack_log, "a") as log_file:
+            log_file.write("".join(_log_line(h, name, *where) for h, where in new.items()))
+        unused = False
+        with self._disk_lock:
+            for h, (offset, size) in new.items():
+                if h in self._disk:
+                    continue  # kept meanwhile by another thread
+                self._disk[h] = size
+                self._disk_bytes += size
+                self._where[h] = (name, offset)
+                self._pack_blocks[name] = self._pack_blocks.get(name, 0) + 1
+                self._verified.add(h)  # hashed from these very bytes when cut
+            unused = name not in self._pack_blocks
+        if unused:
+            (self._packs / name).unlink(missing_ok=True)
+        self._evict()
+
+    def _copy_from_file(self, path: Path, blocks: list[tuple[bytes, int, int]]) -> None:
+        """keep_from_file by copies: the kernel copies each block (copy_file_range)."""
         with open(path, "rb") as source:
             for h, offset, size in blocks:
                 with self._disk_lock:
@@ -124,6 +226,13 @@ class BlockCache:
     def _path(self, h: bytes) -> Path:
         hexh = h.hex()
         return self._dir / hexh[:2] / hexh
+
+    def _location(self, h: bytes) -> tuple[Path, int]:
+        """The file holding block h's disk copy and where in it; under _disk_lock."""
+        where = self._where.get(h)
+        if where is None:
+            return self._path(h), 0
+        return self._packs / where[0], where[1]
 
     # --- trio side -------------------------------------------------------
 
@@ -144,13 +253,14 @@ class BlockCache:
             if h not in self._verified:
                 return None
             self._disk.move_to_end(h)
+            path, at = self._location(h)
         try:
-            fd = os.open(self._path(h), os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             self._forget_disk(h)  # (evicted meanwhile)
             return None
         try:
-            part = os.pread(fd, length, start)
+            part = os.pread(fd, length, at + start)
         finally:
             os.close(fd)
         if len(part) != length:
@@ -251,18 +361,25 @@ class BlockCache:
 
     def _read_disk(self, h: bytes) -> bytes | None:
         with self._disk_lock:
-            if h not in self._disk:
+            size = self._disk.get(h)
+            if size is None:
                 return None
             self._disk.move_to_end(h)
-        path = self._path(h)
+            path, at = self._location(h)
+            packed = h in self._where
         try:
-            data = path.read_bytes()
+            if packed:
+                with open(path, "rb", buffering=0) as f:
+                    data = os.pread(f.fileno(), size, at)
+            else:
+                data = path.read_bytes()
         except FileNotFoundError:
             self._forget_disk(h)
             return None
         if block_hash(data) != h:
-            log.info("dropping corrupt cache file %s", path)
-            path.unlink(missing_ok=True)
+            log.info("dropping corrupt cache file %s (block %s)", path, h.hex())
+            if not packed:  # a pack holds other blocks, maybe intact: only this one goes
+                path.unlink(missing_ok=True)
             self._forget_disk(h)
             return None
         with self._disk_lock:
@@ -276,6 +393,21 @@ class BlockCache:
             size = self._disk.pop(h, None)
             if size is not None:
                 self._disk_bytes -= size
+            gone = self._unpack(h)
+        if gone is not None:
+            (self._packs / gone).unlink(missing_ok=True)
+
+    def _unpack(self, h: bytes) -> str | None:
+        """Drops h's pack entry (under _disk_lock); the pack's name if it holds no more."""
+        where = self._where.pop(h, None)
+        if where is None:
+            return None
+        left = self._pack_blocks[where[0]] - 1
+        if left:
+            self._pack_blocks[where[0]] = left
+            return None
+        del self._pack_blocks[where[0]]
+        return where[0]
 
     def _write_disk(
         self, h: bytes, data: Data | int, source: tuple[int, int] | None = None
@@ -310,7 +442,10 @@ class BlockCache:
             if h not in self._disk:
                 self._disk[h] = size
                 self._disk_bytes += size
+            gone = self._unpack(h)  # packed meanwhile: the block file takes over
             self._verified.add(h)
+        if gone is not None:
+            (self._packs / gone).unlink(missing_ok=True)
         self._evict()
 
     def make_room(self, nbytes: int) -> int:
@@ -328,10 +463,17 @@ class BlockCache:
                 self._verified.discard(h)
                 self._disk_bytes -= size
                 freed += size
-                victims.append(h)
-        for h in victims:
-            self._path(h).unlink(missing_ok=True)
+                if h not in self._where:
+                    victims.append(self._path(h))
+                elif (gone := self._unpack(h)) is not None:
+                    victims.append(self._packs / gone)
+        for path in victims:
+            path.unlink(missing_ok=True)
         return freed
+
+
+def _log_line(h: bytes, pack: str, offset: int, size: int) -> str:
+    return f"{pack} {h.hex()} {offset} {size}\n"
 
 
 def _copy_range(source: int, target: int, offset: int, size: int) -> None:

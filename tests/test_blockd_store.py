@@ -24,10 +24,13 @@ from blockd.backends.base import (
     BackendFull,
     BackendUnavailable,
     ObjectCorrupt,
+    ObjectNotFound,
     WrappingBackend,
 )
+from blockd.backends.codec import CodecBackend
 from blockd.backends.local import LocalBackend
 from blockd.hotcache import HotBlocks
+from blockd.keys import Keyring, new_master_key
 from blockd.service import BlocksService, add_to_server
 from blockd.store import (
     Block,
@@ -317,6 +320,27 @@ def test_written_and_read_blocks_are_served_from_memory(tmp_path: Path) -> None:
         assert backend.gets == 3
         await uncached.close()
         await backend.close()
+
+    asyncio.run(main())
+
+
+def test_a_codec_encodes_and_decodes_through_the_wrapper_beneath_it(tmp_path: Path) -> None:
+    """The codec encodes and decodes in the backend's own threads (put_made, get_then),
+    yet a wrapper between them (faults, counting) still sees every put and get."""
+    key = new_master_key()
+    data = b"d" * 300_000
+
+    async def main() -> None:
+        counting = CountingGets(SlowPuts(await LocalBackend.open(tmp_path), delay=0))
+        codec = CodecBackend(counting, Keyring((key,), key))
+        await codec.put("ab" * 32, data)
+        assert counting.backend.puts == ["ab" * 32]
+        assert await codec.get("ab" * 32) == data
+        assert counting.gets == 1
+        failing = CodecBackend(Failing(counting, ObjectNotFound), Keyring((key,), key))
+        with pytest.raises(ObjectNotFound):
+            await failing.get("ab" * 32)
+        await codec.close()
 
     asyncio.run(main())
 

@@ -15,12 +15,17 @@ errors below, once).
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-# What a backend stores: bytes, or a view of the request that brought them (no copy).
-Bytes = bytes | memoryview
+# What a backend stores: bytes, a view of the request that brought them (no copy), or
+# a buffer an encoding filled in place.
+Bytes = bytes | bytearray | memoryview
+
+T = TypeVar("T")
 
 # Object keys are plain names: safe as a file name, an S3 key and a URL part.
 # A leading "." is reserved for a backend's own temporary files.
@@ -97,6 +102,18 @@ class Backend(abc.ABC):
     async def get(self, key: str) -> bytes:
         """The object's bytes. Raises ObjectNotFound, ObjectCorrupt, BackendUnavailable."""
 
+    async def get_then(self, key: str, then: Callable[[Bytes], T]) -> T:
+        """then(the object's bytes), run in a worker thread: how a wrapper decodes.
+
+        then is blocking and CPU-bound, raises no OSError, and keeps nothing of
+        what it is given: a view valid only during the call, maybe. A backend that
+        reads in worker threads (the local one) runs it in the thread that read
+        the object, on the buffer it read into: one hand-off per object instead of
+        two, and no copy. Raises what get raises, and what then raises.
+        """
+        data = await self.get(key)
+        return await asyncio.to_thread(then, data)
+
     @abc.abstractmethod
     async def put(self, key: str, data: Bytes) -> int:
         """Stores data under key (replacing any object there).
@@ -104,6 +121,15 @@ class Backend(abc.ABC):
         Returns the bytes the object occupies on the backend. Raises
         BackendFull, BackendUnavailable.
         """
+
+    async def put_made(self, key: str, make: Callable[[], Bytes]) -> int:
+        """put(key, make()), make run in a worker thread: how a wrapper encodes.
+
+        make is blocking and CPU-bound, and raises no OSError. A backend that
+        writes in worker threads (the local one) runs it in the thread that
+        writes the object: one hand-off per object instead of two.
+        """
+        return await self.put(key, await asyncio.to_thread(make))
 
     @abc.abstractmethod
     async def contains(self, keys: Sequence[str]) -> list[bool]:

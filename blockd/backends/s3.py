@@ -227,7 +227,8 @@ class S3Backend(Backend):
     async def put(self, key: str, data: Bytes) -> int:
         check_key(key)
         with self._errors(key):
-            body = data if isinstance(data, bytes) else bytes(data)  # botocore wants bytes
+            # botocore takes bytes or a bytearray, not a memoryview
+            body = data if isinstance(data, bytes | bytearray) else bytes(data)
             await self._call(
                 self._client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=body
             )

@@ -97,7 +97,10 @@ class BlockClient:
     ) -> None:
         self.address = address
         self.retry_window = retry_window  # how long a call retries a blockd not answering
-        self._channel = signed_channel(address, token, trust, interceptors)
+        # A Download's blocks are read by the thread that called (no spin thread of the
+        # channel receiving each message and waking that thread): half the handoffs.
+        single = (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)
+        self._channel = signed_channel(address, token, trust, interceptors, (single,))
         self._stub = blocks_pb2_grpc.BlocksStub(self._channel)
         # Blocks go out and come in as wire bytes (protos.wire): one copy out, none in.
         self._upload = self._channel.stream_unary(

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import grpc
 
@@ -147,13 +147,17 @@ Token = Callable[[], str]
 
 
 def signed_channel(
-    address: str, token: Token | None, trust: Trust | None, interceptors: Sequence[object] = ()
+    address: str,
+    token: Token | None,
+    trust: Trust | None,
+    interceptors: Sequence[object] = (),
+    options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.Channel:
     """A channel sending token with every call: TLS when trust is given (see fusefs.cli.trust).
 
-    interceptors (tests) see each call first.
+    interceptors (tests) see each call first; options: more channel options.
     """
-    channel = create_channel(address, trust)
+    channel = create_channel(address, trust, options)
     if token is not None:
         channel = grpc.intercept_channel(channel, auth.BearerAuth(token))
     return grpc.intercept_channel(channel, *interceptors) if interceptors else channel

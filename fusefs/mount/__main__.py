@@ -23,7 +23,13 @@ from fusefs.errors import DriveError, NotSignedIn
 from fusefs.mount.lifecycle import MountConfig, run_mount
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError
 from protos import names, tls
-from protos.runtime import LOG_LEVELS, configure_logging, parse_size
+from protos.runtime import (
+    LOG_LEVELS,
+    configure_logging,
+    limit_malloc_arenas,
+    parse_size,
+    reuse_freed_blocks,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,6 +87,9 @@ def _signed_in_source(metad: str, trust: tls.Trust | None, user: str | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Blocks pass through megabyte buffers: kept for reuse, within 4 heaps of 32 MiB.
+    limit_malloc_arenas(4)
+    reuse_freed_blocks(32 * 1024**2)
     level = args.log_level or ("INFO" if args.verbose else "WARNING")
     configure_logging(getattr(logging, level), args.log_file)
     try:
