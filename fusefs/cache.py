@@ -17,8 +17,11 @@ packs.log, an append-only list of "PACK HASH OFFSET SIZE" lines read back (and
 compacted) at start; a torn line is skipped, a wrong one fails the hash check of
 the first read after the mount like any damaged copy. The sealed file never
 changes once sealed; the link keeps it after the journal lets it go. A pack goes
-when its last indexed block is evicted, so until then it holds the disk space
-of its evicted blocks too (the cache can overrun its capacity by those).
+when its last indexed block is evicted; before that, an evicted block's range is
+punched out of it (fallocate PUNCH_HOLE) once the cache's link is the file's
+only one, so evicted blocks free their disk space as block files do. While the
+journal still links the file the range is left alone: those bytes are the
+journal's, which may cut them into blocks again.
 
 Locking: the memory LRU and the in-flight table are touched only from the
 trio thread. The disk index is shared with worker threads and guarded by
@@ -29,6 +32,7 @@ index lookup and the open: that is a miss).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -52,6 +56,10 @@ Fetcher = Callable[[list[bytes]], list[tuple[bytes, Data]]]
 
 PACKS = "packs"
 PACK_LOG = "packs.log"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 
 
 def cached_copy(directory: Path, h: bytes) -> bytes | None:
@@ -393,9 +401,19 @@ class BlockCache:
             size = self._disk.pop(h, None)
             if size is not None:
                 self._disk_bytes -= size
+            hole = self._hole(h, size)
             gone = self._unpack(h)
         if gone is not None:
             (self._packs / gone).unlink(missing_ok=True)
+        elif hole is not None:
+            _punch(*hole)
+
+    def _hole(self, h: bytes, size: int | None) -> tuple[Path, int, int] | None:
+        """Where packed block h lies, to punch out if its pack stays (under _disk_lock)."""
+        where = self._where.get(h)
+        if where is None or size is None:
+            return None
+        return self._packs / where[0], where[1], size
 
     def _unpack(self, h: bytes) -> str | None:
         """Drops h's pack entry (under _disk_lock); the pack's name if it holds no more."""
@@ -442,10 +460,13 @@ class BlockCache:
             if h not in self._disk:
                 self._disk[h] = size
                 self._disk_bytes += size
+            hole = self._hole(h, size)
             gone = self._unpack(h)  # packed meanwhile: the block file takes over
             self._verified.add(h)
         if gone is not None:
             (self._packs / gone).unlink(missing_ok=True)
+        elif hole is not None:
+            _punch(*hole)
         self._evict()
 
     def make_room(self, nbytes: int) -> int:
@@ -456,6 +477,7 @@ class BlockCache:
     def _evict(self, capacity: int | None = None) -> int:
         limit = self._capacity if capacity is None else capacity
         victims = []
+        holes = []
         freed = 0
         with self._disk_lock:
             while self._disk_bytes > limit and self._disk:
@@ -463,13 +485,33 @@ class BlockCache:
                 self._verified.discard(h)
                 self._disk_bytes -= size
                 freed += size
-                if h not in self._where:
+                hole = self._hole(h, size)
+                if hole is None:
                     victims.append(self._path(h))
                 elif (gone := self._unpack(h)) is not None:
                     victims.append(self._packs / gone)
+                else:
+                    holes.append(hole)
         for path in victims:
             path.unlink(missing_ok=True)
+        for hole in holes:
+            _punch(*hole)
         return freed
+
+
+def _punch(pack: Path, offset: int, size: int) -> None:
+    """Frees an evicted block's range of a pack, unless the journal still links the file
+    (its bytes are the journal's then) or the file system cannot (the space waits for
+    the pack to go)."""
+    try:
+        fd = os.open(pack, os.O_WRONLY)
+    except OSError:
+        return  # gone meanwhile
+    try:
+        if os.fstat(fd).st_nlink == 1 and _libc.fallocate(fd, _PUNCH_HOLE, offset, size):
+            log.debug("no hole punched in %s: %s", pack, os.strerror(ctypes.get_errno()))
+    finally:
+        os.close(fd)
 
 
 def _log_line(h: bytes, pack: str, offset: int, size: int) -> str:

@@ -121,3 +121,39 @@ def test_a_pack_goes_when_its_last_block_is_evicted(tmp_path: Path, reopen: bool
     assert [p.stat().st_ino for p in packs] == [(tmp_path / "two").stat().st_ino]
     os.unlink(tmp_path / "one")
     assert _read_all(cache, second_blocks) == second
+
+
+def _allocated(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def test_an_evicted_pack_block_frees_its_space_once_the_journal_let_the_file_go(
+    tmp_path: Path,
+) -> None:
+    data, blocks = _file(tmp_path / "sealed", 4 * MiB, seed=6)
+    fetch = _Fetcher()
+    fetch.blocks = {h: data[o : o + s] for h, o, s in blocks}
+    cache = _cache(tmp_path, fetch)
+    cache.keep_from_file(tmp_path / "sealed", blocks)
+    (tmp_path / "sealed").unlink()  # committed: the pack is the file's only name
+    (pack,) = (tmp_path / "cache" / "packs").iterdir()
+    before = _allocated(pack)
+
+    oldest_size = blocks[0][2]
+    cache.make_room(oldest_size)  # evicts the oldest block only
+    assert before - _allocated(pack) >= oldest_size - 4096, "the evicted range still takes space"
+    assert _read_all(cache, blocks) == data
+    assert fetch.sent == [blocks[0][0]]
+
+
+def test_eviction_never_touches_content_the_journal_still_holds(tmp_path: Path) -> None:
+    data, blocks = _file(tmp_path / "sealed", 4 * MiB, seed=7)
+    fetch = _Fetcher()
+    fetch.blocks = {h: data[o : o + s] for h, o, s in blocks}
+    cache = _cache(tmp_path, fetch)
+    cache.keep_from_file(tmp_path / "sealed", blocks)
+
+    cache.make_room(blocks[0][2] + blocks[1][2])
+    assert (tmp_path / "sealed").read_bytes() == data  # the journal may cut it again
+    assert len(fetch.sent) == 0
+    assert _read_all(cache, blocks) == data
