@@ -73,6 +73,11 @@ class Driver(Protocol):
 
     description: str  # what the database is, for logs and errors (never a password)
     shared: bool  # whether other processes may write the database too (replicas)
+    # How many changes of one write_each share a transaction at most (0: all of
+    # them). PostgreSQL keeps every version of a row a transaction wrote until it
+    # ends and steps over them on each later read of the row, so N changes that
+    # each write one hot row (a folder's times, a user's usage) cost N^2 there.
+    changes_per_transaction: int
     errors: tuple[type[BaseException], ...]  # the driver's own error classes
     lost: tuple[type[BaseException], ...]  # those that mean "the database is out of reach"
 
@@ -260,6 +265,7 @@ class _Write:
 
     body: Callable[[Transaction], Any]
     future: asyncio.Future[Any]
+    changes: int  # how many changes it makes (write_each's chunks: several)
 
 
 # A committed (or failed) batch: its writes, their outcomes, its last journal sequence.
@@ -280,6 +286,7 @@ class Engine:
     ) -> None:
         self.description = driver.description
         self.shared = driver.shared
+        self.changes_per_transaction = driver.changes_per_transaction
         self._driver = driver
         self._writer = writer
         self._readers = tuple(readers)
@@ -369,22 +376,32 @@ class Engine:
         except self._driver.lost as exc:
             raise DatabaseUnavailable(f"the database is out of reach: {exc}") from exc
 
-    async def write(self, body: Callable[[Transaction], T]) -> T:
+    async def write(self, body: Callable[[Transaction], T], changes: int = 1) -> T:
         """Runs body as one atomic write and returns its result once it is durable.
 
         body runs on the writer's thread, inside the transaction of its batch.
         The caller is shielded: a client that gives up (deadline, cancel) does
         not interrupt a transaction halfway, and no commit notification is lost.
         Raises DatabaseUnavailable when the database is out of reach (if that
-        happened at COMMIT, the write may have been made).
+        happened at COMMIT, the write may have been made). changes: how many
+        changes body makes, which bounds what shares its transaction (see
+        Driver.changes_per_transaction).
         """
+        return await self.written(self.queue(body, changes))
+
+    def queue(self, body: Callable[[Transaction], T], changes: int = 1) -> asyncio.Future[T]:
+        """Queues body as a write at once (writes commit in the order queued); see write."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # A caller that went away never reads its outcome; retrieving it here
         # keeps asyncio from logging "exception was never retrieved".
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._writes.put(_Write(body, future))
+        self._writes.put(_Write(body, future, changes))
         if self._committing is None:
             self._start_committing()
+        return future
+
+    async def written(self, future: asyncio.Future[T]) -> T:
+        """The outcome of a queued write, once it is durable (see write)."""
         try:
             return await asyncio.shield(future)
         except self._driver.lost as exc:
@@ -410,16 +427,20 @@ class Engine:
         """On the writer's thread: commits the queued writes batch by batch until none is left.
 
         The writes queued while one batch commits form the next batch, up to
-        MAX_GROUP_COMMIT: concurrent writes share a transaction and its fsync.
+        MAX_GROUP_COMMIT writes and about the driver's changes_per_transaction:
+        concurrent writes share a transaction and its fsync.
         Outcomes go back to the event loop in commit order; those of the last
         batch as the job's own result, so a lone write costs a single wake-up.
         """
         done: _Batch | None = None
+        most = self._driver.changes_per_transaction or None
         while True:
             batch: list[_Write] = []
+            changes = 0
             with contextlib.suppress(queue.Empty):
-                while len(batch) < MAX_GROUP_COMMIT:
+                while len(batch) < MAX_GROUP_COMMIT and (most is None or changes < most):
                     batch.append(self._writes.get_nowait())
+                    changes += batch[-1].changes
             if not batch:
                 return done
             if done is not None:

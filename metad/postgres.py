@@ -61,6 +61,8 @@ CHANNEL = "drivefs_journal"
 # How often a metad reads the journal's head without being told (see above).
 POLL_S = 0.5
 CONNECT_TIMEOUT_S = 10
+# A batch's changes per transaction (engine.Driver says why PostgreSQL wants a bound).
+CHANGES_PER_TRANSACTION = 100
 
 
 @functools.lru_cache(maxsize=4096)
@@ -227,6 +229,7 @@ class PostgresDriver:
     errors = (psycopg.Error,)
     lost = (psycopg.OperationalError,)
     shared = True
+    changes_per_transaction = CHANGES_PER_TRANSACTION
 
     def __init__(self, url: str) -> None:
         self._url = url

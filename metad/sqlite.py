@@ -47,6 +47,9 @@ class SqliteConnection:
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None:
         self._conn.executemany(sql, params)
 
+    def flush(self) -> None:
+        """Every statement has run when execute returned."""
+
     def id_counter(self, table: str) -> int:
         # AUTOINCREMENT hands out max(seq, highest id) + 1.
         row = self._conn.execute(
@@ -91,6 +94,7 @@ class SqliteDriver:
     errors = (sqlite3.Error,)
     lost = ()  # a local file: its errors are not outages
     shared = False  # server.py's lock on the data directory keeps other metad out
+    changes_per_transaction = 0  # a row written again is written in place: no bound
 
     def __init__(self, path: Path) -> None:
         self.path = path
