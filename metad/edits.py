@@ -64,15 +64,20 @@ def _drop_empty_placeholder(tx: Transaction, node: Node) -> None:
     """
     if node.revision != 1:
         return
-    placeholder = rows.fetch_one(
-        tx.conn,
+    # Two statements and no round trip to look first: the attributes kept with the
+    # placeholder (its foreign key wants them gone first), then the placeholder.
+    empty = (
         "SELECT 1 FROM revisions WHERE node_id = ? AND number = 1 AND size = 0"
+        " AND NOT EXISTS (SELECT 1 FROM revision_blocks WHERE node_id = ? AND revision = 1)"
+    )
+    xattrs.forget_revisions(
+        tx, f"node_id = ? AND revision = 1 AND EXISTS ({empty})", (node.id, node.id, node.id)
+    )
+    tx.conn.execute(
+        "DELETE FROM revisions WHERE node_id = ? AND number = 1 AND size = 0"
         " AND NOT EXISTS (SELECT 1 FROM revision_blocks WHERE node_id = ? AND revision = 1)",
         (node.id, node.id),
     )
-    if placeholder is not None:
-        xattrs.forget_revisions(tx, "node_id = ? AND revision = 1", (node.id,))
-        tx.conn.execute("DELETE FROM revisions WHERE node_id = ? AND number = 1", (node.id,))
 
 
 def commit_revision(

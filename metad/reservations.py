@@ -41,15 +41,15 @@ def claim(tx: Transaction, user_id: int, node_id: int) -> None:
     One refusal for every other case (outside any range, another user's
     range, already used), so a caller learns nothing about others' ids.
     """
+    # One statement: no range below it (no row) is a refusal as well.
     reservation = rows.fetch_one(
         tx.conn,
-        "SELECT user_id, last_id FROM node_id_reservations WHERE first_id <= ?"
-        " ORDER BY first_id DESC LIMIT 1",
-        (node_id,),
+        "SELECT user_id, last_id, EXISTS (SELECT 1 FROM nodes WHERE id = ?) AS used"
+        " FROM node_id_reservations WHERE first_id <= ? ORDER BY first_id DESC LIMIT 1",
+        (node_id, node_id),
     )
     reserved = reservation is not None and reservation[0] == user_id and node_id <= reservation[1]
-    used = rows.fetch_one(tx.conn, "SELECT 1 FROM nodes WHERE id = ?", (node_id,)) is not None
-    if not reserved or used:
+    if not reserved or reservation["used"]:
         raise NodeIdNotReserved(
             f"node id not reserved to you: {node_id} (reserve ids with ReserveNodeIds;"
             " each makes one node)"

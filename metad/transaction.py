@@ -125,6 +125,7 @@ class Transaction:
         self.conn.execute("SAVEPOINT attempt")
         try:
             result = body(self)
+            self.conn.flush()  # an error of a statement sent ahead is body's too
         except Exception as error:
             if not self.conn.in_transaction:
                 raise
@@ -225,7 +226,17 @@ class Transaction:
         )
 
     def ensure_free(self, parent_id: int, name: str) -> None:
-        if child(self.conn, parent_id, name) is not None:
+        """Raises AlreadyExists if an entry of parent_id (a node or a further name) has name.
+
+        One statement that reads no node: every create asks it.
+        """
+        taken = rows.fetch_one(
+            self.conn,
+            "SELECT 1 FROM nodes WHERE parent_id = ? AND name = ? AND deleted_ns IS NULL"
+            " UNION ALL SELECT 1 FROM links WHERE parent_id = ? AND name = ?",
+            (parent_id, name, parent_id, name),
+        )
+        if taken is not None:
             raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
 
     def is_empty(self, directory_id: int) -> bool:
