@@ -13,7 +13,7 @@ writes queued while one commit was in flight form the next write transaction
 own SAVEPOINT, so they share one commit and its fsync (group commit). Each
 caller gets its answer only after that COMMIT returned: a write whose RPC
 returned is durable. After each commit the engine calls `on_commit(last
-journal sequence)` on the event loop so subscribers wake; a driver whose
+journal sequence, the users it concerns)` on the event loop so subscribers wake; a driver whose
 database other processes write too (PostgreSQL) also watches for their
 commits on a thread of its own and reports them the same way.
 
@@ -52,6 +52,10 @@ MAX_GROUP_COMMIT = 256
 READERS = 2
 
 
+# on_commit(last journal sequence, the users the commit concerns or None if unknown).
+OnCommit = Callable[[int, frozenset[int] | None], None]
+
+
 class Connection(Sql, Protocol):
     """What an engine's connection offers the engine beyond Sql: its transactions."""
 
@@ -59,8 +63,9 @@ class Connection(Sql, Protocol):
         """Starts a write transaction as the database's only writer until it ends."""
         ...
 
-    def commit_write(self, last_sequence: int) -> None:
-        """Commits; last_sequence: the newest journal row it wrote (0: none)."""
+    def commit_write(self, last_sequence: int, concerns: frozenset[int]) -> None:
+        """Commits; last_sequence: the newest journal row it wrote (0: none); concerns:
+        the users its journal rows concern (changes.CommitSignal)."""
         ...
 
     def rollback(self) -> None: ...
@@ -89,9 +94,10 @@ class Driver(Protocol):
         """The version of the schema the database is at."""
         ...
 
-    def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
-        """Until stopping is set (on a thread of its own): reports the journal's head
-        when other processes commit to the database. Returns at once if none can."""
+    def watch(self, on_head: OnCommit, stopping: threading.Event) -> None:
+        """Until stopping is set (on a thread of its own): reports the journal's head,
+        and whom the commit concerns if it knows (else None), when other processes
+        commit to the database. Returns at once if none can."""
         ...
 
     def stop_watching(self, conn: Connection) -> None:
@@ -203,13 +209,15 @@ class _Connection:
 
 # A write's outcome inside a batch: its result, or the error it alone failed with.
 _Outcome = tuple[Any, BaseException | None]
+# A committed transaction: its writes' outcomes, its last journal sequence, whom it concerns.
+_Committed = tuple[list[_Outcome], int, frozenset[int]]
 
 
 def _run_batch(
     conn: Connection,
     bodies: Sequence[Callable[[Transaction], Any]],
     clock: Callable[[], int],
-) -> tuple[list[_Outcome], int]:
+) -> _Committed:
     """One transaction for the batch, one SAVEPOINT per write, one fsync for all.
 
     Runs on the writer's thread. A write that raises rolls back to its
@@ -220,6 +228,7 @@ def _run_batch(
     """
     outcomes: list[_Outcome] = []
     last_sequence = 0
+    concerns: set[int] = set()
     # A lone write needs no savepoint: if it fails, the whole transaction goes.
     savepoints = len(bodies) > 1
     try:
@@ -230,8 +239,9 @@ def _run_batch(
             outcome: _Outcome = tx.attempt(body) if savepoints else (body(tx), None)
             if outcome[1] is None:
                 last_sequence = max(last_sequence, tx.last_sequence)
+                concerns |= tx.concerns
             outcomes.append(outcome)
-        conn.commit_write(last_sequence)
+        conn.commit_write(last_sequence, frozenset(concerns))
     except BaseException:
         if conn.in_transaction:
             try:
@@ -239,7 +249,7 @@ def _run_batch(
             except Exception:
                 log.exception("rolling back a failed transaction failed")
         raise
-    return outcomes, last_sequence
+    return outcomes, last_sequence, frozenset(concerns)
 
 
 def snapshot(read: Callable[[Sql], T]) -> Callable[[Sql], T]:
@@ -268,8 +278,9 @@ class _Write:
     changes: int  # how many changes it makes (write_each's chunks: several)
 
 
-# A committed (or failed) batch: its writes, their outcomes, its last journal sequence.
-_Batch = tuple[list[_Write], list[_Outcome], int]
+# A committed (or failed) batch: its writes, their outcomes, its last journal sequence,
+# whom it concerns.
+_Batch = tuple[list[_Write], list[_Outcome], int, frozenset[int]]
 
 
 class Engine:
@@ -281,7 +292,7 @@ class Engine:
         writer: _Connection,
         readers: Sequence[_Connection],
         *,
-        on_commit: Callable[[int], None],
+        on_commit: OnCommit,
         clock: Callable[[], int],
     ) -> None:
         self.description = driver.description
@@ -298,14 +309,14 @@ class Engine:
         self._committing: asyncio.Future[_Batch | None] | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._announced = 0  # the highest sequence on_commit was called with
+        self._announced = 0  # the highest sequence on_commit was told concerns everyone
 
     @classmethod
     async def open(
         cls,
         database: str | Path,
         *,
-        on_commit: Callable[[int], None],
+        on_commit: OnCommit,
         clock: Callable[[], int],
     ) -> Engine:
         """Opens (creating and migrating if needed) the database: a path or a URL.
@@ -335,9 +346,9 @@ class Engine:
         """Other processes' commits (a shared database) wake our subscribers too."""
         loop = asyncio.get_running_loop()
 
-        def on_head(sequence: int) -> None:
+        def on_head(sequence: int, concerns: frozenset[int] | None) -> None:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(self._announce, sequence)
+                loop.call_soon_threadsafe(self._announce, sequence, concerns)
 
         self._watcher = threading.Thread(
             target=self._driver.watch,
@@ -448,21 +459,30 @@ class Engine:
             try:
                 done = (batch, *_run_batch(conn, [write.body for write in batch], self._clock))
             except BaseException as exc:
-                done = (batch, [(None, exc)] * len(batch), 0)
+                done = (batch, [(None, exc)] * len(batch), 0, frozenset())
                 if not isinstance(exc, Exception):
                     self._writer.call_soon(self._deliver, *done)
                     raise
 
     def _deliver(
-        self, batch: list[_Write], outcomes: Sequence[_Outcome], last_sequence: int
+        self,
+        batch: list[_Write],
+        outcomes: Sequence[_Outcome],
+        last_sequence: int,
+        concerns: frozenset[int],
     ) -> None:
         """On the event loop: announces the commit, then answers its writes."""
-        self._announce(last_sequence)
+        self._announce(last_sequence, concerns)
         for write, (result, error) in zip(batch, outcomes, strict=True):
             _settle(write.future, result, error)
 
-    def _announce(self, sequence: int) -> None:
-        """On the event loop: on_commit once for each new head, ours or another process's."""
-        if sequence > self._announced:
-            self._announced = sequence
-            self._on_commit(sequence)
+    def _announce(self, sequence: int, concerns: frozenset[int] | None) -> None:
+        """On the event loop: on_commit for each commit whose users are known (replicas'
+        may come after a later one: their users still count), and for each new head
+        whose users are not."""
+        if concerns is None:
+            if sequence > self._announced:
+                self._announced = sequence
+                self._on_commit(sequence, None)
+        elif sequence and concerns:
+            self._on_commit(sequence, concerns)

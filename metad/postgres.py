@@ -21,11 +21,13 @@ writes run at READ COMMITTED, so each statement after the lock sees every
 earlier commit. Group commit keeps the throughput: one lock, one COMMIT and
 one WAL flush for the writes queued meanwhile.
 
-Wake-up: a write transaction that journaled calls pg_notify(CHANNEL, head),
-which PostgreSQL delivers at COMMIT; every metad LISTENs on a connection of
-its own (`watch`) and reports the head to its subscribers, and reads the
-journal's head every POLL_S as well, so a lost notification or a dropped
-connection delays a subscriber at most that long. The journal table is the
+Wake-up: a write transaction that journaled calls pg_notify(CHANNEL, "head
+users"), which PostgreSQL delivers at COMMIT; every metad LISTENs on a
+connection of its own (`watch`) and reports the head and the users the commit
+concerns to its subscribers (changes.CommitSignal wakes only theirs), and
+reads the journal's head every POLL_S as well, so a lost notification or a
+dropped connection delays a subscriber at most that long (a head found that
+way concerns everyone). The journal table is the
 only source of events; a notification only says "look".
 
 Why psycopg 3: its synchronous API fits the engine's model of connections
@@ -59,6 +61,9 @@ log = logging.getLogger(__name__)
 # The advisory lock every write transaction (and migration) holds until it ends.
 WRITE_LOCK = 0x6472_6976_6566_7331  # "drivefs1"
 CHANNEL = "drivefs_journal"
+# A notification names the users a commit concerns up to this many characters
+# (PostgreSQL takes 8,000); beyond, only the head: a commit that concerns everyone.
+NOTICE_USERS_CHARS = 4000
 # How often a metad reads the journal's head without being told (see above).
 POLL_S = 0.5
 CONNECT_TIMEOUT_S = 10
@@ -136,6 +141,23 @@ def describe(url: str) -> str:
     user = f"{parts['user']}@" if parts.get("user") else ""
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+def notice(last_sequence: int, concerns: frozenset[int]) -> str:
+    """The payload of a commit's notification: "HEAD USER,USER,..." or "HEAD"."""
+    users = ",".join(map(str, sorted(concerns)))
+    if not users or len(users) > NOTICE_USERS_CHARS:
+        return str(last_sequence)
+    return f"{last_sequence} {users}"
+
+
+def parse_notice(payload: str) -> tuple[int, frozenset[int] | None] | None:
+    """(head, the users the commit concerns or None: everyone) from a payload; None if
+    it is not one (our own stop channel's, or a stranger's)."""
+    head, _, users = payload.partition(" ")
+    if not head.isdigit() or not all(user.isdigit() for user in users.split(",") if users):
+        return None
+    return int(head), frozenset(int(user) for user in users.split(",")) if users else None
 
 
 class _Sent:
@@ -264,9 +286,9 @@ class PostgresConnection:
         self._pipeline = None
         self._leave.close()
 
-    def commit_write(self, last_sequence: int) -> None:
+    def commit_write(self, last_sequence: int, concerns: frozenset[int]) -> None:
         if last_sequence:
-            self.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(last_sequence)))
+            self.execute("SELECT pg_notify(?, ?)", (CHANNEL, notice(last_sequence, concerns)))
         self._end_pipeline()
         # COMMIT of a transaction that failed rolls back without an error: ask what it did.
         done = self._conn.execute("COMMIT").statusmessage
@@ -297,6 +319,9 @@ class PostgresDriver:
         self.description = describe(url)
         # Our own watcher's channel: closing wakes it at once rather than at its next poll.
         self._stop_channel = f"drivefs_stop_{uuid.uuid4().hex}"
+        # The server processes of our writer's connections: the engine announces their
+        # commits itself, so their notifications are skipped.
+        self._own_sessions: set[int] = set()
 
     def scrub(self, text: str) -> str:
         """text without the URL's password (libpq may quote the URL in an error)."""
@@ -322,13 +347,19 @@ class PostgresDriver:
     def connect(self, *, writer: bool) -> PostgresConnection:
         if not writer:
             return PostgresConnection(self._connect_reader(), self._connect_reader)
-        conn = self._connect()
+        conn = self._connect_writer()
         try:
             schema_postgres.migrate_postgres(conn, WRITE_LOCK)
         except BaseException:
             conn.close()
             raise
-        return PostgresConnection(conn, self._connect)
+        return PostgresConnection(conn, self._connect_writer)
+
+    def _connect_writer(self) -> psycopg.Connection[Any]:
+        """The writer's connection: its notifications are our own commits (see watch)."""
+        conn = self._connect()
+        self._own_sessions.add(conn.info.backend_pid)
+        return conn
 
     def _connect_reader(self) -> psycopg.Connection[Any]:
         conn = self._connect()
@@ -342,7 +373,9 @@ class PostgresDriver:
     def schema_version(self, conn: Sql) -> int:
         return schema_postgres.postgres_version(conn)
 
-    def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
+    def watch(
+        self, on_head: Callable[[int, frozenset[int] | None], None], stopping: threading.Event
+    ) -> None:
         """LISTENs for other replicas' commits, and reads the head every POLL_S."""
         conn: psycopg.Connection[Any] | None = None
         reported = 0
@@ -353,18 +386,23 @@ class PostgresDriver:
                     conn = self._connect()
                     conn.execute(f"LISTEN {CHANNEL}")
                     conn.execute(f"LISTEN {self._stop_channel}")
-                for notice in conn.notifies(timeout=POLL_S):
-                    if notice.channel == self._stop_channel:
+                for message in conn.notifies(timeout=POLL_S):
+                    if message.channel == self._stop_channel:
                         break
-                    if notice.payload.isdigit() and int(notice.payload) > reported:
-                        reported = int(notice.payload)
-                        on_head(reported)
+                    parsed = parse_notice(message.payload)
+                    if parsed is not None:
+                        head, concerns = parsed
+                        if message.pid in self._own_sessions:  # the engine told it already
+                            reported = max(reported, head)
+                        elif concerns is not None or head > reported:
+                            reported = max(reported, head)
+                            on_head(head, concerns)
                     if stopping.is_set():
                         break
                 row = conn.execute("SELECT COALESCE(MAX(sequence), 0) FROM changes").fetchone()
                 if row is not None and int(row[0]) > reported:
                     reported = int(row[0])
-                    on_head(reported)
+                    on_head(reported, None)  # not told: whom it concerns is unknown
                 if failing:
                     log.info("watching %s for other replicas' commits again", self.description)
                     failing = False

@@ -78,7 +78,7 @@ class SqliteConnection:
     def begin_write(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
-    def commit_write(self, last_sequence: int) -> None:
+    def commit_write(self, last_sequence: int, concerns: frozenset[int]) -> None:
         self._conn.execute("COMMIT")
 
     def rollback(self) -> None:
@@ -112,7 +112,9 @@ class SqliteDriver:
     def schema_version(self, conn: Sql) -> int:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
+    def watch(
+        self, on_head: Callable[[int, frozenset[int] | None], None], stopping: threading.Event
+    ) -> None:
         """Nothing to watch: no other process writes the file."""
 
     def stop_watching(self, conn: SqliteConnection) -> None:

@@ -47,7 +47,7 @@ from metad import (
     xattrs,
 )
 from metad.changes import ChangePage
-from metad.engine import Engine, snapshot
+from metad.engine import Engine, OnCommit, snapshot
 from metad.errors import (
     InvalidArgument,
     NotFound,
@@ -111,7 +111,7 @@ class Store:
         cls,
         database: str | Path,
         *,
-        on_commit: Callable[[int], None] = lambda sequence: None,
+        on_commit: OnCommit = lambda sequence, concerns: None,
         clock: Callable[[], int] = time.time_ns,
         first_user: str = FIRST_USER_NAME,
         first_user_quota: int = 0,

@@ -11,7 +11,7 @@ Must not: commit or roll back (the engine does), or know gRPC.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from metad import rows, xattrs
@@ -59,6 +59,8 @@ class Transaction:
     conn: Sql
     now_ns: int
     last_sequence: int = 0
+    # The users its journal rows concern (owners, share receivers): changes.CommitSignal.
+    concerns: set[int] = field(default_factory=set)
 
     def insert_node(
         self,
@@ -121,7 +123,7 @@ class Transaction:
         changes undone and the rest of the transaction standing. Raises when
         SQLite abandoned the whole transaction (then nothing of it stands).
         """
-        last_sequence = self.last_sequence
+        last_sequence, concerns = self.last_sequence, set(self.concerns)
         self.conn.execute("SAVEPOINT attempt")
         try:
             result = body(self)
@@ -131,7 +133,8 @@ class Transaction:
                 raise
             self.conn.execute("ROLLBACK TO attempt")
             self.conn.execute("RELEASE attempt")
-            self.last_sequence = last_sequence  # its journal rows are gone with it
+            # Its journal rows are gone with it.
+            self.last_sequence, self.concerns = last_sequence, concerns
             return None, error
         self.conn.execute("RELEASE attempt")
         return result, None
@@ -321,7 +324,9 @@ class Transaction:
             ),
         )
         sequence = int(inserted[0])
+        self.concerns.add(node.owner_id)
         if subject_user_id is not None:
+            self.concerns.add(subject_user_id)
             self.conn.execute(
                 "INSERT INTO share_changes (sequence, user_id, role) VALUES (?, ?, ?)",
                 (sequence, subject_user_id, None if role is None else role.value),

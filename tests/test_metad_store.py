@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from metad import changes, rules, schema
+from metad import changes, namespace, rules, schema
 from metad.engine import MAX_GROUP_COMMIT
 from metad.errors import (
     AlreadyExists,
@@ -32,7 +32,7 @@ from metad.errors import (
     SchemaTooNew,
     StartupError,
 )
-from metad.models import Actor, BlockRef, ChangeKind, NodeKind
+from metad.models import Actor, BlockRef, ChangeKind, NodeKind, Role
 from metad.store import FIRST_USER_ID, Store
 
 OWNER = Actor(FIRST_USER_ID, "laptop")
@@ -309,7 +309,7 @@ def test_every_change_stamps_its_node_with_its_journal_row(database: Path | str)
     published: list[int] = []
 
     async def scenario() -> None:
-        async with open_store(database, on_commit=published.append) as store:
+        async with open_store(database, on_commit=lambda head, _: published.append(head)) as store:
             root = await store.get_root(FIRST_USER_ID)
             directory = await store.make_directory(OWNER, root.id, "d", 0o755)
             file = await store.create_file(OWNER, directory.id, "f", 0o644)
@@ -369,7 +369,7 @@ def test_group_commit_fails_only_the_failing_writes(database: Path | str) -> Non
     published: list[int] = []
 
     async def scenario() -> None:
-        async with open_store(database, on_commit=published.append) as store:
+        async with open_store(database, on_commit=lambda head, _: published.append(head)) as store:
             names = [f"n{i % 40}" for i in range(50)]  # ten names are taken twice
             results = await asyncio.gather(
                 *(store.create_file(OWNER, 1, name, 0o644) for name in names),
@@ -398,7 +398,7 @@ def test_writes_beyond_one_group_commit_are_chained_in_order(database: Path | st
     count = 2 * MAX_GROUP_COMMIT + 88
 
     async def scenario() -> None:
-        async with open_store(database, on_commit=published.append) as store:
+        async with open_store(database, on_commit=lambda head, _: published.append(head)) as store:
             nodes = await asyncio.gather(
                 *(store.create_file(OWNER, 1, f"f{i}", 0o644) for i in range(count))
             )
@@ -420,7 +420,7 @@ def test_a_write_whose_caller_gave_up_still_commits_and_is_announced(database: P
     db = database
 
     async def scenario() -> None:
-        async with open_store(db, on_commit=published.append) as store:
+        async with open_store(db, on_commit=lambda head, _: published.append(head)) as store:
             task = asyncio.create_task(store.make_directory(OWNER, 1, "d", 0o755))
             await asyncio.sleep(0)  # the write is queued
             task.cancel()
@@ -531,6 +531,114 @@ def test_follow_does_not_spin_on_commits_of_other_drives() -> None:
         signal.close()
         with pytest.raises(StopAsyncIteration):
             await task
+
+    run(scenario)
+
+
+def test_a_commit_wakes_only_the_subscribers_it_may_concern() -> None:
+    """Users' commits wake their watchers; one of unknown users (polled) wakes everyone;
+    a commit published before a subscriber went to sleep is not missed."""
+
+    async def scenario() -> None:
+        signal = changes.CommitSignal(latest=10)
+        mine = asyncio.create_task(signal.wait_beyond(10, frozenset({1, 3})))
+        theirs = asyncio.create_task(signal.wait_beyond(10, frozenset({2})))
+        await asyncio.sleep(0.01)
+        signal.publish(11, frozenset({5}))  # nobody watches user 5
+        signal.publish(12, frozenset({3}))  # a drive that shares with the first
+        await asyncio.sleep(0.01)
+        assert mine.done() and not theirs.done()
+        signal.publish(11, frozenset({2}))  # another replica's, told after a later one
+        await asyncio.wait_for(theirs, 1)
+        # Published while nobody slept: the next sleeper on user 5 returns at once.
+        assert await asyncio.wait_for(signal.wait_beyond(10, frozenset({5})), 1)
+        late = asyncio.create_task(signal.wait_beyond(12, frozenset({7})))
+        await asyncio.sleep(0.01)
+        assert not late.done()
+        signal.publish(13, None)  # whom it concerns is unknown: everyone looks
+        assert await asyncio.wait_for(late, 1)
+
+    run(scenario)
+
+
+def test_subscribers_of_one_user_asking_at_once_share_one_read() -> None:
+    async def scenario() -> None:
+        calls: list[tuple[int, int, int]] = []
+        release = asyncio.Event()
+
+        async def read(user_id: int, after: int, limit: int) -> changes.ChangePage:
+            calls.append((user_id, after, limit))
+            await release.wait()
+            return changes.ChangePage((), after + 1, more=False)
+
+        shared = changes.SharedReads(read)
+        first = asyncio.ensure_future(shared(1, 5, 10))
+        second = asyncio.ensure_future(shared(1, 5, 10))
+        other = asyncio.ensure_future(shared(2, 5, 10))  # another user: a read of its own
+        gone = asyncio.ensure_future(shared(1, 5, 10))
+        await asyncio.sleep(0.01)
+        gone.cancel()  # one who goes away does not cancel the others' read
+        release.set()
+        pages = await asyncio.gather(first, second, other)
+        assert [page.scanned_to for page in pages] == [6, 6, 6]
+        assert calls == [(1, 5, 10), (2, 5, 10)]
+        await shared(1, 5, 10)  # once done, a read is not kept
+        assert len(calls) == 3
+
+    run(scenario)
+
+
+def test_a_subscriber_is_woken_by_a_new_share_and_then_by_the_sharer_s_commits(
+    database: Path | str,
+) -> None:
+    async def scenario() -> None:
+        signal = changes.CommitSignal()
+        async with open_store(database, on_commit=signal.publish) as store:
+            bob = await store.create_user("bob", "hash", quota_bytes=0, admin=False)
+            shared = await store.make_directory(OWNER, 1, "shared", 0o755)
+            seen: list[tuple[ChangeKind, str]] = []
+
+            async def follow() -> None:
+                read = lambda after, limit: store.read_changes(bob.id, after, limit)  # noqa: E731
+                async for event in changes.follow(read, signal, signal.latest):
+                    seen.append((event.kind, event.name))
+
+            task = asyncio.create_task(follow())
+            await asyncio.sleep(0.05)
+            await store.make_directory(OWNER, 1, "private", 0o755)  # not bob's to see
+            await store.share(OWNER, shared.id, "bob", Role.READ)
+            await store.create_file(OWNER, shared.id, "f", 0o644)
+            for _ in range(200):
+                if len(seen) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert [name for _, name in seen] == ["shared", "f"]
+            assert seen[1][0] is ChangeKind.CREATED
+            signal.close()
+            await asyncio.wait_for(task, 5)
+
+    run(scenario)
+
+
+def test_a_batch_longer_than_a_transaction_keeps_each_outcome_and_the_journal_order(
+    database: Path | str,
+) -> None:
+    """PostgreSQL commits a long batch in several transactions: outcomes stay per change."""
+
+    async def scenario() -> None:
+        async with open_store(database) as store:
+            names = [f"f{i}" for i in range(250)]
+            names[120] = names[20]  # taken by then: fails alone, in a later transaction
+            outcomes = await store.write_each(
+                [namespace.create_file(OWNER, 1, name, 0o644) for name in names]
+            )
+            failed = [i for i, (_, error) in enumerate(outcomes) if error is not None]
+            assert failed == [120]
+            assert isinstance(outcomes[120][1], AlreadyExists)
+            made = [node.change_sequence for node, error in outcomes if error is None]
+            assert made == sorted(made) and len(set(made)) == 249
+            page = await store.read_changes(FIRST_USER_ID, 0, 1000)
+            assert [event.sequence for event in page.events] == made
 
     run(scenario)
 
