@@ -28,7 +28,7 @@ from metad.models import (
     Ownership,
     Role,
 )
-from metad.sql import Sql
+from metad.sql import Cursor, Sql
 from metad.transaction import Transaction, Write
 
 
@@ -45,9 +45,18 @@ def with_attributes(node: Node, change: AttributeChange) -> Node:
     )
 
 
-def condemned_among(conn: Sql, hashes: set[bytes]) -> set[bytes]:
-    """Which of hashes the garbage collector has condemned (usually none: one probe)."""
-    if not hashes or conn.execute("SELECT 1 FROM condemned_blocks LIMIT 1").fetchone() is None:
+# Whether the garbage collector has condemned any block at all (usually not).
+_ANY_CONDEMNED = "SELECT 1 FROM condemned_blocks LIMIT 1"
+
+
+def condemned_among(conn: Sql, hashes: set[bytes], probe: Cursor | None = None) -> set[bytes]:
+    """Which of hashes the garbage collector has condemned (usually none: one probe).
+
+    probe: _ANY_CONDEMNED sent ahead (Sql.ahead).
+    """
+    if probe is None:
+        probe = conn.execute(_ANY_CONDEMNED)
+    if probe.fetchall() == [] or not hashes:
         return set()
     hits: set[bytes] = set()
     for marks, chunk in rows.in_chunks(sorted(hashes)):
@@ -100,6 +109,7 @@ def commit_revision(
     block_list = tuple(blocks)
 
     def body(tx: Transaction) -> Node:
+        probe = tx.conn.ahead(_ANY_CONDEMNED)  # its answer comes with the file's
         found = access.regular_file(tx.conn, node_id, actor.user_id, Role.WRITE)
         node = with_attributes(found, attributes)
         if node.revision != base_revision:
@@ -115,7 +125,7 @@ def commit_revision(
                 " upload it and commit again"
             )
         tx.check_quota(node.owner_id, size - node.size)
-        condemned = condemned_among(tx.conn, {b.hash for b in block_list})
+        condemned = condemned_among(tx.conn, {b.hash for b in block_list}, probe)
         if condemned:
             raise BlocksCondemned(
                 f"{len(condemned)} block(s) of this commit are being deleted by garbage"

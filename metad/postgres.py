@@ -163,22 +163,27 @@ def parse_notice(payload: str) -> tuple[int, frozenset[int] | None] | None:
 class _Sent:
     """A statement sent in pipeline mode: reading its outcome waits for it (and all before)."""
 
-    __slots__ = ("_cursor", "_wait")
+    __slots__ = ("_conn", "_cursor", "_number")
 
-    def __init__(self, cursor: psycopg.Cursor[Any], wait: Callable[[], None]) -> None:
+    def __init__(self, conn: PostgresConnection, cursor: psycopg.Cursor[Any], number: int) -> None:
+        self._conn = conn
         self._cursor = cursor
-        self._wait = wait
+        self._number = number  # the how-manieth statement sent in the transaction
 
     @property
     def rowcount(self) -> int:
-        self._wait()  # psycopg fills rowcount when the result arrives
+        self._conn.flush()  # psycopg fills rowcount when the result arrives
         return self._cursor.rowcount
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone()  # psycopg waits for the result itself
+        row = self._cursor.fetchone()  # psycopg waits for the result (and those before)
+        self._conn.arrived(self._number)
+        return row
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
+        found = self._cursor.fetchall()
+        self._conn.arrived(self._number)
+        return found
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -208,6 +213,8 @@ class PostgresConnection:
         # While a write runs: the pipeline, and how to leave it.
         self._pipeline: psycopg.Pipeline | None = None
         self._leave = contextlib.ExitStack()
+        self._sent = 0  # statements sent in the pipeline
+        self._arrived = 0  # of which the results (the first N) arrived
 
     def _afresh(self, query: str, params: tuple[Any, ...] | None = None) -> psycopg.Cursor[Any]:
         """A statement outside any transaction, on a new connection if this one was lost."""
@@ -230,19 +237,29 @@ class PostgresConnection:
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
         if self._pipeline is not None:
-            return _Sent(self._conn.execute(translate(sql), tuple(params)), self.flush)
+            self._sent += 1
+            return _Sent(self, self._conn.execute(translate(sql), tuple(params)), self._sent)
         if self.in_transaction:
             return self._conn.execute(translate(sql), tuple(params))
         return self._afresh(translate(sql), tuple(params))
 
+    def ahead(self, sql: str, params: Sequence[Any] = (), /) -> Any:
+        return self.execute(sql, params)  # in a write, sent; elsewhere, run
+
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None:
         # Not closed at once: in pipeline mode its result may be on its way.
         self._conn.cursor().executemany(translate(sql), [tuple(p) for p in params])
+        self._sent += 1
+
+    def arrived(self, number: int) -> None:
+        """The result of statement number arrived, so did those before (and their errors)."""
+        self._arrived = max(self._arrived, number)
 
     def flush(self) -> None:
         """Waits for every statement sent: raises the error of the first that failed."""
-        if self._pipeline is not None:
+        if self._pipeline is not None and self._arrived < self._sent:
             self._pipeline.sync()
+            self._arrived = self._sent
 
     def _settle(self) -> None:
         """After an error was raised: the pipeline takes statements again (ROLLBACK TO)."""
@@ -279,6 +296,7 @@ class PostgresConnection:
             self._end_pipeline()
         self._afresh("BEGIN")
         self._pipeline = self._leave.enter_context(self._conn.pipeline())
+        self._sent = self._arrived = 0
         self.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
 
     def _end_pipeline(self) -> None:

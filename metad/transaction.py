@@ -22,6 +22,11 @@ from protos import names
 
 T = TypeVar("T")
 
+# The journal row a change just appended: the newest, as write transactions run one
+# at a time (SQLite's single writer, PostgreSQL's write lock) and draw increasing
+# sequences.
+_NEWEST = "(SELECT MAX(sequence) FROM changes)"
+
 # What counts against a user's quota (in a query over users): the current
 # revisions of their live files, not trash or older revisions.
 USED_BYTES = "users.used_bytes"  # kept by triggers (metad/schema.py, version 9)
@@ -229,18 +234,26 @@ class Transaction:
         )
 
     def ensure_free(self, parent_id: int, name: str) -> None:
-        """Raises AlreadyExists if an entry of parent_id (a node or a further name) has name.
+        """Raises AlreadyExists if an entry of parent_id (a node or a further name) has name."""
+        self.ask_free(parent_id, name)()
 
-        One statement that reads no node: every create asks it.
+    def ask_free(self, parent_id: int, name: str) -> Callable[[], None]:
+        """Sends ensure_free's question ahead (Sql.ahead); the check it returns raises.
+
+        One statement that reads no node: every create asks it, and asks it
+        with its other checks, so they cost one wait.
         """
-        taken = rows.fetch_one(
-            self.conn,
+        taken = self.conn.ahead(
             "SELECT 1 FROM nodes WHERE parent_id = ? AND name = ? AND deleted_ns IS NULL"
             " UNION ALL SELECT 1 FROM links WHERE parent_id = ? AND name = ?",
             (parent_id, name, parent_id, name),
         )
-        if taken is not None:
-            raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
+
+        def check() -> None:
+            if taken.fetchall():
+                raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
+
+        return check
 
     def is_empty(self, directory_id: int) -> bool:
         row = rows.fetch_one(
@@ -302,11 +315,12 @@ class Transaction:
         Call it after the node's own updates: it returns the node as committed
         (with the role it came in with).
         """
-        inserted = rows.fetch_one(
-            self.conn,
+        # Not waited for: the statements after it name its row as the newest one,
+        # which it is (the engine's transactions run one at a time, see schema.py).
+        self.conn.execute(
             "INSERT INTO changes (owner_id, kind, node_id, node_kind, parent_id, name,"
             " old_parent_id, old_name, revision, actor_id, device, time_ns, replaced_node_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sequence",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 node.owner_id,
                 kind.value,
@@ -323,24 +337,24 @@ class Transaction:
                 replaced_node_id,
             ),
         )
-        sequence = int(inserted[0])
         self.concerns.add(node.owner_id)
         if subject_user_id is not None:
             self.concerns.add(subject_user_id)
             self.conn.execute(
-                "INSERT INTO share_changes (sequence, user_id, role) VALUES (?, ?, ?)",
-                (sequence, subject_user_id, None if role is None else role.value),
+                f"INSERT INTO share_changes (sequence, user_id, role) SELECT {_NEWEST}, ?, ?",
+                (subject_user_id, None if role is None else role.value),
             )
-        self.last_sequence = sequence
         if replaced_node_id is not None:
             self.conn.execute(
-                "UPDATE nodes SET change_sequence = ? WHERE id = ?", (sequence, replaced_node_id)
+                f"UPDATE nodes SET change_sequence = {_NEWEST} WHERE id = ?", (replaced_node_id,)
             )
         stamped = rows.fetch_one(
             self.conn,
-            f"UPDATE nodes SET change_sequence = ? WHERE id = ? RETURNING {rows.NODE_COLUMNS}",
-            (sequence, node.id),
+            f"UPDATE nodes SET change_sequence = {_NEWEST} WHERE id = ?"
+            f" RETURNING {rows.NODE_COLUMNS}",
+            (node.id,),
         )
+        self.last_sequence = int(stamped["change_sequence"])
         return replace(rows.node(stamped), role=node.role)
 
 
