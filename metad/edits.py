@@ -109,7 +109,9 @@ def commit_revision(
     block_list = tuple(blocks)
 
     def body(tx: Transaction) -> Node:
-        probe = tx.conn.ahead(_ANY_CONDEMNED)  # its answer comes with the file's
+        # Their answers come with the file's: one wait for the three.
+        probe = tx.conn.ahead(_ANY_CONDEMNED)
+        own_quota = tx.ask_quota(actor.user_id)  # most commits are to one's own files
         found = access.regular_file(tx.conn, node_id, actor.user_id, Role.WRITE)
         node = with_attributes(found, attributes)
         if node.revision != base_revision:
@@ -124,7 +126,8 @@ def commit_revision(
                 " receipt for that hash and size) nor is in a file you may read:"
                 " upload it and commit again"
             )
-        tx.check_quota(node.owner_id, size - node.size)
+        quota = own_quota if node.owner_id == actor.user_id else tx.ask_quota(node.owner_id)
+        quota(size - node.size)
         condemned = condemned_among(tx.conn, {b.hash for b in block_list}, probe)
         if condemned:
             raise BlocksCondemned(

@@ -93,33 +93,40 @@ class Transaction:
         born_ns: its ctime, when not now (a node a device made in its journal).
         """
         # The id column only when the id is given: None would be a NULL, not "the next".
-        given = node_id is not None
-        id_column, id_mark, id_value = ("id, ", "?, ", (node_id,)) if given else ("", "", ())
-        row = rows.fetch_one(
-            self.conn,
+        id_column, id_mark = ("", "") if node_id is None else ("id, ", "?, ")
+        sql = (
             f"INSERT INTO nodes ({id_column}owner_id, parent_id, name, kind, mode, mtime_ns,"
             " ctime_ns, revision, size, symlink_target, uid, gid, rdev, atime_ns)"
             f" VALUES ({id_mark}?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            f" RETURNING {rows.NODE_COLUMNS}",
-            (
-                *id_value,
-                owner_id,
-                parent_id,
-                name,
-                kind.value,
-                mode,
-                mtime_ns,
-                born_ns or self.now_ns,
-                revision,
-                size,
-                symlink_target,
-                uid,
-                gid,
-                rdev,
-                mtime_ns,
-            ),
         )
-        return replace(rows.node(row), role=role)
+        ctime_ns = born_ns or self.now_ns
+        values = (owner_id, parent_id, name, kind.value, mode, mtime_ns, ctime_ns, revision)
+        values += (size, symlink_target, uid, gid, rdev, mtime_ns)
+        if node_id is None:  # the database picks the id: wait for it
+            row = rows.fetch_one(self.conn, f"{sql} RETURNING {rows.NODE_COLUMNS}", values)
+            return replace(rows.node(row), role=role)
+        # Not waited for: the row is what was written (a new node has no further
+        # names, subfolders or attributes yet).
+        self.conn.execute(sql, (node_id, *values))
+        return Node(
+            id=node_id,
+            owner_id=owner_id,
+            parent_id=parent_id,
+            name=name,
+            kind=kind,
+            mode=mode,
+            size=size,
+            mtime_ns=mtime_ns,
+            ctime_ns=ctime_ns,
+            revision=revision,
+            symlink_target=symlink_target,
+            change_sequence=0,
+            uid=uid,
+            gid=gid,
+            rdev=rdev,
+            atime_ns=mtime_ns,
+            role=role,
+        )
 
     def attempt(self, body: Callable[[Transaction], T]) -> tuple[T | None, Exception | None]:
         """Runs body in a SAVEPOINT of its own, so it is all or nothing on its own.
@@ -178,19 +185,26 @@ class Transaction:
 
         Whoever writes: a file in a shared folder counts for its owner.
         """
-        if growth <= 0:
-            return
-        row = rows.fetch_one(
-            self.conn,
-            f"SELECT quota_bytes, {USED_BYTES} AS used FROM users WHERE id = ?",
-            (owner_id,),
+        if growth > 0:
+            self.ask_quota(owner_id)(growth)
+
+    def ask_quota(self, owner_id: int) -> Callable[[int], None]:
+        """Sends check_quota's question ahead (Sql.ahead); the check it returns (given
+        the growth) raises."""
+        found = self.conn.ahead(
+            f"SELECT quota_bytes, {USED_BYTES} AS used FROM users WHERE id = ?", (owner_id,)
         )
-        quota, used = row["quota_bytes"], row["used"]
-        if quota and used + growth > quota:
-            raise QuotaExceeded(
-                f"over quota: {used + growth} bytes would exceed the {quota}-byte quota"
-                f" ({used} in use)"
-            )
+
+        def check(growth: int) -> None:
+            row = found.fetchone()
+            quota, used = row["quota_bytes"], row["used"]
+            if growth > 0 and quota and used + growth > quota:
+                raise QuotaExceeded(
+                    f"over quota: {used + growth} bytes would exceed the {quota}-byte quota"
+                    f" ({used} in use)"
+                )
+
+        return check
 
     def add_revision_from(
         self, node: Node, source_node_id: int, source_number: int, actor: Actor
