@@ -34,6 +34,7 @@ from metad.errors import (
 )
 from metad.models import Actor, BlockRef, ChangeKind, NodeKind, Role
 from metad.store import FIRST_USER_ID, Store
+from metad.transaction import Transaction
 
 OWNER = Actor(FIRST_USER_ID, "laptop")
 
@@ -389,6 +390,36 @@ def test_group_commit_fails_only_the_failing_writes(database: Path | str) -> Non
             assert published == sorted(published)
             # Fewer commits than writes: concurrent writes shared a transaction.
             assert len(published) < 40
+
+    run(scenario)
+
+
+def test_a_statement_that_fails_unread_fails_its_own_change_only(database: Path | str) -> None:
+    """PostgreSQL sends a change's statements without waiting for each: an error the
+    change never read is still its own, not the next change's, nor the batch's."""
+
+    def unread_failure(tx: Transaction) -> str:
+        # The first user's id again: the database refuses it; nothing reads the answer.
+        tx.conn.execute(
+            "INSERT INTO users (id, name, quota_bytes, created_ns) VALUES (?, 'again', 0, 0)",
+            (FIRST_USER_ID,),
+        )
+        return "not reached on SQLite; not kept on PostgreSQL"
+
+    async def scenario() -> None:
+        async with open_store(database) as store:
+            outcomes = await store.write_each(
+                [
+                    namespace.make_directory(OWNER, 1, "before", 0o755),
+                    unread_failure,
+                    namespace.make_directory(OWNER, 1, "after", 0o755),
+                ]
+            )
+            assert [error is None for _, error in outcomes] == [True, False, True]
+            with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+                await store.write(unread_failure)  # alone: the write fails
+            names = [e.name for e in (await store.read_changes(FIRST_USER_ID, 0, 10)).events]
+            assert names == ["before", "after"]
 
     run(scenario)
 
