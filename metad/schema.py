@@ -19,6 +19,9 @@ visible in commit order (a reader never sees sequence N+1 before N).
 Subscribe streams "rows with sequence > cursor" and relies on that to be
 gapless. SQLite has a single writer; on PostgreSQL every write transaction
 holds one advisory lock until it commits (postgres.py says why that is enough).
+The same single writer lets a change name its journal row as the newest one
+(transaction.py) instead of waiting for the sequence the INSERT drew: a
+narrower lock (per user, say) would have to give that up as well.
 """
 
 from __future__ import annotations
