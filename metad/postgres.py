@@ -307,9 +307,10 @@ class PostgresConnection:
     def commit_write(self, last_sequence: int, concerns: frozenset[int]) -> None:
         if last_sequence:
             self.execute("SELECT pg_notify(?, ?)", (CHANNEL, notice(last_sequence, concerns)))
+        committed = self._conn.execute("COMMIT")  # sent too: leaving the pipeline waits
         self._end_pipeline()
         # COMMIT of a transaction that failed rolls back without an error: ask what it did.
-        done = self._conn.execute("COMMIT").statusmessage
+        done = committed.statusmessage
         if done != "COMMIT":
             raise psycopg.errors.InFailedSqlTransaction(f"the transaction ended in {done}")
 
