@@ -85,8 +85,9 @@ def _create(
     tx.touch_directory(parent.id, born)
     # Last: its answer is the change's last wait.
     return tx.journal(
-        ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=revision
-    )
+        ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=revision,
+        fresh=True,
+    )  # fmt: skip
 
 
 def _plain(kind: NodeKind, function: str, doc: str) -> Callable[..., Write[Node]]:

@@ -323,11 +323,13 @@ class Transaction:
         replaced_node_id: int | None = None,
         subject_user_id: int | None = None,
         role: Role | None = None,
+        fresh: bool = False,
     ) -> Node:
         """Appends a change-journal row and stamps the nodes it touched with its sequence.
 
         Call it after the node's own updates: it returns the node as committed
-        (with the role it came in with).
+        (with the role it came in with). fresh: node is its row as it stands
+        (just inserted), so only the sequence is read back.
         """
         # Not waited for: the statements after it name its row as the newest one,
         # which it is (the engine's transactions run one at a time, see schema.py).
@@ -362,13 +364,15 @@ class Transaction:
             self.conn.execute(
                 f"UPDATE nodes SET change_sequence = {_NEWEST} WHERE id = ?", (replaced_node_id,)
             )
+        columns = "change_sequence" if fresh else rows.NODE_COLUMNS
         stamped = rows.fetch_one(
             self.conn,
-            f"UPDATE nodes SET change_sequence = {_NEWEST} WHERE id = ?"
-            f" RETURNING {rows.NODE_COLUMNS}",
+            f"UPDATE nodes SET change_sequence = {_NEWEST} WHERE id = ? RETURNING {columns}",
             (node.id,),
         )
         self.last_sequence = int(stamped["change_sequence"])
+        if fresh:
+            return replace(node, change_sequence=self.last_sequence)
         return replace(rows.node(stamped), role=node.role)
 
 
