@@ -163,13 +163,16 @@ def commit_revision(
                 node.id,
             ),
         )
+        # The node as that update left it: nothing else of it changed.
+        edited = replace(node, revision=number, size=size, mtime_ns=mtime, ctime_ns=tx.now_ns)
         return tx.journal(
             ChangeKind.EDITED,
-            node,
+            edited,
             actor,
             parent_id=node.parent_id,
             name=node.name,
             revision=number,
+            fresh=True,
         )
 
     return body
