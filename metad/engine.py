@@ -13,9 +13,11 @@ writes queued while one commit was in flight form the next write transaction
 own SAVEPOINT, so they share one commit and its fsync (group commit). Each
 caller gets its answer only after that COMMIT returned: a write whose RPC
 returned is durable. After each commit the engine calls `on_commit(last
-journal sequence, the users it concerns)` on the event loop so subscribers wake; a driver whose
-database other processes write too (PostgreSQL) also watches for their
-commits on a thread of its own and reports them the same way.
+journal sequence, the users it concerns)` on the event loop so subscribers
+wake; a driver whose database other processes write too (PostgreSQL) also
+watches for their commits on a thread of its own and reports them the same
+way. A long write_each is cut into transactions of the driver's
+changes_per_transaction, queued at once.
 
 A read of several statements runs them in one read transaction on its
 reader (`snapshot`), so it sees one committed state.

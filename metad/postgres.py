@@ -27,8 +27,13 @@ connection of its own (`watch`) and reports the head and the users the commit
 concerns to its subscribers (changes.CommitSignal wakes only theirs), and
 reads the journal's head every POLL_S as well, so a lost notification or a
 dropped connection delays a subscriber at most that long (a head found that
-way concerns everyone). The journal table is the
-only source of events; a notification only says "look".
+way concerns everyone). Our own writer's notifications are skipped: the
+engine announced those commits itself. The journal table is the only source
+of events; a notification only says "look".
+
+Cost: a write transaction runs in psycopg's pipeline mode (PostgresConnection),
+and an ApplyBatch commits in transactions of CHANGES_PER_TRANSACTION changes
+(engine.Driver says why).
 
 Why psycopg 3: its synchronous API fits the engine's model of connections
 owned by threads (no second event loop), its C implementation (the binary
