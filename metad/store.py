@@ -176,7 +176,7 @@ class Store:
         """
 
         def body(part: Sequence[Write[Any]]) -> Callable[[Transaction], list[Outcome]]:
-            return lambda tx: [tx.attempt(change) for change in part]
+            return lambda tx: tx.attempt_each(part)
 
         key = requests.take()
         size = self._engine.changes_per_transaction

@@ -10,9 +10,9 @@ Must not: commit or roll back (the engine does), or know gRPC.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from metad import rows, xattrs
 from metad.errors import AlreadyExists, ContentGone, QuotaExceeded
@@ -150,6 +150,34 @@ class Transaction:
             return None, error
         self.conn.execute("RELEASE attempt")
         return result, None
+
+    def attempt_each(
+        self, bodies: Sequence[Callable[[Transaction], Any]]
+    ) -> list[tuple[Any, Exception | None]]:
+        """attempt(body) for each body in order, at the cost of one SAVEPOINT for all.
+
+        They run together first; only if one fails are they all undone and run
+        again, each in its own SAVEPOINT (attempt), so the outcomes are the
+        same either way. A body must therefore depend on nothing but the
+        database and its own arguments (the changes of namespace.py and
+        edits.py do not).
+        """
+        if len(bodies) < 2:
+            return [self.attempt(body) for body in bodies]
+        last_sequence, concerns = self.last_sequence, set(self.concerns)
+        self.conn.execute("SAVEPOINT together")
+        try:
+            results = [body(self) for body in bodies]
+            self.conn.flush()
+        except Exception:
+            if not self.conn.in_transaction:
+                raise
+            self.conn.execute("ROLLBACK TO together")
+            self.conn.execute("RELEASE together")
+            self.last_sequence, self.concerns = last_sequence, concerns
+            return [self.attempt(body) for body in bodies]
+        self.conn.execute("RELEASE together")
+        return [(result, None) for result in results]
 
     def insert_revision(
         self, node: Node, number: int, size: int, mtime_ns: int, actor: Actor
