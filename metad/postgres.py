@@ -73,10 +73,11 @@ NOTICE_USERS_CHARS = 4000
 POLL_S = 0.5
 CONNECT_TIMEOUT_S = 10
 # A batch's changes per transaction (engine.Driver says why PostgreSQL wants a bound).
-# Each change is a SAVEPOINT: a subtransaction. Past 64 in one transaction a
-# backend's cache of them overflows, and every other session's visibility checks
-# (readers, subscribers, other replicas) look ours up in pg_subtrans instead.
-# 50 and 100 cost the writer the same (measured in-process).
+# A transaction whose changes are replayed one by one (Transaction.attempt_each)
+# has a SAVEPOINT, a subtransaction, per change: past 64 a backend's cache of them
+# overflows, and every other session's visibility checks (readers, subscribers,
+# other replicas) look ours up in pg_subtrans. 50 and 100 cost the writer the
+# same (measured in-process).
 CHANGES_PER_TRANSACTION = 60
 
 
