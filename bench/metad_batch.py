@@ -10,8 +10,7 @@ of making `--files` small files:
     ApplyBatch          ReserveNodeIds once, then batches of 1,000 operations
                         (500 files: a create with a reserved id and its commit)
 
-Blocks carry receipts made with the drive's key, as blockd's Upload gives
-them: blockd is not involved, the figure is metad's.
+Files are made as bench/_metad_common.py makes them (metad_load.py too).
 
     .venv/bin/python bench/metad_batch.py [--files 2000] [--threads 16]
 """
@@ -26,77 +25,43 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import blake3
-import grpc
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _metad_common as common
 from fusefs.daemons import start_daemon
 from protos import auth
 from protos.drive.v1 import metadata_pb2 as pb
 from protos.drive.v1 import metadata_pb2_grpc
-from protos.runtime import create_channel
 
 USER_ID = 1  # the first user, made at first start
-TIMEOUT = 60.0
-FILES_PER_BATCH = 500  # two operations each: 1,000, ApplyBatch's limit
+DEVICE = "bench"
 
 
 class Bench:
     def __init__(self, stub: metadata_pb2_grpc.MetadataStub, key: auth.AuthKey) -> None:
         self.stub = stub
         self.key = key
-        self.root = stub.GetRoot(pb.GetRootRequest(), timeout=TIMEOUT).id
-
-    def folder(self, name: str) -> int:
-        request = pb.MakeDirectoryRequest(parent_id=self.root, name=name, mode=0o755)
-        return self.stub.MakeDirectory(request, timeout=TIMEOUT).id
-
-    def commit(self, node_id: int, index: int) -> pb.CommitRevisionRequest:
-        data = f"small file {index}\n".encode()
-        digest = blake3.blake3(data).digest()
-        block = pb.BlockRef(
-            hash=digest,
-            offset=0,
-            size=len(data),
-            receipt=self.key.receipt(USER_ID, digest, len(data)),
-        )
-        return pb.CommitRevisionRequest(
-            node_id=node_id, base_revision=1, size=len(data), blocks=[block], device="bench"
-        )
 
     def one_file(self, folder: int, index: int) -> None:
-        create = pb.CreateFileRequest(parent_id=folder, name=f"f{index}", mode=0o644)
-        node = self.stub.CreateFile(create, timeout=TIMEOUT)
-        self.stub.CommitRevision(self.commit(node.id, index), timeout=TIMEOUT)
+        common.one_file(self.stub, self.key, USER_ID, folder, index, DEVICE)
 
     def singly(self, files: int) -> None:
-        folder = self.folder("singly")
+        folder = common.folder(self.stub, "singly")
         for index in range(files):
             self.one_file(folder, index)
 
     def threaded(self, files: int, threads: int) -> None:
-        folder = self.folder("threaded")
+        folder = common.folder(self.stub, "threaded")
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda index: self.one_file(folder, index), range(files)))
 
     def batched(self, files: int) -> None:
-        folder = self.folder("batched")
-        reserved = self.stub.ReserveNodeIds(pb.ReserveNodeIdsRequest(count=files), timeout=TIMEOUT)
-        for start in range(0, files, FILES_PER_BATCH):
-            operations = []
-            for index in range(start, min(start + FILES_PER_BATCH, files)):
-                node_id = reserved.first + index
-                create = pb.CreateFileRequest(
-                    parent_id=folder, name=f"f{index}", mode=0o644, node_id=node_id
-                )
-                operations.append(pb.BatchOperation(create_file=create))
-                operations.append(pb.BatchOperation(commit_revision=self.commit(node_id, index)))
-            reply = self.stub.ApplyBatch(
-                pb.ApplyBatchRequest(operations=operations), timeout=TIMEOUT
-            )
-            failed = [r.message for r in reply.results if r.code]
-            assert not failed, failed[:3]
+        folder = common.folder(self.stub, "batched")
+        request = pb.ReserveNodeIdsRequest(count=files)
+        first = self.stub.ReserveNodeIds(request, timeout=common.TIMEOUT).first
+        for start in range(0, files, common.FILES_PER_BATCH):
+            indexes = range(start, min(start + common.FILES_PER_BATCH, files))
+            common.apply_files(self.stub, self.key, USER_ID, folder, first, indexes, DEVICE)
 
 
 def timed(key_path: Path, data_dir: Path, run: Callable[[Bench], None]) -> float:
@@ -104,15 +69,10 @@ def timed(key_path: Path, data_dir: Path, run: Callable[[Bench], None]) -> float
     key = auth.load_or_create_key(key_path)
     metad = start_daemon("metad", data_dir, "127.0.0.1:0", extra_args=["--auth-key", str(key_path)])
     try:
-        token = key.token(USER_ID, admin=True, ttl_seconds=3600)
-        channel = grpc.intercept_channel(
-            create_channel(metad.address), auth.BearerAuth(lambda: token)
-        )
-        with channel:
-            bench = Bench(metadata_pb2_grpc.MetadataStub(channel), key)
-            started = time.perf_counter()
-            run(bench)
-            return time.perf_counter() - started
+        bench = Bench(common.stub(metad.address, key_path, USER_ID, admin=True), key)
+        started = time.perf_counter()
+        run(bench)
+        return time.perf_counter() - started
     finally:
         metad.stop()
 

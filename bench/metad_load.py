@@ -38,12 +38,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import blake3
 import grpc
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _metad_common as common
 from fusefs.daemons import Daemon, start_daemon
 from protos import auth
 from protos.drive.v1 import accounts_pb2, accounts_pb2_grpc, metadata_pb2_grpc
@@ -51,35 +51,13 @@ from protos.drive.v1 import metadata_pb2 as pb
 from protos.runtime import CLIENT_OPTIONS, create_channel
 
 ADMIN_ID = 1  # the first user, made at first start
-TIMEOUT = 60.0
-FILES_PER_BATCH = 500  # two operations each: 1,000, ApplyBatch's limit
+TIMEOUT = common.TIMEOUT
+FILES_PER_BATCH = common.FILES_PER_BATCH
+DEVICE = "load"
 LISTED_ENTRIES = 500
 PACERS = 8  # threads of the paced writer
+PHASES = ("single", "batched", "listings", "subscriptions")
 console = Console(width=120)
-
-
-def _stub(address: str, key_path: Path, user_id: int) -> metadata_pb2_grpc.MetadataStub:
-    token = auth.load_or_create_key(key_path).token(user_id, admin=False, ttl_seconds=3600)
-    channel = grpc.intercept_channel(create_channel(address), auth.BearerAuth(lambda: token))
-    return metadata_pb2_grpc.MetadataStub(channel)
-
-
-def _commit(key: auth.AuthKey, user_id: int, node_id: int, index: int) -> pb.CommitRevisionRequest:
-    data = f"small file {index}\n".encode()
-    digest = blake3.blake3(data).digest()
-    block = pb.BlockRef(
-        hash=digest, offset=0, size=len(data), receipt=key.receipt(user_id, digest, len(data))
-    )
-    return pb.CommitRevisionRequest(
-        node_id=node_id, base_revision=1, size=len(data), blocks=[block], device="load"
-    )
-
-
-def _folder(stub: metadata_pb2_grpc.MetadataStub, name: str) -> int:
-    root = stub.GetRoot(pb.GetRootRequest(), timeout=TIMEOUT).id
-    return stub.MakeDirectory(
-        pb.MakeDirectoryRequest(parent_id=root, name=name, mode=0o755), timeout=TIMEOUT
-    ).id
 
 
 # --- writer processes (each its own channel, made after the process started) -----------
@@ -88,14 +66,12 @@ def _folder(stub: metadata_pb2_grpc.MetadataStub, name: str) -> int:
 def write_singly(address: str, key_path: str, user_id: int, tag: str, files: int) -> list[float]:
     """Latencies (s) of each create + commit pair."""
     key = auth.load_or_create_key(Path(key_path))
-    stub = _stub(address, Path(key_path), user_id)
-    folder = _folder(stub, tag)
+    stub = common.stub(address, Path(key_path), user_id)
+    folder = common.folder(stub, tag)
     latencies = []
     for index in range(files):
         started = time.perf_counter()
-        create = pb.CreateFileRequest(parent_id=folder, name=f"f{index}", mode=0o644)
-        node = stub.CreateFile(create, timeout=TIMEOUT)
-        stub.CommitRevision(_commit(key, user_id, node.id, index), timeout=TIMEOUT)
+        common.one_file(stub, key, user_id, folder, index, DEVICE)
         latencies.append(time.perf_counter() - started)
     return latencies
 
@@ -103,31 +79,22 @@ def write_singly(address: str, key_path: str, user_id: int, tag: str, files: int
 def write_batched(address: str, key_path: str, user_id: int, tag: str, files: int) -> list[float]:
     """Latencies (s) of each ApplyBatch call."""
     key = auth.load_or_create_key(Path(key_path))
-    stub = _stub(address, Path(key_path), user_id)
-    folder = _folder(stub, tag)
+    stub = common.stub(address, Path(key_path), user_id)
+    folder = common.folder(stub, tag)
     first = stub.ReserveNodeIds(pb.ReserveNodeIdsRequest(count=files), timeout=TIMEOUT).first
     latencies = []
     for start in range(0, files, FILES_PER_BATCH):
-        operations = []
-        for index in range(start, min(start + FILES_PER_BATCH, files)):
-            create = pb.CreateFileRequest(
-                parent_id=folder, name=f"f{index}", mode=0o644, node_id=first + index
-            )
-            operations.append(pb.BatchOperation(create_file=create))
-            commit = _commit(key, user_id, first + index, index)
-            operations.append(pb.BatchOperation(commit_revision=commit))
+        indexes = range(start, min(start + FILES_PER_BATCH, files))
         started = time.perf_counter()
-        reply = stub.ApplyBatch(pb.ApplyBatchRequest(operations=operations), timeout=TIMEOUT)
+        common.apply_files(stub, key, user_id, folder, first, indexes, DEVICE)
         latencies.append(time.perf_counter() - started)
-        failed = [r.message for r in reply.results if r.code]
-        assert not failed, failed[:3]
     return latencies
 
 
 def list_folder(address: str, key_path: str, user_id: int, tag: str, calls: int) -> list[float]:
     """Latencies (s) of listing a folder of LISTED_ENTRIES files, calls times."""
-    stub = _stub(address, Path(key_path), user_id)
-    folder = _folder(stub, tag)
+    stub = common.stub(address, Path(key_path), user_id)
+    folder = common.folder(stub, tag)
     for index in range(LISTED_ENTRIES):
         stub.MakeDirectory(
             pb.MakeDirectoryRequest(parent_id=folder, name=f"d{index}", mode=0o755),
@@ -162,8 +129,8 @@ def _pace(
     addresses: list[str], key_path: str, users: list[int], tag: str, rate: float, seconds: float
 ) -> dict[int, int]:
     key = auth.load_or_create_key(Path(key_path))
-    stubs = {u: _stub(addresses[u % len(addresses)], Path(key_path), u) for u in users}
-    folders = {u: _folder(stubs[u], tag) for u in users}
+    stubs = {u: common.stub(addresses[u % len(addresses)], Path(key_path), u) for u in users}
+    folders = {u: common.folder(stubs[u], tag) for u in users}
     made = dict.fromkeys(users, 0)
     started = time.perf_counter()
     index = 0
@@ -172,9 +139,7 @@ def _pace(
         if due > now:
             time.sleep(due - now)
         user = users[index % len(users)]
-        create = pb.CreateFileRequest(parent_id=folders[user], name=f"f{index}", mode=0o644)
-        node = stubs[user].CreateFile(create, timeout=TIMEOUT)
-        stubs[user].CommitRevision(_commit(key, user, node.id, index), timeout=TIMEOUT)
+        common.one_file(stubs[user], key, user, folders[user], index, DEVICE)
         made[user] += 1
         index += 1
     return made
@@ -289,7 +254,15 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"which phases to run, comma-separated (default: all of {','.join(PHASES)})",
+    )
     args = parser.parse_args()
+    args.phases = set(args.phases.split(","))
+    if not args.phases <= set(PHASES):
+        parser.error(f"--phases: choose among {', '.join(PHASES)}")
     if args.postgres:
         from tests.pgserver import running_cluster  # a dev tool's dev dependency
 
@@ -322,24 +295,28 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 for i in range(writers)
             ]
             with spawn.Pool(writers) as pool:
-                for name, fn, target in (
-                    ("commits, one RPC each", write_singly, ""),
-                    ("commits, batched", write_batched, "≥ 2,000/s (3 replicas)"),
+                for phase, name, fn, target in (
+                    ("single", "commits, one RPC each", write_singly, ""),
+                    ("batched", "commits, batched", write_batched, "≥ 2,000/s (3 replicas)"),
                 ):
+                    if phase not in args.phases:
+                        continue
                     with console.status(f"{name}: {per_writer * writers} files"):
                         tagged = [(*job[:3], f"{job[3]}-{fn.__name__}", per_writer) for job in jobs]
                         seconds, latencies = _fan_out(pool, fn, tagged)
                     flat = [x for part in latencies for x in part]
                     rate = per_writer * writers / seconds
                     rows.append(_row(name, rate, "files/s", flat, target))
-                with console.status("listings"):
-                    tagged = [(*job[:3], f"{job[3]}-list", 200) for job in jobs]
-                    seconds, latencies = _fan_out(pool, list_folder, tagged)
-                flat = [x for part in latencies for x in part]
-                rows.append(
-                    _row("listings (500 entries)", len(flat) / seconds, "calls/s", flat, "")
-                )
-            rows.append(_subscriptions(spawn, addresses, key_path, users, args))
+                if "listings" in args.phases:
+                    with console.status("listings"):
+                        tagged = [(*job[:3], f"{job[3]}-list", 200) for job in jobs]
+                        seconds, latencies = _fan_out(pool, list_folder, tagged)
+                    flat = [x for part in latencies for x in part]
+                    rows.append(
+                        _row("listings (500 entries)", len(flat) / seconds, "calls/s", flat, "")
+                    )
+            if "subscriptions" in args.phases:
+                rows.append(_subscriptions(spawn, addresses, key_path, users, args))
         finally:
             for daemon in daemons:
                 daemon.stop()

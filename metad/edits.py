@@ -28,7 +28,7 @@ from metad.models import (
     Ownership,
     Role,
 )
-from metad.sql import Sql
+from metad.sql import Cursor, Sql
 from metad.transaction import Transaction, Write
 
 
@@ -45,9 +45,18 @@ def with_attributes(node: Node, change: AttributeChange) -> Node:
     )
 
 
-def condemned_among(conn: Sql, hashes: set[bytes]) -> set[bytes]:
-    """Which of hashes the garbage collector has condemned (usually none: one probe)."""
-    if not hashes or conn.execute("SELECT 1 FROM condemned_blocks LIMIT 1").fetchone() is None:
+# Whether the garbage collector has condemned any block at all (usually not).
+_ANY_CONDEMNED = "SELECT 1 FROM condemned_blocks LIMIT 1"
+
+
+def condemned_among(conn: Sql, hashes: set[bytes], probe: Cursor | None = None) -> set[bytes]:
+    """Which of hashes the garbage collector has condemned (usually none: one probe).
+
+    probe: _ANY_CONDEMNED sent ahead (Sql.ahead).
+    """
+    if probe is None:
+        probe = conn.execute(_ANY_CONDEMNED)
+    if probe.fetchall() == [] or not hashes:
         return set()
     hits: set[bytes] = set()
     for marks, chunk in rows.in_chunks(sorted(hashes)):
@@ -64,15 +73,20 @@ def _drop_empty_placeholder(tx: Transaction, node: Node) -> None:
     """
     if node.revision != 1:
         return
-    placeholder = rows.fetch_one(
-        tx.conn,
+    # Two statements and no round trip to look first: the attributes kept with the
+    # placeholder (its foreign key wants them gone first), then the placeholder.
+    empty = (
         "SELECT 1 FROM revisions WHERE node_id = ? AND number = 1 AND size = 0"
+        " AND NOT EXISTS (SELECT 1 FROM revision_blocks WHERE node_id = ? AND revision = 1)"
+    )
+    xattrs.forget_revisions(
+        tx, f"node_id = ? AND revision = 1 AND EXISTS ({empty})", (node.id, node.id, node.id)
+    )
+    tx.conn.execute(
+        "DELETE FROM revisions WHERE node_id = ? AND number = 1 AND size = 0"
         " AND NOT EXISTS (SELECT 1 FROM revision_blocks WHERE node_id = ? AND revision = 1)",
         (node.id, node.id),
     )
-    if placeholder is not None:
-        xattrs.forget_revisions(tx, "node_id = ? AND revision = 1", (node.id,))
-        tx.conn.execute("DELETE FROM revisions WHERE node_id = ? AND number = 1", (node.id,))
 
 
 def commit_revision(
@@ -95,6 +109,9 @@ def commit_revision(
     block_list = tuple(blocks)
 
     def body(tx: Transaction) -> Node:
+        # Their answers come with the file's: one wait for the three.
+        probe = tx.conn.ahead(_ANY_CONDEMNED)
+        own_quota = tx.ask_quota(actor.user_id)  # most commits are to one's own files
         found = access.regular_file(tx.conn, node_id, actor.user_id, Role.WRITE)
         node = with_attributes(found, attributes)
         if node.revision != base_revision:
@@ -109,8 +126,9 @@ def commit_revision(
                 " receipt for that hash and size) nor is in a file you may read:"
                 " upload it and commit again"
             )
-        tx.check_quota(node.owner_id, size - node.size)
-        condemned = condemned_among(tx.conn, {b.hash for b in block_list})
+        quota = own_quota if node.owner_id == actor.user_id else tx.ask_quota(node.owner_id)
+        quota(size - node.size)
+        condemned = condemned_among(tx.conn, {b.hash for b in block_list}, probe)
         if condemned:
             raise BlocksCondemned(
                 f"{len(condemned)} block(s) of this commit are being deleted by garbage"
@@ -145,13 +163,16 @@ def commit_revision(
                 node.id,
             ),
         )
+        # The node as that update left it: nothing else of it changed.
+        edited = replace(node, revision=number, size=size, mtime_ns=mtime, ctime_ns=tx.now_ns)
         return tx.journal(
             ChangeKind.EDITED,
-            node,
+            edited,
             actor,
             parent_id=node.parent_id,
             name=node.name,
             revision=number,
+            fresh=True,
         )
 
     return body

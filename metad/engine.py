@@ -13,9 +13,11 @@ writes queued while one commit was in flight form the next write transaction
 own SAVEPOINT, so they share one commit and its fsync (group commit). Each
 caller gets its answer only after that COMMIT returned: a write whose RPC
 returned is durable. After each commit the engine calls `on_commit(last
-journal sequence)` on the event loop so subscribers wake; a driver whose
-database other processes write too (PostgreSQL) also watches for their
-commits on a thread of its own and reports them the same way.
+journal sequence, the users it concerns)` on the event loop so subscribers
+wake; a driver whose database other processes write too (PostgreSQL) also
+watches for their commits on a thread of its own and reports them the same
+way. A long write_each is cut into transactions of the driver's
+changes_per_transaction, queued at once.
 
 A read of several statements runs them in one read transaction on its
 reader (`snapshot`), so it sees one committed state.
@@ -52,6 +54,10 @@ MAX_GROUP_COMMIT = 256
 READERS = 2
 
 
+# on_commit(last journal sequence, the users the commit concerns or None if unknown).
+OnCommit = Callable[[int, frozenset[int] | None], None]
+
+
 class Connection(Sql, Protocol):
     """What an engine's connection offers the engine beyond Sql: its transactions."""
 
@@ -59,8 +65,9 @@ class Connection(Sql, Protocol):
         """Starts a write transaction as the database's only writer until it ends."""
         ...
 
-    def commit_write(self, last_sequence: int) -> None:
-        """Commits; last_sequence: the newest journal row it wrote (0: none)."""
+    def commit_write(self, last_sequence: int, concerns: frozenset[int]) -> None:
+        """Commits; last_sequence: the newest journal row it wrote (0: none); concerns:
+        the users its journal rows concern (changes.CommitSignal)."""
         ...
 
     def rollback(self) -> None: ...
@@ -73,6 +80,11 @@ class Driver(Protocol):
 
     description: str  # what the database is, for logs and errors (never a password)
     shared: bool  # whether other processes may write the database too (replicas)
+    # How many changes of one write_each share a transaction at most (0: all of
+    # them). PostgreSQL keeps every version of a row a transaction wrote until it
+    # ends and steps over them on each later read of the row, so N changes that
+    # each write one hot row (a folder's times, a user's usage) cost N^2 there.
+    changes_per_transaction: int
     errors: tuple[type[BaseException], ...]  # the driver's own error classes
     lost: tuple[type[BaseException], ...]  # those that mean "the database is out of reach"
 
@@ -84,9 +96,10 @@ class Driver(Protocol):
         """The version of the schema the database is at."""
         ...
 
-    def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
-        """Until stopping is set (on a thread of its own): reports the journal's head
-        when other processes commit to the database. Returns at once if none can."""
+    def watch(self, on_head: OnCommit, stopping: threading.Event) -> None:
+        """Until stopping is set (on a thread of its own): reports the journal's head,
+        and whom the commit concerns if it knows (else None), when other processes
+        commit to the database. Returns at once if none can."""
         ...
 
     def stop_watching(self, conn: Connection) -> None:
@@ -198,13 +211,15 @@ class _Connection:
 
 # A write's outcome inside a batch: its result, or the error it alone failed with.
 _Outcome = tuple[Any, BaseException | None]
+# A committed transaction: its writes' outcomes, its last journal sequence, whom it concerns.
+_Committed = tuple[list[_Outcome], int, frozenset[int]]
 
 
 def _run_batch(
     conn: Connection,
     bodies: Sequence[Callable[[Transaction], Any]],
     clock: Callable[[], int],
-) -> tuple[list[_Outcome], int]:
+) -> _Committed:
     """One transaction for the batch, one SAVEPOINT per write, one fsync for all.
 
     Runs on the writer's thread. A write that raises rolls back to its
@@ -215,6 +230,7 @@ def _run_batch(
     """
     outcomes: list[_Outcome] = []
     last_sequence = 0
+    concerns: set[int] = set()
     # A lone write needs no savepoint: if it fails, the whole transaction goes.
     savepoints = len(bodies) > 1
     try:
@@ -225,8 +241,9 @@ def _run_batch(
             outcome: _Outcome = tx.attempt(body) if savepoints else (body(tx), None)
             if outcome[1] is None:
                 last_sequence = max(last_sequence, tx.last_sequence)
+                concerns |= tx.concerns
             outcomes.append(outcome)
-        conn.commit_write(last_sequence)
+        conn.commit_write(last_sequence, frozenset(concerns))
     except BaseException:
         if conn.in_transaction:
             try:
@@ -234,7 +251,7 @@ def _run_batch(
             except Exception:
                 log.exception("rolling back a failed transaction failed")
         raise
-    return outcomes, last_sequence
+    return outcomes, last_sequence, frozenset(concerns)
 
 
 def snapshot(read: Callable[[Sql], T]) -> Callable[[Sql], T]:
@@ -260,10 +277,12 @@ class _Write:
 
     body: Callable[[Transaction], Any]
     future: asyncio.Future[Any]
+    changes: int  # how many changes it makes (write_each's chunks: several)
 
 
-# A committed (or failed) batch: its writes, their outcomes, its last journal sequence.
-_Batch = tuple[list[_Write], list[_Outcome], int]
+# A committed (or failed) batch: its writes, their outcomes, its last journal sequence,
+# whom it concerns.
+_Batch = tuple[list[_Write], list[_Outcome], int, frozenset[int]]
 
 
 class Engine:
@@ -275,11 +294,12 @@ class Engine:
         writer: _Connection,
         readers: Sequence[_Connection],
         *,
-        on_commit: Callable[[int], None],
+        on_commit: OnCommit,
         clock: Callable[[], int],
     ) -> None:
         self.description = driver.description
         self.shared = driver.shared
+        self.changes_per_transaction = driver.changes_per_transaction
         self._driver = driver
         self._writer = writer
         self._readers = tuple(readers)
@@ -291,14 +311,14 @@ class Engine:
         self._committing: asyncio.Future[_Batch | None] | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._announced = 0  # the highest sequence on_commit was called with
+        self._announced = 0  # the highest sequence on_commit was told concerns everyone
 
     @classmethod
     async def open(
         cls,
         database: str | Path,
         *,
-        on_commit: Callable[[int], None],
+        on_commit: OnCommit,
         clock: Callable[[], int],
     ) -> Engine:
         """Opens (creating and migrating if needed) the database: a path or a URL.
@@ -328,9 +348,9 @@ class Engine:
         """Other processes' commits (a shared database) wake our subscribers too."""
         loop = asyncio.get_running_loop()
 
-        def on_head(sequence: int) -> None:
+        def on_head(sequence: int, concerns: frozenset[int] | None) -> None:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(self._announce, sequence)
+                loop.call_soon_threadsafe(self._announce, sequence, concerns)
 
         self._watcher = threading.Thread(
             target=self._driver.watch,
@@ -369,22 +389,32 @@ class Engine:
         except self._driver.lost as exc:
             raise DatabaseUnavailable(f"the database is out of reach: {exc}") from exc
 
-    async def write(self, body: Callable[[Transaction], T]) -> T:
+    async def write(self, body: Callable[[Transaction], T], changes: int = 1) -> T:
         """Runs body as one atomic write and returns its result once it is durable.
 
         body runs on the writer's thread, inside the transaction of its batch.
         The caller is shielded: a client that gives up (deadline, cancel) does
         not interrupt a transaction halfway, and no commit notification is lost.
         Raises DatabaseUnavailable when the database is out of reach (if that
-        happened at COMMIT, the write may have been made).
+        happened at COMMIT, the write may have been made). changes: how many
+        changes body makes, which bounds what shares its transaction (see
+        Driver.changes_per_transaction).
         """
+        return await self.written(self.queue(body, changes))
+
+    def queue(self, body: Callable[[Transaction], T], changes: int = 1) -> asyncio.Future[T]:
+        """Queues body as a write at once (writes commit in the order queued); see write."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # A caller that went away never reads its outcome; retrieving it here
         # keeps asyncio from logging "exception was never retrieved".
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._writes.put(_Write(body, future))
+        self._writes.put(_Write(body, future, changes))
         if self._committing is None:
             self._start_committing()
+        return future
+
+    async def written(self, future: asyncio.Future[T]) -> T:
+        """The outcome of a queued write, once it is durable (see write)."""
         try:
             return await asyncio.shield(future)
         except self._driver.lost as exc:
@@ -410,16 +440,20 @@ class Engine:
         """On the writer's thread: commits the queued writes batch by batch until none is left.
 
         The writes queued while one batch commits form the next batch, up to
-        MAX_GROUP_COMMIT: concurrent writes share a transaction and its fsync.
+        MAX_GROUP_COMMIT writes and about the driver's changes_per_transaction:
+        concurrent writes share a transaction and its fsync.
         Outcomes go back to the event loop in commit order; those of the last
         batch as the job's own result, so a lone write costs a single wake-up.
         """
         done: _Batch | None = None
+        most = self._driver.changes_per_transaction or None
         while True:
             batch: list[_Write] = []
+            changes = 0
             with contextlib.suppress(queue.Empty):
-                while len(batch) < MAX_GROUP_COMMIT:
+                while len(batch) < MAX_GROUP_COMMIT and (most is None or changes < most):
                     batch.append(self._writes.get_nowait())
+                    changes += batch[-1].changes
             if not batch:
                 return done
             if done is not None:
@@ -427,21 +461,30 @@ class Engine:
             try:
                 done = (batch, *_run_batch(conn, [write.body for write in batch], self._clock))
             except BaseException as exc:
-                done = (batch, [(None, exc)] * len(batch), 0)
+                done = (batch, [(None, exc)] * len(batch), 0, frozenset())
                 if not isinstance(exc, Exception):
                     self._writer.call_soon(self._deliver, *done)
                     raise
 
     def _deliver(
-        self, batch: list[_Write], outcomes: Sequence[_Outcome], last_sequence: int
+        self,
+        batch: list[_Write],
+        outcomes: Sequence[_Outcome],
+        last_sequence: int,
+        concerns: frozenset[int],
     ) -> None:
         """On the event loop: announces the commit, then answers its writes."""
-        self._announce(last_sequence)
+        self._announce(last_sequence, concerns)
         for write, (result, error) in zip(batch, outcomes, strict=True):
             _settle(write.future, result, error)
 
-    def _announce(self, sequence: int) -> None:
-        """On the event loop: on_commit once for each new head, ours or another process's."""
-        if sequence > self._announced:
-            self._announced = sequence
-            self._on_commit(sequence)
+    def _announce(self, sequence: int, concerns: frozenset[int] | None) -> None:
+        """On the event loop: on_commit for each commit whose users are known (replicas'
+        may come after a later one: their users still count), and for each new head
+        whose users are not."""
+        if concerns is None:
+            if sequence > self._announced:
+                self._announced = sequence
+                self._on_commit(sequence, None)
+        elif sequence and concerns:
+            self._on_commit(sequence, concerns)

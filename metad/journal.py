@@ -67,4 +67,5 @@ def read(conn: Sql, user_id: int, after: int, limit: int) -> ChangePage:
                 shared=place[1],
             )
         )
-    return ChangePage(events, int(found[-1]["sequence"]) if more else newest, more)
+    watch = frozenset({user_id, *viewer.owners_sharing})
+    return ChangePage(events, int(found[-1]["sequence"]) if more else newest, more, watch)

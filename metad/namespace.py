@@ -55,10 +55,13 @@ def _create(
     device's view does not change when the node arrives.
     """
     rules.check_ownership(owner)
+    # Asked together, checked in this order: the folder, the name, the reserved id.
+    free = tx.ask_free(parent_id, name)
+    claimed = None if node_id is None else reservations.ask_claim(tx, actor.user_id, node_id)
     parent = access.directory(tx.conn, parent_id, actor.user_id, Role.WRITE)
-    tx.ensure_free(parent.id, name)
-    if node_id is not None:
-        reservations.claim(tx, actor.user_id, node_id)
+    free()
+    if claimed is not None:
+        claimed()
     mtime = mtime_ns or tx.now_ns
     born = min(mtime_ns, tx.now_ns) if node_id is not None else 0  # never in the future
     revision = 1 if kind is NodeKind.FILE else 0
@@ -79,11 +82,12 @@ def _create(
     )
     if revision:
         tx.insert_revision(node, 1, 0, mtime, actor)
-    node = tx.journal(
-        ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=revision
-    )
     tx.touch_directory(parent.id, born)
-    return node
+    # Last: its answer is the change's last wait.
+    return tx.journal(
+        ChangeKind.CREATED, node, actor, parent_id=parent.id, name=name, revision=revision,
+        fresh=True,
+    )  # fmt: skip
 
 
 def _plain(kind: NodeKind, function: str, doc: str) -> Callable[..., Write[Node]]:

@@ -15,7 +15,9 @@ reservation SQL and nothing else. Must not: know gRPC.
 
 from __future__ import annotations
 
-from metad import links, rows
+from collections.abc import Callable
+
+from metad import links
 from metad.errors import NodeIdNotReserved, TooLarge
 from metad.transaction import Transaction
 
@@ -41,16 +43,27 @@ def claim(tx: Transaction, user_id: int, node_id: int) -> None:
     One refusal for every other case (outside any range, another user's
     range, already used), so a caller learns nothing about others' ids.
     """
-    reservation = rows.fetch_one(
-        tx.conn,
-        "SELECT user_id, last_id FROM node_id_reservations WHERE first_id <= ?"
-        " ORDER BY first_id DESC LIMIT 1",
-        (node_id,),
+    ask_claim(tx, user_id, node_id)()
+
+
+def ask_claim(tx: Transaction, user_id: int, node_id: int) -> Callable[[], None]:
+    """Sends claim's question ahead (Sql.ahead); the check it returns raises."""
+    # One statement: no range below it (no row) is a refusal as well.
+    found = tx.conn.ahead(
+        "SELECT user_id, last_id, EXISTS (SELECT 1 FROM nodes WHERE id = ?) AS used"
+        " FROM node_id_reservations WHERE first_id <= ? ORDER BY first_id DESC LIMIT 1",
+        (node_id, node_id),
     )
-    reserved = reservation is not None and reservation[0] == user_id and node_id <= reservation[1]
-    used = rows.fetch_one(tx.conn, "SELECT 1 FROM nodes WHERE id = ?", (node_id,)) is not None
-    if not reserved or used:
-        raise NodeIdNotReserved(
-            f"node id not reserved to you: {node_id} (reserve ids with ReserveNodeIds;"
-            " each makes one node)"
+
+    def check() -> None:
+        reservation = found.fetchone()
+        reserved = (
+            reservation is not None and reservation[0] == user_id and node_id <= reservation[1]
         )
+        if not reserved or reservation["used"]:
+            raise NodeIdNotReserved(
+                f"node id not reserved to you: {node_id} (reserve ids with ReserveNodeIds;"
+                " each makes one node)"
+            )
+
+    return check

@@ -19,6 +19,9 @@ visible in commit order (a reader never sees sequence N+1 before N).
 Subscribe streams "rows with sequence > cursor" and relies on that to be
 gapless. SQLite has a single writer; on PostgreSQL every write transaction
 holds one advisory lock until it commits (postgres.py says why that is enough).
+The same single writer lets a change name its journal row as the newest one
+(transaction.py) instead of waiting for the sequence the INSERT drew: a
+narrower lock (per user, say) would have to give that up as well.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 
 from metad.errors import SchemaTooNew, StartupError
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _V1: tuple[str, ...] = (
     """
@@ -475,6 +478,39 @@ BEGIN
 END""",
 )
 
+# Version 10: the usage triggers write a user's row only when the total changes,
+# and once per change. A new file is empty, and a commit changes a size: the
+# version 9 triggers wrote the owner's row on a create (+0) and twice on a
+# commit (-old, +new). On PostgreSQL every write of a row is a new version of
+# it that the rest of the transaction steps over, so a batch of N files made N
+# row versions cost N^2 (schema_postgres.py has that engine's step).
+_V10: tuple[str, ...] = (
+    "DROP TRIGGER nodes_used_insert",
+    "DROP TRIGGER nodes_used_update",
+    """
+CREATE TRIGGER nodes_used_insert AFTER INSERT ON nodes
+WHEN NEW.kind = 'file' AND NEW.deleted_ns IS NULL AND NEW.size <> 0
+BEGIN
+    UPDATE users SET used_bytes = used_bytes + NEW.size WHERE id = NEW.owner_id;
+END""",
+    """
+CREATE TRIGGER nodes_used_update AFTER UPDATE OF size, kind, owner_id, deleted_ns ON nodes
+BEGIN
+    UPDATE users SET used_bytes = used_bytes
+        + (CASE WHEN NEW.kind = 'file' AND NEW.deleted_ns IS NULL THEN NEW.size ELSE 0 END)
+        - (CASE WHEN OLD.kind = 'file' AND OLD.deleted_ns IS NULL THEN OLD.size ELSE 0 END)
+        WHERE id = NEW.owner_id AND OLD.owner_id = NEW.owner_id
+        AND (CASE WHEN NEW.kind = 'file' AND NEW.deleted_ns IS NULL THEN NEW.size ELSE 0 END)
+        <> (CASE WHEN OLD.kind = 'file' AND OLD.deleted_ns IS NULL THEN OLD.size ELSE 0 END);
+    UPDATE users SET used_bytes = used_bytes - OLD.size
+        WHERE id = OLD.owner_id AND OLD.owner_id <> NEW.owner_id
+        AND OLD.kind = 'file' AND OLD.deleted_ns IS NULL;
+    UPDATE users SET used_bytes = used_bytes + NEW.size
+        WHERE id = NEW.owner_id AND OLD.owner_id <> NEW.owner_id
+        AND NEW.kind = 'file' AND NEW.deleted_ns IS NULL;
+END""",
+)
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: _V1,
@@ -486,6 +522,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     7: _V7,
     8: _V8,
     9: _V9,
+    10: _V10,
 }
 
 

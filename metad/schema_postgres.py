@@ -47,6 +47,35 @@ END $$""",
         " AFTER INSERT OR DELETE OR UPDATE OF size, kind, owner_id, deleted_ns ON nodes"
         " FOR EACH ROW EXECUTE FUNCTION nodes_used_bytes()",
     ),
+    # Version 10 (see schema.py): one write of the user's row per change, none for +0.
+    10: (
+        """
+CREATE OR REPLACE FUNCTION nodes_used_bytes() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    old_used BIGINT := 0;
+    new_used BIGINT := 0;
+BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.kind = 'file' AND OLD.deleted_ns IS NULL THEN
+        old_used := OLD.size;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.kind = 'file' AND NEW.deleted_ns IS NULL THEN
+        new_used := NEW.size;
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.owner_id = NEW.owner_id THEN
+        IF new_used <> old_used THEN
+            UPDATE users SET used_bytes = used_bytes + new_used - old_used WHERE id = NEW.owner_id;
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF old_used <> 0 THEN
+        UPDATE users SET used_bytes = used_bytes - old_used WHERE id = OLD.owner_id;
+    END IF;
+    IF new_used <> 0 THEN
+        UPDATE users SET used_bytes = used_bytes + new_used WHERE id = NEW.owner_id;
+    END IF;
+    RETURN NULL;
+END $$""",
+    ),
 }
 
 

@@ -54,6 +54,7 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
     ) -> None:
         self._store = store
         self._commits = commits
+        self._reads = changes.SharedReads(store.read_changes)
         self._key = key
         self._grant_ttl = grant_ttl_seconds
         self._trash_ns = trash_ns  # how long the trash keeps a node (0 = until emptied)
@@ -368,6 +369,6 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
         self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChangeEvent]:
         caller = _caller(context)
-        read = functools.partial(self._store.read_changes, caller.user_id)
+        read = functools.partial(self._reads, caller.user_id)
         async for event in changes.follow(read, self._commits, request.from_sequence):
             yield wire.event_to_proto(event)

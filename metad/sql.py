@@ -1,7 +1,8 @@
 """The one interface between metad's feature SQL and a database engine.
 
 Owns `Sql`, the connection as every feature module sees it: execute and
-executemany with `?` placeholders, rows readable by position and by column
+executemany with `?` placeholders (and ahead and flush, for an engine that
+sends statements ahead), rows readable by position and by column
 name, and the two things the engines spell differently that features need
 (the counter behind an id column). An engine (sqlite.py, postgres.py) wraps
 its driver's connection in it; SQL written against it is the subset both
@@ -52,6 +53,21 @@ class Sql(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None: ...
+
+    def ahead(self, sql: str, params: Sequence[Any] = (), /) -> Cursor:
+        """Executes a statement whose rows are read later in the same change.
+
+        An engine that sends statements ahead (PostgreSQL's pipeline) sends it
+        now and waits only when it is read, so reads that do not depend on each
+        other cost one wait together; the others run it to its end at once.
+        """
+        ...
+
+    def flush(self) -> None:
+        """Waits until every statement executed so far has run; raises the error of the
+        first that failed. An engine may send statements ahead without waiting for
+        each (PostgreSQL's pipeline): their errors surface at a read or here."""
+        ...
 
     def id_counter(self, table: str) -> int:
         """The highest id the table's id column handed out or was moved past (0: none yet)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,24 @@ CACHE_KIB = 16 * 1024
 # connection drops its page cache whenever another one committed, so readers
 # re-read pages after every write: from the map that costs no system call.
 MMAP_BYTES = 256 * 1024 * 1024
+
+
+class _Read:
+    """The rows of a statement read to its end, as a cursor."""
+
+    def __init__(self, rows: list[sqlite3.Row], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> sqlite3.Row | None:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[sqlite3.Row]:
+        found, self._rows = self._rows, []
+        return found
+
+    def __iter__(self) -> Iterator[sqlite3.Row]:
+        return iter(self.fetchall())
 
 
 class SqliteConnection:
@@ -46,6 +64,14 @@ class SqliteConnection:
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None:
         self._conn.executemany(sql, params)
+
+    def ahead(self, sql: str, params: Sequence[Any] = (), /) -> _Read:
+        # Read to its end now: no statement stays in progress past its savepoint.
+        cursor = self._conn.execute(sql, params)
+        return _Read(cursor.fetchall(), cursor.rowcount)
+
+    def flush(self) -> None:
+        """Every statement has run when execute returned."""
 
     def id_counter(self, table: str) -> int:
         # AUTOINCREMENT hands out max(seq, highest id) + 1.
@@ -75,7 +101,7 @@ class SqliteConnection:
     def begin_write(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
-    def commit_write(self, last_sequence: int) -> None:
+    def commit_write(self, last_sequence: int, concerns: frozenset[int]) -> None:
         self._conn.execute("COMMIT")
 
     def rollback(self) -> None:
@@ -91,6 +117,7 @@ class SqliteDriver:
     errors = (sqlite3.Error,)
     lost = ()  # a local file: its errors are not outages
     shared = False  # server.py's lock on the data directory keeps other metad out
+    changes_per_transaction = 0  # a row written again is written in place: no bound
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -108,7 +135,9 @@ class SqliteDriver:
     def schema_version(self, conn: Sql) -> int:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def watch(self, on_head: Callable[[int], None], stopping: threading.Event) -> None:
+    def watch(
+        self, on_head: Callable[[int, frozenset[int] | None], None], stopping: threading.Event
+    ) -> None:
         """Nothing to watch: no other process writes the file."""
 
     def stop_watching(self, conn: SqliteConnection) -> None:

@@ -47,7 +47,7 @@ from metad import (
     xattrs,
 )
 from metad.changes import ChangePage
-from metad.engine import Engine, snapshot
+from metad.engine import Engine, OnCommit, snapshot
 from metad.errors import (
     InvalidArgument,
     NotFound,
@@ -111,7 +111,7 @@ class Store:
         cls,
         database: str | Path,
         *,
-        on_commit: Callable[[int], None] = lambda sequence: None,
+        on_commit: OnCommit = lambda sequence, concerns: None,
         clock: Callable[[], int] = time.time_ns,
         first_user: str = FIRST_USER_NAME,
         first_user_quota: int = 0,
@@ -170,12 +170,25 @@ class Store:
         raises is undone alone, with its error as its outcome, and those after
         it still run. Every change that succeeded is durable when this returns.
         Outcomes come in the changes' order: (result, None) or (None, error).
+        An engine that bounds the changes of a transaction (PostgreSQL, see
+        engine.Driver) gets them in chunks, queued at once and committed one
+        after the other: if one fails as a whole, those before it stand.
         """
 
-        def body(tx: Transaction) -> list[Outcome]:
-            return [tx.attempt(change) for change in changes]
+        def body(part: Sequence[Write[Any]]) -> Callable[[Transaction], list[Outcome]]:
+            return lambda tx: tx.attempt_each(part)
 
-        return await self._write(body)
+        key = requests.take()
+        size = self._engine.changes_per_transaction
+        if key is not None or not size or len(changes) <= size:
+            whole = body(changes)
+            return await self._engine.write(whole if key is None else requests.once(key, whole))
+        parts = [changes[start : start + size] for start in range(0, len(changes), size)]
+        queued = [self._engine.queue(body(part), len(part)) for part in parts]
+        outcomes: list[Outcome] = []
+        for future in queued:
+            outcomes += await self._engine.written(future)
+        return outcomes
 
     async def _read(self, read: Callable[[Sql], T]) -> T:
         return await self._engine.read(read)

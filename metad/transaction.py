@@ -10,9 +10,9 @@ Must not: commit or roll back (the engine does), or know gRPC.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from metad import rows, xattrs
 from metad.errors import AlreadyExists, ContentGone, QuotaExceeded
@@ -21,6 +21,11 @@ from metad.sql import Sql
 from protos import names
 
 T = TypeVar("T")
+
+# The journal row a change just appended: the newest, as write transactions run one
+# at a time (SQLite's single writer, PostgreSQL's write lock) and draw increasing
+# sequences.
+_NEWEST = "(SELECT MAX(sequence) FROM changes)"
 
 # What counts against a user's quota (in a query over users): the current
 # revisions of their live files, not trash or older revisions.
@@ -59,6 +64,8 @@ class Transaction:
     conn: Sql
     now_ns: int
     last_sequence: int = 0
+    # The users its journal rows concern (owners, share receivers): changes.CommitSignal.
+    concerns: set[int] = field(default_factory=set)
 
     def insert_node(
         self,
@@ -86,33 +93,40 @@ class Transaction:
         born_ns: its ctime, when not now (a node a device made in its journal).
         """
         # The id column only when the id is given: None would be a NULL, not "the next".
-        given = node_id is not None
-        id_column, id_mark, id_value = ("id, ", "?, ", (node_id,)) if given else ("", "", ())
-        row = rows.fetch_one(
-            self.conn,
+        id_column, id_mark = ("", "") if node_id is None else ("id, ", "?, ")
+        sql = (
             f"INSERT INTO nodes ({id_column}owner_id, parent_id, name, kind, mode, mtime_ns,"
             " ctime_ns, revision, size, symlink_target, uid, gid, rdev, atime_ns)"
             f" VALUES ({id_mark}?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            f" RETURNING {rows.NODE_COLUMNS}",
-            (
-                *id_value,
-                owner_id,
-                parent_id,
-                name,
-                kind.value,
-                mode,
-                mtime_ns,
-                born_ns or self.now_ns,
-                revision,
-                size,
-                symlink_target,
-                uid,
-                gid,
-                rdev,
-                mtime_ns,
-            ),
         )
-        return replace(rows.node(row), role=role)
+        ctime_ns = born_ns or self.now_ns
+        values = (owner_id, parent_id, name, kind.value, mode, mtime_ns, ctime_ns, revision)
+        values += (size, symlink_target, uid, gid, rdev, mtime_ns)
+        if node_id is None:  # the database picks the id: wait for it
+            row = rows.fetch_one(self.conn, f"{sql} RETURNING {rows.NODE_COLUMNS}", values)
+            return replace(rows.node(row), role=role)
+        # Not waited for: the row is what was written (a new node has no further
+        # names, subfolders or attributes yet).
+        self.conn.execute(sql, (node_id, *values))
+        return Node(
+            id=node_id,
+            owner_id=owner_id,
+            parent_id=parent_id,
+            name=name,
+            kind=kind,
+            mode=mode,
+            size=size,
+            mtime_ns=mtime_ns,
+            ctime_ns=ctime_ns,
+            revision=revision,
+            symlink_target=symlink_target,
+            change_sequence=0,
+            uid=uid,
+            gid=gid,
+            rdev=rdev,
+            atime_ns=mtime_ns,
+            role=role,
+        )
 
     def attempt(self, body: Callable[[Transaction], T]) -> tuple[T | None, Exception | None]:
         """Runs body in a SAVEPOINT of its own, so it is all or nothing on its own.
@@ -121,19 +135,49 @@ class Transaction:
         changes undone and the rest of the transaction standing. Raises when
         SQLite abandoned the whole transaction (then nothing of it stands).
         """
-        last_sequence = self.last_sequence
+        last_sequence, concerns = self.last_sequence, set(self.concerns)
         self.conn.execute("SAVEPOINT attempt")
         try:
             result = body(self)
+            self.conn.flush()  # an error of a statement sent ahead is body's too
         except Exception as error:
             if not self.conn.in_transaction:
                 raise
             self.conn.execute("ROLLBACK TO attempt")
             self.conn.execute("RELEASE attempt")
-            self.last_sequence = last_sequence  # its journal rows are gone with it
+            # Its journal rows are gone with it.
+            self.last_sequence, self.concerns = last_sequence, concerns
             return None, error
         self.conn.execute("RELEASE attempt")
         return result, None
+
+    def attempt_each(
+        self, bodies: Sequence[Callable[[Transaction], Any]]
+    ) -> list[tuple[Any, Exception | None]]:
+        """attempt(body) for each body in order, at the cost of one SAVEPOINT for all.
+
+        They run together first; only if one fails are they all undone and run
+        again, each in its own SAVEPOINT (attempt), so the outcomes are the
+        same either way. A body must therefore depend on nothing but the
+        database and its own arguments (the changes of namespace.py and
+        edits.py do not).
+        """
+        if len(bodies) < 2:
+            return [self.attempt(body) for body in bodies]
+        last_sequence, concerns = self.last_sequence, set(self.concerns)
+        self.conn.execute("SAVEPOINT together")
+        try:
+            results = [body(self) for body in bodies]
+            self.conn.flush()
+        except Exception:
+            if not self.conn.in_transaction:
+                raise
+            self.conn.execute("ROLLBACK TO together")
+            self.conn.execute("RELEASE together")
+            self.last_sequence, self.concerns = last_sequence, concerns
+            return [self.attempt(body) for body in bodies]
+        self.conn.execute("RELEASE together")
+        return [(result, None) for result in results]
 
     def insert_revision(
         self, node: Node, number: int, size: int, mtime_ns: int, actor: Actor
@@ -169,19 +213,26 @@ class Transaction:
 
         Whoever writes: a file in a shared folder counts for its owner.
         """
-        if growth <= 0:
-            return
-        row = rows.fetch_one(
-            self.conn,
-            f"SELECT quota_bytes, {USED_BYTES} AS used FROM users WHERE id = ?",
-            (owner_id,),
+        if growth > 0:
+            self.ask_quota(owner_id)(growth)
+
+    def ask_quota(self, owner_id: int) -> Callable[[int], None]:
+        """Sends check_quota's question ahead (Sql.ahead); the check it returns (given
+        the growth) raises."""
+        found = self.conn.ahead(
+            f"SELECT quota_bytes, {USED_BYTES} AS used FROM users WHERE id = ?", (owner_id,)
         )
-        quota, used = row["quota_bytes"], row["used"]
-        if quota and used + growth > quota:
-            raise QuotaExceeded(
-                f"over quota: {used + growth} bytes would exceed the {quota}-byte quota"
-                f" ({used} in use)"
-            )
+
+        def check(growth: int) -> None:
+            row = found.fetchone()
+            quota, used = row["quota_bytes"], row["used"]
+            if growth > 0 and quota and used + growth > quota:
+                raise QuotaExceeded(
+                    f"over quota: {used + growth} bytes would exceed the {quota}-byte quota"
+                    f" ({used} in use)"
+                )
+
+        return check
 
     def add_revision_from(
         self, node: Node, source_node_id: int, source_number: int, actor: Actor
@@ -225,8 +276,26 @@ class Transaction:
         )
 
     def ensure_free(self, parent_id: int, name: str) -> None:
-        if child(self.conn, parent_id, name) is not None:
-            raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
+        """Raises AlreadyExists if an entry of parent_id (a node or a further name) has name."""
+        self.ask_free(parent_id, name)()
+
+    def ask_free(self, parent_id: int, name: str) -> Callable[[], None]:
+        """Sends ensure_free's question ahead (Sql.ahead); the check it returns raises.
+
+        One statement that reads no node: every create asks it, and asks it
+        with its other checks, so they cost one wait.
+        """
+        taken = self.conn.ahead(
+            "SELECT 1 FROM nodes WHERE parent_id = ? AND name = ? AND deleted_ns IS NULL"
+            " UNION ALL SELECT 1 FROM links WHERE parent_id = ? AND name = ?",
+            (parent_id, name, parent_id, name),
+        )
+
+        def check() -> None:
+            if taken.fetchall():
+                raise AlreadyExists(f"{name!r} already exists in directory {parent_id}")
+
+        return check
 
     def is_empty(self, directory_id: int) -> bool:
         row = rows.fetch_one(
@@ -282,17 +351,20 @@ class Transaction:
         replaced_node_id: int | None = None,
         subject_user_id: int | None = None,
         role: Role | None = None,
+        fresh: bool = False,
     ) -> Node:
         """Appends a change-journal row and stamps the nodes it touched with its sequence.
 
         Call it after the node's own updates: it returns the node as committed
-        (with the role it came in with).
+        (with the role it came in with). fresh: node is its row as it stands
+        (just inserted), so only the sequence is read back.
         """
-        inserted = rows.fetch_one(
-            self.conn,
+        # Not waited for: the statements after it name its row as the newest one,
+        # which it is (the engine's transactions run one at a time, see schema.py).
+        self.conn.execute(
             "INSERT INTO changes (owner_id, kind, node_id, node_kind, parent_id, name,"
             " old_parent_id, old_name, revision, actor_id, device, time_ns, replaced_node_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sequence",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 node.owner_id,
                 kind.value,
@@ -309,22 +381,26 @@ class Transaction:
                 replaced_node_id,
             ),
         )
-        sequence = int(inserted[0])
+        self.concerns.add(node.owner_id)
         if subject_user_id is not None:
+            self.concerns.add(subject_user_id)
             self.conn.execute(
-                "INSERT INTO share_changes (sequence, user_id, role) VALUES (?, ?, ?)",
-                (sequence, subject_user_id, None if role is None else role.value),
+                f"INSERT INTO share_changes (sequence, user_id, role) SELECT {_NEWEST}, ?, ?",
+                (subject_user_id, None if role is None else role.value),
             )
-        self.last_sequence = sequence
         if replaced_node_id is not None:
             self.conn.execute(
-                "UPDATE nodes SET change_sequence = ? WHERE id = ?", (sequence, replaced_node_id)
+                f"UPDATE nodes SET change_sequence = {_NEWEST} WHERE id = ?", (replaced_node_id,)
             )
+        columns = "change_sequence" if fresh else rows.NODE_COLUMNS
         stamped = rows.fetch_one(
             self.conn,
-            f"UPDATE nodes SET change_sequence = ? WHERE id = ? RETURNING {rows.NODE_COLUMNS}",
-            (sequence, node.id),
+            f"UPDATE nodes SET change_sequence = {_NEWEST} WHERE id = ? RETURNING {columns}",
+            (node.id,),
         )
+        self.last_sequence = int(stamped["change_sequence"])
+        if fresh:
+            return replace(node, change_sequence=self.last_sequence)
         return replace(rows.node(stamped), role=node.role)
 
 

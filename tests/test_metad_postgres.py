@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from metad import schema, schema_postgres
+from metad import postgres, schema, schema_postgres
 from metad.errors import DatabaseUnavailable, SchemaTooNew, StartupError
 from metad.models import Actor
 from metad.postgres import translate
@@ -159,7 +159,7 @@ def test_a_commit_another_process_made_wakes_subscribers_even_without_its_notifi
         heads: list[int] = []
         woke = asyncio.Event()
 
-        def on_commit(sequence: int) -> None:
+        def on_commit(sequence: int, concerns: frozenset[int] | None) -> None:
             heads.append(sequence)
             woke.set()
 
@@ -222,3 +222,12 @@ def test_connections_the_server_dropped_are_opened_again_and_an_outage_is_unavai
             await store.close()
 
     run(scenario())
+
+
+def test_a_commit_s_notification_names_whom_it_concerns_or_only_the_head() -> None:
+    assert postgres.parse_notice(postgres.notice(12, frozenset({3, 1}))) == (12, {1, 3})
+    many = frozenset(range(10**6, 10**6 + 2000))  # too long a list: everyone
+    assert postgres.parse_notice(postgres.notice(12, many)) == (12, None)
+    assert postgres.parse_notice("12") == (12, None)  # an older replica's
+    for stranger in ("", "x", "12 a,b", "12 1,,2", "-1 2"):
+        assert postgres.parse_notice(stranger) is None

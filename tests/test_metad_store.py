@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from metad import changes, rules, schema
+from metad import namespace, rules, schema
 from metad.engine import MAX_GROUP_COMMIT
 from metad.errors import (
     AlreadyExists,
@@ -34,6 +34,7 @@ from metad.errors import (
 )
 from metad.models import Actor, BlockRef, ChangeKind, NodeKind
 from metad.store import FIRST_USER_ID, Store
+from metad.transaction import Transaction
 
 OWNER = Actor(FIRST_USER_ID, "laptop")
 
@@ -309,7 +310,7 @@ def test_every_change_stamps_its_node_with_its_journal_row(database: Path | str)
     published: list[int] = []
 
     async def scenario() -> None:
-        async with open_store(database, on_commit=published.append) as store:
+        async with open_store(database, on_commit=lambda head, _: published.append(head)) as store:
             root = await store.get_root(FIRST_USER_ID)
             directory = await store.make_directory(OWNER, root.id, "d", 0o755)
             file = await store.create_file(OWNER, directory.id, "f", 0o644)
@@ -369,7 +370,7 @@ def test_group_commit_fails_only_the_failing_writes(database: Path | str) -> Non
     published: list[int] = []
 
     async def scenario() -> None:
-        async with open_store(database, on_commit=published.append) as store:
+        async with open_store(database, on_commit=lambda head, _: published.append(head)) as store:
             names = [f"n{i % 40}" for i in range(50)]  # ten names are taken twice
             results = await asyncio.gather(
                 *(store.create_file(OWNER, 1, name, 0o644) for name in names),
@@ -393,12 +394,42 @@ def test_group_commit_fails_only_the_failing_writes(database: Path | str) -> Non
     run(scenario)
 
 
+def test_a_statement_that_fails_unread_fails_its_own_change_only(database: Path | str) -> None:
+    """PostgreSQL sends a change's statements without waiting for each: an error the
+    change never read is still its own, not the next change's, nor the batch's."""
+
+    def unread_failure(tx: Transaction) -> str:
+        # The first user's id again: the database refuses it; nothing reads the answer.
+        tx.conn.execute(
+            "INSERT INTO users (id, name, quota_bytes, created_ns) VALUES (?, 'again', 0, 0)",
+            (FIRST_USER_ID,),
+        )
+        return "not reached on SQLite; not kept on PostgreSQL"
+
+    async def scenario() -> None:
+        async with open_store(database) as store:
+            outcomes = await store.write_each(
+                [
+                    namespace.make_directory(OWNER, 1, "before", 0o755),
+                    unread_failure,
+                    namespace.make_directory(OWNER, 1, "after", 0o755),
+                ]
+            )
+            assert [error is None for _, error in outcomes] == [True, False, True]
+            with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+                await store.write(unread_failure)  # alone: the write fails
+            names = [e.name for e in (await store.read_changes(FIRST_USER_ID, 0, 10)).events]
+            assert names == ["before", "after"]
+
+    run(scenario)
+
+
 def test_writes_beyond_one_group_commit_are_chained_in_order(database: Path | str) -> None:
     published: list[int] = []
     count = 2 * MAX_GROUP_COMMIT + 88
 
     async def scenario() -> None:
-        async with open_store(database, on_commit=published.append) as store:
+        async with open_store(database, on_commit=lambda head, _: published.append(head)) as store:
             nodes = await asyncio.gather(
                 *(store.create_file(OWNER, 1, f"f{i}", 0o644) for i in range(count))
             )
@@ -420,7 +451,7 @@ def test_a_write_whose_caller_gave_up_still_commits_and_is_announced(database: P
     db = database
 
     async def scenario() -> None:
-        async with open_store(db, on_commit=published.append) as store:
+        async with open_store(db, on_commit=lambda head, _: published.append(head)) as store:
             task = asyncio.create_task(store.make_directory(OWNER, 1, "d", 0o755))
             await asyncio.sleep(0)  # the write is queued
             task.cancel()
@@ -433,104 +464,27 @@ def test_a_write_whose_caller_gave_up_still_commits_and_is_announced(database: P
     run(scenario)
 
 
-# -- the journal fan-out ------------------------------------------------------------------------
-
-
-def test_follow_streams_the_backlog_in_batches_then_live_then_ends_on_close(
+def test_a_batch_longer_than_a_transaction_keeps_each_outcome_and_the_journal_order(
     database: Path | str,
 ) -> None:
-    async def scenario() -> None:
-        signal = changes.CommitSignal()
-        async with open_store(database, on_commit=signal.publish) as store:
-            for i in range(10):
-                await store.make_directory(OWNER, 1, f"d{i}", 0o755)
-            read_sizes: list[int] = []
-
-            async def read(after: int, limit: int) -> changes.ChangePage:
-                page = await store.read_changes(FIRST_USER_ID, after, limit)
-                read_sizes.append(len(page.events))
-                return page
-
-            seen: list[int] = []
-            live = asyncio.Event()
-
-            async def subscriber() -> None:
-                async for event in changes.follow(read, signal, 4, batch_size=3):
-                    seen.append(event.sequence)
-                    if event.sequence == 12:
-                        live.set()
-
-            task = asyncio.create_task(subscriber())
-            while len(seen) < 6:
-                await asyncio.sleep(0.01)
-            assert seen == [5, 6, 7, 8, 9, 10]
-            await store.make_directory(OWNER, 1, "live1", 0o755)
-            await store.make_directory(OWNER, 1, "live2", 0o755)
-            await asyncio.wait_for(live.wait(), 5)
-            assert seen == list(range(5, 13))
-            # Sleeping subscribers do not read: reads happen only after commits.
-            reads_before = len(read_sizes)
-            await asyncio.sleep(0.2)
-            assert len(read_sizes) == reads_before
-            signal.close()
-            await asyncio.wait_for(task, 5)
-            assert read_sizes[:2] == [3, 3]
-
-    run(scenario)
-
-
-def test_follow_from_beyond_the_end_waits_for_later_sequences(database: Path | str) -> None:
-    async def scenario() -> None:
-        signal = changes.CommitSignal()
-        async with open_store(database, on_commit=signal.publish) as store:
-            await store.make_directory(OWNER, 1, "a", 0o755)  # sequence 1
-            seen: list[int] = []
-
-            async def subscriber() -> None:
-                read = lambda after, limit: store.read_changes(FIRST_USER_ID, after, limit)  # noqa: E731
-                async for event in changes.follow(read, signal, 3):
-                    seen.append(event.sequence)
-
-            task = asyncio.create_task(subscriber())
-            for name in ("b", "c"):  # sequences 2 and 3: not beyond the cursor
-                await store.make_directory(OWNER, 1, name, 0o755)
-            await asyncio.sleep(0.1)
-            assert seen == []
-            await store.make_directory(OWNER, 1, "d", 0o755)  # sequence 4
-            for _ in range(100):
-                if seen:
-                    break
-                await asyncio.sleep(0.01)
-            assert seen == [4]
-            signal.close()
-            await asyncio.wait_for(task, 5)
-
-    run(scenario)
-
-
-def test_follow_does_not_spin_on_commits_of_other_drives() -> None:
-    """Commits of other drives advance the signal but add nothing for this subscriber."""
+    """PostgreSQL commits a long batch in several transactions, and every engine runs a
+    transaction's changes together first: outcomes stay per change."""
 
     async def scenario() -> None:
-        signal = changes.CommitSignal()
-        reads = 0
-
-        async def read(after: int, limit: int) -> changes.ChangePage:
-            nonlocal reads
-            reads += 1
-            await asyncio.sleep(0)  # a spinning subscriber would read over and over here
-            # every commit so far belongs to another drive
-            return changes.ChangePage((), signal.latest, more=False)
-
-        task = asyncio.create_task(anext(changes.follow(read, signal, 0)))
-        await asyncio.sleep(0.01)
-        for sequence in range(1, 6):
-            signal.publish(sequence)
-            await asyncio.sleep(0.01)
-        assert reads == 6  # the first read, then one per commit
-        signal.close()
-        with pytest.raises(StopAsyncIteration):
-            await task
+        async with open_store(database) as store:
+            names = [f"f{i}" for i in range(250)]
+            names[120] = names[20]  # taken by then: fails alone, in a later transaction
+            names[125] = names[122]  # taken by a change of its own transaction
+            outcomes = await store.write_each(
+                [namespace.create_file(OWNER, 1, name, 0o644) for name in names]
+            )
+            failed = [i for i, (_, error) in enumerate(outcomes) if error is not None]
+            assert failed == [120, 125]
+            assert all(isinstance(outcomes[i][1], AlreadyExists) for i in failed)
+            made = [node.change_sequence for node, error in outcomes if error is None]
+            assert made == sorted(made) and len(set(made)) == 248
+            page = await store.read_changes(FIRST_USER_ID, 0, 1000)
+            assert [event.sequence for event in page.events] == made
 
     run(scenario)
 
