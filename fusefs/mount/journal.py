@@ -176,6 +176,11 @@ class Journal:
         """Whether a row of the node is being sent (its outcome will be recorded)."""
         return self._in_flight.has_node(node_id)
 
+    def moving(self, node_id: int) -> bool:
+        """Whether a removal, rename or link of the node waits: its names here are newer
+        than metad's until that lands."""
+        return node_id in self._by_node.entry_changes
+
     def moves_pending(self) -> bool:
         """Whether renames or removals made offline wait: later ones go after them."""
         return bool(self._by_node.entry_changes)

@@ -281,8 +281,8 @@ class Namespace:
         ):
             return
         target = self.replica.entry_target(parent_id, name)
-        if target is not None and self._journal.creating(target):
-            return  # ours, not sent yet: metad's answer would not know it
+        if target is not None and (self._journal.creating(target) or self._journal.moving(target)):
+            return  # ours, not landed yet: metad's answer would not know it
         node: Node | None = None
         failure: errors.DriveError | None = None
         with self._watching() as touched:
@@ -292,6 +292,8 @@ class Namespace:
                 failure = exc
         if _overlaps(touched, parent_id, name):
             return  # changed here meanwhile: metad's answer to that is the newer word
+        if node is not None and self._journal.moving(node.id):
+            return  # moved or removed here, not landed yet: metad's place for it is older
         if node is not None:
             self.replica.put_entry(node)
         elif isinstance(failure, errors.NotFound):
