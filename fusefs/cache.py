@@ -414,20 +414,20 @@ class BlockCache:
         if not blocks:
             return
         size = sum(len(d) for _, d in blocks)
-        name, offset = self._reserve(size)
         try:
+            name, offset = self._reserve(size)
             fd = os.open(self._packs / name, os.O_WRONLY)
+            try:
+                _write_all(fd, [d for _, d in blocks], offset)
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             return  # every block of it evicted, and its filler moved on: not cached
-        try:
-            _write_all(fd, [d for _, d in blocks], offset)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             self._warn_full()
             return
-        finally:
-            os.close(fd)
         entries = []
         for h, d in blocks:
             entries.append((h, offset, len(d)))
