@@ -73,7 +73,7 @@ PACKS = "packs"
 PACK_LOG = "packs.log"
 FILL_PACK_BYTES = 64 * 1024 * 1024  # fetched blocks per fill pack, roughly
 _ALIGN = 4096  # of O_DIRECT writes: offsets, lengths and buffer addresses
-_BUFFERS_KEPT = 4  # aligned buffers kept for reuse (a new one costs a page fault a page)
+_BUFFERS_KEPT = 8  # aligned buffers kept for reuse (a new one costs a page fault a page)
 _BUFFER_KEPT_BYTES = 8 * 1024 * 1024  # larger ones are not kept
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
