@@ -46,10 +46,8 @@ index lookup and the open: that is a miss).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
-import mmap
 import os
 import threading
 import uuid
@@ -60,6 +58,17 @@ from pathlib import Path
 import trio
 
 from fusefs import errors
+from fusefs.cachefiles import (
+    ALIGN,
+    O_DIRECT,
+    NotDirect,
+    copy_range,
+    log_line,
+    pack_entries,
+    punch,
+    write_all,
+    write_direct,
+)
 from fusefs.chunker import block_hash
 
 log = logging.getLogger(__name__)
@@ -72,14 +81,6 @@ Fetcher = Callable[[list[bytes]], list[tuple[bytes, Data]]]
 PACKS = "packs"
 PACK_LOG = "packs.log"
 FILL_PACK_BYTES = 64 * 1024 * 1024  # fetched blocks per fill pack, roughly
-_ALIGN = 4096  # of O_DIRECT writes: offsets, lengths and buffer addresses
-_BUFFERS_KEPT = 8  # aligned buffers kept for reuse (a new one costs a page fault a page)
-_BUFFER_KEPT_BYTES = 8 * 1024 * 1024  # larger ones are not kept
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 
 
 def cached_copy(directory: Path, h: bytes) -> bytes | None:
@@ -92,33 +93,13 @@ def cached_copy(directory: Path, h: bytes) -> bytes | None:
         data = (directory / "blocks" / hexh[:2] / hexh).read_bytes()
         if block_hash(data) == h:
             return data
-    for name, digest, offset, size in _pack_entries(directory / PACK_LOG):
+    for name, digest, offset, size in pack_entries(directory / PACK_LOG):
         if digest == h:
             with contextlib.suppress(OSError), open(directory / PACKS / name, "rb") as f:
                 data = os.pread(f.fileno(), size, offset)
                 if block_hash(data) == h:
                     return data
     return None
-
-
-def _pack_entries(log_path: Path) -> list[tuple[str, bytes, int, int]]:
-    """(pack, hash, offset, size) of every well-formed line of a pack log (none if absent)."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except FileNotFoundError:
-        return []
-    entries = []
-    for line in text.splitlines():
-        parts = line.split(" ")
-        if len(parts) != 4 or "/" in parts[0] or not parts[0].startswith("p-"):
-            continue  # torn by a crash, or not ours
-        try:
-            digest, offset, size = bytes.fromhex(parts[1]), int(parts[2]), int(parts[3])
-        except ValueError:
-            continue
-        if len(digest) == 32 and offset >= 0 and size > 0:
-            entries.append((parts[0], digest, offset, size))
-    return entries
 
 
 class BlockCache:
@@ -140,7 +121,7 @@ class BlockCache:
         self._log_lock = threading.Lock()
         self._fill_lock = threading.Lock()
         self._fill: tuple[str, int] | None = None  # the fill pack and its reserved end
-        self._direct = bool(_O_DIRECT)  # fill packs written with O_DIRECT (until refused)
+        self._direct = bool(O_DIRECT)  # fill packs written with O_DIRECT (until refused)
         self._fetch = fetch
         self._capacity = capacity_bytes
         self._limiter = limiter
@@ -178,7 +159,7 @@ class BlockCache:
                     entries.append((st.st_atime_ns, bytes.fromhex(f.name), st.st_size, None))
         files = {h for _, h, _, _ in entries}
         packs = {f.name: f.stat() for f in self._packs.iterdir()}
-        for name, h, offset, size in _pack_entries(self._pack_log):
+        for name, h, offset, size in pack_entries(self._pack_log):
             st = packs.get(name)
             if st is not None and h not in files and offset + size <= st.st_size:
                 entries.append((st.st_atime_ns, h, size, (name, offset)))
@@ -198,7 +179,7 @@ class BlockCache:
         tmp = self._pack_log.with_name(PACK_LOG + ".tmp")
         tmp.write_text(
             "".join(
-                _log_line(h, name, offset, self._disk[h])
+                log_line(h, name, offset, self._disk[h])
                 for h, (name, offset) in self._where.items()
             )
         )
@@ -229,7 +210,7 @@ class BlockCache:
             self._copy_from_file(path, blocks)  # another file system, say: copies
             return
         with self._log_lock, open(self._pack_log, "a") as log_file:
-            log_file.write("".join(_log_line(h, name, *where) for h, where in new.items()))
+            log_file.write("".join(log_line(h, name, *where) for h, where in new.items()))
         unused = False
         with self._disk_lock:
             for h, (offset, size) in new.items():
@@ -427,7 +408,7 @@ class BlockCache:
             return
         size = sum(len(d) for _, d in blocks)
         try:
-            name, offset = self._reserve(-(-size // _ALIGN) * _ALIGN)
+            name, offset = self._reserve(-(-size // ALIGN) * ALIGN)
             self._write_pack(self._packs / name, [d for _, d in blocks], offset, size)
         except FileNotFoundError:
             return  # every block of it evicted, and its filler moved on: not cached
@@ -441,7 +422,7 @@ class BlockCache:
             entries.append((h, offset, len(d)))
             offset += len(d)
         with self._log_lock, open(self._pack_log, "a") as log_file:
-            log_file.write("".join(_log_line(h, name, at, n) for h, at, n in entries))
+            log_file.write("".join(log_line(h, name, at, n) for h, at, n in entries))
         with self._disk_lock:
             for h, at, n in entries:
                 if h in self._disk:
@@ -457,22 +438,22 @@ class BlockCache:
         """parts one after the other at offset (aligned) of path; O_DIRECT when it can."""
         if self._direct:
             try:
-                fd = os.open(path, os.O_WRONLY | _O_DIRECT)
+                fd = os.open(path, os.O_WRONLY | O_DIRECT)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 self._direct = False  # no O_DIRECT on this file system
             else:
                 try:
-                    _write_direct(fd, parts, offset, size)
+                    write_direct(fd, parts, offset, size)
                     return
-                except _NotDirect:
+                except NotDirect:
                     self._direct = False
                 finally:
                     os.close(fd)
         fd = os.open(path, os.O_WRONLY)
         try:
-            _write_all(fd, parts, offset)
+            write_all(fd, parts, offset)
         finally:
             os.close(fd)
 
@@ -519,7 +500,7 @@ class BlockCache:
         if gone is not None:
             (self._packs / gone).unlink(missing_ok=True)
         elif hole is not None:
-            _punch(*hole)
+            punch(*hole)
 
     def _hole(self, h: bytes, size: int | None) -> tuple[Path, int, int] | None:
         """Where packed block h lies, to punch out if its pack stays (under _disk_lock)."""
@@ -554,7 +535,7 @@ class BlockCache:
                 if source is None:
                     f.write(data)
                 else:
-                    _copy_range(source[0], f.fileno(), source[1], size)
+                    copy_range(source[0], f.fileno(), source[1], size)
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -572,7 +553,7 @@ class BlockCache:
         if gone is not None:
             (self._packs / gone).unlink(missing_ok=True)
         elif hole is not None:
-            _punch(*hole)
+            punch(*hole)
         self._evict()
 
     def make_room(self, nbytes: int) -> int:
@@ -601,94 +582,5 @@ class BlockCache:
         for path in victims:
             path.unlink(missing_ok=True)
         for hole in holes:
-            _punch(*hole)
+            punch(*hole)
         return freed
-
-
-def _punch(pack: Path, offset: int, size: int) -> None:
-    """Frees an evicted block's range of a pack, unless the journal still links the file
-    (its bytes are the journal's then) or the file system cannot (the space waits for
-    the pack to go)."""
-    try:
-        fd = os.open(pack, os.O_WRONLY)
-    except OSError:
-        return  # gone meanwhile
-    try:
-        if os.fstat(fd).st_nlink == 1 and _libc.fallocate(fd, _PUNCH_HOLE, offset, size):
-            log.debug("no hole punched in %s: %s", pack, os.strerror(ctypes.get_errno()))
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, parts: list[Data], offset: int) -> None:
-    """parts written one after the other at offset of fd: one pwritev mostly."""
-    views = [memoryview(p).cast("B") for p in parts]
-    while views:
-        n = os.pwritev(fd, views[:_IOV_MAX], offset)
-        if n == 0:
-            raise OSError(errno.EIO, "pwritev wrote nothing")
-        offset += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if n:
-            views[0] = views[0][n:]
-
-
-_IOV_MAX = 1024
-
-
-class _NotDirect(Exception):
-    """The file system refused an aligned O_DIRECT write: write through the page cache."""
-
-
-_buffers: list[mmap.mmap] = []
-_buffers_lock = threading.Lock()
-
-
-def _write_direct(fd: int, parts: list[Data], offset: int, size: int) -> None:
-    """parts at offset (aligned) of fd, opened with O_DIRECT: copied into an aligned
-    buffer, zero-padded to a whole number of 4 KiB pages, written in one go."""
-    padded = -(-size // _ALIGN) * _ALIGN
-    with _buffers_lock:
-        buf = _buffers.pop() if _buffers else None
-    if buf is None or len(buf) < padded:
-        buf = mmap.mmap(-1, max(padded, 4 * 1024 * 1024))
-    try:
-        view = memoryview(buf)
-        at = 0
-        for part in parts:
-            view[at : at + len(part)] = part
-            at += len(part)
-        view[at:padded] = bytes(padded - at)
-        done = 0
-        while done < padded:
-            try:
-                n = os.pwritev(fd, [view[done:padded]], offset + done)
-            except OSError as exc:
-                if exc.errno == errno.EINVAL:
-                    raise _NotDirect from None
-                raise
-            if n <= 0:
-                raise OSError(errno.EIO, "pwritev wrote nothing")
-            done += n
-        view.release()
-    finally:
-        if len(buf) <= _BUFFER_KEPT_BYTES:
-            with _buffers_lock:
-                if len(_buffers) < _BUFFERS_KEPT:
-                    _buffers.append(buf)
-
-
-def _log_line(h: bytes, pack: str, offset: int, size: int) -> str:
-    return f"{pack} {h.hex()} {offset} {size}\n"
-
-
-def _copy_range(source: int, target: int, offset: int, size: int) -> None:
-    """size bytes of source from offset to the start of target, copied by the kernel."""
-    done = 0
-    while done < size:
-        n = os.copy_file_range(source, target, size - done, offset + done, done)
-        if n == 0:
-            raise OSError(errno.EIO, "source file shorter than its blocks")
-        done += n
