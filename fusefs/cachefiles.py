@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 ALIGN = 4096  # of O_DIRECT writes: offsets, lengths and buffer addresses
 _BUFFERS_KEPT = 8  # aligned buffers kept for reuse (a new one costs a page fault a page)
-_BUFFER_KEPT_BYTES = 8 * 1024 * 1024  # larger ones are not kept
+# A buffer holds one fetch batch (4 blocks of about 1 MiB, up to 4 MiB each): made this
+# large so that most batches fit the one they are given, up to twice that size if kept.
+_BUFFER_BYTES = 8 * 1024 * 1024
+_BUFFER_KEPT_BYTES = 16 * 1024 * 1024
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 _IOV_MAX = 1024
 
@@ -101,8 +104,11 @@ def write_direct(fd: int, parts: list[Data], offset: int, size: int) -> None:
     padded = -(-size // ALIGN) * ALIGN
     with _buffers_lock:
         buf = _buffers.pop() if _buffers else None
-    if buf is None or len(buf) < padded:
-        buf = mmap.mmap(-1, max(padded, 4 * 1024 * 1024))
+        if buf is not None and len(buf) < padded:
+            _buffers.append(buf)  # for a smaller batch
+            buf = None
+    if buf is None:
+        buf = mmap.mmap(-1, max(padded, _BUFFER_BYTES))
     try:
         view = memoryview(buf)
         at = 0
