@@ -157,3 +157,63 @@ def test_eviction_never_touches_content_the_journal_still_holds(tmp_path: Path) 
     assert (tmp_path / "sealed").read_bytes() == data  # the journal may cut it again
     assert len(fetch.sent) == 0
     assert _read_all(cache, blocks) == data
+
+
+def _log(tmp_path: Path) -> list[str]:
+    return (tmp_path / "cache" / "packs.log").read_text().splitlines()
+
+
+def _fetch_in_batches(cache: BlockCache, blocks: list[tuple[bytes, int, int]], n: int) -> None:
+    async def fetch() -> None:
+        for i in range(0, len(blocks), n):
+            await cache.get_many(h for h, _, _ in blocks[i : i + n])
+
+    trio.run(fetch)
+
+
+def test_fetched_blocks_go_to_a_pack_and_read_back_after_a_restart(
+    tmp_path: Path, allowed_log_patterns
+) -> None:
+    allowed_log_patterns += [r"corrupt cache file"]
+    data, blocks = _file(tmp_path / "remote", 6 * MiB, seed=7)
+    fetch = _Fetcher()
+    fetch.blocks = {h: data[o : o + s] for h, o, s in blocks}
+    _fetch_in_batches(_cache(tmp_path, fetch), blocks, 2)
+    assert sorted(fetch.sent) == sorted(h for h, _, _ in blocks)
+    (pack,) = (tmp_path / "cache" / "packs").iterdir()
+    assert len(data) <= pack.stat().st_size < len(data) + len(blocks) * 4096
+    assert not any((tmp_path / "cache" / "blocks").iterdir()), "a file per fetched block"
+
+    damaged_hash, _, size = blocks[2]
+    (at,) = [int(e.split()[2]) for e in _log(tmp_path) if e.split()[1] == damaged_hash.hex()]
+    with open(pack, "r+b") as f:
+        f.seek(at + size // 3)
+        f.write(b"\x00\xff\x00")
+    fetch.sent = []
+    again = _cache(tmp_path, fetch)
+    assert again.disk_bytes == len(data)
+    assert _read_all(again, blocks) == data
+    assert fetch.sent == [damaged_hash]
+    h, offset, size = blocks[-1]
+    assert bytes(again.read_range(h, 5, 50)) == data[offset + 5 : offset + 55]
+    assert cached_copy(tmp_path / "cache", h) == data[offset : offset + size]
+
+
+def test_fill_packs_go_once_filled_and_evicted(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("fusefs.cache.FILL_PACK_BYTES", 2 * MiB)
+    data, blocks = _file(tmp_path / "remote", 12 * MiB, seed=8)
+    fetch = _Fetcher()
+    fetch.blocks = {h: data[o : o + s] for h, o, s in blocks}
+    cache = _cache(tmp_path, fetch, capacity=4 * MiB)
+    _fetch_in_batches(cache, blocks, 1)
+    assert cache.disk_bytes <= 4 * MiB
+    packs = list((tmp_path / "cache" / "packs").iterdir())
+    # Packs holding only evicted blocks are gone; what stays holds the newest ones.
+    assert 1 <= len(packs) <= 4
+    assert sum(_allocated(p) for p in packs) <= 6 * MiB, "evicted blocks still take space"
+    # The memory LRU forgotten (a restart): what the disk kept reads back right, the rest
+    # is fetched again.
+    fetch.sent = []
+    again = _cache(tmp_path, fetch, capacity=64 * MiB)
+    assert _read_all(again, blocks) == data
+    assert 0 < len(fetch.sent) < len(blocks)

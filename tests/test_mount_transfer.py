@@ -91,7 +91,7 @@ def test_cache_survives_remount(mounts, metad, blockd, tmp_path: Path) -> None:
     subprocess.run(["sh", "-c", "echo 3 > /proc/sys/vm/drop_caches"], check=False)
     assert sha256_of(again.path / "f") == digest
     assert _stats(blockd).bytes_sent == sent_before, "a cached block was downloaded again"
-    assert os.listdir(cache / "blocks")
+    assert os.listdir(cache / "packs"), "the fetched blocks were not kept in a pack"
 
 
 def _direct_read(path: Path, offset: int, size: int) -> bytes:
@@ -149,13 +149,18 @@ def test_a_damaged_cache_file_is_noticed_and_fetched_again(
     assert sha256_of(reader.path / "f") == digest
     reader.unmount()
 
-    copies = sorted(p for p in (cache / "blocks").rglob("*") if p.is_file())
-    assert len(copies) >= 3
-    flipped, cut = copies[0], copies[1]
-    damaged = bytearray(flipped.read_bytes())
-    damaged[len(damaged) // 2] ^= 0xFF
-    flipped.write_bytes(bytes(damaged))
-    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    # Fetched blocks are kept in packs: (pack, hash, offset, size) lines of packs.log.
+    entries = [line.split() for line in (cache / "packs.log").read_text().splitlines()]
+    assert len(entries) >= 3
+    (flipped, _, flip_at, flip_size), (torn, _, torn_at, torn_size) = entries[:2]
+    with open(cache / "packs" / flipped, "r+b") as f:  # one bit rotted
+        f.seek(int(flip_at) + int(flip_size) // 2)
+        byte = f.read(1)[0]
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte ^ 0xFF]))
+    with open(cache / "packs" / torn, "r+b") as f:  # the second half never written
+        f.seek(int(torn_at) + int(torn_size) // 2)
+        f.write(bytes(int(torn_size) - int(torn_size) // 2))
     sent_before = _stats(blockd).bytes_sent
 
     again = mounts.mount(metad, blockd, "dev-b", cache=cache)
