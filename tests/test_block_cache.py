@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from fusefs import cache as cache_module
+from fusefs import cachefiles
 from fusefs.cache import BlockCache, cached_copy
 from fusefs.chunker import chunk_file
 
@@ -171,10 +173,17 @@ def _fetch_in_batches(cache: BlockCache, blocks: list[tuple[bytes, int, int]], n
     trio.run(fetch)
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["o_direct", "refused"])
 def test_fetched_blocks_go_to_a_pack_and_read_back_after_a_restart(
-    tmp_path: Path, allowed_log_patterns
+    tmp_path: Path, allowed_log_patterns, monkeypatch, direct: bool
 ) -> None:
     allowed_log_patterns += [r"corrupt cache file"]
+    if not direct:  # a file system that refuses O_DIRECT writes: through the page cache
+
+        def refuse(*_args) -> None:
+            raise cachefiles.NotDirect
+
+        monkeypatch.setattr(cache_module, "write_direct", refuse)
     data, blocks = _file(tmp_path / "remote", 6 * MiB, seed=7)
     fetch = _Fetcher()
     fetch.blocks = {h: data[o : o + s] for h, o, s in blocks}
