@@ -25,6 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from metad import (
     access,
+    bulk,
     damage,
     edits,
     fence,
@@ -176,7 +177,7 @@ class Store:
         """
 
         def body(part: Sequence[Write[Any]]) -> Callable[[Transaction], list[Outcome]]:
-            return lambda tx: tx.attempt_each(part)
+            return lambda tx: bulk.attempt_each(tx, part)
 
         key = requests.take()
         size = self._engine.changes_per_transaction
