@@ -169,7 +169,8 @@ class Store:
 
         Each is all or nothing on its own (Transaction.attempt): one that
         raises is undone alone, with its error as its outcome, and those after
-        it still run. Every change that succeeded is durable when this returns.
+        it still run. Runs of new files are written set-based (bulk.py), with
+        the same outcomes. Every change that succeeded is durable when this returns.
         Outcomes come in the changes' order: (result, None) or (None, error).
         An engine that bounds the changes of a transaction (PostgreSQL, see
         engine.Driver) gets them in chunks, queued at once and committed one
