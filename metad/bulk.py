@@ -5,7 +5,9 @@ the caller and the commit of its first content. Run one by one that is ~19
 statements per file; this module checks a run of such pairs with one query
 per kind of check and writes it with one multi-row INSERT per table (nodes,
 revisions, their blocks, the journal), one UPDATE of the new nodes' journal
-stamps and one of each folder's times. The owner's usage follows by the
+stamps and one of each folder's times; request ids (every operation of
+a mount's batch has one) are looked up in one query and recorded in one
+INSERT, and a commit may set attributes. The owner's usage follows by the
 triggers on nodes, once per file as for any write (on PostgreSQL a trigger
 per statement instead measured no less CPU per file, 0.18 ms either way:
 a run's 30 versions of the user's row cost little).
@@ -13,9 +15,10 @@ a run's 30 versions of the user's row cost little).
 It writes only what it has proven will succeed: any check that fails (a name
 taken, within the run or by anyone before, a quota the run would cross, a
 stale base revision, an unproven or condemned block, a folder one may not
-write, a foreign folder) or any error at all sends the whole run, undone,
-to the one-by-one path (Transaction.attempt_each), which then gives every
-operation its own outcome. So the outcomes are those of the one-by-one path
+write, a foreign folder, a request id seen before) or any error at all
+sends the whole run, undone, to the one-by-one path
+(Transaction.attempt_each), which then gives every operation its own
+outcome. So the outcomes are those of the one-by-one path
 by construction, and the set-based writes only have to equal its final
 state (the test suite compares both).
 
@@ -37,8 +40,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from metad import access, edits, rules
-from metad.models import Actor, BlockRef, ChangeKind, Node, NodeKind, Ownership, Role
+from metad import access, edits, requests, rules
+from metad.models import (
+    Actor,
+    AttributeChange,
+    BlockRef,
+    ChangeKind,
+    Node,
+    NodeKind,
+    Ownership,
+    Role,
+)
 from metad.sql import Sql
 from metad.transaction import USED_BYTES, Transaction, Write
 
@@ -80,24 +92,39 @@ class PlainCommit:
     size: int
     mtime_ns: int
     blocks: tuple[BlockRef, ...]
+    attributes: AttributeChange
 
     def __call__(self, tx: Transaction) -> Node:
         return self.body(tx)
 
 
-Pair = tuple[PlainCreate, PlainCommit]
+@dataclass(frozen=True)
+class Pair:
+    """A new file of a run: its create and its commit, each with its request id if any."""
+
+    create: PlainCreate
+    commit: PlainCommit
+    keys: tuple[requests.RequestKey | None, requests.RequestKey | None]
+    bodies: tuple[Write[Any], Write[Any]]  # as sent: what the one-by-one path runs
+
+
+def _unwrapped(body: Write[Any]) -> tuple[Any, requests.RequestKey | None]:
+    """The change inside a body applied once per request id, and that id's key."""
+    if isinstance(body, requests.Once):
+        return body.body, body.key
+    return body, None
 
 
 def _pair_at(bodies: Sequence[Write[Any]], index: int) -> Pair | None:
     """The create at index and the commit after it, if they make one new file."""
     if index + 1 >= len(bodies):
         return None
-    create, commit = bodies[index], bodies[index + 1]
+    (create, create_key), (commit, commit_key) = map(_unwrapped, bodies[index : index + 2])
     if not (isinstance(create, PlainCreate) and isinstance(commit, PlainCommit)):
         return None
     if create.node_id != commit.node_id or create.actor.user_id != commit.actor.user_id:
         return None
-    return create, commit
+    return Pair(create, commit, (create_key, commit_key), (bodies[index], bodies[index + 1]))
 
 
 def attempt_each(tx: Transaction, bodies: Sequence[Write[Any]]) -> list[Outcome]:
@@ -139,7 +166,7 @@ def _run(tx: Transaction, run: list[Pair]) -> list[Outcome]:
         tx.conn.execute("ROLLBACK TO plain")
         tx.conn.execute("RELEASE plain")
         tx.last_sequence, tx.concerns = last_sequence, concerns
-        return tx.attempt_each([body for pair in run for body in pair])
+        return tx.attempt_each([body for pair in run for body in pair.bodies])
     tx.conn.execute("RELEASE plain")
     return [(node, None) for node in written]
 
@@ -148,34 +175,63 @@ def _write(tx: Transaction, run: list[Pair]) -> list[Node] | None:
     """Checks then writes the run; the results of its operations in order, or None when
     a check fails (nothing written then)."""
     conn = tx.conn
-    user_id = run[0][0].actor.user_id
-    if any(create.actor.user_id != user_id for create, _ in run):
+    user_id = run[0].create.actor.user_id
+    if any(pair.create.actor.user_id != user_id for pair in run):
         return None
-    places = [(create.parent_id, create.name) for create, _ in run]
+    places = [(pair.create.parent_id, pair.create.name) for pair in run]
     if len(set(places)) != len(places):
         return None  # a name twice in the run: the second is refused, one by one
-    if any(commit.base_revision != 1 for _, commit in run):
+    if any(pair.commit.base_revision != 1 for pair in run):
         return None
-    if not all(block.vouched for _, commit in run for block in commit.blocks):
+    if not all(block.vouched for pair in run for block in pair.commit.blocks):
         return None  # unvouched blocks need possession's queries, one by one
+    keys = [key for pair in run for key in pair.keys if key is not None]
+    if keys and (any(key.user_id != user_id for key in keys) or _any_applied(conn, keys)):
+        return None  # a retry (or an id used twice): the request log answers, one by one
     parents: dict[int, Node] = {}
     for parent_id in {parent_id for parent_id, _ in places}:
         parent = access.directory(conn, parent_id, user_id, Role.WRITE)
         if parent.owner_id != user_id:
             return None  # a commit in someone else's folder counts for them
         parents[parent_id] = parent
-    if _names_taken(conn, places) or not _all_reserved(conn, user_id, [c.node_id for c, _ in run]):
+    ids = [pair.create.node_id for pair in run]
+    if _names_taken(conn, places) or not _all_reserved(conn, user_id, ids):
         return None
-    growth = sum(commit.size for _, commit in run)
+    growth = sum(pair.commit.size for pair in run)
     quota, used = conn.execute(
         f"SELECT quota_bytes, {USED_BYTES} AS used FROM users WHERE id = ?", (user_id,)
     ).fetchone()
     if growth > 0 and quota and used + growth > quota:
         return None
-    hashes = {block.hash for _, commit in run for block in commit.blocks}
+    hashes = {block.hash for pair in run for block in pair.commit.blocks}
     if edits.condemned_among(conn, hashes):
         return None
-    return _insert(tx, run, parents)
+    results = _insert(tx, run, parents)
+    records = [
+        requests.record_row(key, result, tx.now_ns)
+        for key, result in zip((key for pair in run for key in pair.keys), results, strict=True)
+        if key is not None
+    ]
+    if records:
+        _insert_rows(conn, requests.RECORD, 5, records)
+    return results
+
+
+def _any_applied(conn: Sql, keys: list[requests.RequestKey]) -> bool:
+    """Whether any of the ids was applied before, or one comes twice."""
+    ids = [key.request_id for key in keys]
+    if len(set(ids)) != len(ids):
+        return True
+    for start in range(0, len(ids), ROWS_PER_STATEMENT):
+        chunk = ids[start : start + ROWS_PER_STATEMENT]
+        found = conn.execute(
+            "SELECT 1 FROM request_log WHERE user_id = ?"
+            f" AND request_id IN ({', '.join('?' * len(chunk))}) LIMIT 1",
+            (keys[0].user_id, *chunk),
+        ).fetchall()
+        if found:
+            return True
+    return False
 
 
 def _names_taken(conn: Sql, places: list[tuple[int, str]]) -> bool:
@@ -238,8 +294,10 @@ def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[
     """
     conn, now = tx.conn, tx.now_ns
     created: list[Node] = []
+    edited: list[Node] = []  # as each commit's attributes leave it (edits.with_attributes)
     nodes, revisions, blocks, journal = [], [], [], []
-    for create, commit in run:
+    for pair in run:
+        create, commit = pair.create, pair.commit
         parent = parents[create.parent_id]
         mtime = create.mtime_ns or now
         born = min(create.mtime_ns, now)
@@ -265,6 +323,8 @@ def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[
         )
         created.append(made)
         edited_mtime = commit.mtime_ns or now
+        final = edits.with_attributes(made, commit.attributes)
+        edited.append(final)
         nodes.append(
             (
                 made.id,
@@ -272,16 +332,16 @@ def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[
                 made.parent_id,
                 made.name,
                 NodeKind.FILE.value,
-                mode,
+                final.mode,
                 edited_mtime,
                 now,
                 2,
                 commit.size,
                 None,
-                made.uid,
-                made.gid,
+                final.uid,
+                final.gid,
                 0,
-                mtime,
+                final.atime_ns,
             )
         )
         revisions.append(
@@ -290,7 +350,7 @@ def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[
                 2,
                 commit.size,
                 edited_mtime,
-                mode,
+                final.mode,
                 commit.actor.user_id,
                 commit.actor.device,
                 now,
@@ -365,15 +425,16 @@ def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[
             chunk,
         )
     tx.last_sequence = max(sequences.values())
-    tx.concerns.add(run[0][0].actor.user_id)
+    tx.concerns.add(run[0].create.actor.user_id)
     results: list[Node] = []
-    for made, (_, commit) in zip(created, run, strict=True):
+    for made, final, pair in zip(created, edited, run, strict=True):
+        commit = pair.commit
         results.append(
             replace(made, change_sequence=sequences[(made.id, ChangeKind.CREATED.value)])
         )
         results.append(
             replace(
-                made,
+                final,
                 revision=2,
                 size=commit.size,
                 mtime_ns=commit.mtime_ns or now,
@@ -388,7 +449,7 @@ def _touch_folders(tx: Transaction, run: list[Pair]) -> None:
     """Each folder's times as the run's creates leave them (Transaction.touch_directory
     in turn): now if any create was made now, else the latest of their times if later."""
     latest: dict[int, int] = {}
-    for create, _ in run:
+    for create in (pair.create for pair in run):
         born = min(create.mtime_ns, tx.now_ns)
         previous = latest.get(create.parent_id)
         latest[create.parent_id] = 0 if previous == 0 or not born else max(previous or 0, born)

@@ -150,7 +150,7 @@ def make_node(caller: Caller, request: pb.MakeNodeRequest) -> Change[Node]:
 
 
 def commit_revision(caller: Caller, request: pb.CommitRevisionRequest) -> Change[Node]:
-    """CommitRevision; without attributes, a change that a batch may write set-based."""
+    """CommitRevision, as a change that a batch may write set-based (bulk.py)."""
     blocks = caller.vouched(request.blocks)
     attributes = AttributeChange(
         mode=request.mode if request.HasField("mode") else None,
@@ -167,8 +167,6 @@ def commit_revision(caller: Caller, request: pb.CommitRevisionRequest) -> Change
         blocks,
         attributes,
     )
-    if not attributes.empty:
-        return Change(body, caller.node)
     plain = bulk.PlainCommit(
         body,
         actor,
@@ -177,6 +175,7 @@ def commit_revision(caller: Caller, request: pb.CommitRevisionRequest) -> Change
         request.size,
         request.mtime_ns,
         tuple(blocks),
+        attributes,
     )
     return Change(plain, caller.node)
 

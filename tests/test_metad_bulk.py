@@ -8,7 +8,8 @@ Store.write_each (set-based where it can) and once one by one
 folder, each file's revisions and the usage must match, journal sequences
 compared by their order (PostgreSQL's sequences skip the numbers of undone
 rows). A second store on the same database plays another metad replica that
-takes a name after the batch was built. Adds ~6 s (both engines).
+takes a name after the batch was built. Request ids (first sent and
+retried) and commits that set attributes are covered too. Adds ~6 s.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import blake3
 import pytest
 
-from metad import operations
+from metad import operations, requests
 from metad.models import NodeKind
 from metad.store import Store
 from protos import auth
@@ -69,14 +70,26 @@ class Scenario:
         )
         return operations.create_file(self.caller, request).body
 
-    def commit(self, node_id: int, data: bytes, base: int = 1, forged: bool = False) -> Any:
+    def commit(
+        self, node_id: int, data: bytes, base: int = 1, forged: bool = False, **attributes: Any
+    ) -> Any:
         digest = blake3.blake3(data).digest()
         receipt = b"x" * 32 if forged else self.key.receipt(self.user_id, digest, len(data))
         block = pb.BlockRef(hash=digest, offset=0, size=len(data), receipt=receipt)
         request = pb.CommitRevisionRequest(
-            node_id=node_id, base_revision=base, size=len(data), blocks=[block], device="pc"
+            node_id=node_id,
+            base_revision=base,
+            size=len(data),
+            blocks=[block],
+            device="pc",
+            **attributes,
         )
         return operations.commit_revision(self.caller, request).body
+
+    def once(self, body: Any, request_id: str) -> Any:
+        """body applied once for request_id, as ApplyBatch wraps an operation that has one."""
+        key = requests.RequestKey(self.user_id, request_id, requests.digest_of("x", b"y"))
+        return requests.once(key, body)
 
     def file(self, parent: int, name: str, data: bytes) -> list[Any]:
         node_id = self.new_id()
@@ -126,6 +139,31 @@ def not_reserved(s: Scenario, folder: int) -> list[Any]:
     return [*s.file(folder, "a", b"1"), *nobodys, *s.file(folder, "c", b"3")]
 
 
+def attributes_and_ids(s: Scenario, folder: int) -> list[Any]:
+    ops = []
+    for index in range(4):
+        node_id = s.new_id()
+        commit = s.commit(node_id, b"a" * index + b"!", mode=0o100600, atime_ns=5, uid=7, gid=8)
+        ops += [
+            s.once(s.create(folder, f"a{index}", node_id), f"c{index}-{folder}"),
+            s.once(commit, f"e{index}-{folder}"),
+        ]
+    return ops
+
+
+RETRIED: list[Any] = []
+
+
+def retried(s: Scenario, folder: int) -> list[Any]:
+    """attributes_and_ids' batch sent again, once whole, once with new files after it."""
+    RETRIED[:] = attributes_and_ids(s, folder)
+    return RETRIED
+
+
+def retried_again(s: Scenario, folder: int) -> list[Any]:
+    return [*RETRIED, *s.file(folder, "n1", b"1"), *s.file(folder, "n2", b"2")]
+
+
 def mixed(s: Scenario, folder: int) -> list[Any]:
     lone = s.new_id()
     mkdir = operations.make_directory(
@@ -151,6 +189,9 @@ STEPS: list[Step] = [
     unproven,
     not_reserved,
     mixed,
+    attributes_and_ids,
+    retried,
+    retried_again,
 ]
 
 
