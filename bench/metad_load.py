@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -207,6 +208,38 @@ async def _subscribe_all(addresses, key_path, users, count, ready, stop):
 # --- the run ------------------------------------------------------------------------
 
 
+def _cpu_seconds(daemons: list[Daemon]) -> tuple[float, float]:
+    """CPU seconds (user + system, /proc/PID/stat fields 14 and 15) used so far by the
+    metad daemons, and by the PostgreSQL processes this run started (its descendants
+    named postgres); wall time is noisy on a shared machine, CPU time much less."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()  # fields from the 3rd on
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    metad = sum(cpu.get(d.process.pid, ("", 0.0))[1] for d in daemons)
+    postgres = sum(t for pid, (n, t) in cpu.items() if n == "postgres" and descends(pid))
+    return metad, postgres
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -277,6 +310,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.replicas > 1 and not args.database:
         parser.error("several replicas share one PostgreSQL database: give --database")
     rows: list[tuple[str, str, str, str, str]] = []
+    cpu_notes: list[str] = []
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="metad-load-") as tmp_name:
         tmp = Path(tmp_name)
@@ -303,10 +337,17 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                         continue
                     with console.status(f"{name}: {per_writer * writers} files"):
                         tagged = [(*job[:3], f"{job[3]}-{fn.__name__}", per_writer) for job in jobs]
+                        before = _cpu_seconds(daemons)
                         seconds, latencies = _fan_out(pool, fn, tagged)
+                        after = _cpu_seconds(daemons)
                     flat = [x for part in latencies for x in part]
-                    rate = per_writer * writers / seconds
-                    rows.append(_row(name, rate, "files/s", flat, target))
+                    files = per_writer * writers
+                    rows.append(_row(name, files / seconds, "files/s", flat, target))
+                    cpu_notes.append(
+                        f"{name}: CPU per file: metad {1e3 * (after[0] - before[0]) / files:.2f}"
+                        f" ms (all replicas), PostgreSQL {1e3 * (after[1] - before[1]) / files:.2f}"
+                        " ms"
+                    )
                 if "listings" in args.phases:
                     with console.status("listings"):
                         tagged = [(*job[:3], f"{job[3]}-list", 200) for job in jobs]
@@ -325,6 +366,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     console.print(f"  {'phase':<34} {'rate':>16} {'p50 ms':>9} {'p99 ms':>9}  target")
     for name, rate, p50, p99, target in rows:
         console.print(f"  {name:<34} {rate:>16} {p50:>9} {p99:>9}  {target}")
+    for note in cpu_notes:
+        console.print(f"  {note}")
 
 
 def _row(name: str, rate: float, unit: str, latencies: list[float], target: str):

@@ -3,8 +3,10 @@
 Owns the batch's limits, the dispatch of each operation to the decoder of its
 request (operations.py, which the single RPCs use too), each operation's
 request id, and each outcome's BatchResult. The store runs the changes in
-order in one transaction, each in a SAVEPOINT of its own (Store.write_each):
-one that fails is undone alone and the others stand.
+order in one transaction, each all or nothing on its own (Store.write_each):
+one that fails is undone alone and the others stand. Runs of new files (a
+create with a reserved id and its first commit) are written set-based
+(bulk.py), with the outcomes they would have one by one.
 
 An operation's request id is the one its own RPC would carry, with the same
 digest (method and request), so a change is applied once whichever way it is

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from metad import edits, namespace, rules, wire
+from metad import bulk, edits, namespace, rules, wire
 from metad.errors import InvalidArgument
 from metad.models import Actor, AttributeChange, BlockRef, Node
 from metad.transaction import Write
@@ -97,7 +97,26 @@ def _plain(make: Callable[..., Write[Node]]) -> Callable[[Caller, Any], Change[N
 
 
 make_directory = _plain(namespace.make_directory)
-create_file = _plain(namespace.create_file)
+_create_file = _plain(namespace.create_file)
+
+
+def create_file(caller: Caller, request: pb.CreateFileRequest) -> Change[Node]:
+    """CreateFile; with a reserved id, a change that a batch may write set-based (bulk.py)."""
+    change = _create_file(caller, request)
+    node_id = _node_id(request)
+    if node_id is None:
+        return change
+    plain = bulk.PlainCreate(
+        change.body,
+        caller.actor(request.device),
+        request.parent_id,
+        request.name,
+        request.mode,
+        request.mtime_ns,
+        wire.ownership(request),
+        node_id,
+    )
+    return Change(plain, change.reply)
 
 
 def create_symlink(caller: Caller, request: pb.CreateSymlinkRequest) -> Change[Node]:
@@ -131,20 +150,34 @@ def make_node(caller: Caller, request: pb.MakeNodeRequest) -> Change[Node]:
 
 
 def commit_revision(caller: Caller, request: pb.CommitRevisionRequest) -> Change[Node]:
+    """CommitRevision, as a change that a batch may write set-based (bulk.py)."""
+    blocks = caller.vouched(request.blocks)
+    attributes = AttributeChange(
+        mode=request.mode if request.HasField("mode") else None,
+        atime_ns=request.atime_ns if request.HasField("atime_ns") else None,
+        owner=wire.ownership(request),
+    )
+    actor = caller.actor(request.device)
     body = edits.commit_revision(
-        caller.actor(request.device),
+        actor,
         request.node_id,
         request.base_revision,
         request.size,
         request.mtime_ns,
-        caller.vouched(request.blocks),
-        AttributeChange(
-            mode=request.mode if request.HasField("mode") else None,
-            atime_ns=request.atime_ns if request.HasField("atime_ns") else None,
-            owner=wire.ownership(request),
-        ),
+        blocks,
+        attributes,
     )
-    return Change(body, caller.node)
+    plain = bulk.PlainCommit(
+        body,
+        actor,
+        request.node_id,
+        request.base_revision,
+        request.size,
+        request.mtime_ns,
+        tuple(blocks),
+        attributes,
+    )
+    return Change(plain, caller.node)
 
 
 def rename(caller: Caller, request: pb.RenameRequest) -> Change[Any]:

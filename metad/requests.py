@@ -20,7 +20,7 @@ import logging
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from metad import rows
 from metad.errors import RequestIdReused
@@ -62,10 +62,19 @@ def take() -> RequestKey | None:
     return key
 
 
-def once(key: RequestKey, body: Callable[[Transaction], T]) -> Callable[[Transaction], T]:
-    """body, applied only if this request id has not been applied before."""
+@dataclass(frozen=True)
+class Once(Generic[T]):
+    """body, applied only if its request id has not been applied before (see once).
 
-    def applied_once(tx: Transaction) -> T:
+    A value rather than a closure, so a batch's set-based writer (bulk.py)
+    can see the change inside and record many ids at once (record_rows).
+    """
+
+    key: RequestKey
+    body: Callable[[Transaction], T]
+
+    def __call__(self, tx: Transaction) -> T:
+        key = self.key
         row = rows.fetch_one(
             tx.conn,
             "SELECT request_digest, result FROM request_log WHERE user_id = ? AND request_id = ?",
@@ -79,15 +88,22 @@ def once(key: RequestKey, body: Callable[[Transaction], T]) -> Callable[[Transac
                 "request %r of user %d was a retry: answered again", key.request_id, key.user_id
             )
             return result
-        result = body(tx)
-        tx.conn.execute(
-            "INSERT INTO request_log (user_id, request_id, request_digest, result, created_ns)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (key.user_id, key.request_id, key.digest, pickle.dumps(result), tx.now_ns),
-        )
+        result = self.body(tx)
+        tx.conn.execute(f"{RECORD} VALUES (?, ?, ?, ?, ?)", record_row(key, result, tx.now_ns))
         return result
 
-    return applied_once
+
+RECORD = "INSERT INTO request_log (user_id, request_id, request_digest, result, created_ns)"
+
+
+def record_row(key: RequestKey, result: object, now_ns: int) -> tuple[object, ...]:
+    """The values of RECORD for a change applied now with this result."""
+    return (key.user_id, key.request_id, key.digest, pickle.dumps(result), now_ns)
+
+
+def once(key: RequestKey, body: Callable[[Transaction], T]) -> Callable[[Transaction], T]:
+    """body, applied only if this request id has not been applied before."""
+    return Once(key, body)
 
 
 def purge(tx: Transaction, before_ns: int) -> int:

@@ -25,6 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from metad import (
     access,
+    bulk,
     damage,
     edits,
     fence,
@@ -168,7 +169,8 @@ class Store:
 
         Each is all or nothing on its own (Transaction.attempt): one that
         raises is undone alone, with its error as its outcome, and those after
-        it still run. Every change that succeeded is durable when this returns.
+        it still run. Runs of new files are written set-based (bulk.py), with
+        the same outcomes. Every change that succeeded is durable when this returns.
         Outcomes come in the changes' order: (result, None) or (None, error).
         An engine that bounds the changes of a transaction (PostgreSQL, see
         engine.Driver) gets them in chunks, queued at once and committed one
@@ -176,7 +178,7 @@ class Store:
         """
 
         def body(part: Sequence[Write[Any]]) -> Callable[[Transaction], list[Outcome]]:
-            return lambda tx: tx.attempt_each(part)
+            return lambda tx: bulk.attempt_each(tx, part)
 
         key = requests.take()
         size = self._engine.changes_per_transaction
