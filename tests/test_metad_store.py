@@ -457,7 +457,9 @@ def test_a_write_whose_caller_gave_up_still_commits_and_is_announced(database: P
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        assert published == [1]
+        # Announced; on PostgreSQL the journal watch may announce the same head again
+        # (its poll can read the head before its own notice arrives): a wake-up is a hint.
+        assert published and set(published) == {1}
         async with open_store(db) as store:
             assert (await store.lookup(FIRST_USER_ID, 1, "d")).kind is NodeKind.DIRECTORY
 
