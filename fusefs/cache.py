@@ -209,22 +209,27 @@ class BlockCache:
         except OSError:
             self._copy_from_file(path, blocks)  # another file system, say: copies
             return
-        with self._log_lock, open(self._pack_log, "a") as log_file:
-            log_file.write("".join(log_line(h, name, *where) for h, where in new.items()))
-        unused = False
-        with self._disk_lock:
-            for h, (offset, size) in new.items():
-                if h in self._disk:
-                    continue  # kept meanwhile by another thread
-                self._disk[h] = size
-                self._disk_bytes += size
-                self._where[h] = (name, offset)
-                self._pack_blocks[name] = self._pack_blocks.get(name, 0) + 1
-                self._verified.add(h)  # hashed from these very bytes when cut
-            unused = name not in self._pack_blocks
-        if unused:
+        # Hashed from these very bytes when cut.
+        if not self._index_packed(name, [(h, at, n) for h, (at, n) in new.items()]):
             (self._packs / name).unlink(missing_ok=True)
         self._evict()
+
+    def _index_packed(self, name: str, entries: list[tuple[bytes, int, int]]) -> bool:
+        """Logs and indexes blocks (hash, offset, size) of pack name, as verified copies
+        (the caller hashed these very bytes); one kept meanwhile by another thread keeps
+        its copy. Whether the pack holds any block now."""
+        with self._log_lock, open(self._pack_log, "a") as log_file:
+            log_file.write("".join(log_line(h, name, at, n) for h, at, n in entries))
+        with self._disk_lock:
+            for h, at, n in entries:
+                if h in self._disk:
+                    continue
+                self._disk[h] = n
+                self._disk_bytes += n
+                self._where[h] = (name, at)
+                self._pack_blocks[name] = self._pack_blocks.get(name, 0) + 1
+                self._verified.add(h)
+            return name in self._pack_blocks
 
     def _copy_from_file(self, path: Path, blocks: list[tuple[bytes, int, int]]) -> None:
         """keep_from_file by copies: the kernel copies each block (copy_file_range)."""
@@ -421,17 +426,7 @@ class BlockCache:
         for h, d in blocks:
             entries.append((h, offset, len(d)))
             offset += len(d)
-        with self._log_lock, open(self._pack_log, "a") as log_file:
-            log_file.write("".join(log_line(h, name, at, n) for h, at, n in entries))
-        with self._disk_lock:
-            for h, at, n in entries:
-                if h in self._disk:
-                    continue  # kept meanwhile by another thread
-                self._disk[h] = n
-                self._disk_bytes += n
-                self._where[h] = (name, at)
-                self._pack_blocks[name] = self._pack_blocks.get(name, 0) + 1
-                self._verified.add(h)  # hashed on arrival, these very bytes written
+        self._index_packed(name, entries)  # hashed on arrival, these very bytes written
         self._evict()
 
     def _write_pack(self, path: Path, parts: list[Data], offset: int, size: int) -> None:
