@@ -83,7 +83,8 @@ class PlainCreate:
 
 @dataclass(frozen=True)
 class PlainCommit:
-    """A CommitRevision that sets no attributes, as its change (body) and its arguments."""
+    """A CommitRevision (with the attributes it sets, if any), as its change (body) and
+    its arguments."""
 
     body: Write[Node]
     actor: Actor

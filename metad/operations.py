@@ -82,18 +82,24 @@ def _plain(make: Callable[..., Write[Node]]) -> Callable[[Caller, Any], Change[N
     def decode(
         caller: Caller, request: pb.MakeDirectoryRequest | pb.CreateFileRequest
     ) -> Change[Node]:
-        body = make(
-            caller.actor(request.device),
-            request.parent_id,
-            request.name,
-            request.mode,
-            request.mtime_ns,
-            wire.ownership(request),
-            _node_id(request),
-        )
-        return Change(body, caller.node)
+        return Change(make(*_entry_arguments(caller, request)), caller.node)
 
     return decode
+
+
+def _entry_arguments(
+    caller: Caller, request: pb.MakeDirectoryRequest | pb.CreateFileRequest
+) -> tuple:
+    """What namespace.make_directory and create_file (and bulk.PlainCreate) take, in order."""
+    return (
+        caller.actor(request.device),
+        request.parent_id,
+        request.name,
+        request.mode,
+        request.mtime_ns,
+        wire.ownership(request),
+        _node_id(request),
+    )
 
 
 make_directory = _plain(namespace.make_directory)
@@ -103,19 +109,9 @@ _create_file = _plain(namespace.create_file)
 def create_file(caller: Caller, request: pb.CreateFileRequest) -> Change[Node]:
     """CreateFile; with a reserved id, a change that a batch may write set-based (bulk.py)."""
     change = _create_file(caller, request)
-    node_id = _node_id(request)
-    if node_id is None:
+    if _node_id(request) is None:
         return change
-    plain = bulk.PlainCreate(
-        change.body,
-        caller.actor(request.device),
-        request.parent_id,
-        request.name,
-        request.mode,
-        request.mtime_ns,
-        wire.ownership(request),
-        node_id,
-    )
+    plain = bulk.PlainCreate(change.body, *_entry_arguments(caller, request))
     return Change(plain, change.reply)
 
 
