@@ -96,12 +96,21 @@ def _edits_at(bodies: Sequence[Write[Any]], index: int) -> list[PlainCommit]:
     return found
 
 
-def attempt_each(tx: Transaction, bodies: Sequence[Write[Any]]) -> list[Outcome]:
+def attempt_each(
+    tx: Transaction, bodies: Sequence[Write[Any]], savepoints: int | None = None
+) -> list[Outcome]:
     """Transaction.attempt_each(bodies), with each run of plain pairs (new files) and of
     plain commits (edits) written set-based.
 
     Outcomes and final state are those of the one-by-one path, in order.
+    savepoints: at most this many SAVEPOINTs (subtransactions) in all; then only
+    the outcomes of a first part of bodies come back (at least one), the rest
+    untouched for the caller's next transaction. A set-based run takes one, and
+    one by one takes one per change when any fails: Store.write_each lets a
+    transaction of many plain changes stay under PostgreSQL's 64 cached
+    subtransactions even when a run goes one by one (engine.Driver says why).
     """
+    budget = _Budget(savepoints)
     outcomes: list[Outcome] = []
     others: list[Write[Any]] = []
     index = 0
@@ -121,15 +130,53 @@ def attempt_each(tx: Transaction, bodies: Sequence[Write[Any]]) -> list[Outcome]
             sent = list(bodies[index : index + len(commits)])
             keys = [unwrapped(body)[1] for body in sent]
             write = lambda tx, c=commits, k=keys: bulk_edits.write(tx, c, k)  # noqa: E731
-        outcomes += tx.attempt_each(others)
+        done = budget.each(tx, others)
+        outcomes += done
+        if len(done) < len(others):
+            return outcomes
         others = []
-        outcomes += _run(tx, sent, write)
+        if not budget.take(1):
+            return outcomes
+        written = _set_based(tx, sent, write)
+        done = budget.each(tx, sent) if written is None else written
+        outcomes += done
+        if len(done) < len(sent):
+            return outcomes
         index += len(sent)
-    return outcomes + tx.attempt_each(others)
+    return outcomes + budget.each(tx, others)
 
 
-def _run(tx: Transaction, bodies: list[Write[Any]], write: Writer) -> list[Outcome]:
-    """The run set-based if every check passes, else one by one; its outcomes.
+class _Budget:
+    """The SAVEPOINTs a transaction may still take (None: no bound)."""
+
+    def __init__(self, savepoints: int | None) -> None:
+        self.left = savepoints
+
+    def take(self, count: int) -> bool:
+        if self.left is None:
+            return True
+        if count > self.left:
+            return False
+        self.left -= count
+        return True
+
+    def each(self, tx: Transaction, bodies: Sequence[Write[Any]]) -> list[Outcome]:
+        """tx.attempt_each of as many of bodies as the budget allows at worst (one
+        SAVEPOINT for all, then one each); their outcomes."""
+        if self.left is not None:
+            bodies = bodies[: max(self.left - 1, 0)]
+        if not bodies:
+            return []
+        done = tx.attempt_each(bodies)
+        if self.left is not None:
+            failed = any(error is not None for _, error in done)
+            self.left -= len(bodies) if len(bodies) < 2 else 1 + len(bodies) * failed
+        return done
+
+
+def _set_based(tx: Transaction, bodies: list[Write[Any]], write: Writer) -> list[Outcome] | None:
+    """The run's outcomes if it went set-based (every check passed), else None with
+    nothing of it written.
 
     Request ids: if none was applied before (the writers ask), each is recorded
     with its operation's result, as requests.Once would.
@@ -156,7 +203,7 @@ def _run(tx: Transaction, bodies: list[Write[Any]], write: Writer) -> list[Outco
         tx.conn.execute("ROLLBACK TO plain")
         tx.conn.execute("RELEASE plain")
         tx.last_sequence, tx.concerns = last_sequence, concerns
-        return tx.attempt_each(bodies)
+        return None
     tx.conn.execute("RELEASE plain")
     return [(node, None) for node in written]
 

@@ -36,9 +36,10 @@ from typing import Any
 import blake3
 import pytest
 
-from metad import operations, requests
+from metad import bulk, operations, requests
 from metad.models import Actor, NodeKind, Role
 from metad.store import Store
+from metad.transaction import Transaction
 from protos import auth
 from protos.drive.v1 import metadata_pb2 as pb
 from tests.pgserver import ENGINES
@@ -301,6 +302,17 @@ def edits_retried(s: Scenario, folder: int) -> list[Any]:
     return [*RETRIED, s.edit("i0", b"again", base=3), s.edit("i1", b"again", base=3)]
 
 
+def big_runs(s: Scenario, folder: int) -> list[Any]:
+    """Runs longer than a PostgreSQL transaction's SAVEPOINT budget (store.BULK_CHUNKS):
+    130 new files, the 100th's name taken by the 10th, then 130 edits of b0..b129 (made
+    by its SETUP), the 90th stale."""
+    names = [f"n{i}" for i in range(130)]
+    names[99] = names[9]
+    new = [op for i, name in enumerate(names) for op in s.file(folder, name, b"%d" % i)]
+    edits = [s.edit(f"b{i}", b"e%d" % i, base=7 if i == 89 else 2) for i in range(130)]
+    return new + edits
+
+
 STEPS: list[Step] = [
     happy,
     taken_before,
@@ -329,6 +341,7 @@ STEPS: list[Step] = [
     edits_quota,
     edits_with_ids,
     edits_retried,
+    big_runs,
 ]
 
 SETUP: dict[Step, Step] = {
@@ -342,6 +355,7 @@ SETUP: dict[Step, Step] = {
     edits_foreign: _files("mine", 1),
     edits_quota: _files("q", 4, size=30),
     edits_with_ids: _files("i", 3),
+    big_runs: _files("b", 130),
 }
 
 
@@ -424,7 +438,7 @@ async def _outcomes_and_state(
     after the batch was built and before it runs."""
     user = (await store.create_user("bulk", "hash", quota_bytes=0, admin=False)).id
     root = (await store.get_root(user)).id
-    first, _ = await store.reserve_node_ids(user, 200)
+    first, _ = await store.reserve_node_ids(user, 600)
     scenario = Scenario(key, user, first)
     seen: list[Any] = []
     all_outcomes: list[Any] = []
@@ -521,3 +535,56 @@ def test_set_based_runs_give_the_one_by_one_outcomes_and_state(
     assert {"AlreadyExists", "QuotaExceeded", "StaleRevision", "UnprovenBlocks"} <= refused
     assert "NodeIdNotReserved" in refused
     assert {"NotFound", "BlocksCondemned"} <= refused
+
+
+class _CountingSavepoints:
+    """A connection that counts the SAVEPOINTs (subtransactions) it is asked for."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn, self.savepoints = conn, 0
+
+    def execute(self, sql: str, params: Any = (), /) -> Any:
+        self.savepoints += sql.startswith("SAVEPOINT")
+        return self.conn.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def test_a_bounded_transaction_takes_at_most_its_savepoints_and_returns_a_first_part(
+    database: Any, tmp_path: Path
+) -> None:
+    """A run that goes one by one stops where the budget would run out; what it returns
+    is done, the rest is left for the next transaction (Store.write_each)."""
+    key = auth.load_or_create_key(tmp_path / "auth.key")
+
+    async def run() -> tuple[int, list[Any], int]:
+        async with opened(database) as store:
+            user = (await store.create_user("bulk", "hash", quota_bytes=0, admin=False)).id
+            root = (await store.get_root(user)).id
+            first, _ = await store.reserve_node_ids(user, 200)
+            s = Scenario(key, user, first)
+            # Two runs that go one by one (a name taken), a folder made between them.
+            names = [f"f{i}" for i in range(4)] + [f"g{i}" for i in range(50)]
+            names[2] = names[0]
+            names[6] = names[5]
+            files = [op for name in names for op in s.file(root, name, b"x")]
+            made = pb.MakeDirectoryRequest(parent_id=root, name="d", mode=0o755)
+            mkdir = operations.make_directory(s.caller, made).body
+            bodies = [*files[:8], mkdir, *files[8:]]
+            counting: list[_CountingSavepoints] = []
+
+            def body(tx: Transaction) -> list[Any]:
+                counting.append(_CountingSavepoints(tx.conn))
+                return bulk.attempt_each(Transaction(counting[0], tx.now_ns), bodies, 20)
+
+            outcomes = await store.write(body)
+            listed = len((await store.list_directory(user, root)).entries)
+            return counting[0].savepoints, outcomes, listed
+
+    savepoints, outcomes, listed = asyncio.run(asyncio.wait_for(run(), timeout=30))
+    assert savepoints <= 20
+    assert 9 < len(outcomes) < 109
+    errors = [type(error).__name__ for _, error in outcomes if error is not None]
+    assert errors[:2] == ["AlreadyExists", "NotFound"]  # f0 again, and its commit
+    assert listed == len({value.id for value, error in outcomes if error is None})
