@@ -77,7 +77,8 @@ CONNECT_TIMEOUT_S = 10
 # has a SAVEPOINT, a subtransaction, per change: past 64 a backend's cache of them
 # overflows, and every other session's visibility checks (readers, subscribers,
 # other replicas) look ours up in pg_subtrans. 50 and 100 cost the writer the
-# same (measured in-process).
+# same (measured in-process). A batch's set-based runs (one SAVEPOINT each) may
+# stretch a transaction to store.BULK_CHUNKS times this, within as many SAVEPOINTs.
 CHANGES_PER_TRANSACTION = 60
 
 
