@@ -15,13 +15,15 @@ are covered too.
 
 Edits of existing files (metad/bulk_edits.py) get the same comparison: kept
 and new blocks, attributes, a stale base revision, a file someone else owns
-(shared for writing, and not shared), one deleted or edited by another
-replica after the batch was built, a quota crossed by an edit that grows a
-file (also one that a later shrink would make up for), a condemned block,
-a file twice in a run, and request ids first sent and retried. Each check
-of the set-based writers, left out, fails this test, but three the database
-makes too (a name taken, a file twice in a run, a request id seen before:
-its keys refuse the run, which then goes one by one). Adds ~7 s.
+(shared for writing, and not shared), one deleted or edited by another replica
+after the batch was built, a quota crossed by an edit that grows a file (also
+one that a later shrink would make up for), a condemned block, a file twice in
+a run, request ids first sent and retried, and extended attributes kept with
+the new revision. Each check of the set-based writers, left out, fails this
+test, but three the database makes too (a name taken, a file twice in a run, a
+request id seen before: its keys refuse the run, which then goes one by one).
+Runs longer than a PostgreSQL transaction's SAVEPOINT budget, and the budget
+itself, too. Adds ~8 s.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Scenario:
         self.ids: dict[str, int] = {}  # file names (unique across the scenarios) → ids
         self.watched: list[int] = []  # files outside the scenario's folder to compare too
         self.watched_folders: list[int] = []  # folders, likewise
+        self.watched_xattrs: list[dict[str, bytes]] = []  # what AFTER hooks read
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -302,6 +305,12 @@ def edits_retried(s: Scenario, folder: int) -> list[Any]:
     return [*RETRIED, s.edit("i0", b"again", base=3), s.edit("i1", b"again", base=3)]
 
 
+def edits_with_xattrs(s: Scenario, folder: int) -> list[Any]:
+    """a0 has an extended attribute: its new revision keeps it (restoring that revision
+    later brings it back)."""
+    return [s.edit("a0", b"new"), s.edit("a1", b"new too")]
+
+
 def big_runs(s: Scenario, folder: int) -> list[Any]:
     """Runs longer than a PostgreSQL transaction's SAVEPOINT budget (store.BULK_CHUNKS):
     130 new files, the 100th's name taken by the 10th, then 130 edits of b0..b129 (made
@@ -341,6 +350,7 @@ STEPS: list[Step] = [
     edits_quota,
     edits_with_ids,
     edits_retried,
+    edits_with_xattrs,
     big_runs,
 ]
 
@@ -356,6 +366,7 @@ SETUP: dict[Step, Step] = {
     edits_quota: _files("q", 4, size=30),
     edits_with_ids: _files("i", 3),
     big_runs: _files("b", 130),
+    edits_with_xattrs: _files("a", 2),
 }
 
 
@@ -417,11 +428,26 @@ async def _edit(store: Store, replica: Store, s: Scenario, folder: int) -> None:
     await replica.write(s.edit("x1", b"edited elsewhere"))
 
 
+async def _set_xattr(store: Store, replica: Store, s: Scenario, folder: int) -> None:
+    request = pb.SetXattrRequest(node_id=s.ids["a0"], name="user.k", value=b"kept")
+    await replica.write(operations.set_xattr(s.caller, request).body)
+
+
+async def _restore_with_xattrs(store: Store, replica: Store, s: Scenario, folder: int) -> None:
+    request = pb.SetXattrRequest(node_id=s.ids["a0"], name="user.k", value=b"changed")
+    await store.write(operations.set_xattr(s.caller, request).body)
+    await store.restore_revision(Actor(s.user_id, "pc"), s.ids["a0"], 3)
+    s.watched_xattrs.append(await store.get_xattrs(s.user_id, s.ids["a0"]))
+
+
 BEFORE: dict[Step, Hook] = {
+    edits_with_xattrs: _set_xattr,
     new_in_their_folder: _foreign_files,
     new_in_deleted_folder: _folder_to_delete,
     edits_foreign: _foreign_files,
 }
+# After the batch ran: what reads what it wrote.
+AFTER: dict[Step, Hook] = {edits_with_xattrs: _restore_with_xattrs}
 MEANWHILE: dict[Step, Hook] = {
     new_in_deleted_folder: _delete_folder,
     new_condemned: _condemn,
@@ -469,6 +495,8 @@ async def _outcomes_and_state(
         else:
             outcomes = await store.write(lambda tx, bodies=bodies: tx.attempt_each(bodies))
         outcomes = [(value, None if e is None else (type(e), str(e))) for value, e in outcomes]
+        if step in AFTER:
+            await AFTER[step](store, replica, scenario, folder)
         seen.append(outcomes)
         all_outcomes += outcomes
         listed = await store.list_directory(user, folder)
@@ -483,6 +511,7 @@ async def _outcomes_and_state(
         seen.append(await store.stat(user, node_id))
     for node_id in scenario.watched_folders:
         seen.append((await store.list_directory(user, node_id)).entries)
+    seen.append(scenario.watched_xattrs)
     seen.append((await store.read_changes(user, 0, 10_000)).events)
     seen.append(all_outcomes)  # last, for the test to see which errors came
     return seen
