@@ -103,13 +103,15 @@ def attempt_each(
     plain commits (edits) written set-based.
 
     Outcomes and final state are those of the one-by-one path, in order.
-    savepoints: at most this many SAVEPOINTs (subtransactions) in all; then only
-    the outcomes of a first part of bodies come back (at least one), the rest
+    savepoints: at most this many SAVEPOINTs (subtransactions) in all (at least 3);
+    then only the outcomes of a first part of bodies come back (at least one), the rest
     untouched for the caller's next transaction. A set-based run takes one, and
     one by one takes one per change when any fails: Store.write_each lets a
     transaction of many plain changes stay under PostgreSQL's 64 cached
     subtransactions even when a run goes one by one (engine.Driver says why).
     """
+    if savepoints is not None and savepoints < 3:
+        raise ValueError("a run that goes one by one needs 3 SAVEPOINTs to make progress")
     budget = _Budget(savepoints)
     outcomes: list[Outcome] = []
     others: list[Write[Any]] = []
