@@ -41,16 +41,17 @@ def folder(meta: metadata_pb2_grpc.MetadataStub, name: str) -> int:
 
 
 def commit(
-    key: auth.AuthKey, user_id: int, node_id: int, index: int, device: str
+    key: auth.AuthKey, user_id: int, node_id: int, index: int, device: str, base: int = 1
 ) -> pb.CommitRevisionRequest:
-    """The first content of small file number index: one block, with its receipt."""
-    data = f"small file {index}\n".encode()
+    """Content of small file number index on top of revision base (1: its first content;
+    later ones differ): one block, with its receipt."""
+    data = f"small file {index}\n".encode() + b"edited\n" * (base - 1)
     digest = blake3.blake3(data).digest()
     block = pb.BlockRef(
         hash=digest, offset=0, size=len(data), receipt=key.receipt(user_id, digest, len(data))
     )
     return pb.CommitRevisionRequest(
-        node_id=node_id, base_revision=1, size=len(data), blocks=[block], device=device
+        node_id=node_id, base_revision=base, size=len(data), blocks=[block], device=device
     )
 
 
@@ -87,6 +88,26 @@ def apply_files(
         operations.append(pb.BatchOperation(create_file=create))
         made = commit(key, user_id, first_id + index, index, device)
         operations.append(pb.BatchOperation(commit_revision=made))
+    reply = meta.ApplyBatch(pb.ApplyBatchRequest(operations=operations), timeout=TIMEOUT)
+    failed = [r.message for r in reply.results if r.code]
+    assert not failed, failed[:3]
+
+
+def edit_files(
+    meta: metadata_pb2_grpc.MetadataStub,
+    key: auth.AuthKey,
+    user_id: int,
+    first_id: int,
+    indexes: range,
+    base: int,
+    device: str,
+) -> None:
+    """One ApplyBatch committing new content to files indexes (made by apply_files) on
+    top of revision base: the sync of edited files. Raises AssertionError if any failed."""
+    operations = [
+        pb.BatchOperation(commit_revision=commit(key, user_id, first_id + i, i, device, base))
+        for i in indexes
+    ]
     reply = meta.ApplyBatch(pb.ApplyBatchRequest(operations=operations), timeout=TIMEOUT)
     failed = [r.message for r in reply.results if r.code]
     assert not failed, failed[:3]

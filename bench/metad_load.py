@@ -7,6 +7,8 @@ shared auth key, and USERS users. Then, one phase after the other:
     commits, one RPC each   WRITERS processes, each CreateFile + CommitRevision per
                             small file, replicas taken in turn
     commits, batched        the same through ApplyBatch (500 files per call)
+    edits, batched          new content for as many files made before (not timed), through
+                            ApplyBatch (1,000 commits per call): the sync of edits
     listings                ListDirectory of a 500-entry folder, from every writer
     subscriptions           SUBSCRIBERS Subscribe streams (users in turn, replicas in
                             turn) while the writers commit RATE files/s in all for
@@ -57,7 +59,7 @@ FILES_PER_BATCH = common.FILES_PER_BATCH
 DEVICE = "load"
 LISTED_ENTRIES = 500
 PACERS = 8  # threads of the paced writer
-PHASES = ("single", "batched", "listings", "subscriptions")
+PHASES = ("single", "batched", "edits", "listings", "subscriptions")
 console = Console(width=120)
 
 
@@ -88,6 +90,32 @@ def write_batched(address: str, key_path: str, user_id: int, tag: str, files: in
         indexes = range(start, min(start + FILES_PER_BATCH, files))
         started = time.perf_counter()
         common.apply_files(stub, key, user_id, folder, first, indexes, DEVICE)
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def make_files(address: str, key_path: str, user_id: int, tag: str, files: int) -> int:
+    """Makes files small files through ApplyBatch (not timed); the first one's id."""
+    key = auth.load_or_create_key(Path(key_path))
+    stub = common.stub(address, Path(key_path), user_id)
+    folder = common.folder(stub, tag)
+    first = stub.ReserveNodeIds(pb.ReserveNodeIdsRequest(count=files), timeout=TIMEOUT).first
+    for start in range(0, files, FILES_PER_BATCH):
+        indexes = range(start, min(start + FILES_PER_BATCH, files))
+        common.apply_files(stub, key, user_id, folder, first, indexes, DEVICE)
+    return first
+
+
+def write_edits(address: str, key_path: str, user_id: int, first: int, files: int) -> list[float]:
+    """Latencies (s) of each ApplyBatch giving the files make_files made (ids from first)
+    new content, 2 * FILES_PER_BATCH commits per call."""
+    key = auth.load_or_create_key(Path(key_path))
+    stub = common.stub(address, Path(key_path), user_id)
+    latencies = []
+    for start in range(0, files, 2 * FILES_PER_BATCH):
+        indexes = range(start, min(start + 2 * FILES_PER_BATCH, files))
+        started = time.perf_counter()
+        common.edit_files(stub, key, user_id, first, indexes, 2, DEVICE)
         latencies.append(time.perf_counter() - started)
     return latencies
 
@@ -332,11 +360,18 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 for phase, name, fn, target in (
                     ("single", "commits, one RPC each", write_singly, ""),
                     ("batched", "commits, batched", write_batched, "≥ 2,000/s (3 replicas)"),
+                    ("edits", "edits, batched", write_edits, ""),
                 ):
                     if phase not in args.phases:
                         continue
                     with console.status(f"{name}: {per_writer * writers} files"):
                         tagged = [(*job[:3], f"{job[3]}-{fn.__name__}", per_writer) for job in jobs]
+                        if phase == "edits":  # the files to edit first, not measured
+                            firsts = pool.starmap(make_files, tagged)
+                            tagged = [
+                                (*t[:3], first, t[4])
+                                for t, first in zip(tagged, firsts, strict=True)
+                            ]
                         before = _cpu_seconds(daemons)
                         seconds, latencies = _fan_out(pool, fn, tagged)
                         after = _cpu_seconds(daemons)

@@ -1,16 +1,21 @@
 """Set-based writes for the plain runs of a batch: many new files in a few statements.
 
+Owns finding a batch's plain runs (runs of new files, here; runs of edits of
+existing files, written by bulk_edits.py), running each in a SAVEPOINT of its
+own with the one-by-one path as its fallback, and the new files' writes.
+
 A batch that uploads files sends, for each, a create with an id reserved to
 the caller and the commit of its first content. Run one by one that is ~19
-statements per file; this module checks a run of such pairs with one query
-per kind of check and writes it with one multi-row INSERT per table (nodes,
-revisions, their blocks, the journal), one UPDATE of the new nodes' journal
-stamps and one of each folder's times; request ids (every operation of
-a mount's batch has one) are looked up in one query and recorded in one
-INSERT, and a commit may set attributes. The owner's usage follows by the
-triggers on nodes, once per file as for any write (on PostgreSQL a trigger
-per statement instead measured no less CPU per file, 0.18 ms either way:
-a run's 30 versions of the user's row cost little).
+statements per file; this module checks a run of such pairs with one query per
+kind of check, all sent before any answer is read (plain.py: on PostgreSQL one
+wait for the lot, not one each), and writes it with one multi-row INSERT per
+table (nodes, revisions, their blocks, the journal), one UPDATE of the new
+nodes' journal stamps and one of each folder's times; request ids (every
+operation of a mount's batch has one) are looked up in one query and recorded
+in one INSERT, and a commit may set attributes. The owner's usage follows by
+the triggers on nodes, once per file as for any write (on PostgreSQL a trigger
+per statement instead measured no less CPU per file, 0.18 ms either way: a
+run's 30 versions of the user's row cost little).
 
 It writes only what it has proven will succeed: any check that fails (a name
 taken, within the run or by anyone before, a quota the run would cross, a
@@ -36,67 +41,26 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from metad import access, edits, requests, rules
-from metad.models import (
-    Actor,
-    AttributeChange,
-    BlockRef,
-    ChangeKind,
-    Node,
-    NodeKind,
-    Ownership,
-    Role,
-)
+from metad import bulk_edits, edits, plain, requests, rules
+from metad.models import ChangeKind, Node, NodeKind
+from metad.plain import PlainCommit, PlainCreate, chunks, marks, unwrapped
 from metad.sql import Sql
-from metad.transaction import USED_BYTES, Transaction, Write
+from metad.transaction import Transaction, Write
 
 log = logging.getLogger(__name__)
 
-# Rows per multi-row INSERT (at most 13 values each: well under both engines' limits).
-ROWS_PER_STATEMENT = 250
 # A shorter run goes the one-by-one way: the set-based checks cost a few queries.
 MIN_PAIRS = 2
+MIN_EDITS = 2
 
 Outcome = tuple[Any, Exception | None]
-
-
-@dataclass(frozen=True)
-class PlainCreate:
-    """A CreateFile with a reserved id, as its change (body) and its arguments."""
-
-    body: Write[Node]
-    actor: Actor
-    parent_id: int
-    name: str
-    mode: int
-    mtime_ns: int
-    owner: Ownership
-    node_id: int
-
-    def __call__(self, tx: Transaction) -> Node:
-        return self.body(tx)
-
-
-@dataclass(frozen=True)
-class PlainCommit:
-    """A CommitRevision (with the attributes it sets, if any), as its change (body) and
-    its arguments."""
-
-    body: Write[Node]
-    actor: Actor
-    node_id: int
-    base_revision: int
-    size: int
-    mtime_ns: int
-    blocks: tuple[BlockRef, ...]
-    attributes: AttributeChange
-
-    def __call__(self, tx: Transaction) -> Node:
-        return self.body(tx)
+# A set-based writer: the results of a run's operations in order, or None when a
+# check fails (nothing written then).
+Writer = Callable[[Transaction], "list[Node] | None"]
 
 
 @dataclass(frozen=True)
@@ -109,18 +73,11 @@ class Pair:
     bodies: tuple[Write[Any], Write[Any]]  # as sent: what the one-by-one path runs
 
 
-def _unwrapped(body: Write[Any]) -> tuple[Any, requests.RequestKey | None]:
-    """The change inside a body applied once per request id, and that id's key."""
-    if isinstance(body, requests.Once):
-        return body.body, body.key
-    return body, None
-
-
 def _pair_at(bodies: Sequence[Write[Any]], index: int) -> Pair | None:
     """The create at index and the commit after it, if they make one new file."""
     if index + 1 >= len(bodies):
         return None
-    (create, create_key), (commit, commit_key) = map(_unwrapped, bodies[index : index + 2])
+    (create, create_key), (commit, commit_key) = map(unwrapped, bodies[index : index + 2])
     if not (isinstance(create, PlainCreate) and isinstance(commit, PlainCommit)):
         return None
     if create.node_id != commit.node_id or create.actor.user_id != commit.actor.user_id:
@@ -128,11 +85,34 @@ def _pair_at(bodies: Sequence[Write[Any]], index: int) -> Pair | None:
     return Pair(create, commit, (create_key, commit_key), (bodies[index], bodies[index + 1]))
 
 
-def attempt_each(tx: Transaction, bodies: Sequence[Write[Any]]) -> list[Outcome]:
-    """Transaction.attempt_each(bodies), with each run of plain pairs written set-based.
+def _edits_at(bodies: Sequence[Write[Any]], index: int) -> list[PlainCommit]:
+    """The commits from index on that no create comes with (edits of existing files)."""
+    found: list[PlainCommit] = []
+    for body in bodies[index:]:
+        commit, _ = unwrapped(body)
+        if not isinstance(commit, PlainCommit):
+            break
+        found.append(commit)
+    return found
+
+
+def attempt_each(
+    tx: Transaction, bodies: Sequence[Write[Any]], savepoints: int | None = None
+) -> list[Outcome]:
+    """Transaction.attempt_each(bodies), with each run of plain pairs (new files) and of
+    plain commits (edits) written set-based.
 
     Outcomes and final state are those of the one-by-one path, in order.
+    savepoints: at most this many SAVEPOINTs (subtransactions) in all (at least 3);
+    then only the outcomes of a first part of bodies come back (at least one), the rest
+    untouched for the caller's next transaction. A set-based run takes one, and
+    one by one takes one per change when any fails: Store.write_each lets a
+    transaction of many plain changes stay under PostgreSQL's 64 cached
+    subtransactions even when a run goes one by one (engine.Driver says why).
     """
+    if savepoints is not None and savepoints < 3:
+        raise ValueError("a run that goes one by one needs 3 SAVEPOINTs to make progress")
+    budget = _Budget(savepoints)
     outcomes: list[Outcome] = []
     others: list[Write[Any]] = []
     index = 0
@@ -140,23 +120,81 @@ def attempt_each(tx: Transaction, bodies: Sequence[Write[Any]]) -> list[Outcome]
         run: list[Pair] = []
         while (pair := _pair_at(bodies, index + 2 * len(run))) is not None:
             run.append(pair)
-        if len(run) < MIN_PAIRS:
-            others.append(bodies[index])
-            index += 1
-            continue
-        outcomes += tx.attempt_each(others)
+        if len(run) >= MIN_PAIRS:
+            sent = [body for pair in run for body in pair.bodies]
+            write: Writer = lambda tx, run=run: _write(tx, run)  # noqa: E731
+        else:
+            commits = _edits_at(bodies, index)
+            if len(commits) < MIN_EDITS:
+                others.append(bodies[index])
+                index += 1
+                continue
+            sent = list(bodies[index : index + len(commits)])
+            keys = [unwrapped(body)[1] for body in sent]
+            write = lambda tx, c=commits, k=keys: bulk_edits.write(tx, c, k)  # noqa: E731
+        done = budget.each(tx, others)
+        outcomes += done
+        if len(done) < len(others):
+            return outcomes
         others = []
-        outcomes += _run(tx, run)
-        index += 2 * len(run)
-    return outcomes + tx.attempt_each(others)
+        if not budget.take(1):
+            return outcomes
+        written = _set_based(tx, sent, write)
+        done = budget.each(tx, sent) if written is None else written
+        outcomes += done
+        if len(done) < len(sent):
+            return outcomes
+        index += len(sent)
+    return outcomes + budget.each(tx, others)
 
 
-def _run(tx: Transaction, run: list[Pair]) -> list[Outcome]:
-    """The run set-based if every check passes, else one by one; its outcomes."""
+class _Budget:
+    """The SAVEPOINTs a transaction may still take (None: no bound)."""
+
+    def __init__(self, savepoints: int | None) -> None:
+        self.left = savepoints
+
+    def take(self, count: int) -> bool:
+        if self.left is None:
+            return True
+        if count > self.left:
+            return False
+        self.left -= count
+        return True
+
+    def each(self, tx: Transaction, bodies: Sequence[Write[Any]]) -> list[Outcome]:
+        """tx.attempt_each of as many of bodies as the budget allows at worst (one
+        SAVEPOINT for all, then one each); their outcomes."""
+        if self.left is not None:
+            bodies = bodies[: max(self.left - 1, 0)]
+        if not bodies:
+            return []
+        done = tx.attempt_each(bodies)
+        if self.left is not None:
+            failed = any(error is not None for _, error in done)
+            self.left -= len(bodies) if len(bodies) < 2 else 1 + len(bodies) * failed
+        return done
+
+
+def _set_based(tx: Transaction, bodies: list[Write[Any]], write: Writer) -> list[Outcome] | None:
+    """The run's outcomes if it went set-based (every check passed), else None with
+    nothing of it written.
+
+    Request ids: if none was applied before (the writers ask), each is recorded
+    with its operation's result, as requests.Once would.
+    """
     last_sequence, concerns = tx.last_sequence, set(tx.concerns)
     tx.conn.execute("SAVEPOINT plain")
     try:
-        written = _write(tx, run)
+        written = write(tx)
+        if written is not None:
+            records = [
+                requests.record_row(key, result, tx.now_ns)
+                for (_, key), result in zip(map(unwrapped, bodies), written, strict=True)
+                if key is not None
+            ]
+            if records:
+                plain.insert_rows(tx.conn, requests.RECORD, 5, records)
         tx.conn.flush()
     except Exception as error:
         if not tx.conn.in_transaction:
@@ -167,14 +205,14 @@ def _run(tx: Transaction, run: list[Pair]) -> list[Outcome]:
         tx.conn.execute("ROLLBACK TO plain")
         tx.conn.execute("RELEASE plain")
         tx.last_sequence, tx.concerns = last_sequence, concerns
-        return tx.attempt_each([body for pair in run for body in pair.bodies])
+        return None
     tx.conn.execute("RELEASE plain")
     return [(node, None) for node in written]
 
 
 def _write(tx: Transaction, run: list[Pair]) -> list[Node] | None:
-    """Checks then writes the run; the results of its operations in order, or None when
-    a check fails (nothing written then)."""
+    """Checks then writes a run of new files; the results of its operations in order, or
+    None when a check fails (nothing written then)."""
     conn = tx.conn
     user_id = run[0].create.actor.user_id
     if any(pair.create.actor.user_id != user_id for pair in run):
@@ -186,105 +224,75 @@ def _write(tx: Transaction, run: list[Pair]) -> list[Node] | None:
         return None
     if not all(block.vouched for pair in run for block in pair.commit.blocks):
         return None  # unvouched blocks need possession's queries, one by one
-    keys = [key for pair in run for key in pair.keys if key is not None]
-    if keys and (any(key.user_id != user_id for key in keys) or _any_applied(conn, keys)):
-        return None  # a retry (or an id used twice): the request log answers, one by one
-    parents: dict[int, Node] = {}
-    for parent_id in {parent_id for parent_id, _ in places}:
-        parent = access.directory(conn, parent_id, user_id, Role.WRITE)
-        if parent.owner_id != user_id:
-            return None  # a commit in someone else's folder counts for them
-        parents[parent_id] = parent
     ids = [pair.create.node_id for pair in run]
-    if _names_taken(conn, places) or not _all_reserved(conn, user_id, ids):
-        return None
-    growth = sum(pair.commit.size for pair in run)
-    quota, used = conn.execute(
-        f"SELECT quota_bytes, {USED_BYTES} AS used FROM users WHERE id = ?", (user_id,)
-    ).fetchone()
-    if growth > 0 and quota and used + growth > quota:
-        return None
     hashes = {block.hash for pair in run for block in pair.commit.blocks}
-    if edits.condemned_among(conn, hashes):
+    # Every question goes out before any answer is read: one wait for all.
+    applied = plain.ask_applied(conn, user_id, [key for pair in run for key in pair.keys if key])
+    folders = plain.ask_own_live(conn, user_id, [parent_id for parent_id, _ in places])
+    taken = _ask_names_taken(conn, places)
+    reserved = _ask_reserved(conn, user_id, ids)
+    room = plain.ask_room(conn, user_id)
+    probe = conn.ahead(edits.ANY_CONDEMNED)
+    if applied():
+        return None  # a retry (or an id used twice): the request log answers, one by one
+    parents = folders()
+    if any(
+        parent_id not in parents or parents[parent_id].kind is not NodeKind.DIRECTORY
+        for parent_id, _ in places
+    ):
+        return None  # a folder gone, not a folder, or someone else's (counts for them)
+    if taken() or not reserved():
         return None
-    results = _insert(tx, run, parents)
-    records = [
-        requests.record_row(key, result, tx.now_ns)
-        for key, result in zip((key for pair in run for key in pair.keys), results, strict=True)
-        if key is not None
-    ]
-    if records:
-        _insert_rows(conn, requests.RECORD, 5, records)
-    return results
+    if not room([sum(pair.commit.size for pair in run)]):
+        return None
+    if edits.condemned_among(conn, hashes, probe):
+        return None
+    return _insert(tx, run, parents)
 
 
-def _any_applied(conn: Sql, keys: list[requests.RequestKey]) -> bool:
-    """Whether any of the ids was applied before, or one comes twice."""
-    ids = [key.request_id for key in keys]
-    if len(set(ids)) != len(ids):
-        return True
-    for start in range(0, len(ids), ROWS_PER_STATEMENT):
-        chunk = ids[start : start + ROWS_PER_STATEMENT]
-        found = conn.execute(
-            "SELECT 1 FROM request_log WHERE user_id = ?"
-            f" AND request_id IN ({', '.join('?' * len(chunk))}) LIMIT 1",
-            (keys[0].user_id, *chunk),
-        ).fetchall()
-        if found:
-            return True
-    return False
-
-
-def _names_taken(conn: Sql, places: list[tuple[int, str]]) -> bool:
+def _ask_names_taken(conn: Sql, places: list[tuple[int, str]]) -> Callable[[], bool]:
     """Whether any (folder, name) is taken by a live node or a further name."""
     by_parent: dict[int, list[str]] = {}
     for parent_id, name in places:
         by_parent.setdefault(parent_id, []).append(name)
-    for parent_id, names in by_parent.items():
-        for start in range(0, len(names), ROWS_PER_STATEMENT):
-            chunk = names[start : start + ROWS_PER_STATEMENT]
-            marks = ", ".join("?" * len(chunk))
-            found = conn.execute(
-                f"SELECT 1 FROM nodes WHERE parent_id = ? AND name IN ({marks})"
-                f" AND deleted_ns IS NULL UNION ALL SELECT 1 FROM links WHERE parent_id = ?"
-                f" AND name IN ({marks}) LIMIT 1",
-                (parent_id, *chunk, parent_id, *chunk),
-            ).fetchall()
-            if found:
-                return True
-    return False
+    found = [
+        conn.ahead(
+            f"SELECT 1 FROM nodes WHERE parent_id = ? AND name IN ({marks(chunk)})"
+            f" AND deleted_ns IS NULL UNION ALL SELECT 1 FROM links WHERE parent_id = ?"
+            f" AND name IN ({marks(chunk)}) LIMIT 1",
+            (parent_id, *chunk, parent_id, *chunk),
+        )
+        for parent_id, names in by_parent.items()
+        for chunk in chunks(names)
+    ]
+    return lambda: any(cursor.fetchall() for cursor in found)
 
 
-def _all_reserved(conn: Sql, user_id: int, ids: list[int]) -> bool:
+def _ask_reserved(conn: Sql, user_id: int, ids: list[int]) -> Callable[[], bool]:
     """Whether every id is reserved to user_id and no node has it yet (reservations.claim's
     rule: the range starting last at or below the id is the user's and reaches it)."""
     low, high = min(ids), max(ids)
-    ranges = conn.execute(
+    ranges_found = conn.ahead(
         "SELECT first_id, last_id, user_id FROM node_id_reservations"
         " WHERE first_id <= ? AND first_id >= (SELECT COALESCE(MAX(first_id), 0)"
         " FROM node_id_reservations WHERE first_id <= ?) ORDER BY first_id",
         (high, low),
-    ).fetchall()
-    firsts = [row[0] for row in ranges]
-    for node_id in ids:
-        at = bisect.bisect_right(firsts, node_id) - 1
-        if at < 0 or ranges[at][2] != user_id or node_id > ranges[at][1]:
-            return False
-    for start in range(0, len(ids), ROWS_PER_STATEMENT):
-        chunk = ids[start : start + ROWS_PER_STATEMENT]
-        marks = ", ".join("?" * len(chunk))
-        if conn.execute(f"SELECT 1 FROM nodes WHERE id IN ({marks}) LIMIT 1", chunk).fetchall():
-            return False
-    return True
+    )
+    used = [
+        conn.ahead(f"SELECT 1 FROM nodes WHERE id IN ({marks(chunk)}) LIMIT 1", chunk)
+        for chunk in chunks(ids)
+    ]
 
+    def answer() -> bool:
+        ranges = ranges_found.fetchall()
+        firsts = [row[0] for row in ranges]
+        for node_id in ids:
+            at = bisect.bisect_right(firsts, node_id) - 1
+            if at < 0 or ranges[at][2] != user_id or node_id > ranges[at][1]:
+                return False
+        return not any(cursor.fetchall() for cursor in used)
 
-def _insert_rows(conn: Sql, head: str, width: int, values: list[tuple[Any, ...]]) -> None:
-    """head VALUES (...), (...): multi-row INSERTs of at most ROWS_PER_STATEMENT rows."""
-    row = "(" + ", ".join("?" * width) + ")"
-    for start in range(0, len(values), ROWS_PER_STATEMENT):
-        chunk = values[start : start + ROWS_PER_STATEMENT]
-        flat = [value for each in chunk for value in each]
-        conn.execute(f"{head} VALUES {', '.join([row] * len(chunk))}", flat)
+    return answer
 
 
 def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[Node]:
@@ -382,14 +390,14 @@ def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[
                     None,
                 )
             )
-    _insert_rows(
+    plain.insert_rows(
         conn,
         "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
         " revision, size, symlink_target, uid, gid, rdev, atime_ns)",
         15,
         nodes,
     )
-    _insert_rows(
+    plain.insert_rows(
         conn,
         "INSERT INTO revisions (node_id, number, size, mtime_ns, mode, author_id, device,"
         " created_ns)",
@@ -397,36 +405,15 @@ def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[
         revisions,
     )
     if blocks:
-        _insert_rows(
+        plain.insert_rows(
             conn,
             "INSERT INTO revision_blocks (node_id, revision, block_index, hash, file_offset, size)",
             6,
             blocks,
         )
-    sequences: dict[tuple[int, str], int] = {}
-    for start in range(0, len(journal), ROWS_PER_STATEMENT):
-        chunk = journal[start : start + ROWS_PER_STATEMENT]
-        marks = ", ".join(["(" + ", ".join("?" * 13) + ")"] * len(chunk))
-        appended = conn.execute(
-            "INSERT INTO changes (owner_id, kind, node_id, node_kind, parent_id, name,"
-            " old_parent_id, old_name, revision, actor_id, device, time_ns, replaced_node_id)"
-            f" VALUES {marks} RETURNING sequence, node_id, kind",
-            [value for row in chunk for value in row],
-        )
-        for sequence, node_id, kind in appended.fetchall():
-            sequences[(node_id, kind)] = int(sequence)
+    sequences_of = plain.journal(tx, journal)
     _touch_folders(tx, run)
-    ids = [made.id for made in created]
-    for start in range(0, len(ids), ROWS_PER_STATEMENT):
-        chunk = ids[start : start + ROWS_PER_STATEMENT]
-        conn.execute(
-            "UPDATE nodes SET change_sequence = (SELECT MAX(sequence) FROM changes"
-            " WHERE changes.node_id = nodes.id)"
-            f" WHERE id IN ({', '.join('?' * len(chunk))})",
-            chunk,
-        )
-    tx.last_sequence = max(sequences.values())
-    tx.concerns.add(run[0].create.actor.user_id)
+    sequences = sequences_of()
     results: list[Node] = []
     for made, final, pair in zip(created, edited, run, strict=True):
         commit = pair.commit

@@ -46,16 +46,16 @@ def with_attributes(node: Node, change: AttributeChange) -> Node:
 
 
 # Whether the garbage collector has condemned any block at all (usually not).
-_ANY_CONDEMNED = "SELECT 1 FROM condemned_blocks LIMIT 1"
+ANY_CONDEMNED = "SELECT 1 FROM condemned_blocks LIMIT 1"
 
 
 def condemned_among(conn: Sql, hashes: set[bytes], probe: Cursor | None = None) -> set[bytes]:
     """Which of hashes the garbage collector has condemned (usually none: one probe).
 
-    probe: _ANY_CONDEMNED sent ahead (Sql.ahead).
+    probe: ANY_CONDEMNED sent ahead (Sql.ahead).
     """
     if probe is None:
-        probe = conn.execute(_ANY_CONDEMNED)
+        probe = conn.execute(ANY_CONDEMNED)
     if probe.fetchall() == [] or not hashes:
         return set()
     hits: set[bytes] = set()
@@ -110,7 +110,7 @@ def commit_revision(
 
     def body(tx: Transaction) -> Node:
         # Their answers come with the file's: one wait for the three.
-        probe = tx.conn.ahead(_ANY_CONDEMNED)
+        probe = tx.conn.ahead(ANY_CONDEMNED)
         own_quota = tx.ask_quota(actor.user_id)  # most commits are to one's own files
         found = access.regular_file(tx.conn, node_id, actor.user_id, Role.WRITE)
         node = with_attributes(found, attributes)

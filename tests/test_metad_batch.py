@@ -19,8 +19,8 @@ from fusefs.clients import AccountsClient
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc, metadata_pb2_grpc
 from protos.drive.v1 import metadata_pb2 as pb
 from tests import signin
+from tests.metad_drive import subscribe
 from tests.people import Person, add_person, people
-from tests.test_metad_service import subscribe
 
 TIMEOUT = 30.0
 OK = grpc.StatusCode.OK.value[0]

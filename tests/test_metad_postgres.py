@@ -28,11 +28,11 @@ def run(coro) -> object:
     return asyncio.run(asyncio.wait_for(coro, timeout=30))
 
 
-def test_placeholders_become_psycopg_s_and_percent_signs_stay_literal() -> None:
-    assert translate("SELECT ? WHERE a = ?") == "SELECT %s WHERE a = %s"
-    assert translate("SELECT '?', \"a?\" , ?") == "SELECT '?', \"a?\" , %s"
+def test_placeholders_become_numbered_and_percent_signs_stay_literal() -> None:
+    assert translate("SELECT ? WHERE a = ?") == "SELECT $1 WHERE a = $2"
+    assert translate("SELECT '?', \"a?\" , ?") == "SELECT '?', \"a?\" , $1"
     assert translate("SELECT format('%I', ?) WHERE b LIKE '5%'") == (
-        "SELECT format('%%I', %s) WHERE b LIKE '5%%'"
+        "SELECT format('%I', $1) WHERE b LIKE '5%'"
     )
 
 

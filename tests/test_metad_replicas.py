@@ -25,8 +25,8 @@ from protos.drive.v1 import metadata_pb2 as pb
 from protos.drive.v1 import metadata_pb2_grpc
 from tests import signin
 from tests.conftest import assert_log_clean
+from tests.metad_drive import Drive, connect, subscribe
 from tests.running import drive_cli
-from tests.test_metad_service import Drive, connect, subscribe
 
 pytestmark = pytest.mark.postgresql
 

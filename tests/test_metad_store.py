@@ -3,7 +3,7 @@
 Runs the store through asyncio.run on each engine (the `database` fixture: a
 real SQLite file, a database of a throwaway PostgreSQL cluster) where a test
 is not about SQLite's file itself; the gRPC surface is tested in
-test_metad_service.py.
+test_metad_tree.py, test_metad_errors.py and their neighbours.
 """
 
 from __future__ import annotations
