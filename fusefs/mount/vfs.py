@@ -64,6 +64,19 @@ DOTS = 2  # "." and ".." take the first two readdir offsets
 MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG past it
 
 
+# Asked of every entry by `ls -l` (an SELinux label, POSIX ACLs), and by cp and tar. Not
+# there, they are "not supported", as on a file system without labels or ACLs: those
+# programs then stop asking for the rest of the device (ENODATA would cost a request
+# per entry each). One set on a node (metad keeps ACLs, not enforced) is still shown.
+UNLABELLED = frozenset({"security.selinux", "system.posix_acl_access", "system.posix_acl_default"})
+
+
+def _absent(name: str) -> errors.DriveError:
+    if name in UNLABELLED:
+        return errors.NotSupported(f"no {name!r} set: the drive makes no labels or ACLs of its own")
+    return errors.NoAttribute(f"no attribute {name!r}")
+
+
 def check_name(raw: bytes) -> str:
     """A name from the kernel as it travels (any bytes Linux accepts; protos.names)."""
     if len(raw) > MAX_NAME_BYTES:
@@ -253,10 +266,10 @@ class Vfs:
         if node is not None and self.xattrs.none_on(node):
             # Known to have none (the kernel asks before each write, `ls -l` of each
             # entry): answered without the asynchronous path below.
-            raise errors.NoAttribute(f"no attribute {name!r}")
+            raise _absent(name)
         value = (await self._xattrs_of(inode)).get(name)
         if value is None:
-            raise errors.NoAttribute(f"no attribute {name!r}")
+            raise _absent(name)
         return value
 
     async def listxattr(self, inode: int) -> list[str]:
