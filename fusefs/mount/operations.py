@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 # devices are pushed sooner through explicit invalidation.
 ATTR_TIMEOUT = 2.0
 ENTRY_TIMEOUT = 2.0
+# A name found missing is remembered by the kernel this long (compilers and
+# interpreters look for the same missing names again and again). Every name another
+# device makes, moves or brings back is invalidated as its change arrives (remote.py),
+# so this can be long: it only bounds how long a missed invalidation would hide one.
+ABSENT_TIMEOUT = 30.0
 BLOCK_SIZE_HINT = 1024 * 1024  # st_blksize: programs size their I/O by it
 
 _KIND_BITS = {
@@ -155,7 +160,12 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def lookup(self, parent_inode, name, ctx=None):
-        inode, node = await self.vfs.lookup(parent_inode, name)
+        try:
+            inode, node = await self.vfs.lookup(parent_inode, name)
+        except errors.NotFound:
+            if not self.vfs.absence_followed(parent_inode, name):
+                raise
+            return _absent_entry()
         return self.attributes(inode, node)
 
     @_counted
@@ -323,6 +333,14 @@ class Operations(pyfuse3.Operations):
         st.f_favail = st.f_ffree
         st.f_namemax = 255
         return st
+
+
+def _absent_entry() -> pyfuse3.EntryAttributes:
+    """A lookup's "no such name" the kernel keeps (a negative entry: inode 0)."""
+    attr = pyfuse3.EntryAttributes()
+    attr.st_ino = 0
+    attr.entry_timeout = ABSENT_TIMEOUT
+    return attr
 
 
 def _xattr_name(raw: bytes) -> str:

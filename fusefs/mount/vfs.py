@@ -51,9 +51,9 @@ from fusefs.mount.node_view import NodeView
 from fusefs.mount.remote import RemoteChanges
 from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.upkeep import Invalidator, Upkeep
-from fusefs.mount.virtual import VirtualTree
+from fusefs.mount.virtual import HISTORY_FOLDER, VirtualTree
 from fusefs.mount.xattrs import ExtendedAttributes
-from fusefs.shared import PENDING_XATTR
+from fusefs.shared import PENDING_XATTR, SHARED_FOLDER
 from protos import names
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,11 @@ MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG 
 # programs then stop asking for the rest of the device (ENODATA would cost a request
 # per entry each). One set on a node (metad keeps ACLs, not enforced) is still shown.
 UNLABELLED = frozenset({"security.selinux", "system.posix_acl_access", "system.posix_acl_default"})
+
+
+# Names the virtual tree may show in the root ("Shared with me", .drive-history, and
+# either with TAKEN after it).
+_VIRTUAL_ROOT_NAMES = (names.to_bytes(SHARED_FOLDER), names.to_bytes(HISTORY_FOLDER))
 
 
 def _absent(name: str) -> errors.DriveError:
@@ -196,6 +201,15 @@ class Vfs:
         if node is None:
             node = await self.names.lookup(self._node_id(parent_inode), name)
         return self._remember(node), self.view.with_local(node)
+
+    def absence_followed(self, parent_inode: int, raw_name: bytes) -> bool:
+        """Whether a name missing here may be remembered by the kernel: a name that
+        appears in a folder of the drive comes with a change that invalidates it
+        (RemoteChanges), but virtual folders, and the names they show in the root,
+        come and go without one."""
+        if is_virtual(parent_inode):
+            return False
+        return parent_inode != ROOT_INODE or not raw_name.startswith(_VIRTUAL_ROOT_NAMES)
 
     def forget(self, inode: int, count: int) -> None:
         if is_virtual(inode):
