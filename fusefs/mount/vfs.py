@@ -204,10 +204,14 @@ class Vfs:
 
     def absence_followed(self, parent_inode: int, raw_name: bytes) -> bool:
         """Whether a name missing here may be remembered by the kernel: a name that
-        appears in a folder of the drive comes with a change that invalidates it
-        (RemoteChanges), but virtual folders, and the names they show in the root,
-        come and go without one."""
+        appears in a folder of our own drive comes with a change that invalidates it
+        (RemoteChanges). Not so in virtual folders, for the names they show in the
+        root (they come and go without one), or in folders others share with us
+        (their changes are followed as far as shares are: not counted on here)."""
         if is_virtual(parent_inode):
+            return False
+        parent = self.inodes.cached(parent_inode)
+        if parent is None or parent.owner_id != self.user_id:
             return False
         return parent_inode != ROOT_INODE or not raw_name.startswith(_VIRTUAL_ROOT_NAMES)
 
