@@ -14,9 +14,6 @@ disk with the next FULL commit (the WAL is written in order) or before they are
 sent (sync_wal, called by Journal.take), as a local file system keeps a new
 name once its folder is synced. So is what sending changes (rows done, ids).
 
-Checkpoints of the WAL run in a thread of their own (checkpoints.py), woken by
-commits.
-
 Must not: decide what a change does to other rows (replacing, rebasing, which
 rows to take: journal.py), keep the in-memory indexes, or lock: it is not
 thread-safe, the journal's lock guards every use of the database (moving a
@@ -34,7 +31,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from fusefs.models import AttributeChange
-from fusefs.mount.checkpoints import Checkpointer
 from fusefs.mount.journal_rows import COLUMNS, SCHEMA, PendingChange, migrate, row_to_change
 from fusefs.mount.node_ids import ReservedIds
 
@@ -55,8 +51,6 @@ class JournalStore:
         self._wal = directory / "journal.sqlite3-wal"
         self._db.executescript(SCHEMA)
         migrate(self._db)
-        # Checkpoints in a thread of their own: close(2) does not wait for them.
-        self._checkpoints = Checkpointer(directory / "journal.sqlite3", self._db)
         # seq -> size, of every row (for totals)
         self.sizes: dict[int, int] = dict(self._db.execute("SELECT seq, size FROM commits"))
         self._unneeded: list[Path] = []  # content files to remove once their rows' deletion commits
@@ -64,7 +58,6 @@ class JournalStore:
         self._remove_orphans()
 
     def close(self) -> None:
-        self._checkpoints.close()
         self._db.close()
 
     def claim(self, owner: str) -> None:
@@ -102,7 +95,6 @@ class JournalStore:
             try:
                 yield
                 self._db.execute("COMMIT")
-                self._checkpoints.wake()
             except BaseException:
                 self._unneeded.clear()  # their rows stay: so do they
                 if self._db.in_transaction:
@@ -185,7 +177,6 @@ class JournalStore:
         )
         seq = cursor.lastrowid
         assert seq is not None
-        self._checkpoints.wake()
         self.sizes[seq] = row[5]
         return row_to_change((seq, *row, data is not None), self.directory)
 
