@@ -101,3 +101,31 @@ def test_concurrent_edits_keep_both_versions(two) -> None:
     eventually(lambda: (a / copy[0]).read_text() == "from b")
     eventually(lambda: (b / "doc.txt").read_text() == "from a")
     eventually(lambda: (b / copy[0]).read_text() == "from b")
+
+
+def test_a_name_found_missing_shows_as_soon_as_another_device_makes_it(two) -> None:
+    """The kernel remembers a missing name (operations.ABSENT_TIMEOUT, 30 s): a name
+    another device makes, moves there, links or brings back still shows at once."""
+    a, b = two
+    (a / "dir").mkdir()
+    (a / "dir" / "old.txt").write_text("old")
+    eventually(lambda: (b / "dir" / "old.txt").exists())
+    names = ("new.txt", "moved.txt", "link.txt", "sub", "back.txt")
+    for _ in range(2):  # the second look is the kernel's remembered answer
+        assert not any((b / "dir" / name).exists() for name in names)
+    (a / "dir" / "new.txt").write_text("new")
+    os.rename(a / "dir" / "old.txt", a / "dir" / "moved.txt")
+    os.link(a / "dir" / "moved.txt", a / "dir" / "link.txt")
+    (a / "dir" / "sub").mkdir()
+    for name in names[:4]:
+        eventually(lambda name=name: (b / "dir" / name).exists(), timeout=10)
+    assert (b / "dir" / "link.txt").read_text() == "old"
+    assert not (b / "dir" / "old.txt").exists()
+    # Removed, looked up (missing), made again.
+    os.unlink(a / "dir" / "new.txt")
+    eventually(lambda: not (b / "dir" / "new.txt").exists(), timeout=10)
+    (a / "dir" / "new.txt").write_text("again")
+    eventually(lambda: (b / "dir" / "new.txt").read_text() == "again", timeout=10)
+    # Made on this mount itself: the kernel drops its own remembered absence.
+    (b / "dir" / "back.txt").write_text("here")
+    assert (b / "dir" / "back.txt").read_text() == "here"

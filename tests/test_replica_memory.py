@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from fusefs.models import Kind, Node
@@ -45,4 +46,34 @@ def test_a_full_memory_lets_the_oldest_go_and_keeps_the_newest(tmp_path: Path, m
     # What went is still answered, from the table.
     found = r.lookup(100, "f1000")
     assert found is not None and found[0].id == 1000
+    r.close()
+
+
+def test_a_listing_from_memory_is_the_tables_also_after_a_reopen(tmp_path: Path, monkeypatch):
+    r = Replica(tmp_path / "replica.sqlite3", drive="test")
+    r.set_listing(10, [_node(node_id, parent_id=10) for node_id in (13, 11, 12)])
+    r.put_entry(_node(20, parent_id=10))
+    r.put_entry(replace(_node(30, parent_id=50), parent_id=10, name="link", entry_id=5))
+    r.put_entry(_node(30, parent_id=50))  # the node's own name is in another folder
+    r.mark_stale(12)  # listed as last known
+    r.remove_entry(10, "f11")
+    r.touch(13, 99)
+    r.flush()
+
+    def both() -> tuple[list[Node], list[Node]]:
+        assert r._kept_entries(10) is not None  # (answered from memory)
+        kept = [r.entries(10, after, 2) for after in (0, 5, 12, 20)]
+        monkeypatch.setattr(replica_module, "_LISTED_FROM_MEMORY", 0)  # the table's answer
+        table = [r.entries(10, after, 2) for after in (0, 5, 12, 20)]
+        monkeypatch.undo()
+        return kept, table
+
+    kept, table = both()
+    assert kept == table
+    assert [n.name for n in kept[0] + kept[2]] == ["link", "f12", "f13", "f20"]
+    assert kept[0][0].entry_id == 5 and kept[0][0].parent_id == 10 and kept[3] == []
+    r.close()
+    r = Replica(tmp_path / "replica.sqlite3", drive="test")  # a remount: read back whole
+    assert r._all_entries
+    assert both() == (kept, table)
     r.close()

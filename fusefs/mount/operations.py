@@ -6,11 +6,14 @@ errors.errno_for. Handlers stay short; POSIX rules live in vfs.py.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import functools
+import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +32,11 @@ log = logging.getLogger(__name__)
 # devices are pushed sooner through explicit invalidation.
 ATTR_TIMEOUT = 2.0
 ENTRY_TIMEOUT = 2.0
+# A name found missing is remembered by the kernel this long (compilers and
+# interpreters look for the same missing names again and again). Every name another
+# device makes, moves or brings back is invalidated as its change arrives (remote.py),
+# so this can be long: it only bounds how long a missed invalidation would hide one.
+ABSENT_TIMEOUT = 30.0
 BLOCK_SIZE_HINT = 1024 * 1024  # st_blksize: programs size their I/O by it
 
 _KIND_BITS = {
@@ -43,9 +51,41 @@ _KIND_BITS = {
 _KIND_OF_BITS = {bits: kind for kind, bits in _KIND_BITS.items()}
 
 
+# Set to a file path: each request type's count and seconds spent in its handler
+# are written there as JSON when the mount exits (bench/ reads it; off by default).
+OP_STATS_ENV = "DRIVEFS_OP_STATS"
+_op_stats: dict[str, list[float]] | None = None
+if os.environ.get(OP_STATS_ENV):
+    _op_stats = {}
+
+    @atexit.register
+    def _write_op_stats() -> None:
+        with open(os.environ[OP_STATS_ENV], "w") as out:
+            json.dump(_op_stats, out)
+
+
+def _counted(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """fn itself, or (DRIVEFS_OP_STATS set) fn counting its calls and their seconds."""
+    if _op_stats is None:
+        return fn
+    totals = _op_stats.setdefault(fn.__name__, [0, 0.0])
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            totals[0] += 1
+            totals[1] += time.perf_counter() - start
+
+    return wrapper
+
+
 def _errno_boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Maps domain errors to errno; anything unexpected is logged and becomes EIO."""
 
+    @_counted
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -120,9 +160,15 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def lookup(self, parent_inode, name, ctx=None):
-        inode, node = await self.vfs.lookup(parent_inode, name)
+        try:
+            inode, node = await self.vfs.lookup(parent_inode, name)
+        except errors.NotFound:
+            if not self.vfs.absence_followed(parent_inode, name):
+                raise
+            return _absent_entry()
         return self.attributes(inode, node)
 
+    @_counted
     async def forget(self, inode_list):
         for inode, count in inode_list:
             self.vfs.forget(inode, count)
@@ -198,9 +244,6 @@ class Operations(pyfuse3.Operations):
 
     @_errno_boundary
     async def getxattr(self, inode, name, ctx):
-        if name.startswith(b"system."):
-            # Never kept (POSIX ACLs: `ls -l` asks for one of every entry): none, at once.
-            raise pyfuse3.FUSEError(errno.ENODATA)
         return await self.vfs.getxattr(inode, _xattr_name(name))
 
     @_errno_boundary
@@ -231,6 +274,7 @@ class Operations(pyfuse3.Operations):
                 self.vfs.entry_added(entry)
             after = next_after
 
+    @_counted
     async def releasedir(self, fh):
         pass
 
@@ -289,6 +333,14 @@ class Operations(pyfuse3.Operations):
         st.f_favail = st.f_ffree
         st.f_namemax = 255
         return st
+
+
+def _absent_entry() -> pyfuse3.EntryAttributes:
+    """A lookup's "no such name" the kernel keeps (a negative entry: inode 0)."""
+    attr = pyfuse3.EntryAttributes()
+    attr.st_ino = 0
+    attr.entry_timeout = ABSENT_TIMEOUT
+    return attr
 
 
 def _xattr_name(raw: bytes) -> str:

@@ -93,6 +93,7 @@ _PUT_LINKED_NODE = _UPSERT.format(
     updates=", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[3:])
 )
 _NODES_KEPT = 50_000  # nodes kept in memory (some 25 MB at most)
+_LISTED_FROM_MEMORY = 4096  # folders up to this many entries are listed from memory
 _HASH_BYTES = 32
 _RECORD = 8 + 4  # offset (8 bytes), size (4 bytes) after each hash
 
@@ -515,8 +516,13 @@ class Replica:
     def entries(self, dir_id: int, after_entry_id: int, limit: int) -> list[Node]:
         """A listed folder's entries in entry id order, after after_entry_id.
 
-        Stale nodes are listed as last known: a listing is answered whole.
+        Stale nodes are listed as last known: a listing is answered whole. From
+        memory when all of it is kept there (no page of the file read: after a
+        remount with a cold page cache, the first `ls -lR` read one or two per folder).
         """
+        kept = self._kept_entries(dir_id)
+        if kept is not None:
+            return [node for node in kept if node.entry_id > after_entry_id][:limit]
         rows = self._db.execute(
             f"SELECT {_JOINED_COLUMNS}, "
             "e.name, e.entry_id FROM entries e JOIN nodes n ON n.id = e.node_id "
@@ -524,6 +530,27 @@ class Replica:
             (dir_id, after_entry_id, limit),
         ).fetchall()
         return [_node_of(r[:-2], dir_id, r[-2], r[-1]) for r in rows]
+
+    def _kept_entries(self, dir_id: int) -> list[Node] | None:
+        """A folder's entries as the table would list them, if memory holds all of them
+        (every entry, every node: the table's join leaves out entries without a node
+        row, so one missing here sends the listing there) and they are not many."""
+        if not (self._all_entries or dir_id in self._complete):
+            return None
+        kept = self._entries.get(dir_id, {})
+        if len(kept) > _LISTED_FROM_MEMORY:
+            return None
+        listed = []
+        for name, (node_id, entry_id) in kept.items():
+            known = self._nodes.get(node_id)
+            if known is None:
+                return None
+            node, entry_id = known[0], entry_id or node_id
+            if (node.parent_id, node.name, node.entry_id) != (dir_id, name, entry_id):
+                node = replace(node, parent_id=dir_id, name=name, entry_id=entry_id)
+            listed.append(node)
+        listed.sort(key=lambda node: node.entry_id)
+        return listed
 
     # --- revisions and usage -----------------------------------------------
 

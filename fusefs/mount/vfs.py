@@ -51,9 +51,9 @@ from fusefs.mount.node_view import NodeView
 from fusefs.mount.remote import RemoteChanges
 from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.upkeep import Invalidator, Upkeep
-from fusefs.mount.virtual import VirtualTree
+from fusefs.mount.virtual import HISTORY_FOLDER, VirtualTree
 from fusefs.mount.xattrs import ExtendedAttributes
-from fusefs.shared import PENDING_XATTR
+from fusefs.shared import PENDING_XATTR, SHARED_FOLDER
 from protos import names
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,24 @@ MAX_NAME_BYTES = 255
 READDIR_PAGE = 1000
 DOTS = 2  # "." and ".." take the first two readdir offsets
 MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG past it
+
+
+# Asked of every entry by `ls -l` (an SELinux label, POSIX ACLs), and by cp and tar. Not
+# there, they are "not supported", as on a file system without labels or ACLs: those
+# programs then stop asking for the rest of the device (ENODATA would cost a request
+# per entry each). One set on a node (metad keeps ACLs, not enforced) is still shown.
+UNLABELLED = frozenset({"security.selinux", "system.posix_acl_access", "system.posix_acl_default"})
+
+
+# Names the virtual tree may show in the root ("Shared with me", .drive-history, and
+# either with TAKEN after it).
+_VIRTUAL_ROOT_NAMES = (names.to_bytes(SHARED_FOLDER), names.to_bytes(HISTORY_FOLDER))
+
+
+def _absent(name: str) -> errors.DriveError:
+    if name in UNLABELLED:
+        return errors.NotSupported(f"no {name!r} set: the drive makes no labels or ACLs of its own")
+    return errors.NoAttribute(f"no attribute {name!r}")
 
 
 def check_name(raw: bytes) -> str:
@@ -184,6 +202,19 @@ class Vfs:
             node = await self.names.lookup(self._node_id(parent_inode), name)
         return self._remember(node), self.view.with_local(node)
 
+    def absence_followed(self, parent_inode: int, raw_name: bytes) -> bool:
+        """Whether a name missing here may be remembered by the kernel: a name that
+        appears in a folder of our own drive comes with a change that invalidates it
+        (RemoteChanges). Not so in virtual folders, for the names they show in the
+        root (they come and go without one), or in folders others share with us
+        (their changes are followed as far as shares are: not counted on here)."""
+        if is_virtual(parent_inode):
+            return False
+        parent = self.inodes.cached(parent_inode)
+        if parent is None or parent.owner_id != self.user_id:
+            return False
+        return parent_inode != ROOT_INODE or not raw_name.startswith(_VIRTUAL_ROOT_NAMES)
+
     def forget(self, inode: int, count: int) -> None:
         if is_virtual(inode):
             self.virtual.forget(inode, count)
@@ -253,10 +284,10 @@ class Vfs:
         if node is not None and self.xattrs.none_on(node):
             # Known to have none (the kernel asks before each write, `ls -l` of each
             # entry): answered without the asynchronous path below.
-            raise errors.NoAttribute(f"no attribute {name!r}")
+            raise _absent(name)
         value = (await self._xattrs_of(inode)).get(name)
         if value is None:
-            raise errors.NoAttribute(f"no attribute {name!r}")
+            raise _absent(name)
         return value
 
     async def listxattr(self, inode: int) -> list[str]:
