@@ -311,6 +311,9 @@ def test_extended_attributes_are_kept_and_come_back_with_a_revision(mounts, meta
     with pytest.raises(OSError) as info:
         os.setxattr(f, "other.namespace", b"x")
     assert info.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(OSError) as info:  # shown by getfacl, never enforced: refused
+        os.setxattr(f, "system.posix_acl_access", _OWNER_ONLY_ACL)
+    assert info.value.errno == errno.EOPNOTSUPP
     assert sorted(os.listxattr(f)) == ["security.label", "user.origin"]
     assert os.getxattr(f, "security.label") == b"\x00binary\xff"
     _labels_not_supported(f)  # (the node has attributes now: read, not known to be none)
@@ -358,6 +361,11 @@ def test_rename_exchange_swaps_two_entries_atomically(mounts, metad, blockd) -> 
     b = mounts.mount(metad, blockd, "dev-b")
     assert (b.path / "next").read_text() == "new site"
     assert (b.path / "current" / "inside").read_text() == "a folder"
+
+
+# An access ACL (version 2): user::rw-, group::---, other::---.
+_OWNER_ONLY_ACL = bytes([2, 0, 0, 0, 1, 0, 6, 0, *b"\xff" * 4, 4, 0, 0, 0, *b"\xff" * 4])
+_OWNER_ONLY_ACL += bytes([0x20, 0, 0, 0, *b"\xff" * 4])
 
 
 def _labels_not_supported(path: Path) -> None:

@@ -67,8 +67,9 @@ MAX_FILE_BYTES = 128 * 1024**3  # the drive's limit (metad refuses more): EFBIG 
 # Asked of every entry by `ls -l` (an SELinux label, POSIX ACLs), and by cp and tar. Not
 # there, they are "not supported", as on a file system without labels or ACLs: those
 # programs then stop asking for the rest of the device (ENODATA would cost a request
-# per entry each). One set on a node (metad keeps ACLs, not enforced) is still shown.
-UNLABELLED = frozenset({"security.selinux", "system.posix_acl_access", "system.posix_acl_default"})
+# per entry each). A label set on a node is still shown.
+ACL_NAMES = frozenset({"system.posix_acl_access", "system.posix_acl_default"})
+UNLABELLED = frozenset({"security.selinux", *ACL_NAMES})
 
 
 # Names the virtual tree may show in the root ("Shared with me", .drive-history, and
@@ -296,6 +297,10 @@ class Vfs:
     async def setxattr(self, inode: int, name: str, value: bytes) -> None:
         if is_virtual(inode):
             raise self.virtual.refusal(inode)
+        if name in ACL_NAMES:
+            # Kept, an ACL would be shown by getfacl yet never enforced: refused, as on
+            # a file system without ACLs (setfacl says "Operation not supported").
+            raise errors.NotSupported("the drive has no POSIX ACLs: use the mode bits")
         await self.xattrs.set(inode, await self.view.require_writable(inode), name, value)
 
     async def removexattr(self, inode: int, name: str) -> None:
