@@ -49,7 +49,7 @@ from fusefs.mount.journal import Journal
 from fusefs.mount.namespace import Namespace
 from fusefs.mount.node_view import NodeView
 from fusefs.mount.remote import RemoteChanges
-from fusefs.mount.synchronizer import Synchronizer
+from fusefs.mount.synchronizer import RECOVERED_FOLDER, Synchronizer
 from fusefs.mount.upkeep import Invalidator, Upkeep
 from fusefs.mount.virtual import HISTORY_FOLDER, VirtualTree
 from fusefs.mount.xattrs import ExtendedAttributes
@@ -72,9 +72,13 @@ ACL_NAMES = frozenset({"system.posix_acl_access", "system.posix_acl_default"})
 UNLABELLED = frozenset({"security.selinux", *ACL_NAMES})
 
 
-# Names the virtual tree may show in the root ("Shared with me", .drive-history, and
-# either with TAKEN after it).
-_VIRTUAL_ROOT_NAMES = (names.to_bytes(SHARED_FOLDER), names.to_bytes(HISTORY_FOLDER))
+# Names that may appear in the root without a change that invalidates them: those the
+# virtual tree shows ("Shared with me", .drive-history, either with TAKEN after it), and
+# the folder our own synchronizer makes for refused changes (our own changes are not
+# invalidated; the conflicted copies it makes carry a timestamp no one looks up before).
+_UNFOLLOWED_ROOT_NAMES = tuple(
+    names.to_bytes(n) for n in (SHARED_FOLDER, HISTORY_FOLDER, RECOVERED_FOLDER)
+)
 
 
 def _absent(name: str) -> errors.DriveError:
@@ -214,7 +218,7 @@ class Vfs:
         parent = self.inodes.cached(parent_inode)
         if parent is None or parent.owner_id != self.user_id:
             return False
-        return parent_inode != ROOT_INODE or not raw_name.startswith(_VIRTUAL_ROOT_NAMES)
+        return parent_inode != ROOT_INODE or not raw_name.startswith(_UNFOLLOWED_ROOT_NAMES)
 
     def forget(self, inode: int, count: int) -> None:
         if is_virtual(inode):
