@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # with it, to ~32 MiB; a read elsewhere than where the last one ended shrinks it again.
 PREFETCH_FIRST_BLOCKS = 4
 PREFETCH_MAX_BLOCKS = 32
-FETCH_BATCH = 4  # blocks per Download call
+FETCH_BATCH = 8  # blocks per Download call
 COPY_CHUNK = 64 * 1024**2  # bytes per copy_file_range when edits start on sealed content
 SEAL_HERE_BYTES = 256 * 1024  # sealed on the event loop up to this size (see seal)
 # Edits up to this size stay in memory and are sealed inside their journal row: one
@@ -116,6 +116,11 @@ class RevisionReader:
             self._window = min(self._window * 2, PREFETCH_MAX_BLOCKS)
         stop = min(start + self._window, len(self._refs))
         start = max(start, self._prefetched_until)
+        if stop - start < FETCH_BATCH and stop < len(self._refs):
+            # Less than a batch to add: wait until there is one. Otherwise each read
+            # would fetch the one block it moved the window by: a Download call, a
+            # cache write and their overheads per block instead of per batch.
+            return
         for lo in range(start, stop, FETCH_BATCH):
             hashes = [r.hash for r in self._refs[lo : min(lo + FETCH_BATCH, stop)]]
             self._nursery.start_soon(self._prefetch_batch, hashes)
