@@ -26,6 +26,9 @@ class HotBlocks:
     def __len__(self) -> int:
         return len(self._blocks)
 
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._blocks  # (not counted as a hit or a miss)
+
     def get(self, digest: bytes) -> bytes | None:
         data = self._blocks.get(digest)
         if data is None:

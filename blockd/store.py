@@ -24,8 +24,10 @@ no lock. A write in flight is a Task in `_writes`, keyed by object key; it is
 shielded from the cancellation of the upload that started it, so a write that
 reached the backend is always counted, and `close()` waits for all of them.
 Reads are single-flight the same way: concurrent requests for one block (read
-ahead in one stream, or many devices fetching it at once) share one Task in
-`_reads`, so one backend read, one decryption and one hash check. A
+ahead in one stream, or many devices fetching it at once) share one future in
+`_reads`, so one backend read, one decryption and one hash check. A stream's
+blocks are read in runs (`_runs`: one backend get_many per run, which the local
+backend serves in one worker-thread job) that settle those futures. A
 quarantine is a Task in `_quarantines`: a write of that block waits for it
 (so a fresh copy is never moved aside), and a quarantine is skipped while a
 write of the block is in flight (that write replaces the damaged copy).
@@ -46,6 +48,7 @@ import blake3
 
 from blockd.backends.base import (
     Backend,
+    BackendError,
     BackendFull,
     BackendUnavailable,
     ObjectCorrupt,
@@ -127,6 +130,11 @@ def _hash_large(data: bytes) -> bytes:
     return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest()
 
 
+def _hashed(key: str, data: bytes | memoryview) -> tuple[bytes, bytes]:
+    """Thread-side, for get_many_then: an object's bytes and their BLAKE3-256."""
+    return bytes(data), blake3.blake3(data).digest()
+
+
 def check_hash(digest: bytes) -> None:
     if len(digest) != HASH_BYTES:
         raise InvalidBlock(
@@ -177,7 +185,7 @@ class BlockStore:
         stored_bytes: int,
         *,
         upload_window_bytes: int = 32 * 1024 * 1024,
-        download_window: int = 4,
+        download_window: int = 8,
         hot: HotBlocks | None = None,
         on_damaged: Callable[[bytes], None] | None = None,
     ) -> None:
@@ -187,7 +195,8 @@ class BlockStore:
         self._hot = hot
         self._on_damaged = on_damaged
         self._writes: dict[str, asyncio.Task[bool]] = {}
-        self._reads: dict[bytes, asyncio.Task[bytes]] = {}
+        self._reads: dict[bytes, asyncio.Future[bytes]] = {}
+        self._runs: set[asyncio.Task[None]] = set()  # runs of reads (_read_run) in flight
         self._quarantines: dict[str, asyncio.Task[int]] = {}
         self._object_count = object_count
         self._stored_bytes = stored_bytes
@@ -202,7 +211,7 @@ class BlockStore:
         backend: Backend,
         *,
         upload_window_bytes: int = 32 * 1024 * 1024,
-        download_window: int = 4,
+        download_window: int = 8,
         hot: HotBlocks | None = None,
         on_damaged: Callable[[bytes], None] | None = None,
     ) -> BlockStore:
@@ -210,7 +219,7 @@ class BlockStore:
 
         upload_window_bytes: payload of one Upload stream being verified and
         written at once (at least one block); download_window: blocks of one
-        Download read ahead (so up to 4 x 16 MiB). Both bound the memory a
+        Download read ahead (so up to 8 x 16 MiB). Both bound the memory a
         stream holds and let disk waits overlap. hot: the cache of recently
         read and written blocks, if any. on_damaged(hash) is called on the
         event loop for every block quarantined (it must not block).
@@ -232,10 +241,11 @@ class BlockStore:
 
     async def close(self) -> None:
         """Waits for the writes still in flight (their uploads may be gone)."""
-        while self._writes or self._reads or self._quarantines:
+        while self._writes or self._reads or self._runs or self._quarantines:
             await asyncio.gather(
                 *self._writes.values(),
                 *self._reads.values(),
+                *self._runs,
                 *self._quarantines.values(),
                 return_exceptions=True,
             )
@@ -376,45 +386,126 @@ class BlockStore:
     async def get_stream(self, hashes: Sequence[bytes]) -> AsyncIterator[Block]:
         """The blocks in request order, reading up to download_window ahead.
 
-        Raises the error of the first block that cannot be returned, after
-        yielding the ones before it. An async generator: close it (aclosing)
-        so the reads ahead are cancelled.
+        Read in runs of download_window // 2 blocks (see _get_run), the next
+        run read while this one is yielded. Raises the error of the first block
+        that cannot be returned, after yielding the ones before it. An async
+        generator: close it (aclosing) so the reads ahead are abandoned.
         """
         for digest in hashes:
             check_hash(digest)
-        queue: deque[asyncio.Task[Block]] = deque()
-        todo = iter(hashes)
+        run = max(self._download_window // 2, 1)
+        queue: deque[asyncio.Task[list[Block | StoreError]]] = deque()
+        starts = iter(range(0, len(hashes), run))
 
         def read_ahead() -> None:
-            while len(queue) < self._download_window:
-                digest = next(todo, None)
-                if digest is None:
-                    return
-                queue.append(asyncio.create_task(self._get(digest)))
+            while len(queue) < 2 and (start := next(starts, None)) is not None:
+                queue.append(asyncio.create_task(self._get_run(hashes[start : start + run])))
 
         try:
             read_ahead()
             while queue:
-                block = await queue.popleft()
+                blocks = await queue.popleft()
                 read_ahead()
-                self._blocks_sent += 1
-                self._bytes_sent += len(block.data)
-                yield block
+                for block in blocks:
+                    if isinstance(block, StoreError):
+                        raise block
+                    self._blocks_sent += 1
+                    self._bytes_sent += len(block.data)
+                    yield block
         finally:
             _abandon(queue)
 
-    async def _get(self, digest: bytes) -> Block:
-        """One block, verified against its hash (or from the hot blocks, verified before)."""
-        if self._hot is not None and (data := self._hot.get(digest)) is not None:
-            return Block(digest, data)
-        read = self._reads.get(digest)
-        if read is None:
-            read = asyncio.create_task(self._read(digest))
-            self._reads[digest] = read
-            read.add_done_callback(partial(self._read_done, digest))
-        return Block(digest, await asyncio.shield(read))
+    async def _get_run(self, digests: Sequence[bytes]) -> list[Block | StoreError]:
+        """The blocks in order, up to and including the first that fails (its error).
 
-    def _read_done(self, digest: bytes, read: asyncio.Task[bytes]) -> None:
+        Hot blocks come from memory; a block another request is reading is
+        awaited (single-flight); the rest are read by one backend call for the
+        run (get_many: one worker-thread job on the local backend, not one per
+        block), each verified against its hash.
+        """
+        reads: dict[bytes, asyncio.Future[bytes]] = {}
+        todo: list[bytes] = []
+        for digest in dict.fromkeys(digests):
+            if self._hot is not None and digest in self._hot:
+                continue
+            if (read := self._reads.get(digest)) is not None:
+                reads[digest] = read
+            else:
+                todo.append(digest)
+        if todo:
+            loop = asyncio.get_running_loop()
+            futures = {d: loop.create_future() for d in todo}
+            for digest, future in futures.items():
+                self._reads[digest] = reads[digest] = future
+                future.add_done_callback(partial(self._read_done, digest))
+            # Its own task: a reader that goes away does not cancel what others await.
+            self._runs.add(task := asyncio.create_task(self._read_run(futures)))
+            task.add_done_callback(self._runs.discard)
+        out: list[Block | StoreError] = []
+        for digest in digests:
+            data = self._hot.get(digest) if digest not in reads and self._hot is not None else None
+            if data is None:
+                # (A hot block evicted since the run began is read on its own.)
+                read = reads.get(digest) or reads.setdefault(digest, self._read_alone(digest))
+                try:
+                    data = await asyncio.shield(read)
+                except StoreError as exc:
+                    out.append(exc)
+                    break
+            out.append(Block(digest, data))
+        return out
+
+    async def _read_run(self, futures: dict[bytes, asyncio.Future[bytes]]) -> None:
+        """Reads the blocks of futures in one backend call and settles each future."""
+        try:
+            digests = list(futures)
+            keys = [digest.hex() for digest in digests]
+            try:
+                if self._backend.authenticates_objects:
+                    found: list[Any] = await self._backend.get_many(keys)
+                else:
+                    found = await self._backend.get_many_then(keys, _hashed)
+            except BackendError as exc:
+                found = [exc] * len(keys)
+            for digest, key, result in zip(digests, keys, found, strict=True):
+                try:
+                    data = self._checked(digest, key, result)
+                except BlockDamaged as exc:
+                    with contextlib.suppress(StoreError):
+                        await self.quarantine(digest)
+                    futures[digest].set_exception(exc)
+                except StoreError as exc:
+                    futures[digest].set_exception(exc)
+                else:
+                    if self._hot is not None:
+                        self._hot.add(digest, data)
+                    futures[digest].set_result(data)
+        finally:
+            for future in futures.values():
+                if not future.done():
+                    future.cancel()
+
+    def _checked(self, digest: bytes, key: str, result: Any) -> bytes:
+        """A block's data from what get_many(_then) returned for it, or its store error."""
+        if isinstance(result, BackendError):
+            with _backend_errors(key):
+                raise result
+        if self._backend.authenticates_objects:
+            return result  # see _read_backend
+        data, actual = result
+        if actual != digest:
+            log.error("stored block %s is corrupt: its data hashes to %s", key, actual.hex())
+            raise BlockDamaged(f"stored block {key} is corrupt")
+        return data
+
+    def _read_alone(self, digest: bytes) -> asyncio.Future[bytes]:
+        """A read of one block (a hot one evicted while its run was read, say)."""
+        read = asyncio.create_task(self._read(digest))
+        self._reads[digest] = read
+        read.add_done_callback(partial(self._read_done, digest))
+        return read
+
+    def _read_done(self, digest: bytes, read: asyncio.Future[bytes]) -> None:
         if self._reads.get(digest) is read:
             del self._reads[digest]
         if not read.cancelled():

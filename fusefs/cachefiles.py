@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 ALIGN = 4096  # of O_DIRECT writes: offsets, lengths and buffer addresses
 _BUFFERS_KEPT = 8  # aligned buffers kept for reuse (a new one costs a page fault a page)
-# A buffer holds one fetch batch (4 blocks of about 1 MiB, up to 4 MiB each): made this
+# A buffer holds one fetch batch (8 blocks of about 1 MiB, up to 4 MiB each): made this
 # large so that most batches fit the one they are given, up to twice that size if kept.
-_BUFFER_BYTES = 8 * 1024 * 1024
-_BUFFER_KEPT_BYTES = 16 * 1024 * 1024
+_BUFFER_BYTES = 12 * 1024 * 1024
+_BUFFER_KEPT_BYTES = 24 * 1024 * 1024
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 _IOV_MAX = 1024
 
@@ -103,10 +103,11 @@ def write_direct(fd: int, parts: list[Data], offset: int, size: int) -> None:
     buffer, zero-padded to a whole number of 4 KiB pages, written in one go."""
     padded = -(-size // ALIGN) * ALIGN
     with _buffers_lock:
-        buf = _buffers.pop() if _buffers else None
-        if buf is not None and len(buf) < padded:
-            _buffers.append(buf)  # for a smaller batch
-            buf = None
+        # The smallest kept buffer that fits (a larger one stays for a larger batch).
+        fits = [b for b in _buffers if len(b) >= padded]
+        buf = min(fits, key=len) if fits else None
+        if buf is not None:
+            _buffers.remove(buf)
     if buf is None:
         buf = mmap.mmap(-1, max(padded, _BUFFER_BYTES))
     try:

@@ -113,6 +113,21 @@ def test_get_of_a_missing_key_raises_object_not_found(make_backend: MakeBackend)
     run(make_backend, scenario)
 
 
+def test_get_many_returns_each_object_in_order_and_a_missing_ones_error_in_its_place(
+    make_backend: MakeBackend,
+) -> None:
+    objects = {"m0": os.urandom(300_000), "m1": b"small", "m2": os.urandom(1 << 20)}
+
+    async def scenario(backend: Backend) -> None:
+        for key, data in objects.items():
+            await backend.put(key, data)
+        got = await backend.get_many(["m2", "gone", "m0", "m1", "m2"])
+        assert isinstance(got[1], ObjectNotFound) and got[1].key == "gone"
+        assert [got[0], *got[2:]] == [objects["m2"], objects["m0"], objects["m1"], objects["m2"]]
+
+    run(make_backend, scenario)
+
+
 def test_put_is_idempotent_and_replaces(make_backend: MakeBackend) -> None:
     async def scenario(backend: Backend) -> None:
         await backend.put("k1", b"first")
@@ -601,6 +616,10 @@ def test_local_codec_objects_damaged_on_disk_are_corrupt_and_the_rest_read_on(
                 rest = [name for name in objects if name != "k3"]
                 got = await asyncio.gather(*(backend.get(name) for name in rest))
                 assert got == [objects[name] for name in rest]
+                # Read as one run (one thread job): the damaged one fails in its place.
+                run = await backend.get_many(list(objects))
+                assert isinstance(run[3], ObjectCorrupt)
+                assert [run[i] for i in range(12) if i != 3] == [objects[n] for n in rest]
         finally:
             await backend.close()
 

@@ -210,6 +210,31 @@ def test_an_unreadable_object_is_block_corrupt(tmp_path: Path) -> None:
     )
 
 
+def test_a_damaged_block_in_a_run_ends_the_stream_after_the_ones_before_it(
+    tmp_path: Path,
+) -> None:
+    """Blocks are read in runs (one backend call each): the damaged block's error comes
+    after the blocks before it, it is quarantined, and its neighbours stay readable."""
+    blocks = [block(bytes([n]) * (100_000 + n)) for n in range(6)]
+
+    async def scenario(store: BlockStore, backend: Backend) -> None:
+        await store.put_stream(stream(*blocks))
+        path = tmp_path / "data" / "blocks" / blocks[2].hash.hex()[:2] / blocks[2].hash.hex()
+        path.write_bytes(b"not the block" + path.read_bytes()[13:])
+        got: list[bytes] = []
+        with pytest.raises(BlockCorrupt, match=blocks[2].hash.hex()):
+            async for b in store.get_stream([b.hash for b in blocks]):
+                got.append(b.data)
+        assert got == [blocks[0].data, blocks[1].data]
+        assert not path.exists()  # quarantined: missing until uploaded again
+        rest = [b for n, b in enumerate(blocks) if n != 2]
+        assert await read(store, *reversed(rest)) == [b.data for b in reversed(rest)]
+        with pytest.raises(BlockNotFound):
+            await read(store, blocks[2])
+
+    with_store(tmp_path, lambda backend: backend, scenario)
+
+
 # --- the servicer's status codes -----------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 # What a backend stores: bytes, a view of the request that brought them (no copy), or
@@ -114,6 +115,39 @@ class Backend(abc.ABC):
         data = await self.get(key)
         return await asyncio.to_thread(then, data)
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | BackendError]:
+        """Each object's bytes, in order, or the error that get would raise for it.
+
+        The objects are read concurrently; an error of one does not stop the others.
+        """
+
+        async def one(key: str) -> bytes | BackendError:
+            try:
+                return await self.get(key)
+            except BackendError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(key) for key in keys)))
+
+    async def get_many_then(
+        self, keys: Sequence[str], then: Callable[[str, Bytes], T]
+    ) -> list[T | BackendError]:
+        """then(key, bytes) of each object, in order, or the error of get or then for it.
+
+        then follows get_then's rules and may raise BackendError (ObjectCorrupt:
+        the bytes fail its check). A backend that reads in worker threads (the
+        local one) reads and runs then for the whole run in one thread job, one
+        object after the other: one hand-off per run instead of one per object.
+        """
+
+        async def one(key: str) -> T | BackendError:
+            try:
+                return await self.get_then(key, partial(then, key))
+            except BackendError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(key) for key in keys)))
+
     @abc.abstractmethod
     async def put(self, key: str, data: Bytes) -> int:
         """Stores data under key (replacing any object there).
@@ -165,6 +199,9 @@ class Backend(abc.ABC):
 
 class WrappingBackend(Backend):
     """Passes every call to self.backend; a wrapper overrides what it changes.
+
+    (get_then, get_many and put_made are not passed on: their defaults call the
+    wrapper's own get and put, so a wrapper that changes those changes them too.)
 
     The S3QL comprenc pattern: new behaviour (encoding, faults in tests) is a
     wrapper around any backend, not a flag inside one.

@@ -34,6 +34,7 @@ import contextlib
 import os
 import struct
 import threading
+from collections.abc import Sequence
 from functools import partial
 from typing import Literal
 
@@ -44,6 +45,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from blockd.backends.base import (
     Backend,
+    BackendError,
     BackendSetupError,
     Bytes,
     ObjectCorrupt,
@@ -128,6 +130,12 @@ class CodecBackend(WrappingBackend):
             return await self.backend.get_then(key, partial(_decode, self.keyring, key))
         except _Corrupt as exc:
             raise ObjectCorrupt(key, str(exc), damaged=not isinstance(exc, _NotForUs)) from None
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | BackendError]:
+        for key in keys:
+            check_key(key)
+        # A run decoded in the thread job that reads it, if the backend reads runs so.
+        return await self.backend.get_many_then(keys, partial(_decode_checked, self.keyring))
 
     async def put(self, key: str, data: Bytes) -> int:
         check_key(key)
@@ -256,6 +264,14 @@ def _unwrap_data_key(keyring: Keyring, blob: Bytes) -> tuple[int, bytes, bytes]:
             "(a damaged header, or a different key under that id)"
         ) from None
     return flags, data_key, nonce
+
+
+def _decode_checked(keyring: Keyring, key: str, blob: Bytes) -> bytes:
+    """_decode, its failure an ObjectCorrupt (as get raises it)."""
+    try:
+        return _decode(keyring, key, blob)
+    except _Corrupt as exc:
+        raise ObjectCorrupt(key, str(exc), damaged=not isinstance(exc, _NotForUs)) from None
 
 
 def _decode(keyring: Keyring, key: str, blob: Bytes) -> bytes:

@@ -12,7 +12,8 @@ A put writes a temp file in the object's own directory, fsyncs it, renames it
 over the final name and fsyncs the directory, so an object whose put returned
 survives SIGKILL and power loss, and a reader never sees a partial object.
 Every blocking call runs in a worker thread, at most `concurrency` at once; a
-wrapper's encoding and decoding (put_made, get_then) run in that same thread.
+wrapper's encoding and decoding (put_made, get_then) run in that same thread,
+and a run of objects (get_many_then) is read and decoded in one thread job.
 Objects of 256 KiB and more are read with O_DIRECT into reused aligned buffers,
 past the page cache (see _read_direct).
 
@@ -39,11 +40,13 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 from blockd.backends.base import (
     Backend,
+    BackendError,
     BackendFull,
     BackendSetupError,
     BackendUnavailable,
@@ -126,6 +129,15 @@ class LocalBackend(Backend):
         path = self._path(key)
         with _read_errors(key, path):
             return await self._run(_read_then, path, then)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | BackendError]:
+        return await self.get_many_then(keys, _as_bytes)
+
+    async def get_many_then(
+        self, keys: Sequence[str], then: Callable[[str, Bytes], T]
+    ) -> list[T | BackendError]:
+        paths = [self._path(key) for key in keys]
+        return await self._run(_read_each_then, keys, paths, then)
 
     async def put(self, key: str, data: Bytes) -> int:
         path = self._path(key)
@@ -233,6 +245,24 @@ def _read_errors(key: str, path: Path) -> Iterator[None]:
 def _read_then(path: Path, then: Callable[[Bytes], T]) -> T:
     with _contents(path) as data:
         return then(data)
+
+
+def _read_each_then(
+    keys: Sequence[str], paths: Sequence[Path], then: Callable[[str, Bytes], T]
+) -> list[T | BackendError]:
+    """Thread-side get_many_then: one object after the other, each one's error in its place."""
+    out: list[T | BackendError] = []
+    for key, path in zip(keys, paths, strict=True):
+        try:
+            with _read_errors(key, path):
+                out.append(_read_then(path, partial(then, key)))
+        except BackendError as exc:
+            out.append(exc)
+    return out
+
+
+def _as_bytes(key: str, data: Bytes) -> bytes:
+    return bytes(data)  # (no copy when data is bytes already)
 
 
 def _read_file(path: Path) -> bytes:

@@ -43,9 +43,11 @@ log = logging.getLogger(__name__)
 # Blocks read ahead of a sequential reader: the window starts small (a program that
 # reads a file's head pays for little) and doubles while the reader keeps catching up
 # with it, to ~32 MiB; a read elsewhere than where the last one ended shrinks it again.
+# It is fetched in whole batches of FETCH_BATCH blocks (one Download call and one cache
+# write each), launched as the reader frees room for one.
 PREFETCH_FIRST_BLOCKS = 4
 PREFETCH_MAX_BLOCKS = 32
-FETCH_BATCH = 4  # blocks per Download call
+FETCH_BATCH = 8  # blocks per Download call
 COPY_CHUNK = 64 * 1024**2  # bytes per copy_file_range when edits start on sealed content
 SEAL_HERE_BYTES = 256 * 1024  # sealed on the event loop up to this size (see seal)
 # Edits up to this size stay in memory and are sealed inside their journal row: one
@@ -116,6 +118,11 @@ class RevisionReader:
             self._window = min(self._window * 2, PREFETCH_MAX_BLOCKS)
         stop = min(start + self._window, len(self._refs))
         start = max(start, self._prefetched_until)
+        if stop < len(self._refs):
+            # Whole batches only (the rest waits for the next read): else each read
+            # would fetch the one block it moved the window by, a Download call and a
+            # cache write with their overheads per block instead of per batch.
+            stop = start + max(stop - start, 0) // FETCH_BATCH * FETCH_BATCH
         for lo in range(start, stop, FETCH_BATCH):
             hashes = [r.hash for r in self._refs[lo : min(lo + FETCH_BATCH, stop)]]
             self._nursery.start_soon(self._prefetch_batch, hashes)
