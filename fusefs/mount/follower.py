@@ -12,6 +12,7 @@ stream to another once it has noticed which one died.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -50,23 +51,23 @@ class ChangeFollower:
 
     async def run(self) -> None:
         """Runs until cancelled; the reading thread is stopped on the way out."""
-        send, receive = trio.open_memory_channel[Change](1000)
-        token = trio.lowlevel.current_trio_token()
+        handoff = _Handoff(trio.lowlevel.current_trio_token(), self._stopping)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._consume, receive)
+            nursery.start_soon(self._consume, handoff)
             try:
-                await trio.to_thread.run_sync(self._read, send, token, abandon_on_cancel=True)
+                await trio.to_thread.run_sync(self._read, handoff, abandon_on_cancel=True)
             finally:
                 self._stop_reading()
 
-    async def _consume(self, receive: trio.MemoryReceiveChannel[Change]) -> None:
-        async for change in receive:
-            try:
-                await self._apply(change)
-            except Exception:
-                log.exception("applying change %d failed", change.sequence)
+    async def _consume(self, handoff: _Handoff) -> None:
+        while True:
+            for change in await handoff.take():
+                try:
+                    await self._apply(change)
+                except Exception:
+                    log.exception("applying change %d failed", change.sequence)
 
-    def _read(self, send: trio.MemorySendChannel[Change], token: trio.lowlevel.TrioToken) -> None:
+    def _read(self, handoff: _Handoff) -> None:
         """Worker thread: stream events, resume after failures, until stopped."""
         cursor = self.sequence
         failing_since: float | None = None  # the first of failures in a row
@@ -75,7 +76,7 @@ class ChangeFollower:
             try:
                 self._stream = self._meta.subscribe(cursor)
                 for change in self._stream:
-                    _hand_over(send, change, token)
+                    handoff.put(change)
                     cursor = self.sequence = change.sequence
                     failing_since = None
             except errors.DriveError as exc:
@@ -92,7 +93,9 @@ class ChangeFollower:
                     continue
                 if unreachable and self._reachability is not None:
                     try:
-                        trio.from_thread.run_sync(self._reachability.failed, trio_token=token)
+                        trio.from_thread.run_sync(
+                            self._reachability.failed, trio_token=handoff.token
+                        )
                     except trio.RunFinishedError:
                         return
             except trio.RunFinishedError:
@@ -106,13 +109,47 @@ class ChangeFollower:
             self._stream.cancel()
 
 
-def _hand_over(
-    send: trio.MemorySendChannel[Change], change: Change, token: trio.lowlevel.TrioToken
-) -> None:
-    """Gives a change to trio: a plain callback while the channel has room (our own
-    changes echo back one per file in a burst: no task is started for each), a
-    waiting send when it is full."""
-    try:
-        trio.from_thread.run_sync(send.send_nowait, change, trio_token=token)
-    except trio.WouldBlock:
-        trio.from_thread.run(send.send, change, trio_token=token)
+class _Handoff:
+    """Changes from the reading thread to trio, without a round trip each.
+
+    Our own changes echo back one per file in a burst: the thread queues them
+    and wakes trio once per batch (run_sync_soon does not wait), rather than
+    waiting on trio for every event. At most LIMIT wait; the thread waits for
+    room beyond that.
+    """
+
+    LIMIT = 1000
+
+    def __init__(self, token: trio.lowlevel.TrioToken, stopping: threading.Event) -> None:
+        self.token = token
+        self._stopping = stopping
+        self._changes: collections.deque[Change] = collections.deque()
+        self._room = threading.Condition()
+        self._woken = False  # a wake-up is on its way to trio (guarded by _room)
+        self._arrived = trio.Event()
+
+    def put(self, change: Change) -> None:
+        """Reading thread: queues a change. Raises RunFinishedError once trio has ended."""
+        with self._room:
+            while len(self._changes) >= self.LIMIT and not self._stopping.is_set():
+                self._room.wait(0.5)
+            self._changes.append(change)
+            wake, self._woken = not self._woken, True
+        if wake:
+            self.token.run_sync_soon(self._ring)
+
+    def _ring(self) -> None:
+        self._arrived.set()
+
+    async def take(self) -> list[Change]:
+        """The changes queued so far, in order (waits for at least one)."""
+        while True:
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+            with self._room:
+                batch = list(self._changes)
+                self._changes.clear()
+                self._woken = False
+                self._room.notify_all()
+            if batch:
+                return batch

@@ -137,6 +137,7 @@ class Synchronizer:
         self._hurry = trio.Event()  # someone waits: stop gathering
         self._waiting = 0  # callers of flush and drain: send without gathering
         self._progress = trio.Event()
+        self._save_recorded: trio.Event | None = None  # a save sent, set once recorded
         # Unbounded: a batch's landings are queued without a checkpoint between them,
         # and so recorded together.
         self._landed_send, self.landed = trio.open_memory_channel[Landed | EntrySettled](math.inf)
@@ -258,6 +259,11 @@ class Synchronizer:
                 for commit in batch:
                     self._journal.put_back(commit)
                 await trio.sleep(RETRY_SECONDS)
+            if self._save_recorded is not None:
+                # take stopped after a save: the saved file's later rows are its own only
+                # once the save is recorded (_saved).
+                await self._save_recorded.wait()
+                self._save_recorded = None
             self._moved_on()
 
     async def _gather(self) -> None:
@@ -355,17 +361,28 @@ class Synchronizer:
             outcome = await self._beside(
                 row, "linked", lambda name: self._meta.link(row.node_id, row.new_parent_id, name)
             )
-        if isinstance(outcome, Renamed) and outcome.saved_from:
-            # A save: what of the moved node waits (content, a later move or removal)
-            # is the saved file's now; it is sent after this (take stops after a save).
-            self._journal.saved_into(outcome.saved_from, outcome.node.id, outcome.node.revision)
         done = partial(self._journal.applied, row)
+        if isinstance(outcome, Renamed) and outcome.saved_from:
+            self._save_recorded = trio.Event()
+            done = partial(self._saved, row, outcome, self._save_recorded)
         if isinstance(outcome, errors.DriveError):
             refused = str(outcome) or "refused"
             self._landed_send.send_nowait(EntrySettled(row, None, refused, done=done))
         else:
             assert isinstance(outcome, Renamed | Removed | Node)
             self._landed_send.send_nowait(EntrySettled(row, outcome, done=done))
+
+    def _saved(self, row: PendingChange, saved: Renamed, recorded: trio.Event) -> None:
+        """A save landed and the layer above recorded it: what of the moved node waits
+        (content, a later move or removal) is the saved file's from now on.
+
+        Not before: until the outcome is recorded, the mount shows the moved node under
+        the name, and its rows answer for it (metad has no such node any more, so an
+        open(2) that found none would fail with ENOENT). Nothing is taken meanwhile (run).
+        """
+        self._journal.saved_into(saved.saved_from, saved.node.id, saved.node.revision)
+        self._journal.applied(row)
+        recorded.set()
 
     async def _beside(
         self, row: PendingChange, done: str, call: Callable[[str], BatchOutcome]
