@@ -528,8 +528,9 @@ class EntryChanges:
             return todo
         if row.kind == DELETE:
             assert isinstance(done.outcome, Removed)
-            if not done.outcome.remains:
-                self.names.replica.drop(row.node_id)
+            # Through names: a lookup on metad begun before this landing (an echo of an
+            # older change) must not put the name back.
+            self.names.removed(row.parent_id, row.name, row.node_id, done.outcome.remains)
             return []
         renamed = done.outcome
         assert isinstance(renamed, Renamed)
