@@ -10,6 +10,10 @@ and how boto3 is driven: one client (thread-safe) with botocore's own retries
 off, every call in this backend's worker threads, at most `concurrency` at
 once, each retried under the one policy of `retry` when `is_temp_failure`
 says the error is transient (connection errors, timeouts, 5xx, throttling).
+A wrapper's decoding (get_then) and encoding (put_made) run in the worker
+thread of the call, and botocore hashes no body the layers above check
+anyway (see `client_config`): at about a millisecond of botocore's CPU per
+request, every hashing pass and thread hand-off per object shows.
 Credentials come from boto3's standard chain (AWS_* variables, ~/.aws files,
 instance roles); a custom endpoint is addressed path-style, as MinIO, Ceph
 and moto expect.
@@ -29,9 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -158,17 +164,12 @@ class S3Backend(Backend):
         list_page: keys per LIST (S3 returns at most 1000; fewer only in tests).
         """
         policy = retry_policy or RetryPolicy()
-        config = BotoConfig(
-            max_pool_connections=concurrency,
-            retries={"total_max_attempts": 1, "mode": "standard"},  # ours retry instead
-            connect_timeout=10,
-            read_timeout=60,
-            s3={"addressing_style": "path"} if endpoint_url else None,
-            user_agent_extra="drivefs-blockd",
-        )
         try:
             client = await asyncio.to_thread(
-                _make_client, endpoint_url=endpoint_url, region=region, config=config
+                _make_client,
+                endpoint_url=endpoint_url,
+                region=region,
+                config=client_config(endpoint_url, concurrency),
             )
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             raise BackendSetupError(f"cannot set up the S3 client: {exc}") from None
@@ -224,15 +225,31 @@ class S3Backend(Backend):
         with self._errors(key):
             return await self._call(_get_body, self._client, self.bucket, self.prefix + key)
 
+    async def get_then(self, key: str, then: Callable[[Bytes], T]) -> T:
+        """then(the body) in the worker thread that read it: one hand-off, not two."""
+        check_key(key)
+        with self._errors(key):
+            return await self._call(_get_then, self._client, self.bucket, self.prefix + key, then)
+
     async def put(self, key: str, data: Bytes) -> int:
         check_key(key)
         with self._errors(key):
-            # botocore takes bytes or a bytearray, not a memoryview
-            body = data if isinstance(data, bytes | bytearray) else bytes(data)
-            await self._call(
-                self._client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=body
-            )
+            await self._call(_put, self._client, self.bucket, self.prefix + key, data)
         return len(data)
+
+    async def put_made(self, key: str, make: Callable[[], Bytes]) -> int:
+        """make() in the worker thread that puts it; made once, whatever the retries."""
+        check_key(key)
+        made: list[Bytes] = []
+
+        def make_and_put() -> int:
+            if not made:
+                made.append(make())
+            _put(self._client, self.bucket, self.prefix + key, made[0])
+            return len(made[0])
+
+        with self._errors(key):
+            return await self._call(make_and_put)
 
     async def contains(self, keys: Sequence[str]) -> list[bool]:
         for key in keys:
@@ -420,6 +437,49 @@ class _Page:
         self.next_token = next_token  # None: the listing ends here
 
 
+def client_config(endpoint_url: str | None, concurrency: int) -> BotoConfig:
+    """How botocore is set up: our retries, a connection per worker, and hashing once.
+
+    Every object is checked above this backend (the store hashes a block
+    before it puts it and after it gets it, or the codec authenticates it),
+    so botocore's own CRC32 of each body, and the SHA-256 of each body it
+    puts in the signature, only spend CPU on what is checked anyway: off,
+    except where the operation requires a checksum, and except the payload
+    signature over plain HTTP to another host, where it is the only thing
+    that proves on the wire that the body is the one we sent. Over TLS the
+    channel proves it; on loopback there is no wire.
+    """
+    s3: dict[str, object] = {"payload_signing_enabled": not _private_channel(endpoint_url)}
+    if endpoint_url:
+        s3["addressing_style"] = "path"
+    return BotoConfig(
+        max_pool_connections=concurrency,
+        retries={"total_max_attempts": 1, "mode": "standard"},  # ours retry instead
+        connect_timeout=10,
+        read_timeout=60,
+        s3=s3,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        user_agent_extra="drivefs-blockd",
+    )
+
+
+def _private_channel(endpoint_url: str | None) -> bool:
+    """Whether no one can alter a request on its way: TLS (AWS's default), or loopback."""
+    if endpoint_url is None:
+        return True
+    url = urllib.parse.urlsplit(endpoint_url)
+    if url.scheme == "https":
+        return True
+    host = url.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _make_client(*, endpoint_url: str | None, region: str | None, config: BotoConfig) -> Any:
     session = boto3.session.Session()
     return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
@@ -429,6 +489,16 @@ def _get_body(client: Any, bucket: str, key: str) -> bytes:
     reply = client.get_object(Bucket=bucket, Key=key)
     with contextlib.closing(reply["Body"]) as body:
         return body.read()
+
+
+def _get_then(client: Any, bucket: str, key: str, then: Callable[[Bytes], T]) -> T:
+    return then(_get_body(client, bucket, key))
+
+
+def _put(client: Any, bucket: str, key: str, data: Bytes) -> None:
+    # botocore takes bytes or a bytearray, not a memoryview
+    body = data if isinstance(data, bytes | bytearray) else bytes(data)
+    client.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 def _exists(client: Any, bucket: str, key: str) -> bool:
