@@ -3,19 +3,26 @@
 Against ScriptedS3 on 127.0.0.1, which records every request and its
 headers: a body is hashed by botocore only where nothing else proves it
 (plain HTTP to another host), and a wrapper's encoding runs once per put
-however often the PUT is retried, its decoding once per get.
+however often the PUT is retried, its decoding once per get; timestamps
+are parsed as botocore parses them, faster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
+import botocore.utils
 import pytest
 
 from blockd.backends.base import Bytes, ObjectCorrupt
 from blockd.backends.retry import RetryPolicy
-from blockd.backends.s3 import S3Backend, client_config
+from blockd.backends.s3 import S3Backend, client_config, parse_timestamp
+
+if TYPE_CHECKING:
+    from tests.s3server import S3Server
 
 FORMAT_MARKER = b'{"format": "drivefs-blockd-s3", "version": 1}'
 FAST = RetryPolicy(first_delay=0.01)
@@ -122,3 +129,40 @@ def test_get_then_decodes_the_body_and_a_failed_decode_is_not_retried(scripted_s
 
     with_s3(server.endpoint, scenario)
     assert server.requests.count(("GET", "/bucket/k")) == 3  # 2 for the first, 1 for the second
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Sat, 28 Nov 2026 00:21:07 GMT",  # Last-Modified of a GET or HEAD
+        "2026-11-28T00:21:07.000Z",  # LastModified of a listed object
+        "2026-11-28T00:21:07.123456Z",
+        "2026-11-28T00:21:07Z",
+        "Sat, 28 Nov 2026 00:21:07 -0000",  # no zone: botocore's parser decides
+        "2026-11-28T00:21:07+01:00",
+        "1795825267",
+    ],
+)
+def test_timestamps_parse_as_botocore_parses_them(value: str) -> None:
+    assert parse_timestamp(value) == botocore.utils.parse_timestamp(value)
+    assert parse_timestamp(value).tzinfo is not None
+
+
+def test_a_listed_object_was_modified_now(s3_store: tuple[S3Server, str]) -> None:
+    server, bucket = s3_store
+
+    async def scenario(backend: S3Backend) -> None:
+        await backend.put("k", b"data")
+        (info,) = [info async for info in backend.list_objects()]
+        assert abs(info.modified_ns / 1e9 - time.time()) < 60
+
+    async def main() -> None:
+        backend = await S3Backend.open(
+            bucket=bucket, endpoint_url=server.endpoint, region="us-east-1"
+        )
+        try:
+            await scenario(backend)
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
