@@ -19,7 +19,7 @@ import pytest
 
 from blockd.backends.base import Bytes, ObjectCorrupt
 from blockd.backends.retry import RetryPolicy
-from blockd.backends.s3 import S3Backend, client_config, parse_timestamp
+from blockd.backends.s3 import S3Backend, client_config, make_client, parse_timestamp
 
 if TYPE_CHECKING:
     from tests.s3server import S3Server
@@ -68,6 +68,27 @@ def test_a_body_is_signed_only_over_plain_http_to_another_host(
     assert config.s3["payload_signing_enabled"] is signed
     assert config.request_checksum_calculation == "when_required"
     assert config.response_checksum_validation == "when_required"
+
+
+@pytest.mark.parametrize(
+    ("from_environment", "signed"),
+    [("http://10.0.0.5:9000", True), ("http://127.0.0.1:9000", False), (None, False)],
+)
+def test_an_endpoint_from_the_environment_decides_the_signing_too(
+    aws_environment: None,
+    monkeypatch: pytest.MonkeyPatch,
+    from_environment: str | None,
+    signed: bool,
+) -> None:
+    if from_environment is None:
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", from_environment)
+    client = make_client(endpoint_url=None, region="us-east-1", concurrency=2)
+    try:
+        assert client.meta.config.s3["payload_signing_enabled"] is signed
+    finally:
+        client.close()
 
 
 def test_a_put_on_loopback_carries_no_hash_of_its_body(scripted_s3) -> None:

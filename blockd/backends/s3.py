@@ -170,10 +170,7 @@ class S3Backend(Backend):
         policy = retry_policy or RetryPolicy()
         try:
             client = await asyncio.to_thread(
-                _make_client,
-                endpoint_url=endpoint_url,
-                region=region,
-                config=client_config(endpoint_url, concurrency),
+                make_client, endpoint_url=endpoint_url, region=region, concurrency=concurrency
             )
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             raise BackendSetupError(f"cannot set up the S3 client: {exc}") from None
@@ -484,13 +481,31 @@ def _private_channel(endpoint_url: str | None) -> bool:
         return False
 
 
-def _make_client(*, endpoint_url: str | None, region: str | None, config: BotoConfig) -> Any:
+def make_client(*, endpoint_url: str | None, region: str | None, concurrency: int) -> Any:
+    """The boto3 client, set up by client_config for the endpoint it really talks to.
+
+    Without endpoint_url, boto3 may still take one from the environment
+    (AWS_ENDPOINT_URL) or ~/.aws/config: if that one is plain HTTP to
+    another host, the client is made again, signing its bodies.
+    """
     core = botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=parse_timestamp
     )
     session = boto3.session.Session(botocore_session=core)
-    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    client = session.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=client_config(endpoint_url, concurrency),
+    )
+    actual = client.meta.endpoint_url
+    if _private_channel(actual) == _private_channel(endpoint_url):
+        return client
+    client.close()
+    return session.client(
+        "s3", endpoint_url=actual, region_name=region, config=client_config(actual, concurrency)
+    )
 
 
 def parse_timestamp(value: str | float) -> datetime.datetime:
