@@ -1,7 +1,8 @@
 """The drive a benchmark measures: metad, blockd (local folder or S3) and mounts.
 
 Started as child processes the way `drive up` starts them, on loopback. For
-the S3 backend, moto's server stands in for the store (the one the tests use).
+the S3 backend, moto's server (`s3`) or SeaweedFS (`seaweedfs`) stands in for
+the store, started the way the tests start them.
 The peak RSS (VmHWM) of every process is read before it stops, so the
 benchmark can report what each one held at its height.
 """
@@ -52,8 +53,8 @@ class Drive:
         self.backend = backend
         self.s3 = None
         blockd_args = ["--auth-key", ""]
-        if backend == "s3":
-            blockd_args += self._start_s3()
+        if backend in ("s3", "seaweedfs"):
+            blockd_args += self._start_s3(backend)
         self.metad = start_daemon("metad", work / "metad", "127.0.0.1:0")
         blockd_args[1] = str(auth_key_path(work))  # metad made it; blockd checks tokens with it
         self.blockd = start_daemon("blockd", work / "blockd", "127.0.0.1:0", extra_args=blockd_args)
@@ -64,11 +65,15 @@ class Drive:
         self.mounts: list[tuple[subprocess.Popen, Path, str]] = []
         self.peak_rss: list[tuple[str, int | None]] = []  # (process, KiB), one per run
 
-    def _start_s3(self) -> list[str]:
-        from tests.s3server import CREDENTIALS, start_s3_server
+    def _start_s3(self, backend: str) -> list[str]:
+        from tests.s3server import CREDENTIALS, start_s3_server, start_seaweed_server
 
         os.environ.update(CREDENTIALS)  # for blockd (a child) and our client alike
-        self.s3 = start_s3_server(self.work / "moto.log")
+        if backend == "seaweedfs":
+            (self.work / "seaweedfs").mkdir()
+            self.s3 = start_seaweed_server(self.work / "seaweedfs")
+        else:
+            self.s3 = start_s3_server(self.work / "moto.log")
         self.s3.client.create_bucket(Bucket="bench")
         return ["--backend", "s3", "--s3-endpoint", self.s3.endpoint, "--s3-bucket", "bench"]
 

@@ -26,10 +26,11 @@ drive, until `drive sync MOUNTPOINT` returns. Under the table: the peak RSS
 of every process (each mount run, metad, blockd) next to its bound.
 
 Run as root (FUSE, drop_caches); it starts its own daemons and mounts, with
-blockd on a local folder or (--backend s3) on moto's S3 server on loopback:
+blockd on a local folder, or on an S3 server on loopback: moto's (--backend s3)
+or SeaweedFS (--backend seaweedfs):
 
     .venv/bin/python bench/throughput.py [--size-mib 1024] [--files 2000]
-        [--untar-entries 1000] [--backend local|s3] [--dir DIR]
+        [--untar-entries 1000] [--backend local|s3|seaweedfs] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -472,7 +473,9 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--untar-entries", type=int, default=1000, help="in the archive (default 1000)")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
-    ap.add_argument("--backend", choices=("local", "s3"), default="local", help="blockd's store")
+    ap.add_argument(
+        "--backend", choices=("local", "s3", "seaweedfs"), default="local", help="blockd's store"
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark drops the kernel page cache")

@@ -344,13 +344,15 @@ class ScriptedS3:
     `script(method, path)` returns the reply to each request: (200, b"body"),
     (503, "SlowDown") for an S3 error with that code, or None to close the
     connection without a reply. Every request is recorded as
-    (method, path) in `requests`. For retries and error mapping: throttling,
-    5xx, dropped connections, access denied, in the order a test wants them.
+    (method, path) in `requests`, and its headers in `headers`. For retries
+    and error mapping: throttling, 5xx, dropped connections, access denied,
+    in the order a test wants them.
     """
 
     def __init__(self, script: Callable[[str, str], Reply]) -> None:
         self.script = script
         self.requests: list[tuple[str, str]] = []
+        self.headers: list[dict[str, str]] = []  # of each request, in the same order
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -361,6 +363,7 @@ class ScriptedS3:
                 if length:
                     self.rfile.read(length)
                 outer.requests.append((self.command, self.path))
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                 reply = outer.script(self.command, self.path)
                 if reply is None:
                     self.close_connection = True
