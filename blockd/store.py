@@ -135,6 +135,13 @@ def _hashed(key: str, data: bytes | memoryview) -> tuple[bytes, bytes]:
     return bytes(data), blake3.blake3(data).digest()
 
 
+def _check_stored(key: str, digest: bytes, actual: bytes) -> None:
+    """Raises BlockDamaged if a stored block's data (hashing to actual) is not its own."""
+    if actual != digest:
+        log.error("stored block %s is corrupt: its data hashes to %s", key, actual.hex())
+        raise BlockDamaged(f"stored block {key} is corrupt")
+
+
 def check_hash(digest: bytes) -> None:
     if len(digest) != HASH_BYTES:
         raise InvalidBlock(
@@ -493,9 +500,7 @@ class BlockStore:
         if self._backend.authenticates_objects:
             return result  # see _read_backend
         data, actual = result
-        if actual != digest:
-            log.error("stored block %s is corrupt: its data hashes to %s", key, actual.hex())
-            raise BlockDamaged(f"stored block {key} is corrupt")
+        _check_stored(key, digest, actual)
         return data
 
     def _read_alone(self, digest: bytes) -> asyncio.Future[bytes]:
@@ -608,8 +613,5 @@ class BlockStore:
         if self._backend.authenticates_objects:
             # Proven to be what was put under this hash, and a put follows a check of it.
             return data
-        actual = await block_hash(data)
-        if actual != digest:
-            log.error("stored block %s is corrupt: its data hashes to %s", key, actual.hex())
-            raise BlockDamaged(f"stored block {key} is corrupt")
+        _check_stored(key, digest, await block_hash(data))
         return data
