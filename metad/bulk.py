@@ -194,7 +194,7 @@ def _set_based(tx: Transaction, bodies: list[Write[Any]], write: Writer) -> list
                 if key is not None
             ]
             if records:
-                plain.insert_rows(tx.conn, requests.RECORD, 5, records)
+                plain.insert_rows(tx.conn, requests.RECORD, records)
         tx.conn.flush()
     except Exception as error:
         if not tx.conn.in_transaction:
@@ -394,21 +394,18 @@ def _insert(tx: Transaction, run: list[Pair], parents: dict[int, Node]) -> list[
         conn,
         "INSERT INTO nodes (id, owner_id, parent_id, name, kind, mode, mtime_ns, ctime_ns,"
         " revision, size, symlink_target, uid, gid, rdev, atime_ns)",
-        15,
         nodes,
     )
     plain.insert_rows(
         conn,
         "INSERT INTO revisions (node_id, number, size, mtime_ns, mode, author_id, device,"
         " created_ns)",
-        8,
         revisions,
     )
     if blocks:
         plain.insert_rows(
             conn,
             "INSERT INTO revision_blocks (node_id, revision, block_index, hash, file_offset, size)",
-            6,
             blocks,
         )
     sequences_of = plain.journal(tx, journal)

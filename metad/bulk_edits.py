@@ -120,7 +120,6 @@ def _insert(tx: Transaction, commits: list[PlainCommit], nodes: list[Node]) -> l
         conn,
         "INSERT INTO revisions (node_id, number, size, mtime_ns, mode, author_id, device,"
         " created_ns)",
-        8,
         revisions,
     )
     for chunk in chunks(ids):  # the files' attributes now, kept with the new revision
@@ -134,11 +133,10 @@ def _insert(tx: Transaction, commits: list[PlainCommit], nodes: list[Node]) -> l
         plain.insert_rows(
             conn,
             "INSERT INTO revision_blocks (node_id, revision, block_index, hash, file_offset, size)",
-            6,
             blocks,
         )
-    row = "(" + ", ".join("?" * 9) + ")"
     for chunk in chunks(updates):
+        listed, flat = plain.rows_of(chunk)
         # CAST: a column of NULLs alone (no uid) would be text to PostgreSQL.
         conn.execute(
             "UPDATE nodes SET revision = CAST(v.column2 AS BIGINT),"
@@ -146,9 +144,9 @@ def _insert(tx: Transaction, commits: list[PlainCommit], nodes: list[Node]) -> l
             " ctime_ns = CAST(v.column5 AS BIGINT), mode = CAST(v.column6 AS BIGINT),"
             " uid = CAST(v.column7 AS BIGINT), gid = CAST(v.column8 AS BIGINT),"
             " atime_ns = CAST(v.column9 AS BIGINT)"
-            f" FROM (VALUES {', '.join([row] * len(chunk))}) AS v"
+            f" FROM (VALUES {listed}) AS v"
             " WHERE nodes.id = CAST(v.column1 AS BIGINT)",
-            [value for each in chunk for value in each],
+            flat,
         )
     sequences = plain.journal(tx, journal)()
     return [

@@ -81,6 +81,12 @@ def marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
+def rows_of(chunk: Sequence[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+    """A VALUES list of chunk's rows: "(?, ?), (?, ?)" and the values, flat."""
+    row = f"({marks(chunk[0])})"
+    return ", ".join([row] * len(chunk)), [value for each in chunk for value in each]
+
+
 def ask_applied(conn: Sql, user_id: int, keys: list[requests.RequestKey]) -> Callable[[], bool]:
     """Whether any of the ids (user_id's) was applied before, or one comes twice or is
     someone else's (then the request log answers, one by one)."""
@@ -138,12 +144,11 @@ def ask_room(conn: Sql, user_id: int) -> Callable[[Sequence[int]], bool]:
     return answer
 
 
-def insert_rows(conn: Sql, head: str, width: int, values: list[tuple[Any, ...]]) -> None:
+def insert_rows(conn: Sql, head: str, values: list[tuple[Any, ...]]) -> None:
     """head VALUES (...), (...): multi-row INSERTs of at most ROWS_PER_STATEMENT rows."""
-    row = "(" + ", ".join("?" * width) + ")"
     for chunk in chunks(values):
-        flat = [value for each in chunk for value in each]
-        conn.execute(f"{head} VALUES {', '.join([row] * len(chunk))}", flat)
+        listed, flat = rows_of(chunk)
+        conn.execute(f"{head} VALUES {listed}", flat)
 
 
 # A journal row: the values of changes' columns in _JOURNAL's order.
@@ -162,14 +167,12 @@ def journal(
     Sent ahead: read the answer after the run's other statements are sent.
     """
     conn = tx.conn
-    row = "(" + ", ".join("?" * 13) + ")"
-    appended: list[Cursor] = [
-        conn.ahead(
-            f"{_JOURNAL} VALUES {', '.join([row] * len(chunk))} RETURNING sequence, node_id, kind",
-            [value for each in chunk for value in each],
+    appended: list[Cursor] = []
+    for chunk in chunks(values):
+        listed, flat = rows_of(chunk)
+        appended.append(
+            conn.ahead(f"{_JOURNAL} VALUES {listed} RETURNING sequence, node_id, kind", flat)
         )
-        for chunk in chunks(values)
-    ]
     ids = sorted({each[2] for each in values})
     for chunk in chunks(ids):
         conn.execute(
