@@ -25,7 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import s3fs_peer
 from drive_runner import Drive
 from throughput import (
     BLOCKD_PEAK_MIB,
@@ -33,8 +32,8 @@ from throughput import (
     console,
     cpu_of,
     cpu_per_gib,
-    cpu_seconds,
     drop_page_cache,
+    measure_s3fs,
     read_file,
     write_file,
 )
@@ -70,19 +69,8 @@ def main() -> None:
     try:
         drive = Drive(work, console, args.backend)
         d = measure_drive(drive, size)
-        if not args.no_s3fs and s3fs_peer.available():
-            assert drive.s3 is not None
-            peer = s3fs_peer.measure(
-                work / "s3fs",
-                drive.s3.endpoint,
-                lambda bucket: drive.s3.client.create_bucket(Bucket=bucket),
-                (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]),
-                size,
-                write_file,
-                read_file,
-                drop_page_cache,
-                cpu_seconds,
-            )
+        if not args.no_s3fs:
+            peer = measure_s3fs(drive, args)
     finally:
         if drive is not None:
             drive.close()
