@@ -180,9 +180,12 @@ class S3Backend(Backend):
         )
         try:
             await backend._check_format()
-            backend._objects = await asyncio.to_thread(
-                object_requests, client, bucket, endpoint_url, concurrency, request_timeout
-            )
+            try:
+                backend._objects = await asyncio.to_thread(
+                    object_requests, client, bucket, endpoint_url, concurrency, request_timeout
+                )
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                raise BackendSetupError(f"cannot use {backend.location}: {exc}") from None
         except BaseException:
             await backend.close()
             raise
@@ -552,16 +555,21 @@ def object_requests(
     """The data path's requests, set up as the boto3 client is (see s3objects.py).
 
     The endpoint is the one boto3 talks to when it was named or came from the
-    environment or ~/.aws/config; AWS's own otherwise (obstore's default for
-    the region). The body is signed where client_config signs it.
+    environment or ~/.aws/config; AWS's own otherwise, in the bucket's region
+    (asked once: obstore does not follow S3's redirects to it, boto3 does).
+    The body is signed where client_config signs it. Thread-side.
     """
     actual = client.meta.endpoint_url
     named = endpoint_url or (actual if not _is_aws(actual) else None)
+    region = client.meta.region_name
+    if named is None:  # AWS: the bucket's own region (boto3 follows redirects; obstore not)
+        head = client.head_bucket(Bucket=bucket)
+        region = head["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region", region)
     return ObjectRequests(
         boto3.session.Session(),
         bucket=bucket,
         endpoint_url=named,
-        region=client.meta.region_name or "us-east-1",
+        region=region or "us-east-1",
         sign_payload=not _private_channel(named),
         concurrency=concurrency,
         timeout=timeout,

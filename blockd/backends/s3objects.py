@@ -96,9 +96,11 @@ class ObjectRequests:
     ) -> None:
         """boto3_session: its credential chain (variables, files, roles) signs every request."""
         config: dict[str, object] = {"region": region, "unsigned_payload": not sign_payload}
-        if endpoint_url is not None:
+        if endpoint_url is not None:  # path-style, as MinIO, Ceph, SeaweedFS and moto expect
             config["endpoint"] = endpoint_url
             config["virtual_hosted_style_request"] = False
+        else:  # AWS: virtual-hosted, as boto3 does, but for a bucket name TLS cannot cover
+            config["virtual_hosted_style_request"] = "." not in bucket
         self._store = S3Store(
             bucket,
             config=config,  # type: ignore[arg-type]
