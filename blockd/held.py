@@ -17,12 +17,14 @@ write uncounted: a counter off by one, never data lost (the write happens).
 
 Must not: decide whether a block is written (every upload is written; see
 store.py), touch the backend, or block the event loop for long (each call is
-O(log n); folding the changes in sorts them, amortized over n/8 of them).
+O(log n); folding the changes in is one pass over the array, amortized over
+the n/8 changes that trigger it).
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 from array import array
 from collections.abc import Iterable
 
@@ -37,9 +39,11 @@ class HeldBlocks:
     def __init__(self, digests: Iterable[bytes] = (), *, fold_min: int = 4096) -> None:
         """fold_min: changes kept in sets at least, whatever the array (fewer only in tests)."""
         self._fold_min = fold_min
-        self._base = array("Q", sorted({_prefix(d) for d in digests}))
+        self._base = array("Q")  # sorted
         self._added: set[int] = set()  # held, not in _base
         self._removed: set[int] = set()  # in _base, no longer held
+        for digest in sorted(digests):
+            self.add_listed(digest)
 
     def __len__(self) -> int:
         return len(self._base) - len(self._removed) + len(self._added)
@@ -47,6 +51,19 @@ class HeldBlocks:
     def __contains__(self, digest: bytes) -> bool:
         p = _prefix(digest)
         return p in self._added or (p not in self._removed and self._in_base(p))
+
+    def add_listed(self, digest: bytes) -> None:
+        """Records a block a listing found: 8 bytes, appended, when it comes in key order.
+
+        Listings do come in key order, and a hash's hex key sorts as its bytes,
+        so the listing at open fills the sorted array without ever holding
+        more than it; a block out of order is added as a change.
+        """
+        p = _prefix(digest)
+        if (not self._base or p > self._base[-1]) and p not in self._added:
+            self._base.append(p)
+        else:
+            self.add(digest)
 
     def add(self, digest: bytes) -> bool:
         """Records the block as held; True if it was not held before."""
@@ -80,7 +97,8 @@ class HeldBlocks:
 
     def _maybe_fold(self) -> None:
         if len(self._added) + len(self._removed) > max(self._fold_min, len(self._base) // 8):
+            # Merged, not sorted whole: never more than the two arrays in memory.
             kept = (p for p in self._base if p not in self._removed)
-            self._base = array("Q", sorted([*kept, *self._added]))
+            self._base = array("Q", heapq.merge(kept, sorted(self._added)))
             self._added.clear()
             self._removed.clear()

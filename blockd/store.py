@@ -238,14 +238,14 @@ class BlockStore:
         event loop for every block quarantined (it must not block).
         """
         count = size = 0
-        digests: list[bytes] = []
+        held = HeldBlocks()
         with _backend_errors(None):
             async for info in backend.list_objects():
                 count += 1
                 size += info.size
                 if len(info.key) == 2 * HASH_BYTES:
                     with contextlib.suppress(ValueError):
-                        digests.append(bytes.fromhex(info.key))
+                        held.add_listed(bytes.fromhex(info.key))
         return cls(
             backend,
             count,
@@ -254,7 +254,7 @@ class BlockStore:
             download_window=download_window,
             hot=hot,
             on_damaged=on_damaged,
-            held=HeldBlocks(digests),
+            held=held,
         )
 
     async def close(self) -> None:

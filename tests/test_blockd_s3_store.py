@@ -129,3 +129,13 @@ def test_held_blocks_stay_right_across_folds() -> None:
             mirror.discard(digest)
     assert len(held) == len(mirror)
     assert [d in held for d in digests] == [d in mirror for d in digests]
+
+
+def test_held_blocks_listed_in_or_out_of_order_are_held_once() -> None:
+    digests = sorted(blake3.blake3(n.to_bytes(4, "big")).digest() for n in range(500))
+    held = HeldBlocks()
+    for digest in [*digests[:300], digests[100], *digests[300:], digests[5]]:
+        held.add_listed(digest)
+    assert len(held) == 500
+    assert all(digest in held for digest in digests)
+    assert not held.add(digests[7]) and held.discard(digests[7]) and digests[7] not in held
