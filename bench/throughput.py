@@ -19,7 +19,10 @@ same disk, their ratio and the target of the local-first mount (issue 10):
 - bytes uploaded after a 1-byte insert, change latency between two mounts
   (p50, p99), and the peak RSS (VmHWM) of every mount process;
 - the CPU seconds per GiB the mount and blockd spent writing until synced and
-  reading cold with an empty cache: steadier than MB/s on a shared machine.
+  reading cold with an empty cache: steadier than MB/s on a shared machine;
+- on the S3 backends, s3fs (s3fs-fuse, when on PATH) on a bucket of its own on
+  the same server: its write until durable and cold read beside the drive's,
+  against issue 11's targets (write >= 2x, cold read >= 1.2x s3fs).
 
 "Until synced" on the local directory means until os.sync() returns; on the
 drive, until `drive sync MOUNTPOINT` returns. Under the table: the peak RSS
@@ -56,6 +59,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import s3fs_peer
 from drive_runner import Drive, Syncer, SyncFailed
 
 MiB = 1024 * 1024
@@ -467,6 +471,44 @@ def report(
     )
 
 
+def measure_s3fs(drive: Drive, args: argparse.Namespace) -> dict[str, float] | None:
+    """s3fs's figures on the drive's S3 server (see s3fs_peer.py); None if not installed."""
+    if drive.s3 is None or not s3fs_peer.available():
+        return None
+    server = drive.s3
+    return s3fs_peer.measure(
+        drive.work / "s3fs",
+        server.endpoint,
+        lambda bucket: server.client.create_bucket(Bucket=bucket),
+        (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]),
+        args.size_mib * MiB,
+        write_file,
+        read_file,
+        drop_page_cache,
+        cpu_seconds,
+    )
+
+
+def report_s3fs(d: dict[str, float], peer: dict[str, float] | None) -> None:
+    """The drive's S3 figures beside s3fs's, from the same run, against issue 11's targets."""
+    if peer is None:
+        console.print("s3fs not installed (apt-get install s3fs): no peer figures on S3")
+        return
+    for name, key, factor in (
+        ("write until durable", "write", 2.0),
+        ("read cold, empty cache", "read cold, no cache", 1.2),
+    ):
+        ratio = d[key] / peer[key] if peer[key] else math.nan
+        console.print(
+            f"{name}: drive {d[key]:,.0f} MB/s, s3fs {peer[key]:,.0f} MB/s on the same server: "
+            f"{ratio:.2f}x (target ≥ {factor:.1f}x: {'met' if ratio >= factor else 'not met'})"
+        )
+    console.print(
+        f"s3fs CPU s per GiB: write {peer['cpu write']:.2f}, cold read {peer['cpu cold']:.2f}; "
+        f"peak RSS {peer['peak rss MiB']:.0f} MiB"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -489,11 +531,14 @@ def main() -> None:
         loc = measure_local(local, args, tarball, last)
         drive = Drive(work, console, args.backend)
         d = measure_drive(drive, args, tarball, last)
+        peer = measure_s3fs(drive, args) if args.backend != "local" else None
     finally:
         if drive is not None:
             drive.close()
         shutil.rmtree(work, ignore_errors=True)
     report(d, loc, drive, args)
+    if args.backend != "local":
+        report_s3fs(d, peer)
 
 
 if __name__ == "__main__":

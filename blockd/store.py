@@ -5,10 +5,12 @@ verification of every block written *and* read (a read from a backend that
 authenticates its objects, the codec, is proven by that instead), dedup (one object per hash;
 concurrent uploads of one block become one write), the object key of a block
 (its hash in lowercase hex), the pipelining of a stream of blocks, the
-counters of GetStats, the mapping of backend errors to store errors, which
-blocks the hot-block cache gets (verified ones, on write and on read), and
-quarantine: a block found damaged (on a read or a scrub) is moved aside so
-it counts as missing, and whoever holds its content uploads it again.
+counters of GetStats (by the store's own record of the blocks it holds,
+held.py, not by asking the backend before each write), the mapping of
+backend errors to store errors, which blocks the hot-block cache gets
+(verified ones, on write and on read), and quarantine: a block found damaged
+(on a read or a scrub) is moved aside so it counts as missing, and whoever
+holds its content uploads it again.
 
 Every uploaded block is written, even one the store holds already: the cost
 is a write, and it buys two things. The answer and the timing of an upload do
@@ -54,6 +56,7 @@ from blockd.backends.base import (
     ObjectCorrupt,
     ObjectNotFound,
 )
+from blockd.held import HeldBlocks
 from blockd.hotcache import HotBlocks
 
 log = logging.getLogger(__name__)
@@ -195,8 +198,11 @@ class BlockStore:
         download_window: int = 8,
         hot: HotBlocks | None = None,
         on_damaged: Callable[[bytes], None] | None = None,
+        held: HeldBlocks | None = None,
     ) -> None:
         self._backend = backend
+        # The blocks the counters count (see held.py): none known, if not given.
+        self._held = held if held is not None else HeldBlocks()
         self._upload_window_bytes = upload_window_bytes
         self._download_window = download_window
         self._hot = hot
@@ -232,10 +238,14 @@ class BlockStore:
         event loop for every block quarantined (it must not block).
         """
         count = size = 0
+        held = HeldBlocks()
         with _backend_errors(None):
             async for info in backend.list_objects():
                 count += 1
                 size += info.size
+                if len(info.key) == 2 * HASH_BYTES:
+                    with contextlib.suppress(ValueError):
+                        held.add_listed(bytes.fromhex(info.key))
         return cls(
             backend,
             count,
@@ -244,6 +254,7 @@ class BlockStore:
             download_window=download_window,
             hot=hot,
             on_damaged=on_damaged,
+            held=held,
         )
 
     async def close(self) -> None:
@@ -375,14 +386,20 @@ class BlockStore:
         return new
 
     async def _write(self, key: str, data: bytes) -> bool:
-        """Writes the object, replacing any copy there (see the module docstring); new?"""
+        """Writes the object, replacing any copy there (see the module docstring); new?
+
+        New or not is the store's own knowledge (held.py), not a question to
+        the backend: one request per block, and the same one whether or not
+        the block is held. A write racing another writer of the same block
+        (another replica) is harmless: both write the same content.
+        """
         with _backend_errors(key):
-            held = (await self._backend.contains([key]))[0]
             size = await self._backend.put(key, data)
-        if not held:
+        new = self._held.add(bytes.fromhex(key))
+        if new:
             self._object_count += 1
             self._stored_bytes += size
-        return not held
+        return new
 
     def _write_done(self, key: str, write: asyncio.Task[bool]) -> None:
         if self._writes.get(key) is write:
@@ -567,6 +584,7 @@ class BlockStore:
             self._hot.discard(digest)
         with _backend_errors(key):
             size = await self._backend.quarantine(key)
+        self._held.discard(digest)
         if size:
             self._object_count = max(self._object_count - 1, 0)
             self._stored_bytes = max(self._stored_bytes - size, 0)
@@ -592,8 +610,9 @@ class BlockStore:
             self._hot.discard(block.hash)
         with _backend_errors(key):
             await self._backend.delete(key)
-        self._object_count = max(self._object_count - 1, 0)
-        self._stored_bytes = max(self._stored_bytes - block.stored_size, 0)
+        if self._held.discard(block.hash):  # a second delete of it is not counted again
+            self._object_count = max(self._object_count - 1, 0)
+            self._stored_bytes = max(self._stored_bytes - block.stored_size, 0)
 
     async def _read(self, digest: bytes) -> bytes:
         try:

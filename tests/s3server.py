@@ -375,9 +375,13 @@ class ScriptedS3:
                 self.send_header("Content-Length", str(len(body)))
                 if status >= 300:
                     self.send_header("Content-Type", "application/xml")
+                else:  # as every S3 server sends them (obstore needs both)
+                    self.send_header("ETag", '"scripted"')
+                    self.send_header("Last-Modified", "Sat, 28 Nov 2026 00:00:00 GMT")
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(body)
+                    with contextlib.suppress(OSError):  # the client gave up waiting
+                        self.wfile.write(body)
 
             do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _serve
 

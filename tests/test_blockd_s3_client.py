@@ -1,10 +1,12 @@
-"""How the S3 backend drives botocore: what it hashes, and where a wrapper's work runs.
+"""How the S3 backend drives its clients: what it hashes, where a wrapper's work runs.
 
 Against ScriptedS3 on 127.0.0.1, which records every request and its
-headers: a body is hashed by botocore only where nothing else proves it
-(plain HTTP to another host), and a wrapper's encoding runs once per put
-however often the PUT is retried, its decoding once per get; timestamps
-are parsed as botocore parses them, faster.
+headers: a body is hashed only where nothing else proves it (plain HTTP to
+another host), and a wrapper's encoding runs once per put however often the
+PUT is retried, its decoding once per get; timestamps are parsed as
+botocore parses them, faster. The data path's requests (obstore): a request
+that times out is retried, then unavailable; wrong credentials are refused
+at once (SeaweedFS checks signatures).
 """
 
 from __future__ import annotations
@@ -14,12 +16,20 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import boto3
 import botocore.utils
 import pytest
 
-from blockd.backends.base import Bytes, ObjectCorrupt
+from blockd.backends.base import BackendUnavailable, Bytes, ObjectCorrupt
 from blockd.backends.retry import RetryPolicy
-from blockd.backends.s3 import S3Backend, client_config, make_client, parse_timestamp
+from blockd.backends.s3 import (
+    S3Backend,
+    client_config,
+    is_temp_failure,
+    make_client,
+    parse_timestamp,
+)
+from blockd.backends.s3objects import ObjectRequests, RequestFailed
 
 if TYPE_CHECKING:
     from tests.s3server import S3Server
@@ -187,3 +197,57 @@ def test_a_listed_object_was_modified_now(s3_store: tuple[S3Server, str]) -> Non
             await backend.close()
 
     asyncio.run(main())
+
+
+def test_a_request_that_times_out_is_retried_then_unavailable(scripted_s3) -> None:
+    def script(method: str, path: str):
+        if path.endswith("/.format"):
+            return 200, FORMAT_MARKER
+        time.sleep(0.6)  # longer than the request timeout
+        return 200, b"late"
+
+    server = scripted_s3(script)
+
+    async def main() -> None:
+        backend = await S3Backend.open(
+            bucket="bucket",
+            endpoint_url=server.endpoint,
+            retry_policy=RetryPolicy(deadline=0.5, first_delay=0.01, max_delay=0.05),
+            request_timeout=0.2,
+        )
+        try:
+            with pytest.raises(BackendUnavailable, match="timed out"):
+                await backend.get("k")
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
+    assert server.requests.count(("GET", "/bucket/k")) >= 2
+
+
+def test_wrong_credentials_on_the_data_path_are_access_denied_at_once(
+    seaweed_server: S3Server, seaweed_bucket: str
+) -> None:
+    """SeaweedFS checks signatures: a refused request is not retried, and says why."""
+    seaweed_server.put(seaweed_bucket, "k", b"data")
+    wrong = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="wrong")
+    requests = ObjectRequests(
+        wrong,
+        bucket=seaweed_bucket,
+        endpoint_url=seaweed_server.endpoint,
+        region="us-east-1",
+        sign_payload=False,
+        concurrency=2,
+        timeout=10,
+    )
+
+    async def main() -> None:
+        for attempt in (requests.get("k"), requests.put("k2", b"x"), requests.exists("k")):
+            with pytest.raises(RequestFailed) as info:
+                await attempt
+            assert info.value.status == 403
+            assert not info.value.transient
+            assert not is_temp_failure(info.value)
+
+    asyncio.run(main())
+    assert seaweed_server.keys(seaweed_bucket) == ["k"]

@@ -1,4 +1,4 @@
-"""A backend in an S3 bucket (AWS or any S3-compatible service) through boto3.
+"""A backend in an S3 bucket (AWS or any S3-compatible service): boto3, and obstore.
 
 Owns the layout under the bucket's key prefix and its version:
 
@@ -6,14 +6,16 @@ Owns the layout under the bucket's key prefix and its version:
     PREFIX<key>     one S3 object per object, its bytes as they are
     PREFIXquarantine/<key>.<ns>   a damaged object moved aside (kept for inspection)
 
-and how boto3 is driven: one client (thread-safe) with botocore's own retries
-off, every call in this backend's worker threads, at most `concurrency` at
-once, each retried under the one policy of `retry` when `is_temp_failure`
-says the error is transient (connection errors, timeouts, 5xx, throttling).
-A wrapper's decoding (get_then) and encoding (put_made) run in the worker
-thread of the call, and botocore hashes no body the layers above check
-anyway (see `client_config`): at about a millisecond of botocore's CPU per
-request, every hashing pass and thread hand-off per object shows.
+and how the requests are made: GET, PUT, HEAD and DELETE of one object (the
+data path) through s3objects.py (obstore, awaited on the event loop: a
+fraction of botocore's CPU per request); the rest (the format marker,
+listings, quarantine's copy) through one boto3 client (thread-safe) in this
+backend's worker threads. At most `concurrency` requests at once, each
+retried under the one policy of `retry` when `is_temp_failure` says the
+error is transient (connection errors, timeouts, 5xx, throttling); neither
+client retries on its own. A wrapper's decoding (get_then) and encoding
+(put_made) run in this backend's worker threads, and no body is hashed on
+the way that the layers above check anyway (see `client_config`).
 Credentials come from boto3's standard chain (AWS_* variables, ~/.aws files,
 instance roles); a custom endpoint is addressed path-style, as MinIO, Ceph
 and moto expect.
@@ -24,9 +26,9 @@ the last name it returns: a store of N objects answers any number of keys
 in about N/1000 LISTs. A LIST that answers fewer than _MIN_KEYS_PER_LIST
 keys means the keys are sparse among the objects, and the rest are HEADed.
 
-Must not: interpret objects; let a botocore exception escape (mapped here
-once, after the last attempt, onto the errors of `base`); call boto3 on the
-event loop.
+Must not: interpret objects; let a botocore or obstore exception escape
+(mapped here once, after the last attempt, onto the errors of `base`); call
+boto3 on the event loop.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from blockd.backends.base import (
     check_key,
 )
 from blockd.backends.retry import RetryPolicy, retry
+from blockd.backends.s3objects import TEMP_CODES, ObjectRequests, RequestFailed
 
 log = logging.getLogger(__name__)
 
@@ -71,23 +74,6 @@ FORMAT_VERSION = 1
 _FORMAT_KEY = ".format"  # not a valid object key, so it never collides or lists
 QUARANTINE_PREFIX = "quarantine/"  # damaged objects moved aside: never listed as objects
 
-# Error codes S3 and compatible services use for "try again later".
-_TEMP_CODES = frozenset(
-    {
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "InternalError",
-        "ServiceUnavailable",
-        "PriorRequestNotComplete",
-        "XMinioServerNotInitialized",
-    }
-)
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _FULL_CODES = frozenset({"QuotaExceeded", "XMinioStorageFull", "EntityTooLarge"})
 _TEMP_EXCEPTIONS: tuple[type[BaseException], ...] = (
@@ -106,6 +92,7 @@ _LIST_PAGE = 1000  # the most S3 returns per LIST
 # At start, an endpoint that does not answer is more likely a wrong URL than
 # an outage: give up sooner than in operation.
 _OPEN_DEADLINE = 15.0
+_REQUEST_TIMEOUT = 60.0  # seconds for one request on one object
 
 T = TypeVar("T")
 
@@ -115,7 +102,9 @@ def is_temp_failure(exc: BaseException) -> bool:
     if isinstance(exc, botocore.exceptions.ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return code in _TEMP_CODES or status >= 500 or status == 429
+        return code in TEMP_CODES or status >= 500 or status == 429
+    if isinstance(exc, RequestFailed):
+        return exc.transient
     return isinstance(exc, _TEMP_EXCEPTIONS)
 
 
@@ -138,6 +127,7 @@ class S3Backend(Backend):
         list_page: int = _LIST_PAGE,
     ) -> None:
         self._client = client
+        self._objects: ObjectRequests | None = None  # set by open, once the bucket is checked
         self.bucket = bucket
         self.prefix = prefix
         self.endpoint_url = endpoint_url
@@ -160,12 +150,14 @@ class S3Backend(Backend):
         concurrency: int = 32,
         retry_policy: RetryPolicy | None = None,
         list_page: int = _LIST_PAGE,
+        request_timeout: float = _REQUEST_TIMEOUT,
     ) -> S3Backend:
         """Connects, checks the bucket and the format marker (writing it on first use).
 
         Raises BackendSetupError with a message for the user: no credentials,
         no such bucket, access denied, endpoint unreachable, newer format.
         list_page: keys per LIST (S3 returns at most 1000; fewer only in tests).
+        request_timeout: seconds one request on one object may take.
         """
         policy = retry_policy or RetryPolicy()
         try:
@@ -188,6 +180,12 @@ class S3Backend(Backend):
         )
         try:
             await backend._check_format()
+            try:
+                backend._objects = await asyncio.to_thread(
+                    object_requests, client, bucket, endpoint_url, concurrency, request_timeout
+                )
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                raise BackendSetupError(f"cannot use {backend.location}: {exc}") from None
         except BaseException:
             await backend.close()
             raise
@@ -203,6 +201,24 @@ class S3Backend(Backend):
     def is_temp_failure(self, exc: BaseException) -> bool:
         return is_temp_failure(exc)
 
+    @property
+    def _live(self) -> ObjectRequests:
+        if self._objects is None:
+            raise BackendUnavailable("the S3 backend is closed")
+        return self._objects
+
+    @retry
+    async def _request(self, op: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """One request on one object (an ObjectRequests method), awaited on the loop."""
+        async with self._limit:
+            return await op(*args)
+
+    async def _in_thread(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """fn(*args) in one of this backend's worker threads (a wrapper's codec work)."""
+        if self._executor is None:
+            raise BackendUnavailable("the S3 backend is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     @retry
     async def _call(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
         """One boto3 call (or a few steps of one, such as reading a body) in a worker thread."""
@@ -214,6 +230,7 @@ class S3Backend(Backend):
             )
 
     async def close(self) -> None:
+        self._objects = None
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.to_thread(executor.shutdown)
@@ -222,35 +239,27 @@ class S3Backend(Backend):
     # --- the interface ---------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes:
+        return bytes(await self._get(key))
+
+    async def _get(self, key: str) -> memoryview:
         check_key(key)
         with self._errors(key):
-            return await self._call(_get_body, self._client, self.bucket, self.prefix + key)
+            return await self._request(self._live.get, self.prefix + key)
 
     async def get_then(self, key: str, then: Callable[[Bytes], T]) -> T:
-        """then(the body) in the worker thread that read it: one hand-off, not two."""
-        check_key(key)
-        with self._errors(key):
-            return await self._call(_get_then, self._client, self.bucket, self.prefix + key, then)
+        """then(the body) in a worker thread: the one hand-off of the call."""
+        return await self._in_thread(then, await self._get(key))
 
     async def put(self, key: str, data: Bytes) -> int:
         check_key(key)
         with self._errors(key):
-            await self._call(_put, self._client, self.bucket, self.prefix + key, data)
+            await self._request(self._live.put, self.prefix + key, data)
         return len(data)
 
     async def put_made(self, key: str, make: Callable[[], Bytes]) -> int:
-        """make() in the worker thread that puts it; made once, whatever the retries."""
+        """make() in a worker thread, then the PUT: made once, whatever the retries."""
         check_key(key)
-        made: list[Bytes] = []
-
-        def make_and_put() -> int:
-            if not made:
-                made.append(make())
-            _put(self._client, self.bucket, self.prefix + key, made[0])
-            return len(made[0])
-
-        with self._errors(key):
-            return await self._call(make_and_put)
+        return await self.put(key, await self._in_thread(make))
 
     async def contains(self, keys: Sequence[str]) -> list[bool]:
         for key in keys:
@@ -270,7 +279,7 @@ class S3Backend(Backend):
     async def delete(self, key: str) -> None:
         check_key(key)
         with self._errors(key):
-            await self._call(self._client.delete_object, Bucket=self.bucket, Key=self.prefix + key)
+            await self._request(self._live.delete, self.prefix + key)
 
     async def quarantine(self, key: str) -> int:
         """Copies the object under quarantine/ (never listed as an object), then deletes it."""
@@ -322,6 +331,12 @@ class S3Backend(Backend):
             if code == "NoSuchBucket":
                 raise BackendUnavailable(f"bucket {self.bucket} does not exist") from exc
             raise BackendUnavailable(f"{self.location}: {exc}") from exc
+        except RequestFailed as exc:
+            if key is not None and exc.not_found:
+                raise ObjectNotFound(key) from None
+            if exc.code in _FULL_CODES:
+                raise BackendFull(f"{self.location}: {exc}") from exc
+            raise BackendUnavailable(f"{self.location}: {exc}") from exc
         except (botocore.exceptions.BotoCoreError, *_TEMP_EXCEPTIONS) as exc:
             raise BackendUnavailable(f"{self.location}: {exc}") from exc
 
@@ -353,7 +368,7 @@ class S3Backend(Backend):
 
         async def worker() -> None:
             for key in todo:  # shared: each key goes to one worker
-                if await self._call(_exists, self._client, self.bucket, self.prefix + key):
+                if await self._request(self._live.exists, self.prefix + key):
                     found.add(key)
 
         await _all(worker() for _ in range(min(self._concurrency, len(keys))))
@@ -534,24 +549,36 @@ def _get_body(client: Any, bucket: str, key: str) -> bytes:
         return body.read()
 
 
-def _get_then(client: Any, bucket: str, key: str, then: Callable[[Bytes], T]) -> T:
-    return then(_get_body(client, bucket, key))
+def object_requests(
+    client: Any, bucket: str, endpoint_url: str | None, concurrency: int, timeout: float
+) -> ObjectRequests:
+    """The data path's requests, set up as the boto3 client is (see s3objects.py).
+
+    The endpoint is the one boto3 talks to when it was named or came from the
+    environment or ~/.aws/config; AWS's own otherwise, in the bucket's region
+    (asked once: obstore does not follow S3's redirects to it, boto3 does).
+    The body is signed where client_config signs it. Thread-side.
+    """
+    actual = client.meta.endpoint_url
+    named = endpoint_url or (actual if not _is_aws(actual) else None)
+    region = client.meta.region_name
+    if named is None:  # AWS: the bucket's own region (boto3 follows redirects; obstore not)
+        head = client.head_bucket(Bucket=bucket)
+        region = head["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region", region)
+    return ObjectRequests(
+        boto3.session.Session(),
+        bucket=bucket,
+        endpoint_url=named,
+        region=region or "us-east-1",
+        sign_payload=not _private_channel(named),
+        concurrency=concurrency,
+        timeout=timeout,
+    )
 
 
-def _put(client: Any, bucket: str, key: str, data: Bytes) -> None:
-    # botocore takes bytes or a bytearray, not a memoryview
-    body = data if isinstance(data, bytes | bytearray) else bytes(data)
-    client.put_object(Bucket=bucket, Key=key, Body=body)
-
-
-def _exists(client: Any, bucket: str, key: str) -> bool:
-    try:
-        client.head_object(Bucket=bucket, Key=key)
-    except botocore.exceptions.ClientError as exc:
-        if _error_code(exc) in _NOT_FOUND_CODES:
-            return False
-        raise
-    return True
+def _is_aws(endpoint_url: str) -> bool:
+    host = urllib.parse.urlsplit(endpoint_url).hostname or ""
+    return host == "amazonaws.com" or host.endswith(".amazonaws.com")
 
 
 def _is_object_key(key: str) -> bool:
