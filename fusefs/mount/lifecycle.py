@@ -176,14 +176,9 @@ def _connect(
             f"cache {config.cache_dir} belongs to another user of the drive ({exc}): "
             "mount with another --cache"
         ) from None
-    replica.set_root(root)
-    if not replica.cursor or head - replica.cursor > MAX_CATCH_UP:
-        # Too far behind to replay (or new): start afresh from now.
-        replica.reset()
-        replica.set_root(root)
-        replica.cursor = head
+    start = replica.begin(root, head, MAX_CATCH_UP)
     replica.flush()
-    return root, replica.cursor, True
+    return root, start, True
 
 
 @dataclass(frozen=True)
