@@ -226,6 +226,12 @@ async def _serve(
             "only you can use this mount: other users would need user_allow_other in %s",
             FUSE_CONF,
         )
+    # What start-up made (modules, the replica's nodes read into memory) lives as long
+    # as the mount: kept out of the collector's full passes, which took 30-55 ms each in
+    # the first seconds of a mount (a stall in stat after remount). Before the folder
+    # appears: the collection itself took 20-65 ms, which the first request waited for.
+    gc.collect()
+    gc.freeze()
     try:
         pyfuse3.init(ops, str(config.mountpoint), options)
     except RuntimeError as exc:
@@ -249,11 +255,6 @@ async def _serve(
             nursery.start_soon(raise_readahead)
             if on_mounted is not None:
                 on_mounted()
-            # What start-up made (modules, the replica's nodes read into memory) lives as
-            # long as the mount: kept out of the collector's full passes, which took
-            # 30-55 ms each in the first seconds of a mount (a stall in stat after remount).
-            gc.collect()
-            gc.freeze()
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
