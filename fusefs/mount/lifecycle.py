@@ -176,14 +176,9 @@ def _connect(
             f"cache {config.cache_dir} belongs to another user of the drive ({exc}): "
             "mount with another --cache"
         ) from None
-    replica.set_root(root)
-    if not replica.cursor or head - replica.cursor > MAX_CATCH_UP:
-        # Too far behind to replay (or new): start afresh from now.
-        replica.reset()
-        replica.set_root(root)
-        replica.cursor = head
+    start = replica.begin(root, head, MAX_CATCH_UP)
     replica.flush()
-    return root, replica.cursor, True
+    return root, start, True
 
 
 @dataclass(frozen=True)
@@ -231,6 +226,12 @@ async def _serve(
             "only you can use this mount: other users would need user_allow_other in %s",
             FUSE_CONF,
         )
+    # What start-up made (modules, the replica's nodes read into memory) lives as long
+    # as the mount: kept out of the collector's full passes, which took 30-55 ms each in
+    # the first seconds of a mount (a stall in stat after remount). Before the folder
+    # appears: the collection itself took 20-65 ms, which the first request waited for.
+    gc.collect()
+    gc.freeze()
     try:
         pyfuse3.init(ops, str(config.mountpoint), options)
     except RuntimeError as exc:
@@ -254,11 +255,6 @@ async def _serve(
             nursery.start_soon(raise_readahead)
             if on_mounted is not None:
                 on_mounted()
-            # What start-up made (modules, the replica's nodes read into memory) lives as
-            # long as the mount: kept out of the collector's full passes, which took
-            # 30-55 ms each in the first seconds of a mount (a stall in stat after remount).
-            gc.collect()
-            gc.freeze()
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:

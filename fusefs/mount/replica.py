@@ -223,7 +223,7 @@ class Replica:
         if not facts:
             db.executemany(
                 "INSERT INTO facts VALUES (?, ?)",
-                [("drive", drive), ("schema", SCHEMA_VERSION), ("cursor", 0)],
+                [("drive", drive), ("schema", SCHEMA_VERSION), ("cursor", None)],
             )
             db.commit()
         return db
@@ -263,24 +263,42 @@ class Replica:
         self._db.close()
 
     def reset(self) -> None:
-        """Forgets everything (the cursor fell too far behind to catch up on)."""
+        """Forgets everything, its cursor too (it fell too far behind to catch up on)."""
         for table in ("nodes", "entries", "listed", "revisions"):
             self._db.execute(f"DELETE FROM {table}")
         self._nodes.clear()
         self._entries.clear()
         self._listed.clear()
         self._all_entries, self._entries_kept = True, 0
-        self.cursor = 0
+        self._set_fact("cursor", None)
 
     # --- the journal sequence it reflects ----------------------------------
 
     @property
     def cursor(self) -> int:
-        return self._fact("cursor", 0)
+        """The sequence of the last change applied (0: none, or none yet)."""
+        return self._fact("cursor", None) or 0
 
     @cursor.setter
     def cursor(self, sequence: int) -> None:
         self._set_fact("cursor", sequence)
+
+    def begin(self, root: Node, head: int, max_behind: int) -> int:
+        """The sequence to follow the journal from, for a mount that found root's drive
+        with its journal at head: the cursor; or head for a replica that never had one,
+        was another user's, or is more than max_behind changes behind (it starts afresh
+        then: catching up one change at a time would be slower).
+
+        A cursor of 0 is a cursor like any other (a drive whose journal was empty when
+        the replica began, and whose first changes were not applied yet when the mount
+        was killed): what the replica holds is kept, and those changes replayed.
+        """
+        self.set_root(root)
+        if self._fact("cursor", None) is None or head - self.cursor > max_behind:
+            self.reset()
+            self.set_root(root)
+            self.cursor = head
+        return self.cursor
 
     def _fact(self, key: str, default):
         return self._facts.get(key, default)
