@@ -40,6 +40,9 @@ from fusefs.models import AttributeChange
 from fusefs.mount.journal_rows import COLUMNS, SCHEMA, PendingChange, migrate, row_to_change
 from fusefs.mount.node_ids import ReservedIds
 
+# Host parameters per statement at most (SQLite's limit before 3.32 was 999).
+_MAX_PARAMETERS = 500
+
 
 class JournalStore:
     """The database journal.sqlite3 and the folder content/ under one directory."""
@@ -196,6 +199,16 @@ class JournalStore:
             raise KeyError(f"journal row {seq} is gone")
         return bytes(found[0])
 
+    def data_of(self, seqs: list[int]) -> dict[int, bytes]:
+        """data() of many rows in one query (those gone are left out)."""
+        found: dict[int, bytes] = {}
+        for lo in range(0, len(seqs), _MAX_PARAMETERS):
+            part = seqs[lo : lo + _MAX_PARAMETERS]
+            marks = ", ".join("?" * len(part))
+            query = f"SELECT seq, data FROM commits WHERE seq IN ({marks})"
+            found.update((seq, bytes(data)) for seq, data in self._db.execute(query, part))
+        return found
+
     def insert(self, row: tuple, data: bytes | None = None) -> PendingChange:
         """One row, in the columns' order (all but seq and data)."""
         cursor = self._db.execute(
@@ -301,7 +314,10 @@ class JournalStore:
         return self._db.execute("SELECT hash, size, mac FROM receipts").fetchall()
 
     def add_receipts(self, receipts: Iterable[tuple[bytes, int, bytes]]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", list(receipts))
+        """One transaction for them all (one each would write and commit the WAL per
+        block: 9 us of the event loop each instead of 2)."""
+        with self.transaction():
+            self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", list(receipts))
 
 
 class NotSynced(OSError):

@@ -280,7 +280,7 @@ class Synchronizer:
 
     async def _send(self, batch: list[PendingChange]) -> None:
         commits = [c for c in batch if c.is_commit]
-        sources = {c.seq: self._journal.content(c) for c in commits}
+        sources = self._journal.contents(commits)
         refs = await self._thread(lambda: {seq: blocks_of(c) for seq, c in sources.items()})
         contents = [(sources[c.seq], refs[c.seq]) for c in commits]
         await self._upload_and_keep(contents)
