@@ -140,6 +140,11 @@ class Journal:
                 found[commit.seq] = commit.content
         return found
 
+    def scratch(self) -> Path:
+        """A path on the journal's disk for a file the caller makes and removes (swept
+        at the next start if a crash leaves it)."""
+        return self._store.scratch()
+
     def xattr_value(self, row: PendingChange) -> bytes:
         """The value an XATTR row sets."""
         with self._mutex:

@@ -286,6 +286,11 @@ class JournalStore:
             raise
         return name_on_disk
 
+    def scratch(self) -> Path:
+        """A new path in the content folder for a file its caller makes and removes
+        (one a crash leaves there is swept at the next start, as an orphan)."""
+        return self._content / f"scratch-{uuid.uuid4().hex}"
+
     def move_out(self, name_on_disk: str, staging: Path) -> None:
         """Gives content whose row was not committed back to its staging file (unsaved
         again, not lost)."""
