@@ -55,7 +55,7 @@ from fusefs.mount.journal_rows import (
     XATTR,
     PendingChange,
 )
-from fusefs.mount.journal_store import JournalStore, disk_error
+from fusefs.mount.journal_store import JournalStore, NotSynced, disk_error
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,28 @@ class Journal:
         with self._mutex:
             return self._store.data(commit.seq)
 
+    def contents(self, commits: list[PendingChange]) -> dict[int, Path | bytes]:
+        """content() of each commit by seq, the bytes kept in rows read in one query
+        (a batch of small files: one statement under the lock instead of one each)."""
+        inline = [c.seq for c in commits if c.inline]
+        with self._mutex:
+            kept = self._store.data_of(inline) if inline else {}
+        found: dict[int, Path | bytes] = {}
+        for commit in commits:
+            if commit.inline:
+                if commit.seq not in kept:
+                    raise KeyError(f"journal row {commit.seq} is gone")
+                found[commit.seq] = kept[commit.seq]
+            else:
+                assert commit.content is not None
+                found[commit.seq] = commit.content
+        return found
+
+    def scratch(self) -> Path:
+        """A path on the journal's disk for a file the caller makes and removes (swept
+        at the next start if a crash leaves it)."""
+        return self._store.scratch()
+
     def xattr_value(self, row: PendingChange) -> bytes:
         """The value an XATTR row sets."""
         with self._mutex:
@@ -188,8 +210,7 @@ class Journal:
     def totals(self) -> tuple[int, int]:
         """(files, bytes) waiting."""
         with self._mutex:
-            sizes = self._store.sizes
-            return len(sizes), sum(sizes.values())
+            return len(self._store.sizes), self._store.total_bytes
 
     def take(self, max_files: int, max_bytes: int) -> list[PendingChange]:
         """The oldest rows not on their way yet, in order, up to the first that must wait:
@@ -272,6 +293,8 @@ class Journal:
                     node_id, parent_id, name, mine, base_revision, size, mtime_ns, held,
                     name_on_disk, None,
                 )  # fmt: skip
+        except NotSynced:
+            raise  # its row is committed: the content stays with it
         except sqlite3.OperationalError as exc:
             self._store.move_out(name_on_disk, staging)
             raise disk_error(exc) from exc
@@ -316,10 +339,15 @@ class Journal:
             held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
             name_on_disk, _request_id(), time.time_ns(), COMMIT, "", 1, 0, "", 0,
         )  # fmt: skip
-        with self._store.transaction(durable=True):
-            if replaced is not None:
-                self._store.delete(replaced.seq)
-            sealed = self._store.insert(row, data)
+        try:
+            with self._store.transaction(durable=True):
+                if replaced is not None:
+                    self._store.delete(replaced.seq)
+                sealed = self._store.insert(row, data)
+        except NotSynced:
+            # Committed, maybe not on disk: close(2) fails, and the row is sent all the same.
+            self._by_node.latest[node_id] = sealed
+            raise
         if replaced is not None:
             self._store.remove_content(replaced.content)
         self._by_node.latest[node_id] = sealed

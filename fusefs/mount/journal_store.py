@@ -7,12 +7,18 @@ swept at start), the node ids reserved to this user (their table), the upload
 receipts, and the mapping of a failing database to an OSError (ENOSPC, EIO).
 
 Durability: the database runs in WAL mode with synchronous=NORMAL. Content a
-close(2) confirmed is committed with FULL (transaction(durable=True)): on disk
-when the commit returns. Other rows (a name made, moved or removed, attributes)
-are committed with NORMAL: safe from a kill -9 of the mount at once, and on
-disk with the next FULL commit (the WAL is written in order) or before they are
-sent (sync_wal, called by Journal.take), as a local file system keeps a new
-name once its folder is synced. So is what sending changes (rows done, ids).
+close(2) confirmed is committed durably (transaction(durable=True)): the WAL is
+fdatasynced after its COMMIT, as synchronous=FULL would, so it is on disk when
+the commit returns (one fdatasync, no PRAGMA switched back and forth per close).
+Other rows (a name made, moved or removed, attributes) are committed with
+NORMAL: safe from a kill -9 of the mount at once, and on disk with the next
+durable commit (the WAL is written in order) or before they are sent (sync_wal,
+called by Journal.take), as a local file system keeps a new name once its
+folder is synced. So is what sending changes (rows done, ids).
+
+One connection, in exclusive locking mode: nothing else opens the database
+while the mount runs, so no transaction takes or drops file locks, and the WAL
+index lives in memory instead of a shared-memory file.
 
 Must not: decide what a change does to other rows (replacing, rebasing, which
 rows to take: journal.py), keep the in-memory indexes, or lock: it is not
@@ -34,6 +40,9 @@ from fusefs.models import AttributeChange
 from fusefs.mount.journal_rows import COLUMNS, SCHEMA, PendingChange, migrate, row_to_change
 from fusefs.mount.node_ids import ReservedIds
 
+# Host parameters per statement at most (SQLite's limit before 3.32 was 999).
+_MAX_PARAMETERS = 500
+
 
 class JournalStore:
     """The database journal.sqlite3 and the folder content/ under one directory."""
@@ -45,20 +54,32 @@ class JournalStore:
         self._db = sqlite3.connect(
             directory / "journal.sqlite3", isolation_level=None, check_same_thread=False
         )
+        # Exclusive before the first access: the WAL index is then never a shared file.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL unless a transaction is durable (see the module docstring).
+        # Durable transactions sync the WAL themselves (see the module docstring).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._wal = directory / "journal.sqlite3-wal"
+        self._wal_fd: int | None = None
         self._db.executescript(SCHEMA)
         migrate(self._db)
-        # seq -> size, of every row (for totals)
-        self.sizes: dict[int, int] = dict(self._db.execute("SELECT seq, size FROM commits"))
+        # seq -> size, of every row, and their sum (for totals, asked at every close)
+        self.sizes: dict[int, int] = {}
+        self.total_bytes = 0
+        self._read_sizes()
         self._unneeded: list[Path] = []  # content files to remove once their rows' deletion commits
         self.ids = ReservedIds(self._db)
         self._remove_orphans()
 
     def close(self) -> None:
         self._db.close()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+
+    def _read_sizes(self) -> None:
+        self.sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
+        self.total_bytes = sum(self.sizes.values())
 
     def claim(self, owner: str) -> None:
         """See Journal.claim: refuses (ValueError) while another owner's rows wait, else
@@ -79,45 +100,57 @@ class JournalStore:
     def transaction(self, durable: bool = False) -> Iterator[None]:
         """One transaction; inside another (see Journal.together) it is part of that one.
 
-        durable: a program is promised what it holds, so its COMMIT waits for the
-        disk (FULL; NORMAL is back once it ends). A failure rolls it back and the
-        in-memory totals and ids are read again from what the disk kept.
+        durable: a program is promised what it holds, so it returns once the WAL
+        that holds it is on disk (NotSynced if that fails: the rows are committed,
+        but not known to be on disk). A failure before the commit rolls it back
+        and the in-memory totals and ids are read again from what the disk kept.
         """
         if self._db.in_transaction:
             assert not durable, "a durable change cannot wait for another transaction"
             yield
             return
         self._unneeded = []
-        if durable:
-            self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._unneeded.clear()  # their rows stay: so do they
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._read_sizes()
+            self.ids.rolled_back()
+            raise
+        if durable:
             try:
-                yield
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._unneeded.clear()  # their rows stay: so do they
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                self.sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
-                self.ids.rolled_back()
-                raise
-        finally:
-            if durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                os.fdatasync(self._wal_descriptor())
+            except OSError as exc:
+                # Committed all the same: the content it replaced stays until the
+                # next start sweeps it (a crash may yet bring its row back).
+                raise NotSynced(exc.errno, f"journal: {exc.strerror}") from exc
         for path in self._unneeded:
             path.unlink(missing_ok=True)
 
+    def _wal_descriptor(self) -> int:
+        """The WAL, open for syncing. It exists once a transaction committed, and stays
+        (the same file, rewritten from its start after a checkpoint) until the
+        connection closes: in exclusive mode no one else can remove it. The first
+        time, its folder is synced too, so the name survives as well as the content."""
+        if self._wal_fd is None:
+            fd = os.open(self._wal, os.O_RDONLY)
+            try:
+                _fsync_directory(self.directory)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._wal_fd = fd
+        return self._wal_fd
+
     def sync_wal(self) -> None:
         """Puts every row committed so far on disk (those committed with NORMAL too)."""
-        try:
-            fd = os.open(self._wal, os.O_RDONLY)
-        except FileNotFoundError:
-            return  # checkpointed and gone: in the database file, synced by SQLite
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self._wal_fd is None and not self._wal.exists():
+            return  # nothing committed since the database was opened (and checkpointed)
+        os.fdatasync(self._wal_descriptor())
 
     # --- rows -----------------------------------------------------------------
 
@@ -166,6 +199,16 @@ class JournalStore:
             raise KeyError(f"journal row {seq} is gone")
         return bytes(found[0])
 
+    def data_of(self, seqs: list[int]) -> dict[int, bytes]:
+        """data() of many rows in one query (those gone are left out)."""
+        found: dict[int, bytes] = {}
+        for lo in range(0, len(seqs), _MAX_PARAMETERS):
+            part = seqs[lo : lo + _MAX_PARAMETERS]
+            marks = ", ".join("?" * len(part))
+            query = f"SELECT seq, data FROM commits WHERE seq IN ({marks})"
+            found.update((seq, bytes(data)) for seq, data in self._db.execute(query, part))
+        return found
+
     def insert(self, row: tuple, data: bytes | None = None) -> PendingChange:
         """One row, in the columns' order (all but seq and data)."""
         cursor = self._db.execute(
@@ -178,6 +221,7 @@ class JournalStore:
         seq = cursor.lastrowid
         assert seq is not None
         self.sizes[seq] = row[5]
+        self.total_bytes += row[5]
         return row_to_change((seq, *row, data is not None), self.directory)
 
     def node_of(self, seq: int) -> int | None:
@@ -187,7 +231,7 @@ class JournalStore:
 
     def delete(self, seq: int) -> None:
         self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
-        self.sizes.pop(seq, None)
+        self.total_bytes -= self.sizes.pop(seq, 0)
 
     def set_held(
         self,
@@ -242,6 +286,11 @@ class JournalStore:
             raise
         return name_on_disk
 
+    def scratch(self) -> Path:
+        """A new path in the content folder for a file its caller makes and removes
+        (one a crash leaves there is swept at the next start, as an orphan)."""
+        return self._content / f"scratch-{uuid.uuid4().hex}"
+
     def move_out(self, name_on_disk: str, staging: Path) -> None:
         """Gives content whose row was not committed back to its staging file (unsaved
         again, not lost)."""
@@ -270,7 +319,14 @@ class JournalStore:
         return self._db.execute("SELECT hash, size, mac FROM receipts").fetchall()
 
     def add_receipts(self, receipts: Iterable[tuple[bytes, int, bytes]]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", list(receipts))
+        """One transaction for them all (one each would write and commit the WAL per
+        block: 9 us of the event loop each instead of 2)."""
+        with self.transaction():
+            self._db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)", list(receipts))
+
+
+class NotSynced(OSError):
+    """A durable transaction committed, but the disk failed to keep it (fdatasync)."""
 
 
 def disk_error(exc: sqlite3.OperationalError) -> OSError:

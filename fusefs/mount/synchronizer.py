@@ -55,7 +55,13 @@ from fusefs.mount.journal_rows import (
 )
 from fusefs.mount.landings import EntrySettled, Landed
 from fusefs.mount.reachability import Reachability
-from fusefs.mount.sealed import Sealed, blocks_of, keep_in_cache, read_blocks
+from fusefs.mount.sealed import (
+    Sealed,
+    blocks_of,
+    keep_all_in_cache,
+    keep_in_cache,
+    read_blocks,
+)
 from protos import names
 
 log = logging.getLogger(__name__)
@@ -280,7 +286,7 @@ class Synchronizer:
 
     async def _send(self, batch: list[PendingChange]) -> None:
         commits = [c for c in batch if c.is_commit]
-        sources = {c.seq: self._journal.content(c) for c in commits}
+        sources = self._journal.contents(commits)
         refs = await self._thread(lambda: {seq: blocks_of(c) for seq, c in sources.items()})
         contents = [(sources[c.seq], refs[c.seq]) for c in commits]
         await self._upload_and_keep(contents)
@@ -487,7 +493,8 @@ class Synchronizer:
                 failure = exc  # raised as itself below, not inside an exception group
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._thread, _keep_all, self._cache, contents)
+            scratch = self._journal.scratch()
+            nursery.start_soon(self._thread, keep_all_in_cache, self._cache, contents, scratch)
             await upload()
         if failure is not None:
             raise failure
@@ -598,8 +605,3 @@ class Synchronizer:
         except errors.NotFound:
             folder = await self._thread(self._meta.make_directory, root.id, RECOVERED_FOLDER, 0o755)
         return folder.id
-
-
-def _keep_all(cache: BlockCache, contents: list[tuple[Sealed, list[BlockRef]]]) -> None:
-    for content, blocks in contents:
-        keep_in_cache(cache, content, blocks)
