@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 PREFETCH_FIRST_BLOCKS = 4
 PREFETCH_MAX_BLOCKS = 32
 FETCH_BATCH = 8  # blocks per Download call
+# A read starting this close to where the last one ended still counts as sequential:
+# the kernel's read-ahead has several reads in flight, and they may come in any order.
+SEQUENTIAL_SLACK = 4 * 1024 * 1024
 COPY_CHUNK = 64 * 1024**2  # bytes per copy_file_range when edits start on sealed content
 SEAL_HERE_BYTES = 256 * 1024  # sealed on the event loop up to this size (see seal)
 # Edits up to this size stay in memory and are sealed inside their journal row: one
@@ -92,6 +95,21 @@ class RevisionReader:
             (ref, max(offset, ref.offset) - ref.offset, min(end, ref.end) - max(offset, ref.offset))
             for ref in refs
         ]
+        # Judged and launched before this read waits for its blocks: the kernel sends
+        # the next reads meanwhile (its own read-ahead), and they find the reader
+        # where this one leaves it, not where the last one that ended did.
+        if abs(offset - self._next_read) <= SEQUENTIAL_SLACK and first > 0:
+            # A read continuing the previous one past the first block: a
+            # sequential reader (a peek at the head of a file fetches nothing more).
+            self._prefetch(last + 1)
+        elif abs(offset - self._next_read) > SEQUENTIAL_SLACK:
+            self._window = PREFETCH_FIRST_BLOCKS  # random access: no more than a little
+        self._next_read = end
+        if len(spans) > 1:
+            # Blocks fetched together lie side by side in memory: one view, no join.
+            whole = self._cache.read_span([(ref.hash, lo, n) for ref, lo, n in spans])
+            if whole is not None:
+                return whole
         kept = [self._cache.read_range(ref.hash, lo, n) for ref, lo, n in spans]
         found: dict[bytes, bytes] = {}
         if None in kept:
@@ -102,13 +120,6 @@ class RevisionReader:
             memoryview(found[ref.hash])[lo : lo + n] if part is None else part
             for (ref, lo, n), part in zip(spans, kept, strict=True)
         ]
-        if offset == self._next_read and first > 0:
-            # A read continuing the previous one past the first block: a
-            # sequential reader (a peek at the head of a file fetches nothing more).
-            self._prefetch(last + 1)
-        elif offset != self._next_read:
-            self._window = PREFETCH_FIRST_BLOCKS  # random access: no more than a little
-        self._next_read = end
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _prefetch(self, start: int) -> None:
