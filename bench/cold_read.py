@@ -5,8 +5,9 @@ file is written through mount "a" and synced, then read through a fresh mount
 "b" whose cache is emptied before each round (kernel page cache dropped too).
 Prints, per round, MB/s and the CPU seconds per GiB of the mount and of blockd
 (user + system, every thread: steadier than MB/s on a shared machine), then
-their medians. With --profile DIR, py-spy records both processes (GIL holders,
-every thread, raw) during the first round.
+their medians. With --profile DIR, py-spy (GIL holders, every thread, raw) or
+perf (--profiler perf: native and kernel stacks) records both processes during
+the first round.
 
 Round 1 differs a little: blockd still holds the tail of the file in its hot
 blocks from the upload; later rounds read everything from its store.
@@ -40,10 +41,15 @@ from throughput import (
 )
 
 
-def profile(pid: int, out: Path, seconds: int) -> subprocess.Popen:
-    py_spy = Path(sys.executable).parent / "py-spy"
-    cmd = [str(py_spy), "record", "-p", str(pid), "--threads", "--gil", "-r", "300"]
-    cmd += ["-f", "raw", "-o", str(out), "-d", str(seconds)]
+def profile(pid: int, out: Path, seconds: int, tool: str) -> subprocess.Popen:
+    """py-spy (Python stacks, GIL holders) or perf (native, kernel too) on pid."""
+    if tool == "perf":
+        cmd = ["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", str(pid)]
+        cmd += ["-o", str(out.with_suffix(".perf")), "--", "sleep", str(seconds)]
+    else:
+        py_spy = Path(sys.executable).parent / "py-spy"
+        cmd = [str(py_spy), "record", "-p", str(pid), "--threads", "--gil", "-r", "300"]
+        cmd += ["-f", "raw", "-o", str(out), "-d", str(seconds)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -53,7 +59,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backend", choices=("local", "s3", "seaweedfs"), default="local")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
-    ap.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    ap.add_argument("--profile", type=Path, default=None, help="profiles' output directory")
+    ap.add_argument("--profiler", choices=("py-spy", "perf"), default="py-spy")
     ap.add_argument("--profile-seconds", type=int, default=3)
     args = ap.parse_args()
     size = args.size_mib * MiB
@@ -75,7 +82,8 @@ def main() -> None:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 mount_pid = next(p.pid for p, path, _ in drive.mounts if path == b)
                 for name, pid in (("mount", mount_pid), ("blockd", drive.blockd.process.pid)):
-                    spies.append(profile(pid, args.profile / f"{name}.txt", args.profile_seconds))
+                    out = args.profile / f"{name}.txt"
+                    spies.append(profile(pid, out, args.profile_seconds, args.profiler))
             cpu = cpu_of(drive, b)
             seconds = read_file(b / "big", f"cold read #{i + 1}")
             mount_cpu, blockd_cpu = cpu_per_gib(cpu, cpu_of(drive, b), size)
