@@ -23,6 +23,11 @@ ALIGN = 4096  # of O_DIRECT writes: offsets, lengths and buffer addresses
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 _IOV_MAX = 1024
 
+# The C API's bytearray constructor leaves the contents as they are when given no data.
+_uninitialized_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
+_uninitialized_bytearray.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+_uninitialized_bytearray.restype = ctypes.py_object
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 _PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
@@ -87,17 +92,21 @@ class NotDirect(Exception):
 
 def aligned_buffer(size: int) -> memoryview:
     """A writable buffer of size bytes rounded up to whole 4 KiB pages, at a page-aligned
-    address (as O_DIRECT needs), zero-filled.
+    address (as O_DIRECT needs): its first size bytes are the caller's to fill (left
+    as malloc gave them), the rest zeros.
 
     A bytearray from malloc, not an mmap: the mount lets glibc keep freed megabytes in
     its heap (protos.runtime.reuse_freed_blocks), so a new buffer mostly reuses pages
     already faulted in, and it lives as long as any view of it (the memory LRU keeps
-    views of fetched blocks in it).
+    views of fetched blocks in it). Not zero-filled first, as bytearray(n) would:
+    that was 2 % of the mount's CPU on a cold read, for bytes overwritten at once.
     """
     padded = -(-size // ALIGN) * ALIGN
-    raw = bytearray(padded + ALIGN)
+    raw = _uninitialized_bytearray(None, padded + ALIGN)
     skip = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
-    return memoryview(raw)[skip : skip + padded]
+    view = memoryview(raw)[skip : skip + padded]
+    view[size:] = bytes(padded - size)
+    return view
 
 
 def write_direct(fd: int, view: memoryview, offset: int) -> None:
