@@ -132,8 +132,10 @@ class BlockCache:
         self._capacity = capacity_bytes
         self._limiter = limiter
         self._memory: OrderedDict[bytes, Data] = OrderedDict()
-        # Blocks of _memory held in a fetched batch's buffer: (that buffer, offset in it).
-        self._in_batch: dict[bytes, tuple[memoryview, int]] = {}
+        # Blocks of _memory held in a fetched batch's buffer: (that buffer, offset in it,
+        # the hashes of the batch). A batch's blocks are used and evicted together (see
+        # _touch), so memory holds whole buffers, not one block of each of many.
+        self._in_batch: dict[bytes, tuple[memoryview, int, list[bytes]]] = {}
         self._memory_bytes = 0
         self._memory_capacity = memory_bytes
         self._inflight: dict[bytes, trio.Event] = {}
@@ -271,7 +273,7 @@ class BlockCache:
         """
         data = self._memory.get(h)
         if data is not None:
-            self._memory.move_to_end(h)
+            self._touch(h)
             self.hits += 1
             return memoryview(data)[start : start + length]
         with self._disk_lock:
@@ -303,15 +305,14 @@ class BlockCache:
         held = self._in_batch.get(spans[0][0])
         if held is None:
             return None
-        buf, at = held
+        buf, at, _ = held
         start = end = at + spans[0][1]
         for h, lo, n in spans:
             held = self._in_batch.get(h)
             if held is None or held[0] is not buf or held[1] + lo != end:
                 return None
             end += n
-        for h, _, _ in spans:
-            self._memory.move_to_end(h)
+        self._touch(spans[0][0])
         self.hits += 1
         return buf[start:end]
 
@@ -328,7 +329,7 @@ class BlockCache:
             for h in pending:
                 data = self._memory.get(h)
                 if data is not None:
-                    self._memory.move_to_end(h)
+                    self._touch(h)
                     result[h] = data
                 elif h in self._inflight:
                     waits.append(self._inflight[h])
@@ -347,9 +348,10 @@ class BlockCache:
                         result[h] = data
                     if batch is not None:
                         buf, entries = batch
+                        hashes = [h for h, _, _ in entries]
                         for h, at, _ in entries:
                             if self._memory.get(h) is loaded.get(h):
-                                self._in_batch[h] = (buf, at)
+                                self._in_batch[h] = (buf, at, hashes)
                 finally:
                     for h in to_fetch:
                         self._inflight.pop(h).set()
@@ -376,6 +378,36 @@ class BlockCache:
             )
             found.update(on_disk)
         return found
+
+    def _touch(self, h: bytes) -> None:
+        """Block h of memory was used: it and the rest of its batch are the newest now.
+
+        A batch's buffer lives while any of its blocks is in memory; were its blocks
+        aged one by one, random reads could keep one block of each of many batches,
+        and memory would hold up to a batch's size for each block it counts.
+        """
+        held = self._in_batch.get(h)
+        if held is None:
+            self._memory.move_to_end(h)
+            return
+        buf, _, hashes = held
+        for sibling in hashes:
+            if (other := self._in_batch.get(sibling)) is not None and other[0] is buf:
+                self._memory.move_to_end(sibling)
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the memory LRU holds, the buffer of a batch any block of which it keeps
+        counted whole."""
+        held = 0
+        buffers: dict[int, int] = {}
+        for h, data in self._memory.items():
+            batch = self._in_batch.get(h)
+            if batch is None:
+                held += len(data)
+            else:
+                buffers[id(batch[0])] = len(batch[0])
+        return held + sum(buffers.values())
 
     def _remember(self, h: bytes, data: Data) -> None:
         if h in self._memory:
