@@ -1,7 +1,8 @@
 """The local block cache: blocks by hash on disk, recent ones in memory.
 
 Owns: the cache directory (bounded, least recently used evicted first, kept
-across remounts), a small in-memory LRU, and single-flight fetching (two
+across remounts), a small in-memory LRU (fusefs/cachememory.py: fetched batches
+held whole), and single-flight fetching (two
 readers of one missing block cause one download). Every block is verified
 against its BLAKE3 hash when it arrives, and a disk copy the first time it is
 read after the mount started: a torn or corrupt cache file is a miss, never
@@ -72,15 +73,11 @@ from fusefs.cachefiles import (
     write_all,
     write_direct,
 )
+from fusefs.cachememory import Batch, Data, MemoryBlocks
 from fusefs.chunker import block_hash
 
 log = logging.getLogger(__name__)
 
-# A block's bytes: those read or made here, or a view of the message they arrived in.
-Data = bytes | memoryview
-# Blocks fetched together, side by side in one page-aligned buffer (read-only view):
-# the buffer and each block's (hash, offset in it, size), in the order fetched.
-Batch = tuple[memoryview, list[tuple[bytes, int, int]]]
 Fetcher = Callable[[list[bytes]], list[tuple[bytes, Data]]]
 
 
@@ -131,13 +128,7 @@ class BlockCache:
         self._fetch = fetch
         self._capacity = capacity_bytes
         self._limiter = limiter
-        self._memory: OrderedDict[bytes, Data] = OrderedDict()
-        # Blocks of _memory held in a fetched batch's buffer: (that buffer, offset in it,
-        # the hashes of the batch). A batch's blocks are used and evicted together (see
-        # _touch), so memory holds whole buffers, not one block of each of many.
-        self._in_batch: dict[bytes, tuple[memoryview, int, list[bytes]]] = {}
-        self._memory_bytes = 0
-        self._memory_capacity = memory_bytes
+        self._memory = MemoryBlocks(memory_bytes)
         self._inflight: dict[bytes, trio.Event] = {}
         self._disk_lock = threading.Lock()
         self._disk: OrderedDict[bytes, int] = OrderedDict()  # hash -> size, LRU order
@@ -273,7 +264,6 @@ class BlockCache:
         """
         data = self._memory.get(h)
         if data is not None:
-            self._touch(h)
             self.hits += 1
             return memoryview(data)[start : start + length]
         with self._disk_lock:
@@ -302,19 +292,10 @@ class BlockCache:
         A read across a block boundary then costs no copy to join its parts (the batch
         was gathered in file order: see _gather).
         """
-        held = self._in_batch.get(spans[0][0])
-        if held is None:
-            return None
-        buf, at, _ = held
-        start = end = at + spans[0][1]
-        for h, lo, n in spans:
-            held = self._in_batch.get(h)
-            if held is None or held[0] is not buf or held[1] + lo != end:
-                return None
-            end += n
-        self._touch(spans[0][0])
-        self.hits += 1
-        return buf[start:end]
+        whole = self._memory.span(spans)
+        if whole is not None:
+            self.hits += 1
+        return whole
 
     async def get(self, h: bytes) -> Data:
         return (await self.get_many([h]))[h]
@@ -329,7 +310,6 @@ class BlockCache:
             for h in pending:
                 data = self._memory.get(h)
                 if data is not None:
-                    self._touch(h)
                     result[h] = data
                 elif h in self._inflight:
                     waits.append(self._inflight[h])
@@ -343,15 +323,11 @@ class BlockCache:
                     loaded, batch = await trio.to_thread.run_sync(
                         self._load, to_fetch, limiter=self._limiter
                     )
-                    for h, data in loaded.items():
-                        self._remember(h, data)
-                        result[h] = data
                     if batch is not None:
-                        buf, entries = batch
-                        hashes = [h for h, _, _ in entries]
-                        for h, at, _ in entries:
-                            if self._memory.get(h) is loaded.get(h):
-                                self._in_batch[h] = (buf, at, hashes)
+                        self._memory.add_batch(batch, loaded)
+                    for h, data in loaded.items():
+                        self._memory.add(h, data)  # (those from disk; a batch's are in)
+                        result[h] = data
                 finally:
                     for h in to_fetch:
                         self._inflight.pop(h).set()
@@ -370,7 +346,11 @@ class BlockCache:
 
     async def copies(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         """Verified copies of these blocks held here (memory or disk); fetches nothing."""
-        found = {h: bytes(self._memory[h]) for h in dict.fromkeys(hashes) if h in self._memory}
+        found = {
+            h: bytes(data)
+            for h in dict.fromkeys(hashes)
+            if (data := self._memory.peek(h)) is not None
+        }
         rest = [h for h in dict.fromkeys(hashes) if h not in found]
         if rest:
             on_disk = await trio.to_thread.run_sync(
@@ -379,45 +359,10 @@ class BlockCache:
             found.update(on_disk)
         return found
 
-    def _touch(self, h: bytes) -> None:
-        """Block h of memory was used: it and the rest of its batch are the newest now.
-
-        A batch's buffer lives while any of its blocks is in memory; were its blocks
-        aged one by one, random reads could keep one block of each of many batches,
-        and memory would hold up to a batch's size for each block it counts.
-        """
-        held = self._in_batch.get(h)
-        if held is None:
-            self._memory.move_to_end(h)
-            return
-        buf, _, hashes = held
-        for sibling in hashes:
-            if (other := self._in_batch.get(sibling)) is not None and other[0] is buf:
-                self._memory.move_to_end(sibling)
-
     @property
     def memory_bytes(self) -> int:
-        """What the memory LRU holds, the buffer of a batch any block of which it keeps
-        counted whole."""
-        held = 0
-        buffers: dict[int, int] = {}
-        for h, data in self._memory.items():
-            batch = self._in_batch.get(h)
-            if batch is None:
-                held += len(data)
-            else:
-                buffers[id(batch[0])] = len(batch[0])
-        return held + sum(buffers.values())
-
-    def _remember(self, h: bytes, data: Data) -> None:
-        if h in self._memory:
-            return
-        self._memory[h] = data
-        self._memory_bytes += len(data)
-        while self._memory_bytes > self._memory_capacity and len(self._memory) > 1:
-            gone, old = self._memory.popitem(last=False)
-            self._in_batch.pop(gone, None)
-            self._memory_bytes -= len(old)
+        """What the memory LRU holds (see MemoryBlocks.held_bytes)."""
+        return self._memory.held_bytes
 
     # --- worker-thread side ---------------------------------------------
 
