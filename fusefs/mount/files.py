@@ -42,11 +42,13 @@ log = logging.getLogger(__name__)
 
 # Blocks read ahead of a sequential reader: the window starts small (a program that
 # reads a file's head pays for little) and doubles while the reader keeps catching up
-# with it, to ~32 MiB; a read elsewhere than where the last one ended shrinks it again.
+# with it (or waits for blocks it fetches), to ~48 MiB (6 batches on their way: with 4,
+# a cold read waited for blockd half the time); a read elsewhere than where the last
+# one ended shrinks it again.
 # It is fetched in whole batches of FETCH_BATCH blocks (one Download call and one cache
 # write each), launched as the reader frees room for one.
 PREFETCH_FIRST_BLOCKS = 4
-PREFETCH_MAX_BLOCKS = 32
+PREFETCH_MAX_BLOCKS = 48
 FETCH_BATCH = 8  # blocks per Download call
 # A read starting this close to where the last one ended still counts as sequential:
 # the kernel's read-ahead has several reads in flight, and they may come in any order.
@@ -98,9 +100,10 @@ class RevisionReader:
         # Judged and launched before this read waits for its blocks: the kernel sends
         # the next reads meanwhile (its own read-ahead), and they find the reader
         # where this one leaves it, not where the last one that ended did.
-        if abs(offset - self._next_read) <= SEQUENTIAL_SLACK and first > 0:
-            # A read continuing the previous one past the first block: a
-            # sequential reader (a peek at the head of a file fetches nothing more).
+        # A read continuing the previous one past the first block: a sequential
+        # reader (a peek at the head of a file fetches nothing more).
+        sequential = abs(offset - self._next_read) <= SEQUENTIAL_SLACK and first > 0
+        if sequential:
             self._prefetch(last + 1)
         elif abs(offset - self._next_read) > SEQUENTIAL_SLACK:
             self._window = PREFETCH_FIRST_BLOCKS  # random access: no more than a little
@@ -113,6 +116,10 @@ class RevisionReader:
         kept = [self._cache.read_range(ref.hash, lo, n) for ref, lo, n in spans]
         found: dict[bytes, bytes] = {}
         if None in kept:
+            if sequential:
+                # The reader caught up with blocks still on their way: the read-ahead
+                # does not reach far enough to hide a fetch; it reaches further.
+                self._window = min(self._window * 2, PREFETCH_MAX_BLOCKS)
             found = await self._cache.get_many(
                 ref.hash for (ref, _, _), part in zip(spans, kept, strict=True) if part is None
             )
