@@ -1,7 +1,8 @@
 """The local block cache: blocks by hash on disk, recent ones in memory.
 
 Owns: the cache directory (bounded, least recently used evicted first, kept
-across remounts), a small in-memory LRU, and single-flight fetching (two
+across remounts), a small in-memory LRU (fusefs/cachememory.py: fetched batches
+held whole), and single-flight fetching (two
 readers of one missing block cause one download). Every block is verified
 against its BLAKE3 hash when it arrives, and a disk copy the first time it is
 read after the mount started: a torn or corrupt cache file is a miss, never
@@ -30,12 +31,15 @@ makes 16 files, not 1,024 (open, create and rename of a file per block cost the
 mount three times its write). The filler holds a reference on its fill pack
 (one more in `_pack_blocks`) so eviction of its first blocks does not unlink a
 pack still being filled; the reference goes when the next fill pack starts.
-The batch is written with O_DIRECT from a reused aligned buffer (ranges start
-at a 4 KiB boundary): the bytes go to disk by DMA instead of being copied into
-page cache pages, which cost the mount more than the copy into the buffer
-(allocation, accounting, writeback). They are in the memory LRU for the reader
-now, and a later read of the pack goes through the page cache as usual. A file
-system without O_DIRECT gets a plain pwritev.
+A batch's blocks are gathered, verified, side by side in file order into one
+page-aligned buffer (_gather: the one copy they get here), which is written with
+O_DIRECT as it is (ranges start at a 4 KiB boundary): the bytes go to disk by
+DMA instead of being copied into page cache pages, which cost the mount more
+than the copy (allocation, accounting, writeback). The memory LRU keeps views
+of that buffer, so a read across two blocks of a batch is one view as well
+(read_span), not a join. Readers waiting for the blocks get them before the
+buffer is written; a later read of the pack goes through the page cache as
+usual. A file system without O_DIRECT gets a plain pwritev.
 
 Locking: the memory LRU and the in-flight table are touched only from the
 trio thread. The disk index is shared with worker threads and guarded by
@@ -59,9 +63,9 @@ import trio
 
 from fusefs import errors
 from fusefs.cachefiles import (
-    ALIGN,
     O_DIRECT,
     NotDirect,
+    aligned_buffer,
     copy_range,
     log_line,
     pack_entries,
@@ -69,12 +73,11 @@ from fusefs.cachefiles import (
     write_all,
     write_direct,
 )
+from fusefs.cachememory import Batch, Data, MemoryBlocks
 from fusefs.chunker import block_hash
 
 log = logging.getLogger(__name__)
 
-# A block's bytes: those read or made here, or a view of the message they arrived in.
-Data = bytes | memoryview
 Fetcher = Callable[[list[bytes]], list[tuple[bytes, Data]]]
 
 
@@ -125,9 +128,7 @@ class BlockCache:
         self._fetch = fetch
         self._capacity = capacity_bytes
         self._limiter = limiter
-        self._memory: OrderedDict[bytes, Data] = OrderedDict()
-        self._memory_bytes = 0
-        self._memory_capacity = memory_bytes
+        self._memory = MemoryBlocks(memory_bytes)
         self._inflight: dict[bytes, trio.Event] = {}
         self._disk_lock = threading.Lock()
         self._disk: OrderedDict[bytes, int] = OrderedDict()  # hash -> size, LRU order
@@ -263,7 +264,6 @@ class BlockCache:
         """
         data = self._memory.get(h)
         if data is not None:
-            self._memory.move_to_end(h)
             self.hits += 1
             return memoryview(data)[start : start + length]
         with self._disk_lock:
@@ -285,6 +285,18 @@ class BlockCache:
         self.hits += 1
         return part
 
+    def read_span(self, spans: list[tuple[bytes, int, int]]) -> memoryview | None:
+        """The parts (block, start, length) of consecutive blocks a read covers, as one
+        view, when one fetched batch holds them side by side in memory; else None.
+
+        A read across a block boundary then costs no copy to join its parts (the batch
+        was gathered in file order: see _gather).
+        """
+        whole = self._memory.span(spans)
+        if whole is not None:
+            self.hits += 1
+        return whole
+
     async def get(self, h: bytes) -> Data:
         return (await self.get_many([h]))[h]
 
@@ -298,7 +310,6 @@ class BlockCache:
             for h in pending:
                 data = self._memory.get(h)
                 if data is not None:
-                    self._memory.move_to_end(h)
                     result[h] = data
                 elif h in self._inflight:
                     waits.append(self._inflight[h])
@@ -309,15 +320,23 @@ class BlockCache:
                 for h in to_fetch:
                     self._inflight[h] = trio.Event()
                 try:
-                    loaded = await trio.to_thread.run_sync(
+                    loaded, batch = await trio.to_thread.run_sync(
                         self._load, to_fetch, limiter=self._limiter
                     )
+                    if batch is not None:
+                        self._memory.add_batch(batch, loaded)
+                    for h, data in loaded.items():
+                        self._memory.add(h, data)  # (those from disk; a batch's are in)
+                        result[h] = data
                 finally:
                     for h in to_fetch:
                         self._inflight.pop(h).set()
-                for h, data in loaded.items():
-                    self._remember(h, data)
-                    result[h] = data
+                if batch is not None:
+                    # Written to disk once readers waiting for them have them in memory:
+                    # a sequential reader does not wait for the cache's write.
+                    await trio.to_thread.run_sync(
+                        self._append_fetched, batch, limiter=self._limiter
+                    )
             for event in waits:
                 await event.wait()
             # Blocks another task was fetching: now in memory, or that task
@@ -327,7 +346,11 @@ class BlockCache:
 
     async def copies(self, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
         """Verified copies of these blocks held here (memory or disk); fetches nothing."""
-        found = {h: bytes(self._memory[h]) for h in dict.fromkeys(hashes) if h in self._memory}
+        found = {
+            h: bytes(data)
+            for h in dict.fromkeys(hashes)
+            if (data := self._memory.peek(h)) is not None
+        }
         rest = [h for h in dict.fromkeys(hashes) if h not in found]
         if rest:
             on_disk = await trio.to_thread.run_sync(
@@ -336,20 +359,19 @@ class BlockCache:
             found.update(on_disk)
         return found
 
-    def _remember(self, h: bytes, data: Data) -> None:
-        if h in self._memory:
-            return
-        self._memory[h] = data
-        self._memory_bytes += len(data)
-        while self._memory_bytes > self._memory_capacity and len(self._memory) > 1:
-            _, old = self._memory.popitem(last=False)
-            self._memory_bytes -= len(old)
+    @property
+    def memory_bytes(self) -> int:
+        """What the memory LRU holds (see MemoryBlocks.held_bytes)."""
+        return self._memory.held_bytes
 
     # --- worker-thread side ---------------------------------------------
 
-    def _load(self, hashes: list[bytes]) -> dict[bytes, Data]:
+    def _load(self, hashes: list[bytes]) -> tuple[dict[bytes, Data], Batch | None]:
+        """The blocks, verified, from disk or blockd; those fetched also as a Batch (to
+        append to the cache), which the returned data of each is a view of."""
         found: dict[bytes, Data] = {}
         missing: list[bytes] = []
+        batch: Batch | None = None
         for h in hashes:
             data = self._read_disk(h)
             if data is None:
@@ -366,12 +388,14 @@ class BlockCache:
             for h, data in fetched:
                 if block_hash(data) != h:
                     raise errors.DataLoss(f"block {h.hex()} arrived corrupt")
-                found[h] = data
-            self._append_fetched(fetched)
-            absent = [h for h in missing if h not in found]
+            absent = set(missing).difference(h for h, _ in fetched)
             if absent:
-                raise errors.DataLoss(f"block {absent[0].hex()} was not delivered")
-        return found
+                raise errors.DataLoss(f"block {min(absent).hex()} was not delivered")
+            batch = _gather(fetched)
+            buf, entries = batch
+            for h, at, n in entries:
+                found[h] = buf[at : at + n]
+        return found, batch
 
     def _read_disk_many(self, hashes: list[bytes]) -> dict[bytes, bytes]:
         return {h: data for h in hashes if (data := self._read_disk(h)) is not None}
@@ -404,17 +428,18 @@ class BlockCache:
                 self._verified.add(h)
         return data
 
-    def _append_fetched(self, blocks: list[tuple[bytes, Data]]) -> None:
-        """Appends verified fetched blocks to the fill pack and indexes them (see the
-        module docstring). No fsync: a block lost in a crash is only a miss."""
+    def _append_fetched(self, batch: Batch) -> None:
+        """Appends a batch of verified fetched blocks to the fill pack, its buffer as it is,
+        and indexes them (see the module docstring). No fsync: a block lost in a crash is
+        only a miss."""
+        buf, entries = batch
         with self._disk_lock:
-            blocks = [(h, d) for h, d in dict(blocks).items() if h not in self._disk]
-        if not blocks:
+            entries = [e for e in entries if e[0] not in self._disk]
+        if not entries:
             return
-        size = sum(len(d) for _, d in blocks)
         try:
-            name, offset = self._reserve(-(-size // ALIGN) * ALIGN)
-            self._write_pack(self._packs / name, [d for _, d in blocks], offset, size)
+            name, offset = self._reserve(len(buf))
+            self._write_pack(self._packs / name, buf, offset)
         except FileNotFoundError:
             return  # every block of it evicted, and its filler moved on: not cached
         except OSError as exc:
@@ -422,15 +447,13 @@ class BlockCache:
                 raise
             self._warn_full()
             return
-        entries = []
-        for h, d in blocks:
-            entries.append((h, offset, len(d)))
-            offset += len(d)
-        self._index_packed(name, entries)  # hashed on arrival, these very bytes written
+        # Hashed on arrival, these very bytes written (a block the disk had meanwhile
+        # keeps its copy; its range here is only padding).
+        self._index_packed(name, [(h, offset + at, n) for h, at, n in entries])
         self._evict()
 
-    def _write_pack(self, path: Path, parts: list[Data], offset: int, size: int) -> None:
-        """parts one after the other at offset (aligned) of path; O_DIRECT when it can."""
+    def _write_pack(self, path: Path, buf: memoryview, offset: int) -> None:
+        """An aligned batch buffer at offset (aligned) of path; O_DIRECT when it can."""
         if self._direct:
             try:
                 fd = os.open(path, os.O_WRONLY | O_DIRECT)
@@ -440,7 +463,7 @@ class BlockCache:
                 self._direct = False  # no O_DIRECT on this file system
             else:
                 try:
-                    write_direct(fd, parts, offset, size)
+                    write_direct(fd, buf, offset)
                     return
                 except NotDirect:
                     self._direct = False
@@ -448,7 +471,7 @@ class BlockCache:
                     os.close(fd)
         fd = os.open(path, os.O_WRONLY)
         try:
-            write_all(fd, parts, offset)
+            write_all(fd, [buf], offset)
         finally:
             os.close(fd)
 
@@ -579,3 +602,20 @@ class BlockCache:
         for hole in holes:
             punch(*hole)
         return freed
+
+
+def _gather(blocks: list[tuple[bytes, Data]]) -> Batch:
+    """Fetched blocks copied side by side, in the order given, into one page-aligned
+    buffer: the one copy they get in the mount. The cache writes the buffer as it is
+    (O_DIRECT), and memory keeps views of it, so a read across two of its blocks is a
+    view too (read_span). A block given twice is kept once."""
+    unique = dict(blocks)
+    entries: list[tuple[bytes, int, int]] = []
+    at = 0
+    for h, data in unique.items():
+        entries.append((h, at, len(data)))
+        at += len(data)
+    buf = aligned_buffer(at)
+    for h, at, n in entries:
+        buf[at : at + n] = unique[h]
+    return buf.toreadonly(), entries

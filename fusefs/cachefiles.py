@@ -1,9 +1,10 @@
 """Raw I/O on the block cache's files: the pack log's lines, pack writes, holes, copies.
 
 Owns the byte-level formats and system calls the cache (fusefs/cache.py) runs
-in its worker threads: a pack log line ("PACK HASH OFFSET SIZE"), a batch of
-blocks written into a pack (O_DIRECT from reused page-aligned buffers where the
-file system allows), a punched hole, a kernel copy between files.
+in its worker threads: a pack log line ("PACK HASH OFFSET SIZE"), the
+page-aligned buffer a fetched batch of blocks is gathered in and written into
+a pack from (O_DIRECT where the file system allows), a punched hole, a kernel
+copy between files.
 
 Must not: know the cache's index, its locks or its eviction order.
 """
@@ -13,21 +14,19 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
-import mmap
 import os
-import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 ALIGN = 4096  # of O_DIRECT writes: offsets, lengths and buffer addresses
-_BUFFERS_KEPT = 8  # aligned buffers kept for reuse (a new one costs a page fault a page)
-# A buffer holds one fetch batch (8 blocks of about 1 MiB, up to 4 MiB each): made this
-# large so that most batches fit the one they are given, up to twice that size if kept.
-_BUFFER_BYTES = 12 * 1024 * 1024
-_BUFFER_KEPT_BYTES = 24 * 1024 * 1024
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 _IOV_MAX = 1024
+
+# The C API's bytearray constructor leaves the contents as they are when given no data.
+_uninitialized_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
+_uninitialized_bytearray.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+_uninitialized_bytearray.restype = ctypes.py_object
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
@@ -87,53 +86,42 @@ def write_all(fd: int, parts: list[Data], offset: int) -> None:
             views[0] = views[0][n:]
 
 
-_IOV_MAX = 1024
-
-
 class NotDirect(Exception):
     """The file system refused an aligned O_DIRECT write: write through the page cache."""
 
 
-_buffers: list[mmap.mmap] = []
-_buffers_lock = threading.Lock()
+def aligned_buffer(size: int) -> memoryview:
+    """A writable buffer of size bytes rounded up to whole 4 KiB pages, at a page-aligned
+    address (as O_DIRECT needs): its first size bytes are the caller's to fill (left
+    as malloc gave them), the rest zeros.
 
-
-def write_direct(fd: int, parts: list[Data], offset: int, size: int) -> None:
-    """parts at offset (aligned) of fd, opened with O_DIRECT: copied into an aligned
-    buffer, zero-padded to a whole number of 4 KiB pages, written in one go."""
+    A bytearray from malloc, not an mmap: the mount lets glibc keep freed megabytes in
+    its heap (protos.runtime.reuse_freed_blocks), so a new buffer mostly reuses pages
+    already faulted in, and it lives as long as any view of it (the memory LRU keeps
+    views of fetched blocks in it). Not zero-filled first, as bytearray(n) would:
+    that was 2 % of the mount's CPU on a cold read, for bytes overwritten at once.
+    """
     padded = -(-size // ALIGN) * ALIGN
-    with _buffers_lock:
-        # The smallest kept buffer that fits (a larger one stays for a larger batch).
-        fits = [b for b in _buffers if len(b) >= padded]
-        buf = min(fits, key=len) if fits else None
-        if buf is not None:
-            _buffers.remove(buf)
-    if buf is None:
-        buf = mmap.mmap(-1, max(padded, _BUFFER_BYTES))
-    try:
-        view = memoryview(buf)
-        at = 0
-        for part in parts:
-            view[at : at + len(part)] = part
-            at += len(part)
-        view[at:padded] = bytes(padded - at)
-        done = 0
-        while done < padded:
-            try:
-                n = os.pwritev(fd, [view[done:padded]], offset + done)
-            except OSError as exc:
-                if exc.errno == errno.EINVAL:
-                    raise NotDirect from None
-                raise
-            if n <= 0:
-                raise OSError(errno.EIO, "pwritev wrote nothing")
-            done += n
-        view.release()
-    finally:
-        if len(buf) <= _BUFFER_KEPT_BYTES:
-            with _buffers_lock:
-                if len(_buffers) < _BUFFERS_KEPT:
-                    _buffers.append(buf)
+    raw = _uninitialized_bytearray(None, padded + ALIGN)
+    skip = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
+    view = memoryview(raw)[skip : skip + padded]
+    view[size:] = bytes(padded - size)
+    return view
+
+
+def write_direct(fd: int, view: memoryview, offset: int) -> None:
+    """An aligned_buffer written whole at offset (aligned) of fd, opened with O_DIRECT."""
+    done = 0
+    while done < len(view):
+        try:
+            n = os.pwritev(fd, [view[done:]], offset + done)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise NotDirect from None
+            raise
+        if n <= 0:
+            raise OSError(errno.EIO, "pwritev wrote nothing")
+        done += n
 
 
 def log_line(h: bytes, pack: str, offset: int, size: int) -> str:

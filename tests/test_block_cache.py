@@ -226,3 +226,36 @@ def test_fill_packs_go_once_filled_and_evicted(tmp_path: Path, monkeypatch) -> N
     again = _cache(tmp_path, fetch, capacity=64 * MiB)
     assert _read_all(again, blocks) == data
     assert 0 < len(fetch.sent) < len(blocks)
+
+
+def test_memory_holds_fetched_batches_whole_whatever_blocks_readers_come_back_to(
+    tmp_path: Path,
+) -> None:
+    # A fetched batch's blocks share one buffer, which lives while any of them is in
+    # memory: a reader coming back to one block of each batch must not keep every
+    # batch's buffer (memory would hold a batch per block it counts).
+    rng = random.Random(4)
+    datas = [rng.randbytes(64 * 1024 + n) for n in range(64)]
+    fetch = _Fetcher()
+    fetch.blocks = {cache_module.block_hash(d): d for d in datas}
+    hashes = list(fetch.blocks)
+    batch_bytes = 8 * (64 * 1024 + 64)
+    cache = BlockCache(
+        tmp_path / "cache",
+        fetch,
+        capacity_bytes=64 * MiB,
+        memory_bytes=2 * batch_bytes,
+        limiter=trio.CapacityLimiter(2),
+    )
+
+    async def main() -> None:
+        for lo in range(0, len(hashes), 8):
+            got = await cache.get_many(hashes[lo : lo + 8])
+            assert [bytes(got[h]) for h in hashes[lo : lo + 8]] == datas[lo : lo + 8]
+            for first in range(0, lo + 8, 8):  # back to the first block of every batch
+                part = cache.read_range(hashes[first], 10, 20)
+                if part is not None:
+                    assert bytes(part) == datas[first][10:30]
+            assert cache.memory_bytes <= 3 * batch_bytes + 3 * 4096
+
+    trio.run(main)

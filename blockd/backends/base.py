@@ -100,8 +100,9 @@ class Backend(abc.ABC):
     authenticates_objects: bool = False
 
     @abc.abstractmethod
-    async def get(self, key: str) -> bytes:
-        """The object's bytes. Raises ObjectNotFound, ObjectCorrupt, BackendUnavailable."""
+    async def get(self, key: str) -> bytes | bytearray:
+        """The object's bytes (a bytearray is the caller's to keep: nothing else holds it).
+        Raises ObjectNotFound, ObjectCorrupt, BackendUnavailable."""
 
     async def get_then(self, key: str, then: Callable[[Bytes], T]) -> T:
         """then(the object's bytes), run in a worker thread: how a wrapper decodes.
@@ -115,7 +116,7 @@ class Backend(abc.ABC):
         data = await self.get(key)
         return await asyncio.to_thread(then, data)
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | BackendError]:
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | bytearray | BackendError]:
         """Each object's bytes, in order, or the error that get would raise for it.
 
         The objects are read concurrently; an error of one does not stop the others.
@@ -210,7 +211,7 @@ class WrappingBackend(Backend):
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    async def get(self, key: str) -> bytes:
+    async def get(self, key: str) -> bytes | bytearray:
         return await self.backend.get(key)
 
     async def put(self, key: str, data: Bytes) -> int:

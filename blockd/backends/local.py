@@ -287,7 +287,9 @@ def _contents(path: Path) -> Iterator[Bytes]:
             else:
                 buf = _take_buffer(size)
                 try:
-                    done = _read_direct(fd, memoryview(buf))
+                    # Only the file's own pages: past its end, a direct read zero-fills
+                    # the rest of the buffer (a 4 MiB one for a 1 MiB object, say).
+                    done = _read_direct(fd, memoryview(buf)[: _aligned(size)])
                 except _NotDirect:
                     fcntl.fcntl(fd, fcntl.F_SETFL, flags)
                 else:
@@ -302,9 +304,14 @@ class _NotDirect(Exception):
     """This file cannot be read with O_DIRECT after all: read it through the page cache."""
 
 
+def _aligned(size: int) -> int:
+    """size rounded up to whole _DIRECT_ALIGN pages."""
+    return -(-size // _DIRECT_ALIGN) * _DIRECT_ALIGN
+
+
 def _read_direct(fd: int, view: memoryview) -> int:
-    """Reads a file opened with O_DIRECT into view (aligned, larger than the file by at
-    least a byte); how many bytes it holds.
+    """Reads a file opened with O_DIRECT into view (aligned, the file's size rounded up
+    to whole pages); how many bytes it holds.
 
     A block is read once and then kept (decoded) in blockd's hot blocks, so filling
     the page cache with it buys little: page cache pages cost more to allocate and
@@ -328,21 +335,31 @@ def _read_direct(fd: int, view: memoryview) -> int:
 
 
 def _take_buffer(size: int) -> mmap.mmap:
-    """A page-aligned buffer (as O_DIRECT needs) of at least size + 1 bytes (EOF seen).
+    """A page-aligned buffer (as O_DIRECT needs) of at least size bytes.
 
-    Buffers are never closed, only dropped: one goes when the last view of it does.
+    The smallest kept one that fits (the others stay for larger objects), else a new
+    one. Buffers are never closed, only dropped: one goes when the last view of it does.
     """
-    want = (size // _DIRECT_ALIGN + 1) * _DIRECT_ALIGN
+    want = _aligned(size)
     with _buffers_lock:
-        buf = _buffers.pop() if _buffers else None
-    if buf is not None and len(buf) >= want:
-        return buf
+        fits = [b for b in _buffers if len(b) >= want]
+        if fits:
+            buf = min(fits, key=len)
+            _buffers.remove(buf)
+            return buf
     return mmap.mmap(-1, want)
 
 
 def _give_back(buf: mmap.mmap) -> None:
+    """Keeps buf for the next reads; once _BUFFERS_KEPT are kept, in place of the smallest
+    (so the kept ones grow to fit most objects, and a new buffer is rarely made)."""
     with _buffers_lock:
         if len(_buffers) < _BUFFERS_KEPT:
+            _buffers.append(buf)
+            return
+        smallest = min(_buffers, key=len)
+        if len(smallest) < len(buf):
+            _buffers.remove(smallest)
             _buffers.append(buf)
 
 

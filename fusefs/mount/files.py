@@ -42,12 +42,17 @@ log = logging.getLogger(__name__)
 
 # Blocks read ahead of a sequential reader: the window starts small (a program that
 # reads a file's head pays for little) and doubles while the reader keeps catching up
-# with it, to ~32 MiB; a read elsewhere than where the last one ended shrinks it again.
+# with it (or waits for blocks it fetches), to ~48 MiB (6 batches on their way: with 4,
+# a cold read waited for blockd half the time); a read elsewhere than where the last
+# one ended shrinks it again.
 # It is fetched in whole batches of FETCH_BATCH blocks (one Download call and one cache
 # write each), launched as the reader frees room for one.
 PREFETCH_FIRST_BLOCKS = 4
-PREFETCH_MAX_BLOCKS = 32
+PREFETCH_MAX_BLOCKS = 48
 FETCH_BATCH = 8  # blocks per Download call
+# A read starting this close to where the last one ended still counts as sequential:
+# the kernel's read-ahead has several reads in flight, and they may come in any order.
+SEQUENTIAL_SLACK = 4 * 1024 * 1024
 COPY_CHUNK = 64 * 1024**2  # bytes per copy_file_range when edits start on sealed content
 SEAL_HERE_BYTES = 256 * 1024  # sealed on the event loop up to this size (see seal)
 # Edits up to this size stay in memory and are sealed inside their journal row: one
@@ -92,9 +97,29 @@ class RevisionReader:
             (ref, max(offset, ref.offset) - ref.offset, min(end, ref.end) - max(offset, ref.offset))
             for ref in refs
         ]
+        # Judged and launched before this read waits for its blocks: the kernel sends
+        # the next reads meanwhile (its own read-ahead), and they find the reader
+        # where this one leaves it, not where the last one that ended did.
+        # A read continuing the previous one past the first block: a sequential
+        # reader (a peek at the head of a file fetches nothing more).
+        sequential = abs(offset - self._next_read) <= SEQUENTIAL_SLACK and first > 0
+        if sequential:
+            self._prefetch(last + 1)
+        elif abs(offset - self._next_read) > SEQUENTIAL_SLACK:
+            self._window = PREFETCH_FIRST_BLOCKS  # random access: no more than a little
+        self._next_read = end
+        if len(spans) > 1:
+            # Blocks fetched together lie side by side in memory: one view, no join.
+            whole = self._cache.read_span([(ref.hash, lo, n) for ref, lo, n in spans])
+            if whole is not None:
+                return whole
         kept = [self._cache.read_range(ref.hash, lo, n) for ref, lo, n in spans]
         found: dict[bytes, bytes] = {}
         if None in kept:
+            if sequential:
+                # The reader caught up with blocks still on their way: the read-ahead
+                # does not reach far enough to hide a fetch; it reaches further.
+                self._window = min(self._window * 2, PREFETCH_MAX_BLOCKS)
             found = await self._cache.get_many(
                 ref.hash for (ref, _, _), part in zip(spans, kept, strict=True) if part is None
             )
@@ -102,13 +127,6 @@ class RevisionReader:
             memoryview(found[ref.hash])[lo : lo + n] if part is None else part
             for (ref, lo, n), part in zip(spans, kept, strict=True)
         ]
-        if offset == self._next_read and first > 0:
-            # A read continuing the previous one past the first block: a
-            # sequential reader (a peek at the head of a file fetches nothing more).
-            self._prefetch(last + 1)
-        elif offset != self._next_read:
-            self._window = PREFETCH_FIRST_BLOCKS  # random access: no more than a little
-        self._next_read = end
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _prefetch(self, start: int) -> None:
