@@ -245,6 +245,7 @@ class EntryChanges:
         self.stale(inode)  # its st_nlink (and ctime) changed
         if not remains:
             self.gone(inode)
+            self.inodes.unalias(inode)
 
     def gone(self, inode: int) -> None:
         """A node left the namespace (unlinked, or replaced by a rename)."""

@@ -2,11 +2,13 @@
 
 Inode numbers are metad node ids (stable, never reused), except that the
 drive's root is FUSE's ROOT_INODE (1); whatever node has id 1 takes the
-root's id in exchange. Entries that are not metad nodes ("Shared with me",
-.drive-history and what is below it) get numbers from VIRTUAL_BASE up, a
-range no node id reaches (ids are SQLite AUTOINCREMENT values counting from
-1), handed out by VirtualInodes. Lookup counts follow pyfuse3's rules: every
-reply that hands the kernel an entry adds one, forget() subtracts.
+root's id in exchange; and that a file saved over by a renamed one answers
+to the renamed one's inode while it is there (alias). Entries that are not
+metad nodes ("Shared with me", .drive-history and what is below it) get
+numbers from VIRTUAL_BASE up, a range no node id reaches (ids are SQLite
+AUTOINCREMENT values counting from 1), handed out by VirtualInodes. Lookup
+counts follow pyfuse3's rules: every reply that hands the kernel an entry
+adds one, forget() subtracts.
 
 The attribute cache holds the last Node seen for each inode; change events
 drop entries so the next getattr asks metad again. The owner of every inode
@@ -78,9 +80,10 @@ class InodeTable:
         self._lookups = LookupCounts()
         self._nodes: dict[int, Node] = {}
         self._owners: dict[int, int] = {}  # inode -> owner id, while the kernel knows it
-        # A node answering to another node's inode, while the kernel knows that inode:
-        # a file saved over by a renamed one keeps its id, but the kernel moved the
-        # renamed file's inode to the name (see alias).
+        # A node answering to another node's inode: a file saved over by a renamed one
+        # keeps its id, but the kernel moved the renamed file's inode to the name (see
+        # alias). For as long as the node is there, not only while the kernel knows
+        # the inode: a stat after the kernel forgot it must show the same number.
         self._alias: dict[int, int] = {}  # node id -> inode
         self._aliased: dict[int, int] = {}  # inode -> node id
 
@@ -106,9 +109,30 @@ class InodeTable:
         return inode
 
     def alias(self, node_id: int, inode: int) -> None:
-        """node_id answers to inode from now on, until the kernel forgets inode."""
+        """node_id answers to inode from now on, until it leaves the namespace (unaliased).
+
+        Not until the kernel forgets inode: it forgets what it does not use (memory
+        pressure, drop_caches) and looks the name up again, and an inode number that
+        changed then breaks what programs keep of it (find, rsync, tar, pjdfstest).
+        """
+        before = self._alias.get(node_id)
+        if before is not None and before != inode and before not in self._lookups:
+            self._aliased.pop(before, None)  # (else when the kernel forgets it)
+        had = self._aliased.get(inode)
+        if had is not None and self._alias.get(had) == inode:
+            del self._alias[had]  # a saved file saved over in turn: gone from metad
         self._alias[node_id] = inode
         self._aliased[inode] = node_id
+
+    def unalias(self, inode: int) -> None:
+        """The node answering to inode left the namespace: an alias of it ends (its
+        inode's side once the kernel forgets inode; an open file may still use it)."""
+        node_id = self._aliased.get(inode)
+        if node_id is None or self._alias.get(node_id) != inode:
+            return
+        del self._alias[node_id]
+        if inode not in self._lookups:
+            del self._aliased[inode]
 
     # --- kernel lookup counts ------------------------------------------
 
@@ -126,9 +150,9 @@ class InodeTable:
         if inode != ROOT_INODE:
             self._nodes.pop(inode, None)
             self._owners.pop(inode, None)
-            node_id = self._aliased.pop(inode, None)
-            if node_id is not None:
-                self._alias.pop(node_id, None)
+            node_id = self._aliased.get(inode)
+            if node_id is not None and self._alias.get(node_id) != inode:
+                del self._aliased[inode]  # the node answers to another inode now, or left
         return True
 
     def known(self, inode: int) -> bool:
