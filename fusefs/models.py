@@ -224,6 +224,7 @@ class AttributesRequest:
     attributes: AttributeChange
     mtime_ns: int | None  # None: unchanged
     request_id: str
+    changed_ns: int | None = None  # when made in the journal (its ctime); None: now
 
 
 @dataclass(frozen=True, slots=True)

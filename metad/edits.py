@@ -186,12 +186,16 @@ def set_attributes(
     mtime_ns: int | None = None,
     atime_ns: int | None = None,
     owner: Ownership = NO_OWNERSHIP,
+    changed_ns: int | None = None,
 ) -> Write[Node]:
     """Mode, times and/or ownership; nothing given is a no-op that returns the node.
 
-    Any change moves ctime. Who may chown or chmod is the mount's (the
-    kernel's) to decide by the POSIX rules: metad keeps numbers it cannot
-    check; what a user may change at all is their role's (WRITE).
+    Any change moves ctime: to now, or to changed_ns (when a device made the
+    change in its journal, as a create's time; never in the future, never back),
+    so the device's view does not change when the change arrives. Who may
+    chown or chmod is the mount's (the kernel's) to decide by the POSIX rules:
+    metad keeps numbers it cannot check; what a user may change at all is
+    their role's (WRITE).
     """
     rules.check_ownership(owner)
     change = AttributeChange(mode, atime_ns, owner)
@@ -210,7 +214,7 @@ def set_attributes(
                 new.atime_ns,
                 new.uid,
                 new.gid,
-                tx.now_ns,
+                tx.now_ns if changed_ns is None else max(node.ctime_ns, min(changed_ns, tx.now_ns)),
                 node.id,
             ),
         )

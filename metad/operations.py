@@ -245,6 +245,7 @@ def set_attributes(caller: Caller, request: pb.SetAttributesRequest) -> Change[N
         mtime_ns=request.mtime_ns if request.HasField("mtime_ns") else None,
         atime_ns=request.atime_ns if request.HasField("atime_ns") else None,
         owner=wire.ownership(request),
+        changed_ns=request.changed_ns if request.HasField("changed_ns") else None,
     )
     return Change(body, caller.node)
 

@@ -121,6 +121,26 @@ def test_set_attributes(drive: Drive) -> None:
     expect_error(NOT_FOUND, "not-found", drive.set_attributes, 999_999, mode=0o600)
 
 
+def test_set_attributes_keeps_when_a_device_made_the_change(drive: Drive) -> None:
+    """A chown made offline (or queued) keeps the ctime the device showed for it, so a
+    stat does not change when the change arrives; a lying clock gains nothing."""
+    file = drive.create(drive.root().id, "f", mode=0o644)
+
+    def chmod(mode: int, changed_ns: int) -> pb.Node:
+        request = pb.SetAttributesRequest(
+            node_id=file.id, device=DEVICE, mode=mode, changed_ns=changed_ns
+        )
+        return drive.stub.SetAttributes(request, timeout=10)
+
+    made = file.ctime_ns + 1_000
+    assert chmod(0o600, made).ctime_ns == made  # metad's own clock is later by now
+    assert chmod(0o640, 5).ctime_ns == made  # never back
+    before = time.time_ns()
+    future = chmod(0o644, time.time_ns() + 10**12)
+    assert before <= future.ctime_ns <= time.time_ns()  # never in the future
+    assert drive.stat(file.id).ctime_ns == future.ctime_ns
+
+
 # -- rename and delete -------------------------------------------------------------------------
 
 

@@ -191,6 +191,7 @@ def attributes_message(c: AttributesRequest, device: str) -> metadata_pb2.SetAtt
         uid=c.attributes.owner.uid,
         gid=c.attributes.owner.gid,
         request_id=c.request_id,
+        changed_ns=c.changed_ns,
     )
 
 

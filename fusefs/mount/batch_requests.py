@@ -55,7 +55,7 @@ def request_for(
         )  # fmt: skip
     if row.kind == ATTRIBUTES:
         mtime = row.mtime_ns if row.sets_mtime else None
-        return AttributesRequest(row.node_id, row.held, mtime, row.request_id)
+        return AttributesRequest(row.node_id, row.held, mtime, row.request_id, row.created_ns)
     if row.kind == XATTR:
         return XattrRequest(row.node_id, row.new_name, xattr_value, row.request_id)
     if row.kind == LINK:

@@ -402,7 +402,7 @@ class LinkRequest(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., new_parent_id: _Optional[int] = ..., new_name: _Optional[str] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SetAttributesRequest(_message.Message):
-    __slots__ = ("node_id", "mode", "mtime_ns", "device", "request_id", "uid", "gid", "atime_ns")
+    __slots__ = ("node_id", "mode", "mtime_ns", "device", "request_id", "uid", "gid", "atime_ns", "changed_ns")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MTIME_NS_FIELD_NUMBER: _ClassVar[int]
@@ -411,6 +411,7 @@ class SetAttributesRequest(_message.Message):
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
     ATIME_NS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_NS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     mode: int
     mtime_ns: int
@@ -419,7 +420,8 @@ class SetAttributesRequest(_message.Message):
     uid: int
     gid: int
     atime_ns: int
-    def __init__(self, node_id: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ...) -> None: ...
+    changed_ns: int
+    def __init__(self, node_id: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., device: _Optional[str] = ..., request_id: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., changed_ns: _Optional[int] = ...) -> None: ...
 
 class MarkAccessedRequest(_message.Message):
     __slots__ = ("node_ids",)
