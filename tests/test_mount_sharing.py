@@ -232,6 +232,7 @@ def test_edits_refused_by_a_downgraded_share_land_in_ones_own_drive(
     assert (recovered / copy).read_bytes() == b"bob's editan"
     assert (a / "docs" / "plan.txt").read_bytes() == b"alice's plan"
     eventually(lambda: reads(plan, b"alice's plan"))
+    assert os.listdir(plan.parent) == ["plan.txt"]  # the downgrade hid no name
 
 
 def test_mv_out_of_a_shared_folder_copies_into_ones_own_drive(pair, alice_meta) -> None:

@@ -408,13 +408,18 @@ class Replica:
     def forget_owners(self, keep_owner: int, only_owner: int = 0) -> None:
         """Drops the nodes of other people's drives (only_owner's, if given).
 
-        Shares changed: what we may see of their drives is asked again.
+        Shares changed: what we may see of their drives is asked again. The folders
+        that named them are listed again too: a node left our sight, not its folder,
+        and a folder still marked listed would say its names do not exist.
         """
         if only_owner:
             ids = self._db.execute("SELECT id FROM nodes WHERE owner_id = ?", (only_owner,))
         else:
             ids = self._db.execute("SELECT id FROM nodes WHERE owner_id != ?", (keep_owner,))
         for (node_id,) in ids.fetchall():
+            named_in = "SELECT DISTINCT parent_id FROM entries WHERE node_id = ?"
+            for (parent_id,) in self._db.execute(named_in, (node_id,)).fetchall():
+                self.unlist(parent_id)
             self.drop(node_id)
 
     # --- entries of folders ------------------------------------------------
