@@ -235,7 +235,10 @@ class Synchronizer:
 
     def recorded(self) -> None:
         """The layer above recorded landings (their rows are done): whoever waits for
-        them (fsync, drive sync) looks again now, not at the next batch."""
+        them (fsync, drive sync) looks again now, not at the next batch; and so does run,
+        which may have found a file's next commit held back by the one that landed (take)
+        and gone to sleep: nothing else would wake it (at unmount, nothing else comes)."""
+        self._work.set()
         self._moved_on()
 
     # --- the work -----------------------------------------------------------
