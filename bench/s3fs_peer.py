@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from drive_runner import peak_rss_kib
+
 MOUNT_TIMEOUT = 30.0
 
 
@@ -66,7 +68,7 @@ class S3fs:
     def unmount(self) -> None:
         if self.process is None:
             return
-        self.peak_rss_kib = max(self.peak_rss_kib or 0, _vmhwm(self.process.pid) or 0) or None
+        self.peak_rss_kib = max(self.peak_rss_kib or 0, peak_rss_kib(self.process.pid) or 0) or None
         subprocess.run(["fusermount3", "-u", str(self.path)], check=False)
         try:
             self.process.wait(MOUNT_TIMEOUT)
@@ -115,13 +117,3 @@ def measure(
         s3fs.unmount()
     f["peak rss MiB"] = (s3fs.peak_rss_kib or 0) / 1024
     return f
-
-
-def _vmhwm(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
