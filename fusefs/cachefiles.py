@@ -17,16 +17,13 @@ import logging
 import os
 from pathlib import Path
 
+from protos.runtime import uninitialized_bytearray
+
 log = logging.getLogger(__name__)
 
 ALIGN = 4096  # of O_DIRECT writes: offsets, lengths and buffer addresses
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 _IOV_MAX = 1024
-
-# The C API's bytearray constructor leaves the contents as they are when given no data.
-_uninitialized_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
-_uninitialized_bytearray.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
-_uninitialized_bytearray.restype = ctypes.py_object
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
@@ -102,7 +99,7 @@ def aligned_buffer(size: int) -> memoryview:
     that was 2 % of the mount's CPU on a cold read, for bytes overwritten at once.
     """
     padded = -(-size // ALIGN) * ALIGN
-    raw = _uninitialized_bytearray(None, padded + ALIGN)
+    raw = uninitialized_bytearray(padded + ALIGN)
     skip = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
     view = memoryview(raw)[skip : skip + padded]
     view[size:] = bytes(padded - size)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import struct
 import threading
@@ -55,6 +54,7 @@ from blockd.backends.base import (
     check_key,
 )
 from blockd.keys import KEY_ID_BYTES, Keyring
+from protos.runtime import uninitialized_bytearray
 
 MAGIC = b"DFSb"
 FORMAT_VERSION = 1
@@ -82,12 +82,6 @@ _KEY_CHECK_SAMPLE = 3
 _local = threading.local()
 _ENCRYPT_INTO = hasattr(AESGCM, "encrypt_into")  # cryptography >= 45
 _DECRYPT_INTO = hasattr(AESGCM, "decrypt_into")
-# The C API's bytearray constructor leaves the contents as they are when given no data:
-# decrypt_into overwrites them all (decrypt's own bytes are zero-filled first, 3 % of
-# blockd's CPU serving a cold read, for bytes overwritten at once).
-_uninitialized_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
-_uninitialized_bytearray.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
-_uninitialized_bytearray.restype = ctypes.py_object
 
 PLAIN_STORE = (
     "the store holds objects that are not encoded (plain blocks written without "
@@ -291,7 +285,7 @@ def _decode(keyring: Keyring, key: str, blob: Bytes) -> bytes | bytearray:
     try:
         if _DECRYPT_INTO and not flags & FLAG_COMPRESSED:
             # The data itself: opened into a buffer of its own, not zero-filled first.
-            payload = _uninitialized_bytearray(None, len(sealed) - _TAG_BYTES)
+            payload = uninitialized_bytearray(len(sealed) - _TAG_BYTES)
             AESGCM(data_key).decrypt_into(nonce, sealed, aad, payload)
         else:
             payload = AESGCM(data_key).decrypt(nonce, sealed, aad)
