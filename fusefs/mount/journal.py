@@ -117,11 +117,7 @@ class Journal:
 
     def content(self, commit: PendingChange) -> Path | bytes:
         """A commit's sealed content: its file, or the bytes kept in its row."""
-        if not commit.inline:
-            assert commit.content is not None
-            return commit.content
-        with self._mutex:
-            return self._store.data(commit.seq)
+        return self.contents([commit])[commit.seq]
 
     def contents(self, commits: list[PendingChange]) -> dict[int, Path | bytes]:
         """content() of each commit by seq, the bytes kept in rows read in one query
