@@ -79,6 +79,7 @@ class EntryChanges:
         nodes (made here, content, attributes, moves) is sent before a change after it."""
         for node_id in node_ids:
             if self.journal.pending_for(node_id):
+                self.files.write_made()  # (a file made here and still open: its row too)
                 await self.sync.flush(node_id)
 
     def keep(self, node: Node) -> None:

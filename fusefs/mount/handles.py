@@ -10,6 +10,7 @@ the superseded OpenFile stays with its handles, newer opens get a new one.
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from dataclasses import replace
@@ -197,7 +198,8 @@ class OpenFiles:
         node_id = self._journal.take_id()
         if node_id is None:
             return None
-        # One small SQLite commit: quicker here than handed to a thread.
+        # A file's row is written with its content at its close (one commit for both);
+        # a folder's or link's now (one small SQLite commit: quicker here than in a thread).
         made = self._journal.record_create(
             node_id=node_id,
             parent_id=parent_id,
@@ -207,8 +209,10 @@ class OpenFiles:
             mtime_ns=time.time_ns(),
             kind=kind,
             target=target,
+            later=kind == Kind.FILE,
         )
-        self._sync.wake()
+        if kind != Kind.FILE:
+            self._sync.wake()
         node = made_here(made, self._user_id)
         if kind == Kind.DIRECTORY:
             self._names.replica.set_listing(node.id, [])
@@ -253,8 +257,18 @@ class OpenFiles:
             if not await self.make_room(0):
                 raise
             sealed = await f.seal(self._journal, mine=mine)
-        if sealed is not None:
+        if sealed is not None or self.write_made():  # (a file made and closed empty)
             self._sync.wake()
+
+    def write_made(self) -> bool:
+        """Writes the rows of files made here and not written yet (Journal.write_made);
+        whether there were any."""
+        try:
+            return self._journal.write_made()
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise errors.NoSpace(str(exc)) from exc
+            raise errors.DriveError(str(exc)) from exc
 
     async def _check_quota(self, f: OpenFile) -> None:
         """Refuses at close what the owner's quota cannot take, as a full disk would.
@@ -283,6 +297,7 @@ class OpenFiles:
                 await self.seal(f)
             except errors.DriveError as exc:
                 log.error("could not save %s: %s", f.node.name, exc)
+        self.write_made()
         files, size = self._journal.totals()
         if files:
             log.info("sending %d change(s), %d bytes, before unmounting", files, size)

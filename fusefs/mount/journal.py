@@ -360,19 +360,34 @@ class Journal:
         mtime_ns: int,
         kind: Kind = Kind.FILE,
         target: str = "",
+        later: bool = False,
     ) -> PendingChange:
         """A new empty file, folder or symbolic link made here with a reserved id: kept
-        when this returns (see journal_store)."""
+        when this returns (see journal_store); later: when the next row is written, most
+        often the file's content as it is closed (see write_made)."""
         with self._mutex:
             row = (
                 node_id, parent_id, name, 1, 0, 0, mtime_ns, mode, owner.uid, owner.gid,
                 None, "", _request_id(), time.time_ns(), MAKES[kind], target, 1, 0, "", 0,
             )  # fmt: skip
-            with self._store.transaction():
-                made = self._store.insert(row)
-                self._store.ids.spend(node_id)
+            if later:
+                made = self._store.defer(row, node_id)
+            else:
+                with self._store.transaction():
+                    made = self._store.insert(row)
+                    self._store.ids.spend(node_id)
             self._by_node.set_create(node_id, made)
             return made
+
+    def write_made(self) -> bool:
+        """Writes the rows of files made here (record_create later) not written yet: at
+        a close with nothing to seal, and before anyone waits for them to be sent.
+        Whether there were any."""
+        try:
+            with self._mutex:
+                return self._store.write_deferred()
+        except sqlite3.OperationalError as exc:
+            raise disk_error(exc) from exc
 
     def record_attributes(
         self, node_id: int, change: AttributeChange, mtime_ns: int | None, into_commit: bool
