@@ -323,7 +323,15 @@ class OpenFiles:
         """Content the synchronizer committed: records the node; what the kernel must forget."""
         node = landed.node
         self._inodes.update(node)
-        self._names.replica.put(node)
+        made = landed.made
+        in_place = (
+            made is not None
+            and not landed.attributes
+            and node.id == landed.node_id
+            and (made.parent_id, made.name) == (node.parent_id, node.name)
+        )
+        if not in_place:
+            self._names.replica.put(node)  # (one made in place is put with its entry, below)
         if landed.attributes:
             return []
         if node.kind == Kind.FILE:
@@ -335,7 +343,6 @@ class OpenFiles:
         if node.id == landed.node_id:
             if f is not None:
                 f.landed(node)
-            made = landed.made
             if made is None:
                 return []
             if node.kind == Kind.DIRECTORY:
@@ -345,7 +352,7 @@ class OpenFiles:
             made_ns = landed.made_ns or node.ctime_ns
             self._inodes.touch(self._inodes.inode_of(node.parent_id), made_ns)
             self._names.replica.touch(node.parent_id, made_ns)
-            if (made.parent_id, made.name) == (node.parent_id, node.name):
+            if in_place:
                 self._names.added(node)
                 return []
             # Made here, but metad put it elsewhere (its name was taken meanwhile): what
