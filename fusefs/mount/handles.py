@@ -10,6 +10,7 @@ the superseded OpenFile stays with its handles, newer opens get a new one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import time
@@ -242,7 +243,19 @@ class OpenFiles:
 
     async def seal(self, f: OpenFile) -> None:
         """Makes f's unsaved edits a journal row (close(2)); EDQUOT if they cannot fit,
-        ENOSPC (and the edit dropped) if a write of it found the local disk full."""
+        ENOSPC (and the edit dropped) if a write of it found the local disk full. A file
+        made here is kept either way (its row waits for this: Journal.record_create)."""
+        try:
+            sealed = await self._seal(f)
+        except BaseException:
+            with contextlib.suppress(errors.DriveError):
+                if self.write_made():
+                    self._sync.wake()
+            raise
+        if sealed is not None or self.write_made():  # (a file made and closed empty)
+            self._sync.wake()
+
+    async def _seal(self, f: OpenFile) -> PendingChange | None:
         if f.write_failed:
             f.write_failed = False
             f.discard()
@@ -252,13 +265,11 @@ class OpenFiles:
             await self._check_quota(f)
         mine = f.node.owner_id == self._user_id
         try:
-            sealed = await f.seal(self._journal, mine=mine)
+            return await f.seal(self._journal, mine=mine)
         except errors.NoSpace:
             if not await self.make_room(0):
                 raise
-            sealed = await f.seal(self._journal, mine=mine)
-        if sealed is not None or self.write_made():  # (a file made and closed empty)
-            self._sync.wake()
+            return await f.seal(self._journal, mine=mine)
 
     def write_made(self) -> bool:
         """Writes the rows of files made here and not written yet (Journal.write_made);
