@@ -308,7 +308,10 @@ class OpenFiles:
                 await self.seal(f)
             except errors.DriveError as exc:
                 log.error("could not save %s: %s", f.node.name, exc)
-        self.write_made()
+        try:
+            self.write_made()
+        except errors.DriveError as exc:
+            log.error("could not keep the files made and still open: %s", exc)
         files, size = self._journal.totals()
         if files:
             log.info("sending %d change(s), %d bytes, before unmounting", files, size)

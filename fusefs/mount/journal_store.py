@@ -91,7 +91,8 @@ class JournalStore:
 
     def close(self) -> None:
         try:
-            self.write_deferred()
+            with contextlib.suppress(sqlite3.Error):  # (the disk full: files never closed)
+                self.write_deferred()
         finally:
             self._db.close()
         if self._wal_fd is not None:
