@@ -52,6 +52,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -202,10 +203,18 @@ def small_files(folder: Path, count: int, label: str, *, fsync: bool) -> float:
         return time.perf_counter() - start
 
 
-def small_files_synced(folder: Path, count: int, label: str, sync: Syncer) -> tuple[float, float]:
-    """Seconds until the last close returned, and until everything was synced after it."""
+def small_files_synced(
+    folder: Path,
+    count: int,
+    label: str,
+    sync: Syncer,
+    closed_hook: Callable[[], None] = lambda: None,
+) -> tuple[float, float]:
+    """Seconds until the last close returned, and until everything was synced after it
+    (closed_hook: called in between)."""
     start = time.perf_counter()
     closed = small_files(folder, count, label, fsync=False)
+    closed_hook()
     synced = timed_sync(sync, folder / small_names(count)[-1], SMALL, f"{label}: syncing", start)
     return closed, synced
 
@@ -246,15 +255,22 @@ def make_tarball(path: Path, entries: int) -> tuple[str, int]:
 
 
 def untar(
-    tarball: Path, dest: Path, last: tuple[str, int], label: str, sync: Syncer
+    tarball: Path,
+    dest: Path,
+    last: tuple[str, int],
+    label: str,
+    sync: Syncer,
+    closed_hook: Callable[[], None] = lambda: None,
 ) -> tuple[float, float]:
-    """Seconds to unpack tarball into dest until tar returned, and until synced after it."""
+    """Seconds to unpack tarball into dest until tar returned, and until synced after it
+    (closed_hook: called in between)."""
     with console.status(f"{label}: tar -xf"):
         start = time.perf_counter()
         subprocess.run(
             ["tar", "-xf", str(tarball), "-C", str(dest)], check=True, timeout=LIST_TIMEOUT
         )
         closed = time.perf_counter() - start
+    closed_hook()
     synced = timed_sync(sync, dest / last[0], last[1], f"{label}: syncing", start)
     return closed, synced
 
@@ -422,6 +438,75 @@ def measure_drive(
     return f
 
 
+def measure_small_local(
+    local: Path, args: argparse.Namespace, tarball: Path, last: tuple[str, int]
+) -> dict[str, float]:
+    """--small-only: the local baseline of small files and untar."""
+    f: dict[str, float] = {}
+    small = local / "small"
+    closed, synced = small_files_synced(small, args.files, "local small files", local_sync)
+    f["small closed"], f["small synced"] = args.files / closed, args.files / synced
+    closed, synced = untar(tarball, local, last, "local untar", local_sync)
+    f["untar closed"], f["untar synced"] = args.untar_entries / closed, args.untar_entries / synced
+    return f
+
+
+def measure_small_drive(
+    drive: Drive, args: argparse.Namespace, tarball: Path, last: tuple[str, int]
+) -> dict[str, float]:
+    """--small-only: small files and untar on a fresh mount, with the CPU seconds the
+    mount (and metad + blockd) spent per 1,000 entries until close and until synced
+    (steadier than the wall clock on a shared machine)."""
+    mnt = drive.mount("a")
+    sync = drive.syncer(mnt)
+    f: dict[str, float] = {}
+
+    def cpu() -> tuple[float, float]:
+        mount_pid = next(p.pid for p, path, _ in drive.mounts if path == mnt)
+        daemons = sum(cpu_seconds(d.process.pid) for d in (drive.metad, drive.blockd))
+        return cpu_seconds(mount_pid), daemons
+
+    def small(hook: Callable[[], None]) -> tuple[float, float]:
+        return small_files_synced(mnt / "small", args.files, "drive small files", sync, hook)
+
+    def untarred(hook: Callable[[], None]) -> tuple[float, float]:
+        return untar(tarball, mnt, last, "drive untar", sync, hook)
+
+    for key, count, run in (("small", args.files, small), ("untar", args.untar_entries, untarred)):
+        start = cpu()
+        at_close: list[tuple[float, float]] = []
+        closed, synced = run(lambda at_close=at_close: at_close.append(cpu()))
+        end = cpu()
+        f[f"{key} closed"], f[f"{key} synced"] = count / closed, count / synced
+        f[f"{key} cpu closed"] = (at_close[0][0] - start[0]) * 1000 / count
+        f[f"{key} cpu synced"] = (end[0] - start[0]) * 1000 / count
+        f[f"{key} cpu daemons"] = (end[1] - start[1]) * 1000 / count
+    return f
+
+
+def report_small(d: dict[str, float], loc: dict[str, float], args: argparse.Namespace) -> None:
+    n = args.untar_entries
+    table = Table(title=f"drivefs vs local directory ({args.files} small files, {n} untar entries)")
+    for col in ("figure", "drive", "local", "drive/local", "target"):
+        table.add_column(col, justify="right" if col != "figure" else "left")
+    for name, key, target in (
+        ("small files/s, until close", "small closed", "≥ 1000"),
+        ("small files/s, until synced", "small synced", "≥ 300"),
+        ("untar entries/s, until close", "untar closed", f"≥ 1000 (≤ {n / 1000:.1f} s)"),
+        ("untar entries/s, until synced", "untar synced", f"≥ 250 (≤ {n / 250:.1f} s)"),
+    ):
+        dv, lv = d[key], loc[key]
+        ratio = "" if math.isnan(dv) or math.isnan(lv) or not lv else f"{dv / lv:.3g}"
+        table.add_row(name, _shown(dv, ""), _shown(lv, ""), ratio, target)
+    console.print(table)
+    for key, what in (("small", "small files"), ("untar", "untar entries")):
+        console.print(
+            f"CPU s per 1,000 {what}: mount {d[f'{key} cpu closed']:.3f} until close, "
+            f"{d[f'{key} cpu synced']:.3f} until synced; metad + blockd "
+            f"{d[f'{key} cpu daemons']:.3f}"
+        )
+
+
 def _shown(value: float, kind: str) -> str:
     if math.isnan(value):
         return "failed"
@@ -537,6 +622,11 @@ def main() -> None:
     ap.add_argument(
         "--backend", choices=("local", "s3", "seaweedfs"), default="local", help="blockd's store"
     )
+    ap.add_argument(
+        "--small-only",
+        action="store_true",
+        help="only small files and untar (with the mount's CPU s per 1,000 entries)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark drops the kernel page cache")
@@ -547,14 +637,22 @@ def main() -> None:
     last = make_tarball(tarball, args.untar_entries)
     drive = None
     try:
-        loc = measure_local(local, args, tarball, last)
-        drive = Drive(work, console, args.backend)
-        d = measure_drive(drive, args, tarball, last)
-        peer = measure_s3fs(drive, args) if args.backend != "local" else None
+        if args.small_only:
+            loc = measure_small_local(local, args, tarball, last)
+            drive = Drive(work, console, args.backend)
+            d = measure_small_drive(drive, args, tarball, last)
+        else:
+            loc = measure_local(local, args, tarball, last)
+            drive = Drive(work, console, args.backend)
+            d = measure_drive(drive, args, tarball, last)
+            peer = measure_s3fs(drive, args) if args.backend != "local" else None
     finally:
         if drive is not None:
             drive.close()
         shutil.rmtree(work, ignore_errors=True)
+    if args.small_only:
+        report_small(d, loc, args)
+        return
     report(d, loc, drive, args)
     if args.backend != "local":
         report_s3fs(d, peer)

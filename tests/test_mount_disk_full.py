@@ -9,6 +9,7 @@ mounts, the other device checks what arrived.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fusefs.clients import MetadataClient
-from fusefs.models import Ownership
+from fusefs.models import AttributeChange, Ownership
 from fusefs.mount.journal import Journal
 from tests import signin
 from tests.filedata import sha256_of, write_random
@@ -110,4 +111,33 @@ def test_outcomes_the_journal_cannot_record_leave_its_rows_to_be_sent_again(smal
         for row in again:
             journal.created(row)
     assert journal.pending() == [] and not any(journal.creating(n) for n in made)
+    journal.close()
+
+
+def test_a_close_the_disk_refuses_keeps_the_made_files_row_for_the_next(small_disk):
+    """A file's row waits for its close (record_create later): a seal the full disk
+    refuses leaves it waiting, written by the next commit that succeeds."""
+    journal = Journal(small_disk / "journal")
+    journal.add_ids(1000, 10)
+    node_id = journal.take_id()
+    assert node_id is not None
+    journal.record_create(
+        node_id=node_id, parent_id=1, name="a", mode=0o644, owner=Ownership(0, 0),
+        mtime_ns=1, later=True,
+    )  # fmt: skip
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * MiB)
+    seal = functools.partial(
+        journal.seal, node_id=node_id, parent_id=1, name="a", mine=True, base_revision=0,
+        size=60_000, mtime_ns=2, held=AttributeChange(), data=b"x" * 60_000,
+    )  # fmt: skip
+    with pytest.raises(OSError) as full:
+        seal()
+    assert full.value.errno == errno.ENOSPC
+    assert journal.creating(node_id) and journal.pending() == []
+    filler.unlink()
+    seal()
+    assert [row.kind for row in journal.pending()] == ["create", "commit"]
     journal.close()

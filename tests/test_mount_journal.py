@@ -6,6 +6,7 @@ device (a mount with its own cache) that the bytes arrived, in full.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -19,6 +20,7 @@ from fusefs import chunker
 from fusefs.clients import BlockClient, MetadataClient
 from fusefs.credentials import TOKEN_ENV
 from fusefs.mount.files import INLINE_BYTES
+from fusefs.mount.lifecycle import REPLICA_FLUSH_SECONDS
 from fusefs.mount.synchronizer import UPLOAD_BYTES, UPLOAD_STREAMS
 from tests import signin
 from tests.filedata import sha256_of, write_random
@@ -313,3 +315,29 @@ def test_a_cache_with_unsent_changes_is_refused_to_another_user(
         assert (again.path / "diary.txt").read_bytes() == b"v2, alice's, not sent"
     finally:
         bob.close()
+
+
+def test_a_file_still_open_when_the_mount_is_killed_never_leaves_a_name_that_fails(
+    mounts, metad, blockd
+):
+    """A file's row waits in memory for its close (one commit with its content), but the
+    replica keeps the names it saw within a second: a kill -9 meanwhile must not leave a
+    name the journal and the drive never heard of (listed, yet failing to open)."""
+    a = mounts.mount(metad, blockd, "dev-a")
+    (a.path / "work").mkdir()
+    a.sync()
+    draft = open(a.path / "work" / "draft.txt", "wb", buffering=0)  # noqa: SIM115
+    try:
+        draft.write(b"never closed")
+        time.sleep(REPLICA_FLUSH_SECONDS + 1)  # the replica has flushed what it saw
+        kill(a)
+    finally:
+        with contextlib.suppress(OSError):
+            draft.close()
+    again = mounts.mount(metad, blockd, "dev-a", cache=a.cache)
+    shown = sorted(os.listdir(again.path / "work"))
+    for name in shown:
+        (again.path / "work" / name).read_bytes()  # every name shown opens
+    again.sync()
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert sorted(os.listdir(b.path / "work")) == shown

@@ -79,6 +79,7 @@ class EntryChanges:
         nodes (made here, content, attributes, moves) is sent before a change after it."""
         for node_id in node_ids:
             if self.journal.pending_for(node_id):
+                self.files.write_made()  # (a file made here and still open: its row too)
                 await self.sync.flush(node_id)
 
     def keep(self, node: Node) -> None:
@@ -338,7 +339,9 @@ class EntryChanges:
             return  # two names of one file: rename(2) does nothing
         # The replica's state before the move is made to survive a crash first: a restart
         # replays the journaled move on top of it (one that lost the replica's last
-        # second would have no names to move).
+        # second would have no names to move). Files it names that were made here are
+        # in the journal first (their rows may wait for their close: Journal.write_made).
+        self.files.write_made()
         self.names.replica.flush()
         if exchange:
             if target is None:

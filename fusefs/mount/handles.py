@@ -10,6 +10,8 @@ the superseded OpenFile stays with its handles, newer opens get a new one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import time
 from dataclasses import replace
@@ -197,7 +199,8 @@ class OpenFiles:
         node_id = self._journal.take_id()
         if node_id is None:
             return None
-        # One small SQLite commit: quicker here than handed to a thread.
+        # A file's row is written with its content at its close (one commit for both);
+        # a folder's or link's now (one small SQLite commit: quicker here than in a thread).
         made = self._journal.record_create(
             node_id=node_id,
             parent_id=parent_id,
@@ -207,8 +210,10 @@ class OpenFiles:
             mtime_ns=time.time_ns(),
             kind=kind,
             target=target,
+            later=kind == Kind.FILE,
         )
-        self._sync.wake()
+        if kind != Kind.FILE:
+            self._sync.wake()
         node = made_here(made, self._user_id)
         if kind == Kind.DIRECTORY:
             self._names.replica.set_listing(node.id, [])
@@ -238,7 +243,19 @@ class OpenFiles:
 
     async def seal(self, f: OpenFile) -> None:
         """Makes f's unsaved edits a journal row (close(2)); EDQUOT if they cannot fit,
-        ENOSPC (and the edit dropped) if a write of it found the local disk full."""
+        ENOSPC (and the edit dropped) if a write of it found the local disk full. A file
+        made here is kept either way (its row waits for this: Journal.record_create)."""
+        try:
+            sealed = await self._seal(f)
+        except BaseException:
+            with contextlib.suppress(errors.DriveError):
+                if self.write_made():
+                    self._sync.wake()
+            raise
+        if sealed is not None or self.write_made():  # (a file made and closed empty)
+            self._sync.wake()
+
+    async def _seal(self, f: OpenFile) -> PendingChange | None:
         if f.write_failed:
             f.write_failed = False
             f.discard()
@@ -248,13 +265,21 @@ class OpenFiles:
             await self._check_quota(f)
         mine = f.node.owner_id == self._user_id
         try:
-            sealed = await f.seal(self._journal, mine=mine)
+            return await f.seal(self._journal, mine=mine)
         except errors.NoSpace:
             if not await self.make_room(0):
                 raise
-            sealed = await f.seal(self._journal, mine=mine)
-        if sealed is not None:
-            self._sync.wake()
+            return await f.seal(self._journal, mine=mine)
+
+    def write_made(self) -> bool:
+        """Writes the rows of files made here and not written yet (Journal.write_made);
+        whether there were any."""
+        try:
+            return self._journal.write_made()
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise errors.NoSpace(str(exc)) from exc
+            raise errors.DriveError(str(exc)) from exc
 
     async def _check_quota(self, f: OpenFile) -> None:
         """Refuses at close what the owner's quota cannot take, as a full disk would.
@@ -283,6 +308,10 @@ class OpenFiles:
                 await self.seal(f)
             except errors.DriveError as exc:
                 log.error("could not save %s: %s", f.node.name, exc)
+        try:
+            self.write_made()
+        except errors.DriveError as exc:
+            log.error("could not keep the files made and still open: %s", exc)
         files, size = self._journal.totals()
         if files:
             log.info("sending %d change(s), %d bytes, before unmounting", files, size)
@@ -308,7 +337,15 @@ class OpenFiles:
         """Content the synchronizer committed: records the node; what the kernel must forget."""
         node = landed.node
         self._inodes.update(node)
-        self._names.replica.put(node)
+        made = landed.made
+        in_place = (
+            made is not None
+            and not landed.attributes
+            and node.id == landed.node_id
+            and (made.parent_id, made.name) == (node.parent_id, node.name)
+        )
+        if not in_place:
+            self._names.replica.put(node)  # (one made in place is put with its entry, below)
         if landed.attributes:
             return []
         if node.kind == Kind.FILE:
@@ -320,7 +357,6 @@ class OpenFiles:
         if node.id == landed.node_id:
             if f is not None:
                 f.landed(node)
-            made = landed.made
             if made is None:
                 return []
             if node.kind == Kind.DIRECTORY:
@@ -330,7 +366,7 @@ class OpenFiles:
             made_ns = landed.made_ns or node.ctime_ns
             self._inodes.touch(self._inodes.inode_of(node.parent_id), made_ns)
             self._names.replica.touch(node.parent_id, made_ns)
-            if (made.parent_id, made.name) == (node.parent_id, node.name):
+            if in_place:
                 self._names.added(node)
                 return []
             # Made here, but metad put it elsewhere (its name was taken meanwhile): what

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -54,6 +53,7 @@ from fusefs.mount.journal_rows import (
     RENAME,
     XATTR,
     PendingChange,
+    new_row,
 )
 from fusefs.mount.journal_store import JournalStore, NotSynced, disk_error
 
@@ -252,20 +252,10 @@ class Journal:
     # --- recording --------------------------------------------------------
 
     def seal(
-        self,
-        *,
-        node_id: int,
-        parent_id: int,
-        name: str,
-        mine: bool,
-        base_revision: int,
-        size: int,
-        mtime_ns: int,
-        held: AttributeChange,
-        staging: Path | None = None,
-        staging_fd: int | None = None,
-        data: bytes | None = None,
-    ) -> PendingChange:
+        self, *, node_id: int, parent_id: int, name: str, mine: bool, base_revision: int,
+        size: int, mtime_ns: int, held: AttributeChange, staging: Path | None = None,
+        staging_fd: int | None = None, data: bytes | None = None,
+    ) -> PendingChange:  # fmt: skip
         """Makes a closed file's content durable as the node's next commit; returns its row.
 
         Small content (data) goes in the row itself: one commit to wait for.
@@ -299,29 +289,16 @@ class Journal:
             raise
 
     def _record(
-        self,
-        node_id: int,
-        parent_id: int,
-        name: str,
-        mine: bool,
-        base_revision: int,
-        size: int,
-        mtime_ns: int,
-        held: AttributeChange,
-        name_on_disk: str,
-        data: bytes | None,
-    ) -> PendingChange:
+        self, node_id: int, parent_id: int, name: str, mine: bool, base_revision: int,
+        size: int, mtime_ns: int, held: AttributeChange, name_on_disk: str, data: bytes | None,
+    ) -> PendingChange:  # fmt: skip
         self._discarded.discard(node_id)
         # Only content (or the node's making) is replaced: a move or removal between
         # two closes stays where it is, in order. The newest of these rows is indexed.
         base = self._committed.get(node_id, base_revision)
         replaced = None
         rows = (self._by_node.latest.get(node_id), self._by_node.creates.get(node_id))
-        last = max(
-            (r for r in rows if r),
-            key=lambda r: r.seq,
-            default=None,
-        )
+        last = max((r for r in rows if r), key=lambda r: r.seq, default=None)
         if last is not None:
             if last.is_create:
                 base = NEW_FILE_REVISION
@@ -330,10 +307,9 @@ class Journal:
             else:
                 base, replaced = last.base_revision, last
                 held = last.held.then(held)  # attributes it carried stay set
-        row = (
-            node_id, parent_id, name, int(mine), base, size, mtime_ns,
-            held.mode, held.owner.uid, held.owner.gid, held.atime_ns,
-            name_on_disk, _request_id(), time.time_ns(), COMMIT, "", 1, 0, "", 0,
+        row = new_row(
+            COMMIT, node_id, parent_id=parent_id, name=name, mine=mine, base_revision=base,
+            size=size, mtime_ns=mtime_ns, held=held, content=name_on_disk, sets_mtime=True,
         )  # fmt: skip
         try:
             with self._store.transaction(durable=True):
@@ -350,29 +326,35 @@ class Journal:
         return sealed
 
     def record_create(
-        self,
-        *,
-        node_id: int,
-        parent_id: int,
-        name: str,
-        mode: int,
-        owner: Ownership,
-        mtime_ns: int,
-        kind: Kind = Kind.FILE,
-        target: str = "",
-    ) -> PendingChange:
+        self, *, node_id: int, parent_id: int, name: str, mode: int, owner: Ownership,
+        mtime_ns: int, kind: Kind = Kind.FILE, target: str = "", later: bool = False,
+    ) -> PendingChange:  # fmt: skip
         """A new empty file, folder or symbolic link made here with a reserved id: kept
-        when this returns (see journal_store)."""
+        when this returns (see journal_store); later: when the next row is written, most
+        often the file's content as it is closed (see write_made)."""
         with self._mutex:
-            row = (
-                node_id, parent_id, name, 1, 0, 0, mtime_ns, mode, owner.uid, owner.gid,
-                None, "", _request_id(), time.time_ns(), MAKES[kind], target, 1, 0, "", 0,
+            row = new_row(
+                MAKES[kind], node_id, parent_id=parent_id, name=name, mtime_ns=mtime_ns,
+                held=AttributeChange(mode, None, owner), target=target, sets_mtime=True,
             )  # fmt: skip
-            with self._store.transaction():
-                made = self._store.insert(row)
-                self._store.ids.spend(node_id)
+            if later:
+                made = self._store.defer(row, node_id)
+            else:
+                with self._store.transaction():
+                    made = self._store.insert(row)
+                    self._store.ids.spend(node_id)
             self._by_node.set_create(node_id, made)
             return made
+
+    def write_made(self) -> bool:
+        """Writes the rows of files made here (record_create later) not written yet: at
+        a close with nothing to seal, and before anyone waits for them to be sent.
+        Whether there were any."""
+        try:
+            with self._mutex:
+                return self._store.write_deferred()
+        except sqlite3.OperationalError as exc:
+            raise disk_error(exc) from exc
 
     def record_attributes(
         self, node_id: int, change: AttributeChange, mtime_ns: int | None, into_commit: bool
@@ -407,21 +389,19 @@ class Journal:
                 mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
                 self._store.set_held(last.seq, held, mtime, now, sets_mtime)
             else:
-                self._store.insert(
-                    (node_id, 0, "", 1, 0, 0, mtime_ns or 0, change.mode, change.owner.uid,
-                     change.owner.gid, change.atime_ns, "", _request_id(), now,
-                     ATTRIBUTES, "", int(mtime_ns is not None), 0, "", 0)
+                row = new_row(
+                    ATTRIBUTES, node_id, mtime_ns=mtime_ns or 0, held=change, created_ns=now,
+                    sets_mtime=mtime_ns is not None,
                 )  # fmt: skip
+                self._store.insert(row)
             mtime = mtime_ns if mtime_ns is not None else before_mtime
             self._by_node.attributes[node_id] = (before.then(change), mtime, now)
 
     def record_delete(self, node_id: int, parent_id: int, name: str, directory: bool) -> None:
         """unlink/rmdir of node_id's name made offline: kept when this returns."""
-        self._record_entry_change(
-            (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
-             _request_id(), time.time_ns(), DELETE, "", 0, 0, "",
-             DIRECTORY if directory else 0)
-        )  # fmt: skip
+        flags = DIRECTORY if directory else 0
+        row = new_row(DELETE, node_id, parent_id=parent_id, name=name, flags=flags)
+        self._record_entry_change(row)
 
     def record_rename(
         self,
@@ -436,20 +416,22 @@ class Journal:
         """rename(2) of node_id made offline (exchange: RENAME_EXCHANGE): kept when this
         returns."""
         flags = (NO_REPLACE if no_replace else 0) | (EXCHANGE if exchange else 0)
-        self._record_entry_change(
-            (node_id, parent_id, name, 1, 0, 0, 0, None, None, None, None, "",
-             _request_id(), time.time_ns(), RENAME, "", 0, new_parent_id, new_name, flags)
+        row = new_row(
+            RENAME, node_id, parent_id=parent_id, name=name, new_parent_id=new_parent_id,
+            new_name=new_name, flags=flags,
         )  # fmt: skip
+        self._record_entry_change(row)
 
     def record_link(self, node_id: int, new_parent_id: int, new_name: str, entry_id: int) -> None:
         """link(2) made offline (entry_id: a reserved id the new name shows until sent):
         kept when this returns."""
         with self._mutex:
             with self._store.transaction():
-                self._store.insert(
-                    (node_id, 0, "", 1, entry_id, 0, 0, None, None, None, None, "",
-                     _request_id(), time.time_ns(), LINK, "", 0, new_parent_id, new_name, 0)
+                row = new_row(
+                    LINK, node_id, base_revision=entry_id, new_parent_id=new_parent_id,
+                    new_name=new_name,
                 )  # fmt: skip
+                self._store.insert(row)
                 self._store.ids.spend(entry_id)
             self._reindex(node_id)
 
@@ -457,11 +439,7 @@ class Journal:
         """An extended attribute set (value) or removed (None) offline: kept when this
         returns (see journal_store)."""
         with self._mutex:
-            self._store.insert(
-                (node_id, 0, "", 1, 0, 0, 0, None, None, None, None, "", _request_id(),
-                 time.time_ns(), XATTR, "", 0, 0, name, 0),
-                value,
-            )  # fmt: skip
+            self._store.insert(new_row(XATTR, node_id, new_name=name), value)
             self._by_node.xattrs.setdefault(node_id, {})[name] = value
 
     def _record_entry_change(self, row: tuple) -> None:
@@ -612,8 +590,3 @@ class Journal:
     def add_receipts(self, receipts: Iterable[tuple[bytes, int, bytes]]) -> None:
         with self._mutex:
             self._store.add_receipts(receipts)
-
-
-def _request_id() -> str:
-    """A row's own id: metad applies a change sent twice (a retry) once."""
-    return os.urandom(16).hex()

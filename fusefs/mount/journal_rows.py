@@ -6,11 +6,13 @@ PendingChange for the kinds and what each column means for each.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusefs.models import AttributeChange, Kind, Ownership
+from fusefs.models import NO_CHANGE, AttributeChange, Kind, Ownership
 
 AFTER_PREVIOUS = -1  # base revision: the one the commit before it in the journal makes
 
@@ -117,6 +119,36 @@ COLUMNS = (
     "atime_ns, content, request_id, created_ns, kind, target, sets_mtime, new_parent_id, "
     "new_name, flags, data IS NOT NULL"
 )
+
+
+def new_row(
+    kind: str,
+    node_id: int,
+    *,
+    parent_id: int = 0,
+    name: str = "",
+    mine: bool = True,
+    base_revision: int = 0,
+    size: int = 0,
+    mtime_ns: int = 0,
+    held: AttributeChange = NO_CHANGE,
+    content: str = "",
+    created_ns: int = 0,
+    target: str = "",
+    sets_mtime: bool = False,
+    new_parent_id: int = 0,
+    new_name: str = "",
+    flags: int = 0,
+) -> tuple:
+    """A new row's columns in order (all but seq and data), with its own request id (metad
+    applies a change sent twice, a retry, once); created_ns: now unless given."""
+    owner = held.owner
+    return (
+        node_id, parent_id, name, int(mine), base_revision, size, mtime_ns, held.mode,
+        owner.uid, owner.gid, held.atime_ns, content, os.urandom(16).hex(),
+        created_ns or time.time_ns(), kind, target, int(sets_mtime), new_parent_id, new_name,
+        flags,
+    )  # fmt: skip
 
 
 def row_to_change(row: tuple, directory: Path) -> PendingChange:

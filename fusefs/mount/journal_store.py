@@ -20,6 +20,13 @@ One connection, in exclusive locking mode: nothing else opens the database
 while the mount runs, so no transaction takes or drops file locks, and the WAL
 index lives in memory instead of a shared-memory file.
 
+Rows written later (defer): the row that makes a file is kept in memory until
+the next row is written, which is most often that file's content at its close,
+so both go in the one durable commit (a commit of its own wrote and committed
+the same pages of the WAL twice per file). Seqs are given here, so a deferred
+row keeps its place: every insert writes the deferred rows before it, and
+reads by node see them. A kill -9 before then loses a file no program closed.
+
 Must not: decide what a change does to other rows (replacing, rebasing, which
 rows to take: journal.py), keep the in-memory indexes, or lock: it is not
 thread-safe, the journal's lock guards every use of the database (moving a
@@ -68,11 +75,26 @@ class JournalStore:
         self.total_bytes = 0
         self._read_sizes()
         self._unneeded: list[Path] = []  # content files to remove once their rows' deletion commits
+        # seq -> (row, node id it spends): rows not written yet (defer), in order; and
+        # those of them written by the transaction under way (kept until it commits).
+        self._deferred: dict[int, tuple[tuple, int]] = {}
+        self._writing: set[int] = set()
+        self._last_seq = (
+            self._db.execute(
+                "SELECT MAX(seq) FROM (SELECT seq FROM sqlite_sequence WHERE name = 'commits'"
+                " UNION ALL SELECT MAX(seq) AS seq FROM commits)"
+            ).fetchone()[0]
+            or 0
+        )
         self.ids = ReservedIds(self._db)
         self._remove_orphans()
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            with contextlib.suppress(sqlite3.Error):  # (the disk full: files never closed)
+                self.write_deferred()
+        finally:
+            self._db.close()
         if self._wal_fd is not None:
             os.close(self._wal_fd)
             self._wal_fd = None
@@ -109,18 +131,23 @@ class JournalStore:
             assert not durable, "a durable change cannot wait for another transaction"
             yield
             return
-        self._unneeded = []
+        self._unneeded, self._writing = [], set()
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._write_deferred()
             yield
             self._db.execute("COMMIT")
         except BaseException:
             self._unneeded.clear()  # their rows stay: so do they
+            self._writing.clear()  # (deferred still)
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self._read_sizes()
             self.ids.rolled_back()
             raise
+        for seq in self._writing:
+            del self._deferred[seq]
+        self._writing.clear()
         if durable:
             try:
                 os.fdatasync(self._wal_descriptor())
@@ -170,9 +197,13 @@ class JournalStore:
         ).fetchall()
 
     def of_node(self, node_id: int) -> list[PendingChange]:
-        return self.select("WHERE node_id = ?", (node_id,))
+        """The node's rows, deferred ones too."""
+        return self.select("WHERE node_id = ?", (node_id,)) + self._deferred_of(node_id)
 
     def newest_of(self, node_id: int) -> PendingChange | None:
+        deferred = self._deferred_of(node_id)
+        if deferred:
+            return deferred[-1]
         newest = self._db.execute(
             f"SELECT {COLUMNS} FROM commits WHERE node_id = ? ORDER BY seq DESC LIMIT 1",
             (node_id,),
@@ -180,11 +211,14 @@ class JournalStore:
         return None if newest is None else row_to_change(newest, self.directory)
 
     def nodes(self) -> set[int]:
-        """Every node some row is of."""
-        return {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
+        """Every node some row is of (deferred rows too)."""
+        found = {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
+        return found | {row[0] for row, _ in self._deferred.values()}
 
     def holds(self, node_id: int) -> bool:
         """Whether a row of another node is in node_id (made in it or moved into it)."""
+        if any(row[0] != node_id and node_id in (row[1], row[17]) for row in self._unwritten()):
+            return True
         held = self._db.execute(
             "SELECT 1 FROM commits WHERE node_id != ? AND (parent_id = ? OR new_parent_id = ?)"
             " LIMIT 1",
@@ -210,26 +244,69 @@ class JournalStore:
         return found
 
     def insert(self, row: tuple, data: bytes | None = None) -> PendingChange:
-        """One row, in the columns' order (all but seq and data)."""
-        cursor = self._db.execute(
-            "INSERT INTO commits (node_id, parent_id, name, mine, base_revision, size, "
+        """One row, in the columns' order (all but seq and data), after the deferred ones."""
+        self.write_deferred()
+        self._last_seq += 1
+        self._insert(self._last_seq, row, data)
+        return row_to_change((self._last_seq, *row, data is not None), self.directory)
+
+    def _insert(self, seq: int, row: tuple, data: bytes | None) -> None:
+        self._db.execute(
+            "INSERT INTO commits (seq, node_id, parent_id, name, mine, base_revision, size, "
             "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind, "
             "target, sets_mtime, new_parent_id, new_name, flags, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*row, data),
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, *row, data),
         )
-        seq = cursor.lastrowid
-        assert seq is not None
         self.sizes[seq] = row[5]
         self.total_bytes += row[5]
-        return row_to_change((seq, *row, data is not None), self.directory)
+
+    def defer(self, row: tuple, spends: int) -> PendingChange:
+        """A row (no data) written with the next one, or by write_deferred; spends: the
+        reserved id it uses (marked used when it is written). See the module docstring."""
+        self._last_seq += 1
+        self._deferred[self._last_seq] = (row, spends)
+        return row_to_change((self._last_seq, *row, False), self.directory)
+
+    def write_deferred(self) -> bool:
+        """Writes the deferred rows now (in the transaction under way, or one of their
+        own); whether there were any."""
+        if not self._deferred or len(self._writing) == len(self._deferred):
+            return False
+        if not self._db.in_transaction:
+            with self.transaction():
+                return True  # (written as it begins)
+        self._write_deferred()
+        return True
+
+    def _write_deferred(self) -> None:
+        for seq, (row, spends) in self._deferred.items():
+            if seq not in self._writing:
+                self._insert(seq, row, None)
+                self.ids.spend(spends)
+                self._writing.add(seq)
+
+    def _unwritten(self) -> list[tuple]:
+        return [row for seq, (row, _) in self._deferred.items() if seq not in self._writing]
+
+    def _deferred_of(self, node_id: int) -> list[PendingChange]:
+        return [
+            row_to_change((seq, *row, False), self.directory)
+            for seq, (row, _) in self._deferred.items()
+            if row[0] == node_id and seq not in self._writing
+        ]
 
     def node_of(self, seq: int) -> int | None:
         """The node a row is of now (a save may have moved it to the saved file)."""
+        if seq in self._deferred:
+            return self._deferred[seq][0][0]
         found = self._db.execute("SELECT node_id FROM commits WHERE seq = ?", (seq,)).fetchone()
         return None if found is None else int(found[0])
 
     def delete(self, seq: int) -> None:
+        if seq in self._deferred and seq not in self._writing:
+            del self._deferred[seq]  # never written: nothing to remove
+            return
         self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
         self.total_bytes -= self.sizes.pop(seq, 0)
 
@@ -265,6 +342,7 @@ class JournalStore:
     ) -> None:
         """from_id's rows (of these kinds; all when none) become to_id's, on top of
         revision."""
+        self.write_deferred()
         query = "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ?"
         if kinds:
             query += f" AND kind IN ({', '.join('?' * len(kinds))})"

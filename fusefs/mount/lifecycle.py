@@ -245,7 +245,7 @@ async def _serve(
             vfs.start(nursery, ops.invalidate)
             follower = ChangeFollower(meta, start, vfs.apply_change, reachability)
             nursery.start_soon(follower.run)
-            nursery.start_soon(_flush_replica, replica)
+            nursery.start_soon(_flush_replica, replica, parts.journal, sync)
             nursery.start_soon(sync.run)
             nursery.start_soon(sync.keep_ids)
             nursery.start_soon(reachability.probe, meta.journal_head, limiter)
@@ -286,11 +286,16 @@ def _mount_metrics(
     ]
 
 
-async def _flush_replica(replica: Replica) -> None:
-    """What the replica learnt survives a crash of the mount within about a second."""
+async def _flush_replica(replica: Replica, journal: Journal, sync: Synchronizer) -> None:
+    """What the replica learnt survives a crash of the mount within about a second (after
+    the journal's rows of files made here: a name the replica keeps is never unknown to
+    the journal after a crash; with the disk full, neither is written this time)."""
     while True:
         await trio.sleep(REPLICA_FLUSH_SECONDS)
-        replica.flush()
+        with contextlib.suppress(OSError):
+            if journal.write_made():
+                sync.wake()
+            replica.flush()
 
 
 def _raise_readahead(mountpoint: Path) -> None:

@@ -130,6 +130,7 @@ class Upkeep:
                     waiting.append(self.sync.landed.receive_nowait())
             todo: list[Invalidation] = []
             try:
+                self.journal.write_made()  # (before the replica, which names those files)
                 with self.journal.together():
                     for landed in coalesced(waiting):
                         try:
