@@ -174,13 +174,23 @@ async def follow(
     Strictly increasing, without gap or duplicate. A cursor beyond the end of
     the journal simply waits for sequences beyond it.
     """
+    async for events in follow_pages(read, signal, after, batch_size=batch_size):
+        for event in events:
+            yield event
+
+
+async def follow_pages(
+    read: ReadChanges, signal: CommitSignal, after: int, *, batch_size: int = BATCH_SIZE
+) -> AsyncIterator[Sequence[ChangeEvent]]:
+    """follow's events as each read found them, at most batch_size at a time (never
+    none): a subscriber that takes several events per message sends a page as one."""
     cursor = after
     signal.followers += 1
     try:
         while not signal.closed:
             page = await read(cursor, batch_size)
-            for event in page.events:
-                yield event
+            if page.events:
+                yield page.events
             cursor = max(cursor, page.scanned_to)
             if page.more:
                 continue

@@ -370,5 +370,11 @@ class MetadataService(StorageHandlers, metadata_pb2_grpc.MetadataServicer):
     ) -> AsyncIterator[pb.ChangeEvent]:
         caller = _caller(context)
         read = functools.partial(self._reads, caller.user_id)
-        async for event in changes.follow(read, self._commits, request.from_sequence):
-            yield wire.event_to_proto(event)
+        if not request.batched:
+            async for event in changes.follow(read, self._commits, request.from_sequence):
+                yield wire.event_to_proto(event)
+            return
+        async for events in changes.follow_pages(read, self._commits, request.from_sequence):
+            first = wire.event_to_proto(events[0])
+            first.following.extend(wire.event_to_proto(e) for e in events[1:])
+            yield first

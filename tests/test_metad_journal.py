@@ -139,6 +139,37 @@ def test_subscribing_from_the_journal_head_gets_only_future_changes(
     assert drive.journal_head() == 5
 
 
+def test_a_batched_subscription_gets_the_same_events_a_page_per_message(
+    drive: Drive, metadata_stub: metadata_pb2_grpc.MetadataStub
+) -> None:
+    """batched: the backlog comes several events to a message, the same events in the
+    same order as one per message; live changes come too."""
+    root = drive.root()
+    for i in range(30):
+        drive.create(root.id, f"f{i}")
+    with subscribe(metadata_stub, 0) as one_each:
+        expected = one_each.take(30)
+    call = metadata_stub.Subscribe(
+        pb.SubscribeRequest(from_sequence=0, batched=True), timeout=TIMEOUT
+    )
+    try:
+        messages, received = 0, []
+        while len(received) < 30:
+            message = next(call)
+            messages += 1
+            received += [message, *message.following]
+        assert messages < 30
+        assert all(not event.following for event in received[1:])
+        flat = [pb.ChangeEvent(**{f.name: v for f, v in e.ListFields() if f.name != "following"})
+                for e in received]  # fmt: skip
+        assert flat == expected
+        live = drive.create(root.id, "live")
+        message = next(call)
+        assert (message.name, message.node_id, len(message.following)) == ("live", live.id, 0)
+    finally:
+        call.cancel()
+
+
 def test_concurrent_subscribers_each_get_everything(
     drive: Drive, metadata_stub: metadata_pb2_grpc.MetadataStub
 ) -> None:

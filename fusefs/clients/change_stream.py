@@ -1,7 +1,8 @@
 """The change stream of metad (Subscribe) as domain values.
 
 Owns: one live Subscribe call, read in the thread that iterates it, each
-event turned into a fusefs.models.Change, and its end (cancel; a stream
+event turned into a fusefs.models.Change (several may come in one message: a
+batched subscription), and its end (cancel; a stream
 cancelled here ends quietly, any other failure is a domain error).
 
 Must not: hand events to trio or decide what a change means (the mount's
@@ -29,6 +30,8 @@ class ChangeStream:
         try:
             for msg in self._call:
                 yield to_change(msg)
+                for following in msg.following:  # (a batched subscription)
+                    yield to_change(following)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.CANCELLED:
                 return

@@ -498,10 +498,12 @@ class Usage(_message.Message):
     def __init__(self, used_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., node_count: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("from_sequence",)
+    __slots__ = ("from_sequence", "batched")
     FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_FIELD_NUMBER: _ClassVar[int]
     from_sequence: int
-    def __init__(self, from_sequence: _Optional[int] = ...) -> None: ...
+    batched: bool
+    def __init__(self, from_sequence: _Optional[int] = ..., batched: _Optional[bool] = ...) -> None: ...
 
 class GetJournalHeadRequest(_message.Message):
     __slots__ = ()
@@ -916,7 +918,7 @@ class ApplyBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
 
 class ChangeEvent(_message.Message):
-    __slots__ = ("sequence", "kind", "node_id", "node_kind", "parent_id", "name", "old_parent_id", "old_name", "revision", "actor_id", "device", "time_ns", "replaced_node_id", "actor_name", "path", "shared", "owner_id", "subject_user_id", "subject_name", "role")
+    __slots__ = ("sequence", "kind", "node_id", "node_kind", "parent_id", "name", "old_parent_id", "old_name", "revision", "actor_id", "device", "time_ns", "replaced_node_id", "actor_name", "path", "shared", "owner_id", "subject_user_id", "subject_name", "role", "following")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -937,6 +939,7 @@ class ChangeEvent(_message.Message):
     SUBJECT_USER_ID_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWING_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     kind: ChangeKind
     node_id: int
@@ -957,4 +960,5 @@ class ChangeEvent(_message.Message):
     subject_user_id: int
     subject_name: str
     role: Role
-    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., node_id: _Optional[int] = ..., node_kind: _Optional[_Union[NodeKind, str]] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., old_parent_id: _Optional[int] = ..., old_name: _Optional[str] = ..., revision: _Optional[int] = ..., actor_id: _Optional[int] = ..., device: _Optional[str] = ..., time_ns: _Optional[int] = ..., replaced_node_id: _Optional[int] = ..., actor_name: _Optional[str] = ..., path: _Optional[str] = ..., shared: _Optional[bool] = ..., owner_id: _Optional[int] = ..., subject_user_id: _Optional[int] = ..., subject_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
+    following: _containers.RepeatedCompositeFieldContainer[ChangeEvent]
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., node_id: _Optional[int] = ..., node_kind: _Optional[_Union[NodeKind, str]] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., old_parent_id: _Optional[int] = ..., old_name: _Optional[str] = ..., revision: _Optional[int] = ..., actor_id: _Optional[int] = ..., device: _Optional[str] = ..., time_ns: _Optional[int] = ..., replaced_node_id: _Optional[int] = ..., actor_name: _Optional[str] = ..., path: _Optional[str] = ..., shared: _Optional[bool] = ..., owner_id: _Optional[int] = ..., subject_user_id: _Optional[int] = ..., subject_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., following: _Optional[_Iterable[_Union[ChangeEvent, _Mapping]]] = ...) -> None: ...
