@@ -13,7 +13,9 @@ same disk, their ratio and the target of the local-first mount (issue 10):
 - untar of a generated source tree, entries/s until tar returns and until
   synced; targets are per second (10,000 entries in 10 s closed, 40 s synced);
 - after a remount of the same cache: stat/s of the small files by their known
-  names (no listing first; the median of STAT_RUNS fresh remounts), stat/s
+  names (no listing first; the median of STAT_RUNS fresh remounts, each with
+  the CPU per stat of the mount and of the benchmark, and the time both
+  waited for a CPU: on a shared machine that, not the mount, moves it), stat/s
   after a listdir, and a recursive listing with lstat of the untarred tree, in
   Python (os.scandir) and as `ls -lR`, each on a fresh remount; target 1 s per
   10,000 entries;
@@ -52,6 +54,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -74,8 +77,9 @@ LIST_TIMEOUT = 600.0  # seconds for `ls -lR`
 LATENCY_TIMEOUT = 5.0  # seconds one change may take to show on the other mount
 # stat of known names runs this often, each time first thing on a fresh remount (a cold
 # page cache locally): one run takes ~0.1 s, so a single preemption on this shared
-# 2-core machine moved it by a third. The table shows the median.
-STAT_RUNS = 3
+# 2-core machine moved it by a third. The table shows the median (of 3 runs, two
+# preempted ones in a row decided it).
+STAT_RUNS = 5
 console = Console(width=None if sys.stdout.isatty() else 110)  # the table unwrapped in logs
 
 
@@ -135,6 +139,19 @@ def cpu_of(drive: Drive, mnt: Path) -> tuple[float, float]:
     """CPU seconds used so far by the mount of mnt and by blockd."""
     mount_pid = next(p.pid for p, path, _ in drive.mounts if path == mnt)
     return cpu_seconds(mount_pid), cpu_seconds(drive.blockd.process.pid)
+
+
+def sched_ns(pid: int) -> tuple[int, int]:
+    """Nanoseconds the threads of a live process ran on a CPU and waited for one, so far
+    (/proc/PID/task/*/schedstat; a thread that ended meanwhile is not counted)."""
+    ran = waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue
+        ran, waited = ran + int(fields[0]), waited + int(fields[1])
+    return ran, waited
 
 
 def cpu_per_gib(before: tuple[float, float], after: tuple[float, float], size: int) -> list[float]:
@@ -268,6 +285,40 @@ def stat_known(folder: Path, names: list[str]) -> float:
         return len(names) / (time.perf_counter() - start)
 
 
+@dataclass(frozen=True)
+class StatRun:
+    """One stat of known names after a remount, and who had the CPUs meanwhile.
+
+    The stats are a ping-pong between this process and the mount (one request in
+    flight), so the rate is about 1 / (the mount's CPU + ours per stat) unless the
+    two wait for a CPU that other programs hold: waited_ms tells a slow mount from
+    a busy machine.
+    """
+
+    rate: float  # stat/s
+    mount_us: float  # the mount's CPU µs per stat
+    bench_us: float  # this process's CPU µs per stat
+    waited_ms: float  # ms the mount and this process were ready to run but had no CPU
+
+
+def stat_remounted(drive: Drive, mnt: Path, names: list[str]) -> tuple[Path, StatRun]:
+    """throughput.py's "remount: stat/s, known names": a fresh remount of mnt, the page
+    cache dropped, a stat of every name in mnt/small (remount_stat.py runs this too)."""
+    mnt = drive.remount(mnt)
+    drop_page_cache()
+    mount_pid = next(p.pid for p, path, _ in drive.mounts if path == mnt)
+    (mount_ran, mount_waited), (ran, waited) = sched_ns(mount_pid), sched_ns(os.getpid())
+    rate = stat_known(mnt / "small", names)
+    mount_after, after = sched_ns(mount_pid), sched_ns(os.getpid())
+    per_stat = 1e-3 / len(names)
+    return mnt, StatRun(
+        rate,
+        (mount_after[0] - mount_ran) * per_stat,
+        (after[0] - ran) * per_stat,
+        (mount_after[1] - mount_waited + after[1] - waited) / 1e6,
+    )
+
+
 def stat_all(folder: Path) -> float:
     """stat/s of every entry of folder, listed first (listdir is timed too)."""
     with console.status(f"listdir + stat {folder.name}"):
@@ -392,12 +443,12 @@ def measure_drive(
     f["untar closed"], f["untar synced"] = args.untar_entries / closed, args.untar_entries / synced
 
     runs = []
-    for _ in range(STAT_RUNS):
-        mnt = drive.remount(mnt)
-        drop_page_cache()
-        runs.append(stat_known(mnt / "small", small_names(files)))
+    for i in range(STAT_RUNS):
+        mnt, run = stat_remounted(drive, mnt, small_names(files))
+        runs.append(run.rate)
+        f[f"stat known run {i}"], f[f"stat known cpu {i}"] = run.rate, run.mount_us
+        f[f"stat known bench cpu {i}"], f[f"stat known waited {i}"] = run.bench_us, run.waited_ms
     f["stat known"] = statistics.median(runs)
-    f.update({f"stat known run {i}": rate for i, rate in enumerate(runs)})
     f["stat listed"] = stat_all(mnt / "small-fsync")
     f["read cold"] = size / read_file(mnt / "big", "drive read (cold, cached)") / MiB
     f["random iops"], f["random p99 ms"] = random_reads(mnt / "big", "drive random 4 KiB")
@@ -482,6 +533,15 @@ def report(
         + ", ".join(f"{d[f'stat known run {i}']:,.0f}" for i in range(STAT_RUNS))
         + "; local "
         + ", ".join(f"{loc[f'stat known run {i}']:,.0f}" for i in range(STAT_RUNS))
+    )
+    console.print(
+        "  each drive run's CPU µs per stat, mount + this process, and ms both waited for a "
+        "CPU others held: "
+        + ", ".join(
+            f"{d[f'stat known cpu {i}']:.0f} + {d[f'stat known bench cpu {i}']:.0f} µs, "
+            f"{d[f'stat known waited {i}']:.0f} ms"
+            for i in range(STAT_RUNS)
+        )
     )
     late = f", {d['latency timeouts']:.0f} timed out at 5 s" if d["latency timeouts"] else ""
     console.print(
