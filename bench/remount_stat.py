@@ -72,7 +72,8 @@ def requests_of(op_stats: Path) -> str:
 def shown(run: t.StatRun) -> str:
     return (
         f"{run.rate:,.0f} stat/s; CPU µs per stat: mount {run.mount_us:.1f}, bench "
-        f"{run.bench_us:.1f}; waited for a CPU {run.waited_ms:.0f} ms"
+        f"{run.bench_us:.1f}; waited for a CPU {run.waited_ms:.0f} ms; metad + blockd "
+        f"CPU meanwhile {run.daemons_ms:.0f} ms"
     )
 
 
@@ -96,7 +97,7 @@ def floor(work: Path, files: int, runs: int) -> None:
             per_stat = 1e-3 / files
             waited = (ran_after[1] - ran[1] + mine_after[1] - mine[1]) / 1e6
             cpu = (ran_after[0] - ran[0]) * per_stat, (mine_after[0] - mine[0]) * per_stat
-            print(f"floor run {run}: {shown(t.StatRun(rate, *cpu, waited))}")
+            print(f"floor run {run}: {shown(t.StatRun(rate, *cpu, waited, 0.0))}")
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
         server.wait(10)
