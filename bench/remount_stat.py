@@ -10,13 +10,16 @@ mount and of this process, and how long both waited for a CPU that other
 programs held (the stats are a ping-pong between the two: the rate is about
 1 / their CPU per stat on an idle machine); and the mount's own account of
 its requests (DRIVEFS_OP_STATS: lookups, getattrs, forgets, µs inside the
-lookup handler). A trivial pyfuse3 file system answering the same stats is
-the floor (`--floor`): what pyfuse3, trio and the kernel cost per request here.
+lookup handler); with `--tasks`, also of its trio tasks (DRIVEFS_TASK_STATS:
+any task but pyfuse3's workers that held its thread 0.2 ms or more during the
+stats; the instrument costs a few µs per request, so the rates drop a little).
+A trivial pyfuse3 file system answering the same stats is the floor
+(`--floor`): what pyfuse3, trio and the kernel cost per request here.
 
 Run as root (FUSE, drop_caches):
 
     .venv/bin/python bench/remount_stat.py [--size-mib 1024] [--files 2000]
-        [--untar-entries 10000] [--runs 5] [--floor] [--dir DIR]
+        [--untar-entries 10000] [--runs 5] [--floor] [--tasks] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import throughput as t
 from drive_runner import Drive
 
 OP_STATS_ENV = "DRIVEFS_OP_STATS"  # fusefs/mount/operations.py: a mount's own request counts
+TASK_STATS_ENV = "DRIVEFS_TASK_STATS"  # fusefs/mount/task_stats.py: its trio tasks' steps
 
 FLOOR_FS = """
 import os, stat, sys, pyfuse3, trio
@@ -67,6 +71,18 @@ def requests_of(op_stats: Path) -> str:
         f"{int(counts[op][0])} {op}s" for op in ("lookup", "getattr", "forget") if counts[op][0]
     )
     return f"{asked}; {seconds / max(lookups, 1) * 1e6:.1f} µs in each lookup handler"
+
+
+def other_tasks(task_stats: Path, window: tuple[float, float]) -> str:
+    """The mount's trio tasks other than pyfuse3's workers that ran steps of 0.2 ms or
+    more while the stats were timed (written as it exits): what else held its thread."""
+    steps = json.loads(task_stats.read_text())["slow"]
+    inside: dict[str, float] = {}
+    for start, seconds, name in steps:
+        if window[0] <= start <= window[1]:
+            inside[name] = inside.get(name, 0.0) + seconds
+    listed = ", ".join(f"{name} {ms * 1e3:.1f} ms" for name, ms in inside.items())
+    return f"other tasks meanwhile: {listed or 'none'}"
 
 
 def shown(run: t.StatRun) -> str:
@@ -110,6 +126,7 @@ def main() -> None:
     ap.add_argument("--untar-entries", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=t.STAT_RUNS)
     ap.add_argument("--floor", action="store_true", help="also time a trivial pyfuse3 fs")
+    ap.add_argument("--tasks", action="store_true", help="list the mount's other trio tasks")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -132,11 +149,17 @@ def main() -> None:
         for run in range(args.runs):
             # The mount started by this remount writes its request counts there as it exits.
             drive.env[OP_STATS_ENV] = str(work / f"op-stats-{run}.json")
+            if args.tasks:
+                drive.env[TASK_STATS_ENV] = str(work / f"task-stats-{run}.json")
             mnt, stats = t.stat_remounted(drive, mnt, names)
             runs.append(stats)
         drive.unmount(mnt)
         for run, stats in enumerate(runs):
-            print(f"run {run}: {shown(stats)}; {requests_of(work / f'op-stats-{run}.json')}")
+            tasks = work / f"task-stats-{run}.json"
+            print(
+                f"run {run}: {shown(stats)}; {requests_of(work / f'op-stats-{run}.json')}"
+                + (f"; {other_tasks(tasks, stats.window)}" if args.tasks else "")
+            )
         rates = [run.rate for run in runs]
         print(f"median {statistics.median(rates):,.0f} stat/s (throughput.py's figure)")
         if args.floor:

@@ -300,6 +300,7 @@ class StatRun:
     bench_us: float  # this process's CPU µs per stat
     waited_ms: float  # ms the mount and this process were ready to run but had no CPU
     daemons_ms: float  # CPU ms metad and blockd used meanwhile (work left from before)
+    window: tuple[float, float] = (0.0, 0.0)  # time.perf_counter() at the first and last stat
 
 
 def stat_remounted(drive: Drive, mnt: Path, names: list[str]) -> tuple[Path, StatRun]:
@@ -311,7 +312,9 @@ def stat_remounted(drive: Drive, mnt: Path, names: list[str]) -> tuple[Path, Sta
     daemons = [d.process.pid for d in (drive.metad, drive.blockd)]
     (mount_ran, mount_waited), (ran, waited) = sched_ns(mount_pid), sched_ns(os.getpid())
     daemons_ran = sum(sched_ns(pid)[0] for pid in daemons)
+    started = time.perf_counter()
     rate = stat_known(mnt / "small", names)
+    ended = time.perf_counter()
     mount_after, after = sched_ns(mount_pid), sched_ns(os.getpid())
     daemons_after = sum(sched_ns(pid)[0] for pid in daemons)
     per_stat = 1e-3 / len(names)
@@ -321,6 +324,7 @@ def stat_remounted(drive: Drive, mnt: Path, names: list[str]) -> tuple[Path, Sta
         (after[0] - ran) * per_stat,
         (mount_after[1] - mount_waited + after[1] - waited) / 1e6,
         (daemons_after - daemons_ran) / 1e6,
+        (started, ended),
     )
 
 
