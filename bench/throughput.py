@@ -77,8 +77,8 @@ LIST_TIMEOUT = 600.0  # seconds for `ls -lR`
 LATENCY_TIMEOUT = 5.0  # seconds one change may take to show on the other mount
 # stat of known names runs this often, each time first thing on a fresh remount (a cold
 # page cache locally): one run takes ~0.1 s, so a single preemption on this shared
-# 2-core machine moved it by a third. The table shows the median (of 3 runs, two
-# preempted ones in a row decided it).
+# 2-core machine moved it by a third. The table shows the median: of 5 runs, as two
+# slow ones (the first, right after the untar, often is) decided the median of 3.
 STAT_RUNS = 5
 console = Console(width=None if sys.stdout.isatty() else 110)  # the table unwrapped in logs
 
@@ -298,7 +298,9 @@ class StatRun:
     rate: float  # stat/s
     mount_us: float  # the mount's CPU µs per stat
     bench_us: float  # this process's CPU µs per stat
-    waited_ms: float  # ms the mount and this process were ready to run but had no CPU
+    # ms the mount and this process were ready to run but had no CPU: some 20 ms per
+    # 2,000 stats on an idle machine too (each wakes on the CPU the other is leaving)
+    waited_ms: float
     daemons_ms: float  # CPU ms metad and blockd used meanwhile (work left from before)
     window: tuple[float, float] = (0.0, 0.0)  # time.perf_counter() at the first and last stat
 
