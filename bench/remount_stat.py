@@ -29,10 +29,8 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,25 +40,6 @@ from drive_runner import Drive
 
 OP_STATS_ENV = "DRIVEFS_OP_STATS"  # fusefs/mount/operations.py: a mount's own request counts
 TASK_STATS_ENV = "DRIVEFS_TASK_STATS"  # fusefs/mount/task_stats.py: its trio tasks' steps
-
-FLOOR_FS = """
-import os, stat, sys, pyfuse3, trio
-class Fs(pyfuse3.Operations):
-    async def lookup(self, parent, name, ctx=None):
-        a = pyfuse3.EntryAttributes()
-        a.st_ino, a.st_mode, a.st_size = 2 + int(name[1:]), stat.S_IFREG | 0o644, 4096
-        a.entry_timeout = a.attr_timeout = 2
-        return a
-    async def getattr(self, inode, ctx=None):
-        a = pyfuse3.EntryAttributes()
-        a.st_ino, a.st_mode = inode, (stat.S_IFDIR | 0o755) if inode == 1 else stat.S_IFREG
-        return a
-pyfuse3.init(Fs(), sys.argv[1], set(pyfuse3.default_options))
-try:
-    trio.run(pyfuse3.main)
-finally:
-    pyfuse3.close(unmount=False)
-"""
 
 
 def requests_of(op_stats: Path) -> str:
@@ -95,28 +74,12 @@ def shown(run: t.StatRun) -> str:
 
 def floor(work: Path, files: int, runs: int) -> None:
     """The same stats answered by a pyfuse3 file system that does nothing else."""
-    mnt = work / "floor"
-    mnt.mkdir()
-    server = subprocess.Popen([sys.executable, "-c", FLOOR_FS, str(mnt)])
+    below = t.Floor(work / "floor")
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the floor file system did not mount")
-            time.sleep(0.02)
         for run in range(runs):
-            t.drop_page_cache()  # (also makes the kernel forget the names of the last run)
-            names = [f"f{run * files + i}" for i in range(files)]
-            ran, mine = t.sched_ns(server.pid), t.sched_ns(os.getpid())
-            rate = t.stat_known(mnt, names)
-            ran_after, mine_after = t.sched_ns(server.pid), t.sched_ns(os.getpid())
-            per_stat = 1e-3 / files
-            waited = (ran_after[1] - ran[1] + mine_after[1] - mine[1]) / 1e6
-            cpu = (ran_after[0] - ran[0]) * per_stat, (mine_after[0] - mine[0]) * per_stat
-            print(f"floor run {run}: {shown(t.StatRun(rate, *cpu, waited, 0.0))}")
+            print(f"floor run {run}: {shown(below.stat_run(files))}")
     finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
-        server.wait(10)
+        below.close()
 
 
 def main() -> None:
