@@ -3,18 +3,23 @@
 Runs only the drive side of bench/throughput.py up to its "remount: stat/s,
 known names" figure, with the same functions in the same order (a large file
 written and read, small files made and synced, small files fsynced, a tree
-untarred and synced), then `--runs` times: a remount, the page cache dropped,
-a stat of every small file by its known name. Each run prints its stat/s and
-latency percentiles, and the mount's own account of its lookups
-(DRIVEFS_OP_STATS: requests and seconds inside the handlers), so a slow run
-shows whether the mount's handlers or the round trip around them took the
-time. A trivial pyfuse3 file system answering the same stats is the floor
+untarred and synced), then `--runs` times throughput.py's own
+stat_remounted: a remount, the page cache dropped, a stat of every small file
+by its known name. Each run prints its stat/s; the CPU µs per stat of the
+mount and of this process, and how long both waited for a CPU that other
+programs held (the stats are a ping-pong between the two: the rate is about
+1 / their CPU per stat on an idle machine); and the mount's own account of
+its requests (DRIVEFS_OP_STATS: lookups, getattrs, forgets, µs inside the
+lookup handler); with `--tasks`, also of its trio tasks (DRIVEFS_TASK_STATS:
+any task but pyfuse3's workers that held its thread 0.2 ms or more during the
+stats; the instrument costs a few µs per request, so the rates drop a little).
+A trivial pyfuse3 file system answering the same stats is the floor
 (`--floor`): what pyfuse3, trio and the kernel cost per request here.
 
 Run as root (FUSE, drop_caches):
 
     .venv/bin/python bench/remount_stat.py [--size-mib 1024] [--files 2000]
-        [--untar-entries 10000] [--runs 3] [--floor] [--dir DIR]
+        [--untar-entries 10000] [--runs 5] [--floor] [--tasks] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -24,10 +29,8 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,68 +39,47 @@ import throughput as t
 from drive_runner import Drive
 
 OP_STATS_ENV = "DRIVEFS_OP_STATS"  # fusefs/mount/operations.py: a mount's own request counts
-
-FLOOR_FS = """
-import os, stat, sys, pyfuse3, trio
-class Fs(pyfuse3.Operations):
-    async def lookup(self, parent, name, ctx=None):
-        a = pyfuse3.EntryAttributes()
-        a.st_ino, a.st_mode, a.st_size = 2 + int(name[1:]), stat.S_IFREG | 0o644, 4096
-        a.entry_timeout = a.attr_timeout = 2
-        return a
-    async def getattr(self, inode, ctx=None):
-        a = pyfuse3.EntryAttributes()
-        a.st_ino, a.st_mode = inode, (stat.S_IFDIR | 0o755) if inode == 1 else stat.S_IFREG
-        return a
-pyfuse3.init(Fs(), sys.argv[1], set(pyfuse3.default_options))
-try:
-    trio.run(pyfuse3.main)
-finally:
-    pyfuse3.close(unmount=False)
-"""
+TASK_STATS_ENV = "DRIVEFS_TASK_STATS"  # fusefs/mount/task_stats.py: its trio tasks' steps
 
 
-def timed_stats(folder: Path, names: list[str]) -> tuple[float, list[float]]:
-    """stat/s of the names in folder, and each stat's seconds."""
-    seconds = []
-    start = time.perf_counter()
-    for name in names:
-        before = time.perf_counter()
-        os.stat(folder / name)
-        seconds.append(time.perf_counter() - before)
-    return len(names) / (time.perf_counter() - start), seconds
-
-
-def latencies(seconds: list[float]) -> str:
-    ordered = sorted(seconds)
-    p50, p90, p99 = (ordered[int(len(ordered) * q)] * 1e6 for q in (0.5, 0.9, 0.99))
-    return f"p50 {p50:.0f} µs, p90 {p90:.0f} µs, p99 {p99:.0f} µs, max {ordered[-1] * 1e3:.1f} ms"
-
-
-def lookups_of(op_stats: Path) -> tuple[int, float]:
-    """Lookups the mount answered and seconds in its handler (written when it exits)."""
+def requests_of(op_stats: Path) -> str:
+    """What one mount answered (written as it exits): counts, and µs per lookup."""
     counts = json.loads(op_stats.read_text())
-    return int(counts["lookup"][0]), counts["lookup"][1]
+    lookups, seconds = counts["lookup"]
+    asked = ", ".join(
+        f"{int(counts[op][0])} {op}s" for op in ("lookup", "getattr", "forget") if counts[op][0]
+    )
+    return f"{asked}; {seconds / max(lookups, 1) * 1e6:.1f} µs in each lookup handler"
+
+
+def other_tasks(task_stats: Path, window: tuple[float, float]) -> str:
+    """The mount's trio tasks other than pyfuse3's workers that ran steps of 0.2 ms or
+    more while the stats were timed (written as it exits): what else held its thread."""
+    steps = json.loads(task_stats.read_text())["slow"]
+    inside: dict[str, float] = {}
+    for start, seconds, name in steps:
+        if window[0] <= start <= window[1]:
+            inside[name] = inside.get(name, 0.0) + seconds
+    listed = ", ".join(f"{name} {ms * 1e3:.1f} ms" for name, ms in inside.items())
+    return f"other tasks meanwhile: {listed or 'none'}"
+
+
+def shown(run: t.StatRun) -> str:
+    return (
+        f"{run.rate:,.0f} stat/s; CPU µs per stat: mount {run.mount_us:.1f}, bench "
+        f"{run.bench_us:.1f}; waited for a CPU {run.waited_ms:.0f} ms; metad + blockd "
+        f"CPU meanwhile {run.daemons_ms:.0f} ms"
+    )
 
 
 def floor(work: Path, files: int, runs: int) -> None:
     """The same stats answered by a pyfuse3 file system that does nothing else."""
-    mnt = work / "floor"
-    mnt.mkdir()
-    server = subprocess.Popen([sys.executable, "-c", FLOOR_FS, str(mnt)])
+    below = t.Floor(work / "floor")
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the floor file system did not mount")
-            time.sleep(0.02)
         for run in range(runs):
-            t.drop_page_cache()  # (also makes the kernel forget the names of the last run)
-            rate, seconds = timed_stats(mnt, [f"f{run * files + i}" for i in range(files)])
-            print(f"floor run {run}: {rate:,.0f} stat/s ({latencies(seconds)})")
+            print(f"floor run {run}: {shown(below.stat_run(files))}")
     finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
-        server.wait(10)
+        below.close()
 
 
 def main() -> None:
@@ -107,18 +89,17 @@ def main() -> None:
     ap.add_argument("--untar-entries", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=t.STAT_RUNS)
     ap.add_argument("--floor", action="store_true", help="also time a trivial pyfuse3 fs")
+    ap.add_argument("--tasks", action="store_true", help="list the mount's other trio tasks")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark drops the kernel page cache")
     work = Path(tempfile.mkdtemp(prefix="drivefs-remount-stat-", dir=args.dir))
-    op_stats = work / "op-stats.json"
-    os.environ[OP_STATS_ENV] = str(op_stats)  # each mount writes it as it exits
     tarball = work / "tree.tar"
     last = t.make_tarball(tarball, args.untar_entries)
     names = t.small_names(args.files)
     drive = Drive(work, t.console, "local")
-    rates = []
+    runs = []
     try:
         mnt = drive.mount("a")
         sync = drive.syncer(mnt)
@@ -128,18 +109,21 @@ def main() -> None:
         t.small_files_synced(mnt / "small", args.files, "drive small files", sync)
         t.small_files(mnt / "small-fsync", args.files, "drive small files, fsync", fsync=True)
         t.untar(tarball, mnt, last, "drive untar", sync)
-        drive.unmount(mnt)
         for run in range(args.runs):
-            mnt = drive.mount("a")  # the same cache again: a remount
-            t.drop_page_cache()
-            rate, seconds = timed_stats(mnt / "small", names)
-            rates.append(rate)
-            drive.unmount(mnt)  # its lookups are counted as it exits
-            count, spent = lookups_of(op_stats)
+            # The mount started by this remount writes its request counts there as it exits.
+            drive.env[OP_STATS_ENV] = str(work / f"op-stats-{run}.json")
+            if args.tasks:
+                drive.env[TASK_STATS_ENV] = str(work / f"task-stats-{run}.json")
+            mnt, stats = t.stat_remounted(drive, mnt, names)
+            runs.append(stats)
+        drive.unmount(mnt)
+        for run, stats in enumerate(runs):
+            tasks = work / f"task-stats-{run}.json"
             print(
-                f"run {run}: {rate:,.0f} stat/s ({latencies(seconds)}); the mount answered "
-                f"{count} lookups, {spent / max(count, 1) * 1e6:.1f} µs each in its handler"
+                f"run {run}: {shown(stats)}; {requests_of(work / f'op-stats-{run}.json')}"
+                + (f"; {other_tasks(tasks, stats.window)}" if args.tasks else "")
             )
+        rates = [run.rate for run in runs]
         print(f"median {statistics.median(rates):,.0f} stat/s (throughput.py's figure)")
         if args.floor:
             floor(work, args.files, args.runs)

@@ -13,7 +13,9 @@ same disk, their ratio and the target of the local-first mount (issue 10):
 - untar of a generated source tree, entries/s until tar returns and until
   synced; targets are per second (10,000 entries in 10 s closed, 40 s synced);
 - after a remount of the same cache: stat/s of the small files by their known
-  names (no listing first; the median of STAT_RUNS fresh remounts), stat/s
+  names (no listing first; the median of STAT_RUNS fresh remounts, each with
+  the CPU per stat of the mount and of the benchmark, and the time both
+  waited for a CPU: on a shared machine that, not the mount, moves it), stat/s
   after a listdir, and a recursive listing with lstat of the untarred tree, in
   Python (os.scandir) and as `ls -lR`, each on a fresh remount; target 1 s per
   10,000 entries;
@@ -53,6 +55,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -75,8 +78,9 @@ LIST_TIMEOUT = 600.0  # seconds for `ls -lR`
 LATENCY_TIMEOUT = 5.0  # seconds one change may take to show on the other mount
 # stat of known names runs this often, each time first thing on a fresh remount (a cold
 # page cache locally): one run takes ~0.1 s, so a single preemption on this shared
-# 2-core machine moved it by a third. The table shows the median.
-STAT_RUNS = 3
+# 2-core machine moved it by a third. The table shows the median: of 5 runs, as two
+# slow ones (the first, right after the untar, often is) decided the median of 3.
+STAT_RUNS = 5
 console = Console(width=None if sys.stdout.isatty() else 110)  # the table unwrapped in logs
 
 
@@ -136,6 +140,19 @@ def cpu_of(drive: Drive, mnt: Path) -> tuple[float, float]:
     """CPU seconds used so far by the mount of mnt and by blockd."""
     mount_pid = next(p.pid for p, path, _ in drive.mounts if path == mnt)
     return cpu_seconds(mount_pid), cpu_seconds(drive.blockd.process.pid)
+
+
+def sched_ns(pid: int) -> tuple[int, int]:
+    """Nanoseconds the threads of a live process ran on a CPU and waited for one, so far
+    (/proc/PID/task/*/schedstat; a thread that ended meanwhile is not counted)."""
+    ran = waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue
+        ran, waited = ran + int(fields[0]), waited + int(fields[1])
+    return ran, waited
 
 
 def cpu_per_gib(before: tuple[float, float], after: tuple[float, float], size: int) -> list[float]:
@@ -284,6 +301,109 @@ def stat_known(folder: Path, names: list[str]) -> float:
         return len(names) / (time.perf_counter() - start)
 
 
+@dataclass(frozen=True)
+class StatRun:
+    """One stat of known names after a remount, and who had the CPUs meanwhile.
+
+    The stats are a ping-pong between this process and the mount (one request in
+    flight), so the rate is about 1 / (the mount's CPU + ours per stat) unless the
+    two wait for a CPU that other programs hold: waited_ms tells a slow mount from
+    a busy machine.
+    """
+
+    rate: float  # stat/s
+    mount_us: float  # the mount's CPU µs per stat
+    bench_us: float  # this process's CPU µs per stat
+    # ms the mount and this process were ready to run but had no CPU: some 20 ms per
+    # 2,000 stats on an idle machine too (each wakes on the CPU the other is leaving)
+    waited_ms: float
+    daemons_ms: float  # CPU ms metad and blockd used meanwhile (work left from before)
+    window: tuple[float, float] = (0.0, 0.0)  # time.perf_counter() at the first and last stat
+
+
+def stat_remounted(drive: Drive, mnt: Path, names: list[str]) -> tuple[Path, StatRun]:
+    """throughput.py's "remount: stat/s, known names": a fresh remount of mnt, the page
+    cache dropped, a stat of every name in mnt/small (remount_stat.py runs this too)."""
+    mnt = drive.remount(mnt)
+    drop_page_cache()
+    mount_pid = next(p.pid for p, path, _ in drive.mounts if path == mnt)
+    daemons = [d.process.pid for d in (drive.metad, drive.blockd)]
+    (mount_ran, mount_waited), (ran, waited) = sched_ns(mount_pid), sched_ns(os.getpid())
+    daemons_ran = sum(sched_ns(pid)[0] for pid in daemons)
+    started = time.perf_counter()
+    rate = stat_known(mnt / "small", names)
+    ended = time.perf_counter()
+    mount_after, after = sched_ns(mount_pid), sched_ns(os.getpid())
+    daemons_after = sum(sched_ns(pid)[0] for pid in daemons)
+    per_stat = 1e-3 / len(names)
+    return mnt, StatRun(
+        rate,
+        (mount_after[0] - mount_ran) * per_stat,
+        (after[0] - ran) * per_stat,
+        (mount_after[1] - mount_waited + after[1] - waited) / 1e6,
+        (daemons_after - daemons_ran) / 1e6,
+        (started, ended),
+    )
+
+
+# The floor: a pyfuse3 file system that answers lookups and nothing else, so its CPU per
+# stat is what pyfuse3, trio and the kernel cost per request on this machine right now.
+FLOOR_FS = """
+import os, stat, sys, pyfuse3, trio
+class Fs(pyfuse3.Operations):
+    async def lookup(self, parent, name, ctx=None):
+        a = pyfuse3.EntryAttributes()
+        a.st_ino, a.st_mode, a.st_size = 2 + int(name[1:]), stat.S_IFREG | 0o644, 4096
+        a.entry_timeout = a.attr_timeout = 2
+        return a
+    async def getattr(self, inode, ctx=None):
+        a = pyfuse3.EntryAttributes()
+        a.st_ino, a.st_mode = inode, (stat.S_IFDIR | 0o755) if inode == 1 else stat.S_IFREG
+        return a
+pyfuse3.init(Fs(), sys.argv[1], set(pyfuse3.default_options))
+try:
+    trio.run(pyfuse3.main)
+finally:
+    pyfuse3.close(unmount=False)
+"""
+
+
+class Floor:
+    """The floor file system, mounted at mnt until closed. Its stat runs go between the
+    drive's, so both see the machine alike: here the same trivial file system took
+    16 or 30 µs of CPU per stat within minutes (other virtual machines, other work)."""
+
+    def __init__(self, mnt: Path) -> None:
+        self.mnt = mnt
+        mnt.mkdir(exist_ok=True)
+        self.server = subprocess.Popen([sys.executable, "-c", FLOOR_FS, str(mnt)])
+        self.runs = 0
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mnt):
+            if self.server.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise SystemExit("the floor file system did not mount")
+            time.sleep(0.02)
+
+    def stat_run(self, count: int) -> StatRun:
+        """count stats of names it never answered before (the kernel knows none)."""
+        names = [f"f{self.runs * count + i}" for i in range(count)]
+        self.runs += 1
+        drop_page_cache()
+        (ran, waited), (mine, mine_waited) = sched_ns(self.server.pid), sched_ns(os.getpid())
+        rate = stat_known(self.mnt, names)
+        (ran_after, waited_after), after = sched_ns(self.server.pid), sched_ns(os.getpid())
+        per_stat = 1e-3 / count
+        waited_ms = (waited_after - waited + after[1] - mine_waited) / 1e6
+        return StatRun(
+            rate, (ran_after - ran) * per_stat, (after[0] - mine) * per_stat, waited_ms, 0.0
+        )
+
+    def close(self) -> None:
+        subprocess.run(["fusermount3", "-u", str(self.mnt)], check=False)
+        self.server.wait(10)
+
+
 def stat_all(folder: Path) -> float:
     """stat/s of every entry of folder, listed first (listdir is timed too)."""
     with console.status(f"listdir + stat {folder.name}"):
@@ -408,12 +528,22 @@ def measure_drive(
     f["untar closed"], f["untar synced"] = args.untar_entries / closed, args.untar_entries / synced
 
     runs = []
-    for _ in range(STAT_RUNS):
-        mnt = drive.remount(mnt)
-        drop_page_cache()
-        runs.append(stat_known(mnt / "small", small_names(files)))
+    floor = Floor(drive.work / "mnt-floor")
+    try:
+        for i in range(STAT_RUNS):
+            mnt, run = stat_remounted(drive, mnt, small_names(files))
+            runs.append(run.rate)
+            below = floor.stat_run(files)
+            f.update({
+                f"stat known run {i}": run.rate, f"stat known cpu {i}": run.mount_us,
+                f"stat known bench cpu {i}": run.bench_us,
+                f"stat known waited {i}": run.waited_ms,
+                f"stat known daemons {i}": run.daemons_ms,
+                f"stat floor run {i}": below.rate, f"stat floor cpu {i}": below.mount_us,
+            })  # fmt: skip
+    finally:
+        floor.close()
     f["stat known"] = statistics.median(runs)
-    f.update({f"stat known run {i}": rate for i, rate in enumerate(runs)})
     f["stat listed"] = stat_all(mnt / "small-fsync")
     f["read cold"] = size / read_file(mnt / "big", "drive read (cold, cached)") / MiB
     f["random iops"], f["random p99 ms"] = random_reads(mnt / "big", "drive random 4 KiB")
@@ -567,6 +697,22 @@ def report(
         + ", ".join(f"{d[f'stat known run {i}']:,.0f}" for i in range(STAT_RUNS))
         + "; local "
         + ", ".join(f"{loc[f'stat known run {i}']:,.0f}" for i in range(STAT_RUNS))
+    )
+    console.print(
+        "  each drive run's CPU µs per stat, mount + this process; ms both waited for a "
+        "CPU; CPU ms of metad + blockd meanwhile: "
+        + ", ".join(
+            f"{d[f'stat known cpu {i}']:.0f} + {d[f'stat known bench cpu {i}']:.0f} µs, "
+            f"{d[f'stat known waited {i}']:.0f} ms, {d[f'stat known daemons {i}']:.0f} ms"
+            for i in range(STAT_RUNS)
+        )
+    )
+    console.print(
+        "  a trivial pyfuse3 file system (the floor) after each drive run: "
+        + ", ".join(
+            f"{d[f'stat floor run {i}']:,.0f} stat/s, {d[f'stat floor cpu {i}']:.0f} µs"
+            for i in range(STAT_RUNS)
+        )
     )
     late = f", {d['latency timeouts']:.0f} timed out at 5 s" if d["latency timeouts"] else ""
     console.print(

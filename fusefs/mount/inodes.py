@@ -140,7 +140,8 @@ class InodeTable:
         """Records a node handed to the kernel; returns its inode."""
         inode = self.inode_of(node.id)
         self._lookups.add(inode)
-        self.update(node)
+        self._nodes[inode] = node  # (update's two lines: asked on every lookup)
+        self._owners[inode] = node.owner_id
         return inode
 
     def forget(self, inode: int, count: int) -> bool:

@@ -27,6 +27,7 @@ from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.clients import BlockClient, GrantBook, MetadataClient
 from fusefs.models import Node
+from fusefs.mount import task_stats
 from fusefs.mount.follower import ChangeFollower
 from fusefs.mount.journal import Journal
 from fusefs.mount.namespace import Namespace
@@ -128,7 +129,10 @@ def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None)
             for leftover in staging.iterdir():
                 leftover.unlink()
             parts = _Parts(meta, blocks, replica, journal, staging)
-            trio.run(_serve, config, parts, root, start, online, on_mounted)
+            trio.run(
+                _serve, config, parts, root, start, online, on_mounted,
+                instruments=task_stats.instruments(),
+            )  # fmt: skip
         finally:
             journal.close()
             replica.close()

@@ -205,7 +205,8 @@ class Vfs:
             node = await self.virtual.root_name(name)
         if node is None:
             node = await self.names.lookup(self._node_id(parent_inode), name)
-        return self._remember(node), self.view.with_local(node)
+        inode = self._remember(node)
+        return inode, self.view.with_local(node, inode)
 
     def absence_followed(self, parent_inode: int, raw_name: bytes) -> bool:
         """Whether a name missing here may be remembered by the kernel: a name that
