@@ -165,7 +165,8 @@ def huge_page_heap(env: Mapping[str, str]) -> dict[str, str]:
     For the mount, whose megabyte blocks pass through its heap: each then spans a
     few page-table entries instead of 256, for the kernel pinning a read's reply
     for the FUSE device and a batch for its O_DIRECT write, and for the TLB while
-    they are copied and hashed. A cold read cost the mount 12-18 % less CPU per
+    they are copied and hashed (and a GiB read cold takes ~400 page faults, not
+    60-65k). A cold read cost the mount 12-18 % less CPU per
     GiB in bench/cold_read.py (alternating runs; peak RSS the same); in the whole
     bench/throughput.py no change showed beyond its noise. A tunable is read at
     start only, so whoever starts the program sets it; one already set is kept.
