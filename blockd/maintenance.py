@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from blockd.fence import Fence
-from blockd.store import BlockCorrupt, BlockDamaged, BlockNotFound, BlockStore, StoredBlock
+from blockd.store import BlockStore, StoredBlock
+from blockd.storeerrors import BlockCorrupt, BlockDamaged, BlockNotFound
 
 log = logging.getLogger(__name__)
 

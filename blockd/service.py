@@ -20,11 +20,10 @@ from google.protobuf.message import Message
 from blockd import maintenance
 from blockd.access import BlockAccess, Grant, NoGrant, Receipt
 from blockd.fence import Fence, MetadataUnavailable
-from blockd.store import (
-    Block,
+from blockd.store import Block, BlockStore
+from blockd.storeerrors import (
     BlockCorrupt,
     BlockNotFound,
-    BlockStore,
     InvalidBlock,
     StoreError,
     StoreFull,

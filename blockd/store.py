@@ -7,7 +7,7 @@ concurrent uploads of one block become one write), the object key of a block
 (its hash in lowercase hex), the pipelining of a stream of blocks, the
 counters of GetStats (by the store's own record of the blocks it holds,
 held.py, not by asking the backend before each write), the mapping of
-backend errors to store errors, which blocks the hot-block cache gets
+backend errors to store errors (storeerrors.py), which blocks the hot-block cache gets
 (verified ones, on write and on read), and quarantine: a block found damaged
 (on a read or a scrub) is moved aside so it counts as missing, and whoever
 holds its content uploads it again.
@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -51,17 +51,21 @@ import blake3
 from blockd.backends.base import (
     Backend,
     BackendError,
-    BackendFull,
-    BackendUnavailable,
-    ObjectCorrupt,
-    ObjectNotFound,
 )
 from blockd.held import HeldBlocks
 from blockd.hotcache import HotBlocks
+from blockd.storeerrors import (
+    HASH_BYTES,
+    BlockDamaged,
+    InvalidBlock,
+    StoreError,
+    backend_errors,
+    check_hash,
+    check_stored,
+)
 
 log = logging.getLogger(__name__)
 
-HASH_BYTES = 32
 MAX_BLOCK_BYTES = 16 * 1024 * 1024
 # Below this, hashing (~20 µs) costs less than a hop to a worker thread.
 _INLINE_HASH_BYTES = 64 * 1024
@@ -98,30 +102,6 @@ class StoreStats:
     blocks_sent: int
 
 
-class StoreError(Exception):
-    """Base of the store's domain errors; the message is for the client."""
-
-
-class InvalidBlock(StoreError):
-    """A malformed hash, an empty or too large block, or data not matching its hash."""
-
-
-class BlockNotFound(StoreError):
-    """The store does not hold the block."""
-
-
-class BlockCorrupt(StoreError):
-    """The store holds the block but cannot return its exact bytes."""
-
-
-class StoreUnavailable(StoreError):
-    """The backend is down; retrying later may succeed."""
-
-
-class StoreFull(StoreError):
-    """The backend has no room for a new block."""
-
-
 async def block_hash(data: bytes) -> bytes:
     """BLAKE3-256 of data, computed off the event loop unless data is small."""
     if len(data) < _INLINE_HASH_BYTES:
@@ -138,21 +118,6 @@ def _hashed(key: str, data: bytes | memoryview) -> tuple[bytes, bytes]:
     return bytes(data), blake3.blake3(data).digest()
 
 
-def _check_stored(key: str, digest: bytes, actual: bytes) -> None:
-    """Raises BlockDamaged if a stored block's data (hashing to actual) is not its own."""
-    if actual != digest:
-        log.error("stored block %s is corrupt: its data hashes to %s", key, actual.hex())
-        raise BlockDamaged(f"stored block {key} is corrupt")
-
-
-def check_hash(digest: bytes) -> None:
-    if len(digest) != HASH_BYTES:
-        raise InvalidBlock(
-            f"a block hash is {HASH_BYTES} bytes (BLAKE3-256), got {len(digest)}: "
-            f"{digest[:64].hex()}"
-        )
-
-
 def _abandon(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancels tasks no one will await, retrieving the errors of finished ones."""
     for task in tasks:
@@ -160,29 +125,6 @@ def _abandon(tasks: Iterable[asyncio.Task[Any]]) -> None:
             task.cancel()
         elif not task.cancelled():
             task.exception()
-
-
-class BlockDamaged(BlockCorrupt):
-    """The stored copy is damaged (not merely unreadable here): it is to be quarantined."""
-
-
-@contextlib.contextmanager
-def _backend_errors(key: str | None) -> Iterator[None]:
-    """Backend error → store error, for an operation on the block under key (or many)."""
-    try:
-        yield
-    except ObjectNotFound:
-        raise BlockNotFound(f"block {key} not found") from None
-    except ObjectCorrupt as exc:
-        log.error("stored block %s is unreadable: %s", key, exc)
-        kind = BlockDamaged if exc.damaged else BlockCorrupt
-        raise kind(f"stored block {key} is unreadable") from exc
-    except BackendFull as exc:
-        log.warning("backend full: %s", exc)
-        raise StoreFull("no room to store blocks") from exc
-    except BackendUnavailable as exc:
-        log.warning("backend unavailable: %s", exc)
-        raise StoreUnavailable(f"block storage unavailable: {exc}") from exc
 
 
 class BlockStore:
@@ -239,7 +181,7 @@ class BlockStore:
         """
         count = size = 0
         held = HeldBlocks()
-        with _backend_errors(None):
+        with backend_errors(None):
             async for info in backend.list_objects():
                 count += 1
                 size += info.size
@@ -282,7 +224,7 @@ class BlockStore:
         """The hashes (in their order, repeats kept) of blocks the store does not hold."""
         for digest in hashes:
             check_hash(digest)
-        with _backend_errors(None):
+        with backend_errors(None):
             present = await self._backend.contains([digest.hex() for digest in hashes])
         return [digest for digest, held in zip(hashes, present, strict=True) if not held]
 
@@ -393,7 +335,7 @@ class BlockStore:
         the block is held. A write racing another writer of the same block
         (another replica) is harmless: both write the same content.
         """
-        with _backend_errors(key):
+        with backend_errors(key):
             size = await self._backend.put(key, data)
         new = self._held.add(bytes.fromhex(key))
         if new:
@@ -512,12 +454,12 @@ class BlockStore:
     def _checked(self, digest: bytes, key: str, result: Any) -> bytes:
         """A block's data from what get_many(_then) returned for it, or its store error."""
         if isinstance(result, BackendError):
-            with _backend_errors(key):
+            with backend_errors(key):
                 raise result
         if self._backend.authenticates_objects:
             return result  # see _read_backend
         data, actual = result
-        _check_stored(key, digest, actual)
+        check_stored(key, digest, actual)
         return data
 
     def _read_alone(self, digest: bytes) -> asyncio.Future[bytes]:
@@ -582,7 +524,7 @@ class BlockStore:
         key = digest.hex()
         if self._hot is not None:
             self._hot.discard(digest)
-        with _backend_errors(key):
+        with backend_errors(key):
             size = await self._backend.quarantine(key)
         self._held.discard(digest)
         if size:
@@ -608,7 +550,7 @@ class BlockStore:
         key = block.hash.hex()
         if self._hot is not None:
             self._hot.discard(block.hash)
-        with _backend_errors(key):
+        with backend_errors(key):
             await self._backend.delete(key)
         if self._held.discard(block.hash):  # a second delete of it is not counted again
             self._object_count = max(self._object_count - 1, 0)
@@ -627,10 +569,10 @@ class BlockStore:
     async def _read_backend(self, digest: bytes) -> bytes:
         """The block's bytes from the backend, verified. Raises BlockDamaged if they are not."""
         key = digest.hex()
-        with _backend_errors(key):
+        with backend_errors(key):
             data = await self._backend.get(key)
         if self._backend.authenticates_objects:
             # Proven to be what was put under this hash, and a put follows a check of it.
             return data
-        _check_stored(key, digest, await block_hash(data))
+        check_stored(key, digest, await block_hash(data))
         return data

@@ -32,7 +32,7 @@ mount three times its write). The filler holds a reference on its fill pack
 (one more in `_pack_blocks`) so eviction of its first blocks does not unlink a
 pack still being filled; the reference goes when the next fill pack starts.
 A batch's blocks are gathered, verified, side by side in file order into one
-page-aligned buffer (_gather: the one copy they get here), which is written with
+page-aligned buffer (cachefiles.gather: the one copy they get here), written with
 O_DIRECT as it is (ranges start at a 4 KiB boundary): the bytes go to disk by
 DMA instead of being copied into page cache pages, which cost the mount more
 than the copy (allocation, accounting, writeback). The memory LRU keeps views
@@ -64,9 +64,11 @@ import trio
 from fusefs import errors
 from fusefs.cachefiles import (
     O_DIRECT,
+    PACK_LOG,
+    PACKS,
     NotDirect,
-    aligned_buffer,
     copy_range,
+    gather,
     log_line,
     pack_entries,
     punch,
@@ -81,28 +83,7 @@ log = logging.getLogger(__name__)
 Fetcher = Callable[[list[bytes]], list[tuple[bytes, Data]]]
 
 
-PACKS = "packs"
-PACK_LOG = "packs.log"
 FILL_PACK_BYTES = 64 * 1024 * 1024  # fetched blocks per fill pack, roughly
-
-
-def cached_copy(directory: Path, h: bytes) -> bytes | None:
-    """A verified copy of block h in the cache directory of a mount (running or not), or None.
-
-    For `drive scrub --repair`, which heals storage from the caches on this machine.
-    """
-    hexh = h.hex()
-    with contextlib.suppress(OSError):
-        data = (directory / "blocks" / hexh[:2] / hexh).read_bytes()
-        if block_hash(data) == h:
-            return data
-    for name, digest, offset, size in pack_entries(directory / PACK_LOG):
-        if digest == h:
-            with contextlib.suppress(OSError), open(directory / PACKS / name, "rb") as f:
-                data = os.pread(f.fileno(), size, offset)
-                if block_hash(data) == h:
-                    return data
-    return None
 
 
 class BlockCache:
@@ -290,7 +271,7 @@ class BlockCache:
         view, when one fetched batch holds them side by side in memory; else None.
 
         A read across a block boundary then costs no copy to join its parts (the batch
-        was gathered in file order: see _gather).
+        was gathered in file order: see cachefiles.gather).
         """
         whole = self._memory.span(spans)
         if whole is not None:
@@ -391,7 +372,7 @@ class BlockCache:
             absent = set(missing).difference(h for h, _ in fetched)
             if absent:
                 raise errors.DataLoss(f"block {min(absent).hex()} was not delivered")
-            batch = _gather(fetched)
+            batch = gather(fetched)
             buf, entries = batch
             for h, at, n in entries:
                 found[h] = buf[at : at + n]
@@ -602,20 +583,3 @@ class BlockCache:
         for hole in holes:
             punch(*hole)
         return freed
-
-
-def _gather(blocks: list[tuple[bytes, Data]]) -> Batch:
-    """Fetched blocks copied side by side, in the order given, into one page-aligned
-    buffer: the one copy they get in the mount. The cache writes the buffer as it is
-    (O_DIRECT), and memory keeps views of it, so a read across two of its blocks is a
-    view too (read_span). A block given twice is kept once."""
-    unique = dict(blocks)
-    entries: list[tuple[bytes, int, int]] = []
-    at = 0
-    for h, data in unique.items():
-        entries.append((h, at, len(data)))
-        at += len(data)
-    buf = aligned_buffer(at)
-    for h, at, n in entries:
-        buf[at : at + n] = unique[h]
-    return buf.toreadonly(), entries

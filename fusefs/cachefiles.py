@@ -2,21 +2,24 @@
 
 Owns the byte-level formats and system calls the cache (fusefs/cache.py) runs
 in its worker threads: a pack log line ("PACK HASH OFFSET SIZE"), the
-page-aligned buffer a fetched batch of blocks is gathered in and written into
-a pack from (O_DIRECT where the file system allows), a punched hole, a kernel
-copy between files.
+page-aligned buffer a fetched batch of blocks is gathered in (gather) and
+written into a pack from (O_DIRECT where the file system allows), a punched
+hole, a kernel copy between files; and the one reader of a cache directory
+that needs no running cache (cached_copy, for `drive scrub --repair`).
 
 Must not: know the cache's index, its locks or its eviction order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
 import os
 from pathlib import Path
 
+from fusefs.chunker import block_hash
 from protos.runtime import uninitialized_bytearray
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ _PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 
 # A block's bytes: bytes, or a view of the message they arrived in.
 Data = bytes | memoryview
+
+# The cache directory's layout (see fusefs/cache.py): packs, and the log of their blocks.
+PACKS = "packs"
+PACK_LOG = "packs.log"
 
 
 def pack_entries(log_path: Path) -> list[tuple[str, bytes, int, int]]:
@@ -133,3 +140,39 @@ def copy_range(source: int, target: int, offset: int, size: int) -> None:
         if n == 0:
             raise OSError(errno.EIO, "source file shorter than its blocks")
         done += n
+
+
+def gather(blocks: list[tuple[bytes, Data]]) -> tuple[memoryview, list[tuple[bytes, int, int]]]:
+    """Fetched blocks copied side by side, in the order given, into one page-aligned
+    buffer: the one copy they get in the mount. The cache writes the buffer as it is
+    (O_DIRECT), and memory keeps views of it, so a read across two of its blocks is a
+    view too (read_span). A block given twice is kept once."""
+    unique = dict(blocks)
+    entries: list[tuple[bytes, int, int]] = []
+    at = 0
+    for h, data in unique.items():
+        entries.append((h, at, len(data)))
+        at += len(data)
+    buf = aligned_buffer(at)
+    for h, at, n in entries:
+        buf[at : at + n] = unique[h]
+    return buf.toreadonly(), entries
+
+
+def cached_copy(directory: Path, h: bytes) -> bytes | None:
+    """A verified copy of block h in the cache directory of a mount (running or not), or None.
+
+    For `drive scrub --repair`, which heals storage from the caches on this machine.
+    """
+    hexh = h.hex()
+    with contextlib.suppress(OSError):
+        data = (directory / "blocks" / hexh[:2] / hexh).read_bytes()
+        if block_hash(data) == h:
+            return data
+    for name, digest, offset, size in pack_entries(directory / PACK_LOG):
+        if digest == h:
+            with contextlib.suppress(OSError), open(directory / PACKS / name, "rb") as f:
+                data = os.pread(f.fileno(), size, offset)
+                if block_hash(data) == h:
+                    return data
+    return None

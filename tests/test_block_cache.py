@@ -18,7 +18,8 @@ import trio
 
 from fusefs import cache as cache_module
 from fusefs import cachefiles
-from fusefs.cache import BlockCache, cached_copy
+from fusefs.cache import BlockCache
+from fusefs.cachefiles import cached_copy
 from fusefs.chunker import chunk_file
 
 MiB = 1024 * 1024

@@ -22,13 +22,8 @@ import pytest
 
 from blockd.backends.base import BackendUnavailable, Bytes, ObjectCorrupt
 from blockd.backends.retry import RetryPolicy
-from blockd.backends.s3 import (
-    S3Backend,
-    client_config,
-    is_temp_failure,
-    make_client,
-    parse_timestamp,
-)
+from blockd.backends.s3 import S3Backend, is_temp_failure
+from blockd.backends.s3client import client_config, make_client, parse_timestamp
 from blockd.backends.s3objects import ObjectRequests, RequestFailed
 
 if TYPE_CHECKING:

@@ -32,11 +32,10 @@ from blockd.backends.local import LocalBackend
 from blockd.hotcache import HotBlocks
 from blockd.keys import Keyring, new_master_key
 from blockd.service import BlocksService, add_to_server
-from blockd.store import (
-    Block,
+from blockd.store import Block, BlockStore
+from blockd.storeerrors import (
     BlockCorrupt,
     BlockNotFound,
-    BlockStore,
     InvalidBlock,
     StoreFull,
     StoreUnavailable,

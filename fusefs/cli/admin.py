@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fusefs import credentials, errors
-from fusefs.cache import cached_copy
+from fusefs.cachefiles import cached_copy
 from fusefs.clients import AccountsClient, BlockClient, BlockProblem, MetadataClient
 from fusefs.daemons import DaemonError
 from protos import names

@@ -32,7 +32,7 @@ from fusefs.cli.serving import (
 from fusefs.credentials import auth_key_path, find_token, token_from_env
 from fusefs.daemons import Daemon, DaemonError, DaemonTls, Supervisor, serve_tls, start_daemon
 from fusefs.mountpoints import check_mountpoint
-from protos.runtime import split_host_port
+from protos.runtime import huge_page_heap, split_host_port
 
 
 def _first_user_name() -> str:
@@ -159,7 +159,7 @@ def _mount_command(
 def _run_mount_program(command: list[str]) -> int:
     """Runs the mount as a child until it ends; Ctrl-C and SIGTERM are passed on (once:
     it has a process group of its own), so it unmounts cleanly. Its exit status."""
-    child = subprocess.Popen(command, process_group=0)
+    child = subprocess.Popen(command, process_group=0, env=huge_page_heap(os.environ))
     forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -241,4 +241,4 @@ def mount(args: argparse.Namespace, default_cache: Path) -> None:
     command = _mount_command(args, found.address, blockd, cache, extra)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, huge_page_heap(os.environ))
