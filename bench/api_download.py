@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from drive_runner import Drive
+from figures_io import MiB, console, drop_page_cache, progress, read_file, write_file
 from rich.table import Table
-from throughput import MiB, console, drop_page_cache, progress, read_file, write_file
 
 from fusefs.chunker import block_hash
 from fusefs.clients import BlockClient, GrantBook, MetadataClient

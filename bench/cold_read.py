@@ -39,19 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from drive_runner import Drive
-from throughput import (
-    MiB,
-    console,
-    cpu_of,
-    cpu_per_gib,
-    drop_page_cache,
-    make_tarball,
-    read_file,
-    small_files,
-    small_files_synced,
-    untar,
-    write_file,
-)
+from figures_io import MiB, console, cpu_of, cpu_per_gib, drop_page_cache, read_file, write_file
+from figures_tree import make_tarball, small_files, small_files_synced, untar
 
 
 def bench_history(drive: Drive, a: Path, args: argparse.Namespace) -> Path:

@@ -35,8 +35,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import throughput as t
 from drive_runner import Drive
+from figures_io import MiB, console, read_file, write_file
+from figures_tree import (
+    STAT_RUNS,
+    Floor,
+    StatRun,
+    make_tarball,
+    small_files,
+    small_files_synced,
+    small_names,
+    stat_remounted,
+    untar,
+)
 
 OP_STATS_ENV = "DRIVEFS_OP_STATS"  # fusefs/mount/operations.py: a mount's own request counts
 TASK_STATS_ENV = "DRIVEFS_TASK_STATS"  # fusefs/mount/task_stats.py: its trio tasks' steps
@@ -64,7 +75,7 @@ def other_tasks(task_stats: Path, window: tuple[float, float]) -> str:
     return f"other tasks meanwhile: {listed or 'none'}"
 
 
-def shown(run: t.StatRun) -> str:
+def shown(run: StatRun) -> str:
     return (
         f"{run.rate:,.0f} stat/s; CPU µs per stat: mount {run.mount_us:.1f}, bench "
         f"{run.bench_us:.1f}; waited for a CPU {run.waited_ms:.0f} ms; metad + blockd "
@@ -74,7 +85,7 @@ def shown(run: t.StatRun) -> str:
 
 def floor(work: Path, files: int, runs: int) -> None:
     """The same stats answered by a pyfuse3 file system that does nothing else."""
-    below = t.Floor(work / "floor")
+    below = Floor(work / "floor")
     try:
         for run in range(runs):
             print(f"floor run {run}: {shown(below.stat_run(files))}")
@@ -87,7 +98,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--untar-entries", type=int, default=10000)
-    ap.add_argument("--runs", type=int, default=t.STAT_RUNS)
+    ap.add_argument("--runs", type=int, default=STAT_RUNS)
     ap.add_argument("--floor", action="store_true", help="also time a trivial pyfuse3 fs")
     ap.add_argument("--tasks", action="store_true", help="list the mount's other trio tasks")
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temp dir)")
@@ -96,25 +107,25 @@ def main() -> None:
         raise SystemExit("run as root: the benchmark drops the kernel page cache")
     work = Path(tempfile.mkdtemp(prefix="drivefs-remount-stat-", dir=args.dir))
     tarball = work / "tree.tar"
-    last = t.make_tarball(tarball, args.untar_entries)
-    names = t.small_names(args.files)
-    drive = Drive(work, t.console, "local")
+    last = make_tarball(tarball, args.untar_entries)
+    names = small_names(args.files)
+    drive = Drive(work, console, "local")
     runs = []
     try:
         mnt = drive.mount("a")
         sync = drive.syncer(mnt)
-        size = args.size_mib * t.MiB
-        t.write_file(mnt / "big", size, "drive write")
-        t.read_file(mnt / "big", "drive read (warm)")
-        t.small_files_synced(mnt / "small", args.files, "drive small files", sync)
-        t.small_files(mnt / "small-fsync", args.files, "drive small files, fsync", fsync=True)
-        t.untar(tarball, mnt, last, "drive untar", sync)
+        size = args.size_mib * MiB
+        write_file(mnt / "big", size, "drive write")
+        read_file(mnt / "big", "drive read (warm)")
+        small_files_synced(mnt / "small", args.files, "drive small files", sync)
+        small_files(mnt / "small-fsync", args.files, "drive small files, fsync", fsync=True)
+        untar(tarball, mnt, last, "drive untar", sync)
         for run in range(args.runs):
             # The mount started by this remount writes its request counts there as it exits.
             drive.env[OP_STATS_ENV] = str(work / f"op-stats-{run}.json")
             if args.tasks:
                 drive.env[TASK_STATS_ENV] = str(work / f"task-stats-{run}.json")
-            mnt, stats = t.stat_remounted(drive, mnt, names)
+            mnt, stats = stat_remounted(drive, mnt, names)
             runs.append(stats)
         drive.unmount(mnt)
         for run, stats in enumerate(runs):

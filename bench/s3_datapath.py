@@ -26,17 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drive_runner import Drive
-from throughput import (
-    BLOCKD_PEAK_MIB,
-    MiB,
-    console,
-    cpu_of,
-    cpu_per_gib,
-    drop_page_cache,
-    measure_s3fs,
-    read_file,
-    write_file,
-)
+from figures_io import MiB, console, cpu_of, cpu_per_gib, drop_page_cache, read_file, write_file
+from throughput import BLOCKD_PEAK_MIB, measure_s3fs
 
 
 def measure_drive(drive: Drive, size: int) -> dict[str, float]:
