@@ -26,131 +26,24 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from fusefs.models import BlockRef, Kind, Node, Revision, Role, Usage
+from fusefs.models import Node, Revision, Usage
+from fusefs.mount.replica_rows import (
+    JOINED_COLUMNS,
+    NODE_COLUMNS,
+    PUT_LINKED_NODE,
+    PUT_NODE,
+    SCHEMA,
+    SCHEMA_VERSION,
+    node_of,
+    node_row,
+    pack_blocks,
+    unpack_blocks,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nodes (
-    id INTEGER PRIMARY KEY,
-    parent_id INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    kind INTEGER NOT NULL,
-    mode INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL,
-    revision INTEGER NOT NULL,
-    symlink_target TEXT NOT NULL,
-    change_sequence INTEGER NOT NULL,
-    owner_id INTEGER NOT NULL,
-    role INTEGER NOT NULL,
-    uid INTEGER,
-    gid INTEGER,
-    rdev INTEGER NOT NULL,
-    atime_ns INTEGER NOT NULL,
-    nlink INTEGER NOT NULL,
-    xattrs INTEGER NOT NULL,
-    stale INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS entries (
-    parent_id INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    node_id INTEGER NOT NULL,
-    entry_id INTEGER NOT NULL,
-    PRIMARY KEY (parent_id, name)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_in_order ON entries (parent_id, entry_id);
-CREATE INDEX IF NOT EXISTS entries_of_node ON entries (node_id);
-CREATE TABLE IF NOT EXISTS listed (dir_id INTEGER PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS revisions (
-    node_id INTEGER NOT NULL,
-    number INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    blocks BLOB NOT NULL,
-    PRIMARY KEY (node_id, number)
-) WITHOUT ROWID;
-"""
-
-_NODE_COLUMNS = (
-    "id, parent_id, name, kind, mode, size, mtime_ns, ctime_ns, revision, symlink_target, "
-    "change_sequence, owner_id, role, uid, gid, rdev, atime_ns, nlink, xattrs"
-)
-_JOINED_COLUMNS = ", ".join("n." + c for c in _NODE_COLUMNS.split(", "))
-_UPSERT = (
-    f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES ({', '.join('?' * 19)}) "
-    "ON CONFLICT (id) DO UPDATE SET {updates}, stale = 0 "
-    "WHERE excluded.change_sequence >= nodes.change_sequence OR nodes.stale"
-)
-_PUT_NODE = _UPSERT.format(
-    updates=", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[1:])
-)
-_PUT_LINKED_NODE = _UPSERT.format(
-    updates=", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[3:])
-)
 _NODES_KEPT = 50_000  # nodes kept in memory (some 25 MB at most)
 _LISTED_FROM_MEMORY = 4096  # folders up to this many entries are listed from memory
-_HASH_BYTES = 32
-_RECORD = 8 + 4  # offset (8 bytes), size (4 bytes) after each hash
-
-
-def _node_row(node: Node) -> tuple:
-    return (
-        node.id, node.parent_id, node.name, int(node.kind), node.mode, node.size,
-        node.mtime_ns, node.ctime_ns, node.revision, node.symlink_target,
-        node.change_sequence, node.owner_id, int(node.role), node.uid, node.gid,
-        node.rdev, node.atime_ns, node.nlink, node.xattrs,
-    )  # fmt: skip
-
-
-def _node_of(row: tuple, parent_id: int | None = None, name: str = "", entry_id: int = 0) -> Node:
-    """A node from its row; as an entry shows it when parent_id, name and entry_id are given."""
-    (id_, own_parent, own_name, kind, mode, size, mtime, ctime, revision, target, sequence,
-     owner, role, uid, gid, rdev, atime, nlink, xattrs) = row  # fmt: skip
-    return Node(
-        id=id_,
-        parent_id=own_parent if parent_id is None else parent_id,
-        name=own_name if parent_id is None else name,
-        kind=Kind(kind),
-        mode=mode,
-        size=size,
-        mtime_ns=mtime,
-        ctime_ns=ctime,
-        revision=revision,
-        symlink_target=target,
-        change_sequence=sequence,
-        owner_id=owner,
-        role=Role(role),
-        uid=uid,
-        gid=gid,
-        rdev=rdev,
-        atime_ns=atime,
-        nlink=nlink,
-        entry_id=entry_id or id_,
-        xattrs=xattrs,
-    )
-
-
-def _pack_blocks(blocks: Iterable[BlockRef]) -> bytes:
-    out = bytearray()
-    for ref in blocks:
-        out += ref.hash + ref.offset.to_bytes(8, "little") + ref.size.to_bytes(4, "little")
-    return bytes(out)
-
-
-def _unpack_blocks(packed: bytes) -> tuple[BlockRef, ...]:
-    step = _HASH_BYTES + _RECORD
-    refs = []
-    for at in range(0, len(packed), step):
-        h = packed[at : at + _HASH_BYTES]
-        offset = int.from_bytes(packed[at + _HASH_BYTES : at + _HASH_BYTES + 8], "little")
-        size = int.from_bytes(packed[at + _HASH_BYTES + 8 : at + step], "little")
-        refs.append(BlockRef(h, offset, size))
-    return tuple(refs)
 
 
 class Replica:
@@ -190,9 +83,9 @@ class Replica:
     def _warm(self) -> None:
         """Reads what it holds into memory, up to _NODES_KEPT nodes and entries: after a
         remount, stat and lookup answer at once (a few hundred ms for 50,000 nodes)."""
-        query = f"SELECT {_NODE_COLUMNS}, stale FROM nodes LIMIT {_NODES_KEPT}"
+        query = f"SELECT {NODE_COLUMNS}, stale FROM nodes LIMIT {_NODES_KEPT}"
         for row in self._db.execute(query):
-            self._keep_node(_node_of(row[:-1]), bool(row[-1]))
+            self._keep_node(node_of(row[:-1]), bool(row[-1]))
         query = f"SELECT parent_id, name, node_id, entry_id FROM entries LIMIT {_NODES_KEPT}"
         for parent_id, name, node_id, entry_id in self._db.execute(query):
             self._keep_entry(parent_id, name, (node_id, entry_id))
@@ -208,7 +101,7 @@ class Replica:
         db = sqlite3.connect(path)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         return db
 
     def _open(self, path: Path, drive: str) -> sqlite3.Connection:
@@ -334,12 +227,12 @@ class Replica:
         known = self._nodes.get(node_id)
         if known is None:
             row = self._db.execute(
-                f"SELECT {_NODE_COLUMNS}, stale FROM nodes WHERE id = ?",
+                f"SELECT {NODE_COLUMNS}, stale FROM nodes WHERE id = ?",
                 (node_id,),
             ).fetchone()
             if row is None:
                 return None
-            known = self._keep_node(_node_of(row[:-1]), bool(row[-1]))
+            known = self._keep_node(node_of(row[:-1]), bool(row[-1]))
         return known
 
     def _keep_node(self, node: Node, stale: bool) -> tuple[Node, bool]:
@@ -358,10 +251,10 @@ class Replica:
         id) keeps the parent and name recorded as its own.
         """
         own_name = node.entry_id in (0, node.id)
-        row = _node_row(node)
-        written = self._db.execute(_PUT_NODE if own_name else _PUT_LINKED_NODE, row).rowcount
+        row = node_row(node)
+        written = self._db.execute(PUT_NODE if own_name else PUT_LINKED_NODE, row).rowcount
         if written and own_name:
-            self._keep_node(_node_of(row), False)
+            self._keep_node(node_of(row), False)
         else:
             self._nodes.pop(node.id, None)  # kept as it was, or partly: read again
 
@@ -547,12 +440,12 @@ class Replica:
         if kept is not None:
             return [node for node in kept if node.entry_id > after_entry_id][:limit]
         rows = self._db.execute(
-            f"SELECT {_JOINED_COLUMNS}, "
+            f"SELECT {JOINED_COLUMNS}, "
             "e.name, e.entry_id FROM entries e JOIN nodes n ON n.id = e.node_id "
             "WHERE e.parent_id = ? AND e.entry_id > ? ORDER BY e.entry_id LIMIT ?",
             (dir_id, after_entry_id, limit),
         ).fetchall()
-        return [_node_of(r[:-2], dir_id, r[-2], r[-1]) for r in rows]
+        return [node_of(r[:-2], dir_id, r[-2], r[-1]) for r in rows]
 
     def _kept_entries(self, dir_id: int) -> list[Node] | None:
         """A folder's entries as the table would list them, if memory holds all of them
@@ -584,7 +477,7 @@ class Replica:
         ).fetchone()
         if row is None:
             return None
-        return Revision(node_id, number, row[0], row[1], _unpack_blocks(row[2]))
+        return Revision(node_id, number, row[0], row[1], unpack_blocks(row[2]))
 
     def put_revision(self, revision: Revision) -> None:
         """Keeps a revision's block list (the newest per node: older ones are not read again)."""
@@ -596,7 +489,7 @@ class Replica:
                 revision.number,
                 revision.size,
                 revision.mtime_ns,
-                _pack_blocks(revision.blocks),
+                pack_blocks(revision.blocks),
             ),
         )
 
