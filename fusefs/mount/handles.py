@@ -14,7 +14,7 @@ import contextlib
 import errno
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -48,6 +48,20 @@ def made_here(made: PendingChange, user_id: int) -> Node:
         atime_ns=made.mtime_ns, nlink=2 if kind == Kind.DIRECTORY else 1,
         entry_id=made.node_id,
     )  # fmt: skip
+
+
+@dataclass
+class LandingWrites:
+    """What a batch's landings write once for all, after the last (OpenFiles.landed_all):
+    each folder's times moved once (an untar lands hundreds of files per folder), and
+    the revisions' block lists with one statement each."""
+
+    touched: dict[int, int] = field(default_factory=dict)  # folder id -> its latest time
+    revisions: list[Revision] = field(default_factory=list)
+
+    def touch(self, dir_id: int, time_ns: int) -> None:
+        if time_ns > self.touched.get(dir_id, 0):
+            self.touched[dir_id] = time_ns
 
 
 class OpenFiles:
@@ -333,8 +347,19 @@ class OpenFiles:
             self._names.replica.put(parent)
             self._inodes.update(parent)
 
-    def landed(self, landed: Landed) -> list[Invalidation]:
-        """Content the synchronizer committed: records the node; what the kernel must forget."""
+    def landed_all(self, writes: LandingWrites) -> None:
+        """Writes what landed() left to the end of the batch: nothing in between reads it
+        (the batch is recorded without a checkpoint), and a folder's times only move
+        forward, so touching it after its own landing in the batch is as touching before."""
+        if writes.revisions:
+            self._names.replica.put_revisions(writes.revisions)
+        for dir_id, time_ns in writes.touched.items():
+            self._inodes.touch(self._inodes.inode_of(dir_id), time_ns)
+            self._names.replica.touch(dir_id, time_ns)
+
+    def landed(self, landed: Landed, writes: LandingWrites) -> list[Invalidation]:
+        """Content the synchronizer committed: records the node (some of it in writes, for
+        landed_all); what the kernel must forget."""
         node = landed.node
         self._inodes.update(node)
         made = landed.made
@@ -349,7 +374,7 @@ class OpenFiles:
         if landed.attributes:
             return []
         if node.kind == Kind.FILE:
-            self._names.replica.put_revision(
+            writes.revisions.append(
                 Revision(node.id, node.revision, node.size, node.mtime_ns, landed.blocks)
             )
         inode = self._inodes.inode_of(landed.node_id)
@@ -363,9 +388,7 @@ class OpenFiles:
                 self._counted_in(node.parent_id)
             # metad moved the folder's times as it made the node (to the node's ctime),
             # maybe after the folder's own landing showed it without the node.
-            made_ns = landed.made_ns or node.ctime_ns
-            self._inodes.touch(self._inodes.inode_of(node.parent_id), made_ns)
-            self._names.replica.touch(node.parent_id, made_ns)
+            writes.touch(node.parent_id, landed.made_ns or node.ctime_ns)
             if in_place:
                 self._names.added(node)
                 return []
