@@ -348,19 +348,28 @@ class OpenFiles:
             self._inodes.update(parent)
 
     def landed_all(self, writes: LandingWrites) -> None:
-        """Writes what landed() left to the end of the batch: nothing in between reads it
-        (the batch is recorded without a checkpoint), and a folder's times only move
-        forward, so touching it after its own landing in the batch is as touching before."""
+        """Writes what landed() left in writes, and empties it: at the end of a batch's
+        landings, and before a removal or move among them is recorded. Nothing reads it
+        in between (a batch is recorded without a checkpoint); a folder's pending touch
+        is written before the folder's own landing (landed), which may set its times
+        back (tar sets a folder's mtime after making what it holds)."""
         if writes.revisions:
             self._names.replica.put_revisions(writes.revisions)
         for dir_id, time_ns in writes.touched.items():
-            self._inodes.touch(self._inodes.inode_of(dir_id), time_ns)
-            self._names.replica.touch(dir_id, time_ns)
+            self._touch(dir_id, time_ns)
+        writes.revisions.clear()
+        writes.touched.clear()
+
+    def _touch(self, dir_id: int, time_ns: int) -> None:
+        self._inodes.touch(self._inodes.inode_of(dir_id), time_ns)
+        self._names.replica.touch(dir_id, time_ns)
 
     def landed(self, landed: Landed, writes: LandingWrites) -> list[Invalidation]:
         """Content the synchronizer committed: records the node (some of it in writes, for
         landed_all); what the kernel must forget."""
         node = landed.node
+        if node.id in writes.touched:  # the folder itself: its times as metad has them now
+            self._touch(node.id, writes.touched.pop(node.id))
         self._inodes.update(node)
         made = landed.made
         in_place = (

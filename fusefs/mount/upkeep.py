@@ -137,6 +137,8 @@ class Upkeep:
                         for landed in coalesced(waiting):
                             try:
                                 if isinstance(landed, EntrySettled):
+                                    # (after what landed before it: it may remove those)
+                                    self.files.landed_all(writes)
                                     todo += self.entries.settled(landed)
                                 else:
                                     todo += self.files.landed(landed, writes)
