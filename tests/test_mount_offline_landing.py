@@ -77,3 +77,42 @@ def test_a_save_made_offline_stays_readable_while_its_landing_is_recorded(
             assert [e.name for e in (await vfs.readdir(ROOT_INODE, 0))[0]][2:] == ["report.txt"]
 
     trio.run(scenario)
+
+
+OLD = 1_600_000_000 * 10**9  # 2020-09-13: an mtime no clock gives by accident
+
+
+def test_a_folder_whose_time_was_set_after_filling_it_keeps_that_time_once_landed(
+    metad, blockd, tmp_path: Path, allowed_log_patterns
+) -> None:
+    """tar makes a folder, fills it, then sets the folder's mtime back. Made offline, all
+    of it lands in one batch: the folder keeps the time tar set, not the time its files
+    were made (their landings move their folder's times, but only before its own)."""
+    allowed_log_patterns += OFFLINE_LOGS
+
+    async def scenario() -> None:
+        async with mount_parts(metad, blockd, tmp_path / "cache") as m:
+            vfs, sync = m.vfs, m.sync
+            async with trio.open_nursery() as recording:
+                recording.start_soon(vfs.take_landed)
+                await write_file(vfs, b"first", b"online")  # (node ids reserved by now)
+                await sync.drain()
+                m.reachability.failed()
+                folder, _ = await vfs.mkdir(ROOT_INODE, b"pkg", 0o755)
+                for name in (b"a", b"b", b"c"):
+                    fh, _, _ = await vfs.create(folder, name, 0o644)
+                    await vfs.write(fh, 0, b"made offline")
+                    await vfs.flush(fh)
+                    await vfs.release(fh)
+                await vfs.setattr(folder, mtime_ns=OLD)
+                assert (await vfs.getattr(folder)).mtime_ns == OLD
+                m.reachability.succeeded()
+                await sync.drain()
+                recording.cancel_scope.cancel()
+            assert sync.status().files == 0
+            assert (await vfs.getattr(folder)).mtime_ns == OLD
+            folder_id = (await vfs.lookup(ROOT_INODE, b"pkg"))[1].id
+            assert vfs.names.replica.node(folder_id).mtime_ns == OLD
+            assert (await trio.to_thread.run_sync(m.meta.stat, folder_id)).mtime_ns == OLD
+
+    trio.run(scenario)

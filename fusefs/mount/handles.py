@@ -14,7 +14,7 @@ import contextlib
 import errno
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -48,6 +48,20 @@ def made_here(made: PendingChange, user_id: int) -> Node:
         atime_ns=made.mtime_ns, nlink=2 if kind == Kind.DIRECTORY else 1,
         entry_id=made.node_id,
     )  # fmt: skip
+
+
+@dataclass
+class LandingWrites:
+    """What a batch's landings write once for all, after the last (OpenFiles.landed_all):
+    each folder's times moved once (an untar lands hundreds of files per folder), and
+    the revisions' block lists with one statement each."""
+
+    touched: dict[int, int] = field(default_factory=dict)  # folder id -> its latest time
+    revisions: list[Revision] = field(default_factory=list)
+
+    def touch(self, dir_id: int, time_ns: int) -> None:
+        if time_ns > self.touched.get(dir_id, 0):
+            self.touched[dir_id] = time_ns
 
 
 class OpenFiles:
@@ -333,9 +347,29 @@ class OpenFiles:
             self._names.replica.put(parent)
             self._inodes.update(parent)
 
-    def landed(self, landed: Landed) -> list[Invalidation]:
-        """Content the synchronizer committed: records the node; what the kernel must forget."""
+    def landed_all(self, writes: LandingWrites) -> None:
+        """Writes what landed() left in writes, and empties it: at the end of a batch's
+        landings, and before a removal or move among them is recorded. Nothing reads it
+        in between (a batch is recorded without a checkpoint); a folder's pending touch
+        is written before the folder's own landing (landed), which may set its times
+        back (tar sets a folder's mtime after making what it holds)."""
+        if writes.revisions:
+            self._names.replica.put_revisions(writes.revisions)
+        for dir_id, time_ns in writes.touched.items():
+            self._touch(dir_id, time_ns)
+        writes.revisions.clear()
+        writes.touched.clear()
+
+    def _touch(self, dir_id: int, time_ns: int) -> None:
+        self._inodes.touch(self._inodes.inode_of(dir_id), time_ns)
+        self._names.replica.touch(dir_id, time_ns)
+
+    def landed(self, landed: Landed, writes: LandingWrites) -> list[Invalidation]:
+        """Content the synchronizer committed: records the node (some of it in writes, for
+        landed_all); what the kernel must forget."""
         node = landed.node
+        if node.id in writes.touched:  # the folder itself: its times as metad has them now
+            self._touch(node.id, writes.touched.pop(node.id))
         self._inodes.update(node)
         made = landed.made
         in_place = (
@@ -349,7 +383,7 @@ class OpenFiles:
         if landed.attributes:
             return []
         if node.kind == Kind.FILE:
-            self._names.replica.put_revision(
+            writes.revisions.append(
                 Revision(node.id, node.revision, node.size, node.mtime_ns, landed.blocks)
             )
         inode = self._inodes.inode_of(landed.node_id)
@@ -363,9 +397,7 @@ class OpenFiles:
                 self._counted_in(node.parent_id)
             # metad moved the folder's times as it made the node (to the node's ctime),
             # maybe after the folder's own landing showed it without the node.
-            made_ns = landed.made_ns or node.ctime_ns
-            self._inodes.touch(self._inodes.inode_of(node.parent_id), made_ns)
-            self._names.replica.touch(node.parent_id, made_ns)
+            writes.touch(node.parent_id, landed.made_ns or node.ctime_ns)
             if in_place:
                 self._names.added(node)
                 return []

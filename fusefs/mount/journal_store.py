@@ -70,9 +70,15 @@ class JournalStore:
         self._wal_fd: int | None = None
         self._db.executescript(SCHEMA)
         migrate(self._db)
-        # seq -> size, of every row, and their sum (for totals, asked at every close)
+        # seq -> size, of every row, and their sum (for totals, asked at every close);
+        # seq -> (node id, kind) of every row written (node_of without a query)
         self.sizes: dict[int, int] = {}
         self.total_bytes = 0
+        self._kinds: dict[int, tuple[int, str]] = {}
+        # Rows deleted in the transaction under way, not yet in the table: deleted with
+        # one statement before anything reads or changes it, or at its commit (a batch's
+        # landings delete hundreds of rows: one statement each cost most of their time).
+        self._deleting: list[int] = []
         self._read_sizes()
         self._unneeded: list[Path] = []  # content files to remove once their rows' deletion commits
         # seq -> (row, node id it spends): rows not written yet (defer), in order; and
@@ -100,7 +106,10 @@ class JournalStore:
             self._wal_fd = None
 
     def _read_sizes(self) -> None:
-        self.sizes = dict(self._db.execute("SELECT seq, size FROM commits"))
+        self._deleting.clear()
+        rows = self._db.execute("SELECT seq, size, node_id, kind FROM commits").fetchall()
+        self.sizes = {seq: size for seq, size, _, _ in rows}
+        self._kinds = {seq: (node_id, kind) for seq, _, node_id, kind in rows}
         self.total_bytes = sum(self.sizes.values())
 
     def claim(self, owner: str) -> None:
@@ -109,7 +118,7 @@ class JournalStore:
         row = self._db.execute("SELECT value FROM facts WHERE key = 'owner'").fetchone()
         if row is not None and row[0] == owner:
             return
-        files = self._db.execute("SELECT COUNT(*) FROM commits").fetchone()[0]
+        files = len(self.sizes)
         if row is not None and files:
             raise ValueError(f"it holds {files} change(s) of another user, not sent yet")
         self.ids.clear()
@@ -136,6 +145,7 @@ class JournalStore:
         try:
             self._write_deferred()
             yield
+            self._delete_now()
             self._db.execute("COMMIT")
         except BaseException:
             self._unneeded.clear()  # their rows stay: so do they
@@ -184,6 +194,7 @@ class JournalStore:
     def select(
         self, where: str = "", args: tuple = (), limit: int | None = None
     ) -> list[PendingChange]:
+        self._delete_now()
         query = f"SELECT {COLUMNS} FROM commits {where} ORDER BY seq"
         if limit is not None:
             query, args = query + " LIMIT ?", (*args, limit)
@@ -192,6 +203,7 @@ class JournalStore:
 
     def head(self, limit: int) -> list[tuple[int, int, str]]:
         """(seq, node id, kind) of the oldest rows, in order."""
+        self._delete_now()
         return self._db.execute(
             "SELECT seq, node_id, kind FROM commits ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
@@ -204,6 +216,7 @@ class JournalStore:
         deferred = self._deferred_of(node_id)
         if deferred:
             return deferred[-1]
+        self._delete_now()
         newest = self._db.execute(
             f"SELECT {COLUMNS} FROM commits WHERE node_id = ? ORDER BY seq DESC LIMIT 1",
             (node_id,),
@@ -212,13 +225,14 @@ class JournalStore:
 
     def nodes(self) -> set[int]:
         """Every node some row is of (deferred rows too)."""
-        found = {row[0] for row in self._db.execute("SELECT DISTINCT node_id FROM commits")}
+        found = {node_id for node_id, _ in self._kinds.values()}
         return found | {row[0] for row, _ in self._deferred.values()}
 
     def holds(self, node_id: int) -> bool:
         """Whether a row of another node is in node_id (made in it or moved into it)."""
         if any(row[0] != node_id and node_id in (row[1], row[17]) for row in self._unwritten()):
             return True
+        self._delete_now()
         held = self._db.execute(
             "SELECT 1 FROM commits WHERE node_id != ? AND (parent_id = ? OR new_parent_id = ?)"
             " LIMIT 1",
@@ -228,6 +242,7 @@ class JournalStore:
 
     def data(self, seq: int) -> bytes:
         """The bytes kept in a row (a small commit's content, an XATTR's value)."""
+        self._delete_now()
         found = self._db.execute("SELECT data FROM commits WHERE seq = ?", (seq,)).fetchone()
         if found is None:
             raise KeyError(f"journal row {seq} is gone")
@@ -235,6 +250,7 @@ class JournalStore:
 
     def data_of(self, seqs: list[int]) -> dict[int, bytes]:
         """data() of many rows in one query (those gone are left out)."""
+        self._delete_now()
         found: dict[int, bytes] = {}
         for lo in range(0, len(seqs), _MAX_PARAMETERS):
             part = seqs[lo : lo + _MAX_PARAMETERS]
@@ -259,6 +275,7 @@ class JournalStore:
             (seq, *row, data),
         )
         self.sizes[seq] = row[5]
+        self._kinds[seq] = (row[0], row[14])
         self.total_bytes += row[5]
 
     def defer(self, row: tuple, spends: int) -> PendingChange:
@@ -298,17 +315,31 @@ class JournalStore:
 
     def node_of(self, seq: int) -> int | None:
         """The node a row is of now (a save may have moved it to the saved file)."""
-        if seq in self._deferred:
+        if seq in self._deferred and seq not in self._writing:
             return self._deferred[seq][0][0]
-        found = self._db.execute("SELECT node_id FROM commits WHERE seq = ?", (seq,)).fetchone()
-        return None if found is None else int(found[0])
+        found = self._kinds.get(seq)
+        return None if found is None else found[0]
 
     def delete(self, seq: int) -> None:
+        """Deletes the row (inside a transaction: with the others deleted in it, before
+        the table is next read or changed)."""
         if seq in self._deferred and seq not in self._writing:
             del self._deferred[seq]  # never written: nothing to remove
             return
-        self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
+        if self._db.in_transaction:
+            self._deleting.append(seq)
+        else:
+            self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
+        self._kinds.pop(seq, None)
         self.total_bytes -= self.sizes.pop(seq, 0)
+
+    def _delete_now(self) -> None:
+        """The rows delete() queued, deleted (a statement per _MAX_PARAMETERS rows)."""
+        seqs, self._deleting = self._deleting, []
+        for lo in range(0, len(seqs), _MAX_PARAMETERS):
+            part = seqs[lo : lo + _MAX_PARAMETERS]
+            marks = ", ".join("?" * len(part))
+            self._db.execute(f"DELETE FROM commits WHERE seq IN ({marks})", part)
 
     def set_held(
         self,
@@ -319,6 +350,7 @@ class JournalStore:
         sets_mtime: bool | None = None,
     ) -> None:
         """The attributes (and mtime) a row sets; sets_mtime too unless None."""
+        self._delete_now()
         values = (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime_ns)
         if sets_mtime is None:
             self._db.execute(
@@ -335,6 +367,7 @@ class JournalStore:
 
     def rebase(self, seq: int, revision: int) -> None:
         """The row's commit goes on top of revision."""
+        self._delete_now()
         self._db.execute("UPDATE commits SET base_revision = ? WHERE seq = ?", (revision, seq))
 
     def move_rows(
@@ -343,10 +376,14 @@ class JournalStore:
         """from_id's rows (of these kinds; all when none) become to_id's, on top of
         revision."""
         self.write_deferred()
+        self._delete_now()
         query = "UPDATE commits SET node_id = ?, base_revision = ? WHERE node_id = ?"
         if kinds:
             query += f" AND kind IN ({', '.join('?' * len(kinds))})"
         self._db.execute(query, (to_id, revision, from_id, *kinds))
+        for seq, (node_id, kind) in list(self._kinds.items()):
+            if node_id == from_id and (not kinds or kind in kinds):
+                self._kinds[seq] = (to_id, kind)
 
     # --- content files -----------------------------------------------------
 

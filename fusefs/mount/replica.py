@@ -493,6 +493,17 @@ class Replica:
             ),
         )
 
+    def put_revisions(self, revisions: list[Revision]) -> None:
+        """put_revision of many (a batch's landings), with one statement each way."""
+        newest = {r.node_id: r for r in revisions}.values()  # (the last of a node wins)
+        self._db.executemany(
+            "DELETE FROM revisions WHERE node_id = ?", [(r.node_id,) for r in newest]
+        )
+        self._db.executemany(
+            "INSERT INTO revisions VALUES (?, ?, ?, ?, ?)",
+            [(r.node_id, r.number, r.size, r.mtime_ns, _pack_blocks(r.blocks)) for r in newest],
+        )
+
     def usage(self) -> Usage | None:
         used = self._fact("used_bytes", None)
         if used is None:

@@ -25,7 +25,7 @@ from fusefs.clients import MetadataClient
 from fusefs.models import Change, ChangeKind
 from fusefs.mount import atimes
 from fusefs.mount.entries import EntryChanges
-from fusefs.mount.handles import OpenFiles
+from fusefs.mount.handles import LandingWrites, OpenFiles
 from fusefs.mount.inodes import InodeTable, Invalidation, is_virtual
 from fusefs.mount.journal import Journal
 from fusefs.mount.landings import EntrySettled, coalesced
@@ -129,17 +129,23 @@ class Upkeep:
                 while len(waiting) < LANDINGS_AT_ONCE:
                     waiting.append(self.sync.landed.receive_nowait())
             todo: list[Invalidation] = []
+            writes = LandingWrites()
             try:
                 self.journal.write_made()  # (before the replica, which names those files)
                 with self.journal.together():
-                    for landed in coalesced(waiting):
-                        try:
-                            if isinstance(landed, EntrySettled):
-                                todo += self.entries.settled(landed)
-                            else:
-                                todo += self.files.landed(landed)
-                        finally:
-                            landed.done()
+                    try:
+                        for landed in coalesced(waiting):
+                            try:
+                                if isinstance(landed, EntrySettled):
+                                    # (after what landed before it: it may remove those)
+                                    self.files.landed_all(writes)
+                                    todo += self.entries.settled(landed)
+                                else:
+                                    todo += self.files.landed(landed, writes)
+                            finally:
+                                landed.done()
+                    finally:
+                        self.files.landed_all(writes)
                     self.names.replica.flush()
             except OSError as exc:
                 # The local disk is full: the journal keeps those rows and sends them
