@@ -501,7 +501,7 @@ class Replica:
         )
         self._db.executemany(
             "INSERT INTO revisions VALUES (?, ?, ?, ?, ?)",
-            [(r.node_id, r.number, r.size, r.mtime_ns, _pack_blocks(r.blocks)) for r in newest],
+            [(r.node_id, r.number, r.size, r.mtime_ns, pack_blocks(r.blocks)) for r in newest],
         )
 
     def usage(self) -> Usage | None:
