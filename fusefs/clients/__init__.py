@@ -19,7 +19,7 @@ from fusefs.clients.blocks import BlockClient, BlockProblem, ScrubProgress
 from fusefs.clients.change_stream import ChangeStream
 from fusefs.clients.metadata import MetadataClient
 from fusefs.clients.proofs import Grant, GrantBook
-from fusefs.clients.rpc import request_id, translate
+from fusefs.clients.rpc import patience, request_id, translate
 
 __all__ = [
     "Account",
@@ -32,6 +32,7 @@ __all__ = [
     "MetadataClient",
     "ScrubProgress",
     "SignedIn",
+    "patience",
     "request_id",
     "translate",
 ]

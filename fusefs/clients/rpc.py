@@ -8,9 +8,12 @@ answers a retry of a change it already applied with the first answer).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
+import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +34,12 @@ T = TypeVar("T")
 UNARY_TIMEOUT = 30.0
 # Streams carry up to a few GB; their deadline only guards against a hang.
 STREAM_TIMEOUT = 3600.0
+# A stream that moves nothing (no block sent or received) for this long is given up: a
+# server stopped, overloaded or behind a dead network path (no RST) looks exactly so.
+STALL_SECONDS = 30.0
+# How long a call made while a program waits (a FUSE request) may take in all, retries
+# included, before it fails Unavailable and the mount acts as offline (see patience()).
+PROGRAM_PATIENCE = 1.5
 # How long a call keeps retrying a daemon that is unreachable (e.g. restarting), unless
 # its client says otherwise (a `retry_window` attribute: a mount answers programs).
 RETRY_WINDOW = 5.0
@@ -109,16 +118,84 @@ def request_id() -> str:
     return _request_id.get() or uuid.uuid4().hex
 
 
+# The moment (time.monotonic) by which calls made in this context must have answered.
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("deadline", default=math.inf)
+# How long a stream started in this context may move nothing (see Stall).
+_stall: contextvars.ContextVar[float] = contextvars.ContextVar("stall", default=STALL_SECONDS)
+
+
+@contextlib.contextmanager
+def patience(seconds: float = PROGRAM_PATIENCE) -> Iterator[None]:
+    """Calls made within (in this context: trio copies it into worker threads) answer
+    within seconds in all, or fail Unavailable: a program waiting on a FUSE request is
+    never kept waiting on a server that does not answer. The one place such deadlines
+    are set; a tighter one already in force stays."""
+    token = _deadline.set(min(_deadline.get(), time.monotonic() + seconds))
+    stall = _stall.set(min(_stall.get(), seconds))
+    try:
+        yield
+    finally:
+        _stall.reset(stall)
+        _deadline.reset(token)
+
+
+def timeout(longest: float = UNARY_TIMEOUT) -> float:
+    """A call's deadline in seconds: longest, or less if patience() says so."""
+    return max(min(longest, _deadline.get() - time.monotonic()), 0.001)
+
+
+class Stall:
+    """Gives up a streaming call that moves nothing for STALL_SECONDS (the patience() in
+    force, if shorter): moved() at each message; within watching(call), a stalled call is
+    cancelled and fails Unavailable. A stream that moves may take as long as it needs
+    (a cold read of many blocks), and so may one started by work a request began (a
+    prefetch), after that request's deadline passed."""
+
+    def __init__(self) -> None:
+        self._seconds = _stall.get()
+        self._moved = time.monotonic()
+        self.stalled = False
+
+    def moved(self) -> None:
+        self._moved = time.monotonic()
+
+    @contextlib.contextmanager
+    def watching(self, call: grpc.Future) -> Iterator[None]:
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(min(self._seconds, 0.1)):
+                if time.monotonic() - self._moved > self._seconds:
+                    self.stalled = True
+                    call.cancel()
+                    return
+
+        self.moved()
+        threading.Thread(target=watch, daemon=True, name="stall watch").start()
+        try:
+            yield
+        except Exception:
+            if self.stalled:
+                raise errors.Unavailable(
+                    f"not answering (nothing moved for {self._seconds:.1f}s)"
+                ) from None
+            raise
+        finally:
+            done.set()
+
+
 def rpc(fn: Callable[P, T]) -> Callable[P, T]:
     """Maps RpcError to domain errors; retries calls that did not get through.
 
     A call keeps one request id (request_id()) across its retries. The
-    first argument is the client: its retry_window, if it has one, bounds them.
+    first argument is the client: its retry_window, if it has one, bounds them,
+    and so does patience().
     """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        deadline = time.monotonic() + getattr(args[0], "retry_window", RETRY_WINDOW)
+        window = getattr(args[0], "retry_window", RETRY_WINDOW)
+        deadline = min(time.monotonic() + window, _deadline.get())
         delay = 0.05
         outer = _request_id.set(_request_id.get() or uuid.uuid4().hex)
         try:

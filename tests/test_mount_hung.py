@@ -1,0 +1,139 @@
+"""Servers that are up but do not answer: stopped, overloaded, behind a dead network path.
+
+Real daemons SIGSTOPped under a real mount: their sockets accept, nothing
+answers (no RST, as a dropped network path looks). The mount acts as offline
+within seconds: changes are journaled and return, what is not held here
+fails with EIO, and once the daemons run again (SIGCONT) everything made
+meanwhile reaches another device, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tests.offline import OFFLINE_LOGS
+
+# Generous: the defect is a program waiting forever (a tar blocked 10 minutes in mkdir).
+PROMPTLY = 15.0
+# A stopped blockd stalls uploads until the synchronizer gives up on them.
+HUNG_LOGS = [*OFFLINE_LOGS, r"not answering", r"will retry"]
+
+
+@contextlib.contextmanager
+def stopped(*daemons) -> Iterator[None]:
+    """SIGSTOP: processes alive, sockets accepting, nothing answering; SIGCONT after."""
+    for d in daemons:
+        d.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for d in daemons:
+            d.process.send_signal(signal.SIGCONT)
+
+
+def promptly(action: Callable[[], object]) -> object:
+    """action's result, or the OSError it raised; fails if it has not returned in time
+    (the thread is left behind, blocked in the mount, until the daemons run again)."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(action())
+        except OSError as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(PROMPTLY)
+    assert out, f"still waiting after {PROMPTLY}s"
+    return out[0]
+
+
+def _eio(result: object) -> bool:
+    return isinstance(result, OSError) and result.errno == errno.EIO
+
+
+MADE_WHILE_HUNG = {
+    "docs": None,
+    "docs/renamed.txt": b"old",
+    "new": None,
+    "new/f.txt": b"made while hung",
+    "new/link": "f.txt",
+}
+
+
+def _contents(root: Path, skip: str = "") -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if key == skip:
+            continue
+        if path.is_symlink():
+            seen[key] = os.readlink(path)
+        elif path.is_dir():
+            seen[key] = None
+        else:
+            seen[key] = path.read_bytes()
+    return seen
+
+
+def test_with_both_daemons_stopped_changes_return_and_arrive_after(
+    mounts, metad, blockd, allowed_log_patterns
+):
+    allowed_log_patterns += HUNG_LOGS
+    a = mounts.mount(metad, blockd, "dev-a")
+    b = mounts.mount(metad, blockd, "dev-b")
+    (a.path / "docs").mkdir()
+    (a.path / "docs" / "old.txt").write_bytes(b"old")
+    (b.path / "from-b.txt").write_bytes(b"never read on a")
+    b.sync()
+    a.sync()
+    os.listdir(a.path)
+    with stopped(metad, blockd):
+        new = a.path / "new"
+        assert promptly(new.mkdir) is None
+        assert promptly(lambda: (new / "f.txt").write_bytes(b"made while hung")) == 15
+        assert promptly(lambda: os.symlink("f.txt", new / "link")) is None
+        assert (
+            promptly(lambda: os.rename(a.path / "docs/old.txt", a.path / "docs/renamed.txt"))
+            is None
+        )
+        assert promptly(lambda: os.chmod(new / "f.txt", 0o600)) is None
+        assert promptly(lambda: os.setxattr(new / "f.txt", "user.tag", b"hung")) is None
+        assert promptly(lambda: (new / "gone.txt").write_bytes(b"x")) == 1
+        assert promptly(lambda: os.unlink(new / "gone.txt")) is None
+        assert promptly(lambda: os.statvfs(a.path)) is not None
+        # Content this device never held: not here, and the drive does not answer.
+        assert _eio(promptly((a.path / "from-b.txt").read_bytes))
+        assert _contents(a.path, skip="from-b.txt") == MADE_WHILE_HUNG
+    a.sync()
+    expected = {**MADE_WHILE_HUNG, "from-b.txt": b"never read on a"}
+    assert _contents(a.path) == expected
+    c = mounts.mount(metad, blockd, "dev-c")
+    assert _contents(c.path) == expected
+    assert os.stat(c.path / "new" / "f.txt").st_mode & 0o777 == 0o600
+    assert os.getxattr(c.path / "new" / "f.txt", "user.tag") == b"hung"
+
+
+def test_with_blockd_stopped_a_cold_read_fails_and_writes_return(
+    mounts, metad, blockd, allowed_log_patterns
+):
+    allowed_log_patterns += HUNG_LOGS
+    a = mounts.mount(metad, blockd, "dev-a")
+    b = mounts.mount(metad, blockd, "dev-b")
+    (b.path / "cold.bin").write_bytes(os.urandom(300_000))
+    b.sync()
+    with stopped(blockd):
+        assert _eio(promptly((a.path / "cold.bin").read_bytes))
+        assert promptly(lambda: (a.path / "hot.txt").write_bytes(b"written while hung")) == 18
+        assert promptly(lambda: os.rename(a.path / "hot.txt", a.path / "moved.txt")) is None
+    a.sync()
+    assert (a.path / "cold.bin").read_bytes() == (b.path / "cold.bin").read_bytes()
+    c = mounts.mount(metad, blockd, "dev-c")
+    assert (c.path / "moved.txt").read_bytes() == b"written while hung"
