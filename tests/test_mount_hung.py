@@ -17,6 +17,11 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import blake3
+
+from fusefs import errors
+from fusefs.clients import BlockClient, MetadataClient, patience
+from tests import signin
 from tests.offline import OFFLINE_LOGS
 
 # Generous: the defect is a program waiting forever (a tar blocked 10 minutes in mkdir).
@@ -137,3 +142,44 @@ def test_with_blockd_stopped_a_cold_read_fails_and_writes_return(
     assert (a.path / "cold.bin").read_bytes() == (b.path / "cold.bin").read_bytes()
     c = mounts.mount(metad, blockd, "dev-c")
     assert (c.path / "moved.txt").read_bytes() == b"written while hung"
+
+
+# --- the clients alone: what the mount's deadlines stand on ----------------------
+
+
+def test_a_call_made_with_patience_gives_up_on_a_stopped_metad(metad):
+    meta = MetadataClient(metad.address, "test", signin.token)
+    try:
+        root = meta.root()
+        with stopped(metad):
+            failed = promptly(lambda: _patiently(lambda: meta.stat(root.id)))
+            assert isinstance(failed, errors.Unavailable)
+        assert meta.stat(root.id).id == root.id  # the same channel answers again
+    finally:
+        meta.close()
+
+
+def test_a_stream_that_moves_nothing_is_given_up(blockd):
+    blocks = BlockClient(blockd.address, signin.token)
+    data = os.urandom(1000)
+    digest = blake3.blake3(data).digest()
+    try:
+        blocks.check()
+        with stopped(blockd):
+            upload = promptly(lambda: _patiently(lambda: blocks.upload(lambda: [(digest, data)])))
+            download = promptly(lambda: _patiently(lambda: blocks.download([digest])))
+        assert isinstance(upload, errors.Unavailable)
+        assert isinstance(download, errors.Unavailable)
+        blocks.upload(lambda: [(digest, data)])  # and nothing stays stuck after SIGCONT
+    finally:
+        blocks.close()
+
+
+def _patiently(action: Callable[[], object]) -> object:
+    """action's result, or the DriveError it raised, under patience (in the calling
+    thread: a thread starts with a context of its own)."""
+    try:
+        with patience(0.5):
+            return action()
+    except errors.DriveError as exc:
+        return exc
