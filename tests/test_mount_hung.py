@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import signal
+import subprocess
+import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,6 +76,10 @@ MADE_WHILE_HUNG = {
 }
 
 
+def _under(folder: str, contents: dict[str, object]) -> dict[str, object]:
+    return {folder: None, **{f"{folder}/{k}": v for k, v in contents.items()}}
+
+
 def _contents(root: Path, skip: str = "") -> dict[str, object]:
     seen: dict[str, object] = {}
     for path in sorted(root.rglob("*")):
@@ -88,10 +95,25 @@ def _contents(root: Path, skip: str = "") -> dict[str, object]:
     return seen
 
 
+def _archive(path: Path) -> None:
+    """Folders in folders, files with modes and times: what tar did when it hung."""
+    with tarfile.open(path, "w") as tar:
+        for i in range(3):
+            folder = tarfile.TarInfo(f"pkg/mod{i}/sub")
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o750
+            tar.addfile(folder)
+            for j in range(4):
+                data = f"module {i} file {j}\n".encode()
+                info = tarfile.TarInfo(f"pkg/mod{i}/sub/f{j}.py")
+                info.size, info.mode, info.mtime = len(data), 0o640, 1_400_000_000 + j
+                tar.addfile(info, io.BytesIO(data))
+
+
 def test_with_both_daemons_stopped_changes_return_and_arrive_after(
-    mounts, metad, blockd, allowed_log_patterns
+    mounts, metad, blockd, allowed_log_patterns, tmp_path
 ):
     allowed_log_patterns += HUNG_LOGS
+    _archive(tmp_path / "pkg.tar")
     a = mounts.mount(metad, blockd, "dev-a")
     b = mounts.mount(metad, blockd, "dev-b")
     (a.path / "docs").mkdir()
@@ -116,9 +138,16 @@ def test_with_both_daemons_stopped_changes_return_and_arrive_after(
         assert promptly(lambda: os.statvfs(a.path)) is not None
         # Content this device never held: not here, and the drive does not answer.
         assert _eio(promptly((a.path / "from-b.txt").read_bytes))
-        assert _contents(a.path, skip="from-b.txt") == MADE_WHILE_HUNG
+        untar = ["tar", "-xf", str(tmp_path / "pkg.tar"), "-C", str(a.path)]
+        assert subprocess.run(untar, timeout=PROMPTLY * 4).returncode == 0
+        untarred = _contents(a.path / "pkg")
+        assert len(untarred) == 3 * 6
+        assert _contents(a.path, skip="from-b.txt") == {
+            **MADE_WHILE_HUNG,
+            **_under("pkg", untarred),
+        }
     a.sync()
-    expected = {**MADE_WHILE_HUNG, "from-b.txt": b"never read on a"}
+    expected = {**MADE_WHILE_HUNG, **_under("pkg", untarred), "from-b.txt": b"never read on a"}
     assert _contents(a.path) == expected
     c = mounts.mount(metad, blockd, "dev-c")
     assert _contents(c.path) == expected
