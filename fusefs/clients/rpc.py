@@ -152,36 +152,70 @@ class Stall:
     prefetch), after that request's deadline passed."""
 
     def __init__(self) -> None:
-        self._seconds = _stall.get()
-        self._moved = time.monotonic()
+        self.seconds = _stall.get()
+        self.last_moved = time.monotonic()
+        self.call: grpc.Future | None = None
         self.stalled = False
 
     def moved(self) -> None:
-        self._moved = time.monotonic()
+        self.last_moved = time.monotonic()
 
     @contextlib.contextmanager
     def watching(self, call: grpc.Future) -> Iterator[None]:
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.wait(min(self._seconds, 0.1)):
-                if time.monotonic() - self._moved > self._seconds:
-                    self.stalled = True
-                    call.cancel()
-                    return
-
+        self.call = call
         self.moved()
-        threading.Thread(target=watch, daemon=True, name="stall watch").start()
+        _watchdog.add(self)
         try:
             yield
         except Exception:
             if self.stalled:
                 raise errors.Unavailable(
-                    f"not answering (nothing moved for {self._seconds:.1f}s)"
+                    f"not answering (nothing moved for {self.seconds:.1f}s)"
                 ) from None
             raise
         finally:
-            done.set()
+            _watchdog.discard(self)
+
+
+class _Watchdog:
+    """One thread for every Stall of the process (a download per cold read: no thread
+    each), looking every WATCH_SECONDS while any is watched."""
+
+    WATCH_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self._watched: set[Stall] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, stall: Stall) -> None:
+        with self._changed:
+            self._watched.add(stall)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="stalls")
+                self._thread.start()
+            self._changed.notify()
+
+    def discard(self, stall: Stall) -> None:
+        with self._changed:
+            self._watched.discard(stall)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._watched:
+                    self._changed.wait()
+                watched = list(self._watched)
+            now = time.monotonic()
+            for stall in watched:
+                if now - stall.last_moved > stall.seconds and stall.call is not None:
+                    stall.stalled = True
+                    stall.call.cancel()
+                    self.discard(stall)
+            time.sleep(self.WATCH_SECONDS)
+
+
+_watchdog = _Watchdog()
 
 
 def rpc(fn: Callable[P, T]) -> Callable[P, T]:
