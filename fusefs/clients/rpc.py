@@ -37,7 +37,7 @@ STREAM_TIMEOUT = 3600.0
 # A stream that moves nothing (no block sent or received) for this long is given up: a
 # server stopped, overloaded or behind a dead network path (no RST) looks exactly so.
 STALL_SECONDS = 30.0
-# How long a call made while a program waits (a FUSE request) may take in all, retries
+# How long one call made while a program waits (a FUSE request) may take, retries
 # included, before it fails Unavailable and the mount acts as offline (see patience()).
 PROGRAM_PATIENCE = 1.5
 # How long a call keeps retrying a daemon that is unreachable (e.g. restarting), unless
@@ -118,25 +118,25 @@ def request_id() -> str:
     return _request_id.get() or uuid.uuid4().hex
 
 
-# The moment (time.monotonic) by which calls made in this context must have answered.
+# How long each call made in this context may take, retries included (see patience()).
+_patience: contextvars.ContextVar[float] = contextvars.ContextVar("patience", default=math.inf)
+# The moment (time.monotonic) by which the call being made must have answered (rpc sets it).
 _deadline: contextvars.ContextVar[float] = contextvars.ContextVar("deadline", default=math.inf)
-# How long a stream started in this context may move nothing (see Stall).
-_stall: contextvars.ContextVar[float] = contextvars.ContextVar("stall", default=STALL_SECONDS)
 
 
 @contextlib.contextmanager
 def patience(seconds: float = PROGRAM_PATIENCE) -> Iterator[None]:
-    """Calls made within (in this context: trio copies it into worker threads) answer
-    within seconds in all, or fail Unavailable: a program waiting on a FUSE request is
-    never kept waiting on a server that does not answer. The one place such deadlines
-    are set; a tighter one already in force stays."""
-    token = _deadline.set(min(_deadline.get(), time.monotonic() + seconds))
-    stall = _stall.set(min(_stall.get(), seconds))
+    """Each call made within (in this context: trio copies it into worker threads)
+    answers within seconds, retries included, or fails Unavailable; a stream fails once
+    nothing moved for that long (Stall). A program waiting on a FUSE request is never
+    kept waiting on a server that does not answer, while a request that makes several
+    calls (a folder listed page by page) may take as long as they keep answering. The
+    one place such deadlines are set; a shorter patience already in force stays."""
+    token = _patience.set(min(_patience.get(), seconds))
     try:
         yield
     finally:
-        _stall.reset(stall)
-        _deadline.reset(token)
+        _patience.reset(token)
 
 
 def timeout(longest: float = UNARY_TIMEOUT) -> float:
@@ -152,7 +152,7 @@ class Stall:
     prefetch), after that request's deadline passed."""
 
     def __init__(self) -> None:
-        self.seconds = _stall.get()
+        self.seconds = min(STALL_SECONDS, _patience.get())
         self.last_moved = time.monotonic()
         self.call: grpc.Future | None = None
         self.stalled = False
@@ -228,8 +228,9 @@ def rpc(fn: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        window = getattr(args[0], "retry_window", RETRY_WINDOW)
-        deadline = min(time.monotonic() + window, _deadline.get())
+        now = time.monotonic()
+        answer_by = _deadline.set(min(_deadline.get(), now + _patience.get()))
+        deadline = min(now + getattr(args[0], "retry_window", RETRY_WINDOW), _deadline.get())
         delay = 0.05
         outer = _request_id.set(_request_id.get() or uuid.uuid4().hex)
         try:
@@ -245,6 +246,7 @@ def rpc(fn: Callable[P, T]) -> Callable[P, T]:
                     raise translate(exc) from None
         finally:
             _request_id.reset(outer)
+            _deadline.reset(answer_by)
 
     return wrapper
 
