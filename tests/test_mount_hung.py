@@ -25,7 +25,7 @@ import blake3
 from fusefs import errors
 from fusefs.clients import BlockClient, MetadataClient, patience
 from tests import signin
-from tests.offline import OFFLINE_LOGS
+from tests.offline import OFFLINE_LOGS, back_online
 
 # Generous: the defect is a program waiting forever (a tar blocked 10 minutes in mkdir).
 PROMPTLY = 15.0
@@ -212,3 +212,21 @@ def _patiently(action: Callable[[], object]) -> object:
             return action()
     except errors.DriveError as exc:
         return exc
+
+
+def test_a_mount_started_while_metad_is_stopped_starts_offline_and_goes_online(
+    mounts, metad, blockd, allowed_log_patterns
+):
+    allowed_log_patterns += HUNG_LOGS
+    a = mounts.mount(metad, blockd, "dev-a")
+    (a.path / "kept.txt").write_bytes(b"kept here")
+    a.sync()
+    a.unmount()
+    with stopped(metad):
+        again = mounts.mount(metad, blockd, "dev-a")  # (within the fixture's 20 s)
+        assert promptly((again.path / "kept.txt").read_bytes) == b"kept here"
+        assert promptly(lambda: (again.path / "new.txt").write_bytes(b"new")) == 3
+    back_online(again)
+    again.sync()
+    b = mounts.mount(metad, blockd, "dev-b")
+    assert (b.path / "new.txt").read_bytes() == b"new"
