@@ -5,7 +5,8 @@ blocks (grants from metad, receipts from blockd, kept in a GrantBook), and
 gRPC status → domain error (the one place that mapping lives on the client
 side). Must not know about inodes, FUSE or caching.
 
-    rpc       channels, deadlines, retries, request ids, status → error
+    rpc       channels, deadlines (patience: a program's calls; stalled streams),
+              retries, request ids, status → error
     proofs    GrantBook: grants and receipts
     metadata  MetadataClient
     metadata_wire  its messages: protobuf ↔ domain values
