@@ -5,7 +5,8 @@ blocks (grants from metad, receipts from blockd, kept in a GrantBook), and
 gRPC status → domain error (the one place that mapping lives on the client
 side). Must not know about inodes, FUSE or caching.
 
-    rpc       channels, deadlines, retries, request ids, status → error
+    rpc       channels, deadlines (patience: a program's calls; stalled streams),
+              retries, request ids, status → error
     proofs    GrantBook: grants and receipts
     metadata  MetadataClient
     metadata_wire  its messages: protobuf ↔ domain values
@@ -19,7 +20,7 @@ from fusefs.clients.blocks import BlockClient, BlockProblem, ScrubProgress
 from fusefs.clients.change_stream import ChangeStream
 from fusefs.clients.metadata import MetadataClient
 from fusefs.clients.proofs import Grant, GrantBook
-from fusefs.clients.rpc import request_id, translate
+from fusefs.clients.rpc import patience, request_id, translate
 
 __all__ = [
     "Account",
@@ -32,6 +33,7 @@ __all__ = [
     "MetadataClient",
     "ScrubProgress",
     "SignedIn",
+    "patience",
     "request_id",
     "translate",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fusefs.clients.rpc import UNARY_TIMEOUT, Token, request_id, rpc, signed_channel
+from fusefs.clients.rpc import Token, request_id, rpc, signed_channel, timeout
 from fusefs.errors import DataLoss
 from protos.drive.v1 import (
     accounts_pb2,
@@ -95,22 +95,22 @@ class AccountsClient:
     @rpc
     def sign_in(self, name: str, password: str, ttl_seconds: int = 0) -> SignedIn:
         req = accounts_pb2.SignInRequest(name=name, password=password, ttl_seconds=ttl_seconds)
-        return _signed_in(self._stub.SignIn(req, timeout=UNARY_TIMEOUT))
+        return _signed_in(self._stub.SignIn(req, timeout=timeout()))
 
     @rpc
     def drive_info(self) -> DriveInfo:
         """Which drive metad serves and where its blockd is (asked without a token)."""
-        msg = self._stub.GetDrive(accounts_pb2.GetDriveRequest(), timeout=UNARY_TIMEOUT)
+        msg = self._stub.GetDrive(accounts_pb2.GetDriveRequest(), timeout=timeout())
         return _drive_info(msg, self.address)
 
     @rpc
     def renew(self, ttl_seconds: int = 0) -> SignedIn:
         req = accounts_pb2.RenewTokenRequest(ttl_seconds=ttl_seconds)
-        return _signed_in(self._stub.RenewToken(req, timeout=UNARY_TIMEOUT))
+        return _signed_in(self._stub.RenewToken(req, timeout=timeout()))
 
     @rpc
     def whoami(self) -> Account:
-        return _account(self._stub.WhoAmI(accounts_pb2.WhoAmIRequest(), timeout=UNARY_TIMEOUT))
+        return _account(self._stub.WhoAmI(accounts_pb2.WhoAmIRequest(), timeout=timeout()))
 
     @rpc
     def create_user(
@@ -123,11 +123,11 @@ class AccountsClient:
             admin=admin,
             request_id=request_id(),
         )
-        return _account(self._stub.CreateUser(req, timeout=UNARY_TIMEOUT))
+        return _account(self._stub.CreateUser(req, timeout=timeout()))
 
     @rpc
     def list_users(self) -> list[Account]:
-        resp = self._stub.ListUsers(accounts_pb2.ListUsersRequest(), timeout=UNARY_TIMEOUT)
+        resp = self._stub.ListUsers(accounts_pb2.ListUsersRequest(), timeout=timeout())
         return [_account(u) for u in resp.users]
 
     @rpc
@@ -140,16 +140,16 @@ class AccountsClient:
             new_password=new_password,
             request_id=request_id(),
         )
-        return _account(self._stub.SetPassword(req, timeout=UNARY_TIMEOUT))
+        return _account(self._stub.SetPassword(req, timeout=timeout()))
 
     @rpc
     def set_quota(self, name: str, quota_bytes: int) -> Account:
         req = accounts_pb2.SetQuotaRequest(
             name=name, quota_bytes=quota_bytes, request_id=request_id()
         )
-        return _account(self._stub.SetQuota(req, timeout=UNARY_TIMEOUT))
+        return _account(self._stub.SetQuota(req, timeout=timeout()))
 
     @rpc
     def set_disabled(self, name: str, disabled: bool) -> Account:
         req = accounts_pb2.DisableUserRequest(name=name, disabled=disabled, request_id=request_id())
-        return _account(self._stub.DisableUser(req, timeout=UNARY_TIMEOUT))
+        return _account(self._stub.DisableUser(req, timeout=timeout()))

@@ -13,11 +13,12 @@ from fusefs.clients.rpc import (
     FIND_BATCH,
     RETRY_WINDOW,
     STREAM_TIMEOUT,
-    UNARY_TIMEOUT,
+    Stall,
     Token,
     batches,
     rpc,
     signed_channel,
+    timeout,
     translate,
 )
 from protos.drive.v1 import (
@@ -129,19 +130,27 @@ class BlockClient:
                 for h, (size, mac) in zip(batch, self.grants.receipts(batch), strict=True)
             ]
             req = blocks_pb2.FindMissingRequest(hashes=batch, grants=grants, receipts=receipts)
-            missing.update(self._stub.FindMissing(req, timeout=UNARY_TIMEOUT).missing)
+            missing.update(self._stub.FindMissing(req, timeout=timeout()).missing)
         return missing
 
     @rpc
     def check(self) -> None:
         """One call that needs a valid token: is blockd there and does it accept us?"""
-        self._stub.FindMissing(blocks_pb2.FindMissingRequest(), timeout=UNARY_TIMEOUT)
+        self._stub.FindMissing(blocks_pb2.FindMissingRequest(), timeout=timeout())
 
     @rpc
     def upload(self, blocks: Callable[[], Iterable[tuple[bytes, bytes]]]) -> UploadResult:
         """Uploads what blocks() yields; a factory, so a retry can start over."""
-        requests = (block_bytes(h, d) for h, d in blocks())
-        resp = self._upload(requests, timeout=STREAM_TIMEOUT)
+        stall = Stall()
+
+        def requests() -> Iterator[bytes]:
+            for h, d in blocks():
+                stall.moved()  # (pulled by gRPC as blockd takes what went before)
+                yield block_bytes(h, d)
+
+        call = self._upload.future(requests(), timeout=timeout(STREAM_TIMEOUT))
+        with stall.watching(call):
+            resp = call.result()
         self.grants.add_receipts((r.hash, r.size, r.mac) for r in resp.receipts)
         return UploadResult(
             resp.blocks_received, resp.blocks_stored, resp.bytes_received, resp.bytes_stored
@@ -159,7 +168,14 @@ class BlockClient:
             grants = _grant_messages(self.grants.for_download(hashes, renew=renew))
             req = blocks_pb2.DownloadRequest(hashes=hashes, grants=grants)
             try:
-                return [read_block(raw) for raw in self._download(req, timeout=STREAM_TIMEOUT)]
+                call = self._download(req, timeout=STREAM_TIMEOUT)
+                found = []
+                stall = Stall()
+                with stall.watching(call):
+                    for raw in call:
+                        stall.moved()
+                        found.append(read_block(raw))
+                return found
             except MalformedMessage as exc:
                 raise errors.DataLoss(f"blockd sent a malformed block: {exc}") from None
             except grpc.RpcError as exc:
@@ -169,7 +185,7 @@ class BlockClient:
 
     @rpc
     def stats(self) -> StoreStats:
-        msg = self._stub.GetStats(blocks_pb2.GetStatsRequest(), timeout=UNARY_TIMEOUT)
+        msg = self._stub.GetStats(blocks_pb2.GetStatsRequest(), timeout=timeout())
         return StoreStats(
             msg.object_count,
             msg.stored_bytes,

@@ -33,12 +33,12 @@ from fusefs.clients.proofs import Grant, GrantBook
 from fusefs.clients.rpc import (
     CONDEMNED_BATCH,
     STREAM_TIMEOUT,
-    UNARY_TIMEOUT,
     Token,
     batches,
     request_id,
     rpc,
     signed_channel,
+    timeout,
 )
 from fusefs.models import (
     NO_CHANGE,
@@ -98,17 +98,17 @@ class MetadataClient:
 
     @rpc
     def root(self) -> Node:
-        return to_node(self._stub.GetRoot(metadata_pb2.GetRootRequest(), timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.GetRoot(metadata_pb2.GetRootRequest(), timeout=timeout()))
 
     @rpc
     def lookup(self, parent_id: int, name: str) -> Node:
         req = metadata_pb2.LookupRequest(parent_id=parent_id, name=name)
-        return to_node(self._stub.Lookup(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.Lookup(req, timeout=timeout()))
 
     @rpc
     def stat(self, node_id: int) -> Node:
         req = metadata_pb2.StatRequest(node_id=node_id)
-        return to_node(self._stub.Stat(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.Stat(req, timeout=timeout()))
 
     @rpc
     def list_directory(
@@ -117,7 +117,7 @@ class MetadataClient:
         req = metadata_pb2.ListDirectoryRequest(
             node_id=node_id, after_id=after_id, page_size=page_size
         )
-        resp = self._stub.ListDirectory(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.ListDirectory(req, timeout=timeout())
         return [to_node(e) for e in resp.entries], resp.more
 
     @rpc
@@ -134,7 +134,7 @@ class MetadataClient:
             node_id, parent_id, name, mode, owner, 0, request_id(), Kind.DIRECTORY
         )
         req = create_message(change, self.device)
-        return to_node(self._stub.MakeDirectory(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.MakeDirectory(req, timeout=timeout()))
 
     @rpc
     def create_file(
@@ -148,13 +148,13 @@ class MetadataClient:
         """A new empty file (with node_id: an id ReserveNodeIds gave us)."""
         change = CreateRequest(node_id, parent_id, name, mode, owner, 0, request_id())
         req = create_message(change, self.device)
-        return to_node(self._stub.CreateFile(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.CreateFile(req, timeout=timeout()))
 
     @rpc
     def reserve_node_ids(self, count: int) -> tuple[int, int]:
         """A range of node ids for this user alone: (first, count)."""
         req = metadata_pb2.ReserveNodeIdsRequest(count=count, request_id=request_id())
-        resp = self._stub.ReserveNodeIds(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.ReserveNodeIds(req, timeout=timeout())
         return resp.first, resp.count
 
     @rpc
@@ -179,7 +179,7 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return to_node(self._stub.MakeNode(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.MakeNode(req, timeout=timeout()))
 
     @rpc
     def create_symlink(
@@ -194,7 +194,7 @@ class MetadataClient:
             node_id, parent_id, name, 0, owner, 0, request_id(), Kind.SYMLINK, target
         )
         req = create_message(change, self.device)
-        return to_node(self._stub.CreateSymlink(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.CreateSymlink(req, timeout=timeout()))
 
     @rpc
     def commit_revision(
@@ -210,7 +210,7 @@ class MetadataClient:
             node_id, base_revision, size, mtime_ns, tuple(blocks), attributes, request_id()
         )
         req = commit_message(commit, self.device, self.grants.receipt)
-        node = to_node(self._stub.CommitRevision(req, timeout=UNARY_TIMEOUT))
+        node = to_node(self._stub.CommitRevision(req, timeout=timeout()))
         self.grants.expect(node.id, (b.hash for b in commit.blocks))
         return node
 
@@ -221,7 +221,7 @@ class MetadataClient:
         Each keeps its request id across retries (a retry gets the first answers)."""
         operations = [batch_operation(c, self.device, self.grants.receipt) for c in changes]
         req = metadata_pb2.ApplyBatchRequest(operations=operations)
-        resp = self._stub.ApplyBatch(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.ApplyBatch(req, timeout=timeout())
         outcomes: list[BatchOutcome | errors.DriveError] = []
         for change, result in zip(changes, resp.results, strict=True):
             outcome = to_outcome(change, result)
@@ -233,7 +233,7 @@ class MetadataClient:
     @rpc
     def get_revision(self, node_id: int, number: int = 0) -> Revision:
         req = metadata_pb2.GetRevisionRequest(node_id=node_id, number=number)
-        msg = self._stub.GetRevision(req, timeout=UNARY_TIMEOUT)
+        msg = self._stub.GetRevision(req, timeout=timeout())
         issued, expires = msg.grants_issued_ms, msg.grants_expire_s
         self.grants.add(
             msg.node_id,
@@ -267,7 +267,7 @@ class MetadataClient:
             exchange,
         )  # fmt: skip
         req = rename_message(change, self.device)
-        return to_renamed(self._stub.Rename(req, timeout=UNARY_TIMEOUT))
+        return to_renamed(self._stub.Rename(req, timeout=timeout()))
 
     @rpc
     def delete(self, parent_id: int, name: str, directory: bool) -> tuple[int, bool]:
@@ -275,13 +275,13 @@ class MetadataClient:
         req = delete_message(
             DeleteRequest(parent_id, name, directory, None, request_id()), self.device
         )
-        resp = self._stub.Delete(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.Delete(req, timeout=timeout())
         return resp.node_id, resp.remains
 
     @rpc
     def get_xattrs(self, node_id: int) -> dict[str, bytes]:
         req = metadata_pb2.GetXattrsRequest(node_id=node_id)
-        resp = self._stub.GetXattrs(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.GetXattrs(req, timeout=timeout())
         return {x.name: x.value for x in resp.xattrs}
 
     @rpc
@@ -295,14 +295,14 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return to_node(self._stub.SetXattr(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.SetXattr(req, timeout=timeout()))
 
     @rpc
     def remove_xattr(self, node_id: int, name: str) -> Node:
         req = metadata_pb2.RemoveXattrRequest(
             node_id=node_id, name=name, device=self.device, request_id=request_id()
         )
-        return to_node(self._stub.RemoveXattr(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.RemoveXattr(req, timeout=timeout()))
 
     @rpc
     def link(self, node_id: int, new_parent_id: int, new_name: str) -> Node:
@@ -314,7 +314,7 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return to_node(self._stub.Link(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.Link(req, timeout=timeout()))
 
     @rpc
     def set_attributes(
@@ -330,19 +330,19 @@ class MetadataClient:
         req = attributes_message(
             AttributesRequest(node_id, change, mtime_ns, request_id()), self.device
         )
-        return to_node(self._stub.SetAttributes(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.SetAttributes(req, timeout=timeout()))
 
     @rpc
     def mark_accessed(self, node_ids: list[int]) -> list[Node]:
         """Records reads (relatime is the caller's to apply); returns the nodes marked."""
         req = metadata_pb2.MarkAccessedRequest(node_ids=node_ids)
-        return [to_node(n) for n in self._stub.MarkAccessed(req, timeout=UNARY_TIMEOUT).nodes]
+        return [to_node(n) for n in self._stub.MarkAccessed(req, timeout=timeout()).nodes]
 
     @rpc
     def list_revisions(self, node_id: int) -> list[RevisionInfo]:
         """Every kept revision of a file, newest first."""
         req = metadata_pb2.ListRevisionsRequest(node_id=node_id)
-        resp = self._stub.ListRevisions(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.ListRevisions(req, timeout=timeout())
         return [
             RevisionInfo(r.number, r.size, r.mtime_ns, r.author_id, r.device, r.created_ns)
             for r in resp.revisions
@@ -353,7 +353,7 @@ class MetadataClient:
         req = metadata_pb2.RestoreRevisionRequest(
             node_id=node_id, number=number, device=self.device, request_id=request_id()
         )
-        return to_node(self._stub.RestoreRevision(req, timeout=UNARY_TIMEOUT))
+        return to_node(self._stub.RestoreRevision(req, timeout=timeout()))
 
     @rpc
     def share(self, node_id: int, user_name: str, role: Role) -> ShareInfo:
@@ -364,7 +364,7 @@ class MetadataClient:
             device=self.device,
             request_id=request_id(),
         )
-        return to_share(self._stub.Share(req, timeout=UNARY_TIMEOUT))
+        return to_share(self._stub.Share(req, timeout=timeout()))
 
     @rpc
     def unshare(self, node_id: int, user_name: str = "") -> int:
@@ -372,22 +372,22 @@ class MetadataClient:
         req = metadata_pb2.UnshareRequest(
             node_id=node_id, user_name=user_name, device=self.device, request_id=request_id()
         )
-        return self._stub.Unshare(req, timeout=UNARY_TIMEOUT).removed
+        return self._stub.Unshare(req, timeout=timeout()).removed
 
     @rpc
     def list_shares(self, node_id: int = 0) -> list[ShareInfo]:
         req = metadata_pb2.ListSharesRequest(node_id=node_id)
-        return [to_share(m) for m in self._stub.ListShares(req, timeout=UNARY_TIMEOUT).shares]
+        return [to_share(m) for m in self._stub.ListShares(req, timeout=timeout()).shares]
 
     @rpc
     def shared_with_me(self) -> list[ShareInfo]:
         req = metadata_pb2.ListSharedWithMeRequest()
-        resp = self._stub.ListSharedWithMe(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.ListSharedWithMe(req, timeout=timeout())
         return [to_share(m) for m in resp.shares]
 
     @rpc
     def list_trash(self) -> list[TrashEntry]:
-        resp = self._stub.ListTrash(metadata_pb2.ListTrashRequest(), timeout=UNARY_TIMEOUT)
+        resp = self._stub.ListTrash(metadata_pb2.ListTrashRequest(), timeout=timeout())
         return [TrashEntry(to_node(e.node), e.path, e.deleted_ns, e.purge_ns) for e in resp.entries]
 
     @rpc
@@ -395,14 +395,14 @@ class MetadataClient:
         req = metadata_pb2.RestoreFromTrashRequest(
             node_id=node_id, device=self.device, request_id=request_id()
         )
-        resp = self._stub.RestoreFromTrash(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.RestoreFromTrash(req, timeout=timeout())
         return Restored(to_node(resp.node), resp.path, resp.restored)
 
     @rpc
     def list_snapshot(self, node_id: int, time_ns: int) -> list[SnapshotEntry]:
         """Entries of a folder as they were at time_ns (node_id 0 = the drive root)."""
         req = metadata_pb2.ListSnapshotRequest(node_id=node_id, time_ns=time_ns)
-        resp = self._stub.ListSnapshot(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.ListSnapshot(req, timeout=timeout())
         return [
             SnapshotEntry(
                 e.node_id,
@@ -427,7 +427,7 @@ class MetadataClient:
 
     @rpc
     def usage(self) -> Usage:
-        msg = self._stub.GetUsage(metadata_pb2.GetUsageRequest(), timeout=UNARY_TIMEOUT)
+        msg = self._stub.GetUsage(metadata_pb2.GetUsageRequest(), timeout=timeout())
         return Usage(msg.used_bytes, msg.quota_bytes, msg.node_count)
 
     @rpc
@@ -447,14 +447,14 @@ class MetadataClient:
         condemned: list[bytes] = []
         for batch in batches(ours, CONDEMNED_BATCH):
             req = metadata_pb2.ListCondemnedBlocksRequest(blocks=batch)
-            condemned += self._stub.ListCondemnedBlocks(req, timeout=UNARY_TIMEOUT).hashes
+            condemned += self._stub.ListCondemnedBlocks(req, timeout=timeout()).hashes
         return condemned
 
     @rpc
     def condemned(self, hashes: list[bytes]) -> list[bytes]:
         """Administrators: which of hashes (all, if empty) are condemned."""
         req = metadata_pb2.ListCondemnedBlocksRequest(hashes=hashes)
-        return list(self._stub.ListCondemnedBlocks(req, timeout=UNARY_TIMEOUT).hashes)
+        return list(self._stub.ListCondemnedBlocks(req, timeout=timeout()).hashes)
 
     @rpc
     def block_references(self, hashes: list[bytes]) -> list[BlockReference]:
@@ -462,7 +462,7 @@ class MetadataClient:
         found: list[BlockReference] = []
         for batch in batches(hashes, CONDEMNED_BATCH):
             req = metadata_pb2.ListBlockReferencesRequest(hashes=batch)
-            resp = self._stub.ListBlockReferences(req, timeout=UNARY_TIMEOUT)
+            resp = self._stub.ListBlockReferences(req, timeout=timeout())
             found += [
                 BlockReference(
                     r.hash,
@@ -483,24 +483,24 @@ class MetadataClient:
         files = 0
         for batch in batches(hashes, CONDEMNED_BATCH):
             req = metadata_pb2.ReportDamagedBlocksRequest(hashes=batch)
-            files += self._stub.ReportDamagedBlocks(req, timeout=UNARY_TIMEOUT).files
+            files += self._stub.ReportDamagedBlocks(req, timeout=timeout()).files
         return files
 
     @rpc
     def journal_head(self) -> int:
         req = metadata_pb2.GetJournalHeadRequest()
-        return self._stub.GetJournalHead(req, timeout=UNARY_TIMEOUT).sequence
+        return self._stub.GetJournalHead(req, timeout=timeout()).sequence
 
     @rpc
     def empty_trash(self) -> tuple[int, int]:
         req = metadata_pb2.EmptyTrashRequest(request_id=request_id())
-        resp = self._stub.EmptyTrash(req, timeout=UNARY_TIMEOUT)
+        resp = self._stub.EmptyTrash(req, timeout=timeout())
         return resp.nodes, resp.bytes
 
     @rpc
     def storage_summary(self) -> StorageSummary:
         req = metadata_pb2.GetStorageSummaryRequest()
-        msg = self._stub.GetStorageSummary(req, timeout=UNARY_TIMEOUT)
+        msg = self._stub.GetStorageSummary(req, timeout=timeout())
         return StorageSummary(msg.logical_bytes, msg.referenced_blocks, msg.referenced_bytes)
 
     def subscribe(self, from_sequence: int) -> ChangeStream:

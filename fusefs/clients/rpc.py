@@ -8,9 +8,12 @@ answers a retry of a change it already applied with the first answer).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
+import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +34,12 @@ T = TypeVar("T")
 UNARY_TIMEOUT = 30.0
 # Streams carry up to a few GB; their deadline only guards against a hang.
 STREAM_TIMEOUT = 3600.0
+# A stream that moves nothing (no block sent or received) for this long is given up: a
+# server stopped, overloaded or behind a dead network path (no RST) looks exactly so.
+STALL_SECONDS = 30.0
+# How long one call made while a program waits (a FUSE request) may take, retries
+# included, before it fails Unavailable and the mount acts as offline (see patience()).
+PROGRAM_PATIENCE = 1.5
 # How long a call keeps retrying a daemon that is unreachable (e.g. restarting), unless
 # its client says otherwise (a `retry_window` attribute: a mount answers programs).
 RETRY_WINDOW = 5.0
@@ -109,16 +118,119 @@ def request_id() -> str:
     return _request_id.get() or uuid.uuid4().hex
 
 
+# How long each call made in this context may take, retries included (see patience()).
+_patience: contextvars.ContextVar[float] = contextvars.ContextVar("patience", default=math.inf)
+# The moment (time.monotonic) by which the call being made must have answered (rpc sets it).
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("deadline", default=math.inf)
+
+
+@contextlib.contextmanager
+def patience(seconds: float = PROGRAM_PATIENCE) -> Iterator[None]:
+    """Each call made within (in this context: trio copies it into worker threads)
+    answers within seconds, retries included, or fails Unavailable; a stream fails once
+    nothing moved for that long (Stall). A program waiting on a FUSE request is never
+    kept waiting on a server that does not answer, while a request that makes several
+    calls (a folder listed page by page) may take as long as they keep answering. The
+    one place such deadlines are set; a shorter patience already in force stays."""
+    token = _patience.set(min(_patience.get(), seconds))
+    try:
+        yield
+    finally:
+        _patience.reset(token)
+
+
+def timeout(longest: float = UNARY_TIMEOUT) -> float:
+    """A call's deadline in seconds: longest, or less if patience() says so."""
+    return max(min(longest, _deadline.get() - time.monotonic()), 0.001)
+
+
+class Stall:
+    """Gives up a streaming call that moves nothing for STALL_SECONDS (the patience() in
+    force, if shorter): moved() at each message; within watching(call), a stalled call is
+    cancelled and fails Unavailable. A stream that moves may take as long as it needs
+    (a cold read of many blocks), and so may one started by work a request began (a
+    prefetch), after that request's deadline passed."""
+
+    def __init__(self) -> None:
+        self.seconds = min(STALL_SECONDS, _patience.get())
+        self.last_moved = time.monotonic()
+        self.call: grpc.Future | None = None
+        self.stalled = False
+
+    def moved(self) -> None:
+        self.last_moved = time.monotonic()
+
+    @contextlib.contextmanager
+    def watching(self, call: grpc.Future) -> Iterator[None]:
+        self.call = call
+        self.moved()
+        _watchdog.add(self)
+        try:
+            yield
+        except Exception:
+            if self.stalled:
+                raise errors.Unavailable(
+                    f"not answering (nothing moved for {self.seconds:.1f}s)"
+                ) from None
+            raise
+        finally:
+            _watchdog.discard(self)
+
+
+class _Watchdog:
+    """One thread for every Stall of the process (a download per cold read: no thread
+    each), looking every WATCH_SECONDS while any is watched."""
+
+    WATCH_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self._watched: set[Stall] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, stall: Stall) -> None:
+        with self._changed:
+            self._watched.add(stall)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="stalls")
+                self._thread.start()
+            self._changed.notify()
+
+    def discard(self, stall: Stall) -> None:
+        with self._changed:
+            self._watched.discard(stall)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._watched:
+                    self._changed.wait()
+                watched = list(self._watched)
+            now = time.monotonic()
+            for stall in watched:
+                if now - stall.last_moved > stall.seconds and stall.call is not None:
+                    stall.stalled = True
+                    stall.call.cancel()
+                    self.discard(stall)
+            time.sleep(self.WATCH_SECONDS)
+
+
+_watchdog = _Watchdog()
+
+
 def rpc(fn: Callable[P, T]) -> Callable[P, T]:
     """Maps RpcError to domain errors; retries calls that did not get through.
 
     A call keeps one request id (request_id()) across its retries. The
-    first argument is the client: its retry_window, if it has one, bounds them.
+    first argument is the client: its retry_window, if it has one, bounds them,
+    and so does patience().
     """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        deadline = time.monotonic() + getattr(args[0], "retry_window", RETRY_WINDOW)
+        now = time.monotonic()
+        answer_by = _deadline.set(min(_deadline.get(), now + _patience.get()))
+        deadline = min(now + getattr(args[0], "retry_window", RETRY_WINDOW), _deadline.get())
         delay = 0.05
         outer = _request_id.set(_request_id.get() or uuid.uuid4().hex)
         try:
@@ -134,6 +246,7 @@ def rpc(fn: Callable[P, T]) -> Callable[P, T]:
                     raise translate(exc) from None
         finally:
             _request_id.reset(outer)
+            _deadline.reset(answer_by)
 
     return wrapper
 

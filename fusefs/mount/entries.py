@@ -46,6 +46,15 @@ from fusefs.mount.synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)
 
+# How long a change made online waits for what the journal holds of its nodes to be
+# sent (settle) before it is journaled behind them instead: the order is kept either
+# way, and a program is not kept waiting on an upload, or on a server not answering.
+SETTLE_SECONDS = 1.0
+
+
+class StillSending(errors.Unavailable):
+    """What a change must follow is still on its way (not: the servers are away)."""
+
 
 class EntryChanges:
     def __init__(
@@ -70,17 +79,28 @@ class EntryChanges:
         self._user_id = user_id  # whose drive the mount shows
 
     async def _call(self, fn, *args):
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        return await self.names.ask(fn, *args)
 
     # --- small steps the VFS shares -----------------------------------------
 
     async def settle(self, *node_ids: int) -> None:
         """Changes go to metad in the order they were made: what the journal holds of these
-        nodes (made here, content, attributes, moves) is sent before a change after it."""
-        for node_id in node_ids:
-            if self.journal.pending_for(node_id):
-                self.files.write_made()  # (a file made here and still open: its row too)
-                await self.sync.flush(node_id)
+        nodes (made here, content, attributes, moves) is sent before a change after it.
+        StillSending after SETTLE_SECONDS: the change is then to be journaled."""
+        with trio.move_on_after(SETTLE_SECONDS):
+            for node_id in node_ids:
+                if self.journal.pending_for(node_id):
+                    self.files.write_made()  # (a file made here and still open: its row too)
+                    await self.sync.flush(node_id)
+            if not any(self.journal.pending_for(node_id) for node_id in node_ids):
+                return
+        raise StillSending("earlier changes of it are still on their way to the drive")
+
+    def went_away(self, exc: errors.Unavailable) -> None:
+        """A change could not be made online: offline from now, unless it only had to
+        wait for earlier ones (the servers may be fine)."""
+        if not isinstance(exc, StillSending):
+            self.sync.went_away()
 
     def keep(self, node: Node) -> None:
         """metad's answer to our own change (or our own change, offline): the node now."""
@@ -184,8 +204,8 @@ class EntryChanges:
             try:
                 await self._remove_online(parent_inode, parent_id, node, name, directory)
                 return
-            except errors.Unavailable:
-                self.sync.went_away()
+            except errors.Unavailable as exc:
+                self.went_away(exc)
                 self._check_removable(node, name, directory, offline=True)
         remains = node.kind == Kind.FILE and self._names_of_node(node) > 1
         self.journal.record_delete(node.id, parent_id, name, directory)
@@ -280,19 +300,20 @@ class EntryChanges:
                 parent_inode, name, new_parent_inode, new_name, no_replace, exchange
             )
             return
-        # The folders too: the new one may be made here and not sent yet.
-        await self.settle(source.id, parent_id, new_parent_id)
-        with contextlib.suppress(errors.NotFound):
-            target = await self.names.lookup(new_parent_id, new_name)
-            if target.kind == Kind.DIRECTORY and source.kind == Kind.DIRECTORY and not exchange:
-                self._check_empty(target, new_name, offline=False)
-            await self.settle(target.id)
         try:
+            # The folders too: the new one may be made here and not sent yet.
+            await self.settle(source.id, parent_id, new_parent_id)
+            with contextlib.suppress(errors.NotFound):
+                target = await self.names.lookup(new_parent_id, new_name)
+                folders = target.kind == source.kind == Kind.DIRECTORY
+                if folders and not exchange:
+                    self._check_empty(target, new_name, offline=False)
+                await self.settle(target.id)
             renamed = await self._call(
                 self.meta.rename, parent_id, name, new_parent_id, new_name, no_replace, exchange
             )
-        except errors.Unavailable:
-            self.sync.went_away()
+        except errors.Unavailable as exc:
+            self.went_away(exc)
             await self._rename_offline(
                 parent_inode, name, new_parent_inode, new_name, no_replace, exchange
             )
@@ -404,11 +425,11 @@ class EntryChanges:
         Online a call to metad after what the journal holds of both; offline journaled."""
         new_parent_id = self.inodes.node_of(new_parent_inode)
         if not self._journaling():
-            await self.settle(node.id, new_parent_id)
             try:
+                await self.settle(node.id, new_parent_id)
                 linked = await self._call(self.meta.link, node.id, new_parent_id, name)
-            except errors.Unavailable:
-                self.sync.went_away()
+            except errors.Unavailable as exc:
+                self.went_away(exc)
             else:
                 self.names.added(linked)
                 self.touch(new_parent_inode)

@@ -25,7 +25,7 @@ import trio
 
 from fusefs import errors
 from fusefs.cache import BlockCache
-from fusefs.clients import BlockClient, GrantBook, MetadataClient
+from fusefs.clients import BlockClient, GrantBook, MetadataClient, patience
 from fusefs.models import Node
 from fusefs.mount import task_stats
 from fusefs.mount.follower import ChangeFollower
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # A read of content not cached here waits this long for a blockd that does not answer,
 # then fails (EIO): a program is not kept waiting; the synchronizer retries on its own.
 BLOCKD_RETRY_SECONDS = 1.0
+CONNECT_PATIENCE = 5.0  # each call of the start-up (see fusefs.clients.patience)
 
 RPC_THREADS = 16
 # The kernel's default 128 KiB readahead leaves a sequential reader waiting on
@@ -123,7 +124,9 @@ def run_mount(config: MountConfig, on_mounted: Callable[[], None] | None = None)
         replica = Replica(config.cache_dir / REPLICA_FILE, drive=config.metad)
         journal = Journal(config.cache_dir / JOURNAL_FOLDER)
         try:
-            root, start, online = _connect(config, meta, blocks, replica, journal)
+            # A metad that accepts and does not answer is one away: start offline.
+            with patience(CONNECT_PATIENCE):
+                root, start, online = _connect(config, meta, blocks, replica, journal)
             staging = config.cache_dir / "staging"
             staging.mkdir(exist_ok=True)
             for leftover in staging.iterdir():

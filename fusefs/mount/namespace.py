@@ -69,8 +69,11 @@ class Namespace:
         # places: our own changes landing meanwhile are newer, and are noted there.
         self._watchers: list[set[Place]] = []
 
-    async def _call(self, fn: Callable[..., T], *args) -> T:
-        """A call to metad; Unavailable at once while offline (see reachability)."""
+    async def ask(self, fn: Callable[..., T], *args) -> T:
+        """A call to metad: the one way the mount's file system makes one (background
+        work too). Unavailable at once while offline; a call that finds metad away
+        (refused, or not answering by its deadline: fusefs.clients.patience) turns the
+        mount offline (see reachability)."""
         self.reachability.check()
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -106,7 +109,7 @@ class Namespace:
             if made_here is not None:
                 return made_here
         try:
-            node = await self._call(self.meta.stat, node_id)
+            node = await self.ask(self.meta.stat, node_id)
         except errors.Unavailable:
             stale = self.replica.node(node_id, stale_too=True)
             if stale is None:
@@ -161,7 +164,7 @@ class Namespace:
         nodes: list[Node] = []
         after = 0
         while True:
-            page, more = await self._call(self.meta.list_directory, dir_id, after, LIST_PAGE)
+            page, more = await self.ask(self.meta.list_directory, dir_id, after, LIST_PAGE)
             nodes += page
             if not (more and page):
                 return nodes
@@ -178,7 +181,7 @@ class Namespace:
         blocks; offline, the kept block list reads what the cache holds.
         """
         try:
-            revision = await self._call(self.meta.get_revision, node.id, 0)
+            revision = await self.ask(self.meta.get_revision, node.id, 0)
         except errors.Unavailable:
             kept = self.replica.revision(node.id, node.revision)
             if kept is None:
@@ -194,7 +197,7 @@ class Namespace:
         if kept is not None and now - self._usage_at < USAGE_TTL_SECONDS:
             return kept
         try:
-            usage = await self._call(self.meta.usage)
+            usage = await self.ask(self.meta.usage)
         except errors.Unavailable:
             # Offline and never asked: df shows nothing used rather than failing.
             return kept or Usage(0, 0, 0)
@@ -287,7 +290,7 @@ class Namespace:
         failure: errors.DriveError | None = None
         with self._watching() as touched:
             try:
-                node = await self._call(self.meta.lookup, parent_id, name)
+                node = await self.ask(self.meta.lookup, parent_id, name)
             except errors.DriveError as exc:
                 failure = exc
         if _overlaps(touched, parent_id, name):
@@ -309,7 +312,7 @@ class Namespace:
         if known is None or self._journal.creating(node_id):
             return
         try:
-            node = await self._call(self.meta.stat, node_id)
+            node = await self.ask(self.meta.stat, node_id)
         except errors.NotFound:
             self.replica.drop(node_id)
         except errors.DriveError as exc:

@@ -1,7 +1,10 @@
 """pyfuse3 request handlers: FUSE types in, Vfs calls, FUSE types out.
 
 The only place errno exists: every DriveError becomes FUSEError through
-errors.errno_for. Handlers stay short; POSIX rules live in vfs.py.
+errors.errno_for. Handlers stay short; POSIX rules live in vfs.py. Every
+request runs under fusefs.clients.patience: a server that does not answer
+(stopped, overloaded, a dead network path) fails the calls it makes within
+seconds, and the mount answers as offline, instead of a program hanging.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pyfuse3
 import trio
 
 from fusefs import errors
+from fusefs.clients import patience
 from fusefs.models import Kind, Node, Ownership, Role
 from fusefs.mount.inodes import Invalidation
 from fusefs.mount.vfs import Vfs
@@ -89,7 +93,8 @@ def _errno_boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return await fn(*args, **kwargs)
+            with patience():
+                return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except errors.DriveError as exc:

@@ -19,11 +19,15 @@ from typing import ParamSpec, TypeVar
 import trio
 
 from fusefs import errors
+from fusefs.clients import patience
 
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS = 1.0
 PROBE_FIRST_SECONDS = 0.2
+# A probe not answered within this is a failed one (a stopped metad, a dead network
+# path): the next one starts afresh rather than waiting out a whole call deadline.
+PROBE_PATIENCE = 5.0
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -80,7 +84,8 @@ class Reachability:
             while not self.up:
                 await trio.sleep(delay)
                 try:
-                    await trio.to_thread.run_sync(ask, limiter=limiter)
+                    with patience(PROBE_PATIENCE):
+                        await trio.to_thread.run_sync(ask, limiter=limiter)
                 except errors.DriveError:
                     delay = min(delay * 2, PROBE_SECONDS)
                     continue

@@ -182,7 +182,7 @@ class Vfs:
         self.upkeep.start(nursery, invalidator)
 
     async def _call(self, fn, *args):
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        return await self.names.ask(fn, *args)
 
     def _node_id(self, inode: int) -> int:
         return self.inodes.node_of(inode)

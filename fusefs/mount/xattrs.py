@@ -44,7 +44,7 @@ class ExtendedAttributes:
         self._read: dict[int, tuple[int, dict[str, bytes]]] = {}
 
     async def _call(self, fn, *args):
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        return await self._entries.names.ask(fn, *args)
 
     def none_on(self, node: Node) -> bool:
         """Whether node surely has no attributes: metad says none, none journaled."""
@@ -101,8 +101,8 @@ class ExtendedAttributes:
         try:
             await self._entries.settle(node_id)
             self._entries.keep(await self._call(call))
-        except errors.Unavailable:
-            self._sync.went_away()
+        except errors.Unavailable as exc:
+            self._entries.went_away(exc)
             return False
         self._read.pop(inode, None)
         return True
