@@ -39,7 +39,10 @@ STREAM_TIMEOUT = 3600.0
 STALL_SECONDS = 30.0
 # How long one call made while a program waits (a FUSE request) may take, retries
 # included, before it fails Unavailable and the mount acts as offline (see patience()).
-PROGRAM_PATIENCE = 1.5
+# Only the first request after a server stops answering waits this long (the mount is
+# offline after it); a busy server on a loaded 2-core machine can take over a second
+# for a block, and a false "offline" fails every uncached read until the probe answers.
+PROGRAM_PATIENCE = 3.0
 # How long a call keeps retrying a daemon that is unreachable (e.g. restarting), unless
 # its client says otherwise (a `retry_window` attribute: a mount answers programs).
 RETRY_WINDOW = 5.0
