@@ -293,7 +293,8 @@ async def _serve(
 class _Stop:
     """How signals stop a mount. The first SIGINT/SIGTERM saves open files, sends what is
     journaled and unmounts; a second one stops waiting for the servers: the mount unmounts
-    at once and what is not sent stays in the journal for the next start."""
+    at once and what is not sent stays in the journal for the next start. So does a first
+    one while the mount already stops (unmounted from outside, sending on its way out)."""
 
     def __init__(self, stop_waiting: Callable[[], None]) -> None:
         self.requested = trio.Event()  # we end the FUSE loop ourselves (else: fusermount -u)
@@ -307,7 +308,7 @@ class _Stop:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
             async for _ in signals:
-                if not self.signalled.is_set():
+                if not self.signalled.is_set() and not self._loop_ended:
                     self.signalled.set()
                 elif not self.hurried:
                     log.info("stopping now: not waiting for the servers any longer")
