@@ -241,7 +241,7 @@ async def _serve(
     except RuntimeError as exc:
         raise MountError(f"cannot mount {config.mountpoint}: {exc}") from None
     log.info("mounted %s (metad %s, blockd %s)", config.mountpoint, config.metad, config.blockd)
-    stop = _Stop(partial(_stop_waiting, parts))
+    stop = _Stop(partial(_stop_waiting, parts, reachability))
     async with trio.open_nursery() as signals:
         # Signals are caught until the folder is unmounted: none kills the mount mid-save
         # (a stale mountpoint, "Transport endpoint is not connected").
@@ -268,26 +268,33 @@ async def _serve(
                 nursery.cancel_scope.cancel()
         finally:
             stop.loop_ended()
-            with trio.CancelScope(shield=True):
-                # Unmounted from outside, or stopped: send what is journaled while we may
-                # (until a second signal says not to wait).
-                with stop.unless_hurried():
-                    async with trio.open_nursery() as sending:
-                        sending.start_soon(sync.run)
-                        sending.start_soon(vfs.take_landed)
-                        await vfs.commit_all()
-                        sending.cancel_scope.cancel()
-                if stop.hurried:
-                    files, size = parts.journal.totals()
-                    log.warning(
-                        "stopped without waiting for the servers: %d change(s) (%d bytes) "
-                        "kept in the journal for the next mount",
-                        files,
-                        size,
-                    )
-            pyfuse3.close(unmount=stop.requested.is_set())
-            log.info("unmounted %s", config.mountpoint)
-            signals.cancel_scope.cancel()
+            try:
+                with trio.CancelScope(shield=True):
+                    await _send_before_leaving(stop, vfs, sync, parts.journal)
+            finally:
+                # Whatever happened above: a folder left mounted by a process gone is stale.
+                pyfuse3.close(unmount=stop.requested.is_set())
+                log.info("unmounted %s", config.mountpoint)
+                signals.cancel_scope.cancel()
+
+
+async def _send_before_leaving(stop: _Stop, vfs: Vfs, sync: Synchronizer, journal: Journal) -> None:
+    """Unmounted from outside, or stopped: sends what is journaled while we may (until a
+    second signal says not to wait)."""
+    with stop.unless_hurried():
+        async with trio.open_nursery() as sending:
+            sending.start_soon(sync.run)
+            sending.start_soon(vfs.take_landed)
+            await vfs.commit_all()
+            sending.cancel_scope.cancel()
+    if stop.hurried:
+        files, size = journal.totals()
+        log.warning(
+            "stopped without waiting for the servers: %d change(s) (%d bytes) "
+            "kept in the journal for the next mount",
+            files,
+            size,
+        )
 
 
 class _Stop:
@@ -341,10 +348,13 @@ class _Stop:
             self._stop_waiting()
 
 
-def _stop_waiting(parts: _Parts) -> None:
+def _stop_waiting(parts: _Parts, reachability: Reachability) -> None:
     """A call in a worker thread is not cancelled with its task, and waits for its server
     up to its deadline: closing the connections ends the calls still waiting (CANCELLED:
-    Unavailable). Only once the FUSE loop is over: a call made after this fails."""
+    Unavailable). Only once the FUSE loop is over; and offline first, so that nothing
+    calls again on the way out (a file still to seal asks metad nothing: its quota as
+    last heard)."""
+    reachability.failed()
     parts.meta.close()
     parts.blocks.close()
 
