@@ -77,3 +77,24 @@ def test_a_listing_from_memory_is_the_tables_also_after_a_reopen(tmp_path: Path,
     assert r._all_entries
     assert both() == (kept, table)
     r.close()
+
+
+def test_a_node_put_is_answered_from_memory_as_its_row_answers_after_a_reopen(
+    tmp_path: Path,
+) -> None:
+    # put keeps the node it was given (not one read back from its row): the two must agree.
+    r = Replica(tmp_path / "replica.sqlite3", drive="test")
+    given = replace(
+        _node(7), uid=1001, gid=100, rdev=3, atime_ns=5, nlink=2, xattrs=4, owner_id=9, entry_id=7
+    )
+    r.put(replace(given, entry_id=0))  # an entry id left unset is the node's own
+    r.put(_node(8))
+    r.put(replace(_node(8), size=1, change_sequence=1))  # older than the row: not taken
+    in_memory = {node_id: r.node(node_id) for node_id in (7, 8)}
+    assert in_memory[7] == given and in_memory[8] == replace(_node(8), entry_id=8)
+    r.flush()
+    r.close()
+    again = Replica(tmp_path / "replica.sqlite3", drive="test")
+    again._nodes.clear()  # read from the table, not from what the reopen warmed
+    assert {node_id: again.node(node_id) for node_id in (7, 8)} == in_memory
+    again.close()

@@ -81,6 +81,8 @@ _CODES: dict[grpc.StatusCode, type[errors.DriveError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.QuotaExceeded,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+    # We closed the connection (a mount told to stop waiting): as if the server was away.
+    grpc.StatusCode.CANCELLED: errors.Unavailable,
     grpc.StatusCode.DATA_LOSS: errors.DataLoss,
 }
 

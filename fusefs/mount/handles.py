@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -316,16 +317,22 @@ class OpenFiles:
             )
 
     async def seal_all_and_send(self) -> None:
-        """Seals every file with unsaved edits and sends the journal (before unmounting)."""
-        for f in list(self.by_inode.values()):
+        """Seals every file with unsaved edits and sends the journal (before unmounting).
+
+        A cancel (a second Ctrl-C) ends only the sending: the sealing is local and
+        shielded, since the unsaved edits of a file not sealed are lost."""
+        with trio.CancelScope(shield=True):
+            for f in list(self.by_inode.values()):
+                try:
+                    await self.seal(f)
+                except errors.DriveError as exc:
+                    log.error("could not save %s: %s", f.node.name, exc)
             try:
-                await self.seal(f)
+                self.write_made()
             except errors.DriveError as exc:
-                log.error("could not save %s: %s", f.node.name, exc)
-        try:
-            self.write_made()
-        except errors.DriveError as exc:
-            log.error("could not keep the files made and still open: %s", exc)
+                log.error("could not keep the files made and still open: %s", exc)
+        if trio.current_effective_deadline() == -math.inf:
+            return  # told not to wait for the servers (a second Ctrl-C): the caller says so
         files, size = self._journal.totals()
         if files:
             log.info("sending %d change(s), %d bytes, before unmounting", files, size)

@@ -244,36 +244,122 @@ async def _serve(
     except RuntimeError as exc:
         raise MountError(f"cannot mount {config.mountpoint}: {exc}") from None
     log.info("mounted %s (metad %s, blockd %s)", config.mountpoint, config.metad, config.blockd)
-    # Set when we end the FUSE loop ourselves; otherwise the loop ended because
-    # the file system was unmounted from outside (fusermount -u).
-    stop_requested = trio.Event()
-    try:
-        async with trio.open_nursery() as nursery:
-            vfs.start(nursery, ops.invalidate)
-            follower = ChangeFollower(meta, start, vfs.apply_change, reachability)
-            nursery.start_soon(follower.run)
-            nursery.start_soon(_flush_replica, replica, parts.journal, sync)
-            nursery.start_soon(sync.run)
-            nursery.start_soon(sync.keep_ids)
-            nursery.start_soon(reachability.probe, meta.journal_head, limiter)
-            nursery.start_soon(_list_root, names, root.id)
-            nursery.start_soon(_stop_on_signal, vfs, stop_requested)
-            raise_readahead = partial(trio.to_thread.run_sync, _raise_readahead, config.mountpoint)
-            nursery.start_soon(raise_readahead)
-            if on_mounted is not None:
-                on_mounted()
-            await pyfuse3.main()
-            nursery.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            # Unmounted from outside, or stopped: send what is journaled while we may.
-            async with trio.open_nursery() as sending:
-                sending.start_soon(sync.run)
-                sending.start_soon(vfs.take_landed)
-                await vfs.commit_all()
-                sending.cancel_scope.cancel()
-        pyfuse3.close(unmount=stop_requested.is_set())
-        log.info("unmounted %s", config.mountpoint)
+    stop = _Stop(partial(_stop_waiting, parts, reachability))
+    async with trio.open_nursery() as signals:
+        # Signals are caught until the folder is unmounted: none kills the mount mid-save
+        # (a stale mountpoint, "Transport endpoint is not connected").
+        await signals.start(stop.watch)
+        try:
+            async with trio.open_nursery() as nursery:
+                vfs.start(nursery, ops.invalidate)
+                follower = ChangeFollower(meta, start, vfs.apply_change, reachability)
+                nursery.start_soon(follower.run)
+                nursery.start_soon(_flush_replica, replica, parts.journal, sync)
+                nursery.start_soon(sync.run)
+                nursery.start_soon(sync.keep_ids)
+                nursery.start_soon(reachability.probe, meta.journal_head, limiter)
+                nursery.start_soon(_list_root, names, root.id)
+                nursery.start_soon(_stop_on_signal, vfs, stop)
+                raise_readahead = partial(
+                    trio.to_thread.run_sync, _raise_readahead, config.mountpoint
+                )
+                nursery.start_soon(raise_readahead)
+                if on_mounted is not None:
+                    on_mounted()
+                await pyfuse3.main()
+                stop.loop_ended()
+                nursery.cancel_scope.cancel()
+        finally:
+            stop.loop_ended()
+            try:
+                with trio.CancelScope(shield=True):
+                    await _send_before_leaving(stop, vfs, sync, parts.journal)
+            finally:
+                # Whatever happened above: a folder left mounted by a process gone is stale.
+                pyfuse3.close(unmount=stop.requested.is_set())
+                log.info("unmounted %s", config.mountpoint)
+                signals.cancel_scope.cancel()
+
+
+async def _send_before_leaving(stop: _Stop, vfs: Vfs, sync: Synchronizer, journal: Journal) -> None:
+    """Unmounted from outside, or stopped: sends what is journaled while we may (until a
+    second signal says not to wait)."""
+    with stop.unless_hurried():
+        async with trio.open_nursery() as sending:
+            sending.start_soon(sync.run)
+            sending.start_soon(vfs.take_landed)
+            await vfs.commit_all()
+            sending.cancel_scope.cancel()
+    if stop.hurried:
+        files, size = journal.totals()
+        log.warning(
+            "stopped without waiting for the servers: %d change(s) (%d bytes) "
+            "kept in the journal for the next mount",
+            files,
+            size,
+        )
+
+
+class _Stop:
+    """How signals stop a mount. The first SIGINT/SIGTERM saves open files, sends what is
+    journaled and unmounts; a second one stops waiting for the servers: the mount unmounts
+    at once and what is not sent stays in the journal for the next start. So does a first
+    one while the mount already stops (unmounted from outside, sending on its way out)."""
+
+    def __init__(self, stop_waiting: Callable[[], None]) -> None:
+        self.requested = trio.Event()  # we end the FUSE loop ourselves (else: fusermount -u)
+        self.signalled = trio.Event()
+        self.hurried = False
+        self._loop_ended = False
+        self._stop_waiting = stop_waiting
+        self._scopes: set[trio.CancelScope] = set()
+
+    async def watch(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for _ in signals:
+                if not self.signalled.is_set() and not self._loop_ended:
+                    self.signalled.set()
+                elif not self.hurried:
+                    log.info("stopping now: not waiting for the servers any longer")
+                    self._hurry()
+
+    @contextlib.contextmanager
+    def unless_hurried(self) -> Iterator[None]:
+        """Runs the block until done, or until a second signal cancels it."""
+        with trio.CancelScope() as scope:
+            if self.hurried:
+                scope.cancel()
+            self._scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._scopes.discard(scope)
+
+    def loop_ended(self) -> None:
+        """The FUSE loop is over: no request of a program calls a server any more."""
+        if not self._loop_ended:
+            self._loop_ended = True
+            if self.hurried:
+                self._stop_waiting()
+
+    def _hurry(self) -> None:
+        self.hurried = True
+        for scope in self._scopes:
+            scope.cancel()
+        if self._loop_ended:
+            self._stop_waiting()
+
+
+def _stop_waiting(parts: _Parts, reachability: Reachability) -> None:
+    """A call in a worker thread is not cancelled with its task, and waits for its server
+    up to its deadline: closing the connections ends the calls still waiting (CANCELLED:
+    Unavailable). Only once the FUSE loop is over; and offline first, so that nothing
+    calls again on the way out (a file still to seal asks metad nothing: its quota as
+    last heard)."""
+    reachability.failed()
+    parts.meta.close()
+    parts.blocks.close()
 
 
 def _mount_metrics(
@@ -327,11 +413,10 @@ async def _list_root(names: Namespace, root_id: int) -> None:
         await names.list(root_id)
 
 
-async def _stop_on_signal(vfs: Vfs, stop_requested: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            log.info("stopping: saving open files")
-            await vfs.commit_all()
-            stop_requested.set()
-            pyfuse3.terminate()
-            return
+async def _stop_on_signal(vfs: Vfs, stop: _Stop) -> None:
+    await stop.signalled.wait()
+    log.info("stopping: saving open files")
+    with stop.unless_hurried():
+        await vfs.commit_all()
+    stop.requested.set()
+    pyfuse3.terminate()
