@@ -21,7 +21,7 @@ from fusefs.clients import BlockClient, MetadataClient
 from fusefs.credentials import TOKEN_ENV
 from fusefs.mount.files import INLINE_BYTES
 from fusefs.mount.lifecycle import REPLICA_FLUSH_SECONDS
-from fusefs.mount.synchronizer import UPLOAD_BYTES, UPLOAD_STREAMS
+from fusefs.mount.uploads import UPLOAD_BYTES, UPLOAD_STREAMS
 from tests import signin
 from tests.filedata import sha256_of, write_random
 from tests.offline import OFFLINE_LOGS, kill, mount_behind, offline, online

@@ -2,11 +2,9 @@
 
 A background task takes the oldest pending commits (one per file at a time,
 many files per batch), cuts each sealed content file into blocks, uploads
-the blocks blockd lacks over several streams at once, and commits the batch
-with one ApplyBatch call (one transaction on metad). Uploads go in pieces of
-UPLOAD_BYTES, each answered with receipts the journal keeps: an upload cut
-short (network, server restart, kill -9 of the mount) resumes with the
-blocks already stored.
+the blocks blockd lacks over several streams at once (uploads.py: an upload
+cut short resumes with the blocks already stored), and commits the batch
+with one ApplyBatch call (one transaction on metad).
 
 Nothing the journal holds is dropped: a commit refused because another
 device committed first becomes a conflicted copy beside the file; one whose
@@ -26,7 +24,6 @@ import json
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -55,13 +52,8 @@ from fusefs.mount.journal_rows import (
 )
 from fusefs.mount.landings import EntrySettled, Landed
 from fusefs.mount.reachability import Reachability
-from fusefs.mount.sealed import (
-    Sealed,
-    blocks_of,
-    keep_all_in_cache,
-    keep_in_cache,
-    read_blocks,
-)
+from fusefs.mount.sealed import Sealed, blocks_of, keep_in_cache
+from fusefs.mount.uploads import SentBytes, Uploads
 from protos import names
 
 log = logging.getLogger(__name__)
@@ -73,12 +65,9 @@ BATCH_FILES = 500
 QUIET_SECONDS = 0.05
 GATHER_SECONDS = 0.5
 BATCH_BYTES = 256 * 1024**2
-UPLOAD_BYTES = 16 * 1024**2  # per Upload stream: what a crash may make us send again
-UPLOAD_STREAMS = 4
 RETRY_SECONDS = 10.0  # a full quota, or a collection holding our blocks: try again later
 RECOVERED_FOLDER = "Recovered changes"
 DRAIN_PATIENCE_SECONDS = 30.0
-RATE_SECONDS = 10.0  # the send rate `drive status` shows is over this long
 IDS_LOW = 5_000  # node ids in reserve below which more are asked for
 IDS_BATCH = 20_000
 IDS_CHECK_SECONDS = 1.0
@@ -102,7 +91,7 @@ class Status:
     bytes: int = 0
     sent_bytes: int = 0  # uploaded or committed since the mount started
     online: bool = True
-    rate: float = 0.0  # bytes/s sent over the last RATE_SECONDS
+    rate: float = 0.0  # bytes/s sent lately (uploads.SentBytes)
     problems: dict[int, str] = field(default_factory=dict)  # node id -> why it waits
     recovered: list[str] = field(default_factory=list)  # where refused content landed
 
@@ -147,8 +136,8 @@ class Synchronizer:
         # Unbounded: a batch's landings are queued without a checkpoint between them,
         # and so recorded together.
         self._landed_send, self.landed = trio.open_memory_channel[Landed | EntrySettled](math.inf)
-        self.sent_bytes = 0
-        self._sent_at: deque[tuple[float, int]] = deque()  # (when, sent_bytes) lately
+        self._sent = SentBytes()
+        self._uploads = Uploads(blocks, journal, cache, limiter, self._sent)
         self.problems: dict[int, str] = {}
         self.recovered: list[str] = []
         blocks.grants.add_receipts(journal.receipts())
@@ -174,24 +163,13 @@ class Synchronizer:
     def status(self) -> Status:
         files, size = self._journal.totals()
         return Status(
-            files, size, self.sent_bytes, self._reachability.up, self._rate(),
+            files, size, self._sent.total, self._reachability.up, self._sent.rate(),
             dict(self.problems), list(self.recovered),
         )  # fmt: skip
 
-    def _sent(self, nbytes: int) -> None:
-        self.sent_bytes += nbytes
-        now = time.monotonic()
-        self._sent_at.append((now, self.sent_bytes))
-
-    def _rate(self) -> float:
-        """Bytes/s over the last RATE_SECONDS (0 when nothing moved)."""
-        now = time.monotonic()
-        while self._sent_at and self._sent_at[0][0] < now - RATE_SECONDS:
-            self._sent_at.popleft()
-        if len(self._sent_at) < 2:
-            return 0.0
-        (since, first), (_, last) = self._sent_at[0], self._sent_at[-1]
-        return (last - first) / max(now - since, 1.0)
+    @property
+    def sent_bytes(self) -> int:
+        return self._sent.total
 
     # --- waiting for it ---------------------------------------------------
 
@@ -292,7 +270,7 @@ class Synchronizer:
         sources = self._journal.contents(commits)
         refs = await self._thread(lambda: {seq: blocks_of(c) for seq, c in sources.items()})
         contents = [(sources[c.seq], refs[c.seq]) for c in commits]
-        await self._upload_and_keep(contents)
+        await self._uploads.send_and_keep(contents)
         values = {
             row.seq: self._journal.xattr_value(row)
             for row in batch
@@ -454,7 +432,7 @@ class Synchronizer:
         """What becomes of one commit of a batch, by metad's answer."""
         if isinstance(outcome, Node):  # (in the cache already: see _send)
             self.problems.pop(commit.node_id, None)
-            self._sent(commit.size)
+            self._sent.add(commit.size)
             done = partial(self._journal.committed, commit, outcome.revision)
             self._landed_send.send_nowait(Landed(commit.node_id, outcome, tuple(blocks), done=done))
             return
@@ -473,86 +451,13 @@ class Synchronizer:
             await trio.sleep(RETRY_SECONDS)
             return
         if isinstance(outcome, errors.UnprovenBlocks):
-            await self._upload([(content, blocks)], everything=True)
+            await self._uploads.send([(content, blocks)], everything=True)
             self._journal.put_back(commit)
             return
         if isinstance(outcome, errors.Unavailable):
             self._journal.put_back(commit)
             raise outcome
         await self._land_copy(commit, content, blocks, outcome)
-
-    # --- uploads ------------------------------------------------------------
-
-    async def _upload_and_keep(self, contents: list[tuple[Sealed, list[BlockRef]]]) -> None:
-        """Uploads, and meanwhile keeps the blocks in the cache: what lands is read from
-        there from then on (those of a commit refused stay too: they were written here)."""
-        failure: errors.DriveError | None = None
-
-        async def upload() -> None:
-            nonlocal failure
-            try:
-                await self._upload(contents)
-            except errors.DriveError as exc:
-                failure = exc  # raised as itself below, not inside an exception group
-
-        async with trio.open_nursery() as nursery:
-            scratch = self._journal.scratch()
-            nursery.start_soon(self._thread, keep_all_in_cache, self._cache, contents, scratch)
-            await upload()
-        if failure is not None:
-            raise failure
-
-    async def _upload(
-        self, contents: list[tuple[Sealed, list[BlockRef]]], everything: bool = False
-    ) -> None:
-        """Uploads the blocks blockd lacks (each block we hold no receipt for, with everything)."""
-        where: dict[bytes, tuple[Sealed, BlockRef]] = {}
-        for content, blocks in contents:
-            for ref in blocks:
-                where.setdefault(ref.hash, (content, ref))
-        if everything:
-            receipt = self._blocks.grants.receipt
-            wanted = [h for h, (_, r) in where.items() if not receipt(h, r.size)]
-        else:
-            missing = await self._thread(self._blocks.find_missing, list(where))
-            wanted = [h for h in where if h in missing]
-        groups: list[list[tuple[Sealed, BlockRef]]] = [[]]
-        size = 0
-        for digest in wanted:
-            if size >= UPLOAD_BYTES:
-                groups.append([])
-                size = 0
-            groups[-1].append(where[digest])
-            size += where[digest][1].size
-        limit = trio.CapacityLimiter(UPLOAD_STREAMS)
-        failures: list[errors.DriveError] = []
-        async with trio.open_nursery() as nursery:
-            for group in groups:
-                if group:
-                    nursery.start_soon(self._upload_group, group, limit, failures)
-        if failures:
-            raise failures[0]
-
-    async def _upload_group(
-        self,
-        group: list[tuple[Sealed, BlockRef]],
-        limit: trio.CapacityLimiter,
-        failures: list[errors.DriveError],
-    ) -> None:
-        def produce() -> Iterator[tuple[bytes, bytes]]:
-            return read_blocks(group)
-
-        async with limit:
-            if failures:
-                return  # another stream failed: this batch is sent again as a whole
-            try:
-                await self._thread(self._blocks.upload, produce)
-            except errors.DriveError as exc:
-                failures.append(exc)
-                return
-        receipt = self._blocks.grants.receipt
-        self._journal.add_receipts((r.hash, r.size, receipt(r.hash, r.size)) for _, r in group)
-        self._sent(sum(r.size for _, r in group))
 
     # --- content that cannot land where it was ------------------------------
 
