@@ -48,9 +48,36 @@ GRPC_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 
-# Clients ping every KEEPALIVE_MS so a dead daemon is noticed on a quiet
-# stream (a mount's Subscribe).
+# Every client pings a connection quiet for KEEPALIVE_MS (gRPC's default ping timeout,
+# a minute, then ends it): gentle enough for block streams over a slow link, where a
+# ping may wait behind seconds of data already in the socket.
 KEEPALIVE_MS = 30_000
+
+# Seconds between pings on a channel carrying a live stream (LIVE_STREAM_OPTIONS), for
+# tests that cannot wait for a dead path to be noticed; a daemon started with it accepts
+# pings that often. Unset: LIVE_KEEPALIVE_MS.
+KEEPALIVE_ENV = "DRIVEFS_KEEPALIVE_SECONDS"
+
+
+def _live_keepalive_ms() -> int:
+    try:
+        seconds = float(os.environ.get(KEEPALIVE_ENV, ""))
+    except ValueError:
+        seconds = 0.0
+    return max(int(seconds * 1000), 100) if seconds > 0 else 10_000
+
+
+# A live stream (a mount's Subscribe, `drive watch`) has no deadline and may be quiet
+# for hours: behind a dead network path (no RST) or a stopped daemon nothing else would
+# ever end it. Its channel pings after LIVE_KEEPALIVE_MS without anything received and
+# drops the connection when the ping is not answered within LIVE_PING_TIMEOUT_MS, so
+# the stream fails within 15 s (10 + 5) and the mount turns offline and resumes it.
+# 10 s: an idle mount sends one ping (17 bytes) every 10 s at most, nothing for a metad
+# of thousands of mounts. 5 s: gRPC's own threads answer a ping within a round trip,
+# even in a daemon whose Python is busy; metad's answers are small, so little waits in
+# the socket ahead of the ack (block streams keep the gentler KEEPALIVE_MS channel).
+LIVE_KEEPALIVE_MS = _live_keepalive_ms()
+LIVE_PING_TIMEOUT_MS = LIVE_KEEPALIVE_MS // 2
 
 # gRPC turns SO_REUSEPORT on by default: a second daemon on a taken port
 # would start and share the traffic instead of failing. By default a server
@@ -60,7 +87,7 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     *GRPC_OPTIONS,
     ("grpc.so_reuseport", 0),
     # (gRPC names GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS so.)
-    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
+    ("grpc.http2.min_ping_interval_without_data_ms", min(KEEPALIVE_MS, LIVE_KEEPALIVE_MS) // 2),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 
@@ -74,6 +101,18 @@ CLIENT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+]
+
+# More channel options for a channel that carries a live stream (see LIVE_KEEPALIVE_MS).
+LIVE_STREAM_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", LIVE_KEEPALIVE_MS),
+    # gRPC 1.85 ends a connection whose ping is not acked by ping_timeout_ms (default a
+    # minute); keepalive_timeout_ms alone, as documented, does not (tried: SIGSTOP).
+    ("grpc.keepalive_timeout_ms", LIVE_PING_TIMEOUT_MS),
+    ("grpc.http2.ping_timeout_ms", LIVE_PING_TIMEOUT_MS),
+    # By default gRPC stops pinging after 2 pings without data sent: a quiet Subscribe
+    # (the client sends nothing after its request) would be checked twice, then never.
+    ("grpc.http2.max_pings_without_data", 0),
 ]
 
 
@@ -299,13 +338,14 @@ def create_channel(
     """A blocking channel with the project's limits: TLS when trust is given.
 
     address: HOST:PORT, or several (the replicas of one service; see channel_target).
-    extra: more channel options, for a client that needs them.
+    extra: more channel options, for a client that needs them (e.g. LIVE_STREAM_OPTIONS).
     """
     target, options = channel_target(address, trust)
+    given = {name for name, _ in extra}  # extra overrides a default (no duplicate names)
+    merged = [*(o for o in CLIENT_OPTIONS if o[0] not in given), *options, *extra]
     if trust is None:
-        return grpc.insecure_channel(target, options=[*CLIENT_OPTIONS, *options, *extra])
-    credentials = tls.channel_credentials(trust)
-    return grpc.secure_channel(target, credentials, options=[*CLIENT_OPTIONS, *options, *extra])
+        return grpc.insecure_channel(target, options=merged)
+    return grpc.secure_channel(target, tls.channel_credentials(trust), options=merged)
 
 
 def is_loopback(host: str) -> bool:

@@ -69,6 +69,7 @@ from protos.drive.v1 import (
     metadata_pb2,
     metadata_pb2_grpc,
 )
+from protos.runtime import LIVE_STREAM_OPTIONS
 from protos.tls import Trust
 
 
@@ -87,7 +88,8 @@ class MetadataClient:
     ) -> None:
         self.address = address
         self.device = device
-        self._channel = signed_channel(address, token, trust, interceptors)
+        # Pinged often: its Subscribe stream has no deadline (see LIVE_KEEPALIVE_MS).
+        self._channel = signed_channel(address, token, trust, interceptors, LIVE_STREAM_OPTIONS)
         self._stub = metadata_pb2_grpc.MetadataStub(self._channel)
         self.grants = grants or GrantBook()
         if self.grants.refresh is None:

@@ -8,6 +8,10 @@ network cut then need not find out by waiting on a call), unless streams
 resumed at once for RESUME_GRACE find one: with several metad replicas, one
 that dies cuts only the streams it served, and the channel sends the resumed
 stream to another once it has noticed which one died.
+
+A stream that goes quiet because its path died (no RST) or metad stopped is
+ended by its channel's keepalive (protos.runtime.LIVE_KEEPALIVE_MS) and then
+handled as any other cut; failures in a row are retried less and less often.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from fusefs.mount.reachability import Reachability
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAY = 0.5
+# Failures in a row wait longer each time, up to this: a mount offline for hours asks
+# (and logs) little, and once metad is back the stream resumes within about as long as
+# the channel itself takes to reconnect (gRPC's max_reconnect_backoff_ms, protos.runtime).
+RECONNECT_MAX = 2.0
 # From a stream's first failure to reach metad, how long streams are resumed at once
 # (every RESUME_STEP) before the mount turns offline.
 RESUME_GRACE = 0.3
@@ -71,6 +79,7 @@ class ChangeFollower:
         """Worker thread: stream events, resume after failures, until stopped."""
         cursor = self.sequence
         failing_since: float | None = None  # the first of failures in a row
+        delay = RECONNECT_DELAY
         while not self._stopping.is_set():
             opened = time.monotonic()
             try:
@@ -82,10 +91,13 @@ class ChangeFollower:
             except errors.DriveError as exc:
                 if self._stopping.is_set():
                     return
-                log.info("change stream interrupted (%s); resuming from %d", exc, cursor)
                 now = time.monotonic()
                 if failing_since is None or now - opened >= RECONNECT_DELAY:
                     failing_since = now  # the stream had been up: a new failure
+                    delay = RECONNECT_DELAY
+                    log.info("change stream interrupted (%s); resuming from %d", exc, cursor)
+                else:
+                    log.debug("change stream still failing (%s); resuming from %d", exc, cursor)
                 unreachable = isinstance(exc, errors.Unavailable)
                 if unreachable and now - failing_since < RESUME_GRACE:
                     if self._stopping.wait(RESUME_STEP):
@@ -100,8 +112,9 @@ class ChangeFollower:
                         return
             except trio.RunFinishedError:
                 return
-            if self._stopping.wait(RECONNECT_DELAY):
+            if self._stopping.wait(delay):
                 return
+            delay = min(delay * 2, RECONNECT_MAX)
 
     def _stop_reading(self) -> None:
         self._stopping.set()
