@@ -66,7 +66,6 @@ class EntryChanges:
         sync: Synchronizer,
         inodes: InodeTable,
         files: OpenFiles,
-        limiter: trio.CapacityLimiter,
         user_id: int,
     ) -> None:
         self.meta = meta
@@ -75,7 +74,6 @@ class EntryChanges:
         self.sync = sync
         self.inodes = inodes
         self.files = files
-        self._limiter = limiter
         self._user_id = user_id  # whose drive the mount shows
 
     async def _call(self, fn, *args):

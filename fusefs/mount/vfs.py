@@ -134,7 +134,6 @@ class Vfs:
             sync=sync,
             inodes=self.inodes,
             files=self.files,
-            limiter=limiter,
             user_id=self.user_id,
         )
         # The replica may have lost recent changes in a crash; the journal has not.
@@ -149,8 +148,7 @@ class Vfs:
             user_id=self.user_id,
             limiter=limiter,
         )
-        self._limiter = limiter
-        self.xattrs = ExtendedAttributes(meta, self.entries, journal, sync, limiter)
+        self.xattrs = ExtendedAttributes(meta, self.entries, journal, sync)
         self.view = NodeView(
             meta=meta,
             names=names,

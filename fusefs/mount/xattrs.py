@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-import trio
-
 from fusefs import errors
 from fusefs.clients import MetadataClient
 from fusefs.models import Node
@@ -33,13 +31,11 @@ class ExtendedAttributes:
         entries: EntryChanges,
         journal: Journal,
         sync: Synchronizer,
-        limiter: trio.CapacityLimiter,
     ) -> None:
         self._meta = meta
         self._entries = entries
         self._journal = journal
         self._sync = sync
-        self._limiter = limiter
         # inode -> (the node's change_sequence when read, its extended attributes)
         self._read: dict[int, tuple[int, dict[str, bytes]]] = {}
 
