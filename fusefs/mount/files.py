@@ -258,7 +258,7 @@ class OpenFile(RevisionReader):
                 try:
                     written = os.pwrite(self._staging_fd, data, offset)
                 except OSError as exc:
-                    raise _local_disk_error(exc) from exc
+                    raise local_disk_error(exc) from exc
             self.size = max(self.size, offset + written)
             self.mtime_ns = self.ctime_ns = time.time_ns()
             self.dirty = True
@@ -277,7 +277,7 @@ class OpenFile(RevisionReader):
                 try:
                     os.ftruncate(self._staging_fd, length)
                 except OSError as exc:
-                    raise _local_disk_error(exc) from exc
+                    raise local_disk_error(exc) from exc
             self.size = length
             self.mtime_ns = self.ctime_ns = time.time_ns()
             self.dirty = True
@@ -347,7 +347,7 @@ class OpenFile(RevisionReader):
             os.close(fd)
             path.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise _local_disk_error(exc) from exc
+                raise local_disk_error(exc) from exc
             raise
         self._staging_fd, self._staging_path = fd, path
 
@@ -368,7 +368,7 @@ class OpenFile(RevisionReader):
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), path
         except OSError as exc:
-            raise _local_disk_error(exc) from exc
+            raise local_disk_error(exc) from exc
 
     def _spill(self) -> None:
         """The edits outgrew memory: on into a staging file."""
@@ -379,7 +379,7 @@ class OpenFile(RevisionReader):
         except OSError as exc:
             os.close(fd)
             path.unlink(missing_ok=True)
-            raise _local_disk_error(exc) from exc
+            raise local_disk_error(exc) from exc
         self._staging_fd, self._staging_path, self._buffer = fd, path, None
 
     async def seal(self, journal: Journal, mine: bool) -> PendingChange | None:
@@ -415,7 +415,7 @@ class OpenFile(RevisionReader):
                 else:
                     sealed = await trio.to_thread.run_sync(seal)
             except OSError as exc:
-                raise _local_disk_error(exc) from exc
+                raise local_disk_error(exc) from exc
             self._close_sealed()
             self._sealed_fd, self._staging_fd, self._staging_path = self._staging_fd, None, None
             self._sealed_data, self._buffer = data, None
@@ -462,7 +462,8 @@ def _copy_content(source: int, target: int, size: int) -> None:
     os.ftruncate(target, size)
 
 
-def _local_disk_error(exc: OSError) -> errors.DriveError:
+def local_disk_error(exc: OSError) -> errors.DriveError:
+    """A local write that failed (staging file, journal) as the error a program is told."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return errors.NoSpace("local disk full (staging area)")
     return errors.DriveError(f"local staging file: {exc.strerror}")

@@ -11,7 +11,6 @@ the superseded OpenFile stays with its handles, newer opens get a new one.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import math
 import time
@@ -22,7 +21,7 @@ import trio
 from fusefs import errors
 from fusefs.cache import BlockCache
 from fusefs.models import Kind, Node, Ownership, Revision
-from fusefs.mount.files import OpenFile, RevisionReader
+from fusefs.mount.files import OpenFile, RevisionReader, local_disk_error
 from fusefs.mount.inodes import InodeTable, Invalidation
 from fusefs.mount.journal import Journal
 from fusefs.mount.journal_rows import NEW_FILE_REVISION, PendingChange
@@ -292,9 +291,7 @@ class OpenFiles:
         try:
             return self._journal.write_made()
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise errors.NoSpace(str(exc)) from exc
-            raise errors.DriveError(str(exc)) from exc
+            raise local_disk_error(exc) from exc
 
     async def _check_quota(self, f: OpenFile) -> None:
         """Refuses at close what the owner's quota cannot take, as a full disk would.
