@@ -486,17 +486,7 @@ class Replica:
 
     def put_revision(self, revision: Revision) -> None:
         """Keeps a revision's block list (the newest per node: older ones are not read again)."""
-        self._db.execute("DELETE FROM revisions WHERE node_id = ?", (revision.node_id,))
-        self._db.execute(
-            "INSERT INTO revisions VALUES (?, ?, ?, ?, ?)",
-            (
-                revision.node_id,
-                revision.number,
-                revision.size,
-                revision.mtime_ns,
-                pack_blocks(revision.blocks),
-            ),
-        )
+        self.put_revisions([revision])
 
     def put_revisions(self, revisions: list[Revision]) -> None:
         """put_revision of many (a batch's landings), with one statement each way."""
