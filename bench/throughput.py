@@ -279,11 +279,15 @@ def print_untar_floor(d: dict[str, float], loc: dict[str, float], entries: int) 
     in-memory pyfuse3 file system right after the drive's (floor_fs.py)."""
     floor, durable = d["untar floor s"], d["untar floor durable s"]
     console.print(
-        f"untar until close, {entries} entries: drive {entries / d['untar closed']:.1f} s, "
-        f"local {entries / loc['untar closed']:.1f} s; the floor (a trivial in-memory pyfuse3 "
-        f"file system: what pyfuse3, trio and the kernel cost here now) {floor:.1f} s, and "
-        f"{durable:.1f} s with a pwrite + fdatasync of each file to a local scratch file at "
-        "close (the floor of close = durable on local disk)"
+        f"untar until close ({entries} entries): drive {entries / d['untar closed']:.1f} s, "
+        f"local {entries / loc['untar closed']:.1f} s, floor {floor:.1f} s, floor with "
+        f"durable closes {durable:.1f} s"
+    )
+    console.print(
+        "  floor: the same archive untarred right after into a trivial in-memory pyfuse3 "
+        "file system (what pyfuse3, trio and the kernel cost here now); durable closes: "
+        "with a pwrite + fdatasync of each file to a scratch file on the drive's disk at "
+        "each close (the floor of close = durable on local disk)"
     )
 
 
