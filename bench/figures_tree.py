@@ -1,7 +1,8 @@
 """The many-small-entries figures the benchmarks share: small files, untar of a
-generated tree, stat of known names after a remount (beside a trivial pyfuse3 file
-system timed in the same state), recursive listings, and the change latency
-between two mounts.
+generated tree (beside the same untar into a trivial pyfuse3 file system), stat of
+known names after a remount (beside a trivial pyfuse3 file system timed in the same
+state), recursive listings, and the change latency between two mounts. The trivial
+file systems, the floors, are floor_fs.py's.
 
 Must not: start daemons (drive_runner.py) or print tables (each script).
 """
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drive_runner import Drive, Syncer, SyncFailed
 from figures_io import console, drop_page_cache, progress, sched_ns
+from floor_fs import FloorMount
 
 SMALL = 4096  # bytes in each small file
 LIST_TIMEOUT = 600.0  # seconds for `ls -lR`
@@ -109,6 +111,16 @@ def make_tarball(path: Path, entries: int) -> tuple[str, int]:
     return last
 
 
+def tar_xf(tarball: Path, dest: Path, label: str) -> float:
+    """Seconds `tar -xf tarball -C dest` takes, until tar returned."""
+    with console.status(f"{label}: tar -xf"):
+        start = time.perf_counter()
+        subprocess.run(
+            ["tar", "-xf", str(tarball), "-C", str(dest)], check=True, timeout=LIST_TIMEOUT
+        )
+        return time.perf_counter() - start
+
+
 def untar(
     tarball: Path,
     dest: Path,
@@ -119,12 +131,8 @@ def untar(
 ) -> tuple[float, float]:
     """Seconds to unpack tarball into dest until tar returned, and until synced after it
     (closed_hook: called in between)."""
-    with console.status(f"{label}: tar -xf"):
-        start = time.perf_counter()
-        subprocess.run(
-            ["tar", "-xf", str(tarball), "-C", str(dest)], check=True, timeout=LIST_TIMEOUT
-        )
-        closed = time.perf_counter() - start
+    start = time.perf_counter()
+    closed = tar_xf(tarball, dest, label)
     closed_hook()
     synced = timed_sync(sync, dest / last[0], last[1], f"{label}: syncing", start)
     return closed, synced
@@ -184,53 +192,25 @@ def stat_remounted(drive: Drive, mnt: Path, names: list[str]) -> tuple[Path, Sta
     )
 
 
-# The floor: a pyfuse3 file system that answers lookups and nothing else, so its CPU per
-# stat is what pyfuse3, trio and the kernel cost per request on this machine right now.
-FLOOR_FS = """
-import os, stat, sys, pyfuse3, trio
-class Fs(pyfuse3.Operations):
-    async def lookup(self, parent, name, ctx=None):
-        a = pyfuse3.EntryAttributes()
-        a.st_ino, a.st_mode, a.st_size = 2 + int(name[1:]), stat.S_IFREG | 0o644, 4096
-        a.entry_timeout = a.attr_timeout = 2
-        return a
-    async def getattr(self, inode, ctx=None):
-        a = pyfuse3.EntryAttributes()
-        a.st_ino, a.st_mode = inode, (stat.S_IFDIR | 0o755) if inode == 1 else stat.S_IFREG
-        return a
-pyfuse3.init(Fs(), sys.argv[1], set(pyfuse3.default_options))
-try:
-    trio.run(pyfuse3.main)
-finally:
-    pyfuse3.close(unmount=False)
-"""
-
-
 class Floor:
-    """The floor file system, mounted at mnt until closed. Its stat runs go between the
-    drive's, so both see the machine alike: here the same trivial file system took
-    16 or 30 µs of CPU per stat within minutes (other virtual machines, other work)."""
+    """The stat floor (floor_fs.py), mounted at mnt until closed. Its stat runs go
+    between the drive's, so both see the machine alike: here the same trivial file
+    system took 16 or 30 µs of CPU per stat within minutes (other virtual machines,
+    other work)."""
 
     def __init__(self, mnt: Path) -> None:
         self.mnt = mnt
-        mnt.mkdir(exist_ok=True)
-        self.server = subprocess.Popen([sys.executable, "-c", FLOOR_FS, str(mnt)])
+        self.fs = FloorMount("stat", mnt)
         self.runs = 0
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
-            if self.server.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise SystemExit("the floor file system did not mount")
-            time.sleep(0.02)
 
     def stat_run(self, count: int) -> StatRun:
         """count stats of names it never answered before (the kernel knows none)."""
         names = [f"f{self.runs * count + i}" for i in range(count)]
         self.runs += 1
         drop_page_cache()
-        (ran, waited), (mine, mine_waited) = sched_ns(self.server.pid), sched_ns(os.getpid())
+        (ran, waited), (mine, mine_waited) = sched_ns(self.fs.pid), sched_ns(os.getpid())
         rate = stat_known(self.mnt, names)
-        (ran_after, waited_after), after = sched_ns(self.server.pid), sched_ns(os.getpid())
+        (ran_after, waited_after), after = sched_ns(self.fs.pid), sched_ns(os.getpid())
         per_stat = 1e-3 / count
         waited_ms = (waited_after - waited + after[1] - mine_waited) / 1e6
         return StatRun(
@@ -238,8 +218,23 @@ class Floor:
         )
 
     def close(self) -> None:
-        subprocess.run(["fusermount3", "-u", str(self.mnt)], check=False)
-        self.server.wait(10)
+        self.fs.close()
+
+
+def untar_floor(tarball: Path, mnt: Path, scratch: Path | None) -> float:
+    """Seconds `tar -xf tarball` takes into a fresh untar floor (floor_fs.py) at mnt;
+    with scratch, each close first makes the file's first bytes durable there."""
+    label = "floor untar" + (", fdatasync at close" if scratch is not None else "")
+    with FloorMount("untar", mnt, scratch):
+        return tar_xf(tarball, mnt, label)
+
+
+def untar_floors(tarball: Path, work: Path) -> tuple[float, float]:
+    """Seconds of the untar floor as is and with durable closes, its scratch file in work
+    (the disk the drive's cache and journal are on)."""
+    plain = untar_floor(tarball, work / "mnt-floor-untar", None)
+    durable = untar_floor(tarball, work / "mnt-floor-untar", work / "floor-scratch")
+    return plain, durable
 
 
 def stat_all(folder: Path) -> float:

@@ -12,6 +12,9 @@ same disk, their ratio and the target of the local-first mount (issue 10):
   returns), and "durable (fsync)" (an fsync before each close);
 - untar of a generated source tree, entries/s until tar returns and until
   synced; targets are per second (10,000 entries in 10 s closed, 40 s synced);
+  under the table, its seconds beside the floor: the same archive untarred into
+  a trivial in-memory pyfuse3 file system right after, as is and with an
+  fdatasync at each close (floor_fs.py);
 - after a remount of the same cache: stat/s of the small files by their known
   names (no listing first; the median of STAT_RUNS fresh remounts, each with
   the CPU per stat of the mount and of the benchmark, and the time both
@@ -83,6 +86,7 @@ from figures_tree import (
     stat_known,
     stat_remounted,
     untar,
+    untar_floors,
     walk_lstat,
 )
 
@@ -156,6 +160,7 @@ def measure_drive(
     f["small fsync"] = files / fsynced
     closed, synced = untar(tarball, mnt, last, "drive untar", sync)
     f["untar closed"], f["untar synced"] = args.untar_entries / closed, args.untar_entries / synced
+    f["untar floor s"], f["untar floor durable s"] = untar_floors(tarball, drive.work)
 
     runs = []
     floor = Floor(drive.work / "mnt-floor")
@@ -241,6 +246,7 @@ def measure_small_drive(
         f[f"{key} cpu closed"] = (at_close[0][0] - start[0]) * 1000 / count
         f[f"{key} cpu synced"] = (end[0] - start[0]) * 1000 / count
         f[f"{key} cpu daemons"] = (end[1] - start[1]) * 1000 / count
+    f["untar floor s"], f["untar floor durable s"] = untar_floors(tarball, drive.work)
     return f
 
 
@@ -259,12 +265,30 @@ def report_small(d: dict[str, float], loc: dict[str, float], args: argparse.Name
         ratio = "" if math.isnan(dv) or math.isnan(lv) or not lv else f"{dv / lv:.3g}"
         table.add_row(name, _shown(dv, ""), _shown(lv, ""), ratio, target)
     console.print(table)
+    print_untar_floor(d, loc, n)
     for key, what in (("small", "small files"), ("untar", "untar entries")):
         console.print(
             f"CPU s per 1,000 {what}: mount {d[f'{key} cpu closed']:.3f} until close, "
             f"{d[f'{key} cpu synced']:.3f} until synced; metad + blockd "
             f"{d[f'{key} cpu daemons']:.3f}"
         )
+
+
+def print_untar_floor(d: dict[str, float], loc: dict[str, float], entries: int) -> None:
+    """The untar figure until close beside the same archive untarred into a trivial
+    in-memory pyfuse3 file system right after the drive's (floor_fs.py)."""
+    floor, durable = d["untar floor s"], d["untar floor durable s"]
+    console.print(
+        f"untar until close ({entries} entries): drive {entries / d['untar closed']:.1f} s, "
+        f"local {entries / loc['untar closed']:.1f} s, floor {floor:.1f} s, floor with "
+        f"durable closes {durable:.1f} s"
+    )
+    console.print(
+        "  floor: the same archive untarred right after into a trivial in-memory pyfuse3 "
+        "file system (what pyfuse3, trio and the kernel cost here now); durable closes: "
+        "with a pwrite + fdatasync of each file to a scratch file on the drive's disk at "
+        "each close (the floor of close = durable on local disk)"
+    )
 
 
 def _shown(value: float, kind: str) -> str:
@@ -307,6 +331,7 @@ def report(
         ratio = "" if math.isnan(dv) or math.isnan(lv) or not lv else f"{dv / lv:.3g}"
         table.add_row(name, _shown(dv, kind), _shown(lv, kind), ratio, target)
     console.print(table)
+    print_untar_floor(d, loc, n)
     if walked != int(loc["walk entries"]):
         console.print(f"[red]drive tree has {walked} entries, local {int(loc['walk entries'])}")
     console.print(
