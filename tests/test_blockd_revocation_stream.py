@@ -6,19 +6,26 @@ Through the real daemons. A SIGSTOPped metad keeps its socket accepting and answ
 nothing, as a dead path (no RST) looks: only the fence channel's keepalive can end
 the stream. A relay between blockd and metad cut while the devices still reach
 metad is the case that matters: a grant can then be revoked without blockd hearing.
+The rule itself (believed while heard, a grace after, never before) is first
+checked alone, with a fed stream and a clock the test moves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 
 import grpc
 import pytest
 
+from blockd.fence import MetadataUnavailable
+from blockd.follow import FollowedRevocations
 from fusefs.models import Role
+from protos.auth import UserRevocation
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc, metadata_pb2_grpc
 from protos.drive.v1 import metadata_pb2 as pb
 from protos.runtime import KEEPALIVE_ENV
@@ -36,6 +43,64 @@ REFUSING = r"refusing grants until metad's revocations are heard again"
 # What a download by one person of one file's blocks came to.
 SERVED, REFUSED, DENIED = "served", "refused for now", "denied"
 Download = Callable[[], str]
+
+
+class _FedStream:
+    """A fence whose revocation streams the test feeds: a state, or an error that ends one."""
+
+    def __init__(self) -> None:
+        self.fed: asyncio.Queue[list[UserRevocation] | Exception] = asyncio.Queue()
+
+    async def revocations(self) -> AsyncIterator[list[UserRevocation]]:
+        while True:
+            item = await self.fed.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+def test_revocations_are_believed_while_heard_then_for_a_while_and_never_before(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        now = [0.0]
+        stream = _FedStream()
+        followed = FollowedRevocations(stream, believed_after_loss=10, clock=lambda: now[0])
+        follower = asyncio.create_task(followed.run())
+        try:
+            assert not followed.current()  # nothing heard yet
+            stream.fed.put_nowait([UserRevocation(7, 0, 5, False)])
+            await _until(followed.current)
+            assert not followed.revocations.grant_allowed(7, 4)
+            now[0] = 1000.0
+            assert followed.current()  # a stream open is believed however long
+            stream.fed.put_nowait(MetadataUnavailable("metad at x: UNAVAILABLE"))
+            await _until(stream.fed.empty)
+            await asyncio.sleep(0.01)
+            now[0] = 1009.9
+            assert followed.current()  # lost, but not for long
+            now[0] = 1010.0
+            assert not followed.current() and not followed.current()
+            # Heard again (the follower retries by itself): the new state, believed.
+            stream.fed.put_nowait([UserRevocation(7, 0, 9, False)])
+            await _until(followed.current)
+            assert not followed.revocations.grant_allowed(7, 8)
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+    with caplog.at_level(logging.INFO, logger="blockd.follow"):
+        asyncio.run(scenario())
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "refusing grants until metad's revocations are heard again (their stream broke 10 s ago)"
+    ]
 
 
 @pytest.fixture
