@@ -5,7 +5,7 @@ Owns two long-running tasks beside the server: following metad's revocations
 working here within a moment), and reporting quarantined blocks to metad (so
 the devices holding their content are asked to upload it again). Both
 survive metad restarts: they retry with a growing pause, keeping the last
-known state meanwhile.
+known state meanwhile (revocations are believed only a while: below).
 
 Revocations last heard are believed only while that can still be true: while
 their stream is open (its channel's keepalive ends it within ~15 s of the path
