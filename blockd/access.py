@@ -9,14 +9,16 @@ this file?"): without proof, a block is reported missing and the user uploads
 it. Grants and receipts are MACs (protos.auth), checked without memory, so a
 restart changes nothing. Grants issued before a revocation (unshare,
 password change, disabled account) are refused; `revocations` is kept current
-from metad by follow.py.
+from metad by follow.py, and while it may not be (`revocations_current` false:
+metad unheard for a while) no grant is honoured: downloads are refused, to be
+retried, and grants prove nothing to FindMissing (the block is uploaded again).
 
 Must not: store blocks or talk to metad.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protos import auth
@@ -24,6 +26,10 @@ from protos import auth
 
 class NoGrant(Exception):
     """A download asked for a block without a valid grant; the message names it."""
+
+
+class RevocationsUnknown(Exception):
+    """blockd cannot tell which grants were revoked (metad unheard): try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +47,18 @@ class Receipt:
 
 
 class BlockAccess:
-    def __init__(self, key: auth.AuthKey, revocations: auth.Revocations | None = None) -> None:
+    def __init__(
+        self,
+        key: auth.AuthKey,
+        revocations: auth.Revocations | None = None,
+        revocations_current: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._key = key
         self.revocations = revocations or auth.Revocations()
+        self._revocations_current = revocations_current
 
     def _granted(self, user_id: int, digest: bytes, grant: Grant | None) -> bool:
-        if grant is None or not grant.grant:
+        if grant is None or not grant.grant or not self._revocations_current():
             return False
         return self._key.check_grant(
             user_id, grant.issued_ms, grant.expires_s, digest, grant.grant
@@ -77,7 +89,12 @@ class BlockAccess:
     def check_download(
         self, user_id: int, hashes: Sequence[bytes], grants: Sequence[Grant]
     ) -> None:
-        """Raises NoGrant unless every hash comes with a valid grant for the user."""
+        """Raises NoGrant unless every hash comes with a valid grant for the user,
+        RevocationsUnknown while no grant can be checked."""
+        if not self._revocations_current():
+            raise RevocationsUnknown(
+                "blockd has not heard from metad which grants were revoked: try again later"
+            )
         if len(grants) != len(hashes):
             raise NoGrant(f"{len(hashes)} blocks asked for with {len(grants)} grants")
         for digest, grant in zip(hashes, grants, strict=True):

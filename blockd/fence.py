@@ -5,6 +5,12 @@ turns its answers into plain values. Maintenance calls metad as the
 administrator who started the run (for_caller); reporting damaged blocks and
 following revocations use blockd's own service token (it holds the drive's
 auth key). Request handling never waits on metad.
+
+The channel pings as a mount's does (protos.runtime.LIVE_STREAM_OPTIONS): the
+revocation stream has no deadline, and behind a dead path (no RST) or a
+stopped metad only an unanswered ping ends it, within ~15 s; follow.py then
+reconnects. Its reconnect backoff is a client's (CLIENT_OPTIONS: at most 2 s),
+so a metad that is back is found at once.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import grpc
 
 from protos import auth, tls
 from protos.drive.v1 import metadata_pb2, metadata_pb2_grpc
-from protos.runtime import GRPC_OPTIONS, channel_target
+from protos.runtime import LIVE_STREAM_OPTIONS, client_channel_options
 
 TIMEOUT = 60.0
 
@@ -114,8 +120,8 @@ class Fence:
 
 def _channel(address: str, trust: tls.Trust | None) -> grpc.aio.Channel:
     """To metad, or spread over its replicas (address a list or a name: see channel_target)."""
-    target, extra = channel_target(address, trust)
-    options = [*GRPC_OPTIONS, *extra]
+    # Pinged as a live stream's channel: WatchRevocations is one (see the module doc).
+    target, options = client_channel_options(address, trust, LIVE_STREAM_OPTIONS)
     if trust is None:
         return grpc.aio.insecure_channel(target, options=options)
     return grpc.aio.secure_channel(target, tls.channel_credentials(trust), options=options)

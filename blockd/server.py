@@ -36,7 +36,7 @@ from blockd.backends.local import LocalBackend
 from blockd.backends.s3 import S3Backend
 from blockd.config import Config
 from blockd.fence import Fence
-from blockd.follow import DamageReports, follow_revocations
+from blockd.follow import DamageReports, FollowedRevocations
 from blockd.hotcache import HotBlocks
 from blockd.service import BlocksService, add_to_server
 from blockd.store import BlockStore
@@ -98,7 +98,12 @@ async def run(config: Config) -> None:
         log.info(
             "blockd data %s: %d blocks, %d bytes", location, stats.object_count, stats.stored_bytes
         )
-        access = BlockAccess(auth_key)
+        followed = FollowedRevocations(fence) if fence is not None else None
+        access = (
+            BlockAccess(auth_key, followed.revocations, followed.current)
+            if followed is not None
+            else BlockAccess(auth_key)
+        )
         counted: list[grpc.aio.ServerInterceptor] = []
         if config.metrics:
             counted = [RpcMetrics()]
@@ -106,9 +111,9 @@ async def run(config: Config) -> None:
             log.info("metrics on http://%s/metrics", metrics.serve_metrics(config.metrics))
         # metad's revocations and blockd's damage reports, for as long as blockd serves.
         followers = []
-        if fence is not None and damage is not None:
+        if followed is not None and damage is not None:
             followers = [
-                asyncio.create_task(follow_revocations(fence, access.revocations)),
+                asyncio.create_task(followed.run()),
                 asyncio.create_task(damage.run()),
             ]
 

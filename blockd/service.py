@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from blockd import maintenance
-from blockd.access import BlockAccess, Grant, NoGrant, Receipt
+from blockd.access import BlockAccess, Grant, NoGrant, Receipt, RevocationsUnknown
 from blockd.fence import Fence, MetadataUnavailable
 from blockd.store import Block, BlockStore
 from blockd.storeerrors import (
@@ -220,6 +220,8 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
             self._access.check_download(auth.caller().user_id, hashes, _grants(request.grants))
         except NoGrant as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        except RevocationsUnknown as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         try:
             async with contextlib.aclosing(self._store.get_stream(hashes)) as blocks:
                 async for block in blocks:

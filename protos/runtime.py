@@ -332,6 +332,19 @@ def _address_list(address: str, parts: list[tuple[str, int]]) -> str:
     return "ipv6:" + ",".join(dict.fromkeys(found[6]))
 
 
+def client_channel_options(
+    address: str, trust: tls.Trust | None = None, extra: Sequence[tuple[str, Any]] = ()
+) -> tuple[str, list[tuple[str, Any]]]:
+    """channel_target's target, and every option of a client channel to it.
+
+    The one merge of CLIENT_OPTIONS, the target's and extra's, for blocking and
+    grpc.aio channels alike; extra overrides a default (no duplicate names).
+    """
+    target, options = channel_target(address, trust)
+    given = {name for name, _ in extra}
+    return target, [*(o for o in CLIENT_OPTIONS if o[0] not in given), *options, *extra]
+
+
 def create_channel(
     address: str, trust: tls.Trust | None = None, extra: Sequence[tuple[str, Any]] = ()
 ) -> grpc.Channel:
@@ -340,9 +353,7 @@ def create_channel(
     address: HOST:PORT, or several (the replicas of one service; see channel_target).
     extra: more channel options, for a client that needs them (e.g. LIVE_STREAM_OPTIONS).
     """
-    target, options = channel_target(address, trust)
-    given = {name for name, _ in extra}  # extra overrides a default (no duplicate names)
-    merged = [*(o for o in CLIENT_OPTIONS if o[0] not in given), *options, *extra]
+    target, merged = client_channel_options(address, trust, extra)
     if trust is None:
         return grpc.insecure_channel(target, options=merged)
     return grpc.secure_channel(target, tls.channel_credentials(trust), options=merged)

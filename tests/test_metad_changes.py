@@ -1,7 +1,7 @@
 """The journal's fan-out below gRPC: follow, the commit signal's wake-ups, shared reads.
 
 Runs through asyncio.run, on each engine where a store is involved (the
-`database` fixture); helpers come from test_metad_store.py.
+`database` fixture); helpers come from metad_stores.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from metad import changes
 from metad.models import ChangeKind, Role
 from metad.store import FIRST_USER_ID
-from tests.test_metad_store import OWNER, open_store, run
+from tests.metad_stores import OWNER, open_store, run
 
 
 def test_follow_streams_the_backlog_in_batches_then_live_then_ends_on_close(

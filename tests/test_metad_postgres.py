@@ -1,8 +1,8 @@
 """What only the PostgreSQL engine does: placeholders, its schema, secrets, other replicas.
 
-The store's behaviour is tested over both engines (test_metad_store.py and
-its neighbours, through the `database` fixture); two metad processes on one
-database in test_metad_replicas.py.
+The store's behaviour is tested over both engines (test_metad_store.py,
+test_metad_schema.py and their neighbours, through the `database` fixture); two
+metad processes on one database in test_metad_replicas.py.
 """
 
 from __future__ import annotations
