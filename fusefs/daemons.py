@@ -11,7 +11,6 @@ options that hands both daemons.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -100,18 +99,10 @@ def serve_tls(
             )
         tls.server_credentials(cert, key)  # a clear line now rather than from a daemon
         chain = tls.load_chain(cert)
-        dns = [n for n in tls.names(chain[0]) if not _is_ip(n)]
+        dns = [n for n in tls.names(chain[0]) if not tls.is_ip_address(n)]
         return DaemonTls(cert, key, cert, dns[0] if dns else None, tls.fingerprint(chain[-1]))
     except tls.TlsError as exc:
         raise DaemonError(str(exc)) from None
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def start_daemon(

@@ -476,6 +476,15 @@ def names(cert_der: bytes) -> list[str]:
     ]
 
 
+def is_ip_address(name: str) -> bool:
+    """Whether name is an IP address (a certificate's DNS names are the other kind)."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def names_host(cert_names: list[str], host: str) -> bool:
     """Whether a certificate with cert_names is valid for host (one-label wildcards too)."""
     bare = host.strip("[]").lower()

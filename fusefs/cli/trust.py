@@ -21,7 +21,6 @@ on disk (credentials), parse arguments or print (cli).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,15 +273,7 @@ def _expected_name(address: str, trust: tls.Trust) -> str:
 def _sni(address: str, trust: tls.Trust | None) -> str | None:
     """What a look sends as SNI: what gRPC will send (an IP address is never sent)."""
     name = _expected_name(address, trust) if trust is not None else None
-    return None if name is None or _is_ip(name) else name
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
+    return None if name is None or tls.is_ip_address(name) else name
 
 
 def _loopback(address: str) -> bool:
