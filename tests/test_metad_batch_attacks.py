@@ -216,3 +216,140 @@ def test_ids_that_are_not_the_callers_to_write_are_refused_one_by_one(scene: Sce
     assert s.tree() == before
     listed = s.mine.ListDirectory(pb.ListDirectoryRequest(node_id=s.root), timeout=TIMEOUT)
     assert [e.name for e in listed.entries] == ["own"]
+
+
+def reserve(meta: metadata_pb2_grpc.MetadataStub, count: int) -> range:
+    reply = meta.ReserveNodeIds(pb.ReserveNodeIdsRequest(count=count), timeout=TIMEOUT)
+    return range(reply.first, reply.first + reply.count)
+
+
+def test_impossible_trees_and_borrowed_ids_are_refused_in_one_batch(scene: Scene) -> None:
+    s = scene
+    meta = s.mine
+    made = {}
+    for path in ("a", "a/b", "a/b/c", "x", "y"):
+        made[path] = s.alice.mkdir(path).id
+    a, b, c, x = made["a"], made["a/b"], made["a/b/c"], made["x"]
+    ids = reserve(meta, 3)
+    bobs_ids = reserve(s.theirs, 1)
+    data = b"alice's own\n"
+    digest = blake3.blake3(data).digest()
+    s.alice.blocks.upload(lambda: [(digest, data)])
+    receipt = signin.receipt(digest, len(data), s.alice.id)
+    attacks = [
+        # Folders into themselves: directly, by a swap, and by two moves that each look fine.
+        (rename(s.root, "a", c, "a"), PRECONDITION),
+        (rename(s.root, "a", a, "a"), PRECONDITION),
+        (rename(s.root, "a", b, "c", exchange=True), PRECONDITION),
+        (rename(s.root, "y", x, "y"), OK),
+        (rename(s.root, "x", made["y"], "x"), PRECONDITION),
+        # The same change twice, and a name made, removed and made again.
+        (mkdir(s.root, "twice"), OK),
+        (mkdir(s.root, "twice"), ALREADY_EXISTS),
+        (create(s.root, "tmp"), OK),
+        (delete(s.root, "tmp"), OK),
+        (create(s.root, "tmp"), OK),
+        # Ids: a commit to a node the batch makes only later, a reserved id used twice,
+        # someone else's reserved id, an existing node's id, ids no one can reserve.
+        (committing(ids[0], 1, len(data), block(data, receipt)), NOT_FOUND),
+        (create(s.root, "f0", node_id=ids[0]), OK),
+        (committing(ids[0], 1, len(data), block(data, receipt)), OK),
+        (create(s.root, "f0-again", node_id=ids[0]), INVALID),
+        (create(s.root, "bobs-id", node_id=bobs_ids[0]), INVALID),
+        (create(s.root, "a-id", node_id=a), INVALID),
+        (create(s.root, "negative-id", node_id=-ids[1]), INVALID),
+        (create(s.root, "huge-id", node_id=2**63 - 1), INVALID),
+        # A run of new files (written set-based) that uses one id for two files.
+        (create(s.root, "f1", node_id=ids[1]), OK),
+        (committing(ids[1], 1, len(data), block(data, receipt)), OK),
+        (create(s.root, "f1-again", node_id=ids[1]), INVALID),
+        (committing(ids[1], 1, len(data), block(data, receipt)), ABORTED),
+        # Content into a folder; a revision from the future or the past.
+        (committing(a, 0, 0), PRECONDITION),
+        (committing(ids[0], 99, 0), ABORTED),
+        (committing(ids[0], -1, 0), ABORTED),
+    ]
+    results = apply(meta, *(attack for attack, _ in attacks))
+    wrong = [
+        (index, result.code, result.reason, result.message)
+        for index, ((_, code), result) in enumerate(zip(attacks, results, strict=True))
+        if result.code != code
+    ]
+    assert wrong == []
+    listed = meta.ListDirectory(pb.ListDirectoryRequest(node_id=s.root), timeout=TIMEOUT)
+    assert sorted(e.name for e in listed.entries) == ["a", "f0", "f1", "tmp", "twice", "x"]
+    assert s.alice.read(ids[0]) == s.alice.read(ids[1]) == data
+    assert s.alice.node("x/y").id == made["y"]
+    with pytest.raises(grpc.RpcError):  # the id bob reserved is still his to use
+        meta.Stat(pb.StatRequest(node_id=bobs_ids[0]), timeout=TIMEOUT)
+    made_by_bob = s.theirs.CreateFile(
+        pb.CreateFileRequest(parent_id=s.bobs_root, name="his", node_id=bobs_ids[0]),
+        timeout=TIMEOUT,
+    )
+    assert made_by_bob.id == bobs_ids[0]
+
+
+def test_bad_names_and_block_lists_are_refused_and_grant_nothing(scene: Scene) -> None:
+    s = scene
+    meta = s.mine
+    file = meta.CreateFile(pb.CreateFileRequest(parent_id=s.root, name="f"), timeout=TIMEOUT)
+    secret = s.files["p/secret"]
+    bobs = s.contents["p/secret"]
+    shared = s.contents["r/doc"]
+    mine = b"alice's bytes\n"
+    digest = blake3.blake3(mine).digest()
+    s.alice.blocks.upload(lambda: [(digest, mine)])
+    receipt = signin.receipt(digest, len(mine), s.alice.id)
+    names = {
+        "": INVALID, ".": INVALID, "..": INVALID, "a/b": INVALID, "a\0b": INVALID,
+        "x" * 256: INVALID, "€" * 86: INVALID,  # 258 bytes
+        "\U0010fec3\U0010fea9": INVALID,  # escaped bytes that spell "é": two names for one
+        "€" * 85: OK, "\U0010feff" * 255: OK,  # 255 bytes each
+    }  # fmt: skip
+    blocks = [
+        # The declared size disagrees with the blocks.
+        (committing(file.id, 1, len(mine) + 1, block(mine, receipt)), INVALID),
+        (committing(file.id, 1, -1), INVALID),
+        (committing(file.id, 1, 0, block(mine, receipt)), INVALID),
+        (committing(file.id, 1, 0, pb.BlockRef(hash=digest, offset=0, size=0)), INVALID),
+        (committing(file.id, 1, 5, pb.BlockRef(hash=digest[:31], offset=0, size=5)), INVALID),
+        (committing(file.id, 1, 5, pb.BlockRef(hash=digest, offset=1, size=5)), INVALID),
+        # Blocks she never uploaded: bob's private one, bare or with a receipt made out
+        # to bob, to nobody, or with her own receipt for another size.
+        (committing(file.id, 1, len(bobs), block(bobs)), DENIED),
+        (committing(file.id, 1, len(bobs), block(bobs, signin.receipt(
+            blake3.blake3(bobs).digest(), len(bobs), s.bob.id))), DENIED),
+        (committing(file.id, 1, len(bobs), block(bobs, b"\0" * 32)), DENIED),
+        (committing(file.id, 1, len(mine) + 1, pb.BlockRef(
+            hash=digest, offset=0, size=len(mine) + 1, receipt=receipt)), DENIED),
+        # One she may read (a read share) is hers to refer to, as a copy would be.
+        (committing(file.id, 1, len(shared), block(shared)), OK),
+    ]  # fmt: skip
+    attacks = [(mkdir(s.root, name), code) for name, code in names.items()] + blocks
+    results = apply(meta, *(attack for attack, _ in attacks))
+    wrong = [
+        (index, result.code, result.reason, result.message)
+        for index, ((_, code), result) in enumerate(zip(attacks, results, strict=True))
+        if result.code != code
+    ]
+    assert wrong == []
+    assert [r.reason for r in results[-5:-1]] == ["unproven-blocks"] * 4
+    # Nothing of bob's private file came with it: no revision, no grant to download it.
+    revisions = meta.ListRevisions(pb.ListRevisionsRequest(node_id=file.id), timeout=TIMEOUT)
+    assert [r.number for r in revisions.revisions] == [2]
+    current = meta.GetRevision(pb.GetRevisionRequest(node_id=file.id), timeout=TIMEOUT)
+    assert [b.hash for b in current.blocks] == [blake3.blake3(shared).digest()]
+    assert s.alice.read(file.id) == shared
+    for number in (0, 1, 3, 99, -1):
+        with pytest.raises(grpc.RpcError) as info:
+            meta.GetRevision(pb.GetRevisionRequest(node_id=secret.id, number=number))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert s.bob.read(secret.id) == bobs
+    # A name that is not UTF-8 at all (the proto says string): the request is refused whole.
+    raw = pb.ApplyBatchRequest(operations=[mkdir(s.root, "AAAA")]).SerializeToString()
+    call = signin.channel(s.alice.metad, s.alice.token).unary_unary("/drive.v1.Metadata/ApplyBatch")
+    with pytest.raises(grpc.RpcError) as info:
+        call(raw.replace(b"AAAA", b"\xff/\x00."), timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    listed = meta.ListDirectory(pb.ListDirectoryRequest(node_id=s.root), timeout=TIMEOUT)
+    assert sorted(e.name for e in listed.entries) == sorted(["f", "€" * 85, "\U0010feff" * 255])
