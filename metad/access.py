@@ -153,6 +153,7 @@ class Viewer:
                 (user_id,),
             )
         }
+        self._since = _shares_since(conn, user_id)
         self._links: dict[int, tuple[int | None, str, int]] = {}
 
     def _link(self, node_id: int) -> tuple[int | None, str, int] | None:
@@ -189,6 +190,22 @@ class Viewer:
             current = parent
         return None
 
+    def shared_since(self, parent_id: int | None, node_id: int) -> int | None:
+        """The first journal sequence the user could see an entry of parent_id named for
+        node_id by: the oldest of the shares on the node and the folders above it that
+        they hold now (None: by none). Events before it are not theirs to read: what a
+        folder held before it was shared with them stays its owner's."""
+        starts = [self._since.get(node_id, 0)] if node_id in self.shared else []
+        current = parent_id
+        while current is not None:
+            if current in self.shared:
+                starts.append(self._since.get(current, 0))
+            link = self._link(current)
+            if link is None:
+                break
+            current = link[0]
+        return min(starts, default=None)
+
     def place_of_entry(
         self, parent_id: int | None, name: str, node_id: int
     ) -> tuple[str, bool] | None:
@@ -203,3 +220,23 @@ class Viewer:
             return None
         path, shared = parent
         return (f"{path}/{name}" if path else name), shared
+
+
+def _shares_since(conn: Sql, user_id: int) -> dict[int, int]:
+    """Node -> the sequence of the journal's SHARED row that began the user's share on it
+    (the first since the last UNSHARED: a change of role keeps it). A share whose row the
+    journal no longer holds is missing: every event still kept came after it."""
+    return {
+        row[0]: row[1]
+        for row in conn.execute(
+            "SELECT changes.node_id, MIN(changes.sequence) FROM changes"
+            " JOIN share_changes ON share_changes.sequence = changes.sequence"
+            " WHERE share_changes.user_id = ? AND changes.kind = 'shared' AND NOT EXISTS ("
+            "  SELECT 1 FROM changes AS later JOIN share_changes AS taken"
+            "  ON taken.sequence = later.sequence"
+            "  WHERE taken.user_id = share_changes.user_id AND later.node_id = changes.node_id"
+            "  AND later.kind = 'unshared' AND later.sequence > changes.sequence"
+            " ) GROUP BY changes.node_id",
+            (user_id,),
+        )
+    }

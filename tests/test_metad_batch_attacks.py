@@ -11,6 +11,9 @@ this file covers what only a hostile one sends.
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -353,3 +356,73 @@ def test_bad_names_and_block_lists_are_refused_and_grant_nothing(scene: Scene) -
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     listed = meta.ListDirectory(pb.ListDirectoryRequest(node_id=s.root), timeout=TIMEOUT)
     assert sorted(e.name for e in listed.entries) == sorted(["f", "€" * 85, "\U0010feff" * 255])
+
+
+class Pages:
+    """A batched Subscribe read in a thread: its events, flattened, in a queue."""
+
+    def __init__(self, meta: metadata_pb2_grpc.MetadataStub, after: int) -> None:
+        self.call = meta.Subscribe(pb.SubscribeRequest(from_sequence=after, batched=True))
+        self.events: queue.Queue[pb.ChangeEvent] = queue.Queue()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for message in self.call:
+                page = [message, *message.following]
+                message.ClearField("following")
+                for event in page:
+                    self.events.put(event)
+        except grpc.RpcError:
+            pass
+
+    def until(self, node_id: int) -> list[pb.ChangeEvent]:
+        """The events up to the first about node_id."""
+        got = [self.events.get(timeout=TIMEOUT)]
+        while got[-1].node_id != node_id:
+            got.append(self.events.get(timeout=TIMEOUT))
+        return got
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.thread.join(TIMEOUT)
+
+
+def test_subscribe_shows_only_what_was_visible_when_it_happened(scene: Scene) -> None:
+    """Any cursor (negative, someone else's head, the future) gives alice only the events
+    of her drive and of bob's shares while she has them: not bob's private folder, not
+    what a shared folder held before he shared it, not what it does after he unshared it."""
+    s = scene
+    bob_head = s.theirs.GetJournalHead(pb.GetJournalHeadRequest(), timeout=TIMEOUT).sequence
+    future = Pages(s.mine, bob_head + 50)
+    old = [Pages(s.mine, after) for after in (-(2**63), 0, bob_head)]
+    try:
+        s.bob.write("w/new", b"seen\n")
+        s.bob.write("p/hidden", b"never seen\n")
+        s.bob.meta.unshare(s.w, "alice")
+        after = s.bob.write("w/after", b"not seen any more\n")
+        marker = s.alice.mkdir("marker")
+        for pages in old:
+            events = pages.until(marker.id)
+            got = [(e.kind, e.name) for e in events]
+            assert (pb.CHANGE_KIND_CREATED, "hidden") not in got  # the private folder
+            assert after.id not in {e.node_id for e in events}  # after the unshare
+            assert got[-4:] == [
+                (pb.CHANGE_KIND_CREATED, "new"),
+                (pb.CHANGE_KIND_EDITED, "new"),
+                (pb.CHANGE_KIND_UNSHARED, "w"),
+                (pb.CHANGE_KIND_CREATED, "marker"),
+            ]
+            if pages is not old[2]:
+                # Nothing from before the shares: bob making the folders, nor the file
+                # he made and deleted in one before he shared it.
+                assert got[:-4] == [(pb.CHANGE_KIND_SHARED, "r"), (pb.CHANGE_KIND_SHARED, "w")]
+        head = s.mine.GetJournalHead
+        while head(pb.GetJournalHeadRequest(), timeout=TIMEOUT).sequence < bob_head + 50:
+            s.alice.mkdir(f"m{time.monotonic_ns()}")  # up to the cursor she came with: nothing
+        last = s.alice.mkdir("last")
+        assert [e.name for e in future.until(last.id)] == ["last"]
+    finally:
+        for pages in (future, *old):
+            pages.close()
