@@ -217,6 +217,13 @@ def test_ids_that_are_not_the_callers_to_write_are_refused_one_by_one(scene: Sce
     }
     assert wrong == {}
     assert s.tree() == before
+    # A request id bob used: the log is his, alice's retry of "his" change is hers.
+    planned = pb.MakeDirectoryRequest(parent_id=s.p, name="planned", request_id="rid-1")
+    made = s.theirs.MakeDirectory(planned, timeout=TIMEOUT)
+    copied = pb.MakeDirectoryRequest(parent_id=s.p, name="planned")
+    again = op("rid-1", make_directory=copied)
+    assert outcomes(apply(s.mine, again)) == [(NOT_FOUND, "not-found")]
+    assert s.theirs.MakeDirectory(planned, timeout=TIMEOUT) == made
     listed = s.mine.ListDirectory(pb.ListDirectoryRequest(node_id=s.root), timeout=TIMEOUT)
     assert [e.name for e in listed.entries] == ["own"]
 
