@@ -153,7 +153,7 @@ class Viewer:
                 (user_id,),
             )
         }
-        self._since = _shares_since(conn, user_id)
+        self._shared_during = _share_periods(conn, user_id)
         self._links: dict[int, tuple[int | None, str, int]] = {}
 
     def _link(self, node_id: int) -> tuple[int | None, str, int] | None:
@@ -190,21 +190,24 @@ class Viewer:
             current = parent
         return None
 
-    def shared_since(self, parent_id: int | None, node_id: int) -> int | None:
-        """The first journal sequence the user could see an entry of parent_id named for
-        node_id by: the oldest of the shares on the node and the folders above it that
-        they hold now (None: by none). Events before it are not theirs to read: what a
-        folder held before it was shared with them stays its owner's."""
-        starts = [self._since.get(node_id, 0)] if node_id in self.shared else []
+    def shared_at(self, parent_id: int | None, node_id: int, sequence: int) -> bool:
+        """Whether a share of the user's on the node or a folder above it (where they are
+        now) was in force at that journal sequence. What a folder held before it was
+        shared with them, or while it was not, stays its owner's."""
+        chain = [node_id]
         current = parent_id
         while current is not None:
-            if current in self.shared:
-                starts.append(self._since.get(current, 0))
+            chain.append(current)
             link = self._link(current)
-            if link is None:
-                break
-            current = link[0]
-        return min(starts, default=None)
+            current = None if link is None else link[0]
+        for each in chain:
+            periods = self._shared_during.get(each)
+            if periods is None and each in self.shared:
+                return True  # shared before the journal's oldest row: every row is later
+            for first, last in periods or ():
+                if first <= sequence and (last is None or sequence < last):
+                    return True
+        return False
 
     def place_of_entry(
         self, parent_id: int | None, name: str, node_id: int
@@ -222,21 +225,22 @@ class Viewer:
         return (f"{path}/{name}" if path else name), shared
 
 
-def _shares_since(conn: Sql, user_id: int) -> dict[int, int]:
-    """Node -> the sequence of the journal's SHARED row that began the user's share on it
-    (the first since the last UNSHARED: a change of role keeps it). A share whose row the
-    journal no longer holds is missing: every event still kept came after it."""
-    return {
-        row[0]: row[1]
-        for row in conn.execute(
-            "SELECT changes.node_id, MIN(changes.sequence) FROM changes"
-            " JOIN share_changes ON share_changes.sequence = changes.sequence"
-            " WHERE share_changes.user_id = ? AND changes.kind = 'shared' AND NOT EXISTS ("
-            "  SELECT 1 FROM changes AS later JOIN share_changes AS taken"
-            "  ON taken.sequence = later.sequence"
-            "  WHERE taken.user_id = share_changes.user_id AND later.node_id = changes.node_id"
-            "  AND later.kind = 'unshared' AND later.sequence > changes.sequence"
-            " ) GROUP BY changes.node_id",
-            (user_id,),
-        )
-    }
+def _share_periods(conn: Sql, user_id: int) -> dict[int, list[tuple[int, int | None]]]:
+    """Node -> the journal sequences between which it was shared with the user: from a
+    SHARED row to the next UNSHARED (None: still shared; a change of role goes on). An
+    UNSHARED whose SHARED the journal no longer holds began before every kept row."""
+    periods: dict[int, list[tuple[int, int | None]]] = {}
+    opened: dict[int, int] = {}
+    for node_id, sequence, kind in conn.execute(
+        "SELECT changes.node_id, changes.sequence, changes.kind FROM changes"
+        " JOIN share_changes ON share_changes.sequence = changes.sequence"
+        " WHERE share_changes.user_id = ? ORDER BY changes.sequence",
+        (user_id,),
+    ):
+        if kind == "shared":
+            opened.setdefault(node_id, sequence)
+        else:
+            periods.setdefault(node_id, []).append((opened.pop(node_id, 0), sequence))
+    for node_id, sequence in opened.items():
+        periods.setdefault(node_id, []).append((sequence, None))
+    return periods

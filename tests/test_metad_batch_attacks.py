@@ -397,34 +397,53 @@ class Pages:
 
 
 def test_subscribe_shows_only_what_was_visible_when_it_happened(scene: Scene) -> None:
-    """Any cursor (negative, someone else's head, the future) gives alice only the events
-    of her drive and of bob's shares while she has them: not bob's private folder, not
-    what a shared folder held before he shared it, not what it does after he unshared it."""
+    """Any cursor (negative, someone else's head, the future), read live or long after,
+    gives alice only the events of her drive and of bob's shares while she had them:
+    not bob's private folder, not what a shared folder held before he shared it, nor
+    while it was not shared; still what she saw through a share since taken back."""
     s = scene
+    sub = s.bob.mkdir("w/sub")
     bob_head = s.theirs.GetJournalHead(pb.GetJournalHeadRequest(), timeout=TIMEOUT).sequence
     future = Pages(s.mine, bob_head + 50)
     old = [Pages(s.mine, after) for after in (-(2**63), 0, bob_head)]
     try:
         s.bob.write("w/new", b"seen\n")
         s.bob.write("p/hidden", b"never seen\n")
+        s.bob.meta.share(sub.id, "alice", Role.READ)
         s.bob.meta.unshare(s.w, "alice")
-        after = s.bob.write("w/after", b"not seen any more\n")
+        after = s.bob.write("w/after", b"not seen while unshared\n")
+        s.bob.meta.share(s.w, "alice", Role.READ)
+        s.bob.write("w/back", b"seen again\n")
         marker = s.alice.mkdir("marker")
-        for pages in old:
+        expected = [
+            (pb.CHANGE_KIND_CREATED, "new"),
+            (pb.CHANGE_KIND_EDITED, "new"),
+            (pb.CHANGE_KIND_SHARED, "sub"),
+            (pb.CHANGE_KIND_UNSHARED, "w"),
+            (pb.CHANGE_KIND_SHARED, "w"),
+            (pb.CHANGE_KIND_CREATED, "back"),
+            (pb.CHANGE_KIND_EDITED, "back"),
+            (pb.CHANGE_KIND_CREATED, "marker"),
+        ]
+        seen = {}
+        for pages in (*old, late := Pages(s.mine, 0)):
             events = pages.until(marker.id)
-            got = [(e.kind, e.name) for e in events]
+            seen[pages] = got = [(e.kind, e.name) for e in events]
             assert (pb.CHANGE_KIND_CREATED, "hidden") not in got  # the private folder
-            assert after.id not in {e.node_id for e in events}  # after the unshare
-            assert got[-4:] == [
-                (pb.CHANGE_KIND_CREATED, "new"),
-                (pb.CHANGE_KIND_EDITED, "new"),
-                (pb.CHANGE_KIND_UNSHARED, "w"),
-                (pb.CHANGE_KIND_CREATED, "marker"),
-            ]
-            if pages is not old[2]:
+            assert after.id not in {e.node_id for e in events}  # while unshared
+            if pages is old[2]:
+                assert got == expected
+            else:
                 # Nothing from before the shares: bob making the folders, nor the file
                 # he made and deleted in one before he shared it.
-                assert got[:-4] == [(pb.CHANGE_KIND_SHARED, "r"), (pb.CHANGE_KIND_SHARED, "w")]
+                assert got == [
+                    (pb.CHANGE_KIND_SHARED, "r"),
+                    (pb.CHANGE_KIND_SHARED, "w"),
+                    (pb.CHANGE_KIND_CREATED, "sub"),
+                    *expected,
+                ]
+        assert seen[late] == seen[old[1]]  # read after the unshare: what she saw live
+        old.append(late)
         head = s.mine.GetJournalHead
         while head(pb.GetJournalHeadRequest(), timeout=TIMEOUT).sequence < bob_head + 50:
             s.alice.mkdir(f"m{time.monotonic_ns()}")  # up to the cursor she came with: nothing
