@@ -12,6 +12,7 @@ access SQL and nothing else.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -154,6 +155,7 @@ class Viewer:
             )
         }
         self._shared_during = _share_periods(conn, user_id)
+        self._history: dict[int, list[tuple[int, int | None, int | None]]] = {}
         self._links: dict[int, tuple[int | None, str, int]] = {}
 
     def _link(self, node_id: int) -> tuple[int | None, str, int] | None:
@@ -191,23 +193,48 @@ class Viewer:
         return None
 
     def shared_at(self, parent_id: int | None, node_id: int, sequence: int) -> bool:
-        """Whether a share of the user's on the node or a folder above it (where they are
-        now) was in force at that journal sequence. What a folder held before it was
-        shared with them, or while it was not, stays its owner's."""
-        chain = [node_id]
+        """Whether, at that journal sequence, a share of the user's was in force on the node
+        or on a folder it was in then (parent_id: its folder then). What a folder held
+        before it was shared with them, or while it was not, and what a folder held before
+        it moved into a share, stay its owner's."""
+        if self._shared_then(node_id, sequence):
+            return True
+        seen: set[int] = set()
         current = parent_id
-        while current is not None:
-            chain.append(current)
-            link = self._link(current)
-            current = None if link is None else link[0]
-        for each in chain:
-            periods = self._shared_during.get(each)
-            if periods is None and each in self.shared:
-                return True  # shared before the journal's oldest row: every row is later
-            for first, last in periods or ():
-                if first <= sequence and (last is None or sequence < last):
-                    return True
+        while current is not None and current not in seen:
+            if self._shared_then(current, sequence):
+                return True
+            seen.add(current)
+            current = self._parent_at(current, sequence)
         return False
+
+    def _shared_then(self, node_id: int, sequence: int) -> bool:
+        periods = self._shared_during.get(node_id)
+        if periods is None:
+            return node_id in self.shared  # shared before the journal's oldest row
+        return any(a <= sequence and (b is None or sequence < b) for a, b in periods)
+
+    def _parent_at(self, node_id: int, sequence: int) -> int | None:
+        """The folder a node was in at a journal sequence: every journal row about a node
+        says where it is right after (its own name), so the last at or before it does;
+        before its first kept row, where a move from there says it was, or where it is."""
+        history = self._history.get(node_id)
+        if history is None:
+            history = self._history[node_id] = [
+                (row[0], row[1], row[2] if row[3] == "moved" else row[1])
+                for row in self.conn.execute(
+                    "SELECT sequence, parent_id, old_parent_id, kind FROM changes"
+                    " WHERE node_id = ? ORDER BY sequence",
+                    (node_id,),
+                )
+            ]
+        at = bisect.bisect_right(history, sequence, key=lambda row: row[0])
+        if at > 0:
+            return history[at - 1][1]
+        if history:
+            return history[0][2]
+        link = self._link(node_id)
+        return None if link is None else link[0]
 
     def place_of_entry(
         self, parent_id: int | None, name: str, node_id: int
