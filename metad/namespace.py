@@ -369,9 +369,9 @@ def link(actor: Actor, node_id: int, new_parent_id: int, new_name: str) -> Write
         parent = access.directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
         if parent.owner_id != node.owner_id:
             raise CrossDrive(f"cannot link {node.name!r} into another person's drive")
-        assert node.role is not None
-        if not node.role.allows(Role.WRITE):
-            raise access.denied(node, node.role, Role.WRITE)
+        role = node.role or Role.READ  # visible_node sets it
+        if not role.allows(Role.WRITE):
+            raise access.denied(node, role, Role.WRITE)
         made = links.add(tx, actor, node, parent, new_name)
         return replace(made, role=parent.role)
 
