@@ -348,7 +348,7 @@ def delete(
         )
         tx.journal(ChangeKind.DELETED, node, actor, parent_id=parent.id, name=name)
         tx.touch_directory(parent.id)
-        if quiet.is_temporary(tx, node, quiet_ns):
+        if quiet.is_temporary(tx, node, quiet_ns, remover_id=actor.user_id):
             trash.purge(tx, "id = ?", (node.id,))
         return node.id, False
 

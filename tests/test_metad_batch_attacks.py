@@ -489,3 +489,22 @@ def test_what_moves_into_a_share_brings_no_private_history(scene: Scene) -> None
 def test_a_move_into_a_share_does_not_tell_where_it_came_from(scene: Scene) -> None:
     events = moved_into_a_share(scene, "layoffs-2027")
     assert "layoffs-2027" not in {e.old_name for e in events}
+
+
+def test_what_someone_else_made_goes_to_its_owners_trash_even_named_as_a_temporary(
+    scene: Scene,
+) -> None:
+    """The quiet trash forgets a program's temporaries (named as one, or removed right
+    after they were made) when whoever made them removes them: removed by someone
+    else, bob's file is his to get back."""
+    s = scene
+    bobs = s.bob.write("w/draft.tmp", b"bob's notes, saved as .tmp\n")
+    assert outcomes(apply(s.mine, delete(s.w, "draft.tmp"))) == [(OK, "")]
+    trash = s.theirs.ListTrash(pb.ListTrashRequest(), timeout=TIMEOUT)
+    assert bobs.id in {e.node.id for e in trash.entries}
+    s.theirs.RestoreFromTrash(pb.RestoreFromTrashRequest(node_id=bobs.id), timeout=TIMEOUT)
+    assert s.bob.read(bobs.id) == b"bob's notes, saved as .tmp\n"
+    # What she made herself and removes: forgotten as before.
+    apply(s.mine, create(s.w, "hers.tmp"), delete(s.w, "hers.tmp"))
+    trash = s.theirs.ListTrash(pb.ListTrashRequest(), timeout=TIMEOUT)
+    assert "hers.tmp" not in {e.node.name for e in trash.entries}
