@@ -12,6 +12,7 @@ access SQL and nothing else.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -153,6 +154,8 @@ class Viewer:
                 (user_id,),
             )
         }
+        self._shared_during = _share_periods(conn, user_id)
+        self._history: dict[int, list[tuple[int, int | None, int | None]]] = {}
         self._links: dict[int, tuple[int | None, str, int]] = {}
 
     def _link(self, node_id: int) -> tuple[int | None, str, int] | None:
@@ -189,6 +192,50 @@ class Viewer:
             current = parent
         return None
 
+    def shared_at(self, parent_id: int | None, node_id: int, sequence: int) -> bool:
+        """Whether, at that journal sequence, a share of the user's was in force on the node
+        or on a folder it was in then (parent_id: its folder then). What a folder held
+        before it was shared with them, or while it was not, and what a folder held before
+        it moved into a share, stay its owner's."""
+        if self._shared_then(node_id, sequence):
+            return True
+        seen: set[int] = set()
+        current = parent_id
+        while current is not None and current not in seen:
+            if self._shared_then(current, sequence):
+                return True
+            seen.add(current)
+            current = self._parent_at(current, sequence)
+        return False
+
+    def _shared_then(self, node_id: int, sequence: int) -> bool:
+        periods = self._shared_during.get(node_id)
+        if periods is None:
+            return node_id in self.shared  # shared before the journal's oldest row
+        return any(a <= sequence and (b is None or sequence < b) for a, b in periods)
+
+    def _parent_at(self, node_id: int, sequence: int) -> int | None:
+        """The folder a node was in at a journal sequence: every journal row about a node
+        says where it is right after (its own name), so the last at or before it does;
+        before its first kept row, where a move from there says it was, or where it is."""
+        history = self._history.get(node_id)
+        if history is None:
+            history = self._history[node_id] = [
+                (row[0], row[1], row[2] if row[3] == "moved" else row[1])
+                for row in self.conn.execute(
+                    "SELECT sequence, parent_id, old_parent_id, kind FROM changes"
+                    " WHERE node_id = ? ORDER BY sequence",
+                    (node_id,),
+                )
+            ]
+        at = bisect.bisect_right(history, sequence, key=lambda row: row[0])
+        if at > 0:
+            return history[at - 1][1]
+        if history:
+            return history[0][2]
+        link = self._link(node_id)
+        return None if link is None else link[0]
+
     def place_of_entry(
         self, parent_id: int | None, name: str, node_id: int
     ) -> tuple[str, bool] | None:
@@ -203,3 +250,24 @@ class Viewer:
             return None
         path, shared = parent
         return (f"{path}/{name}" if path else name), shared
+
+
+def _share_periods(conn: Sql, user_id: int) -> dict[int, list[tuple[int, int | None]]]:
+    """Node -> the journal sequences between which it was shared with the user: from a
+    SHARED row to the next UNSHARED (None: still shared; a change of role goes on). An
+    UNSHARED whose SHARED the journal no longer holds began before every kept row."""
+    periods: dict[int, list[tuple[int, int | None]]] = {}
+    opened: dict[int, int] = {}
+    for node_id, sequence, kind in conn.execute(
+        "SELECT changes.node_id, changes.sequence, changes.kind FROM changes"
+        " JOIN share_changes ON share_changes.sequence = changes.sequence"
+        " WHERE share_changes.user_id = ? ORDER BY changes.sequence",
+        (user_id,),
+    ):
+        if kind == "shared":
+            opened.setdefault(node_id, sequence)
+        else:
+            periods.setdefault(node_id, []).append((opened.pop(node_id, 0), sequence))
+    for node_id, sequence in opened.items():
+        periods.setdefault(node_id, []).append((sequence, None))
+    return periods

@@ -27,10 +27,19 @@ def head(conn: Sql) -> int:
 
 def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, bool] | None:
     """Where the event's node is for the viewer: after the change, or, if the change took
-    it out of their sight (moved out of a shared folder), where it was before."""
-    place = viewer.place_of_entry(event.parent_id, event.name, event.node_id)
+    it out of their sight (moved out of a shared folder), where it was before. None
+    also for an event in a share from before the viewer had it, or from while they had not."""
+    parent_id = event.parent_id
+    place = viewer.place_of_entry(parent_id, event.name, event.node_id)
     if place is None and event.old_parent_id is not None and event.old_name is not None:
-        place = viewer.place_of_entry(event.old_parent_id, event.old_name, event.node_id)
+        parent_id = event.old_parent_id
+        place = viewer.place_of_entry(parent_id, event.old_name, event.node_id)
+    if (
+        place is not None
+        and place[1]
+        and not viewer.shared_at(parent_id, event.node_id, event.sequence)
+    ):
+        return None
     return place
 
 

@@ -348,7 +348,7 @@ def delete(
         )
         tx.journal(ChangeKind.DELETED, node, actor, parent_id=parent.id, name=name)
         tx.touch_directory(parent.id)
-        if quiet.is_temporary(tx, node, quiet_ns):
+        if quiet.is_temporary(tx, node, quiet_ns, remover_id=actor.user_id):
             trash.purge(tx, "id = ?", (node.id,))
         return node.id, False
 
@@ -356,7 +356,12 @@ def delete(
 
 
 def link(actor: Actor, node_id: int, new_parent_id: int, new_name: str) -> Write[Node]:
-    """A further name (hard link) for a file in a folder of the same drive."""
+    """A further name (hard link) for a file in a folder of the same drive.
+
+    The file must be the caller's to change (WRITE), not only to read: a name
+    changes its nlink and ctime, shows it in a folder others may see, and keeps
+    it alive, writable there, when its owner deletes the name he shared.
+    """
     rules.check_name(new_name)
 
     def body(tx: Transaction) -> Node:
@@ -364,6 +369,9 @@ def link(actor: Actor, node_id: int, new_parent_id: int, new_name: str) -> Write
         parent = access.directory(tx.conn, new_parent_id, actor.user_id, Role.WRITE)
         if parent.owner_id != node.owner_id:
             raise CrossDrive(f"cannot link {node.name!r} into another person's drive")
+        role = node.role or Role.READ  # visible_node sets it
+        if not role.allows(Role.WRITE):
+            raise access.denied(node, role, Role.WRITE)
         made = links.add(tx, actor, node, parent, new_name)
         return replace(made, role=parent.role)
 

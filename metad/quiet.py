@@ -36,23 +36,30 @@ PATTERNS = (
 )
 
 
-def is_temporary(tx: Transaction, node: Node, window_ns: int = WINDOW_NS) -> bool:
+def is_temporary(
+    tx: Transaction, node: Node, window_ns: int = WINDOW_NS, *, remover_id: int
+) -> bool:
     """Whether a node being removed is a program's temporary (see the module docstring).
 
     Names count only when the file was born with one: a document renamed to
     "notes.txt~" on its way out (vim's backup) keeps its trash entry and history.
     window_ns: anything removed this soon after it was created counts as one
     (git probes a new repository's symlinks and modes with such files).
+    remover_id: who removes it; only the user who made it removes it quietly (a
+    collaborator's delete of someone else's file, however new, goes to the trash).
     """
     created = rows.fetch_one(
         tx.conn,
-        "SELECT time_ns, name, parent_id FROM changes WHERE node_id = ? AND kind = 'created'"
+        "SELECT time_ns, name, parent_id, actor_id FROM changes"
+        " WHERE node_id = ? AND kind = 'created'"
         " ORDER BY sequence LIMIT 1",
         (node.id,),
     )
     if created is None:  # made before the journal kept creations: never a temporary
         return False
-    born_ns, born_name, born_parent = created
+    born_ns, born_name, born_parent, maker_id = created
+    if maker_id != remover_id:
+        return False  # someone else's file: its owner may want it back, whatever its name
     if node.kind is NodeKind.FILE and born_name == node.name and born_parent == node.parent_id:
         if any(fnmatch.fnmatchcase(node.name, pattern) for pattern in PATTERNS):
             return True
