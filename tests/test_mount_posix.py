@@ -124,6 +124,21 @@ def test_special_files_are_nodes_without_content(mounts, metad, blockd, tmp_path
     assert writer.wait(10) == 0
 
 
+def test_device_nodes_and_setuid_bits_confer_nothing(mount) -> None:
+    """A collaborator can store a device node or a setuid file in a shared folder: on
+    the mount they are data (nodev, nosuid), even when root runs it."""
+    null = mount.path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+    with pytest.raises(PermissionError):
+        os.open(null, os.O_WRONLY)
+    tool = mount.path / "tool"
+    tool.write_bytes(b"#!/bin/sh\n")
+    os.chmod(tool, 0o4755)
+    assert stat.S_IMODE(os.stat(tool).st_mode) == 0o4755  # kept, as data
+    flags = os.statvfs(mount.path).f_flag
+    assert flags & os.ST_NOSUID and flags & os.ST_NODEV
+
+
 def test_directory_link_counts_follow_subdirectories(mounts, metad, blockd) -> None:
     m = mounts.mount(metad, blockd, "dev-a")
     top = m.path / "top"

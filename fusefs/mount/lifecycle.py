@@ -223,7 +223,12 @@ async def _serve(
         metrics.register(partial(_mount_metrics, parts.journal, sync, cache, reachability))
         log.info("metrics on http://%s/metrics", metrics.serve_metrics(config.metrics))
     ops = Operations(vfs)
-    options = set(pyfuse3.default_options) | {"fsname=drivefs", "subtype=drivefs"}
+    # nosuid, nodev: a collaborator with WRITE on a shared folder can store a setuid
+    # file or a device node in it; the mount keeps them as data, never as privilege
+    # (the kernel adds both itself when the mount is not root's).
+    options = set(pyfuse3.default_options) | {
+        "fsname=drivefs", "subtype=drivefs", "nosuid", "nodev",
+    }  # fmt: skip
     if others_may_use_mounts():
         # Every user of the machine reaches the folder; the kernel checks each
         # access against the owner and mode of each node (default_permissions).
