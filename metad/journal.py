@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from metad import access, rows, users
 from metad.changes import ChangePage
-from metad.models import ChangeEvent
+from metad.models import ChangeEvent, ChangeKind
 from metad.sql import Sql
 
 
@@ -25,15 +25,12 @@ def head(conn: Sql) -> int:
     return int(rows.fetch_one(conn, "SELECT COALESCE(MAX(sequence), 0) FROM changes", ())[0])
 
 
-def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, bool] | None:
-    """Where the event's node is for the viewer: after the change, or, if the change took
-    it out of their sight (moved out of a shared folder), where it was before. None
-    also for an event in a share from before the viewer had it, or from while they had not."""
-    parent_id = event.parent_id
-    place = viewer.place_of_entry(parent_id, event.name, event.node_id)
-    if place is None and event.old_parent_id is not None and event.old_name is not None:
-        parent_id = event.old_parent_id
-        place = viewer.place_of_entry(parent_id, event.old_name, event.node_id)
+def _place_of_entry(
+    viewer: access.Viewer, event: ChangeEvent, parent_id: int | None, name: str
+) -> tuple[str, bool] | None:
+    """Where a name of the event's node is for the viewer; None where they cannot see it,
+    nor in a share from before the viewer had it, or from while they had not."""
+    place = viewer.place_of_entry(parent_id, name, event.node_id)
     if (
         place is not None
         and place[1]
@@ -41,6 +38,29 @@ def _place_of_event(viewer: access.Viewer, event: ChangeEvent) -> tuple[str, boo
     ):
         return None
     return place
+
+
+def _as_seen(
+    viewer: access.Viewer, event: ChangeEvent
+) -> tuple[ChangeEvent, tuple[str, bool]] | None:
+    """The event as the viewer may know it, and where: after the change, or, if it took
+    the node out of their sight, where it was before. A move between a place they see
+    and one they do not is, for them, the node appearing (CREATED) or going (DELETED):
+    the other place is not theirs to learn, not even its name."""
+    place = _place_of_entry(viewer, event, event.parent_id, event.name)
+    old = None
+    if event.old_parent_id is not None and event.old_name is not None:
+        old = _place_of_entry(viewer, event, event.old_parent_id, event.old_name)
+    if event.kind == ChangeKind.MOVED and place is not None and old is None:
+        return replace(event, kind=ChangeKind.CREATED, old_parent_id=None, old_name=None), place
+    if event.kind == ChangeKind.MOVED and place is None and old is not None:
+        gone = replace(
+            event, kind=ChangeKind.DELETED, parent_id=event.old_parent_id, name=event.old_name,
+            old_parent_id=None, old_name=None, replaced_node_id=None,
+        )  # fmt: skip
+        return gone, old
+    place = place or old
+    return None if place is None else (event, place)
 
 
 def read(conn: Sql, user_id: int, after: int, limit: int) -> ChangePage:
@@ -62,8 +82,10 @@ def read(conn: Sql, user_id: int, after: int, limit: int) -> ChangePage:
     events: list[ChangeEvent] = []
     for row in found:
         event = rows.change(row)
-        place = _place_of_event(viewer, event)
-        if place is None:
+        seen = _as_seen(viewer, event)
+        if seen is not None:
+            event, place = seen
+        else:
             if event.owner_id != user_id and event.subject_user_id != user_id:
                 continue  # in a drive that shares other things with them
             place = (event.name, event.owner_id != user_id)
