@@ -34,10 +34,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
-from fusefs.models import AttributeChange, Kind, Ownership
+from fusefs.models import AttributeChange, Kind, Ownership, replaced
 from fusefs.mount.journal_index import PendingIndex, RowsInFlight
 from fusefs.mount.journal_rows import (
     AFTER_PREVIOUS,
@@ -380,7 +379,7 @@ class Journal:
                 held = last.held.then(change)
                 mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
                 self._store.set_held(last.seq, held, mtime, now)
-                updated = replace(last, held=held, mtime_ns=mtime, created_ns=now)
+                updated = replaced(last, held=held, mtime_ns=mtime, created_ns=now)
                 self._by_node.latest[node_id] = updated
                 return
             if last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
@@ -532,7 +531,7 @@ class Journal:
                 with self._store.transaction():
                     self._store.delete(commit.seq)
                     self._store.rebase(later.seq, revision)
-                self._by_node.latest[commit.node_id] = replace(later, base_revision=revision)
+                self._by_node.latest[commit.node_id] = replaced(later, base_revision=revision)
             self._store.remove_content(commit.content)
 
     def moved(self, commit: PendingChange, node_id: int, revision: int) -> None:

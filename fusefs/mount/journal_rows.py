@@ -6,6 +6,7 @@ PendingChange for the kinds and what each column means for each.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import time
@@ -121,6 +122,26 @@ COLUMNS = (
 )
 
 
+class _RequestIds:
+    """Request ids for new rows: a random half drawn once per process (and again in a
+    forked child), then a count. Unique as a random id each would be, without a
+    getrandom call per row (two per file closed, each letting go of the GIL)."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+_request_ids = _RequestIds()
+
+
 def new_row(
     kind: str,
     node_id: int,
@@ -145,7 +166,7 @@ def new_row(
     owner = held.owner
     return (
         node_id, parent_id, name, int(mine), base_revision, size, mtime_ns, held.mode,
-        owner.uid, owner.gid, held.atime_ns, content, os.urandom(16).hex(),
+        owner.uid, owner.gid, held.atime_ns, content, _request_ids.next(),
         created_ns or time.time_ns(), kind, target, int(sets_mtime), new_parent_id, new_name,
         flags,
     )  # fmt: skip
