@@ -205,7 +205,7 @@ class Journal:
     def totals(self) -> tuple[int, int]:
         """(files, bytes) waiting."""
         with self._mutex:
-            return len(self._store.sizes), self._store.total_bytes
+            return self._store.count, self._store.total_bytes
 
     def take(self, max_files: int, max_bytes: int) -> list[PendingChange]:
         """The oldest rows not on their way yet, in order, up to the first that must wait:
@@ -219,15 +219,9 @@ class Journal:
             head = self._store.head(len(self._in_flight) + max_files)
             committing = {n for seq, n, kind in head if seq in self._in_flight and kind == COMMIT}
             waiting = [seq for seq, _, _ in head if seq not in self._in_flight]
-            rows = (
-                self._store.select("WHERE seq >= ? AND seq <= ?", (waiting[0], waiting[-1]))
-                if waiting
-                else []
-            )
+            rows = self._store.rows(waiting) if waiting else []
             size = 0
             for row in rows:
-                if row.seq in self._in_flight:
-                    continue
                 if taken and (len(taken) >= max_files or size + row.size > max_bytes):
                     break
                 if row.is_commit:

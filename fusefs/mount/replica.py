@@ -141,6 +141,11 @@ class Replica:
                 raise
             if not self._db.in_transaction:
                 self._facts_changed = set(self._facts)  # rolled back: written again next time
+                # Entries kept in memory may be gone from the table: read them from it again
+                # (put_entry skips one memory says is recorded).
+                self._entries.clear()
+                self._complete.clear()
+                self._all_entries, self._entries_kept = False, 0
             if not self._disk_full:
                 log.warning("cache disk full: the replica's newest rows wait in memory (%s)", exc)
             self._disk_full = True
@@ -397,6 +402,8 @@ class Replica:
         """Records node under the entry it shows (its parent_id, name and entry_id)."""
         self.put(node)
         entry = (node.id, node.entry_id or node.id)
+        if self._entries.get(node.parent_id, {}).get(node.name) == entry:
+            return  # recorded so already (memory holds what the table holds): a landing
         self._db.execute(
             "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)",
             (node.parent_id, node.name, *entry),
