@@ -91,13 +91,7 @@ class JournalStore:
         # (kept until it commits).
         self._deferred: dict[int, tuple[tuple, int, PendingChange]] = {}
         self._writing: set[int] = set()
-        self._last_seq = (
-            self._db.execute(
-                "SELECT MAX(seq) FROM (SELECT seq FROM sqlite_sequence WHERE name = 'commits'"
-                " UNION ALL SELECT MAX(seq) AS seq FROM commits)"
-            ).fetchone()[0]
-            or 0
-        )
+        self._last_seq = self._db.execute("SELECT MAX(seq) FROM commits").fetchone()[0] or 0
         self.ids = ReservedIds(self._db)
         self._remove_orphans()
 
