@@ -27,6 +27,10 @@ the same pages of the WAL twice per file). Seqs are given here, so a deferred
 row keeps its place: every insert writes the deferred rows before it, and
 reads by node see them. A kill -9 before then loses a file no program closed.
 
+Beside the table it keeps the size, node and kind of every row (totals at every
+close, node_of) and the rows this mount wrote as read back, until one is updated
+(Journal.take reads them at every batch without a query).
+
 Must not: decide what a change does to other rows (replacing, rebasing, which
 rows to take: journal.py), keep the in-memory indexes, or lock: it is not
 thread-safe, the journal's lock guards every use of the database (moving a
