@@ -29,13 +29,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import replace
 
 import trio
 
 from fusefs import errors
 from fusefs.clients import MetadataClient
-from fusefs.models import Kind, Node, Ownership, Removed, Renamed
+from fusefs.models import Kind, Node, Ownership, Removed, Renamed, replaced
 from fusefs.mount.handles import OpenFiles, made_here
 from fusefs.mount.inodes import InodeTable, Invalidation, is_virtual
 from fusefs.mount.journal import Journal
@@ -125,7 +124,7 @@ class EntryChanges:
         """A folder gained or lost a subfolder offline: its st_nlink, counted here."""
         node = self.inodes.cached(inode)
         if node is not None:
-            self.keep(replace(node, nlink=max(node.nlink + delta, 2)))
+            self.keep(replaced(node, nlink=max(node.nlink + delta, 2)))
 
     # --- making nodes -------------------------------------------------------
 
@@ -398,7 +397,7 @@ class EntryChanges:
             self.name_gone(self.inodes.inode_of(target.id), remains)
             if target.kind == Kind.DIRECTORY:
                 self._subfolders(new_parent_inode, -1)
-        moved = replace(source, parent_id=new_parent_id, name=new_name)
+        moved = replaced(source, parent_id=new_parent_id, name=new_name)
         self.names.moved(parent_id, name, moved)
         self.keep(moved)
         self.touch(parent_inode)
@@ -409,8 +408,8 @@ class EntryChanges:
 
     def _swap(self, first: Node, second: Node) -> None:
         """RENAME_EXCHANGE in the replica: each node takes the other's entry."""
-        one = replace(first, parent_id=second.parent_id, name=second.name)
-        other = replace(second, parent_id=first.parent_id, name=first.name)
+        one = replaced(first, parent_id=second.parent_id, name=second.name)
+        other = replaced(second, parent_id=first.parent_id, name=first.name)
         self.names.moved(first.parent_id, first.name, one)
         self.names.moved(second.parent_id, second.name, other)
         self.keep(one)
@@ -456,7 +455,7 @@ class EntryChanges:
         stream catching up after a restart) cannot take it away.
         """
         own = self.names.replica.node(node.id, stale_too=True) or node
-        linked = replace(own, parent_id=new_parent_id, name=name, entry_id=entry_id)
+        linked = replaced(own, parent_id=new_parent_id, name=name, entry_id=entry_id)
         self.names.added(linked)
         return linked
 
@@ -511,8 +510,8 @@ class EntryChanges:
         if row.flags & EXCHANGE:
             target = None if target_id is None else replica.node(target_id, stale_too=True)
             if target is not None:
-                here = replace(node, parent_id=row.parent_id, name=row.name)
-                there = replace(target, parent_id=row.new_parent_id, name=row.new_name)
+                here = replaced(node, parent_id=row.parent_id, name=row.name)
+                there = replaced(target, parent_id=row.new_parent_id, name=row.new_name)
                 self._swap(here, there)
             return
         if target_id is not None:
@@ -521,7 +520,7 @@ class EntryChanges:
                 target is not None and target.kind == Kind.FILE and self._names_of_node(target) > 1
             )
             self.names.removed(row.new_parent_id, row.new_name, target_id, remains)
-        moved = replace(node, parent_id=row.new_parent_id, name=row.new_name)
+        moved = replaced(node, parent_id=row.new_parent_id, name=row.new_name)
         self.names.moved(row.parent_id, row.name, moved)
 
     # --- what metad made of the journal's removals and renames ---------------

@@ -26,7 +26,6 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import trio
@@ -206,9 +205,11 @@ class OpenFile(RevisionReader):
         """node with the local size, times and held attributes while the content is local."""
         if not self.local:
             return node
-        if (node.size, node.mtime_ns, node.ctime_ns) != (self.size, self.mtime_ns, self.ctime_ns):
-            node = replace(node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns)
-        return self.held.applied_to(node)
+        if (node.size, node.mtime_ns, node.ctime_ns) == (self.size, self.mtime_ns, self.ctime_ns):
+            return self.held.applied_to(node)
+        return self.held.applied_to(
+            node, size=self.size, mtime_ns=self.mtime_ns, ctime_ns=self.ctime_ns
+        )  # (one copy of node: asked at every stat of a file being written)
 
     # --- reading ---------------------------------------------------------
 

@@ -14,13 +14,13 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import trio
 
 from fusefs import errors
 from fusefs.cache import BlockCache
-from fusefs.models import Kind, Node, Ownership, Revision
+from fusefs.models import Kind, Node, Ownership, Revision, replaced
 from fusefs.mount.files import OpenFile, RevisionReader, local_disk_error
 from fusefs.mount.inodes import InodeTable, Invalidation
 from fusefs.mount.journal import Journal
@@ -347,7 +347,7 @@ class OpenFiles:
         (until then the journal's row counted it)."""
         parent = self._names.replica.node(dir_id, stale_too=True)
         if parent is not None:
-            parent = replace(parent, nlink=parent.nlink + 1)
+            parent = replaced(parent, nlink=parent.nlink + 1)
             self._names.replica.put(parent)
             self._inodes.update(parent)
 

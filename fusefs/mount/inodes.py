@@ -19,9 +19,9 @@ every inode of their drive the kernel holds, cached attributes or not.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from fusefs.models import Node
+from fusefs.models import Node, replaced
 
 ROOT_INODE = 1
 VIRTUAL_BASE = 1 << 62
@@ -180,7 +180,7 @@ class InodeTable:
         """A read moved the node's atime (nothing else of it is newer for that)."""
         node = self._nodes.get(inode)
         if node is not None and node.atime_ns < atime_ns:
-            self._nodes[inode] = replace(node, atime_ns=atime_ns)
+            self._nodes[inode] = replaced(node, atime_ns=atime_ns)
 
     def touch(self, inode: int, time_ns: int) -> None:
         """Our own change to a directory's entries: its times move, nothing else.
@@ -190,7 +190,7 @@ class InodeTable:
         """
         node = self._nodes.get(inode)
         if node is not None and node.mtime_ns < time_ns:
-            self._nodes[inode] = replace(node, mtime_ns=time_ns, ctime_ns=time_ns)
+            self._nodes[inode] = replaced(node, mtime_ns=time_ns, ctime_ns=time_ns)
 
 
 class VirtualInodes:

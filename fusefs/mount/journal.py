@@ -34,10 +34,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
-from fusefs.models import AttributeChange, Kind, Ownership
+from fusefs.models import AttributeChange, Kind, Ownership, replaced
 from fusefs.mount.journal_index import PendingIndex, RowsInFlight
 from fusefs.mount.journal_rows import (
     AFTER_PREVIOUS,
@@ -206,7 +205,7 @@ class Journal:
     def totals(self) -> tuple[int, int]:
         """(files, bytes) waiting."""
         with self._mutex:
-            return len(self._store.sizes), self._store.total_bytes
+            return self._store.count, self._store.total_bytes
 
     def take(self, max_files: int, max_bytes: int) -> list[PendingChange]:
         """The oldest rows not on their way yet, in order, up to the first that must wait:
@@ -220,15 +219,9 @@ class Journal:
             head = self._store.head(len(self._in_flight) + max_files)
             committing = {n for seq, n, kind in head if seq in self._in_flight and kind == COMMIT}
             waiting = [seq for seq, _, _ in head if seq not in self._in_flight]
-            rows = (
-                self._store.select("WHERE seq >= ? AND seq <= ?", (waiting[0], waiting[-1]))
-                if waiting
-                else []
-            )
+            rows = self._store.rows(waiting) if waiting else []
             size = 0
             for row in rows:
-                if row.seq in self._in_flight:
-                    continue
                 if taken and (len(taken) >= max_files or size + row.size > max_bytes):
                     break
                 if row.is_commit:
@@ -380,7 +373,7 @@ class Journal:
                 held = last.held.then(change)
                 mtime = mtime_ns if mtime_ns is not None else last.mtime_ns
                 self._store.set_held(last.seq, held, mtime, now)
-                updated = replace(last, held=held, mtime_ns=mtime, created_ns=now)
+                updated = replaced(last, held=held, mtime_ns=mtime, created_ns=now)
                 self._by_node.latest[node_id] = updated
                 return
             if last and last.kind == ATTRIBUTES and last.seq not in self._in_flight:
@@ -532,7 +525,7 @@ class Journal:
                 with self._store.transaction():
                     self._store.delete(commit.seq)
                     self._store.rebase(later.seq, revision)
-                self._by_node.latest[commit.node_id] = replace(later, base_revision=revision)
+                self._by_node.latest[commit.node_id] = replaced(later, base_revision=revision)
             self._store.remove_content(commit.content)
 
     def moved(self, commit: PendingChange, node_id: int, revision: int) -> None:

@@ -6,6 +6,7 @@ PendingChange for the kinds and what each column means for each.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import time
@@ -16,9 +17,13 @@ from fusefs.models import NO_CHANGE, AttributeChange, Kind, Ownership
 
 AFTER_PREVIOUS = -1  # base revision: the one the commit before it in the journal makes
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS commits (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+# Seqs are given by the journal (JournalStore: one more than the largest), not by
+# AUTOINCREMENT, which wrote its sqlite_sequence page again at every commit: one page of
+# the six a close wrote and synced. A seq of a row long deleted may come again after a
+# restart; nothing outside a mount's memory names rows by seq.
+_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    seq INTEGER PRIMARY KEY,
     node_id INTEGER NOT NULL,
     parent_id INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -41,7 +46,13 @@ CREATE TABLE IF NOT EXISTS commits (
     flags INTEGER NOT NULL DEFAULT 0,
     data BLOB
 );
-CREATE INDEX IF NOT EXISTS commits_of_node ON commits (node_id, seq);
+"""
+
+_INDEX = "CREATE INDEX IF NOT EXISTS commits_of_node ON commits (node_id, seq)"
+SCHEMA = (
+    _TABLE.format(name="commits")
+    + _INDEX
+    + """;
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS node_ids (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS receipts (
@@ -50,6 +61,7 @@ CREATE TABLE IF NOT EXISTS receipts (
     mac BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,26 @@ COLUMNS = (
 )
 
 
+class _RequestIds:
+    """Request ids for new rows: a random half drawn once per process (and again in a
+    forked child), then a count. Unique as a random id each would be, without a
+    getrandom call per row (two per file closed, each letting go of the GIL)."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+_request_ids = _RequestIds()
+
+
 def new_row(
     kind: str,
     node_id: int,
@@ -145,7 +177,7 @@ def new_row(
     owner = held.owner
     return (
         node_id, parent_id, name, int(mine), base_revision, size, mtime_ns, held.mode,
-        owner.uid, owner.gid, held.atime_ns, content, os.urandom(16).hex(),
+        owner.uid, owner.gid, held.atime_ns, content, _request_ids.next(),
         created_ns or time.time_ns(), kind, target, int(sets_mtime), new_parent_id, new_name,
         flags,
     )  # fmt: skip
@@ -176,3 +208,18 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE commits ADD COLUMN flags INTEGER NOT NULL DEFAULT 0")
     if "data" not in columns:
         db.execute("ALTER TABLE commits ADD COLUMN data BLOB")
+    made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'commits'").fetchone()[0]
+    if "AUTOINCREMENT" in made:
+        # The table again without it (see _TABLE), rows and all, in one transaction.
+        names = ", ".join(row[1] for row in db.execute("PRAGMA table_info(commits)"))
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(_TABLE.format(name="commits_rebuilt"))
+            db.execute(f"INSERT INTO commits_rebuilt ({names}) SELECT {names} FROM commits")
+            db.execute("DROP TABLE commits")
+            db.execute("ALTER TABLE commits_rebuilt RENAME TO commits")
+            db.execute(_INDEX)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise

@@ -27,6 +27,10 @@ the same pages of the WAL twice per file). Seqs are given here, so a deferred
 row keeps its place: every insert writes the deferred rows before it, and
 reads by node see them. A kill -9 before then loses a file no program closed.
 
+Beside the table it keeps the size, node and kind of every row (totals at every
+close, node_of) and the rows this mount wrote as read back, until one is updated
+(Journal.take reads them at every batch without a query).
+
 Must not: decide what a change does to other rows (replacing, rebasing, which
 rows to take: journal.py), keep the in-memory indexes, or lock: it is not
 thread-safe, the journal's lock guards every use of the database (moving a
@@ -49,6 +53,9 @@ from fusefs.mount.node_ids import ReservedIds
 
 # Host parameters per statement at most (SQLite's limit before 3.32 was 999).
 _MAX_PARAMETERS = 500
+# Rows written by this mount kept as read back (take reads them at every batch): at
+# most this many (a journal grown offline is read from the table beyond that).
+_RECENT_ROWS = 20_000
 
 
 class JournalStore:
@@ -70,28 +77,25 @@ class JournalStore:
         self._wal_fd: int | None = None
         self._db.executescript(SCHEMA)
         migrate(self._db)
-        # seq -> size, of every row, and their sum (for totals, asked at every close);
-        # seq -> (node id, kind) of every row written (node_of without a query)
-        self.sizes: dict[int, int] = {}
+        # seq -> (size, node id, kind) of every row written (totals, asked at every close,
+        # and node_of without a query), and their sizes' sum
+        self._rows: dict[int, tuple[int, int, str]] = {}
         self.total_bytes = 0
-        self._kinds: dict[int, tuple[int, str]] = {}
+        # seq -> the row as written by this mount, while the table still has it so (an
+        # update drops it here): Journal.take reads rows without a query or new objects.
+        self._recent: dict[int, PendingChange] = {}
         # Rows deleted in the transaction under way, not yet in the table: deleted with
         # one statement before anything reads or changes it, or at its commit (a batch's
         # landings delete hundreds of rows: one statement each cost most of their time).
         self._deleting: list[int] = []
         self._read_sizes()
         self._unneeded: list[Path] = []  # content files to remove once their rows' deletion commits
-        # seq -> (row, node id it spends): rows not written yet (defer), in order; and
-        # those of them written by the transaction under way (kept until it commits).
-        self._deferred: dict[int, tuple[tuple, int]] = {}
+        # seq -> (row, node id it spends, the row as read back): rows not written yet
+        # (defer), in order; and those of them written by the transaction under way
+        # (kept until it commits).
+        self._deferred: dict[int, tuple[tuple, int, PendingChange]] = {}
         self._writing: set[int] = set()
-        self._last_seq = (
-            self._db.execute(
-                "SELECT MAX(seq) FROM (SELECT seq FROM sqlite_sequence WHERE name = 'commits'"
-                " UNION ALL SELECT MAX(seq) AS seq FROM commits)"
-            ).fetchone()[0]
-            or 0
-        )
+        self._last_seq = self._db.execute("SELECT MAX(seq) FROM commits").fetchone()[0] or 0
         self.ids = ReservedIds(self._db)
         self._remove_orphans()
 
@@ -107,10 +111,15 @@ class JournalStore:
 
     def _read_sizes(self) -> None:
         self._deleting.clear()
+        self._recent.clear()
         rows = self._db.execute("SELECT seq, size, node_id, kind FROM commits").fetchall()
-        self.sizes = {seq: size for seq, size, _, _ in rows}
-        self._kinds = {seq: (node_id, kind) for seq, _, node_id, kind in rows}
-        self.total_bytes = sum(self.sizes.values())
+        self._rows = {seq: (size, node_id, kind) for seq, size, node_id, kind in rows}
+        self.total_bytes = sum(size for size, _, _ in self._rows.values())
+
+    @property
+    def count(self) -> int:
+        """How many rows are written (deferred ones not yet)."""
+        return len(self._rows)
 
     def claim(self, owner: str) -> None:
         """See Journal.claim: refuses (ValueError) while another owner's rows wait, else
@@ -118,7 +127,7 @@ class JournalStore:
         row = self._db.execute("SELECT value FROM facts WHERE key = 'owner'").fetchone()
         if row is not None and row[0] == owner:
             return
-        files = len(self.sizes)
+        files = len(self._rows)
         if row is not None and files:
             raise ValueError(f"it holds {files} change(s) of another user, not sent yet")
         self.ids.clear()
@@ -201,6 +210,16 @@ class JournalStore:
         rows = self._db.execute(query, args).fetchall()
         return [row_to_change(r, self.directory) for r in rows]
 
+    def rows(self, seqs: list[int]) -> list[PendingChange]:
+        """The rows of these seqs, in order (those gone are left out): as written by this
+        mount where it has them, else read (between the first and the last seq)."""
+        recent = self._recent
+        if all(seq in recent for seq in seqs):
+            return [recent[seq] for seq in seqs]
+        wanted = set(seqs)
+        between = self.select("WHERE seq >= ? AND seq <= ?", (min(seqs), max(seqs)))
+        return [row for row in between if row.seq in wanted]
+
     def head(self, limit: int) -> list[tuple[int, int, str]]:
         """(seq, node id, kind) of the oldest rows, in order."""
         self._delete_now()
@@ -225,8 +244,8 @@ class JournalStore:
 
     def nodes(self) -> set[int]:
         """Every node some row is of (deferred rows too)."""
-        found = {node_id for node_id, _ in self._kinds.values()}
-        return found | {row[0] for row, _ in self._deferred.values()}
+        found = {node_id for _, node_id, _ in self._rows.values()}
+        return found | {row[0] for row, _, _ in self._deferred.values()}
 
     def holds(self, node_id: int) -> bool:
         """Whether a row of another node is in node_id (made in it or moved into it)."""
@@ -263,10 +282,12 @@ class JournalStore:
         """One row, in the columns' order (all but seq and data), after the deferred ones."""
         self.write_deferred()
         self._last_seq += 1
-        self._insert(self._last_seq, row, data)
-        return row_to_change((self._last_seq, *row, data is not None), self.directory)
+        written = row_to_change((self._last_seq, *row, data is not None), self.directory)
+        self._insert(written, row, data)
+        return written
 
-    def _insert(self, seq: int, row: tuple, data: bytes | None) -> None:
+    def _insert(self, written: PendingChange, row: tuple, data: bytes | None) -> None:
+        seq = written.seq
         self._db.execute(
             "INSERT INTO commits (seq, node_id, parent_id, name, mine, base_revision, size, "
             "mtime_ns, mode, uid, gid, atime_ns, content, request_id, created_ns, kind, "
@@ -274,16 +295,18 @@ class JournalStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, *row, data),
         )
-        self.sizes[seq] = row[5]
-        self._kinds[seq] = (row[0], row[14])
+        self._rows[seq] = (row[5], row[0], row[14])
         self.total_bytes += row[5]
+        if len(self._recent) < _RECENT_ROWS:
+            self._recent[seq] = written
 
     def defer(self, row: tuple, spends: int) -> PendingChange:
         """A row (no data) written with the next one, or by write_deferred; spends: the
         reserved id it uses (marked used when it is written). See the module docstring."""
         self._last_seq += 1
-        self._deferred[self._last_seq] = (row, spends)
-        return row_to_change((self._last_seq, *row, False), self.directory)
+        deferred = row_to_change((self._last_seq, *row, False), self.directory)
+        self._deferred[self._last_seq] = (row, spends, deferred)
+        return deferred
 
     def write_deferred(self) -> bool:
         """Writes the deferred rows now (in the transaction under way, or one of their
@@ -297,19 +320,19 @@ class JournalStore:
         return True
 
     def _write_deferred(self) -> None:
-        for seq, (row, spends) in self._deferred.items():
+        for seq, (row, spends, deferred) in self._deferred.items():
             if seq not in self._writing:
-                self._insert(seq, row, None)
+                self._insert(deferred, row, None)
                 self.ids.spend(spends)
                 self._writing.add(seq)
 
     def _unwritten(self) -> list[tuple]:
-        return [row for seq, (row, _) in self._deferred.items() if seq not in self._writing]
+        return [row for seq, (row, _, _) in self._deferred.items() if seq not in self._writing]
 
     def _deferred_of(self, node_id: int) -> list[PendingChange]:
         return [
-            row_to_change((seq, *row, False), self.directory)
-            for seq, (row, _) in self._deferred.items()
+            deferred
+            for seq, (row, _, deferred) in self._deferred.items()
             if row[0] == node_id and seq not in self._writing
         ]
 
@@ -317,8 +340,8 @@ class JournalStore:
         """The node a row is of now (a save may have moved it to the saved file)."""
         if seq in self._deferred and seq not in self._writing:
             return self._deferred[seq][0][0]
-        found = self._kinds.get(seq)
-        return None if found is None else found[0]
+        found = self._rows.get(seq)
+        return None if found is None else found[1]
 
     def delete(self, seq: int) -> None:
         """Deletes the row (inside a transaction: with the others deleted in it, before
@@ -330,8 +353,10 @@ class JournalStore:
             self._deleting.append(seq)
         else:
             self._db.execute("DELETE FROM commits WHERE seq = ?", (seq,))
-        self._kinds.pop(seq, None)
-        self.total_bytes -= self.sizes.pop(seq, 0)
+        self._recent.pop(seq, None)
+        found = self._rows.pop(seq, None)
+        if found is not None:
+            self.total_bytes -= found[0]
 
     def _delete_now(self) -> None:
         """The rows delete() queued, deleted (a statement per _MAX_PARAMETERS rows)."""
@@ -351,6 +376,7 @@ class JournalStore:
     ) -> None:
         """The attributes (and mtime) a row sets; sets_mtime too unless None."""
         self._delete_now()
+        self._recent.pop(seq, None)
         values = (held.mode, held.owner.uid, held.owner.gid, held.atime_ns, mtime_ns)
         if sets_mtime is None:
             self._db.execute(
@@ -368,6 +394,7 @@ class JournalStore:
     def rebase(self, seq: int, revision: int) -> None:
         """The row's commit goes on top of revision."""
         self._delete_now()
+        self._recent.pop(seq, None)
         self._db.execute("UPDATE commits SET base_revision = ? WHERE seq = ?", (revision, seq))
 
     def move_rows(
@@ -381,9 +408,10 @@ class JournalStore:
         if kinds:
             query += f" AND kind IN ({', '.join('?' * len(kinds))})"
         self._db.execute(query, (to_id, revision, from_id, *kinds))
-        for seq, (node_id, kind) in list(self._kinds.items()):
+        for seq, (size, node_id, kind) in list(self._rows.items()):
             if node_id == from_id and (not kinds or kind in kinds):
-                self._kinds[seq] = (to_id, kind)
+                self._rows[seq] = (size, to_id, kind)
+                self._recent.pop(seq, None)
 
     # --- content files -----------------------------------------------------
 

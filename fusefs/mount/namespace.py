@@ -16,14 +16,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import TypeVar
 
 import trio
 
 from fusefs import errors
 from fusefs.clients import MetadataClient
-from fusefs.models import Change, ChangeKind, Node, Revision, Usage
+from fusefs.models import Change, ChangeKind, Node, Revision, Usage, replaced
 from fusefs.mount.journal import Journal
 from fusefs.mount.reachability import Reachability
 from fusefs.mount.replica import Replica
@@ -129,7 +128,7 @@ class Namespace:
             if not stale or self._journal.creating(node.id):
                 return node
             own = await self.stat(node.id)
-            return replace(own, parent_id=parent_id, name=name, entry_id=node.entry_id)
+            return replaced(own, parent_id=parent_id, name=name, entry_id=node.entry_id)
         if not self.replica.listed(parent_id):
             # Filled by one listing on first use: every later lookup in the folder is
             # answered here, offline too (a name missing from it then does not exist).

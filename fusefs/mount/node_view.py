@@ -13,12 +13,11 @@ gave), know of pyfuse3, or call the Vfs above it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 from fusefs import errors
 from fusefs.clients import MetadataClient
-from fusefs.models import AttributeChange, Kind, Node, Role
+from fusefs.models import AttributeChange, Kind, Node, Role, replaced
 from fusefs.mount.entries import EntryChanges
 from fusefs.mount.handles import OpenFiles
 from fusefs.mount.inodes import InodeTable, is_virtual
@@ -59,7 +58,7 @@ class NodeView:
         f = self.files.get(inode)
         if f is not None and f.unlinked:
             # Open but unlinked: as on a local disk, still there for its holders.
-            return replace(f.attributes(node), nlink=0)
+            return replaced(f.attributes(node), nlink=0)
         return self.with_local(node)
 
     async def stored(self, inode: int) -> Node:
@@ -85,7 +84,7 @@ class NodeView:
             else self.journal.links_made(node.id)
         )
         if made:
-            node = replace(node, nlink=node.nlink + made)
+            node = replaced(node, nlink=node.nlink + made)
         f = self.files.get(self.inodes.inode_of(node.id) if inode is None else inode)
         sealed = self.journal.latest(node.id)
         attributes = self.journal.attributes(node.id)
@@ -95,8 +94,9 @@ class NodeView:
             return _with_rows(f.attributes(node), attributes, sealed)
         if sealed is not None:
             ctime_ns = max(node.ctime_ns, sealed.created_ns)  # changed by the time it was closed
-            node = replace(node, size=sealed.size, mtime_ns=sealed.mtime_ns, ctime_ns=ctime_ns)
-            node = sealed.held.applied_to(node)
+            node = sealed.held.applied_to(
+                node, size=sealed.size, mtime_ns=sealed.mtime_ns, ctime_ns=ctime_ns
+            )
         return _with_rows(node, attributes, sealed)
 
     # --- what a role allows ----------------------------------------------
@@ -130,7 +130,6 @@ def _with_rows(
     if attributes is None:
         return node
     change, mtime_ns, when = attributes
-    node = change.applied_to(node)
     if mtime_ns is not None and (sealed is None or sealed.created_ns < when):
-        node = replace(node, mtime_ns=mtime_ns)
-    return replace(node, ctime_ns=max(node.ctime_ns, when))
+        return change.applied_to(node, mtime_ns=mtime_ns, ctime_ns=max(node.ctime_ns, when))
+    return change.applied_to(node, ctime_ns=max(node.ctime_ns, when))

@@ -23,10 +23,9 @@ import itertools
 import logging
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
-from fusefs.models import Node, Revision, Usage
+from fusefs.models import Node, Revision, Usage, replaced
 from fusefs.mount.replica_rows import (
     JOINED_COLUMNS,
     NODE_COLUMNS,
@@ -142,6 +141,11 @@ class Replica:
                 raise
             if not self._db.in_transaction:
                 self._facts_changed = set(self._facts)  # rolled back: written again next time
+                # Entries kept in memory may be gone from the table: read them from it again
+                # (put_entry skips one memory says is recorded).
+                self._entries.clear()
+                self._complete.clear()
+                self._all_entries, self._entries_kept = False, 0
             if not self._disk_full:
                 log.warning("cache disk full: the replica's newest rows wait in memory (%s)", exc)
             self._disk_full = True
@@ -258,7 +262,7 @@ class Replica:
             # as given, not read back from the row (~40 % of a put); an entry_id left
             # unset is filled in as a read of the row would.
             if node.entry_id != node.id:
-                node = replace(node, entry_id=node.id)
+                node = replaced(node, entry_id=node.id)
             self._keep_node(node, False)
         else:
             self._nodes.pop(node.id, None)  # kept as it was, or partly: read again
@@ -278,7 +282,10 @@ class Replica:
         )
         known = self._nodes.get(node_id)
         if known is not None and known[0].mtime_ns < time_ns:
-            self._nodes[node_id] = (replace(known[0], mtime_ns=time_ns, ctime_ns=time_ns), known[1])
+            self._nodes[node_id] = (
+                replaced(known[0], mtime_ns=time_ns, ctime_ns=time_ns),
+                known[1],
+            )
 
     def accessed(self, node_id: int, atime_ns: int) -> None:
         self._db.execute(
@@ -287,7 +294,7 @@ class Replica:
         )
         known = self._nodes.get(node_id)
         if known is not None and known[0].atime_ns < atime_ns:
-            self._nodes[node_id] = (replace(known[0], atime_ns=atime_ns), known[1])
+            self._nodes[node_id] = (replaced(known[0], atime_ns=atime_ns), known[1])
 
     def drop(self, node_id: int) -> None:
         """The node left the drive (or our sight): it, its names and its listing go."""
@@ -340,7 +347,7 @@ class Replica:
         node, stale = known
         entry_id = entry[1] or node.id
         if (node.parent_id, node.name, node.entry_id) != (parent_id, name, entry_id):
-            node = replace(node, parent_id=parent_id, name=name, entry_id=entry_id)
+            node = replaced(node, parent_id=parent_id, name=name, entry_id=entry_id)
         return node, stale
 
     def _entry(self, parent_id: int, name: str) -> tuple[int, int] | None:
@@ -395,6 +402,8 @@ class Replica:
         """Records node under the entry it shows (its parent_id, name and entry_id)."""
         self.put(node)
         entry = (node.id, node.entry_id or node.id)
+        if self._entries.get(node.parent_id, {}).get(node.name) == entry:
+            return  # recorded so already (memory holds what the table holds): a landing
         self._db.execute(
             "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)",
             (node.parent_id, node.name, *entry),
@@ -468,7 +477,7 @@ class Replica:
                 return None
             node, entry_id = known[0], entry_id or node_id
             if (node.parent_id, node.name, node.entry_id) != (dir_id, name, entry_id):
-                node = replace(node, parent_id=dir_id, name=name, entry_id=entry_id)
+                node = replaced(node, parent_id=dir_id, name=name, entry_id=entry_id)
             listed.append(node)
         listed.sort(key=lambda node: node.entry_id)
         return listed

@@ -53,7 +53,7 @@ from fusefs.mount.journal_rows import (
 from fusefs.mount.landings import EntrySettled, Landed
 from fusefs.mount.reachability import Reachability
 from fusefs.mount.sealed import Sealed, blocks_of, keep_in_cache
-from fusefs.mount.uploads import SentBytes, Uploads
+from fusefs.mount.uploads import SentBytes, Uploads, in_threads
 from protos import names
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,6 @@ class Synchronizer:
         self._blocks = blocks
         self._journal = journal
         self._reachability = reachability
-        self._limiter = limiter
         self._work = trio.Event()
         self._since: float | None = None  # when the first change not taken yet came
         self._latest = 0.0  # when the last change came
@@ -137,13 +136,11 @@ class Synchronizer:
         # and so recorded together.
         self._landed_send, self.landed = trio.open_memory_channel[Landed | EntrySettled](math.inf)
         self._sent = SentBytes()
-        self._uploads = Uploads(blocks, journal, cache, limiter, self._sent)
+        self._thread = in_threads(limiter)
+        self._uploads = Uploads(blocks, journal, cache, self._thread, self._sent)
         self.problems: dict[int, str] = {}
         self.recovered: list[str] = []
         blocks.grants.add_receipts(journal.receipts())
-
-    async def _thread(self, fn, *args):
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     def wake(self) -> None:
         """A change was journaled."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import trio
 
@@ -27,6 +28,19 @@ from fusefs.mount.sealed import Sealed, keep_all_in_cache, read_blocks
 UPLOAD_BYTES = 16 * 1024**2  # per Upload stream: what a crash may make us send again
 UPLOAD_STREAMS = 4
 RATE_SECONDS = 10.0  # the send rate `drive status` shows is over this long
+
+# Runs a blocking call (a client's, the cache's) in a worker thread: see in_threads.
+InThread = Callable[..., Awaitable[Any]]
+
+
+def in_threads(limiter: trio.CapacityLimiter) -> InThread:
+    """fn(*args) in a worker thread, at most limiter's many at once: the synchronizer's
+    calls and uploads share it."""
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+    return run
 
 
 class SentBytes:
@@ -59,17 +73,14 @@ class Uploads:
         blocks: BlockClient,
         journal: Journal,
         cache: BlockCache,
-        limiter: trio.CapacityLimiter,
+        thread: InThread,
         sent: SentBytes,
     ) -> None:
         self._blocks = blocks
         self._journal = journal
         self._cache = cache
-        self._limiter = limiter
+        self._thread = thread
         self._sent = sent
-
-    async def _thread(self, fn, *args):
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     async def send_and_keep(self, contents: list[tuple[Sealed, list[BlockRef]]]) -> None:
         """Uploads, and meanwhile keeps the blocks in the cache: what lands is read from
