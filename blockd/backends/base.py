@@ -188,17 +188,15 @@ class Backend(abc.ABC):
     ) -> list[int | BackendError]:
         """put_many of each (key, make(key, data)): how a wrapper encodes a group.
 
-        make follows put_made's rules; a backend that writes a group in one thread
-        job (the local one) runs it there, for each object before writing it.
+        make follows put_made's rules. This default makes the whole group in one
+        worker-thread job, then put_many()s it; a backend that writes a group in
+        one thread job (the local one) makes each object there, before writing it.
         """
 
-        async def one(key: str, data: Bytes) -> int | BackendError:
-            try:
-                return await self.put_made(key, partial(make, key, data))
-            except BackendError as exc:
-                return exc
+        def make_all() -> list[tuple[str, Bytes]]:
+            return [(key, make(key, data)) for key, data in items]
 
-        return list(await asyncio.gather(*(one(key, data) for key, data in items)))
+        return await self.put_many(await asyncio.to_thread(make_all) if items else [])
 
     @abc.abstractmethod
     async def contains(self, keys: Sequence[str]) -> list[bool]:
