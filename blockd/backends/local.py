@@ -250,9 +250,9 @@ class LocalBackend(Backend):
     ) -> list[int | BackendError]:
         """Thread-side put_many_made: a group commit, one thread job for the lot.
 
-        Each object goes to a durable temp file (up to _GROUP_WRITERS at once),
-        then all are renamed, then each distinct directory is fsynced once (not
-        once per object). An object counts
+        Each object goes to a durable temp file, then all are renamed, then each
+        distinct directory is fsynced once (not once per object); the writes and
+        the directory fsyncs each by up to _GROUP_WRITERS threads at once. An object counts
         as stored only once its directory's fsync succeeded; each failure is in its
         object's place, and a failed object's temp file is removed.
         """
@@ -286,13 +286,23 @@ class LocalBackend(Backend):
                 renamed.setdefault(path.parent, []).append(place)
             except BackendError as exc:
                 out[place] = exc
-        for directory, places in renamed.items():
+
+        def sync(directory: Path) -> BackendError | None:
             try:
                 with _write_errors(directory):
                     _fsync_dir(directory)
             except BackendError as exc:
+                return exc
+            return None
+
+        if len(renamed) > 1:  # (concurrent for the same reason)
+            synced = list(_group_writers().map(sync, renamed))
+        else:
+            synced = [sync(directory) for directory in renamed]
+        for places, error in zip(renamed.values(), synced, strict=True):
+            if error is not None:
                 for place in places:
-                    out[place] = exc
+                    out[place] = error
         return out
 
 
