@@ -4,7 +4,8 @@ Owns: what a valid block is (BLAKE3-256 of its data, 1 B to 16 MiB), hash
 verification of every block written *and* read (a read from a backend that
 authenticates its objects, the codec, is proven by that instead), dedup (one object per hash;
 concurrent uploads of one block become one write), the object key of a block
-(its hash in lowercase hex), the pipelining of a stream of blocks, the
+(its hash in lowercase hex), the pipelining of a stream of blocks (with
+streamwrites.py: small blocks are written in groups), the
 counters of GetStats (by the store's own record of the blocks it holds,
 held.py, not by asking the backend before each write), the mapping of
 backend errors to store errors (storeerrors.py), which blocks the hot-block cache gets
@@ -19,12 +20,15 @@ upload always replaces a damaged copy (healing).
 
 Must not: know gRPC or protobuf (the service translates), know which backend
 it has, block the event loop (hashing of anything but small blocks runs in a
-worker thread; blake3 releases the GIL).
+worker thread; blake3 releases the GIL), or hop to a thread per small block.
 
 Concurrency: everything here runs on the one event loop, so the counters need
-no lock. A write in flight is a Task in `_writes`, keyed by object key; it is
-shielded from the cancellation of the upload that started it, so a write that
-reached the backend is always counted, and `close()` waits for all of them.
+no lock. A write in flight is a future in `_writes`, keyed by object key: the
+Task of a large block's write, or the claim of a small block that a group
+write (one backend put_many for the small blocks of a stream that arrived
+together) settles. Either is shielded from the cancellation of the upload
+that started it, so a write that reached the backend is always counted, and
+`close()` waits for all of them.
 Reads are single-flight the same way: concurrent requests for one block (read
 ahead in one stream, or many devices fetching it at once) share one future in
 `_reads`, so one backend read, one decryption and one hash check. A stream's
@@ -41,7 +45,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -59,16 +63,22 @@ from blockd.storeerrors import (
     BlockDamaged,
     InvalidBlock,
     StoreError,
+    StoreUnavailable,
     backend_errors,
     check_hash,
     check_stored,
 )
+from blockd.streamwrites import StreamWrites, abandon
 
 log = logging.getLogger(__name__)
 
 MAX_BLOCK_BYTES = 16 * 1024 * 1024
 # Below this, hashing (~20 µs) costs less than a hop to a worker thread.
 _INLINE_HASH_BYTES = 64 * 1024
+# Blocks below this are hashed on the loop and written in groups: one backend
+# put_many (one worker-thread job on the local backend, a group commit) for the
+# blocks of a stream that arrive while its earlier groups are written.
+_SMALL_BLOCK_BYTES = _INLINE_HASH_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +128,23 @@ def _hashed(key: str, data: bytes | memoryview) -> tuple[bytes, bytes]:
     return bytes(data), blake3.blake3(data).digest()
 
 
-def _abandon(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancels tasks no one will await, retrieving the errors of finished ones."""
-    for task in tasks:
-        if not task.done():
-            task.cancel()
-        elif not task.cancelled():
-            task.exception()
+def _check_shape(block: Block) -> None:
+    """Raises InvalidBlock for a malformed hash, or data empty or too large."""
+    check_hash(block.hash)
+    if not block.data:
+        raise InvalidBlock(f"block {block.hash.hex()} is empty (an empty file has no blocks)")
+    if len(block.data) > MAX_BLOCK_BYTES:
+        raise InvalidBlock(
+            f"block {block.hash.hex()} is {len(block.data)} bytes; the limit is {MAX_BLOCK_BYTES}"
+        )
+
+
+def _check_matches(block: Block, actual: bytes) -> None:
+    """Raises InvalidBlock unless block's data hash (to actual) to its hash."""
+    if actual != block.hash:
+        raise InvalidBlock(
+            f"hash mismatch: block {block.hash.hex()} carries data whose hash is {actual.hex()}"
+        )
 
 
 class BlockStore:
@@ -149,7 +169,7 @@ class BlockStore:
         self._download_window = download_window
         self._hot = hot
         self._on_damaged = on_damaged
-        self._writes: dict[str, asyncio.Task[bool]] = {}
+        self._writes: dict[str, asyncio.Future[bool]] = {}  # a _write Task, or a claim
         self._reads: dict[bytes, asyncio.Future[bytes]] = {}
         self._runs: set[asyncio.Task[None]] = set()  # runs of reads (_read_run) in flight
         self._quarantines: dict[str, asyncio.Task[int]] = {}
@@ -239,70 +259,56 @@ class BlockStore:
         the error of the earliest failing block is raised. Returns only when
         every block is durably stored. The hash and size of every block
         verified and stored is appended to `held`, even if the call fails.
+
+        Small blocks (see _SMALL_BLOCK_BYTES) are verified on the loop and
+        written in groups (streamwrites.py).
         """
-        received = stored = bytes_received = bytes_stored = 0
-        in_flight = 0  # bytes of the pending blocks
-        # task → (position, size, hash)
-        pending: dict[asyncio.Task[bool], tuple[int, int, bytes]] = {}
-        failures: list[tuple[int, BaseException]] = []
-
-        def harvest(done: set[asyncio.Task[bool]]) -> None:
-            nonlocal stored, bytes_stored, in_flight
-            for task in done:
-                position, size, digest = pending.pop(task)
-                in_flight -= size
-                if (exc := task.exception()) is not None:
-                    failures.append((position, exc))
-                    continue
-                if held is not None:
-                    held.append((digest, size))
-                stored += 1
-                bytes_stored += size
-
+        received = bytes_received = 0
+        writes = StreamWrites(
+            window_bytes=self._upload_window_bytes,
+            claim=self._claim,
+            put=self._put,
+            write_group=self._write_group,
+            held=held,
+        )
         try:
             async for block in blocks:
                 self._blocks_received += 1
                 self._bytes_received += len(block.data)
                 received += 1
                 bytes_received += len(block.data)
-                harvest({task for task in pending if task.done()})
-                if failures:
+                if writes.failed():
                     break  # a block before this one was bad: this one is not stored
-                task = asyncio.create_task(self._put(block))
-                pending[task] = (received - 1, len(block.data), block.hash)
-                in_flight += len(block.data)
-                if in_flight >= self._upload_window_bytes:
-                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    harvest(done)
-                    if failures:
-                        break
-            if pending:
-                done, _ = await asyncio.wait(pending)
-                harvest(done)
+                await writes.add(block)
+                if writes.failed():
+                    break
+            await writes.finish()
         finally:
-            # Left over only when cancelled (the client went away) or the
-            # stream broke: stop verifying. A write already started goes on,
-            # shielded, and is counted.
-            _abandon(pending)
-        if failures:
-            raise min(failures, key=lambda failure: failure[0])[1]
-        return UploadSummary(received, stored, bytes_received, bytes_stored)
+            writes.abandon()  # left over only when cancelled (the client went away)
+        writes.raise_first_failure()
+        return UploadSummary(received, writes.stored, bytes_received, writes.bytes_stored)
+
+    def _claim(self, block: Block) -> asyncio.Future[bool] | None:
+        """For a small block: verifies it here (raises InvalidBlock) and returns the claim
+        of its write, which the caller owes (a group write, _write_group, settles it).
+        None for a large block, or one being written or quarantined already: _put it
+        (it waits for those first)."""
+        if len(block.data) >= _SMALL_BLOCK_BYTES:
+            return None
+        _check_shape(block)
+        _check_matches(block, blake3.blake3(block.data).digest())
+        key = block.hash.hex()
+        if key in self._writes or key in self._quarantines:
+            return None
+        claim: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._writes[key] = claim
+        claim.add_done_callback(partial(self._write_done, key))
+        return claim
 
     async def _put(self, block: Block) -> bool:
         """Verifies one block and writes it; True if the store did not hold it."""
-        check_hash(block.hash)
-        if not block.data:
-            raise InvalidBlock(f"block {block.hash.hex()} is empty (an empty file has no blocks)")
-        if len(block.data) > MAX_BLOCK_BYTES:
-            raise InvalidBlock(
-                f"block {block.hash.hex()} is {len(block.data)} bytes; "
-                f"the limit is {MAX_BLOCK_BYTES}"
-            )
-        actual = await block_hash(block.data)
-        if actual != block.hash:
-            raise InvalidBlock(
-                f"hash mismatch: block {block.hash.hex()} carries data whose hash is {actual.hex()}"
-            )
+        _check_shape(block)
+        _check_matches(block, await block_hash(block.data))
         key = block.hash.hex()
         while True:
             quarantine = self._quarantines.get(key)
@@ -327,6 +333,45 @@ class BlockStore:
             self._hot.add(block.hash, block.data)  # stored and verified: others may fetch it soon
         return new
 
+    async def _write_group(
+        self, group: list[tuple[Block, asyncio.Future[bool]]]
+    ) -> list[StoreError | None]:
+        """Writes verified blocks in one backend call (put_many) and settles each one's
+        claim (see _claim); each block's error, or None where it was stored."""
+        out: list[StoreError | None] = []
+        try:
+            try:
+                results: list[Any] = await self._backend.put_many(
+                    [(block.hash.hex(), block.data) for block, _ in group]
+                )
+            except BackendError as exc:
+                results = [exc] * len(group)
+            mapped: dict[int, StoreError] = {}  # one log line per distinct backend error
+            for (block, claim), result in zip(group, results, strict=True):
+                if isinstance(result, BackendError):
+                    if id(result) not in mapped:
+                        try:
+                            with backend_errors(block.hash.hex()):
+                                raise result
+                        except StoreError as exc:
+                            mapped[id(result)] = exc
+                    out.append(mapped[id(result)])
+                    claim.set_exception(mapped[id(result)])
+                    continue
+                new = self._held.add(block.hash)
+                if new:
+                    self._object_count += 1
+                    self._stored_bytes += result
+                if self._hot is not None:
+                    self._hot.add(block.hash, block.data)
+                claim.set_result(new)
+                out.append(None)
+        finally:
+            for _, claim in group:
+                if not claim.done():  # cancelled, or a bug: never leave a waiter hanging
+                    claim.set_exception(StoreUnavailable("the write of this block was cut short"))
+        return out
+
     async def _write(self, key: str, data: bytes) -> bool:
         """Writes the object, replacing any copy there (see the module docstring); new?
 
@@ -343,7 +388,7 @@ class BlockStore:
             self._stored_bytes += size
         return new
 
-    def _write_done(self, key: str, write: asyncio.Task[bool]) -> None:
+    def _write_done(self, key: str, write: asyncio.Future[bool]) -> None:
         if self._writes.get(key) is write:
             del self._writes[key]
         if not write.cancelled():
@@ -379,7 +424,7 @@ class BlockStore:
                     self._bytes_sent += len(block.data)
                     yield block
         finally:
-            _abandon(queue)
+            abandon(queue)
 
     async def _get_run(self, digests: Sequence[bytes]) -> list[Block | StoreError]:
         """The blocks in order, up to and including the first that fails (its error).

@@ -31,7 +31,6 @@ from blockd.backends.base import (
     BackendSetupError,
     BackendUnavailable,
     ObjectCorrupt,
-    ObjectInfo,
     ObjectNotFound,
 )
 from blockd.backends.codec import CodecBackend
@@ -39,52 +38,15 @@ from blockd.backends.local import FORMAT_VERSION, LocalBackend
 from blockd.backends.retry import RetryPolicy, retry
 from blockd.backends.s3 import S3Backend, is_temp_failure
 from blockd.keys import Keyring, new_master_key
-from tests.s3server import S3_SERVERS, s3_of
+from tests.blockd_backends import BACKENDS, MakeBackend, backend_maker, listing, run
 
 if TYPE_CHECKING:
     from tests.s3server import S3Server
 
 
-MakeBackend = Callable[[], Awaitable[Backend]]
-Scenario = Callable[[Backend], Awaitable[None]]
-
-
-@pytest.fixture(params=["local", "s3", "seaweed", "codec-local", "codec-s3", "codec-seaweed"])
+@pytest.fixture(params=BACKENDS)
 def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> MakeBackend:
-    kind = request.param
-    inner = kind.removeprefix("codec-")
-    if inner in S3_SERVERS:
-        server, bucket = s3_of(request, inner)
-    key = new_master_key()
-    keyring = Keyring((key,), key)
-
-    async def make() -> Backend:
-        if inner == "local":
-            backend: Backend = await LocalBackend.open(tmp_path / "local")
-        else:
-            backend = await S3Backend.open(
-                bucket=bucket, endpoint_url=server.endpoint, region="us-east-1", prefix="p/"
-            )
-        if kind.startswith("codec-"):
-            backend = await CodecBackend.open(backend, keyring)
-        return backend
-
-    return make
-
-
-def run(make: MakeBackend, scenario: Scenario) -> None:
-    async def main() -> None:
-        backend = await make()
-        try:
-            await scenario(backend)
-        finally:
-            await backend.close()
-
-    asyncio.run(main())
-
-
-async def listing(backend: Backend, prefix: str = "") -> list[ObjectInfo]:
-    return [info async for info in backend.list_objects(prefix)]
+    return backend_maker(request, tmp_path)
 
 
 # --- the interface: every backend ---------------------------------------------------------

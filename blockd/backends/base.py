@@ -166,6 +166,38 @@ class Backend(abc.ABC):
         """
         return await self.put(key, await asyncio.to_thread(make))
 
+    async def put_many(self, items: Sequence[tuple[str, Bytes]]) -> list[int | BackendError]:
+        """put of each (key, data), in order: its stored size, or the error put would raise.
+
+        Each object is durable once its size is returned, as after put; an error of
+        one does not stop the others. The group commit of small objects: a backend
+        that writes in worker threads (the local one) writes a whole group in one
+        thread job and makes it durable together; this default puts them concurrently.
+        """
+
+        async def one(key: str, data: Bytes) -> int | BackendError:
+            try:
+                return await self.put(key, data)
+            except BackendError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(key, data) for key, data in items)))
+
+    async def put_many_made(
+        self, items: Sequence[tuple[str, Bytes]], make: Callable[[str, Bytes], Bytes]
+    ) -> list[int | BackendError]:
+        """put_many of each (key, make(key, data)): how a wrapper encodes a group.
+
+        make follows put_made's rules. This default makes the whole group in one
+        worker-thread job, then put_many()s it; a backend that writes a group in
+        one thread job (the local one) makes each object there, before writing it.
+        """
+
+        def make_all() -> list[tuple[str, Bytes]]:
+            return [(key, make(key, data)) for key, data in items]
+
+        return await self.put_many(await asyncio.to_thread(make_all) if items else [])
+
     @abc.abstractmethod
     async def contains(self, keys: Sequence[str]) -> list[bool]:
         """For each key, in order, whether an object exists under it.
@@ -201,8 +233,9 @@ class Backend(abc.ABC):
 class WrappingBackend(Backend):
     """Passes every call to self.backend; a wrapper overrides what it changes.
 
-    (get_then, get_many and put_made are not passed on: their defaults call the
-    wrapper's own get and put, so a wrapper that changes those changes them too.)
+    (get_then, get_many, put_made, put_many and put_many_made are not passed on:
+    their defaults call the wrapper's own get and put, so a wrapper that changes
+    those changes them too.)
 
     The S3QL comprenc pattern: new behaviour (encoding, faults in tests) is a
     wrapper around any backend, not a flag inside one.

@@ -13,14 +13,28 @@ over the final name and fsyncs the directory, so an object whose put returned
 survives SIGKILL and power loss, and a reader never sees a partial object.
 Every blocking call runs in a worker thread, at most `concurrency` at once; a
 wrapper's encoding and decoding (put_made, get_then) run in that same thread,
-and a run of objects (get_many_then) is read and decoded in one thread job.
+a run of objects (get_many_then) is read and decoded in one thread job, and a
+group of objects (put_many, put_many_made) is encoded and written in one: each
+to a durable temp file, then all renamed, then each distinct directory fsynced
+once (a group commit of the renames; see _write_group).
 Objects of 256 KiB and more are read with O_DIRECT into reused aligned buffers,
 past the page cache (see _read_direct).
 
 Not done, measured: a group commit of the fsyncs with syncfs(2) (two per batch
 instead of two per object) made writes through a mount on the same disk four
 times slower; syncfs also flushes the mount's staging files while it writes
-them, and everyone else's dirty data.
+them, and everyone else's dirty data. So a group still fsyncs each object's
+file, with up to _GROUP_WRITERS threads at once; what it saves is the event
+loop's hand-offs and tasks (one per group, not per object). Written one after
+the other in the group's own thread instead, measured: 16 % less blockd CPU
+than that, but an untar through a mount 11 % slower (the disk's cache flushes
+of serial fsyncs no longer merge, and the mount's own fsyncs wait behind them).
+Also measured and not kept (8 KiB files on this ext4 without a journal, where
+each fsync writes the file's inode, bitmaps and new parent entry itself):
+O_TMPFILE + linkat (no temp name, no rename), creating a group's temp files
+before fsyncing any, or all in one staging directory (shared metadata blocks
+written once), with or without starting their writeback first: up to 1/4
+fewer disk writes, but no CPU or time saved that rose above the noise.
 
 Must not: interpret objects or keys beyond their names; block the event loop;
 let an OSError escape (they are mapped to the errors of `base` here, once).
@@ -40,6 +54,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -150,6 +165,15 @@ class LocalBackend(Backend):
         with _write_errors(path):
             return await self._run(self._make_file, path, make)
 
+    async def put_many(self, items: Sequence[tuple[str, Bytes]]) -> list[int | BackendError]:
+        return await self.put_many_made(items, _given)
+
+    async def put_many_made(
+        self, items: Sequence[tuple[str, Bytes]], make: Callable[[str, Bytes], Bytes]
+    ) -> list[int | BackendError]:
+        paths = [self._path(key) for key, _ in items]
+        return await self._run(self._write_group, paths, items, make)
+
     def _make_file(self, path: Path, make: Callable[[], Bytes]) -> int:
         data = make()
         self._write_file(path, data)
@@ -184,7 +208,18 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise BackendUnavailable(f"cannot quarantine {path}: {_describe(exc)}") from exc
 
-    def _write_file(self, path: Path, data: bytes) -> None:
+    def _write_file(self, path: Path, data: Bytes) -> None:
+        tmp = self._write_temp(path, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+    def _write_temp(self, path: Path, data: Bytes) -> Path:
+        """A durable temp file holding data, in path's directory (created if need be)."""
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -201,12 +236,92 @@ class LocalBackend(Backend):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(path.parent)
+        return tmp
+
+    def _write_group(
+        self,
+        paths: Sequence[Path],
+        items: Sequence[tuple[str, Bytes]],
+        make: Callable[[str, Bytes], Bytes],
+    ) -> list[int | BackendError]:
+        """Thread-side put_many_made: a group commit, one thread job for the lot.
+
+        Each object goes to a durable temp file, then all are renamed, then each
+        distinct directory is fsynced once (not once per object); the writes and
+        the directory fsyncs each by up to _GROUP_WRITERS threads at once. An object counts
+        as stored only once its directory's fsync succeeded; each failure is in its
+        object's place, and a failed object's temp file is removed.
+        """
+
+        def write(place: int) -> tuple[int, Path | None, int | BackendError]:
+            path, (key, data) = paths[place], items[place]
+            try:
+                blob = make(key, data)
+                with _write_errors(path):
+                    return place, self._write_temp(path, blob), len(blob)
+            except BackendError as exc:
+                return place, None, exc
+
+        if len(items) > 1:
+            # Concurrent fsyncs: the disk's cache flushes of several merge into one.
+            written = list(_group_writers().map(write, range(len(items))))
+        else:
+            written = [write(0)] if items else []
+        out: list[int | BackendError] = [result for _, _, result in written]
+        renamed: dict[Path, list[int]] = {}  # directory → places of the objects renamed into it
+        temps = [(place, tmp, paths[place]) for place, tmp, _ in written if tmp is not None]
+        for place, tmp, path in temps:
+            try:
+                with _write_errors(path):
+                    try:
+                        os.replace(tmp, path)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            os.unlink(tmp)
+                        raise
+                renamed.setdefault(path.parent, []).append(place)
+            except BackendError as exc:
+                out[place] = exc
+
+        def sync(directory: Path) -> BackendError | None:
+            try:
+                with _write_errors(directory):
+                    _fsync_dir(directory)
+            except BackendError as exc:
+                return exc
+            return None
+
+        if len(renamed) > 1:  # (concurrent for the same reason)
+            synced = list(_group_writers().map(sync, renamed))
+        else:
+            synced = [sync(directory) for directory in renamed]
+        for places, error in zip(renamed.values(), synced, strict=True):
+            if error is not None:
+                for place in places:
+                    out[place] = error
+        return out
+
+
+_GROUP_WRITERS = 8  # threads writing the objects of groups (all groups share them)
+_group_pool: ThreadPoolExecutor | None = None
+_group_pool_lock = threading.Lock()
+
+
+def _group_writers() -> ThreadPoolExecutor:
+    """The threads a group job writes its objects with (made at first use)."""
+    global _group_pool
+    with _group_pool_lock:
+        if _group_pool is None:
+            _group_pool = ThreadPoolExecutor(_GROUP_WRITERS, thread_name_prefix="blockd-group")
+        return _group_pool
+
+
+def _given(key: str, data: Bytes) -> Bytes:
+    return data
 
 
 def _may_hold(subdir: str, prefix: str) -> bool:
