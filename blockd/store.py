@@ -61,7 +61,6 @@ from blockd.hotcache import HotBlocks
 from blockd.storeerrors import (
     HASH_BYTES,
     BlockDamaged,
-    InvalidBlock,
     StoreError,
     StoreUnavailable,
     backend_errors,
@@ -69,22 +68,21 @@ from blockd.storeerrors import (
     check_stored,
 )
 from blockd.streamwrites import StreamWrites, abandon
+from blockd.validblocks import (  # Block: the store's, defined beside its checks
+    INLINE_HASH_BYTES,
+    Block,
+    block_hash,
+    check_matches,
+    check_shape,
+    hashed,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_BLOCK_BYTES = 16 * 1024 * 1024
-# Below this, hashing (~20 µs) costs less than a hop to a worker thread.
-_INLINE_HASH_BYTES = 64 * 1024
 # Blocks below this are hashed on the loop and written in groups: one backend
 # put_many (one worker-thread job on the local backend, a group commit) for the
 # blocks of a stream that arrive while its earlier groups are written.
-_SMALL_BLOCK_BYTES = _INLINE_HASH_BYTES
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    hash: bytes  # BLAKE3-256 of data
-    data: bytes | memoryview  # uploaded: a view of the request it came in
+_SMALL_BLOCK_BYTES = INLINE_HASH_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,41 +108,6 @@ class StoreStats:
     blocks_received: int
     bytes_sent: int
     blocks_sent: int
-
-
-async def block_hash(data: bytes) -> bytes:
-    """BLAKE3-256 of data, computed off the event loop unless data is small."""
-    if len(data) < _INLINE_HASH_BYTES:
-        return blake3.blake3(data).digest()
-    return await asyncio.to_thread(_hash_large, data)
-
-
-def _hash_large(data: bytes) -> bytes:
-    return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest()
-
-
-def _hashed(key: str, data: bytes | memoryview) -> tuple[bytes, bytes]:
-    """Thread-side, for get_many_then: an object's bytes and their BLAKE3-256."""
-    return bytes(data), blake3.blake3(data).digest()
-
-
-def _check_shape(block: Block) -> None:
-    """Raises InvalidBlock for a malformed hash, or data empty or too large."""
-    check_hash(block.hash)
-    if not block.data:
-        raise InvalidBlock(f"block {block.hash.hex()} is empty (an empty file has no blocks)")
-    if len(block.data) > MAX_BLOCK_BYTES:
-        raise InvalidBlock(
-            f"block {block.hash.hex()} is {len(block.data)} bytes; the limit is {MAX_BLOCK_BYTES}"
-        )
-
-
-def _check_matches(block: Block, actual: bytes) -> None:
-    """Raises InvalidBlock unless block's data hash (to actual) to its hash."""
-    if actual != block.hash:
-        raise InvalidBlock(
-            f"hash mismatch: block {block.hash.hex()} carries data whose hash is {actual.hex()}"
-        )
 
 
 class BlockStore:
@@ -295,8 +258,8 @@ class BlockStore:
         (it waits for those first)."""
         if len(block.data) >= _SMALL_BLOCK_BYTES:
             return None
-        _check_shape(block)
-        _check_matches(block, blake3.blake3(block.data).digest())
+        check_shape(block)
+        check_matches(block, blake3.blake3(block.data).digest())
         key = block.hash.hex()
         if key in self._writes or key in self._quarantines:
             return None
@@ -307,8 +270,8 @@ class BlockStore:
 
     async def _put(self, block: Block) -> bool:
         """Verifies one block and writes it; True if the store did not hold it."""
-        _check_shape(block)
-        _check_matches(block, await block_hash(block.data))
+        check_shape(block)
+        check_matches(block, await block_hash(block.data))
         key = block.hash.hex()
         while True:
             quarantine = self._quarantines.get(key)
@@ -475,7 +438,7 @@ class BlockStore:
                 if self._backend.authenticates_objects:
                     found: list[Any] = await self._backend.get_many(keys)
                 else:
-                    found = await self._backend.get_many_then(keys, _hashed)
+                    found = await self._backend.get_many_then(keys, hashed)
             except BackendError as exc:
                 found = [exc] * len(keys)
             for digest, key, result in zip(digests, keys, found, strict=True):

@@ -20,21 +20,11 @@ once (a group commit of the renames; see _write_group).
 Objects of 256 KiB and more are read with O_DIRECT into reused aligned buffers,
 past the page cache (see _read_direct).
 
-Not done, measured: a group commit of the fsyncs with syncfs(2) (two per batch
-instead of two per object) made writes through a mount on the same disk four
-times slower; syncfs also flushes the mount's staging files while it writes
-them, and everyone else's dirty data. So a group still fsyncs each object's
-file, with up to _GROUP_WRITERS threads at once; what it saves is the event
-loop's hand-offs and tasks (one per group, not per object). Written one after
-the other in the group's own thread instead, measured: 16 % less blockd CPU
-than that, but an untar through a mount 11 % slower (the disk's cache flushes
-of serial fsyncs no longer merge, and the mount's own fsyncs wait behind them).
-Also measured and not kept (8 KiB files on this ext4 without a journal, where
-each fsync writes the file's inode, bitmaps and new parent entry itself):
-O_TMPFILE + linkat (no temp name, no rename), creating a group's temp files
-before fsyncing any, or all in one staging directory (shared metadata blocks
-written once), with or without starting their writeback first: up to 1/4
-fewer disk writes, but no CPU or time saved that rose above the noise.
+Each object's file is still fsynced on its own (up to _GROUP_WRITERS at once):
+syncfs(2) also flushes everyone else's dirty data (writes through a mount on the
+same disk 4x slower), and serial fsyncs keep the disk's cache flushes from merging
+(an untar through a mount 11 % slower). Small objects packed into shared files
+would cut the per-file work the kernel does; not done.
 
 Must not: interpret objects or keys beyond their names; block the event loop;
 let an OSError escape (they are mapped to the errors of `base` here, once).
