@@ -199,13 +199,7 @@ class LocalBackend(Backend):
             raise BackendUnavailable(f"cannot quarantine {path}: {_describe(exc)}") from exc
 
     def _write_file(self, path: Path, data: Bytes) -> None:
-        tmp = self._write_temp(path, data)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        _move_into_place(self._write_temp(path, data), path)
         _fsync_dir(path.parent)
 
     def _write_temp(self, path: Path, data: Bytes) -> Path:
@@ -267,12 +261,7 @@ class LocalBackend(Backend):
         for place, tmp, path in temps:
             try:
                 with _write_errors(path):
-                    try:
-                        os.replace(tmp, path)
-                    except BaseException:
-                        with contextlib.suppress(OSError):
-                            os.unlink(tmp)
-                        raise
+                    _move_into_place(tmp, path)
                 renamed.setdefault(path.parent, []).append(place)
             except BackendError as exc:
                 out[place] = exc
@@ -519,6 +508,16 @@ def _scan(directory: Path, prefix: str) -> list[ObjectInfo]:
                 continue  # deleted while we looked
     infos.sort(key=lambda info: info.key)
     return infos
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Renames a durable temp file over its object's name; on failure the temp goes."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _fsync_dir(path: Path) -> None:
