@@ -16,6 +16,7 @@ import pytest
 
 from blockd.service import MAX_PACK_BLOCKS
 from fusefs.clients import BlockClient
+from fusefs.clients.blocks import PACK_BLOCK_BYTES, PACK_BLOCKS, PACK_BYTES, packs
 from protos import auth
 from protos.drive.v1 import blocks_pb2
 from protos.runtime import create_channel
@@ -213,3 +214,13 @@ def test_against_an_old_blockd_the_client_uploads_one_block_a_message(
         assert held(blocks_stub, everything) == everything
     finally:
         client.close()
+
+
+def test_the_client_packs_consecutive_small_blocks_in_order_and_large_ones_alone() -> None:
+    sizes = [10] * 70 + [PACK_BLOCK_BYTES] + [20] * 3 + [200 * 1024] * 7 + [5]
+    blocks = [(bytes([n % 256]) * 32, b"x" * size) for n, size in enumerate(sizes)]
+    made = list(packs(blocks))
+    assert [b for p in made for b in p] == blocks  # every block once, in order
+    # 64 small; the 6 left before a large one; it alone; small until about 1 MiB; the rest
+    assert [len(p) for p in made] == [PACK_BLOCKS, 6, 1, 9, 2]
+    assert all(sum(len(d) for _, d in p) <= PACK_BYTES + PACK_BLOCK_BYTES for p in made)
