@@ -6,15 +6,20 @@ against a blockd that predates packs (no block lost to an unknown field).
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import blake3
 import grpc
 import pytest
 
+from blockd.backends.base import Backend, BackendError, Bytes, WrappingBackend
+from blockd.backends.local import LocalBackend
 from blockd.service import MAX_PACK_BLOCKS
+from blockd.store import Block, BlockStore
 from fusefs.clients import BlockClient
 from fusefs.clients.blocks import PACK_BLOCK_BYTES, PACK_BLOCKS, PACK_BYTES, packs
 from protos import auth
@@ -224,3 +229,39 @@ def test_the_client_packs_consecutive_small_blocks_in_order_and_large_ones_alone
     # 64 small; the 6 left before a large one; it alone; small until about 1 MiB; the rest
     assert [len(p) for p in made] == [PACK_BLOCKS, 6, 1, 9, 2]
     assert all(sum(len(d) for _, d in p) <= PACK_BYTES + PACK_BLOCK_BYTES for p in made)
+
+
+class PutManySizes(WrappingBackend):
+    """Records how many blocks each put_many (one group write) carries."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self.sizes: list[int] = []
+
+    async def put_many(self, items: Sequence[tuple[str, Bytes]]) -> list[int | BackendError]:
+        self.sizes.append(len(items))
+        return await self.backend.put_many(items)
+
+
+def test_the_small_blocks_of_one_pack_are_written_as_one_group(tmp_path: Path) -> None:
+    # In process: the blocks of a pack reach the store in one turn of the loop.
+    first, second = blocks_of(*[100] * 40, seed=12), blocks_of(*[100] * 30, seed=13)
+
+    async def packs_arriving() -> AsyncIterator[Block]:
+        for pack in (first, second):
+            for data in pack:
+                yield Block(h(data), data)
+            await asyncio.sleep(0.05)  # the next message comes later
+
+    async def main() -> list[int]:
+        backend = PutManySizes(await LocalBackend.open(tmp_path))
+        store = await BlockStore.open(backend)
+        try:
+            summary = await store.put_stream(packs_arriving())
+            assert summary.blocks_stored == 70
+        finally:
+            await store.close()
+            await backend.close()
+        return backend.sizes
+
+    assert asyncio.run(main()) == [40, 30]
