@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
 import grpc
@@ -30,9 +31,10 @@ from blockd.storeerrors import (
     StoreUnavailable,
     check_hash,
 )
+from blockd.validblocks import MAX_BLOCK_BYTES
 from protos import auth
 from protos.drive.v1 import blocks_pb2, blocks_pb2_grpc
-from protos.wire import block_bytes, read_block
+from protos.wire import TooManyBlocks, block_bytes, read_block, read_pack
 
 # How long a failed write waits for grpc to deliver the client's cancellation.
 _CANCEL_NOTICE_SECONDS = 1.0
@@ -40,6 +42,9 @@ _CANCEL_NOTICE_SECONDS = 1.0
 MAX_FIND_HASHES = 100_000
 MAX_DOWNLOAD_HASHES = 1_000
 MAX_SCRUB_HASHES = 100_000
+# Blocks one UploadPack may hold, and their bytes in all (no more than one Upload message).
+MAX_PACK_BLOCKS = 256
+MAX_PACK_BYTES = MAX_BLOCK_BYTES
 
 _STATUS: dict[type[StoreError], grpc.StatusCode] = {
     InvalidBlock: grpc.StatusCode.INVALID_ARGUMENT,
@@ -110,6 +115,35 @@ def _upload_request(raw: bytes) -> Block:
     return Block(*read_block(raw))
 
 
+@dataclass(frozen=True, slots=True)
+class _PackRefused:
+    """An UploadPack over the limits: the call ends with this status.
+
+    Returned by the deserializer rather than raised: protos.guard makes what a
+    deserializer raises INVALID_ARGUMENT (as it does a malformed pack), and a
+    limit is RESOURCE_EXHAUSTED as for every other request."""
+
+    code: grpc.StatusCode
+    message: str
+
+
+def _upload_pack(raw: bytes) -> list[Block] | _PackRefused:
+    """An UploadPack as the store's Blocks (views of raw), or why it is refused.
+
+    Raises MalformedMessage (see _PackRefused)."""
+    try:
+        blocks = [Block(*b) for b in read_pack(raw, MAX_PACK_BLOCKS)]
+    except TooManyBlocks as exc:
+        return _PackRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    total = sum(len(b.data) for b in blocks)
+    if total > MAX_PACK_BYTES:
+        return _PackRefused(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{total} bytes of blocks in one pack; the limit is {MAX_PACK_BYTES}",
+        )
+    return blocks
+
+
 def add_to_server(service: BlocksService, server: grpc.aio.Server) -> None:
     """What the generated add_BlocksServicer_to_server does, with the two methods that
     carry blocks on raw bytes: an Upload's block arrives without a copy, a Download's
@@ -124,6 +158,11 @@ def add_to_server(service: BlocksService, server: grpc.aio.Server) -> None:
         "Upload": grpc.stream_unary_rpc_method_handler(
             service.Upload,
             request_deserializer=_upload_request,
+            response_serializer=pb.UploadResponse.SerializeToString,
+        ),
+        "UploadPacked": grpc.stream_unary_rpc_method_handler(
+            service.UploadPacked,
+            request_deserializer=_upload_pack,
             response_serializer=pb.UploadResponse.SerializeToString,
         ),
         "Download": grpc.unary_stream_rpc_method_handler(
@@ -197,11 +236,41 @@ class BlocksService(blocks_pb2_grpc.BlocksServicer):
         self, request_iterator: AsyncIterable[Block], context: grpc.aio.ServicerContext
     ) -> blocks_pb2.UploadResponse:
         blocks = (block async for block in request_iterator)  # see add_to_server
+        return await self._upload(blocks, context)
+
+    async def UploadPacked(
+        self,
+        request_iterator: AsyncIterable[list[Block] | _PackRefused],
+        context: grpc.aio.ServicerContext,
+    ) -> blocks_pb2.UploadResponse:
+        """Upload, its blocks several to a message: one stream of blocks for the store."""
+        refused: _PackRefused | None = None
+
+        async def blocks() -> AsyncIterator[Block]:
+            nonlocal refused
+            async for pack in request_iterator:
+                if isinstance(pack, _PackRefused):
+                    refused = pack  # the blocks before it are finished, as after a bad block
+                    return
+                for block in pack:
+                    yield block
+
+        return await self._upload(blocks(), context, lambda: refused)
+
+    async def _upload(
+        self,
+        blocks: AsyncIterator[Block],
+        context: grpc.aio.ServicerContext,
+        refused: Callable[[], _PackRefused | None] = lambda: None,
+    ) -> blocks_pb2.UploadResponse:
+        """Stores the blocks; receipts for them all, or the error of the first bad one."""
         held: list[tuple[bytes, int]] = []  # verified and stored: the caller had these bytes
         try:
             summary = await self._store.put_stream(blocks, held)
         except StoreError as exc:
             await _abort(context, exc)
+        if (refusal := refused()) is not None:
+            await context.abort(refusal.code, refusal.message)
         receipts = self._access.receipts(auth.caller().user_id, held)
         return blocks_pb2.UploadResponse(
             blocks_received=summary.blocks_received,

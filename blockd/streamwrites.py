@@ -4,7 +4,8 @@ Owns: how a stream's blocks go to the store's writes: a large block in a task
 of its own; small blocks in groups, one backend call (put_many) per group, at
 most GROUPS_IN_FLIGHT groups at once, the blocks that arrive meanwhile forming
 the next one (so a slow disk makes larger groups, not more waits, and a lone
-block goes at once); all within a window of bytes in flight. Also which error
+block goes at the loop's next turn: the blocks of one UploadPack, added in one
+turn, go as one group); all within a window of bytes in flight. Also which error
 a stream ends with (that of its earliest failing block) and what it stored.
 
 Must not: verify, dedup, count or write a block itself (the callables the
@@ -56,6 +57,7 @@ class StreamWrites:
         self._groups: set[asyncio.Task[list[StoreError | None]]] = set()  # those writing groups
         self._forming: list[tuple[int, Any, Claim]] = []  # the next group
         self._failures: list[tuple[int, BaseException]] = []
+        self._send_soon = False  # a _send_group is scheduled for the loop's next turn
 
     def failed(self) -> bool:
         """Whether a block has failed: no further block is to be added."""
@@ -74,7 +76,12 @@ class StreamWrites:
         self._in_flight += size
         if claim is not None:
             self._forming.append((position, block, claim))
-            self._send_group(force=len(self._forming) >= GROUP_MAX_BLOCKS)
+            if len(self._forming) >= GROUP_MAX_BLOCKS:
+                self._send_group(force=True)
+            elif not self._send_soon:
+                # At the loop's next turn: the blocks added before it (a pack's) join this one.
+                self._send_soon = True
+                asyncio.get_running_loop().call_soon(self._sent_soon)
         else:
             task = asyncio.create_task(self._put(block))
             self._pending[task] = [(position, size, block.hash)]
@@ -101,6 +108,10 @@ class StreamWrites:
     def raise_first_failure(self) -> None:
         if self._failures:
             raise min(self._failures, key=lambda failure: failure[0])[1]
+
+    def _sent_soon(self) -> None:
+        self._send_soon = False
+        self._send_group()
 
     def _send_group(self, force: bool = False) -> None:
         if not self._forming or not (force or len(self._groups) < GROUPS_IN_FLIGHT):

@@ -1,4 +1,4 @@
-"""drive.v1.Block and UploadRequest straight from and to the bytes on the wire.
+"""drive.v1.Block, UploadRequest and UploadPack straight from and to the bytes on the wire.
 
 A block is a megabyte or so. protobuf's parser copies it into the message,
 and reading the field copies it out again; serializing copies it twice more;
@@ -7,18 +7,24 @@ peers moving blocks at disk speed that is most of their work. Both messages
 are the same two bytes fields (hash = 1, data = 2), so the parties moving
 blocks read and write them here instead, by the protobuf wire format (a
 varint key, then for bytes a varint length): data read is a view of the
-received bytes, never a copy, and data written is copied once.
+received bytes, never a copy, and data written is copied once. An
+UploadPack is UploadRequests in its field 1, read and written the same way.
 """
 
 from __future__ import annotations
 
 _HASH_FIELD = 1
 _DATA_FIELD = 2
+_PACK_FIELD = 1  # UploadPack.blocks
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 
 
 class MalformedMessage(ValueError):
     """The bytes are not a protobuf message."""
+
+
+class TooManyBlocks(ValueError):
+    """An UploadPack holds more blocks than the reader accepts."""
 
 
 def block_bytes(digest: bytes, data: bytes | memoryview) -> bytes:
@@ -35,7 +41,7 @@ def block_bytes(digest: bytes, data: bytes | memoryview) -> bytes:
     )
 
 
-def read_block(raw: bytes) -> tuple[bytes, memoryview]:
+def read_block(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
     """(hash, data) of a serialized drive.v1.Block or UploadRequest; data is a view into raw.
 
     Follows protobuf's rules: fields in any order, the last of a repeated
@@ -69,7 +75,51 @@ def read_block(raw: bytes) -> tuple[bytes, memoryview]:
     return digest, data
 
 
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+def pack_bytes(blocks: list[tuple[bytes, bytes | memoryview]]) -> bytes:
+    """A serialized drive.v1.UploadPack of these blocks (their data copied once)."""
+    parts: list[bytes | memoryview] = []
+    for digest, data in blocks:
+        head = b"".join((_key(_HASH_FIELD), _varint_bytes(len(digest)), digest, _key(_DATA_FIELD)))
+        size = _varint_bytes(len(data))
+        parts += (_key(_PACK_FIELD), _varint_bytes(len(head) + len(size) + len(data)), head, size)
+        parts.append(data)
+    return b"".join(parts)
+
+
+def read_pack(raw: bytes, max_blocks: int) -> list[tuple[bytes, memoryview]]:
+    """The (hash, data) of a serialized drive.v1.UploadPack, each data a view into raw.
+
+    Raises TooManyBlocks past max_blocks (before reading further), MalformedMessage.
+    """
+    view = memoryview(raw)
+    blocks: list[tuple[bytes, memoryview]] = []
+    pos, end = 0, len(raw)
+    while pos < end:
+        key, pos = _varint(raw, pos)
+        field, wire = key >> 3, key & 7
+        if wire == _LENGTH:
+            size, pos = _varint(raw, pos)
+            if pos + size > end:
+                raise MalformedMessage("a field runs past the end of the message")
+            if field == _PACK_FIELD:
+                if len(blocks) == max_blocks:
+                    raise TooManyBlocks(f"over {max_blocks} blocks in one pack")
+                blocks.append(read_block(view[pos : pos + size]))
+            pos += size
+        elif wire == _VARINT:
+            _, pos = _varint(raw, pos)
+        elif wire == _FIXED64:
+            pos += 8
+        elif wire == _FIXED32:
+            pos += 4
+        else:
+            raise MalformedMessage(f"wire type {wire} is not one a pack may hold")
+    if pos != end:
+        raise MalformedMessage("a field runs past the end of the message")
+    return blocks
+
+
+def _varint(raw: bytes | memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(raw) or shift > 63:

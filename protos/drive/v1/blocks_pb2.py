@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/drive/v1/blocks.proto\x12\x08\x64rive.v1\"<\n\x05Grant\x12\r\n\x05grant\x18\x01 \x01(\x0c\x12\x11\n\texpires_s\x18\x02 \x01(\x03\x12\x11\n\tissued_ms\x18\x03 \x01(\x03\"2\n\x07Receipt\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0b\n\x03mac\x18\x03 \x01(\x0c\"j\n\x12\x46indMissingRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x1f\n\x06grants\x18\x02 \x03(\x0b\x32\x0f.drive.v1.Grant\x12#\n\x08receipts\x18\x03 \x03(\x0b\x32\x11.drive.v1.Receipt\"&\n\x13\x46indMissingResponse\x12\x0f\n\x07missing\x18\x01 \x03(\x0c\"+\n\rUploadRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x93\x01\n\x0eUploadResponse\x12\x17\n\x0f\x62locks_received\x18\x01 \x01(\x03\x12\x15\n\rblocks_stored\x18\x02 \x01(\x03\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x03\x12\x14\n\x0c\x62ytes_stored\x18\x04 \x01(\x03\x12#\n\x08receipts\x18\x05 \x03(\x0b\x32\x11.drive.v1.Receipt\"B\n\x0f\x44ownloadRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x1f\n\x06grants\x18\x02 \x03(\x0b\x32\x0f.drive.v1.Grant\"#\n\x05\x42lock\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x11\n\x0fGetStatsRequest\"\x92\x01\n\nStoreStats\x12\x14\n\x0cobject_count\x18\x01 \x01(\x03\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x03\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x03\x12\x17\n\x0f\x62locks_received\x18\x04 \x01(\x03\x12\x12\n\nbytes_sent\x18\x05 \x01(\x03\x12\x13\n\x0b\x62locks_sent\x18\x06 \x01(\x03\"?\n\x15\x43ollectGarbageRequest\x12\x15\n\rgrace_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"i\n\x0fGarbageProgress\x12\x0f\n\x07scanned\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x03\x12\x17\n\x0f\x62ytes_reclaimed\x18\x04 \x01(\x03\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"\x1e\n\x0cScrubRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"?\n\x0c\x42lockProblem\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0f\n\x07problem\x18\x02 \x01(\t\x12\x10\n\x08repaired\x18\x03 \x01(\x08\"\x83\x01\n\rScrubProgress\x12\x0f\n\x07\x63hecked\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12(\n\x08problems\x18\x03 \x03(\x0b\x32\x16.drive.v1.BlockProblem\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\x1a\n\x12referenced_checked\x18\x05 \x01(\x03\x32\x96\x03\n\x06\x42locks\x12J\n\x0b\x46indMissing\x12\x1c.drive.v1.FindMissingRequest\x1a\x1d.drive.v1.FindMissingResponse\x12=\n\x06Upload\x12\x17.drive.v1.UploadRequest\x1a\x18.drive.v1.UploadResponse(\x01\x12\x38\n\x08\x44ownload\x12\x19.drive.v1.DownloadRequest\x1a\x0f.drive.v1.Block0\x01\x12;\n\x08GetStats\x12\x19.drive.v1.GetStatsRequest\x1a\x14.drive.v1.StoreStats\x12N\n\x0e\x43ollectGarbage\x12\x1f.drive.v1.CollectGarbageRequest\x1a\x19.drive.v1.GarbageProgress0\x01\x12:\n\x05Scrub\x12\x16.drive.v1.ScrubRequest\x1a\x17.drive.v1.ScrubProgress0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/drive/v1/blocks.proto\x12\x08\x64rive.v1\"<\n\x05Grant\x12\r\n\x05grant\x18\x01 \x01(\x0c\x12\x11\n\texpires_s\x18\x02 \x01(\x03\x12\x11\n\tissued_ms\x18\x03 \x01(\x03\"2\n\x07Receipt\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0b\n\x03mac\x18\x03 \x01(\x0c\"j\n\x12\x46indMissingRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x1f\n\x06grants\x18\x02 \x03(\x0b\x32\x0f.drive.v1.Grant\x12#\n\x08receipts\x18\x03 \x03(\x0b\x32\x11.drive.v1.Receipt\"&\n\x13\x46indMissingResponse\x12\x0f\n\x07missing\x18\x01 \x03(\x0c\"+\n\rUploadRequest\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"5\n\nUploadPack\x12\'\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x17.drive.v1.UploadRequest\"\x93\x01\n\x0eUploadResponse\x12\x17\n\x0f\x62locks_received\x18\x01 \x01(\x03\x12\x15\n\rblocks_stored\x18\x02 \x01(\x03\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x03\x12\x14\n\x0c\x62ytes_stored\x18\x04 \x01(\x03\x12#\n\x08receipts\x18\x05 \x03(\x0b\x32\x11.drive.v1.Receipt\"B\n\x0f\x44ownloadRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x1f\n\x06grants\x18\x02 \x03(\x0b\x32\x0f.drive.v1.Grant\"#\n\x05\x42lock\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x11\n\x0fGetStatsRequest\"\x92\x01\n\nStoreStats\x12\x14\n\x0cobject_count\x18\x01 \x01(\x03\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x03\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x03\x12\x17\n\x0f\x62locks_received\x18\x04 \x01(\x03\x12\x12\n\nbytes_sent\x18\x05 \x01(\x03\x12\x13\n\x0b\x62locks_sent\x18\x06 \x01(\x03\"?\n\x15\x43ollectGarbageRequest\x12\x15\n\rgrace_seconds\x18\x01 \x01(\x03\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"i\n\x0fGarbageProgress\x12\x0f\n\x07scanned\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x03\x12\x17\n\x0f\x62ytes_reclaimed\x18\x04 \x01(\x03\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"\x1e\n\x0cScrubRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"?\n\x0c\x42lockProblem\x12\x0c\n\x04hash\x18\x01 \x01(\x0c\x12\x0f\n\x07problem\x18\x02 \x01(\t\x12\x10\n\x08repaired\x18\x03 \x01(\x08\"\x83\x01\n\rScrubProgress\x12\x0f\n\x07\x63hecked\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12(\n\x08problems\x18\x03 \x03(\x0b\x32\x16.drive.v1.BlockProblem\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\x1a\n\x12referenced_checked\x18\x05 \x01(\x03\x32\xd8\x03\n\x06\x42locks\x12J\n\x0b\x46indMissing\x12\x1c.drive.v1.FindMissingRequest\x1a\x1d.drive.v1.FindMissingResponse\x12=\n\x06Upload\x12\x17.drive.v1.UploadRequest\x1a\x18.drive.v1.UploadResponse(\x01\x12@\n\x0cUploadPacked\x12\x14.drive.v1.UploadPack\x1a\x18.drive.v1.UploadResponse(\x01\x12\x38\n\x08\x44ownload\x12\x19.drive.v1.DownloadRequest\x1a\x0f.drive.v1.Block0\x01\x12;\n\x08GetStats\x12\x19.drive.v1.GetStatsRequest\x1a\x14.drive.v1.StoreStats\x12N\n\x0e\x43ollectGarbage\x12\x1f.drive.v1.CollectGarbageRequest\x1a\x19.drive.v1.GarbageProgress0\x01\x12:\n\x05Scrub\x12\x16.drive.v1.ScrubRequest\x1a\x17.drive.v1.ScrubProgress0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,26 +41,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINDMISSINGRESPONSE']._serialized_end=302
   _globals['_UPLOADREQUEST']._serialized_start=304
   _globals['_UPLOADREQUEST']._serialized_end=347
-  _globals['_UPLOADRESPONSE']._serialized_start=350
-  _globals['_UPLOADRESPONSE']._serialized_end=497
-  _globals['_DOWNLOADREQUEST']._serialized_start=499
-  _globals['_DOWNLOADREQUEST']._serialized_end=565
-  _globals['_BLOCK']._serialized_start=567
-  _globals['_BLOCK']._serialized_end=602
-  _globals['_GETSTATSREQUEST']._serialized_start=604
-  _globals['_GETSTATSREQUEST']._serialized_end=621
-  _globals['_STORESTATS']._serialized_start=624
-  _globals['_STORESTATS']._serialized_end=770
-  _globals['_COLLECTGARBAGEREQUEST']._serialized_start=772
-  _globals['_COLLECTGARBAGEREQUEST']._serialized_end=835
-  _globals['_GARBAGEPROGRESS']._serialized_start=837
-  _globals['_GARBAGEPROGRESS']._serialized_end=942
-  _globals['_SCRUBREQUEST']._serialized_start=944
-  _globals['_SCRUBREQUEST']._serialized_end=974
-  _globals['_BLOCKPROBLEM']._serialized_start=976
-  _globals['_BLOCKPROBLEM']._serialized_end=1039
-  _globals['_SCRUBPROGRESS']._serialized_start=1042
-  _globals['_SCRUBPROGRESS']._serialized_end=1173
-  _globals['_BLOCKS']._serialized_start=1176
-  _globals['_BLOCKS']._serialized_end=1582
+  _globals['_UPLOADPACK']._serialized_start=349
+  _globals['_UPLOADPACK']._serialized_end=402
+  _globals['_UPLOADRESPONSE']._serialized_start=405
+  _globals['_UPLOADRESPONSE']._serialized_end=552
+  _globals['_DOWNLOADREQUEST']._serialized_start=554
+  _globals['_DOWNLOADREQUEST']._serialized_end=620
+  _globals['_BLOCK']._serialized_start=622
+  _globals['_BLOCK']._serialized_end=657
+  _globals['_GETSTATSREQUEST']._serialized_start=659
+  _globals['_GETSTATSREQUEST']._serialized_end=676
+  _globals['_STORESTATS']._serialized_start=679
+  _globals['_STORESTATS']._serialized_end=825
+  _globals['_COLLECTGARBAGEREQUEST']._serialized_start=827
+  _globals['_COLLECTGARBAGEREQUEST']._serialized_end=890
+  _globals['_GARBAGEPROGRESS']._serialized_start=892
+  _globals['_GARBAGEPROGRESS']._serialized_end=997
+  _globals['_SCRUBREQUEST']._serialized_start=999
+  _globals['_SCRUBREQUEST']._serialized_end=1029
+  _globals['_BLOCKPROBLEM']._serialized_start=1031
+  _globals['_BLOCKPROBLEM']._serialized_end=1094
+  _globals['_SCRUBPROGRESS']._serialized_start=1097
+  _globals['_SCRUBPROGRESS']._serialized_end=1228
+  _globals['_BLOCKS']._serialized_start=1231
+  _globals['_BLOCKS']._serialized_end=1703
 # @@protoc_insertion_point(module_scope)

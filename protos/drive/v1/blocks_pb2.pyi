@@ -50,6 +50,12 @@ class UploadRequest(_message.Message):
     data: bytes
     def __init__(self, hash: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class UploadPack(_message.Message):
+    __slots__ = ("blocks",)
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    blocks: _containers.RepeatedCompositeFieldContainer[UploadRequest]
+    def __init__(self, blocks: _Optional[_Iterable[_Union[UploadRequest, _Mapping]]] = ...) -> None: ...
+
 class UploadResponse(_message.Message):
     __slots__ = ("blocks_received", "blocks_stored", "bytes_received", "bytes_stored", "receipts")
     BLOCKS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
