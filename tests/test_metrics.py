@@ -68,7 +68,7 @@ def test_blockd_counts_uploads_their_bytes_and_refusals(measured) -> None:
     finally:
         liar.close()
     after = _scrape(ports["blockd"])
-    upload = "/drive.v1.Blocks/Upload"
+    upload = "/drive.v1.Blocks/UploadPacked"  # what BlockClient sends blocks with
     assert _rpcs(after, upload, "OK") == _rpcs(before, upload, "OK") + 1
     received = ("drive_received_bytes_total", ())
     assert after[received] == before.get(received, 0) + len(data)
