@@ -13,6 +13,8 @@ UploadPack is UploadRequests in its field 1, read and written the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 _HASH_FIELD = 1
 _DATA_FIELD = 2
 _PACK_FIELD = 1  # UploadPack.blocks
@@ -29,16 +31,7 @@ class TooManyBlocks(ValueError):
 
 def block_bytes(digest: bytes, data: bytes | memoryview) -> bytes:
     """A serialized drive.v1.Block (or UploadRequest) of these fields."""
-    return b"".join(
-        (
-            _key(_HASH_FIELD),
-            _varint_bytes(len(digest)),
-            digest,
-            _key(_DATA_FIELD),
-            _varint_bytes(len(data)),
-            data,
-        )
-    )
+    return b"".join(_block_parts(digest, data))
 
 
 def read_block(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
@@ -49,29 +42,11 @@ def read_block(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
     """
     view = memoryview(raw)
     digest, data = b"", view[0:0]
-    pos, end = 0, len(raw)
-    while pos < end:
-        key, pos = _varint(raw, pos)
-        field, wire = key >> 3, key & 7
-        if wire == _LENGTH:
-            size, pos = _varint(raw, pos)
-            if pos + size > end:
-                raise MalformedMessage("a field runs past the end of the message")
-            if field == _HASH_FIELD:
-                digest = bytes(view[pos : pos + size])
-            elif field == _DATA_FIELD:
-                data = view[pos : pos + size]
-            pos += size
-        elif wire == _VARINT:
-            _, pos = _varint(raw, pos)
-        elif wire == _FIXED64:
-            pos += 8
-        elif wire == _FIXED32:
-            pos += 4
-        else:
-            raise MalformedMessage(f"wire type {wire} is not one a Block may hold")
-    if pos != end:
-        raise MalformedMessage("a field runs past the end of the message")
+    for field, start, stop in _length_fields(raw, "a Block"):
+        if field == _HASH_FIELD:
+            digest = bytes(view[start:stop])
+        elif field == _DATA_FIELD:
+            data = view[start:stop]
     return digest, data
 
 
@@ -79,10 +54,8 @@ def pack_bytes(blocks: list[tuple[bytes, bytes | memoryview]]) -> bytes:
     """A serialized drive.v1.UploadPack of these blocks (their data copied once)."""
     parts: list[bytes | memoryview] = []
     for digest, data in blocks:
-        head = b"".join((_key(_HASH_FIELD), _varint_bytes(len(digest)), digest, _key(_DATA_FIELD)))
-        size = _varint_bytes(len(data))
-        parts += (_key(_PACK_FIELD), _varint_bytes(len(head) + len(size) + len(data)), head, size)
-        parts.append(data)
+        block = _block_parts(digest, data)
+        parts += (_key(_PACK_FIELD), _varint_bytes(sum(len(part) for part in block)), *block)
     return b"".join(parts)
 
 
@@ -93,6 +66,30 @@ def read_pack(raw: bytes, max_blocks: int) -> list[tuple[bytes, memoryview]]:
     """
     view = memoryview(raw)
     blocks: list[tuple[bytes, memoryview]] = []
+    for field, start, stop in _length_fields(raw, "a pack"):
+        if field == _PACK_FIELD:
+            if len(blocks) == max_blocks:
+                raise TooManyBlocks(f"over {max_blocks} blocks in one pack")
+            blocks.append(read_block(view[start:stop]))
+    return blocks
+
+
+def _block_parts(digest: bytes, data: bytes | memoryview) -> list[bytes | memoryview]:
+    """A Block's fields as wire bytes: its keys, lengths and digest, then data itself."""
+    return [
+        _key(_HASH_FIELD),
+        _varint_bytes(len(digest)),
+        digest,
+        _key(_DATA_FIELD),
+        _varint_bytes(len(data)),
+        data,
+    ]
+
+
+def _length_fields(raw: bytes | memoryview, what: str) -> Iterator[tuple[int, int, int]]:
+    """(field, start, stop) of each length-delimited field of a message, in order; the
+    other wire types are skipped. Raises MalformedMessage (naming what) for bytes that
+    are not a message."""
     pos, end = 0, len(raw)
     while pos < end:
         key, pos = _varint(raw, pos)
@@ -101,10 +98,7 @@ def read_pack(raw: bytes, max_blocks: int) -> list[tuple[bytes, memoryview]]:
             size, pos = _varint(raw, pos)
             if pos + size > end:
                 raise MalformedMessage("a field runs past the end of the message")
-            if field == _PACK_FIELD:
-                if len(blocks) == max_blocks:
-                    raise TooManyBlocks(f"over {max_blocks} blocks in one pack")
-                blocks.append(read_block(view[pos : pos + size]))
+            yield field, pos, pos + size
             pos += size
         elif wire == _VARINT:
             _, pos = _varint(raw, pos)
@@ -113,10 +107,9 @@ def read_pack(raw: bytes, max_blocks: int) -> list[tuple[bytes, memoryview]]:
         elif wire == _FIXED32:
             pos += 4
         else:
-            raise MalformedMessage(f"wire type {wire} is not one a pack may hold")
+            raise MalformedMessage(f"wire type {wire} is not one {what} may hold")
     if pos != end:
         raise MalformedMessage("a field runs past the end of the message")
-    return blocks
 
 
 def _varint(raw: bytes | memoryview, pos: int) -> tuple[int, int]:
