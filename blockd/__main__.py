@@ -14,7 +14,6 @@ they raise at start.
 from __future__ import annotations
 
 import asyncio
-import gc
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +26,7 @@ from protos.runtime import (
     BindError,
     configure_logging,
     limit_malloc_arenas,
+    quiet_garbage_collector,
     stop_with_parent,
 )
 from protos.tls import TlsError
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rotate_key(args[1:])
     config = parse_args(args)
     configure_logging(config.log_level, config.log_file)
-    quiet_garbage_collector()
+    quiet_garbage_collector(GC_YOUNG_THRESHOLD)
     try:
         asyncio.run(run(config))
     except (BindError, BackendSetupError, keys.KeyFileError, AuthKeyError, TlsError) as exc:
@@ -65,22 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Allocations between two collections of the youngest objects (Python's default: 700).
+# Each block served makes a few dozen short-lived objects: with the defaults the
+# collector ran every few blocks and, every hundred runs, walked every object loaded
+# (gRPC, protobuf, cryptography): ~6 % of blockd's CPU on a cold read.
 GC_YOUNG_THRESHOLD = 20_000
-
-
-def quiet_garbage_collector() -> None:
-    """Fewer and shorter runs of the cycle collector while blocks stream through.
-
-    Each block served makes a few dozen short-lived objects (futures, tasks, tuples),
-    so with Python's defaults the collector ran every few blocks and, every hundred
-    runs, walked every object loaded (gRPC, protobuf, cryptography): ~6 % of blockd's
-    CPU on a cold read. What was loaded at start is frozen out of its walks (gc.freeze)
-    and the youngest objects are collected every GC_YOUNG_THRESHOLD allocations.
-    Cycles are still collected; the memory they hold meanwhile is a few MiB at most.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def rotate_key(argv: Sequence[str]) -> int:

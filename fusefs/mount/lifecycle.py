@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
 import logging
 import os
 import secrets
@@ -38,6 +37,7 @@ from fusefs.mount.synchronizer import Synchronizer
 from fusefs.mount.vfs import Vfs
 from fusefs.mountpoints import DEFAULT_CACHE_BYTES, MountError, check_mountpoint
 from protos import metrics
+from protos.runtime import quiet_garbage_collector
 from protos.tls import Trust
 
 log = logging.getLogger(__name__)
@@ -244,13 +244,11 @@ async def _serve(
     # as the mount: kept out of the collector's full passes, which took 30-55 ms each in
     # the first seconds of a mount (a stall in stat after remount). Before the folder
     # appears: the collection itself took 20-65 ms, which the first request waited for.
-    gc.collect()
-    gc.freeze()
     # Requests make many short-lived containers (nodes as shown, rows, replies): a young
     # pass every 700 of them made ~380 passes and 2-3 full ones (70-100 ms each, requests
     # waiting) per 10,000 entries untarred, 0.26-0.33 s of CPU; every 10,000: ~10 young
     # passes and no full one, 0.035 s (kernel-free untar of 10,000 entries).
-    gc.set_threshold(GC_YOUNG_ALLOCATIONS, 10, 10)
+    quiet_garbage_collector(GC_YOUNG_ALLOCATIONS)
     try:
         pyfuse3.init(ops, str(config.mountpoint), options)
     except RuntimeError as exc:
